@@ -1,0 +1,24 @@
+// Where the server's TUF repository lives on its artifact HTTPS server, so that the
+// publisher and the agent agree on URLs. Consistent snapshots are on (TUF spec 5.5.3,
+// 5.6.3, 5.7.3): metadata is fetched as VERSION.ROLE.json and targets as
+// DIR/HASH.BASENAME, so a client never mixes files from two repository versions.
+
+export const TUF_METADATA_PREFIX = '/tuf/metadata/';
+export const TUF_TARGETS_PREFIX = '/tuf/targets/';
+
+/** `name/version/file`: the TUF target path of one artifact version. */
+export function artifactTargetPath(name: string, version: string, fileName: string): string {
+  return `${name}/${version}/${fileName}`;
+}
+
+/** The hash-prefixed path a consistent-snapshot repository serves a target under. */
+export function hashPrefixedTargetPath(targetPath: string, sha256: string): string {
+  const slash = targetPath.lastIndexOf('/');
+  const dir = slash >= 0 ? targetPath.slice(0, slash + 1) : '';
+  const base = slash >= 0 ? targetPath.slice(slash + 1) : targetPath;
+  return `${dir}${sha256}.${base}`;
+}
+
+/** Artifact names and versions end up in paths and URLs: keep them to a safe alphabet. */
+export const ARTIFACT_NAME = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
+export const ARTIFACT_VERSION = /^[A-Za-z0-9]([A-Za-z0-9._+-]{0,62}[A-Za-z0-9])?$/;

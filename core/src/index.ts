@@ -1,0 +1,33 @@
+// @meshanics/core: the agent runtime and the plugin kit.
+export * from './contract/index.js';
+export { Agent, type AgentOptions, type ValidatedAssignment } from './agent.js';
+export { assignmentFromMessage, type Assignment } from './assignment.js';
+export { ERROR_CODES, MeshError, reasonOf, type ErrorCode } from './errors.js';
+export { ARTIFACT_STAGES, createHooks, type AgentHooks, type ArtifactStage } from './hooks.js';
+export type {
+  ArtifactContext,
+  InstalledArtifactRecord,
+  MeshanicsPlugin,
+  PluginProvides,
+  ProbeAttemptContext,
+  ProbeResult,
+  RollbackContext,
+  TransitionEvent,
+  VerifiedTarget,
+} from './plugin.js';
+export { runPipeline } from './pipeline.js';
+export { recoverInterrupted } from './recovery.js';
+export { Reconciler } from './reconciler.js';
+export { runProbe, attemptSpacingSeconds, type ProbeOutcome } from './probe-runner.js';
+export { AgentStateStore, type AgentStateData, type PendingReport } from './state/agent-state.js';
+export type { TargetSource } from './target-source.js';
+export { TufTargetSource, type TufTargetSourceOptions } from './tuf/tuf-target-source.js';
+export { DeviceClient } from './runtime/device-client.js';
+export { AgentDaemon, type DaemonExit } from './runtime/agent-daemon.js';
+export { StatusReporter } from './runtime/status-reporter.js';
+export { DEFAULT_PLUGINS, loadPlugins } from './plugin-loader.js';
+export type { DeviceTlsMaterial } from './transport/tls.js';
+// The plugin kit: shared behaviour for plugin authors.
+export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists } from './kit/atomic-file.js';
+export { swapIn, swapBack, removeSwapLeftovers, type SwapRecord, type SwapInOptions } from './kit/atomic-swap.js';
+export { abortableSleep } from './kit/sleep.js';

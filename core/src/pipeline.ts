@@ -1,0 +1,217 @@
+// One assignment through the stages:
+//   validate -> DOWNLOADING -> VERIFYING -> APPLYING -> probe -> HEALTHY
+//                                                            \-> ROLLED_BACK (every attempt failed)
+//   any failure before the swap, or a failed apply            -> FAILED (nothing changed)
+// Every phase is recorded in the in-flight journal before it starts, so an agent restarted at
+// any point knows what to undo (recovery.ts).
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Agent } from './agent.js';
+import type { Assignment } from './assignment.js';
+import { MeshError, reasonOf } from './errors.js';
+import type { ArtifactStage } from './hooks.js';
+import type { ArtifactContext, InstalledArtifactRecord, RollbackContext } from './plugin.js';
+import { runProbe } from './probe-runner.js';
+import type { InflightPhase } from './state/agent-state.js';
+import type { ArtifactState } from './contract/messages.js';
+
+/** Calls one stage hook, wrapping a plugin's error with the hook's name (its cause kept). */
+export async function callStage(agent: Agent, stage: ArtifactStage, ctx: ArtifactContext | RollbackContext): Promise<void> {
+  const kind = ctx.assignment.kind;
+  const hook = agent.hooks[stage].get(kind);
+  if (!hook) return;
+  try {
+    await hook.promise(ctx as RollbackContext);
+  } catch (err) {
+    throw new MeshError('MESH_ERR_PLUGIN_FAILED', `${stage} hook for kind "${kind}" failed: ${(err as Error)?.message ?? String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+export function stagingDirOf(agent: Agent, assignmentId: string): string {
+  return path.join(agent.dataDir, 'staging', assignmentId.replace(/[^A-Za-z0-9_-]/g, '_'));
+}
+
+export function createContext(
+  agent: Agent,
+  assignment: Assignment,
+  spec: unknown,
+  previous: InstalledArtifactRecord | undefined,
+  pluginState: Record<string, unknown>,
+  signal: AbortSignal,
+): ArtifactContext {
+  const log = agent.log.child({ assignmentId: assignment.assignmentId, artifact: assignment.name, version: assignment.version });
+  const ctx: ArtifactContext = {
+    assignment,
+    spec,
+    dataDir: agent.dataDir,
+    stagingDir: stagingDirOf(agent, assignment.assignmentId),
+    stagedFile: undefined,
+    target: undefined,
+    previous,
+    pluginState,
+    checkpoint: async (state) => {
+      ctx.pluginState = { ...ctx.pluginState, ...state };
+      await agent.state.update((draft) => {
+        const inflight = draft.inflight[assignment.name];
+        if (inflight) inflight.pluginState = ctx.pluginState;
+      });
+    },
+    reportProgress: (done, total) => {
+      agent
+        .transition(assignment, 'DOWNLOADING', '', { bytesDone: done, bytesTotal: total })
+        .catch((err: unknown) => log.error({ err }, 'could not record download progress'));
+    },
+    signal,
+    log,
+  };
+  return ctx;
+}
+
+function setPhase(agent: Agent, name: string, phase: InflightPhase, extra: { pluginState?: Record<string, unknown> } = {}) {
+  return agent.state.update((draft) => {
+    const inflight = draft.inflight[name];
+    if (!inflight) return;
+    inflight.phase = phase;
+    if (extra.pluginState) inflight.pluginState = extra.pluginState;
+  });
+}
+
+/** Runs the rollback and cleanup hooks; returns an error text if rollback itself failed. */
+export async function rollBack(agent: Agent, ctx: ArtifactContext, why: string): Promise<string | undefined> {
+  const rollbackCtx: RollbackContext = Object.assign(Object.create(null), ctx, { why });
+  try {
+    await callStage(agent, 'rollback', rollbackCtx);
+    return undefined;
+  } catch (err) {
+    ctx.log.error({ err }, 'rollback failed');
+    return reasonOf(err);
+  }
+}
+
+export async function cleanUp(agent: Agent, ctx: ArtifactContext): Promise<void> {
+  try {
+    await callStage(agent, 'cleanup', ctx);
+  } catch (err) {
+    ctx.log.warn({ err }, 'cleanup failed');
+  }
+  await fs.rm(ctx.stagingDir, { recursive: true, force: true });
+}
+
+export async function runPipeline(agent: Agent, assignment: Assignment, signal: AbortSignal): Promise<ArtifactState> {
+  const { name } = assignment;
+  let validated;
+  try {
+    validated = agent.validate(assignment);
+  } catch (err) {
+    await agent.transition(assignment, 'FAILED', reasonOf(err));
+    return 'FAILED';
+  }
+
+  const previous = agent.state.current.installed[name];
+  const resumed = agent.state.current.inflight[name];
+  const ctx = createContext(agent, assignment, validated.spec, previous, {}, signal);
+
+  // Before the swap: any failure ends FAILED with nothing changed on the device.
+  try {
+    await agent.transition(assignment, 'DOWNLOADING', resumed ? 'resuming after agent restart' : '', {}, (draft) => {
+      draft.inflight[name] = {
+        assignment,
+        phase: 'downloading',
+        pluginState: {},
+        startedAt: new Date().toISOString(),
+      };
+    });
+    const target = await agent.targetSource.resolve(assignment.targetPath, signal);
+    // Defense in depth: the control plane's expectation must match what TUF verified.
+    if (target.sha256 !== assignment.expectedSha256 || target.length !== assignment.expectedLength) {
+      throw new MeshError(
+        'MESH_ERR_DIGEST_MISMATCH',
+        `assignment expects sha256 ${assignment.expectedSha256} (${assignment.expectedLength} bytes) but the TUF-verified target has sha256 ${target.sha256} (${target.length} bytes)`,
+      );
+    }
+    ctx.target = target;
+    await fs.mkdir(ctx.stagingDir, { recursive: true, mode: 0o700 });
+    const staged = path.join(ctx.stagingDir, 'target');
+    await agent.targetSource.fetch(target, staged, { onProgress: ctx.reportProgress, signal });
+    ctx.stagedFile = staged;
+    await callStage(agent, 'download', ctx);
+
+    await agent.transition(assignment, 'VERIFYING', '', { bytesDone: target.length, bytesTotal: target.length }, (draft) => {
+      const inflight = draft.inflight[name];
+      if (inflight) {
+        inflight.phase = 'verifying';
+        inflight.target = target;
+      }
+    });
+    await callStage(agent, 'verify', ctx);
+  } catch (err) {
+    if (signal.aborted) {
+      // The agent is stopping: nothing changed yet, so keep the journal and resume next start.
+      ctx.log.info('download interrupted by shutdown; will resume');
+      return 'DOWNLOADING';
+    }
+    await agent.transition(assignment, 'FAILED', reasonOf(err));
+    await cleanUp(agent, ctx);
+    return 'FAILED';
+  }
+
+  await agent.transition(assignment, 'APPLYING', '', {}, (draft) => {
+    const inflight = draft.inflight[name];
+    if (inflight) inflight.phase = 'applying';
+  });
+  try {
+    await callStage(agent, 'apply', ctx);
+  } catch (err) {
+    const failure = await rollBack(agent, ctx, `apply failed: ${reasonOf(err)}`);
+    const reason = failure
+      ? `${reasonOf(err)}; rollback also failed: ${failure}`
+      : `${reasonOf(err)}; previous version kept`;
+    await agent.transition(assignment, 'FAILED', reason);
+    await cleanUp(agent, ctx);
+    return 'FAILED';
+  }
+
+  await setPhase(agent, name, 'probing', { pluginState: ctx.pluginState });
+  let outcome;
+  try {
+    outcome = await runProbe(agent.hooks, assignment, validated.probeSpec, ctx.log, signal);
+  } catch (err) {
+    outcome = { healthy: false, attempts: [`probe interrupted: ${reasonOf(err)}`] };
+  }
+
+  if (outcome.healthy) {
+    const record: InstalledArtifactRecord = {
+      name,
+      kind: assignment.kind,
+      version: assignment.version,
+      sha256: assignment.expectedSha256,
+      assignmentId: assignment.assignmentId,
+      specJson: assignment.specJson,
+      installedAt: new Date().toISOString(),
+      pluginState: ctx.pluginState,
+    };
+    if (previous) {
+      const { previous: _older, ...prev } = previous;
+      record.previous = prev;
+    }
+    await agent.transition(assignment, 'HEALTHY', outcome.attempts.join('; '), {}, (draft) => {
+      draft.installed[name] = record;
+    });
+    await cleanUp(agent, ctx);
+    return 'HEALTHY';
+  }
+
+  await setPhase(agent, name, 'rolling_back');
+  const failure = await rollBack(agent, ctx, 'probe failed on every attempt');
+  const probeText = `probe failed on every attempt: ${outcome.attempts.join('; ')}`;
+  const state: ArtifactState = failure ? 'FAILED' : 'ROLLED_BACK';
+  await agent.transition(
+    assignment,
+    state,
+    failure ? `MESH_ERR_PROBE_FAILED: ${probeText}; rollback failed: ${failure}` : `MESH_ERR_PROBE_FAILED: ${probeText}; previous version restored`,
+  );
+  await cleanUp(agent, ctx);
+  return state;
+}

@@ -1,0 +1,54 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadDeviceService } from '../contract/proto.js';
+import type {
+  HeartbeatRequest,
+  HeartbeatResponse,
+  RegisterRequest,
+  RegisterResponse,
+  ReportArtifactStatusRequest,
+  ReportArtifactStatusResponse,
+} from '../contract/messages.js';
+import type { DeviceTlsMaterial } from '../transport/tls.js';
+
+type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+
+/** The agent's side of DeviceService: mutual TLS only, one long-lived channel. */
+export class DeviceClient {
+  readonly #client: grpc.Client & Record<string, unknown>;
+  readonly #deadlineMs: number;
+
+  constructor(address: string, tls: DeviceTlsMaterial, options: { deadlineMs?: number } = {}) {
+    const { Client } = loadDeviceService();
+    const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+    this.#client = new Client(address, credentials, {
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    }) as grpc.Client & Record<string, unknown>;
+    this.#deadlineMs = options.deadlineMs ?? 15_000;
+  }
+
+  #call<Req, Res>(method: string, request: Req): Promise<Res> {
+    const fn = this.#client[method] as Unary<Req, Res>;
+    return new Promise((resolve, reject) => {
+      fn.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res as Res),
+      );
+    });
+  }
+
+  register(request: RegisterRequest): Promise<RegisterResponse> {
+    return this.#call('register', request);
+  }
+
+  heartbeat(request: HeartbeatRequest): Promise<HeartbeatResponse> {
+    return this.#call('heartbeat', request);
+  }
+
+  reportArtifactStatus(request: ReportArtifactStatusRequest): Promise<ReportArtifactStatusResponse> {
+    return this.#call('reportArtifactStatus', request);
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}

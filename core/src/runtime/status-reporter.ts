@@ -1,0 +1,86 @@
+// Delivers the outbox in sequence order. A report leaves the outbox only after the server
+// acknowledged it (accepted, or recognised as a duplicate), so delivery is at-least-once and
+// the server's sequence check makes it exactly-once in effect.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { AgentStateStore } from '../state/agent-state.js';
+import type { DeviceClient } from './device-client.js';
+
+export class StatusReporter {
+  readonly #state: AgentStateStore;
+  readonly #client: DeviceClient;
+  readonly #log: Logger;
+  #flushing: Promise<void> | undefined;
+  #again = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #backoffMs = 500;
+  #stopped = false;
+
+  constructor(state: AgentStateStore, client: DeviceClient, log: Logger) {
+    this.#state = state;
+    this.#client = client;
+    this.#log = log;
+  }
+
+  /** Starts a flush, or asks the running one to go round again. */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#flushing) {
+      this.#again = true;
+      return;
+    }
+    this.#flushing = this.#flush().finally(() => {
+      this.#flushing = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.wake();
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (!this.#stopped) {
+      const next = this.#state.current.outbox[0];
+      if (!next) return;
+      try {
+        const res = await this.#client.reportArtifactStatus(next);
+        if (!res.accepted) this.#log.debug({ sequence: next.sequence }, 'server already had this report');
+        await this.#state.update((draft) => {
+          draft.outbox = draft.outbox.filter((r) => r.sequence !== next.sequence);
+        });
+        this.#backoffMs = 500;
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if (code === grpc.status.NOT_FOUND || code === grpc.status.INVALID_ARGUMENT) {
+          // The server will never take this report (an assignment it no longer knows, say):
+          // drop it rather than block every later report behind it.
+          this.#log.warn({ sequence: next.sequence, err: (err as Error).message }, 'server refused report; dropping it');
+          await this.#state.update((draft) => {
+            draft.outbox = draft.outbox.filter((r) => r.sequence !== next.sequence);
+          });
+          continue;
+        }
+        this.#log.warn({ err: (err as Error).message, pending: this.#state.current.outbox.length }, 'report delivery failed; will retry');
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.wake(), this.#backoffMs);
+        this.#backoffMs = Math.min(this.#backoffMs * 2, 30_000);
+        return;
+      }
+    }
+  }
+
+  /** Waits until the outbox is empty or `timeoutMs` passes; returns whether it emptied. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (this.#state.current.outbox.length > 0 && Date.now() < until) {
+      this.wake();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.#state.current.outbox.length === 0;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+  }
+}

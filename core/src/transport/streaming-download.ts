@@ -1,0 +1,117 @@
+// Streams a target to disk, hashing in the same pass that writes it: the artifact is never
+// held in memory and never copied through another directory. A partial file left by an
+// interrupted download is resumed with an HTTP Range request; its bytes are re-hashed from
+// disk first, so the final digest still covers every byte.
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import type https from 'node:https';
+import { MeshError } from '../errors.js';
+import type { VerifiedTarget } from '../plugin.js';
+import { HttpStatusError, httpsGet } from './https-get.js';
+
+const CHUNK = 1024 * 1024;
+
+export interface DownloadOptions {
+  agent: https.Agent;
+  url: string;
+  destination: string;
+  /** Length and sha256 from TUF-verified metadata: the only facts the bytes are checked against. */
+  target: VerifiedTarget;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface DownloadResult {
+  /** Bytes already on disk from an earlier, interrupted attempt. */
+  resumedFrom: number;
+}
+
+async function hashExisting(file: string, limit: number): Promise<{ size: number; hash: ReturnType<typeof createHash> }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    const stat = await fs.stat(file);
+    if (stat.size === 0 || stat.size > limit) {
+      await fs.rm(file, { force: true });
+      return { size: 0, hash };
+    }
+    for await (const chunk of createReadStream(file, { highWaterMark: CHUNK })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return { size, hash };
+}
+
+export async function downloadVerified(options: DownloadOptions): Promise<DownloadResult> {
+  const { agent, url, destination, target, onProgress, signal } = options;
+  let { size: offset, hash } = await hashExisting(destination, target.length);
+  const resumedFrom = offset;
+  const headers: Record<string, string> = {};
+  if (offset > 0 && offset < target.length) headers.range = `bytes=${offset}-`;
+
+  let res;
+  if (offset < target.length) {
+    try {
+      res = await httpsGet(agent, url, { headers, signal });
+    } catch (err) {
+      throw new MeshError('MESH_ERR_DOWNLOAD_FAILED', `download of ${target.targetPath} failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (res.statusCode === 200 && offset > 0) {
+      // The server ignored the range: start over.
+      offset = 0;
+      hash = createHash('sha256');
+      await fs.rm(destination, { force: true });
+    } else if (res.statusCode !== 200 && res.statusCode !== 206) {
+      res.resume();
+      throw new MeshError('MESH_ERR_DOWNLOAD_FAILED', `download of ${target.targetPath} failed`, {
+        cause: new HttpStatusError(res.statusCode ?? 0, url),
+      });
+    }
+  }
+
+  let done = offset;
+  if (res) {
+    const handle = await fs.open(destination, offset > 0 ? 'a' : 'w', 0o600);
+    try {
+      let lastProgress = 0;
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        done += chunk.length;
+        // TUF spec 5.7.2: never accept more than the trusted length (endless data attack).
+        if (done > target.length) {
+          res.destroy();
+          throw new MeshError(
+            'MESH_ERR_DIGEST_MISMATCH',
+            `${target.targetPath}: server sent more than the ${target.length} bytes TUF allows`,
+          );
+        }
+        hash.update(chunk);
+        await handle.write(chunk);
+        const now = Date.now();
+        if (onProgress && now - lastProgress >= 1000) {
+          lastProgress = now;
+          onProgress(done, target.length);
+        }
+      }
+      await handle.sync();
+    } catch (err) {
+      if (err instanceof MeshError) throw err;
+      throw new MeshError('MESH_ERR_DOWNLOAD_FAILED', `download of ${target.targetPath} interrupted: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await handle.close();
+    }
+  }
+  onProgress?.(done, target.length);
+
+  const digest = hash.digest('hex');
+  if (done !== target.length || digest !== target.sha256) {
+    await fs.rm(destination, { force: true });
+    throw new MeshError(
+      'MESH_ERR_DIGEST_MISMATCH',
+      `${target.targetPath}: downloaded ${done} bytes with sha256 ${digest}, TUF metadata says ${target.length} bytes with sha256 ${target.sha256}`,
+    );
+  }
+  return { resumedFrom };
+}

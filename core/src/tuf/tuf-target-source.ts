@@ -1,0 +1,98 @@
+// TUF client side (TUF spec section 5, "Detailed client workflow"), delegated to tuf-js.
+// Trust state lives in one place: the metadata directory, seeded once with the root the
+// device was provisioned with and from then on only advanced by tuf-js after it verified
+// each new root against the previous one (spec 5.3).
+import { constants, promises as fs } from 'node:fs';
+import type https from 'node:https';
+import path from 'node:path';
+import { Updater } from 'tuf-js';
+import { TUF_METADATA_PREFIX, TUF_TARGETS_PREFIX, hashPrefixedTargetPath } from '../contract/tuf-layout.js';
+import { MeshError } from '../errors.js';
+import type { VerifiedTarget } from '../plugin.js';
+import type { TargetSource } from '../target-source.js';
+import { downloadVerified } from '../transport/streaming-download.js';
+import { MtlsFetcher } from './mtls-fetcher.js';
+
+export interface TufTargetSourceOptions {
+  /** Where tuf-js keeps trusted metadata (the device's trust state). */
+  metadataDir: string;
+  /** The pinned root the device was provisioned with; copied in only if none is trusted yet. */
+  pinnedRootFile: string;
+  /** https://host:port of the artifact server. */
+  artifactServer: string;
+  httpsAgent: https.Agent;
+  fetchTimeoutMs?: number;
+}
+
+export class TufTargetSource implements TargetSource {
+  readonly #options: TufTargetSourceOptions;
+  readonly #fetcher: MtlsFetcher;
+
+  private constructor(options: TufTargetSourceOptions) {
+    this.#options = options;
+    this.#fetcher = new MtlsFetcher(options.httpsAgent, options.fetchTimeoutMs ?? 30_000);
+  }
+
+  static async create(options: TufTargetSourceOptions): Promise<TufTargetSource> {
+    await fs.mkdir(options.metadataDir, { recursive: true, mode: 0o700 });
+    const trusted = path.join(options.metadataDir, 'root.json');
+    try {
+      await fs.copyFile(options.pinnedRootFile, trusted, constants.COPYFILE_EXCL);
+    } catch (err) {
+      // EEXIST: a root is already trusted, possibly rotated past the pinned one; keep it.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new MeshError('MESH_ERR_CONFIG_INVALID', `cannot pin TUF root from ${options.pinnedRootFile}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return new TufTargetSource(options);
+  }
+
+  #base(prefix: string): string {
+    return new URL(prefix, this.#options.artifactServer).toString();
+  }
+
+  async resolve(targetPath: string): Promise<VerifiedTarget> {
+    // A fresh Updater per resolution: tuf-js runs the whole client workflow in refresh()
+    // (root, timestamp, snapshot, targets: spec 5.3 to 5.6) and its instance is single-use.
+    const updater = new Updater({
+      metadataDir: this.#options.metadataDir,
+      metadataBaseUrl: this.#base(TUF_METADATA_PREFIX),
+      targetBaseUrl: this.#base(TUF_TARGETS_PREFIX),
+      fetcher: this.#fetcher,
+      config: { prefixTargetsWithHash: true },
+    });
+    try {
+      await updater.refresh();
+    } catch (err) {
+      throw new MeshError('MESH_ERR_TUF_REFRESH', `TUF metadata refresh failed: ${(err as Error).message}`, { cause: err });
+    }
+    // Spec 5.7.1: the target must be listed by the verified targets metadata (or a delegation).
+    const info = await updater.getTargetInfo(targetPath);
+    if (!info) {
+      throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" is not in the verified TUF metadata`);
+    }
+    const sha256 = info.hashes.sha256;
+    if (!sha256) {
+      throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" has no sha256 in TUF metadata`);
+    }
+    return { targetPath, length: info.length, sha256: sha256.toLowerCase() };
+  }
+
+  async fetch(
+    target: VerifiedTarget,
+    destination: string,
+    options: { onProgress: (done: number, total: number) => void; signal: AbortSignal },
+  ): Promise<void> {
+    // Spec 5.7.3: with consistent snapshots a target is fetched under its hash-prefixed name.
+    const rel = hashPrefixedTargetPath(target.targetPath, target.sha256);
+    const url = new URL(rel.split('/').map(encodeURIComponent).join('/'), this.#base(TUF_TARGETS_PREFIX)).toString();
+    await downloadVerified({
+      agent: this.#options.httpsAgent,
+      url,
+      destination,
+      target,
+      onProgress: options.onProgress,
+      signal: options.signal,
+    });
+  }
+}

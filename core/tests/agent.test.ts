@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { Agent, AgentStateStore, MeshError, type MeshanicsPlugin } from '../src/index.js';
+import { DirectoryTargetSource } from './fixtures/directory-target-source.mjs';
+import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
+import { tempDir } from './helpers.js';
+
+async function newAgent() {
+  const dataDir = await tempDir('agent');
+  return new Agent({ dataDir, targetSource: new DirectoryTargetSource(dataDir), state: await AgentStateStore.open(dataDir) });
+}
+
+describe('Agent', () => {
+  it('declares its hooks once in a frozen table', async () => {
+    const agent = await newAgent();
+    expect(Object.isFrozen(agent.hooks)).toBe(true);
+    expect(Object.keys(agent.hooks).sort()).toEqual(['apply', 'cleanup', 'download', 'probe', 'rollback', 'transition', 'verify']);
+    expect(() => {
+      (agent.hooks as unknown as Record<string, unknown>).extra = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('advertises what its plugins provide', async () => {
+    const agent = await newAgent();
+    agent.use(new FakeFileArtifactPlugin()).use(new FakeProbePlugin());
+    expect(agent.capabilities()).toEqual([
+      { kind: 'ARTIFACT', name: 'fake', version: '0.0.1' },
+      { kind: 'PROBE', name: 'fake-probe', version: '0.0.1' },
+    ]);
+  });
+
+  it('refuses two plugins for the same kind and a plugin that provides nothing', async () => {
+    const agent = await newAgent();
+    agent.use(new FakeFileArtifactPlugin());
+    expect(() => agent.use(new FakeFileArtifactPlugin())).toThrow(/both provide "fake"/);
+    const nothing = { name: 'x', version: '1', provides: {}, specSchema: {}, apply() {} } as unknown as MeshanicsPlugin;
+    expect(() => agent.use(nothing)).toThrow(MeshError);
+    const badSchema = { name: 'y', version: '1', provides: { probeType: 'y' }, specSchema: { type: 'nonsense' }, apply() {} };
+    expect(() => agent.use(badSchema)).toThrow(/invalid specSchema/);
+  });
+});

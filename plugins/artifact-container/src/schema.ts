@@ -1,0 +1,2 @@
+// Side-effect-free: the server imports this to validate specs exactly as devices do.
+export const ARTIFACT_KIND = 'container';
