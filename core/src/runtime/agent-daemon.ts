@@ -36,6 +36,14 @@ export class AgentDaemon {
     this.#options = options;
     this.reconciler = new Reconciler(options.agent);
     this.reporter = new StatusReporter(options.agent.state, options.client, options.agent.log);
+    options.agent.hooks.transition.tap('TransitionLog', (e) => {
+      const level = e.state === 'FAILED' || e.state === 'ROLLED_BACK' ? 'warn' : 'info';
+      if (e.state === 'DOWNLOADING' && e.bytesDone > 0) return;
+      options.agent.log[level](
+        { assignmentId: e.assignment.assignmentId, artifact: e.assignment.name, version: e.assignment.version, state: e.state, reason: e.reason },
+        'assignment state',
+      );
+    });
     options.agent.hooks.transition.tap('StatusReporter', () => this.reporter.wake());
   }
 

@@ -1,0 +1,21 @@
+export const SERVER_CLI: string;
+export const AGENT_CLI: string;
+export const TERMINAL: Set<string>;
+export interface Child {
+  name: string;
+  lines: string[];
+  grpc: string;
+  artifacts: string;
+  proc: import('node:child_process').ChildProcess;
+  exit: Promise<{ code: number | null; signal: string | null }>;
+  waitForLine(predicate: (line: any) => boolean, timeoutMs?: number): Promise<any>;
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: string | null }>;
+}
+export function serverCli(dataDir: string, args: string[]): Promise<any>;
+export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[] }): Promise<Child>;
+export function startAgent(server: Child, certDir: string, dataDir: string, options?: { extraArgs?: string[]; env?: Record<string, string> }): Child;
+export function waitForAssignment(
+  dataDir: string,
+  assignmentId: string,
+  options?: { timeoutMs?: number; onState?: (report: any) => void },
+): Promise<any>;

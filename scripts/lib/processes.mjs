@@ -1,0 +1,146 @@
+// Starts the real server and agent binaries as child processes on 127.0.0.1 and drives the
+// server's CLI. Used by the end-to-end tests and by `npm run demo`.
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const SERVER_CLI = path.join(ROOT, 'server/dist/cli.js');
+export const AGENT_CLI = path.join(ROOT, 'core/dist/cli/agent-cli.js');
+const execFileP = promisify(execFile);
+
+/** Runs `meshanics-server ARGS` to completion and parses its JSON output. */
+export async function serverCli(dataDir, args) {
+  try {
+    const { stdout } = await execFileP(process.execPath, [SERVER_CLI, ...args, '--data-dir', dataDir], {
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const text = stdout.trim();
+    return text ? JSON.parse(text) : undefined;
+  } catch (err) {
+    throw new Error(`meshanics-server ${args.join(' ')} failed: ${err.stderr || err.message}`);
+  }
+}
+
+class Child {
+  constructor(name, proc) {
+    this.name = name;
+    this.proc = proc;
+    this.lines = [];
+    this.waiters = [];
+    this.exit = once(proc, 'exit').then(([code, signal]) => ({ code, signal }));
+    for (const stream of [proc.stdout, proc.stderr]) {
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        this.lines.push(line);
+        if (process.env.MESHANICS_E2E_VERBOSE) process.stderr.write(`[${name}] ${line}\n`);
+        for (const w of [...this.waiters]) w(line);
+      });
+    }
+  }
+
+  /** Resolves with the first line (parsed if JSON) that satisfies `predicate`. */
+  waitForLine(predicate, timeoutMs = 20_000) {
+    const parse = (l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return l;
+      }
+    };
+    const seen = this.lines.map(parse).find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`${this.name}: no matching line within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join('\n')}`));
+      }, timeoutMs);
+      const waiter = (line) => {
+        const value = parse(line);
+        if (predicate(value)) {
+          cleanup();
+          resolve(value);
+        }
+      };
+      const onExit = this.exit.then(({ code, signal }) => {
+        cleanup();
+        reject(new Error(`${this.name} exited (${code ?? signal}) before the expected line; last lines:\n${this.lines.slice(-15).join('\n')}`));
+      });
+      void onExit;
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exit;
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+    const result = await this.exit;
+    clearTimeout(timer);
+    return result;
+  }
+}
+
+function spawnNode(name, file, args, env = {}) {
+  const proc = spawn(process.execPath, [file, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  return new Child(name, proc);
+}
+
+/** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
+export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [] } = {}) {
+  const child = spawnNode('server', SERVER_CLI, [
+    'serve',
+    '--data-dir', dataDir,
+    '--grpc-listen', '127.0.0.1:0',
+    '--artifact-listen', '127.0.0.1:0',
+    '--heartbeat-interval', String(heartbeatSeconds),
+    ...extraArgs,
+  ]);
+  const line = await child.waitForLine((l) => l && l.msg === 'server listening');
+  child.grpc = line.grpc;
+  child.artifacts = line.artifacts;
+  return child;
+}
+
+/** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
+export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {} } = {}) {
+  return spawnNode('agent', AGENT_CLI, [
+    'run',
+    '--server', server.grpc,
+    '--artifact-server', server.artifacts,
+    '--cert', path.join(certDir, 'device.crt'),
+    '--key', path.join(certDir, 'device.key'),
+    '--ca', path.join(certDir, 'ca.crt'),
+    '--tuf-root', path.join(certDir, 'tuf-root.json'),
+    '--data-dir', dataDir,
+    ...extraArgs,
+  ], env);
+}
+
+export const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);
+
+/**
+ * Polls the server's view of an assignment until it is terminal; calls `onState` for each
+ * state the server recorded, in order, as soon as it sees it.
+ */
+export async function waitForAssignment(dataDir, assignmentId, { timeoutMs = 60_000, onState } = {}) {
+  const until = Date.now() + timeoutMs;
+  let printed = 0;
+  for (;;) {
+    const view = await serverCli(dataDir, ['assignment', 'show', assignmentId]);
+    const reports = view.reports ?? [];
+    for (; printed < reports.length; printed++) onState?.(reports[printed]);
+    if (TERMINAL.has(view.state)) return view;
+    if (Date.now() > until) throw new Error(`assignment ${assignmentId} still ${view.state} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need (system packages
+# included), builds, runs every test, and ends with one "N passed, N failed" line.
+# This is the README's test command and exactly what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test-all] %s\n' "$*"; }
+
+# System packages. Native addons (better-sqlite3) build with python3, make and g++ when no
+# prebuilt binary matches.
+need_apt=()
+for pair in python3:python3 make:make g++:g++; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing system packages: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js >= 20 is required (found $(node -v))" >&2
+  exit 1
+fi
+
+log "npm ci"
+npm ci --no-audit --no-fund
+
+log "build"
+npx tsc -b
+
+mkdir -p test-results
+log "vitest"
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json "$@"
+status=$?
+set -e
+
+# One plain closing line, whatever the runner printed above it.
+if [ -f test-results/vitest.json ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync("test-results/vitest.json", "utf8"));
+    const skipped = (r.numPendingTests || 0) + (r.numTodoTests || 0);
+    console.log(`Tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+    if (r.numTotalTests === 0) process.exitCode = 1;
+  ' || status=1
+fi
+exit $status

@@ -1,0 +1,146 @@
+// The walking skeleton, end to end with real processes on 127.0.0.1: the server and the
+// agent binaries, real mTLS, a real TUF repository, real files.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, writeFile, mkdir, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceClient } from '@meshanics/core';
+import {
+  serverCli,
+  startAgent,
+  startServer,
+  waitForAssignment,
+  type Child,
+} from '../../scripts/lib/processes.mjs';
+
+let root: string;
+let serverDir: string;
+let certDir: string;
+let agentDir: string;
+let server: Child;
+let agent: Child;
+const v1 = randomBytes(300 * 1024);
+const live = () => path.join(agentDir, 'artifacts', 'model', 'detector', 'model');
+
+async function publish(version: string, bytes: Buffer) {
+  const file = path.join(root, `detector-${version}`);
+  await writeFile(file, bytes);
+  return serverCli(serverDir, ['artifact', 'publish', file, '--name', 'detector', '--version', version, '--kind', 'model']);
+}
+
+async function assign(version: string, readyFile: string, attempts = 2) {
+  const { assignmentId } = await serverCli(serverDir, [
+    'assign', '--fleet', 'e2e', '--device', 'edge-1', '--artifact', `detector@${version}`,
+    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }),
+    '--probe-timeout', '1', '--probe-attempts', String(attempts),
+  ]);
+  return assignmentId as string;
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-e2e-'));
+  serverDir = path.join(root, 'server');
+  certDir = path.join(root, 'creds');
+  agentDir = path.join(root, 'agent');
+  await mkdir(path.join(root, 'ready'), { recursive: true });
+  server = await startServer(serverDir);
+  await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-1', '--out', certDir]);
+  agent = startAgent(server, certDir, agentDir);
+  await agent.waitForLine((l) => l?.msg === 'registered');
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await server?.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('walking skeleton', () => {
+  it('installs v1 and reports every state in order until HEALTHY', async () => {
+    const p = await publish('1.0.0', v1);
+    expect(p.targetPath).toBe('detector/1.0.0/detector');
+    const ready = path.join(root, 'ready', 'v1');
+    await writeFile(ready, 'ok');
+    const id = await assign('1.0.0', ready);
+    const view = await waitForAssignment(serverDir, id);
+    expect(view.state).toBe('HEALTHY');
+    const states = view.reports.map((r: { state: string }) => r.state);
+    expect(states[0]).toBe('DOWNLOADING');
+    expect(states.slice(-3)).toEqual(['VERIFYING', 'APPLYING', 'HEALTHY']);
+    const seqs = view.reports.map((r: { sequence: number }) => r.sequence);
+    expect(seqs).toEqual([...seqs].sort((a: number, b: number) => a - b));
+    expect(await readFile(live())).toEqual(v1);
+    expect((await stat(live())).mode & 0o777).toBe(0o644);
+  });
+
+  it('rolls v2 back on its own when its readiness file never appears, leaving v1 live', async () => {
+    await publish('2.0.0', randomBytes(200 * 1024));
+    const id = await assign('2.0.0', path.join(root, 'ready', 'never'));
+    const view = await waitForAssignment(serverDir, id);
+    expect(view.state).toBe('ROLLED_BACK');
+    expect(view.reason).toContain('attempt 2/2');
+    expect(view.reason).toContain('does not exist');
+    expect(await readFile(live())).toEqual(v1);
+  });
+
+  it('never applies a target whose bytes were altered on the server disk', async () => {
+    const bytes = randomBytes(100 * 1024);
+    const p = await publish('3.0.0', bytes);
+    // Tamper with the stored target behind TUF's back (same length, different bytes).
+    const dir = path.join(serverDir, 'tuf', 'repo', 'targets', 'detector', '3.0.0');
+    const [stored] = await readdir(dir);
+    expect(stored).toBe(`${p.sha256}.detector`);
+    const evil = Buffer.from(bytes);
+    evil[0] = evil[0]! ^ 0xff;
+    await writeFile(path.join(dir, stored!), evil);
+    const ready = path.join(root, 'ready', 'v3');
+    await writeFile(ready, 'ok');
+    const id = await assign('3.0.0', ready);
+    const view = await waitForAssignment(serverDir, id);
+    expect(view.state).toBe('FAILED');
+    expect(view.reason).toContain('MESH_ERR_DIGEST_MISMATCH');
+    expect(view.reports.map((r: { state: string }) => r.state)).not.toContain('APPLYING');
+    expect(await readFile(live())).toEqual(v1);
+    const leftovers = await readdir(path.join(agentDir, 'staging')).catch(() => []);
+    expect(leftovers).toEqual([]);
+  });
+
+  it('refuses a client certificate issued by another CA', async () => {
+    const otherServer = path.join(root, 'other-server');
+    const otherCreds = path.join(root, 'other-creds');
+    await serverCli(otherServer, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-1', '--out', otherCreds]);
+    // The impostor trusts our server's CA (so the failure is ours refusing it, not the reverse).
+    const client = new DeviceClient(server.grpc, {
+      ca: await readFile(path.join(certDir, 'ca.crt')),
+      cert: await readFile(path.join(otherCreds, 'device.crt')),
+      key: await readFile(path.join(otherCreds, 'device.key')),
+    }, { deadlineMs: 5000 });
+    try {
+      const err = await client
+        .register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] })
+        .then(() => undefined, (e: grpc.ServiceError) => e);
+      expect(err).toBeDefined();
+      expect(err!.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+    // And the artifact server gives it nothing either.
+    const https = await import('node:https');
+    const outcome = await new Promise<string>((resolve) => {
+      const req = https.get(
+        new URL('/tuf/metadata/timestamp.json', server.artifacts),
+        {
+          ca: readFileSync(path.join(certDir, 'ca.crt')),
+          cert: readFileSync(path.join(otherCreds, 'device.crt')),
+          key: readFileSync(path.join(otherCreds, 'device.key')),
+        },
+        (res) => resolve(`HTTP ${res.statusCode}`),
+      );
+      req.on('error', (e) => resolve(`error ${e.message}`));
+    });
+    expect(outcome).toMatch(/^error /);
+  });
+});
