@@ -9,11 +9,17 @@ import { AgentStateStore } from './state/agent-state.js';
 import type { TargetSource } from './target-source.js';
 import { TERMINAL_STATES, type ArtifactState } from './contract/messages.js';
 import type { AgentStateData } from './state/agent-state.js';
+import { defaultAllowlist, type Allowlist } from './config/agent-config.js';
+import type { DeviceTlsMaterial } from './transport/tls.js';
 
 export interface AgentOptions {
   dataDir: string;
   targetSource: TargetSource;
   state: AgentStateStore;
+  /** The device's allowlists; default: deny everything (loopback http probes only). */
+  allowlist?: Allowlist;
+  /** The device's TLS material, for plugins that talk to the device's own services. */
+  tls?: DeviceTlsMaterial;
   logger?: Logger;
 }
 
@@ -43,6 +49,8 @@ export class Agent {
   readonly targetSource: TargetSource;
   readonly state: AgentStateStore;
   readonly log: Logger;
+  readonly allowlist: Allowlist;
+  readonly tls: DeviceTlsMaterial | undefined;
   readonly #artifacts = new Map<string, Registered>();
   readonly #probes = new Map<string, Registered>();
 
@@ -51,6 +59,8 @@ export class Agent {
     this.targetSource = options.targetSource;
     this.state = options.state;
     this.log = options.logger ?? pino({ level: 'silent' });
+    this.allowlist = options.allowlist ?? defaultAllowlist();
+    this.tls = options.tls;
   }
 
   /** Registers a plugin and lets it tap the hooks. */

@@ -14,6 +14,8 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_PROBE_FAILED: 'health probe failed on every attempt',
   MESH_ERR_STATE_CORRUPT: 'agent state on disk could not be read',
   MESH_ERR_SWAP_FAILED: 'atomic swap failed',
+  MESH_ERR_ALLOWLIST_DENIED: 'the device allowlist does not permit this',
+  MESH_ERR_RELOAD_FAILED: 'the reload action after a config swap failed',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

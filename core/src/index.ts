@@ -31,3 +31,23 @@ export type { DeviceTlsMaterial } from './transport/tls.js';
 export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists } from './kit/atomic-file.js';
 export { swapIn, swapBack, removeSwapLeftovers, type SwapRecord, type SwapInOptions } from './kit/atomic-swap.js';
 export { abortableSleep } from './kit/sleep.js';
+export { runAllowlistedBinary, describeRun, type RunBinaryResult, type RunBinaryOptions } from './kit/run-binary.js';
+export {
+  assertBindMountPath,
+  assertExecBinary,
+  assertHttpHost,
+  assertSystemdUnit,
+  assertWritableDestination,
+  isCleanAbsolutePath,
+  isHttpHostAllowed,
+} from './kit/allowlist.js';
+export {
+  AGENT_CONFIG_SCHEMA,
+  DEFAULT_CONFIG_PATH,
+  LOOPBACK_HOSTS,
+  defaultAllowlist,
+  loadAgentConfig,
+  parseAgentConfig,
+  type AgentConfig,
+  type Allowlist,
+} from './config/agent-config.js';

@@ -51,6 +51,7 @@ export function createContext(
     target: undefined,
     previous,
     pluginState,
+    liveChanged: false,
     checkpoint: async (state) => {
       ctx.pluginState = { ...ctx.pluginState, ...state };
       await agent.state.update((draft) => {
@@ -165,12 +166,16 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     await callStage(agent, 'apply', ctx);
   } catch (err) {
     const failure = await rollBack(agent, ctx, `apply failed: ${reasonOf(err)}`);
+    // Nothing live changed: FAILED. The swap happened and was undone: ROLLED_BACK.
+    const state: ArtifactState = ctx.liveChanged && !failure ? 'ROLLED_BACK' : 'FAILED';
     const reason = failure
       ? `${reasonOf(err)}; rollback also failed: ${failure}`
-      : `${reasonOf(err)}; previous version kept`;
-    await agent.transition(assignment, 'FAILED', reason);
+      : ctx.liveChanged
+        ? `${reasonOf(err)}; previous version restored`
+        : `${reasonOf(err)}; nothing changed`;
+    await agent.transition(assignment, state, reason);
     await cleanUp(agent, ctx);
-    return 'FAILED';
+    return state;
   }
 
   await setPhase(agent, name, 'probing', { pluginState: ctx.pluginState });

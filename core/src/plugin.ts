@@ -45,6 +45,12 @@ export interface ArtifactContext<Spec = unknown> {
    * Persist it with `checkpoint` before any step a rollback would need to know about.
    */
   pluginState: Record<string, unknown>;
+  /**
+   * Set by the apply hook right after the live state changed (the swap happened). If apply
+   * then fails (a reload, say), the outcome is ROLLED_BACK rather than FAILED: something
+   * changed and was undone.
+   */
+  liveChanged: boolean;
   checkpoint(state: Record<string, unknown>): Promise<void>;
   /** Progress while downloading (bytes done, bytes total). */
   reportProgress(done: number, total: number): void;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { Agent, AgentStateStore, MeshError, type MeshanicsPlugin } from '../src/index.js';
-import { DirectoryTargetSource } from './fixtures/directory-target-source.mjs';
+import { LocalTargetSource } from '../src/testing/index.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
 import { tempDir } from './helpers.js';
 
 async function newAgent() {
   const dataDir = await tempDir('agent');
-  return new Agent({ dataDir, targetSource: new DirectoryTargetSource(dataDir), state: await AgentStateStore.open(dataDir) });
+  return new Agent({ dataDir, targetSource: new LocalTargetSource(dataDir), state: await AgentStateStore.open(dataDir) });
 }
 
 describe('Agent', () => {

@@ -1,14 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Agent, AgentStateStore, runPipeline, type TransitionEvent } from '../src/index.js';
-import { DirectoryTargetSource } from './fixtures/directory-target-source.mjs';
+import { LocalTargetSource } from '../src/testing/index.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
 import { makeAssignment, tempDir } from './helpers.js';
 
 async function setup(pluginOptions: ConstructorParameters<typeof FakeFileArtifactPlugin>[0] = {}) {
   const dataDir = await tempDir('agent');
-  const source = new DirectoryTargetSource(await tempDir('targets'));
+  const source = new LocalTargetSource(await tempDir('targets'));
   const state = await AgentStateStore.open(dataDir);
   const agent = new Agent({ dataDir, targetSource: source, state });
   const calls: string[] = [];
@@ -95,8 +95,7 @@ describe('pipeline', () => {
     const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));
     expect(await runPipeline(agent, makeAssignment(v1), new AbortController().signal)).toBe('HEALTHY');
     const v2 = await source.publish('thing/v2/thing.bin', Buffer.from('version two'));
-    await source.pin(v2);
-    await source.publish('thing/v2/thing.bin', Buffer.from('version 666'));
+    await writeFile(path.join(source.dir, 'thing/v2/thing.bin'), 'version 666');
     calls.length = 0;
     expect(await runPipeline(agent, makeAssignment(v2), new AbortController().signal)).toBe('FAILED');
     expect(calls).toEqual(['cleanup']);
@@ -149,7 +148,7 @@ describe('pipeline', () => {
     const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('new'));
     expect(await runPipeline(agent, makeAssignment(v1), new AbortController().signal)).toBe('FAILED');
     expect(events.at(-1)?.reason).toBe(
-      'MESH_ERR_PLUGIN_FAILED: apply hook for kind "fake" failed: disk on fire; previous version kept',
+      'MESH_ERR_PLUGIN_FAILED: apply hook for kind "fake" failed: disk on fire; nothing changed',
     );
     expect(calls).toEqual(['download', 'verify', 'apply', 'rollback', 'cleanup']);
     await expect(readFile(live)).rejects.toThrow(/ENOENT/);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { Agent, AgentStateStore, recoverInterrupted, runPipeline } from '../src/index.js';
-import { DirectoryTargetSource } from './fixtures/directory-target-source.mjs';
+import { LocalTargetSource } from '../src/testing/index.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
 import { makeAssignment, tempDir } from './helpers.js';
 
@@ -61,7 +61,7 @@ describe('crash recovery', () => {
     it(`leaves the old version live when the agent is killed ${crashAt.replace('-', ' the ')} during apply`, async () => {
       const dataDir = await tempDir('crash');
       const targetsDir = await tempDir('targets');
-      const source = new DirectoryTargetSource(targetsDir);
+      const source = new LocalTargetSource(targetsDir);
       const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));
       const v2 = await source.publish('thing/v2/thing.bin', Buffer.from('version two'));
       const a1 = makeAssignment(v1);
@@ -102,7 +102,7 @@ describe('crash recovery', () => {
 
   it('resumes an assignment interrupted while downloading instead of failing it', async () => {
     const dataDir = await tempDir('resume');
-    const source = new DirectoryTargetSource(await tempDir('targets'));
+    const source = new LocalTargetSource(await tempDir('targets'));
     const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('v1'));
     const a1 = makeAssignment(v1);
     const state = await AgentStateStore.open(dataDir);

@@ -12,6 +12,7 @@ import { AgentDaemon } from '../runtime/agent-daemon.js';
 import { DeviceClient } from '../runtime/device-client.js';
 import { readHardwareProfile } from '../runtime/hardware.js';
 import { AgentStateStore } from '../state/agent-state.js';
+import { loadAgentConfig, type AgentConfig, type Allowlist } from '../config/agent-config.js';
 import { createDeviceHttpsAgent } from '../transport/https-get.js';
 import { TufTargetSource } from '../tuf/tuf-target-source.js';
 
@@ -33,6 +34,8 @@ run options (each also as an environment variable):
   --artifact-server URL       https://host:port of the TUF repository (MESHANICS_ARTIFACT_SERVER)
   --tuf-root FILE             pinned TUF root metadata (MESHANICS_TUF_ROOT)
   --data-dir DIR              agent state and artifacts (MESHANICS_DATA_DIR, default /var/lib/meshanics)
+  --config FILE               device config: allowlists, plugins, defaults for these flags
+                              (MESHANICS_CONFIG, default /etc/meshanics/agent.json; missing default = deny all)
   --tag KEY=VALUE             a device tag; repeatable (MESHANICS_TAGS, comma separated)
   --plugins A,B               plugin packages or paths (MESHANICS_PLUGINS, default: the default bundle)
   --log-level LEVEL           trace|debug|info|warn|error (MESHANICS_LOG_LEVEL, default info)
@@ -53,9 +56,10 @@ interface RunConfig {
   tags: Record<string, string>;
   plugins: string[];
   logLevel: string;
+  allowlist: Allowlist;
 }
 
-function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
+function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv, file: AgentConfig): RunConfig {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -69,19 +73,22 @@ function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
       tag: { type: 'string', multiple: true },
       plugins: { type: 'string' },
       'log-level': { type: 'string' },
+      config: { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) throw new UsageError('');
-  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] || undefined);
-  const server = pick(values.server, 'MESHANICS_SERVER');
-  const cert = pick(values.cert, 'MESHANICS_CERT');
-  const key = pick(values.key, 'MESHANICS_KEY');
-  const ca = pick(values.ca, 'MESHANICS_CA');
-  const artifactServer = pick(values['artifact-server'], 'MESHANICS_ARTIFACT_SERVER');
-  const tufRoot = pick(values['tuf-root'], 'MESHANICS_TUF_ROOT');
+  // A flag wins over its environment variable, which wins over the config file.
+  const pick = (flag: string | undefined, name: string, fromFile?: string): string | undefined =>
+    flag ?? (env[name] || undefined) ?? fromFile;
+  const server = pick(values.server, 'MESHANICS_SERVER', file.server);
+  const cert = pick(values.cert, 'MESHANICS_CERT', file.cert);
+  const key = pick(values.key, 'MESHANICS_KEY', file.key);
+  const ca = pick(values.ca, 'MESHANICS_CA', file.ca);
+  const artifactServer = pick(values['artifact-server'], 'MESHANICS_ARTIFACT_SERVER', file.artifactServer);
+  const tufRoot = pick(values['tuf-root'], 'MESHANICS_TUF_ROOT', file.tufRoot);
   const missing = [
     ['--server', server],
     ['--cert', cert],
@@ -107,7 +114,7 @@ function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
   }
   if (url.protocol !== 'https:') throw new UsageError('--artifact-server must be an https:// URL');
   const tagList = values.tag ?? (env.MESHANICS_TAGS ? env.MESHANICS_TAGS.split(',') : []);
-  const tags: Record<string, string> = {};
+  const tags: Record<string, string> = { ...(file.tags ?? {}) };
   for (const t of tagList) {
     const eq = t.indexOf('=');
     if (eq <= 0) throw new UsageError(`--tag "${t}" must be KEY=VALUE`);
@@ -121,10 +128,13 @@ function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
     ca: ca!,
     artifactServer: url.origin,
     tufRoot,
-    dataDir: path.resolve(pick(values['data-dir'], 'MESHANICS_DATA_DIR') ?? '/var/lib/meshanics'),
+    dataDir: path.resolve(pick(values['data-dir'], 'MESHANICS_DATA_DIR', file.dataDir) ?? '/var/lib/meshanics'),
     tags,
-    plugins: pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...DEFAULT_PLUGINS],
+    plugins: pluginList
+      ? pluginList.split(',').map((s) => s.trim()).filter(Boolean)
+      : [...(file.plugins ?? DEFAULT_PLUGINS)],
     logLevel: pick(values['log-level'], 'MESHANICS_LOG_LEVEL') ?? 'info',
+    allowlist: file.allowlist,
   };
 }
 
@@ -136,8 +146,20 @@ async function readFileOrExplain(file: string, what: string): Promise<Buffer> {
   }
 }
 
+/** Finds --config before full parsing: the file supplies defaults for the other flags. */
+function configPath(argv: string[], env: NodeJS.ProcessEnv): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--config') return argv[i + 1];
+    if (arg.startsWith('--config=')) return arg.slice('--config='.length);
+  }
+  return env.MESHANICS_CONFIG || undefined;
+}
+
 async function run(argv: string[]): Promise<number> {
-  const config = parseRunConfig(argv, process.env);
+  if (argv.includes('--help')) throw new UsageError('');
+  const fileConfig = await loadAgentConfig(configPath(argv, process.env));
+  const config = parseRunConfig(argv, process.env, fileConfig);
   const log = pino({ level: config.logLevel, base: { service: 'meshanics-agent' } });
   const tls = {
     ca: await readFileOrExplain(config.ca, 'CA bundle'),
@@ -153,7 +175,7 @@ async function run(argv: string[]): Promise<number> {
     httpsAgent,
   });
   const state = await AgentStateStore.open(config.dataDir);
-  const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log });
+  const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.allowlist, tls });
   for (const plugin of await loadPlugins(config.plugins)) agent.use(plugin);
   const client = new DeviceClient(config.server, tls);
   const daemon = new AgentDaemon({

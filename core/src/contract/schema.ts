@@ -12,7 +12,8 @@ export interface SchemaValidator<T = unknown> {
 
 // One private ajv instance: callers get validators, never the instance, so nobody can add
 // keywords or formats that would make the server and the device disagree.
-const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, coerceTypes: false });
+// strictTuples off: argv schemas are a fixed first item (an absolute path) plus open arguments.
+const ajv = new Ajv({ allErrors: true, strict: true, strictTuples: false, useDefaults: false, coerceTypes: false });
 const compiled = new WeakMap<JsonSchema, ReturnType<typeof ajv.compile>>();
 
 function formatError(root: string, error: ErrorObject): string {

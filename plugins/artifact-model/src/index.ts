@@ -50,6 +50,7 @@ export default class ModelArtifactPlugin implements MeshanicsPlugin {
         mode: 0o644,
         checkpoint: (swap) => ctx.checkpoint({ swap }),
       });
+      ctx.liveChanged = true;
       ctx.log.info({ live, hadPrevious: record.hadPrevious }, 'model swapped in');
     });
 

@@ -1,0 +1,127 @@
+// The device's own configuration (`--config`, default /etc/meshanics/agent.json). It is the
+// device maker's say over what any instruction may do: a signed assignment can choose only
+// inside these allowlists, never widen them. Everything is denied until listed here.
+import { promises as fs } from 'node:fs';
+import { compileSchema, type JsonSchema } from '../contract/schema.js';
+import { MeshError } from '../errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/meshanics/agent.json';
+
+export interface Allowlist {
+  /** Absolute directory prefixes under which config artifacts may be written. */
+  writePaths: readonly string[];
+  /** systemd units a config artifact may reload-or-restart. */
+  systemdUnits: readonly string[];
+  /** Absolute paths of binaries that exec probes and reload actions may run. */
+  execBinaries: readonly string[];
+  /** Hosts an http probe may reach. */
+  httpHosts: readonly string[];
+  /** Host path prefixes containers may bind-mount. */
+  bindMountPaths: readonly string[];
+}
+
+export interface AgentConfig {
+  server?: string;
+  artifactServer?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  tufRoot?: string;
+  dataDir?: string;
+  tags?: Record<string, string>;
+  plugins?: string[];
+  containerRuntime?: string;
+  allowlist: Allowlist;
+}
+
+export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', '::1', 'localhost']);
+
+const absPath = { type: 'string', pattern: '^/', maxLength: 4096 };
+
+export const AGENT_CONFIG_SCHEMA: JsonSchema = Object.freeze({
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    $schema: { type: 'string' },
+    server: { type: 'string', minLength: 1 },
+    artifactServer: { type: 'string', pattern: '^https://' },
+    cert: absPath,
+    key: absPath,
+    ca: absPath,
+    tufRoot: absPath,
+    dataDir: absPath,
+    tags: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$' },
+      additionalProperties: { type: 'string', maxLength: 256 },
+    },
+    plugins: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
+    containerRuntime: { type: 'string', minLength: 1 },
+    allowlist: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        writePaths: { type: 'array', items: absPath, uniqueItems: true },
+        systemdUnits: {
+          type: 'array',
+          uniqueItems: true,
+          items: { type: 'string', pattern: '^[A-Za-z0-9:_.@-]{1,200}\\.(service|socket|target|timer|path)$' },
+        },
+        execBinaries: { type: 'array', items: absPath, uniqueItems: true },
+        httpHosts: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 253 }, uniqueItems: true },
+        bindMountPaths: { type: 'array', items: absPath, uniqueItems: true },
+      },
+    },
+  },
+});
+
+const validate = compileSchema<Partial<AgentConfig>>(AGENT_CONFIG_SCHEMA, 'config');
+
+function freezeAllowlist(raw: Partial<Allowlist> | undefined): Allowlist {
+  return Object.freeze({
+    writePaths: Object.freeze([...(raw?.writePaths ?? [])]),
+    systemdUnits: Object.freeze([...(raw?.systemdUnits ?? [])]),
+    execBinaries: Object.freeze([...(raw?.execBinaries ?? [])]),
+    httpHosts: Object.freeze([...(raw?.httpHosts ?? LOOPBACK_HOSTS)]),
+    bindMountPaths: Object.freeze([...(raw?.bindMountPaths ?? [])]),
+  });
+}
+
+/** Validates a parsed config; errors name the file, the path and the rule. */
+export function parseAgentConfig(value: unknown, source: string): AgentConfig {
+  const result = validate(value);
+  if (!result.ok) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `${source}: ${result.errors.join('; ')}`);
+  }
+  const config = result.value;
+  return { ...config, allowlist: freezeAllowlist(config.allowlist) };
+}
+
+/**
+ * Reads the config file. A missing file at the default path means "defaults" (everything
+ * denied but loopback probes); a missing file someone named explicitly is an error.
+ */
+export async function loadAgentConfig(file: string | undefined): Promise<AgentConfig> {
+  const target = file ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await fs.readFile(target, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && file === undefined) {
+      return { allowlist: freezeAllowlist(undefined) };
+    }
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `cannot read ${target}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `${target} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parseAgentConfig(parsed, target);
+}
+
+/** The deny-everything allowlist (loopback http only), for agents built in code. */
+export function defaultAllowlist(overrides: Partial<Allowlist> = {}): Allowlist {
+  return freezeAllowlist(overrides);
+}
