@@ -23,7 +23,8 @@ export async function callStage(agent: Agent, stage: ArtifactStage, ctx: Artifac
   try {
     await hook.promise(ctx as RollbackContext);
   } catch (err) {
-    throw new MeshError('MESH_ERR_PLUGIN_FAILED', `${stage} hook for kind "${kind}" failed: ${(err as Error)?.message ?? String(err)}`, {
+    // reasonOf keeps a plugin's own error code visible behind ours.
+    throw new MeshError('MESH_ERR_PLUGIN_FAILED', `${stage} hook for kind "${kind}" failed: ${reasonOf(err)}`, {
       cause: err,
     });
   }
