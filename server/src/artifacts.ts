@@ -1,0 +1,162 @@
+// Publishing an artifact version: validate, stage the bytes, sign them into TUF, and only
+// then record them in the catalog. A device only ever acts on what TUF signed, so the catalog
+// must never list something TUF does not.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import {
+  ARTIFACT_NAME,
+  ARTIFACT_VERSION,
+  artifactTargetPath,
+  hashPrefixedTargetPath,
+  parseAndValidate,
+} from '@meshanics/core/contract';
+import { ensureDirDurable, renameDurable, tempPathIn } from './atomic-file.js';
+import type { MeshanicsContext } from './data-dir.js';
+import { MeshError } from './errors.js';
+import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
+import type { ArtifactRecord } from './store/index.js';
+
+export interface PublishArtifactInput {
+  /** Path of the file to publish; it is copied, never moved or modified. */
+  file: string;
+  name: string;
+  version: string;
+  kind: string;
+  /** The kind-specific spec, as an object or JSON text; validated by the kind's plugin schema. */
+  spec?: Record<string, unknown> | string;
+  /** Who publishes, for the audit trail. */
+  actor?: string;
+}
+
+export interface PublishedArtifact {
+  name: string;
+  version: string;
+  kind: string;
+  targetPath: string;
+  sha256: string;
+  length: number;
+}
+
+function validateInput(input: PublishArtifactInput): Record<string, unknown> {
+  if (!ARTIFACT_NAME.test(input.name)) {
+    throw new MeshError('MESH_ERR_ARTIFACT_INVALID_NAME', `invalid artifact name "${input.name}": must match ${ARTIFACT_NAME.source}`);
+  }
+  if (!ARTIFACT_VERSION.test(input.version)) {
+    throw new MeshError(
+      'MESH_ERR_ARTIFACT_INVALID_VERSION',
+      `invalid artifact version "${input.version}": must match ${ARTIFACT_VERSION.source}`,
+    );
+  }
+  const validator = artifactSpecValidator(input.kind);
+  if (!validator) {
+    throw new MeshError(
+      'MESH_ERR_ARTIFACT_UNKNOWN_KIND',
+      `unknown artifact kind "${input.kind}" (known: ${knownArtifactKinds().join(', ')})`,
+    );
+  }
+  const result =
+    typeof input.spec === 'string' ? parseAndValidate(input.spec, validator, 'spec') : validator(input.spec ?? {});
+  if (!result.ok) {
+    throw new MeshError('MESH_ERR_ARTIFACT_INVALID_SPEC', `invalid ${input.kind} spec: ${result.errors.join('; ')}`, {
+      details: { errors: result.errors },
+    });
+  }
+  return result.value;
+}
+
+/** Copies `file` into the staging dir while hashing it; the bytes are never all in memory. */
+async function stageFile(file: string, stagingDir: string): Promise<{ staged: string; sha256: string; length: number }> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.stat(file);
+  } catch (err) {
+    throw new MeshError('MESH_ERR_ARTIFACT_FILE_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!stat.isFile()) throw new MeshError('MESH_ERR_ARTIFACT_FILE_UNREADABLE', `${file} is not a regular file`);
+  const staged = tempPathIn(stagingDir, 'upload');
+  const hash = crypto.createHash('sha256');
+  let length = 0;
+  try {
+    await pipeline(
+      fs.createReadStream(file),
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          hash.update(chunk);
+          length += chunk.length;
+          yield chunk;
+        }
+      },
+      fs.createWriteStream(staged, { flags: 'wx', mode: 0o644 }),
+    );
+    // fsync is per file, not per descriptor: this makes the staged bytes durable before the rename.
+    const handle = await fs.promises.open(staged, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    await fs.promises.rm(staged, { force: true });
+    throw new MeshError('MESH_ERR_ARTIFACT_FILE_UNREADABLE', `cannot copy ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return { staged, sha256: hash.digest('hex'), length };
+}
+
+function conflict(name: string, version: string): MeshError {
+  return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
+}
+
+export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
+  const spec = validateInput(input);
+  const { store, tuf, layout } = ctx;
+  // Cheap early answer; the authoritative check is repeated under the lock below.
+  if (store.getArtifact(input.name, input.version)) throw conflict(input.name, input.version);
+
+  // The target's file segment is the artifact name: already validated as path-safe, and
+  // independent of whatever the uploaded file happened to be called (kept in the catalog).
+  const targetPath = artifactTargetPath(input.name, input.version, input.name);
+  const { staged, sha256, length } = await stageFile(input.file, layout.tufStagingDir);
+  try {
+    return store.withWriteLock(() => {
+      if (store.getArtifact(input.name, input.version) || tuf.hasTarget(targetPath)) throw conflict(input.name, input.version);
+      // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
+      const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
+      ensureDirDurable(path.dirname(finalPath));
+      renameDurable(staged, finalPath);
+      let versions;
+      try {
+        versions = tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: { kind: input.kind, spec } } });
+      } catch (err) {
+        fs.rmSync(finalPath, { force: true });
+        throw err;
+      }
+      const now = new Date().toISOString();
+      const record: ArtifactRecord = {
+        id: crypto.randomUUID(),
+        name: input.name,
+        version: input.version,
+        kind: input.kind,
+        fileName: path.basename(input.file),
+        targetPath,
+        sha256,
+        length,
+        spec,
+        createdAt: now,
+      };
+      store.insertArtifact(record);
+      store.appendAudit({
+        at: now,
+        actor: input.actor ?? 'operator',
+        action: 'artifact.published',
+        subject: `artifact:${input.name}@${input.version}`,
+        details: { kind: input.kind, targetPath, sha256, length, targetsVersion: versions.targets },
+      });
+      ctx.logger.info({ artifact: input.name, version: input.version, targetPath, sha256, length, tuf: versions }, 'artifact published');
+      return { name: input.name, version: input.version, kind: input.kind, targetPath, sha256, length };
+    });
+  } finally {
+    await fs.promises.rm(staged, { force: true });
+  }
+}

@@ -1,0 +1,209 @@
+// The data dir holds everything a server instance is: its database, device CA, server TLS
+// certificate and TUF repository. `serve` and one-shot CLI commands may use it at the same
+// time; the database write lock serializes every change that spans several files.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { deviceSpiffeId } from '@meshanics/core/contract';
+import { ensureDir, ensurePrivateDir, writeFileAtomic } from './atomic-file.js';
+import { MeshError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+// PKI modules load @peculiar/x509 (slow to import): loaded on first use, so one-shot CLI
+// commands that never touch a certificate start fast.
+import type { DeviceCa } from './pki/device-ca.js';
+import type { ServerTlsMaterial } from './pki/server-certificate.js';
+import { openStore, type Store } from './store/index.js';
+import { TufRepository } from './tuf/repository.js';
+
+import { DEFAULT_TRUST_DOMAIN } from './defaults.js';
+
+export { DEFAULT_TRUST_DOMAIN };
+const DATA_DIR_FORMAT = 1;
+
+export interface DataDirLayout {
+  root: string;
+  configFile: string;
+  databaseFile: string;
+  pkiDir: string;
+  caKeyFile: string;
+  caCertFile: string;
+  serverKeyFile: string;
+  serverCertFile: string;
+  tufKeysDir: string;
+  tufMetadataDir: string;
+  tufTargetsDir: string;
+  /** Uploads in progress; on the targets' file system so the final move is a rename. */
+  tufStagingDir: string;
+}
+
+export function dataDirLayout(dataDir: string): DataDirLayout {
+  const root = path.resolve(dataDir);
+  return {
+    root,
+    configFile: path.join(root, 'config.json'),
+    databaseFile: path.join(root, 'meshanics.db'),
+    pkiDir: path.join(root, 'pki'),
+    caKeyFile: path.join(root, 'pki', 'ca.key'),
+    caCertFile: path.join(root, 'pki', 'ca.crt'),
+    serverKeyFile: path.join(root, 'pki', 'server.key'),
+    serverCertFile: path.join(root, 'pki', 'server.crt'),
+    tufKeysDir: path.join(root, 'tuf', 'keys'),
+    tufMetadataDir: path.join(root, 'tuf', 'repo', 'metadata'),
+    tufTargetsDir: path.join(root, 'tuf', 'repo', 'targets'),
+    tufStagingDir: path.join(root, 'tuf', 'staging'),
+  };
+}
+
+export interface DataDirConfig {
+  format: number;
+  /** Fixed at init: every issued certificate names it, so it can never change afterwards. */
+  trustDomain: string;
+  createdAt: string;
+}
+
+/** An open data dir: what every server operation works on. Close it when done. */
+export interface MeshanicsContext {
+  layout: DataDirLayout;
+  trustDomain: string;
+  store: Store;
+  tuf: TufRepository;
+  logger: Logger;
+  deviceCa(): Promise<DeviceCa>;
+  close(): void;
+}
+
+function readConfig(layout: DataDirLayout): DataDirConfig | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(layout.configFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const config = JSON.parse(text) as DataDirConfig;
+    if (typeof config.trustDomain !== 'string') throw new Error('trustDomain missing');
+    return config;
+  } catch (err) {
+    throw new MeshError('MESH_ERR_DATADIR_CORRUPT', `${layout.configFile} is invalid: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function validateTrustDomain(trustDomain: string): void {
+  try {
+    deviceSpiffeId({ trustDomain, fleet: 'x', name: 'x' });
+  } catch {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid trust domain "${trustDomain}": lowercase DNS name expected`);
+  }
+}
+
+function createContext(layout: DataDirLayout, config: DataDirConfig, store: Store, logger: Logger): MeshanicsContext {
+  let ca: Promise<DeviceCa> | undefined;
+  return {
+    layout,
+    trustDomain: config.trustDomain,
+    store,
+    tuf: new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, (fn) => store.withWriteLock(fn)),
+    logger,
+    deviceCa: () =>
+      (ca ??= import('./pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
+    close: () => store.close(),
+  };
+}
+
+export interface InitDataDirOptions {
+  dataDir: string;
+  /** Required to match the stored one on an initialized data dir; defaults to meshanics.local. */
+  trustDomain?: string;
+  /** Extra DNS names or IPs for the server certificate. */
+  hostnames?: readonly string[];
+  logger?: Logger;
+}
+
+export interface InitializedDataDir extends MeshanicsContext {
+  serverTls: ServerTlsMaterial;
+}
+
+/**
+ * Creates whatever is missing (database, trust domain, device CA, server certificate, TUF
+ * repository) and opens the data dir. Idempotent, and safe against a concurrent first start.
+ */
+export async function initDataDir(options: InitDataDirOptions): Promise<InitializedDataDir> {
+  const logger = options.logger ?? silentLogger();
+  const layout = dataDirLayout(options.dataDir);
+  if (options.trustDomain !== undefined) validateTrustDomain(options.trustDomain);
+  // Created private; an existing dir the operator chose keeps its mode (we only own what is inside).
+  fs.mkdirSync(layout.root, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(layout.pkiDir);
+  ensurePrivateDir(layout.tufKeysDir);
+  ensureDir(layout.tufMetadataDir);
+  ensureDir(layout.tufTargetsDir);
+  ensureDir(layout.tufStagingDir);
+
+  const store = openStore(layout.databaseFile);
+  try {
+    const config = store.withWriteLock(() => {
+      const existing = readConfig(layout);
+      if (existing) {
+        if (options.trustDomain !== undefined && options.trustDomain !== existing.trustDomain) {
+          throw new MeshError(
+            'MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH',
+            `data dir ${layout.root} belongs to trust domain "${existing.trustDomain}", not "${options.trustDomain}"`,
+          );
+        }
+        return existing;
+      }
+      const created: DataDirConfig = {
+        format: DATA_DIR_FORMAT,
+        trustDomain: options.trustDomain ?? DEFAULT_TRUST_DOMAIN,
+        createdAt: new Date().toISOString(),
+      };
+      writeFileAtomic(layout.configFile, JSON.stringify(created, null, 2) + '\n');
+      logger.info({ dataDir: layout.root, trustDomain: created.trustDomain }, 'data dir created');
+      return created;
+    });
+
+    const { generateDeviceCa, writeDeviceCaIfMissing } = await import('./pki/device-ca.js');
+    const { ensureServerCertificate } = await import('./pki/server-certificate.js');
+    const caFiles = { keyFile: layout.caKeyFile, certFile: layout.caCertFile };
+    if (!fs.existsSync(layout.caCertFile)) {
+      // Generate outside the lock (async), write inside it; the loser of a race discards its CA.
+      const generated = await generateDeviceCa(config.trustDomain);
+      if (store.withWriteLock(() => writeDeviceCaIfMissing(caFiles, generated))) {
+        logger.info({ caCert: layout.caCertFile }, 'device CA created');
+      }
+    }
+    const context = createContext(layout, config, store, logger);
+    const ca = await context.deviceCa();
+    const server = await ensureServerCertificate(
+      { keyFile: layout.serverKeyFile, certFile: layout.serverCertFile },
+      ca,
+      options.hostnames ?? [],
+      (fn) => store.withWriteLock(fn),
+    );
+    if (server.issued) logger.info({ serverCert: layout.serverCertFile, hostnames: options.hostnames ?? [] }, 'server certificate issued');
+    if (context.tuf.initialize()) logger.info({ metadataDir: layout.tufMetadataDir }, 'TUF repository created');
+    return { ...context, serverTls: server.material };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+/** Has `initDataDir` completed on this dir (trust domain fixed, TUF root written)? */
+export function isDataDirInitialized(dataDir: string): boolean {
+  const layout = dataDirLayout(dataDir);
+  return fs.existsSync(layout.configFile) && fs.existsSync(layout.caCertFile) && fs.existsSync(path.join(layout.tufMetadataDir, 'root.json'));
+}
+
+/** Opens an initialized data dir (one-shot CLI commands); never creates anything but a migrated database. */
+export function openDataDir(options: { dataDir: string; logger?: Logger }): MeshanicsContext {
+  const layout = dataDirLayout(options.dataDir);
+  const config = readConfig(layout);
+  if (!config || !fs.existsSync(path.join(layout.tufMetadataDir, 'root.json'))) {
+    throw new MeshError(
+      'MESH_ERR_DATADIR_NOT_INITIALIZED',
+      `${layout.root} is not an initialized data dir (run \`meshanics-server init --data-dir ${options.dataDir}\`)`,
+    );
+  }
+  return createContext(layout, config, openStore(layout.databaseFile), options.logger ?? silentLogger());
+}

@@ -1,0 +1,8 @@
+// Defaults shared by the library and the CLI's help text. Dependency-free on purpose: the
+// CLI imports it eagerly and loads everything else only for the command it runs.
+export const DEFAULT_TRUST_DOMAIN = 'meshanics.local';
+export const DEFAULT_GRPC_LISTEN = '127.0.0.1:7443';
+export const DEFAULT_ARTIFACT_LISTEN = '127.0.0.1:7444';
+export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 30;
+export const DEFAULT_DEVICE_CERT_DAYS = 30;
+export const PROBE_DEFAULTS = { timeoutSeconds: 10, attempts: 3, initialDelaySeconds: 0 } as const;

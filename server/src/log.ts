@@ -1,0 +1,26 @@
+import pino, { type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+export interface LoggerOptions {
+  level?: LevelWithSilent;
+  /** File descriptor to write JSON lines to: 1 for `serve` (tests parse stdout), 2 for one-shot CLI commands. */
+  fd?: number;
+}
+
+/** Structured JSON logs, one object per line, ISO timestamps. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { service: 'meshanics-server' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ fd: options.fd ?? 1, sync: true }),
+  );
+}
+
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,42 @@
+// The kinds and probe types this server accepts, each with the JSON Schema its device-side
+// plugin validates against. Imported from the plugins' side-effect-free `/schema` subpaths so
+// the server and the device judge a spec by the very same schema. To support a new plugin,
+// add one line to a table.
+import { compileSchema, type JsonSchema, type SchemaValidator } from '@meshanics/core/contract';
+import { ARTIFACT_KIND as CONFIG_KIND, CONFIG_SPEC_SCHEMA } from '@meshanics/artifact-config/schema';
+import { ARTIFACT_KIND as MODEL_KIND, MODEL_SPEC_SCHEMA } from '@meshanics/artifact-model/schema';
+import { PROBE_TYPE as EXEC_PROBE_TYPE, EXEC_PROBE_SPEC_SCHEMA } from '@meshanics/probe-exec/schema';
+import { PROBE_TYPE as FILE_PROBE_TYPE, FILE_PROBE_SPEC_SCHEMA } from '@meshanics/probe-file/schema';
+import { PROBE_TYPE as HTTP_PROBE_TYPE, HTTP_PROBE_SPEC_SCHEMA } from '@meshanics/probe-http/schema';
+
+const ARTIFACT_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
+  [MODEL_KIND]: MODEL_SPEC_SCHEMA,
+  [CONFIG_KIND]: CONFIG_SPEC_SCHEMA,
+  // container: added when its plugin publishes a spec schema.
+};
+
+const PROBE_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
+  [FILE_PROBE_TYPE]: FILE_PROBE_SPEC_SCHEMA,
+  [EXEC_PROBE_TYPE]: EXEC_PROBE_SPEC_SCHEMA,
+  [HTTP_PROBE_TYPE]: HTTP_PROBE_SPEC_SCHEMA,
+};
+
+export function knownArtifactKinds(): string[] {
+  return Object.keys(ARTIFACT_SPEC_SCHEMAS).sort();
+}
+
+export function knownProbeTypes(): string[] {
+  return Object.keys(PROBE_SPEC_SCHEMAS).sort();
+}
+
+/** Validator for a kind's spec (messages rooted at `spec`), or undefined for an unknown kind. */
+export function artifactSpecValidator(kind: string): SchemaValidator<Record<string, unknown>> | undefined {
+  const schema = Object.hasOwn(ARTIFACT_SPEC_SCHEMAS, kind) ? ARTIFACT_SPEC_SCHEMAS[kind] : undefined;
+  return schema ? compileSchema<Record<string, unknown>>(schema, 'spec') : undefined;
+}
+
+/** Validator for a probe type's spec (messages rooted at `probe/spec`), or undefined for an unknown type. */
+export function probeSpecValidator(type: string): SchemaValidator<Record<string, unknown>> | undefined {
+  const schema = Object.hasOwn(PROBE_SPEC_SCHEMAS, type) ? PROBE_SPEC_SCHEMAS[type] : undefined;
+  return schema ? compileSchema<Record<string, unknown>>(schema, 'probe/spec') : undefined;
+}

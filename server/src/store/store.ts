@@ -1,0 +1,167 @@
+// The persistence boundary: every SQL statement of the server lives behind this interface
+// (SQLite now; PostgreSQL is a later issue). Methods are synchronous because better-sqlite3 is.
+import type { ArtifactState, Capability, HardwareProfile } from '@meshanics/core/contract';
+
+export interface DeviceRecord {
+  id: string;
+  spiffeId: string;
+  fleet: string;
+  name: string;
+  hardware: HardwareProfile | null;
+  agentVersion: string | null;
+  tags: Record<string, string>;
+  capabilities: Capability[];
+  heartbeatIntervalSeconds: number | null;
+  createdAt: string;
+  registeredAt: string | null;
+  lastSeenAt: string | null;
+  lastReportSeq: number;
+  decommissionedAt: string | null;
+}
+
+export interface ArtifactRecord {
+  id: string;
+  name: string;
+  version: string;
+  kind: string;
+  fileName: string;
+  targetPath: string;
+  sha256: string;
+  length: number;
+  spec: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface ProbeRecord {
+  type: string;
+  spec: Record<string, unknown>;
+  timeoutSeconds: number;
+  attempts: number;
+  initialDelaySeconds: number;
+}
+
+/** PENDING until the device first reports; then the last reported ArtifactState. */
+export type AssignmentState = 'PENDING' | ArtifactState;
+
+export interface AssignmentRecord {
+  id: string;
+  deviceId: string;
+  artifactId: string;
+  artifactName: string;
+  rolloutId: string | null;
+  probe: ProbeRecord;
+  state: AssignmentState;
+  reason: string;
+  active: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** An active assignment joined with the artifact it points at (what a heartbeat returns). */
+export interface DesiredArtifact {
+  assignment: AssignmentRecord;
+  artifact: ArtifactRecord;
+}
+
+export interface StatusReportRecord {
+  id: number;
+  deviceId: string;
+  assignmentId: string;
+  sequence: number;
+  state: ArtifactState;
+  reason: string;
+  bytesDone: number;
+  bytesTotal: number;
+  deviceTime: string;
+  receivedAt: string;
+}
+
+export interface InstalledRecord {
+  name: string;
+  kind: string;
+  version: string;
+  sha256: string;
+  state: string;
+  updatedAt: string;
+}
+
+export interface AuditEventRecord {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  subject: string;
+  details: Record<string, unknown>;
+}
+
+export interface NewAuditEvent {
+  actor: string;
+  action: string;
+  subject: string;
+  details?: Record<string, unknown>;
+  at?: string;
+}
+
+export interface DeviceProfile {
+  hardware: HardwareProfile | null;
+  agentVersion: string;
+  tags: Record<string, string>;
+  capabilities: Capability[];
+}
+
+export interface NewStatusReport {
+  deviceId: string;
+  assignmentId: string;
+  sequence: number;
+  state: ArtifactState;
+  reason: string;
+  bytesDone: number;
+  bytesTotal: number;
+  deviceTime: string;
+  receivedAt: string;
+  /** Set when the report makes the artifact the device's installed version (HEALTHY). */
+  installed?: Omit<InstalledRecord, 'updatedAt'>;
+}
+
+export interface Store {
+  /**
+   * Runs `fn` holding the database write lock (SQLite: BEGIN IMMEDIATE). Other processes on
+   * the same data dir wait for it, which is what serializes TUF publishing across a running
+   * `serve` and CLI invocations. Nested calls join the outer transaction. Commits when `fn`
+   * returns, rolls back when it throws.
+   */
+  withWriteLock<T>(fn: () => T): T;
+  schemaVersion(): number;
+  close(): void;
+
+  getDeviceById(id: string): DeviceRecord | undefined;
+  getDeviceBySpiffeId(spiffeId: string): DeviceRecord | undefined;
+  getDeviceByName(fleet: string, name: string): DeviceRecord | undefined;
+  /** Creates the (not yet registered) device row if it does not exist. */
+  ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): { device: DeviceRecord; created: boolean };
+  /** Idempotent upsert keyed by SPIFFE ID that refreshes the device profile. */
+  registerDevice(input: { spiffeId: string; fleet: string; name: string; profile: DeviceProfile; now: string }): DeviceRecord;
+  /** Records liveness and replaces the installed set with what the device reported. */
+  recordHeartbeat(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): void;
+  decommissionDevice(deviceId: string, now: string): void;
+  listInstalled(deviceId: string): InstalledRecord[];
+
+  getArtifact(name: string, version: string): ArtifactRecord | undefined;
+  getArtifactById(id: string): ArtifactRecord | undefined;
+  insertArtifact(artifact: ArtifactRecord): void;
+
+  /** Inserts an active assignment; deactivates any active one for the same artifact name. Returns superseded ids. */
+  insertAssignment(assignment: AssignmentRecord): string[];
+  getAssignment(id: string): AssignmentRecord | undefined;
+  listDesiredArtifacts(deviceId: string): DesiredArtifact[];
+  listStatusReports(assignmentId: string): StatusReportRecord[];
+  /**
+   * Stores one status report unless its sequence is not above the device's last one
+   * (then returns false and stores nothing). Report, assignment state, last_report_seq and
+   * installed change together or not at all.
+   */
+  recordStatusReport(report: NewStatusReport): boolean;
+
+  appendAudit(event: NewAuditEvent): void;
+  listAudit(filter?: { subject?: string; limit?: number }): AuditEventRecord[];
+}

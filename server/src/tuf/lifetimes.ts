@@ -1,0 +1,24 @@
+// Metadata lifetimes (TUF spec 4.2: every role carries an "expires"; clients refuse expired
+// metadata, 5.3.10, 5.4.4, 5.5.6, 5.6.6). Short-lived snapshot and timestamp bound how long
+// a freeze attack can hide new versions from a device; the online re-signer renews them.
+export const TUF_ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
+export type TufRole = (typeof TUF_ROLES)[number];
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const LIFETIME_MS: Readonly<Record<TufRole, number>> = {
+  root: 365 * DAY_MS,
+  targets: 90 * DAY_MS,
+  snapshot: 7 * DAY_MS,
+  timestamp: 1 * DAY_MS,
+};
+
+/** TUF "expires" format: ISO 8601 UTC without fractional seconds (spec 4.2). */
+export function expiresAt(role: TufRole, now: Date): string {
+  return new Date(now.getTime() + LIFETIME_MS[role]).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Re-sign when less than half the lifetime is left, so one missed timer run never lets metadata expire. */
+export function isDueForResigning(role: TufRole, expires: string, now: Date): boolean {
+  return Date.parse(expires) - now.getTime() < LIFETIME_MS[role] / 2;
+}

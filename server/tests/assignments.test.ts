@@ -1,0 +1,87 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishArtifact } from '../src/artifacts.js';
+import { createAssignment, getAssignment, type CreateAssignmentInput } from '../src/assignments.js';
+import { initDataDir, type MeshanicsContext } from '../src/data-dir.js';
+import { provisionDevice } from '../src/devices.js';
+import { isMeshError } from '../src/errors.js';
+import { tempDir } from './helpers.js';
+
+let ctx: MeshanicsContext;
+
+beforeAll(async () => {
+  ctx = await initDataDir({ dataDir: tempDir() });
+  await provisionDevice(ctx, { fleet: 'lab', name: 'a-1' });
+  const file = path.join(tempDir(), 'app.conf');
+  fs.writeFileSync(file, 'key=value\n');
+  await publishArtifact(ctx, { file, name: 'app-conf', version: '1', kind: 'config', spec: { destination: '/etc/app/app.conf', mode: '0644' } });
+  await publishArtifact(ctx, { file, name: 'app-conf', version: '2', kind: 'config', spec: { destination: '/etc/app/app.conf', mode: '0644' } });
+});
+afterAll(() => ctx.close());
+
+const base: CreateAssignmentInput = {
+  fleet: 'lab',
+  device: 'a-1',
+  artifact: 'app-conf',
+  version: '1',
+  probe: { type: 'http', spec: { url: 'http://127.0.0.1:8080/healthz' } },
+};
+
+function failure(input: CreateAssignmentInput): { code: string; message: string } {
+  try {
+    createAssignment(ctx, input);
+  } catch (err) {
+    if (isMeshError(err)) return { code: err.code, message: err.message };
+    throw err;
+  }
+  throw new Error('expected createAssignment to fail');
+}
+
+describe('assignments', () => {
+  it('assigns to a device that has a certificate but never ran its agent, with probe defaults filled in', () => {
+    const { assignmentId, superseded } = createAssignment(ctx, base);
+    expect(superseded).toEqual([]);
+    const view = getAssignment(ctx, assignmentId);
+    expect(view).toMatchObject({
+      state: 'PENDING',
+      reason: '',
+      reports: [],
+      assignment: {
+        fleet: 'lab',
+        device: 'a-1',
+        active: true,
+        artifact: { name: 'app-conf', version: '1', kind: 'config', targetPath: 'app-conf/1/app-conf' },
+        probe: { type: 'http', spec: { url: 'http://127.0.0.1:8080/healthz' }, timeoutSeconds: 10, attempts: 3, initialDelaySeconds: 0 },
+      },
+    });
+  });
+
+  it('supersedes the active assignment of the same artifact name on that device', () => {
+    const first = createAssignment(ctx, { ...base, version: '1' });
+    const second = createAssignment(ctx, { ...base, version: '2' });
+    expect(second.superseded).toEqual([first.assignmentId]);
+    expect(getAssignment(ctx, first.assignmentId).assignment.active).toBe(false);
+    expect(getAssignment(ctx, second.assignmentId).assignment.active).toBe(true);
+    expect(ctx.store.listDesiredArtifacts(ctx.store.getDeviceByName('lab', 'a-1')!.id).map((d) => d.assignment.id)).toEqual([
+      second.assignmentId,
+    ]);
+  });
+
+  it('rejects probes that break the common contract or their type schema, naming path and rule', () => {
+    expect(failure({ ...base, probe: { ...base.probe, timeoutSeconds: 0 } })).toMatchObject({
+      code: 'MESH_ERR_PROBE_INVALID',
+      message: expect.stringContaining('probe/timeoutSeconds must be >= 1'),
+    });
+    expect(failure({ ...base, probe: { ...base.probe, attempts: 11 } }).message).toContain('probe/attempts must be <= 10');
+    expect(failure({ ...base, probe: { type: 'file', spec: '{}' } }).message).toContain('probe/spec/path is required');
+    expect(failure({ ...base, probe: { type: 'file', spec: '{not json' } }).message).toContain('probe/spec is not valid JSON');
+    expect(failure({ ...base, probe: { type: 'smoke-signal', spec: {} } }).code).toBe('MESH_ERR_PROBE_UNKNOWN_TYPE');
+  });
+
+  it('refuses unknown devices and unpublished versions', () => {
+    expect(failure({ ...base, device: 'nobody' }).code).toBe('MESH_ERR_DEVICE_NOT_FOUND');
+    expect(failure({ ...base, version: '9' }).code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
+    expect(() => getAssignment(ctx, 'missing')).toThrow(/no assignment missing/);
+  });
+});

@@ -1,0 +1,249 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishArtifact } from '../src/artifacts.js';
+import { createAssignment, getAssignment } from '../src/assignments.js';
+import { decommissionDevice } from '../src/devices.js';
+import { issueDeviceCertificate } from '../src/pki/index.js';
+import {
+  certificateFromAnotherCa,
+  DeviceClient,
+  grpcError,
+  provision,
+  startTestServer,
+  tempDir,
+  type TestServer,
+  type TlsIdentity,
+} from './helpers.js';
+
+let t: TestServer;
+const clients: DeviceClient[] = [];
+
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await t.close();
+});
+
+async function device(name: string, fleet = 'lab'): Promise<{ client: DeviceClient; tls: TlsIdentity; spiffeId: string }> {
+  const creds = await provision(t.ctx, fleet, name);
+  const client = new DeviceClient(t.server.grpcAddress, creds);
+  clients.push(client);
+  return { client, tls: creds, spiffeId: creds.spiffeId };
+}
+
+const registerRequest = (agentVersion: string, tags: Record<string, string> = {}) => ({
+  hardware: { model: 'rpi5', soc: 'bcm2712', arch: 'arm64', cpuCores: 4, memoryBytes: 8 << 30, accelerators: [], os: 'debian', kernel: '6.6' },
+  agentVersion,
+  tags,
+  capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }],
+});
+
+let published = 0;
+async function publishModel(name: string, version: string) {
+  const file = path.join(tempDir(), `blob-${++published}`);
+  fs.writeFileSync(file, crypto.randomBytes(1024));
+  return publishArtifact(t.ctx, { file, name, version, kind: 'model', spec: { fileName: 'model.bin' } });
+}
+
+function assign(deviceName: string, artifact: string, version: string) {
+  return createAssignment(t.ctx, {
+    fleet: 'lab',
+    device: deviceName,
+    artifact,
+    version,
+    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 2, initialDelaySeconds: 1 },
+  }).assignmentId;
+}
+
+describe('DeviceService over mTLS', () => {
+  it('Register is idempotent: the same certificate twice maps to one record, and the profile is refreshed', async () => {
+    const { client, spiffeId } = await device('reg-1');
+    const first = await client.call('Register', registerRequest('1.0.0', { site: 'a' }));
+    expect(first).toEqual({ deviceName: 'reg-1', fleet: 'lab', heartbeatIntervalSeconds: 15 });
+    const before = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    const second = await client.call('Register', registerRequest('1.1.0', { site: 'b' }));
+    expect(second).toEqual(first);
+    const after = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    expect(after.id).toBe(before.id);
+    expect(after.registeredAt).toBe(before.registeredAt);
+    expect(after.agentVersion).toBe('1.1.0');
+    expect(after.tags).toEqual({ site: 'b' });
+    expect(after.hardware?.model).toBe('rpi5');
+    expect(t.ctx.store.listAudit({ subject: `device:${spiffeId}` }).map((e) => e.action)).toEqual([
+      'device.certificate_issued',
+      'device.registered',
+    ]);
+  });
+
+  it('takes identity from the certificate alone: two certificates are two devices', async () => {
+    const a = await device('id-a');
+    const b = await device('id-b', 'other-fleet');
+    expect(await a.client.call('Register', registerRequest('1'))).toMatchObject({ deviceName: 'id-a', fleet: 'lab' });
+    expect(await b.client.call('Register', registerRequest('1'))).toMatchObject({ deviceName: 'id-b', fleet: 'other-fleet' });
+    const da = t.ctx.store.getDeviceBySpiffeId(a.spiffeId)!;
+    const db = t.ctx.store.getDeviceBySpiffeId(b.spiffeId)!;
+    expect(da.id).not.toBe(db.id);
+    expect(db.spiffeId).toBe('spiffe://meshanics.local/fleet/other-fleet/device/id-b');
+  });
+
+  it('answers a Heartbeat from a device that never registered with FAILED_PRECONDITION', async () => {
+    const { client } = await device('hb-unregistered');
+    const err = await grpcError(client.call('Heartbeat', { installed: [] }));
+    expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/register first/);
+  });
+
+  it('returns one active assignment per artifact name with its TUF target, digest and probe; a newer one supersedes it', async () => {
+    const { client, spiffeId } = await device('hb-1');
+    await client.call('Register', registerRequest('1'));
+    const v1 = await publishModel('hb-model', '1.0.0');
+    const v2 = await publishModel('hb-model', '2.0.0');
+    const first = assign('hb-1', 'hb-model', '1.0.0');
+    const second = assign('hb-1', 'hb-model', '2.0.0');
+    const res = await client.call<{ assignments: Record<string, unknown>[]; nextHeartbeatSeconds: number; offboarded: boolean }>(
+      'Heartbeat',
+      { installed: [{ name: 'hb-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }] },
+    );
+    expect(res.assignments).toHaveLength(1);
+    expect(res.assignments[0]).toMatchObject({
+      assignmentId: second,
+      rolloutId: '',
+      kind: 'model',
+      name: 'hb-model',
+      version: '2.0.0',
+      targetPath: 'hb-model/2.0.0/hb-model',
+      expectedSha256: v2.sha256,
+      expectedLength: 1024,
+      specJson: '{"fileName":"model.bin"}',
+      probe: { type: 'file', specJson: '{"path":"/run/ready"}', timeoutSeconds: 5, attempts: 2, initialDelaySeconds: 1 },
+    });
+    expect(res.offboarded).toBe(false);
+    expect(res.nextHeartbeatSeconds).toBe(15);
+    expect(getAssignment(t.ctx, first).assignment.active).toBe(false);
+    const dev = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    expect(dev.lastSeenAt).not.toBeNull();
+    expect(t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'hb-model', version: '1.0.0', state: 'HEALTHY' }]);
+  });
+
+  it('stores each status report once: a repeated or lower sequence is answered accepted=false and dropped', async () => {
+    const { client, spiffeId } = await device('rep-1');
+    await client.call('Register', registerRequest('1'));
+    const art = await publishModel('rep-model', '1.0.0');
+    const id = assign('rep-1', 'rep-model', '1.0.0');
+    const report = (sequence: number, state: string, reason = '') =>
+      client.call('ReportArtifactStatus', { assignmentId: id, state, sequence, reason, bytesDone: 0, bytesTotal: 1024, deviceTime: new Date().toISOString() });
+    expect(await report(1, 'DOWNLOADING')).toEqual({ accepted: true });
+    expect(await report(1, 'DOWNLOADING')).toEqual({ accepted: false });
+    expect(await report(2, 'VERIFYING')).toEqual({ accepted: true });
+    expect(await report(1, 'FAILED', 'late duplicate')).toEqual({ accepted: false });
+    expect(await report(3, 'APPLYING')).toEqual({ accepted: true });
+    expect(await report(4, 'HEALTHY', 'probe ok')).toEqual({ accepted: true });
+    const view = getAssignment(t.ctx, id);
+    expect(view.state).toBe('HEALTHY');
+    expect(view.reason).toBe('probe ok');
+    expect(view.reports.map((r) => [r.sequence, r.state])).toEqual([
+      [1, 'DOWNLOADING'],
+      [2, 'VERIFYING'],
+      [3, 'APPLYING'],
+      [4, 'HEALTHY'],
+    ]);
+    const dev = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    expect(dev.lastReportSeq).toBe(4);
+    expect(t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'rep-model', version: '1.0.0', sha256: art.sha256, state: 'HEALTHY' }]);
+    expect(t.ctx.store.listAudit({ subject: `assignment:${id}` }).map((e) => e.action)).toEqual(['assignment.created', 'assignment.healthy']);
+  });
+
+  it("refuses a report on another device's assignment with NOT_FOUND and stores nothing", async () => {
+    const owner = await device('own-1');
+    const intruder = await device('own-2');
+    await owner.client.call('Register', registerRequest('1'));
+    await intruder.client.call('Register', registerRequest('1'));
+    await publishModel('own-model', '1.0.0');
+    const id = assign('own-1', 'own-model', '1.0.0');
+    const err = await grpcError(
+      intruder.client.call('ReportArtifactStatus', { assignmentId: id, state: 'FAILED', sequence: 1, reason: 'x' }),
+    );
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    const unknown = await grpcError(
+      intruder.client.call('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 1 }),
+    );
+    expect(unknown.code).toBe(grpc.status.NOT_FOUND);
+    expect(getAssignment(t.ctx, id)).toMatchObject({ state: 'PENDING', reports: [] });
+    expect(t.ctx.store.getDeviceBySpiffeId(intruder.spiffeId)!.lastReportSeq).toBe(0);
+  });
+
+  it('rejects malformed requests with INVALID_ARGUMENT', async () => {
+    const { client } = await device('bad-1');
+    const badTag = await grpcError(client.call('Register', registerRequest('1', { 'bad key!': 'v' })));
+    expect(badTag.code).toBe(grpc.status.INVALID_ARGUMENT);
+    await client.call('Register', registerRequest('1'));
+    await publishModel('bad-model', '1.0.0');
+    const id = assign('bad-1', 'bad-model', '1.0.0');
+    const badState = await grpcError(client.call('ReportArtifactStatus', { assignmentId: id, state: 'ARTIFACT_STATE_UNSPECIFIED', sequence: 1 }));
+    expect(badState.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const badInstalled = await grpcError(client.call('Heartbeat', { installed: [{ name: '../x', kind: 'model', version: '1', sha256: 'x', state: 'HEALTHY' }] }));
+    expect(badInstalled.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('refuses a message above the 1 MiB receive limit', async () => {
+    const { client } = await device('big-1');
+    const err = await grpcError(client.call('Register', registerRequest('1', { big: 'x'.repeat(2 * 1024 * 1024) })));
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  it('refuses a decommissioned device on every call, Register included', async () => {
+    const { client } = await device('gone-1');
+    await client.call('Register', registerRequest('1'));
+    decommissionDevice(t.ctx, { fleet: 'lab', name: 'gone-1' });
+    for (const [method, req] of [
+      ['Register', registerRequest('1')],
+      ['Heartbeat', { installed: [] }],
+      ['ReportArtifactStatus', { assignmentId: 'x', state: 'FAILED', sequence: 9 }],
+    ] as const) {
+      const err = await grpcError(client.call(method, req));
+      expect(err.code, method).toBe(grpc.status.PERMISSION_DENIED);
+    }
+  });
+
+  it('answers UploadLogs with UNIMPLEMENTED', async () => {
+    const { client } = await device('logs-1');
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const stream = (client.raw as unknown as { UploadLogs: (cb: (e: grpc.ServiceError) => void) => grpc.ClientWritableStream<unknown> }).UploadLogs(
+        (e) => resolve(e),
+      );
+      stream.write({ logRequestId: 'r1', data: Buffer.from('x') });
+      stream.end();
+    });
+    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
+  });
+
+  it('treats a certificate from our CA for another trust domain as UNAUTHENTICATED', async () => {
+    const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const issued = await issueDeviceCertificate(await t.ctx.deviceCa(), publicKey, { trustDomain: 'evil.example', fleet: 'lab', name: 'reg-1' });
+    const client = new DeviceClient(t.server.grpcAddress, {
+      caPem: fs.readFileSync(t.ctx.layout.caCertFile, 'utf8'),
+      certPem: issued.certPem,
+      keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    });
+    clients.push(client);
+    const err = await grpcError(client.call('Register', registerRequest('1')));
+    expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+
+  it('refuses a client certificate issued by another CA during the TLS handshake', async () => {
+    const forged = await certificateFromAnotherCa('reg-1');
+    const client = new DeviceClient(t.server.grpcAddress, {
+      caPem: fs.readFileSync(t.ctx.layout.caCertFile, 'utf8'),
+      certPem: forged.certPem,
+      keyPem: forged.keyPem,
+    });
+    clients.push(client);
+    const err = await grpcError(client.call('Register', registerRequest('1')));
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+  });
+});

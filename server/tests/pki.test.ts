@@ -1,0 +1,81 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initDataDir, type InitializedDataDir } from '../src/data-dir.js';
+import { isMeshError } from '../src/errors.js';
+import { deviceFromCertificate, issueDeviceCertificate } from '../src/pki/index.js';
+import { tempDir } from './helpers.js';
+
+let ctx: InitializedDataDir;
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = tempDir();
+  ctx = await initDataDir({ dataDir, trustDomain: 'example.org' });
+});
+afterAll(() => ctx.close());
+
+function keyPair() {
+  return crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+}
+
+describe('device CA', () => {
+  it('creates a P-256 CA, a server certificate and private files with mode 0600 on first start', async () => {
+    const ca = new crypto.X509Certificate(fs.readFileSync(ctx.layout.caCertFile));
+    expect(ca.ca).toBe(true);
+    expect(ca.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    for (const file of [ctx.layout.caKeyFile, ctx.layout.serverKeyFile]) {
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    }
+    const server = new crypto.X509Certificate(ctx.serverTls.certPem);
+    expect(server.verify(ca.publicKey)).toBe(true);
+    expect(server.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect(server.checkHost('localhost')).toBe('localhost');
+    expect(server.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
+  });
+
+  it('is idempotent, keeps its trust domain and adds requested hostnames to a re-issued server certificate', async () => {
+    const before = fs.readFileSync(ctx.layout.caCertFile, 'utf8');
+    const again = await initDataDir({ dataDir, hostnames: ['ota.example.org', '10.1.2.3'] });
+    try {
+      expect(fs.readFileSync(ctx.layout.caCertFile, 'utf8')).toBe(before);
+      expect(again.trustDomain).toBe('example.org');
+      const server = new crypto.X509Certificate(again.serverTls.certPem);
+      expect(server.checkHost('ota.example.org')).toBe('ota.example.org');
+      expect(server.checkIP('10.1.2.3')).toBe('10.1.2.3');
+    } finally {
+      again.close();
+    }
+    await expect(initDataDir({ dataDir, trustDomain: 'other.org' })).rejects.toMatchObject({
+      code: 'MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH',
+    });
+  });
+
+  it('issues a device certificate whose only identity is its SPIFFE URI SAN, for client auth, valid 30 days', async () => {
+    const ca = await ctx.deviceCa();
+    const { publicKey } = keyPair();
+    const issued = await issueDeviceCertificate(ca, publicKey, { trustDomain: 'example.org', fleet: 'lab', name: 'cam-7' });
+    const cert = new crypto.X509Certificate(issued.certPem);
+    expect(cert.subjectAltName).toBe('URI:spiffe://example.org/fleet/lab/device/cam-7');
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+    expect(cert.ca).toBe(false);
+    expect(cert.verify(new crypto.X509Certificate(ca.certPem).publicKey)).toBe(true);
+    expect(cert.publicKey.export({ type: 'spki', format: 'der' })).toEqual(publicKey.export({ type: 'spki', format: 'der' }));
+    const days = (Date.parse(cert.validTo) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(29.9);
+    expect(days).toBeLessThan(30.1);
+    expect(deviceFromCertificate(cert.raw, 'example.org')).toMatchObject({ fleet: 'lab', name: 'cam-7' });
+    expect(deviceFromCertificate(cert.raw, 'meshanics.local')).toBeUndefined();
+  });
+
+  it('refuses identities that are not DNS labels, out-of-range validity and non-P-256 keys', async () => {
+    const ca = await ctx.deviceCa();
+    const { publicKey } = keyPair();
+    const id = { trustDomain: 'example.org', fleet: 'lab', name: 'cam' };
+    const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (isMeshError(e) ? e.code : String(e)));
+    expect(await codeOf(issueDeviceCertificate(ca, publicKey, { ...id, name: 'Cam/../x' }))).toBe('MESH_ERR_PKI_INVALID_IDENTITY');
+    expect(await codeOf(issueDeviceCertificate(ca, publicKey, id, { days: 0 }))).toBe('MESH_ERR_PKI_INVALID_VALIDITY');
+    const ed = crypto.generateKeyPairSync('ed25519').publicKey;
+    expect(await codeOf(issueDeviceCertificate(ca, ed, id))).toBe('MESH_ERR_PKI_UNSUPPORTED_KEY');
+  });
+});
