@@ -10,7 +10,8 @@ import type { Agent } from './agent.js';
 import type { Assignment } from './assignment.js';
 import { MeshError, reasonOf } from './errors.js';
 import type { ArtifactStage } from './hooks.js';
-import type { ArtifactContext, InstalledArtifactRecord, RollbackContext } from './plugin.js';
+import type { ArtifactContext, InstalledArtifactRecord, RollbackContext, VerifiedTarget } from './plugin.js';
+import { canonicalize } from '@tufjs/canonical-json';
 import { runProbe } from './probe-runner.js';
 import type { InflightPhase } from './state/agent-state.js';
 import type { ArtifactState } from './contract/messages.js';
@@ -101,6 +102,22 @@ export async function cleanUp(agent: Agent, ctx: ArtifactContext): Promise<void>
   await fs.rm(ctx.stagingDir, { recursive: true, force: true });
 }
 
+/**
+ * The publisher signed the artifact's kind and spec into its TUF target (`custom`), so a
+ * control plane that was tampered with cannot send signed bytes somewhere else (a config to
+ * another destination, say): the assignment must say exactly what was signed.
+ */
+function assertMatchesSignedIntent(assignment: Assignment, spec: unknown, target: VerifiedTarget): void {
+  const signed = target.signed;
+  if (!signed) return;
+  if (signed.kind !== undefined && signed.kind !== assignment.kind) {
+    throw new MeshError('MESH_ERR_SPEC_INVALID', `assignment kind "${assignment.kind}" differs from the signed kind "${signed.kind}"`);
+  }
+  if (signed.spec !== undefined && canonicalize(signed.spec as Parameters<typeof canonicalize>[0]) !== canonicalize(spec as Parameters<typeof canonicalize>[0])) {
+    throw new MeshError('MESH_ERR_SPEC_INVALID', 'assignment spec differs from the spec signed into the TUF target');
+  }
+}
+
 export async function runPipeline(agent: Agent, assignment: Assignment, signal: AbortSignal): Promise<ArtifactState> {
   const { name } = assignment;
   let validated;
@@ -133,6 +150,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
         `assignment expects sha256 ${assignment.expectedSha256} (${assignment.expectedLength} bytes) but the TUF-verified target has sha256 ${target.sha256} (${target.length} bytes)`,
       );
     }
+    assertMatchesSignedIntent(assignment, validated.spec, target);
     ctx.target = target;
     await fs.mkdir(ctx.stagingDir, { recursive: true, mode: 0o700 });
     const staged = path.join(ctx.stagingDir, 'target');

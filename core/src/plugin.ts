@@ -24,6 +24,11 @@ export interface VerifiedTarget {
   targetPath: string;
   length: number;
   sha256: string;
+  /**
+   * What the publisher signed about this artifact in the target's TUF `custom` field
+   * (kind and spec), when present. The agent holds the assignment to it.
+   */
+  signed?: { kind?: string; spec?: unknown };
 }
 
 /** The context every artifact stage hook receives. */

@@ -90,6 +90,20 @@ describe('pipeline', () => {
     await expect(readFile(live)).rejects.toThrow(/ENOENT/);
   });
 
+  it('fails before downloading when the assignment spec differs from the spec signed into TUF', async () => {
+    const { source, agent, calls, events } = await setup();
+    const target = await source.publish('thing/v1/thing.bin', Buffer.from('v1'), { kind: 'fake', spec: { label: 'signed' } });
+    const forged = makeAssignment(target, { specJson: '{"label":"forged"}' });
+    expect(await runPipeline(agent, forged, new AbortController().signal)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment spec differs from the spec signed into the TUF target');
+    expect(calls).toEqual(['cleanup']);
+    const honest = makeAssignment(target, { specJson: '{ "label" : "signed" }' });
+    expect(await runPipeline(agent, honest, new AbortController().signal)).toBe('HEALTHY');
+    const otherKind = await source.publish('thing/v2/thing.bin', Buffer.from('v2'), { kind: 'model', spec: {} });
+    expect(await runPipeline(agent, makeAssignment(otherKind), new AbortController().signal)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toContain('differs from the signed kind "model"');
+  });
+
   it('fails without applying when the bytes were altered after the metadata was signed', async () => {
     const { source, agent, calls, events, live } = await setup();
     const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));

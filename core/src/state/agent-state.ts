@@ -6,7 +6,7 @@
 // its report.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { ArtifactState } from '../contract/messages.js';
+import type { ArtifactState, ReportArtifactStatusRequest } from '../contract/messages.js';
 import type { Assignment } from '../assignment.js';
 import { MeshError } from '../errors.js';
 import { writeJsonAtomic } from '../kit/atomic-file.js';
@@ -22,15 +22,8 @@ export interface InflightRecord {
   startedAt: string;
 }
 
-export interface PendingReport {
-  assignmentId: string;
-  state: ArtifactState;
-  sequence: number;
-  reason: string;
-  bytesDone: number;
-  bytesTotal: number;
-  deviceTime: string;
-}
+/** A queued report is exactly the request that will carry it. */
+export type PendingReport = ReportArtifactStatusRequest;
 
 export interface CompletedRecord {
   name: string;

@@ -18,12 +18,17 @@ export class LocalTargetSource implements TargetSource {
   }
 
   /** Stores bytes as a target and returns what "signed metadata" would say about them. */
-  async publish(targetPath: string, bytes: Buffer | string): Promise<VerifiedTarget> {
+  async publish(targetPath: string, bytes: Buffer | string, signed?: VerifiedTarget['signed']): Promise<VerifiedTarget> {
     const data = Buffer.from(bytes);
     const file = path.join(this.dir, targetPath);
     await fs.mkdir(path.dirname(file), { recursive: true });
     await fs.writeFile(file, data);
-    const target = { targetPath, length: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+    const target: VerifiedTarget = {
+      targetPath,
+      length: data.length,
+      sha256: createHash('sha256').update(data).digest('hex'),
+      ...(signed ? { signed } : {}),
+    };
     await fs.writeFile(`${file}.meta.json`, JSON.stringify(target));
     return target;
   }

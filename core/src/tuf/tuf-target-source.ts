@@ -75,7 +75,12 @@ export class TufTargetSource implements TargetSource {
     if (!sha256) {
       throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" has no sha256 in TUF metadata`);
     }
-    return { targetPath, length: info.length, sha256: sha256.toLowerCase() };
+    const custom = (info.custom as { meshanics?: { kind?: unknown; spec?: unknown } }).meshanics;
+    const signed =
+      custom && typeof custom === 'object'
+        ? { ...(typeof custom.kind === 'string' ? { kind: custom.kind } : {}), ...('spec' in custom ? { spec: custom.spec } : {}) }
+        : undefined;
+    return { targetPath, length: info.length, sha256: sha256.toLowerCase(), ...(signed ? { signed } : {}) };
   }
 
   async fetch(
