@@ -16,6 +16,10 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_SWAP_FAILED: 'atomic swap failed',
   MESH_ERR_ALLOWLIST_DENIED: 'the device allowlist does not permit this',
   MESH_ERR_RELOAD_FAILED: 'the reload action after a config swap failed',
+  MESH_ERR_ENROLL_REFUSED: 'enrollment or renewal was refused or the server could not be trusted',
+  MESH_ERR_IDENTITY_MISSING: 'the agent has no usable identity (enroll first)',
+  MESH_ERR_OFFBOARDED: 'this device was offboarded; it must enroll again',
+  MESH_ERR_LOGS_FAILED: 'log collection or upload failed',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -111,6 +111,11 @@ export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [
   return child;
 }
 
+/** Starts `meshanics-agent ARGS` (for an enrolled agent: `run --data-dir DIR` and nothing else). */
+export function spawnAgent(args, { env = {} } = {}) {
+  return spawnNode('agent', AGENT_CLI, args, env);
+}
+
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
 export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {} } = {}) {
   return spawnNode('agent', AGENT_CLI, [

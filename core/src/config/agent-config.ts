@@ -31,6 +31,12 @@ export interface AgentConfig {
   tags?: Record<string, string>;
   plugins?: string[];
   containerRuntime?: string;
+  logs?: {
+    /** auto: the journal when the agent runs under systemd with journald, else the file. */
+    source?: 'auto' | 'journald' | 'file';
+    /** The agent's own unit; the only unit whose journal is ever read. */
+    unit?: string;
+  };
   allowlist: Allowlist;
 }
 
@@ -57,6 +63,14 @@ export const AGENT_CONFIG_SCHEMA: JsonSchema = Object.freeze({
     },
     plugins: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
     containerRuntime: { type: 'string', minLength: 1 },
+    logs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        source: { enum: ['auto', 'journald', 'file'] },
+        unit: { type: 'string', pattern: '^[A-Za-z0-9:_.@-]{1,200}\\.service$' },
+      },
+    },
     allowlist: {
       type: 'object',
       additionalProperties: false,

@@ -10,10 +10,17 @@ import { Reconciler } from '../reconciler.js';
 import { recoverInterrupted } from '../recovery.js';
 import type { DeviceClient } from './device-client.js';
 import { StatusReporter } from './status-reporter.js';
+import type { DeviceTlsMaterial } from '../transport/tls.js';
+import type { LogUploader } from '../logs/log-uploader.js';
 
 export interface AgentDaemonOptions {
   agent: Agent;
   client: DeviceClient;
+  /** Renews the certificate when due; returns the new material when it did. */
+  renewer?: { renewIfDue(): Promise<DeviceTlsMaterial | undefined> };
+  /** Builds a channel (and anything else that holds credentials) for new material. */
+  reconnect?: (tls: DeviceTlsMaterial) => DeviceClient;
+  logUploader?: LogUploader;
   hardware: HardwareProfile;
   agentVersion: string;
   tags: Record<string, string>;
@@ -31,11 +38,13 @@ export class AgentDaemon {
   readonly reconciler: Reconciler;
   readonly reporter: StatusReporter;
   #intervalSeconds = 30;
+  #client: DeviceClient;
 
   constructor(options: AgentDaemonOptions) {
     this.#options = options;
+    this.#client = options.client;
     this.reconciler = new Reconciler(options.agent);
-    this.reporter = new StatusReporter(options.agent.state, options.client, options.agent.log);
+    this.reporter = new StatusReporter(options.agent.state, () => this.#client, options.agent.log);
     options.agent.hooks.transition.tap('TransitionLog', (e) => {
       const level = e.state === 'FAILED' || e.state === 'ROLLED_BACK' ? 'warn' : 'info';
       if (e.state === 'DOWNLOADING' && e.bytesDone > 0) return;
@@ -58,14 +67,15 @@ export class AgentDaemon {
   }
 
   async #register(signal: AbortSignal): Promise<void> {
-    const { agent, client, hardware, agentVersion, tags } = this.#options;
+    const { agent, hardware, agentVersion, tags } = this.#options;
     for (let attempt = 0; ; attempt++) {
       try {
-        const res = await client.register({ hardware, agentVersion, tags, capabilities: agent.capabilities() });
+        const res = await this.#client.register({ hardware, agentVersion, tags, capabilities: agent.capabilities() });
         this.#intervalSeconds = res.heartbeatIntervalSeconds || this.#intervalSeconds;
         agent.log.info({ device: res.deviceName, fleet: res.fleet, heartbeatSeconds: this.#intervalSeconds }, 'registered');
         return;
       } catch (err) {
+        if (isDecommissioned(err)) throw new OffboardedSignal();
         if ((err as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED) throw err;
         agent.log.warn({ err: (err as Error).message }, 'register failed; retrying');
         await abortableSleep(backoff(attempt), signal);
@@ -73,18 +83,30 @@ export class AgentDaemon {
     }
   }
 
+  /** Swaps to renewed credentials: a new channel; the old one closes. */
+  async #renewIfDue(): Promise<void> {
+    const { renewer, reconnect } = this.#options;
+    if (!renewer || !reconnect) return;
+    const material = await renewer.renewIfDue();
+    if (!material) return;
+    const old = this.#client;
+    this.#client = reconnect(material);
+    old.close();
+  }
+
   /** Runs until `signal` aborts (returns "stopped") or the server says the device is offboarded. */
   async run(signal: AbortSignal): Promise<DaemonExit> {
-    const { agent, client } = this.#options;
+    const { agent } = this.#options;
     await recoverInterrupted(agent);
     this.reporter.wake();
     try {
+      await this.#renewIfDue();
       await this.#register(signal);
       let failures = 0;
       while (!signal.aborted) {
         let wait = this.#intervalSeconds * 1000;
         try {
-          const res = await client.heartbeat({ installed: this.#installed() });
+          const res = await this.#client.heartbeat({ installed: this.#installed() });
           failures = 0;
           if (res.offboarded) {
             agent.log.warn('server says this device is offboarded');
@@ -94,13 +116,20 @@ export class AgentDaemon {
           wait = this.#intervalSeconds * 1000;
           await this.reconciler.reconcile(res.assignments.map(assignmentFromMessage));
           this.reporter.wake();
+          if (res.logRequests.length > 0) void this.#options.logUploader?.handle(res.logRequests, this.#client);
+          await this.#renewIfDue();
         } catch (err) {
+          if (err instanceof OffboardedSignal || isDecommissioned(err)) {
+            agent.log.warn('server refuses this identity as decommissioned');
+            return 'offboarded';
+          }
           const code = (err as grpc.ServiceError).code;
           if (code === grpc.status.FAILED_PRECONDITION) {
             await this.#register(signal);
             continue;
           }
           if (code === grpc.status.PERMISSION_DENIED) throw err;
+          if (err instanceof Error && (err as { code?: unknown }).code === 'MESH_ERR_IDENTITY_MISSING') throw err;
           failures += 1;
           wait = Math.min(backoff(failures), wait);
           agent.log.warn({ err: (err as Error).message, failures }, 'heartbeat failed');
@@ -108,6 +137,7 @@ export class AgentDaemon {
         await abortableSleep(wait, signal);
       }
     } catch (err) {
+      if (err instanceof OffboardedSignal) return 'offboarded';
       if (!signal.aborted) throw err;
     } finally {
       this.reconciler.abort('agent stopping');
@@ -117,4 +147,12 @@ export class AgentDaemon {
     }
     return 'stopped';
   }
+}
+
+class OffboardedSignal extends Error {}
+
+/** The server refuses a decommissioned identity with PERMISSION_DENIED saying so. */
+function isDecommissioned(err: unknown): boolean {
+  const e = err as grpc.ServiceError;
+  return e?.code === grpc.status.PERMISSION_DENIED && /decommission/i.test(e.details ?? e.message ?? '');
 }

@@ -48,6 +48,24 @@ export class DeviceClient {
     return this.#call('reportArtifactStatus', request);
   }
 
+  /** Streams a gzip bundle in chunks (client streaming); resolves with what the server stored. */
+  uploadLogs(logRequestId: string, bundle: Buffer, chunkSize = 64 * 1024): Promise<number> {
+    const fn = this.#client.uploadLogs as (
+      meta: grpc.Metadata,
+      opts: grpc.CallOptions,
+      cb: (err: grpc.ServiceError | null, res?: { bytesReceived: number }) => void,
+    ) => grpc.ClientWritableStream<{ logRequestId: string; data: Buffer }>;
+    return new Promise((resolve, reject) => {
+      const call = fn.call(this.#client, new grpc.Metadata(), { deadline: Date.now() + 120_000 }, (err, res) =>
+        err ? reject(err) : resolve(Number(res?.bytesReceived ?? 0)),
+      );
+      for (let offset = 0, first = true; offset < bundle.length || first; offset += chunkSize, first = false) {
+        call.write({ logRequestId: first ? logRequestId : '', data: bundle.subarray(offset, offset + chunkSize) });
+      }
+      call.end();
+    });
+  }
+
   close(): void {
     this.#client.close();
   }

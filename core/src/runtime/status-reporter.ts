@@ -8,7 +8,7 @@ import type { DeviceClient } from './device-client.js';
 
 export class StatusReporter {
   readonly #state: AgentStateStore;
-  readonly #client: DeviceClient;
+  readonly #client: () => DeviceClient;
   readonly #log: Logger;
   #flushing: Promise<void> | undefined;
   #again = false;
@@ -16,7 +16,8 @@ export class StatusReporter {
   #backoffMs = 500;
   #stopped = false;
 
-  constructor(state: AgentStateStore, client: DeviceClient, log: Logger) {
+  /** `client` is a getter: the channel is replaced when the certificate is renewed. */
+  constructor(state: AgentStateStore, client: () => DeviceClient, log: Logger) {
     this.#state = state;
     this.#client = client;
     this.#log = log;
@@ -43,7 +44,7 @@ export class StatusReporter {
       const next = this.#state.current.outbox[0];
       if (!next) return;
       try {
-        const res = await this.#client.reportArtifactStatus(next);
+        const res = await this.#client().reportArtifactStatus(next);
         if (!res.accepted) this.#log.debug({ sequence: next.sequence }, 'server already had this report');
         await this.#state.update((draft) => {
           draft.outbox = draft.outbox.filter((r) => r.sequence !== next.sequence);

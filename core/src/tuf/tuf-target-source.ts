@@ -26,7 +26,7 @@ export interface TufTargetSourceOptions {
 
 export class TufTargetSource implements TargetSource {
   readonly #options: TufTargetSourceOptions;
-  readonly #fetcher: MtlsFetcher;
+  #fetcher: MtlsFetcher;
 
   private constructor(options: TufTargetSourceOptions) {
     this.#options = options;
@@ -45,6 +45,12 @@ export class TufTargetSource implements TargetSource {
       }
     }
     return new TufTargetSource(options);
+  }
+
+  /** After a certificate renewal: present the new certificate from now on. */
+  useHttpsAgent(agent: https.Agent): void {
+    this.#options.httpsAgent = agent;
+    this.#fetcher = new MtlsFetcher(agent, this.#options.fetchTimeoutMs ?? 30_000);
   }
 
   #base(prefix: string): string {
