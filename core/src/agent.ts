@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import semver from 'semver';
 import type { Capability } from './contract/messages.js';
 import { PROBE_COMMON_SCHEMA, compileSchema, parseAndValidate, type SchemaValidator } from './contract/schema.js';
 import type { Assignment } from './assignment.js';
@@ -70,6 +71,15 @@ export class Agent {
     }
     if (typeof plugin.version !== 'string' || !plugin.specSchema || typeof plugin.specSchema !== 'object') {
       throw new MeshError('MESH_ERR_PLUGIN_INVALID', `plugin ${plugin.name} needs a version and a specSchema`);
+    }
+    if (typeof plugin.coreApi !== 'string' || !semver.validRange(plugin.coreApi)) {
+      throw new MeshError('MESH_ERR_PLUGIN_INVALID', `plugin ${plugin.name} must declare the core API range it supports (coreApi, e.g. "^${Agent.CORE_API_VERSION}")`);
+    }
+    if (!semver.satisfies(Agent.CORE_API_VERSION, plugin.coreApi)) {
+      throw new MeshError(
+        'MESH_ERR_PLUGIN_INVALID',
+        `plugin ${plugin.name} ${plugin.version} supports core API ${plugin.coreApi}, but this agent offers ${Agent.CORE_API_VERSION}`,
+      );
     }
     const provides = plugin.provides as Partial<{ artifactKind: string; probeType: string }>;
     const [table, key, root] = provides?.artifactKind

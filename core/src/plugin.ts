@@ -16,6 +16,11 @@ export interface MeshanicsPlugin {
   readonly provides: PluginProvides;
   /** JSON Schema of the assignment's spec (artifact) or the probe's spec (probe). */
   readonly specSchema: JsonSchema;
+  /**
+   * The range of core plugin APIs this plugin works with (a semver range such as "^0.1.0");
+   * the agent refuses to start with a plugin whose range excludes `Agent.CORE_API_VERSION`.
+   */
+  readonly coreApi: string;
   apply(agent: Agent): void;
 }
 

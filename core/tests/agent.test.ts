@@ -10,6 +10,16 @@ async function newAgent() {
 }
 
 describe('Agent', () => {
+  it('refuses a plugin that does not declare, or does not support, this core API', async () => {
+    const agent = await newAgent();
+    const base = { name: 'v', version: '2.0.0', provides: { probeType: 'v' }, specSchema: { type: 'object' }, apply() {} };
+    expect(() => agent.use(base as unknown as MeshanicsPlugin)).toThrow(/must declare the core API range it supports/);
+    expect(() => agent.use({ ...base, coreApi: '^1.0.0' })).toThrow(
+      'plugin v 2.0.0 supports core API ^1.0.0, but this agent offers 0.1.0',
+    );
+    expect(() => agent.use({ ...base, coreApi: '>=0.1.0 <2' })).not.toThrow();
+  });
+
   it('declares its hooks once in a frozen table', async () => {
     const agent = await newAgent();
     expect(Object.isFrozen(agent.hooks)).toBe(true);
@@ -32,9 +42,9 @@ describe('Agent', () => {
     const agent = await newAgent();
     agent.use(new FakeFileArtifactPlugin());
     expect(() => agent.use(new FakeFileArtifactPlugin())).toThrow(/both provide "fake"/);
-    const nothing = { name: 'x', version: '1', provides: {}, specSchema: {}, apply() {} } as unknown as MeshanicsPlugin;
+    const nothing = { name: 'x', version: '1', coreApi: '^0.1.0', provides: {}, specSchema: {}, apply() {} } as unknown as MeshanicsPlugin;
     expect(() => agent.use(nothing)).toThrow(MeshError);
-    const badSchema = { name: 'y', version: '1', provides: { probeType: 'y' }, specSchema: { type: 'nonsense' }, apply() {} };
+    const badSchema = { name: 'y', version: '1', coreApi: '^0.1.0', provides: { probeType: 'y' }, specSchema: { type: 'nonsense' }, apply() {} };
     expect(() => agent.use(badSchema)).toThrow(/invalid specSchema/);
   });
 });

@@ -63,6 +63,7 @@ export default class ConfigArtifactPlugin implements MeshanicsPlugin {
   readonly version = '0.1.0';
   readonly provides = { artifactKind: ARTIFACT_KIND };
   readonly specSchema = CONFIG_SPEC_SCHEMA;
+  readonly coreApi = '^0.1.0';
   readonly #systemctl: string;
 
   constructor(options: ConfigPluginOptions = {}) {

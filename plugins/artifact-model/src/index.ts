@@ -37,6 +37,7 @@ export default class ModelArtifactPlugin implements MeshanicsPlugin {
   readonly version = '0.1.0';
   readonly provides = { artifactKind: ARTIFACT_KIND };
   readonly specSchema = MODEL_SPEC_SCHEMA;
+  readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
     agent.hooks.apply.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx: ArtifactContext) => {

@@ -14,6 +14,7 @@ export default class ExecProbePlugin implements MeshanicsPlugin {
   readonly version = '0.1.0';
   readonly provides = { probeType: PROBE_TYPE };
   readonly specSchema = EXEC_PROBE_SPEC_SCHEMA;
+  readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
     agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, async (ctx) => {

@@ -28,6 +28,7 @@ export default class FileProbePlugin implements MeshanicsPlugin {
   readonly version = '0.1.0';
   readonly provides = { probeType: PROBE_TYPE };
   readonly specSchema = FILE_PROBE_SPEC_SCHEMA;
+  readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
     agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx: ProbeAttemptContext) =>

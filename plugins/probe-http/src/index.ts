@@ -80,6 +80,7 @@ export default class HttpProbePlugin implements MeshanicsPlugin {
   readonly version = '0.1.0';
   readonly provides = { probeType: PROBE_TYPE };
   readonly specSchema = HTTP_PROBE_SPEC_SCHEMA;
+  readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
     // The system's CAs plus the device's own bundle, so a service with a certificate from
