@@ -33,6 +33,18 @@ npm ci --no-audit --no-fund
 log "build"
 npx tsc -b
 
+# A real container runtime (podman's Docker API + a local registry, test images built from
+# busybox-static) for the container-artifact tests: installs and starts what is missing.
+# Required in CI; elsewhere a failure only makes those tests skip, naming what is missing.
+log "container runtime"
+if ! bash scripts/container-runtime/up.sh >/dev/null; then
+  if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+    echo "container runtime setup failed (scripts/container-runtime/up.sh)" >&2
+    exit 1
+  fi
+  log "container runtime unavailable: the container-artifact tests will skip"
+fi
+
 mkdir -p test-results
 log "vitest"
 set +e

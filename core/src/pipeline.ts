@@ -130,7 +130,10 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
 
   const previous = agent.state.current.installed[name];
   const resumed = agent.state.current.inflight[name];
-  const ctx = createContext(agent, assignment, validated.spec, previous, {}, signal);
+  // A resumed download keeps what the plugin checkpointed before the restart (an image it
+  // already pulled, say), so cleanup still knows what is its own.
+  const carried = resumed?.assignment.assignmentId === assignment.assignmentId ? resumed.pluginState : {};
+  const ctx = createContext(agent, assignment, validated.spec, previous, carried, signal);
 
   // Before the swap: any failure ends FAILED with nothing changed on the device.
   try {
@@ -138,7 +141,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
       draft.inflight[name] = {
         assignment,
         phase: 'downloading',
-        pluginState: {},
+        pluginState: carried,
         startedAt: new Date().toISOString(),
       };
     });

@@ -8,6 +8,7 @@ import type { MeshanicsPlugin } from './plugin.js';
 export const DEFAULT_PLUGINS: readonly string[] = Object.freeze([
   '@meshanics/artifact-model',
   '@meshanics/artifact-config',
+  '@meshanics/artifact-container',
   '@meshanics/probe-exec',
   '@meshanics/probe-http',
   '@meshanics/probe-file',

@@ -128,12 +128,15 @@ fi
 declare -A INDEX=([v1]='meshanics-test v1' [v2]='meshanics-test v2' [bad]='meshanics-test bad' [other]='not managed by meshanics')
 declare -A HEALTH=([v1]=1 [v2]=1 [bad]=0 [other]=1)
 VARIANTS=(v1 v2 bad other)
+# Bump when the images below change: a registry holding the old ones is rebuilt.
+RECIPE=2
 repo_of() { if [ "$1" = other ]; then echo "$OTHER_REPO"; else echo "$REPO"; fi; }
 
 all_present=1
 if [ -f "$WORK/images.env" ]; then
   # shellcheck disable=SC1091
   . "$WORK/images.env"
+  [ "${IMAGES_RECIPE:-}" = "$RECIPE" ] || all_present=0
   for v in "${VARIANTS[@]}"; do
     var=DIGEST_$v
     d=${!var:-}
@@ -147,7 +150,7 @@ if [ "$all_present" = 1 ]; then
   log "test images already in the registry"
 else
   log "building test images from busybox-static"
-  : >"$WORK/images.env.tmp"
+  printf 'IMAGES_RECIPE=%s\n' "$RECIPE" >"$WORK/images.env.tmp"
   for v in "${VARIANTS[@]}"; do
     root=$WORK/build/$v
     rm -rf "$root"
@@ -159,8 +162,10 @@ else
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$WORK/build/$v.tar" .
     local_ref=localhost/$(repo_of "$v"):$v
     remote_ref=$REGISTRY/$(repo_of "$v"):$v
+    # sh is PID 1 and exits on SIGTERM (a bare httpd as PID 1 ignores it: every stop would
+    # wait for the kill timeout).
     podman import --quiet \
-      --change 'CMD ["/bin/httpd","-f","-p","8080","-h","/www"]' \
+      --change 'CMD ["/bin/sh","-c","trap \"exit 0\" TERM; httpd -f -p 8080 -h /www & wait"]' \
       --change 'EXPOSE 8080/tcp' \
       "$WORK/build/$v.tar" "$local_ref" >/dev/null
     podman push --quiet --tls-verify=false --digestfile "$WORK/build/$v.digest" "$local_ref" "$remote_ref"

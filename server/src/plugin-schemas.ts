@@ -4,6 +4,7 @@
 // add one line to a table.
 import { compileSchema, type JsonSchema, type SchemaValidator } from '@meshanics/core/contract';
 import { ARTIFACT_KIND as CONFIG_KIND, CONFIG_SPEC_SCHEMA } from '@meshanics/artifact-config/schema';
+import { ARTIFACT_KIND as CONTAINER_KIND, CONTAINER_SPEC_SCHEMA } from '@meshanics/artifact-container/schema';
 import { ARTIFACT_KIND as MODEL_KIND, MODEL_SPEC_SCHEMA } from '@meshanics/artifact-model/schema';
 import { PROBE_TYPE as EXEC_PROBE_TYPE, EXEC_PROBE_SPEC_SCHEMA } from '@meshanics/probe-exec/schema';
 import { PROBE_TYPE as FILE_PROBE_TYPE, FILE_PROBE_SPEC_SCHEMA } from '@meshanics/probe-file/schema';
@@ -12,7 +13,7 @@ import { PROBE_TYPE as HTTP_PROBE_TYPE, HTTP_PROBE_SPEC_SCHEMA } from '@meshanic
 const ARTIFACT_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
   [MODEL_KIND]: MODEL_SPEC_SCHEMA,
   [CONFIG_KIND]: CONFIG_SPEC_SCHEMA,
-  // container: added when its plugin publishes a spec schema.
+  [CONTAINER_KIND]: CONTAINER_SPEC_SCHEMA,
 };
 
 const PROBE_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {

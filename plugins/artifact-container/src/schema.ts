@@ -79,11 +79,11 @@ export const CONTAINER_SPEC_SCHEMA: JsonSchema = Object.freeze({
     image: {
       type: 'string',
       maxLength: 512,
-      // Two patterns so a tag fails with the digest rule in the message, not the whole grammar.
-      allOf: [
-        { type: 'string', pattern: DIGEST_PINNED_PATTERN },
-        { type: 'string', pattern: IMAGE_REFERENCE_PATTERN },
-      ],
+      // The digest rule first, on its own: a tag fails with that rule alone in the message.
+      // Only a digest-pinned reference is then held to the full grammar.
+      pattern: DIGEST_PINNED_PATTERN,
+      if: { type: 'string', pattern: DIGEST_PINNED_PATTERN },
+      then: { type: 'string', pattern: IMAGE_REFERENCE_PATTERN },
     },
     name: { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' },
     cmd: {
@@ -132,7 +132,8 @@ export const CONTAINER_SPEC_SCHEMA: JsonSchema = Object.freeze({
         },
       },
     },
-    stopTimeoutSeconds: { type: 'integer', minimum: 0, maximum: 300 },
+    // At most 120: every runtime call is bounded (3 min by default), stop included.
+    stopTimeoutSeconds: { type: 'integer', minimum: 0, maximum: 120 },
   },
 });
 
