@@ -6,6 +6,7 @@ export interface Child {
   lines: string[];
   grpc: string;
   artifacts: string;
+  enroll: string;
   proc: import('node:child_process').ChildProcess;
   exit: Promise<{ code: number | null; signal: string | null }>;
   waitForLine(predicate: (line: any) => boolean, timeoutMs?: number): Promise<any>;

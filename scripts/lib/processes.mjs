@@ -102,12 +102,14 @@ export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [
     '--data-dir', dataDir,
     '--grpc-listen', '127.0.0.1:0',
     '--artifact-listen', '127.0.0.1:0',
+    '--enroll-listen', '127.0.0.1:0',
     '--heartbeat-interval', String(heartbeatSeconds),
     ...extraArgs,
   ]);
   const line = await child.waitForLine((l) => l && l.msg === 'server listening');
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
+  child.enroll = line.enroll;
   return child;
 }
 

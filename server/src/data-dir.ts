@@ -33,6 +33,8 @@ export interface DataDirLayout {
   tufTargetsDir: string;
   /** Uploads in progress; on the targets' file system so the final move is a rename. */
   tufStagingDir: string;
+  /** Uploaded device log bundles, `<log request id>.gz`; private (logs can hold anything). */
+  logsDir: string;
 }
 
 export function dataDirLayout(dataDir: string): DataDirLayout {
@@ -50,6 +52,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     tufMetadataDir: path.join(root, 'tuf', 'repo', 'metadata'),
     tufTargetsDir: path.join(root, 'tuf', 'repo', 'targets'),
     tufStagingDir: path.join(root, 'tuf', 'staging'),
+    logsDir: path.join(root, 'logs'),
   };
 }
 
@@ -138,6 +141,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
   ensureDir(layout.tufMetadataDir);
   ensureDir(layout.tufTargetsDir);
   ensureDir(layout.tufStagingDir);
+  ensurePrivateDir(layout.logsDir);
 
   const store = openStore(layout.databaseFile);
   try {

@@ -3,6 +3,11 @@
 export const DEFAULT_TRUST_DOMAIN = 'meshanics.local';
 export const DEFAULT_GRPC_LISTEN = '127.0.0.1:7443';
 export const DEFAULT_ARTIFACT_LISTEN = '127.0.0.1:7444';
+export const DEFAULT_ENROLL_LISTEN = '127.0.0.1:7445';
 export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 30;
 export const DEFAULT_DEVICE_CERT_DAYS = 30;
 export const PROBE_DEFAULTS = { timeoutSeconds: 10, attempts: 3, initialDelaySeconds: 0 } as const;
+export const DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS = 86_400;
+export const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
+/** The hard cap of one log bundle, whatever a request says. */
+export const MAX_LOG_BYTES = 16 * 1024 * 1024;

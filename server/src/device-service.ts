@@ -14,8 +14,10 @@ import {
   type ReportArtifactStatusResponse,
 } from '@meshanics/core/contract';
 import { InvalidRequest, validateHeartbeat, validateRegister, validateReport } from './device-request-validation.js';
+import { Refusal } from './device-refusal.js';
 import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
+import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
 import type { DeviceRecord, DesiredArtifact, Store } from './store/index.js';
 
@@ -27,17 +29,15 @@ export interface DeviceServiceOptions {
   logger: Logger;
   /** Default heartbeat interval for devices without their own. */
   heartbeatIntervalSeconds: number;
+  /** Where UploadLogs stores bundles (`<data-dir>/logs`). */
+  logsDir: string;
+  /** An upload that sends nothing for this long is aborted (default 60 s). */
+  logUploadIdleTimeoutMs?: number;
 }
 
-/** A refusal with a gRPC status; its message goes to the device, so it names no other device. */
-class Refusal extends Error {
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
+const DECOMMISSIONED = 'device is decommissioned';
+
 
 interface Caller {
   peer: PeerDevice;
@@ -69,12 +69,29 @@ function toAssignmentMessage({ assignment, artifact }: DesiredArtifact): Assignm
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
 
-  function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): Caller {
+  /**
+   * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
+   * which answers it `offboarded` once (see offboard) so the agent can wipe itself and exit.
+   */
+  function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Caller {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
     const device = store.getDeviceBySpiffeId(peer.spiffeId);
-    if (device?.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, 'device is decommissioned');
+    if (device?.decommissionedAt && method !== 'Heartbeat') throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
     return { peer, device };
+  }
+
+  /** The one answer a decommissioned identity gets: the first heartbeat after decommissioning. */
+  function offboard(device: DeviceRecord): HeartbeatResponse {
+    const now = new Date().toISOString();
+    const first = store.withWriteLock(() => {
+      if (!store.markOffboardNotified(device.id, now)) return false;
+      store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'device.offboard_notified', subject: `device:${device.spiffeId}` });
+      return true;
+    });
+    if (!first) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
+    logger.info({ device: device.spiffeId }, 'decommissioned device told it is offboarded');
+    return { assignments: [], logRequests: [], offboarded: true, nextHeartbeatSeconds: heartbeatSeconds(device) };
   }
 
   function registered(caller: Caller): DeviceRecord {
@@ -90,7 +107,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return (call, callback) => {
       let caller: Caller | undefined;
       try {
-        caller = authenticate(call);
+        caller = authenticate(call, method);
         callback(null, handle(caller, call.request));
       } catch (err) {
         callback(refusalFor(method, err, caller?.peer.spiffeId));
@@ -128,14 +145,22 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   });
 
   const Heartbeat = unary<HeartbeatRequest, HeartbeatResponse>('Heartbeat', (caller, request) => {
+    // Before the registration check: a device decommissioned before it ever registered must
+    // still learn that it is offboarded.
+    if (caller.device?.decommissionedAt) return offboard(caller.device);
     const device = registered(caller);
     const installed = validateHeartbeat(request);
     store.recordHeartbeat(device.id, installed, new Date().toISOString());
     return {
       assignments: store.listDesiredArtifacts(device.id).map(toAssignmentMessage),
-      logRequests: [],
-      // Decommissioned devices are refused above; the flag is for the offboarding issue.
-      offboarded: device.decommissionedAt !== null,
+      // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
+      logRequests: store.logRequests.listPending(device.id).map((r) => ({
+        logRequestId: r.id,
+        since: r.since ?? '',
+        until: r.until ?? '',
+        maxBytes: r.maxBytes,
+      })),
+      offboarded: false,
       nextHeartbeatSeconds: heartbeatSeconds(device),
     };
   });
@@ -178,14 +203,45 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     },
   );
 
-  const UploadLogs: grpc.handleClientStreamingCall<unknown, unknown> = (call, callback) => {
-    let caller: Caller | undefined;
+  const idleTimeoutMs = options.logUploadIdleTimeoutMs ?? DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS;
+
+  /** The chunks of `call`, aborting the call when the device goes quiet mid-upload. */
+  async function* chunksOf(call: grpc.ServerReadableStream<UploadLogsChunk, unknown>): AsyncGenerator<UploadLogsChunk> {
+    const idle = setTimeout(
+      () => call.destroy(new Refusal(grpc.status.DEADLINE_EXCEEDED, `log upload sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)),
+      idleTimeoutMs,
+    );
     try {
-      caller = authenticate(call);
-      throw new Refusal(grpc.status.UNIMPLEMENTED, 'log upload is not implemented yet');
+      for await (const chunk of call as AsyncIterable<UploadLogsChunk>) {
+        idle.refresh();
+        yield chunk;
+      }
+    } finally {
+      clearTimeout(idle);
+    }
+  }
+
+  const UploadLogs: grpc.handleClientStreamingCall<UploadLogsChunk, { bytesReceived: number }> = (call, callback) => {
+    let caller: Caller | undefined;
+    let device: DeviceRecord;
+    try {
+      caller = authenticate(call, 'UploadLogs');
+      device = registered(caller);
     } catch (err) {
       callback(refusalFor('UploadLogs', err, caller?.peer.spiffeId));
+      return;
     }
+    receiveLogUpload(chunksOf(call), device, { store, logsDir: options.logsDir, logger }).then(
+      (response) => callback(null, response),
+      (err: unknown) => {
+        if (call.cancelled) {
+          logger.info({ device: device.spiffeId }, 'log upload cancelled by the device');
+          callback({ code: grpc.status.CANCELLED, details: 'cancelled' });
+          return;
+        }
+        callback(refusalFor('UploadLogs', err, device.spiffeId));
+      },
+    );
   };
 
   return { Register, Heartbeat, ReportArtifactStatus, UploadLogs } as grpc.UntypedServiceImplementation;

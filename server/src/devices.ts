@@ -11,7 +11,7 @@ import { deviceSpiffeId } from '@meshanics/core/contract';
 export interface DeviceCredentials extends IssuedCertificate {
   fleet: string;
   name: string;
-  /** PKCS#8 PEM. Generated here only until enrollment by CSR keeps it on the device. */
+  /** PKCS#8 PEM. `device issue-cert` only (tests, demos): enrollment keeps the key on the device. */
   keyPem: string;
   caPem: string;
   /** The newest root metadata: the device's pinned TUF trust anchor. */
@@ -52,6 +52,16 @@ export async function provisionDevice(
     if (device.decommissionedAt) {
       throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.name} is decommissioned`);
     }
+    ctx.store.certificates.insert({
+      serialNumber: issued.serialNumber,
+      deviceId: device.id,
+      publicKeySha256: issued.publicKeySha256,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      issuedAt: now,
+      reason: 'operator',
+      enrollmentTokenId: null,
+    });
     ctx.store.appendAudit({
       at: now,
       actor: input.actor ?? 'operator',
@@ -72,8 +82,9 @@ export async function provisionDevice(
 }
 
 /**
- * Marks a device decommissioned: from then on the device API and the artifact server refuse
- * its certificate. Irreversible; a returning device is enrolled under a new name.
+ * Marks a device decommissioned. Its next heartbeat is told `offboarded` (once); from then on
+ * the device API, the artifact server and certificate renewal refuse its identity. The record
+ * and its history stay, and so does its name: a returning device enrolls under a new name.
  */
 export function decommissionDevice(ctx: MeshanicsContext, input: { fleet: string; name: string; actor?: string }): void {
   ctx.store.withWriteLock(() => {

@@ -1,9 +1,36 @@
-// The one error table of @meshanics/server. Codes are stable: operators grep logs for them
-// and the REST API (a later issue) maps `kind` to an HTTP status, gRPC maps it to a status code.
+// The one error table of @meshanics/server. Codes are stable: operators grep logs for them,
+// agents branch on them, and HTTP surfaces (enrollment now, the REST API later) map `kind` to a
+// status through `httpStatusFor`, so one problem gets one status everywhere.
 
-export type ErrorKind = 'invalid' | 'not_found' | 'conflict' | 'forbidden' | 'unavailable' | 'internal';
+export type ErrorKind =
+  | 'invalid'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'too_large'
+  | 'unavailable'
+  | 'internal';
+
+const HTTP_STATUS: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  too_large: 413,
+  unavailable: 503,
+  internal: 500,
+};
+
+export function httpStatusFor(kind: ErrorKind): number {
+  return HTTP_STATUS[kind];
+}
 
 export const ERROR_TABLE = {
+  MESH_ERR_INTERNAL: { kind: 'internal', summary: 'An unexpected server error (details are in the server log only)' },
   MESH_ERR_CONFIG_INVALID: { kind: 'invalid', summary: 'A server option is invalid' },
   MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH: {
     kind: 'conflict',
@@ -31,6 +58,29 @@ export const ERROR_TABLE = {
   MESH_ERR_PROBE_UNKNOWN_TYPE: { kind: 'invalid', summary: 'No probe plugin handles this type' },
   MESH_ERR_PROBE_INVALID: { kind: 'invalid', summary: 'The probe does not match its schema' },
   MESH_ERR_ASSIGNMENT_NOT_FOUND: { kind: 'not_found', summary: 'No such assignment' },
+  // Enrollment and renewal (HTTPS endpoint): the agent branches on these codes.
+  MESH_ERR_ENROLL_TOKEN_INVALID_OPTIONS: { kind: 'invalid', summary: 'The enrollment token options are invalid' },
+  MESH_ERR_ENROLL_TOKEN_NOT_FOUND: { kind: 'not_found', summary: 'No enrollment token with this id' },
+  MESH_ERR_ENROLL_TOKEN_UNKNOWN: { kind: 'unauthenticated', summary: 'The enrollment token is not known to this server' },
+  MESH_ERR_ENROLL_TOKEN_REVOKED: { kind: 'unauthenticated', summary: 'The enrollment token has been revoked' },
+  MESH_ERR_ENROLL_TOKEN_EXPIRED: { kind: 'unauthenticated', summary: 'The enrollment token has expired' },
+  MESH_ERR_ENROLL_TOKEN_EXHAUSTED: { kind: 'unauthenticated', summary: 'The enrollment token has no uses left' },
+  MESH_ERR_ENROLL_INVALID_NAME: { kind: 'invalid', summary: 'The device name is not a DNS label' },
+  MESH_ERR_ENROLL_NAME_MISMATCH: { kind: 'invalid', summary: 'The enrollment token is bound to another device name' },
+  MESH_ERR_ENROLL_NAME_TAKEN: { kind: 'conflict', summary: 'A device with this name already exists in the fleet' },
+  MESH_ERR_ENROLL_CSR_INVALID: { kind: 'invalid', summary: 'The CSR is not a PEM PKCS#10 certificate request' },
+  MESH_ERR_ENROLL_CSR_SIGNATURE: { kind: 'invalid', summary: 'The CSR signature does not verify with its own public key' },
+  MESH_ERR_ENROLL_UNSUPPORTED_KEY: { kind: 'invalid', summary: 'The CSR key type is not supported (ECDSA P-256/P-384 or Ed25519)' },
+  MESH_ERR_ENROLL_KEY_REUSED: { kind: 'invalid', summary: 'A renewal CSR must carry a new key pair, not the current one' },
+  MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED: { kind: 'unauthenticated', summary: 'Renewal needs a valid, unexpired client certificate from the device CA' },
+  MESH_ERR_ENROLL_DEVICE_UNKNOWN: { kind: 'forbidden', summary: 'The client certificate names no device of this server' },
+  MESH_ERR_ENROLL_BAD_REQUEST: { kind: 'invalid', summary: 'The request body is not the expected JSON object' },
+  MESH_ERR_ENROLL_BODY_TOO_LARGE: { kind: 'too_large', summary: 'The request body is larger than the endpoint accepts' },
+  MESH_ERR_ENROLL_NOT_FOUND: { kind: 'not_found', summary: 'No such enrollment endpoint' },
+  MESH_ERR_ENROLL_METHOD_NOT_ALLOWED: { kind: 'method_not_allowed', summary: 'The enrollment endpoints accept POST only' },
+  MESH_ERR_LOGS_INVALID_REQUEST: { kind: 'invalid', summary: 'The log request options are invalid' },
+  MESH_ERR_LOGS_REQUEST_NOT_FOUND: { kind: 'not_found', summary: 'No such log request' },
+  MESH_ERR_LOGS_NOT_UPLOADED: { kind: 'conflict', summary: 'The device has not uploaded this log bundle yet' },
 } as const satisfies Record<string, { kind: ErrorKind; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

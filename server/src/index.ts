@@ -1,5 +1,5 @@
 // @meshanics/server: the functions behind the CLI, reused by later surfaces (enrollment, REST API).
-export { MeshError, ERROR_TABLE, isMeshError, type ErrorCode, type ErrorKind } from './errors.js';
+export { MeshError, ERROR_TABLE, httpStatusFor, isMeshError, type ErrorCode, type ErrorKind } from './errors.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export {
   DEFAULT_TRUST_DOMAIN,
@@ -15,6 +15,7 @@ export {
 export {
   startServer,
   DEFAULT_ARTIFACT_LISTEN,
+  DEFAULT_ENROLL_LISTEN,
   DEFAULT_GRPC_LISTEN,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   type RunningServer,
@@ -23,10 +24,12 @@ export {
 export { openStore, type Store } from './store/index.js';
 export {
   issueDeviceCertificate,
+  verifyCsr,
   DEFAULT_DEVICE_CERT_DAYS,
   type CertificateValidity,
   type IssuedCertificate,
   type DeviceCa,
+  type VerifiedCsr,
 } from './pki/index.js';
 export { provisionDevice, decommissionDevice, type DeviceCredentials } from './devices.js';
 export { publishArtifact, type PublishArtifactInput, type PublishedArtifact } from './artifacts.js';
@@ -40,3 +43,47 @@ export {
   type ProbeInput,
 } from './assignments.js';
 export { knownArtifactKinds, knownProbeTypes } from './plugin-schemas.js';
+export {
+  createEnrollmentToken,
+  listEnrollmentTokens,
+  revokeEnrollmentToken,
+  enrollmentTokenStatus,
+  ENROLLMENT_TOKEN_PREFIX,
+  MAX_TOKEN_TTL_SECONDS,
+  MAX_TOKEN_USES,
+  type CreateEnrollmentTokenInput,
+  type CreatedEnrollmentToken,
+  type EnrollmentTokenStatus,
+  type EnrollmentTokenView,
+} from './enrollment/tokens.js';
+export {
+  enrollDevice,
+  renewDeviceCertificate,
+  type EnrollDeviceInput,
+  type EnrollmentBundle,
+  type RenewCertificateInput,
+} from './enrollment/enroll.js';
+export {
+  createEnrollmentServer,
+  createEnrollmentRequestHandler,
+  ENROLL_PATH,
+  RENEW_PATH,
+  MAX_ENROLL_BODY_BYTES,
+  type DeviceEndpoints,
+  type EnrollmentResponse,
+  type EnrollmentServerOptions,
+} from './enrollment/http.js';
+export {
+  requestDeviceLogs,
+  listLogRequests,
+  getLogBundle,
+  logUploadLimit,
+  DEFAULT_LOG_MAX_BYTES,
+  MAX_LOG_BYTES,
+  LOG_UPLOAD_OVERHEAD_BYTES,
+  type LogBundle,
+  type LogRequestStatus,
+  type LogRequestView,
+  type RequestDeviceLogsInput,
+} from './logs/requests.js';
+export { parseDurationSeconds } from './durations.js';

@@ -1,18 +1,28 @@
-// `serve`: the device gRPC API and the artifact server on one data dir, plus the online
-// TUF re-signer that keeps snapshot and timestamp from expiring.
+// `serve`: the device gRPC API, the artifact server and the enrollment endpoint on one data
+// dir, plus the online TUF re-signer that keeps snapshot and timestamp from expiring.
 import type * as grpc from '@grpc/grpc-js';
 import type * as https from 'node:https';
 import { once } from 'node:events';
 import { createArtifactServer } from './artifacts-http.js';
 import { initDataDir } from './data-dir.js';
 import { startDeviceGrpcServer } from './device-service.js';
+import { createEnrollmentServer } from './enrollment/http.js';
 import { MeshError } from './errors.js';
-import { formatHostPort, parseListenAddress } from './listen-address.js';
+import { formatHostPort, parseListenAddress, type ListenAddress } from './listen-address.js';
 import { silentLogger, type Logger } from './log.js';
+import { removeStaleLogUploads } from './logs/upload.js';
+import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
+import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
 
-import { DEFAULT_ARTIFACT_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from './defaults.js';
+import {
+  DEFAULT_ARTIFACT_LISTEN,
+  DEFAULT_DEVICE_CERT_DAYS,
+  DEFAULT_ENROLL_LISTEN,
+  DEFAULT_GRPC_LISTEN,
+  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+} from './defaults.js';
 
-export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
+export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
 const RESIGN_CHECK_INTERVAL_MS = 10 * 60 * 1000;
 const SHUTDOWN_GRACE_MS = 5000;
 const ROOT_EXPIRY_WARNING_MS = 30 * 24 * 60 * 60 * 1000;
@@ -21,6 +31,13 @@ export interface StartServerOptions {
   dataDir: string;
   grpcListen?: string;
   artifactListen?: string;
+  enrollListen?: string;
+  /** host:port devices are told to use for the device API (default: the bound gRPC address). */
+  publicGrpcAddress?: string;
+  /** https://host:port devices are told to use for artifacts (default: the bound artifact URL). */
+  publicArtifactUrl?: string;
+  /** Validity of certificates issued by enrollment and renewal (default 30 days). */
+  certValiditySeconds?: number;
   hostnames?: readonly string[];
   trustDomain?: string;
   heartbeatIntervalSeconds?: number;
@@ -34,6 +51,11 @@ export interface RunningServer {
   grpcAddress: string;
   /** https://host:port of the artifact server (TUF metadata and targets). */
   artifactsUrl: string;
+  /** https://host:port of the enrollment endpoint. */
+  enrollUrl: string;
+  /** What enrollment tells devices to connect to. */
+  publicGrpcAddress: string;
+  publicArtifactUrl: string;
   trustDomain: string;
   dataDir: string;
   /** Stops accepting calls, lets in-flight ones finish for a few seconds, then closes everything. */
@@ -63,14 +85,44 @@ async function shutdownHttps(server: https.Server, graceMs: number): Promise<voi
   clearTimeout(timer);
 }
 
+/** Binds `server`; resolves to the bound port (the OS picks one for port 0). */
+async function listenHttps(server: https.Server, address: ListenAddress, what: string, logger: Logger): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(new MeshError('MESH_ERR_LISTEN_FAILED', `${what} cannot listen on ${formatHostPort(address.host, address.port)}: ${err.message}`, { cause: err })),
+    );
+    server.listen(address.port, address.host, () => {
+      server.removeAllListeners('error');
+      server.on('error', (err) => logger.error({ err }, `${what} error`));
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return typeof bound === 'object' && bound ? bound.port : address.port;
+}
+
+function validateOptions(options: StartServerOptions): void {
+  const heartbeat = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
+  if (!Number.isInteger(heartbeat) || heartbeat < 1 || heartbeat > 86400) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `heartbeat interval must be 1-86400 seconds, got ${heartbeat}`);
+  }
+  const validity = options.certValiditySeconds;
+  if (validity !== undefined && (!Number.isInteger(validity) || validity < 1 || validity > MAX_DEVICE_CERT_DAYS * 86400)) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `certificate validity must be 1 s to ${MAX_DEVICE_CERT_DAYS} days, got ${validity} s`);
+  }
+  // Fail before binding anything, not after the first device enrolls.
+  if (options.publicGrpcAddress !== undefined) publicGrpcAddress(options.publicGrpcAddress);
+  if (options.publicArtifactUrl !== undefined) publicArtifactUrl(options.publicArtifactUrl);
+}
+
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const logger = options.logger ?? silentLogger();
   const grpcListen = parseListenAddress(options.grpcListen ?? DEFAULT_GRPC_LISTEN, '--grpc-listen');
   const artifactListen = parseListenAddress(options.artifactListen ?? DEFAULT_ARTIFACT_LISTEN, '--artifact-listen');
+  const enrollListen = parseListenAddress(options.enrollListen ?? DEFAULT_ENROLL_LISTEN, '--enroll-listen');
+  validateOptions(options);
   const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
-  if (!Number.isInteger(heartbeatIntervalSeconds) || heartbeatIntervalSeconds < 1 || heartbeatIntervalSeconds > 86400) {
-    throw new MeshError('MESH_ERR_CONFIG_INVALID', `heartbeat interval must be 1-86400 seconds, got ${heartbeatIntervalSeconds}`);
-  }
+  const certValiditySeconds = options.certValiditySeconds ?? DEFAULT_DEVICE_CERT_DAYS * 86400;
 
   const ctx = await initDataDir({
     dataDir: options.dataDir,
@@ -86,7 +138,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const caPem = (await ctx.deviceCa()).certPem;
   const tls = { caPem, keyPem: ctx.serverTls.keyPem, certPem: ctx.serverTls.certPem };
   let grpcServer: grpc.Server | undefined;
-  let artifactServer: https.Server | undefined;
+  const httpsServers: https.Server[] = [];
   let resignTimer: NodeJS.Timeout | undefined;
 
   const resign = (): void => {
@@ -106,6 +158,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   try {
     resign();
     resignTimer = setInterval(resign, options.resignCheckIntervalMs ?? RESIGN_CHECK_INTERVAL_MS);
+    const stale = removeStaleLogUploads(ctx.layout.logsDir);
+    if (stale.length > 0) logger.info({ removed: stale.length }, 'removed partial log uploads left by an earlier run');
     resignTimer.unref();
 
     const grpcStarted = await startDeviceGrpcServer({
@@ -113,12 +167,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       trustDomain: ctx.trustDomain,
       logger,
       heartbeatIntervalSeconds,
+      logsDir: ctx.layout.logsDir,
       listen: formatHostPort(grpcListen.host, grpcListen.port),
       ...tls,
     });
     grpcServer = grpcStarted.server;
+    const grpcAddress = formatHostPort(grpcListen.host, grpcStarted.port);
 
-    artifactServer = createArtifactServer({
+    const artifactServer = createArtifactServer({
       metadataDir: ctx.layout.tufMetadataDir,
       targetsDir: ctx.layout.tufTargetsDir,
       store: ctx.store,
@@ -126,41 +182,51 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       logger,
       ...tls,
     });
-    const server = artifactServer;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) =>
-        reject(new MeshError('MESH_ERR_LISTEN_FAILED', `artifact server cannot listen on ${options.artifactListen ?? DEFAULT_ARTIFACT_LISTEN}: ${err.message}`, { cause: err })),
-      );
-      server.listen(artifactListen.port, artifactListen.host, () => {
-        server.removeAllListeners('error');
-        server.on('error', (err) => logger.error({ err }, 'artifact server error'));
-        resolve();
-      });
-    });
-    const address = server.address();
-    const artifactPort = typeof address === 'object' && address ? address.port : artifactListen.port;
+    httpsServers.push(artifactServer);
+    const artifactsUrl = `https://${formatHostPort(artifactListen.host, await listenHttps(artifactServer, artifactListen, 'artifact server', logger))}`;
+
+    const endpoints = resolveDeviceEndpoints(
+      { grpcHost: grpcListen.host, grpcAddress, artifactHost: artifactListen.host, artifactsUrl },
+      { publicGrpcAddress: options.publicGrpcAddress, publicArtifactUrl: options.publicArtifactUrl },
+      logger,
+    );
+    const enrollServer = createEnrollmentServer({ ctx, endpoints, validity: { seconds: certValiditySeconds }, logger, ...tls });
+    httpsServers.push(enrollServer);
+    const enrollUrl = `https://${formatHostPort(enrollListen.host, await listenHttps(enrollServer, enrollListen, 'enrollment endpoint', logger))}`;
 
     const running: RunningServer = {
-      grpcAddress: formatHostPort(grpcListen.host, grpcStarted.port),
-      artifactsUrl: `https://${formatHostPort(artifactListen.host, artifactPort)}`,
+      grpcAddress,
+      artifactsUrl,
+      enrollUrl,
+      publicGrpcAddress: endpoints.deviceApi,
+      publicArtifactUrl: endpoints.artifactServer,
       trustDomain: ctx.trustDomain,
       dataDir: ctx.layout.root,
       close: async () => {
         clearInterval(resignTimer);
-        await Promise.all([shutdownGrpc(grpcStarted.server, SHUTDOWN_GRACE_MS), shutdownHttps(server, SHUTDOWN_GRACE_MS)]);
+        await Promise.all([shutdownGrpc(grpcStarted.server, SHUTDOWN_GRACE_MS), ...httpsServers.map((s) => shutdownHttps(s, SHUTDOWN_GRACE_MS))]);
         ctx.close();
         logger.info('server stopped');
       },
     };
     logger.info(
-      { grpc: running.grpcAddress, artifacts: running.artifactsUrl, trustDomain: ctx.trustDomain, dataDir: ctx.layout.root },
+      {
+        grpc: running.grpcAddress,
+        artifacts: running.artifactsUrl,
+        enroll: running.enrollUrl,
+        publicGrpcAddress: running.publicGrpcAddress,
+        publicArtifactUrl: running.publicArtifactUrl,
+        certValiditySeconds,
+        trustDomain: ctx.trustDomain,
+        dataDir: ctx.layout.root,
+      },
       'server listening',
     );
     return running;
   } catch (err) {
     clearInterval(resignTimer);
     grpcServer?.forceShutdown();
-    artifactServer?.close();
+    for (const s of httpsServers) s.close();
     ctx.close();
     throw err;
   }

@@ -8,7 +8,9 @@ import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceClient, tempDir } from './helpers.js';
+import * as zlib from 'node:zlib';
+import type * as grpc from '@grpc/grpc-js';
+import { DeviceClient, makeCsr, postJson, tempDir } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const execFileP = promisify(execFile);
@@ -38,13 +40,13 @@ async function cliJson(args: string[], env: Record<string, string> = {}): Promis
 describe('meshanics-server CLI', () => {
   let dataDir: string;
   let serve: ReturnType<typeof spawn>;
-  let listening: { grpc: string; artifacts: string };
+  let listening: { grpc: string; artifacts: string; enroll: string };
   const stdoutLines: string[] = [];
 
   beforeAll(async () => {
     expect(fs.existsSync(CLI), 'run `npx tsc -b server` first').toBe(true);
     dataDir = tempDir();
-    serve = spawn(process.execPath, [CLI, 'serve', '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0'], {
+    serve = spawn(process.execPath, [CLI, 'serve', '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', '--cert-validity', '90s'], {
       env: { ...process.env, MESHANICS_DATA_DIR: dataDir, MESHANICS_HEARTBEAT_INTERVAL: '7' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -52,7 +54,7 @@ describe('meshanics-server CLI', () => {
       const timer = setTimeout(() => reject(new Error(`no listening line: ${stdoutLines.join('\n')}`)), 15_000);
       readline.createInterface({ input: serve.stdout! }).on('line', (line) => {
         stdoutLines.push(line);
-        const parsed = JSON.parse(line) as { msg: string; grpc: string; artifacts: string };
+        const parsed = JSON.parse(line) as { msg: string; grpc: string; artifacts: string; enroll: string };
         if (parsed.msg === 'server listening') {
           clearTimeout(timer);
           resolve(parsed);
@@ -66,9 +68,11 @@ describe('meshanics-server CLI', () => {
     if (serve.exitCode === null) serve.kill('SIGKILL');
   });
 
-  it('serve prints one JSON "server listening" line with the bound gRPC address and artifact URL', () => {
+  it('serve prints one JSON "server listening" line with the bound gRPC address, artifact URL and enrollment URL', () => {
     expect(listening.grpc).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(listening.artifacts).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(listening.enroll).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(listening.enroll).not.toBe('https://127.0.0.1:0');
     expect(listening.grpc).not.toBe('127.0.0.1:0');
     expect(stdoutLines.filter((l) => l.includes('"server listening"'))).toHaveLength(1);
   });
@@ -130,6 +134,75 @@ describe('meshanics-server CLI', () => {
     for (let i = 0; i < 4; i++) expect(Object.keys(targets.signed.targets)).toContain(`par/0.${i}/par`);
   });
 
+  it('mints, lists and revokes enrollment tokens; a minted token enrolls over HTTPS with the 90 s validity serve was given', async () => {
+    const env = { MESHANICS_DATA_DIR: dataDir };
+    const caPem = fs.readFileSync(path.join(dataDir, 'pki', 'ca.crt'), 'utf8');
+    const created = await cliJson(['enroll-token', 'create', '--fleet', 'cli', '--expires-in', '30m', '--uses', '2'], env);
+    expect(created).toMatchObject({ fleet: 'cli', uses: 2, deviceName: null });
+    expect(String(created.token)).toMatch(/^mesh_enr_/);
+    expect(Math.abs(Date.parse(String(created.expiresAt)) - Date.now() - 30 * 60_000)).toBeLessThan(60_000);
+
+    const device = await makeCsr();
+    const res = await postJson<Record<string, string>>(listening.enroll, '/enroll/v1/enroll', { token: created.token, name: 'enr-1', csr: device.csrPem }, { caPem });
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ fleet: 'cli', name: 'enr-1', deviceApi: listening.grpc, artifactServer: listening.artifacts });
+    expect(Math.abs(Date.parse(res.json.notAfter!) - Date.now() - 90_000)).toBeLessThan(10_000);
+    expect(Date.parse(res.json.notAfter!) - Date.parse(res.json.notBefore!)).toBe(99_000);
+
+    const listed = (await cliJson(['enroll-token', 'ls', '--fleet', 'cli'], env)).tokens as Record<string, unknown>[];
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({ id: created.id, usesTotal: 2, usesLeft: 1, status: 'active' });
+    expect(JSON.stringify(listed)).not.toContain(String(created.token));
+
+    expect(await cliJson(['enroll-token', 'revoke', String(created.id)], env)).toMatchObject({ id: created.id, status: 'revoked', revokedBy: 'operator:cli' });
+    const refused = await postJson<Record<string, string>>(listening.enroll, '/enroll/v1/enroll', { token: created.token, name: 'enr-2', csr: (await makeCsr()).csrPem }, { caPem });
+    expect(refused).toMatchObject({ status: 401, json: { code: 'MESH_ERR_ENROLL_TOKEN_REVOKED' } });
+
+    expect((await cli(['enroll-token', 'create', '--expires-in', '1h'], env)).code).toBe(2);
+    const badDuration = await cli(['enroll-token', 'create', '--fleet', 'cli', '--expires-in', 'soon'], env);
+    expect(badDuration.code).toBe(2);
+    expect(badDuration.stderr).toContain('--expires-in must be a duration');
+    const unknown = await cli(['enroll-token', 'revoke', 'no-such-token'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('MESH_ERR_ENROLL_TOKEN_NOT_FOUND');
+  });
+
+  it('requests logs, lists them, and downloads the gzip a device uploaded, byte for byte', async () => {
+    const env = { MESHANICS_DATA_DIR: dataDir };
+    const out = path.join(tempDir(), 'creds');
+    await cliJson(['device', 'issue-cert', '--fleet', 'cli', '--name', 'logs-1', '--out', out], env);
+    const { logRequestId } = await cliJson(['logs', 'request', '--fleet', 'cli', '--device', 'logs-1', '--since', '2025-01-01T00:00:00Z', '--max-bytes', '65536'], env);
+    const client = new DeviceClient(listening.grpc, {
+      keyPem: fs.readFileSync(path.join(out, 'device.key'), 'utf8'),
+      certPem: fs.readFileSync(path.join(out, 'device.crt'), 'utf8'),
+      caPem: fs.readFileSync(path.join(out, 'ca.crt'), 'utf8'),
+    });
+    const bundle = zlib.gzipSync(Buffer.from('journal line\n'.repeat(500)));
+    try {
+      await client.call('Register', { agentVersion: '1', tags: {}, capabilities: [] });
+      const hb = await client.call<{ logRequests: Record<string, unknown>[] }>('Heartbeat', { installed: [] });
+      expect(hb.logRequests).toEqual([{ logRequestId, since: '2025-01-01T00:00:00.000Z', until: '', maxBytes: 65536 }]);
+      const early = await cli(['logs', 'download', String(logRequestId), '--out', path.join(tempDir(), 'x.gz')], env);
+      expect(early.code).toBe(1);
+      expect(early.stderr).toContain('MESH_ERR_LOGS_NOT_UPLOADED');
+      const uploaded = await new Promise<unknown>((resolve, reject) => {
+        const raw = client.raw as unknown as { UploadLogs: (cb: (e: grpc.ServiceError | null, r: unknown) => void) => grpc.ClientWritableStream<unknown> };
+        const stream = raw.UploadLogs((err, res) => (err ? reject(err) : resolve(res)));
+        stream.write({ logRequestId, data: bundle.subarray(0, 10) });
+        stream.write({ data: bundle.subarray(10) });
+        stream.end();
+      });
+      expect(uploaded).toEqual({ bytesReceived: bundle.length });
+    } finally {
+      client.close();
+    }
+    const listed = (await cliJson(['logs', 'ls', '--fleet', 'cli', '--device', 'logs-1'], env)).logRequests as Record<string, unknown>[];
+    expect(listed).toMatchObject([{ logRequestId, status: 'fulfilled', sizeBytes: bundle.length, since: '2025-01-01T00:00:00.000Z', until: null }]);
+    const file = path.join(tempDir(), 'logs.gz');
+    expect(await cliJson(['logs', 'download', String(logRequestId), '--out', file], env)).toMatchObject({ logRequestId, out: file, sizeBytes: bundle.length });
+    expect(fs.readFileSync(file).equals(bundle)).toBe(true);
+  });
+
   it('exits 2 on usage errors, 1 on runtime errors with the error code, and 0 for --help on every subcommand', async () => {
     const usage = await cli(['assign', '--fleet', 'x', '--data-dir', dataDir]);
     expect(usage.code).toBe(2);
@@ -143,7 +216,10 @@ describe('meshanics-server CLI', () => {
     expect(badSpec.code).toBe(1);
     expect(badSpec.stderr).toContain('spec/fileName must match pattern');
     const helps = await Promise.all(
-      [['serve'], ['init'], ['device', 'issue-cert'], ['device', 'decommission'], ['artifact', 'publish'], ['assign'], ['assignment', 'show']].map(
+      [
+        ['serve'], ['init'], ['device', 'issue-cert'], ['device', 'decommission'], ['artifact', 'publish'], ['assign'], ['assignment', 'show'],
+        ['enroll-token', 'create'], ['enroll-token', 'ls'], ['enroll-token', 'revoke'], ['logs', 'request'], ['logs', 'ls'], ['logs', 'download'],
+      ].map(
         (c) => cli([...c, '--help']),
       ),
     );

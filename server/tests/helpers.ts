@@ -14,7 +14,8 @@ import { openDataDir, type MeshanicsContext } from '../src/data-dir.js';
 import { provisionDevice, type DeviceCredentials } from '../src/devices.js';
 import { generateDeviceCa, issueDeviceCertificate, loadDeviceCa, writeDeviceCaIfMissing } from '../src/pki/index.js';
 import { silentLogger } from '../src/log.js';
-import { startServer, type RunningServer } from '../src/server.js';
+import { startServer, type RunningServer, type StartServerOptions } from '../src/server.js';
+import { x509 } from '../src/pki/x509.js';
 
 const createdDirs: string[] = [];
 // Registered on the importing test file (each file gets its own copy of this module).
@@ -37,12 +38,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { trustDomain?: string } = {}): Promise<TestServer> {
+export async function startTestServer(options: Partial<Omit<StartServerOptions, 'dataDir'>> = {}): Promise<TestServer> {
   const dataDir = tempDir();
   const server = await startServer({
     dataDir,
     grpcListen: '127.0.0.1:0',
     artifactListen: '127.0.0.1:0',
+    enrollListen: '127.0.0.1:0',
     logger: silentLogger(),
     heartbeatIntervalSeconds: 15,
     ...options,
@@ -127,6 +129,17 @@ export function httpsGet(
   tls: Partial<TlsIdentity> & { caPem: string },
   headers: Record<string, string> = {},
 ): Promise<HttpResult> {
+  return httpsRequest('GET', baseUrl, rawPath, tls, headers);
+}
+
+export function httpsRequest(
+  method: string,
+  baseUrl: string,
+  rawPath: string,
+  tls: Partial<TlsIdentity> & { caPem: string },
+  headers: Record<string, string> = {},
+  body?: Buffer | string,
+): Promise<HttpResult> {
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -135,8 +148,8 @@ export function httpsGet(
         port: url.port,
         // Passed verbatim: Node's client does not normalize "..", so traversal reaches the server.
         path: rawPath,
-        method: 'GET',
-        headers,
+        method,
+        headers: body === undefined ? headers : { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), ...headers },
         ca: tls.caPem,
         ...(tls.keyPem ? { key: tls.keyPem } : {}),
         ...(tls.certPem ? { cert: tls.certPem } : {}),
@@ -152,8 +165,65 @@ export function httpsGet(
     );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.end();
+    req.end(body);
   });
+}
+
+/** POSTs JSON to the enrollment endpoint and parses the JSON answer. */
+export async function postJson<T = Record<string, unknown>>(
+  baseUrl: string,
+  rawPath: string,
+  body: unknown,
+  tls: Partial<TlsIdentity> & { caPem: string },
+): Promise<{ status: number; json: T }> {
+  const res = await httpsRequest('POST', baseUrl, rawPath, tls, {}, JSON.stringify(body));
+  return { status: res.status, json: JSON.parse(res.body.toString('utf8')) as T };
+}
+
+export type TestKeyType = 'p256' | 'p384' | 'ed25519' | 'rsa';
+
+const KEY_ALGORITHMS: Record<TestKeyType, { generate: Record<string, unknown>; sign: Record<string, unknown> }> = {
+  p256: { generate: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } },
+  p384: { generate: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } },
+  ed25519: { generate: { name: 'Ed25519' }, sign: { name: 'Ed25519' } },
+  rsa: {
+    generate: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+    sign: { name: 'RSASSA-PKCS1-v1_5' },
+  },
+};
+
+export interface DeviceKeyAndCsr {
+  /** PKCS#8 PEM: stays with the "device" (the test). */
+  keyPem: string;
+  /** DER SubjectPublicKeyInfo. */
+  spki: Buffer;
+  csrPem: string;
+}
+
+/** A fresh key pair and a PKCS#10 CSR signed with it, as an agent makes them (@peculiar/x509). */
+export async function makeCsr(type: TestKeyType = 'p256', subject = 'CN=device'): Promise<DeviceKeyAndCsr> {
+  const alg = KEY_ALGORITHMS[type];
+  const keys = (await crypto.webcrypto.subtle.generateKey(alg.generate as never, true, ['sign', 'verify'])) as crypto.webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: subject, keys, signingAlgorithm: alg.sign as never });
+  const pkcs8 = Buffer.from(await crypto.webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const spki = Buffer.from(await crypto.webcrypto.subtle.exportKey('spki', keys.publicKey));
+  return { keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), spki, csrPem: csr.toString('pem') };
+}
+
+/** The same CSR with another (same-size) public key swapped in: its signature no longer matches its key. */
+export function swapCsrPublicKey(csr: DeviceKeyAndCsr, other: DeviceKeyAndCsr): string {
+  const der = Buffer.from(new x509.Pkcs10CertificateRequest(csr.csrPem).rawData);
+  const at = der.indexOf(csr.spki);
+  if (at < 0 || other.spki.length !== csr.spki.length) throw new Error('cannot swap keys of different sizes');
+  other.spki.copy(der, at);
+  return x509.PemConverter.encode(der, 'CERTIFICATE REQUEST');
+}
+
+/** The same CSR with one bit of its signature flipped. */
+export function corruptCsrSignature(csrPem: string): string {
+  const der = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).rawData);
+  der[der.length - 1]! ^= 0x01;
+  return x509.PemConverter.encode(der, 'CERTIFICATE REQUEST');
 }
 
 /** A tuf-js fetcher that presents the device's client certificate, as the agent must. */

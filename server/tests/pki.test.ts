@@ -68,14 +68,28 @@ describe('device CA', () => {
     expect(deviceFromCertificate(cert.raw, 'meshanics.local')).toBeUndefined();
   });
 
-  it('refuses identities that are not DNS labels, out-of-range validity and non-P-256 keys', async () => {
+  it('refuses identities that are not DNS labels, out-of-range validity and keys other than P-256, P-384 and Ed25519', async () => {
     const ca = await ctx.deviceCa();
     const { publicKey } = keyPair();
     const id = { trustDomain: 'example.org', fleet: 'lab', name: 'cam' };
     const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (isMeshError(e) ? e.code : String(e)));
     expect(await codeOf(issueDeviceCertificate(ca, publicKey, { ...id, name: 'Cam/../x' }))).toBe('MESH_ERR_PKI_INVALID_IDENTITY');
     expect(await codeOf(issueDeviceCertificate(ca, publicKey, id, { days: 0 }))).toBe('MESH_ERR_PKI_INVALID_VALIDITY');
-    const ed = crypto.generateKeyPairSync('ed25519').publicKey;
-    expect(await codeOf(issueDeviceCertificate(ca, ed, id))).toBe('MESH_ERR_PKI_UNSUPPORTED_KEY');
+    expect(await codeOf(issueDeviceCertificate(ca, publicKey, id, { seconds: 0 }))).toBe('MESH_ERR_PKI_INVALID_VALIDITY');
+    const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+    expect(await codeOf(issueDeviceCertificate(ca, rsa, id))).toBe('MESH_ERR_PKI_UNSUPPORTED_KEY');
+    const k1 = crypto.generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey;
+    expect(await codeOf(issueDeviceCertificate(ca, k1, id))).toBe('MESH_ERR_PKI_UNSUPPORTED_KEY');
+    expect(await codeOf(issueDeviceCertificate(ca, crypto.generateKeyPairSync('ed25519').publicKey, id))).toBe('ok');
+    expect(await codeOf(issueDeviceCertificate(ca, crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey, id))).toBe('ok');
+  });
+
+  it('issues short-lived certificates with seconds precision, backdated by at most a tenth of their lifetime', async () => {
+    const now = new Date('2030-01-01T00:00:00Z');
+    const short = await issueDeviceCertificate(await ctx.deviceCa(), keyPair().publicKey, { trustDomain: 'example.org', fleet: 'lab', name: 'cam' }, { seconds: 90, now });
+    expect(short.notAfter).toBe('2030-01-01T00:01:30.000Z');
+    expect(short.notBefore).toBe('2029-12-31T23:59:51.000Z');
+    const long = await issueDeviceCertificate(await ctx.deviceCa(), keyPair().publicKey, { trustDomain: 'example.org', fleet: 'lab', name: 'cam' }, { days: 30, now });
+    expect(long.notBefore).toBe('2029-12-31T23:55:00.000Z');
   });
 });

@@ -69,4 +69,42 @@ describe('SQLite store', () => {
     expect(store.listStatusReports('as1').map((r) => r.sequence)).toEqual([5]);
     store.close();
   });
+
+  it('upgrades a version-1 database in place: existing devices keep their rows and gain the lifecycle columns', () => {
+    const file = path.join(tempDir(), 'm.db');
+    const v1 = new SqliteStore(file, [MIGRATIONS[0]!]);
+    const now = new Date().toISOString();
+    const { device } = v1.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/old', fleet: 'f', name: 'old', now });
+    v1.close();
+    const v2 = openStore(file);
+    expect(v2.schemaVersion()).toBe(2);
+    expect(v2.getDeviceById(device.id)).toMatchObject({ name: 'old', decommissionedAt: null, offboardNotifiedAt: null });
+    expect(v2.markOffboardNotified(device.id, now)).toBe(false);
+    v2.decommissionDevice(device.id, now);
+    expect(v2.markOffboardNotified(device.id, now)).toBe(true);
+    expect(v2.markOffboardNotified(device.id, now)).toBe(false);
+    expect(v2.enrollmentTokens.list()).toEqual([]);
+    expect(v2.logRequests.listPending(device.id)).toEqual([]);
+    v2.close();
+  });
+
+  it('lets only one caller take the last use of an enrollment token, and never a revoked or expired one', () => {
+    const store = openStore(path.join(tempDir(), 'm.db'));
+    const now = new Date();
+    const base = {
+      fleet: 'f', deviceName: null, usesTotal: 1, usesLeft: 1, createdAt: now.toISOString(), createdBy: 't',
+      expiresAt: new Date(now.getTime() + 60_000).toISOString(), revokedAt: null, revokedBy: null,
+    };
+    store.enrollmentTokens.insert({ ...base, id: 'live', tokenSha256: 'a' });
+    store.enrollmentTokens.insert({ ...base, id: 'old', tokenSha256: 'b', expiresAt: new Date(now.getTime() - 1).toISOString() });
+    store.enrollmentTokens.insert({ ...base, id: 'gone', tokenSha256: 'c' });
+    expect(store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(true);
+    expect(store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(false);
+    expect(store.enrollmentTokens.consumeUse('live', now.toISOString())).toBe(true);
+    expect(store.enrollmentTokens.consumeUse('live', now.toISOString())).toBe(false);
+    expect(store.enrollmentTokens.consumeUse('old', now.toISOString())).toBe(false);
+    expect(store.enrollmentTokens.consumeUse('gone', now.toISOString())).toBe(false);
+    expect(store.enrollmentTokens.get('live')!.usesLeft).toBe(0);
+    store.close();
+  });
 });

@@ -8,4 +8,5 @@ export {
 } from './device-certificate.js';
 export { ensureServerCertificate, generateServerCertificate, type ServerTlsMaterial } from './server-certificate.js';
 export { deviceFromCertificate, type PeerDevice } from './peer-identity.js';
-export { generateP256KeyPair } from './x509.js';
+export { verifyCsr, type VerifiedCsr } from './csr.js';
+export { deviceKeyType, generateP256KeyPair, spkiSha256, type DeviceKeyType } from './x509.js';

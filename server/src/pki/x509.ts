@@ -36,10 +36,34 @@ export async function importSigningKey(privateKeyPem: string): Promise<CryptoKey
   return (await subtle.importKey('pkcs8', der, EC_P256, false, ['sign'])) as CryptoKey;
 }
 
-/** Imports an EC P-256 public key (node KeyObject or SPKI PEM) as a WebCrypto key. */
+/** The key types a device may hold; each is what current TLS stacks accept for client auth. */
+export type DeviceKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'ed25519';
+
+const DEVICE_KEY_ALGORITHMS: Record<DeviceKeyType, { name: string; namedCurve?: string }> = {
+  'ecdsa-p256': EC_P256,
+  'ecdsa-p384': { name: 'ECDSA', namedCurve: 'P-384' },
+  ed25519: { name: 'Ed25519' },
+};
+
+/** The device key type of `key`, or undefined when devices may not use it (RSA, other curves). */
+export function deviceKeyType(key: crypto.KeyObject): DeviceKeyType | undefined {
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  if (key.asymmetricKeyType !== 'ec') return undefined;
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return curve === 'prime256v1' ? 'ecdsa-p256' : curve === 'secp384r1' ? 'ecdsa-p384' : undefined;
+}
+
+/** Imports a public key of a supported device key type as a WebCrypto key (for certificate subjects). */
 export async function importPublicKey(key: crypto.KeyObject): Promise<CryptoKey> {
+  const type = deviceKeyType(key);
+  if (!type) throw new Error(`unsupported public key type ${key.asymmetricKeyType ?? 'unknown'}`);
   const der = key.export({ type: 'spki', format: 'der' });
-  return (await subtle.importKey('spki', der, EC_P256, true, ['verify'])) as CryptoKey;
+  return (await subtle.importKey('spki', der, DEVICE_KEY_ALGORITHMS[type], true, ['verify'])) as CryptoKey;
+}
+
+/** sha256 of the DER SubjectPublicKeyInfo: how the certificate log and renewal compare keys. */
+export function spkiSha256(key: crypto.KeyObject): string {
+  return crypto.createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
 }
 
 /** A positive, random 128-bit serial number (RFC 5280 4.1.2.2: unique, at most 20 octets). */

@@ -106,4 +106,56 @@ CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 `,
   },
+  {
+    version: 2,
+    name: 'device-lifecycle',
+    sql: `
+-- Set when a heartbeat told a decommissioned device it is offboarded: that one answer is the
+-- only thing a decommissioned identity ever gets again.
+ALTER TABLE devices ADD COLUMN offboard_notified_at TEXT;
+
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  -- Only the hash: a copy of the database must not hand out working tokens.
+  token_sha256 TEXT NOT NULL UNIQUE,
+  fleet TEXT NOT NULL,
+  device_name TEXT,
+  uses_total INTEGER NOT NULL CHECK (uses_total >= 1),
+  uses_left INTEGER NOT NULL CHECK (uses_left >= 0 AND uses_left <= uses_total),
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  revoked_at TEXT,
+  revoked_by TEXT
+);
+CREATE INDEX enrollment_tokens_by_fleet ON enrollment_tokens (fleet, created_at);
+
+-- Every certificate handed to a device: which key it binds, why and until when.
+CREATE TABLE device_certificates (
+  serial_number TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  public_key_sha256 TEXT NOT NULL,
+  not_before TEXT NOT NULL,
+  not_after TEXT NOT NULL,
+  issued_at TEXT NOT NULL,
+  reason TEXT NOT NULL CHECK (reason IN ('enrollment', 'renewal', 'operator')),
+  enrollment_token_id TEXT REFERENCES enrollment_tokens (id)
+);
+CREATE INDEX device_certificates_by_device ON device_certificates (device_id, issued_at);
+
+CREATE TABLE log_requests (
+  id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  since TEXT,
+  until TEXT,
+  max_bytes INTEGER NOT NULL CHECK (max_bytes >= 1),
+  requested_at TEXT NOT NULL,
+  requested_by TEXT NOT NULL,
+  fulfilled_at TEXT,
+  size_bytes INTEGER,
+  sha256 TEXT
+);
+CREATE INDEX log_requests_by_device ON log_requests (device_id, requested_at);
+`,
+  },
 ];

@@ -2,6 +2,9 @@ import * as crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import { MeshError } from '../errors.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
+import { SqliteCertificates, SqliteEnrollmentTokens } from './sqlite-enrollment.js';
+import { SqliteLogRequests } from './sqlite-log-requests.js';
+import { json, num, str, strOrNull, type Row } from './sqlite-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -15,13 +18,6 @@ import type {
   Store,
   DeviceProfile,
 } from './store.js';
-
-type Row = Record<string, unknown>;
-
-const str = (v: unknown): string => String(v);
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-const num = (v: unknown): number => Number(v);
-const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
 
 function deviceFromRow(r: Row): DeviceRecord {
   return {
@@ -39,6 +35,7 @@ function deviceFromRow(r: Row): DeviceRecord {
     lastSeenAt: strOrNull(r.last_seen_at),
     lastReportSeq: num(r.last_report_seq),
     decommissionedAt: strOrNull(r.decommissioned_at),
+    offboardNotifiedAt: strOrNull(r.offboard_notified_at),
   };
 }
 
@@ -92,6 +89,9 @@ const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  readonly enrollmentTokens: SqliteEnrollmentTokens;
+  readonly certificates: SqliteCertificates;
+  readonly logRequests: SqliteLogRequests;
 
   constructor(file: string, migrations: readonly Migration[] = MIGRATIONS) {
     this.db = new Database(file);
@@ -108,6 +108,10 @@ export class SqliteStore implements Store {
       this.db.close();
       throw err;
     }
+    // Created after migrating: their statements are prepared against the migrated schema.
+    this.enrollmentTokens = new SqliteEnrollmentTokens(this.db);
+    this.certificates = new SqliteCertificates(this.db);
+    this.logRequests = new SqliteLogRequests(this.db);
   }
 
   private migrate(migrations: readonly Migration[]): void {
@@ -228,6 +232,14 @@ export class SqliteStore implements Store {
     this.db
       .prepare('UPDATE devices SET decommissioned_at = COALESCE(decommissioned_at, ?) WHERE id = ?')
       .run(now, deviceId);
+  }
+
+  markOffboardNotified(deviceId: string, now: string): boolean {
+    return (
+      this.db
+        .prepare('UPDATE devices SET offboard_notified_at = ?, last_seen_at = ? WHERE id = ? AND decommissioned_at IS NOT NULL AND offboard_notified_at IS NULL')
+        .run(now, now, deviceId).changes === 1
+    );
   }
 
   listInstalled(deviceId: string): InstalledRecord[] {
@@ -356,13 +368,13 @@ export class SqliteStore implements Store {
       .run(e.at ?? new Date().toISOString(), e.actor, e.action, e.subject, JSON.stringify(e.details ?? {}));
   }
 
-  listAudit(filter: { subject?: string; limit?: number } = {}): AuditEventRecord[] {
-    const limit = filter.limit ?? 1000;
-    const rows = (
-      filter.subject === undefined
-        ? this.db.prepare('SELECT * FROM audit_events ORDER BY id LIMIT ?').all(limit)
-        : this.db.prepare('SELECT * FROM audit_events WHERE subject = ? ORDER BY id LIMIT ?').all(filter.subject, limit)
-    ) as Row[];
+  listAudit(filter: { subject?: string; action?: string; limit?: number } = {}): AuditEventRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM audit_events WHERE (@subject IS NULL OR subject = @subject) AND (@action IS NULL OR action = @action)
+         ORDER BY id LIMIT @limit`,
+      )
+      .all({ subject: filter.subject ?? null, action: filter.action ?? null, limit: filter.limit ?? 1000 }) as Row[];
     return rows.map((r) => ({
       id: num(r.id),
       at: str(r.at),

@@ -17,6 +17,8 @@ export interface DeviceRecord {
   lastSeenAt: string | null;
   lastReportSeq: number;
   decommissionedAt: string | null;
+  /** When a heartbeat told the decommissioned device it is offboarded (it is refused after that). */
+  offboardNotifiedAt: string | null;
 }
 
 export interface ArtifactRecord {
@@ -123,6 +125,80 @@ export interface NewStatusReport {
   installed?: Omit<InstalledRecord, 'updatedAt'>;
 }
 
+export interface EnrollmentTokenRecord {
+  id: string;
+  /** Hex sha256 of the token text; the token itself is never stored. */
+  tokenSha256: string;
+  fleet: string;
+  /** When set, the token enrolls only a device of this name. */
+  deviceName: string | null;
+  usesTotal: number;
+  usesLeft: number;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  revokedBy: string | null;
+}
+
+export type CertificateReason = 'enrollment' | 'renewal' | 'operator';
+
+export interface DeviceCertificateRecord {
+  serialNumber: string;
+  deviceId: string;
+  publicKeySha256: string;
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  reason: CertificateReason;
+  enrollmentTokenId: string | null;
+}
+
+export interface LogRequestRecord {
+  id: string;
+  deviceId: string;
+  /** ISO 8601; null means unbounded. */
+  since: string | null;
+  until: string | null;
+  maxBytes: number;
+  requestedAt: string;
+  requestedBy: string;
+  fulfilledAt: string | null;
+  sizeBytes: number | null;
+  sha256: string | null;
+}
+
+/** A log request with the device it asks, for operator listings. */
+export interface LogRequestWithDevice extends LogRequestRecord {
+  fleet: string;
+  deviceName: string;
+}
+
+export interface EnrollmentTokenStore {
+  insert(token: EnrollmentTokenRecord): void;
+  get(id: string): EnrollmentTokenRecord | undefined;
+  getByHash(tokenSha256: string): EnrollmentTokenRecord | undefined;
+  list(filter?: { fleet?: string }): EnrollmentTokenRecord[];
+  /** Sets revoked_at unless already set; false when the token was already revoked or does not exist. */
+  revoke(id: string, now: string, actor: string): boolean;
+  /** Takes one use of a live, unrevoked token with uses left; false (nothing changed) otherwise. */
+  consumeUse(id: string, now: string): boolean;
+}
+
+export interface CertificateStore {
+  insert(certificate: DeviceCertificateRecord): void;
+  listForDevice(deviceId: string): DeviceCertificateRecord[];
+}
+
+export interface LogRequestStore {
+  insert(request: LogRequestRecord): void;
+  get(id: string): LogRequestRecord | undefined;
+  list(filter?: { fleet?: string; deviceName?: string }): LogRequestWithDevice[];
+  listPending(deviceId: string): LogRequestRecord[];
+  /** Marks a pending request fulfilled; false when it already was (a concurrent upload won). */
+  fulfill(id: string, result: { sizeBytes: number; sha256: string; now: string }): boolean;
+}
+
 export interface Store {
   /**
    * Runs `fn` holding the database write lock (SQLite: BEGIN IMMEDIATE). Other processes on
@@ -144,6 +220,8 @@ export interface Store {
   /** Records liveness and replaces the installed set with what the device reported. */
   recordHeartbeat(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): void;
   decommissionDevice(deviceId: string, now: string): void;
+  /** Records that the decommissioned device was told so; true only for the first caller. */
+  markOffboardNotified(deviceId: string, now: string): boolean;
   listInstalled(deviceId: string): InstalledRecord[];
 
   getArtifact(name: string, version: string): ArtifactRecord | undefined;
@@ -162,6 +240,10 @@ export interface Store {
    */
   recordStatusReport(report: NewStatusReport): boolean;
 
+  readonly enrollmentTokens: EnrollmentTokenStore;
+  readonly certificates: CertificateStore;
+  readonly logRequests: LogRequestStore;
+
   appendAudit(event: NewAuditEvent): void;
-  listAudit(filter?: { subject?: string; limit?: number }): AuditEventRecord[];
+  listAudit(filter?: { subject?: string; action?: string; limit?: number }): AuditEventRecord[];
 }

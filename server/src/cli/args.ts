@@ -1,0 +1,157 @@
+// Shared plumbing of the CLI commands: flag parsing, JSON output, opening the data dir.
+import type { ParseArgsConfig } from 'node:util';
+import type { MeshanicsContext } from '../data-dir.js';
+import { parseDurationSeconds } from '../durations.js';
+import type { Logger, LoggerOptions } from '../log.js';
+
+// Everything heavier (gRPC, x509, SQLite, TUF) is imported by the command that needs it,
+// so `--help` and usage errors answer at once.
+export async function createLogger(options: LoggerOptions): Promise<Logger> {
+  return (await import('../log.js')).createLogger(options);
+}
+
+export const PROG = 'meshanics-server';
+export const DEFAULT_DATA_DIR = './.meshanics';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+export interface Command {
+  /** e.g. "device issue-cert" */
+  name: string;
+  summary: string;
+  usage: string;
+  options: Options;
+  /** Lines of help describing options, each "  --flag VALUE   text (env VAR, default x)". */
+  help: string[];
+  positionals?: { min: number; max: number };
+  run(values: Values, positionals: string[], command: Command): Promise<void>;
+}
+
+export const COMMON_OPTIONS: Options = {
+  'data-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+export const COMMON_HELP = [
+  `  --data-dir DIR         data dir (env MESHANICS_DATA_DIR, default ${DEFAULT_DATA_DIR})`,
+  '  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (env MESHANICS_LOG_LEVEL)',
+  '  -h, --help             show this help',
+];
+
+export function env(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+export function stringOpt(values: Values, flag: string, envName?: string): string | undefined {
+  const v = values[flag];
+  if (typeof v === 'string') return v;
+  return envName ? env(envName) : undefined;
+}
+
+/** Names every missing required flag at once, so one retry fixes them all. */
+export function requireFlags(values: Values, command: Command, flags: string[]): void {
+  const missing = flags.filter((f) => {
+    const v = values[f];
+    return typeof v !== 'string' || v === '';
+  });
+  if (missing.length === 1) throw new UsageError(`--${missing[0]} is required`, command.name);
+  if (missing.length > 1) throw new UsageError(`missing required options: ${missing.map((f) => `--${f}`).join(', ')}`, command.name);
+}
+
+export function required(values: Values, flag: string, command: Command, envName?: string): string {
+  const v = stringOpt(values, flag, envName);
+  if (v === undefined || v === '') throw new UsageError(`--${flag} is required`, command.name);
+  return v;
+}
+
+export function intOpt(values: Values, flag: string, command: Command, fallback: number, envName?: string): number {
+  const raw = stringOpt(values, flag, envName);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new UsageError(`--${flag} must be an integer, got "${raw}"`, command.name);
+  return Number(raw);
+}
+
+export function jsonOpt(values: Values, flag: string, command: Command): string | undefined {
+  const raw = stringOpt(values, flag);
+  if (raw === undefined) return undefined;
+  try {
+    JSON.parse(raw);
+  } catch (err) {
+    throw new UsageError(`--${flag} is not valid JSON: ${(err as Error).message}`, command.name);
+  }
+  return raw;
+}
+
+export function logLevel(values: Values, command: Command, fallback: (typeof LOG_LEVELS)[number]): (typeof LOG_LEVELS)[number] {
+  const raw = stringOpt(values, 'log-level', 'MESHANICS_LOG_LEVEL') ?? fallback;
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`, command.name);
+  }
+  return raw as (typeof LOG_LEVELS)[number];
+}
+
+export function dataDir(values: Values): string {
+  return stringOpt(values, 'data-dir', 'MESHANICS_DATA_DIR') ?? DEFAULT_DATA_DIR;
+}
+
+export function print(result: unknown): void {
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}
+
+export async function withDataDir<T>(values: Values, command: Command, fn: (ctx: MeshanicsContext) => Promise<T> | T): Promise<T> {
+  const logger = await createLogger({ fd: 2, level: logLevel(values, command, 'warn') });
+  const { initDataDir, isDataDirInitialized, openDataDir } = await import('../data-dir.js');
+  const dir = dataDir(values);
+  // A fresh data dir is initialized first, so a first `device issue-cert` needs no `init`.
+  const ctx = isDataDirInitialized(dir) ? openDataDir({ dataDir: dir, logger }) : await initDataDir({ dataDir: dir, logger });
+  try {
+    return await fn(ctx);
+  } finally {
+    ctx.close();
+  }
+}
+
+export function hostnames(values: Values): string[] {
+  const flags = values.hostname;
+  if (Array.isArray(flags) && flags.length > 0) return flags;
+  return (env('MESHANICS_HOSTNAMES') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+export function waitForShutdownSignal(logger: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'shutting down');
+      // A second signal while draining means "now".
+      process.once('SIGINT', () => process.exit(1));
+      process.once('SIGTERM', () => process.exit(1));
+      resolve(signal);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}
+
+
+/** A duration flag ("90s", "30m", "24h", "7d" or plain seconds) in whole seconds. */
+export function durationOpt(values: Values, flag: string, command: Command, envName?: string): number | undefined {
+  const raw = stringOpt(values, flag, envName);
+  if (raw === undefined) return undefined;
+  const seconds = parseDurationSeconds(raw);
+  if (seconds === undefined) throw new UsageError(`--${flag} must be a duration like 90s, 30m, 24h or 7d, got "${raw}"`, command.name);
+  return seconds;
+}

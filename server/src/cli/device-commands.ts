@@ -1,0 +1,75 @@
+// device issue-cert and device decommission.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PRIVATE_FILE_MODE, ensurePrivateDir, writeFileAtomic } from '../atomic-file.js';
+import { DEFAULT_DEVICE_CERT_DAYS } from '../defaults.js';
+import { intOpt, print, required, requireFlags, UsageError, withDataDir, type Command } from './args.js';
+
+export const DEVICE_COMMANDS: Command[] = [
+  {
+    name: 'device issue-cert',
+    summary: 'generate a device key on the server and issue its certificate (tests, demos; devices normally enroll with a token)',
+    usage: 'device issue-cert --fleet FLEET --name NAME --out DIR [options]',
+    options: {
+      fleet: { type: 'string' },
+      name: { type: 'string' },
+      out: { type: 'string' },
+      days: { type: 'string' },
+      force: { type: 'boolean' },
+    },
+    help: [
+      '  --fleet FLEET          fleet of the device (DNS label)',
+      '  --name NAME            device name within the fleet (DNS label)',
+      '  --out DIR              writes DIR/device.key (0600), device.crt, ca.crt, tuf-root.json',
+      `  --days N               certificate validity in days (default ${DEFAULT_DEVICE_CERT_DAYS})`,
+      '  --force                overwrite an existing DIR/device.key',
+    ],
+    async run(values, _positionals, command) {
+      requireFlags(values, command, ['fleet', 'name', 'out']);
+      const fleet = required(values, 'fleet', command);
+      const name = required(values, 'name', command);
+      const out = path.resolve(required(values, 'out', command));
+      const days = intOpt(values, 'days', command, DEFAULT_DEVICE_CERT_DAYS);
+      const files = {
+        key: path.join(out, 'device.key'),
+        cert: path.join(out, 'device.crt'),
+        ca: path.join(out, 'ca.crt'),
+        tufRoot: path.join(out, 'tuf-root.json'),
+      };
+      if (fs.existsSync(files.key) && values.force !== true) {
+        throw new UsageError(`${files.key} exists; pass --force to replace it`, command.name);
+      }
+      const { provisionDevice } = await import('../devices.js');
+      const creds = await withDataDir(values, command, (ctx) => provisionDevice(ctx, { fleet, name, days, actor: 'operator:cli' }));
+      ensurePrivateDir(out);
+      writeFileAtomic(files.key, creds.keyPem, PRIVATE_FILE_MODE);
+      writeFileAtomic(files.cert, creds.certPem);
+      writeFileAtomic(files.ca, creds.caPem);
+      writeFileAtomic(files.tufRoot, creds.tufRootJson);
+      print({
+        spiffeId: creds.spiffeId,
+        fleet,
+        name,
+        serialNumber: creds.serialNumber,
+        notBefore: creds.notBefore,
+        notAfter: creds.notAfter,
+        files,
+      });
+    },
+  },
+  {
+    name: 'device decommission',
+    summary: 'decommission a device: its next heartbeat says offboarded, then every surface refuses it',
+    usage: 'device decommission --fleet FLEET --name NAME',
+    options: { fleet: { type: 'string' }, name: { type: 'string' } },
+    help: ['  --fleet FLEET          fleet of the device', '  --name NAME            device name within the fleet'],
+    async run(values, _positionals, command) {
+      requireFlags(values, command, ['fleet', 'name']);
+      const fleet = required(values, 'fleet', command);
+      const name = required(values, 'name', command);
+      const { decommissionDevice } = await import('../devices.js');
+      await withDataDir(values, command, (ctx) => decommissionDevice(ctx, { fleet, name, actor: 'operator:cli' }));
+      print({ fleet, name, decommissioned: true });
+    },
+  },
+];

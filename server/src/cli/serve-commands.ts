@@ -1,0 +1,111 @@
+// serve and init: the long-running server and the data dir it runs on.
+import {
+  DEFAULT_ARTIFACT_LISTEN,
+  DEFAULT_DEVICE_CERT_DAYS,
+  DEFAULT_ENROLL_LISTEN,
+  DEFAULT_GRPC_LISTEN,
+  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_TRUST_DOMAIN,
+} from '../defaults.js';
+import {
+  createLogger,
+  dataDir,
+  durationOpt,
+  hostnames,
+  intOpt,
+  logLevel,
+  print,
+  stringOpt,
+  UsageError,
+  waitForShutdownSignal,
+  type Command,
+  type Values,
+} from './args.js';
+
+/** --cert-validity (any duration) or --cert-validity-days; never both, they would disagree. */
+function certValiditySeconds(values: Values, command: Command): number | undefined {
+  const precise = durationOpt(values, 'cert-validity', command, 'MESHANICS_CERT_VALIDITY');
+  const daysRaw = stringOpt(values, 'cert-validity-days', 'MESHANICS_CERT_VALIDITY_DAYS');
+  if (precise !== undefined && daysRaw !== undefined) {
+    throw new UsageError('give --cert-validity or --cert-validity-days, not both', command.name);
+  }
+  if (daysRaw === undefined) return precise;
+  return intOpt(values, 'cert-validity-days', command, DEFAULT_DEVICE_CERT_DAYS, 'MESHANICS_CERT_VALIDITY_DAYS') * 86_400;
+}
+
+export const SERVE_COMMANDS: Command[] = [
+  {
+    name: 'serve',
+    summary: 'run the device gRPC API, the artifact server and the enrollment endpoint (initializes the data dir on first start)',
+    usage: 'serve [options]',
+    options: {
+      'grpc-listen': { type: 'string' },
+      'artifact-listen': { type: 'string' },
+      hostname: { type: 'string', multiple: true },
+      'trust-domain': { type: 'string' },
+      'heartbeat-interval': { type: 'string' },
+      'enroll-listen': { type: 'string' },
+      'public-grpc-address': { type: 'string' },
+      'public-artifact-url': { type: 'string' },
+      'cert-validity-days': { type: 'string' },
+      'cert-validity': { type: 'string' },
+    },
+    help: [
+      `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
+      `  --artifact-listen HOST:PORT  artifact server address (env MESHANICS_ARTIFACT_LISTEN, default ${DEFAULT_ARTIFACT_LISTEN})`,
+      '  --hostname NAME              extra DNS name or IP for the server certificate, repeatable (env MESHANICS_HOSTNAMES, comma-separated)',
+      `  --trust-domain DOMAIN        SPIFFE trust domain, fixed at first start (env MESHANICS_TRUST_DOMAIN, default ${DEFAULT_TRUST_DOMAIN})`,
+      `  --heartbeat-interval SECS    heartbeat interval told to devices (env MESHANICS_HEARTBEAT_INTERVAL, default ${DEFAULT_HEARTBEAT_INTERVAL_SECONDS})`,
+      `  --enroll-listen HOST:PORT    enrollment endpoint address (env MESHANICS_ENROLL_LISTEN, default ${DEFAULT_ENROLL_LISTEN})`,
+      '  --public-grpc-address HOST:PORT   device API address told to enrolled devices (env MESHANICS_PUBLIC_GRPC_ADDRESS, default: the bound one)',
+      '  --public-artifact-url URL         https://HOST:PORT of the artifact server told to devices (env MESHANICS_PUBLIC_ARTIFACT_URL, default: the bound one)',
+      `  --cert-validity-days N       validity of enrolled and renewed device certificates (env MESHANICS_CERT_VALIDITY_DAYS, default ${DEFAULT_DEVICE_CERT_DAYS})`,
+      '  --cert-validity DURATION     the same with seconds precision, e.g. 90s, 30m, 12h (env MESHANICS_CERT_VALIDITY; for tests)',
+    ],
+    async run(values, _positionals, command) {
+      const logger = await createLogger({ fd: 1, level: logLevel(values, command, 'info') });
+      const { startServer } = await import('../server.js');
+      const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
+      const server = await startServer({
+        dataDir: dataDir(values),
+        grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
+        artifactListen: stringOpt(values, 'artifact-listen', 'MESHANICS_ARTIFACT_LISTEN') ?? DEFAULT_ARTIFACT_LISTEN,
+        hostnames: hostnames(values),
+        ...(trustDomain !== undefined ? { trustDomain } : {}),
+        heartbeatIntervalSeconds: intOpt(values, 'heartbeat-interval', command, DEFAULT_HEARTBEAT_INTERVAL_SECONDS, 'MESHANICS_HEARTBEAT_INTERVAL'),
+        enrollListen: stringOpt(values, 'enroll-listen', 'MESHANICS_ENROLL_LISTEN') ?? DEFAULT_ENROLL_LISTEN,
+        publicGrpcAddress: stringOpt(values, 'public-grpc-address', 'MESHANICS_PUBLIC_GRPC_ADDRESS'),
+        publicArtifactUrl: stringOpt(values, 'public-artifact-url', 'MESHANICS_PUBLIC_ARTIFACT_URL'),
+        certValiditySeconds: certValiditySeconds(values, command),
+        logger,
+      });
+      await waitForShutdownSignal(logger);
+      await server.close();
+    },
+  },
+  {
+    name: 'init',
+    summary: 'initialize the data dir: device CA, server certificate, TUF repository (idempotent)',
+    usage: 'init [options]',
+    options: { hostname: { type: 'string', multiple: true }, 'trust-domain': { type: 'string' } },
+    help: [
+      '  --hostname NAME              extra DNS name or IP for the server certificate, repeatable (env MESHANICS_HOSTNAMES)',
+      `  --trust-domain DOMAIN        SPIFFE trust domain (env MESHANICS_TRUST_DOMAIN, default ${DEFAULT_TRUST_DOMAIN})`,
+    ],
+    async run(values, _positionals, command) {
+      const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
+      const { initDataDir } = await import('../data-dir.js');
+      const ctx = await initDataDir({
+        dataDir: dataDir(values),
+        hostnames: hostnames(values),
+        ...(trustDomain !== undefined ? { trustDomain } : {}),
+        logger: await createLogger({ fd: 2, level: logLevel(values, command, 'info') }),
+      });
+      try {
+        print({ dataDir: ctx.layout.root, trustDomain: ctx.trustDomain, tuf: ctx.tuf.versions() });
+      } finally {
+        ctx.close();
+      }
+    },
+  },
+];

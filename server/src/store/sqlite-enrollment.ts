@@ -1,0 +1,109 @@
+// Enrollment tokens and the certificate log, for SqliteStore. Writes that must go together
+// (consume a use + create the device + log the certificate) are grouped by the caller under
+// Store.withWriteLock; these methods are single statements.
+import type Database from 'better-sqlite3';
+import { num, str, strOrNull, type Row } from './sqlite-rows.js';
+import type {
+  CertificateReason,
+  CertificateStore,
+  DeviceCertificateRecord,
+  EnrollmentTokenRecord,
+  EnrollmentTokenStore,
+} from './store.js';
+
+function tokenFromRow(r: Row): EnrollmentTokenRecord {
+  return {
+    id: str(r.id),
+    tokenSha256: str(r.token_sha256),
+    fleet: str(r.fleet),
+    deviceName: strOrNull(r.device_name),
+    usesTotal: num(r.uses_total),
+    usesLeft: num(r.uses_left),
+    createdAt: str(r.created_at),
+    createdBy: str(r.created_by),
+    expiresAt: str(r.expires_at),
+    revokedAt: strOrNull(r.revoked_at),
+    revokedBy: strOrNull(r.revoked_by),
+  };
+}
+
+export class SqliteEnrollmentTokens implements EnrollmentTokenStore {
+  constructor(private readonly db: Database.Database) {}
+
+  insert(t: EnrollmentTokenRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO enrollment_tokens (id, token_sha256, fleet, device_name, uses_total, uses_left, created_at, created_by, expires_at, revoked_at, revoked_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(t.id, t.tokenSha256, t.fleet, t.deviceName, t.usesTotal, t.usesLeft, t.createdAt, t.createdBy, t.expiresAt, t.revokedAt, t.revokedBy);
+  }
+
+  get(id: string): EnrollmentTokenRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM enrollment_tokens WHERE id = ?').get(id) as Row | undefined;
+    return r ? tokenFromRow(r) : undefined;
+  }
+
+  getByHash(tokenSha256: string): EnrollmentTokenRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM enrollment_tokens WHERE token_sha256 = ?').get(tokenSha256) as Row | undefined;
+    return r ? tokenFromRow(r) : undefined;
+  }
+
+  list(filter: { fleet?: string } = {}): EnrollmentTokenRecord[] {
+    const rows = (
+      filter.fleet === undefined
+        ? this.db.prepare('SELECT * FROM enrollment_tokens ORDER BY created_at, rowid').all()
+        : this.db.prepare('SELECT * FROM enrollment_tokens WHERE fleet = ? ORDER BY created_at, rowid').all(filter.fleet)
+    ) as Row[];
+    return rows.map(tokenFromRow);
+  }
+
+  revoke(id: string, now: string, actor: string): boolean {
+    return (
+      this.db.prepare('UPDATE enrollment_tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL').run(now, actor, id)
+        .changes === 1
+    );
+  }
+
+  consumeUse(id: string, now: string): boolean {
+    // The conditions repeat the caller's checks so that two enrollments racing for the last
+    // use cannot both win: only one UPDATE sees uses_left > 0.
+    return (
+      this.db
+        .prepare('UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?')
+        .run(id, now).changes === 1
+    );
+  }
+}
+
+function certificateFromRow(r: Row): DeviceCertificateRecord {
+  return {
+    serialNumber: str(r.serial_number),
+    deviceId: str(r.device_id),
+    publicKeySha256: str(r.public_key_sha256),
+    notBefore: str(r.not_before),
+    notAfter: str(r.not_after),
+    issuedAt: str(r.issued_at),
+    reason: str(r.reason) as CertificateReason,
+    enrollmentTokenId: strOrNull(r.enrollment_token_id),
+  };
+}
+
+export class SqliteCertificates implements CertificateStore {
+  constructor(private readonly db: Database.Database) {}
+
+  insert(c: DeviceCertificateRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO device_certificates (serial_number, device_id, public_key_sha256, not_before, not_after, issued_at, reason, enrollment_token_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(c.serialNumber, c.deviceId, c.publicKeySha256, c.notBefore, c.notAfter, c.issuedAt, c.reason, c.enrollmentTokenId);
+  }
+
+  listForDevice(deviceId: string): DeviceCertificateRecord[] {
+    return (this.db.prepare('SELECT * FROM device_certificates WHERE device_id = ? ORDER BY issued_at, rowid').all(deviceId) as Row[]).map(
+      certificateFromRow,
+    );
+  }
+}
