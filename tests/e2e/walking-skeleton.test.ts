@@ -108,6 +108,29 @@ describe('walking skeleton', () => {
     expect(leftovers).toEqual([]);
   });
 
+  it('advertises the artifact kinds and probe types of its plugins, without container when the runtime is "none"', async () => {
+    const creds2 = path.join(root, 'creds-2');
+    await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-2', '--out', creds2]);
+    const second = startAgent(server, creds2, path.join(root, 'agent-2'), { extraArgs: ['--container-runtime', 'none'] });
+    try {
+      await second.waitForLine((l) => l?.msg === 'registered');
+    } finally {
+      await second.stop();
+    }
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(path.join(serverDir, 'meshanics.db'), { readonly: true });
+    try {
+      const caps = (name: string) =>
+        (JSON.parse((db.prepare('SELECT capabilities FROM devices WHERE name = ?').get(name) as { capabilities: string }).capabilities) as Array<{ kind: string; name: string }>)
+          .map((c) => `${c.kind}:${c.name}`)
+          .sort();
+      expect(caps('edge-1')).toEqual(['ARTIFACT:config', 'ARTIFACT:container', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
+      expect(caps('edge-2')).toEqual(['ARTIFACT:config', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
+    } finally {
+      db.close();
+    }
+  });
+
   it('refuses a client certificate issued by another CA', async () => {
     const otherServer = path.join(root, 'other-server');
     const otherCreds = path.join(root, 'other-creds');
