@@ -199,6 +199,23 @@ describe('POST /enroll/v1/enroll', () => {
     expect((await enroll({ token: token('other').token, name: 'dup-1', csr: (await makeCsr()).csrPem })).status).toBe(200);
   });
 
+  it('re-enrolls a live device (an expired certificate cannot renew) only with a token minted for its name, keeping its record', async () => {
+    const first = await enroll({ token: token('lab').token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    expect(first.status).toBe(200);
+    const before = t.ctx.store.getDeviceByName('lab', 'again-1')!;
+    const anyName = await enroll({ token: token('lab').token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    expect(anyName.status).toBe(409);
+    const again = await enroll({ token: token('lab', { deviceName: 'again-1' }).token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    expect(again.status).toBe(200);
+    const after = t.ctx.store.getDeviceByName('lab', 'again-1')!;
+    expect(after.id).toBe(before.id);
+    expect(t.ctx.store.certificates.listForDevice(after.id)).toHaveLength(2);
+    expect(t.ctx.store.listAudit({ action: 'device.reenrolled' }).some((e) => e.subject.endsWith('/device/again-1'))).toBe(true);
+    decommissionDevice(t.ctx, { fleet: 'lab', name: 'again-1' });
+    const decommissioned = await enroll({ token: token('lab', { deviceName: 'again-1' }).token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    expect(decommissioned.status).toBe(409);
+  });
+
   it('refuses a name that is not a DNS label, or not the one the token is bound to, with 400', async () => {
     const tok = token('lab', { deviceName: 'fixed-1' });
     const bad = await enroll({ token: tok.token, name: 'Bad_Name', csr: (await makeCsr()).csrPem });

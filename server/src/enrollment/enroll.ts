@@ -82,9 +82,15 @@ function assertTokenUsable(token: EnrollmentTokenRecord, now: Date): void {
   }
 }
 
-function assertNameFree(ctx: MeshanicsContext, fleet: string, name: string): void {
+/**
+ * Returns whether this is a re-enrollment. A live device's name is free again only for a
+ * token the operator minted for that very name: that is how a device whose certificate
+ * expired (it cannot renew) enrolls again and keeps its record and history.
+ */
+function assertNameFree(ctx: MeshanicsContext, fleet: string, name: string, token: EnrollmentTokenRecord): boolean {
   const existing = ctx.store.getDeviceByName(fleet, name);
-  if (!existing) return;
+  if (!existing) return false;
+  if (!existing.decommissionedAt && token.deviceName === name) return true;
   // A decommissioned device keeps its name: re-issuing that identity would revive every
   // certificate it still holds, and its history must stay unambiguous.
   throw new MeshError(
@@ -131,7 +137,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
       throw new MeshError('MESH_ERR_ENROLL_NAME_MISMATCH', `this enrollment token is for device "${token.deviceName}", not "${input.name}"`);
     }
     const csr = await verifyCsr(input.csrPem);
-    assertNameFree(ctx, fleet, input.name);
+    assertNameFree(ctx, fleet, input.name, token);
 
     const issued = await issueDeviceCertificate(
       await ctx.deviceCa(),
@@ -143,8 +149,9 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
     ctx.store.withWriteLock(() => {
       // Checked again under the lock: another enrollment may have taken the last use or the name.
       const now = new Date();
-      assertTokenUsable(ctx.store.enrollmentTokens.get(tokenId)!, now);
-      assertNameFree(ctx, fleet, input.name);
+      const current = ctx.store.enrollmentTokens.get(tokenId)!;
+      assertTokenUsable(current, now);
+      const reenrollment = assertNameFree(ctx, fleet, input.name, current);
       if (!ctx.store.enrollmentTokens.consumeUse(tokenId, now.toISOString())) {
         throw new MeshError('MESH_ERR_ENROLL_TOKEN_EXHAUSTED', 'enrollment token has no uses left');
       }
@@ -162,7 +169,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
       ctx.store.appendAudit({
         at: now.toISOString(),
         actor: `enrollment-token:${tokenId}`,
-        action: 'device.enrolled',
+        action: reenrollment ? 'device.reenrolled' : 'device.enrolled',
         subject: `device:${issued.spiffeId}`,
         details: { origin, serialNumber: issued.serialNumber, notAfter: issued.notAfter, keyType: csr.keyType },
       });
