@@ -28,7 +28,7 @@ export { StatusReporter } from './runtime/status-reporter.js';
 export { DEFAULT_PLUGINS, loadPlugins } from './plugin-loader.js';
 export type { DeviceTlsMaterial } from './transport/tls.js';
 // The plugin kit: shared behaviour for plugin authors.
-export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists } from './kit/atomic-file.js';
+export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists, swapSymlink, readSymlink } from './kit/atomic-file.js';
 export { swapIn, swapBack, removeSwapLeftovers, type SwapRecord, type SwapInOptions } from './kit/atomic-swap.js';
 export { abortableSleep } from './kit/sleep.js';
 export { runAllowlistedBinary, describeRun, type RunBinaryResult, type RunBinaryOptions } from './kit/run-binary.js';

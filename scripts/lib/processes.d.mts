@@ -14,7 +14,7 @@ export interface Child {
 }
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[] }): Promise<Child>;
-export function spawnAgent(args: string[], options?: { env?: Record<string, string> }): Child;
+export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
 export function startAgent(server: Child, certDir: string, dataDir: string, options?: { extraArgs?: string[]; env?: Record<string, string> }): Child;
 export function waitForAssignment(
   dataDir: string,

@@ -114,8 +114,8 @@ export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [
 }
 
 /** Starts `meshanics-agent ARGS` (for an enrolled agent: `run --data-dir DIR` and nothing else). */
-export function spawnAgent(args, { env = {} } = {}) {
-  return spawnNode('agent', AGENT_CLI, args, env);
+export function spawnAgent(args, { env = {}, cli = AGENT_CLI } = {}) {
+  return spawnNode('agent', cli, args, env);
 }
 
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */

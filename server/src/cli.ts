@@ -11,9 +11,10 @@ import { DEVICE_COMMANDS } from './cli/device-commands.js';
 import { ENROLL_TOKEN_COMMANDS } from './cli/enroll-token-commands.js';
 import { LOGS_COMMANDS } from './cli/logs-commands.js';
 import { SERVE_COMMANDS } from './cli/serve-commands.js';
+import { PLUGIN_SCHEMA_COMMANDS } from './cli/plugin-schema-commands.js';
 import { MeshError } from './errors.js';
 
-const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS];
+const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS];
 
 function commandHelp(c: Command): string {
   return [`Usage: ${PROG} ${c.usage}`, '', c.summary, '', 'Options:', ...c.help, ...COMMON_HELP, ''].join('\n');

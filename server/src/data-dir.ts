@@ -1,6 +1,7 @@
 // The data dir holds everything a server instance is: its database, device CA, server TLS
 // certificate and TUF repository. `serve` and one-shot CLI commands may use it at the same
 // time; the database write lock serializes every change that spans several files.
+import { loadCustomSchemas } from './custom-plugin-schemas.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deviceSpiffeId } from '@meshanics/core/contract';
@@ -209,5 +210,7 @@ export function openDataDir(options: { dataDir: string; logger?: Logger }): Mesh
       `${layout.root} is not an initialized data dir (run \`meshanics-server init --data-dir ${options.dataDir}\`)`,
     );
   }
+  // Custom kinds an operator added (vendor plugins' schemas) validate like built-in ones.
+  loadCustomSchemas(layout.root);
   return createContext(layout, config, openStore(layout.databaseFile), options.logger ?? silentLogger());
 }

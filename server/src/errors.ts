@@ -57,6 +57,7 @@ export const ERROR_TABLE = {
   MESH_ERR_TUF_SIGNING_FAILED: { kind: 'internal', summary: 'Signing TUF metadata failed' },
   MESH_ERR_PROBE_UNKNOWN_TYPE: { kind: 'invalid', summary: 'No probe plugin handles this type' },
   MESH_ERR_PROBE_INVALID: { kind: 'invalid', summary: 'The probe does not match its schema' },
+  MESH_ERR_PLUGIN_SCHEMA_INVALID: { kind: 'invalid', summary: 'A custom plugin schema module cannot be added' },
   MESH_ERR_ASSIGNMENT_NOT_FOUND: { kind: 'not_found', summary: 'No such assignment' },
   // Enrollment and renewal (HTTPS endpoint): the agent branches on these codes.
   MESH_ERR_ENROLL_TOKEN_INVALID_OPTIONS: { kind: 'invalid', summary: 'The enrollment token options are invalid' },
@@ -81,6 +82,16 @@ export const ERROR_TABLE = {
   MESH_ERR_LOGS_INVALID_REQUEST: { kind: 'invalid', summary: 'The log request options are invalid' },
   MESH_ERR_LOGS_REQUEST_NOT_FOUND: { kind: 'not_found', summary: 'No such log request' },
   MESH_ERR_LOGS_NOT_UPLOADED: { kind: 'conflict', summary: 'The device has not uploaded this log bundle yet' },
+  // Groups, rollouts and the audit trail.
+  MESH_ERR_GROUP_INVALID: { kind: 'invalid', summary: 'The group name or its device list is invalid' },
+  MESH_ERR_GROUP_CONFLICT: { kind: 'conflict', summary: 'A group with this name already exists in the fleet' },
+  MESH_ERR_GROUP_NOT_FOUND: { kind: 'not_found', summary: 'No such group in the fleet' },
+  MESH_ERR_ROLLOUT_INVALID: { kind: 'invalid', summary: 'The rollout request is invalid' },
+  MESH_ERR_ROLLOUT_INVALID_STRATEGY: { kind: 'invalid', summary: 'The rollout strategy is invalid' },
+  MESH_ERR_ROLLOUT_NO_DEVICES: { kind: 'invalid', summary: 'The group resolves to no device that can take the rollout' },
+  MESH_ERR_ROLLOUT_DEVICE_BUSY: { kind: 'conflict', summary: 'A device is already in an active rollout of this artifact name' },
+  MESH_ERR_ROLLOUT_NOT_FOUND: { kind: 'not_found', summary: 'No such rollout' },
+  MESH_ERR_ROLLOUT_INVALID_STATE: { kind: 'conflict', summary: 'The rollout is not in a state that allows this action' },
 } as const satisfies Record<string, { kind: ErrorKind; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -10,17 +10,35 @@ import { PROBE_TYPE as EXEC_PROBE_TYPE, EXEC_PROBE_SPEC_SCHEMA } from '@meshanic
 import { PROBE_TYPE as FILE_PROBE_TYPE, FILE_PROBE_SPEC_SCHEMA } from '@meshanics/probe-file/schema';
 import { PROBE_TYPE as HTTP_PROBE_TYPE, HTTP_PROBE_SPEC_SCHEMA } from '@meshanics/probe-http/schema';
 
-const ARTIFACT_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
+const BUILT_IN_ARTIFACT_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
   [MODEL_KIND]: MODEL_SPEC_SCHEMA,
   [CONFIG_KIND]: CONFIG_SPEC_SCHEMA,
   [CONTAINER_KIND]: CONTAINER_SPEC_SCHEMA,
 };
 
-const PROBE_SPEC_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
+const BUILT_IN_PROBE_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
   [FILE_PROBE_TYPE]: FILE_PROBE_SPEC_SCHEMA,
   [EXEC_PROBE_TYPE]: EXEC_PROBE_SPEC_SCHEMA,
   [HTTP_PROBE_TYPE]: HTTP_PROBE_SPEC_SCHEMA,
 };
+
+// Built-ins plus the custom kinds an operator added to this data dir (plugin-schemas/*.json,
+// see custom-plugin-schemas.ts). One process serves one data dir, so a module-level table is
+// the data dir's table.
+const ARTIFACT_SPEC_SCHEMAS: Record<string, JsonSchema> = { ...BUILT_IN_ARTIFACT_SCHEMAS };
+const PROBE_SPEC_SCHEMAS: Record<string, JsonSchema> = { ...BUILT_IN_PROBE_SCHEMAS };
+
+export function isBuiltInKind(kind: string, what: 'artifact' | 'probe'): boolean {
+  return Object.hasOwn(what === 'artifact' ? BUILT_IN_ARTIFACT_SCHEMAS : BUILT_IN_PROBE_SCHEMAS, kind);
+}
+
+/** Adds a custom kind's schema (never replaces a built-in one). */
+export function registerSpecSchema(what: 'artifact' | 'probe', kind: string, schema: JsonSchema): void {
+  if (isBuiltInKind(kind, what)) throw new Error(`"${kind}" is a built-in ${what} kind`);
+  // Compile now, so a broken schema is refused when it is added, not when it is first used.
+  compileSchema(schema, what === 'artifact' ? 'spec' : 'probe/spec');
+  (what === 'artifact' ? ARTIFACT_SPEC_SCHEMAS : PROBE_SPEC_SCHEMAS)[kind] = schema;
+}
 
 export function knownArtifactKinds(): string[] {
   return Object.keys(ARTIFACT_SPEC_SCHEMAS).sort();
@@ -40,4 +58,14 @@ export function artifactSpecValidator(kind: string): SchemaValidator<Record<stri
 export function probeSpecValidator(type: string): SchemaValidator<Record<string, unknown>> | undefined {
   const schema = Object.hasOwn(PROBE_SPEC_SCHEMAS, type) ? PROBE_SPEC_SCHEMAS[type] : undefined;
   return schema ? compileSchema<Record<string, unknown>>(schema, 'probe/spec') : undefined;
+}
+
+/** A kind's spec schema as registered (the REST API embeds it in its route schemas), or undefined. */
+export function artifactSpecSchema(kind: string): JsonSchema | undefined {
+  return Object.hasOwn(ARTIFACT_SPEC_SCHEMAS, kind) ? ARTIFACT_SPEC_SCHEMAS[kind] : undefined;
+}
+
+/** A probe type's spec schema as registered, or undefined. */
+export function probeSpecSchema(type: string): JsonSchema | undefined {
+  return Object.hasOwn(PROBE_SPEC_SCHEMAS, type) ? PROBE_SPEC_SCHEMAS[type] : undefined;
 }

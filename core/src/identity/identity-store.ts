@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MeshError } from '../errors.js';
-import { fsyncDir, writeFileAtomic, writeJsonAtomic, exists, tempSibling } from '../kit/atomic-file.js';
+import { exists, swapSymlink, writeFileAtomic, writeJsonAtomic } from '../kit/atomic-file.js';
 import type { EnrollmentResponse } from './enrollment-client.js';
 
 export const OFFBOARDED_MARKER = 'OFFBOARDED';
@@ -48,11 +48,7 @@ async function writeGeneration(dir: string, privateKeyPem: string, certificatePe
 
 /** Points `current` at a generation with one atomic rename. */
 async function switchCurrent(dir: string, gen: string): Promise<void> {
-  const link = path.join(dir, 'current');
-  const temp = tempSibling(link);
-  await fs.symlink(gen, temp);
-  await fs.rename(temp, link);
-  await fsyncDir(dir);
+  await swapSymlink(path.join(dir, 'current'), gen);
 }
 
 /** Keeps the current generation and the one before it; older key material goes. */

@@ -59,3 +59,29 @@ export async function exists(p: string): Promise<boolean> {
     throw err;
   }
 }
+
+/**
+ * Points the symlink `link` at `target` in one rename (a new link beside it, renamed over
+ * the old one), so readers see the old target or the new one, never no link.
+ */
+export async function swapSymlink(link: string, target: string): Promise<void> {
+  const temp = tempSibling(link);
+  await fs.symlink(target, temp);
+  try {
+    await fs.rename(temp, link);
+  } catch (err) {
+    await fs.rm(temp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(link));
+}
+
+/** The target of a symlink, or undefined when there is none. */
+export async function readSymlink(link: string): Promise<string | undefined> {
+  try {
+    return await fs.readlink(link);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
