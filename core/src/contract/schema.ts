@@ -58,6 +58,18 @@ export function parseAndValidate<T>(text: string, validator: SchemaValidator<T>,
 }
 
 /**
+ * A fixed argv whose first item is the absolute path of a binary (the device checks it
+ * against its allowlist); shared by every schema that names a program to run.
+ */
+export const ABSOLUTE_ARGV_SCHEMA: JsonSchema = Object.freeze({
+  type: 'array',
+  minItems: 1,
+  maxItems: 64,
+  items: [{ type: 'string', pattern: '^/', maxLength: 4096 }],
+  additionalItems: { type: 'string', maxLength: 4096 },
+});
+
+/**
  * The probe contract every probe type shares (enforced by the server on assignment and
  * re-checked by the agent before anything is downloaded).
  */

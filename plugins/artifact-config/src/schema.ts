@@ -1,5 +1,5 @@
 // Side-effect-free: the server imports this to validate config specs exactly as devices do.
-import type { JsonSchema } from '@meshanics/core/contract';
+import { ABSOLUTE_ARGV_SCHEMA, type JsonSchema } from '@meshanics/core/contract';
 
 export const ARTIFACT_KIND = 'config';
 
@@ -42,13 +42,7 @@ export const CONFIG_SPEC_SCHEMA: JsonSchema = Object.freeze({
           additionalProperties: false,
           required: ['exec'],
           properties: {
-            exec: {
-              type: 'array',
-              minItems: 1,
-              maxItems: 64,
-              items: [{ type: 'string', pattern: '^/', maxLength: 4096 }],
-              additionalItems: { type: 'string', maxLength: 4096 },
-            },
+            exec: ABSOLUTE_ARGV_SCHEMA,
           },
         },
       ],

@@ -1,5 +1,5 @@
 // Side-effect-free: the server imports this to validate exec probe specs exactly as devices do.
-import type { JsonSchema } from '@meshanics/core/contract';
+import { ABSOLUTE_ARGV_SCHEMA, type JsonSchema } from '@meshanics/core/contract';
 
 export const PROBE_TYPE = 'exec';
 
@@ -14,12 +14,6 @@ export const EXEC_PROBE_SPEC_SCHEMA: JsonSchema = Object.freeze({
   additionalProperties: false,
   required: ['argv'],
   properties: {
-    argv: {
-      type: 'array',
-      minItems: 1,
-      maxItems: 64,
-      items: [{ type: 'string', pattern: '^/', maxLength: 4096 }],
-      additionalItems: { type: 'string', maxLength: 4096 },
-    },
+    argv: ABSOLUTE_ARGV_SCHEMA,
   },
 });
