@@ -28,6 +28,10 @@ export interface PublishArtifactInput {
   spec?: Record<string, unknown> | string;
   /** Who publishes, for the audit trail. */
   actor?: string;
+  /** The name the catalog records for the file (default: the basename of `file`). */
+  fileName?: string;
+  /** Optional free-form manifest; signed into the TUF target next to the spec and kept in the catalog. */
+  manifest?: Record<string, unknown>;
 }
 
 export interface PublishedArtifact {
@@ -127,7 +131,8 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       renameDurable(staged, finalPath);
       let versions;
       try {
-        versions = tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: { kind: input.kind, spec } } });
+        const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
+        versions = tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
         throw err;
@@ -138,11 +143,12 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         name: input.name,
         version: input.version,
         kind: input.kind,
-        fileName: path.basename(input.file),
+        fileName: input.fileName ?? path.basename(input.file),
         targetPath,
         sha256,
         length,
         spec,
+        manifest: input.manifest ?? null,
         createdAt: now,
       };
       store.insertArtifact(record);

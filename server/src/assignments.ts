@@ -39,7 +39,8 @@ export interface CreatedAssignment {
 
 const probeCommon = compileSchema<ProbeContract>(PROBE_COMMON_SCHEMA, 'probe');
 
-function validateProbe(input: ProbeInput): ProbeRecord {
+/** Validates a probe with the common probe schema and its type's plugin schema; fills the defaults. */
+export function validateProbe(input: ProbeInput): ProbeRecord {
   const common = probeCommon({
     type: input.type,
     timeoutSeconds: input.timeoutSeconds ?? PROBE_DEFAULTS.timeoutSeconds,

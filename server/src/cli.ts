@@ -11,10 +11,13 @@ import { DEVICE_COMMANDS } from './cli/device-commands.js';
 import { ENROLL_TOKEN_COMMANDS } from './cli/enroll-token-commands.js';
 import { LOGS_COMMANDS } from './cli/logs-commands.js';
 import { SERVE_COMMANDS } from './cli/serve-commands.js';
+import { AUDIT_COMMANDS } from './cli/audit-commands.js';
+import { APIKEY_COMMANDS } from './cli/apikey-commands.js';
+import { GROUP_COMMANDS, ROLLOUT_COMMANDS } from './cli/rollout-commands.js';
 import { PLUGIN_SCHEMA_COMMANDS } from './cli/plugin-schema-commands.js';
 import { MeshError } from './errors.js';
 
-const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS];
+const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...GROUP_COMMANDS, ...ROLLOUT_COMMANDS, ...AUDIT_COMMANDS, ...APIKEY_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS];
 
 function commandHelp(c: Command): string {
   return [`Usage: ${PROG} ${c.usage}`, '', c.summary, '', 'Options:', ...c.help, ...COMMON_HELP, ''].join('\n');
@@ -73,8 +76,8 @@ export async function main(argv: string[]): Promise<number> {
         command.name,
       );
     }
-    await command.run(parsed.values, parsed.positionals, command);
-    return 0;
+    const code = await command.run(parsed.values, parsed.positionals, command);
+    return typeof code === 'number' ? code : 0;
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`${PROG} ${err.command}: ${err.message}\nRun "${PROG} ${err.command} --help" for usage.\n`);

@@ -4,6 +4,8 @@ export const DEFAULT_TRUST_DOMAIN = 'meshanics.local';
 export const DEFAULT_GRPC_LISTEN = '127.0.0.1:7443';
 export const DEFAULT_ARTIFACT_LISTEN = '127.0.0.1:7444';
 export const DEFAULT_ENROLL_LISTEN = '127.0.0.1:7445';
+/** The documented REST API address; `serve` starts the API only when --api-listen is given. */
+export const DEFAULT_API_LISTEN = '127.0.0.1:7480';
 export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 30;
 export const DEFAULT_DEVICE_CERT_DAYS = 30;
 export const PROBE_DEFAULTS = { timeoutSeconds: 10, attempts: 3, initialDelaySeconds: 0 } as const;

@@ -33,6 +33,11 @@ export interface DeviceServiceOptions {
   logsDir: string;
   /** An upload that sends nothing for this long is aborted (default 60 s). */
   logUploadIdleTimeoutMs?: number;
+  /**
+   * Called after a status report is stored (committed) for an assignment of a rollout: the
+   * rollout engine's progression step. Its errors are logged; they never fail the report.
+   */
+  afterRolloutReport?: (rolloutId: string) => void;
 }
 
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
@@ -199,6 +204,13 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
         return stored;
       });
       logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
+      if (accepted && assignment.rolloutId && options.afterRolloutReport) {
+        try {
+          options.afterRolloutReport(assignment.rolloutId);
+        } catch (err) {
+          logger.error({ err, rolloutId: assignment.rolloutId }, 'rollout progression after a status report failed');
+        }
+      }
       return { accepted };
     },
   );

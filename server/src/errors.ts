@@ -92,6 +92,16 @@ export const ERROR_TABLE = {
   MESH_ERR_ROLLOUT_DEVICE_BUSY: { kind: 'conflict', summary: 'A device is already in an active rollout of this artifact name' },
   MESH_ERR_ROLLOUT_NOT_FOUND: { kind: 'not_found', summary: 'No such rollout' },
   MESH_ERR_ROLLOUT_INVALID_STATE: { kind: 'conflict', summary: 'The rollout is not in a state that allows this action' },
+  // Operator REST API and its keys.
+  MESH_ERR_APIKEY_INVALID: { kind: 'invalid', summary: 'The API key options (name, fleet, permissions) are invalid' },
+  MESH_ERR_APIKEY_CONFLICT: { kind: 'conflict', summary: 'A live API key with this name already exists' },
+  MESH_ERR_APIKEY_NOT_FOUND: { kind: 'not_found', summary: 'No API key with this id' },
+  MESH_ERR_API_INVALID: { kind: 'invalid', summary: 'The request does not match the route schema' },
+  MESH_ERR_API_UNAUTHENTICATED: { kind: 'unauthenticated', summary: 'No API key, or an unknown or revoked one' },
+  MESH_ERR_API_FORBIDDEN: { kind: 'forbidden', summary: 'The API key lacks the permission this route needs' },
+  MESH_ERR_API_NOT_FOUND: { kind: 'not_found', summary: 'No such route or resource (or it is outside the key\'s fleet)' },
+  MESH_ERR_API_TOO_LARGE: { kind: 'too_large', summary: 'The upload is larger than the server accepts' },
+  MESH_ERR_API_NOT_READY: { kind: 'unavailable', summary: 'The server cannot serve requests yet (database or metadata unavailable)' },
 } as const satisfies Record<string, { kind: ErrorKind; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

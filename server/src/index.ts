@@ -87,3 +87,58 @@ export {
   type RequestDeviceLogsInput,
 } from './logs/requests.js';
 export { parseDurationSeconds } from './durations.js';
+export {
+  createGroup,
+  listGroups,
+  getGroup,
+  setGroupDevices,
+  resolveGroupDevices,
+  GROUP_NAME,
+  MAX_GROUP_DEVICES,
+  type CreateGroupInput,
+  type GroupView,
+} from './groups.js';
+export {
+  createRollout,
+  getRollout,
+  listRollouts,
+  approveRollout,
+  resumeRollout,
+  abortRollout,
+  driveRollouts,
+  parseStrategy,
+  STRATEGY_SCHEMA,
+  ROLLOUT_STATUSES,
+  ACTIVE_ROLLOUT_STATUSES,
+  ABORT_POLICIES,
+  ASSIGNMENT_STATES,
+  type AbortPolicy,
+  type CreateRolloutInput,
+  type DriveAction,
+  type RolloutDetail,
+  type RolloutSummary,
+  type RolloutDeviceDetail,
+  type RolloutWaveDetail,
+  type StateCounts,
+  type Strategy,
+} from './rollouts/index.js';
+export { exportAudit, verifyAudit, type ExportedAuditEvent } from './audit/trail.js';
+export { auditEventHash, canonicalJson, ChainVerifier, GENESIS_HASH, type ChainVerification, type ChainedAuditEvent } from './audit/chain.js';
+export { buildApi, defaultConsoleDir, API_PREFIX, type ApiOptions } from './api/app.js';
+export {
+  createApiKey,
+  listApiKeys,
+  revokeApiKey,
+  authenticateApiKey,
+  normalizePermissions,
+  grants,
+  API_KEY_PREFIX,
+  PERMISSION_AREAS,
+  PERMISSION_LEVELS,
+  type ApiKeyView,
+  type CreateApiKeyInput,
+  type CreatedApiKey,
+  type Permission,
+  type Requirement,
+} from './api/keys.js';
+export { DEFAULT_API_LISTEN } from './defaults.js';

@@ -2,6 +2,7 @@
 // dir, plus the online TUF re-signer that keeps snapshot and timestamp from expiring.
 import type * as grpc from '@grpc/grpc-js';
 import type * as https from 'node:https';
+import type { FastifyInstance } from 'fastify';
 import { once } from 'node:events';
 import { createArtifactServer } from './artifacts-http.js';
 import { initDataDir } from './data-dir.js';
@@ -13,6 +14,7 @@ import { silentLogger, type Logger } from './log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
 import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
+import { driveRollouts } from './rollouts/engine.js';
 
 import {
   DEFAULT_ARTIFACT_LISTEN,
@@ -24,6 +26,7 @@ import {
 
 export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
 const RESIGN_CHECK_INTERVAL_MS = 10 * 60 * 1000;
+const ROLLOUT_DRIVE_INTERVAL_MS = 1000;
 const SHUTDOWN_GRACE_MS = 5000;
 const ROOT_EXPIRY_WARNING_MS = 30 * 24 * 60 * 60 * 1000;
 
@@ -44,6 +47,14 @@ export interface StartServerOptions {
   logger?: Logger;
   /** How often the re-signer checks expiry (default 10 minutes). */
   resignCheckIntervalMs?: number;
+  /** How often running rollouts are driven besides after each status report (default 1 s). */
+  rolloutDriveIntervalMs?: number;
+  /** host:port of the operator REST API (plain HTTP; port 0 = any). No REST API when absent. */
+  apiListen?: string;
+  /** Largest artifact upload the REST API accepts, in bytes (default 8 GiB). */
+  apiMaxArtifactBytes?: number;
+  /** Web console directory served at `/` by the REST API (default: <repo>/console/dist if present; null: none). */
+  consoleDir?: string | null;
 }
 
 export interface RunningServer {
@@ -53,6 +64,8 @@ export interface RunningServer {
   artifactsUrl: string;
   /** https://host:port of the enrollment endpoint. */
   enrollUrl: string;
+  /** http://host:port of the operator REST API (undefined when not started: no apiListen). */
+  apiUrl: string | undefined;
   /** What enrollment tells devices to connect to. */
   publicGrpcAddress: string;
   publicArtifactUrl: string;
@@ -120,6 +133,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const grpcListen = parseListenAddress(options.grpcListen ?? DEFAULT_GRPC_LISTEN, '--grpc-listen');
   const artifactListen = parseListenAddress(options.artifactListen ?? DEFAULT_ARTIFACT_LISTEN, '--artifact-listen');
   const enrollListen = parseListenAddress(options.enrollListen ?? DEFAULT_ENROLL_LISTEN, '--enroll-listen');
+  const apiListen = options.apiListen === undefined ? undefined : parseListenAddress(options.apiListen, '--api-listen');
   validateOptions(options);
   const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
   const certValiditySeconds = options.certValiditySeconds ?? DEFAULT_DEVICE_CERT_DAYS * 86400;
@@ -140,6 +154,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let grpcServer: grpc.Server | undefined;
   const httpsServers: https.Server[] = [];
   let resignTimer: NodeJS.Timeout | undefined;
+  let driveTimer: NodeJS.Timeout | undefined;
+  let api: FastifyInstance | undefined;
 
   const resign = (): void => {
     try {
@@ -168,6 +184,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       logger,
       heartbeatIntervalSeconds,
       logsDir: ctx.layout.logsDir,
+      afterRolloutReport: (rolloutId) => driveRollouts(ctx, { rolloutId }),
       listen: formatHostPort(grpcListen.host, grpcListen.port),
       ...tls,
     });
@@ -194,17 +211,51 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     httpsServers.push(enrollServer);
     const enrollUrl = `https://${formatHostPort(enrollListen.host, await listenHttps(enrollServer, enrollListen, 'enrollment endpoint', logger))}`;
 
+    // Rollouts also move without reports (a decommissioned device, another process's change).
+    driveTimer = setInterval(() => {
+      try {
+        driveRollouts(ctx);
+      } catch (err) {
+        logger.error({ err }, 'rollout progression failed');
+      }
+    }, options.rolloutDriveIntervalMs ?? ROLLOUT_DRIVE_INTERVAL_MS);
+    driveTimer.unref();
+
+    let apiUrl: string | undefined;
+    if (apiListen) {
+      const { buildApi } = await import('./api/app.js');
+      api = buildApi(ctx, {
+        logger,
+        heartbeatIntervalSeconds,
+        ...(options.apiMaxArtifactBytes !== undefined ? { maxArtifactBytes: options.apiMaxArtifactBytes } : {}),
+        ...(options.consoleDir !== undefined ? { consoleDir: options.consoleDir } : {}),
+      });
+      try {
+        await api.listen({ host: apiListen.host, port: apiListen.port });
+      } catch (err) {
+        throw new MeshError('MESH_ERR_LISTEN_FAILED', `REST API cannot listen on ${formatHostPort(apiListen.host, apiListen.port)}: ${(err as Error).message}`, { cause: err });
+      }
+      const bound = api.server.address();
+      apiUrl = `http://${formatHostPort(apiListen.host, typeof bound === 'object' && bound ? bound.port : apiListen.port)}`;
+    }
+
     const running: RunningServer = {
       grpcAddress,
       artifactsUrl,
       enrollUrl,
+      apiUrl,
       publicGrpcAddress: endpoints.deviceApi,
       publicArtifactUrl: endpoints.artifactServer,
       trustDomain: ctx.trustDomain,
       dataDir: ctx.layout.root,
       close: async () => {
         clearInterval(resignTimer);
-        await Promise.all([shutdownGrpc(grpcStarted.server, SHUTDOWN_GRACE_MS), ...httpsServers.map((s) => shutdownHttps(s, SHUTDOWN_GRACE_MS))]);
+        clearInterval(driveTimer);
+        await Promise.all([
+          shutdownGrpc(grpcStarted.server, SHUTDOWN_GRACE_MS),
+          ...httpsServers.map((s) => shutdownHttps(s, SHUTDOWN_GRACE_MS)),
+          api?.close(),
+        ]);
         ctx.close();
         logger.info('server stopped');
       },
@@ -214,6 +265,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         grpc: running.grpcAddress,
         artifacts: running.artifactsUrl,
         enroll: running.enrollUrl,
+        ...(running.apiUrl !== undefined ? { api: running.apiUrl } : {}),
         publicGrpcAddress: running.publicGrpcAddress,
         publicArtifactUrl: running.publicArtifactUrl,
         certValiditySeconds,
@@ -225,8 +277,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     return running;
   } catch (err) {
     clearInterval(resignTimer);
+    clearInterval(driveTimer);
     grpcServer?.forceShutdown();
     for (const s of httpsServers) s.close();
+    await api?.close().catch(() => undefined);
     ctx.close();
     throw err;
   }

@@ -76,7 +76,7 @@ describe('SQLite store', () => {
     const now = new Date().toISOString();
     const { device } = v1.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/old', fleet: 'f', name: 'old', now });
     v1.close();
-    const v2 = openStore(file);
+    const v2 = new SqliteStore(file, MIGRATIONS.slice(0, 2));
     expect(v2.schemaVersion()).toBe(2);
     expect(v2.getDeviceById(device.id)).toMatchObject({ name: 'old', decommissionedAt: null, offboardNotifiedAt: null });
     expect(v2.markOffboardNotified(device.id, now)).toBe(false);

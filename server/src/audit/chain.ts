@@ -2,7 +2,6 @@
 // canonical JSON of its own fields, so changing, removing or reordering any stored event
 // breaks every hash after it. Verification needs only the events themselves.
 import { createHash } from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -20,8 +19,28 @@ export interface ChainedAuditEvent extends AuditFields {
   hash: string;
 }
 
+/**
+ * Canonical JSON of a JSON value: object keys sorted (UTF-16 code units), no whitespace,
+ * strings and numbers exactly as JSON.stringify writes them (so fractions such as a failure
+ * tolerance of 0.05 are fine, unlike TUF's integer-only dialect). Undefined members are left
+ * out, as they are when the details are stored.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return JSON.stringify(value);
+  if (typeof value === 'number') return JSON.stringify(Number.isFinite(value) ? value : null);
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  if (typeof value === 'object') {
+    const entries = Object.keys(value as Record<string, unknown>)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  throw new TypeError(`cannot encode a ${typeof value} in an audit event`);
+}
+
 export function auditEventHash(prevHash: string, e: AuditFields): string {
-  const body = canonicalize({
+  const body = canonicalJson({
     prev: prevHash,
     seq: e.seq,
     at: e.at,
@@ -29,7 +48,7 @@ export function auditEventHash(prevHash: string, e: AuditFields): string {
     action: e.action,
     subject: e.subject,
     details: e.details,
-  } as Parameters<typeof canonicalize>[0]);
+  });
   return createHash('sha256').update(body).digest('hex');
 }
 

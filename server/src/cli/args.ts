@@ -35,7 +35,8 @@ export interface Command {
   /** Lines of help describing options, each "  --flag VALUE   text (env VAR, default x)". */
   help: string[];
   positionals?: { min: number; max: number };
-  run(values: Values, positionals: string[], command: Command): Promise<void>;
+  /** Resolves to the exit code when it is not 0 (e.g. `audit verify` on a broken chain). */
+  run(values: Values, positionals: string[], command: Command): Promise<void | number>;
 }
 
 export const COMMON_OPTIONS: Options = {

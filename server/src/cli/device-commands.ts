@@ -9,10 +9,11 @@ export const DEVICE_COMMANDS: Command[] = [
   {
     name: 'device issue-cert',
     summary: 'generate a device key on the server and issue its certificate (tests, demos; devices normally enroll with a token)',
-    usage: 'device issue-cert --fleet FLEET --name NAME --out DIR [options]',
+    usage: 'device issue-cert --fleet FLEET (--name NAME | --names A,B,...) --out DIR [options]',
     options: {
       fleet: { type: 'string' },
       name: { type: 'string' },
+      names: { type: 'string' },
       out: { type: 'string' },
       days: { type: 'string' },
       force: { type: 'boolean' },
@@ -20,11 +21,41 @@ export const DEVICE_COMMANDS: Command[] = [
     help: [
       '  --fleet FLEET          fleet of the device (DNS label)',
       '  --name NAME            device name within the fleet (DNS label)',
+      '  --names A,B,...        several devices in one go (simulators, demos): each gets DIR/<name>/',
       '  --out DIR              writes DIR/device.key (0600), device.crt, ca.crt, tuf-root.json',
       `  --days N               certificate validity in days (default ${DEFAULT_DEVICE_CERT_DAYS})`,
       '  --force                overwrite an existing DIR/device.key',
     ],
     async run(values, _positionals, command) {
+      if (typeof values.names === 'string') {
+        if (values.name !== undefined) throw new UsageError('give --name or --names, not both', command.name);
+        requireFlags(values, command, ['fleet', 'out']);
+        const names = values.names.split(',').map((n) => n.trim()).filter((n) => n !== '');
+        if (names.length === 0) throw new UsageError('--names lists no device', command.name);
+        const fleet = required(values, 'fleet', command);
+        const out = path.resolve(required(values, 'out', command));
+        const days = intOpt(values, 'days', command, DEFAULT_DEVICE_CERT_DAYS);
+        const { provisionDevice } = await import('../devices.js');
+        const devices = await withDataDir(values, command, async (ctx) => {
+          const issued = [];
+          for (const name of names) {
+            const dir = path.join(out, name);
+            if (fs.existsSync(path.join(dir, 'device.key')) && values.force !== true) {
+              throw new UsageError(`${path.join(dir, 'device.key')} exists; pass --force to replace it`, command.name);
+            }
+            const creds = await provisionDevice(ctx, { fleet, name, days, actor: 'operator:cli' });
+            ensurePrivateDir(dir);
+            writeFileAtomic(path.join(dir, 'device.key'), creds.keyPem, PRIVATE_FILE_MODE);
+            writeFileAtomic(path.join(dir, 'device.crt'), creds.certPem);
+            writeFileAtomic(path.join(dir, 'ca.crt'), creds.caPem);
+            writeFileAtomic(path.join(dir, 'tuf-root.json'), creds.tufRootJson);
+            issued.push({ spiffeId: creds.spiffeId, fleet, name, serialNumber: creds.serialNumber, notAfter: creds.notAfter, dir });
+          }
+          return issued;
+        });
+        print({ devices });
+        return;
+      }
       requireFlags(values, command, ['fleet', 'name', 'out']);
       const fleet = required(values, 'fleet', command);
       const name = required(values, 'name', command);

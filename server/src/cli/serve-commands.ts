@@ -1,5 +1,6 @@
 // serve and init: the long-running server and the data dir it runs on.
 import {
+  DEFAULT_API_LISTEN,
   DEFAULT_ARTIFACT_LISTEN,
   DEFAULT_DEVICE_CERT_DAYS,
   DEFAULT_ENROLL_LISTEN,
@@ -21,6 +22,16 @@ import {
   type Command,
   type Values,
 } from './args.js';
+
+/** A size flag: plain bytes, or a number with K, M, G or T (binary multiples, an optional "iB"/"B"). */
+function byteSizeOpt(values: Values, flag: string, command: Command, envName: string): number | undefined {
+  const raw = stringOpt(values, flag, envName);
+  if (raw === undefined) return undefined;
+  const m = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(raw.trim());
+  const bytes = m ? Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new UsageError(`--${flag} must be a size like 512M or 8G, got "${raw}"`, command.name);
+  return bytes;
+}
 
 /** --cert-validity (any duration) or --cert-validity-days; never both, they would disagree. */
 function certValiditySeconds(values: Values, command: Command): number | undefined {
@@ -49,6 +60,8 @@ export const SERVE_COMMANDS: Command[] = [
       'public-artifact-url': { type: 'string' },
       'cert-validity-days': { type: 'string' },
       'cert-validity': { type: 'string' },
+      'api-listen': { type: 'string' },
+      'api-max-upload': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -61,6 +74,8 @@ export const SERVE_COMMANDS: Command[] = [
       '  --public-artifact-url URL         https://HOST:PORT of the artifact server told to devices (env MESHANICS_PUBLIC_ARTIFACT_URL, default: the bound one)',
       `  --cert-validity-days N       validity of enrolled and renewed device certificates (env MESHANICS_CERT_VALIDITY_DAYS, default ${DEFAULT_DEVICE_CERT_DAYS})`,
       '  --cert-validity DURATION     the same with seconds precision, e.g. 90s, 30m, 12h (env MESHANICS_CERT_VALIDITY; for tests)',
+      `  --api-listen HOST:PORT       operator REST API, plain HTTP (env MESHANICS_API_LISTEN, e.g. ${DEFAULT_API_LISTEN}; off unless given; port 0 = any)`,
+      '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
     ],
     async run(values, _positionals, command) {
       const logger = await createLogger({ fd: 1, level: logLevel(values, command, 'info') });
@@ -77,6 +92,8 @@ export const SERVE_COMMANDS: Command[] = [
         publicGrpcAddress: stringOpt(values, 'public-grpc-address', 'MESHANICS_PUBLIC_GRPC_ADDRESS'),
         publicArtifactUrl: stringOpt(values, 'public-artifact-url', 'MESHANICS_PUBLIC_ARTIFACT_URL'),
         certValiditySeconds: certValiditySeconds(values, command),
+        apiListen: stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN'),
+        apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         logger,
       });
       await waitForShutdownSignal(logger);

@@ -2,11 +2,20 @@
 // Never edit a migration that has shipped: append a new one. Timestamps are ISO 8601 UTC text,
 // JSON columns are text, booleans are 0/1 integers, so the statements port to PostgreSQL
 // (which gets its own list when it arrives: only id generation and triggers differ).
+import { chainAuditEvents, MIGRATION_3_AUDIT_GUARDS, MIGRATION_3_SQL } from './migration-3.js';
+
+/** What a migration's code step may use (better-sqlite3's Database satisfies it). */
+export interface MigrationDatabase {
+  exec(sql: string): unknown;
+  prepare(sql: string): { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] };
+}
 
 export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** A step SQL alone cannot do (hashing), run after `sql` in the same transaction. */
+  up?: (db: MigrationDatabase) => void;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -156,6 +165,42 @@ CREATE TABLE log_requests (
   sha256 TEXT
 );
 CREATE INDEX log_requests_by_device ON log_requests (device_id, requested_at);
+`,
+  },
+  {
+    version: 3,
+    name: 'rollouts-and-audit-chain',
+    sql: MIGRATION_3_SQL,
+    // Chains the events written before this version, in order, then restores append-only.
+    up: (db) => {
+      chainAuditEvents(db);
+      db.exec(MIGRATION_3_AUDIT_GUARDS);
+    },
+  },
+  {
+    version: 4,
+    name: 'operator-api',
+    // Independent of version 3 (touches none of its tables), so either order of applying works.
+    sql: `
+-- Operator API keys: only the sha256 of a key is stored, so a copy of the database cannot call
+-- the API. A name is unique among live keys (it is the actor the audit trail records).
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  key_sha256 TEXT NOT NULL UNIQUE,
+  fleet TEXT NOT NULL,
+  permissions TEXT NOT NULL DEFAULT '[]',
+  approve INTEGER NOT NULL DEFAULT 0 CHECK (approve IN (0, 1)),
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at TEXT,
+  revoked_by TEXT
+);
+CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
+
+-- The optional manifest an operator publishes with an artifact (also signed into its TUF target).
+ALTER TABLE artifacts ADD COLUMN manifest TEXT;
+CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
 `,
   },
 ];

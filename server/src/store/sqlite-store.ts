@@ -4,11 +4,16 @@ import { MeshError } from '../errors.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { SqliteCertificates, SqliteEnrollmentTokens } from './sqlite-enrollment.js';
 import { SqliteLogRequests } from './sqlite-log-requests.js';
+import { SqliteApiKeys, SqliteOperatorViews } from './sqlite-api-keys.js';
+import { SqliteAudit } from './sqlite-audit.js';
+import { SqliteGroups } from './sqlite-groups.js';
+import { SqliteRollouts } from './sqlite-rollouts.js';
 import { json, num, str, strOrNull, type Row } from './sqlite-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
   AuditEventRecord,
+  AuditListFilter,
   DesiredArtifact,
   DeviceRecord,
   InstalledRecord,
@@ -50,6 +55,7 @@ function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
     sha256: str(r[`${prefix}sha256`]),
     length: num(r[`${prefix}length`]),
     spec: json(r[`${prefix}spec`], {}),
+    manifest: json(r[`${prefix}manifest`], null),
     createdAt: str(r[`${prefix}created_at`]),
   };
 }
@@ -92,6 +98,11 @@ export class SqliteStore implements Store {
   readonly enrollmentTokens: SqliteEnrollmentTokens;
   readonly certificates: SqliteCertificates;
   readonly logRequests: SqliteLogRequests;
+  readonly apiKeys: SqliteApiKeys;
+  readonly operatorViews: SqliteOperatorViews;
+  readonly groups: SqliteGroups;
+  readonly rollouts: SqliteRollouts;
+  private readonly audit: SqliteAudit;
 
   constructor(file: string, migrations: readonly Migration[] = MIGRATIONS) {
     this.db = new Database(file);
@@ -112,6 +123,12 @@ export class SqliteStore implements Store {
     this.enrollmentTokens = new SqliteEnrollmentTokens(this.db);
     this.certificates = new SqliteCertificates(this.db);
     this.logRequests = new SqliteLogRequests(this.db);
+    this.apiKeys = new SqliteApiKeys(this.db);
+    this.operatorViews = new SqliteOperatorViews(this.db);
+    const lock = <T>(fn: () => T): T => this.withWriteLock(fn);
+    this.groups = new SqliteGroups(this.db, lock);
+    this.rollouts = new SqliteRollouts(this.db, lock);
+    this.audit = new SqliteAudit(this.db, lock);
   }
 
   private migrate(migrations: readonly Migration[]): void {
@@ -135,6 +152,7 @@ export class SqliteStore implements Store {
         if (applied.has(m.version)) continue;
         try {
           this.db.exec(m.sql);
+          m.up?.(this.db);
         } catch (err) {
           throw new MeshError('MESH_ERR_STORE_MIGRATION_FAILED', `migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, {
             cause: err,
@@ -268,10 +286,13 @@ export class SqliteStore implements Store {
   insertArtifact(a: ArtifactRecord): void {
     this.db
       .prepare(
-        `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, manifest, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(a.id, a.name, a.version, a.kind, a.fileName, a.targetPath, a.sha256, a.length, JSON.stringify(a.spec), a.createdAt);
+      .run(
+        a.id, a.name, a.version, a.kind, a.fileName, a.targetPath, a.sha256, a.length, JSON.stringify(a.spec),
+        a.manifest ? JSON.stringify(a.manifest) : null, a.createdAt,
+      );
   }
 
   // --- assignments
@@ -318,7 +339,12 @@ export class SqliteStore implements Store {
     const rows = this.db
       .prepare(
         `SELECT a.*, ${artifactCols} FROM assignments a JOIN artifacts ar ON ar.id = a.artifact_id
-         WHERE a.device_id = ? AND a.active = 1 ORDER BY a.artifact_name`,
+         WHERE a.device_id = ? AND a.active = 1
+           -- A halted or aborted rollout serves no new assignment (a revert is not new).
+           AND NOT (a.state = 'PENDING' AND a.rollout_id IS NOT NULL
+             AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = a.rollout_id AND r.status IN ('halted', 'aborted'))
+             AND NOT EXISTS (SELECT 1 FROM rollout_devices rd WHERE rd.revert_assignment_id = a.id))
+         ORDER BY a.artifact_name`,
       )
       .all(deviceId) as Row[];
     return rows.map((r) => ({ assignment: assignmentFromRow(r), artifact: artifactFromRow(r, 'ar_') }));
@@ -360,28 +386,17 @@ export class SqliteStore implements Store {
     });
   }
 
-  // --- audit
+  // --- audit (hash-chained: sqlite-audit.ts)
 
-  appendAudit(e: NewAuditEvent): void {
-    this.db
-      .prepare('INSERT INTO audit_events (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)')
-      .run(e.at ?? new Date().toISOString(), e.actor, e.action, e.subject, JSON.stringify(e.details ?? {}));
+  appendAudit(e: NewAuditEvent): AuditEventRecord {
+    return this.audit.append(e);
   }
 
-  listAudit(filter: { subject?: string; action?: string; limit?: number } = {}): AuditEventRecord[] {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM audit_events WHERE (@subject IS NULL OR subject = @subject) AND (@action IS NULL OR action = @action)
-         ORDER BY id LIMIT @limit`,
-      )
-      .all({ subject: filter.subject ?? null, action: filter.action ?? null, limit: filter.limit ?? 1000 }) as Row[];
-    return rows.map((r) => ({
-      id: num(r.id),
-      at: str(r.at),
-      actor: str(r.actor),
-      action: str(r.action),
-      subject: str(r.subject),
-      details: json(r.details, {}),
-    }));
+  listAudit(filter: AuditListFilter = {}): AuditEventRecord[] {
+    return this.audit.list(filter);
+  }
+
+  countAudit(filter: Pick<AuditListFilter, 'subject' | 'action'> = {}): number {
+    return this.audit.count(filter);
   }
 }

@@ -1,6 +1,12 @@
 // The persistence boundary: every SQL statement of the server lives behind this interface
 // (SQLite now; PostgreSQL is a later issue). Methods are synchronous because better-sqlite3 is.
 import type { ArtifactState, Capability, HardwareProfile } from '@meshanics/core/contract';
+import type { AuditListFilter, GroupStore, RolloutStore } from './store-rollouts.js';
+
+export type * from './store-rollouts.js';
+import type { ApiKeyStore, OperatorViewStore } from './store-api.js';
+
+export type * from './store-api.js';
 
 export interface DeviceRecord {
   id: string;
@@ -31,6 +37,8 @@ export interface ArtifactRecord {
   sha256: string;
   length: number;
   spec: Record<string, unknown>;
+  /** Optional operator-supplied manifest, signed into the TUF target with the spec (migration 4). */
+  manifest?: Record<string, unknown> | null;
   createdAt: string;
 }
 
@@ -89,11 +97,16 @@ export interface InstalledRecord {
 
 export interface AuditEventRecord {
   id: number;
+  /** Position in the hash chain, from 1. */
+  seq: number;
   at: string;
   actor: string;
   action: string;
   subject: string;
   details: Record<string, unknown>;
+  /** Hash of the event before (64 zeros for the first). */
+  prevHash: string;
+  hash: string;
 }
 
 export interface NewAuditEvent {
@@ -244,6 +257,15 @@ export interface Store {
   readonly certificates: CertificateStore;
   readonly logRequests: LogRequestStore;
 
-  appendAudit(event: NewAuditEvent): void;
-  listAudit(filter?: { subject?: string; action?: string; limit?: number }): AuditEventRecord[];
+  readonly groups: GroupStore;
+  readonly rollouts: RolloutStore;
+  /** Operator API keys (REST API authentication). */
+  readonly apiKeys: ApiKeyStore;
+  /** Paginated read models of the operator API. */
+  readonly operatorViews: OperatorViewStore;
+
+  /** Appends one event to the hash chain (seq, prev_hash and hash computed under the write lock). */
+  appendAudit(event: NewAuditEvent): AuditEventRecord;
+  listAudit(filter?: AuditListFilter): AuditEventRecord[];
+  countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): number;
 }

@@ -1,0 +1,155 @@
+// The operator REST API (docs/operator-api.md): a Fastify app under /api/v1, built apart from
+// any listener so tests can `inject` into it. Every route declares JSON Schemas for what it
+// reads and returns; the OpenAPI document is generated from them.
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import swagger from '@fastify/swagger';
+import type { MeshanicsContext } from '../data-dir.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from '../defaults.js';
+import { httpStatusFor, MeshError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { authHook } from './auth.js';
+import { artifactRoutes, DEFAULT_MAX_ARTIFACT_BYTES } from './routes/artifacts.js';
+import { auditRoutes } from './routes/audit.js';
+import { deviceRoutes } from './routes/devices.js';
+import { enrollmentRoutes } from './routes/enrollment.js';
+import { metaRoutes, healthRoutes } from './routes/meta.js';
+import type { ApiRouteOptions } from './routes/options.js';
+import { rolloutRoutes } from './routes/rollouts.js';
+import { validatorCompiler } from './validation.js';
+
+export const API_PREFIX = '/api/v1';
+/** JSON bodies are small (rollouts, groups of a few thousand names); uploads are multipart. */
+const JSON_BODY_LIMIT = 4 * 1024 * 1024;
+
+export interface ApiOptions {
+  /** Default: the context's logger. */
+  logger?: Logger;
+  /** The heartbeat interval of devices without their own (default 30 s, as `serve`). */
+  heartbeatIntervalSeconds?: number;
+  /** Largest artifact upload in bytes (default 8 GiB). */
+  maxArtifactBytes?: number;
+  /**
+   * Directory of the web console to serve at `/` (index.html for client routes). Default: the
+   * repository's `console/dist` when it exists; `null` serves none.
+   */
+  consoleDir?: string | null;
+  /** How often the rollout event stream re-reads its rollout (default 1000 ms). */
+  rolloutEventsIntervalMs?: number;
+}
+
+/** `<repo>/console/dist`, from server/dist/api/app.js (or server/src/api/app.ts under tests). */
+export function defaultConsoleDir(): string | undefined {
+  const dir = fileURLToPath(new URL('../../../console/dist/', import.meta.url));
+  return fs.existsSync(`${dir}index.html`) ? dir : undefined;
+}
+
+/** One place turns every failure into `{ error }` with the status its kind maps to. */
+function errorReply(err: FastifyError | MeshError | Error, logger: Logger): { status: number; error: string } {
+  if (err instanceof MeshError) {
+    const status = httpStatusFor(err.kind);
+    if (status >= 500) {
+      logger.error({ err, code: err.code }, 'API request failed');
+      return { status, error: status === 503 ? err.message : 'internal server error (see the server log)' };
+    }
+    return { status, error: err.message };
+  }
+  const status = (err as FastifyError).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Fastify's and plugins' own refusals: unparseable JSON, wrong media type, body too large.
+    return { status, error: err.message };
+  }
+  logger.error({ err }, 'API request failed');
+  return { status: 500, error: 'internal server error (see the server log)' };
+}
+
+export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): FastifyInstance {
+  const logger = (options.logger ?? ctx.logger).child({ component: 'api' });
+  const app = Fastify({
+    loggerInstance: logger,
+    // Request lines are logged by the onResponse hook below (route pattern, never the raw URL,
+    // which may carry ?access_token=).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  const routeOptions: ApiRouteOptions = {
+    ctx,
+    heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    maxArtifactBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
+    rolloutEventsIntervalMs: options.rolloutEventsIntervalMs ?? 1000,
+  };
+
+  app.setValidatorCompiler(validatorCompiler);
+  // An empty JSON body reads as no body (clients that always send Content-Type: application/json
+  // can POST .../approve without inventing one); anything else gets Fastify's own safe parser.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if ((body as string).trim() === '') return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
+  app.decorateRequest('apiKey', null);
+  app.addHook('onRequest', authHook(ctx));
+  app.addHook('onResponse', async (request, reply) => {
+    logger.debug(
+      { method: request.method, route: request.routeOptions.url ?? null, status: reply.statusCode, ms: Math.round(reply.elapsedTime), key: request.apiKey?.name },
+      'API request',
+    );
+  });
+  app.setErrorHandler((err: FastifyError | MeshError, _request, reply) => {
+    const { status, error } = errorReply(err, logger);
+    return reply.code(status).type('application/json').send({ error });
+  });
+
+  const consoleDir = options.consoleDir === undefined ? defaultConsoleDir() : (options.consoleDir ?? undefined);
+  // Synchronous on purpose: returning the reply from an async handler makes Fastify await it
+  // (Reply is a thenable), which piles a listener on the response per await.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const clientRoute = consoleDir !== undefined && (request.method === 'GET' || request.method === 'HEAD') && !path.startsWith('/api/');
+    if (clientRoute) {
+      void reply.type('text/html').sendFile('index.html');
+      return;
+    }
+    throw new MeshError('MESH_ERR_API_NOT_FOUND', `no route ${request.method} ${path}`);
+  });
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Meshanics operator API',
+        version: '1',
+        description: 'Errors are `{ "error": "..." }`. Lists take `limit` (default 50, at most 200) and `offset`. See docs/operator-api.md.',
+      },
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key, `mesh_key_...` (`meshanics-server apikey create`)' } },
+      },
+      security: [{ bearerAuth: [] }],
+    },
+  });
+  void app.register(multipart, { limits: { fileSize: routeOptions.maxArtifactBytes } });
+  if (consoleDir !== undefined) {
+    // Registered as a plugin of its own so its wildcard route stays out of the document.
+    void app.register(fastifyStatic, { root: consoleDir, prefix: '/', wildcard: true, schemaHide: true });
+  }
+  void app.register(healthRoutes, routeOptions);
+  void app.register(
+    async (api) => {
+      await api.register(metaRoutes, routeOptions);
+      await api.register(deviceRoutes, routeOptions);
+      await api.register(enrollmentRoutes, routeOptions);
+      await api.register(artifactRoutes, routeOptions);
+      await api.register(rolloutRoutes, routeOptions);
+      await api.register(auditRoutes, routeOptions);
+    },
+    { prefix: API_PREFIX },
+  );
+  return app;
+}

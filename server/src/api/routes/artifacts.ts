@@ -1,0 +1,273 @@
+// Artifacts: publish by multipart upload (streamed to disk, never held in memory), the catalog
+// and one version. Publishing signs into TUF first; publishArtifact writes the catalog row and
+// its audit event only once signing succeeded.
+import * as fs from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
+import { pipeline } from 'node:stream/promises';
+import type { MultipartFile, MultipartValue } from '@fastify/multipart';
+import type { FastifyInstance } from 'fastify';
+import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
+import { publishArtifact } from '../../artifacts.js';
+import { tempPathIn } from '../../atomic-file.js';
+import { MeshError } from '../../errors.js';
+import { artifactSpecSchema, knownArtifactKinds } from '../../plugin-schemas.js';
+import type { ArtifactRecord } from '../../store/index.js';
+import { actorOf } from '../auth.js';
+import {
+  artifactViewSchema,
+  AUTH_ERRORS,
+  errors,
+  objectOf,
+  pageOf,
+  pageQuery,
+  publishedArtifactSchema,
+  str,
+  type PageQuery,
+} from '../schemas.js';
+import { MULTIPART_BODY, validationError } from '../validation.js';
+import type { ApiRouteOptions } from './options.js';
+
+/** Default upload limit: 8 GiB. */
+export const DEFAULT_MAX_ARTIFACT_BYTES = 8 * 1024 ** 3;
+/** A container descriptor is small JSON; anything bigger is not one. */
+const MAX_DESCRIPTOR_BYTES = 1024 * 1024;
+const MAX_FIELD_BYTES = 1024 * 1024;
+const CONTAINER_KIND = 'container';
+
+interface Fields {
+  name?: string;
+  version?: string;
+  kind?: string;
+  spec?: unknown;
+  manifest?: unknown;
+}
+
+interface CheckedFields {
+  name: string;
+  version: string;
+  kind: string;
+  spec: Record<string, unknown> | undefined;
+  manifest: Record<string, unknown> | undefined;
+}
+
+const FIELD_NAMES = new Set(['name', 'version', 'kind', 'spec', 'manifest']);
+
+function artifactView(a: ArtifactRecord) {
+  return {
+    name: a.name,
+    version: a.version,
+    kind: a.kind,
+    fileName: a.fileName,
+    targetPath: a.targetPath,
+    sha256: a.sha256,
+    length: a.length,
+    spec: a.spec,
+    manifest: a.manifest ?? null,
+    createdAt: a.createdAt,
+  };
+}
+
+function invalid(message: string): MeshError {
+  return validationError([message]);
+}
+
+/** A JSON field: text from a form, or already parsed when the part said application/json. */
+function jsonField(value: unknown, field: string): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw invalid(`body/${field} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** The multipart form's fields, as the OpenAPI document describes them. */
+function uploadSchema(): JsonSchema {
+  return {
+    type: 'object',
+    required: ['name', 'version', 'kind', 'file'],
+    properties: {
+      name: { type: 'string', pattern: ARTIFACT_NAME.source },
+      version: { type: 'string', pattern: ARTIFACT_VERSION.source, description: 'immutable once published' },
+      kind: { type: 'string', enum: knownArtifactKinds() },
+      spec: { type: 'string', description: "JSON: the kind's spec, validated by the kind plugin's own schema (for container: optional, the file is the descriptor)" },
+      manifest: { type: 'string', description: 'JSON object, optional: signed into the TUF target next to the spec' },
+      file: { type: 'string', format: 'binary', description: 'the artifact bytes (for container: the descriptor JSON); send it after the other fields' },
+    },
+  };
+}
+
+export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
+  const { ctx, maxArtifactBytes } = options;
+  const kinds = knownArtifactKinds();
+  const validateFields = compileSchema<{ name: string; version: string; kind: string; spec?: Record<string, unknown>; manifest?: Record<string, unknown> }>(
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name', 'version', 'kind'],
+      properties: {
+        name: { type: 'string', pattern: ARTIFACT_NAME.source },
+        version: { type: 'string', pattern: ARTIFACT_VERSION.source },
+        kind: { type: 'string', enum: kinds },
+        spec: { type: 'object' },
+        manifest: { type: 'object' },
+      },
+    },
+    'body',
+  );
+
+  /** Every field check but the container descriptor's (which needs the file). */
+  function checkFields(fields: Fields): CheckedFields {
+    const parsed = {
+      ...fields,
+      ...(fields.spec !== undefined ? { spec: jsonField(fields.spec, 'spec') } : {}),
+      ...(fields.manifest !== undefined ? { manifest: jsonField(fields.manifest, 'manifest') } : {}),
+    };
+    const result = validateFields(parsed);
+    if (!result.ok) throw validationError(result.errors);
+    const { name, version, kind, spec, manifest } = result.value;
+    if (spec !== undefined) {
+      const schema = artifactSpecSchema(kind);
+      if (!schema) throw invalid(`body/kind must be one of ${kinds.map((k) => JSON.stringify(k)).join(', ')}`);
+      // The kind plugin's own schema, through the same validator devices use.
+      const checked = compileSchema(schema, 'body/spec')(spec);
+      if (!checked.ok) throw validationError(checked.errors);
+    }
+    return { name, version, kind, spec, manifest };
+  }
+
+  function conflictCheck(f: CheckedFields): void {
+    if (ctx.store.getArtifact(f.name, f.version)) {
+      throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${f.name}@${f.version} is already published; publish a new version`);
+    }
+  }
+
+  /** For container, the uploaded file is the descriptor: it is the spec. */
+  async function containerDescriptor(file: string, given: Record<string, unknown> | undefined): Promise<Record<string, unknown>> {
+    const stat = await fs.promises.stat(file);
+    if (stat.size > MAX_DESCRIPTOR_BYTES) throw invalid(`body/file must be a container descriptor (JSON) of at most ${MAX_DESCRIPTOR_BYTES} bytes`);
+    const descriptor = jsonField(await fs.promises.readFile(file, 'utf8'), 'file');
+    const schema = artifactSpecSchema(CONTAINER_KIND);
+    const checked = compileSchema<Record<string, unknown>>(schema!, 'body/file')(descriptor);
+    if (!checked.ok) throw validationError(checked.errors);
+    if (given !== undefined && !isDeepStrictEqual(given, checked.value)) {
+      throw invalid('body/spec must equal the descriptor uploaded as body/file (for kind container the file is the descriptor)');
+    }
+    return checked.value;
+  }
+
+  app.post(
+    '/artifacts',
+    {
+      config: { access: 'artifacts.write' },
+      schema: {
+        tags: ['artifacts'],
+        summary: 'Publish an artifact version: sign it into TUF, then record it in the catalog',
+        consumes: ['multipart/form-data'],
+        body: { ...uploadSchema(), [MULTIPART_BODY]: true },
+        response: { 201: publishedArtifactSchema, ...errors(...AUTH_ERRORS, 409, 413) },
+      },
+    },
+    async (request, reply) => {
+      if (!request.isMultipart()) throw invalid('body must be multipart/form-data (fields name, version, kind, spec, manifest; file part "file")');
+      const fields: Fields = {};
+      let staged: { path: string; fileName: string } | undefined;
+      let published: Awaited<ReturnType<typeof publishArtifact>>;
+      try {
+        const parts = request.parts({ limits: { fileSize: maxArtifactBytes, files: 1, fields: FIELD_NAMES.size, fieldSize: MAX_FIELD_BYTES, parts: FIELD_NAMES.size + 1 } });
+        for await (const part of parts) {
+          if (part.type === 'field') {
+            const field = part as MultipartValue;
+            if (!FIELD_NAMES.has(field.fieldname)) throw invalid(`body must NOT have additional property "${field.fieldname}"`);
+            if (field.valueTruncated) throw invalid(`body/${field.fieldname} must NOT be longer than ${MAX_FIELD_BYTES} bytes`);
+            (fields as Record<string, unknown>)[field.fieldname] = field.value;
+            continue;
+          }
+          const file = part as MultipartFile;
+          if (file.fieldname !== 'file') {
+            file.file.resume();
+            throw invalid(`body must NOT have additional property "${file.fieldname}" (the file part is "file")`);
+          }
+          // Fields sent before the file (as documented) are judged before any byte is stored.
+          if (fields.name !== undefined && fields.version !== undefined && fields.kind !== undefined) {
+            try {
+              conflictCheck(checkFields(fields));
+            } catch (err) {
+              file.file.resume();
+              throw err;
+            }
+          }
+          const target = tempPathIn(ctx.layout.tufStagingDir, 'api-upload');
+          staged = { path: target, fileName: file.filename || 'upload' };
+          await pipeline(file.file, fs.createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+          if (file.file.truncated) {
+            throw new MeshError('MESH_ERR_API_TOO_LARGE', `body/file is larger than the ${maxArtifactBytes} bytes this server accepts`);
+          }
+        }
+        if (!staged) throw invalid('body/file is required');
+        const checked = checkFields(fields);
+        const spec = checked.kind === CONTAINER_KIND ? await containerDescriptor(staged.path, checked.spec) : checked.spec;
+        published = await publishArtifact(ctx, {
+          file: staged.path,
+          fileName: staged.fileName,
+          name: checked.name,
+          version: checked.version,
+          kind: checked.kind,
+          ...(spec !== undefined ? { spec } : {}),
+          ...(checked.manifest !== undefined ? { manifest: checked.manifest } : {}),
+          actor: actorOf(request),
+        });
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code === 'FST_REQ_FILE_TOO_LARGE') {
+          throw new MeshError('MESH_ERR_API_TOO_LARGE', `body/file is larger than the ${maxArtifactBytes} bytes this server accepts`);
+        }
+        throw err;
+      } finally {
+        // Before answering: a client that saw the answer finds nothing left behind.
+        if (staged) await fs.promises.rm(staged.path, { force: true });
+      }
+      return reply.code(201).send(published);
+    },
+  );
+
+  app.get<{ Querystring: PageQuery & { name?: string; kind?: string } }>(
+    '/artifacts',
+    {
+      config: { access: 'artifacts.read' },
+      schema: {
+        tags: ['artifacts'],
+        summary: 'The artifact catalog (newest version of each name first)',
+        querystring: { type: 'object', properties: { name: str, kind: str, ...pageQuery } },
+        response: { 200: pageOf(artifactViewSchema), ...errors(...AUTH_ERRORS) },
+      },
+    },
+    async (request) => {
+      const { limit, offset, name, kind } = request.query;
+      const { rows, total } = ctx.store.operatorViews.listArtifacts(
+        { ...(name !== undefined ? { name } : {}), ...(kind !== undefined ? { kind } : {}) },
+        { limit, offset },
+      );
+      return { items: rows.map(artifactView), total, limit, offset };
+    },
+  );
+
+  app.get<{ Params: { name: string; version: string } }>(
+    '/artifacts/:name/:version',
+    {
+      config: { access: 'artifacts.read' },
+      schema: {
+        tags: ['artifacts'],
+        summary: 'One artifact version: kind, target path, sha256, length, spec, manifest',
+        params: objectOf({ name: { type: 'string', maxLength: 128 }, version: { type: 'string', maxLength: 64 } }),
+        response: { 200: artifactViewSchema, ...errors(...AUTH_ERRORS, 404) },
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params;
+      const artifact = ctx.store.getArtifact(name, version);
+      if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${name}@${version}`);
+      return artifactView(artifact);
+    },
+  );
+}

@@ -1,0 +1,12 @@
+import type { MeshanicsContext } from '../../data-dir.js';
+
+/** What every route module gets from buildApi. */
+export interface ApiRouteOptions {
+  ctx: MeshanicsContext;
+  /** The heartbeat interval of devices without their own (online = within three of them). */
+  heartbeatIntervalSeconds: number;
+  /** The largest artifact upload accepted, in bytes. */
+  maxArtifactBytes: number;
+  /** How often the rollout event stream re-reads the rollout. */
+  rolloutEventsIntervalMs: number;
+}

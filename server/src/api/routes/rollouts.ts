@@ -1,0 +1,356 @@
+// Static groups and rollouts: the REST face of groups.ts and rollouts/ (the engine owns every
+// decision; these routes check the caller's rights and fleet, validate, and translate).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import { PROBE_COMMON_SCHEMA, type JsonSchema } from '@meshanics/core/contract';
+import { PROBE_DEFAULTS } from '../../defaults.js';
+import { MeshError } from '../../errors.js';
+import { createGroup, getGroup, GROUP_NAME, listGroups, MAX_GROUP_DEVICES, setGroupDevices } from '../../groups.js';
+import { knownProbeTypes, probeSpecSchema } from '../../plugin-schemas.js';
+import {
+  abortRollout,
+  ABORT_POLICIES,
+  approveRollout,
+  createRollout,
+  getRollout,
+  listRollouts,
+  parseStrategy,
+  resumeRollout,
+  ROLLOUT_STATUSES,
+  STRATEGY_SCHEMA,
+  type AbortPolicy,
+  type RolloutDetail,
+} from '../../rollouts/index.js';
+import type { RolloutStatusValue } from '../../store/index.js';
+import { actorOf, assertFleet, listingFleet } from '../auth.js';
+import {
+  AUTH_ERRORS,
+  DNS_LABEL_PATTERN,
+  errors,
+  groupSchema,
+  objectOf,
+  pageOf,
+  pageQuery,
+  paginate,
+  rolloutDetailSchema,
+  rolloutSummarySchema,
+  str,
+  type PageQuery,
+} from '../schemas.js';
+import { embeddable, validationError } from '../validation.js';
+import type { ApiRouteOptions } from './options.js';
+
+const KEEPALIVE_MS = 15_000;
+
+interface ProbeBody {
+  type: string;
+  spec: Record<string, unknown>;
+  timeoutSeconds?: number;
+  attempts?: number;
+  initialDelaySeconds?: number;
+}
+
+interface CreateRolloutBody {
+  fleet: string;
+  artifact: { name: string; version: string };
+  group: string;
+  probe: ProbeBody;
+  strategy?: unknown;
+}
+
+/**
+ * The probe as the route accepts it: the common probe contract devices enforce (its bounds,
+ * e.g. timeoutSeconds <= 300), with the spec checked by the probe type's own plugin schema.
+ */
+function probeSchema(): JsonSchema {
+  const common = (PROBE_COMMON_SCHEMA.properties ?? {}) as Record<string, JsonSchema>;
+  const types = knownProbeTypes();
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type', 'spec'],
+    properties: {
+      type: { type: 'string', enum: types },
+      spec: { type: 'object', description: "the probe type's spec, validated by its plugin's own schema" },
+      timeoutSeconds: { ...common.timeoutSeconds, description: `default ${PROBE_DEFAULTS.timeoutSeconds}` },
+      attempts: { ...common.attempts, description: `default ${PROBE_DEFAULTS.attempts}` },
+      initialDelaySeconds: { ...common.initialDelaySeconds, description: `default ${PROBE_DEFAULTS.initialDelaySeconds}` },
+    },
+    allOf: types.map((t) => ({
+      if: { properties: { type: { const: t } }, required: ['type'] },
+      then: { properties: { spec: embeddable(probeSpecSchema(t)!) } },
+    })),
+  };
+}
+
+const groupParams = objectOf({ fleet: { type: 'string', pattern: DNS_LABEL_PATTERN }, name: { type: 'string', pattern: GROUP_NAME.source } });
+const idParams = objectOf({ id: { type: 'string', minLength: 1, maxLength: 64 } });
+const deviceNames = { type: 'array', maxItems: MAX_GROUP_DEVICES, items: { type: 'string', minLength: 1, maxLength: 253 } };
+
+function noFleet(fleet: string): MeshError {
+  return new MeshError('MESH_ERR_API_NOT_FOUND', `no fleet ${fleet}`);
+}
+
+function noRollout(id: string): MeshError {
+  return new MeshError('MESH_ERR_ROLLOUT_NOT_FOUND', `no rollout ${id}`);
+}
+
+export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
+  const { ctx, rolloutEventsIntervalMs } = options;
+
+  /** 404 unless the rollout exists inside the caller's fleet. */
+  function visibleRollout(request: FastifyRequest, id: string): void {
+    const rollout = ctx.store.rollouts.get(id);
+    if (!rollout) throw noRollout(id);
+    assertFleet(request, rollout.fleet, () => noRollout(id));
+  }
+
+  // --- groups
+
+  app.post<{ Body: { fleet: string; name: string; devices: string[] } }>(
+    '/groups',
+    {
+      config: { access: 'devices.write' },
+      schema: {
+        tags: ['groups'],
+        summary: 'Create a static group from device names; names that match no device come back in `unresolved`',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['fleet', 'name', 'devices'],
+          properties: { fleet: { type: 'string', pattern: DNS_LABEL_PATTERN }, name: { type: 'string', pattern: GROUP_NAME.source }, devices: deviceNames },
+        },
+        response: { 201: groupSchema, ...errors(...AUTH_ERRORS, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { fleet, name, devices } = request.body;
+      assertFleet(request, fleet, () => noFleet(fleet));
+      return reply.code(201).send(createGroup(ctx, { fleet, name, devices, actor: actorOf(request) }));
+    },
+  );
+
+  app.get<{ Querystring: PageQuery & { fleet?: string } }>(
+    '/groups',
+    {
+      config: { access: 'devices.read' },
+      schema: {
+        tags: ['groups'],
+        summary: 'Static groups, each with its resolved and unresolved device names',
+        querystring: { type: 'object', properties: { fleet: str, ...pageQuery } },
+        response: { 200: pageOf(groupSchema), ...errors(...AUTH_ERRORS) },
+      },
+    },
+    async (request) => {
+      const { limit, offset } = request.query;
+      const fleet = listingFleet(request, request.query.fleet);
+      if (fleet === null) return paginate([], { limit, offset });
+      return paginate(listGroups(ctx, fleet !== undefined ? { fleet } : {}), { limit, offset });
+    },
+  );
+
+  app.get<{ Params: { fleet: string; name: string } }>(
+    '/groups/:fleet/:name',
+    {
+      config: { access: 'devices.read' },
+      schema: { tags: ['groups'], summary: 'One static group', params: groupParams, response: { 200: groupSchema, ...errors(...AUTH_ERRORS, 404) } },
+    },
+    async (request) => {
+      const { fleet, name } = request.params;
+      assertFleet(request, fleet, () => new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${name}" in fleet ${fleet}`));
+      return getGroup(ctx, fleet, name);
+    },
+  );
+
+  app.put<{ Params: { fleet: string; name: string }; Body: { devices: string[] } }>(
+    '/groups/:fleet/:name',
+    {
+      config: { access: 'devices.write' },
+      schema: {
+        tags: ['groups'],
+        summary: "Replace a group's device names (rollouts already created keep their own split)",
+        params: groupParams,
+        body: { type: 'object', additionalProperties: false, required: ['devices'], properties: { devices: deviceNames } },
+        response: { 200: groupSchema, ...errors(...AUTH_ERRORS, 404) },
+      },
+    },
+    async (request) => {
+      const { fleet, name } = request.params;
+      assertFleet(request, fleet, () => new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${name}" in fleet ${fleet}`));
+      return setGroupDevices(ctx, fleet, name, request.body.devices, actorOf(request));
+    },
+  );
+
+  // --- rollouts
+
+  app.post<{ Body: CreateRolloutBody }>(
+    '/rollouts',
+    {
+      config: { access: 'rollouts.write' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Start a rollout of an artifact version to a group, in waves, guarded by a probe',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['fleet', 'artifact', 'group', 'probe'],
+          properties: {
+            fleet: { type: 'string', pattern: DNS_LABEL_PATTERN },
+            artifact: objectOf({ name: { type: 'string', minLength: 1, maxLength: 128 }, version: { type: 'string', minLength: 1, maxLength: 64 } }),
+            group: { type: 'string', pattern: GROUP_NAME.source },
+            probe: probeSchema(),
+            strategy: {
+              ...embeddable(STRATEGY_SCHEMA),
+              description: 'cumulative, strictly increasing percentages, the last 100; no strategy = one wave of 100; max_failure_rate in [0, 1), default 0',
+            },
+          },
+        },
+        response: { 201: rolloutDetailSchema, ...errors(...AUTH_ERRORS, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      assertFleet(request, body.fleet, () => noFleet(body.fleet));
+      // What the shape schema cannot say (cumulative, last is 100), with the same path style.
+      const strategy = parseStrategy(body.strategy);
+      if (!strategy.ok) throw validationError(strategy.errors.map((e) => `body/${e}`));
+      const detail = createRollout(ctx, { ...body, actor: actorOf(request) });
+      return reply.code(201).send(detail);
+    },
+  );
+
+  app.get<{ Querystring: PageQuery & { fleet?: string; status?: RolloutStatusValue } }>(
+    '/rollouts',
+    {
+      config: { access: 'rollouts.read' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Rollouts, newest first (summaries: everything but the per-device list)',
+        querystring: { type: 'object', properties: { fleet: str, status: { type: 'string', enum: [...ROLLOUT_STATUSES] }, ...pageQuery } },
+        response: { 200: pageOf(rolloutSummarySchema), ...errors(...AUTH_ERRORS) },
+      },
+    },
+    async (request) => {
+      const { limit, offset, status } = request.query;
+      const fleet = listingFleet(request, request.query.fleet);
+      if (fleet === null) return paginate([], { limit, offset });
+      const page = listRollouts(ctx, { ...(fleet !== undefined ? { fleet } : {}), ...(status !== undefined ? { status } : {}), limit, offset });
+      return { items: page.items, total: page.total, limit, offset };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/rollouts/:id',
+    {
+      config: { access: 'rollouts.read' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Rollout detail: per device its wave, state, timestamps and reason; counts per state and per wave',
+        params: idParams,
+        response: { 200: rolloutDetailSchema, ...errors(...AUTH_ERRORS, 404) },
+      },
+    },
+    async (request) => {
+      visibleRollout(request, request.params.id);
+      return getRollout(ctx, request.params.id);
+    },
+  );
+
+  // Server-sent events: every open stream, so closing the server ends them (a stream never
+  // ends by itself and would hold the listener open).
+  const streams = new Set<ServerResponse>();
+  app.addHook('preClose', async () => {
+    for (const res of streams) res.end();
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { access_token?: string } }>(
+    '/rollouts/:id/events',
+    {
+      config: { access: 'rollouts.read', queryToken: true },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Server-sent events: a `rollout` event with the full detail now and whenever it changes',
+        description: 'EventSource cannot set headers: the key may be given as ?access_token= instead.',
+        params: idParams,
+        querystring: { type: 'object', properties: { access_token: { type: 'string', description: 'the API key, for EventSource' } } },
+        response: {
+          200: { description: 'text/event-stream of `rollout` events', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          ...errors(...AUTH_ERRORS, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      visibleRollout(request, id);
+      let last = '';
+      const snapshot = (): string | undefined => {
+        const json = JSON.stringify(getRollout(ctx, id));
+        if (json === last) return undefined;
+        last = json;
+        return json;
+      };
+      const first = snapshot()!;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write(`retry: 2000\nevent: rollout\ndata: ${first}\n\n`);
+      streams.add(res);
+      const poll = setInterval(() => {
+        try {
+          const json = snapshot();
+          if (json !== undefined) res.write(`event: rollout\ndata: ${json}\n\n`);
+        } catch (err) {
+          request.log.warn({ err, rolloutId: id }, 'rollout event stream ended');
+          res.end(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+        }
+      }, rolloutEventsIntervalMs);
+      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      res.on('close', () => {
+        clearInterval(poll);
+        clearInterval(keepalive);
+        streams.delete(res);
+      });
+    },
+  );
+
+  const action = (path: string, access: 'approve' | 'rollouts.manage', summary: string, run: (id: string, request: FastifyRequest) => RolloutDetail) =>
+    app.post<{ Params: { id: string } }>(
+      `/rollouts/:id/${path}`,
+      {
+        config: { access },
+        schema: {
+          tags: ['rollouts'],
+          summary,
+          params: idParams,
+          ...(path === 'abort'
+            ? {
+                body: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: { policy: { type: 'string', enum: [...ABORT_POLICIES], description: 'default keep' } },
+                },
+              }
+            : {}),
+          response: { 200: rolloutDetailSchema, ...errors(...AUTH_ERRORS, 404, 409) },
+        },
+      },
+      async (request) => {
+        visibleRollout(request, request.params.id);
+        return run(request.params.id, request);
+      },
+    );
+
+  action('approve', 'approve', 'Start the wave waiting for approval (needs the approve right)', (id, request) => approveRollout(ctx, id, actorOf(request)));
+  action('resume', 'approve', 'Resume a halted rollout, acknowledging the failures seen so far (needs the approve right)', (id, request) =>
+    resumeRollout(ctx, id, actorOf(request)),
+  );
+  action('abort', 'rollouts.manage', 'Abort a running or halted rollout: policy keep (default) or revert (devices go back to their previous version)', (id, request) => {
+    const policy = (request.body as { policy?: AbortPolicy } | undefined)?.policy;
+    return abortRollout(ctx, id, policy !== undefined ? { policy } : {}, actorOf(request));
+  });
+}

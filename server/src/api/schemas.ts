@@ -1,0 +1,228 @@
+// JSON Schemas shared by the routes: errors, pagination, and the resources several routes
+// return. Response schemas drive serialization (fast-json-stringify drops what a schema does
+// not list), so every field the contract promises is listed, and open objects (specs, probes,
+// hardware, audit details) say `additionalProperties: true`.
+import type { JsonSchema } from '@meshanics/core/contract';
+
+export const MAX_PAGE_SIZE = 200;
+export const DEFAULT_PAGE_SIZE = 50;
+
+export const DNS_LABEL_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+
+export const str = { type: 'string' } as const;
+export const int = { type: 'integer' } as const;
+export const bool = { type: 'boolean' } as const;
+export const nullableStr = { type: ['string', 'null'] } as const;
+export const nullableInt = { type: ['integer', 'null'] } as const;
+export const openObject = { type: 'object', additionalProperties: true } as const;
+export const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+
+export const errorSchema: JsonSchema = {
+  type: 'object',
+  description: 'Every error: a message naming what is wrong',
+  required: ['error'],
+  properties: { error: str },
+};
+
+/** Error responses a route documents (the error handler answers them all as `{ error }`). */
+export function errors(...codes: number[]): Record<number, JsonSchema> {
+  return Object.fromEntries(codes.map((c) => [c, errorSchema]));
+}
+
+/** The error answers every authenticated route may give. */
+export const AUTH_ERRORS = [400, 401, 403] as const;
+
+export const pageQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },
+  offset: { type: 'integer', minimum: 0, default: 0 },
+} as const;
+
+export function pageOf(item: JsonSchema): JsonSchema {
+  return {
+    type: 'object',
+    required: ['items', 'total', 'limit', 'offset'],
+    properties: { items: { type: 'array', items: item }, total: int, limit: int, offset: int },
+  };
+}
+
+export interface PageQuery {
+  limit: number;
+  offset: number;
+}
+
+export interface PageResult<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+/** Pages an in-memory list (for sources that are small and have no SQL listing). */
+export function paginate<T>(all: readonly T[], page: PageQuery): PageResult<T> {
+  return { items: all.slice(page.offset, page.offset + page.limit), total: all.length, limit: page.limit, offset: page.offset };
+}
+
+export function objectOf(properties: Record<string, unknown>, required: string[] = Object.keys(properties)): JsonSchema {
+  return { type: 'object', required, properties };
+}
+
+export const deviceSummarySchema = objectOf({
+  fleet: str,
+  name: str,
+  spiffeId: str,
+  agentVersion: nullableStr,
+  tags: stringMap,
+  online: bool,
+  heartbeatIntervalSeconds: int,
+  createdAt: str,
+  registeredAt: nullableStr,
+  lastSeenAt: nullableStr,
+  decommissionedAt: nullableStr,
+});
+
+export const installedSchema = objectOf({ name: str, kind: str, version: str, sha256: str, state: str, updatedAt: str });
+
+export const historySchema = objectOf({
+  sequence: int,
+  assignmentId: str,
+  rolloutId: nullableStr,
+  artifact: objectOf({ name: str, version: str }),
+  state: str,
+  reason: str,
+  bytesDone: int,
+  bytesTotal: int,
+  deviceTime: str,
+  receivedAt: str,
+});
+
+export const deviceDetailSchema: JsonSchema = {
+  type: 'object',
+  required: [...(deviceSummarySchema.required as string[]), 'hardware', 'capabilities', 'installed', 'history'],
+  properties: {
+    ...(deviceSummarySchema.properties as Record<string, unknown>),
+    hardware: { type: ['object', 'null'], additionalProperties: true },
+    capabilities: { type: 'array', items: openObject },
+    installed: { type: 'array', items: installedSchema },
+    history: { type: 'array', items: historySchema, description: 'status reports, newest first (capped)' },
+  },
+};
+
+export const enrollmentTokenViewSchema = objectOf({
+  id: str,
+  fleet: str,
+  deviceName: nullableStr,
+  usesTotal: int,
+  usesLeft: int,
+  createdAt: str,
+  createdBy: str,
+  expiresAt: str,
+  revokedAt: nullableStr,
+  revokedBy: nullableStr,
+  status: { type: 'string', enum: ['active', 'revoked', 'expired', 'exhausted'] },
+});
+
+export const logRequestViewSchema = objectOf({
+  id: str,
+  fleet: str,
+  device: str,
+  since: nullableStr,
+  until: nullableStr,
+  maxBytes: int,
+  requestedAt: str,
+  requestedBy: str,
+  status: { type: 'string', enum: ['pending', 'fulfilled'] },
+  fulfilledAt: nullableStr,
+  sizeBytes: nullableInt,
+  sha256: nullableStr,
+});
+
+export const publishedArtifactSchema = objectOf({ name: str, version: str, kind: str, targetPath: str, sha256: str, length: int });
+
+export const artifactViewSchema = objectOf({
+  name: str,
+  version: str,
+  kind: str,
+  fileName: str,
+  targetPath: str,
+  sha256: str,
+  length: int,
+  spec: openObject,
+  manifest: { type: ['object', 'null'], additionalProperties: true },
+  createdAt: str,
+});
+
+export const groupSchema: JsonSchema = {
+  type: 'object',
+  required: ['fleet', 'name', 'devices', 'unresolved'],
+  additionalProperties: true,
+  properties: {
+    fleet: str,
+    name: str,
+    devices: { type: 'array', items: str, description: 'device names that resolve to a device of the fleet' },
+    unresolved: { type: 'array', items: str, description: 'names given that match no device of the fleet (never dropped silently)' },
+  },
+};
+
+const stateCounts = { type: 'object', additionalProperties: { type: 'integer' } } as const;
+
+export const rolloutDetailSchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: true,
+  // Only the identity is required: the engine's detail is serialized whole, never cut to this list.
+  required: ['id', 'fleet', 'status'],
+  properties: {
+    id: str,
+    fleet: str,
+    status: { type: 'string', enum: ['running', 'waiting_approval', 'halted', 'completed', 'aborted'] },
+    artifact: { type: 'object', additionalProperties: true, properties: { name: str, version: str, kind: str } },
+    group: str,
+    probe: openObject,
+    strategy: openObject,
+    currentWave: int,
+    halt: { type: ['object', 'null'], additionalProperties: true },
+    abortPolicy: { type: ['string', 'null'] },
+    counts: stateCounts,
+    waves: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: true,
+        properties: { index: int, percent: { type: 'number' }, approval: str, status: str, devices: int, counts: stateCounts },
+      },
+    },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: true,
+        properties: { name: str, wave: int, state: str, reason: str, assignedAt: nullableStr, updatedAt: nullableStr },
+      },
+    },
+    createdAt: str,
+    updatedAt: str,
+  },
+};
+
+/** Rollout list items: whatever the engine's summary holds (at least id, fleet, status). */
+export const rolloutSummarySchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: true,
+  required: ['id', 'fleet', 'status'],
+  properties: { id: str, fleet: str, status: str },
+};
+
+export const auditEventSchema = objectOf({
+  seq: int,
+  at: str,
+  actor: str,
+  action: str,
+  subject: str,
+  details: openObject,
+  prevHash: str,
+  hash: str,
+});
+
+export const chainVerificationSchema = objectOf(
+  { count: int, verified: bool, headHash: str, firstBrokenSeq: int, problem: str },
+  ['count', 'verified', 'headHash'],
+);

@@ -1,0 +1,168 @@
+// The operator's view of a rollout: per device its wave, state, timestamps and reason;
+// counts per state and per wave (docs/operator-api.md, "Rollout detail").
+import { TERMINAL_STATES } from '@meshanics/core/contract';
+import type { MeshanicsContext } from '../data-dir.js';
+import type {
+  ArtifactRecord,
+  AssignmentState,
+  ProbeRecord,
+  RolloutDeviceView,
+  RolloutHaltRecord,
+  RolloutRecord,
+  RolloutStatusValue,
+  RolloutStrategyRecord,
+} from '../store/index.js';
+
+export const ASSIGNMENT_STATES: readonly AssignmentState[] = [
+  'PENDING',
+  'DOWNLOADING',
+  'VERIFYING',
+  'APPLYING',
+  'HEALTHY',
+  'ROLLED_BACK',
+  'FAILED',
+];
+
+export type StateCounts = Record<AssignmentState, number>;
+
+export interface RolloutDeviceDetail {
+  name: string;
+  wave: number;
+  /** PENDING until the device reports, then its latest state; after a revert, the revert's. */
+  state: AssignmentState;
+  reason: string;
+  /** When the device's wave started (null: not yet, or never). */
+  assignedAt: string | null;
+  updatedAt: string | null;
+  assignmentId: string | null;
+  /** What the device had installed under the artifact name when its wave started. */
+  previousVersion: string | null;
+  /** Abort with policy revert: what the device was sent back to, or why nothing was. */
+  revert: { toVersion: string | null; assignmentId: string | null; state: AssignmentState | null; note: string | null; at: string } | null;
+  decommissioned: boolean;
+}
+
+export interface RolloutWaveDetail {
+  index: number;
+  percent: number;
+  approval: 'auto' | 'manual';
+  status: 'pending' | 'active' | 'complete';
+  devices: number;
+  counts: StateCounts;
+  startedAt: string | null;
+  startedBy: string | null;
+}
+
+export interface RolloutSummary {
+  id: string;
+  fleet: string;
+  status: RolloutStatusValue;
+  artifact: { name: string; version: string; kind: string };
+  group: string;
+  probe: ProbeRecord;
+  strategy: RolloutStrategyRecord;
+  currentWave: number;
+  halt: RolloutHaltRecord | null;
+  acknowledgedFailures: number;
+  abortPolicy: 'keep' | 'revert' | null;
+  counts: StateCounts;
+  waves: RolloutWaveDetail[];
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+export interface RolloutDetail extends RolloutSummary {
+  devices: RolloutDeviceDetail[];
+}
+
+export function emptyCounts(): StateCounts {
+  return Object.fromEntries(ASSIGNMENT_STATES.map((s) => [s, 0])) as StateCounts;
+}
+
+function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (id: string) => string | null): RolloutDeviceDetail {
+  const shown = d.revert ?? d.assignment;
+  let reason = shown?.reason ?? '';
+  if (!d.revert && d.assignment && !d.assignment.active && d.assignment.state === 'PENDING') {
+    reason = rollout.status === 'aborted' ? 'not started: the rollout was aborted' : 'superseded by another assignment before the device started';
+  }
+  return {
+    name: d.deviceName,
+    wave: d.wave,
+    state: shown?.state ?? 'PENDING',
+    reason,
+    assignedAt: d.assignedAt,
+    updatedAt: shown?.updatedAt ?? null,
+    assignmentId: d.assignmentId,
+    previousVersion: d.previousVersion,
+    revert: d.revertedAt
+      ? {
+          toVersion: d.revertAssignmentId && d.previousArtifactId ? versionOf(d.previousArtifactId) : null,
+          assignmentId: d.revertAssignmentId,
+          state: d.revert?.state ?? null,
+          note: d.revertNote,
+          at: d.revertedAt,
+        }
+      : null,
+    decommissioned: d.decommissioned,
+  };
+}
+
+/** Builds the summary (and the per-device list when `withDevices`) of one rollout. */
+export function buildRolloutDetail(
+  ctx: Pick<MeshanicsContext, 'store'>,
+  rollout: RolloutRecord,
+  withDevices: boolean,
+): RolloutDetail | RolloutSummary {
+  const { store } = ctx;
+  const artifact: ArtifactRecord | undefined = store.getArtifactById(rollout.artifactId);
+  const versions = new Map<string, string | null>();
+  const versionOf = (id: string) => {
+    if (!versions.has(id)) versions.set(id, store.getArtifactById(id)?.version ?? null);
+    return versions.get(id)!;
+  };
+  const views = store.rollouts.listDevices(rollout.id);
+  const devices = views.map((v) => deviceDetail(rollout, v, versionOf));
+  const starts = new Map(store.rollouts.listWaveStarts(rollout.id).map((s) => [s.wave, s]));
+  const counts = emptyCounts();
+  for (const d of devices) counts[d.state] += 1;
+  const waves: RolloutWaveDetail[] = rollout.strategy.waves.map((w, index) => {
+    const inWave = devices.filter((d) => d.wave === index);
+    const waveCounts = emptyCounts();
+    for (const d of inWave) waveCounts[d.state] += 1;
+    const live = views.filter((v) => v.wave === index && !v.decommissioned);
+    const done = live.every((v) => v.assignment && TERMINAL_STATES.has(v.assignment.state as never));
+    const start = starts.get(index);
+    return {
+      index,
+      percent: w.percent,
+      approval: w.approval,
+      status: index > rollout.currentWave || !start ? 'pending' : done ? 'complete' : 'active',
+      devices: inWave.length,
+      counts: waveCounts,
+      startedAt: start?.startedAt ?? null,
+      startedBy: start?.startedBy ?? null,
+    };
+  });
+  const summary: RolloutSummary = {
+    id: rollout.id,
+    fleet: rollout.fleet,
+    status: rollout.status,
+    artifact: { name: rollout.artifactName, version: artifact?.version ?? '', kind: artifact?.kind ?? '' },
+    group: rollout.group,
+    probe: rollout.probe,
+    strategy: rollout.strategy,
+    currentWave: rollout.currentWave,
+    halt: rollout.halt,
+    acknowledgedFailures: rollout.acknowledgedFailures,
+    abortPolicy: rollout.abortPolicy,
+    counts,
+    waves,
+    createdBy: rollout.createdBy,
+    createdAt: rollout.createdAt,
+    updatedAt: rollout.updatedAt,
+    finishedAt: rollout.finishedAt,
+  };
+  return withDevices ? { ...summary, devices } : summary;
+}

@@ -1,0 +1,198 @@
+// The rollout engine: reads a rollout's stored state, asks decide() what to do, and applies
+// the answer, all inside one write transaction per rollout. SQLite: BEGIN IMMEDIATE, so two
+// server processes on one data dir (or `serve` and a CLI approve) can never both advance a
+// wave; a PostgreSQL store will take a row lock on the rollout in the same place.
+import * as crypto from 'node:crypto';
+import { TERMINAL_STATES } from '@meshanics/core/contract';
+import type { MeshanicsContext } from '../data-dir.js';
+import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
+import { decide, failureCount, type DeviceOutcome, type RolloutSnapshot } from './progress.js';
+
+/** The actor of transitions the engine makes on its own. */
+export const ENGINE_ACTOR = 'system:rollouts';
+
+export type EngineContext = Pick<MeshanicsContext, 'store' | 'logger'>;
+
+export interface DriveAction {
+  rolloutId: string;
+  action: 'advance' | 'await_approval' | 'halt' | 'complete';
+  wave?: number;
+}
+
+export function outcomeOf(state: AssignmentState | undefined): DeviceOutcome {
+  switch (state) {
+    case undefined:
+    case 'PENDING':
+      return 'pending';
+    case 'HEALTHY':
+      return 'healthy';
+    case 'FAILED':
+      return 'failed';
+    case 'ROLLED_BACK':
+      return 'rolled_back';
+    default:
+      return 'in_progress';
+  }
+}
+
+/**
+ * A device counts for wave completion unless it was decommissioned, or its assignment was
+ * superseded (by an operator's own assignment) before it finished.
+ */
+function isLive(d: RolloutDeviceView): boolean {
+  if (d.decommissioned) return false;
+  if (d.assignment && !d.assignment.active && !TERMINAL_STATES.has(d.assignment.state as never)) return false;
+  return true;
+}
+
+export function snapshotOf(rollout: RolloutRecord, devices: RolloutDeviceView[]): RolloutSnapshot {
+  return {
+    status: rollout.status,
+    currentWave: rollout.currentWave,
+    strategy: rollout.strategy,
+    acknowledgedFailures: rollout.acknowledgedFailures,
+    devices: devices.map((d) => ({ wave: d.wave, outcome: outcomeOf(d.assignment?.state), live: isLive(d) })),
+  };
+}
+
+export function rolloutSubject(id: string): string {
+  return `rollout:${id}`;
+}
+
+/**
+ * Makes the assignments of `wave` for its devices (call under the write lock), recording
+ * what each device had installed under the artifact name, for a later revert.
+ */
+export function startWave(store: Store, rollout: RolloutRecord, wave: number, actor: string, now: string): void {
+  const devices = store.rollouts.listDevices(rollout.id).filter((d) => d.wave === wave && d.assignmentId === null);
+  const started: string[] = [];
+  const skipped: string[] = [];
+  for (const d of devices) {
+    if (d.decommissioned) {
+      skipped.push(d.deviceName);
+      continue;
+    }
+    const installed = store.listInstalled(d.deviceId).find((i) => i.name === rollout.artifactName);
+    const previous = installed ? store.getArtifact(rollout.artifactName, installed.version) : undefined;
+    const assignmentId = crypto.randomUUID();
+    store.insertAssignment({
+      id: assignmentId,
+      deviceId: d.deviceId,
+      artifactId: rollout.artifactId,
+      artifactName: rollout.artifactName,
+      rolloutId: rollout.id,
+      probe: rollout.probe,
+      state: 'PENDING',
+      reason: '',
+      active: true,
+      createdAt: now,
+      updatedAt: now,
+    });
+    store.rollouts.setDeviceAssignment(rollout.id, d.deviceId, {
+      assignmentId,
+      assignedAt: now,
+      previousVersion: installed?.version ?? null,
+      // Only a catalog version with the same bytes can be sent back.
+      previousArtifactId: previous && previous.sha256 === installed?.sha256 ? previous.id : null,
+    });
+    started.push(d.deviceName);
+  }
+  store.rollouts.recordWaveStart(rollout.id, { wave, startedAt: now, startedBy: actor });
+  store.appendAudit({
+    at: now,
+    actor,
+    action: 'rollout.wave_started',
+    subject: rolloutSubject(rollout.id),
+    details: { wave, devices: started, ...(skipped.length > 0 ? { skippedDecommissioned: skipped } : {}) },
+  });
+}
+
+/**
+ * One rollout's progression, under the caller's write lock: decide and apply until there is
+ * nothing more to do now (an empty wave is passed straight through).
+ */
+export function stepRollout(ctx: EngineContext, rolloutId: string): DriveAction[] {
+  const { store } = ctx;
+  const actions: DriveAction[] = [];
+  for (let guard = 0; guard < 64; guard++) {
+    const rollout = store.rollouts.get(rolloutId);
+    if (!rollout) return actions;
+    const devices = store.rollouts.listDevices(rolloutId);
+    const snapshot = snapshotOf(rollout, devices);
+    const decision = decide(snapshot);
+    const now = new Date().toISOString();
+    const subject = rolloutSubject(rolloutId);
+    switch (decision.action) {
+      case 'none':
+        return actions;
+      case 'advance':
+        store.rollouts.update(rolloutId, { currentWave: decision.toWave }, now);
+        startWave(store, { ...rollout, currentWave: decision.toWave }, decision.toWave, ENGINE_ACTOR, now);
+        actions.push({ rolloutId, action: 'advance', wave: decision.toWave });
+        ctx.logger.info({ rolloutId, wave: decision.toWave }, 'rollout wave started');
+        continue;
+      case 'await_approval':
+        store.rollouts.update(rolloutId, { status: 'waiting_approval' }, now);
+        store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.awaiting_approval', subject, details: { wave: decision.wave } });
+        actions.push({ rolloutId, action: 'await_approval', wave: decision.wave });
+        ctx.logger.info({ rolloutId, wave: decision.wave }, 'rollout waits for approval');
+        return actions;
+      case 'halt': {
+        const fresh = decision.failures - rollout.acknowledgedFailures;
+        const reason =
+          `${fresh} ${rollout.acknowledgedFailures > 0 ? 'new ' : ''}failure(s) among ${decision.targeted} targeted devices ` +
+          `(failure rate ${+(fresh / decision.targeted).toFixed(4)}) exceed max_failure_rate ${decision.tolerance}`;
+        const halt = {
+          reason,
+          wave: decision.wave,
+          failures: decision.failures,
+          acknowledged: rollout.acknowledgedFailures,
+          targeted: decision.targeted,
+          tolerance: decision.tolerance,
+          at: now,
+        };
+        store.rollouts.update(rolloutId, { status: 'halted', halt }, now);
+        store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.halted', subject, details: { ...halt } });
+        actions.push({ rolloutId, action: 'halt', wave: decision.wave });
+        ctx.logger.warn({ rolloutId, ...halt }, 'rollout halted');
+        return actions;
+      }
+      case 'complete': {
+        store.rollouts.update(rolloutId, { status: 'completed', finishedAt: now }, now);
+        store.rollouts.releaseDevices(rolloutId);
+        const outcomes = { healthy: 0, failed: 0, rolled_back: 0 } as Record<string, number>;
+        for (const d of snapshot.devices) if (d.outcome in outcomes) outcomes[d.outcome]! += 1;
+        store.appendAudit({
+          at: now,
+          actor: ENGINE_ACTOR,
+          action: 'rollout.completed',
+          subject,
+          details: { targeted: snapshot.devices.length, ...outcomes, failures: failureCount(snapshot) },
+        });
+        actions.push({ rolloutId, action: 'complete' });
+        ctx.logger.info({ rolloutId }, 'rollout completed');
+        return actions;
+      }
+    }
+  }
+  return actions;
+}
+
+/**
+ * The progression step: for each running rollout (or just `rolloutId`), decide and apply in
+ * its own write transaction. Called after every stored status report and on a timer by
+ * `serve`. A failure on one rollout is logged and does not stop the others.
+ */
+export function driveRollouts(ctx: EngineContext, options: { rolloutId?: string } = {}): DriveAction[] {
+  const { store } = ctx;
+  const ids = options.rolloutId !== undefined ? [options.rolloutId] : store.rollouts.listIds(['running']);
+  const actions: DriveAction[] = [];
+  for (const id of ids) {
+    try {
+      actions.push(...store.withWriteLock(() => stepRollout(ctx, id)));
+    } catch (err) {
+      ctx.logger.error({ err, rolloutId: id }, 'rollout progression failed');
+    }
+  }
+  return actions;
+}

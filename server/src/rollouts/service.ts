@@ -1,0 +1,296 @@
+// Operator actions on rollouts: create, read, approve, resume, abort. Each action is one
+// write transaction that also runs the progression step, so its effect (a wave that starts,
+// a rollout that completes) is visible as soon as it returns.
+import * as crypto from 'node:crypto';
+import { validateProbe, type ProbeInput } from '../assignments.js';
+import type { MeshanicsContext } from '../data-dir.js';
+import { MeshError } from '../errors.js';
+import { resolveGroupDevices } from '../groups.js';
+import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
+import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
+import { rolloutSubject, startWave, stepRollout, snapshotOf, type EngineContext } from './engine.js';
+import { failureCount } from './progress.js';
+import { cumulativeCounts, parseStrategy } from './strategy.js';
+import { planWaves } from './wave-plan.js';
+
+export const ROLLOUT_STATUSES: readonly RolloutStatusValue[] = ['running', 'waiting_approval', 'halted', 'completed', 'aborted'];
+/** Rollouts in these states hold their devices: a device is in at most one per artifact name. */
+export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatusValue[] = ['running', 'waiting_approval', 'halted'];
+export const ABORT_POLICIES = ['keep', 'revert'] as const;
+export type AbortPolicy = (typeof ABORT_POLICIES)[number];
+
+const IN_FLIGHT = new Set(['DOWNLOADING', 'VERIFYING', 'APPLYING']);
+
+export interface CreateRolloutInput {
+  fleet: string;
+  artifact: { name: string; version: string };
+  /** Name of a static group of the fleet. */
+  group: string;
+  probe: ProbeInput;
+  /** `{ waves: [{ percent, approval }], max_failure_rate }`; absent means one wave of 100%. */
+  strategy?: unknown;
+  actor: string;
+}
+
+type RolloutContext = EngineContext;
+
+function load(ctx: RolloutContext, id: string): RolloutRecord {
+  const rollout = ctx.store.rollouts.get(id);
+  if (!rollout) throw new MeshError('MESH_ERR_ROLLOUT_NOT_FOUND', `no rollout ${id}`);
+  return rollout;
+}
+
+function detail(ctx: RolloutContext, id: string): RolloutDetail {
+  return buildRolloutDetail(ctx, load(ctx, id), true) as RolloutDetail;
+}
+
+function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusValue[], action: string): void {
+  if (!allowed.includes(rollout.status)) {
+    throw new MeshError(
+      'MESH_ERR_ROLLOUT_INVALID_STATE',
+      `cannot ${action} rollout ${rollout.id}: it is ${rollout.status} (${action} needs ${allowed.join(' or ')})`,
+      { details: { status: rollout.status } },
+    );
+  }
+}
+
+export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): RolloutDetail {
+  const parsed = parseStrategy(input.strategy);
+  if (!parsed.ok) {
+    throw new MeshError('MESH_ERR_ROLLOUT_INVALID_STRATEGY', `invalid strategy: ${parsed.errors.join('; ')}`, { details: { errors: parsed.errors } });
+  }
+  const strategy = parsed.strategy;
+  if (typeof input.fleet !== 'string' || input.fleet === '') throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'fleet is required');
+  if (typeof input.group !== 'string' || input.group === '') throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'group is required');
+  if (!input.artifact || typeof input.artifact.name !== 'string' || typeof input.artifact.version !== 'string') {
+    throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'artifact must be { name, version }');
+  }
+  if (!input.probe || typeof input.probe.type !== 'string') throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'probe/type is required');
+  const probe = validateProbe(input.probe);
+  const { store } = ctx;
+
+  const id = store.withWriteLock(() => {
+    const group = store.groups.get(input.fleet, input.group);
+    if (!group) throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${input.group}" in fleet ${input.fleet}`);
+    const artifact = store.getArtifact(input.artifact.name, input.artifact.version);
+    if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact.name}@${input.artifact.version}`);
+    const { devices, unresolved } = resolveGroupDevices(ctx, input.fleet, group.devices);
+    if (devices.length === 0) {
+      throw new MeshError(
+        'MESH_ERR_ROLLOUT_NO_DEVICES',
+        `group "${input.group}" resolves to no device of fleet ${input.fleet}` + (unresolved.length > 0 ? ` (unresolved: ${unresolved.join(', ')})` : ''),
+        { details: { unresolved } },
+      );
+    }
+    const busy = store.rollouts.busyDevices(
+      devices.map((d) => d.id),
+      artifact.name,
+    );
+    if (busy.length > 0) {
+      const names = busy.map((b) => devices.find((d) => d.id === b.deviceId)!.name);
+      throw new MeshError(
+        'MESH_ERR_ROLLOUT_DEVICE_BUSY',
+        `device(s) ${names.join(', ')} already in an active rollout of "${artifact.name}" (${[...new Set(busy.map((b) => b.rolloutId))].join(', ')})`,
+        { details: { devices: names, rollouts: [...new Set(busy.map((b) => b.rolloutId))] } },
+      );
+    }
+    const now = new Date().toISOString();
+    const rollout: RolloutRecord = {
+      id: crypto.randomUUID(),
+      fleet: input.fleet,
+      artifactId: artifact.id,
+      artifactName: artifact.name,
+      group: input.group,
+      probe,
+      strategy,
+      status: 'running',
+      currentWave: 0,
+      acknowledgedFailures: 0,
+      halt: null,
+      abortPolicy: null,
+      createdBy: input.actor,
+      createdAt: now,
+      updatedAt: now,
+      finishedAt: null,
+    };
+    // The split is computed once, in a stable order, and stored.
+    const plan = planWaves(
+      rollout.id,
+      devices.map((d) => d.id),
+      strategy,
+    );
+    store.rollouts.insert(rollout, plan);
+    store.appendAudit({
+      at: now,
+      actor: input.actor,
+      action: 'rollout.created',
+      subject: rolloutSubject(rollout.id),
+      details: {
+        fleet: input.fleet,
+        artifact: `${artifact.name}@${artifact.version}`,
+        group: input.group,
+        strategy,
+        probe,
+        devices: devices.length,
+        waveSizes: cumulativeCounts(strategy, devices.length).map((c, i, all) => c - (i > 0 ? all[i - 1]! : 0)),
+        ...(unresolved.length > 0 ? { unresolved } : {}),
+      },
+    });
+    // Creating the rollout starts its first wave (whatever its approval says).
+    startWave(store, rollout, 0, input.actor, now);
+    stepRollout(ctx, rollout.id);
+    return rollout.id;
+  });
+  ctx.logger.info({ rolloutId: id, artifact: `${input.artifact.name}@${input.artifact.version}`, group: input.group }, 'rollout created');
+  return detail(ctx, id);
+}
+
+export function getRollout(ctx: RolloutContext, id: string): RolloutDetail {
+  return detail(ctx, id);
+}
+
+export function listRollouts(
+  ctx: RolloutContext,
+  filter: { fleet?: string; status?: RolloutStatusValue; limit?: number; offset?: number } = {},
+): { items: RolloutSummary[]; total: number } {
+  if (filter.status !== undefined && !ROLLOUT_STATUSES.includes(filter.status)) {
+    throw new MeshError('MESH_ERR_ROLLOUT_INVALID', `status must be one of ${ROLLOUT_STATUSES.join(', ')}`);
+  }
+  const limit = filter.limit ?? 50;
+  const offset = filter.offset ?? 0;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'limit must be 1-200');
+  if (!Number.isInteger(offset) || offset < 0) throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'offset must be >= 0');
+  const page = ctx.store.rollouts.list({
+    ...(filter.fleet !== undefined ? { fleet: filter.fleet } : {}),
+    ...(filter.status !== undefined ? { status: filter.status } : {}),
+    limit,
+    offset,
+  });
+  return { items: page.items.map((r) => buildRolloutDetail(ctx, r, false)), total: page.total };
+}
+
+/** Starts the wave that waits for approval (the approve right is the caller's to check). */
+export function approveRollout(ctx: RolloutContext, id: string, actor: string): RolloutDetail {
+  const { store } = ctx;
+  store.withWriteLock(() => {
+    const rollout = load(ctx, id);
+    requireStatus(rollout, ['waiting_approval'], 'approve');
+    const wave = rollout.currentWave + 1;
+    const now = new Date().toISOString();
+    store.appendAudit({ at: now, actor, action: 'rollout.approved', subject: rolloutSubject(id), details: { wave } });
+    store.rollouts.update(id, { status: 'running', currentWave: wave }, now);
+    startWave(store, { ...rollout, status: 'running', currentWave: wave }, wave, actor, now);
+    stepRollout(ctx, id);
+  });
+  ctx.logger.info({ rolloutId: id, actor }, 'rollout wave approved');
+  return detail(ctx, id);
+}
+
+/** Resumes a halted rollout; the failures seen so far are acknowledged, only new ones can halt it again. */
+export function resumeRollout(ctx: RolloutContext, id: string, actor: string): RolloutDetail {
+  const { store } = ctx;
+  store.withWriteLock(() => {
+    const rollout = load(ctx, id);
+    requireStatus(rollout, ['halted'], 'resume');
+    const failures = failureCount(snapshotOf(rollout, store.rollouts.listDevices(id)));
+    const now = new Date().toISOString();
+    store.rollouts.update(id, { status: 'running', acknowledgedFailures: failures, halt: null }, now);
+    store.appendAudit({
+      at: now,
+      actor,
+      action: 'rollout.resumed',
+      subject: rolloutSubject(id),
+      details: { acknowledgedFailures: failures, wave: rollout.currentWave, halt: rollout.halt },
+    });
+    stepRollout(ctx, id);
+  });
+  ctx.logger.info({ rolloutId: id, actor }, 'rollout resumed');
+  return detail(ctx, id);
+}
+
+/**
+ * Aborts a running (or waiting) or halted rollout. keep: assignments no device has started
+ * are withdrawn and nothing progresses any more. revert: in addition, every device whose
+ * assignment reached HEALTHY or is mid-update gets an assignment back to what it had
+ * installed when its wave started (an unreachable device picks it up at its next heartbeat).
+ */
+export function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string): RolloutDetail {
+  const policy = options?.policy ?? 'keep';
+  if (!ABORT_POLICIES.includes(policy)) {
+    throw new MeshError('MESH_ERR_ROLLOUT_INVALID', `policy must be one of ${ABORT_POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
+  }
+  const { store } = ctx;
+  store.withWriteLock(() => {
+    const rollout = load(ctx, id);
+    requireStatus(rollout, ['running', 'waiting_approval', 'halted'], 'abort');
+    const now = new Date().toISOString();
+    const withdrawn = store.rollouts.deactivatePendingAssignments(id, now);
+    const reverted: Array<{ device: string; toVersion: string; assignmentId: string }> = [];
+    const notReverted: Array<{ device: string; reason: string }> = [];
+    if (policy === 'revert') {
+      for (const d of store.rollouts.listDevices(id)) {
+        const a = d.assignment;
+        if (!a || !(a.state === 'HEALTHY' || IN_FLIGHT.has(a.state))) continue;
+        const note = (reason: string) => {
+          notReverted.push({ device: d.deviceName, reason });
+          store.rollouts.setDeviceRevert(id, d.deviceId, { revertAssignmentId: null, revertNote: reason, revertedAt: now });
+        };
+        if (d.decommissioned) {
+          note('device is decommissioned');
+          continue;
+        }
+        if (!a.active) {
+          note('superseded by another assignment; left as is');
+          continue;
+        }
+        if (d.previousVersion === null) {
+          note(`nothing was installed under "${rollout.artifactName}" before this rollout: nothing to revert to, left as is`);
+          continue;
+        }
+        const previous = d.previousArtifactId ? store.getArtifactById(d.previousArtifactId) : undefined;
+        if (!previous) {
+          note(`previous version ${d.previousVersion} is not in the catalog with the bytes the device had: left as is`);
+          continue;
+        }
+        const revertId = crypto.randomUUID();
+        store.insertAssignment({
+          id: revertId,
+          deviceId: d.deviceId,
+          artifactId: previous.id,
+          artifactName: previous.name,
+          rolloutId: id,
+          // The probe that last proved this version healthy on this device, else the rollout's.
+          probe: store.rollouts.lastHealthyProbe(d.deviceId, previous.id) ?? rollout.probe,
+          state: 'PENDING',
+          reason: '',
+          active: true,
+          createdAt: now,
+          updatedAt: now,
+        });
+        store.rollouts.setDeviceRevert(id, d.deviceId, {
+          revertAssignmentId: revertId,
+          revertNote: `reverting from ${a.state} to ${previous.version}`,
+          revertedAt: now,
+        });
+        reverted.push({ device: d.deviceName, toVersion: previous.version, assignmentId: revertId });
+      }
+    }
+    store.rollouts.update(id, { status: 'aborted', abortPolicy: policy, finishedAt: now }, now);
+    store.rollouts.releaseDevices(id);
+    store.appendAudit({
+      at: now,
+      actor,
+      action: 'rollout.aborted',
+      subject: rolloutSubject(id),
+      details: {
+        policy,
+        fromStatus: rollout.status,
+        wave: rollout.currentWave,
+        withdrawnAssignments: withdrawn.length,
+        ...(policy === 'revert' ? { reverted, notReverted } : {}),
+      },
+    });
+  });
+  ctx.logger.info({ rolloutId: id, actor, policy }, 'rollout aborted');
+  return detail(ctx, id);
+}

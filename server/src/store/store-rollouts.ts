@@ -1,0 +1,137 @@
+// Store records and repositories of static groups, rollouts and the audit chain (migration 3).
+import type { ProbeRecord, AssignmentState } from './store.js';
+
+export interface GroupRecord {
+  fleet: string;
+  name: string;
+  /** Device names as the operator gave them, in order (resolved when read or used). */
+  devices: string[];
+  createdAt: string;
+  createdBy: string;
+  updatedAt: string;
+}
+
+export interface GroupStore {
+  /** False (nothing written) when the fleet already has a group of this name. */
+  insert(group: GroupRecord): boolean;
+  get(fleet: string, name: string): GroupRecord | undefined;
+  list(filter?: { fleet?: string }): GroupRecord[];
+  /** Replaces the member list; false when the group does not exist. */
+  setDevices(fleet: string, name: string, devices: string[], now: string): boolean;
+}
+
+export type RolloutStatusValue = 'running' | 'waiting_approval' | 'halted' | 'completed' | 'aborted';
+
+export interface RolloutStrategyRecord {
+  waves: Array<{ percent: number; approval: 'auto' | 'manual' }>;
+  max_failure_rate: number;
+}
+
+export interface RolloutHaltRecord {
+  reason: string;
+  wave: number;
+  failures: number;
+  /** Failures a resume had already acknowledged when this halt happened. */
+  acknowledged: number;
+  targeted: number;
+  tolerance: number;
+  at: string;
+}
+
+export interface RolloutRecord {
+  id: string;
+  fleet: string;
+  artifactId: string;
+  artifactName: string;
+  group: string;
+  probe: ProbeRecord;
+  strategy: RolloutStrategyRecord;
+  status: RolloutStatusValue;
+  currentWave: number;
+  acknowledgedFailures: number;
+  halt: RolloutHaltRecord | null;
+  abortPolicy: 'keep' | 'revert' | null;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+export interface RolloutDeviceRecord {
+  rolloutId: string;
+  deviceId: string;
+  wave: number;
+  position: number;
+  assignmentId: string | null;
+  assignedAt: string | null;
+  previousVersion: string | null;
+  previousArtifactId: string | null;
+  revertAssignmentId: string | null;
+  revertNote: string | null;
+  revertedAt: string | null;
+}
+
+export interface RolloutAssignmentState {
+  id: string;
+  state: AssignmentState;
+  reason: string;
+  active: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A rollout device joined with its device row and the states of its assignments. */
+export interface RolloutDeviceView extends RolloutDeviceRecord {
+  deviceName: string;
+  decommissioned: boolean;
+  assignment: RolloutAssignmentState | null;
+  revert: RolloutAssignmentState | null;
+}
+
+export interface RolloutWaveStart {
+  wave: number;
+  startedAt: string;
+  startedBy: string;
+}
+
+export type RolloutUpdate = Partial<Pick<RolloutRecord, 'status' | 'currentWave' | 'acknowledgedFailures' | 'halt' | 'abortPolicy' | 'finishedAt'>>;
+
+export interface RolloutStore {
+  insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): void;
+  get(id: string): RolloutRecord | undefined;
+  list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): { items: RolloutRecord[]; total: number };
+  /** Ids of the rollouts in one of `statuses`, oldest first. */
+  listIds(statuses: readonly RolloutStatusValue[]): string[];
+  update(id: string, patch: RolloutUpdate, now: string): void;
+  listDevices(rolloutId: string): RolloutDeviceView[];
+  /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
+  busyDevices(deviceIds: readonly string[], artifactName: string): Array<{ deviceId: string; rolloutId: string }>;
+  setDeviceAssignment(
+    rolloutId: string,
+    deviceId: string,
+    input: { assignmentId: string; assignedAt: string; previousVersion: string | null; previousArtifactId: string | null },
+  ): void;
+  setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): void;
+  /** The rollout ended: its devices are free for another rollout of the artifact name. */
+  releaseDevices(rolloutId: string): void;
+  /** Deactivates the rollout's assignments no device has reported on yet; returns their ids. */
+  deactivatePendingAssignments(rolloutId: string, now: string): string[];
+  /** The probe of the device's latest assignment of `artifactId` that ended HEALTHY (to revert with). */
+  lastHealthyProbe(deviceId: string, artifactId: string): ProbeRecord | undefined;
+  recordWaveStart(rolloutId: string, start: RolloutWaveStart): void;
+  listWaveStarts(rolloutId: string): RolloutWaveStart[];
+}
+
+export interface AuditListFilter {
+  subject?: string;
+  action?: string;
+  /** Default 1000. */
+  limit?: number;
+  offset?: number;
+  /** By seq; default ascending (oldest first). */
+  order?: 'asc' | 'desc';
+  /** Only events with a seq above this one (paging an export). */
+  afterSeq?: number;
+  /** Only events with a seq up to this one. */
+  uptoSeq?: number;
+}
