@@ -1,4 +1,5 @@
 // Assigning an artifact version to one device, with the health probe that guards its swap.
+import { assertDevicesSupportKind } from './device-capabilities.js';
 import * as crypto from 'node:crypto';
 import { compileSchema, parseAndValidate, PROBE_COMMON_SCHEMA, type ProbeContract } from '@meshanics/core/contract';
 import type { MeshanicsContext } from './data-dir.js';
@@ -77,6 +78,7 @@ export function createAssignment(ctx: MeshanicsContext, input: CreateAssignmentI
     }
     const artifact = store.getArtifact(input.artifact, input.version);
     if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact}@${input.version}`);
+    assertDevicesSupportKind([device], artifact.kind);
     const now = new Date().toISOString();
     const record: AssignmentRecord = {
       id: crypto.randomUUID(),

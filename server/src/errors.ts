@@ -46,6 +46,7 @@ export const ERROR_TABLE = {
   MESH_ERR_PKI_UNSUPPORTED_KEY: { kind: 'invalid', summary: 'The device public key type is not supported' },
   MESH_ERR_DEVICE_NOT_FOUND: { kind: 'not_found', summary: 'No such device' },
   MESH_ERR_DEVICE_DECOMMISSIONED: { kind: 'forbidden', summary: 'The device has been decommissioned' },
+  MESH_ERR_DEVICE_UNSUPPORTED_KIND: { kind: 'conflict', summary: 'The device did not advertise this artifact kind in Register' },
   MESH_ERR_ARTIFACT_INVALID_NAME: { kind: 'invalid', summary: 'The artifact name is invalid' },
   MESH_ERR_ARTIFACT_INVALID_VERSION: { kind: 'invalid', summary: 'The artifact version is invalid' },
   MESH_ERR_ARTIFACT_UNKNOWN_KIND: { kind: 'invalid', summary: 'No artifact plugin handles this kind' },

@@ -57,6 +57,21 @@ describe('assignments', () => {
     });
   });
 
+  it('refuses a kind a registered device did not advertise, naming what it does advertise', async () => {
+    const { spiffeId } = await provisionDevice(ctx, { fleet: 'lab', name: 'models-only' });
+    ctx.store.registerDevice({
+      spiffeId,
+      fleet: 'lab',
+      name: 'models-only',
+      profile: { hardware: null, agentVersion: '1', tags: {}, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] },
+      now: new Date().toISOString(),
+    });
+    expect(failure({ ...base, device: 'models-only' })).toEqual({
+      code: 'MESH_ERR_DEVICE_UNSUPPORTED_KIND',
+      message: 'device(s) models-only (advertises: model) did not advertise artifact kind "config" in Register',
+    });
+  });
+
   it('supersedes the active assignment of the same artifact name on that device', () => {
     const first = createAssignment(ctx, { ...base, version: '1' });
     const second = createAssignment(ctx, { ...base, version: '2' });

@@ -6,6 +6,7 @@ import { validateProbe, type ProbeInput } from '../assignments.js';
 import type { MeshanicsContext } from '../data-dir.js';
 import { MeshError } from '../errors.js';
 import { resolveGroupDevices } from '../groups.js';
+import { assertDevicesSupportKind } from '../device-capabilities.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, snapshotOf, type EngineContext } from './engine.js';
@@ -82,6 +83,7 @@ export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): R
         { details: { unresolved } },
       );
     }
+    assertDevicesSupportKind(devices, artifact.kind);
     const busy = store.rollouts.busyDevices(
       devices.map((d) => d.id),
       artifact.name,
