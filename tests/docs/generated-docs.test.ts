@@ -15,4 +15,13 @@ describe('generated documentation', () => {
     expect(result.out).toContain('up to date');
     expect(result.code).toBe(0);
   });
+
+  it('docs/operator-api-reference.md matches the OpenAPI document the server serves', async () => {
+    const result = await run(process.execPath, ['scripts/gen-operator-api-docs.mjs', '--check'], { cwd: ROOT }).then(
+      (r) => ({ code: 0, out: r.stdout }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, out: e.stderr }),
+    );
+    expect(result.out).toContain('up to date');
+    expect(result.code).toBe(0);
+  });
 });
