@@ -31,7 +31,23 @@ log "npm ci"
 npm ci --no-audit --no-fund
 
 log "build"
-npx tsc -b
+# tsc -b, then the console's static files (index.html, CSS) next to its compiled JS.
+npm run build
+
+# Headless Chromium for the console's browser tests (driven by playwright-core; never
+# `npx playwright install`, which downloads a browser). Required in CI; elsewhere a failure
+# only makes those tests skip, naming the missing package.
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing system package: chromium"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; }; then
+    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+      echo "installing chromium failed (apt-get install -y chromium): the console browser tests cannot run" >&2
+      exit 1
+    fi
+    log "chromium unavailable (Debian package \"chromium\"): the console browser tests will skip"
+  fi
+fi
 
 # A real container runtime (podman's Docker API + a local registry, test images built from
 # busybox-static) for the container-artifact tests: installs and starts what is missing.

@@ -1,0 +1,363 @@
+// The rollout detail view: waves with progress bars, every device's state live (server-sent
+// events; polling every 2 s when the stream cannot be had), the halt reason, and the approve,
+// resume and abort buttons for keys that hold the right.
+import { api, can, seg, storedKey, url } from '../api.js';
+import { h, link, replace, text } from '../dom.js';
+import { absolute, ago, progressBar, stateBadge, stateBar, statusBadge, sum, TERMINAL, time } from '../format.js';
+import type { Rollout } from '../types.js';
+import { errorBox, loading, type ViewContext } from '../ui.js';
+
+const POLL_MS = 2000;
+
+/** While a rollout waits for approval, currentWave is the last wave started: the next one waits. */
+function waitingWave(r: Rollout): number {
+  return Math.min(r.currentWave + 1, r.waves.length - 1);
+}
+
+interface Row {
+  tr: HTMLTableRowElement;
+  state: HTMLTableCellElement;
+  reason: HTMLTableCellElement;
+  updated: HTMLTableCellElement;
+  last: string;
+}
+
+export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
+  const id = ctx.params[0]!;
+  const path = `/rollouts${seg(id)}`;
+  ctx.title('Rollout');
+  replace(ctx.root, h('p', { class: 'breadcrumb' }, link('/rollouts', 'Rollouts')), loading());
+
+  let rollout: Rollout;
+  try {
+    rollout = await api.get<Rollout>(path);
+  } catch (err) {
+    replace(ctx.root, h('p', { class: 'breadcrumb' }, link('/rollouts', 'Rollouts')), h('h1', null, 'Rollout'), errorBox(err));
+    return;
+  }
+  if (ctx.left()) return;
+
+  // --- the skeleton, filled by update()
+  const title = h('h1', { id: 'rollout-title' });
+  const statusHolder = h('div', { class: 'status-holder', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  const liveIndicator = h('p', { class: 'live-indicator', 'aria-live': 'off' });
+  const haltPanel = h('div', { class: 'halt-holder' });
+  const approvalPanel = h('div', { class: 'approval-holder' });
+  const actions = h('section', { class: 'actions', 'aria-label': 'Actions' });
+  const actionStatus = h('div', { 'aria-live': 'assertive' });
+  const summary = h('section', { class: 'summary', 'aria-labelledby': 'summary-h' });
+  const wavesList = h('ol', { class: 'waves' });
+  const tbody = h('tbody');
+  const details = h('dl', { class: 'props' });
+  replace(
+    ctx.root,
+    h('p', { class: 'breadcrumb' }, link('/rollouts', 'Rollouts'), ' / ', h('code', null, id)),
+    h('div', { class: 'page-header' }, title, statusHolder),
+    liveIndicator,
+    haltPanel,
+    approvalPanel,
+    actions,
+    actionStatus,
+    summary,
+    h('section', { 'aria-labelledby': 'waves-h' }, h('h2', { id: 'waves-h' }, 'Waves'), wavesList),
+    h(
+      'section',
+      { 'aria-labelledby': 'devices-h' },
+      h('h2', { id: 'devices-h' }, 'Devices'),
+      h(
+        'div',
+        { class: 'table-wrap' },
+        h(
+          'table',
+          { class: 'devices-table', id: 'rollout-devices' },
+          h('caption', { class: 'visually-hidden' }, 'Every device of the rollout with its wave and current state'),
+          h('thead', null, h('tr', null, ['Device', 'Wave', 'State', 'Reason', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
+          tbody,
+        ),
+      ),
+    ),
+    h('section', { 'aria-labelledby': 'details-h' }, h('h2', { id: 'details-h' }, 'Details'), details),
+  );
+
+  let actionsKey = '';
+  let rows = new Map<string, Row>();
+  let rowOrder = '';
+  let busy = false;
+
+  function renderActions(r: Rollout): void {
+    const active = r.status === 'running' || r.status === 'waiting_approval' || r.status === 'halted';
+    const key = `${r.status}:${r.currentWave}`;
+    if (key === actionsKey) return;
+    actionsKey = key;
+    const buttons: HTMLElement[] = [];
+    const run = async (action: string, body?: unknown) => {
+      if (busy) return;
+      busy = true;
+      actions.querySelectorAll('button').forEach((b) => (b.disabled = true));
+      replace(actionStatus, h('p', { class: 'muted' }, `${action[0]!.toUpperCase()}${action.slice(1)}…`));
+      try {
+        const fresh = await api.post<Rollout>(`${path}/${action}`, body);
+        replace(actionStatus);
+        actionsKey = '';
+        update(fresh);
+      } catch (err) {
+        replace(actionStatus, errorBox(err));
+        actionsKey = '';
+        update(rollout);
+      } finally {
+        busy = false;
+      }
+    };
+    if (r.status === 'waiting_approval' && can(ctx.me, 'approve')) {
+      buttons.push(h('button', { type: 'button', class: 'button', onclick: () => void run('approve') }, `Approve wave ${waitingWave(r) + 1}`));
+    }
+    if (r.status === 'halted' && can(ctx.me, 'approve')) {
+      buttons.push(h('button', { type: 'button', class: 'button', onclick: () => void run('resume') }, 'Resume rollout'));
+    }
+    if (active && can(ctx.me, 'rollouts.manage')) {
+      const keep = h('input', { type: 'radio', name: 'abort-policy', value: 'keep', id: 'abort-keep', checked: true });
+      const revert = h('input', { type: 'radio', name: 'abort-policy', value: 'revert', id: 'abort-revert' });
+      const confirmAbort = h('button', { type: 'button', class: 'button danger', onclick: () => void run('abort', { policy: revert.checked ? 'revert' : 'keep' }) }, 'Abort rollout');
+      const box = h(
+        'div',
+        { class: 'confirm', hidden: true, id: 'abort-confirm' },
+        h(
+          'fieldset',
+          null,
+          h('legend', null, 'After aborting, devices that already updated…'),
+          h('div', { class: 'check' }, keep, h('label', { for: 'abort-keep' }, 'keep the new version (policy keep)')),
+          h('div', { class: 'check' }, revert, h('label', { for: 'abort-revert' }, 'go back to their previous version (policy revert)')),
+        ),
+        h(
+          'div',
+          { class: 'button-row' },
+          confirmAbort,
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'button secondary',
+              onclick: () => {
+                box.hidden = true;
+                open.setAttribute('aria-expanded', 'false');
+                open.focus();
+              },
+            },
+            'Cancel',
+          ),
+        ),
+      );
+      const open = h(
+        'button',
+        {
+          type: 'button',
+          class: 'button danger-outline',
+          'aria-expanded': 'false',
+          'aria-controls': 'abort-confirm',
+          onclick: () => {
+            box.hidden = false;
+            open.setAttribute('aria-expanded', 'true');
+            keep.focus();
+          },
+        },
+        'Abort…',
+      );
+      buttons.push(open);
+      replace(actions, h('div', { class: 'button-row' }, ...buttons), box);
+      return;
+    }
+    replace(actions, buttons.length ? h('div', { class: 'button-row' }, ...buttons) : null);
+  }
+
+  function renderRows(r: Rollout): void {
+    const devices = [...(r.devices ?? [])].sort((a, b) => a.wave - b.wave || a.name.localeCompare(b.name));
+    const order = devices.map((d) => d.name).join('\n');
+    if (order !== rowOrder) {
+      rowOrder = order;
+      rows = new Map();
+      replace(tbody);
+      for (const d of devices) {
+        const state = h('td');
+        const reason = h('td', { class: 'reason' });
+        const updated = h('td');
+        const tr = h(
+          'tr',
+          { dataset: { device: d.name } },
+          h('th', { scope: 'row' }, link(`/devices/${encodeURIComponent(r.fleet)}/${encodeURIComponent(d.name)}`, d.name)),
+          h('td', null, String(d.wave + 1)),
+          state,
+          reason,
+          updated,
+        );
+        tbody.append(tr);
+        rows.set(d.name, { tr, state, reason, updated, last: '' });
+      }
+    }
+    for (const d of devices) {
+      const row = rows.get(d.name)!;
+      const sig = `${d.state}|${d.reason}|${d.updatedAt}|${d.revert?.state ?? ''}`;
+      if (sig === row.last) continue;
+      const changed = row.last !== '' && !row.last.startsWith(`${d.state}|`);
+      row.last = sig;
+      row.tr.dataset.state = d.state;
+      replace(row.state, stateBadge(d.state), d.revert ? h('span', { class: 'muted small' }, ` (revert${d.revert.toVersion ? ` to ${d.revert.toVersion}` : ''})`) : null, d.decommissioned ? h('span', { class: 'muted small' }, ' (decommissioned)') : null);
+      replace(row.reason, d.reason || (d.assignedAt ? '' : h('span', { class: 'muted' }, 'wave not started')));
+      replace(row.updated, d.updatedAt ? time(d.updatedAt) : '–');
+      if (changed) {
+        row.tr.classList.remove('flash');
+        void row.tr.offsetWidth;
+        row.tr.classList.add('flash');
+      }
+    }
+  }
+
+  function update(r: Rollout): void {
+    rollout = r;
+    if (ctx.left()) return;
+    ctx.title(`Rollout ${r.artifact.name}@${r.artifact.version}`);
+    replace(title, `${r.artifact.name}@${r.artifact.version}`, h('span', { class: 'title-sub' }, ` → ${r.fleet} / ${r.group}`));
+    if (statusHolder.dataset.status !== r.status) {
+      statusHolder.dataset.status = r.status;
+      replace(statusHolder, h('span', { class: 'visually-hidden' }, 'Status: '), statusBadge(r.status));
+    }
+
+    if (r.halt && r.status === 'halted') {
+      replace(
+        haltPanel,
+        h(
+          'div',
+          { class: 'notice notice-bad halt', role: 'alert', id: 'halt-reason' },
+          h('h2', null, 'Rollout halted'),
+          h('p', { class: 'halt-text' }, r.halt.reason),
+          h('p', { class: 'small' }, `Wave ${r.halt.wave + 1}: ${r.halt.failures} failure(s), tolerance ${r.halt.tolerance}. Halted ${absolute(r.halt.at)}.`),
+          can(ctx.me, 'approve') ? null : h('p', { class: 'small' }, 'Resuming needs a key with the approve right.'),
+        ),
+      );
+    } else if (r.halt) {
+      replace(haltPanel, h('div', { class: 'notice' }, h('strong', null, 'Earlier halt: '), r.halt.reason));
+    } else replace(haltPanel);
+
+    if (r.status === 'waiting_approval') {
+      const index = waitingWave(r);
+      const wave = r.waves[index];
+      replace(
+        approvalPanel,
+        h(
+          'div',
+          { class: 'notice notice-attention', id: 'approval-needed' },
+          h('strong', null, `Wave ${index + 1}${wave ? ` (up to ${wave.percent} %)` : ''} is waiting for approval.`),
+          can(ctx.me, 'approve') ? ' Approve it to go on.' : ' A key with the approve right must approve it.',
+        ),
+      );
+    } else replace(approvalPanel);
+
+    renderActions(r);
+
+    const finished = sum(r.counts, TERMINAL);
+    const total = sum(r.counts);
+    replace(
+      summary,
+      h('h2', { id: 'summary-h' }, 'Progress'),
+      progressBar(finished, total, 'Devices finished', ` finished · ${r.counts.HEALTHY ?? 0} healthy`),
+      stateBar(r.counts, 'Devices by state'),
+    );
+
+    const focusWave = r.status === 'waiting_approval' ? waitingWave(r) : r.status === 'running' || r.status === 'halted' ? r.currentWave : -1;
+    replace(
+      wavesList,
+      r.waves.map((w) => {
+        const done = sum(w.counts, TERMINAL);
+        return h(
+          'li',
+          { class: `wave wave-${w.status}${w.index === focusWave ? ' current' : ''}`, dataset: { wave: String(w.index), status: w.status } },
+          h('div', { class: 'wave-head' }, h('h3', null, `Wave ${w.index + 1}`), statusBadge(w.status)),
+          h('p', { class: 'wave-meta muted' }, `up to ${w.percent} % · ${w.approval === 'manual' ? 'manual approval' : 'automatic'} · ${w.devices} device(s)`),
+          progressBar(done, w.devices, `Wave ${w.index + 1} progress`),
+          stateBar(w.counts, `Wave ${w.index + 1} states`),
+          w.startedAt ? h('p', { class: 'small muted' }, `Started ${absolute(w.startedAt)}${w.startedBy ? ` by ${w.startedBy}` : ''}`) : null,
+        );
+      }),
+    );
+
+    renderRows(r);
+
+    const p = r.probe;
+    replace(
+      details,
+      ...[
+        ['Rollout ID', h('code', null, r.id)],
+        ['Artifact', `${r.artifact.name}@${r.artifact.version} (${r.artifact.kind})`],
+        ['Fleet / group', `${r.fleet} / ${r.group}`],
+        ['Probe', h('span', null, `${p.type}`, p.attempts ? `, ${p.attempts} attempt(s)` : '', p.timeoutSeconds ? ` of ${p.timeoutSeconds} s` : '', ' ', h('code', null, JSON.stringify(p.spec)))],
+        ['Max failure rate', String(r.strategy?.max_failure_rate ?? 0)],
+        ['Abort policy', r.abortPolicy ?? '–'],
+        ['Created', `${absolute(r.createdAt)}${r.createdBy ? ` by ${r.createdBy}` : ''}`],
+        ['Finished', r.finishedAt ? absolute(r.finishedAt) : '–'],
+      ].flatMap(([k, v]) => [h('dt', null, k as string), h('dd', null, v as Node | string)]),
+    );
+  }
+
+  update(rollout);
+
+  // --- live updates
+  let lastEvent = Date.now();
+  const setLive = (mode: 'live' | 'polling' | 'reconnecting') => {
+    const label = mode === 'live' ? 'Live: updates stream from the server' : mode === 'polling' ? `Live: refreshed every ${POLL_MS / 1000} s` : 'Reconnecting…';
+    liveIndicator.dataset.mode = mode;
+    replace(liveIndicator, h('span', { class: `dot dot-${mode}`, 'aria-hidden': 'true' }), ` ${label}`, h('span', { class: 'muted', 'data-updated': '' }, ` · last change ${ago(rollout.updatedAt)}`));
+  };
+  let poller: ReturnType<typeof setInterval> | undefined;
+  const startPolling = () => {
+    if (poller) return;
+    setLive('polling');
+    poller = setInterval(async () => {
+      try {
+        update(await api.get<Rollout>(path));
+        setLive('polling');
+      } catch {
+        setLive('reconnecting');
+      }
+    }, POLL_MS);
+  };
+  let source: EventSource | undefined;
+  if (typeof EventSource === 'function') {
+    source = new EventSource(url(`${path}/events`, { access_token: storedKey() }));
+    source.addEventListener('rollout', (ev) => {
+      lastEvent = Date.now();
+      try {
+        update(JSON.parse((ev as MessageEvent<string>).data) as Rollout);
+      } catch {
+        // a malformed event: the next one (or polling) repairs the view
+      }
+      setLive('live');
+    });
+    source.onopen = () => setLive('live');
+    source.onerror = () => {
+      if (source!.readyState === EventSource.CLOSED) {
+        source!.close();
+        startPolling();
+      } else setLive('reconnecting');
+    };
+    setLive('reconnecting');
+  } else startPolling();
+
+  // Relative times age: refresh them, and fall back to polling if the stream went quiet while
+  // reconnecting for long.
+  const ticker = setInterval(() => {
+    for (const t of ctx.root.querySelectorAll<HTMLTimeElement>('time[datetime]')) text(t, ago(t.dateTime));
+    const upd = liveIndicator.querySelector('[data-updated]');
+    if (upd) text(upd, ` · last change ${ago(rollout.updatedAt)}`);
+    if (source && liveIndicator.dataset.mode === 'reconnecting' && Date.now() - lastEvent > 10_000) {
+      source.close();
+      source = undefined;
+      startPolling();
+    }
+  }, 1000);
+
+  ctx.onLeave(() => {
+    source?.close();
+    if (poller) clearInterval(poller);
+    clearInterval(ticker);
+  });
+}
+
