@@ -1,0 +1,32 @@
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import path from 'node:path';
+import { writeFileSync, promises as fs } from 'node:fs';
+import { createAssignment, openDataDir } from '@meshanics/server';
+import { startAgent } from '../../scripts/lib/processes.mjs';
+import { generateFile, issueCert, publishModel, stateTimes, waitForState } from '../lib/artifacts.mjs';
+import { initServerDataDir, startMeshServer } from '../lib/fixtures.mjs';
+import { stopAll, track } from '../lib/workers.mjs';
+const work = '/tmp/bt/pa'; await fs.rm(work, { recursive: true, force: true }); await fs.mkdir(work, { recursive: true });
+const dataDir = path.join(work, 'server');
+await initServerDataDir(dataDir);
+writeFileSync(path.join(work, 'ready'), 'x');
+const ctx = openDataDir({ dataDir });
+const server = await startMeshServer(dataDir, { heartbeatSeconds: 1 });
+try {
+await generateFile(path.join(work, 'src'), 256 * 1024 * 1024);
+const pub = await publishModel(ctx, dataDir, path.join(work, 'src'), 'm');
+await issueCert(dataDir, 'bench', 'd1', path.join(work, 'c'));
+const c = path.join(work, 'c');
+const proc = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${work}`, 'core/dist/cli/agent-cli.js', 'run', '--server', server.grpc, '--artifact-server', server.artifacts, '--cert', c + '/device.crt', '--key', c + '/device.key', '--ca', c + '/ca.crt', '--tuf-root', c + '/tuf-root.json', '--data-dir', path.join(work, 'a')], { stdio: ['ignore', 'pipe', 'inherit'] });
+const lines = [];
+const waiters = [];
+readline.createInterface({ input: proc.stdout }).on('line', (l) => { lines.push(l); for (const w of waiters) w(l); });
+const agent = { lines, proc, stop: (sig) => { proc.kill(sig); return new Promise((r) => proc.on('exit', r)); }, waitForLine: (pred) => new Promise((res) => { const chk = (l) => { try { const j = JSON.parse(l); if (pred(j)) res(j); } catch {} }; lines.forEach(chk); waiters.push(chk); }) };
+await agent.waitForLine((l) => l && l.msg === 'registered', 30000);
+const { assignmentId } = createAssignment(ctx, { fleet: 'bench', device: 'd1', artifact: 'm', version: '1.0.0', probe: { type: 'file', spec: { path: path.join(work, 'ready') }, timeoutSeconds: 10, attempts: 1, initialDelaySeconds: 0 } });
+await waitForState(agent, assignmentId, ['HEALTHY', 'FAILED'], 120000);
+console.log(stateTimes(agent, assignmentId));
+await agent.stop('SIGINT');
+} finally { ctx.close();
+await stopAll(); }

@@ -1,0 +1,34 @@
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { initServerDataDir, loadCreds, provisionDevices, serverPki, startMeshServer, workerPath } from '../lib/fixtures.mjs';
+import { Worker, stopAll } from '../lib/workers.mjs';
+import { sleep } from '../lib/log.mjs';
+import { cpuMs } from '../lib/proc.mjs';
+import { Histogram } from '../lib/stats.mjs';
+const work = '/tmp/bt/st';
+const dataDir = path.join(work, 'server');
+try {
+await initServerDataDir(dataDir);
+const slices = await provisionDevices('st', dataDir, { fleet: 'load', prefix: 'hb', count: 64, workers: 2, outDir: path.join(work, 'creds') });
+const credsFile = path.join(work, 'creds', 'all.json');
+writeFileSync(credsFile, JSON.stringify(loadCreds(slices)));
+const server = await startMeshServer(dataDir, {});
+const { caPem } = serverPki(dataDir);
+const clients = [0, 1].map((i) => new Worker('l' + i, workerPath('load-client.mjs')));
+await Promise.all(clients.map((c, i) => c.request({ type: 'init', credsFile, from: i * 32, count: 32, caPem, targets: { server: server.grpc } }, 'ready')));
+await Promise.all(clients.map((c) => c.request({ type: 'start', target: 'server', inflight: 32 }, 'started')));
+await sleep(3000);
+await Promise.all(clients.map((c) => c.request({ type: 'mark' }, 'marked')));
+const c0 = cpuMs(server.proc.pid);
+const t0 = Date.now();
+const st = promisify(execFile)('timeout', ['-s', 'INT', '6', 'strace', '-f', '-c', '-w', '-e', 'trace=fsync,fdatasync,pwrite64,pread64,write,writev,read', '-p', String(server.proc.pid)]).catch((e) => e);
+const out = await st;
+const secs = (Date.now() - t0) / 1000;
+const rs = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result')));
+const calls = rs.reduce((a, r) => a + r.calls, 0);
+const h = new Histogram(); rs.forEach((r) => h.merge(r.hist));
+console.log('window s', secs, 'calls', calls, 'per s', (calls / secs).toFixed(0), 'cpu ms/call', ((cpuMs(server.proc.pid) - c0) / calls).toFixed(2), 'p50', h.quantile(0.5).toFixed(1));
+console.log(out.stderr ?? out);
+} finally { await stopAll(); }

@@ -1,0 +1,51 @@
+// A device's gRPC channel, as the agent opens it (core/src/runtime/device-client.ts): mutual
+// TLS with the device's own certificate, the same channel options. Plus a local subchannel
+// pool, so thousands of channels in one load-generator process never share a connection.
+import * as grpc from '@grpc/grpc-js';
+import { loadDeviceService } from '@meshanics/core/contract';
+
+export const DEVICE_CHANNEL_OPTIONS = {
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.max_receive_message_length': 4 * 1024 * 1024,
+  'grpc.use_local_subchannel_pool': 1,
+};
+
+export function openDeviceChannel(address, { caPem, keyPem, certPem }) {
+  const { Client } = loadDeviceService();
+  const credentials = grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem));
+  return new Client(address, credentials, DEVICE_CHANNEL_OPTIONS);
+}
+
+/** One unary call with a deadline, as DeviceClient makes it. */
+export function unary(client, method, request, deadlineMs = 15_000) {
+  return new Promise((resolve, reject) => {
+    client[method](request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+export function waitReady(client, deadlineMs = 60_000) {
+  return new Promise((resolve, reject) => client.waitForReady(Date.now() + deadlineMs, (err) => (err ? reject(err) : resolve())));
+}
+
+/** What a real agent registers with (capabilities of the default bundle). */
+export const REGISTER_REQUEST = {
+  hardware: { model: 'bench', soc: 'sim', arch: 'x64', cpuCores: 2, memoryBytes: 2 ** 31, accelerators: [], os: 'linux', kernel: '6' },
+  agentVersion: '0.1.0',
+  tags: { site: 'bench' },
+  capabilities: [
+    { kind: 'ARTIFACT', name: 'model', version: '0.1.0' },
+    { kind: 'PROBE', name: 'file', version: '0.1.0' },
+  ],
+};
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function withConcurrency(items, limit, fn) {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  });
+  await Promise.all(runners);
+}

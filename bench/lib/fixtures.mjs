@@ -1,0 +1,165 @@
+// Setting up what a benchmark runs against: server data dirs, provisioned devices, the real
+// server and agent processes (started as the end-to-end tests start them), the echo server.
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { initDataDir } from '@meshanics/server';
+import { SERVER_CLI, startAgent, startServer } from '../../scripts/lib/processes.mjs';
+import { progress } from './log.mjs';
+import { track, Worker } from './workers.mjs';
+
+export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
+export const workerPath = (name) => path.join(BENCH_DIR, 'workers', name);
+
+/** Creates (or completes) a server data dir: database, device CA, server certificate, TUF repository. */
+export async function initServerDataDir(dataDir) {
+  const ctx = await initDataDir({ dataDir });
+  ctx.close();
+}
+
+/** The server's TLS material, as the echo server and the inspecting proxy use it. */
+export function serverPki(dataDir) {
+  const pki = path.join(dataDir, 'pki');
+  return {
+    caPem: readFileSync(path.join(pki, 'ca.crt'), 'utf8'),
+    keyPem: readFileSync(path.join(pki, 'server.key'), 'utf8'),
+    certPem: readFileSync(path.join(pki, 'server.crt'), 'utf8'),
+  };
+}
+
+/**
+ * Provisions `count` devices named PREFIX00000.. with provisionDevice, spread over `workers`
+ * processes (certificate issuance is CPU-bound); returns the credential files, one per worker.
+ */
+export async function provisionDevices(suite, dataDir, { fleet, prefix, count, workers = 2, outDir }) {
+  mkdirSync(outDir, { recursive: true });
+  const per = Math.ceil(count / workers);
+  const slices = [];
+  for (let from = 0, k = 0; from < count; from += per, k++) {
+    slices.push({ from, count: Math.min(per, count - from), file: path.join(outDir, `creds-${prefix}${k}.json`) });
+  }
+  const done = new Map();
+  const started = Date.now();
+  let lastPrint = 0;
+  await Promise.all(
+    slices.map(async (s, k) => {
+      const w = new Worker(`provision-${k}`, workerPath('provision.mjs'), [dataDir, fleet, prefix, String(s.from), String(s.count), s.file]);
+      w.on('progress', (m) => {
+        done.set(k, m.done);
+        const total = [...done.values()].reduce((a, b) => a + b, 0);
+        if (Date.now() - lastPrint > 5000) {
+          lastPrint = Date.now();
+          progress(suite, `provisioned ${total}/${count} devices (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+        }
+      });
+      await w.next('done', 30 * 60_000);
+      await w.exited;
+    }),
+  );
+  progress(suite, `provisioned ${count} devices with their own certificates in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return slices;
+}
+
+export function loadCreds(slices) {
+  return slices.flatMap((s) => JSON.parse(readFileSync(s.file, 'utf8')));
+}
+
+let serveOptions;
+/** The options `serve --help` lists (the server grows endpoints; each must bind an ephemeral port here). */
+export function serveSupports(option) {
+  if (serveOptions === undefined) {
+    try {
+      serveOptions = execFileSync(process.execPath, [SERVER_CLI, 'serve', '--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      serveOptions = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    }
+  }
+  return serveOptions.includes(option);
+}
+
+/**
+ * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs).
+ * `serverArgs` selects a backend, e.g. ['--database-url', URL] once the server has one.
+ */
+export async function startMeshServer(dataDir, { heartbeatSeconds = 30, serverArgs = [] } = {}) {
+  const extraArgs = [...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []), ...serverArgs];
+  const server = await startServer(dataDir, { heartbeatSeconds, extraArgs });
+  return track(server);
+}
+
+/** `meshanics-agent run` with the credentials `device issue-cert` wrote. */
+export function startMeshAgent(server, certDir, agentDir, artifactServer) {
+  const target = artifactServer ? { ...server, artifacts: artifactServer } : server;
+  return track(startAgent(target, certDir, agentDir));
+}
+
+/** A node script as a child process, its output lines kept for waitForLine. */
+export class Proc {
+  constructor(name, file, args = [], env = {}) {
+    this.name = name;
+    this.proc = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.pid = this.proc.pid;
+    this.lines = [];
+    this.waiters = [];
+    this.exit = once(this.proc, 'exit').then(([code, signal]) => ({ code, signal }));
+    for (const stream of [this.proc.stdout, this.proc.stderr]) {
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        this.lines.push(line);
+        if (this.lines.length > 500) this.lines.shift();
+        for (const w of [...this.waiters]) w(line);
+      });
+    }
+    track(this);
+  }
+
+  waitForLine(predicate, timeoutMs = 20_000) {
+    const parse = (l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return l;
+      }
+    };
+    const seen = this.lines.map(parse).find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`${this.name}: no matching line within ${timeoutMs} ms:\n${this.lines.slice(-15).join('\n')}`));
+      }, timeoutMs);
+      const waiter = (line) => {
+        const v = parse(line);
+        if (predicate(v)) {
+          clearTimeout(timer);
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve(v);
+        }
+      };
+      this.waiters.push(waiter);
+      this.exit.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited (${code ?? signal}):\n${this.lines.slice(-15).join('\n')}`));
+      });
+    });
+  }
+
+  async stop(signal = 'SIGTERM', timeoutMs = 5000) {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exit;
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+    const result = await this.exit;
+    clearTimeout(timer);
+    return result;
+  }
+}
+
+/** The bare grpc-js mTLS echo server, with the data dir's certificates. */
+export async function startEchoServer(dataDir, { heartbeatSeconds = 30 } = {}) {
+  const echo = new Proc('echo', workerPath('echo-server.mjs'), [dataDir, String(heartbeatSeconds)]);
+  const line = await echo.waitForLine((l) => l && l.msg === 'echo listening');
+  echo.grpc = line.grpc;
+  return echo;
+}

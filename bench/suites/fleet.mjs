@@ -1,0 +1,328 @@
+// 2. Fleet simulation: many simulated devices with distinct identities (own certificate, own
+// channel) heartbeating at a compressed interval against the real server on SQLite; rollouts
+// to all of them in waves (createAssignment per device: there is no rollout API yet), the
+// devices sending the agent's reports. Time to all healthy, server RSS (VmHWM), database
+// size, heartbeat latency. The same fleet against the bare echo server is the baseline.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createAssignment, getAssignment, openDataDir, publishArtifact } from '@meshanics/server';
+import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
+import { fmtBytes, progress, sleep } from '../lib/log.mjs';
+import { cpuMs, fileSize, memoryPoller } from '../lib/proc.mjs';
+import { Histogram, ratio, summarize } from '../lib/stats.mjs';
+import { Worker } from '../lib/workers.mjs';
+
+const SUITE = 'fleet';
+
+export const CONFIG = {
+  // 10,000 devices at a 30 s interval is 333 heartbeats/s (see docs/benchmarks.md for the choice).
+  full: { devices: 10_000, clients: 4, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, assignBatch: 200, downloadMs: [1000, 20_000], probeMs: 500 },
+  smoke: { devices: 50, clients: 1, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, assignBatch: 50, downloadMs: [20, 80], probeMs: 10 },
+};
+
+function split(total, parts) {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+}
+
+/** A fixed shuffle (waves should not all land on one load process). */
+function shuffled(list) {
+  const out = [...list];
+  let seed = 42;
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    const j = seed % (i + 1);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** Forks the simulated fleet against `address` and waits until every device registered. */
+async function connectFleet(cfg, address, caPem, credsFile, label) {
+  const shares = split(cfg.devices, cfg.clients);
+  const clients = shares.map((_, i) => new Worker(`fleet-${label}-${i}`, workerPath('fleet-client.mjs'), [], { execArgv: ['--max-old-space-size=4096'] }));
+  const connected = new Map();
+  let lastPrint = Date.now();
+  const t0 = performance.now();
+  let from = 0;
+  await Promise.all(
+    clients.map((c, i) => {
+      c.on('connected', (m) => {
+        connected.set(i, m.done);
+        if (Date.now() - lastPrint > 5000) {
+          lastPrint = Date.now();
+          progress(SUITE, `${label}: ${[...connected.values()].reduce((a, b) => a + b, 0)}/${cfg.devices} devices connected and registered`);
+        }
+      });
+      const msg = {
+        type: 'init',
+        credsFile,
+        from,
+        count: shares[i],
+        caPem,
+        address,
+        connectConcurrency: cfg.connectConcurrency,
+        sim: { downloadMs: cfg.downloadMs, probeMs: cfg.probeMs },
+      };
+      from += shares[i];
+      return c.request(msg, 'ready', 30 * 60_000);
+    }),
+  );
+  const connectSeconds = (performance.now() - t0) / 1000;
+  progress(SUITE, `${label}: ${cfg.devices} devices connected over mTLS and registered in ${connectSeconds.toFixed(1)} s`);
+  return { clients, connectSeconds };
+}
+
+async function startHeartbeats(clients, intervalSeconds) {
+  await Promise.all(clients.map((c) => c.request({ type: 'heartbeats', intervalMs: intervalSeconds * 1000 }, 'started')));
+}
+
+async function setPhase(clients, name) {
+  await Promise.all(clients.map((c) => c.request({ type: 'phase', name }, 'phased')));
+}
+
+async function stopFleet(clients) {
+  const results = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result', 120_000)));
+  await Promise.all(clients.map((c) => c.stop()));
+  const merged = { hist: {}, connect: new Histogram(), errors: 0, firstError: undefined, heartbeats: 0, reports: 0, loop: { p99Ms: 0, maxMs: 0 } };
+  for (const r of results) {
+    merged.loop.p99Ms = Math.max(merged.loop.p99Ms, r.loop.p99Ms);
+    merged.loop.maxMs = Math.max(merged.loop.maxMs, r.loop.maxMs);
+    merged.connect.merge(r.connect);
+    merged.errors += r.errors;
+    merged.firstError ??= r.firstError;
+    merged.heartbeats += r.heartbeats;
+    merged.reports += r.reports;
+    for (const [phase, h] of Object.entries(r.hist)) {
+      merged.hist[phase] ??= { heartbeat: new Histogram(), report: new Histogram(), heartbeatAttempts: new Histogram(), heartbeatFailures: 0, reportFailures: 0 };
+      const m = merged.hist[phase];
+      m.heartbeat.merge(h.heartbeat);
+      m.report.merge(h.report);
+      m.heartbeatAttempts.merge(h.heartbeatAttempts);
+      m.heartbeatFailures += h.heartbeatFailures;
+      m.reportFailures += h.reportFailures;
+    }
+  }
+  return merged;
+}
+
+function dbBytes(dataDir) {
+  const db = path.join(dataDir, 'meshanics.db');
+  return { db: fileSize(db), wal: fileSize(`${db}-wal`), total: fileSize(db) + fileSize(`${db}-wal`) + fileSize(`${db}-shm`) };
+}
+
+/** `serverArgs`/`backend`: the same simulation against another store (run.mjs --database-url). */
+export async function run({ mode, work, overrides = {}, serverArgs = [], backend }) {
+  const cfg = { ...CONFIG[mode], ...overrides };
+  const label = backend ? `${SUITE}/${backend}` : SUITE;
+  const dataDir = path.join(work, 'server');
+  await initServerDataDir(dataDir);
+  const ctx = openDataDir({ dataDir });
+  try {
+    // One small model version per rollout.
+    for (let r = 1; r <= cfg.rollouts; r++) {
+      const file = path.join(work, `detector-${r}.bin`);
+      writeFileSync(file, Buffer.alloc(64 * 1024, r));
+      await publishArtifact(ctx, { file, name: 'detector', version: `1.0.${r}`, kind: 'model', actor: 'bench' });
+    }
+    const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: path.join(work, 'creds') });
+    const creds = loadCreds(slices);
+    const credsFile = path.join(work, 'creds', 'all.json');
+    writeFileSync(credsFile, JSON.stringify(creds));
+    const { caPem } = serverPki(dataDir);
+    const steadyMs = cfg.steadyIntervals * cfg.intervalSeconds * 1000;
+    const dbAfterProvisioning = dbBytes(dataDir);
+
+    // Baseline: the same fleet, channels and interval against the bare echo server.
+    const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds });
+    const echoMem = memoryPoller(echo.pid, 500);
+    const echoFleet = await connectFleet(cfg, echo.grpc, caPem, credsFile, 'echo');
+    await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
+    const echoCpu0 = cpuMs(echo.pid);
+    await sleep(steadyMs);
+    const echoCpuCores = (cpuMs(echo.pid) - echoCpu0) / steadyMs;
+    const echoResult = await stopFleet(echoFleet.clients);
+    const echoPeak = echoMem.stop();
+    await echo.stop();
+    progress(SUITE, `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms`);
+
+    // The real server.
+    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, serverArgs });
+    const pid = server.proc.pid;
+    const serverMem = memoryPoller(pid, 500);
+    const fleet = await connectFleet(cfg, server.grpc, caPem, credsFile, 'server');
+    const rssAfterConnect = serverMem.result.maxRss;
+    const healthy = new Map(); // client index -> { version -> count }
+    let lastHealthyAt = 0;
+    let sawErrors = 0;
+    fleet.clients.forEach((c, i) =>
+      c.on('progress', (m) => {
+        healthy.set(i, m.healthy);
+        lastHealthyAt = Math.max(lastHealthyAt, m.lastHealthyAt);
+        sawErrors = m.errors;
+      }),
+    );
+    const healthyOf = (version) => [...healthy.values()].reduce((a, h) => a + (h[version] ?? 0), 0);
+
+    await startHeartbeats(fleet.clients, cfg.intervalSeconds);
+    const steadyCpu0 = cpuMs(pid);
+    await sleep(steadyMs);
+    const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
+    progress(SUITE, `server: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${fmtBytes(serverMem.result.maxRss)}`);
+
+    const order = shuffled(creds.map((d) => d.name));
+    const rollouts = [];
+    for (let r = 1; r <= cfg.rollouts; r++) {
+      const version = `1.0.${r}`;
+      await setPhase(fleet.clients, 'rollout');
+      const cpu0 = cpuMs(pid);
+      const t0 = Date.now();
+      const waves = [];
+      let assigned = 0;
+      let complete = true;
+      const assignmentIds = [];
+      for (const fraction of cfg.waves) {
+        const until = Math.round(order.length * fraction);
+        const w0 = Date.now();
+        // Batches inside one write transaction (nested calls become savepoints), as a rollout
+        // API would do; yield between batches so the process stays responsive.
+        for (let i = assigned; i < until; i += cfg.assignBatch) {
+          const batch = order.slice(i, Math.min(until, i + cfg.assignBatch));
+          ctx.store.withWriteLock(() => {
+            for (const device of batch) {
+              const { assignmentId } = createAssignment(ctx, {
+                fleet: 'sim',
+                device,
+                artifact: 'detector',
+                version,
+                rolloutId: `bench-rollout-${r}`,
+                probe: { type: 'file', spec: { path: '/run/detector/ready' }, timeoutSeconds: 5, attempts: 1 },
+                actor: 'bench',
+              });
+              assignmentIds.push(assignmentId);
+            }
+          });
+          await sleep(0);
+        }
+        const assignSeconds = (Date.now() - w0) / 1000;
+        // Bounded: a device learns of its assignment within one interval and then needs the
+        // simulated download; an overloaded server gets a few intervals more, then the wave is
+        // recorded as not reached (a measurement, not a harness failure).
+        const deadline = w0 + (cfg.intervalSeconds * 4 + cfg.downloadMs[1] / 1000 + 60) * 1000;
+        let lastPrint = Date.now();
+        while (healthyOf(version) < until && Date.now() < deadline) {
+          await sleep(100);
+          if (Date.now() - lastPrint > 10_000) {
+            lastPrint = Date.now();
+            progress(SUITE, `rollout ${r} wave to ${until} devices: ${healthyOf(version)} healthy after ${((Date.now() - w0) / 1000).toFixed(0)} s`);
+          }
+        }
+        const reached = healthyOf(version);
+        waves.push({ devices: until - assigned, healthy: reached, seconds: (Date.now() - w0) / 1000, assignSeconds });
+        progress(SUITE, `rollout ${r}/${cfg.rollouts} wave to ${until}/${order.length} devices: ${reached >= until ? 'all' : reached} healthy after ${((Date.now() - w0) / 1000).toFixed(1)} s (assigning took ${assignSeconds.toFixed(1)} s)`);
+        if (reached < until) {
+          complete = false;
+          break;
+        }
+        assigned = until;
+      }
+      // Protocol floor: a device learns of its assignment at its next heartbeat (up to one
+      // interval later), then spends the simulated download + probe time.
+      const floorSeconds = cfg.waves.length * (cfg.intervalSeconds + (cfg.downloadMs[1] + cfg.probeMs) / 1000);
+      rollouts.push({
+        version,
+        complete,
+        healthy: healthyOf(version),
+        seconds: complete ? (lastHealthyAt - t0) / 1000 : null,
+        floorSeconds,
+        waves,
+        cpuCores: (cpuMs(pid) - cpu0) / 1000 / ((Date.now() - t0) / 1000),
+        assignmentIds,
+      });
+      await setPhase(fleet.clients, 'after');
+      if (!complete) break;
+    }
+    // The server's own record must agree with what the devices saw.
+    const last = rollouts.at(-1);
+    if (last.complete) {
+      const notHealthy = last.assignmentIds.filter((id) => getAssignment(ctx, id).state !== 'HEALTHY').length;
+      if (notHealthy > 0) throw new Error(`${notHealthy} assignments of the last rollout are not HEALTHY in the server's database`);
+    }
+    for (const r of rollouts) delete r.assignmentIds;
+
+    const result = await stopFleet(fleet.clients);
+    const live = dbBytes(dataDir);
+    const peak = serverMem.stop();
+    ctx.close();
+    await server.stop();
+    const closed = dbBytes(dataDir);
+
+    // Latency over every attempt (a call that failed counts at the time it failed, usually the
+    // 15 s deadline): an overloaded server must not look fast because only its survivors count.
+    const phase = (name) => result.hist[name] ?? { heartbeat: new Histogram(), report: new Histogram(), heartbeatAttempts: new Histogram(), heartbeatFailures: 0, reportFailures: 0 };
+    const steadyRate = phase('steady').heartbeat.n / (steadyMs / 1000);
+    const steady = new Histogram().merge(phase('steady').heartbeatAttempts).merge(phase('after').heartbeatAttempts);
+    const roll = phase('rollout').heartbeatAttempts;
+    const all = new Histogram().merge(steady).merge(roll);
+    const failed = phase('steady').heartbeatFailures + phase('after').heartbeatFailures + phase('rollout').heartbeatFailures;
+    const echoSteady = echoResult.hist.steady.heartbeatAttempts;
+    const done = rollouts.filter((r) => r.complete);
+    const times = done.length === rollouts.length ? summarize(done.map((r) => r.seconds)) : `not reached: ${rollouts.at(-1).healthy}/${cfg.devices} healthy`;
+    const floorRatio = summarize(done.map((r) => r.seconds / r.floorSeconds));
+    const p99 = all.quantile(0.99);
+    const vsEcho = (a, b) => summarize([ratio(a, b)]);
+    const rows = [
+      { suite: label, metric: `${cfg.devices} devices: time to all healthy (${cfg.waves.length} waves)`, unit: 's', value: times, baseline: rollouts[0].floorSeconds, baselineName: 'protocol floor', ratio: floorRatio },
+      { suite: label, metric: `heartbeats answered in time, steady (${cfg.intervalSeconds} s interval)`, unit: '/s', value: steadyRate, baseline: cfg.devices / cfg.intervalSeconds, baselineName: 'offered', ratio: vsEcho(steadyRate, cfg.devices / cfg.intervalSeconds) },
+      { suite: label, metric: 'heartbeat calls failed (deadline 15 s)', unit: '', value: failed, baseline: echoResult.hist.steady.heartbeatFailures, baselineName: 'echo' },
+      { suite: label, metric: 'server peak RSS (VmHWM)', unit: 'bytes', value: peak.hwm, baseline: echoPeak.hwm, baselineName: 'echo', ratio: vsEcho(peak.hwm, echoPeak.hwm) },
+      { suite: label, metric: 'heartbeat p50 latency', unit: 'ms', value: all.quantile(0.5), baseline: echoSteady.quantile(0.5), baselineName: 'echo', ratio: vsEcho(all.quantile(0.5), echoSteady.quantile(0.5)) },
+      { suite: label, metric: 'heartbeat p99 latency', unit: 'ms', value: p99, baseline: echoSteady.quantile(0.99), baselineName: 'echo', ratio: vsEcho(p99, echoSteady.quantile(0.99)), target: '< 100 ms', met: p99 !== null ? p99 < 100 : null },
+      { suite: label, metric: 'heartbeat p99 during rollouts', unit: 'ms', value: roll.quantile(0.99), baseline: steady.quantile(0.99), baselineName: 'steady', ratio: vsEcho(roll.quantile(0.99), steady.quantile(0.99)) },
+      { suite: label, metric: 'status report p99 latency (acknowledged)', unit: 'ms', value: phase('rollout').report.quantile(0.99) },
+      { suite: label, metric: 'load generators: event-loop delay p99', unit: 'ms', value: result.loop.p99Ms, baseline: echoResult.loop.p99Ms, baselineName: 'echo run' },
+      { suite: label, metric: 'server CPU, steady (cores)', unit: 'cores', value: steadyCpuCores, baseline: echoCpuCores, baselineName: 'echo', ratio: vsEcho(steadyCpuCores, echoCpuCores) },
+      backend
+        ? { suite: label, metric: 'database size', value: `n/a for ${backend} yet` }
+        : { suite: label, metric: 'database size (db+wal, live)', unit: 'bytes', value: live.total, baseline: dbAfterProvisioning.total, baselineName: 'provisioned', ratio: vsEcho(live.total, dbAfterProvisioning.total) },
+      { suite: label, metric: 'connect + register all devices', unit: 's', value: fleet.connectSeconds, baseline: echoFleet.connectSeconds, baselineName: 'echo', ratio: vsEcho(fleet.connectSeconds, echoFleet.connectSeconds) },
+    ];
+    return {
+      config: cfg,
+      backend: backend ?? 'sqlite',
+      heartbeatsPerSecondNominal: cfg.devices / cfg.intervalSeconds,
+      rollouts,
+      server: {
+        peakRss: peak.hwm,
+        maxSampledRss: peak.maxRss,
+        rssAfterConnect,
+        steadyCpuCores,
+        connectSeconds: fleet.connectSeconds,
+        latencyMs: {
+          steady: { p50: steady.quantile(0.5), p99: steady.quantile(0.99), max: steady.max, n: steady.n },
+          rollout: { p50: roll.quantile(0.5), p99: roll.quantile(0.99), max: roll.max, n: roll.n },
+          all: { p50: all.quantile(0.5), p99, max: all.max, n: all.n },
+          report: { p50: phase('rollout').report.quantile(0.5), p99: phase('rollout').report.quantile(0.99), n: phase('rollout').report.n, failures: phase('rollout').reportFailures },
+          heartbeatFailures: failed,
+          connect: { p50: result.connect.quantile(0.5), p99: result.connect.quantile(0.99) },
+        },
+        database: { afterProvisioning: dbAfterProvisioning, live, afterClose: closed },
+        clientErrors: result.errors,
+        heartbeatsPerSecondSteady: steadyRate,
+        loadGeneratorLoopDelayMs: result.loop,
+        firstClientError: result.firstError,
+        heartbeats: result.heartbeats,
+        reports: result.reports,
+      },
+      echo: {
+        loadGeneratorLoopDelayMs: echoResult.loop,
+        peakRss: echoPeak.hwm,
+        steadyCpuCores: echoCpuCores,
+        connectSeconds: echoFleet.connectSeconds,
+        latencyMs: { p50: echoSteady.quantile(0.5), p99: echoSteady.quantile(0.99), max: echoSteady.max, n: echoSteady.n, failures: echoResult.hist.steady.heartbeatFailures },
+      },
+      rows,
+    };
+  } finally {
+    ctx.close();
+  }
+}

@@ -1,0 +1,181 @@
+// Simulated devices for the fleet benchmark (one of several processes). Each device has its
+// own certificate and long-lived mTLS channel, registers, then behaves like the agent's
+// daemon loop: heartbeat, act on new assignments, sleep the interval the server asked for.
+// A new assignment is "installed" by sending the reports the agent's pipeline sends
+// (DOWNLOADING, VERIFYING, APPLYING, HEALTHY) with simulated work in between; later
+// heartbeats list the installed version, as the agent's do.
+import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { REGISTER_REQUEST, openDeviceChannel, unary, waitReady, withConcurrency } from '../lib/device.mjs';
+import { Histogram } from '../lib/stats.mjs';
+import { workerMain } from '../lib/workers.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const devices = [];
+let phase = 'steady';
+const hist = {}; // phase -> { heartbeat, report }
+const connectHist = new Histogram(); // waitForReady (TLS handshake) + Register, per device
+let stopping = false;
+let loops = [];
+let sim = { downloadMs: [200, 700], probeMs: 100, deadlineMs: 15_000 };
+const healthy = {}; // version -> count
+let lastHealthyAt = 0;
+let errors = 0;
+let firstError;
+let dirty = false;
+let heartbeats = 0;
+let reports = 0;
+// This process's own event-loop delay: latency it adds to every measurement.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
+// Per phase: latency of successful calls, and of every attempt (failed ones at the time they
+// failed, usually the deadline) so an overloaded server cannot hide behind its survivors.
+function histFor(kind) {
+  hist[phase] ??= { heartbeat: new Histogram(), report: new Histogram(), heartbeatAttempts: new Histogram(), heartbeatFailures: 0, reportFailures: 0 };
+  return hist[phase][kind];
+}
+
+function noteError(err) {
+  errors += 1;
+  firstError ??= err.message;
+  dirty = true;
+}
+
+async function report(device, assignment, state, extra = {}) {
+  const request = {
+    assignmentId: assignment.assignmentId,
+    state,
+    sequence: ++device.seq,
+    reason: '',
+    bytesDone: extra.bytesDone ?? 0,
+    bytesTotal: extra.bytesTotal ?? 0,
+    deviceTime: new Date().toISOString(),
+  };
+  // Like the agent's status reporter: keep the report until the server acknowledged it,
+  // retrying with a backoff from 500 ms doubling up to 30 s.
+  for (let backoffMs = 500; ; backoffMs = Math.min(backoffMs * 2, 30_000)) {
+    const t0 = performance.now();
+    try {
+      await unary(device.client, 'reportArtifactStatus', request, sim.deadlineMs);
+      histFor('report').record(performance.now() - t0);
+      reports += 1;
+      return;
+    } catch (err) {
+      noteError(err);
+      if (stopping) throw err;
+      histFor('report');
+      hist[phase].reportFailures += 1;
+      await sleep(backoffMs);
+    }
+  }
+}
+
+async function install(device, a) {
+  const total = Number(a.expectedLength);
+  await report(device, a, 'DOWNLOADING', { bytesTotal: total });
+  const [lo, hi] = sim.downloadMs;
+  await sleep(lo + Math.random() * (hi - lo));
+  await report(device, a, 'VERIFYING', { bytesDone: total, bytesTotal: total });
+  await report(device, a, 'APPLYING');
+  await sleep(sim.probeMs);
+  await report(device, a, 'HEALTHY');
+  device.installed = [{ name: a.name, kind: a.kind, version: a.version, sha256: a.expectedSha256, state: 'HEALTHY' }];
+  healthy[a.version] = (healthy[a.version] ?? 0) + 1;
+  lastHealthyAt = Date.now();
+  dirty = true;
+}
+
+/** The agent daemon's retry delay after `attempt` failed heartbeats (core/src/runtime/agent-daemon.ts). */
+function backoff(attempt) {
+  const base = Math.min(1000 * 2 ** attempt, 60_000);
+  return base / 2 + Math.random() * (base / 2);
+}
+
+async function deviceLoop(device, intervalMs) {
+  // Devices come up at random points of the interval, as a real fleet does.
+  await sleep(Math.random() * intervalMs);
+  let failures = 0;
+  while (!stopping) {
+    let wait = intervalMs;
+    const t0 = performance.now();
+    try {
+      const res = await unary(device.client, 'heartbeat', { installed: device.installed }, sim.deadlineMs);
+      histFor('heartbeat').record(performance.now() - t0);
+      histFor('heartbeatAttempts').record(performance.now() - t0);
+      heartbeats += 1;
+      failures = 0;
+      if (res.nextHeartbeatSeconds > 0) wait = res.nextHeartbeatSeconds * 1000;
+      for (const a of res.assignments) {
+        if (device.handled.has(a.assignmentId)) continue;
+        device.handled.add(a.assignmentId);
+        device.running = install(device, a).catch(() => undefined);
+      }
+    } catch (err) {
+      if (stopping) break;
+      noteError(err);
+      histFor('heartbeatAttempts').record(performance.now() - t0);
+      hist[phase].heartbeatFailures += 1;
+      failures += 1;
+      wait = Math.min(backoff(failures), intervalMs);
+    }
+    await sleep(wait);
+  }
+}
+
+workerMain(async (msg) => {
+  if (msg.type === 'init') {
+    sim = { ...sim, ...msg.sim };
+    const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
+    let done = 0;
+    for (const d of mine) {
+      devices.push({ name: d.name, client: openDeviceChannel(msg.address, { caPem: msg.caPem, keyPem: d.keyPem, certPem: d.certPem }), seq: 0, installed: [], handled: new Set() });
+    }
+    await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
+      const t0 = performance.now();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await waitReady(device.client, 120_000);
+          await unary(device.client, 'register', REGISTER_REQUEST, 60_000);
+          break;
+        } catch (err) {
+          if (attempt >= 3) throw err;
+          noteError(err);
+          await sleep(1000);
+        }
+      }
+      connectHist.record(performance.now() - t0);
+      if (++done % 250 === 0) process.send({ type: 'connected', done });
+    });
+    phase = 'steady';
+    process.send({ type: 'ready', devices: devices.length });
+  } else if (msg.type === 'heartbeats') {
+    loopDelay.enable();
+    loops = devices.map((d) => deviceLoop(d, msg.intervalMs));
+    setInterval(() => {
+      if (!dirty) return;
+      dirty = false;
+      process.send({ type: 'progress', healthy, lastHealthyAt, errors, firstError, heartbeats, reports });
+    }, 250).unref();
+    process.send({ type: 'started' });
+  } else if (msg.type === 'phase') {
+    phase = msg.name;
+    process.send({ type: 'phased' });
+  } else if (msg.type === 'stop') {
+    stopping = true;
+    await Promise.all(loops.map((l) => Promise.race([l, sleep(sim.deadlineMs + 1000)])));
+    for (const d of devices) d.client.close();
+    const out = {};
+    for (const [name, h] of Object.entries(hist)) {
+      out[name] = {
+        heartbeat: h.heartbeat.toJSON(),
+        report: h.report.toJSON(),
+        heartbeatAttempts: h.heartbeatAttempts.toJSON(),
+        heartbeatFailures: h.heartbeatFailures,
+        reportFailures: h.reportFailures,
+      };
+    }
+    loopDelay.disable();
+    const loop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
+    process.send({ type: 'result', hist: out, connect: connectHist.toJSON(), loop, healthy, lastHealthyAt, errors, firstError, heartbeats, reports });
+  }
+});
