@@ -24,8 +24,10 @@ function fmtSummary(s, unit) {
 
 function fmtRatio(s) {
   if (!s || s.median === null || s.median === undefined) return '-';
-  if (s.n <= 1 || s.min === s.max) return `${s.median.toFixed(2)}×`;
-  return `${s.median.toFixed(2)}× [${s.min.toFixed(2)}–${s.max.toFixed(2)}]`;
+  // Small ratios (bytes fetched twice of a target) keep two significant digits.
+  const f = (v) => (Math.abs(v) >= 0.1 || v === 0 ? v.toFixed(2) : v.toPrecision(2));
+  if (s.n <= 1 || s.min === s.max) return `${f(s.median)}×`;
+  return `${f(s.median)}× [${f(s.min)}–${f(s.max)}]`;
 }
 
 /** Rows: { suite, metric, unit, value, baseline, baselineName?, ratio, target?, met? }. */

@@ -32,39 +32,40 @@ async function timed(fn) {
   return { ms: performance.now() - t0, out };
 }
 
-/** The references on the target file (and its URL), in a rotating order; MiB/s each. */
+/**
+ * The references on the target file (and its URL), in a rotating order. Returns MiB/s per
+ * reference, and CPU seconds per GiB for the ones that are Node processes of their own.
+ */
 async function references({ file, url, certDir }, scratchDir, bytes, expectedSha256, round) {
   const out = path.join(scratchDir, 'reference.out');
-  const fetch = async (mode) => {
-    const { stdout } = await execFileP(process.execPath, [workerPath('https-fetch.mjs'), mode, url, certDir, out], { maxBuffer: 1 << 20 });
+  const node = async (args, check) => {
+    const { stdout } = await execFileP(process.execPath, args, { maxBuffer: 1 << 20 });
     const r = JSON.parse(stdout);
-    if (r.bytes !== bytes || (r.sha256 && r.sha256 !== expectedSha256)) throw new Error(`https ${mode} reference got other bytes than the target`);
-    return r.ms;
+    if (r.bytes !== bytes || (r.sha256 && r.sha256 !== expectedSha256)) throw new Error(`${check} reference got other bytes than the target`);
+    return { ms: r.ms, cpuMs: r.cpuMs };
   };
   const steps = {
-    httpsDiscard: () => fetch('discard'),
-    httpsOnepass: () => fetch('onepass'),
-    onepass: async () => {
-      const { stdout } = await execFileP(process.execPath, [workerPath('onepass.mjs'), file, out, String(MiB)]);
-      const r = JSON.parse(stdout);
-      if (r.sha256 !== expectedSha256 || r.bytes !== bytes) throw new Error('one-pass reference read something else than the target');
-      return r.ms;
-    },
-    sha256sum: async () => (await timed(() => execFileP('sha256sum', [file]))).ms,
-    cp: async () => (await timed(async () => {
-      await execFileP('cp', [file, out]);
-      await execFileP('sync', [out]);
-    })).ms,
+    httpsDiscard: () => node([workerPath('https-fetch.mjs'), 'discard', url, certDir, out], 'https discard'),
+    httpsOnepass: () => node([workerPath('https-fetch.mjs'), 'onepass', url, certDir, out], 'https one-pass'),
+    onepass: () => node([workerPath('onepass.mjs'), file, out, String(MiB)], 'one-pass'),
+    sha256sum: async () => timed(() => execFileP('sha256sum', [file])),
+    cp: async () =>
+      timed(async () => {
+        await execFileP('cp', [file, out]);
+        await execFileP('sync', [out]);
+      }),
   };
   const names = Object.keys(steps);
-  const result = {};
+  const result = { cpuSecondsPerGiB: {} };
   for (let i = 0; i < names.length; i++) {
     const name = names[(i + round) % names.length];
     syncFs(scratchDir);
-    result[name] = (bytes / MiB) / ((await steps[name]()) / 1000);
+    const { ms, cpuMs } = await steps[name]();
+    result[name] = bytes / MiB / (ms / 1000);
+    if (cpuMs !== undefined) result.cpuSecondsPerGiB[name] = cpuMs / 1000 / (bytes / 1024 ** 3);
     await fs.rm(out, { force: true });
   }
-  return result; // MiB/s
+  return result;
 }
 
 export async function run({ mode, work, overrides = {} }) {
@@ -171,7 +172,15 @@ export async function run({ mode, work, overrides = {} }) {
           { suite: SUITE, metric: `${label}: agent vs cp + sync`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.cp)), baselineName: 'cp+sync', ratio: entry.ratios.cp },
           { suite: SUITE, metric: `${label}: agent vs https download (discard)`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.httpsDiscard)), baselineName: 'https', ratio: entry.ratios.httpsDiscard },
           { suite: SUITE, metric: `${label}: agent vs https + 1 MiB one-pass`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.httpsOnepass)), baselineName: 'https 1 MiB', ratio: entry.ratios.httpsOnepass },
-          { suite: SUITE, metric: `${label}: agent CPU per GiB`, unit: 's', value: summarize(runs.map((r) => r.agentCpuMs / 1000 / (bytes / 1024 ** 3))) },
+          {
+            suite: SUITE,
+            metric: `${label}: agent CPU per GiB`,
+            unit: 's',
+            value: summarize(runs.map((r) => r.agentCpuMs / 1000 / (bytes / 1024 ** 3))),
+            baseline: summarize(runs.map((r) => r.references.cpuSecondsPerGiB.httpsOnepass)),
+            baselineName: 'https 1 MiB',
+            ratio: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
+          },
         );
       }
     }

@@ -31,7 +31,7 @@ export async function run({ mode, work, overrides = {} }) {
   const cfg = { ...CONFIG[mode], ...overrides };
   const bytes = cfg.MiB * MiB;
   const need = 4 * bytes + 512 * MiB;
-  if (freeBytes(work.replace(/\/[^/]*$/, '')) < need) {
+  if (freeBytes(path.dirname(work)) < need) {
     return { config: cfg, skipped: `needs ${fmtBytes(need)} free`, rows: [{ suite: SUITE, metric: `${fmtBytes(bytes)} resume`, value: 'skipped (disk)' }] };
   }
   const dataDir = path.join(work, 'server');
@@ -182,10 +182,10 @@ export async function run({ mode, work, overrides = {} }) {
   const totalRatio = summarize(runs.map((r) => r.totalBodyBytes / bytes));
   const rows = [
     { suite: SUITE, metric: `${fmtBytes(bytes)} killed at ~${cfg.killAt * 100}%: resumed with Range, 206`, value: `${runs.length}/${runs.length} runs` },
-    { suite: SUITE, metric: 'kept in staging at the kill', unit: 'bytes', value: summarize(runs.map((r) => r.stagedAtKill)) },
+    { suite: SUITE, metric: 'kept in staging at the kill', unit: 'bytes', value: summarize(runs.map((r) => r.stagedAtKill)), baseline: bytes, baselineName: 'target', ratio: summarize(runs.map((r) => r.stagedAtKill / bytes)) },
     { suite: SUITE, metric: 'bytes fetched twice', unit: 'bytes', value: twice, baseline: bytes, baselineName: 'target', ratio: summarize(runs.map((r) => r.fetchedTwice / bytes)) },
     { suite: SUITE, metric: 'body bytes sent per install', unit: 'bytes', value: summarize(runs.map((r) => r.totalBodyBytes)), baseline: bytes, baselineName: 'target', ratio: totalRatio },
-    { suite: SUITE, metric: 'corrupted partial caught (digest)', value: corruption ? `${corruption.state}` : 'not run' },
+    { suite: SUITE, metric: 'byte flipped in the kept part: install ends', value: corruption ? `${corruption.state} (${corruption.reason.split(':')[0]})` : 'not run' },
   ];
   return { config: cfg, bytes, runs, corruption, rows };
 }

@@ -2,7 +2,7 @@
 // the same mTLS, with the device's certificate, by a bare Node https client.
 //   discard   read the body and drop it (the ceiling the server and TLS on this machine allow)
 //   onepass   sha256 + write in 1 MiB batches + fsync (a download loop with sized buffers)
-// Args: MODE URL CERT_DIR [OUT_FILE]. Prints {bytes, ms, sha256?}.
+// Args: MODE URL CERT_DIR [OUT_FILE]. Prints {bytes, ms, cpuMs, sha256?}.
 import { createHash } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -15,6 +15,7 @@ const agent = new https.Agent({
   key: readFileSync(path.join(certDir, 'device.key')),
 });
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 const res = await new Promise((resolve, reject) => https.get(url, { agent }, resolve).on('error', reject));
 if (res.statusCode !== 200) throw new Error(`GET ${url}: HTTP ${res.statusCode}`);
 let bytes = 0;
@@ -48,5 +49,6 @@ if (mode === 'discard') {
 } else {
   throw new Error(`unknown mode ${mode}`);
 }
-console.log(JSON.stringify({ bytes, ms: performance.now() - t0, sha256 }));
+const cpu = process.cpuUsage(cpu0);
+console.log(JSON.stringify({ bytes, ms: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000, sha256 }));
 agent.destroy();
