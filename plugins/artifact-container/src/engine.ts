@@ -134,7 +134,8 @@ export async function waitForEngine(engine: Engine, timeoutMs: number, socketPat
 
 /** Container names come back as "/name" from some calls. */
 export function nameOf(info: { Name?: string; Names?: string[] }): string {
-  const raw = info.Name ?? info.Names?.[0] ?? '';
+  // podman 4.3 lists "Name": "" next to "Names": ["/x"]; an empty Name is no name.
+  const raw = info.Name || info.Names?.[0] || '';
   return raw.startsWith('/') ? raw.slice(1) : raw;
 }
 

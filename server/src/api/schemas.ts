@@ -5,6 +5,8 @@
 import type { JsonSchema } from '@meshanics/core/contract';
 
 export const MAX_PAGE_SIZE = 200;
+/** Far beyond any real listing, small enough to stay a safe integer through SQL and JSON. */
+export const MAX_PAGE_OFFSET = 1_000_000_000;
 export const DEFAULT_PAGE_SIZE = 50;
 
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
@@ -34,7 +36,8 @@ export const AUTH_ERRORS = [400, 401, 403] as const;
 
 export const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },
-  offset: { type: 'integer', minimum: 0, default: 0 },
+  // Bounded so a huge or non-finite value is a 400, never a number SQLite or the serializer chokes on.
+  offset: { type: 'integer', minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0 },
 } as const;
 
 export function pageOf(item: JsonSchema): JsonSchema {

@@ -50,10 +50,28 @@ export const validatorCompiler: FastifySchemaCompiler<JsonSchema> = ({ schema, h
   const validate = wireAjv.compile(schema);
   const root = httpPart ?? 'request';
   return (data: unknown) => {
-    if (validate(data)) return { value: data };
+    if (validate(data)) {
+      const unsafe = unsafeNumbers(data, root);
+      return unsafe.length === 0 ? { value: data } : { error: validationError(unsafe) };
+    }
     return { error: validationError((validate.errors ?? []).map((e) => formatError(root, e))) };
   };
 };
+
+// ajv's string coercion turns "Infinity" and "1e309" into Infinity, and under its strict
+// number mode such a value then passes `maximum`; a number that is not a safe integer never
+// means anything in a query or a path, so it is refused here before it reaches SQL or JSON.
+function unsafeNumbers(data: unknown, root: string): string[] {
+  if (data === null || typeof data !== 'object') return [];
+  const found: string[] = [];
+  for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (typeof v === 'number' && !Number.isSafeInteger(v) && !Number.isFinite(v)) found.push(`${root}/${key} must be a finite number`);
+      else if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) found.push(`${root}/${key} must be a safe integer`);
+    }
+  }
+  return found;
+}
 
 /** A deep copy without the top-level `$id`, so one plugin schema can sit inside many route schemas. */
 export function embeddable(schema: JsonSchema): JsonSchema {
