@@ -144,10 +144,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(options.hostnames ? { hostnames: options.hostnames } : {}),
     logger,
   });
-  logger.warn(
-    { tufKeysDir: ctx.layout.tufKeysDir, caKey: ctx.layout.caKeyFile },
-    'embedded default: every TUF key (root included) and the device CA key are kept online in the data dir; protect it accordingly',
-  );
+  // TUF spec 6.1: root and targets keys belong offline (`meshanics-server tuf`, docs/security.md).
+  const custody = ctx.tuf.keyCustody();
+  const onlineTopKeys = custody.online.filter((r) => r === 'root' || r === 'targets');
+  if (onlineTopKeys.length > 0) logger.warn({ tufKeysDir: ctx.layout.tufKeysDir, online: custody.online }, `embedded default: TUF ${onlineTopKeys.join(' and ')} keys are kept online in the data dir next to the online keys; anyone who reads it can sign updates (move them offline: meshanics-server tuf --help)`);
+  else logger.info({ tufKeysDir: ctx.layout.tufKeysDir, online: custody.online, offline: custody.offline }, 'TUF root and targets keys are offline');
+  logger.warn({ caKey: ctx.layout.caKeyFile }, 'the device CA key is kept online in the data dir; protect it accordingly');
 
   const caPem = (await ctx.deviceCa()).certPem;
   const tls = { caPem, keyPem: ctx.serverTls.keyPem, certPem: ctx.serverTls.certPem };
@@ -159,8 +161,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
   const resign = (): void => {
     try {
-      const { resigned, versions } = ctx.tuf.refreshExpiring();
+      const { resigned, versions, overdue } = ctx.tuf.refreshExpiring();
       if (resigned.length > 0) logger.info({ resigned, versions }, 'TUF metadata re-signed');
+      if (overdue.includes('targets')) logger.warn({ overdue }, 'TUF top-level targets is past half its lifetime and its key is offline: sign a new version (tuf sign-targets)');
       const rootExpires = ctx.tuf.rootExpires();
       if (Date.parse(rootExpires) - Date.now() < ROOT_EXPIRY_WARNING_MS) {
         // Devices refuse an expired root (TUF spec 5.3.10); root rotation is not automated yet.
