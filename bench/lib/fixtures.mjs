@@ -1,13 +1,11 @@
 // Setting up what a benchmark runs against: server data dirs, provisioned devices, the real
 // server and agent processes (started as the end-to-end tests start them), the echo server.
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { initDataDir } from '@meshanics/server';
-import { SERVER_CLI, startAgent, startServer } from '../../scripts/lib/processes.mjs';
+import { SERVER_CLI, spawnNode, startAgent, startServer } from '../../scripts/lib/processes.mjs';
 import { progress } from './log.mjs';
 import { track, Worker } from './workers.mjs';
 
@@ -96,69 +94,17 @@ export function startMeshAgent(server, certDir, agentDir, artifactServer) {
   return track(startAgent(target, certDir, agentDir));
 }
 
-/** A node script as a child process, its output lines kept for waitForLine. */
-export class Proc {
-  constructor(name, file, args = [], env = {}) {
-    this.name = name;
-    this.proc = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    this.pid = this.proc.pid;
-    this.lines = [];
-    this.waiters = [];
-    this.exit = once(this.proc, 'exit').then(([code, signal]) => ({ code, signal }));
-    for (const stream of [this.proc.stdout, this.proc.stderr]) {
-      readline.createInterface({ input: stream }).on('line', (line) => {
-        this.lines.push(line);
-        if (this.lines.length > 500) this.lines.shift();
-        for (const w of [...this.waiters]) w(line);
-      });
-    }
-    track(this);
-  }
-
-  waitForLine(predicate, timeoutMs = 20_000) {
-    const parse = (l) => {
-      try {
-        return JSON.parse(l);
-      } catch {
-        return l;
-      }
-    };
-    const seen = this.lines.map(parse).find(predicate);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`${this.name}: no matching line within ${timeoutMs} ms:\n${this.lines.slice(-15).join('\n')}`));
-      }, timeoutMs);
-      const waiter = (line) => {
-        const v = parse(line);
-        if (predicate(v)) {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve(v);
-        }
-      };
-      this.waiters.push(waiter);
-      this.exit.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`${this.name} exited (${code ?? signal}):\n${this.lines.slice(-15).join('\n')}`));
-      });
-    });
-  }
-
-  async stop(signal = 'SIGTERM', timeoutMs = 5000) {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exit;
-    this.proc.kill(signal);
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
-    const result = await this.exit;
-    clearTimeout(timer);
-    return result;
-  }
+/**
+ * A node script as a child process (scripts/lib/processes.mjs, the harness the end-to-end
+ * tests use), its last 500 output lines kept for waitForLine, stopped with the suite.
+ */
+export function startNode(name, file, args = [], env = {}) {
+  return track(spawnNode(name, file, args, env, { maxLines: 500 }));
 }
 
 /** The bare grpc-js mTLS echo server, with the data dir's certificates. */
 export async function startEchoServer(dataDir, { heartbeatSeconds = 30 } = {}) {
-  const echo = new Proc('echo', workerPath('echo-server.mjs'), [dataDir, String(heartbeatSeconds)]);
+  const echo = startNode('echo', workerPath('echo-server.mjs'), [dataDir, String(heartbeatSeconds)]);
   const line = await echo.waitForLine((l) => l && l.msg === 'echo listening');
   echo.grpc = line.grpc;
   return echo;

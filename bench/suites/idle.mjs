@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { openDataDir } from '@meshanics/server';
 import { issueCert } from '../lib/artifacts.mjs';
-import { Proc, initServerDataDir, startEchoServer, startMeshAgent, startMeshServer, workerPath } from '../lib/fixtures.mjs';
+import { initServerDataDir, startEchoServer, startMeshAgent, startMeshServer, startNode, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { clkTck, cpuMs, memory } from '../lib/proc.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
@@ -61,7 +61,7 @@ export async function run({ mode, work, overrides = {} }) {
       await issueCert(dataDir, 'idle', `bare-${i}`, bareCerts);
       const agent = startMeshAgent(server, agentCerts, path.join(work, 'agents', `agent-${i}`));
       agents.push({ name: `agent-${i}`, child: agent, pid: agent.proc.pid });
-      const bare = new Proc(`bare-${i}`, workerPath('bare-channel.mjs'), [echo.grpc, bareCerts, String(cfg.heartbeatSeconds)]);
+      const bare = startNode(`bare-${i}`, workerPath('bare-channel.mjs'), [echo.grpc, bareCerts, String(cfg.heartbeatSeconds)]);
       bares.push({ name: `bare-${i}`, child: bare, pid: bare.pid });
     }
     await Promise.all([

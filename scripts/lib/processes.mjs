@@ -25,16 +25,22 @@ export async function serverCli(dataDir, args) {
   }
 }
 
-class Child {
-  constructor(name, proc) {
+/**
+ * A child process with its output lines (stdout and stderr) kept for waitForLine.
+ * `maxLines` bounds what is kept, for long-running processes (benchmarks); default: all.
+ */
+export class Child {
+  constructor(name, proc, { maxLines = Infinity } = {}) {
     this.name = name;
     this.proc = proc;
+    this.pid = proc.pid;
     this.lines = [];
     this.waiters = [];
     this.exit = once(proc, 'exit').then(([code, signal]) => ({ code, signal }));
     for (const stream of [proc.stdout, proc.stderr]) {
       readline.createInterface({ input: stream }).on('line', (line) => {
         this.lines.push(line);
+        if (this.lines.length > maxLines) this.lines.shift();
         if (process.env.MESHANICS_E2E_VERBOSE) process.stderr.write(`[${name}] ${line}\n`);
         for (const w of [...this.waiters]) w(line);
       });
@@ -87,12 +93,13 @@ class Child {
   }
 }
 
-function spawnNode(name, file, args, env = {}) {
+/** Runs `node FILE ARGS` with `env` added to this process's environment. */
+export function spawnNode(name, file, args, env = {}, { maxLines } = {}) {
   const proc = spawn(process.execPath, [file, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  return new Child(name, proc);
+  return new Child(name, proc, { maxLines });
 }
 
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */

@@ -1,10 +1,21 @@
 // The device's key pair is generated on the device and never leaves it; the server only
 // ever sees a PKCS#10 request signed with it (proof of possession).
-import 'reflect-metadata';
 import * as crypto from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(crypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// @peculiar/x509 (with reflect-metadata, tsyringe and the asn1 schemas) adds ~12 MiB to the
+// agent's RSS (docs/benchmarks.md, idle agent), and only enrollment and renewal (every few
+// weeks) make a CSR: it is imported at the first CSR, not at start.
+let x509Module: Promise<typeof X509> | undefined;
+function loadX509(): Promise<typeof X509> {
+  x509Module ??= (async () => {
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(crypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })();
+  return x509Module;
+}
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 
@@ -15,6 +26,7 @@ export interface KeyAndCsr {
 }
 
 export async function generateKeyAndCsr(commonName: string): Promise<KeyAndCsr> {
+  const x509 = await loadX509();
   const keys = (await crypto.webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as crypto.webcrypto.CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName}`,

@@ -1,7 +1,7 @@
 // The few Docker Engine API calls the plugin makes, through dockerode, each with fixed
 // arguments (never a shell, never a command line). Works against docker and against podman's
 // Docker-compatible service alike.
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { MeshError } from '@meshanics/core';
 
 export type Engine = Docker;
@@ -10,8 +10,24 @@ export type ContainerInspectInfo = Docker.ContainerInspectInfo;
 export type ImageInspectInfo = Docker.ImageInspectInfo;
 export type ContainerCreateOptions = Docker.ContainerCreateOptions;
 
+// dockerode (with docker-modem, ssh2, tar-fs) is in the default plugin bundle but most
+// devices never receive a container artifact: it is imported at the first container
+// assignment, not when the agent starts (docs/benchmarks.md, idle agent memory).
+let dockerode: Promise<typeof Docker> | undefined;
+function loadDockerode(): Promise<typeof Docker> {
+  dockerode ??= import('dockerode').then(
+    (mod) => mod.default,
+    (err: unknown) => {
+      dockerode = undefined;
+      throw err;
+    },
+  );
+  return dockerode;
+}
+
 /** A client bound to one socket: DOCKER_HOST and friends in the environment are ignored. */
-export function connectEngine(socketPath: string, timeoutMs: number): Engine {
+export async function connectEngine(socketPath: string, timeoutMs: number): Promise<Engine> {
+  const Docker = await loadDockerode();
   return new Docker({
     socketPath,
     host: undefined,

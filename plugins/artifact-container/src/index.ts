@@ -228,11 +228,11 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
     return socket;
   }
 
-  #engine(): { api: Engine; pull: Engine; socketPath: string } {
+  async #engine(): Promise<{ api: Engine; pull: Engine; socketPath: string }> {
     const socketPath = this.socketPath();
     let engines = this.#engines.get(socketPath);
     if (!engines) {
-      engines = { api: connectEngine(socketPath, this.#apiTimeoutMs), pull: connectEngine(socketPath, 0) };
+      engines = { api: await connectEngine(socketPath, this.#apiTimeoutMs), pull: await connectEngine(socketPath, 0) };
       this.#engines.set(socketPath, engines);
     }
     return { ...engines, socketPath };
@@ -243,7 +243,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
       const spec = ctx.spec as ContainerSpec;
       await assertDescriptorMatches(ctx);
       await assertMountsAllowed(agent.allowlist, spec);
-      const { api, pull, socketPath } = this.#engine();
+      const { api, pull, socketPath } = await this.#engine();
       await waitForEngine(api, 0, socketPath);
       const { digest } = parseImageReference(spec.image);
       const present = await inspectImage(api, spec.image);
@@ -272,7 +272,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
 
     agent.hooks.verify.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       const spec = ctx.spec as ContainerSpec;
-      const { api } = this.#engine();
+      const { api } = await this.#engine();
       const { repository, digest } = parseImageReference(spec.image);
       const info = await inspectImage(api, spec.image);
       if (!info) throw new MeshError('MESH_ERR_DIGEST_MISMATCH', `image ${spec.image} is not in the runtime's local store after the pull`);
@@ -297,7 +297,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
       const artifact = assignment.name;
       // Again at apply: the file system may have changed since download (a new symlink).
       await assertMountsAllowed(agent.allowlist, spec);
-      const { api } = this.#engine();
+      const { api } = await this.#engine();
       const stagingName = `${spec.name}${STAGING_SUFFIX}`;
 
       const current = await this.#prepare(api, artifact, spec.name, ctx.log);
@@ -355,7 +355,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
     agent.hooks.rollback.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       const state = stateOf(ctx);
       const { assignment } = ctx;
-      const { api, socketPath } = this.#engine();
+      const { api, socketPath } = await this.#engine();
       await waitForEngine(api, this.#runtimeWaitMs, socketPath);
       // 1. Whatever this assignment created goes, under any name (labels say whose it is).
       const created = await listContainersByLabels(api, {
@@ -394,7 +394,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
       const state = stateOf(ctx);
       const { assignment } = ctx;
       if (!state.image && !state.previous) return; // nothing of ours was created
-      const { api } = this.#engine();
+      const { api } = await this.#engine();
       const installed = agent.state.current.installed[assignment.name];
       const healthy = installed?.assignmentId === assignment.assignmentId;
       if (healthy) {
