@@ -20,6 +20,8 @@ export function pathPatternProblem(pattern: string): string | undefined {
   for (const s of segments) {
     if (!SEGMENT.test(s)) return `"${pattern}": segment "${s}" may only hold letters, digits, ".", "_", "-", "*" and "?"`;
     if (s === '.' || s === '..') return `"${pattern}": segment "${s}" is not a name`;
+    // "**" means "any depth" to readers who know gitignore; here it would only match one segment.
+    if (s.includes('**')) return `"${pattern}": segment "${s}" uses "**"; a pattern matches one segment per "/", use "*"`;
   }
   return undefined;
 }

@@ -1,0 +1,367 @@
+// The offline-key ceremony in-process: refusals of `tuf import` (each one leaves the metadata
+// and keys exactly as they were), the rotations it accepts, and what a tuf-js client pinned to
+// root v1 sees afterwards. The process-level story (CLI, running serve, real agent) is
+// tests/e2e/tuf-offline-keys.test.ts.
+import * as crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Metadata, MetadataKind, type Targets } from '@tufjs/models';
+import { Updater } from 'tuf-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishArtifact } from '../src/artifacts.js';
+import { initDataDir, openDataDir, type MeshanicsContext } from '../src/data-dir.js';
+import type { DeviceCredentials } from '../src/devices.js';
+import { isMeshError } from '../src/errors.js';
+import { isTufError, LIFETIME_MS, type TufErrorCode } from '../src/tuf/index.js';
+import { loadKeyFile, signMetadata } from '../src/tuf/keys.js';
+import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
+import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+
+const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+let t: TestServer;
+let device: DeviceCredentials;
+/** A second handle on the data dir, as `meshanics-server tuf import` has next to `serve`. */
+let importer: MeshanicsContext;
+let offline: string;
+let transfer: string;
+
+function fingerprint(ctx: MeshanicsContext): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const dir of [ctx.layout.tufMetadataDir, ctx.layout.tufKeysDir]) {
+    for (const f of fs.readdirSync(dir)) out[path.join(dir, f)] = crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, f))).digest('hex');
+  }
+  return out;
+}
+
+function expectRefused(code: TufErrorCode, message: RegExp | string, fn: () => unknown): void {
+  const before = fingerprint(importer);
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  if (!isTufError(caught)) throw new Error(`expected ${code}, got ${String(caught)}`);
+  expect(caught.code).toBe(code);
+  expect(caught.message).toMatch(message);
+  expect(fingerprint(importer)).toEqual(before);
+}
+
+function importFiles(files: { root?: string; targets?: string }) {
+  return importer.tuf.importSigned({
+    ...(files.root ? { root: fs.readFileSync(files.root) } : {}),
+    ...(files.targets ? { targets: fs.readFileSync(files.targets) } : {}),
+  });
+}
+
+function writeOnlineKeys(file: string, ctx: MeshanicsContext, edit: (o: ReturnType<MeshanicsContext['tuf']['onlineKeys']>) => void = () => {}): string {
+  const exported = ctx.tuf.onlineKeys();
+  edit(exported);
+  fs.writeFileSync(file, JSON.stringify(exported));
+  return file;
+}
+
+/** Re-signs a targets file from `sign-targets` after `edit`, with the genuine offline targets key. */
+function resignedTargets(from: string, to: string, edit: (json: { signed: { delegations: { roles: Record<string, unknown>[] } } }) => void): string {
+  const json = JSON.parse(fs.readFileSync(from, 'utf8'));
+  edit(json);
+  const md = Metadata.fromJSON(MetadataKind.Targets, json);
+  signMetadata(md, loadKeyFile(path.join(offline, 'targets.pem'), 'targets'));
+  fs.writeFileSync(to, JSON.stringify(md.toJSON()));
+  return to;
+}
+
+function file(bytes: Buffer): string {
+  const f = path.join(tempDir(), 'artifact.bin');
+  fs.writeFileSync(f, bytes);
+  return f;
+}
+
+/** tuf-js as the agent runs it, trusting only the root v1 the device was enrolled with. */
+async function clientPinnedToV1(): Promise<{ updater: Updater; metadataDir: string }> {
+  const metadataDir = tempDir();
+  fs.writeFileSync(path.join(metadataDir, 'root.json'), device.tufRootJson);
+  const updater = new Updater({
+    metadataDir,
+    targetDir: tempDir(),
+    metadataBaseUrl: `${t.server.artifactsUrl}/tuf/metadata`,
+    targetBaseUrl: `${t.server.artifactsUrl}/tuf/targets`,
+    fetcher: new MtlsFetcher(device),
+  });
+  await updater.refresh();
+  return { updater, metadataDir };
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  device = await provision(t.ctx, 'lab', 'offline-1');
+  importer = openDataDir({ dataDir: t.dataDir });
+  offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
+  transfer = tempDir('meshanics-transfer-');
+  keygen('root', offline);
+  keygen('targets', offline);
+  await publishArtifact(t.ctx, { file: file(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+});
+afterAll(async () => {
+  importer?.close();
+  await t.close();
+});
+
+describe('embedded default', () => {
+  it('delegates every artifact name (*/*/*) to the online publisher key, terminating, and holds every key online', async () => {
+    const dir = tempDir();
+    const ctx = await initDataDir({ dataDir: dir });
+    try {
+      const targets = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(ctx.layout.tufMetadataDir, '1.targets.json'), 'utf8'))).signed;
+      const role = targets.delegations?.roles?.publisher;
+      expect(role).toMatchObject({ name: 'publisher', terminating: true, threshold: 1, paths: ['*/*/*'] });
+      expect(role!.keyIDs).toEqual([ctx.tuf.onlineKeys().keys.publisher.keyid]);
+      expect(Object.keys(targets.targets)).toEqual([]);
+      expect(ctx.tuf.keyCustody()).toEqual({ online: ['root', 'targets', 'snapshot', 'timestamp', 'publisher'], offline: [] });
+      expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1, publisher: 1 });
+    } finally {
+      ctx.close();
+    }
+  });
+
+  it('tuf keygen never overwrites a key', () => {
+    expect(() => keygen('root', offline)).toThrowError(/already exists/);
+    expect(loadKeyFile(path.join(offline, 'root.pem'), 'root').key.keyID).toBe(JSON.parse(fs.readFileSync(path.join(offline, 'root.pub.json'), 'utf8')).keyid);
+    expect(fs.statSync(path.join(offline, 'root.pem')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('tuf import refuses, changing nothing', () => {
+  let onlineKeys: string;
+  let root2: string;
+  let targets2: string;
+  beforeAll(() => {
+    onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys.json'), t.ctx);
+    root2 = path.join(transfer, 'root-2.json');
+    targets2 = path.join(transfer, 'targets-2.json');
+    signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out: root2 });
+    signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: targets2 });
+  });
+
+  it('a targets version signed by a key the new root does not list (wrong key)', () => {
+    const other = path.join(tempDir(), 'keys');
+    keygen('root', other);
+    keygen('targets', other);
+    const otherRoot = path.join(transfer, 'other-root.json');
+    const otherTargets = path.join(transfer, 'other-targets.json');
+    signRoot({ keysDir: other, onlineKeysFile: onlineKeys, out: otherRoot });
+    signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: otherRoot, out: otherTargets });
+    expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/, () =>
+      importFiles({ root: root2, targets: otherTargets }),
+    );
+    // And the offline tool catches the mix-up before anything travels.
+    expect(() => signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: root2, out: path.join(transfer, 'x.json') })).toThrowError(/does not list targets key/);
+  });
+
+  it('a root file altered after signing (tampered)', () => {
+    const json = JSON.parse(fs.readFileSync(root2, 'utf8'));
+    json.signed.expires = '2099-01-01T00:00:00Z';
+    const tampered = path.join(transfer, 'tampered-root.json');
+    fs.writeFileSync(tampered, JSON.stringify(json));
+    expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () => importFiles({ root: tampered, targets: targets2 }));
+    const garbage = path.join(transfer, 'garbage.json');
+    fs.writeFileSync(garbage, fs.readFileSync(root2, 'utf8').slice(0, 100));
+    expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /^the root file is not valid root metadata/, () => importFiles({ root: garbage }));
+    expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /"signed._type" is "targets", expected "root"/, () => importFiles({ root: targets2 }));
+  });
+
+  it('a version that is not current + 1 (stale or skipping)', () => {
+    for (const [root, expected] of [
+      [0, /^root version 1 is not the current version 1 \+ 1$/],
+      [2, /^root version 3 is not the current version 1 \+ 1$/],
+    ] as const) {
+      const keys = writeOnlineKeys(path.join(transfer, `online-${root}.json`), t.ctx, (o) => {
+        o.versions.root = root;
+      });
+      const out = path.join(transfer, `root-v${root + 1}.json`);
+      signRoot({ keysDir: offline, onlineKeysFile: keys, out });
+      expectRefused('MESH_ERR_TUF_IMPORT_VERSION', expected, () => importFiles({ root: out, targets: targets2 }));
+    }
+    const staleKeys = writeOnlineKeys(path.join(transfer, 'online-stale-targets.json'), t.ctx, (o) => {
+      o.versions.targets = 0;
+    });
+    const staleTargets = path.join(transfer, 'stale-targets.json');
+    signTargets({ keysDir: offline, onlineKeysFile: staleKeys, rootFile: root2, out: staleTargets });
+    expectRefused('MESH_ERR_TUF_IMPORT_VERSION', /^targets version 1 is not the current version 1 \+ 1$/, () => importFiles({ root: root2, targets: staleTargets }));
+  });
+
+  it('an expired root', () => {
+    const out = path.join(transfer, 'expired-root.json');
+    signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out, now: new Date('2020-01-01T00:00:00Z'), expiresInMs: 86_400_000 });
+    expectRefused('MESH_ERR_TUF_IMPORT_EXPIRED', /^root v2 expired at 2020-01-02T00:00:00Z$/, () => importFiles({ root: out, targets: targets2 }));
+  });
+
+  it('a root that does not name the snapshot and timestamp keys this server holds', async () => {
+    const elsewhere = await initDataDir({ dataDir: tempDir() });
+    try {
+      const foreign = writeOnlineKeys(path.join(transfer, 'foreign-online.json'), elsewhere);
+      const out = path.join(transfer, 'foreign-root.json');
+      signRoot({ keysDir: offline, onlineKeysFile: foreign, out });
+      expectRefused('MESH_ERR_TUF_IMPORT_ONLINE_KEYS', /^root v2 must list this server's snapshot key [0-9a-f]{64} with threshold 1/, () => importFiles({ root: out, targets: targets2 }));
+    } finally {
+      elsewhere.close();
+    }
+  });
+
+  it('a root that moves the targets key without the targets version signed by it', () => {
+    expectRefused('MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED', /^the current targets v1 does not verify under root v2/, () => importFiles({ root: root2 }));
+  });
+
+  it('a non-terminating delegation', () => {
+    const out = resignedTargets(targets2, path.join(transfer, 'non-terminating.json'), (j) => {
+      j.signed.delegations.roles[0]!.terminating = false;
+    });
+    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /the "publisher" delegation must be terminating/, () => importFiles({ root: root2, targets: out }));
+  });
+
+  it('a delegation broader than the artifact layout, or to another role or key', () => {
+    expect(() => signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: path.join(transfer, 'x.json'), delegatePaths: ['*'] })).toThrowError(
+      /"\*" must have exactly three segments NAME\/VERSION\/FILE/,
+    );
+    for (const [name, paths, expected] of [
+      ['star', ['*'], /delegated path "\*" must have exactly three segments/],
+      ['globstar', ['**/*/*'], /delegated path "\*\*\/\*\/\*": segment "\*\*" uses "\*\*"/],
+      ['deep', ['*/*/*/*'], /must have exactly three segments/],
+      ['none', [], /needs at least one path pattern/],
+    ] as const) {
+      const out = resignedTargets(targets2, path.join(transfer, `broad-${name}.json`), (j) => {
+        j.signed.delegations.roles[0]!.paths = [...paths];
+      });
+      expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', expected, () => importFiles({ root: root2, targets: out }));
+    }
+    const hashed = resignedTargets(targets2, path.join(transfer, 'hash-prefixes.json'), (j) => {
+      delete j.signed.delegations.roles[0]!.paths;
+      j.signed.delegations.roles[0]!.path_hash_prefixes = [''];
+    });
+    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /path_hash_prefixes are not supported/, () => importFiles({ root: root2, targets: hashed }));
+    const renamed = resignedTargets(targets2, path.join(transfer, 'renamed.json'), (j) => {
+      j.signed.delegations.roles[0]!.name = 'anyone';
+    });
+    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must delegate to exactly one role "publisher", found \[anyone\]/, () => importFiles({ root: root2, targets: renamed }));
+    const strangerKey = writeOnlineKeys(path.join(transfer, 'stranger-publisher.json'), t.ctx, (o) => {
+      o.keys.publisher = o.keys.snapshot;
+    });
+    const stranger = path.join(transfer, 'stranger.json');
+    signTargets({ keysDir: offline, onlineKeysFile: strangerKey, rootFile: root2, out: stranger });
+    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must be threshold 1 of this server's publisher key/, () => importFiles({ root: root2, targets: stranger }));
+  });
+
+  it('a delegation that would orphan an already published target', () => {
+    const out = path.join(transfer, 'narrow.json');
+    signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out, delegatePaths: ['cam-*/*/*'] });
+    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /paths \[cam-\*\/\*\/\*\] do not cover already published targets: detector\/1\.0\.0\/detector$/, () => importFiles({ root: root2, targets: out }));
+  });
+});
+
+describe('tuf import installs what the offline machine signed', () => {
+  it('root v2 + targets v2: the server adds the old root signature, retires its root/targets keys, and a client pinned to v1 follows', async () => {
+    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-ok.json'), t.ctx);
+    const root2 = path.join(transfer, 'root-2-ok.json');
+    const targets2 = path.join(transfer, 'targets-2-ok.json');
+    signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out: root2 });
+    signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: targets2 });
+    const before = t.ctx.tuf.versions();
+    const audited: unknown[] = [];
+    const result = importer.tuf.importSigned({ root: fs.readFileSync(root2), targets: fs.readFileSync(targets2) }, { onInstalled: (r) => audited.push(r) });
+    expect(result.root).toMatchObject({ version: 2, addedCurrentRootSignature: true });
+    expect(result.targets).toEqual({ version: 2, delegatedPaths: ['*/*/*'] });
+    expect(result.removedOnlineKeys).toEqual(['root', 'targets']);
+    expect(result.versions).toEqual({ root: 2, targets: 2, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1, publisher: before.publisher });
+    expect(audited).toHaveLength(1);
+    expect(fs.existsSync(path.join(t.ctx.layout.tufKeysDir, 'root.pem'))).toBe(false);
+    expect(fs.existsSync(path.join(t.ctx.layout.tufKeysDir, 'targets.pem'))).toBe(false);
+    // The other handle (the running server's) sees the new state at once: keys and metadata are re-read.
+    expect(t.ctx.tuf.keyCustody()).toEqual({ online: ['snapshot', 'timestamp', 'publisher'], offline: ['root', 'targets'] });
+    const stored = Metadata.fromJSON(MetadataKind.Root, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '2.root.json'), 'utf8')));
+    expect(Object.keys(stored.signatures)).toHaveLength(2);
+
+    const published = await publishArtifact(t.ctx, { file: file(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
+    const { updater, metadataDir } = await clientPinnedToV1();
+    expect(JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')).signed.version).toBe(2);
+    const info = await updater.getTargetInfo(published.targetPath);
+    expect(info?.hashes.sha256).toBe(published.sha256);
+    expect(await updater.getTargetInfo('detector/1.0.0/detector')).toBeDefined();
+  });
+
+  it('the online re-signer renews publisher, snapshot and timestamp but reports targets as overdue once its key is offline', async () => {
+    const later = new Date(Date.now() + LIFETIME_MS.targets * 0.6);
+    const before = t.ctx.tuf.versions();
+    const result = t.ctx.tuf.refreshExpiring(later);
+    expect(result.resigned).toEqual(['publisher', 'snapshot', 'timestamp']);
+    expect(result.overdue).toEqual(['targets']);
+    expect(t.ctx.tuf.versions()).toEqual({ ...before, publisher: before.publisher! + 1, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1 });
+  });
+
+  it('a later root without the current (offline) root signature is refused; with it, clients follow v1 -> v2 -> v3', async () => {
+    const rotated = path.join(tempDir(), 'keys');
+    keygen('root', rotated);
+    // Only root rotates: the targets key stays, so copy its public half.
+    fs.copyFileSync(path.join(offline, 'targets.pub.json'), path.join(rotated, 'targets.pub.json'));
+    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-3.json'), t.ctx);
+    const unsigned = path.join(transfer, 'root-3-new-key-only.json');
+    signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: unsigned });
+    expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () => importFiles({ root: unsigned }));
+    const root3 = path.join(transfer, 'root-3.json');
+    expect(signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: root3, previousRootKeyFile: path.join(offline, 'root.pem') }).signedBy).toHaveLength(2);
+    const result = importFiles({ root: root3 });
+    expect(result.root).toMatchObject({ version: 3, addedCurrentRootSignature: false });
+    expect(result.removedOnlineKeys).toEqual([]);
+    const { metadataDir } = await clientPinnedToV1();
+    expect(JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')).signed.version).toBe(3);
+  });
+
+  it('a narrower delegation is enforced at publish: names outside it are refused before signing', async () => {
+    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-narrow.json'), t.ctx);
+    const targets = path.join(transfer, 'targets-narrow.json');
+    signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: path.join(t.ctx.layout.tufMetadataDir, 'root.json'), out: targets, delegatePaths: ['detector/*/*', 'cam-*/*/*'] });
+    expect(importFiles({ targets }).targets).toEqual({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
+    const before = t.ctx.tuf.versions();
+    const err = await publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isMeshError(err, 'MESH_ERR_ARTIFACT_INVALID_NAME')).toBe(true);
+    expect((err as Error).message).toContain('outside the names top-level targets delegates to the publisher key');
+    expect(t.ctx.tuf.versions()).toEqual(before);
+    const cam = await publishArtifact(t.ctx, { file: file(Buffer.from('cam')), name: 'cam-front', version: '1.0.0', kind: 'model' });
+    const { updater } = await clientPinnedToV1();
+    expect((await updater.getTargetInfo(cam.targetPath))?.hashes.sha256).toBe(cam.sha256);
+    const md = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '3.targets.json'), 'utf8'))) as Metadata<Targets>;
+    expect(md.signed.delegations?.roles?.publisher?.terminating).toBe(true);
+  });
+});
+
+describe('meshanics-server tuf CLI', () => {
+  it('answers --help for every tuf subcommand', () => {
+    for (const sub of ['keygen', 'online-keys', 'sign-root', 'sign-targets', 'import', 'status']) {
+      const out = execFileSync(process.execPath, [SERVER_CLI, 'tuf', sub, '--help'], { encoding: 'utf8' });
+      expect(out).toContain(`Usage: meshanics-server tuf ${sub}`);
+    }
+  });
+
+  it('prints a refusal as its stable code with exit 1, and a usage error with exit 2', () => {
+    const dir = tempDir();
+    const run = (args: string[]) => {
+      try {
+        execFileSync(process.execPath, [SERVER_CLI, ...args, '--data-dir', dir], { encoding: 'utf8', stdio: 'pipe' });
+        return { status: 0, stderr: '' };
+      } catch (err) {
+        const e = err as { status: number; stderr: string };
+        return { status: e.status, stderr: e.stderr };
+      }
+    };
+    const keys = path.join(dir, 'offline');
+    expect(run(['tuf', 'keygen', '--role', 'root', '--out', keys]).status).toBe(0);
+    expect(run(['tuf', 'keygen', '--role', 'root', '--out', keys])).toEqual({ status: 1, stderr: expect.stringMatching(/^meshanics-server tuf keygen: MESH_ERR_TUF_KEY_EXISTS: .*root\.pub\.json already exists/) });
+    expect(run(['tuf', 'keygen', '--role', 'snapshot', '--out', keys]).status).toBe(2);
+    expect(run(['tuf', 'import']).status).toBe(2);
+  });
+});
