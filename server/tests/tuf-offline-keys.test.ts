@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Metadata, MetadataKind, type Targets } from '@tufjs/models';
+import { Metadata, MetadataKind, MetaFile, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/artifacts.js';
@@ -15,7 +15,7 @@ import { initDataDir, openDataDir, type MeshanicsContext } from '../src/data-dir
 import type { DeviceCredentials } from '../src/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { isTufError, LIFETIME_MS, type TufErrorCode } from '../src/tuf/index.js';
-import { loadKeyFile, signMetadata } from '../src/tuf/keys.js';
+import { loadKeyFile, loadRoleKey, signMetadata } from '../src/tuf/keys.js';
 import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
 import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
 
@@ -122,6 +122,43 @@ describe('embedded default', () => {
       expect(Object.keys(targets.targets)).toEqual([]);
       expect(ctx.tuf.keyCustody()).toEqual({ online: ['root', 'targets', 'snapshot', 'timestamp', 'publisher'], offline: [] });
       expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1, publisher: 1 });
+    } finally {
+      ctx.close();
+    }
+  });
+
+  it('migrates a repository from before the delegation: its targets move into publisher v1 behind a new targets version', async () => {
+    const dir = tempDir();
+    let ctx = await initDataDir({ dataDir: dir });
+    const meta = ctx.layout.tufMetadataDir;
+    const keys = ctx.layout.tufKeysDir;
+    ctx.close();
+    // What an older server wrote: targets v2 listing an artifact directly, a snapshot without publisher.json.
+    const now = new Date();
+    const later = (days: number) => new Date(now.getTime() + days * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const legacyTarget = new TargetFile({ path: 'old/1.0.0/old', length: 3, hashes: { sha256: crypto.createHash('sha256').update('old').digest('hex') } });
+    const targetsMd = new Metadata(new Targets({ version: 2, specVersion: '1.0.31', expires: later(90), targets: { [legacyTarget.path]: legacyTarget } }));
+    signMetadata(targetsMd, loadRoleKey(keys, 'targets'));
+    const targetsBytes = Buffer.from(JSON.stringify(targetsMd.toJSON()));
+    fs.writeFileSync(path.join(meta, '2.targets.json'), targetsBytes);
+    const metaFile = (version: number, bytes: Buffer) => new MetaFile({ version, length: bytes.length, hashes: { sha256: crypto.createHash('sha256').update(bytes).digest('hex') } });
+    const snapshotMd = new Metadata(new Snapshot({ version: 2, specVersion: '1.0.31', expires: later(7), meta: { 'targets.json': metaFile(2, targetsBytes) } }));
+    signMetadata(snapshotMd, loadRoleKey(keys, 'snapshot'));
+    const snapshotBytes = Buffer.from(JSON.stringify(snapshotMd.toJSON()));
+    fs.writeFileSync(path.join(meta, '2.snapshot.json'), snapshotBytes);
+    const timestampMd = new Metadata(new Timestamp({ version: 2, specVersion: '1.0.31', expires: later(1), snapshotMeta: metaFile(2, snapshotBytes) }));
+    signMetadata(timestampMd, loadRoleKey(keys, 'timestamp'));
+    fs.writeFileSync(path.join(meta, 'timestamp.json'), JSON.stringify(timestampMd.toJSON()));
+
+    ctx = await initDataDir({ dataDir: dir });
+    try {
+      expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 3, snapshot: 3, timestamp: 3, publisher: 1 });
+      const publisher = JSON.parse(fs.readFileSync(path.join(meta, '1.publisher.json'), 'utf8'));
+      expect(Object.keys(publisher.signed.targets)).toEqual(['old/1.0.0/old']);
+      const targets3 = JSON.parse(fs.readFileSync(path.join(meta, '3.targets.json'), 'utf8'));
+      expect(targets3.signed.targets).toEqual({});
+      expect(targets3.signed.delegations.roles).toMatchObject([{ name: 'publisher', terminating: true, paths: ['*/*/*'] }]);
+      expect(ctx.tuf.hasTarget('old/1.0.0/old')).toBe(true);
     } finally {
       ctx.close();
     }
@@ -334,7 +371,7 @@ describe('tuf import installs what the offline machine signed', () => {
     const cam = await publishArtifact(t.ctx, { file: file(Buffer.from('cam')), name: 'cam-front', version: '1.0.0', kind: 'model' });
     const { updater } = await clientPinnedToV1();
     expect((await updater.getTargetInfo(cam.targetPath))?.hashes.sha256).toBe(cam.sha256);
-    const md = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '3.targets.json'), 'utf8'))) as Metadata<Targets>;
+    const md = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '3.targets.json'), 'utf8')));
     expect(md.signed.delegations?.roles?.publisher?.terminating).toBe(true);
   });
 });

@@ -18,7 +18,7 @@ import { MeshError } from '../errors.js';
 import { checkImportedDelegation, DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './delegation.js';
 import { TufError } from './errors.js';
 import { expiresAt, isDueForResigning, PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
-import { exportPublicKey, loadOrCreateRoleKey, readRoleKey, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';
+import { exportPublicKey, loadOrCreateRoleKey, readRoleKey, roleKeyFile, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';
 
 export const TUF_SPEC_VERSION = '1.0.31';
 export const ONLINE_KEYS_FORMAT = 'meshanics-tuf-online-keys/1';
@@ -133,7 +133,15 @@ export class TufRepository {
   initialize(now = new Date()): boolean {
     return this.lock(() => {
       if (this.isInitialized()) {
-        this.migrateToDelegation(this.readState(), now);
+        // Metadata that does not verify is reported by whoever uses it next (the re-signer
+        // logs it); opening the data dir must still work so the operator can inspect it.
+        let state: RepositoryState | undefined;
+        try {
+          state = this.readState();
+        } catch {
+          state = undefined;
+        }
+        if (state) this.migrateToDelegation(state, now);
         return false;
       }
       const keys = Object.fromEntries(TUF_ROLES.map((role) => [role, loadOrCreateRoleKey(this.paths.keysDir, role)])) as Record<TufRole, RoleKey>;
@@ -253,11 +261,18 @@ export class TufRepository {
 
   /** Which keys sit in the data dir: the start-up log warns while root or targets is among them. */
   keyCustody(): KeyCustody {
-    const s = this.readState();
-    const roles = s.root.metadata.signed.roles;
-    const online: SigningRole[] = TUF_ROLES.filter((r) => this.onlineKey(r, roles[r]) !== undefined);
-    if (this.onlineKey(PUBLISHER_ROLE, publisherRole(s.targets.metadata.signed))) online.push(PUBLISHER_ROLE);
-    return { online, offline: TUF_ROLES.filter((r) => !online.includes(r)) };
+    try {
+      const s = this.readState();
+      const roles = s.root.metadata.signed.roles;
+      const online: SigningRole[] = TUF_ROLES.filter((r) => this.onlineKey(r, roles[r]) !== undefined);
+      if (this.onlineKey(PUBLISHER_ROLE, publisherRole(s.targets.metadata.signed))) online.push(PUBLISHER_ROLE);
+      return { online, offline: TUF_ROLES.filter((r) => !online.includes(r)) };
+    } catch {
+      // Unverifiable metadata or an unreadable key (reported by whoever uses them next):
+      // answer from which key files exist, so a start-up log never hides an online root key.
+      const online = ([...TUF_ROLES, PUBLISHER_ROLE] as SigningRole[]).filter((r) => fs.existsSync(roleKeyFile(this.paths.keysDir, r)));
+      return { online, offline: TUF_ROLES.filter((r) => !online.includes(r)) };
+    }
   }
 
   /** Public keys of the online roles and the current versions, for `tuf sign-root` / `tuf sign-targets` offline. */
