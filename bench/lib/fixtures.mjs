@@ -88,10 +88,15 @@ export async function startMeshServer(dataDir, { heartbeatSeconds = 30, serverAr
   return track(server);
 }
 
-/** `meshanics-agent run` with the credentials `device issue-cert` wrote. */
+/**
+ * `meshanics-agent run` with the credentials `device issue-cert` wrote. BENCH_AGENT_NODE_OPTIONS
+ * becomes the agent's NODE_OPTIONS (and only the agent's), e.g. to profile it:
+ * BENCH_AGENT_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
+ */
 export function startMeshAgent(server, certDir, agentDir, artifactServer) {
   const target = artifactServer ? { ...server, artifacts: artifactServer } : server;
-  return track(startAgent(target, certDir, agentDir));
+  const nodeOptions = process.env.BENCH_AGENT_NODE_OPTIONS;
+  return track(startAgent(target, certDir, agentDir, { env: nodeOptions ? { NODE_OPTIONS: nodeOptions } : {} }));
 }
 
 /**
