@@ -89,14 +89,14 @@ export async function startMeshServer(dataDir, { heartbeatSeconds = 30, serverAr
 }
 
 /**
- * `meshanics-agent run` with the credentials `device issue-cert` wrote. BENCH_AGENT_NODE_OPTIONS
- * becomes the agent's NODE_OPTIONS (and only the agent's), e.g. to profile it:
- * BENCH_AGENT_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
+ * `meshanics-agent run` with the credentials `device issue-cert` wrote. BENCH_AGENT_NODE_ARGS
+ * (space-separated) are given to the agent's node, and only to it, e.g. to profile it:
+ * BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof).
  */
 export function startMeshAgent(server, certDir, agentDir, artifactServer) {
   const target = artifactServer ? { ...server, artifacts: artifactServer } : server;
-  const nodeOptions = process.env.BENCH_AGENT_NODE_OPTIONS;
-  return track(startAgent(target, certDir, agentDir, { env: nodeOptions ? { NODE_OPTIONS: nodeOptions } : {} }));
+  const execArgv = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return track(startAgent(target, certDir, agentDir, { execArgv }));
 }
 
 /**

@@ -93,9 +93,9 @@ export class Child {
   }
 }
 
-/** Runs `node FILE ARGS` with `env` added to this process's environment. */
-export function spawnNode(name, file, args, env = {}, { maxLines } = {}) {
-  const proc = spawn(process.execPath, [file, ...args], {
+/** Runs `node [EXECARGV] FILE ARGS` with `env` added to this process's environment. */
+export function spawnNode(name, file, args, env = {}, { maxLines, execArgv = [] } = {}) {
+  const proc = spawn(process.execPath, [...execArgv, file, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -126,7 +126,7 @@ export function spawnAgent(args, { env = {}, cli = AGENT_CLI } = {}) {
 }
 
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
-export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {} } = {}) {
+export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {}, execArgv = [] } = {}) {
   return spawnNode('agent', AGENT_CLI, [
     'run',
     '--server', server.grpc,
@@ -137,7 +137,7 @@ export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {} 
     '--tuf-root', path.join(certDir, 'tuf-root.json'),
     '--data-dir', dataDir,
     ...extraArgs,
-  ], env);
+  ], env, { execArgv });
 }
 
 export const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);
