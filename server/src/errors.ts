@@ -103,6 +103,18 @@ export const ERROR_TABLE = {
   MESH_ERR_API_NOT_FOUND: { kind: 'not_found', summary: 'No such route or resource (or it is outside the key\'s fleet)' },
   MESH_ERR_API_TOO_LARGE: { kind: 'too_large', summary: 'The upload is larger than the server accepts' },
   MESH_ERR_API_NOT_READY: { kind: 'unavailable', summary: 'The server cannot serve requests yet (database or metadata unavailable)' },
+  // Refusals of the offline TUF key ceremony (`meshanics-server tuf ...`): each happens
+  // before anything is written, so the repository is unchanged.
+  MESH_ERR_TUF_IMPORT_INVALID: { kind: 'invalid', summary: 'The file is not valid TUF metadata of the expected role, or breaks a rule of this repository' },
+  MESH_ERR_TUF_IMPORT_VERSION: { kind: 'invalid', summary: 'The imported version is not exactly the current version + 1' },
+  MESH_ERR_TUF_IMPORT_EXPIRED: { kind: 'invalid', summary: 'The imported metadata has already expired' },
+  MESH_ERR_TUF_IMPORT_SIGNATURE: { kind: 'invalid', summary: 'The imported metadata is not signed by a threshold of the keys that must sign it' },
+  MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE: { kind: 'invalid', summary: 'The new root is not signed by a threshold of the current root keys (spec 5.3.4)' },
+  MESH_ERR_TUF_IMPORT_ONLINE_KEYS: { kind: 'invalid', summary: 'The new root does not name the snapshot/timestamp keys this server holds' },
+  MESH_ERR_TUF_IMPORT_DELEGATION: { kind: 'invalid', summary: 'The targets delegation is not a terminating, narrow slice delegated to the server publisher key' },
+  MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED: { kind: 'invalid', summary: 'The new root changes the targets key: import the targets version signed by it together' },
+  MESH_ERR_TUF_KEY_EXISTS: { kind: 'invalid', summary: 'A key file already exists at the output path; keys are never overwritten' },
+  MESH_ERR_TUF_KEY_UNREADABLE: { kind: 'invalid', summary: 'A key or key-export file cannot be read' },
 } as const satisfies Record<string, { kind: ErrorKind; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

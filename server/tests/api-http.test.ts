@@ -128,10 +128,10 @@ describe('REST API over a real socket', () => {
     const shown = await getJson('/api/v1/artifacts/detector/2.0.0');
     expect(shown.status).toBe(200);
     expect(shown.json).toMatchObject({ sha256: sha256(bytes), length: bytes.length, fileName: 'detector.onnx', spec: { fileName: 'model.onnx' }, manifest: { accuracy: '0.93' } });
-    // Signed first: the target (with the manifest) is in the current targets metadata.
+    // Signed first: the target (with the manifest) is in the current publisher delegation.
     const metadataDir = t.ctx.layout.tufMetadataDir;
-    const targetsVersion = Math.max(...fs.readdirSync(metadataDir).map((f) => /^(\d+)\.targets\.json$/.exec(f)?.[1]).filter(Boolean).map(Number));
-    const targets = JSON.parse(fs.readFileSync(path.join(metadataDir, `${targetsVersion}.targets.json`), 'utf8'));
+    const publisherVersion = Math.max(...fs.readdirSync(metadataDir).map((f) => /^(\d+)\.publisher\.json$/.exec(f)?.[1]).filter(Boolean).map(Number));
+    const targets = JSON.parse(fs.readFileSync(path.join(metadataDir, `${publisherVersion}.publisher.json`), 'utf8'));
     expect(targets.signed.targets['detector/2.0.0/detector']).toMatchObject({ hashes: { sha256: sha256(bytes) }, custom: { meshanics: { kind: 'model', manifest: { accuracy: '0.93' } } } });
     expect(t.ctx.store.listAudit({ subject: 'artifact:detector@2.0.0' })).toMatchObject([{ action: 'artifact.published', actor: 'http-admin' }]);
 

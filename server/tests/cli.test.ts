@@ -130,7 +130,7 @@ describe('meshanics-server CLI', () => {
     const timestamp = JSON.parse(fs.readFileSync(path.join(dataDir, 'tuf/repo/metadata/timestamp.json'), 'utf8'));
     expect(timestamp.signed.version).toBe(before + 4);
     const snapshot = JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${timestamp.signed.meta['snapshot.json'].version}.snapshot.json`), 'utf8'));
-    const targets = JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${snapshot.signed.meta['targets.json'].version}.targets.json`), 'utf8'));
+    const targets = JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${snapshot.signed.meta['publisher.json'].version}.publisher.json`), 'utf8'));
     for (let i = 0; i < 4; i++) expect(Object.keys(targets.signed.targets)).toContain(`par/0.${i}/par`);
   });
 

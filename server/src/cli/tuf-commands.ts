@@ -6,18 +6,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { durationOpt, PROG, print, required, requireFlags, stringOpt, UsageError, withDataDir, type Command, type Values } from './args.js';
 
-/** TufError codes are not in the server error table yet: print them the way main() prints MeshErrors. */
-async function reportingTufErrors(command: Command, fn: () => Promise<void | number>): Promise<void | number> {
-  const { isTufError } = await import('../tuf/errors.js');
-  try {
-    return await fn();
-  } catch (err) {
-    if (!isTufError(err)) throw err;
-    process.stderr.write(`${PROG} ${command.name}: ${err.code}: ${err.message}\n`);
-    return 1;
-  }
-}
-
 function expiresMs(values: Values, command: Command): number | undefined {
   const seconds = durationOpt(values, 'expires', command);
   if (seconds !== undefined && seconds < 1) throw new UsageError('--expires must be positive', command.name);
@@ -42,10 +30,8 @@ export const TUF_COMMANDS: Command[] = [
       requireFlags(values, command, ['role', 'out']);
       const role = required(values, 'role', command);
       if (role !== 'root' && role !== 'targets') throw new UsageError('--role must be root or targets', command.name);
-      return reportingTufErrors(command, async () => {
-        const { keygen } = await import('../tuf/offline.js');
-        print(keygen(role, path.resolve(required(values, 'out', command))));
-      });
+      const { keygen } = await import('../tuf/offline.js');
+      print(keygen(role, path.resolve(required(values, 'out', command))));
     },
   },
   {
@@ -55,14 +41,12 @@ export const TUF_COMMANDS: Command[] = [
     options: { out: { type: 'string' } },
     help: ['  --out FILE             write the export to FILE instead of stdout'],
     async run(values, _positionals, command) {
-      return reportingTufErrors(command, async () => {
-        const exported = await withDataDir(values, command, (ctx) => ctx.tuf.onlineKeys());
-        const out = stringOpt(values, 'out');
-        if (out === undefined) return print(exported);
-        const { writeFileAtomic } = await import('../atomic-file.js');
-        writeFileAtomic(path.resolve(out), JSON.stringify(exported, null, 2) + '\n');
-        print({ out: path.resolve(out), versions: exported.versions, keyids: Object.fromEntries(Object.entries(exported.keys).map(([r, k]) => [r, k.keyid])) });
-      });
+      const exported = await withDataDir(values, command, (ctx) => ctx.tuf.onlineKeys());
+      const out = stringOpt(values, 'out');
+      if (out === undefined) return print(exported);
+      const { writeFileAtomic } = await import('../atomic-file.js');
+      writeFileAtomic(path.resolve(out), JSON.stringify(exported, null, 2) + '\n');
+      print({ out: path.resolve(out), versions: exported.versions, keyids: Object.fromEntries(Object.entries(exported.keys).map(([r, k]) => [r, k.keyid])) });
     },
   },
   {
@@ -83,18 +67,16 @@ export const TUF_COMMANDS: Command[] = [
       requireFlags(values, command, ['keys', 'online-keys', 'out']);
       const expiresInMs = expiresMs(values, command);
       const previous = stringOpt(values, 'previous-root-key');
-      return reportingTufErrors(command, async () => {
-        const { signRoot } = await import('../tuf/offline.js');
-        print(
-          signRoot({
-            keysDir: path.resolve(required(values, 'keys', command)),
-            onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
-            out: path.resolve(required(values, 'out', command)),
-            ...(previous !== undefined ? { previousRootKeyFile: path.resolve(previous) } : {}),
-            ...(expiresInMs !== undefined ? { expiresInMs } : {}),
-          }),
-        );
-      });
+      const { signRoot } = await import('../tuf/offline.js');
+      print(
+        signRoot({
+          keysDir: path.resolve(required(values, 'keys', command)),
+          onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
+          out: path.resolve(required(values, 'out', command)),
+          ...(previous !== undefined ? { previousRootKeyFile: path.resolve(previous) } : {}),
+          ...(expiresInMs !== undefined ? { expiresInMs } : {}),
+        }),
+      );
     },
   },
   {
@@ -123,19 +105,17 @@ export const TUF_COMMANDS: Command[] = [
       requireFlags(values, command, ['keys', 'online-keys', 'root', 'out']);
       const expiresInMs = expiresMs(values, command);
       const paths = values['delegate-path'];
-      return reportingTufErrors(command, async () => {
-        const { signTargets } = await import('../tuf/offline.js');
-        print(
-          signTargets({
-            keysDir: path.resolve(required(values, 'keys', command)),
-            onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
-            rootFile: path.resolve(required(values, 'root', command)),
-            out: path.resolve(required(values, 'out', command)),
-            ...(Array.isArray(paths) ? { delegatePaths: paths } : {}),
-            ...(expiresInMs !== undefined ? { expiresInMs } : {}),
-          }),
-        );
-      });
+      const { signTargets } = await import('../tuf/offline.js');
+      print(
+        signTargets({
+          keysDir: path.resolve(required(values, 'keys', command)),
+          onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
+          rootFile: path.resolve(required(values, 'root', command)),
+          out: path.resolve(required(values, 'out', command)),
+          ...(Array.isArray(paths) ? { delegatePaths: paths } : {}),
+          ...(expiresInMs !== undefined ? { expiresInMs } : {}),
+        }),
+      );
     },
   },
   {
@@ -154,24 +134,22 @@ export const TUF_COMMANDS: Command[] = [
       }
       const root = readFileFlag(values, 'root');
       const targets = readFileFlag(values, 'targets');
-      return reportingTufErrors(command, async () => {
-        const result = await withDataDir(values, command, (ctx) =>
-          ctx.tuf.importSigned(
-            { ...(root ? { root } : {}), ...(targets ? { targets } : {}) },
-            {
-              onInstalled: (r) => {
-                const at = new Date().toISOString();
-                if (r.root) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
-                if (r.targets) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
-                if (r.removedOnlineKeys.length > 0) {
-                  ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
-                }
-              },
+      const result = await withDataDir(values, command, (ctx) =>
+        ctx.tuf.importSigned(
+          { ...(root ? { root } : {}), ...(targets ? { targets } : {}) },
+          {
+            onInstalled: (r) => {
+              const at = new Date().toISOString();
+              if (r.root) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
+              if (r.targets) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
+              if (r.removedOnlineKeys.length > 0) {
+                ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
+              }
             },
-          ),
-        );
-        print(result);
-      });
+          },
+        ),
+      );
+      print(result);
     },
   },
   {

@@ -1,34 +1,22 @@
-// Refusals of the offline-key ceremony (`meshanics-server tuf ...`). Stable codes like the
-// server's error table; kept here because server/src/errors.ts belongs to another change set.
+// Refusals of the offline-key ceremony (`meshanics-server tuf ...`). The codes live in the
+// server's one error table (server/src/errors.ts); TufError narrows MeshError to them.
 // Each refusal happens before anything is written, so the repository is unchanged.
-export const TUF_ERROR_TABLE = {
-  MESH_ERR_TUF_IMPORT_INVALID: 'The file is not valid TUF metadata of the expected role, or breaks a rule of this repository',
-  MESH_ERR_TUF_IMPORT_VERSION: 'The imported version is not exactly the current version + 1',
-  MESH_ERR_TUF_IMPORT_EXPIRED: 'The imported metadata has already expired',
-  MESH_ERR_TUF_IMPORT_SIGNATURE: 'The imported metadata is not signed by a threshold of the keys that must sign it',
-  MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE: 'The new root is not signed by a threshold of the current root keys (spec 5.3.4)',
-  MESH_ERR_TUF_IMPORT_ONLINE_KEYS: 'The new root does not name the snapshot/timestamp keys this server holds',
-  MESH_ERR_TUF_IMPORT_DELEGATION: 'The targets delegation is not a terminating, narrow slice delegated to the server publisher key',
-  MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED: 'The new root changes the targets key: import the targets version signed by it together',
-  MESH_ERR_TUF_KEY_EXISTS: 'A key file already exists at the output path; keys are never overwritten',
-  MESH_ERR_TUF_KEY_UNREADABLE: 'A key or key-export file cannot be read',
-} as const;
+import { ERROR_TABLE, MeshError } from '../errors.js';
 
-export type TufErrorCode = keyof typeof TUF_ERROR_TABLE;
+export type TufErrorCode = 'MESH_ERR_TUF_IMPORT_INVALID' | 'MESH_ERR_TUF_IMPORT_VERSION' | 'MESH_ERR_TUF_IMPORT_EXPIRED' | 'MESH_ERR_TUF_IMPORT_SIGNATURE' | 'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE' | 'MESH_ERR_TUF_IMPORT_ONLINE_KEYS' | 'MESH_ERR_TUF_IMPORT_DELEGATION' | 'MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED' | 'MESH_ERR_TUF_KEY_EXISTS' | 'MESH_ERR_TUF_KEY_UNREADABLE';
 
-export class TufError extends Error {
-  override readonly name = 'TufError';
-  readonly kind = 'invalid';
-  constructor(
-    readonly code: TufErrorCode,
-    message: string,
-    options: { cause?: unknown } = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-  }
+export const TUF_ERROR_TABLE = Object.freeze(
+  Object.fromEntries(
+    Object.entries(ERROR_TABLE)
+      .filter(([code]) => code.startsWith('MESH_ERR_TUF_IMPORT_') || code.startsWith('MESH_ERR_TUF_KEY_'))
+      .map(([code, entry]) => [code, entry.summary]),
+  ) as Record<TufErrorCode, string>,
+);
 
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message };
+export class TufError extends MeshError {
+  declare readonly code: TufErrorCode;
+  constructor(code: TufErrorCode, message: string, options: { cause?: unknown } = {}) {
+    super(code, message, options);
   }
 }
 
