@@ -123,7 +123,9 @@ export function createArtifactRequestHandler(options: ArtifactServerOptions): ht
         res.end();
         return;
       }
-      await pipeline(handle.createReadStream({ start, end, autoClose: false }), res);
+      // 1 MiB reads: with the default 64 KiB the server spent ~2x the CPU per GiB served
+      // (docs/benchmarks.md, agent pipeline), making it a co-bottleneck of every download.
+      await pipeline(handle.createReadStream({ start, end, autoClose: false, highWaterMark: 1024 * 1024 }), res);
     } finally {
       await handle.close();
     }
