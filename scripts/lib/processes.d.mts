@@ -3,6 +3,7 @@ export const AGENT_CLI: string;
 export const TERMINAL: Set<string>;
 export interface Child {
   name: string;
+  readonly pid: number | undefined;
   lines: string[];
   grpc: string;
   artifacts: string;
@@ -15,7 +16,19 @@ export interface Child {
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
-export function startAgent(server: Child, certDir: string, dataDir: string, options?: { extraArgs?: string[]; env?: Record<string, string> }): Child;
+export function spawnNode(
+  name: string,
+  file: string,
+  args: string[],
+  env?: Record<string, string>,
+  options?: { maxLines?: number; execArgv?: string[] },
+): Child;
+export function startAgent(
+  server: Child,
+  certDir: string,
+  dataDir: string,
+  options?: { extraArgs?: string[]; env?: Record<string, string>; execArgv?: string[] },
+): Child;
 export function waitForAssignment(
   dataDir: string,
   assignmentId: string,
