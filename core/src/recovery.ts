@@ -13,6 +13,10 @@ import { reasonOf } from './errors.js';
 import { cleanUp, createContext, rollBack, stagingDirOf } from './pipeline.js';
 
 export async function recoverInterrupted(agent: Agent): Promise<void> {
+  const leftovers = agent.state.removedTempFiles ?? [];
+  if (leftovers.length > 0) {
+    agent.log.warn({ files: leftovers }, 'removed temp files of state writes a crash interrupted');
+  }
   const { inflight } = agent.state.current;
   for (const [name, record] of Object.entries(inflight)) {
     const { assignment } = record;

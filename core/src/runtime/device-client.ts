@@ -12,6 +12,15 @@ import type { DeviceTlsMaterial } from '../transport/tls.js';
 
 type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
+/**
+ * grpc-js backs a failed connection off up to 120 s by default and, while it waits, fails
+ * every call at once (TRANSIENT_FAILURE) whatever the agent's own retry rhythm: after a long
+ * server outage agents came back up to a minute late. The agent already paces its calls
+ * (heartbeat interval, its own jittered backoff), so the channel itself retries within a few
+ * seconds of being asked.
+ */
+export const RECONNECT_BACKOFF = { initialMs: 1000, maxMs: 5000 } as const;
+
 /** The agent's side of DeviceService: mutual TLS only, one long-lived channel. */
 export class DeviceClient {
   readonly #client: grpc.Client & Record<string, unknown>;
@@ -22,6 +31,8 @@ export class DeviceClient {
     const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
     this.#client = new Client(address, credentials, {
       'grpc.keepalive_time_ms': 60_000,
+      'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF.initialMs,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF.maxMs,
       'grpc.max_receive_message_length': 4 * 1024 * 1024,
     }) as grpc.Client & Record<string, unknown>;
     this.#deadlineMs = options.deadlineMs ?? 15_000;

@@ -1,6 +1,11 @@
 // Delivers the outbox in sequence order. A report leaves the outbox only after the server
 // acknowledged it (accepted, or recognised as a duplicate), so delivery is at-least-once and
 // the server's sequence check makes it exactly-once in effect.
+//
+// The next report goes out as soon as the previous one is acknowledged; dropping the
+// acknowledged one from the durable outbox is a state write that runs meanwhile (and shares
+// its write with whatever else is pending). A crash before that write is durable only means
+// the report is sent again, which the server recognises as a duplicate.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AgentStateStore } from '../state/agent-state.js';
@@ -15,6 +20,8 @@ export class StatusReporter {
   #retryTimer: NodeJS.Timeout | undefined;
   #backoffMs = 500;
   #stopped = false;
+  /** Acknowledged sequences whose removal from the outbox is not durable yet. */
+  readonly #acked = new Set<number>();
 
   /** `client` is a getter: the channel is replaced when the certificate is renewed. */
   constructor(state: AgentStateStore, client: () => DeviceClient, log: Logger) {
@@ -39,16 +46,28 @@ export class StatusReporter {
     });
   }
 
+  /** Drops an acknowledged (or refused) report from the outbox without waiting for the write. */
+  #drop(sequence: number): void {
+    this.#acked.add(sequence);
+    this.#state
+      .update((draft) => {
+        draft.outbox = draft.outbox.filter((r) => r.sequence !== sequence);
+      })
+      .catch((err: unknown) => this.#log.error({ err: (err as Error).message, sequence }, 'could not drop a delivered report; it will be sent again'))
+      .finally(() => {
+        this.#acked.delete(sequence);
+        this.wake();
+      });
+  }
+
   async #flush(): Promise<void> {
     while (!this.#stopped) {
-      const next = this.#state.current.outbox[0];
+      const next = this.#state.current.outbox.find((r) => !this.#acked.has(r.sequence));
       if (!next) return;
       try {
         const res = await this.#client().reportArtifactStatus(next);
         if (!res.accepted) this.#log.debug({ sequence: next.sequence }, 'server already had this report');
-        await this.#state.update((draft) => {
-          draft.outbox = draft.outbox.filter((r) => r.sequence !== next.sequence);
-        });
+        this.#drop(next.sequence);
         this.#backoffMs = 500;
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
@@ -56,9 +75,7 @@ export class StatusReporter {
           // The server will never take this report (an assignment it no longer knows, say):
           // drop it rather than block every later report behind it.
           this.#log.warn({ sequence: next.sequence, err: (err as Error).message }, 'server refused report; dropping it');
-          await this.#state.update((draft) => {
-            draft.outbox = draft.outbox.filter((r) => r.sequence !== next.sequence);
-          });
+          this.#drop(next.sequence);
           continue;
         }
         this.#log.warn({ err: (err as Error).message, pending: this.#state.current.outbox.length }, 'report delivery failed; will retry');

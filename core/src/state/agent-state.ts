@@ -4,6 +4,12 @@
 // is deliberate: a state change and the report that announces it are persisted by the same
 // rename, so after a crash there is never a report without its state or a state without
 // its report.
+//
+// Writes are group-committed: updates that arrive while a write is in progress are applied,
+// in order, to one draft and persisted by ONE atomic write (temp file, fsync, rename, fsync
+// of the directory). Nobody waits for a timer, and nothing becomes current, or resolves its
+// caller, before the write that carries it is durable. So N concurrent transitions cost a
+// few writes instead of N, and a burst of them never leaves a report sent ahead of its state.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ArtifactState, ReportArtifactStatusRequest } from '../contract/messages.js';
@@ -45,24 +51,47 @@ export interface AgentStateData {
   outbox: PendingReport[];
 }
 
+const STATE_FILE = 'agent-state.json';
+/** Temp files of our own atomic writes of it (`writeFileAtomic`: `.<name>.tmp-<hex>`). */
+const STATE_TEMP = /^\.agent-state\.json\.tmp-[0-9a-f]+$/;
+
+interface PendingUpdate {
+  mutate: (draft: AgentStateData) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 function emptyState(): AgentStateData {
   return { formatVersion: 1, nextSequence: 1, installed: {}, inflight: {}, completed: {}, outbox: [] };
 }
 
 export class AgentStateStore {
   readonly file: string;
+  /** Leftover temp files of interrupted state writes that `open` removed. */
+  readonly removedTempFiles: readonly string[];
   #state: AgentStateData;
-  #queue: Promise<unknown> = Promise.resolve();
+  #pending: PendingUpdate[] = [];
+  #writing = false;
+  #writes = 0;
 
-  private constructor(file: string, state: AgentStateData) {
+  private constructor(file: string, state: AgentStateData, removedTempFiles: string[]) {
     this.file = file;
     this.#state = state;
+    this.removedTempFiles = removedTempFiles;
   }
 
   static async open(dataDir: string): Promise<AgentStateStore> {
     const dir = path.join(dataDir, 'state');
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const file = path.join(dir, 'agent-state.json');
+    const file = path.join(dir, STATE_FILE);
+    // A crash between "temp file written" and "renamed" leaves the temp file behind; the
+    // state file itself is intact (old or new). Only our own naming pattern, only here.
+    const removed: string[] = [];
+    for (const entry of await fs.readdir(dir)) {
+      if (!STATE_TEMP.test(entry)) continue;
+      await fs.rm(path.join(dir, entry), { force: true });
+      removed.push(entry);
+    }
     let state: AgentStateData;
     try {
       const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as AgentStateData;
@@ -77,7 +106,7 @@ export class AgentStateStore {
       }
       state = emptyState();
     }
-    return new AgentStateStore(file, state);
+    return new AgentStateStore(file, state, removed);
   }
 
   /** The current state; treat as read-only (mutate only through `update`). */
@@ -85,21 +114,67 @@ export class AgentStateStore {
     return this.#state;
   }
 
+  /** How many times the state file was written since `open` (group commits count once). */
+  get writes(): number {
+    return this.#writes;
+  }
+
   /**
-   * Applies `mutate` to a copy, persists it atomically, then makes it current. Updates are
-   * serialized so concurrent pipelines never lose each other's changes.
+   * Applies `mutate` to a copy, persists it atomically, then makes it current and resolves.
+   * Updates are applied in call order, so concurrent pipelines never lose each other's
+   * changes; those that arrive while a write is in progress share the next write. A
+   * `mutate` that throws rejects its own call only (nothing of it is written).
    */
   update<T>(mutate: (draft: AgentStateData) => T): Promise<T> {
-    const run = async (): Promise<T> => {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ mutate, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#writing) void this.#commitLoop();
+    });
+  }
+
+  async #commitLoop(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0, this.#pending.length);
+        const { draft, applied } = this.#apply(batch);
+        if (applied.length === 0) continue;
+        try {
+          await writeJsonAtomic(this.file, draft);
+          this.#writes += 1;
+        } catch (err) {
+          for (const { op } of applied) op.reject(err);
+          continue;
+        }
+        this.#state = draft;
+        for (const { op, result } of applied) op.resolve(result);
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Applies a batch to one draft; an update that throws is rejected and left out. */
+  #apply(batch: PendingUpdate[]): { draft: AgentStateData; applied: Array<{ op: PendingUpdate; result: unknown }> } {
+    let ops = batch;
+    for (;;) {
       const draft = structuredClone(this.#state);
-      const result = mutate(draft);
-      await writeJsonAtomic(this.file, draft);
-      this.#state = draft;
-      return result;
-    };
-    const next = this.#queue.then(run, run);
-    this.#queue = next.catch(() => undefined);
-    return next;
+      const applied: Array<{ op: PendingUpdate; result: unknown }> = [];
+      let failed: PendingUpdate | undefined;
+      for (const op of ops) {
+        try {
+          applied.push({ op, result: op.mutate(draft) });
+        } catch (err) {
+          // It may have half-changed the draft: reject it and rebuild without it (the others
+          // run again on a fresh copy; mutations are functions of the draft alone).
+          op.reject(err);
+          failed = op;
+          break;
+        }
+      }
+      if (!failed) return { draft, applied };
+      ops = ops.filter((op) => op !== failed);
+    }
   }
 
   /** Queues a report inside a state update: call from within `update`. */
