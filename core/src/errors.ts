@@ -9,6 +9,7 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_SPEC_INVALID: 'assignment spec does not match the plugin schema',
   MESH_ERR_TUF_TARGET_UNKNOWN: 'target is not in the TUF-verified metadata',
   MESH_ERR_TUF_REFRESH: 'TUF metadata could not be refreshed and verified',
+  MESH_ERR_TUF_DELEGATION: 'delegated targets metadata could not be fetched and verified',
   MESH_ERR_DIGEST_MISMATCH: 'bytes or expected digest differ from the TUF-verified target',
   MESH_ERR_DOWNLOAD_FAILED: 'target download failed',
   MESH_ERR_PROBE_FAILED: 'health probe failed on every attempt',

@@ -263,7 +263,7 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const genuine = repo.current().versions;
     await underAttack(async () => {
       repo.write(`${genuine.publisher}.publisher.json`, oldTargets);
-      await expectRefused('mix-and-match (old targets under the new name)', device, assignmentFor(v2), /Unable to load targets error Error: Expected (length|hash) .* but got /, genuine);
+      await expectRefused('mix-and-match (old targets under the new name)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Expected (length|hash) .* but got /, genuine);
     });
     await expectRecovers(device, v2);
     device.close();
@@ -281,7 +281,7 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
       repo.write(`${next}.publisher.json`, oldTargets);
       const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, next, oldTargets, { role: 'publisher', withHashes: false }));
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('mix-and-match (snapshot names a version the file is not)', device, assignmentFor(v2), /Unable to load targets error Error: Version \d+ of publisher does not match snapshot version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
+      await expectRefused('mix-and-match (snapshot names a version the file is not)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Version \d+ of publisher does not match snapshot version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
     });
     await expectRecovers(device, v2);
     device.close();

@@ -73,7 +73,14 @@ export class TufTargetSource implements TargetSource {
       throw new MeshError('MESH_ERR_TUF_REFRESH', `TUF metadata refresh failed: ${(err as Error).message}`, { cause: err });
     }
     // Spec 5.7.1: the target must be listed by the verified targets metadata (or a delegation).
-    const info = await updater.getTargetInfo(targetPath);
+    // Delegated roles are fetched and verified only here (spec 5.6.7), so their refusals
+    // (signature, version, length, hash) surface from this call, not from refresh().
+    let info: Awaited<ReturnType<Updater['getTargetInfo']>>;
+    try {
+      info = await updater.getTargetInfo(targetPath);
+    } catch (err) {
+      throw new MeshError('MESH_ERR_TUF_DELEGATION', `delegated TUF metadata for "${targetPath}" failed verification: ${(err as Error).message}`, { cause: err });
+    }
     if (!info) {
       throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" is not in the verified TUF metadata`);
     }
