@@ -208,6 +208,13 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
   readonly #apiTimeoutMs: number;
   readonly #runtimeWaitMs: number;
   readonly #engines = new Map<string, { api: Engine; pull: Engine }>();
+  /**
+   * Image digests claimed by updates in progress (assignment id -> digest), from the start of
+   * their download to the end of their cleanup. The agent runs several pipelines at once and
+   * the runtime has one image store: without this, one artifact's cleanup could remove an
+   * image another artifact has just pulled and not yet created a container from.
+   */
+  readonly #claims = new Map<string, string>();
 
   constructor(options: ContainerPluginOptions = {}) {
     this.runtime = options.runtime ?? 'auto';
@@ -246,6 +253,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
       const { api, pull, socketPath } = await this.#engine();
       await waitForEngine(api, 0, socketPath);
       const { digest } = parseImageReference(spec.image);
+      this.#claims.set(ctx.assignment.assignmentId, digest);
       const present = await inspectImage(api, spec.image);
       // Ours to remove later only if we pulled it (or a version we installed did).
       const knownOurs = [ctx.previous, ctx.previous?.previous].some((r) => {
@@ -391,31 +399,44 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
     });
 
     agent.hooks.cleanup.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
-      const state = stateOf(ctx);
-      const { assignment } = ctx;
-      if (!state.image && !state.previous) return; // nothing of ours was created
-      const { api } = await this.#engine();
-      const installed = agent.state.current.installed[assignment.name];
-      const healthy = installed?.assignmentId === assignment.assignmentId;
-      if (healthy) {
-        // The new container is live and healthy: the backup container can go.
-        const previous = state.previous;
-        if (previous && previous.id !== state.newId) {
-          const info = await inspectContainer(api, previous.id);
-          if (info && isOurs(info.Config.Labels, assignment.name) && nameOf(info) === previous.backupName) {
-            await removeContainer(api, previous.id);
-            ctx.log.info({ container: previous.backupName }, 'backup container removed');
-          }
-        }
-        // Images: the current one and the previous one stay; the one before goes.
-        const keep = new Set([state.image?.digest, imageOfRecord(ctx.previous)?.digest]);
-        await this.#removeImage(api, imageOfRecord(ctx.previous?.previous), keep, ctx.log);
-      } else {
-        // Not live: its image goes unless the current or previous version uses it.
-        const keep = new Set([imageOfRecord(installed)?.digest, imageOfRecord(installed?.previous)?.digest]);
-        await this.#removeImage(api, state.image, keep, ctx.log);
+      try {
+        await this.#cleanup(agent, ctx);
+      } finally {
+        this.#claims.delete(ctx.assignment.assignmentId);
       }
     });
+  }
+
+  async #cleanup(agent: Agent, ctx: ArtifactContext): Promise<void> {
+    const state = stateOf(ctx);
+    const { assignment } = ctx;
+    if (!state.image && !state.previous) return; // nothing of ours was created
+    const { api } = await this.#engine();
+    const installed = agent.state.current.installed[assignment.name];
+    // Images another installed container artifact runs or may roll back to stay too.
+    const othersKeep = Object.values(agent.state.current.installed)
+      .filter((record) => record.name !== assignment.name)
+      .flatMap((record) => [imageOfRecord(record)?.digest, imageOfRecord(record.previous)?.digest]);
+    const claimedByOthers = [...this.#claims].filter(([id]) => id !== assignment.assignmentId).map(([, digest]) => digest);
+    const healthy = installed?.assignmentId === assignment.assignmentId;
+    if (healthy) {
+      // The new container is live and healthy: the backup container can go.
+      const previous = state.previous;
+      if (previous && previous.id !== state.newId) {
+        const info = await inspectContainer(api, previous.id);
+        if (info && isOurs(info.Config.Labels, assignment.name) && nameOf(info) === previous.backupName) {
+          await removeContainer(api, previous.id);
+          ctx.log.info({ container: previous.backupName }, 'backup container removed');
+        }
+      }
+      // Images: the current one and the previous one stay; the one before goes.
+      const keep = new Set([state.image?.digest, imageOfRecord(ctx.previous)?.digest, ...othersKeep, ...claimedByOthers]);
+      await this.#removeImage(api, imageOfRecord(ctx.previous?.previous), keep, ctx.log);
+    } else {
+      // Not live: its image goes unless the current or previous version uses it.
+      const keep = new Set([imageOfRecord(installed)?.digest, imageOfRecord(installed?.previous)?.digest, ...othersKeep, ...claimedByOthers]);
+      await this.#removeImage(api, state.image, keep, ctx.log);
+    }
   }
 
   /**

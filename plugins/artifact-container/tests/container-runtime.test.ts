@@ -418,4 +418,57 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(bystanderInfo.Name).toBe(`/${bystander}`);
     expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
   });
+
+  it('an image one artifact pulled is kept while another artifact is between its pull and its create', async () => {
+    // The agent runs several pipelines at once against one image store. Artifact A pulls the
+    // image and fails its probe (its cleanup would remove the image it pulled); artifact B
+    // found the image present and is held between its download and its apply meanwhile.
+    const t = await setup();
+    const a = t.artifact;
+    const b = `${a}-b`;
+    await docker.getImage(rt.images.other.ref).remove({ force: true }).catch(() => undefined);
+    let reached!: () => void;
+    const bReached = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const bReleased = new Promise<void>((resolve) => (release = resolve));
+    // Tapped after the plugin: runs once B's image is present, before B's apply creates anything.
+    t.agent.hooks.download.for('container').tapPromise('test-gate', async (ctx) => {
+      if (ctx.assignment.name !== b) return;
+      reached();
+      await bReleased;
+    });
+    const aDeploy = await assignmentFor(t, descriptor(t, rt.images.other.ref), '1.0.0', 1);
+    const failing: Assignment = { ...aDeploy, probe: { ...aDeploy.probe!, specJson: JSON.stringify({ url: `http://127.0.0.1:${t.port}/missing` }) } };
+    const bPort = await freePort();
+    const bSpec = descriptor(t, rt.images.other.ref, { name: b, ports: [{ container: 8080, host: bPort }] });
+    const bBytes = JSON.stringify(bSpec);
+    const bTarget = await t.source.publish(`${b}/1.0.0/container.json`, bBytes, { kind: 'container', spec: bSpec });
+    const bAssignment = testAssignment(bTarget, {
+      kind: 'container',
+      name: b,
+      version: '1.0.0',
+      specJson: bBytes,
+      probe: { type: 'http', specJson: JSON.stringify({ url: `http://127.0.0.1:${bPort}/health` }), timeoutSeconds: 2, attempts: 3, initialDelaySeconds: 0 },
+    });
+    try {
+      // A pulls first (so the image is A's to remove), then B starts and waits at the gate.
+      const aDownloaded = new Promise<void>((resolve) => {
+        t.agent.hooks.transition.tap('test-a', (e) => {
+          if (e.assignment.assignmentId === failing.assignmentId && e.state === 'VERIFYING') resolve();
+        });
+      });
+      const aRun = runPipeline(t.agent, failing, new AbortController().signal);
+      await aDownloaded;
+      const bRun = runPipeline(t.agent, bAssignment, new AbortController().signal);
+      await bReached;
+      expect(await aRun).toBe('ROLLED_BACK');
+      release();
+      expect(await bRun).toBe('HEALTHY');
+      expect(await imagePresent(rt.images.other)).toBe(true);
+      expect(await httpGet(bPort)).toEqual({ status: 200, body: 'not managed by meshanics\n' });
+    } finally {
+      release();
+      await docker.getContainer(b).remove({ force: true }).catch(() => undefined);
+    }
+  });
 });
