@@ -170,7 +170,7 @@ describe('TUF root and targets keys moved offline under a running server and age
 
     const view = await installed(p.version);
     expect(view.state).toBe('FAILED');
-    expect(view.reason).toMatch(/^Unable to load targets error Error: publisher was signed by 0\/1 keys$/);
+    expect(view.reason).toMatch(/^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: publisher was signed by 0\/1 keys$/);
     expect(view.reports.map((r: { state: string }) => r.state)).not.toContain('APPLYING');
     expect(trustedRootVersion()).toBe(2);
     // The server itself refuses to build on the forged chain; put the genuine one back.
