@@ -1,11 +1,39 @@
-import { SqliteStore } from './sqlite-store.js';
+import { SqliteDb } from './db-sqlite.js';
+import { PostgresDb } from './db-postgres.js';
+import type { Db, QueryObserver } from './db.js';
+import { MIGRATIONS, type Migration } from './migrations.js';
+import { migrate, SqlStore } from './sql-store.js';
 import type { Store } from './store.js';
 
 export type * from './store.js';
+export type { Db, Dialect, QueryObserver, Row } from './db.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
-export { SqliteStore } from './sqlite-store.js';
+export { SqlStore } from './sql-store.js';
+export { SqliteDb } from './db-sqlite.js';
+export { PostgresDb } from './db-postgres.js';
 
-/** Opens (creating and migrating if needed) the server database at `file`. */
-export function openStore(file: string): Store {
-  return new SqliteStore(file);
+export interface OpenStoreOptions {
+  /** Only these migrations (tests of upgrades). */
+  migrations?: readonly Migration[];
+  observe?: QueryObserver;
+}
+
+/** True for a `postgres://` or `postgresql://` URL. */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(ql)?:\/\//.test(location);
+}
+
+/**
+ * Opens (creating and migrating if needed) the server database: a PostgreSQL URL, or the path
+ * of the SQLite file.
+ */
+export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
+  const db: Db = isPostgresUrl(location) ? new PostgresDb(location, options.observe) : new SqliteDb(location, options.observe);
+  try {
+    await migrate(db, options.migrations ?? MIGRATIONS);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return new SqlStore(db);
 }

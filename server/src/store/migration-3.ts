@@ -1,7 +1,7 @@
 // Migration 3: static groups, rollouts with their stored wave split, and the hash chain of
 // the audit trail. Kept in its own file so the migration list stays readable.
 import { auditEventHash, GENESIS_HASH } from '../audit/chain.js';
-import type { MigrationDatabase } from './migrations.js';
+import type { Db } from './db.js';
 
 export const MIGRATION_3_SQL = `
 -- Static groups: the device names as the operator gave them, in order. They are resolved
@@ -113,15 +113,14 @@ interface LegacyEventRow {
 }
 
 /** Gives every event stored before migration 3 its seq, prev_hash and hash, in id order. */
-export function chainAuditEvents(db: MigrationDatabase): void {
-  const rows = db.prepare('SELECT id, at, actor, action, subject, details FROM audit_events ORDER BY id').all() as LegacyEventRow[];
-  const update = db.prepare('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?');
+export async function chainAuditEvents(db: Db): Promise<void> {
+  const rows = (await db.all('SELECT id, at, actor, action, subject, details FROM audit_events ORDER BY id')) as unknown as LegacyEventRow[];
   let prev = GENESIS_HASH;
-  rows.forEach((r, i) => {
+  for (const [i, r] of rows.entries()) {
     const seq = i + 1;
     const details = (r.details ? JSON.parse(r.details) : {}) as Record<string, unknown>;
     const hash = auditEventHash(prev, { seq, at: r.at, actor: r.actor, action: r.action, subject: r.subject, details });
-    update.run(seq, prev, hash, r.id);
+    await db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?', [seq, prev, hash, r.id]);
     prev = hash;
-  });
+  }
 }

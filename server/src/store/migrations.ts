@@ -1,27 +1,29 @@
-// Versioned schema migrations, applied in order and recorded in schema_migrations.
-// Never edit a migration that has shipped: append a new one. Timestamps are ISO 8601 UTC text,
-// JSON columns are text, booleans are 0/1 integers, so the statements port to PostgreSQL
-// (which gets its own list when it arrives: only id generation and triggers differ).
+// Versioned schema migrations, applied in order and recorded in schema_migrations, with the
+// same versions and names on SQLite and PostgreSQL. Never edit a migration that has shipped:
+// append a new one. Timestamps are ISO 8601 UTC text, JSON columns are text, booleans are 0/1
+// integers on both engines, so the store's statements are the same for both; the PostgreSQL
+// scripts (migrations-postgres.ts) differ only in id generation (BIGSERIAL, and a `rowid`
+// column where SQLite's implicit rowid breaks ordering ties), 64-bit integers and triggers.
+import type { Db } from './db.js';
 import { chainAuditEvents, MIGRATION_3_AUDIT_GUARDS, MIGRATION_3_SQL } from './migration-3.js';
-
-/** What a migration's code step may use (better-sqlite3's Database satisfies it). */
-export interface MigrationDatabase {
-  exec(sql: string): unknown;
-  prepare(sql: string): { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] };
-}
+import { POSTGRES_MIGRATION_SQL, POSTGRES_MIGRATION_3_AUDIT_GUARDS } from './migrations-postgres.js';
 
 export interface Migration {
   version: number;
   name: string;
+  /** The SQLite script. */
   sql: string;
-  /** A step SQL alone cannot do (hashing), run after `sql` in the same transaction. */
-  up?: (db: MigrationDatabase) => void;
+  /** The PostgreSQL script of the same version. */
+  postgresSql: string;
+  /** A step SQL alone cannot do (hashing), run after the script in the same transaction. */
+  up?: (db: Db) => Promise<void>;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'initial',
+    postgresSql: POSTGRES_MIGRATION_SQL[1]!,
     sql: `
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -118,6 +120,7 @@ CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
   {
     version: 2,
     name: 'device-lifecycle',
+    postgresSql: POSTGRES_MIGRATION_SQL[2]!,
     sql: `
 -- Set when a heartbeat told a decommissioned device it is offboarded: that one answer is the
 -- only thing a decommissioned identity ever gets again.
@@ -171,16 +174,18 @@ CREATE INDEX log_requests_by_device ON log_requests (device_id, requested_at);
     version: 3,
     name: 'rollouts-and-audit-chain',
     sql: MIGRATION_3_SQL,
+    postgresSql: POSTGRES_MIGRATION_SQL[3]!,
     // Chains the events written before this version, in order, then restores append-only.
-    up: (db) => {
-      chainAuditEvents(db);
-      db.exec(MIGRATION_3_AUDIT_GUARDS);
+    up: async (db) => {
+      await chainAuditEvents(db);
+      await db.exec(db.dialect === 'postgres' ? POSTGRES_MIGRATION_3_AUDIT_GUARDS : MIGRATION_3_AUDIT_GUARDS);
     },
   },
   {
     version: 4,
     name: 'operator-api',
     // Independent of version 3 (touches none of its tables), so either order of applying works.
+    postgresSql: POSTGRES_MIGRATION_SQL[4]!,
     sql: `
 -- Operator API keys: only the sha256 of a key is stored, so a copy of the database cannot call
 -- the API. A name is unique among live keys (it is the actor the audit trail records).

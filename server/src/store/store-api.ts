@@ -22,14 +22,14 @@ export interface ApiKeyRecord {
 
 export interface ApiKeyStore {
   /** False (nothing written) when a live key already has this name. */
-  insert(key: ApiKeyRecord): boolean;
-  get(id: string): ApiKeyRecord | undefined;
-  getByHash(keySha256: string): ApiKeyRecord | undefined;
-  list(): ApiKeyRecord[];
+  insert(key: ApiKeyRecord): Promise<boolean>;
+  get(id: string): Promise<ApiKeyRecord | undefined>;
+  getByHash(keySha256: string): Promise<ApiKeyRecord | undefined>;
+  list(): Promise<ApiKeyRecord[]>;
   /** Sets revoked_at unless already set; false when already revoked or unknown. */
-  revoke(id: string, now: string, actor: string): boolean;
+  revoke(id: string, now: string, actor: string): Promise<boolean>;
   /** Live (unrevoked) keys. */
-  countLive(): number;
+  countLive(): Promise<number>;
 }
 
 export interface Page {
@@ -70,10 +70,10 @@ export interface DeviceHistoryRecord {
 }
 
 export interface OperatorViewStore {
-  listDevices(filter: DeviceListFilter, page: Page): { rows: DeviceListRow[]; total: number };
+  listDevices(filter: DeviceListFilter, page: Page): Promise<{ rows: DeviceListRow[]; total: number }>;
   /** The online flag of one device, computed exactly as listDevices does. */
-  isOnline(deviceId: string, defaultHeartbeatIntervalSeconds: number, now: string): boolean;
+  isOnline(deviceId: string, defaultHeartbeatIntervalSeconds: number, now: string): Promise<boolean>;
   /** Status reports of the device, newest first. */
-  listDeviceHistory(deviceId: string, limit: number): DeviceHistoryRecord[];
-  listArtifacts(filter: { name?: string; kind?: string }, page: Page): { rows: ArtifactRecord[]; total: number };
+  listDeviceHistory(deviceId: string, limit: number): Promise<DeviceHistoryRecord[]>;
+  listArtifacts(filter: { name?: string; kind?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }>;
 }

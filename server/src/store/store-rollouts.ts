@@ -13,11 +13,11 @@ export interface GroupRecord {
 
 export interface GroupStore {
   /** False (nothing written) when the fleet already has a group of this name. */
-  insert(group: GroupRecord): boolean;
-  get(fleet: string, name: string): GroupRecord | undefined;
-  list(filter?: { fleet?: string }): GroupRecord[];
+  insert(group: GroupRecord): Promise<boolean>;
+  get(fleet: string, name: string): Promise<GroupRecord | undefined>;
+  list(filter?: { fleet?: string }): Promise<GroupRecord[]>;
   /** Replaces the member list; false when the group does not exist. */
-  setDevices(fleet: string, name: string, devices: string[], now: string): boolean;
+  setDevices(fleet: string, name: string, devices: string[], now: string): Promise<boolean>;
 }
 
 export type RolloutStatusValue = 'running' | 'waiting_approval' | 'halted' | 'completed' | 'aborted';
@@ -97,29 +97,36 @@ export interface RolloutWaveStart {
 export type RolloutUpdate = Partial<Pick<RolloutRecord, 'status' | 'currentWave' | 'acknowledgedFailures' | 'halt' | 'abortPolicy' | 'finishedAt'>>;
 
 export interface RolloutStore {
-  insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): void;
-  get(id: string): RolloutRecord | undefined;
-  list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): { items: RolloutRecord[]; total: number };
+  insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): Promise<void>;
+  get(id: string): Promise<RolloutRecord | undefined>;
+  /**
+   * The rollout, locked for a decision until the caller's write transaction ends (PostgreSQL:
+   * SELECT ... FOR UPDATE). Call under Store.withWriteLock.
+   */
+  lockForDecision(id: string): Promise<RolloutRecord | undefined>;
+  /** How many rollouts are in each status (metrics). */
+  countByStatus(): Promise<Record<string, number>>;
+  list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): Promise<{ items: RolloutRecord[]; total: number }>;
   /** Ids of the rollouts in one of `statuses`, oldest first. */
-  listIds(statuses: readonly RolloutStatusValue[]): string[];
-  update(id: string, patch: RolloutUpdate, now: string): void;
-  listDevices(rolloutId: string): RolloutDeviceView[];
+  listIds(statuses: readonly RolloutStatusValue[]): Promise<string[]>;
+  update(id: string, patch: RolloutUpdate, now: string): Promise<void>;
+  listDevices(rolloutId: string): Promise<RolloutDeviceView[]>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
-  busyDevices(deviceIds: readonly string[], artifactName: string): Array<{ deviceId: string; rolloutId: string }>;
+  busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
   setDeviceAssignment(
     rolloutId: string,
     deviceId: string,
     input: { assignmentId: string; assignedAt: string; previousVersion: string | null; previousArtifactId: string | null },
-  ): void;
-  setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): void;
+  ): Promise<void>;
+  setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void>;
   /** The rollout ended: its devices are free for another rollout of the artifact name. */
-  releaseDevices(rolloutId: string): void;
+  releaseDevices(rolloutId: string): Promise<void>;
   /** Deactivates the rollout's assignments no device has reported on yet; returns their ids. */
-  deactivatePendingAssignments(rolloutId: string, now: string): string[];
+  deactivatePendingAssignments(rolloutId: string, now: string): Promise<string[]>;
   /** The probe of the device's latest assignment of `artifactId` that ended HEALTHY (to revert with). */
-  lastHealthyProbe(deviceId: string, artifactId: string): ProbeRecord | undefined;
-  recordWaveStart(rolloutId: string, start: RolloutWaveStart): void;
-  listWaveStarts(rolloutId: string): RolloutWaveStart[];
+  lastHealthyProbe(deviceId: string, artifactId: string): Promise<ProbeRecord | undefined>;
+  recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void>;
+  listWaveStarts(rolloutId: string): Promise<RolloutWaveStart[]>;
 }
 
 export interface AuditListFilter {

@@ -1,5 +1,6 @@
-// The persistence boundary: every SQL statement of the server lives behind this interface
-// (SQLite now; PostgreSQL is a later issue). Methods are synchronous because better-sqlite3 is.
+// The persistence boundary: every SQL statement of the server lives behind this interface.
+// One implementation (sql-store.ts) over two engines (db.ts): SQLite, the embedded default,
+// and PostgreSQL for several replicas serving one fleet. Every method is async.
 import type { ArtifactState, Capability, HardwareProfile } from '@meshanics/core/contract';
 import type { AuditListFilter, GroupStore, RolloutStore } from './store-rollouts.js';
 
@@ -188,70 +189,81 @@ export interface LogRequestWithDevice extends LogRequestRecord {
 }
 
 export interface EnrollmentTokenStore {
-  insert(token: EnrollmentTokenRecord): void;
-  get(id: string): EnrollmentTokenRecord | undefined;
-  getByHash(tokenSha256: string): EnrollmentTokenRecord | undefined;
-  list(filter?: { fleet?: string }): EnrollmentTokenRecord[];
+  insert(token: EnrollmentTokenRecord): Promise<void>;
+  get(id: string): Promise<EnrollmentTokenRecord | undefined>;
+  getByHash(tokenSha256: string): Promise<EnrollmentTokenRecord | undefined>;
+  list(filter?: { fleet?: string }): Promise<EnrollmentTokenRecord[]>;
   /** Sets revoked_at unless already set; false when the token was already revoked or does not exist. */
-  revoke(id: string, now: string, actor: string): boolean;
+  revoke(id: string, now: string, actor: string): Promise<boolean>;
   /** Takes one use of a live, unrevoked token with uses left; false (nothing changed) otherwise. */
-  consumeUse(id: string, now: string): boolean;
+  consumeUse(id: string, now: string): Promise<boolean>;
 }
 
 export interface CertificateStore {
-  insert(certificate: DeviceCertificateRecord): void;
-  listForDevice(deviceId: string): DeviceCertificateRecord[];
+  insert(certificate: DeviceCertificateRecord): Promise<void>;
+  listForDevice(deviceId: string): Promise<DeviceCertificateRecord[]>;
 }
 
 export interface LogRequestStore {
-  insert(request: LogRequestRecord): void;
-  get(id: string): LogRequestRecord | undefined;
-  list(filter?: { fleet?: string; deviceName?: string }): LogRequestWithDevice[];
-  listPending(deviceId: string): LogRequestRecord[];
+  insert(request: LogRequestRecord): Promise<void>;
+  get(id: string): Promise<LogRequestRecord | undefined>;
+  list(filter?: { fleet?: string; deviceName?: string }): Promise<LogRequestWithDevice[]>;
+  listPending(deviceId: string): Promise<LogRequestRecord[]>;
   /** Marks a pending request fulfilled; false when it already was (a concurrent upload won). */
-  fulfill(id: string, result: { sizeBytes: number; sha256: string; now: string }): boolean;
+  fulfill(id: string, result: { sizeBytes: number; sha256: string; now: string }): Promise<boolean>;
 }
 
 export interface Store {
   /**
-   * Runs `fn` holding the database write lock (SQLite: BEGIN IMMEDIATE). Other processes on
-   * the same data dir wait for it, which is what serializes TUF publishing across a running
-   * `serve` and CLI invocations. Nested calls join the outer transaction. Commits when `fn`
-   * returns, rolls back when it throws.
+   * Runs `fn` holding the database write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: a
+   * transaction holding the global write advisory lock). Other processes and replicas wait
+   * for it, which is what serializes TUF publishing across a running `serve`, other replicas
+   * and CLI invocations. Calls made inside `fn` (same async context) join the transaction (as
+   * a savepoint). Commits when `fn` resolves, rolls back when it rejects. Never await, inside
+   * `fn`, a promise started outside it that uses the store: it would wait for `fn` to end.
    */
-  withWriteLock<T>(fn: () => T): T;
-  schemaVersion(): number;
-  close(): void;
+  withWriteLock<T>(fn: () => T | Promise<T>): Promise<T>;
+  readonly dialect: 'sqlite' | 'postgres';
+  schemaVersion(): Promise<number>;
+  /** One round trip to the database (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
 
-  getDeviceById(id: string): DeviceRecord | undefined;
-  getDeviceBySpiffeId(spiffeId: string): DeviceRecord | undefined;
-  getDeviceByName(fleet: string, name: string): DeviceRecord | undefined;
+  /** Liveness only, for many devices at once (the heartbeat batcher's flush). */
+  touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void>;
+  /** Replaces the installed set with what the device reported (only when it changed). */
+  replaceInstalled(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void>;
+  countDevices(): Promise<number>;
+
+  getDeviceById(id: string): Promise<DeviceRecord | undefined>;
+  getDeviceBySpiffeId(spiffeId: string): Promise<DeviceRecord | undefined>;
+  getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined>;
   /** Creates the (not yet registered) device row if it does not exist. */
-  ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): { device: DeviceRecord; created: boolean };
+  ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }>;
   /** Idempotent upsert keyed by SPIFFE ID that refreshes the device profile. */
-  registerDevice(input: { spiffeId: string; fleet: string; name: string; profile: DeviceProfile; now: string }): DeviceRecord;
+  registerDevice(input: { spiffeId: string; fleet: string; name: string; profile: DeviceProfile; now: string }): Promise<DeviceRecord>;
   /** Records liveness and replaces the installed set with what the device reported. */
-  recordHeartbeat(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): void;
-  decommissionDevice(deviceId: string, now: string): void;
+  recordHeartbeat(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void>;
+  decommissionDevice(deviceId: string, now: string): Promise<void>;
   /** Records that the decommissioned device was told so; true only for the first caller. */
-  markOffboardNotified(deviceId: string, now: string): boolean;
-  listInstalled(deviceId: string): InstalledRecord[];
+  markOffboardNotified(deviceId: string, now: string): Promise<boolean>;
+  listInstalled(deviceId: string): Promise<InstalledRecord[]>;
 
-  getArtifact(name: string, version: string): ArtifactRecord | undefined;
-  getArtifactById(id: string): ArtifactRecord | undefined;
-  insertArtifact(artifact: ArtifactRecord): void;
+  getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined>;
+  getArtifactById(id: string): Promise<ArtifactRecord | undefined>;
+  insertArtifact(artifact: ArtifactRecord): Promise<void>;
 
   /** Inserts an active assignment; deactivates any active one for the same artifact name. Returns superseded ids. */
-  insertAssignment(assignment: AssignmentRecord): string[];
-  getAssignment(id: string): AssignmentRecord | undefined;
-  listDesiredArtifacts(deviceId: string): DesiredArtifact[];
-  listStatusReports(assignmentId: string): StatusReportRecord[];
+  insertAssignment(assignment: AssignmentRecord): Promise<string[]>;
+  getAssignment(id: string): Promise<AssignmentRecord | undefined>;
+  listDesiredArtifacts(deviceId: string): Promise<DesiredArtifact[]>;
+  listStatusReports(assignmentId: string): Promise<StatusReportRecord[]>;
   /**
    * Stores one status report unless its sequence is not above the device's last one
    * (then returns false and stores nothing). Report, assignment state, last_report_seq and
    * installed change together or not at all.
    */
-  recordStatusReport(report: NewStatusReport): boolean;
+  recordStatusReport(report: NewStatusReport): Promise<boolean>;
 
   readonly enrollmentTokens: EnrollmentTokenStore;
   readonly certificates: CertificateStore;
@@ -265,7 +277,7 @@ export interface Store {
   readonly operatorViews: OperatorViewStore;
 
   /** Appends one event to the hash chain (seq, prev_hash and hash computed under the write lock). */
-  appendAudit(event: NewAuditEvent): AuditEventRecord;
-  listAudit(filter?: AuditListFilter): AuditEventRecord[];
-  countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): number;
+  appendAudit(event: NewAuditEvent): Promise<AuditEventRecord>;
+  listAudit(filter?: AuditListFilter): Promise<AuditEventRecord[]>;
+  countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): Promise<number>;
 }

@@ -1,9 +1,10 @@
-// The audit trail for SqliteStore: append-only (database triggers) and hash-chained. Each
-// append reads the head and writes the next link under the write lock (BEGIN IMMEDIATE), so
-// two writers, in one process or several, can never fork the chain.
-import type Database from 'better-sqlite3';
+// The audit trail for SqlStore: append-only (database triggers) and hash-chained. Each append
+// reads the head and writes the next link inside the write transaction (SQLite: BEGIN
+// IMMEDIATE; PostgreSQL: the global write advisory lock), so two writers, in one process,
+// several processes or several replicas, can never fork the chain.
 import { auditEventHash, GENESIS_HASH } from '../audit/chain.js';
-import { json, num, str, type Row } from './sqlite-rows.js';
+import type { Db } from './db.js';
+import { json, num, str, type Row } from './sql-rows.js';
 import type { AuditEventRecord, AuditListFilter, NewAuditEvent } from './store.js';
 
 function eventFromRow(r: Row): AuditEventRecord {
@@ -23,15 +24,15 @@ function eventFromRow(r: Row): AuditEventRecord {
 const WHERE = `(@subject IS NULL OR subject = @subject) AND (@action IS NULL OR action = @action)
   AND (@afterSeq IS NULL OR seq > @afterSeq) AND (@uptoSeq IS NULL OR seq <= @uptoSeq)`;
 
-export class SqliteAudit {
+export class SqlAudit {
   constructor(
-    private readonly db: Database.Database,
-    private readonly withWriteLock: <T>(fn: () => T) => T,
+    private readonly db: Db,
+    private readonly withWriteLock: <T>(fn: () => Promise<T>) => Promise<T>,
   ) {}
 
-  append(e: NewAuditEvent): AuditEventRecord {
-    return this.withWriteLock(() => {
-      const head = this.db.prepare('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+  append(e: NewAuditEvent): Promise<AuditEventRecord> {
+    return this.withWriteLock(async () => {
+      const head = await this.db.get('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
       const seq = head ? num(head.seq) + 1 : 1;
       const prevHash = head ? str(head.hash) : GENESIS_HASH;
       // Hash exactly what is stored (and read back by a verifier): the JSON round trip drops
@@ -46,24 +47,24 @@ export class SqliteAudit {
         details: JSON.parse(detailsText) as Record<string, unknown>,
       };
       const hash = auditEventHash(prevHash, fields);
-      const info = this.db
-        .prepare('INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(fields.at, fields.actor, fields.action, fields.subject, detailsText, seq, prevHash, hash);
-      return { id: Number(info.lastInsertRowid), ...fields, prevHash, hash };
+      const inserted = await this.db.get(
+        'INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        [fields.at, fields.actor, fields.action, fields.subject, detailsText, seq, prevHash, hash],
+      );
+      return { id: num(inserted!.id), ...fields, prevHash, hash };
     });
   }
 
-  list(filter: AuditListFilter = {}): AuditEventRecord[] {
+  async list(filter: AuditListFilter = {}): Promise<AuditEventRecord[]> {
     const order = filter.order === 'desc' ? 'DESC' : 'ASC';
-    const rows = this.db
-      .prepare(`SELECT * FROM audit_events WHERE ${WHERE} ORDER BY seq ${order} LIMIT @limit OFFSET @offset`)
-      .all(this.params(filter)) as Row[];
+    const rows = await this.db.all(`SELECT * FROM audit_events WHERE ${WHERE} ORDER BY seq ${order} LIMIT @limit OFFSET @offset`, this.params(filter));
     return rows.map(eventFromRow);
   }
 
-  count(filter: AuditListFilter = {}): number {
-    const row = this.db.prepare(`SELECT COUNT(*) AS n FROM audit_events WHERE ${WHERE}`).get(this.params(filter)) as Row;
-    return num(row.n);
+  async count(filter: AuditListFilter = {}): Promise<number> {
+    const { limit: _l, offset: _o, ...params } = this.params(filter);
+    const row = await this.db.get(`SELECT COUNT(*) AS n FROM audit_events WHERE ${WHERE}`, params);
+    return num(row!.n);
   }
 
   private params(filter: AuditListFilter): Record<string, unknown> {

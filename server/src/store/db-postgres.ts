@@ -1,0 +1,142 @@
+// The PostgreSQL driver of the Db seam (node-postgres). Statements outside a transaction use
+// the pool; a write transaction holds one pool client for its whole body and takes the global
+// write advisory lock first, so write transactions of every replica are serialized the way
+// SQLite's BEGIN IMMEDIATE serializes processes (the store's read-then-write steps, such as
+// the audit chain head or a device's last report sequence, rely on that).
+import * as crypto from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { TxContext, TxScope, type Db, type Params, type QueryObserver, type Row } from './db.js';
+
+/** Advisory lock keys, (namespace, key) pairs; the namespace is "MESH". */
+export const LOCK_NAMESPACE = 0x4d455348;
+export const WRITE_LOCK_KEY = 1;
+
+interface Translated {
+  name: string;
+  text: string;
+  /** For named params: the name of each $n in order. */
+  names: string[] | undefined;
+}
+
+/** `?` and `@name` placeholders become `$n` (the SQL never has either inside a literal). */
+export function translatePlaceholders(sql: string): { text: string; names: string[] | undefined } {
+  if (/@[a-zA-Z_]/.test(sql)) {
+    const names: string[] = [];
+    const text = sql.replace(/@([a-zA-Z_][a-zA-Z0-9_]*)/g, (_m, name: string) => {
+      let index = names.indexOf(name);
+      if (index < 0) {
+        names.push(name);
+        index = names.length - 1;
+      }
+      return `$${index + 1}`;
+    });
+    return { text, names };
+  }
+  let n = 0;
+  return { text: sql.replace(/\?/g, () => `$${++n}`), names: undefined };
+}
+
+export class PostgresDb implements Db {
+  readonly dialect = 'postgres' as const;
+  readonly pool: pg.Pool;
+  private readonly translated = new Map<string, Translated>();
+  private readonly scope = new TxScope<pg.PoolClient>();
+
+  constructor(
+    connectionString: string,
+    private readonly observe?: QueryObserver,
+    poolSize = 10,
+  ) {
+    this.pool = new pg.Pool({ connectionString, max: poolSize });
+    // An idle client's error (the server restarted) must not crash the process; the next
+    // query on the pool gets a fresh connection.
+    this.pool.on('error', () => undefined);
+  }
+
+  private translate(sql: string): Translated {
+    let t = this.translated.get(sql);
+    if (!t) {
+      const { text, names } = translatePlaceholders(sql);
+      // Named: prepared once per connection and reused (pg keeps prepared statements by name).
+      t = { name: `m_${crypto.createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, names };
+      this.translated.set(sql, t);
+    }
+    return t;
+  }
+
+  private async query(sql: string, params: Params): Promise<pg.QueryResult> {
+    const t = this.translate(sql);
+    const values = t.names ? t.names.map((n) => normalize((params as Record<string, unknown>)[n])) : (params as unknown[]).map(normalize);
+    const target = this.scope.current()?.connection ?? this.pool;
+    const start = performance.now();
+    try {
+      return await target.query({ name: t.name, text: t.text, values });
+    } finally {
+      this.observe?.('query', (performance.now() - start) / 1000);
+    }
+  }
+
+  async all(sql: string, params: Params = []): Promise<Row[]> {
+    return (await this.query(sql, params)).rows as Row[];
+  }
+
+  async get(sql: string, params: Params = []): Promise<Row | undefined> {
+    return (await this.query(sql, params)).rows[0] as Row | undefined;
+  }
+
+  async run(sql: string, params: Params = []): Promise<{ changes: number }> {
+    return { changes: (await this.query(sql, params)).rowCount ?? 0 };
+  }
+
+  async exec(sql: string): Promise<void> {
+    const target = this.scope.current()?.connection ?? this.pool;
+    await target.query(sql);
+  }
+
+  inTransaction(): boolean {
+    return this.scope.current() !== undefined;
+  }
+
+  async writeTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    const outer = this.scope.current();
+    if (outer) return this.scope.savepoint(outer, async (sql) => void (await outer.connection.query(sql)), fn);
+    const start = performance.now();
+    const client = await this.pool.connect();
+    const ctx = new TxContext(client);
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, WRITE_LOCK_KEY]);
+      const result = await this.scope.run(ctx, fn);
+      ctx.done = true;
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      ctx.done = true;
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+      this.observe?.('transaction', (performance.now() - start) / 1000);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function normalize(v: unknown): unknown {
+  // The schema keeps booleans as 0/1 integers on both engines.
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  return v === undefined ? null : v;
+}

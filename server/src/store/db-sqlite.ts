@@ -1,0 +1,125 @@
+// The SQLite driver of the Db seam (better-sqlite3: synchronous, one connection). Statements
+// are prepared once per SQL text and cached. Because there is one connection, a statement
+// issued while another async context holds a write transaction waits for it to end: it would
+// otherwise run inside (and be committed or rolled back with) somebody else's transaction.
+import { performance } from 'node:perf_hooks';
+import Database from 'better-sqlite3';
+import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row } from './db.js';
+
+export class SqliteDb implements Db {
+  readonly dialect = 'sqlite' as const;
+  readonly raw: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly mutex = new Mutex();
+  private readonly scope = new TxScope<Database.Database>();
+
+  constructor(
+    file: string,
+    private readonly observe?: QueryObserver,
+  ) {
+    this.raw = new Database(file);
+    // busy_timeout first: switching to WAL and migrating may wait for another process.
+    this.raw.pragma('busy_timeout = 5000');
+    this.raw.pragma('journal_mode = WAL');
+    // FULL: a committed catalog row must not vanish after the TUF metadata that it follows
+    // has been fsynced (publishing signs first, then commits the catalog).
+    this.raw.pragma('synchronous = FULL');
+    this.raw.pragma('foreign_keys = ON');
+  }
+
+  private statement(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.raw.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /** Runs a synchronous step now when nobody holds a transaction (or we are inside it), else after. */
+  private async step<T>(fn: () => T): Promise<T> {
+    if (this.scope.current() || !this.mutex.isLocked) return this.timed(fn);
+    return this.mutex.run(async () => this.timed(fn));
+  }
+
+  private timed<T>(fn: () => T): T {
+    if (!this.observe) return fn();
+    const start = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.observe('query', (performance.now() - start) / 1000);
+    }
+  }
+
+  all(sql: string, params: Params = []): Promise<Row[]> {
+    return this.step(() => {
+      const stmt = this.statement(sql);
+      const args = bind(params);
+      if (!stmt.reader) {
+        stmt.run(...args);
+        return [];
+      }
+      return stmt.all(...args) as Row[];
+    });
+  }
+
+  get(sql: string, params: Params = []): Promise<Row | undefined> {
+    return this.step(() => this.statement(sql).get(...bind(params)) as Row | undefined);
+  }
+
+  run(sql: string, params: Params = []): Promise<{ changes: number }> {
+    return this.step(() => ({ changes: this.statement(sql).run(...bind(params)).changes }));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.step(() => {
+      this.raw.exec(sql);
+      // A script may change the schema: statements prepared before it may be stale.
+      this.statements.clear();
+    });
+  }
+
+  inTransaction(): boolean {
+    return this.scope.current() !== undefined;
+  }
+
+  async writeTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    const outer = this.scope.current();
+    if (outer) return this.scope.savepoint(outer, async (sql) => void this.raw.exec(sql), fn);
+    return this.mutex.run(async () => {
+      const start = performance.now();
+      // IMMEDIATE takes the database write lock now (waiting up to busy_timeout for another
+      // process), so a read-then-write body cannot be overtaken by another writer.
+      this.raw.exec('BEGIN IMMEDIATE');
+      const ctx = new TxContext(this.raw);
+      try {
+        const result = await this.scope.run(ctx, fn);
+        ctx.done = true;
+        this.raw.exec('COMMIT');
+        return result;
+      } catch (err) {
+        ctx.done = true;
+        if (this.raw.inTransaction) this.raw.exec('ROLLBACK');
+        throw err;
+      } finally {
+        this.observe?.('transaction', (performance.now() - start) / 1000);
+      }
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.get('SELECT 1 AS ok');
+  }
+
+  async close(): Promise<void> {
+    // Let a running transaction finish before closing the connection under it.
+    await this.mutex.run(async () => {
+      if (this.raw.open) this.raw.close();
+    });
+  }
+}
+
+function bind(params: Params): unknown[] {
+  return Array.isArray(params) ? (params as unknown[]) : [params];
+}

@@ -1,0 +1,124 @@
+// The seam between the store's SQL and a database engine. The repositories write their SQL
+// once against this interface; the two drivers (db-sqlite.ts, db-postgres.ts) differ only in
+// how a statement reaches the engine and how a write transaction is serialized:
+//   SQLite:     one connection; BEGIN IMMEDIATE (serializes every process on the file), and
+//               an in-process mutex so two async transaction bodies never share the connection.
+//   PostgreSQL: a pool client per transaction; pg_advisory_xact_lock on one global key, so
+//               every replica's write transactions are serialized exactly as SQLite's are.
+// Placeholders: `?` (positional, array params) or `@name` (named, object params).
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+export type Row = Record<string, unknown>;
+export type Params = readonly unknown[] | Readonly<Record<string, unknown>>;
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Db {
+  readonly dialect: Dialect;
+  all(sql: string, params?: Params): Promise<Row[]>;
+  get(sql: string, params?: Params): Promise<Row | undefined>;
+  /** A statement that returns no rows; `changes` is the number of rows it touched. */
+  run(sql: string, params?: Params): Promise<{ changes: number }>;
+  /** A script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /**
+   * Runs `fn` in a write transaction serialized against every other one (all processes and
+   * replicas on this database). A call made inside `fn` (same async context) joins the outer
+   * transaction as a savepoint. Commits when `fn` resolves, rolls back when it rejects.
+   */
+  writeTransaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** True when the caller runs inside a write transaction of this database. */
+  inTransaction(): boolean;
+  /** Round trip to the engine (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Called with each statement's duration (seconds), for the database latency histogram. */
+export type QueryObserver = (operation: 'query' | 'transaction', seconds: number) => void;
+
+/** A FIFO mutex: transaction bodies are async, so holding the lock spans awaits. */
+export class Mutex {
+  private locked = false;
+  private readonly waiters: Array<() => void> = [];
+
+  get isLocked(): boolean {
+    return this.locked;
+  }
+
+  async acquire(): Promise<void> {
+    if (!this.locked) {
+      this.locked = true;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.locked = false;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+}
+
+/**
+ * A transaction's async context. `done` is set when it ends, so a promise the body started
+ * but did not await (it still carries this context) does not mistake itself for being inside.
+ * Nested write transactions of one body are serialized by `nested` (savepoints are a stack).
+ */
+export class TxContext<C> {
+  done = false;
+  readonly nested = new Mutex();
+  private savepoints = 0;
+
+  constructor(readonly connection: C) {}
+
+  nextSavepoint(): string {
+    this.savepoints += 1;
+    return `meshanics_sp_${this.savepoints}`;
+  }
+}
+
+export class TxScope<C> {
+  private readonly storage = new AsyncLocalStorage<TxContext<C>>();
+
+  current(): TxContext<C> | undefined {
+    const ctx = this.storage.getStore();
+    return ctx && !ctx.done ? ctx : undefined;
+  }
+
+  run<T>(ctx: TxContext<C>, fn: () => Promise<T>): Promise<T> {
+    return this.storage.run(ctx, fn);
+  }
+
+  /**
+   * A nested write transaction: a savepoint on the outer transaction's connection, so a
+   * failure the caller catches undoes only the inner work (as better-sqlite3 did).
+   */
+  async savepoint<T>(outer: TxContext<C>, exec: (sql: string) => Promise<void>, fn: () => Promise<T>): Promise<T> {
+    return outer.nested.run(async () => {
+      const name = outer.nextSavepoint();
+      const inner = new TxContext(outer.connection);
+      await exec(`SAVEPOINT ${name}`);
+      try {
+        const result = await this.storage.run(inner, fn);
+        inner.done = true;
+        await exec(`RELEASE SAVEPOINT ${name}`);
+        return result;
+      } catch (err) {
+        inner.done = true;
+        await exec(`ROLLBACK TO SAVEPOINT ${name}`);
+        await exec(`RELEASE SAVEPOINT ${name}`);
+        throw err;
+      }
+    });
+  }
+}

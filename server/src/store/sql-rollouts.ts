@@ -1,0 +1,260 @@
+// Rollouts, their stored wave split and wave starts, for SqlStore. The rollout engine
+// (rollouts/) groups these statements under Store.withWriteLock: one decision, one transaction.
+import type { Db } from './db.js';
+import { json, num, str, strOrNull, type Row } from './sql-rows.js';
+import type {
+  AssignmentState,
+  ProbeRecord,
+  RolloutAssignmentState,
+  RolloutDeviceView,
+  RolloutRecord,
+  RolloutStatusValue,
+  RolloutStore,
+  RolloutUpdate,
+  RolloutWaveStart,
+} from './store.js';
+
+function rolloutFromRow(r: Row): RolloutRecord {
+  return {
+    id: str(r.id),
+    fleet: str(r.fleet),
+    artifactId: str(r.artifact_id),
+    artifactName: str(r.artifact_name),
+    group: str(r.group_name),
+    probe: json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    strategy: json(r.strategy, { waves: [], max_failure_rate: 0 }),
+    status: str(r.status) as RolloutStatusValue,
+    currentWave: num(r.current_wave),
+    acknowledgedFailures: num(r.acknowledged_failures),
+    halt: json(r.halt, null),
+    abortPolicy: strOrNull(r.abort_policy) as RolloutRecord['abortPolicy'],
+    createdBy: str(r.created_by),
+    createdAt: str(r.created_at),
+    updatedAt: str(r.updated_at),
+    finishedAt: strOrNull(r.finished_at),
+  };
+}
+
+function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null {
+  if (r[`${prefix}id`] === null || r[`${prefix}id`] === undefined) return null;
+  return {
+    id: str(r[`${prefix}id`]),
+    state: str(r[`${prefix}state`]) as AssignmentState,
+    reason: str(r[`${prefix}reason`]),
+    active: num(r[`${prefix}active`]) === 1,
+    createdAt: str(r[`${prefix}created_at`]),
+    updatedAt: str(r[`${prefix}updated_at`]),
+  };
+}
+
+const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
+  status: { column: 'status', encode: (v) => v },
+  currentWave: { column: 'current_wave', encode: (v) => v },
+  acknowledgedFailures: { column: 'acknowledged_failures', encode: (v) => v },
+  halt: { column: 'halt', encode: (v) => (v === null ? null : JSON.stringify(v)) },
+  abortPolicy: { column: 'abort_policy', encode: (v) => v },
+  finishedAt: { column: 'finished_at', encode: (v) => v },
+};
+
+export class SqlRollouts implements RolloutStore {
+  constructor(
+    private readonly db: Db,
+    private readonly withWriteLock: <T>(fn: () => Promise<T>) => Promise<T>,
+  ) {}
+
+  insert(r: RolloutRecord, devices: Array<{ deviceId: string; wave: number; position: number }>): Promise<void> {
+    return this.withWriteLock(async () => {
+      await this.db.run(
+        `INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave,
+           acknowledged_failures, halt, abort_policy, created_by, created_at, updated_at, finished_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          r.id,
+          r.fleet,
+          r.artifactId,
+          r.artifactName,
+          r.group,
+          JSON.stringify(r.probe),
+          JSON.stringify(r.strategy),
+          r.status,
+          r.currentWave,
+          r.acknowledgedFailures,
+          r.halt === null ? null : JSON.stringify(r.halt),
+          r.abortPolicy,
+          r.createdBy,
+          r.createdAt,
+          r.updatedAt,
+          r.finishedAt,
+        ],
+      );
+      for (const d of devices) {
+        await this.db.run('INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES (?, ?, ?, 1, ?, ?)', [
+          r.id,
+          d.deviceId,
+          r.artifactName,
+          d.wave,
+          d.position,
+        ]);
+      }
+    });
+  }
+
+  async get(id: string): Promise<RolloutRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM rollouts WHERE id = ?', [id]);
+    return r ? rolloutFromRow(r) : undefined;
+  }
+
+  async lockForDecision(id: string): Promise<RolloutRecord | undefined> {
+    // PostgreSQL: the rollout's row lock, held to the end of the caller's transaction, so a
+    // decision about this rollout is never taken twice at once (on top of the global write
+    // lock, which already serializes write transactions). SQLite: BEGIN IMMEDIATE is enough.
+    const sql = this.db.dialect === 'postgres' ? 'SELECT * FROM rollouts WHERE id = ? FOR UPDATE' : 'SELECT * FROM rollouts WHERE id = ?';
+    const r = await this.db.get(sql, [id]);
+    return r ? rolloutFromRow(r) : undefined;
+  }
+
+  async list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): Promise<{ items: RolloutRecord[]; total: number }> {
+    const where = '(@fleet IS NULL OR fleet = @fleet) AND (@status IS NULL OR status = @status)';
+    const params = { fleet: filter.fleet ?? null, status: filter.status ?? null };
+    const total = num((await this.db.get(`SELECT COUNT(*) AS n FROM rollouts WHERE ${where}`, params))!.n);
+    const rows = await this.db.all(`SELECT * FROM rollouts WHERE ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`, {
+      ...params,
+      limit: filter.limit,
+      offset: filter.offset,
+    });
+    return { items: rows.map(rolloutFromRow), total };
+  }
+
+  async listIds(statuses: readonly RolloutStatusValue[]): Promise<string[]> {
+    if (statuses.length === 0) return [];
+    const rows = await this.db.all(`SELECT id FROM rollouts WHERE status IN (${statuses.map(() => '?').join(', ')}) ORDER BY created_at, rowid`, [
+      ...statuses,
+    ]);
+    return rows.map((r) => str(r.id));
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const rows = await this.db.all('SELECT status, COUNT(*) AS n FROM rollouts GROUP BY status');
+    return Object.fromEntries(rows.map((r) => [str(r.status), num(r.n)]));
+  }
+
+  async update(id: string, patch: RolloutUpdate, now: string): Promise<void> {
+    const keys = (Object.keys(patch) as Array<keyof RolloutUpdate>).filter((k) => patch[k] !== undefined);
+    const sets = keys.map((k) => `${UPDATABLE[k].column} = ?`);
+    await this.db.run(`UPDATE rollouts SET ${[...sets, 'updated_at = ?'].join(', ')} WHERE id = ?`, [
+      ...keys.map((k) => UPDATABLE[k].encode(patch[k])),
+      now,
+      id,
+    ]);
+  }
+
+  async listDevices(rolloutId: string): Promise<RolloutDeviceView[]> {
+    const cols = ['id', 'state', 'reason', 'active', 'created_at', 'updated_at'];
+    const rows = await this.db.all(
+      `SELECT rd.*, d.name AS device_name, d.decommissioned_at AS device_decommissioned_at,
+         ${cols.map((c) => `a.${c} AS a_${c}`).join(', ')}, ${cols.map((c) => `ra.${c} AS ra_${c}`).join(', ')}
+       FROM rollout_devices rd
+       JOIN devices d ON d.id = rd.device_id
+       LEFT JOIN assignments a ON a.id = rd.assignment_id
+       LEFT JOIN assignments ra ON ra.id = rd.revert_assignment_id
+       WHERE rd.rollout_id = ? ORDER BY rd.position`,
+      [rolloutId],
+    );
+    return rows.map((r) => ({
+      rolloutId: str(r.rollout_id),
+      deviceId: str(r.device_id),
+      wave: num(r.wave),
+      position: num(r.position),
+      assignmentId: strOrNull(r.assignment_id),
+      assignedAt: strOrNull(r.assigned_at),
+      previousVersion: strOrNull(r.previous_version),
+      previousArtifactId: strOrNull(r.previous_artifact_id),
+      revertAssignmentId: strOrNull(r.revert_assignment_id),
+      revertNote: strOrNull(r.revert_note),
+      revertedAt: strOrNull(r.reverted_at),
+      deviceName: str(r.device_name),
+      decommissioned: r.device_decommissioned_at !== null,
+      assignment: assignmentState(r, 'a_'),
+      revert: assignmentState(r, 'ra_'),
+    }));
+  }
+
+  async busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>> {
+    const busy: Array<{ deviceId: string; rolloutId: string }> = [];
+    for (const deviceId of deviceIds) {
+      const r = await this.db.get('SELECT rollout_id FROM rollout_devices WHERE device_id = ? AND artifact_name = ? AND active = 1', [deviceId, artifactName]);
+      if (r) busy.push({ deviceId, rolloutId: str(r.rollout_id) });
+    }
+    return busy;
+  }
+
+  async setDeviceAssignment(
+    rolloutId: string,
+    deviceId: string,
+    input: { assignmentId: string; assignedAt: string; previousVersion: string | null; previousArtifactId: string | null },
+  ): Promise<void> {
+    await this.db.run(
+      `UPDATE rollout_devices SET assignment_id = ?, assigned_at = ?, previous_version = ?, previous_artifact_id = ?
+       WHERE rollout_id = ? AND device_id = ?`,
+      [input.assignmentId, input.assignedAt, input.previousVersion, input.previousArtifactId, rolloutId, deviceId],
+    );
+  }
+
+  async setDeviceRevert(
+    rolloutId: string,
+    deviceId: string,
+    input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string },
+  ): Promise<void> {
+    await this.db.run('UPDATE rollout_devices SET revert_assignment_id = ?, revert_note = ?, reverted_at = ? WHERE rollout_id = ? AND device_id = ?', [
+      input.revertAssignmentId,
+      input.revertNote,
+      input.revertedAt,
+      rolloutId,
+      deviceId,
+    ]);
+  }
+
+  async releaseDevices(rolloutId: string): Promise<void> {
+    await this.db.run('UPDATE rollout_devices SET active = 0 WHERE rollout_id = ?', [rolloutId]);
+  }
+
+  deactivatePendingAssignments(rolloutId: string, now: string): Promise<string[]> {
+    return this.withWriteLock(async () => {
+      const ids = (
+        await this.db.all(
+          `SELECT a.id FROM assignments a JOIN rollout_devices rd ON rd.assignment_id = a.id
+           WHERE rd.rollout_id = ? AND a.active = 1 AND a.state = 'PENDING' ORDER BY rd.position`,
+          [rolloutId],
+        )
+      ).map((r) => str(r.id));
+      for (const id of ids) await this.db.run('UPDATE assignments SET active = 0, updated_at = ? WHERE id = ?', [now, id]);
+      return ids;
+    });
+  }
+
+  async lastHealthyProbe(deviceId: string, artifactId: string): Promise<ProbeRecord | undefined> {
+    const r = await this.db.get(
+      `SELECT probe FROM assignments WHERE device_id = ? AND artifact_id = ? AND state = 'HEALTHY'
+       ORDER BY updated_at DESC, rowid DESC LIMIT 1`,
+      [deviceId, artifactId],
+    );
+    return r ? json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }) : undefined;
+  }
+
+  async recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void> {
+    await this.db.run('INSERT INTO rollout_waves (rollout_id, wave, started_at, started_by) VALUES (?, ?, ?, ?)', [
+      rolloutId,
+      start.wave,
+      start.startedAt,
+      start.startedBy,
+    ]);
+  }
+
+  async listWaveStarts(rolloutId: string): Promise<RolloutWaveStart[]> {
+    return (await this.db.all('SELECT * FROM rollout_waves WHERE rollout_id = ? ORDER BY wave', [rolloutId])).map((r) => ({
+      wave: num(r.wave),
+      startedAt: str(r.started_at),
+      startedBy: str(r.started_by),
+    }));
+  }
+}

@@ -1,0 +1,407 @@
+// The Store over a Db (db.ts): the same statements on SQLite and PostgreSQL. Multi-statement
+// writes that must go together run under withWriteLock; single statements stand alone.
+import * as crypto from 'node:crypto';
+import { MeshError } from '../errors.js';
+import type { Db } from './db.js';
+import { MIGRATIONS, type Migration } from './migrations.js';
+import { SqlCertificates, SqlEnrollmentTokens } from './sql-enrollment.js';
+import { SqlLogRequests } from './sql-log-requests.js';
+import { SqlApiKeys, SqlOperatorViews } from './sql-api-keys.js';
+import { SqlAudit } from './sql-audit.js';
+import { SqlGroups } from './sql-groups.js';
+import { SqlRollouts } from './sql-rollouts.js';
+import { json, num, str, strOrNull, type Row } from './sql-rows.js';
+import type {
+  ArtifactRecord,
+  AssignmentRecord,
+  AuditEventRecord,
+  AuditListFilter,
+  DesiredArtifact,
+  DeviceRecord,
+  InstalledRecord,
+  NewAuditEvent,
+  NewStatusReport,
+  StatusReportRecord,
+  Store,
+  DeviceProfile,
+} from './store.js';
+
+function deviceFromRow(r: Row): DeviceRecord {
+  return {
+    id: str(r.id),
+    spiffeId: str(r.spiffe_id),
+    fleet: str(r.fleet),
+    name: str(r.name),
+    hardware: json(r.hardware, null),
+    agentVersion: strOrNull(r.agent_version),
+    tags: json(r.tags, {}),
+    capabilities: json(r.capabilities, []),
+    heartbeatIntervalSeconds: r.heartbeat_interval_seconds === null ? null : num(r.heartbeat_interval_seconds),
+    createdAt: str(r.created_at),
+    registeredAt: strOrNull(r.registered_at),
+    lastSeenAt: strOrNull(r.last_seen_at),
+    lastReportSeq: num(r.last_report_seq),
+    decommissionedAt: strOrNull(r.decommissioned_at),
+    offboardNotifiedAt: strOrNull(r.offboard_notified_at),
+  };
+}
+
+function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
+  return {
+    id: str(r[`${prefix}id`]),
+    name: str(r[`${prefix}name`]),
+    version: str(r[`${prefix}version`]),
+    kind: str(r[`${prefix}kind`]),
+    fileName: str(r[`${prefix}file_name`]),
+    targetPath: str(r[`${prefix}target_path`]),
+    sha256: str(r[`${prefix}sha256`]),
+    length: num(r[`${prefix}length`]),
+    spec: json(r[`${prefix}spec`], {}),
+    manifest: json(r[`${prefix}manifest`], null),
+    createdAt: str(r[`${prefix}created_at`]),
+  };
+}
+
+function assignmentFromRow(r: Row): AssignmentRecord {
+  return {
+    id: str(r.id),
+    deviceId: str(r.device_id),
+    artifactId: str(r.artifact_id),
+    artifactName: str(r.artifact_name),
+    rolloutId: strOrNull(r.rollout_id),
+    probe: json(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    state: str(r.state) as AssignmentRecord['state'],
+    reason: str(r.reason),
+    active: num(r.active) === 1,
+    createdAt: str(r.created_at),
+    updatedAt: str(r.updated_at),
+  };
+}
+
+function reportFromRow(r: Row): StatusReportRecord {
+  return {
+    id: num(r.id),
+    deviceId: str(r.device_id),
+    assignmentId: str(r.assignment_id),
+    sequence: num(r.sequence),
+    state: str(r.state) as StatusReportRecord['state'],
+    reason: str(r.reason),
+    bytesDone: num(r.bytes_done),
+    bytesTotal: num(r.bytes_total),
+    deviceTime: str(r.device_time),
+    receivedAt: str(r.received_at),
+  };
+}
+
+const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
+
+/** Applies the migrations `db` lacks, in version order, under the write lock. */
+export async function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): Promise<void> {
+  // Under the write lock so two processes (or replicas) opening a fresh database at once
+  // cannot both apply v1.
+  await db.writeTransaction(async () => {
+    await db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
+    const applied = new Set((await db.all('SELECT version FROM schema_migrations')).map((r) => num(r.version)));
+    const known = new Set(migrations.map((m) => m.version));
+    const unknown = [...applied].filter((v) => !known.has(v));
+    if (unknown.length > 0) {
+      throw new MeshError(
+        'MESH_ERR_STORE_SCHEMA_TOO_NEW',
+        `database has migrations ${unknown.join(', ')} that this server does not know; upgrade the server`,
+      );
+    }
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      try {
+        await db.exec(db.dialect === 'postgres' ? m.postgresSql : m.sql);
+        await m.up?.(db);
+      } catch (err) {
+        throw new MeshError('MESH_ERR_STORE_MIGRATION_FAILED', `migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      await db.run('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, new Date().toISOString()]);
+    }
+  });
+}
+
+export class SqlStore implements Store {
+  readonly enrollmentTokens: SqlEnrollmentTokens;
+  readonly certificates: SqlCertificates;
+  readonly logRequests: SqlLogRequests;
+  readonly apiKeys: SqlApiKeys;
+  readonly operatorViews: SqlOperatorViews;
+  readonly groups: SqlGroups;
+  readonly rollouts: SqlRollouts;
+  private readonly audit: SqlAudit;
+  private closed = false;
+
+  /** Use openSqlStore (migrates first). */
+  constructor(readonly db: Db) {
+    this.enrollmentTokens = new SqlEnrollmentTokens(db);
+    this.certificates = new SqlCertificates(db);
+    this.logRequests = new SqlLogRequests(db);
+    this.apiKeys = new SqlApiKeys(db);
+    this.operatorViews = new SqlOperatorViews(db);
+    const lock = <T>(fn: () => Promise<T>): Promise<T> => this.withWriteLock(fn);
+    this.groups = new SqlGroups(db, lock);
+    this.rollouts = new SqlRollouts(db, lock);
+    this.audit = new SqlAudit(db, lock);
+  }
+
+  get dialect(): 'sqlite' | 'postgres' {
+    return this.db.dialect;
+  }
+
+  withWriteLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.db.writeTransaction(async () => fn());
+  }
+
+  async schemaVersion(): Promise<number> {
+    const row = await this.db.get('SELECT MAX(version) AS v FROM schema_migrations');
+    return row?.v === null || row?.v === undefined ? 0 : num(row.v);
+  }
+
+  ping(): Promise<void> {
+    return this.db.ping();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+
+  // --- devices
+
+  async getDeviceById(id: string): Promise<DeviceRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM devices WHERE id = ?', [id]);
+    return r ? deviceFromRow(r) : undefined;
+  }
+
+  async getDeviceBySpiffeId(spiffeId: string): Promise<DeviceRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM devices WHERE spiffe_id = ?', [spiffeId]);
+    return r ? deviceFromRow(r) : undefined;
+  }
+
+  async getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM devices WHERE fleet = ? AND name = ?', [fleet, name]);
+    return r ? deviceFromRow(r) : undefined;
+  }
+
+  async countDevices(): Promise<number> {
+    return num((await this.db.get('SELECT COUNT(*) AS n FROM devices'))!.n);
+  }
+
+  ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }> {
+    return this.withWriteLock(async () => {
+      const existing = await this.getDeviceBySpiffeId(input.spiffeId);
+      if (existing) return { device: existing, created: false };
+      await this.db.run('INSERT INTO devices (id, spiffe_id, fleet, name, created_at) VALUES (?, ?, ?, ?, ?)', [
+        crypto.randomUUID(),
+        input.spiffeId,
+        input.fleet,
+        input.name,
+        input.now,
+      ]);
+      return { device: (await this.getDeviceBySpiffeId(input.spiffeId))!, created: true };
+    });
+  }
+
+  async registerDevice(input: { spiffeId: string; fleet: string; name: string; profile: DeviceProfile; now: string }): Promise<DeviceRecord> {
+    const p = input.profile;
+    await this.db.run(
+      `INSERT INTO devices (id, spiffe_id, fleet, name, hardware, agent_version, tags, capabilities, created_at, registered_at, last_seen_at)
+       VALUES (@id, @spiffeId, @fleet, @name, @hardware, @agentVersion, @tags, @capabilities, @now, @now, @now)
+       ON CONFLICT (spiffe_id) DO UPDATE SET
+         hardware = excluded.hardware,
+         agent_version = excluded.agent_version,
+         tags = excluded.tags,
+         capabilities = excluded.capabilities,
+         registered_at = COALESCE(devices.registered_at, excluded.registered_at),
+         last_seen_at = excluded.last_seen_at`,
+      {
+        id: crypto.randomUUID(),
+        spiffeId: input.spiffeId,
+        fleet: input.fleet,
+        name: input.name,
+        hardware: p.hardware ? JSON.stringify(p.hardware) : null,
+        agentVersion: p.agentVersion,
+        tags: JSON.stringify(p.tags),
+        capabilities: JSON.stringify(p.capabilities),
+        now: input.now,
+      },
+    );
+    return (await this.getDeviceBySpiffeId(input.spiffeId))!;
+  }
+
+  recordHeartbeat(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void> {
+    return this.withWriteLock(async () => {
+      await this.db.run('UPDATE devices SET last_seen_at = ? WHERE id = ?', [now, deviceId]);
+      await this.replaceInstalled(deviceId, installed, now);
+    });
+  }
+
+  async touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void> {
+    if (entries.length === 0) return;
+    // One transaction for the whole batch; never moves last_seen_at backwards (a status
+    // report, committed directly, may have set a later time in the meantime).
+    await this.withWriteLock(async () => {
+      for (const e of entries) {
+        await this.db.run('UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)', [e.at, e.deviceId, e.at]);
+      }
+    });
+  }
+
+  replaceInstalled(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void> {
+    return this.withWriteLock(async () => {
+      await this.db.run('DELETE FROM installed WHERE device_id = ?', [deviceId]);
+      for (const i of installed) {
+        await this.db.run('INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+          deviceId,
+          i.name,
+          i.kind,
+          i.version,
+          i.sha256,
+          i.state,
+          now,
+        ]);
+      }
+    });
+  }
+
+  async decommissionDevice(deviceId: string, now: string): Promise<void> {
+    await this.db.run('UPDATE devices SET decommissioned_at = COALESCE(decommissioned_at, ?) WHERE id = ?', [now, deviceId]);
+  }
+
+  async markOffboardNotified(deviceId: string, now: string): Promise<boolean> {
+    const { changes } = await this.db.run(
+      'UPDATE devices SET offboard_notified_at = ?, last_seen_at = ? WHERE id = ? AND decommissioned_at IS NOT NULL AND offboard_notified_at IS NULL',
+      [now, now, deviceId],
+    );
+    return changes === 1;
+  }
+
+  async listInstalled(deviceId: string): Promise<InstalledRecord[]> {
+    return (await this.db.all('SELECT * FROM installed WHERE device_id = ? ORDER BY name', [deviceId])).map((r) => ({
+      name: str(r.name),
+      kind: str(r.kind),
+      version: str(r.version),
+      sha256: str(r.sha256),
+      state: str(r.state),
+      updatedAt: str(r.updated_at),
+    }));
+  }
+
+  // --- artifacts
+
+  async getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM artifacts WHERE name = ? AND version = ?', [name, version]);
+    return r ? artifactFromRow(r) : undefined;
+  }
+
+  async getArtifactById(id: string): Promise<ArtifactRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM artifacts WHERE id = ?', [id]);
+    return r ? artifactFromRow(r) : undefined;
+  }
+
+  async insertArtifact(a: ArtifactRecord): Promise<void> {
+    await this.db.run(
+      `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, manifest, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [a.id, a.name, a.version, a.kind, a.fileName, a.targetPath, a.sha256, a.length, JSON.stringify(a.spec), a.manifest ? JSON.stringify(a.manifest) : null, a.createdAt],
+    );
+  }
+
+  // --- assignments
+
+  insertAssignment(a: AssignmentRecord): Promise<string[]> {
+    return this.withWriteLock(async () => {
+      const superseded = (
+        await this.db.all('SELECT id FROM assignments WHERE device_id = ? AND artifact_name = ? AND active = 1', [a.deviceId, a.artifactName])
+      ).map((r) => str(r.id));
+      await this.db.run('UPDATE assignments SET active = 0, updated_at = ? WHERE device_id = ? AND artifact_name = ? AND active = 1', [
+        a.createdAt,
+        a.deviceId,
+        a.artifactName,
+      ]);
+      await this.db.run(
+        `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [a.id, a.deviceId, a.artifactId, a.artifactName, a.rolloutId, JSON.stringify(a.probe), a.state, a.reason, a.active ? 1 : 0, a.createdAt, a.updatedAt],
+      );
+      return superseded;
+    });
+  }
+
+  async getAssignment(id: string): Promise<AssignmentRecord | undefined> {
+    const r = await this.db.get('SELECT * FROM assignments WHERE id = ?', [id]);
+    return r ? assignmentFromRow(r) : undefined;
+  }
+
+  async listDesiredArtifacts(deviceId: string): Promise<DesiredArtifact[]> {
+    const artifactCols = ARTIFACT_COLUMNS.map((c) => `ar.${c} AS ar_${c}`).join(', ');
+    const rows = await this.db.all(
+      `SELECT a.*, ${artifactCols} FROM assignments a JOIN artifacts ar ON ar.id = a.artifact_id
+       WHERE a.device_id = ? AND a.active = 1
+         -- A halted or aborted rollout serves no new assignment (a revert is not new).
+         AND NOT (a.state = 'PENDING' AND a.rollout_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = a.rollout_id AND r.status IN ('halted', 'aborted'))
+           AND NOT EXISTS (SELECT 1 FROM rollout_devices rd WHERE rd.revert_assignment_id = a.id))
+       ORDER BY a.artifact_name`,
+      [deviceId],
+    );
+    return rows.map((r) => ({ assignment: assignmentFromRow(r), artifact: artifactFromRow(r, 'ar_') }));
+  }
+
+  async listStatusReports(assignmentId: string): Promise<StatusReportRecord[]> {
+    return (await this.db.all('SELECT * FROM status_reports WHERE assignment_id = ? ORDER BY sequence', [assignmentId])).map(reportFromRow);
+  }
+
+  recordStatusReport(r: NewStatusReport): Promise<boolean> {
+    // Committed before the caller acknowledges the report: never batched.
+    return this.withWriteLock(async () => {
+      const device = await this.db.get('SELECT last_report_seq FROM devices WHERE id = ?', [r.deviceId]);
+      if (!device || r.sequence <= num(device.last_report_seq)) return false;
+      await this.db.run(
+        `INSERT INTO status_reports (device_id, assignment_id, sequence, state, reason, bytes_done, bytes_total, device_time, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [r.deviceId, r.assignmentId, r.sequence, r.state, r.reason, r.bytesDone, r.bytesTotal, r.deviceTime, r.receivedAt],
+      );
+      await this.db.run('UPDATE assignments SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND device_id = ?', [
+        r.state,
+        r.reason,
+        r.receivedAt,
+        r.assignmentId,
+        r.deviceId,
+      ]);
+      await this.db.run('UPDATE devices SET last_report_seq = ?, last_seen_at = ? WHERE id = ?', [r.sequence, r.receivedAt, r.deviceId]);
+      if (r.installed) {
+        const i = r.installed;
+        await this.db.run(
+          `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+             sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
+          [r.deviceId, i.name, i.kind, i.version, i.sha256, i.state, r.receivedAt],
+        );
+      }
+      return true;
+    });
+  }
+
+  // --- audit (hash-chained: sql-audit.ts)
+
+  appendAudit(e: NewAuditEvent): Promise<AuditEventRecord> {
+    return this.audit.append(e);
+  }
+
+  listAudit(filter: AuditListFilter = {}): Promise<AuditEventRecord[]> {
+    return this.audit.list(filter);
+  }
+
+  countAudit(filter: Pick<AuditListFilter, 'subject' | 'action'> = {}): Promise<number> {
+    return this.audit.count(filter);
+  }
+}
