@@ -116,15 +116,15 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
   const spec = validateInput(input);
   const { store, tuf, layout } = ctx;
   // Cheap early answer; the authoritative check is repeated under the lock below.
-  if (store.getArtifact(input.name, input.version)) throw conflict(input.name, input.version);
+  if (await store.getArtifact(input.name, input.version)) throw conflict(input.name, input.version);
 
   // The target's file segment is the artifact name: already validated as path-safe, and
   // independent of whatever the uploaded file happened to be called (kept in the catalog).
   const targetPath = artifactTargetPath(input.name, input.version, input.name);
   const { staged, sha256, length } = await stageFile(input.file, layout.tufStagingDir);
   try {
-    return store.withWriteLock(() => {
-      if (store.getArtifact(input.name, input.version) || tuf.hasTarget(targetPath)) throw conflict(input.name, input.version);
+    return await store.withWriteLock(async () => {
+      if (await store.getArtifact(input.name, input.version) || tuf.hasTarget(targetPath)) throw conflict(input.name, input.version);
       // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
       ensureDirDurable(path.dirname(finalPath));
@@ -132,7 +132,7 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       let versions;
       try {
         const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
-        versions = tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
+        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
         throw err;
@@ -151,8 +151,8 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         manifest: input.manifest ?? null,
         createdAt: now,
       };
-      store.insertArtifact(record);
-      store.appendAudit({
+      await store.insertArtifact(record);
+      await store.appendAudit({
         at: now,
         actor: input.actor ?? 'operator',
         action: 'artifact.published',

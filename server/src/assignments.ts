@@ -65,18 +65,18 @@ export function validateProbe(input: ProbeInput): ProbeRecord {
   return { type, spec: spec.value, timeoutSeconds, attempts, initialDelaySeconds };
 }
 
-export function createAssignment(ctx: MeshanicsContext, input: CreateAssignmentInput): CreatedAssignment {
+export async function createAssignment(ctx: MeshanicsContext, input: CreateAssignmentInput): Promise<CreatedAssignment> {
   const probe = validateProbe(input.probe);
   const { store } = ctx;
-  return store.withWriteLock(() => {
-    const device = store.getDeviceByName(input.fleet, input.device);
+  return await store.withWriteLock(async () => {
+    const device = await store.getDeviceByName(input.fleet, input.device);
     if (!device) {
       throw new MeshError('MESH_ERR_DEVICE_NOT_FOUND', `no device ${input.fleet}/${input.device} (issue its certificate first)`);
     }
     if (device.decommissionedAt) {
       throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.device} is decommissioned`);
     }
-    const artifact = store.getArtifact(input.artifact, input.version);
+    const artifact = await store.getArtifact(input.artifact, input.version);
     if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact}@${input.version}`);
     assertDevicesSupportKind([device], artifact.kind);
     const now = new Date().toISOString();
@@ -93,8 +93,8 @@ export function createAssignment(ctx: MeshanicsContext, input: CreateAssignmentI
       createdAt: now,
       updatedAt: now,
     };
-    const superseded = store.insertAssignment(record);
-    store.appendAudit({
+    const superseded = await store.insertAssignment(record);
+    await store.appendAudit({
       at: now,
       actor: input.actor ?? 'operator',
       action: 'assignment.created',
@@ -125,11 +125,11 @@ export interface AssignmentDetail {
   reports: Omit<StatusReportRecord, 'deviceId' | 'assignmentId'>[];
 }
 
-export function getAssignment(ctx: MeshanicsContext, id: string): AssignmentDetail {
+export async function getAssignment(ctx: MeshanicsContext, id: string): Promise<AssignmentDetail> {
   const { store } = ctx;
-  const a = store.getAssignment(id);
-  const device = a && store.getDeviceById(a.deviceId);
-  const artifact = a && store.getArtifactById(a.artifactId);
+  const a = await store.getAssignment(id);
+  const device = a && await store.getDeviceById(a.deviceId);
+  const artifact = a && await store.getArtifactById(a.artifactId);
   if (!a || !device || !artifact) throw new MeshError('MESH_ERR_ASSIGNMENT_NOT_FOUND', `no assignment ${id}`);
   return {
     assignment: {
@@ -152,6 +152,6 @@ export function getAssignment(ctx: MeshanicsContext, id: string): AssignmentDeta
     },
     state: a.state,
     reason: a.reason,
-    reports: store.listStatusReports(id).map(({ deviceId: _d, assignmentId: _a, ...rest }) => rest),
+    reports: (await store.listStatusReports(id)).map(({ deviceId: _d, assignmentId: _a, ...rest }) => rest),
   };
 }

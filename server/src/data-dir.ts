@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from './log.js';
 // commands that never touch a certificate start fast.
 import type { DeviceCa } from './pki/device-ca.js';
 import type { ServerTlsMaterial } from './pki/server-certificate.js';
-import { openStore, type Store } from './store/index.js';
+import { isPostgresUrl, openStore, type QueryObserver, type Store } from './store/index.js';
 import { TufRepository } from './tuf/repository.js';
 
 import { DEFAULT_TRUST_DOMAIN } from './defaults.js';
@@ -62,6 +62,33 @@ export interface DataDirConfig {
   /** Fixed at init: every issued certificate names it, so it can never change afterwards. */
   trustDomain: string;
   createdAt: string;
+  /**
+   * Where the database is: absent or `sqlite` (meshanics.db in the data dir), or `postgres`
+   * (the URL is given to every process, never stored: it may carry a password).
+   */
+  database?: 'sqlite' | 'postgres';
+}
+
+/**
+ * The database of a data dir: the SQLite file inside it, or the PostgreSQL URL the process
+ * was given. A data dir initialized on one engine refuses the other, so a CLI command run
+ * without the URL can never silently work on an empty SQLite database instead.
+ */
+function databaseLocation(layout: DataDirLayout, config: DataDirConfig | undefined, databaseUrl: string | undefined): string {
+  const wanted = databaseUrl !== undefined ? 'postgres' : 'sqlite';
+  const stored = config?.database ?? 'sqlite';
+  if (config && stored !== wanted) {
+    throw new MeshError(
+      'MESH_ERR_CONFIG_DATABASE_MISMATCH',
+      stored === 'postgres'
+        ? `data dir ${layout.root} keeps its database in PostgreSQL: pass --database-url (or set MESHANICS_DATABASE_URL)`
+        : `data dir ${layout.root} keeps its database in ${layout.databaseFile} (SQLite), not in PostgreSQL: drop --database-url / MESHANICS_DATABASE_URL`,
+    );
+  }
+  if (databaseUrl !== undefined && !isPostgresUrl(databaseUrl)) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--database-url must be a postgres:// or postgresql:// URL`);
+  }
+  return databaseUrl ?? layout.databaseFile;
 }
 
 /** An open data dir: what every server operation works on. Close it when done. */
@@ -72,7 +99,7 @@ export interface MeshanicsContext {
   tuf: TufRepository;
   logger: Logger;
   deviceCa(): Promise<DeviceCa>;
-  close(): void;
+  close(): Promise<void>;
 }
 
 function readConfig(layout: DataDirLayout): DataDirConfig | undefined {
@@ -106,11 +133,11 @@ function createContext(layout: DataDirLayout, config: DataDirConfig, store: Stor
     layout,
     trustDomain: config.trustDomain,
     store,
-    tuf: new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, (fn) => store.withWriteLock(fn)),
+    tuf: new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, async (fn) => await store.withWriteLock(fn)),
     logger,
     deviceCa: () =>
       (ca ??= import('./pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
-    close: () => store.close(),
+    close: async () => await store.close(),
   };
 }
 
@@ -121,6 +148,10 @@ export interface InitDataDirOptions {
   /** Extra DNS names or IPs for the server certificate. */
   hostnames?: readonly string[];
   logger?: Logger;
+  /** A PostgreSQL URL; absent: the SQLite database inside the data dir. */
+  databaseUrl?: string;
+  /** Sees every database statement's duration (metrics). */
+  observeDatabase?: QueryObserver;
 }
 
 export interface InitializedDataDir extends MeshanicsContext {
@@ -144,11 +175,12 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
   ensureDir(layout.tufStagingDir);
   ensurePrivateDir(layout.logsDir);
 
-  const store = openStore(layout.databaseFile);
+  const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), { observe: options.observeDatabase });
   try {
-    const config = store.withWriteLock(() => {
+    const config = await store.withWriteLock(() => {
       const existing = readConfig(layout);
       if (existing) {
+        databaseLocation(layout, existing, options.databaseUrl);
         if (options.trustDomain !== undefined && options.trustDomain !== existing.trustDomain) {
           throw new MeshError(
             'MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH',
@@ -161,6 +193,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
         format: DATA_DIR_FORMAT,
         trustDomain: options.trustDomain ?? DEFAULT_TRUST_DOMAIN,
         createdAt: new Date().toISOString(),
+        ...(options.databaseUrl !== undefined ? { database: 'postgres' as const } : {}),
       };
       writeFileAtomic(layout.configFile, JSON.stringify(created, null, 2) + '\n');
       logger.info({ dataDir: layout.root, trustDomain: created.trustDomain }, 'data dir created');
@@ -173,7 +206,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
     if (!fs.existsSync(layout.caCertFile)) {
       // Generate outside the lock (async), write inside it; the loser of a race discards its CA.
       const generated = await generateDeviceCa(config.trustDomain);
-      if (store.withWriteLock(() => writeDeviceCaIfMissing(caFiles, generated))) {
+      if (await store.withWriteLock(() => writeDeviceCaIfMissing(caFiles, generated))) {
         logger.info({ caCert: layout.caCertFile }, 'device CA created');
       }
     }
@@ -183,13 +216,13 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
       { keyFile: layout.serverKeyFile, certFile: layout.serverCertFile },
       ca,
       options.hostnames ?? [],
-      (fn) => store.withWriteLock(fn),
+      async (fn) => await store.withWriteLock(fn),
     );
     if (server.issued) logger.info({ serverCert: layout.serverCertFile, hostnames: options.hostnames ?? [] }, 'server certificate issued');
-    if (context.tuf.initialize()) logger.info({ metadataDir: layout.tufMetadataDir }, 'TUF repository created');
+    if (await context.tuf.initialize()) logger.info({ metadataDir: layout.tufMetadataDir }, 'TUF repository created');
     return { ...context, serverTls: server.material };
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
 }
@@ -201,7 +234,7 @@ export function isDataDirInitialized(dataDir: string): boolean {
 }
 
 /** Opens an initialized data dir (one-shot CLI commands); never creates anything but a migrated database. */
-export function openDataDir(options: { dataDir: string; logger?: Logger }): MeshanicsContext {
+export async function openDataDir(options: { dataDir: string; logger?: Logger; databaseUrl?: string }): Promise<MeshanicsContext> {
   const layout = dataDirLayout(options.dataDir);
   const config = readConfig(layout);
   if (!config || !fs.existsSync(path.join(layout.tufMetadataDir, 'root.json'))) {
@@ -212,5 +245,6 @@ export function openDataDir(options: { dataDir: string; logger?: Logger }): Mesh
   }
   // Custom kinds an operator added (vendor plugins' schemas) validate like built-in ones.
   loadCustomSchemas(layout.root);
-  return createContext(layout, config, openStore(layout.databaseFile), options.logger ?? silentLogger());
+  const store = await openStore(databaseLocation(layout, config, options.databaseUrl));
+  return createContext(layout, config, store, options.logger ?? silentLogger());
 }

@@ -19,7 +19,7 @@ import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import type { DeviceRecord, DesiredArtifact, Store } from './store/index.js';
+import type { DeviceRecord, DesiredArtifact, InstalledRecord, Store } from './store/index.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
 
@@ -37,10 +37,37 @@ export interface DeviceServiceOptions {
    * Called after a status report is stored (committed) for an assignment of a rollout: the
    * rollout engine's progression step. Its errors are logged; they never fail the report.
    */
-  afterRolloutReport?: (rolloutId: string) => void;
+  afterRolloutReport?: (rolloutId: string) => unknown;
+  /**
+   * Where heartbeats record liveness (flushed in batches; see last-seen.ts). Absent: each
+   * heartbeat writes last_seen_at itself.
+   */
+  lastSeen?: { touch(deviceId: string, at: string): void };
+  metrics?: DeviceServiceMetrics;
+}
+
+/** What the device API counts (metrics.ts implements it with prom-client). */
+export interface DeviceServiceMetrics {
+  heartbeat(): void;
+  report(state: string, accepted: boolean): void;
+  /** A call that ended with a non-OK status, by gRPC code name. */
+  grpcError(method: string, code: string): void;
+}
+
+function sameInstalled(a: ReadonlyArray<Omit<InstalledRecord, 'updatedAt'>>, b: ReadonlyArray<Omit<InstalledRecord, 'updatedAt'>>): boolean {
+  if (a.length !== b.length) return false;
+  const key = (i: Omit<InstalledRecord, 'updatedAt'>) => `${i.name}\u0000${i.kind}\u0000${i.version}\u0000${i.sha256}\u0000${i.state}`;
+  const left = new Set(a.map(key));
+  return b.every((i) => left.has(key(i)));
 }
 
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
+
+/** A connection-level failure to reach the database (pg: ECONNREFUSED and friends, 57P01 admin shutdown, 08xxx). */
+function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('08') || code === '57P01' || code === '57P03' || code === 'ECONNREFUSED' || code === 'ECONNRESET');
+}
 const DECOMMISSIONED = 'device is decommissioned';
 
 
@@ -78,20 +105,20 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
    * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
    * which answers it `offboarded` once (see offboard) so the agent can wipe itself and exit.
    */
-  function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Caller {
+  async function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Promise<Caller> {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
-    const device = store.getDeviceBySpiffeId(peer.spiffeId);
+    const device = await store.getDeviceBySpiffeId(peer.spiffeId);
     if (device?.decommissionedAt && method !== 'Heartbeat') throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
     return { peer, device };
   }
 
   /** The one answer a decommissioned identity gets: the first heartbeat after decommissioning. */
-  function offboard(device: DeviceRecord): HeartbeatResponse {
+  async function offboard(device: DeviceRecord): Promise<HeartbeatResponse> {
     const now = new Date().toISOString();
-    const first = store.withWriteLock(() => {
-      if (!store.markOffboardNotified(device.id, now)) return false;
-      store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'device.offboard_notified', subject: `device:${device.spiffeId}` });
+    const first = await store.withWriteLock(async () => {
+      if (!await store.markOffboardNotified(device.id, now)) return false;
+      await store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'device.offboard_notified', subject: `device:${device.spiffeId}` });
       return true;
     });
     if (!first) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
@@ -108,19 +135,26 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return device?.heartbeatIntervalSeconds ?? options.heartbeatIntervalSeconds;
   }
 
-  function unary<Req, Res>(method: string, handle: (caller: Caller, request: Req) => Res): grpc.handleUnaryCall<Req, Res> {
+  function unary<Req, Res>(method: string, handle: (caller: Caller, request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       let caller: Caller | undefined;
-      try {
-        caller = authenticate(call, method);
-        callback(null, handle(caller, call.request));
-      } catch (err) {
-        callback(refusalFor(method, err, caller?.peer.spiffeId));
-      }
+      (async () => {
+        caller = await authenticate(call, method);
+        return handle(caller, call.request);
+      })().then(
+        (response) => callback(null, response),
+        (err: unknown) => callback(refusalFor(method, err, caller?.peer.spiffeId)),
+      );
     };
   }
 
   function refusalFor(method: string, err: unknown, device: string | undefined): Partial<grpc.StatusObject> {
+    const status = statusFor(method, err, device);
+    options.metrics?.grpcError(method, grpc.status[status.code] ?? String(status.code));
+    return status;
+  }
+
+  function statusFor(method: string, err: unknown, device: string | undefined): { code: grpc.status; details: string } {
     if (err instanceof Refusal) {
       logger.warn({ method, device, code: grpc.status[err.code], reason: err.message }, 'device call refused');
       return { code: err.code, details: err.message };
@@ -129,19 +163,21 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       logger.warn({ method, device, reason: err.message }, 'invalid device request');
       return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
     }
-    // Internal details stay in the server log.
+    // Internal details stay in the server log. UNAVAILABLE (not INTERNAL) when the database
+    // cannot be reached: the agent retries, possibly against another replica.
     logger.error({ method, device, err }, 'device call failed');
+    if (isDatabaseUnavailable(err)) return { code: grpc.status.UNAVAILABLE, details: 'database unavailable' };
     return { code: grpc.status.INTERNAL, details: 'internal error' };
   }
 
-  const Register = unary<RegisterRequest, RegisterResponse>('Register', (caller, request) => {
+  const Register = unary<RegisterRequest, RegisterResponse>('Register', async (caller, request) => {
     const profile = validateRegister(request);
     const { peer } = caller;
     const now = new Date().toISOString();
-    const device = store.withWriteLock(() => {
-      const record = store.registerDevice({ spiffeId: peer.spiffeId, fleet: peer.fleet, name: peer.name, profile, now });
+    const device = await store.withWriteLock(async () => {
+      const record = await store.registerDevice({ spiffeId: peer.spiffeId, fleet: peer.fleet, name: peer.name, profile, now });
       if (!caller.device?.registeredAt) {
-        store.appendAudit({ at: now, actor: `device:${peer.spiffeId}`, action: 'device.registered', subject: `device:${peer.spiffeId}`, details: { agentVersion: profile.agentVersion } });
+        await store.appendAudit({ at: now, actor: `device:${peer.spiffeId}`, action: 'device.registered', subject: `device:${peer.spiffeId}`, details: { agentVersion: profile.agentVersion } });
       }
       return record;
     });
@@ -149,17 +185,26 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return { deviceName: device.name, fleet: device.fleet, heartbeatIntervalSeconds: heartbeatSeconds(device) };
   });
 
-  const Heartbeat = unary<HeartbeatRequest, HeartbeatResponse>('Heartbeat', (caller, request) => {
+  const Heartbeat = unary<HeartbeatRequest, HeartbeatResponse>('Heartbeat', async (caller, request) => {
     // Before the registration check: a device decommissioned before it ever registered must
     // still learn that it is offboarded.
     if (caller.device?.decommissionedAt) return offboard(caller.device);
     const device = registered(caller);
     const installed = validateHeartbeat(request);
-    store.recordHeartbeat(device.id, installed, new Date().toISOString());
+    const now = new Date().toISOString();
+    options.metrics?.heartbeat();
+    if (options.lastSeen) {
+      // Liveness goes into the next batch (flushed within a second); the installed set is
+      // written only when it differs from what is stored (a read instead of a write).
+      options.lastSeen.touch(device.id, now);
+      if (!sameInstalled(await store.listInstalled(device.id), installed)) await store.replaceInstalled(device.id, installed, now);
+    } else {
+      await store.recordHeartbeat(device.id, installed, now);
+    }
     return {
-      assignments: store.listDesiredArtifacts(device.id).map(toAssignmentMessage),
+      assignments: (await store.listDesiredArtifacts(device.id)).map(toAssignmentMessage),
       // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
-      logRequests: store.logRequests.listPending(device.id).map((r) => ({
+      logRequests: (await store.logRequests.listPending(device.id)).map((r) => ({
         logRequestId: r.id,
         since: r.since ?? '',
         until: r.until ?? '',
@@ -172,19 +217,19 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
   const ReportArtifactStatus = unary<ReportArtifactStatusRequest, ReportArtifactStatusResponse>(
     'ReportArtifactStatus',
-    (caller, request) => {
+    async (caller, request) => {
       const report = validateReport(request);
       const device = caller.device;
-      const assignment = report.assignmentId ? store.getAssignment(report.assignmentId) : undefined;
+      const assignment = report.assignmentId ? await store.getAssignment(report.assignmentId) : undefined;
       if (!device || !assignment || assignment.deviceId !== device.id) {
         // Same answer whether the id does not exist or belongs to another device: no probing.
         logger.warn({ device: caller.peer.spiffeId, assignmentId: report.assignmentId }, 'status report for an assignment the device does not own');
         throw new Refusal(grpc.status.NOT_FOUND, 'no such assignment for this device');
       }
-      const artifact = store.getArtifactById(assignment.artifactId);
+      const artifact = await store.getArtifactById(assignment.artifactId);
       const receivedAt = new Date().toISOString();
-      const accepted = store.withWriteLock(() => {
-        const stored = store.recordStatusReport({
+      const accepted = await store.withWriteLock(async () => {
+        const stored = await store.recordStatusReport({
           ...report,
           deviceId: device.id,
           receivedAt,
@@ -193,7 +238,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
             : {}),
         });
         if (stored && TERMINAL_STATES.has(report.state)) {
-          store.appendAudit({
+          await store.appendAudit({
             at: receivedAt,
             actor: `device:${device.spiffeId}`,
             action: `assignment.${report.state.toLowerCase()}`,
@@ -204,9 +249,10 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
         return stored;
       });
       logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
+      options.metrics?.report(report.state, accepted);
       if (accepted && assignment.rolloutId && options.afterRolloutReport) {
         try {
-          options.afterRolloutReport(assignment.rolloutId);
+          await options.afterRolloutReport(assignment.rolloutId);
         } catch (err) {
           logger.error({ err, rolloutId: assignment.rolloutId }, 'rollout progression after a status report failed');
         }
@@ -235,23 +281,20 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
   const UploadLogs: grpc.handleClientStreamingCall<UploadLogsChunk, { bytesReceived: number }> = (call, callback) => {
     let caller: Caller | undefined;
-    let device: DeviceRecord;
-    try {
-      caller = authenticate(call, 'UploadLogs');
+    let device: DeviceRecord | undefined;
+    (async () => {
+      caller = await authenticate(call, 'UploadLogs');
       device = registered(caller);
-    } catch (err) {
-      callback(refusalFor('UploadLogs', err, caller?.peer.spiffeId));
-      return;
-    }
-    receiveLogUpload(chunksOf(call), device, { store, logsDir: options.logsDir, logger }).then(
+      return receiveLogUpload(chunksOf(call), device, { store, logsDir: options.logsDir, logger });
+    })().then(
       (response) => callback(null, response),
       (err: unknown) => {
-        if (call.cancelled) {
+        if (device && call.cancelled) {
           logger.info({ device: device.spiffeId }, 'log upload cancelled by the device');
           callback({ code: grpc.status.CANCELLED, details: 'cancelled' });
           return;
         }
-        callback(refusalFor('UploadLogs', err, device.spiffeId));
+        callback(refusalFor('UploadLogs', err, caller?.peer.spiffeId));
       },
     );
   };

@@ -35,7 +35,7 @@ export async function provisionDevice(
   input: { fleet: string; name: string; days?: number; actor?: string },
 ): Promise<DeviceCredentials> {
   const spiffeId = spiffeIdOrThrow(ctx.trustDomain, input.fleet, input.name);
-  if (ctx.store.getDeviceBySpiffeId(spiffeId)?.decommissionedAt) {
+  if ((await ctx.store.getDeviceBySpiffeId(spiffeId))?.decommissionedAt) {
     throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.name} is decommissioned`);
   }
   const ca = await ctx.deviceCa();
@@ -46,13 +46,13 @@ export async function provisionDevice(
     { trustDomain: ctx.trustDomain, fleet: input.fleet, name: input.name },
     input.days === undefined ? {} : { days: input.days },
   );
-  ctx.store.withWriteLock(() => {
+  await ctx.store.withWriteLock(async () => {
     const now = new Date().toISOString();
-    const { device } = ctx.store.ensureDevice({ spiffeId, fleet: input.fleet, name: input.name, now });
+    const { device } = await ctx.store.ensureDevice({ spiffeId, fleet: input.fleet, name: input.name, now });
     if (device.decommissionedAt) {
       throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.name} is decommissioned`);
     }
-    ctx.store.certificates.insert({
+    await ctx.store.certificates.insert({
       serialNumber: issued.serialNumber,
       deviceId: device.id,
       publicKeySha256: issued.publicKeySha256,
@@ -62,7 +62,7 @@ export async function provisionDevice(
       reason: 'operator',
       enrollmentTokenId: null,
     });
-    ctx.store.appendAudit({
+    await ctx.store.appendAudit({
       at: now,
       actor: input.actor ?? 'operator',
       action: 'device.certificate_issued',
@@ -86,13 +86,13 @@ export async function provisionDevice(
  * the device API, the artifact server and certificate renewal refuse its identity. The record
  * and its history stay, and so does its name: a returning device enrolls under a new name.
  */
-export function decommissionDevice(ctx: MeshanicsContext, input: { fleet: string; name: string; actor?: string }): void {
-  ctx.store.withWriteLock(() => {
-    const device = ctx.store.getDeviceByName(input.fleet, input.name);
+export async function decommissionDevice(ctx: MeshanicsContext, input: { fleet: string; name: string; actor?: string }): Promise<void> {
+  await ctx.store.withWriteLock(async () => {
+    const device = await ctx.store.getDeviceByName(input.fleet, input.name);
     if (!device) throw new MeshError('MESH_ERR_DEVICE_NOT_FOUND', `no device ${input.fleet}/${input.name}`);
     if (device.decommissionedAt) return;
     const now = new Date().toISOString();
-    ctx.store.decommissionDevice(device.id, now);
-    ctx.store.appendAudit({ at: now, actor: input.actor ?? 'operator', action: 'device.decommissioned', subject: `device:${device.spiffeId}` });
+    await ctx.store.decommissionDevice(device.id, now);
+    await ctx.store.appendAudit({ at: now, actor: input.actor ?? 'operator', action: 'device.decommissioned', subject: `device:${device.spiffeId}` });
   });
 }

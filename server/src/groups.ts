@@ -55,23 +55,23 @@ function validateName(fleet: unknown, name: unknown): void {
 }
 
 /** Resolves names to live devices of the fleet; the rest are unresolved. */
-export function resolveGroupDevices(
+export async function resolveGroupDevices(
   ctx: GroupContext,
   fleet: string,
   names: readonly string[],
-): { devices: DeviceRecord[]; unresolved: string[] } {
+): Promise<{ devices: DeviceRecord[]; unresolved: string[] }> {
   const devices: DeviceRecord[] = [];
   const unresolved: string[] = [];
   for (const name of names) {
-    const device = ctx.store.getDeviceByName(fleet, name);
+    const device = await ctx.store.getDeviceByName(fleet, name);
     if (device && !device.decommissionedAt) devices.push(device);
     else unresolved.push(name);
   }
   return { devices, unresolved };
 }
 
-function view(ctx: GroupContext, g: GroupRecord): GroupView {
-  const { devices, unresolved } = resolveGroupDevices(ctx, g.fleet, g.devices);
+async function view(ctx: GroupContext, g: GroupRecord): Promise<GroupView> {
+  const { devices, unresolved } = await resolveGroupDevices(ctx, g.fleet, g.devices);
   return {
     fleet: g.fleet,
     name: g.name,
@@ -83,18 +83,18 @@ function view(ctx: GroupContext, g: GroupRecord): GroupView {
   };
 }
 
-export function createGroup(ctx: GroupContext, input: CreateGroupInput): GroupView {
+export async function createGroup(ctx: GroupContext, input: CreateGroupInput): Promise<GroupView> {
   validateName(input.fleet, input.name);
   const names = validateDevices(input.devices);
   const { store } = ctx;
-  return store.withWriteLock(() => {
+  return await store.withWriteLock(async () => {
     const now = new Date().toISOString();
     const record: GroupRecord = { fleet: input.fleet, name: input.name, devices: names, createdAt: now, createdBy: input.actor, updatedAt: now };
-    if (!store.groups.insert(record)) {
+    if (!await store.groups.insert(record)) {
       throw new MeshError('MESH_ERR_GROUP_CONFLICT', `group "${input.name}" already exists in fleet ${input.fleet}`);
     }
-    const result = view(ctx, record);
-    store.appendAudit({
+    const result = await view(ctx, record);
+    await store.appendAudit({
       at: now,
       actor: input.actor,
       action: 'group.created',
@@ -105,27 +105,29 @@ export function createGroup(ctx: GroupContext, input: CreateGroupInput): GroupVi
   });
 }
 
-export function listGroups(ctx: GroupContext, filter: { fleet?: string } = {}): GroupView[] {
-  return ctx.store.groups.list(filter.fleet === undefined ? {} : { fleet: filter.fleet }).map((g) => view(ctx, g));
+export async function listGroups(ctx: GroupContext, filter: { fleet?: string } = {}): Promise<GroupView[]> {
+  const views: GroupView[] = [];
+  for (const g of await ctx.store.groups.list(filter.fleet === undefined ? {} : { fleet: filter.fleet })) views.push(await view(ctx, g));
+  return views;
 }
 
-export function getGroup(ctx: GroupContext, fleet: string, name: string): GroupView {
-  const g = ctx.store.groups.get(fleet, name);
+export async function getGroup(ctx: GroupContext, fleet: string, name: string): Promise<GroupView> {
+  const g = await ctx.store.groups.get(fleet, name);
   if (!g) throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${name}" in fleet ${fleet}`);
   return view(ctx, g);
 }
 
 /** Replaces the group's device names (rollouts already created keep their own device split). */
-export function setGroupDevices(ctx: GroupContext, fleet: string, name: string, devices: string[], actor: string): GroupView {
+export async function setGroupDevices(ctx: GroupContext, fleet: string, name: string, devices: string[], actor: string): Promise<GroupView> {
   const names = validateDevices(devices);
   const { store } = ctx;
-  return store.withWriteLock(() => {
+  return await store.withWriteLock(async () => {
     const now = new Date().toISOString();
-    if (!store.groups.setDevices(fleet, name, names, now)) {
+    if (!await store.groups.setDevices(fleet, name, names, now)) {
       throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${name}" in fleet ${fleet}`);
     }
-    const result = getGroup(ctx, fleet, name);
-    store.appendAudit({
+    const result = await getGroup(ctx, fleet, name);
+    await store.appendAudit({
       at: now,
       actor,
       action: 'group.devices_set',

@@ -12,6 +12,8 @@ import { MeshError } from './errors.js';
 import { formatHostPort, parseListenAddress, type ListenAddress } from './listen-address.js';
 import { silentLogger, type Logger } from './log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
+import { LastSeenBatcher } from './last-seen.js';
+import { ServerMetrics } from './metrics.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
 import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
 import { driveRollouts } from './rollouts/engine.js';
@@ -55,6 +57,15 @@ export interface StartServerOptions {
   apiMaxArtifactBytes?: number;
   /** Web console directory served at `/` by the REST API (default: <repo>/console/dist if present; null: none). */
   consoleDir?: string | null;
+  /**
+   * PostgreSQL URL (postgres://...). Several `serve` processes on one database and one shared
+   * data dir (CA, TUF keys and metadata, targets) serve one fleet. Absent: SQLite in the data dir.
+   */
+  databaseUrl?: string;
+  /** How long heartbeats' last-seen times are batched before being written (default 1000 ms). */
+  lastSeenFlushMs?: number;
+  /** How long shutdown waits for in-flight calls and requests before cutting them (default 5 s). */
+  shutdownGraceMs?: number;
 }
 
 export interface RunningServer {
@@ -138,12 +149,27 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
   const certValiditySeconds = options.certValiditySeconds ?? DEFAULT_DEVICE_CERT_DAYS * 86400;
 
+  const metrics = new ServerMetrics();
   const ctx = await initDataDir({
     dataDir: options.dataDir,
     ...(options.trustDomain !== undefined ? { trustDomain: options.trustDomain } : {}),
     ...(options.hostnames ? { hostnames: options.hostnames } : {}),
+    ...(options.databaseUrl !== undefined ? { databaseUrl: options.databaseUrl } : {}),
+    observeDatabase: metrics.observeDatabase,
     logger,
   });
+  metrics.attach(ctx.store);
+  const graceMs = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+  const lastSeen = new LastSeenBatcher(ctx.store, logger, options.lastSeenFlushMs);
+  let accepting = true;
+  // Background work in flight (re-signing, rollout driving): shutdown waits for it before
+  // closing the database under it.
+  const background = new Set<Promise<unknown>>();
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    background.add(work);
+    void work.finally(() => background.delete(work)).catch(() => undefined);
+    return work;
+  };
   // TUF spec 6.1: root and targets keys belong offline (`meshanics-server tuf`, docs/security.md).
   const custody = ctx.tuf.keyCustody();
   const onlineTopKeys = custody.online.filter((r) => r === 'root' || r === 'targets');
@@ -159,9 +185,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let driveTimer: NodeJS.Timeout | undefined;
   let api: FastifyInstance | undefined;
 
-  const resign = (): void => {
+  // Every replica runs this timer; refreshExpiring runs under the database write lock (the
+  // global advisory lock on PostgreSQL) and re-reads the shared metadata inside it, so one
+  // replica re-signs and the others then find nothing due.
+  let resigning = false;
+  const resign = async (): Promise<void> => {
+    if (resigning || !accepting) return;
+    resigning = true;
     try {
-      const { resigned, versions, overdue } = ctx.tuf.refreshExpiring();
+      const { resigned, versions, overdue } = await ctx.tuf.refreshExpiring();
       if (resigned.length > 0) logger.info({ resigned, versions }, 'TUF metadata re-signed');
       if (overdue.includes('targets')) logger.warn({ overdue }, 'TUF top-level targets is past half its lifetime and its key is offline: sign a new version (tuf sign-targets)');
       const rootExpires = ctx.tuf.rootExpires();
@@ -171,12 +203,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       }
     } catch (err) {
       logger.error({ err }, 'TUF re-signing failed');
+    } finally {
+      resigning = false;
     }
   };
 
   try {
-    resign();
-    resignTimer = setInterval(resign, options.resignCheckIntervalMs ?? RESIGN_CHECK_INTERVAL_MS);
+    await resign();
+    resignTimer = setInterval(() => void track(resign()), options.resignCheckIntervalMs ?? RESIGN_CHECK_INTERVAL_MS);
     const stale = removeStaleLogUploads(ctx.layout.logsDir);
     if (stale.length > 0) logger.info({ removed: stale.length }, 'removed partial log uploads left by an earlier run');
     resignTimer.unref();
@@ -187,7 +221,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       logger,
       heartbeatIntervalSeconds,
       logsDir: ctx.layout.logsDir,
-      afterRolloutReport: (rolloutId) => driveRollouts(ctx, { rolloutId }),
+      afterRolloutReport: (rolloutId) => track(driveRollouts(ctx, { rolloutId })),
+      lastSeen,
+      metrics,
       listen: formatHostPort(grpcListen.host, grpcListen.port),
       ...tls,
     });
@@ -215,12 +251,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const enrollUrl = `https://${formatHostPort(enrollListen.host, await listenHttps(enrollServer, enrollListen, 'enrollment endpoint', logger))}`;
 
     // Rollouts also move without reports (a decommissioned device, another process's change).
+    let driving = false;
     driveTimer = setInterval(() => {
-      try {
-        driveRollouts(ctx);
-      } catch (err) {
-        logger.error({ err }, 'rollout progression failed');
-      }
+      if (driving || !accepting) return;
+      driving = true;
+      void track(driveRollouts(ctx))
+        .catch((err: unknown) => logger.error({ err }, 'rollout progression failed'))
+        .finally(() => {
+          driving = false;
+        });
     }, options.rolloutDriveIntervalMs ?? ROLLOUT_DRIVE_INTERVAL_MS);
     driveTimer.unref();
 
@@ -232,6 +271,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         heartbeatIntervalSeconds,
         ...(options.apiMaxArtifactBytes !== undefined ? { maxArtifactBytes: options.apiMaxArtifactBytes } : {}),
         ...(options.consoleDir !== undefined ? { consoleDir: options.consoleDir } : {}),
+        metrics,
+        isAccepting: () => accepting,
       });
       try {
         await api.listen({ host: apiListen.host, port: apiListen.port });
@@ -252,14 +293,20 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       trustDomain: ctx.trustDomain,
       dataDir: ctx.layout.root,
       close: async () => {
+        // Drain: stop accepting (readyz turns 503, listeners close), let in-flight device
+        // calls and HTTP requests finish (up to the grace period), then write the last batch
+        // of last-seen times, wait for background work, and close the database.
+        accepting = false;
         clearInterval(resignTimer);
         clearInterval(driveTimer);
         await Promise.all([
-          shutdownGrpc(grpcStarted.server, SHUTDOWN_GRACE_MS),
-          ...httpsServers.map((s) => shutdownHttps(s, SHUTDOWN_GRACE_MS)),
+          shutdownGrpc(grpcStarted.server, graceMs),
+          ...httpsServers.map((s) => shutdownHttps(s, graceMs)),
           api?.close(),
         ]);
-        ctx.close();
+        await Promise.allSettled([...background]);
+        await lastSeen.stop();
+        await ctx.close();
         logger.info('server stopped');
       },
     };
@@ -284,7 +331,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     grpcServer?.forceShutdown();
     for (const s of httpsServers) s.close();
     await api?.close().catch(() => undefined);
-    ctx.close();
+    await Promise.allSettled([...background]);
+    await lastSeen.stop().catch(() => undefined);
+    await ctx.close();
     throw err;
   }
 }

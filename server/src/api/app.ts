@@ -39,6 +39,10 @@ export interface ApiOptions {
   consoleDir?: string | null;
   /** How often the rollout event stream re-reads its rollout (default 1000 ms). */
   rolloutEventsIntervalMs?: number;
+  /** Serves GET /metrics (Prometheus text) when given. */
+  metrics?: { text(): Promise<{ contentType: string; body: string }> };
+  /** False while the server drains on shutdown: /readyz answers 503 so the load balancer stops sending. */
+  isAccepting?: () => boolean;
 }
 
 /** `<repo>/console/dist`, from server/dist/api/app.js (or server/src/api/app.ts under tests). */
@@ -83,6 +87,8 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     maxArtifactBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
     rolloutEventsIntervalMs: options.rolloutEventsIntervalMs ?? 1000,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.isAccepting ? { isAccepting: options.isAccepting } : {}),
   };
 
   app.setValidatorCompiler(validatorCompiler);

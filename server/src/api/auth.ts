@@ -44,7 +44,7 @@ export function authHook(ctx: MeshanicsContext) {
     if (presented === undefined) {
       throw new MeshError('MESH_ERR_API_UNAUTHENTICATED', 'missing API key (send Authorization: Bearer <key>)');
     }
-    const key = authenticateApiKey(ctx, presented);
+    const key = await authenticateApiKey(ctx, presented);
     if (!key) throw new MeshError('MESH_ERR_API_UNAUTHENTICATED', 'invalid API key');
     request.apiKey = key;
     if (access !== 'authenticated' && !grants(key, access)) throw new MeshError('MESH_ERR_API_FORBIDDEN', `missing permission: ${access}`);

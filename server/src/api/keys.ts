@@ -125,7 +125,7 @@ function view(k: ApiKeyRecord): ApiKeyView {
   };
 }
 
-export function createApiKey(ctx: MeshanicsContext, input: CreateApiKeyInput): CreatedApiKey {
+export async function createApiKey(ctx: MeshanicsContext, input: CreateApiKeyInput): Promise<CreatedApiKey> {
   if (!KEY_NAME.test(input.name)) throw invalid(`name "${input.name}" must match ${KEY_NAME.source}`);
   if (input.fleet !== ALL_FLEETS && !isDnsLabel(input.fleet)) {
     throw invalid(`fleet "${input.fleet}" must be a DNS label (lowercase letters, digits, "-") or * for every fleet`);
@@ -148,11 +148,11 @@ export function createApiKey(ctx: MeshanicsContext, input: CreateApiKeyInput): C
     revokedAt: null,
     revokedBy: null,
   };
-  ctx.store.withWriteLock(() => {
-    if (!ctx.store.apiKeys.insert(record)) {
+  await ctx.store.withWriteLock(async () => {
+    if (!await ctx.store.apiKeys.insert(record)) {
       throw new MeshError('MESH_ERR_APIKEY_CONFLICT', `a live API key named "${input.name}" already exists (revoke it first or pick another name)`);
     }
-    ctx.store.appendAudit({
+    await ctx.store.appendAudit({
       at: now,
       actor: record.createdBy,
       action: 'apikey.created',
@@ -164,27 +164,27 @@ export function createApiKey(ctx: MeshanicsContext, input: CreateApiKeyInput): C
   return { id: record.id, key, name: record.name, fleet: record.fleet, permissions: record.permissions, approve, createdAt: now };
 }
 
-export function listApiKeys(ctx: MeshanicsContext): ApiKeyView[] {
-  return ctx.store.apiKeys.list().map(view);
+export async function listApiKeys(ctx: MeshanicsContext): Promise<ApiKeyView[]> {
+  return (await ctx.store.apiKeys.list()).map(view);
 }
 
 /** Idempotent: revoking a revoked key returns it unchanged (and audits nothing new). */
-export function revokeApiKey(ctx: MeshanicsContext, id: string, actor = 'operator'): ApiKeyView {
+export async function revokeApiKey(ctx: MeshanicsContext, id: string, actor = 'operator'): Promise<ApiKeyView> {
   const now = new Date().toISOString();
-  return ctx.store.withWriteLock(() => {
-    const key = ctx.store.apiKeys.get(id);
+  return await ctx.store.withWriteLock(async () => {
+    const key = await ctx.store.apiKeys.get(id);
     if (!key) throw new MeshError('MESH_ERR_APIKEY_NOT_FOUND', `no API key ${id}`);
-    if (ctx.store.apiKeys.revoke(id, now, actor)) {
-      ctx.store.appendAudit({ at: now, actor, action: 'apikey.revoked', subject: `apikey:${id}`, details: { name: key.name } });
+    if (await ctx.store.apiKeys.revoke(id, now, actor)) {
+      await ctx.store.appendAudit({ at: now, actor, action: 'apikey.revoked', subject: `apikey:${id}`, details: { name: key.name } });
       ctx.logger.info({ apiKeyId: id, name: key.name }, 'API key revoked');
     }
-    return view(ctx.store.apiKeys.get(id)!);
+    return view((await ctx.store.apiKeys.get(id))!);
   });
 }
 
 /** The live key `presented` is, or undefined (unknown, malformed or revoked). */
-export function authenticateApiKey(ctx: MeshanicsContext, presented: string): ApiKeyRecord | undefined {
+export async function authenticateApiKey(ctx: MeshanicsContext, presented: string): Promise<ApiKeyRecord | undefined> {
   if (!presented.startsWith(API_KEY_PREFIX) || presented.length > 256) return undefined;
-  const key = ctx.store.apiKeys.getByHash(hashApiKey(presented));
+  const key = await ctx.store.apiKeys.getByHash(hashApiKey(presented));
   return key && key.revokedAt === null ? key : undefined;
 }

@@ -17,11 +17,11 @@ function exported(e: AuditEventRecord): ExportedAuditEvent {
 }
 
 /** Every event up to the head as it was when the walk started, oldest first. */
-function* walk(ctx: AuditContext): Generator<ExportedAuditEvent> {
-  const head = ctx.store.listAudit({ order: 'desc', limit: 1 })[0]?.seq ?? 0;
+async function* walk(ctx: AuditContext): AsyncGenerator<ExportedAuditEvent> {
+  const head = (await ctx.store.listAudit({ order: 'desc', limit: 1 }))[0]?.seq ?? 0;
   let after = 0;
   for (;;) {
-    const page = ctx.store.listAudit({ afterSeq: after, uptoSeq: head, limit: PAGE });
+    const page = await ctx.store.listAudit({ afterSeq: after, uptoSeq: head, limit: PAGE });
     if (page.length === 0) return;
     for (const e of page) yield exported(e);
     after = page.at(-1)!.seq;
@@ -37,7 +37,7 @@ function* walk(ctx: AuditContext): Generator<ExportedAuditEvent> {
 export async function* exportAudit(ctx: AuditContext): AsyncGenerator<string> {
   const verifier = new ChainVerifier();
   let n = 0;
-  for (const e of walk(ctx)) {
+  for await (const e of walk(ctx)) {
     verifier.add(e);
     yield JSON.stringify(e) + '\n';
     // Let other work (device calls) in between pages of a long export.
@@ -47,8 +47,8 @@ export async function* exportAudit(ctx: AuditContext): AsyncGenerator<string> {
 }
 
 /** Walks the whole chain: count, head hash, and the first event that does not match, if any. */
-export function verifyAudit(ctx: AuditContext): ChainVerification {
+export async function verifyAudit(ctx: AuditContext): Promise<ChainVerification> {
   const verifier = new ChainVerifier();
-  for (const e of walk(ctx)) verifier.add(e);
+  for await (const e of walk(ctx)) verifier.add(e);
   return verifier.result();
 }

@@ -41,11 +41,13 @@ export interface Command {
 
 export const COMMON_OPTIONS: Options = {
   'data-dir': { type: 'string' },
+  'database-url': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 export const COMMON_HELP = [
   `  --data-dir DIR         data dir (env MESHANICS_DATA_DIR, default ${DEFAULT_DATA_DIR})`,
+  '  --database-url URL     PostgreSQL database, postgres://... (env MESHANICS_DATABASE_URL; default: SQLite in the data dir)',
   '  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (env MESHANICS_LOG_LEVEL)',
   '  -h, --help             show this help',
 ];
@@ -107,6 +109,11 @@ export function dataDir(values: Values): string {
   return stringOpt(values, 'data-dir', 'MESHANICS_DATA_DIR') ?? DEFAULT_DATA_DIR;
 }
 
+/** The PostgreSQL URL, when the data dir's database lives there. */
+export function databaseUrl(values: Values): string | undefined {
+  return stringOpt(values, 'database-url', 'MESHANICS_DATABASE_URL');
+}
+
 export function print(result: unknown): void {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 }
@@ -116,11 +123,13 @@ export async function withDataDir<T>(values: Values, command: Command, fn: (ctx:
   const { initDataDir, isDataDirInitialized, openDataDir } = await import('../data-dir.js');
   const dir = dataDir(values);
   // A fresh data dir is initialized first, so a first `device issue-cert` needs no `init`.
-  const ctx = isDataDirInitialized(dir) ? openDataDir({ dataDir: dir, logger }) : await initDataDir({ dataDir: dir, logger });
+  const url = databaseUrl(values);
+  const database = url !== undefined ? { databaseUrl: url } : {};
+  const ctx = isDataDirInitialized(dir) ? await openDataDir({ dataDir: dir, logger, ...database }) : await initDataDir({ dataDir: dir, logger, ...database });
   try {
     return await fn(ctx);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 

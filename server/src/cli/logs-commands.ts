@@ -54,8 +54,8 @@ export const LOGS_COMMANDS: Command[] = [
     async run(values, positionals, command) {
       const out = path.resolve(required(values, 'out', command));
       const { getLogBundle } = await import('../logs/requests.js');
-      const bundle = await withDataDir(values, command, (ctx) => {
-        const found = getLogBundle(ctx, positionals[0]!);
+      const bundle = await withDataDir(values, command, async (ctx) => {
+        const found = await getLogBundle(ctx, positionals[0]!);
         // Read while the data dir is open; bundles are capped at 16 MiB, so memory is fine.
         return { ...found, bytes: fs.readFileSync(found.path) };
       });

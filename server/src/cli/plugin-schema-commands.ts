@@ -13,7 +13,7 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
       const { addCustomSchema } = await import('../custom-plugin-schemas.js');
       const added = await withDataDir(values, command, async (ctx) => {
         const file = await addCustomSchema(ctx.layout.root, positionals[0]!);
-        ctx.store.appendAudit({ actor: 'operator:cli', action: 'plugin_schema.added', subject: `${file.what}-kind:${file.kind}`, details: { source: file.source } });
+        await ctx.store.appendAudit({ actor: 'operator:cli', action: 'plugin_schema.added', subject: `${file.what}-kind:${file.kind}`, details: { source: file.source } });
         return file;
       });
       print({ what: added.what, kind: added.kind, source: added.source });

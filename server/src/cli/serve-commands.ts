@@ -121,7 +121,7 @@ export const SERVE_COMMANDS: Command[] = [
       try {
         print({ dataDir: ctx.layout.root, trustDomain: ctx.trustDomain, tuf: ctx.tuf.versions() });
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     },
   },

@@ -138,12 +138,12 @@ export const TUF_COMMANDS: Command[] = [
         ctx.tuf.importSigned(
           { ...(root ? { root } : {}), ...(targets ? { targets } : {}) },
           {
-            onInstalled: (r) => {
+            onInstalled: async (r) => {
               const at = new Date().toISOString();
-              if (r.root) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
-              if (r.targets) ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
+              if (r.root) await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
+              if (r.targets) await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
               if (r.removedOnlineKeys.length > 0) {
-                ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
+                await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
               }
             },
           },

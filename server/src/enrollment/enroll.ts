@@ -87,8 +87,8 @@ function assertTokenUsable(token: EnrollmentTokenRecord, now: Date): void {
  * token the operator minted for that very name: that is how a device whose certificate
  * expired (it cannot renew) enrolls again and keeps its record and history.
  */
-function assertNameFree(ctx: MeshanicsContext, fleet: string, name: string, token: EnrollmentTokenRecord): boolean {
-  const existing = ctx.store.getDeviceByName(fleet, name);
+async function assertNameFree(ctx: MeshanicsContext, fleet: string, name: string, token: EnrollmentTokenRecord): Promise<boolean> {
+  const existing = await ctx.store.getDeviceByName(fleet, name);
   if (!existing) return false;
   if (!existing.decommissionedAt && token.deviceName === name) return true;
   // A decommissioned device keeps its name: re-issuing that identity would revive every
@@ -126,7 +126,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
   const origin = input.origin ?? 'unknown';
   let token: EnrollmentTokenRecord | undefined;
   try {
-    token = ctx.store.enrollmentTokens.getByHash(hashEnrollmentToken(input.token));
+    token = await ctx.store.enrollmentTokens.getByHash(hashEnrollmentToken(input.token));
     if (!token) throw new MeshError('MESH_ERR_ENROLL_TOKEN_UNKNOWN', 'enrollment token is not known to this server');
     const { fleet } = token;
     assertTokenUsable(token, new Date());
@@ -137,7 +137,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
       throw new MeshError('MESH_ERR_ENROLL_NAME_MISMATCH', `this enrollment token is for device "${token.deviceName}", not "${input.name}"`);
     }
     const csr = await verifyCsr(input.csrPem);
-    assertNameFree(ctx, fleet, input.name, token);
+    await assertNameFree(ctx, fleet, input.name, token);
 
     const issued = await issueDeviceCertificate(
       await ctx.deviceCa(),
@@ -146,17 +146,17 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
       input.validity ?? {},
     );
     const tokenId = token.id;
-    ctx.store.withWriteLock(() => {
+    await ctx.store.withWriteLock(async () => {
       // Checked again under the lock: another enrollment may have taken the last use or the name.
       const now = new Date();
-      const current = ctx.store.enrollmentTokens.get(tokenId)!;
+      const current = (await ctx.store.enrollmentTokens.get(tokenId))!;
       assertTokenUsable(current, now);
-      const reenrollment = assertNameFree(ctx, fleet, input.name, current);
-      if (!ctx.store.enrollmentTokens.consumeUse(tokenId, now.toISOString())) {
+      const reenrollment = await assertNameFree(ctx, fleet, input.name, current);
+      if (!await ctx.store.enrollmentTokens.consumeUse(tokenId, now.toISOString())) {
         throw new MeshError('MESH_ERR_ENROLL_TOKEN_EXHAUSTED', 'enrollment token has no uses left');
       }
-      const { device } = ctx.store.ensureDevice({ spiffeId: issued.spiffeId, fleet, name: input.name, now: now.toISOString() });
-      ctx.store.certificates.insert({
+      const { device } = await ctx.store.ensureDevice({ spiffeId: issued.spiffeId, fleet, name: input.name, now: now.toISOString() });
+      await ctx.store.certificates.insert({
         serialNumber: issued.serialNumber,
         deviceId: device.id,
         publicKeySha256: issued.publicKeySha256,
@@ -166,7 +166,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
         reason: 'enrollment',
         enrollmentTokenId: tokenId,
       });
-      ctx.store.appendAudit({
+      await ctx.store.appendAudit({
         at: now.toISOString(),
         actor: `enrollment-token:${tokenId}`,
         action: reenrollment ? 'device.reenrolled' : 'device.enrolled',
@@ -179,7 +179,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
   } catch (err) {
     if (isMeshError(err) && ENROLL_REFUSALS.has(err.code)) {
       const subject = token ? `enrollment-token:${token.id}` : 'enrollment-token:unknown';
-      ctx.store.appendAudit({
+      await ctx.store.appendAudit({
         actor: `enrollment:${origin}`,
         action: 'device.enrollment_refused',
         subject,
@@ -202,7 +202,7 @@ export async function renewDeviceCertificate(ctx: MeshanicsContext, input: Renew
     throw new MeshError('MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED', 'client certificate carries no device identity of this trust domain');
   }
   try {
-    const device = ctx.store.getDeviceBySpiffeId(peer.spiffeId);
+    const device = await ctx.store.getDeviceBySpiffeId(peer.spiffeId);
     if (!device) throw new MeshError('MESH_ERR_ENROLL_DEVICE_UNKNOWN', 'no device record for this certificate; enroll first');
     if (device.decommissionedAt) throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', 'device is decommissioned and cannot renew');
     const csr = await verifyCsr(input.csrPem);
@@ -211,13 +211,13 @@ export async function renewDeviceCertificate(ctx: MeshanicsContext, input: Renew
       throw new MeshError('MESH_ERR_ENROLL_KEY_REUSED', 'renewal csr carries the current key; generate a new key pair');
     }
     const issued = await issueDeviceCertificate(await ctx.deviceCa(), csr.publicKey, peer, input.validity ?? {});
-    ctx.store.withWriteLock(() => {
+    await ctx.store.withWriteLock(async () => {
       const now = new Date().toISOString();
       // Decommissioning may have happened while we were signing.
-      if (ctx.store.getDeviceById(device.id)!.decommissionedAt) {
+      if ((await ctx.store.getDeviceById(device.id))!.decommissionedAt) {
         throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', 'device is decommissioned and cannot renew');
       }
-      ctx.store.certificates.insert({
+      await ctx.store.certificates.insert({
         serialNumber: issued.serialNumber,
         deviceId: device.id,
         publicKeySha256: issued.publicKeySha256,
@@ -227,7 +227,7 @@ export async function renewDeviceCertificate(ctx: MeshanicsContext, input: Renew
         reason: 'renewal',
         enrollmentTokenId: null,
       });
-      ctx.store.appendAudit({
+      await ctx.store.appendAudit({
         at: now,
         actor: `device:${peer.spiffeId}`,
         action: 'device.certificate_renewed',
@@ -239,7 +239,7 @@ export async function renewDeviceCertificate(ctx: MeshanicsContext, input: Renew
     return bundle(ctx, peer.fleet, peer.name, issued);
   } catch (err) {
     if (isMeshError(err) && ENROLL_REFUSALS.has(err.code)) {
-      ctx.store.appendAudit({
+      await ctx.store.appendAudit({
         actor: `device:${peer.spiffeId}`,
         action: 'device.renewal_refused',
         subject: `device:${peer.spiffeId}`,

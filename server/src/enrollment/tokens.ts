@@ -86,7 +86,7 @@ function invalid(message: string): MeshError {
   return new MeshError('MESH_ERR_ENROLL_TOKEN_INVALID_OPTIONS', message);
 }
 
-export function createEnrollmentToken(ctx: MeshanicsContext, input: CreateEnrollmentTokenInput): CreatedEnrollmentToken {
+export async function createEnrollmentToken(ctx: MeshanicsContext, input: CreateEnrollmentTokenInput): Promise<CreatedEnrollmentToken> {
   if (!isDnsLabel(input.fleet)) throw invalid(`fleet "${input.fleet}" must be a DNS label (lowercase letters, digits, "-")`);
   if (input.deviceName !== undefined && !isDnsLabel(input.deviceName)) {
     throw invalid(`device name "${input.deviceName}" must be a DNS label (lowercase letters, digits, "-")`);
@@ -115,9 +115,9 @@ export function createEnrollmentToken(ctx: MeshanicsContext, input: CreateEnroll
     revokedAt: null,
     revokedBy: null,
   };
-  ctx.store.withWriteLock(() => {
-    ctx.store.enrollmentTokens.insert(record);
-    ctx.store.appendAudit({
+  await ctx.store.withWriteLock(async () => {
+    await ctx.store.enrollmentTokens.insert(record);
+    await ctx.store.appendAudit({
       at: record.createdAt,
       actor: record.createdBy,
       action: 'enrollment_token.created',
@@ -129,22 +129,22 @@ export function createEnrollmentToken(ctx: MeshanicsContext, input: CreateEnroll
   return { id: record.id, token, fleet: record.fleet, expiresAt: record.expiresAt, uses, deviceName: record.deviceName };
 }
 
-export function listEnrollmentTokens(ctx: MeshanicsContext, filter: { fleet?: string; now?: Date } = {}): EnrollmentTokenView[] {
+export async function listEnrollmentTokens(ctx: MeshanicsContext, filter: { fleet?: string; now?: Date } = {}): Promise<EnrollmentTokenView[]> {
   const now = filter.now ?? new Date();
-  return ctx.store.enrollmentTokens.list(filter.fleet === undefined ? {} : { fleet: filter.fleet }).map((t) => view(t, now));
+  return (await ctx.store.enrollmentTokens.list(filter.fleet === undefined ? {} : { fleet: filter.fleet })).map((t) => view(t, now));
 }
 
 /** Idempotent: revoking a revoked token returns it unchanged (and audits nothing new). */
-export function revokeEnrollmentToken(ctx: MeshanicsContext, id: string, actor = 'operator'): EnrollmentTokenView {
+export async function revokeEnrollmentToken(ctx: MeshanicsContext, id: string, actor = 'operator'): Promise<EnrollmentTokenView> {
   const now = new Date();
-  const revoked = ctx.store.withWriteLock(() => {
-    const token = ctx.store.enrollmentTokens.get(id);
+  const revoked = await ctx.store.withWriteLock(async () => {
+    const token = await ctx.store.enrollmentTokens.get(id);
     if (!token) throw new MeshError('MESH_ERR_ENROLL_TOKEN_NOT_FOUND', `no enrollment token ${id}`);
-    if (ctx.store.enrollmentTokens.revoke(id, now.toISOString(), actor)) {
-      ctx.store.appendAudit({ at: now.toISOString(), actor, action: 'enrollment_token.revoked', subject: `enrollment-token:${id}`, details: { fleet: token.fleet } });
+    if (await ctx.store.enrollmentTokens.revoke(id, now.toISOString(), actor)) {
+      await ctx.store.appendAudit({ at: now.toISOString(), actor, action: 'enrollment_token.revoked', subject: `enrollment-token:${id}`, details: { fleet: token.fleet } });
       ctx.logger.info({ tokenId: id, fleet: token.fleet }, 'enrollment token revoked');
     }
-    return ctx.store.enrollmentTokens.get(id)!;
+    return (await ctx.store.enrollmentTokens.get(id))!;
   });
   return view(revoked, now);
 }

@@ -73,7 +73,7 @@ function instant(value: string | undefined, field: string): string | null {
   return new Date(ms).toISOString();
 }
 
-export function requestDeviceLogs(ctx: MeshanicsContext, input: RequestDeviceLogsInput): { logRequestId: string } {
+export async function requestDeviceLogs(ctx: MeshanicsContext, input: RequestDeviceLogsInput): Promise<{ logRequestId: string }> {
   const since = instant(input.since, 'since');
   const until = instant(input.until, 'until');
   if (since !== null && until !== null && since > until) {
@@ -85,12 +85,12 @@ export function requestDeviceLogs(ctx: MeshanicsContext, input: RequestDeviceLog
   }
   const actor = input.actor ?? 'operator';
   const logRequestId = crypto.randomUUID();
-  ctx.store.withWriteLock(() => {
-    const device = ctx.store.getDeviceByName(input.fleet, input.device);
+  await ctx.store.withWriteLock(async () => {
+    const device = await ctx.store.getDeviceByName(input.fleet, input.device);
     if (!device) throw new MeshError('MESH_ERR_DEVICE_NOT_FOUND', `no device ${input.fleet}/${input.device}`);
     if (device.decommissionedAt) throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.device} is decommissioned`);
     const now = new Date().toISOString();
-    ctx.store.logRequests.insert({
+    await ctx.store.logRequests.insert({
       id: logRequestId,
       deviceId: device.id,
       since,
@@ -102,7 +102,7 @@ export function requestDeviceLogs(ctx: MeshanicsContext, input: RequestDeviceLog
       sizeBytes: null,
       sha256: null,
     });
-    ctx.store.appendAudit({ at: now, actor, action: 'logs.requested', subject: `device:${device.spiffeId}`, details: { logRequestId, since, until, maxBytes } });
+    await ctx.store.appendAudit({ at: now, actor, action: 'logs.requested', subject: `device:${device.spiffeId}`, details: { logRequestId, since, until, maxBytes } });
   });
   ctx.logger.info({ logRequestId, fleet: input.fleet, device: input.device, since, until, maxBytes }, 'device logs requested');
   return { logRequestId };
@@ -125,16 +125,19 @@ function view(r: LogRequestWithDevice): LogRequestView {
   };
 }
 
-export function listLogRequests(ctx: MeshanicsContext, filter: { fleet?: string; device?: string } = {}): LogRequestView[] {
-  return ctx.store.logRequests
-    .list({ ...(filter.fleet !== undefined ? { fleet: filter.fleet } : {}), ...(filter.device !== undefined ? { deviceName: filter.device } : {}) })
-    .map(view);
+export async function listLogRequests(ctx: MeshanicsContext, filter: { fleet?: string; device?: string } = {}): Promise<LogRequestView[]> {
+  return (
+    await ctx.store.logRequests.list({
+      ...(filter.fleet !== undefined ? { fleet: filter.fleet } : {}),
+      ...(filter.device !== undefined ? { deviceName: filter.device } : {}),
+    })
+  ).map(view);
 }
 
 /** Where the delivered bundle of a log request is; refuses one that is unknown or not delivered yet. */
-export function getLogBundle(ctx: MeshanicsContext, logRequestId: string): LogBundle {
-  const request = ctx.store.logRequests.get(logRequestId);
-  const device = request && ctx.store.getDeviceById(request.deviceId);
+export async function getLogBundle(ctx: MeshanicsContext, logRequestId: string): Promise<LogBundle> {
+  const request = await ctx.store.logRequests.get(logRequestId);
+  const device = request && await ctx.store.getDeviceById(request.deviceId);
   if (!request || !device) throw new MeshError('MESH_ERR_LOGS_REQUEST_NOT_FOUND', `no log request ${logRequestId}`);
   if (request.fulfilledAt === null || request.sizeBytes === null || request.sha256 === null) {
     throw new MeshError('MESH_ERR_LOGS_NOT_UPLOADED', `device ${device.fleet}/${device.name} has not uploaded the logs of request ${logRequestId} yet`);

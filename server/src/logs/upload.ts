@@ -27,10 +27,10 @@ export interface LogUploadDeps {
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08]);
 const MAX_ID_LENGTH = 64;
 
-function requestFor(store: Store, device: DeviceRecord, id: string): LogRequestRecord {
+async function requestFor(store: Store, device: DeviceRecord, id: string): Promise<LogRequestRecord> {
   if (id === '') throw new Refusal(grpc.status.INVALID_ARGUMENT, 'the first chunk must carry log_request_id');
   if (id.length > MAX_ID_LENGTH) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'log_request_id is too long');
-  const request = store.logRequests.get(id);
+  const request = await store.logRequests.get(id);
   // Same answer whether the id does not exist or was issued to another device: no probing.
   if (!request || request.deviceId !== device.id) throw new Refusal(grpc.status.NOT_FOUND, 'no such log request for this device');
   if (request.fulfilledAt !== null) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'log request already fulfilled');
@@ -55,7 +55,7 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
   try {
     for await (const chunk of chunks) {
       if (!request) {
-        request = requestFor(store, device, chunk.logRequestId ?? '');
+        request = await requestFor(store, device, chunk.logRequestId ?? '');
         limit = logUploadLimit(request.maxBytes);
         ensurePrivateDir(logsDir);
         tmp = tempPathIn(logsDir, `${request.id}.gz`);
@@ -83,21 +83,21 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
 
     const sha256 = hash.digest('hex');
     const { id } = request;
-    store.withWriteLock(() => {
+    await store.withWriteLock(async () => {
       // Rename under the lock: of two concurrent uploads for one request, the loser must not
       // replace the winner's file after the winner marked the request fulfilled.
-      if (store.logRequests.get(id)?.fulfilledAt !== null) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'log request already fulfilled');
+      if ((await store.logRequests.get(id))?.fulfilledAt !== null) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'log request already fulfilled');
       renameDurable(tmp!, logBundlePath(logsDir, id));
       renamed = true;
       const now = new Date().toISOString();
-      store.logRequests.fulfill(id, { sizeBytes: received, sha256, now });
-      store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'logs.uploaded', subject: `device:${device.spiffeId}`, details: { logRequestId: id, sizeBytes: received, sha256 } });
+      await store.logRequests.fulfill(id, { sizeBytes: received, sha256, now });
+      await store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'logs.uploaded', subject: `device:${device.spiffeId}`, details: { logRequestId: id, sizeBytes: received, sha256 } });
     });
     logger.info({ device: device.spiffeId, logRequestId: id, sizeBytes: received }, 'device logs uploaded');
     return { bytesReceived: received };
   } catch (err) {
     if (err instanceof Refusal) {
-      store.appendAudit({
+      await store.appendAudit({
         actor: `device:${device.spiffeId}`,
         action: 'logs.upload_refused',
         subject: `device:${device.spiffeId}`,

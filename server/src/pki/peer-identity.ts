@@ -13,6 +13,26 @@ export interface PeerDevice extends DeviceIdentity {
  */
 export function deviceFromCertificate(der: Buffer | undefined, trustDomain: string): PeerDevice | undefined {
   if (!der || der.length === 0) return undefined;
+  // Parsing X.509 on every call was a measurable share of a heartbeat (docs/benchmarks.md);
+  // a connection presents the same certificate on every call, so its identity is cached by
+  // the exact certificate bytes (bounded, least recently used out first).
+  const key = `${trustDomain}\u0000${der.toString('base64')}`;
+  const cached = identityCache.get(key);
+  if (cached !== undefined) {
+    identityCache.delete(key);
+    identityCache.set(key, cached);
+    return cached ?? undefined;
+  }
+  const identity = parseIdentity(der, trustDomain);
+  identityCache.set(key, identity ?? null);
+  if (identityCache.size > IDENTITY_CACHE_SIZE) identityCache.delete(identityCache.keys().next().value!);
+  return identity;
+}
+
+const IDENTITY_CACHE_SIZE = 10_000;
+const identityCache = new Map<string, PeerDevice | null>();
+
+function parseIdentity(der: Buffer, trustDomain: string): PeerDevice | undefined {
   let cert: crypto.X509Certificate;
   try {
     cert = new crypto.X509Certificate(der);

@@ -77,13 +77,13 @@ export async function ensureServerCertificate(
   files: ServerCertificateFiles,
   ca: DeviceCa,
   hostnames: readonly string[],
-  lock: <T>(fn: () => T) => T,
+  lock: <T>(fn: () => T) => Promise<T>,
   now = new Date(),
 ): Promise<{ material: ServerTlsMaterial; issued: boolean }> {
   let issued = false;
   if (needsNewCertificate(files, ca, hostnames, now)) {
     const fresh = await generateServerCertificate(ca, hostnames, now);
-    issued = lock(() => {
+    issued = await lock(() => {
       if (!needsNewCertificate(files, ca, hostnames, now)) return false;
       writeFileAtomic(files.keyFile, fresh.keyPem, PRIVATE_FILE_MODE);
       writeFileAtomic(files.certFile, fresh.certPem, 0o644);

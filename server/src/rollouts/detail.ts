@@ -110,21 +110,22 @@ function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (
 }
 
 /** Builds the summary (and the per-device list when `withDevices`) of one rollout. */
-export function buildRolloutDetail(
+export async function buildRolloutDetail(
   ctx: Pick<MeshanicsContext, 'store'>,
   rollout: RolloutRecord,
   withDevices: boolean,
-): RolloutDetail | RolloutSummary {
+): Promise<RolloutDetail | RolloutSummary> {
   const { store } = ctx;
-  const artifact: ArtifactRecord | undefined = store.getArtifactById(rollout.artifactId);
+  const artifact: ArtifactRecord | undefined = await store.getArtifactById(rollout.artifactId);
   const versions = new Map<string, string | null>();
-  const versionOf = (id: string) => {
-    if (!versions.has(id)) versions.set(id, store.getArtifactById(id)?.version ?? null);
-    return versions.get(id)!;
-  };
-  const views = store.rollouts.listDevices(rollout.id);
+  const views = await store.rollouts.listDevices(rollout.id);
+  for (const v of views) {
+    const id = v.previousArtifactId;
+    if (id !== null && !versions.has(id)) versions.set(id, (await store.getArtifactById(id))?.version ?? null);
+  }
+  const versionOf = (id: string): string | null => versions.get(id) ?? null;
   const devices = views.map((v) => deviceDetail(rollout, v, versionOf));
-  const starts = new Map(store.rollouts.listWaveStarts(rollout.id).map((s) => [s.wave, s]));
+  const starts = new Map((await store.rollouts.listWaveStarts(rollout.id)).map((s) => [s.wave, s]));
   const counts = emptyCounts();
   for (const d of devices) counts[d.state] += 1;
   const waves: RolloutWaveDetail[] = rollout.strategy.waves.map((w, index) => {

@@ -1,7 +1,9 @@
 // The rollout engine: reads a rollout's stored state, asks decide() what to do, and applies
 // the answer, all inside one write transaction per rollout. SQLite: BEGIN IMMEDIATE, so two
 // server processes on one data dir (or `serve` and a CLI approve) can never both advance a
-// wave; a PostgreSQL store will take a row lock on the rollout in the same place.
+// wave. PostgreSQL: the transaction holds the global write advisory lock and the rollout's
+// row lock (SELECT ... FOR UPDATE), and the decision is taken on what it reads under them, so
+// two replicas never both advance a wave: the second one sees the wave already started.
 import * as crypto from 'node:crypto';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../data-dir.js';
@@ -63,8 +65,8 @@ export function rolloutSubject(id: string): string {
  * Makes the assignments of `wave` for its devices (call under the write lock), recording
  * what each device had installed under the artifact name, for a later revert.
  */
-export function startWave(store: Store, rollout: RolloutRecord, wave: number, actor: string, now: string): void {
-  const devices = store.rollouts.listDevices(rollout.id).filter((d) => d.wave === wave && d.assignmentId === null);
+export async function startWave(store: Store, rollout: RolloutRecord, wave: number, actor: string, now: string): Promise<void> {
+  const devices = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.wave === wave && d.assignmentId === null);
   const started: string[] = [];
   const skipped: string[] = [];
   for (const d of devices) {
@@ -72,10 +74,10 @@ export function startWave(store: Store, rollout: RolloutRecord, wave: number, ac
       skipped.push(d.deviceName);
       continue;
     }
-    const installed = store.listInstalled(d.deviceId).find((i) => i.name === rollout.artifactName);
-    const previous = installed ? store.getArtifact(rollout.artifactName, installed.version) : undefined;
+    const installed = (await store.listInstalled(d.deviceId)).find((i) => i.name === rollout.artifactName);
+    const previous = installed ? await store.getArtifact(rollout.artifactName, installed.version) : undefined;
     const assignmentId = crypto.randomUUID();
-    store.insertAssignment({
+    await store.insertAssignment({
       id: assignmentId,
       deviceId: d.deviceId,
       artifactId: rollout.artifactId,
@@ -88,7 +90,7 @@ export function startWave(store: Store, rollout: RolloutRecord, wave: number, ac
       createdAt: now,
       updatedAt: now,
     });
-    store.rollouts.setDeviceAssignment(rollout.id, d.deviceId, {
+    await store.rollouts.setDeviceAssignment(rollout.id, d.deviceId, {
       assignmentId,
       assignedAt: now,
       previousVersion: installed?.version ?? null,
@@ -97,8 +99,8 @@ export function startWave(store: Store, rollout: RolloutRecord, wave: number, ac
     });
     started.push(d.deviceName);
   }
-  store.rollouts.recordWaveStart(rollout.id, { wave, startedAt: now, startedBy: actor });
-  store.appendAudit({
+  await store.rollouts.recordWaveStart(rollout.id, { wave, startedAt: now, startedBy: actor });
+  await store.appendAudit({
     at: now,
     actor,
     action: 'rollout.wave_started',
@@ -111,13 +113,13 @@ export function startWave(store: Store, rollout: RolloutRecord, wave: number, ac
  * One rollout's progression, under the caller's write lock: decide and apply until there is
  * nothing more to do now (an empty wave is passed straight through).
  */
-export function stepRollout(ctx: EngineContext, rolloutId: string): DriveAction[] {
+export async function stepRollout(ctx: EngineContext, rolloutId: string): Promise<DriveAction[]> {
   const { store } = ctx;
   const actions: DriveAction[] = [];
   for (let guard = 0; guard < 64; guard++) {
-    const rollout = store.rollouts.get(rolloutId);
+    const rollout = await store.rollouts.lockForDecision(rolloutId);
     if (!rollout) return actions;
-    const devices = store.rollouts.listDevices(rolloutId);
+    const devices = await store.rollouts.listDevices(rolloutId);
     const snapshot = snapshotOf(rollout, devices);
     const decision = decide(snapshot);
     const now = new Date().toISOString();
@@ -126,14 +128,14 @@ export function stepRollout(ctx: EngineContext, rolloutId: string): DriveAction[
       case 'none':
         return actions;
       case 'advance':
-        store.rollouts.update(rolloutId, { currentWave: decision.toWave }, now);
-        startWave(store, { ...rollout, currentWave: decision.toWave }, decision.toWave, ENGINE_ACTOR, now);
+        await store.rollouts.update(rolloutId, { currentWave: decision.toWave }, now);
+        await startWave(store, { ...rollout, currentWave: decision.toWave }, decision.toWave, ENGINE_ACTOR, now);
         actions.push({ rolloutId, action: 'advance', wave: decision.toWave });
         ctx.logger.info({ rolloutId, wave: decision.toWave }, 'rollout wave started');
         continue;
       case 'await_approval':
-        store.rollouts.update(rolloutId, { status: 'waiting_approval' }, now);
-        store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.awaiting_approval', subject, details: { wave: decision.wave } });
+        await store.rollouts.update(rolloutId, { status: 'waiting_approval' }, now);
+        await store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.awaiting_approval', subject, details: { wave: decision.wave } });
         actions.push({ rolloutId, action: 'await_approval', wave: decision.wave });
         ctx.logger.info({ rolloutId, wave: decision.wave }, 'rollout waits for approval');
         return actions;
@@ -151,18 +153,18 @@ export function stepRollout(ctx: EngineContext, rolloutId: string): DriveAction[
           tolerance: decision.tolerance,
           at: now,
         };
-        store.rollouts.update(rolloutId, { status: 'halted', halt }, now);
-        store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.halted', subject, details: { ...halt } });
+        await store.rollouts.update(rolloutId, { status: 'halted', halt }, now);
+        await store.appendAudit({ at: now, actor: ENGINE_ACTOR, action: 'rollout.halted', subject, details: { ...halt } });
         actions.push({ rolloutId, action: 'halt', wave: decision.wave });
         ctx.logger.warn({ rolloutId, ...halt }, 'rollout halted');
         return actions;
       }
       case 'complete': {
-        store.rollouts.update(rolloutId, { status: 'completed', finishedAt: now }, now);
-        store.rollouts.releaseDevices(rolloutId);
+        await store.rollouts.update(rolloutId, { status: 'completed', finishedAt: now }, now);
+        await store.rollouts.releaseDevices(rolloutId);
         const outcomes = { healthy: 0, failed: 0, rolled_back: 0 } as Record<string, number>;
         for (const d of snapshot.devices) if (d.outcome in outcomes) outcomes[d.outcome]! += 1;
-        store.appendAudit({
+        await store.appendAudit({
           at: now,
           actor: ENGINE_ACTOR,
           action: 'rollout.completed',
@@ -183,13 +185,13 @@ export function stepRollout(ctx: EngineContext, rolloutId: string): DriveAction[
  * its own write transaction. Called after every stored status report and on a timer by
  * `serve`. A failure on one rollout is logged and does not stop the others.
  */
-export function driveRollouts(ctx: EngineContext, options: { rolloutId?: string } = {}): DriveAction[] {
+export async function driveRollouts(ctx: EngineContext, options: { rolloutId?: string } = {}): Promise<DriveAction[]> {
   const { store } = ctx;
-  const ids = options.rolloutId !== undefined ? [options.rolloutId] : store.rollouts.listIds(['running']);
+  const ids = options.rolloutId !== undefined ? [options.rolloutId] : await store.rollouts.listIds(['running']);
   const actions: DriveAction[] = [];
   for (const id of ids) {
     try {
-      actions.push(...store.withWriteLock(() => stepRollout(ctx, id)));
+      actions.push(...await store.withWriteLock(() => stepRollout(ctx, id)));
     } catch (err) {
       ctx.logger.error({ err, rolloutId: id }, 'rollout progression failed');
     }

@@ -35,14 +35,14 @@ export interface CreateRolloutInput {
 
 type RolloutContext = EngineContext;
 
-function load(ctx: RolloutContext, id: string): RolloutRecord {
-  const rollout = ctx.store.rollouts.get(id);
+async function load(ctx: RolloutContext, id: string): Promise<RolloutRecord> {
+  const rollout = await ctx.store.rollouts.get(id);
   if (!rollout) throw new MeshError('MESH_ERR_ROLLOUT_NOT_FOUND', `no rollout ${id}`);
   return rollout;
 }
 
-function detail(ctx: RolloutContext, id: string): RolloutDetail {
-  return buildRolloutDetail(ctx, load(ctx, id), true) as RolloutDetail;
+async function detail(ctx: RolloutContext, id: string): Promise<RolloutDetail> {
+  return await buildRolloutDetail(ctx, await load(ctx, id), true) as RolloutDetail;
 }
 
 function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusValue[], action: string): void {
@@ -55,7 +55,7 @@ function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusVa
   }
 }
 
-export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): RolloutDetail {
+export async function createRollout(ctx: RolloutContext, input: CreateRolloutInput): Promise<RolloutDetail> {
   const parsed = parseStrategy(input.strategy);
   if (!parsed.ok) {
     throw new MeshError('MESH_ERR_ROLLOUT_INVALID_STRATEGY', `invalid strategy: ${parsed.errors.join('; ')}`, { details: { errors: parsed.errors } });
@@ -70,12 +70,12 @@ export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): R
   const probe = validateProbe(input.probe);
   const { store } = ctx;
 
-  const id = store.withWriteLock(() => {
-    const group = store.groups.get(input.fleet, input.group);
+  const id = await store.withWriteLock(async () => {
+    const group = await store.groups.get(input.fleet, input.group);
     if (!group) throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${input.group}" in fleet ${input.fleet}`);
-    const artifact = store.getArtifact(input.artifact.name, input.artifact.version);
+    const artifact = await store.getArtifact(input.artifact.name, input.artifact.version);
     if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact.name}@${input.artifact.version}`);
-    const { devices, unresolved } = resolveGroupDevices(ctx, input.fleet, group.devices);
+    const { devices, unresolved } = await resolveGroupDevices(ctx, input.fleet, group.devices);
     if (devices.length === 0) {
       throw new MeshError(
         'MESH_ERR_ROLLOUT_NO_DEVICES',
@@ -84,7 +84,7 @@ export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): R
       );
     }
     assertDevicesSupportKind(devices, artifact.kind);
-    const busy = store.rollouts.busyDevices(
+    const busy = await store.rollouts.busyDevices(
       devices.map((d) => d.id),
       artifact.name,
     );
@@ -121,8 +121,8 @@ export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): R
       devices.map((d) => d.id),
       strategy,
     );
-    store.rollouts.insert(rollout, plan);
-    store.appendAudit({
+    await store.rollouts.insert(rollout, plan);
+    await store.appendAudit({
       at: now,
       actor: input.actor,
       action: 'rollout.created',
@@ -139,22 +139,22 @@ export function createRollout(ctx: RolloutContext, input: CreateRolloutInput): R
       },
     });
     // Creating the rollout starts its first wave (whatever its approval says).
-    startWave(store, rollout, 0, input.actor, now);
-    stepRollout(ctx, rollout.id);
+    await startWave(store, rollout, 0, input.actor, now);
+    await stepRollout(ctx, rollout.id);
     return rollout.id;
   });
   ctx.logger.info({ rolloutId: id, artifact: `${input.artifact.name}@${input.artifact.version}`, group: input.group }, 'rollout created');
   return detail(ctx, id);
 }
 
-export function getRollout(ctx: RolloutContext, id: string): RolloutDetail {
+export function getRollout(ctx: RolloutContext, id: string): Promise<RolloutDetail> {
   return detail(ctx, id);
 }
 
-export function listRollouts(
+export async function listRollouts(
   ctx: RolloutContext,
   filter: { fleet?: string; status?: RolloutStatusValue; limit?: number; offset?: number } = {},
-): { items: RolloutSummary[]; total: number } {
+): Promise<{ items: RolloutSummary[]; total: number }> {
   if (filter.status !== undefined && !ROLLOUT_STATUSES.includes(filter.status)) {
     throw new MeshError('MESH_ERR_ROLLOUT_INVALID', `status must be one of ${ROLLOUT_STATUSES.join(', ')}`);
   }
@@ -162,49 +162,51 @@ export function listRollouts(
   const offset = filter.offset ?? 0;
   if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'limit must be 1-200');
   if (!Number.isInteger(offset) || offset < 0) throw new MeshError('MESH_ERR_ROLLOUT_INVALID', 'offset must be >= 0');
-  const page = ctx.store.rollouts.list({
+  const page = await ctx.store.rollouts.list({
     ...(filter.fleet !== undefined ? { fleet: filter.fleet } : {}),
     ...(filter.status !== undefined ? { status: filter.status } : {}),
     limit,
     offset,
   });
-  return { items: page.items.map((r) => buildRolloutDetail(ctx, r, false)), total: page.total };
+  const items: RolloutSummary[] = [];
+  for (const r of page.items) items.push(await buildRolloutDetail(ctx, r, false));
+  return { items, total: page.total };
 }
 
 /** Starts the wave that waits for approval (the approve right is the caller's to check). */
-export function approveRollout(ctx: RolloutContext, id: string, actor: string): RolloutDetail {
+export async function approveRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
   const { store } = ctx;
-  store.withWriteLock(() => {
-    const rollout = load(ctx, id);
+  await store.withWriteLock(async () => {
+    const rollout = await load(ctx, id);
     requireStatus(rollout, ['waiting_approval'], 'approve');
     const wave = rollout.currentWave + 1;
     const now = new Date().toISOString();
-    store.appendAudit({ at: now, actor, action: 'rollout.approved', subject: rolloutSubject(id), details: { wave } });
-    store.rollouts.update(id, { status: 'running', currentWave: wave }, now);
-    startWave(store, { ...rollout, status: 'running', currentWave: wave }, wave, actor, now);
-    stepRollout(ctx, id);
+    await store.appendAudit({ at: now, actor, action: 'rollout.approved', subject: rolloutSubject(id), details: { wave } });
+    await store.rollouts.update(id, { status: 'running', currentWave: wave }, now);
+    await startWave(store, { ...rollout, status: 'running', currentWave: wave }, wave, actor, now);
+    await stepRollout(ctx, id);
   });
   ctx.logger.info({ rolloutId: id, actor }, 'rollout wave approved');
   return detail(ctx, id);
 }
 
 /** Resumes a halted rollout; the failures seen so far are acknowledged, only new ones can halt it again. */
-export function resumeRollout(ctx: RolloutContext, id: string, actor: string): RolloutDetail {
+export async function resumeRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
   const { store } = ctx;
-  store.withWriteLock(() => {
-    const rollout = load(ctx, id);
+  await store.withWriteLock(async () => {
+    const rollout = await load(ctx, id);
     requireStatus(rollout, ['halted'], 'resume');
-    const failures = failureCount(snapshotOf(rollout, store.rollouts.listDevices(id)));
+    const failures = failureCount(snapshotOf(rollout, await store.rollouts.listDevices(id)));
     const now = new Date().toISOString();
-    store.rollouts.update(id, { status: 'running', acknowledgedFailures: failures, halt: null }, now);
-    store.appendAudit({
+    await store.rollouts.update(id, { status: 'running', acknowledgedFailures: failures, halt: null }, now);
+    await store.appendAudit({
       at: now,
       actor,
       action: 'rollout.resumed',
       subject: rolloutSubject(id),
       details: { acknowledgedFailures: failures, wave: rollout.currentWave, halt: rollout.halt },
     });
-    stepRollout(ctx, id);
+    await stepRollout(ctx, id);
   });
   ctx.logger.info({ rolloutId: id, actor }, 'rollout resumed');
   return detail(ctx, id);
@@ -216,60 +218,60 @@ export function resumeRollout(ctx: RolloutContext, id: string, actor: string): R
  * assignment reached HEALTHY or is mid-update gets an assignment back to what it had
  * installed when its wave started (an unreachable device picks it up at its next heartbeat).
  */
-export function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string): RolloutDetail {
+export async function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string): Promise<RolloutDetail> {
   const policy = options?.policy ?? 'keep';
   if (!ABORT_POLICIES.includes(policy)) {
     throw new MeshError('MESH_ERR_ROLLOUT_INVALID', `policy must be one of ${ABORT_POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
   }
   const { store } = ctx;
-  store.withWriteLock(() => {
-    const rollout = load(ctx, id);
+  await store.withWriteLock(async () => {
+    const rollout = await load(ctx, id);
     requireStatus(rollout, ['running', 'waiting_approval', 'halted'], 'abort');
     const now = new Date().toISOString();
-    const withdrawn = store.rollouts.deactivatePendingAssignments(id, now);
+    const withdrawn = await store.rollouts.deactivatePendingAssignments(id, now);
     const reverted: Array<{ device: string; toVersion: string; assignmentId: string }> = [];
     const notReverted: Array<{ device: string; reason: string }> = [];
     if (policy === 'revert') {
-      for (const d of store.rollouts.listDevices(id)) {
+      for (const d of await store.rollouts.listDevices(id)) {
         const a = d.assignment;
         if (!a || !(a.state === 'HEALTHY' || IN_FLIGHT.has(a.state))) continue;
-        const note = (reason: string) => {
+        const note = async (reason: string) => {
           notReverted.push({ device: d.deviceName, reason });
-          store.rollouts.setDeviceRevert(id, d.deviceId, { revertAssignmentId: null, revertNote: reason, revertedAt: now });
+          await store.rollouts.setDeviceRevert(id, d.deviceId, { revertAssignmentId: null, revertNote: reason, revertedAt: now });
         };
         if (d.decommissioned) {
-          note('device is decommissioned');
+          await note('device is decommissioned');
           continue;
         }
         if (!a.active) {
-          note('superseded by another assignment; left as is');
+          await note('superseded by another assignment; left as is');
           continue;
         }
         if (d.previousVersion === null) {
-          note(`nothing was installed under "${rollout.artifactName}" before this rollout: nothing to revert to, left as is`);
+          await note(`nothing was installed under "${rollout.artifactName}" before this rollout: nothing to revert to, left as is`);
           continue;
         }
-        const previous = d.previousArtifactId ? store.getArtifactById(d.previousArtifactId) : undefined;
+        const previous = d.previousArtifactId ? await store.getArtifactById(d.previousArtifactId) : undefined;
         if (!previous) {
-          note(`previous version ${d.previousVersion} is not in the catalog with the bytes the device had: left as is`);
+          await note(`previous version ${d.previousVersion} is not in the catalog with the bytes the device had: left as is`);
           continue;
         }
         const revertId = crypto.randomUUID();
-        store.insertAssignment({
+        await store.insertAssignment({
           id: revertId,
           deviceId: d.deviceId,
           artifactId: previous.id,
           artifactName: previous.name,
           rolloutId: id,
           // The probe that last proved this version healthy on this device, else the rollout's.
-          probe: store.rollouts.lastHealthyProbe(d.deviceId, previous.id) ?? rollout.probe,
+          probe: await store.rollouts.lastHealthyProbe(d.deviceId, previous.id) ?? rollout.probe,
           state: 'PENDING',
           reason: '',
           active: true,
           createdAt: now,
           updatedAt: now,
         });
-        store.rollouts.setDeviceRevert(id, d.deviceId, {
+        await store.rollouts.setDeviceRevert(id, d.deviceId, {
           revertAssignmentId: revertId,
           revertNote: `reverting from ${a.state} to ${previous.version}`,
           revertedAt: now,
@@ -277,9 +279,9 @@ export function abortRollout(ctx: RolloutContext, id: string, options: { policy?
         reverted.push({ device: d.deviceName, toVersion: previous.version, assignmentId: revertId });
       }
     }
-    store.rollouts.update(id, { status: 'aborted', abortPolicy: policy, finishedAt: now }, now);
-    store.rollouts.releaseDevices(id);
-    store.appendAudit({
+    await store.rollouts.update(id, { status: 'aborted', abortPolicy: policy, finishedAt: now }, now);
+    await store.rollouts.releaseDevices(id);
+    await store.appendAudit({
       at: now,
       actor,
       action: 'rollout.aborted',

@@ -28,7 +28,8 @@ export interface TufRepositoryPaths {
   metadataDir: string;
 }
 
-export type WriteLock = <T>(fn: () => T) => T;
+/** The data-dir write lock (the store's write transaction); async since the store is. */
+export type WriteLock = <T>(fn: () => T | Promise<T>) => Promise<T>;
 
 interface LoadedMetadata<T extends Root | Targets | Snapshot | Timestamp> {
   metadata: Metadata<T>;
@@ -130,7 +131,7 @@ export class TufRepository {
    * repository from before the publisher delegation). root.json is written last, so a crash
    * part-way leaves an uninitialized repository that the next start redoes.
    */
-  initialize(now = new Date()): boolean {
+  initialize(now = new Date()): Promise<boolean> {
     return this.lock(() => {
       if (this.isInitialized()) {
         // Metadata that does not verify is reported by whoever uses it next (the re-signer
@@ -276,7 +277,7 @@ export class TufRepository {
   }
 
   /** Public keys of the online roles and the current versions, for `tuf sign-root` / `tuf sign-targets` offline. */
-  onlineKeys(): OnlineKeysExport {
+  onlineKeys(): Promise<OnlineKeysExport> {
     return this.lock(() => {
       const s = this.migrateToDelegation(this.readState(), new Date());
       const roles = s.root.metadata.signed.roles;
@@ -408,7 +409,7 @@ export class TufRepository {
   }
 
   /** Adds one target to the publisher role: publisher N+1, snapshot N+1, timestamp N+1 (spec 4.4-4.6). */
-  addTarget(target: NewTarget, now = new Date()): RepositoryVersions {
+  addTarget(target: NewTarget, now = new Date()): Promise<RepositoryVersions> {
     return this.lock(() => {
       const state = this.migrateToDelegation(this.readState(), now);
       if (target.path in state.targets.metadata.signed.targets || target.path in state.publisher!.metadata.signed.targets) {
@@ -447,7 +448,7 @@ export class TufRepository {
    * publisher, snapshot and timestamp has less than half its lifetime left. `overdue` names
    * roles that are due but whose key is offline: the operator must sign them offline.
    */
-  refreshExpiring(now = new Date()): { resigned: SigningRole[]; versions: RepositoryVersions | undefined; overdue: TufRole[] } {
+  refreshExpiring(now = new Date()): Promise<{ resigned: SigningRole[]; versions: RepositoryVersions | undefined; overdue: TufRole[] }> {
     return this.lock(() => {
       const state = this.readState();
       const overdue: TufRole[] = [];
@@ -504,10 +505,10 @@ export class TufRepository {
    * Then snapshot and timestamp are re-signed, and online root/targets private keys that the
    * new root no longer lists are deleted. `onInstalled` runs inside the lock (the audit event).
    */
-  importSigned(input: ImportInput, options: { now?: Date; onInstalled?: (result: ImportResult) => void } = {}): ImportResult {
+  importSigned(input: ImportInput, options: { now?: Date; onInstalled?: (result: ImportResult) => unknown } = {}): Promise<ImportResult> {
     const now = options.now ?? new Date();
     if (!input.root && !input.targets) throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', 'nothing to import: give a root and/or a targets file');
-    return this.lock(() => {
+    return this.lock(async () => {
       let state = this.readState();
       if (!state.publisher && this.onlineKey('targets', state.root.metadata.signed.roles.targets)) state = this.migrateToDelegation(state, now);
       const current = state.root.metadata;
@@ -620,7 +621,7 @@ export class TufRepository {
         },
       };
       // Inside the write lock and before any file changes: if the audit insert fails, nothing is installed.
-      options.onInstalled?.(provisional);
+      await options.onInstalled?.(provisional);
       const versions = this.commit(
         state,
         { ...(newTargets ? { targets: newTargets } : {}), ...(publisher ? { publisher } : {}), snapshot: true, ...(input.root ? { root: trustedRoot } : {}) },

@@ -136,8 +136,8 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     return { name, version, kind, spec, manifest };
   }
 
-  function conflictCheck(f: CheckedFields): void {
-    if (ctx.store.getArtifact(f.name, f.version)) {
+  async function conflictCheck(f: CheckedFields): Promise<void> {
+    if (await ctx.store.getArtifact(f.name, f.version)) {
       throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${f.name}@${f.version} is already published; publish a new version`);
     }
   }
@@ -191,7 +191,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
           // Fields sent before the file (as documented) are judged before any byte is stored.
           if (fields.name !== undefined && fields.version !== undefined && fields.kind !== undefined) {
             try {
-              conflictCheck(checkFields(fields));
+              await conflictCheck(checkFields(fields));
             } catch (err) {
               file.file.resume();
               throw err;
@@ -244,7 +244,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     },
     async (request) => {
       const { limit, offset, name, kind } = request.query;
-      const { rows, total } = ctx.store.operatorViews.listArtifacts(
+      const { rows, total } = await ctx.store.operatorViews.listArtifacts(
         { ...(name !== undefined ? { name } : {}), ...(kind !== undefined ? { kind } : {}) },
         { limit, offset },
       );
@@ -265,7 +265,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     },
     async (request) => {
       const { name, version } = request.params;
-      const artifact = ctx.store.getArtifact(name, version);
+      const artifact = await ctx.store.getArtifact(name, version);
       if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${name}@${version}`);
       return artifactView(artifact);
     },

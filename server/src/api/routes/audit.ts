@@ -20,7 +20,7 @@ export async function auditRoutes(app: FastifyInstance, { ctx }: ApiRouteOptions
     },
     async (request) => {
       const { limit, offset } = request.query;
-      const items = ctx.store.listAudit({ order: 'desc', limit, offset }).map((e) => ({
+      const items = (await ctx.store.listAudit({ order: 'desc', limit, offset })).map((e) => ({
         seq: e.seq,
         at: e.at,
         actor: e.actor,
@@ -30,7 +30,7 @@ export async function auditRoutes(app: FastifyInstance, { ctx }: ApiRouteOptions
         prevHash: e.prevHash,
         hash: e.hash,
       }));
-      return { items, total: ctx.store.countAudit(), limit, offset };
+      return { items, total: await ctx.store.countAudit(), limit, offset };
     },
   );
 

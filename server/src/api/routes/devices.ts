@@ -83,7 +83,7 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
         const at = t.indexOf('=');
         return [t.slice(0, at), t.slice(at + 1)];
       });
-      const { rows, total } = ctx.store.operatorViews.listDevices(
+      const { rows, total } = await ctx.store.operatorViews.listDevices(
         {
           ...(fleet !== undefined ? { fleet } : {}),
           tags,
@@ -111,15 +111,15 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
     async (request) => {
       const { fleet, name } = request.params;
       assertFleet(request, fleet, () => noDevice(fleet, name));
-      const device = ctx.store.getDeviceByName(fleet, name);
+      const device = await ctx.store.getDeviceByName(fleet, name);
       if (!device) throw noDevice(fleet, name);
-      const online = ctx.store.operatorViews.isOnline(device.id, heartbeatIntervalSeconds, new Date().toISOString());
+      const online = await ctx.store.operatorViews.isOnline(device.id, heartbeatIntervalSeconds, new Date().toISOString());
       return {
         ...summary(device, online, heartbeatIntervalSeconds),
         hardware: device.hardware,
         capabilities: device.capabilities,
-        installed: ctx.store.listInstalled(device.id),
-        history: ctx.store.operatorViews.listDeviceHistory(device.id, DEVICE_HISTORY_LIMIT).map(({ artifactName, artifactVersion, ...r }) => ({
+        installed: await ctx.store.listInstalled(device.id),
+        history: (await ctx.store.operatorViews.listDeviceHistory(device.id, DEVICE_HISTORY_LIMIT)).map(({ artifactName, artifactVersion, ...r }) => ({
           ...r,
           artifact: { name: artifactName, version: artifactVersion },
         })),
@@ -141,8 +141,8 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
     async (request) => {
       const { fleet, name } = request.params;
       assertFleet(request, fleet, () => noDevice(fleet, name));
-      decommissionDevice(ctx, { fleet, name, actor: actorOf(request) });
-      const device = ctx.store.getDeviceByName(fleet, name)!;
+      await decommissionDevice(ctx, { fleet, name, actor: actorOf(request) });
+      const device = (await ctx.store.getDeviceByName(fleet, name))!;
       return { fleet, name, decommissionedAt: device.decommissionedAt! };
     },
   );
@@ -170,7 +170,7 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
     async (request, reply) => {
       const { fleet, name } = request.params;
       assertFleet(request, fleet, () => noDevice(fleet, name));
-      const { logRequestId } = requestDeviceLogs(ctx, { fleet, device: name, ...request.body, actor: actorOf(request) });
+      const { logRequestId } = await requestDeviceLogs(ctx, { fleet, device: name, ...request.body, actor: actorOf(request) });
       return reply.code(202).send({ id: logRequestId });
     },
   );
@@ -190,7 +190,7 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
       const { limit, offset, device } = request.query;
       const fleet = listingFleet(request, request.query.fleet);
       if (fleet === null) return paginate([], { limit, offset });
-      const all = listLogRequests(ctx, { ...(fleet !== undefined ? { fleet } : {}), ...(device !== undefined ? { device } : {}) });
+      const all = await listLogRequests(ctx, { ...(fleet !== undefined ? { fleet } : {}), ...(device !== undefined ? { device } : {}) });
       // Newest first, like every other history.
       return paginate(all.reverse().map(logRequestOut), { limit, offset });
     },
@@ -213,13 +213,13 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
     async (request, reply) => {
       const { id } = request.params;
       const notFound = () => new MeshError('MESH_ERR_LOGS_REQUEST_NOT_FOUND', `no log request ${id}`);
-      const request_ = ctx.store.logRequests.get(id);
-      const device = request_ && ctx.store.getDeviceById(request_.deviceId);
+      const request_ = await ctx.store.logRequests.get(id);
+      const device = request_ && await ctx.store.getDeviceById(request_.deviceId);
       if (!device) throw notFound();
       assertFleet(request, device.fleet, notFound);
-      const bundle = getLogBundle(ctx, id);
+      const bundle = await getLogBundle(ctx, id);
       const stream = fs.createReadStream(bundle.path);
-      ctx.store.appendAudit({
+      await ctx.store.appendAudit({
         actor: actorOf(request),
         action: 'logs.downloaded',
         subject: `device:${device.spiffeId}`,

@@ -64,7 +64,7 @@ export async function enrollmentRoutes(app: FastifyInstance, { ctx }: ApiRouteOp
       const { limit, offset } = request.query;
       const fleet = listingFleet(request, request.query.fleet);
       if (fleet === null) return paginate([], { limit, offset });
-      return paginate(listEnrollmentTokens(ctx, fleet !== undefined ? { fleet } : {}).reverse(), { limit, offset });
+      return paginate((await listEnrollmentTokens(ctx, fleet !== undefined ? { fleet } : {})).reverse(), { limit, offset });
     },
   );
 
@@ -82,7 +82,7 @@ export async function enrollmentRoutes(app: FastifyInstance, { ctx }: ApiRouteOp
     async (request) => {
       const { id } = request.params;
       const notFound = () => new MeshError('MESH_ERR_ENROLL_TOKEN_NOT_FOUND', `no enrollment token ${id}`);
-      const token = ctx.store.enrollmentTokens.get(id);
+      const token = await ctx.store.enrollmentTokens.get(id);
       if (!token) throw notFound();
       assertFleet(request, token.fleet, notFound);
       return revokeEnrollmentToken(ctx, id, actorOf(request));

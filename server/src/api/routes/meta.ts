@@ -35,7 +35,26 @@ export async function metaRoutes(app: FastifyInstance): Promise<void> {
   );
 }
 
-export async function healthRoutes(app: FastifyInstance, { ctx }: ApiRouteOptions): Promise<void> {
+export async function healthRoutes(app: FastifyInstance, { ctx, metrics, isAccepting }: ApiRouteOptions): Promise<void> {
+  if (metrics) {
+    app.get(
+      '/metrics',
+      {
+        config: { access: 'public' },
+        schema: {
+          tags: ['meta'],
+          summary: 'Prometheus metrics: heartbeats, status reports by state, rollouts by status, database latency, gRPC errors by code',
+          security: [],
+          response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+        },
+      },
+      async (_request, reply) => {
+        const { contentType, body } = await metrics.text();
+        return reply.type(contentType).send(body);
+      },
+    );
+  }
+
   app.get(
     '/healthz',
     {
@@ -51,7 +70,7 @@ export async function healthRoutes(app: FastifyInstance, { ctx }: ApiRouteOption
       config: { access: 'public' },
       schema: {
         tags: ['meta'],
-        summary: 'Readiness: the database answers a query and the API keys and TUF metadata load',
+        summary: 'Readiness: not draining, the database answers a query, the device CA and the TUF metadata load',
         security: [],
         response: {
           200: objectOf({ status: str, schemaVersion: int, apiKeys: int, tuf: openObject }),
@@ -60,9 +79,11 @@ export async function healthRoutes(app: FastifyInstance, { ctx }: ApiRouteOption
       },
     },
     async () => {
+      if (isAccepting && !isAccepting()) throw new MeshError('MESH_ERR_API_NOT_READY', 'not ready: the server is shutting down');
       try {
-        const schemaVersion = ctx.store.schemaVersion();
-        const apiKeys = ctx.store.apiKeys.countLive();
+        const schemaVersion = await ctx.store.schemaVersion();
+        const apiKeys = await ctx.store.apiKeys.countLive();
+        await ctx.deviceCa();
         const tuf = ctx.tuf.versions();
         return { status: 'ready', schemaVersion, apiKeys, tuf };
       } catch (err) {

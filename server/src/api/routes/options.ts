@@ -9,4 +9,6 @@ export interface ApiRouteOptions {
   maxArtifactBytes: number;
   /** How often the rollout event stream re-reads the rollout. */
   rolloutEventsIntervalMs: number;
+  metrics?: { text(): Promise<{ contentType: string; body: string }> };
+  isAccepting?: () => boolean;
 }

@@ -99,8 +99,8 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
   const { ctx, rolloutEventsIntervalMs } = options;
 
   /** 404 unless the rollout exists inside the caller's fleet. */
-  function visibleRollout(request: FastifyRequest, id: string): void {
-    const rollout = ctx.store.rollouts.get(id);
+  async function visibleRollout(request: FastifyRequest, id: string): Promise<void> {
+    const rollout = await ctx.store.rollouts.get(id);
     if (!rollout) throw noRollout(id);
     assertFleet(request, rollout.fleet, () => noRollout(id));
   }
@@ -145,7 +145,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       const { limit, offset } = request.query;
       const fleet = listingFleet(request, request.query.fleet);
       if (fleet === null) return paginate([], { limit, offset });
-      return paginate(listGroups(ctx, fleet !== undefined ? { fleet } : {}), { limit, offset });
+      return paginate(await listGroups(ctx, fleet !== undefined ? { fleet } : {}), { limit, offset });
     },
   );
 
@@ -234,7 +234,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       const { limit, offset, status } = request.query;
       const fleet = listingFleet(request, request.query.fleet);
       if (fleet === null) return paginate([], { limit, offset });
-      const page = listRollouts(ctx, { ...(fleet !== undefined ? { fleet } : {}), ...(status !== undefined ? { status } : {}), limit, offset });
+      const page = await listRollouts(ctx, { ...(fleet !== undefined ? { fleet } : {}), ...(status !== undefined ? { status } : {}), limit, offset });
       return { items: page.items, total: page.total, limit, offset };
     },
   );
@@ -251,7 +251,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       },
     },
     async (request) => {
-      visibleRollout(request, request.params.id);
+      await visibleRollout(request, request.params.id);
       return getRollout(ctx, request.params.id);
     },
   );
@@ -281,15 +281,17 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
     async (request, reply) => {
       const { id } = request.params;
-      visibleRollout(request, id);
+      await visibleRollout(request, id);
       let last = '';
-      const snapshot = (): string | undefined => {
-        const json = JSON.stringify(getRollout(ctx, id));
+      // Polls the database (not an in-process event bus), so a change made by any replica
+      // reaches every stream.
+      const snapshot = async (): Promise<string | undefined> => {
+        const json = JSON.stringify(await getRollout(ctx, id));
         if (json === last) return undefined;
         last = json;
         return json;
       };
-      const first = snapshot()!;
+      const first = (await snapshot())!;
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -300,14 +302,21 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       });
       res.write(`retry: 2000\nevent: rollout\ndata: ${first}\n\n`);
       streams.add(res);
+      let polling = false;
       const poll = setInterval(() => {
-        try {
-          const json = snapshot();
-          if (json !== undefined) res.write(`event: rollout\ndata: ${json}\n\n`);
-        } catch (err) {
-          request.log.warn({ err, rolloutId: id }, 'rollout event stream ended');
-          res.end(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
-        }
+        if (polling) return;
+        polling = true;
+        snapshot()
+          .then((json) => {
+            if (json !== undefined && !res.writableEnded) res.write(`event: rollout\ndata: ${json}\n\n`);
+          })
+          .catch((err: unknown) => {
+            request.log.warn({ err, rolloutId: id }, 'rollout event stream ended');
+            res.end(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+          })
+          .finally(() => {
+            polling = false;
+          });
       }, rolloutEventsIntervalMs);
       const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
       res.on('close', () => {
@@ -318,7 +327,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
   );
 
-  const action = (path: string, access: 'approve' | 'rollouts.manage', summary: string, run: (id: string, request: FastifyRequest) => RolloutDetail) =>
+  const action = (path: string, access: 'approve' | 'rollouts.manage', summary: string, run: (id: string, request: FastifyRequest) => Promise<RolloutDetail>) =>
     app.post<{ Params: { id: string } }>(
       `/rollouts/:id/${path}`,
       {
@@ -340,7 +349,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
         },
       },
       async (request) => {
-        visibleRollout(request, request.params.id);
+        await visibleRollout(request, request.params.id);
         return run(request.params.id, request);
       },
     );

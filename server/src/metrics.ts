@@ -1,0 +1,84 @@
+// Prometheus metrics of one server process (prom-client), served at /metrics on the REST
+// port. A registry per server, not prom-client's global one: tests run several servers in one
+// process. Rollout states are read from the database when scraped, so every replica reports
+// the fleet-wide numbers.
+import client from 'prom-client';
+import type { DeviceServiceMetrics } from './device-service.js';
+import type { QueryObserver, Store } from './store/index.js';
+
+export class ServerMetrics implements DeviceServiceMetrics {
+  readonly registry = new client.Registry();
+  private readonly heartbeats: client.Counter;
+  private readonly reports: client.Counter<'state' | 'accepted'>;
+  private readonly grpcErrors: client.Counter<'method' | 'code'>;
+  private readonly dbLatency: client.Histogram<'operation'>;
+  private store: Store | undefined;
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'meshanics_' });
+    this.heartbeats = new client.Counter({ name: 'meshanics_heartbeats_total', help: 'Device heartbeats answered', registers: [this.registry] });
+    this.reports = new client.Counter({
+      name: 'meshanics_status_reports_total',
+      help: 'Device status reports, by reported state and whether they were stored (a stale sequence is not)',
+      labelNames: ['state', 'accepted'],
+      registers: [this.registry],
+    });
+    this.grpcErrors = new client.Counter({
+      name: 'meshanics_grpc_errors_total',
+      help: 'Device API calls that ended with a non-OK gRPC status, by method and code',
+      labelNames: ['method', 'code'],
+      registers: [this.registry],
+    });
+    this.dbLatency = new client.Histogram({
+      name: 'meshanics_database_seconds',
+      help: 'Database latency: each statement (query) and each write transaction, lock wait included (transaction)',
+      labelNames: ['operation'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
+    });
+    const self = this;
+    new client.Gauge({
+      name: 'meshanics_rollouts',
+      help: 'Rollouts by status (read from the database when scraped: fleet-wide)',
+      labelNames: ['status'],
+      registers: [this.registry],
+      async collect() {
+        if (!self.store) return;
+        this.reset();
+        const counts = await self.store.rollouts.countByStatus();
+        for (const status of ['running', 'waiting_approval', 'halted', 'completed', 'aborted']) this.set({ status }, counts[status] ?? 0);
+      },
+    });
+    new client.Gauge({
+      name: 'meshanics_devices',
+      help: 'Devices known to the fleet database',
+      registers: [this.registry],
+      async collect() {
+        if (self.store) this.set(await self.store.countDevices());
+      },
+    });
+  }
+
+  /** The store the scrape-time gauges read. */
+  attach(store: Store): void {
+    this.store = store;
+  }
+
+  readonly observeDatabase: QueryObserver = (operation, seconds) => this.dbLatency.observe({ operation }, seconds);
+
+  heartbeat(): void {
+    this.heartbeats.inc();
+  }
+
+  report(state: string, accepted: boolean): void {
+    this.reports.inc({ state, accepted: String(accepted) });
+  }
+
+  grpcError(method: string, code: string): void {
+    this.grpcErrors.inc({ method, code });
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
