@@ -19,7 +19,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await app.close();
-  ctx.close();
+  await ctx.close();
 });
 
 /** Every route of the contract with the right it needs (bodies valid enough to get past validation). */
@@ -65,14 +65,14 @@ function allBut(needs: string): { permissions: string[]; approve: boolean } {
 
 describe('authentication', () => {
   it('answers 401 with { error } without a key, with an unknown key, with a malformed header, and with a revoked key', async () => {
-    const good = key(ctx, ['devices.read']);
+    const good = await key(ctx, ['devices.read']);
     expect(await call(app, 'GET', '/api/v1/whoami')).toMatchObject({ status: 401, json: { error: 'missing API key (send Authorization: Bearer <key>)' } });
     expect(await call(app, 'GET', '/api/v1/whoami', { key: 'mesh_key_' + 'A'.repeat(43) })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
     expect(await call(app, 'GET', '/api/v1/whoami', { headers: { authorization: `Basic ${good}` } })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
     expect((await call(app, 'GET', '/api/v1/whoami', { key: good })).status).toBe(200);
 
-    const revoked = createApiKey(ctx, { name: 'to-revoke', fleet: '*', permissions: ['devices.read'] });
-    revokeApiKey(ctx, revoked.id, 'operator:test');
+    const revoked = await createApiKey(ctx, { name: 'to-revoke', fleet: '*', permissions: ['devices.read'] });
+    await revokeApiKey(ctx, revoked.id, 'operator:test');
     expect(await call(app, 'GET', '/api/v1/devices', { key: revoked.key })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
   });
 
@@ -88,7 +88,7 @@ describe('authentication', () => {
   });
 
   it('whoami shows the calling key; public routes need none', async () => {
-    const k = createApiKey(ctx, { name: 'whoami-key', fleet: 'lab', permissions: ['rollouts.write', 'devices.read', 'rollouts.read'], approve: true });
+    const k = await createApiKey(ctx, { name: 'whoami-key', fleet: 'lab', permissions: ['rollouts.write', 'devices.read', 'rollouts.read'], approve: true });
     expect((await call(app, 'GET', '/api/v1/whoami', { key: k.key })).json).toEqual({
       id: k.id,
       name: 'whoami-key',
@@ -104,21 +104,21 @@ describe('authorization', () => {
   it('answers 403 "missing permission: <right>" on every route for a key one level short, and lets the exact right through', async () => {
     for (const r of ROUTES) {
       const short = allBut(r.needs);
-      const denied = await call(app, r.method, r.url, { key: key(ctx, short.permissions, { approve: short.approve }), body: r.body });
+      const denied = await call(app, r.method, r.url, { key: await key(ctx, short.permissions, { approve: short.approve }), body: r.body });
       expect(denied.status, `${r.method} ${r.url}`).toBe(403);
       expect(denied.json).toEqual({ error: `missing permission: ${r.needs}` });
 
-      const exact = r.needs === 'approve' ? key(ctx, [], { approve: true }) : key(ctx, [r.needs]);
+      const exact = r.needs === 'approve' ? await key(ctx, [], { approve: true }) : await key(ctx, [r.needs]);
       const allowed = await call(app, r.method, r.url, { key: exact, body: r.body });
       expect([401, 403], `${r.method} ${r.url}: ${allowed.body}`).not.toContain(allowed.status);
     }
   });
 
   it('a higher level implies the lower ones (manage > write > read)', async () => {
-    const manage = key(ctx, ['enrollment.manage']);
+    const manage = await key(ctx, ['enrollment.manage']);
     expect((await call(app, 'GET', '/api/v1/enrollment-tokens', { key: manage })).status).toBe(200);
     expect((await call(app, 'POST', '/api/v1/enrollment-tokens', { key: manage, body: { fleet: 'lab' } })).status).toBe(201);
-    const write = key(ctx, ['enrollment.write']);
+    const write = await key(ctx, ['enrollment.write']);
     expect((await call(app, 'GET', '/api/v1/enrollment-tokens', { key: write })).status).toBe(200);
     expect(await call(app, 'DELETE', '/api/v1/enrollment-tokens/x', { key: write })).toMatchObject({
       status: 403,
@@ -127,7 +127,7 @@ describe('authorization', () => {
   });
 
   it('a key bound to one fleet may not read the audit trail, which spans every fleet', async () => {
-    const bound = key(ctx, ['audit.read'], { fleet: 'lab' });
+    const bound = await key(ctx, ['audit.read'], { fleet: 'lab' });
     const res = await call(app, 'GET', '/api/v1/audit/verify', { key: bound });
     expect(res.status).toBe(403);
     expect(res.json.error).toMatch(/^missing permission: audit\.read on every fleet/);
@@ -135,49 +135,49 @@ describe('authorization', () => {
 });
 
 describe('API keys', () => {
-  it('stores only the sha256, prints a mesh_key_ with at least 32 random bytes, and audits creation and revocation with the actor', () => {
-    const created = createApiKey(ctx, { name: 'ci-deployer', fleet: 'lab', permissions: ['artifacts.write', 'rollouts.read', 'artifacts.read'], actor: 'operator:cli' });
+  it('stores only the sha256, prints a mesh_key_ with at least 32 random bytes, and audits creation and revocation with the actor', async () => {
+    const created = await createApiKey(ctx, { name: 'ci-deployer', fleet: 'lab', permissions: ['artifacts.write', 'rollouts.read', 'artifacts.read'], actor: 'operator:cli' });
     expect(created.key).toMatch(/^mesh_key_[A-Za-z0-9_-]{43,}$/);
     expect(Buffer.from(created.key.slice('mesh_key_'.length), 'base64url').length).toBeGreaterThanOrEqual(32);
     expect(created.permissions).toEqual(['artifacts.write', 'rollouts.read']);
-    const stored = ctx.store.apiKeys.get(created.id)!;
+    const stored = (await ctx.store.apiKeys.get(created.id))!;
     expect(stored.keySha256).toBe(hashApiKey(created.key));
     expect(JSON.stringify(stored)).not.toContain(created.key);
-    expect(authenticateApiKey(ctx, created.key)?.id).toBe(created.id);
+    expect((await authenticateApiKey(ctx, created.key))?.id).toBe(created.id);
 
-    const listed = listApiKeys(ctx).find((k) => k.id === created.id)!;
+    const listed = (await listApiKeys(ctx)).find((k) => k.id === created.id)!;
     expect(listed).toMatchObject({ name: 'ci-deployer', fleet: 'lab', status: 'active', createdBy: 'operator:cli' });
     expect(JSON.stringify(listed)).not.toContain(hashApiKey(created.key));
 
-    expect(revokeApiKey(ctx, created.id, 'operator:cli').status).toBe('revoked');
-    expect(revokeApiKey(ctx, created.id, 'operator:cli').status).toBe('revoked');
-    expect(authenticateApiKey(ctx, created.key)).toBeUndefined();
-    expect(ctx.store.listAudit({ subject: `apikey:${created.id}` }).map((e) => [e.action, e.actor])).toEqual([
+    expect((await revokeApiKey(ctx, created.id, 'operator:cli')).status).toBe('revoked');
+    expect((await revokeApiKey(ctx, created.id, 'operator:cli')).status).toBe('revoked');
+    expect(await authenticateApiKey(ctx, created.key)).toBeUndefined();
+    expect((await ctx.store.listAudit({ subject: `apikey:${created.id}` })).map((e) => [e.action, e.actor])).toEqual([
       ['apikey.created', 'operator:cli'],
       ['apikey.revoked', 'operator:cli'],
     ]);
     // A revoked key's name is free again.
-    expect(createApiKey(ctx, { name: 'ci-deployer', fleet: 'lab', permissions: ['artifacts.read'] }).name).toBe('ci-deployer');
+    expect((await createApiKey(ctx, { name: 'ci-deployer', fleet: 'lab', permissions: ['artifacts.read'] })).name).toBe('ci-deployer');
   });
 
-  it('refuses a duplicate live name (409), an unknown permission, a bad fleet, and a key without any right (400)', () => {
-    createApiKey(ctx, { name: 'dup', fleet: '*', permissions: ['devices.read'] });
-    const fail = (fn: () => unknown): MeshError => {
+  it('refuses a duplicate live name (409), an unknown permission, a bad fleet, and a key without any right (400)', async () => {
+    await createApiKey(ctx, { name: 'dup', fleet: '*', permissions: ['devices.read'] });
+    const fail = async (fn: () => unknown): Promise<MeshError> => {
       try {
-        fn();
+        await fn();
       } catch (err) {
         if (isMeshError(err)) return err;
         throw err;
       }
       throw new Error('expected a MeshError');
     };
-    const dup = fail(() => createApiKey(ctx, { name: 'dup', fleet: '*', permissions: ['devices.read'] }));
+    const dup = await fail(() => createApiKey(ctx, { name: 'dup', fleet: '*', permissions: ['devices.read'] }));
     expect([dup.code, httpStatusFor(dup.kind)]).toEqual(['MESH_ERR_APIKEY_CONFLICT', 409]);
-    expect(fail(() => createApiKey(ctx, { name: 'x1', fleet: '*', permissions: ['devices.admin'] })).message).toMatch(/unknown permission "devices\.admin"/);
-    expect(fail(() => createApiKey(ctx, { name: 'x2', fleet: '*', permissions: ['fleet.read'] })).code).toBe('MESH_ERR_APIKEY_INVALID');
-    expect(fail(() => createApiKey(ctx, { name: 'x3', fleet: 'Not A Label', permissions: ['devices.read'] })).code).toBe('MESH_ERR_APIKEY_INVALID');
-    expect(fail(() => createApiKey(ctx, { name: 'x4', fleet: '*', permissions: [] })).code).toBe('MESH_ERR_APIKEY_INVALID');
-    expect(fail(() => revokeApiKey(ctx, 'no-such-id')).code).toBe('MESH_ERR_APIKEY_NOT_FOUND');
+    expect((await fail(() => createApiKey(ctx, { name: 'x1', fleet: '*', permissions: ['devices.admin'] }))).message).toMatch(/unknown permission "devices\.admin"/);
+    expect((await fail(() => createApiKey(ctx, { name: 'x2', fleet: '*', permissions: ['fleet.read'] }))).code).toBe('MESH_ERR_APIKEY_INVALID');
+    expect((await fail(() => createApiKey(ctx, { name: 'x3', fleet: 'Not A Label', permissions: ['devices.read'] }))).code).toBe('MESH_ERR_APIKEY_INVALID');
+    expect((await fail(() => createApiKey(ctx, { name: 'x4', fleet: '*', permissions: [] }))).code).toBe('MESH_ERR_APIKEY_INVALID');
+    expect((await fail(() => revokeApiKey(ctx, 'no-such-id'))).code).toBe('MESH_ERR_APIKEY_NOT_FOUND');
   });
 
   it('normalizes permissions to the highest level per area, and `approve` in the list is the approve right', () => {

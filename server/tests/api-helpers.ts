@@ -13,15 +13,15 @@ export const ALL_PERMISSIONS = ['devices.manage', 'artifacts.manage', 'rollouts.
 let keyCounter = 0;
 
 /** A fresh key (unique name) with these permissions; returns the secret. */
-export function key(ctx: MeshanicsContext, permissions: string[], options: { fleet?: string; approve?: boolean; name?: string } = {}): string {
+export async function key(ctx: MeshanicsContext, permissions: string[], options: { fleet?: string; approve?: boolean; name?: string } = {}): Promise<string> {
   keyCounter += 1;
-  return createApiKey(ctx, {
+  return (await createApiKey(ctx, {
     name: options.name ?? `test-key-${keyCounter}`,
     fleet: options.fleet ?? '*',
     permissions,
     approve: options.approve ?? false,
     actor: 'operator:test',
-  }).key;
+  })).key;
 }
 
 export interface ApiResult<T = any> {

@@ -22,7 +22,7 @@ let admin: string;
 beforeAll(async () => {
   t = await startTestServer({ apiListen: '127.0.0.1:0', apiMaxArtifactBytes: MAX_UPLOAD, consoleDir: null });
   base = t.server.apiUrl!;
-  admin = key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'http-admin' });
+  admin = await key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'http-admin' });
 });
 afterAll(async () => {
   closeDeviceClients();
@@ -133,7 +133,7 @@ describe('REST API over a real socket', () => {
     const publisherVersion = Math.max(...fs.readdirSync(metadataDir).map((f) => /^(\d+)\.publisher\.json$/.exec(f)?.[1]).filter(Boolean).map(Number));
     const targets = JSON.parse(fs.readFileSync(path.join(metadataDir, `${publisherVersion}.publisher.json`), 'utf8'));
     expect(targets.signed.targets['detector/2.0.0/detector']).toMatchObject({ hashes: { sha256: sha256(bytes) }, custom: { meshanics: { kind: 'model', manifest: { accuracy: '0.93' } } } });
-    expect(t.ctx.store.listAudit({ subject: 'artifact:detector@2.0.0' })).toMatchObject([{ action: 'artifact.published', actor: 'http-admin' }]);
+    expect(await t.ctx.store.listAudit({ subject: 'artifact:detector@2.0.0' })).toMatchObject([{ action: 'artifact.published', actor: 'http-admin' }]);
 
     const dup = await upload({ name: 'detector', version: '2.0.0', kind: 'model' }, { bytes: 'other', name: 'x' });
     expect(dup).toEqual({ status: 409, json: { error: 'artifact detector@2.0.0 is already published; publish a new version' } });
@@ -169,7 +169,7 @@ describe('REST API over a real socket', () => {
     const res = await upload({ name: 'huge', version: '1', kind: 'model' }, { bytes: crypto.randomBytes(MAX_UPLOAD + 1), name: 'huge.bin' });
     expect(res.status).toBe(413);
     expect(res.json.error).toContain(`larger than the ${MAX_UPLOAD} bytes`);
-    expect(t.ctx.store.getArtifact('huge', '1')).toBeUndefined();
+    expect(await t.ctx.store.getArtifact('huge', '1')).toBeUndefined();
     expect(fs.readdirSync(t.ctx.layout.tufStagingDir)).toEqual([]);
   });
 
@@ -197,7 +197,7 @@ describe('REST API over a real socket', () => {
     expect(created.status).toBe(201);
     const rollout = (await created.json()) as any;
 
-    const readKey = key(t.ctx, ['rollouts.read']);
+    const readKey = await key(t.ctx, ['rollouts.read']);
     expect((await fetch(`${base}/api/v1/rollouts/${rollout.id}/events`)).status).toBe(401);
     const controller = new AbortController();
     const res = await fetch(`${base}/api/v1/rollouts/${rollout.id}/events?access_token=${readKey}`, { signal: controller.signal });

@@ -22,8 +22,8 @@ beforeAll(async () => {
   t = await startTestServer({ heartbeatIntervalSeconds: HEARTBEAT_SECONDS });
   app = buildApi(t.ctx, { heartbeatIntervalSeconds: HEARTBEAT_SECONDS, consoleDir: null });
   await app.ready();
-  admin = key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'admin' });
-  labOnly = key(t.ctx, ALL_PERMISSIONS, { fleet: 'lab', name: 'lab-operator' });
+  admin = await key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'admin' });
+  labOnly = await key(t.ctx, ALL_PERMISSIONS, { fleet: 'lab', name: 'lab-operator' });
   lab = await simDevices(t, 'lab', ['cam-1', 'cam-2', 'cam-3'], { site: 'north' });
   await simDevices(t, 'lab', ['gate-1'], { site: 'south' });
   await simDevices(t, 'other', ['secret-1']);
@@ -85,10 +85,10 @@ describe('devices', () => {
 
   it('shows one device with its hardware, capabilities, installed artifacts and history newest first', async () => {
     await publishModel(t.ctx, 'detector', '1.0.0');
-    const { assignmentId } = createAssignment(t.ctx, { fleet: 'lab', device: 'cam-2', artifact: 'detector', version: '1.0.0', probe: FILE_PROBE });
+    const { assignmentId } = await createAssignment(t.ctx, { fleet: 'lab', device: 'cam-2', artifact: 'detector', version: '1.0.0', probe: FILE_PROBE });
     await lab[1]!.run(assignmentId, 'HEALTHY');
     await lab[1]!.client.call('Heartbeat', {
-      installed: [{ name: 'detector', kind: 'model', version: '1.0.0', sha256: t.ctx.store.getArtifact('detector', '1.0.0')!.sha256, state: 'HEALTHY' }],
+      installed: [{ name: 'detector', kind: 'model', version: '1.0.0', sha256: (await t.ctx.store.getArtifact('detector', '1.0.0'))!.sha256, state: 'HEALTHY' }],
     });
 
     const res = await call(app, 'GET', '/api/v1/devices/lab/cam-2', { key: admin });
@@ -126,7 +126,7 @@ describe('devices', () => {
     expect(res.json).toEqual({ fleet: 'lab', name: 'gate-1', decommissionedAt: expect.any(String) });
     const detail = (await call(app, 'GET', '/api/v1/devices/lab/gate-1', { key: admin })).json;
     expect(detail).toMatchObject({ decommissionedAt: res.json.decommissionedAt, online: false });
-    const events = t.ctx.store.listAudit({ action: 'device.decommissioned' });
+    const events = await t.ctx.store.listAudit({ action: 'device.decommissioned' });
     expect(events.at(-1)).toMatchObject({ actor: 'admin', subject: 'device:spiffe://meshanics.local/fleet/lab/device/gate-1' });
     // Idempotent.
     expect((await call(app, 'POST', '/api/v1/devices/lab/gate-1/decommission', { key: admin })).json.decommissionedAt).toBe(res.json.decommissionedAt);
@@ -136,7 +136,7 @@ describe('devices', () => {
     const now = new Date().toISOString();
     for (let i = 0; i < 60; i++) {
       const name = `bulk-${String(i).padStart(2, '0')}`;
-      t.ctx.store.ensureDevice({ spiffeId: `spiffe://meshanics.local/fleet/bulk/device/${name}`, fleet: 'bulk', name, now });
+      await t.ctx.store.ensureDevice({ spiffeId: `spiffe://meshanics.local/fleet/bulk/device/${name}`, fleet: 'bulk', name, now });
     }
     const first = await call(app, 'GET', '/api/v1/devices?fleet=bulk', { key: admin });
     expect(first.json).toMatchObject({ total: 60, limit: 50, offset: 0 });
@@ -166,7 +166,7 @@ describe('enrollment tokens', () => {
     const revoked = await call(app, 'DELETE', `/api/v1/enrollment-tokens/${created.json.id}`, { key: labOnly });
     expect(revoked.json).toMatchObject({ id: created.json.id, status: 'revoked', revokedBy: 'lab-operator' });
     expect((await call(app, 'DELETE', `/api/v1/enrollment-tokens/${created.json.id}`, { key: labOnly })).json.revokedAt).toBe(revoked.json.revokedAt);
-    expect(t.ctx.store.listAudit({ subject: `enrollment-token:${created.json.id}` }).map((e) => [e.action, e.actor])).toEqual([
+    expect((await t.ctx.store.listAudit({ subject: `enrollment-token:${created.json.id}` })).map((e) => [e.action, e.actor])).toEqual([
       ['enrollment_token.created', 'lab-operator'],
       ['enrollment_token.revoked', 'lab-operator'],
     ]);
@@ -234,7 +234,7 @@ describe('log requests', () => {
     expect(bundle.statusCode).toBe(200);
     expect(bundle.headers['content-type']).toBe('application/gzip');
     expect(bundle.rawPayload.equals(gzip)).toBe(true);
-    expect(t.ctx.store.listAudit({ action: 'logs.downloaded' }).at(-1)).toMatchObject({ actor: 'lab-operator', details: { logRequestId: id } });
+    expect((await t.ctx.store.listAudit({ action: 'logs.downloaded' })).at(-1)).toMatchObject({ actor: 'lab-operator', details: { logRequestId: id } });
 
     expect((await call(app, 'GET', `/api/v1/log-requests/nope/bundle`, { key: admin })).status).toBe(404);
     expect(await call(app, 'POST', '/api/v1/devices/lab/cam-3/log-requests', { key: admin, body: { maxBytes: 0 } })).toMatchObject({

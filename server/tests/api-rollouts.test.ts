@@ -17,11 +17,11 @@ beforeAll(async () => {
   t = await startTestServer();
   app = buildApi(t.ctx, { consoleDir: null });
   await app.ready();
-  admin = key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'api-admin' });
+  admin = await key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'api-admin' });
   // Can start and abort rollouts, but not approve or resume them.
-  operator = key(t.ctx, ['rollouts.manage', 'devices.write'], { fleet: 'lab', name: 'api-operator' });
-  approver = key(t.ctx, ['rollouts.read'], { fleet: 'lab', approve: true, name: 'api-approver' });
-  otherFleet = key(t.ctx, ALL_PERMISSIONS, { fleet: 'other', approve: true, name: 'other-admin' });
+  operator = await key(t.ctx, ['rollouts.manage', 'devices.write'], { fleet: 'lab', name: 'api-operator' });
+  approver = await key(t.ctx, ['rollouts.read'], { fleet: 'lab', approve: true, name: 'api-approver' });
+  otherFleet = await key(t.ctx, ALL_PERMISSIONS, { fleet: 'other', approve: true, name: 'other-admin' });
 });
 afterAll(async () => {
   closeDeviceClients();
@@ -53,7 +53,7 @@ describe('groups', () => {
 
     const replaced = await call(app, 'PUT', '/api/v1/groups/lab/canary', { key: operator, body: { devices: ['grp-2'] } });
     expect(replaced.json).toMatchObject({ devices: ['grp-2'], unresolved: [] });
-    expect(t.ctx.store.listAudit({ subject: 'group:lab/canary' }).map((e) => [e.action, e.actor])).toEqual([
+    expect((await t.ctx.store.listAudit({ subject: 'group:lab/canary' })).map((e) => [e.action, e.actor])).toEqual([
       ['group.created', 'api-operator'],
       ['group.devices_set', 'api-operator'],
     ]);
@@ -183,7 +183,7 @@ describe('rollouts', () => {
     expect(approved.status).toBe(200);
     expect(approved.json).toMatchObject({ status: 'running', currentWave: 1 });
     expect(approved.json.waves[1]).toMatchObject({ status: 'active', startedBy: 'api-approver' });
-    expect(t.ctx.store.listAudit({ subject: `rollout:${id}`, action: 'rollout.approved' })).toMatchObject([{ actor: 'api-approver' }]);
+    expect(await t.ctx.store.listAudit({ subject: `rollout:${id}`, action: 'rollout.approved' })).toMatchObject([{ actor: 'api-approver' }]);
   });
 
   it('a failure halts the rollout; resume needs the approve right and acknowledges the failures seen so far', async () => {

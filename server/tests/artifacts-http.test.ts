@@ -94,7 +94,7 @@ describe('artifact HTTPS server', () => {
   it('refuses a decommissioned device with 403', async () => {
     const gone = await provision(t.ctx, 'lab', 'http-gone');
     expect((await get('/tuf/metadata/timestamp.json', {}, gone)).status).toBe(200);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'http-gone' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'http-gone' });
     const res = await get('/tuf/metadata/timestamp.json', {}, gone);
     expect(res.status).toBe(403);
   });

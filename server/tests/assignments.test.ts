@@ -28,9 +28,9 @@ const base: CreateAssignmentInput = {
   probe: { type: 'http', spec: { url: 'http://127.0.0.1:8080/healthz' } },
 };
 
-function failure(input: CreateAssignmentInput): { code: string; message: string } {
+async function failure(input: CreateAssignmentInput): Promise<{ code: string; message: string }> {
   try {
-    createAssignment(ctx, input);
+    await createAssignment(ctx, input);
   } catch (err) {
     if (isMeshError(err)) return { code: err.code, message: err.message };
     throw err;
@@ -39,11 +39,11 @@ function failure(input: CreateAssignmentInput): { code: string; message: string 
 }
 
 describe('assignments', () => {
-  it('assigns to a device that has a certificate but never ran its agent, with probe defaults filled in', () => {
-    const { assignmentId, superseded } = createAssignment(ctx, base);
+  it('assigns to a device that has a certificate but never ran its agent, with probe defaults filled in', async () => {
+    const { assignmentId, superseded } = await createAssignment(ctx, base);
     expect(superseded).toEqual([]);
     const view = getAssignment(ctx, assignmentId);
-    expect(view).toMatchObject({
+    expect(await view).toMatchObject({
       state: 'PENDING',
       reason: '',
       reports: [],
@@ -59,44 +59,44 @@ describe('assignments', () => {
 
   it('refuses a kind a registered device did not advertise, naming what it does advertise', async () => {
     const { spiffeId } = await provisionDevice(ctx, { fleet: 'lab', name: 'models-only' });
-    ctx.store.registerDevice({
+    await ctx.store.registerDevice({
       spiffeId,
       fleet: 'lab',
       name: 'models-only',
       profile: { hardware: null, agentVersion: '1', tags: {}, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] },
       now: new Date().toISOString(),
     });
-    expect(failure({ ...base, device: 'models-only' })).toEqual({
+    expect(await failure({ ...base, device: 'models-only' })).toEqual({
       code: 'MESH_ERR_DEVICE_UNSUPPORTED_KIND',
       message: 'device(s) models-only (advertises: model) did not advertise artifact kind "config" in Register',
     });
   });
 
-  it('supersedes the active assignment of the same artifact name on that device', () => {
-    const first = createAssignment(ctx, { ...base, version: '1' });
-    const second = createAssignment(ctx, { ...base, version: '2' });
+  it('supersedes the active assignment of the same artifact name on that device', async () => {
+    const first = await createAssignment(ctx, { ...base, version: '1' });
+    const second = await createAssignment(ctx, { ...base, version: '2' });
     expect(second.superseded).toEqual([first.assignmentId]);
-    expect(getAssignment(ctx, first.assignmentId).assignment.active).toBe(false);
-    expect(getAssignment(ctx, second.assignmentId).assignment.active).toBe(true);
-    expect(ctx.store.listDesiredArtifacts(ctx.store.getDeviceByName('lab', 'a-1')!.id).map((d) => d.assignment.id)).toEqual([
+    expect((await getAssignment(ctx, first.assignmentId)).assignment.active).toBe(false);
+    expect((await getAssignment(ctx, second.assignmentId)).assignment.active).toBe(true);
+    expect((await ctx.store.listDesiredArtifacts((await ctx.store.getDeviceByName('lab', 'a-1'))!.id)).map((d) => d.assignment.id)).toEqual([
       second.assignmentId,
     ]);
   });
 
-  it('rejects probes that break the common contract or their type schema, naming path and rule', () => {
-    expect(failure({ ...base, probe: { ...base.probe, timeoutSeconds: 0 } })).toMatchObject({
+  it('rejects probes that break the common contract or their type schema, naming path and rule', async () => {
+    expect(await failure({ ...base, probe: { ...base.probe, timeoutSeconds: 0 } })).toMatchObject({
       code: 'MESH_ERR_PROBE_INVALID',
       message: expect.stringContaining('probe/timeoutSeconds must be >= 1'),
     });
-    expect(failure({ ...base, probe: { ...base.probe, attempts: 11 } }).message).toContain('probe/attempts must be <= 10');
-    expect(failure({ ...base, probe: { type: 'file', spec: '{}' } }).message).toContain('probe/spec/path is required');
-    expect(failure({ ...base, probe: { type: 'file', spec: '{not json' } }).message).toContain('probe/spec is not valid JSON');
-    expect(failure({ ...base, probe: { type: 'smoke-signal', spec: {} } }).code).toBe('MESH_ERR_PROBE_UNKNOWN_TYPE');
+    expect((await failure({ ...base, probe: { ...base.probe, attempts: 11 } })).message).toContain('probe/attempts must be <= 10');
+    expect((await failure({ ...base, probe: { type: 'file', spec: '{}' } })).message).toContain('probe/spec/path is required');
+    expect((await failure({ ...base, probe: { type: 'file', spec: '{not json' } })).message).toContain('probe/spec is not valid JSON');
+    expect((await failure({ ...base, probe: { type: 'smoke-signal', spec: {} } })).code).toBe('MESH_ERR_PROBE_UNKNOWN_TYPE');
   });
 
-  it('refuses unknown devices and unpublished versions', () => {
-    expect(failure({ ...base, device: 'nobody' }).code).toBe('MESH_ERR_DEVICE_NOT_FOUND');
-    expect(failure({ ...base, version: '9' }).code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
-    expect(() => getAssignment(ctx, 'missing')).toThrow(/no assignment missing/);
+  it('refuses unknown devices and unpublished versions', async () => {
+    expect((await failure({ ...base, device: 'nobody' })).code).toBe('MESH_ERR_DEVICE_NOT_FOUND');
+    expect((await failure({ ...base, version: '9' })).code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
+    await expect(getAssignment(ctx, 'missing')).rejects.toThrow(/no assignment missing/);
   });
 });

@@ -13,7 +13,7 @@ import { exportAudit, verifyAudit } from '../src/audit/trail.js';
 import { initDataDir } from '../src/data-dir.js';
 import { provisionDevice } from '../src/devices.js';
 import { createGroup } from '../src/groups.js';
-import { MIGRATIONS, openStore, SqliteStore } from '../src/store/index.js';
+import { MIGRATIONS, openStore } from '../src/store/index.js';
 import { tempDir } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -37,17 +37,17 @@ async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
 
 describe('audit hash chain', () => {
   it('links every event to the one before, with fractions in the details, and exports NDJSON that verifies', async () => {
-    const store = openStore(path.join(tempDir(), 'a.db'));
+    const store = await openStore(path.join(tempDir(), 'a.db'));
     try {
-      const first = store.appendAudit({ actor: 'a', action: 'x.one', subject: 's', details: { tolerance: 0.05, nested: { b: 1, a: [1, 'two'] } } });
-      const second = store.appendAudit({ actor: 'a', action: 'x.two', subject: 's', details: { dropped: undefined, kept: null } });
+      const first = await store.appendAudit({ actor: 'a', action: 'x.one', subject: 's', details: { tolerance: 0.05, nested: { b: 1, a: [1, 'two'] } } });
+      const second = await store.appendAudit({ actor: 'a', action: 'x.two', subject: 's', details: { dropped: undefined, kept: null } });
       expect(first).toMatchObject({ seq: 1, prevHash: GENESIS_HASH });
       expect(second).toMatchObject({ seq: 2, prevHash: first.hash, details: { kept: null } });
       expect(first.hash).toBe(auditEventHash(GENESIS_HASH, first));
       expect(canonicalJson({ b: 1, a: [0.5, 'x'] })).toBe('{"a":[0.5,"x"],"b":1}');
-      expect(store.listAudit()).toEqual([first, second]);
-      expect(store.listAudit({ order: 'desc', limit: 1 })).toEqual([second]);
-      expect(store.countAudit({ action: 'x.one' })).toBe(1);
+      expect(await store.listAudit()).toEqual([first, second]);
+      expect(await store.listAudit({ order: 'desc', limit: 1 })).toEqual([second]);
+      expect(await store.countAudit({ action: 'x.one' })).toBe(1);
 
       const lines = await collect(exportAudit({ store }));
       expect(lines.every((l) => l.endsWith('\n'))).toBe(true);
@@ -55,9 +55,9 @@ describe('audit hash chain', () => {
       expect(parsed.slice(0, 2).map((e) => e.seq)).toEqual([1, 2]);
       expect(parsed[0]).toEqual({ seq: 1, at: first.at, actor: 'a', action: 'x.one', subject: 's', details: first.details, prevHash: GENESIS_HASH, hash: first.hash });
       expect(parsed.at(-1)).toEqual({ chain: { count: 2, verified: true, headHash: second.hash } });
-      expect(verifyAudit({ store })).toEqual({ count: 2, verified: true, headHash: second.hash });
+      expect(await verifyAudit({ store })).toEqual({ count: 2, verified: true, headHash: second.hash });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -67,10 +67,10 @@ describe('audit hash chain', () => {
     const ctx = await initDataDir({ dataDir });
     try {
       await provisionDevice(ctx, { fleet: 'lab', name: 'edge-1' });
-      createGroup(ctx, { fleet: 'lab', name: 'canary', devices: ['edge-1', 'edge-2'], actor: 'operator:test' });
-      ctx.store.appendAudit({ actor: 'operator:test', action: 'test.third', subject: 'x' });
+      await createGroup(ctx, { fleet: 'lab', name: 'canary', devices: ['edge-1', 'edge-2'], actor: 'operator:test' });
+      await ctx.store.appendAudit({ actor: 'operator:test', action: 'test.third', subject: 'x' });
     } finally {
-      ctx.close();
+      await ctx.close();
     }
     const ok = await cli(['audit', 'verify', '--data-dir', dataDir]);
     expect(ok.code).toBe(0);
@@ -105,26 +105,26 @@ describe('audit hash chain', () => {
     expect(JSON.parse(exported.stdout)).toMatchObject({ out, chain: { verified: false, firstBrokenSeq: 2 } });
   });
 
-  it('finds a removed event (its successor does not follow) once the delete trigger is dropped', () => {
+  it('finds a removed event (its successor does not follow) once the delete trigger is dropped', async () => {
     const file = path.join(tempDir(), 'r.db');
-    const store = openStore(file);
-    for (const n of [1, 2, 3]) store.appendAudit({ actor: 'a', action: `x.${n}`, subject: 's' });
-    store.close();
+    const store = await openStore(file);
+    for (const n of [1, 2, 3]) await store.appendAudit({ actor: 'a', action: `x.${n}`, subject: 's' });
+    await store.close();
     const db = new Database(file);
     db.exec('DROP TRIGGER audit_events_no_delete');
     db.prepare('DELETE FROM audit_events WHERE seq = 2').run();
     db.close();
-    const reopened = openStore(file);
+    const reopened = await openStore(file);
     try {
-      expect(verifyAudit({ store: reopened })).toMatchObject({ count: 2, verified: false, firstBrokenSeq: 3 });
+      expect(await verifyAudit({ store: reopened })).toMatchObject({ count: 2, verified: false, firstBrokenSeq: 3 });
     } finally {
-      reopened.close();
+      await reopened.close();
     }
   });
 
-  it('migration 3 chains the events written before it, in order, and keeps the trail append-only', () => {
+  it('migration 3 chains the events written before it, in order, and keeps the trail append-only', async () => {
     const file = path.join(tempDir(), 'm.db');
-    new SqliteStore(file, MIGRATIONS.slice(0, 2)).close();
+    await (await openStore(file, { migrations: MIGRATIONS.slice(0, 2) })).close();
     const db = new Database(file);
     const insert = db.prepare('INSERT INTO audit_events (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)');
     insert.run('2024-01-01T00:00:00.000Z', 'operator:cli', 'artifact.published', 'artifact:m@1', '{"sha256":"ab","length":3}');
@@ -132,10 +132,10 @@ describe('audit hash chain', () => {
     insert.run('2024-01-03T00:00:00.000Z', 'operator:cli', 'device.decommissioned', 'device:x', '{"rate":0.25}');
     db.close();
 
-    const store = openStore(file);
+    const store = await openStore(file);
     try {
-      expect(store.schemaVersion()).toBeGreaterThanOrEqual(3);
-      const events = store.listAudit();
+      expect(await store.schemaVersion()).toBeGreaterThanOrEqual(3);
+      const events = await store.listAudit();
       expect(events.map((e) => [e.seq, e.action])).toEqual([
         [1, 'artifact.published'],
         [2, 'device.registered'],
@@ -144,11 +144,11 @@ describe('audit hash chain', () => {
       expect(events[0]!.prevHash).toBe(GENESIS_HASH);
       expect(events[1]!.prevHash).toBe(events[0]!.hash);
       expect(events[2]!.hash).toBe(auditEventHash(events[1]!.hash, events[2]!));
-      const next = store.appendAudit({ actor: 'a', action: 'after.migration', subject: 's' });
+      const next = await store.appendAudit({ actor: 'a', action: 'after.migration', subject: 's' });
       expect(next).toMatchObject({ seq: 4, prevHash: events[2]!.hash });
-      expect(verifyAudit({ store })).toMatchObject({ count: 4, verified: true, headHash: next.hash });
+      expect(await verifyAudit({ store })).toMatchObject({ count: 4, verified: true, headHash: next.hash });
     } finally {
-      store.close();
+      await store.close();
     }
     // The triggers are back, and a row without its place in the chain is refused.
     const raw = new Database(file);

@@ -50,14 +50,14 @@ async function publishModel(name: string, version: string) {
   return publishArtifact(t.ctx, { file, name, version, kind: 'model', spec: { fileName: 'model.bin' } });
 }
 
-function assign(deviceName: string, artifact: string, version: string) {
-  return createAssignment(t.ctx, {
+async function assign(deviceName: string, artifact: string, version: string) {
+  return (await createAssignment(t.ctx, {
     fleet: 'lab',
     device: deviceName,
     artifact,
     version,
     probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 2, initialDelaySeconds: 1 },
-  }).assignmentId;
+  })).assignmentId;
 }
 
 describe('DeviceService over mTLS', () => {
@@ -65,16 +65,16 @@ describe('DeviceService over mTLS', () => {
     const { client, spiffeId } = await device('reg-1');
     const first = await client.call('Register', registerRequest('1.0.0', { site: 'a' }));
     expect(first).toEqual({ deviceName: 'reg-1', fleet: 'lab', heartbeatIntervalSeconds: 15 });
-    const before = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    const before = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     const second = await client.call('Register', registerRequest('1.1.0', { site: 'b' }));
     expect(second).toEqual(first);
-    const after = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    const after = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     expect(after.id).toBe(before.id);
     expect(after.registeredAt).toBe(before.registeredAt);
     expect(after.agentVersion).toBe('1.1.0');
     expect(after.tags).toEqual({ site: 'b' });
     expect(after.hardware?.model).toBe('rpi5');
-    expect(t.ctx.store.listAudit({ subject: `device:${spiffeId}` }).map((e) => e.action)).toEqual([
+    expect((await t.ctx.store.listAudit({ subject: `device:${spiffeId}` })).map((e) => e.action)).toEqual([
       'device.certificate_issued',
       'device.registered',
     ]);
@@ -85,8 +85,8 @@ describe('DeviceService over mTLS', () => {
     const b = await device('id-b', 'other-fleet');
     expect(await a.client.call('Register', registerRequest('1'))).toMatchObject({ deviceName: 'id-a', fleet: 'lab' });
     expect(await b.client.call('Register', registerRequest('1'))).toMatchObject({ deviceName: 'id-b', fleet: 'other-fleet' });
-    const da = t.ctx.store.getDeviceBySpiffeId(a.spiffeId)!;
-    const db = t.ctx.store.getDeviceBySpiffeId(b.spiffeId)!;
+    const da = (await t.ctx.store.getDeviceBySpiffeId(a.spiffeId))!;
+    const db = (await t.ctx.store.getDeviceBySpiffeId(b.spiffeId))!;
     expect(da.id).not.toBe(db.id);
     expect(db.spiffeId).toBe('spiffe://meshanics.local/fleet/other-fleet/device/id-b');
   });
@@ -103,7 +103,7 @@ describe('DeviceService over mTLS', () => {
     await client.call('Register', registerRequest('1'));
     const v1 = await publishModel('hb-model', '1.0.0');
     const v2 = await publishModel('hb-model', '2.0.0');
-    const first = assign('hb-1', 'hb-model', '1.0.0');
+    const first = await assign('hb-1', 'hb-model', '1.0.0');
     const second = assign('hb-1', 'hb-model', '2.0.0');
     const res = await client.call<{ assignments: Record<string, unknown>[]; nextHeartbeatSeconds: number; offboarded: boolean }>(
       'Heartbeat',
@@ -124,17 +124,17 @@ describe('DeviceService over mTLS', () => {
     });
     expect(res.offboarded).toBe(false);
     expect(res.nextHeartbeatSeconds).toBe(15);
-    expect(getAssignment(t.ctx, first).assignment.active).toBe(false);
-    const dev = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    expect((await getAssignment(t.ctx, first)).assignment.active).toBe(false);
+    const dev = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     expect(dev.lastSeenAt).not.toBeNull();
-    expect(t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'hb-model', version: '1.0.0', state: 'HEALTHY' }]);
+    expect(await t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'hb-model', version: '1.0.0', state: 'HEALTHY' }]);
   });
 
   it('stores each status report once: a repeated or lower sequence is answered accepted=false and dropped', async () => {
     const { client, spiffeId } = await device('rep-1');
     await client.call('Register', registerRequest('1'));
     const art = await publishModel('rep-model', '1.0.0');
-    const id = assign('rep-1', 'rep-model', '1.0.0');
+    const id = await assign('rep-1', 'rep-model', '1.0.0');
     const report = (sequence: number, state: string, reason = '') =>
       client.call('ReportArtifactStatus', { assignmentId: id, state, sequence, reason, bytesDone: 0, bytesTotal: 1024, deviceTime: new Date().toISOString() });
     expect(await report(1, 'DOWNLOADING')).toEqual({ accepted: true });
@@ -143,7 +143,7 @@ describe('DeviceService over mTLS', () => {
     expect(await report(1, 'FAILED', 'late duplicate')).toEqual({ accepted: false });
     expect(await report(3, 'APPLYING')).toEqual({ accepted: true });
     expect(await report(4, 'HEALTHY', 'probe ok')).toEqual({ accepted: true });
-    const view = getAssignment(t.ctx, id);
+    const view = await getAssignment(t.ctx, id);
     expect(view.state).toBe('HEALTHY');
     expect(view.reason).toBe('probe ok');
     expect(view.reports.map((r) => [r.sequence, r.state])).toEqual([
@@ -152,10 +152,10 @@ describe('DeviceService over mTLS', () => {
       [3, 'APPLYING'],
       [4, 'HEALTHY'],
     ]);
-    const dev = t.ctx.store.getDeviceBySpiffeId(spiffeId)!;
+    const dev = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     expect(dev.lastReportSeq).toBe(4);
-    expect(t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'rep-model', version: '1.0.0', sha256: art.sha256, state: 'HEALTHY' }]);
-    expect(t.ctx.store.listAudit({ subject: `assignment:${id}` }).map((e) => e.action)).toEqual(['assignment.created', 'assignment.healthy']);
+    expect(await t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'rep-model', version: '1.0.0', sha256: art.sha256, state: 'HEALTHY' }]);
+    expect((await t.ctx.store.listAudit({ subject: `assignment:${id}` })).map((e) => e.action)).toEqual(['assignment.created', 'assignment.healthy']);
   });
 
   it("refuses a report on another device's assignment with NOT_FOUND and stores nothing", async () => {
@@ -164,7 +164,7 @@ describe('DeviceService over mTLS', () => {
     await owner.client.call('Register', registerRequest('1'));
     await intruder.client.call('Register', registerRequest('1'));
     await publishModel('own-model', '1.0.0');
-    const id = assign('own-1', 'own-model', '1.0.0');
+    const id = await assign('own-1', 'own-model', '1.0.0');
     const err = await grpcError(
       intruder.client.call('ReportArtifactStatus', { assignmentId: id, state: 'FAILED', sequence: 1, reason: 'x' }),
     );
@@ -173,8 +173,8 @@ describe('DeviceService over mTLS', () => {
       intruder.client.call('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 1 }),
     );
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
-    expect(getAssignment(t.ctx, id)).toMatchObject({ state: 'PENDING', reports: [] });
-    expect(t.ctx.store.getDeviceBySpiffeId(intruder.spiffeId)!.lastReportSeq).toBe(0);
+    expect(await getAssignment(t.ctx, id)).toMatchObject({ state: 'PENDING', reports: [] });
+    expect((await t.ctx.store.getDeviceBySpiffeId(intruder.spiffeId))!.lastReportSeq).toBe(0);
   });
 
   it('rejects malformed requests with INVALID_ARGUMENT', async () => {

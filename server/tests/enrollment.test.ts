@@ -53,9 +53,9 @@ function client(identity: { keyPem: string; certPem: string }): DeviceClient {
 }
 
 /** Nothing issued: no device row, no certificate recorded, and the refusal is in the audit trail. */
-function expectRefusedAndAudited(fleet: string, name: string, code: string, tokenId?: string) {
-  expect(t.ctx.store.getDeviceByName(fleet, name)).toBeUndefined();
-  const refusals = t.ctx.store.listAudit({ action: 'device.enrollment_refused' }).filter((e) => e.details.code === code && e.details.name === name);
+async function expectRefusedAndAudited(fleet: string, name: string, code: string, tokenId?: string) {
+  expect(await t.ctx.store.getDeviceByName(fleet, name)).toBeUndefined();
+  const refusals = (await t.ctx.store.listAudit({ action: 'device.enrollment_refused' })).filter((e) => e.details.code === code && e.details.name === name);
   expect(refusals.length, `audit event for ${code}`).toBeGreaterThan(0);
   expect(refusals.at(-1)!.subject).toBe(tokenId ? `enrollment-token:${tokenId}` : 'enrollment-token:unknown');
   expect(String(refusals.at(-1)!.details.reason)).not.toBe('');
@@ -63,7 +63,7 @@ function expectRefusedAndAudited(fleet: string, name: string, code: string, toke
 
 describe('POST /enroll/v1/enroll', () => {
   it('enrolls a device: a 30-day clientAuth certificate with the SPIFFE SAN, the CA, the exact TUF root and where to connect', async () => {
-    const tok = token('lab');
+    const tok = await token('lab');
     const device = await makeCsr('p256', 'CN=whatever-the-device-asks-for');
     const res = await enroll({ token: tok.token, name: 'cam-1', csr: device.csrPem });
     expect(res.status).toBe(200);
@@ -91,70 +91,70 @@ describe('POST /enroll/v1/enroll', () => {
     const reg = await client({ keyPem: device.keyPem, certPem: body.certificate }).call('Register', registerRequest);
     expect(reg).toEqual({ deviceName: 'cam-1', fleet: 'lab', heartbeatIntervalSeconds: 15 });
 
-    const row = t.ctx.store.getDeviceByName('lab', 'cam-1')!;
-    expect(t.ctx.store.certificates.listForDevice(row.id)).toMatchObject([{ reason: 'enrollment', enrollmentTokenId: tok.id }]);
-    expect(t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` }).map((e) => e.action)).toEqual(['device.enrolled', 'device.registered']);
-    expect(listEnrollmentTokens(t.ctx, { fleet: 'lab' }).find((v) => v.id === tok.id)).toMatchObject({ usesLeft: 0, status: 'exhausted' });
+    const row = (await t.ctx.store.getDeviceByName('lab', 'cam-1'))!;
+    expect(await t.ctx.store.certificates.listForDevice(row.id)).toMatchObject([{ reason: 'enrollment', enrollmentTokenId: tok.id }]);
+    expect((await t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` })).map((e) => e.action)).toEqual(['device.enrolled', 'device.registered']);
+    expect((await listEnrollmentTokens(t.ctx, { fleet: 'lab' })).find((v) => v.id === tok.id)).toMatchObject({ usesLeft: 0, status: 'exhausted' });
   });
 
   it.each<TestKeyType>(['p384', 'ed25519'])('enrolls a %s key too, and that certificate works for mTLS', async (type) => {
     const device = await makeCsr(type);
-    const res = await enroll({ token: token('lab').token, name: `key-${type}`, csr: device.csrPem });
+    const res = await enroll({ token: (await token('lab')).token, name: `key-${type}`, csr: device.csrPem });
     expect(res.status).toBe(200);
     const reg = await client({ keyPem: device.keyPem, certPem: res.json.certificate }).call('Register', registerRequest);
     expect(reg).toMatchObject({ deviceName: `key-${type}` });
   });
 
   it('refuses a token past its budget with 401 TOKEN_EXHAUSTED, audits it and issues nothing', async () => {
-    const tok = token('lab', { uses: 2 });
+    const tok = await token('lab', { uses: 2 });
     expect((await enroll({ token: tok.token, name: 'budget-1', csr: (await makeCsr()).csrPem })).status).toBe(200);
     expect((await enroll({ token: tok.token, name: 'budget-2', csr: (await makeCsr()).csrPem })).status).toBe(200);
     const res = await enroll({ token: tok.token, name: 'budget-3', csr: (await makeCsr()).csrPem });
     expect(res.status).toBe(401);
     expect(res.json).toEqual({ code: 'MESH_ERR_ENROLL_TOKEN_EXHAUSTED', error: 'enrollment token has no uses left (all 2 used)' });
-    expectRefusedAndAudited('lab', 'budget-3', 'MESH_ERR_ENROLL_TOKEN_EXHAUSTED', tok.id);
+    await expectRefusedAndAudited('lab', 'budget-3', 'MESH_ERR_ENROLL_TOKEN_EXHAUSTED', tok.id);
   });
 
   it('lets exactly one of two simultaneous enrollments spend the last use of a token', async () => {
-    const tok = token('lab');
+    const tok = await token('lab');
     const [a, b] = await Promise.all([
-      makeCsr().then((d) => enroll({ token: tok.token, name: 'race-a', csr: d.csrPem })),
-      makeCsr().then((d) => enroll({ token: tok.token, name: 'race-b', csr: d.csrPem })),
+      makeCsr().then(async (d) => await enroll({ token: tok.token, name: 'race-a', csr: d.csrPem })),
+      makeCsr().then(async (d) => await enroll({ token: tok.token, name: 'race-b', csr: d.csrPem })),
     ]);
     expect([a.status, b.status].sort()).toEqual([200, 401]);
     const loser = a.status === 401 ? 'race-a' : 'race-b';
-    expect(t.ctx.store.getDeviceByName('lab', loser)).toBeUndefined();
-    expect(t.ctx.store.enrollmentTokens.get(tok.id)!.usesLeft).toBe(0);
+    expect(await t.ctx.store.getDeviceByName('lab', loser)).toBeUndefined();
+    expect((await t.ctx.store.enrollmentTokens.get(tok.id))!.usesLeft).toBe(0);
   });
 
   it('refuses an expired token with 401 TOKEN_EXPIRED and issues nothing', async () => {
-    const tok = token('lab', { expiresInSeconds: 60, now: new Date(Date.now() - 3600_000) });
+    const tok = await token('lab', { expiresInSeconds: 60, now: new Date(Date.now() - 3600_000) });
     const res = await enroll({ token: tok.token, name: 'late-1', csr: (await makeCsr()).csrPem });
     expect(res.status).toBe(401);
     expect(res.json.code).toBe('MESH_ERR_ENROLL_TOKEN_EXPIRED');
     expect(res.json.error).toContain('expired at');
-    expectRefusedAndAudited('lab', 'late-1', 'MESH_ERR_ENROLL_TOKEN_EXPIRED', tok.id);
+    await expectRefusedAndAudited('lab', 'late-1', 'MESH_ERR_ENROLL_TOKEN_EXPIRED', tok.id);
   });
 
   it('refuses a revoked token with 401 TOKEN_REVOKED and issues nothing', async () => {
-    const tok = token('lab');
-    revokeEnrollmentToken(t.ctx, tok.id, 'operator:test');
+    const tok = await token('lab');
+    await revokeEnrollmentToken(t.ctx, tok.id, 'operator:test');
     const res = await enroll({ token: tok.token, name: 'revoked-1', csr: (await makeCsr()).csrPem });
     expect(res.status).toBe(401);
     expect(res.json).toEqual({ code: 'MESH_ERR_ENROLL_TOKEN_REVOKED', error: 'enrollment token has been revoked' });
-    expectRefusedAndAudited('lab', 'revoked-1', 'MESH_ERR_ENROLL_TOKEN_REVOKED', tok.id);
-    expect(t.ctx.store.enrollmentTokens.get(tok.id)!.usesLeft).toBe(1);
+    await expectRefusedAndAudited('lab', 'revoked-1', 'MESH_ERR_ENROLL_TOKEN_REVOKED', tok.id);
+    expect((await t.ctx.store.enrollmentTokens.get(tok.id))!.usesLeft).toBe(1);
   });
 
   it('refuses a token it never issued with 401 TOKEN_UNKNOWN', async () => {
     const res = await enroll({ token: 'mesh_enr_' + crypto.randomBytes(32).toString('base64url'), name: 'nobody-1', csr: (await makeCsr()).csrPem });
     expect(res.status).toBe(401);
     expect(res.json.code).toBe('MESH_ERR_ENROLL_TOKEN_UNKNOWN');
-    expectRefusedAndAudited('lab', 'nobody-1', 'MESH_ERR_ENROLL_TOKEN_UNKNOWN');
+    await expectRefusedAndAudited('lab', 'nobody-1', 'MESH_ERR_ENROLL_TOKEN_UNKNOWN');
   });
 
   it('refuses a CSR whose signature does not match its public key (swapped key, flipped bit) without spending the token', async () => {
-    const tok = token('lab');
+    const tok = await token('lab');
     const device = await makeCsr();
     const swapped = await enroll({ token: tok.token, name: 'pop-1', csr: swapCsrPublicKey(device, await makeCsr()) });
     expect(swapped.status).toBe(400);
@@ -163,14 +163,14 @@ describe('POST /enroll/v1/enroll', () => {
     const flipped = await enroll({ token: tok.token, name: 'pop-1', csr: corruptCsrSignature(device.csrPem) });
     expect(flipped.status).toBe(400);
     expect(flipped.json.code).toBe('MESH_ERR_ENROLL_CSR_SIGNATURE');
-    expectRefusedAndAudited('lab', 'pop-1', 'MESH_ERR_ENROLL_CSR_SIGNATURE', tok.id);
+    await expectRefusedAndAudited('lab', 'pop-1', 'MESH_ERR_ENROLL_CSR_SIGNATURE', tok.id);
     // The token is untouched: the genuine CSR still enrolls with it.
-    expect(t.ctx.store.enrollmentTokens.get(tok.id)!.usesLeft).toBe(1);
+    expect((await t.ctx.store.enrollmentTokens.get(tok.id))!.usesLeft).toBe(1);
     expect((await enroll({ token: tok.token, name: 'pop-1', csr: device.csrPem })).status).toBe(200);
   });
 
   it('refuses an unparsable CSR and an RSA key with 400', async () => {
-    const tok = token('lab');
+    const tok = await token('lab');
     const garbage = await enroll({ token: tok.token, name: 'csr-1', csr: 'hello' });
     expect(garbage.status).toBe(400);
     expect(garbage.json.code).toBe('MESH_ERR_ENROLL_CSR_INVALID');
@@ -178,54 +178,54 @@ describe('POST /enroll/v1/enroll', () => {
     expect(rsa.status).toBe(400);
     expect(rsa.json.code).toBe('MESH_ERR_ENROLL_UNSUPPORTED_KEY');
     expect(rsa.json.error).toContain('rsa');
-    expectRefusedAndAudited('lab', 'csr-1', 'MESH_ERR_ENROLL_UNSUPPORTED_KEY', tok.id);
+    await expectRefusedAndAudited('lab', 'csr-1', 'MESH_ERR_ENROLL_UNSUPPORTED_KEY', tok.id);
   });
 
   it('refuses a name already taken in the fleet with 409, also when its device was decommissioned', async () => {
-    const first = await enroll({ token: token('lab').token, name: 'dup-1', csr: (await makeCsr()).csrPem });
+    const first = await enroll({ token: (await token('lab')).token, name: 'dup-1', csr: (await makeCsr()).csrPem });
     expect(first.status).toBe(200);
-    const tok = token('lab');
+    const tok = await token('lab');
     const taken = await enroll({ token: tok.token, name: 'dup-1', csr: (await makeCsr()).csrPem });
     expect(taken.status).toBe(409);
     expect(taken.json).toEqual({ code: 'MESH_ERR_ENROLL_NAME_TAKEN', error: 'device name "dup-1" is already taken in fleet "lab"' });
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'dup-1' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'dup-1' });
     const gone = await enroll({ token: tok.token, name: 'dup-1', csr: (await makeCsr()).csrPem });
     expect(gone.status).toBe(409);
     expect(gone.json.error).toContain('decommissioned');
-    expect(t.ctx.store.enrollmentTokens.get(tok.id)!.usesLeft).toBe(1);
-    const row = t.ctx.store.getDeviceByName('lab', 'dup-1')!;
-    expect(t.ctx.store.certificates.listForDevice(row.id)).toHaveLength(1);
+    expect((await t.ctx.store.enrollmentTokens.get(tok.id))!.usesLeft).toBe(1);
+    const row = (await t.ctx.store.getDeviceByName('lab', 'dup-1'))!;
+    expect(await t.ctx.store.certificates.listForDevice(row.id)).toHaveLength(1);
     // Same name in another fleet is another device.
-    expect((await enroll({ token: token('other').token, name: 'dup-1', csr: (await makeCsr()).csrPem })).status).toBe(200);
+    expect((await enroll({ token: (await token('other')).token, name: 'dup-1', csr: (await makeCsr()).csrPem })).status).toBe(200);
   });
 
   it('re-enrolls a live device (an expired certificate cannot renew) only with a token minted for its name, keeping its record', async () => {
-    const first = await enroll({ token: token('lab').token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    const first = await enroll({ token: (await token('lab')).token, name: 'again-1', csr: (await makeCsr()).csrPem });
     expect(first.status).toBe(200);
-    const before = t.ctx.store.getDeviceByName('lab', 'again-1')!;
-    const anyName = await enroll({ token: token('lab').token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    const before = (await t.ctx.store.getDeviceByName('lab', 'again-1'))!;
+    const anyName = await enroll({ token: (await token('lab')).token, name: 'again-1', csr: (await makeCsr()).csrPem });
     expect(anyName.status).toBe(409);
-    const again = await enroll({ token: token('lab', { deviceName: 'again-1' }).token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    const again = await enroll({ token: (await token('lab', { deviceName: 'again-1' })).token, name: 'again-1', csr: (await makeCsr()).csrPem });
     expect(again.status).toBe(200);
-    const after = t.ctx.store.getDeviceByName('lab', 'again-1')!;
+    const after = (await t.ctx.store.getDeviceByName('lab', 'again-1'))!;
     expect(after.id).toBe(before.id);
-    expect(t.ctx.store.certificates.listForDevice(after.id)).toHaveLength(2);
-    expect(t.ctx.store.listAudit({ action: 'device.reenrolled' }).some((e) => e.subject.endsWith('/device/again-1'))).toBe(true);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'again-1' });
-    const decommissioned = await enroll({ token: token('lab', { deviceName: 'again-1' }).token, name: 'again-1', csr: (await makeCsr()).csrPem });
+    expect(await t.ctx.store.certificates.listForDevice(after.id)).toHaveLength(2);
+    expect((await t.ctx.store.listAudit({ action: 'device.reenrolled' })).some((e) => e.subject.endsWith('/device/again-1'))).toBe(true);
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'again-1' });
+    const decommissioned = await enroll({ token: (await token('lab', { deviceName: 'again-1' })).token, name: 'again-1', csr: (await makeCsr()).csrPem });
     expect(decommissioned.status).toBe(409);
   });
 
   it('refuses a name that is not a DNS label, or not the one the token is bound to, with 400', async () => {
-    const tok = token('lab', { deviceName: 'fixed-1' });
+    const tok = await token('lab', { deviceName: 'fixed-1' });
     const bad = await enroll({ token: tok.token, name: 'Bad_Name', csr: (await makeCsr()).csrPem });
     expect(bad.status).toBe(400);
     expect(bad.json.code).toBe('MESH_ERR_ENROLL_INVALID_NAME');
-    expectRefusedAndAudited('lab', 'Bad_Name', 'MESH_ERR_ENROLL_INVALID_NAME', tok.id);
+    await expectRefusedAndAudited('lab', 'Bad_Name', 'MESH_ERR_ENROLL_INVALID_NAME', tok.id);
     const other = await enroll({ token: tok.token, name: 'other-1', csr: (await makeCsr()).csrPem });
     expect(other.status).toBe(400);
     expect(other.json).toEqual({ code: 'MESH_ERR_ENROLL_NAME_MISMATCH', error: 'this enrollment token is for device "fixed-1", not "other-1"' });
-    expectRefusedAndAudited('lab', 'other-1', 'MESH_ERR_ENROLL_NAME_MISMATCH', tok.id);
+    await expectRefusedAndAudited('lab', 'other-1', 'MESH_ERR_ENROLL_NAME_MISMATCH', tok.id);
     expect((await enroll({ token: tok.token, name: 'fixed-1', csr: (await makeCsr()).csrPem })).status).toBe(200);
   });
 
@@ -248,11 +248,11 @@ describe('POST /enroll/v1/enroll', () => {
     }
   });
 
-  it('keeps only the sha256 of a token: the database never contains the token text', () => {
-    const tok = token('lab');
+  it('keeps only the sha256 of a token: the database never contains the token text', async () => {
+    const tok = await token('lab');
     const db = fs.readFileSync(t.ctx.layout.databaseFile);
     const wal = fs.existsSync(`${t.ctx.layout.databaseFile}-wal`) ? fs.readFileSync(`${t.ctx.layout.databaseFile}-wal`) : Buffer.alloc(0);
     expect(db.includes(tok.token) || wal.includes(tok.token)).toBe(false);
-    expect(t.ctx.store.enrollmentTokens.get(tok.id)!.tokenSha256).toBe(crypto.createHash('sha256').update(tok.token).digest('hex'));
+    expect((await t.ctx.store.enrollmentTokens.get(tok.id))!.tokenSha256).toBe(crypto.createHash('sha256').update(tok.token).digest('hex'));
   });
 });

@@ -49,13 +49,13 @@ export async function startTestServer(options: Partial<Omit<StartServerOptions, 
     heartbeatIntervalSeconds: 15,
     ...options,
   });
-  const ctx = openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir });
   return {
     server,
     dataDir,
     ctx,
     close: async () => {
-      ctx.close();
+      await ctx.close();
       await server.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },

@@ -63,7 +63,7 @@ function logsDirEntries(): string[] {
 describe('device logs', () => {
   it('delivers a request in every heartbeat until uploaded, stores the gzip byte for byte, then refuses a second upload', async () => {
     const { client } = await device('logs-1');
-    const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-1', since: '2025-01-01T00:00:00Z', until: '2025-01-02T00:00:00+01:00', maxBytes: 64 * 1024 });
+    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-1', since: '2025-01-01T00:00:00Z', until: '2025-01-02T00:00:00+01:00', maxBytes: 64 * 1024 });
     const expected = { logRequestId, since: '2025-01-01T00:00:00.000Z', until: '2025-01-01T23:00:00.000Z', maxBytes: 64 * 1024 };
     for (let i = 0; i < 2; i++) {
       expect((await client.call<{ logRequests: unknown[] }>('Heartbeat', { installed: [] })).logRequests).toEqual([expected]);
@@ -75,13 +75,13 @@ describe('device logs', () => {
     const res = await upload(client, [{ logRequestId, data: first! }, ...rest.map((data) => ({ data }))]);
     expect(res).toEqual({ bytesReceived: gzip.length });
 
-    const bundle = getLogBundle(t.ctx, logRequestId);
+    const bundle = await getLogBundle(t.ctx, logRequestId);
     expect(bundle).toMatchObject({ fleet: 'lab', device: 'logs-1', sizeBytes: gzip.length, sha256: crypto.createHash('sha256').update(gzip).digest('hex') });
     expect(fs.readFileSync(bundle.path).equals(gzip)).toBe(true);
     expect(zlib.gunzipSync(fs.readFileSync(bundle.path)).equals(source)).toBe(true);
     expect(fs.statSync(bundle.path).mode & 0o777).toBe(0o600);
     expect(fs.statSync(t.ctx.layout.logsDir).mode & 0o777).toBe(0o700);
-    expect(listLogRequests(t.ctx, { fleet: 'lab', device: 'logs-1' })).toMatchObject([{ logRequestId, status: 'fulfilled', sizeBytes: gzip.length }]);
+    expect(await listLogRequests(t.ctx, { fleet: 'lab', device: 'logs-1' })).toMatchObject([{ logRequestId, status: 'fulfilled', sizeBytes: gzip.length }]);
 
     expect((await client.call<{ logRequests: unknown[] }>('Heartbeat', { installed: [] })).logRequests).toEqual([]);
     const again = (await upload(client, [{ logRequestId, data: zlib.gzipSync('other') }])) as grpc.ServiceError;
@@ -89,8 +89,8 @@ describe('device logs', () => {
     expect(again.details).toBe('log request already fulfilled');
     expect(fs.readFileSync(bundle.path).equals(gzip)).toBe(true);
 
-    const spiffeId = t.ctx.store.getDeviceByName('lab', 'logs-1')!.spiffeId;
-    expect(t.ctx.store.listAudit({ subject: `device:${spiffeId}` }).map((e) => e.action)).toEqual([
+    const spiffeId = (await t.ctx.store.getDeviceByName('lab', 'logs-1'))!.spiffeId;
+    expect((await t.ctx.store.listAudit({ subject: `device:${spiffeId}` })).map((e) => e.action)).toEqual([
       'device.certificate_issued',
       'device.registered',
       'logs.requested',
@@ -102,13 +102,13 @@ describe('device logs', () => {
   it("refuses with NOT_FOUND an upload for a request it never issued to this device (another device's, or made up), storing nothing", async () => {
     const { client: owner } = await device('logs-own');
     const { client: intruder } = await device('logs-intruder');
-    const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-own' });
+    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-own' });
     for (const id of [logRequestId, crypto.randomUUID()]) {
       const err = (await upload(intruder, [{ logRequestId: id, data: zlib.gzipSync('forged') }])) as grpc.ServiceError;
       expect(err.code).toBe(grpc.status.NOT_FOUND);
       expect(err.details).toBe('no such log request for this device');
     }
-    expect(listLogRequests(t.ctx, { device: 'logs-own' })).toMatchObject([{ logRequestId, status: 'pending' }]);
+    expect(await listLogRequests(t.ctx, { device: 'logs-own' })).toMatchObject([{ logRequestId, status: 'pending' }]);
     expect(logsDirEntries()).not.toContain(`${logRequestId}.gz`);
     expect((await owner.call<{ logRequests: { logRequestId: string }[] }>('Heartbeat', { installed: [] })).logRequests.map((r) => r.logRequestId)).toEqual([
       logRequestId,
@@ -117,7 +117,7 @@ describe('device logs', () => {
 
   it('refuses with RESOURCE_EXHAUSTED an upload beyond maxBytes plus the gzip allowance, keeps nothing and leaves the request pending', async () => {
     const { client } = await device('logs-big');
-    const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-big', maxBytes: 1024 });
+    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-big', maxBytes: 1024 });
     const before = logsDirEntries();
     // Incompressible data behind a real gzip header: only the size is wrong.
     const oversized = Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]), crypto.randomBytes(1024 + LOG_UPLOAD_OVERHEAD_BYTES)]);
@@ -125,14 +125,14 @@ describe('device logs', () => {
     const err = (await upload(client, [{ logRequestId, data: first! }, ...rest.map((data) => ({ data }))])) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(logsDirEntries()).toEqual(before);
-    expect(listLogRequests(t.ctx, { device: 'logs-big' })).toMatchObject([{ status: 'pending', sizeBytes: null }]);
+    expect(await listLogRequests(t.ctx, { device: 'logs-big' })).toMatchObject([{ status: 'pending', sizeBytes: null }]);
     // A bundle within the limit still goes through afterwards.
     expect(await upload(client, [{ logRequestId, data: zlib.gzipSync('small') }])).toMatchObject({ bytesReceived: expect.any(Number) });
   });
 
   it('refuses with INVALID_ARGUMENT an upload that is not gzip, or whose first chunk carries no log_request_id', async () => {
     const { client } = await device('logs-bad');
-    const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-bad' });
+    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-bad' });
     const before = logsDirEntries();
     const plain = (await upload(client, [{ logRequestId, data: Buffer.from('plain text, not gzip') }])) as grpc.ServiceError;
     expect(plain.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -143,7 +143,7 @@ describe('device logs', () => {
     const empty = (await upload(client, [])) as grpc.ServiceError;
     expect(empty.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(logsDirEntries()).toEqual(before);
-    expect(listLogRequests(t.ctx, { device: 'logs-bad' })).toMatchObject([{ status: 'pending' }]);
+    expect(await listLogRequests(t.ctx, { device: 'logs-bad' })).toMatchObject([{ status: 'pending' }]);
   });
 
   it('aborts an upload that goes quiet with DEADLINE_EXCEEDED and removes its partial file', async () => {
@@ -164,7 +164,7 @@ describe('device logs', () => {
       const { tls } = await device('logs-idle');
       const client = new DeviceClient(`127.0.0.1:${quick.port}`, tls);
       clients.push(client);
-      const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-idle' });
+      const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-idle' });
       const before = logsDirEntries();
       const err = (await upload(client, [{ logRequestId, data: zlib.gzipSync('partial') }], { end: false })) as grpc.ServiceError;
       expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
@@ -176,25 +176,25 @@ describe('device logs', () => {
 
   it('validates log requests: size cap, time range, unknown and decommissioned devices', async () => {
     await device('logs-v');
-    const codeOf = (fn: () => unknown) => {
+    const codeOf = async (fn: () => unknown) => {
       try {
-        fn();
+        await fn();
         return 'ok';
       } catch (err) {
         return isMeshError(err) ? err.code : String(err);
       }
     };
-    expect(codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', maxBytes: 16 * 1024 * 1024 + 1 }))).toBe('MESH_ERR_LOGS_INVALID_REQUEST');
-    expect(codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', since: 'yesterday' }))).toBe('MESH_ERR_LOGS_INVALID_REQUEST');
-    expect(codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', since: '2025-02-01T00:00:00Z', until: '2025-01-01T00:00:00Z' }))).toBe(
+    expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', maxBytes: 16 * 1024 * 1024 + 1 }))).toBe('MESH_ERR_LOGS_INVALID_REQUEST');
+    expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', since: 'yesterday' }))).toBe('MESH_ERR_LOGS_INVALID_REQUEST');
+    expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v', since: '2025-02-01T00:00:00Z', until: '2025-01-01T00:00:00Z' }))).toBe(
       'MESH_ERR_LOGS_INVALID_REQUEST',
     );
-    expect(codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'nope' }))).toBe('MESH_ERR_DEVICE_NOT_FOUND');
-    const { logRequestId } = requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v' });
-    expect(codeOf(() => getLogBundle(t.ctx, logRequestId))).toBe('MESH_ERR_LOGS_NOT_UPLOADED');
-    expect(codeOf(() => getLogBundle(t.ctx, crypto.randomUUID()))).toBe('MESH_ERR_LOGS_REQUEST_NOT_FOUND');
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'logs-v' });
-    expect(codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v' }))).toBe('MESH_ERR_DEVICE_DECOMMISSIONED');
+    expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'nope' }))).toBe('MESH_ERR_DEVICE_NOT_FOUND');
+    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v' });
+    expect(await codeOf(() => getLogBundle(t.ctx, logRequestId))).toBe('MESH_ERR_LOGS_NOT_UPLOADED');
+    expect(await codeOf(() => getLogBundle(t.ctx, crypto.randomUUID()))).toBe('MESH_ERR_LOGS_REQUEST_NOT_FOUND');
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'logs-v' });
+    expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v' }))).toBe('MESH_ERR_DEVICE_DECOMMISSIONED');
   });
 
   it('removes partial uploads a crash left behind, but not recent ones nor finished bundles', () => {

@@ -44,7 +44,7 @@ describe('device CA', () => {
       expect(server.checkHost('ota.example.org')).toBe('ota.example.org');
       expect(server.checkIP('10.1.2.3')).toBe('10.1.2.3');
     } finally {
-      again.close();
+      await again.close();
     }
     await expect(initDataDir({ dataDir, trustDomain: 'other.org' })).rejects.toMatchObject({
       code: 'MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH',

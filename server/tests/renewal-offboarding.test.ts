@@ -43,7 +43,7 @@ const registerRequest = { hardware: null, agentVersion: '1.0.0', tags: {}, capab
 
 async function enrolled(name: string): Promise<{ tls: TlsIdentity; body: EnrollmentResponse; client: DeviceClient }> {
   const device = await makeCsr();
-  const tok = createEnrollmentToken(t.ctx, { fleet: 'lab' });
+  const tok = await createEnrollmentToken(t.ctx, { fleet: 'lab' });
   const res = await postJson<Answer>(t.server.enrollUrl, ENROLL_PATH, { token: tok.token, name, csr: device.csrPem }, { caPem });
   expect(res.status).toBe(200);
   const tls = { keyPem: device.keyPem, certPem: res.json.certificate, caPem };
@@ -64,7 +64,7 @@ describe('POST /enroll/v1/renew', () => {
   it('renews over mTLS with a new key: same device record, new certificate for the same identity, the old one keeps working', async () => {
     const { tls, body, client: oldClient } = await enrolled('renew-1');
     await oldClient.call('Register', registerRequest);
-    const before = t.ctx.store.getDeviceByName('lab', 'renew-1')!;
+    const before = (await t.ctx.store.getDeviceByName('lab', 'renew-1'))!;
 
     const next = await makeCsr();
     const res = await renew(next.csrPem, tls);
@@ -81,11 +81,11 @@ describe('POST /enroll/v1/renew', () => {
     expect(await renewed.call('Register', registerRequest)).toMatchObject({ deviceName: 'renew-1' });
     expect(await oldClient.call('Heartbeat', { installed: [] })).toMatchObject({ offboarded: false });
 
-    const after = t.ctx.store.getDeviceByName('lab', 'renew-1')!;
+    const after = (await t.ctx.store.getDeviceByName('lab', 'renew-1'))!;
     expect(after.id).toBe(before.id);
     expect(after.registeredAt).toBe(before.registeredAt);
-    expect(t.ctx.store.certificates.listForDevice(after.id).map((c) => c.reason)).toEqual(['enrollment', 'renewal']);
-    const audit = t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` });
+    expect((await t.ctx.store.certificates.listForDevice(after.id)).map((c) => c.reason)).toEqual(['enrollment', 'renewal']);
+    const audit = await t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` });
     expect(audit.map((e) => e.action)).toEqual(['device.enrolled', 'device.registered', 'device.certificate_renewed']);
     expect(audit[2]!.details).toMatchObject({ serialNumber: cert.serialNumber.toLowerCase(), previousSerialNumber: body.serialNumber });
   });
@@ -116,12 +116,12 @@ describe('POST /enroll/v1/renew', () => {
     expect(res.status).toBe(401);
     expect(res.json.code).toBe('MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED');
     expect(res.json.error).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/);
-    expect(t.ctx.store.certificates.listForDevice(t.ctx.store.getDeviceByName('lab', 'foreign-1')!.id)).toHaveLength(1);
+    expect(await t.ctx.store.certificates.listForDevice((await t.ctx.store.getDeviceByName('lab', 'foreign-1'))!.id)).toHaveLength(1);
   });
 
   it('refuses a renewal CSR that carries the current key, or whose signature does not verify, with 400', async () => {
     const device = await makeCsr();
-    const tok = createEnrollmentToken(t.ctx, { fleet: 'lab' });
+    const tok = await createEnrollmentToken(t.ctx, { fleet: 'lab' });
     const res = await postJson<Answer>(t.server.enrollUrl, ENROLL_PATH, { token: tok.token, name: 'samekey-1', csr: device.csrPem }, { caPem });
     const tls = { keyPem: device.keyPem, certPem: res.json.certificate };
     const same = await renew(device.csrPem, tls);
@@ -130,7 +130,7 @@ describe('POST /enroll/v1/renew', () => {
     const bad = await renew('-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n', tls);
     expect(bad.status).toBe(400);
     expect(bad.json.code).toBe('MESH_ERR_ENROLL_CSR_INVALID');
-    expect(t.ctx.store.listAudit({ action: 'device.renewal_refused', subject: `device:${res.json.spiffeId}` }).map((e) => e.details.code)).toEqual([
+    expect((await t.ctx.store.listAudit({ action: 'device.renewal_refused', subject: `device:${res.json.spiffeId}` })).map((e) => e.details.code)).toEqual([
       'MESH_ERR_ENROLL_KEY_REUSED',
       'MESH_ERR_ENROLL_CSR_INVALID',
     ]);
@@ -141,13 +141,13 @@ describe('offboarding a decommissioned device', () => {
   it('answers the first heartbeat with offboarded=true, then refuses the identity everywhere', async () => {
     const { tls, body, client: device } = await enrolled('off-1');
     await device.call('Register', registerRequest);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-1' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-1' });
 
     const first = await device.call('Heartbeat', { installed: [] });
     expect(first).toEqual({ assignments: [], logRequests: [], offboarded: true, nextHeartbeatSeconds: 15 });
-    const row = t.ctx.store.getDeviceByName('lab', 'off-1')!;
+    const row = (await t.ctx.store.getDeviceByName('lab', 'off-1'))!;
     expect(row.offboardNotifiedAt).not.toBeNull();
-    expect(t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` }).map((e) => e.action)).toEqual([
+    expect((await t.ctx.store.listAudit({ subject: `device:${body.spiffeId}` })).map((e) => e.action)).toEqual([
       'device.enrolled',
       'device.registered',
       'device.decommissioned',
@@ -177,13 +177,13 @@ describe('offboarding a decommissioned device', () => {
     expect(renewal.status).toBe(403);
     expect(renewal.json.code).toBe('MESH_ERR_DEVICE_DECOMMISSIONED');
     // The record and its history stay.
-    expect(t.ctx.store.getDeviceByName('lab', 'off-1')).toMatchObject({ id: row.id, registeredAt: row.registeredAt });
+    expect(await t.ctx.store.getDeviceByName('lab', 'off-1')).toMatchObject({ id: row.id, registeredAt: row.registeredAt });
   });
 
   it('always refuses Register from a decommissioned device, without using up its one offboarded heartbeat', async () => {
     const { client: device } = await enrolled('off-2');
     await device.call('Register', registerRequest);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-2' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-2' });
     const err = await grpcError(device.call('Register', registerRequest));
     expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(await device.call('Heartbeat', { installed: [] })).toMatchObject({ offboarded: true });
@@ -191,7 +191,7 @@ describe('offboarding a decommissioned device', () => {
 
   it('tells a device decommissioned before it ever registered that it is offboarded', async () => {
     const { client: device } = await enrolled('off-3');
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-3' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-3' });
     expect(await device.call('Heartbeat', { installed: [] })).toMatchObject({ offboarded: true, assignments: [] });
     expect((await grpcError(device.call('Heartbeat', { installed: [] }))).code).toBe(grpc.status.PERMISSION_DENIED);
   });
@@ -199,7 +199,7 @@ describe('offboarding a decommissioned device', () => {
   it('tells exactly one of two simultaneous heartbeats that the device is offboarded', async () => {
     const { client: device } = await enrolled('off-4');
     await device.call('Register', registerRequest);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-4' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-4' });
     const results = await Promise.allSettled([device.call('Heartbeat', { installed: [] }), device.call('Heartbeat', { installed: [] })]);
     expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
   });

@@ -116,9 +116,9 @@ function rolloutInput(over: Partial<CreateRolloutInput> & Pick<CreateRolloutInpu
   return { fleet: 'lab', probe, actor: ACTOR, ...over };
 }
 
-function meshError(fn: () => unknown): MeshError {
+async function meshError(fn: () => unknown): Promise<MeshError> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     if (err instanceof MeshError) return err;
     throw err;
@@ -127,8 +127,8 @@ function meshError(fn: () => unknown): MeshError {
 }
 
 /** Devices whose wave has started, by name. */
-function started(id: string): Set<string> {
-  return new Set(getRollout(t.ctx, id).devices.filter((d) => d.assignedAt !== null).map((d) => d.name));
+async function started(id: string): Promise<Set<string>> {
+  return new Set((await getRollout(t.ctx, id)).devices.filter((d) => d.assignedAt !== null).map((d) => d.name));
 }
 
 function auditOf(id: string) {
@@ -138,22 +138,22 @@ function auditOf(id: string) {
 describe('groups', () => {
   it('returns the names that do not resolve (unknown or decommissioned) instead of dropping them; a duplicate group is a 409', async () => {
     await devices('grp', 3);
-    decommissionDevice(t.ctx, { fleet: 'lab', name: 'grp-2' });
+    await decommissionDevice(t.ctx, { fleet: 'lab', name: 'grp-2' });
     const g = createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: ['grp-0', 'nope', 'grp-1', 'grp-2', 'grp-0'], actor: ACTOR });
-    expect(g).toMatchObject({ fleet: 'lab', name: 'grp', devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
-    expect(getGroup(t.ctx, 'lab', 'grp')).toMatchObject({ devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
+    expect(await g).toMatchObject({ fleet: 'lab', name: 'grp', devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
+    expect(await getGroup(t.ctx, 'lab', 'grp')).toMatchObject({ devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
     // Another fleet's device of the same name does not resolve either.
-    expect(createGroup(t.ctx, { fleet: 'elsewhere', name: 'grp', devices: ['grp-0'], actor: ACTOR }).unresolved).toEqual(['grp-0']);
+    expect((await createGroup(t.ctx, { fleet: 'elsewhere', name: 'grp', devices: ['grp-0'], actor: ACTOR })).unresolved).toEqual(['grp-0']);
 
-    const dup = meshError(() => createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: [], actor: ACTOR }));
+    const dup = await meshError(() => createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: [], actor: ACTOR }));
     expect(dup.code).toBe('MESH_ERR_GROUP_CONFLICT');
     expect(httpStatusFor(dup.kind)).toBe(409);
-    expect(meshError(() => getGroup(t.ctx, 'lab', 'missing')).kind).toBe('not_found');
-    expect(meshError(() => createGroup(t.ctx, { fleet: 'lab', name: 'Bad Name', devices: [], actor: ACTOR })).code).toBe('MESH_ERR_GROUP_INVALID');
+    expect((await meshError(() => getGroup(t.ctx, 'lab', 'missing'))).kind).toBe('not_found');
+    expect((await meshError(() => createGroup(t.ctx, { fleet: 'lab', name: 'Bad Name', devices: [], actor: ACTOR }))).code).toBe('MESH_ERR_GROUP_INVALID');
 
-    expect(setGroupDevices(t.ctx, 'lab', 'grp', ['grp-1', 'later'], ACTOR)).toMatchObject({ devices: ['grp-1'], unresolved: ['later'] });
-    expect(listGroups(t.ctx, { fleet: 'lab' }).map((x) => x.name)).toContain('grp');
-    expect(t.ctx.store.listAudit({ subject: 'group:lab/grp' }).map((e) => e.action)).toEqual(['group.created', 'group.devices_set']);
+    expect(await setGroupDevices(t.ctx, 'lab', 'grp', ['grp-1', 'later'], ACTOR)).toMatchObject({ devices: ['grp-1'], unresolved: ['later'] });
+    expect((await listGroups(t.ctx, { fleet: 'lab' })).map((x) => x.name)).toContain('grp');
+    expect((await t.ctx.store.listAudit({ subject: 'group:lab/grp' })).map((e) => e.action)).toEqual(['group.created', 'group.devices_set']);
   });
 });
 
@@ -161,7 +161,7 @@ describe('rollout validation', () => {
   it('refuses a bad strategy naming the path and the rule, a bad probe, and an unknown artifact or group', async () => {
     await devices('val', 2);
     await publishModel('val-model', '1.0.0');
-    createGroup(t.ctx, { fleet: 'lab', name: 'val', devices: ['val-0', 'val-1'], actor: ACTOR });
+    await createGroup(t.ctx, { fleet: 'lab', name: 'val', devices: ['val-0', 'val-1'], actor: ACTOR });
     const base = rolloutInput({ group: 'val', artifact: { name: 'val-model', version: '1.0.0' } });
     const cases: Array<[unknown, string]> = [
       [{ waves: [{ percent: 10 }, { percent: 90 }] }, 'strategy/waves/1/percent must be 100'],
@@ -171,24 +171,24 @@ describe('rollout validation', () => {
       [{ waves: [{ percent: 100 }], extra: true }, 'strategy must NOT have additional property "extra"'],
     ];
     for (const [strategy, message] of cases) {
-      const err = meshError(() => createRollout(t.ctx, { ...base, strategy }));
+      const err = await meshError(() => createRollout(t.ctx, { ...base, strategy }));
       expect(err.code).toBe('MESH_ERR_ROLLOUT_INVALID_STRATEGY');
       expect(httpStatusFor(err.kind)).toBe(400);
       expect(err.message).toContain(message);
     }
-    const badProbe = meshError(() => createRollout(t.ctx, { ...base, probe: { ...probe, timeoutSeconds: 301 } }));
+    const badProbe = await meshError(() => createRollout(t.ctx, { ...base, probe: { ...probe, timeoutSeconds: 301 } }));
     expect(badProbe.code).toBe('MESH_ERR_PROBE_INVALID');
     expect(badProbe.message).toContain('probe/timeoutSeconds must be <= 300');
-    expect(meshError(() => createRollout(t.ctx, { ...base, probe: { type: 'file', spec: {} } })).message).toContain('probe/spec/path is required');
-    expect(meshError(() => createRollout(t.ctx, { ...base, probe: { type: 'smoke', spec: {} } })).code).toBe('MESH_ERR_PROBE_UNKNOWN_TYPE');
-    expect(meshError(() => createRollout(t.ctx, { ...base, artifact: { name: 'val-model', version: '9.9.9' } })).code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
-    expect(meshError(() => createRollout(t.ctx, { ...base, group: 'ghost' })).code).toBe('MESH_ERR_GROUP_NOT_FOUND');
-    createGroup(t.ctx, { fleet: 'lab', name: 'val-empty', devices: ['ghost-1'], actor: ACTOR });
-    const empty = meshError(() => createRollout(t.ctx, { ...base, group: 'val-empty' }));
+    expect((await meshError(() => createRollout(t.ctx, { ...base, probe: { type: 'file', spec: {} } }))).message).toContain('probe/spec/path is required');
+    expect((await meshError(() => createRollout(t.ctx, { ...base, probe: { type: 'smoke', spec: {} } }))).code).toBe('MESH_ERR_PROBE_UNKNOWN_TYPE');
+    expect((await meshError(() => createRollout(t.ctx, { ...base, artifact: { name: 'val-model', version: '9.9.9' } }))).code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
+    expect((await meshError(() => createRollout(t.ctx, { ...base, group: 'ghost' }))).code).toBe('MESH_ERR_GROUP_NOT_FOUND');
+    await createGroup(t.ctx, { fleet: 'lab', name: 'val-empty', devices: ['ghost-1'], actor: ACTOR });
+    const empty = await meshError(() => createRollout(t.ctx, { ...base, group: 'val-empty' }));
     expect(empty.code).toBe('MESH_ERR_ROLLOUT_NO_DEVICES');
     expect(empty.message).toContain('ghost-1');
-    expect(meshError(() => getRollout(t.ctx, crypto.randomUUID())).kind).toBe('not_found');
-    expect(listRollouts(t.ctx, { fleet: 'lab', status: 'running' }).total).toBe(0);
+    expect((await meshError(() => getRollout(t.ctx, crypto.randomUUID()))).kind).toBe('not_found');
+    expect((await listRollouts(t.ctx, { fleet: 'lab', status: 'running' })).total).toBe(0);
   });
 
   it('refuses (409, naming the devices) a rollout that would put a device in two active rollouts of one artifact name', async () => {
@@ -196,19 +196,19 @@ describe('rollout validation', () => {
     await publishModel('busy-model', '1.0.0');
     await publishModel('busy-model', '2.0.0');
     await publishModel('busy-other', '1.0.0');
-    createGroup(t.ctx, { fleet: 'lab', name: 'busy-a', devices: ['busy-0', 'busy-1'], actor: ACTOR });
-    createGroup(t.ctx, { fleet: 'lab', name: 'busy-b', devices: ['busy-1', 'busy-2'], actor: ACTOR });
-    const a = createRollout(t.ctx, rolloutInput({ group: 'busy-a', artifact: { name: 'busy-model', version: '1.0.0' } }));
-    const err = meshError(() => createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-model', version: '2.0.0' } })));
+    await createGroup(t.ctx, { fleet: 'lab', name: 'busy-a', devices: ['busy-0', 'busy-1'], actor: ACTOR });
+    await createGroup(t.ctx, { fleet: 'lab', name: 'busy-b', devices: ['busy-1', 'busy-2'], actor: ACTOR });
+    const a = await createRollout(t.ctx, rolloutInput({ group: 'busy-a', artifact: { name: 'busy-model', version: '1.0.0' } }));
+    const err = await meshError(() => createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-model', version: '2.0.0' } })));
     expect(err.code).toBe('MESH_ERR_ROLLOUT_DEVICE_BUSY');
     expect(httpStatusFor(err.kind)).toBe(409);
     expect(err.message).toContain('busy-1');
     expect(err.message).not.toContain('busy-2');
     expect(err.details).toMatchObject({ devices: ['busy-1'], rollouts: [a.id] });
     // Another artifact name is another matter; once the first rollout ends, the device is free.
-    createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-other', version: '1.0.0' } }));
-    abortRollout(t.ctx, a.id, { policy: 'keep' }, ACTOR);
-    expect(createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-model', version: '2.0.0' } })).status).toBe('running');
+    await createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-other', version: '1.0.0' } }));
+    await abortRollout(t.ctx, a.id, { policy: 'keep' }, ACTOR);
+    expect((await createRollout(t.ctx, rolloutInput({ group: 'busy-b', artifact: { name: 'busy-model', version: '2.0.0' } }))).status).toBe('running');
   });
 });
 
@@ -216,9 +216,9 @@ describe('rollout progression', () => {
   it('splits devices into stored waves, advances automatically, and waits for approval before a manual wave', async () => {
     const sims = await devices('man', 10);
     const v1 = await publishModel('man-model', '1.0.0');
-    createGroup(t.ctx, { fleet: 'lab', name: 'man', devices: sims.map((s) => s.name), actor: ACTOR });
+    await createGroup(t.ctx, { fleet: 'lab', name: 'man', devices: sims.map((s) => s.name), actor: ACTOR });
     const strategy = { waves: [{ percent: 10 }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'manual' }] };
-    const r = createRollout(t.ctx, rolloutInput({ group: 'man', artifact: { name: 'man-model', version: '1.0.0' }, strategy }));
+    const r = await createRollout(t.ctx, rolloutInput({ group: 'man', artifact: { name: 'man-model', version: '1.0.0' }, strategy }));
     expect(r).toMatchObject({ status: 'running', currentWave: 0, artifact: { name: 'man-model', version: '1.0.0', kind: 'model' }, group: 'man' });
     expect(r.strategy).toEqual({ waves: [{ percent: 10, approval: 'auto' }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'manual' }], max_failure_rate: 0 });
     expect(r.waves.map((w) => [w.devices, w.status])).toEqual([[1, 'active'], [4, 'pending'], [5, 'pending']]);
@@ -233,30 +233,30 @@ describe('rollout progression', () => {
     expect(a0).toMatchObject({ rolloutId: r.id, version: '1.0.0' });
     await first!.run(a0, 'HEALTHY', v1.sha256);
     // The report itself drove the rollout: wave 1 started.
-    expect(getRollout(t.ctx, r.id)).toMatchObject({ status: 'running', currentWave: 1 });
+    expect(await getRollout(t.ctx, r.id)).toMatchObject({ status: 'running', currentWave: 1 });
     for (const s of waveOf(1)) await s.run((await s.desired('man-model'))!, 'HEALTHY', v1.sha256);
 
-    let d = getRollout(t.ctx, r.id);
+    let d = await getRollout(t.ctx, r.id);
     expect(d).toMatchObject({ status: 'waiting_approval', currentWave: 1 });
     expect(d.waves.map((w) => w.status)).toEqual(['complete', 'complete', 'pending']);
     for (const s of waveOf(2)) expect(await s.desired('man-model')).toBeUndefined();
     // Two drivers (say two replicas) on the same state: nothing moves without approval.
-    expect(driveRollouts(t.ctx)).toEqual([]);
-    expect(meshError(() => resumeRollout(t.ctx, r.id, ACTOR)).code).toBe('MESH_ERR_ROLLOUT_INVALID_STATE');
+    expect(await driveRollouts(t.ctx)).toEqual([]);
+    expect((await meshError(async () => await resumeRollout(t.ctx, r.id, ACTOR))).code).toBe('MESH_ERR_ROLLOUT_INVALID_STATE');
 
-    d = approveRollout(t.ctx, r.id, 'operator:approver');
+    d = await approveRollout(t.ctx, r.id, 'operator:approver');
     expect(d).toMatchObject({ status: 'running', currentWave: 2 });
     expect(d.waves[2]).toMatchObject({ status: 'active', startedBy: 'operator:approver' });
-    expect(meshError(() => approveRollout(t.ctx, r.id, ACTOR)).kind).toBe('conflict');
+    expect((await meshError(async () => await approveRollout(t.ctx, r.id, ACTOR))).kind).toBe('conflict');
     for (const s of waveOf(2)) await s.run((await s.desired('man-model'))!, 'HEALTHY', v1.sha256);
 
-    d = getRollout(t.ctx, r.id);
+    d = await getRollout(t.ctx, r.id);
     expect(d.status).toBe('completed');
     expect(d.counts).toMatchObject({ HEALTHY: 10, PENDING: 0 });
     expect(d.finishedAt).not.toBeNull();
     // The split was stored at creation and never changed.
     expect(d.devices.map((x) => [x.name, x.wave])).toEqual(r.devices.map((x) => [x.name, x.wave]));
-    expect(auditOf(r.id).map((e) => [e.action, e.details.wave])).toEqual([
+    expect((await auditOf(r.id)).map((e) => [e.action, e.details.wave])).toEqual([
       ['rollout.created', undefined],
       ['rollout.wave_started', 0],
       ['rollout.wave_started', 1],
@@ -265,25 +265,25 @@ describe('rollout progression', () => {
       ['rollout.wave_started', 2],
       ['rollout.completed', undefined],
     ]);
-    expect(listRollouts(t.ctx, { fleet: 'lab', status: 'completed' }).items.map((x) => x.id)).toContain(r.id);
+    expect((await listRollouts(t.ctx, { fleet: 'lab', status: 'completed' })).items.map((x) => x.id)).toContain(r.id);
   });
 
   it('halts on the first failure with max_failure_rate 0 mid-wave, serves no new assignment while halted (over gRPC), and resume acknowledges only the old failures', async () => {
     const sims = await devices('halt', 5);
     const v1 = await publishModel('halt-model', '1.0.0');
-    createGroup(t.ctx, { fleet: 'lab', name: 'halt', devices: sims.map((s) => s.name), actor: ACTOR });
-    const r = createRollout(t.ctx, rolloutInput({ group: 'halt', artifact: { name: 'halt-model', version: '1.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0 } }));
+    await createGroup(t.ctx, { fleet: 'lab', name: 'halt', devices: sims.map((s) => s.name), actor: ACTOR });
+    const r = await createRollout(t.ctx, rolloutInput({ group: 'halt', artifact: { name: 'halt-model', version: '1.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0 } }));
     const [busy, bad, p1, p2, p3] = sims as [SimDevice, SimDevice, SimDevice, SimDevice, SimDevice];
 
     const busyA = (await busy.desired('halt-model'))!;
     await busy.report(busyA.assignmentId, 'DOWNLOADING');
     await bad.run((await bad.desired('halt-model'))!, 'ROLLED_BACK');
 
-    let d = getRollout(t.ctx, r.id);
+    let d = await getRollout(t.ctx, r.id);
     expect(d.status).toBe('halted');
     expect(d.halt).toMatchObject({ wave: 0, failures: 1, tolerance: 0, targeted: 5 });
     expect(d.counts).toMatchObject({ ROLLED_BACK: 1, DOWNLOADING: 1, PENDING: 3 });
-    const halted = auditOf(r.id).find((e) => e.action === 'rollout.halted')!;
+    const halted = (await auditOf(r.id)).find((e) => e.action === 'rollout.halted')!;
     expect(halted.details).toMatchObject({ wave: 0, failures: 1, tolerance: 0 });
     expect(halted.actor).toBe('system:rollouts');
 
@@ -291,27 +291,27 @@ describe('rollout progression', () => {
     for (const s of [p1, p2, p3]) expect(await s.desired('halt-model')).toBeUndefined();
     expect(await busy.desired('halt-model')).toMatchObject({ assignmentId: busyA.assignmentId });
     for (const s of ['VERIFYING', 'APPLYING', 'HEALTHY']) await busy.report(busyA.assignmentId, s);
-    expect(getRollout(t.ctx, r.id)).toMatchObject({ status: 'halted', counts: { HEALTHY: 1 } });
-    expect(driveRollouts(t.ctx, { rolloutId: r.id })).toEqual([]);
+    expect(await getRollout(t.ctx, r.id)).toMatchObject({ status: 'halted', counts: { HEALTHY: 1 } });
+    expect(await driveRollouts(t.ctx, { rolloutId: r.id })).toEqual([]);
 
-    d = resumeRollout(t.ctx, r.id, 'operator:approver');
+    d = await resumeRollout(t.ctx, r.id, 'operator:approver');
     expect(d).toMatchObject({ status: 'running', acknowledgedFailures: 1, halt: null });
     // The acknowledged failure no longer halts: a healthy report keeps it running.
     await p1.run((await p1.desired('halt-model'))!, 'HEALTHY', v1.sha256);
-    expect(getRollout(t.ctx, r.id).status).toBe('running');
+    expect((await getRollout(t.ctx, r.id)).status).toBe('running');
     // A new failure does.
     await p2.run((await p2.desired('halt-model'))!, 'FAILED');
-    d = getRollout(t.ctx, r.id);
+    d = await getRollout(t.ctx, r.id);
     expect(d.status).toBe('halted');
     expect(d.halt).toMatchObject({ failures: 2, acknowledged: 1 });
     expect(await p3.desired('halt-model')).toBeUndefined();
 
-    resumeRollout(t.ctx, r.id, ACTOR);
+    await resumeRollout(t.ctx, r.id, ACTOR);
     await p3.run((await p3.desired('halt-model'))!, 'HEALTHY', v1.sha256);
-    d = getRollout(t.ctx, r.id);
+    d = await getRollout(t.ctx, r.id);
     expect(d.status).toBe('completed');
     expect(d.counts).toMatchObject({ HEALTHY: 3, ROLLED_BACK: 1, FAILED: 1 });
-    expect(auditOf(r.id).map((e) => e.action)).toEqual([
+    expect((await auditOf(r.id)).map((e) => e.action)).toEqual([
       'rollout.created',
       'rollout.wave_started',
       'rollout.halted',
@@ -327,24 +327,25 @@ describe('rollout progression', () => {
     const v1 = await publishModel('keep-model', '1.0.0');
     const v2 = await publishModel('keep-model', '2.0.0');
     for (const s of sims) s.installed = [{ name: 'keep-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }];
-    createGroup(t.ctx, { fleet: 'lab', name: 'keep', devices: sims.map((s) => s.name), actor: ACTOR });
+    await createGroup(t.ctx, { fleet: 'lab', name: 'keep', devices: sims.map((s) => s.name), actor: ACTOR });
     for (const s of sims) await s.heartbeat();
-    const r = createRollout(t.ctx, rolloutInput({ group: 'keep', artifact: { name: 'keep-model', version: '2.0.0' }, strategy: { waves: [{ percent: 50 }, { percent: 100 }] } }));
-    const wave0 = sims.filter((s) => started(r.id).has(s.name));
+    const r = await createRollout(t.ctx, rolloutInput({ group: 'keep', artifact: { name: 'keep-model', version: '2.0.0' }, strategy: { waves: [{ percent: 50 }, { percent: 100 }] } }));
+    const startedNow = await started(r.id);
+    const wave0 = sims.filter((s) => startedNow.has(s.name));
     const [done, waiting] = wave0 as [SimDevice, SimDevice];
     await done.run((await done.desired('keep-model'))!, 'HEALTHY', v2.sha256);
     expect(await waiting.desired('keep-model')).toBeDefined();
 
-    const d = abortRollout(t.ctx, r.id, { policy: 'keep' }, ACTOR);
+    const d = await abortRollout(t.ctx, r.id, { policy: 'keep' }, ACTOR);
     expect(d).toMatchObject({ status: 'aborted', abortPolicy: 'keep' });
     expect(d.devices.find((x) => x.name === waiting.name)).toMatchObject({ state: 'PENDING', reason: 'not started: the rollout was aborted' });
     expect(await waiting.desired('keep-model')).toBeUndefined();
     expect(await done.desired('keep-model')).toMatchObject({ version: '2.0.0' });
     // Nothing progresses any more, and an aborted rollout cannot be aborted again.
-    expect(driveRollouts(t.ctx, { rolloutId: r.id })).toEqual([]);
-    expect(started(r.id).size).toBe(2);
-    expect(meshError(() => abortRollout(t.ctx, r.id, { policy: 'keep' }, ACTOR)).code).toBe('MESH_ERR_ROLLOUT_INVALID_STATE');
-    expect(auditOf(r.id).at(-1)).toMatchObject({ action: 'rollout.aborted', details: { policy: 'keep', withdrawnAssignments: 1 } });
+    expect(await driveRollouts(t.ctx, { rolloutId: r.id })).toEqual([]);
+    expect((await started(r.id)).size).toBe(2);
+    expect((await meshError(async () => await abortRollout(t.ctx, r.id, { policy: 'keep' }, ACTOR))).code).toBe('MESH_ERR_ROLLOUT_INVALID_STATE');
+    expect((await auditOf(r.id)).at(-1)).toMatchObject({ action: 'rollout.aborted', details: { policy: 'keep', withdrawnAssignments: 1 } });
   });
 
   it('abort revert sends every updated or updating device back to what it had before its wave; one with nothing before gets nothing, and says so', async () => {
@@ -356,16 +357,16 @@ describe('rollout progression', () => {
       s.installed = [{ name: 'rev-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }];
       await s.heartbeat();
     }
-    createGroup(t.ctx, { fleet: 'lab', name: 'rev', devices: sims.map((s) => s.name), actor: ACTOR });
-    const r = createRollout(t.ctx, rolloutInput({ group: 'rev', artifact: { name: 'rev-model', version: '2.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0.5 } }));
+    await createGroup(t.ctx, { fleet: 'lab', name: 'rev', devices: sims.map((s) => s.name), actor: ACTOR });
+    const r = await createRollout(t.ctx, rolloutInput({ group: 'rev', artifact: { name: 'rev-model', version: '2.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0.5 } }));
     await healthy.run((await healthy.desired('rev-model'))!, 'HEALTHY', v2.sha256);
     await fresh.run((await fresh.desired('rev-model'))!, 'HEALTHY', v2.sha256);
     const up = (await updating.desired('rev-model'))!;
     await updating.report(up.assignmentId, 'DOWNLOADING');
     await rolledBack.run((await rolledBack.desired('rev-model'))!, 'ROLLED_BACK');
-    expect(getRollout(t.ctx, r.id).status).toBe('running');
+    expect((await getRollout(t.ctx, r.id)).status).toBe('running');
 
-    const d = abortRollout(t.ctx, r.id, { policy: 'revert' }, ACTOR);
+    const d = await abortRollout(t.ctx, r.id, { policy: 'revert' }, ACTOR);
     expect(d).toMatchObject({ status: 'aborted', abortPolicy: 'revert' });
     const dev = (s: SimDevice) => d.devices.find((x) => x.name === s.name)!;
     expect(dev(healthy)).toMatchObject({ previousVersion: '1.0.0', state: 'PENDING', revert: { toVersion: '1.0.0', state: 'PENDING' } });
@@ -382,17 +383,17 @@ describe('rollout progression', () => {
     expect(await updating.desired('rev-model')).toMatchObject({ version: '1.0.0' });
     expect(await fresh.desired('rev-model')).toMatchObject({ version: '2.0.0' });
     expect(await untouched.desired('rev-model')).toBeUndefined();
-    const after = getRollout(t.ctx, r.id);
+    const after = await getRollout(t.ctx, r.id);
     expect(after.devices.find((x) => x.name === healthy.name)).toMatchObject({ state: 'HEALTHY', revert: { state: 'HEALTHY', toVersion: '1.0.0' } });
-    const deviceId = t.ctx.store.getDeviceByName('lab', healthy.name)!.id;
-    expect(t.ctx.store.listInstalled(deviceId)).toMatchObject([{ name: 'rev-model', version: '1.0.0' }]);
-    const aborted = auditOf(r.id).find((e) => e.action === 'rollout.aborted')!;
+    const deviceId = (await t.ctx.store.getDeviceByName('lab', healthy.name))!.id;
+    expect(await t.ctx.store.listInstalled(deviceId)).toMatchObject([{ name: 'rev-model', version: '1.0.0' }]);
+    const aborted = (await auditOf(r.id)).find((e) => e.action === 'rollout.aborted')!;
     expect(aborted.details).toMatchObject({ policy: 'revert' });
     expect((aborted.details.reverted as Array<{ device: string }>).map((x) => x.device).sort()).toEqual([healthy.name, updating.name].sort());
     expect((aborted.details.notReverted as Array<{ device: string }>).map((x) => x.device)).toEqual([fresh.name]);
   });
 
-  it('keeps the audit trail of all of the above a verifiable chain', () => {
-    expect(verifyAudit(t.ctx)).toMatchObject({ verified: true });
+  it('keeps the audit trail of all of the above a verifiable chain', async () => {
+    expect(await verifyAudit(t.ctx)).toMatchObject({ verified: true });
   });
 });

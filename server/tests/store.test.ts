@@ -1,110 +1,206 @@
-import * as path from 'node:path';
-import Database from 'better-sqlite3';
+// The store on both engines (SQLite and PostgreSQL): the same migrations, the same answers,
+// the same refusals. PostgreSQL cases need a reachable server (engines.ts says how).
 import { describe, expect, it } from 'vitest';
 import { isMeshError } from '../src/errors.js';
-import { MIGRATIONS, openStore, SqliteStore } from '../src/store/index.js';
-import { tempDir } from './helpers.js';
+import { MIGRATIONS, openStore, type Store } from '../src/store/index.js';
+import { testEngines } from './engines.js';
 
-describe('SQLite store', () => {
-  it('applies migrations once: reopening the same database is a no-op', () => {
-    const file = path.join(tempDir(), 'm.db');
-    openStore(file).close();
-    const again = openStore(file);
-    expect(again.schemaVersion()).toBe(MIGRATIONS.at(-1)!.version);
-    again.close();
-    const db = new Database(file, { readonly: true });
-    const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
-    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-    db.close();
+const { engines } = await testEngines();
+
+const PROBE = { type: 'file', spec: { path: '/r' }, timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 };
+
+async function deviceWithAssignment(store: Store, name: string, now: string): Promise<{ deviceId: string; assignmentId: string }> {
+  const { device } = await store.ensureDevice({ spiffeId: `spiffe://meshanics.local/fleet/f/device/${name}`, fleet: 'f', name, now });
+  if (!(await store.getArtifactById('a1'))) {
+    await store.insertArtifact({
+      id: 'a1', name: 'm', version: '1', kind: 'model', fileName: 'm', targetPath: 'm/1/m',
+      sha256: '0'.repeat(64), length: 5_000_000_000, spec: {}, createdAt: now,
+    });
+  }
+  const assignmentId = `as-${name}`;
+  await store.insertAssignment({
+    id: assignmentId, deviceId: device.id, artifactId: 'a1', artifactName: 'm', rolloutId: null,
+    probe: PROBE, state: 'PENDING', reason: '', active: true, createdAt: now, updatedAt: now,
+  });
+  return { deviceId: device.id, assignmentId };
+}
+
+describe.each(engines)('store on $name', (engine) => {
+  it('applies migrations once: reopening the same database is a no-op', async () => {
+    const location = await engine.fresh();
+    await (await openStore(location)).close();
+    const again = await openStore(location);
+    expect(await again.schemaVersion()).toBe(MIGRATIONS.at(-1)!.version);
+    expect(again.dialect).toBe(engine.name);
+    await again.close();
+    const rows = await engine.exec(location, 'SELECT version, name FROM schema_migrations ORDER BY version');
+    expect(rows.map((r) => ({ version: Number(r.version), name: r.name }))).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
+    if (engine.name === 'sqlite') expect((await engine.exec(location, 'PRAGMA journal_mode'))[0]).toEqual({ journal_mode: 'wal' });
   });
 
-  it('refuses a database migrated by a newer server', () => {
-    const file = path.join(tempDir(), 'm.db');
-    openStore(file).close();
-    const db = new Database(file);
-    db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
-    db.close();
-    let error: unknown;
-    try {
-      openStore(file);
-    } catch (err) {
-      error = err;
-    }
+  it('refuses a database migrated by a newer server', async () => {
+    const location = await engine.fresh();
+    await (await openStore(location)).close();
+    await engine.exec(location, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')");
+    const error = await openStore(location).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(isMeshError(error, 'MESH_ERR_STORE_SCHEMA_TOO_NEW')).toBe(true);
   });
 
-  it('keeps the audit trail append-only even against direct SQL', () => {
-    const file = path.join(tempDir(), 'm.db');
-    const store = openStore(file);
-    store.appendAudit({ actor: 'test', action: 'x.done', subject: 's', details: { a: 1 } });
-    store.close();
-    const db = new Database(file);
-    expect(() => db.prepare("UPDATE audit_events SET actor = 'evil'").run()).toThrow(/append-only/);
-    expect(() => db.prepare('DELETE FROM audit_events').run()).toThrow(/append-only/);
-    db.close();
+  it('keeps the audit trail append-only even against direct SQL', async () => {
+    const location = await engine.fresh();
+    const store = await openStore(location);
+    await store.appendAudit({ actor: 'test', action: 'x.done', subject: 's', details: { a: 1 } });
+    await store.close();
+    await expect(engine.exec(location, "UPDATE audit_events SET actor = 'evil'")).rejects.toThrow(/append-only/);
+    await expect(engine.exec(location, 'DELETE FROM audit_events')).rejects.toThrow(/append-only/);
+    await expect(
+      engine.exec(location, "INSERT INTO audit_events (at, actor, action, subject, details) VALUES ('t', 'a', 'b', 'c', '{}')"),
+    ).rejects.toThrow(/seq, prev_hash and hash/);
   });
 
-  it('upserts a device by SPIFFE ID and drops status reports whose sequence is not above the last', () => {
-    const store = new SqliteStore(path.join(tempDir(), 'm.db'));
+  it('upserts a device by SPIFFE ID and drops status reports whose sequence is not above the last', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date().toISOString();
+      const spiffeId = 'spiffe://meshanics.local/fleet/f/device/d';
+      const { created } = await store.ensureDevice({ spiffeId, fleet: 'f', name: 'd', now });
+      expect(created).toBe(true);
+      expect((await store.ensureDevice({ spiffeId, fleet: 'f', name: 'd', now })).created).toBe(false);
+      const { deviceId, assignmentId } = await deviceWithAssignment(store, 'd', now);
+      const report = { deviceId, assignmentId, state: 'DOWNLOADING' as const, reason: '', bytesDone: 4_000_000_000, bytesTotal: 5_000_000_000, deviceTime: '', receivedAt: now };
+      expect(await store.recordStatusReport({ ...report, sequence: 5 })).toBe(true);
+      expect(await store.recordStatusReport({ ...report, sequence: 5, state: 'FAILED' })).toBe(false);
+      expect(await store.recordStatusReport({ ...report, sequence: 4, state: 'FAILED' })).toBe(false);
+      expect((await store.getAssignment(assignmentId))?.state).toBe('DOWNLOADING');
+      // 64-bit sizes survive the round trip on both engines.
+      expect((await store.listStatusReports(assignmentId)).map((r) => [r.sequence, r.bytesDone, r.bytesTotal])).toEqual([[5, 4_000_000_000, 5_000_000_000]]);
+      expect((await store.getArtifactById('a1'))?.length).toBe(5_000_000_000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('upgrades a version-1 database in place: existing devices keep their rows and gain the lifecycle columns', async () => {
+    const location = await engine.fresh();
+    const v1 = await openStore(location, { migrations: [MIGRATIONS[0]!] });
     const now = new Date().toISOString();
-    const spiffeId = 'spiffe://meshanics.local/fleet/f/device/d';
-    const { device, created } = store.ensureDevice({ spiffeId, fleet: 'f', name: 'd', now });
-    expect(created).toBe(true);
-    expect(store.ensureDevice({ spiffeId, fleet: 'f', name: 'd', now }).created).toBe(false);
-    store.insertArtifact({
-      id: 'a1', name: 'm', version: '1', kind: 'model', fileName: 'm', targetPath: 'm/1/m',
-      sha256: '0'.repeat(64), length: 1, spec: {}, createdAt: now,
-    });
-    store.insertAssignment({
-      id: 'as1', deviceId: device.id, artifactId: 'a1', artifactName: 'm', rolloutId: null,
-      probe: { type: 'file', spec: { path: '/r' }, timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 },
-      state: 'PENDING', reason: '', active: true, createdAt: now, updatedAt: now,
-    });
-    const report = { deviceId: device.id, assignmentId: 'as1', state: 'DOWNLOADING' as const, reason: '', bytesDone: 0, bytesTotal: 1, deviceTime: '', receivedAt: now };
-    expect(store.recordStatusReport({ ...report, sequence: 5 })).toBe(true);
-    expect(store.recordStatusReport({ ...report, sequence: 5, state: 'FAILED' })).toBe(false);
-    expect(store.recordStatusReport({ ...report, sequence: 4, state: 'FAILED' })).toBe(false);
-    expect(store.getAssignment('as1')?.state).toBe('DOWNLOADING');
-    expect(store.listStatusReports('as1').map((r) => r.sequence)).toEqual([5]);
-    store.close();
+    const { device } = await v1.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/old', fleet: 'f', name: 'old', now });
+    await v1.close();
+    const v2 = await openStore(location, { migrations: MIGRATIONS.slice(0, 2) });
+    try {
+      expect(await v2.schemaVersion()).toBe(2);
+      expect(await v2.getDeviceById(device.id)).toMatchObject({ name: 'old', decommissionedAt: null, offboardNotifiedAt: null });
+      expect(await v2.markOffboardNotified(device.id, now)).toBe(false);
+      await v2.decommissionDevice(device.id, now);
+      expect(await v2.markOffboardNotified(device.id, now)).toBe(true);
+      expect(await v2.markOffboardNotified(device.id, now)).toBe(false);
+      expect(await v2.enrollmentTokens.list()).toEqual([]);
+      expect(await v2.logRequests.listPending(device.id)).toEqual([]);
+    } finally {
+      await v2.close();
+    }
   });
 
-  it('upgrades a version-1 database in place: existing devices keep their rows and gain the lifecycle columns', () => {
-    const file = path.join(tempDir(), 'm.db');
-    const v1 = new SqliteStore(file, [MIGRATIONS[0]!]);
-    const now = new Date().toISOString();
-    const { device } = v1.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/old', fleet: 'f', name: 'old', now });
-    v1.close();
-    const v2 = new SqliteStore(file, MIGRATIONS.slice(0, 2));
-    expect(v2.schemaVersion()).toBe(2);
-    expect(v2.getDeviceById(device.id)).toMatchObject({ name: 'old', decommissionedAt: null, offboardNotifiedAt: null });
-    expect(v2.markOffboardNotified(device.id, now)).toBe(false);
-    v2.decommissionDevice(device.id, now);
-    expect(v2.markOffboardNotified(device.id, now)).toBe(true);
-    expect(v2.markOffboardNotified(device.id, now)).toBe(false);
-    expect(v2.enrollmentTokens.list()).toEqual([]);
-    expect(v2.logRequests.listPending(device.id)).toEqual([]);
-    v2.close();
+  it('lets only one caller take the last use of an enrollment token, and never a revoked or expired one', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date();
+      const base = {
+        fleet: 'f', deviceName: null, usesTotal: 1, usesLeft: 1, createdAt: now.toISOString(), createdBy: 't',
+        expiresAt: new Date(now.getTime() + 60_000).toISOString(), revokedAt: null, revokedBy: null,
+      };
+      await store.enrollmentTokens.insert({ ...base, id: 'live', tokenSha256: 'a' });
+      await store.enrollmentTokens.insert({ ...base, id: 'old', tokenSha256: 'b', expiresAt: new Date(now.getTime() - 1).toISOString() });
+      await store.enrollmentTokens.insert({ ...base, id: 'gone', tokenSha256: 'c' });
+      expect(await store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(true);
+      expect(await store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(false);
+      const race = await Promise.all([store.enrollmentTokens.consumeUse('live', now.toISOString()), store.enrollmentTokens.consumeUse('live', now.toISOString())]);
+      expect(race.sort()).toEqual([false, true]);
+      expect(await store.enrollmentTokens.consumeUse('old', now.toISOString())).toBe(false);
+      expect(await store.enrollmentTokens.consumeUse('gone', now.toISOString())).toBe(false);
+      expect((await store.enrollmentTokens.get('live'))!.usesLeft).toBe(0);
+      expect((await store.enrollmentTokens.list()).map((t) => t.id)).toEqual(['live', 'old', 'gone']);
+    } finally {
+      await store.close();
+    }
   });
 
-  it('lets only one caller take the last use of an enrollment token, and never a revoked or expired one', () => {
-    const store = openStore(path.join(tempDir(), 'm.db'));
-    const now = new Date();
-    const base = {
-      fleet: 'f', deviceName: null, usesTotal: 1, usesLeft: 1, createdAt: now.toISOString(), createdBy: 't',
-      expiresAt: new Date(now.getTime() + 60_000).toISOString(), revokedAt: null, revokedBy: null,
-    };
-    store.enrollmentTokens.insert({ ...base, id: 'live', tokenSha256: 'a' });
-    store.enrollmentTokens.insert({ ...base, id: 'old', tokenSha256: 'b', expiresAt: new Date(now.getTime() - 1).toISOString() });
-    store.enrollmentTokens.insert({ ...base, id: 'gone', tokenSha256: 'c' });
-    expect(store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(true);
-    expect(store.enrollmentTokens.revoke('gone', now.toISOString(), 't')).toBe(false);
-    expect(store.enrollmentTokens.consumeUse('live', now.toISOString())).toBe(true);
-    expect(store.enrollmentTokens.consumeUse('live', now.toISOString())).toBe(false);
-    expect(store.enrollmentTokens.consumeUse('old', now.toISOString())).toBe(false);
-    expect(store.enrollmentTokens.consumeUse('gone', now.toISOString())).toBe(false);
-    expect(store.enrollmentTokens.get('live')!.usesLeft).toBe(0);
-    store.close();
+  it('computes online and filters devices by tag the same way on both engines', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date('2026-01-01T00:10:00.000Z');
+      const at = (secondsAgo: number) => new Date(now.getTime() - secondsAgo * 1000).toISOString();
+      const profile = (tags: Record<string, string>) => ({ hardware: null, agentVersion: '1', tags, capabilities: [] });
+      for (const [name, tags] of [['cam-1', { site: 'north' }], ['cam-2', { site: 'south' }], ['cam-3', { site: 'north', tier: 'gold' }]] as const) {
+        await store.registerDevice({ spiffeId: `spiffe://meshanics.local/fleet/lab/device/${name}`, fleet: 'lab', name, profile: profile(tags), now: at(600) });
+      }
+      const ids = Object.fromEntries(await Promise.all(['cam-1', 'cam-2', 'cam-3'].map(async (n) => [n, (await store.getDeviceByName('lab', n))!.id])));
+      // cam-1 seen 40 s ago (online at a 15 s interval: 3 × 15 = 45), cam-2 50 s ago (offline), cam-3 never since 600 s.
+      await store.touchLastSeen([{ deviceId: ids['cam-1']!, at: at(40) }, { deviceId: ids['cam-2']!, at: at(50) }]);
+      // An older time never moves last-seen backwards.
+      await store.touchLastSeen([{ deviceId: ids['cam-1']!, at: at(500) }]);
+      const filter = { defaultHeartbeatIntervalSeconds: 15, now: now.toISOString() };
+      const page = { limit: 10, offset: 0 };
+      const all = await store.operatorViews.listDevices(filter, page);
+      expect(all.total).toBe(3);
+      expect(all.rows.map((r) => [r.device.name, r.online])).toEqual([['cam-1', true], ['cam-2', false], ['cam-3', false]]);
+      expect((await store.operatorViews.listDevices({ ...filter, online: true }, page)).rows.map((r) => r.device.name)).toEqual(['cam-1']);
+      const north = await store.operatorViews.listDevices({ ...filter, tags: [['site', 'north']] }, page);
+      expect(north.rows.map((r) => r.device.name)).toEqual(['cam-1', 'cam-3']);
+      expect((await store.operatorViews.listDevices({ ...filter, tags: [['site', 'north'], ['tier', 'gold']] }, page)).total).toBe(1);
+      expect((await store.operatorViews.listDevices({ ...filter, fleet: 'other' }, page)).total).toBe(0);
+      expect(await store.operatorViews.isOnline(ids['cam-1']!, 15, now.toISOString())).toBe(true);
+      expect(await store.operatorViews.isOnline(ids['cam-2']!, 15, now.toISOString())).toBe(false);
+      expect(await store.countDevices()).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rolls back a write transaction that throws, and a nested one alone when the caller catches it', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date().toISOString();
+      await expect(
+        store.withWriteLock(async () => {
+          await store.appendAudit({ actor: 't', action: 'x.lost', subject: 's' });
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      await store.withWriteLock(async () => {
+        await store.appendAudit({ actor: 't', action: 'x.kept', subject: 's', at: now });
+        await store
+          .withWriteLock(async () => {
+            await store.appendAudit({ actor: 't', action: 'x.inner', subject: 's' });
+            throw new Error('inner');
+          })
+          .catch(() => undefined);
+      });
+      expect((await store.listAudit()).map((e) => [e.seq, e.action])).toEqual([[1, 'x.kept']]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('serializes concurrent write transactions: appends from two stores on one database never fork the audit chain', async () => {
+    const location = await engine.fresh();
+    const a = await openStore(location);
+    const b = await openStore(location);
+    try {
+      // Each writer reads the head and appends in separate statements, yielding in between:
+      // without the write lock two of them would take the same seq.
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).appendAudit({ actor: 't', action: `x.${i}`, subject: 's' })),
+      );
+      const events = await a.listAudit();
+      expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      for (let i = 1; i < events.length; i++) expect(events[i]!.prevHash).toBe(events[i - 1]!.hash);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

@@ -68,8 +68,8 @@ describe('publishing into the TUF repository', () => {
     expect(info?.custom).toEqual({ meshanics: { kind: 'model', spec: { fileName: 'det.onnx' } } });
     const downloaded = await u.downloadTarget(info!);
     expect(fs.readFileSync(downloaded).equals(bytes)).toBe(true);
-    expect(t.ctx.store.getArtifact('detector', '1.0.0')?.sha256).toBe(result.sha256);
-    expect(t.ctx.store.listAudit({ subject: 'artifact:detector@1.0.0' }).map((e) => e.action)).toEqual(['artifact.published']);
+    expect((await t.ctx.store.getArtifact('detector', '1.0.0'))?.sha256).toBe(result.sha256);
+    expect((await t.ctx.store.listAudit({ subject: 'artifact:detector@1.0.0' })).map((e) => e.action)).toEqual(['artifact.published']);
   });
 
   it('rejects an invalid spec with its path and rule, and writes nothing', async () => {
@@ -94,7 +94,7 @@ describe('publishing into the TUF repository', () => {
     expect(fs.readdirSync(t.ctx.layout.tufMetadataDir).sort()).toEqual(metadataFiles);
     expect(fs.existsSync(path.join(t.ctx.layout.tufTargetsDir, 'bad'))).toBe(false);
     expect(fs.readdirSync(t.ctx.layout.tufStagingDir)).toEqual([]);
-    expect(t.ctx.store.getArtifact('bad', '1.0.0')).toBeUndefined();
+    expect(await t.ctx.store.getArtifact('bad', '1.0.0')).toBeUndefined();
   });
 
   it('refuses to publish the same name and version twice (conflict), leaving the first intact', async () => {
@@ -104,17 +104,17 @@ describe('publishing into the TUF repository', () => {
     expect(err.code).toBe('MESH_ERR_ARTIFACT_CONFLICT');
     expect(err.kind).toBe('conflict');
     expect(t.ctx.tuf.versions()).toEqual(versions);
-    expect(t.ctx.store.getArtifact('dup', '1.0.0')?.sha256).toBe(first.sha256);
+    expect((await t.ctx.store.getArtifact('dup', '1.0.0'))?.sha256).toBe(first.sha256);
     expect(fs.readdirSync(t.ctx.layout.tufStagingDir)).toEqual([]);
   });
 
   it('serializes concurrent publishers on separate connections: every target lands in one chain of versions', async () => {
-    const second = openDataDir({ dataDir: t.dataDir });
+    const second = await openDataDir({ dataDir: t.dataDir });
     try {
       const before = t.ctx.tuf.versions();
       const results = await Promise.all(
-        Array.from({ length: 6 }, (_, i) =>
-          publishArtifact(i % 2 === 0 ? t.ctx : second, { file: file(crypto.randomBytes(4096)), name: 'race', version: `1.0.${i}`, kind: 'model' }),
+        Array.from({ length: 6 }, async (_, i) =>
+          await publishArtifact(i % 2 === 0 ? t.ctx : second, { file: file(crypto.randomBytes(4096)), name: 'race', version: `1.0.${i}`, kind: 'model' }),
         ),
       );
       const after = t.ctx.tuf.versions();
@@ -127,17 +127,17 @@ describe('publishing into the TUF repository', () => {
       await u.refresh();
       for (const r of results) expect((await u.getTargetInfo(r.targetPath))?.hashes.sha256).toBe(r.sha256);
     } finally {
-      second.close();
+      await second.close();
     }
   });
 
   it('re-signs snapshot and timestamp only once less than half their lifetime is left', async () => {
     const now = Date.now();
-    expect(t.ctx.tuf.refreshExpiring(new Date(now)).resigned).toEqual([]);
+    expect((await t.ctx.tuf.refreshExpiring(new Date(now))).resigned).toEqual([]);
     const before = t.ctx.tuf.versions();
-    const halfTimestamp = t.ctx.tuf.refreshExpiring(new Date(now + LIFETIME_MS.timestamp * 0.6));
+    const halfTimestamp = await t.ctx.tuf.refreshExpiring(new Date(now + LIFETIME_MS.timestamp * 0.6));
     expect(halfTimestamp.resigned).toEqual(['timestamp']);
-    const halfSnapshot = t.ctx.tuf.refreshExpiring(new Date(now + LIFETIME_MS.snapshot * 0.6));
+    const halfSnapshot = await t.ctx.tuf.refreshExpiring(new Date(now + LIFETIME_MS.snapshot * 0.6));
     expect(halfSnapshot.resigned).toEqual(['snapshot', 'timestamp']);
     expect(t.ctx.tuf.versions()).toEqual({ ...before, snapshot: before.snapshot + 1, timestamp: before.timestamp + 2 });
     // Still a valid repository for a client.

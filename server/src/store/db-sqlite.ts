@@ -2,6 +2,9 @@
 // are prepared once per SQL text and cached. Because there is one connection, a statement
 // issued while another async context holds a write transaction waits for it to end: it would
 // otherwise run inside (and be committed or rolled back with) somebody else's transaction.
+// Waiting for another connection's lock (another process, or another store in this process)
+// is done asynchronously: busy_timeout would block the event loop, and with transaction
+// bodies that await, the holder may be this very process, which then could never finish.
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row } from './db.js';
@@ -25,6 +28,21 @@ export class SqliteDb implements Db {
     // has been fsynced (publishing signs first, then commits the catalog).
     this.raw.pragma('synchronous = FULL');
     this.raw.pragma('foreign_keys = ON');
+    // From here on a locked database answers SQLITE_BUSY at once; retry() waits without blocking.
+    this.raw.pragma('busy_timeout = 0');
+  }
+
+  /** Runs `fn` again (after a growing pause, up to BUSY_WAIT_MS) while the database is locked. */
+  private async retry<T>(fn: () => T): Promise<T> {
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!isBusy(err) || Date.now() > deadline) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
   }
 
   private statement(sql: string): Database.Statement {
@@ -38,8 +56,18 @@ export class SqliteDb implements Db {
 
   /** Runs a synchronous step now when nobody holds a transaction (or we are inside it), else after. */
   private async step<T>(fn: () => T): Promise<T> {
-    if (this.scope.current() || !this.mutex.isLocked) return this.timed(fn);
-    return this.mutex.run(async () => this.timed(fn));
+    // Inside our own write transaction the database lock is already ours.
+    if (this.scope.current()) return this.timed(fn);
+    if (!this.mutex.isLocked) {
+      try {
+        return this.timed(fn);
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+        // Waiting must hold the mutex: a transaction of ours must not start in between and
+        // swallow this statement.
+      }
+    }
+    return this.mutex.run(async () => this.retry(() => this.timed(fn)));
   }
 
   private timed<T>(fn: () => T): T {
@@ -91,7 +119,7 @@ export class SqliteDb implements Db {
       const start = performance.now();
       // IMMEDIATE takes the database write lock now (waiting up to busy_timeout for another
       // process), so a read-then-write body cannot be overtaken by another writer.
-      this.raw.exec('BEGIN IMMEDIATE');
+      await this.retry(() => this.raw.exec('BEGIN IMMEDIATE'));
       const ctx = new TxContext(this.raw);
       try {
         const result = await this.scope.run(ctx, fn);
@@ -118,6 +146,14 @@ export class SqliteDb implements Db {
       if (this.raw.open) this.raw.close();
     });
   }
+}
+
+/** How long a statement waits for another connection's lock (was busy_timeout = 5000). */
+const BUSY_WAIT_MS = 5000;
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
 function bind(params: Params): unknown[] {

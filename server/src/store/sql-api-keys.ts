@@ -184,7 +184,7 @@ export class SqlOperatorViews implements OperatorViewStore {
 
   async listArtifacts(filter: { name?: string; kind?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }> {
     const params = { name: filter.name ?? null, kind: filter.kind ?? null };
-    const where = 'WHERE (@name IS NULL OR name = @name) AND (@kind IS NULL OR kind = @kind)';
+    const where = 'WHERE (CAST(@name AS TEXT) IS NULL OR name = @name) AND (CAST(@kind AS TEXT) IS NULL OR kind = @kind)';
     const total = num((await this.db.get(`SELECT COUNT(*) AS n FROM artifacts ${where}`, params))!.n);
     const rows = await this.db.all(`SELECT * FROM artifacts ${where} ORDER BY name, created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`, {
       ...params,

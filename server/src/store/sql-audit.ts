@@ -21,8 +21,8 @@ function eventFromRow(r: Row): AuditEventRecord {
   };
 }
 
-const WHERE = `(@subject IS NULL OR subject = @subject) AND (@action IS NULL OR action = @action)
-  AND (@afterSeq IS NULL OR seq > @afterSeq) AND (@uptoSeq IS NULL OR seq <= @uptoSeq)`;
+const WHERE = `(CAST(@subject AS TEXT) IS NULL OR subject = @subject) AND (CAST(@action AS TEXT) IS NULL OR action = @action)
+  AND (CAST(@afterSeq AS BIGINT) IS NULL OR seq > @afterSeq) AND (CAST(@uptoSeq AS BIGINT) IS NULL OR seq <= @uptoSeq)`;
 
 export class SqlAudit {
   constructor(

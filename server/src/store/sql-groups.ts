@@ -27,7 +27,7 @@ export class SqlGroups implements GroupStore {
   }
 
   async list(filter: { fleet?: string } = {}): Promise<GroupRecord[]> {
-    const rows = await this.db.all('SELECT * FROM device_groups WHERE (@fleet IS NULL OR fleet = @fleet) ORDER BY fleet, name', {
+    const rows = await this.db.all('SELECT * FROM device_groups WHERE (CAST(@fleet AS TEXT) IS NULL OR fleet = @fleet) ORDER BY fleet, name', {
       fleet: filter.fleet ?? null,
     });
     const groups: GroupRecord[] = [];

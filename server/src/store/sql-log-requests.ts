@@ -37,7 +37,7 @@ export class SqlLogRequests implements LogRequestStore {
   async list(filter: { fleet?: string; deviceName?: string } = {}): Promise<LogRequestWithDevice[]> {
     const rows = await this.db.all(
       `SELECT l.*, d.fleet AS fleet, d.name AS device_name FROM log_requests l JOIN devices d ON d.id = l.device_id
-       WHERE (@fleet IS NULL OR d.fleet = @fleet) AND (@deviceName IS NULL OR d.name = @deviceName)
+       WHERE (CAST(@fleet AS TEXT) IS NULL OR d.fleet = @fleet) AND (CAST(@deviceName AS TEXT) IS NULL OR d.name = @deviceName)
        ORDER BY l.requested_at, l.rowid`,
       { fleet: filter.fleet ?? null, deviceName: filter.deviceName ?? null },
     );

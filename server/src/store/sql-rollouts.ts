@@ -114,7 +114,7 @@ export class SqlRollouts implements RolloutStore {
   }
 
   async list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): Promise<{ items: RolloutRecord[]; total: number }> {
-    const where = '(@fleet IS NULL OR fleet = @fleet) AND (@status IS NULL OR status = @status)';
+    const where = '(CAST(@fleet AS TEXT) IS NULL OR fleet = @fleet) AND (CAST(@status AS TEXT) IS NULL OR status = @status)';
     const params = { fleet: filter.fleet ?? null, status: filter.status ?? null };
     const total = num((await this.db.get(`SELECT COUNT(*) AS n FROM rollouts WHERE ${where}`, params))!.n);
     const rows = await this.db.all(`SELECT * FROM rollouts WHERE ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`, {
