@@ -24,7 +24,7 @@ try {
   const res = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
   doc = res.json();
   await app.close();
-  ctx.close();
+  await ctx.close();
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

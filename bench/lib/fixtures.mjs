@@ -15,7 +15,7 @@ export const workerPath = (name) => path.join(BENCH_DIR, 'workers', name);
 /** Creates (or completes) a server data dir: database, device CA, server certificate, TUF repository. */
 export async function initServerDataDir(dataDir) {
   const ctx = await initDataDir({ dataDir });
-  ctx.close();
+  await ctx.close();
 }
 
 /** The server's TLS material, as the echo server and the inspecting proxy use it. */

@@ -116,7 +116,7 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
   await initServerDataDir(dataDir);
-  const ctx = openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir });
   try {
     // One small model version per rollout.
     for (let r = 1; r <= cfg.rollouts; r++) {
@@ -187,9 +187,9 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
         // API would do; yield between batches so the process stays responsive.
         for (let i = assigned; i < until; i += cfg.assignBatch) {
           const batch = order.slice(i, Math.min(until, i + cfg.assignBatch));
-          ctx.store.withWriteLock(() => {
+          await ctx.store.withWriteLock(async () => {
             for (const device of batch) {
-              const { assignmentId } = createAssignment(ctx, {
+              const { assignmentId } = await createAssignment(ctx, {
                 fleet: 'sim',
                 device,
                 artifact: 'detector',
@@ -245,7 +245,8 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
     // The server's own record must agree with what the devices saw.
     const last = rollouts.at(-1);
     if (last.complete) {
-      const notHealthy = last.assignmentIds.filter((id) => getAssignment(ctx, id).state !== 'HEALTHY').length;
+      let notHealthy = 0;
+      for (const id of last.assignmentIds) if ((await getAssignment(ctx, id)).state !== 'HEALTHY') notHealthy += 1;
       if (notHealthy > 0) throw new Error(`${notHealthy} assignments of the last rollout are not HEALTHY in the server's database`);
     }
     for (const r of rollouts) delete r.assignmentIds;
@@ -253,7 +254,7 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
     const result = await stopFleet(fleet.clients);
     const live = dbBytes(dataDir);
     const peak = serverMem.stop();
-    ctx.close();
+    await ctx.close();
     await server.stop();
     const closed = dbBytes(dataDir);
 
@@ -324,6 +325,6 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
       rows,
     };
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }

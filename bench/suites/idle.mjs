@@ -50,7 +50,7 @@ export async function run({ mode, work, overrides = {} }) {
   await initServerDataDir(dataDir);
   const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.heartbeatSeconds });
   const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.heartbeatSeconds });
-  const ctx = openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir });
   try {
     const agents = [];
     const bares = [];
@@ -75,7 +75,7 @@ export async function run({ mode, work, overrides = {} }) {
     for (const p of all) p.samples = [];
     const lastSeen = new Map();
     const agentBeats = new Map(agents.map((a) => [a.name, []]));
-    const sample = () => {
+    const sample = async () => {
       const at = Date.now();
       for (const p of all) {
         const m = memory(p.pid);
@@ -83,16 +83,16 @@ export async function run({ mode, work, overrides = {} }) {
       }
       // The agent's heartbeats as the server recorded them (last_seen_at moves on each one).
       for (const a of agents) {
-        const seen = ctx.store.getDeviceByName('idle', a.name)?.lastSeenAt;
+        const seen = (await ctx.store.getDeviceByName('idle', a.name))?.lastSeenAt;
         if (seen && lastSeen.has(a.name) && seen !== lastSeen.get(a.name)) agentBeats.get(a.name).push(Date.parse(seen));
         lastSeen.set(a.name, seen);
       }
     };
     const t0 = Date.now();
-    sample();
+    await sample();
     while (Date.now() - t0 < cfg.windowMs) {
       await sleep(1000 - ((Date.now() - t0) % 1000));
-      sample();
+      await sample();
       if ((Date.now() - t0) % 15_000 < 1000) progress(SUITE, `${Math.round((Date.now() - t0) / 1000)}/${cfg.windowMs / 1000} s`);
     }
     const windowMs = Date.now() - t0;
@@ -142,7 +142,7 @@ export async function run({ mode, work, overrides = {} }) {
       rows,
     };
   } finally {
-    ctx.close();
+    await ctx.close();
     await echo.stop();
     await server.stop();
   }

@@ -74,7 +74,7 @@ export async function run({ mode, work, overrides = {} }) {
   await initServerDataDir(dataDir);
   const readyFile = path.join(work, 'ready');
   writeFileSync(readyFile, 'loaded\n');
-  const ctx = openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir });
   const server = await startMeshServer(dataDir, { heartbeatSeconds: 1 });
   const results = [];
   const rows = [];
@@ -107,7 +107,7 @@ export async function run({ mode, work, overrides = {} }) {
         const poller = memoryPoller(agent.proc.pid, 50);
         const agentCpu0 = cpuMs(agent.proc.pid);
         const serverCpu0 = cpuMs(server.proc.pid);
-        const { assignmentId } = createAssignment(ctx, {
+        const { assignmentId } = await createAssignment(ctx, {
           fleet: 'bench',
           device,
           artifact: name,
@@ -185,7 +185,7 @@ export async function run({ mode, work, overrides = {} }) {
       }
     }
   } finally {
-    ctx.close();
+    await ctx.close();
     await server.stop();
   }
   // Peak RSS at every size: flat is the claim, 120 MB the target.

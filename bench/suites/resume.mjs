@@ -38,7 +38,7 @@ export async function run({ mode, work, overrides = {} }) {
   await initServerDataDir(dataDir);
   const readyFile = path.join(work, 'ready');
   writeFileSync(readyFile, 'loaded\n');
-  const ctx = openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir });
   const server = await startMeshServer(dataDir, { heartbeatSeconds: 1 });
   const serverTls = serverPki(dataDir);
   const runs = [];
@@ -69,7 +69,7 @@ export async function run({ mode, work, overrides = {} }) {
       try {
         let agent = startMeshAgent(server, certDir, agentDir, proxy.url);
         await agent.waitForLine((l) => l && l.msg === 'registered', 30_000);
-        const { assignmentId } = createAssignment(ctx, {
+        const { assignmentId } = await createAssignment(ctx, {
           fleet: 'bench',
           device,
           artifact: 'resumable',
@@ -121,7 +121,7 @@ export async function run({ mode, work, overrides = {} }) {
         const requests = targetRequests();
         const resumed = requests.find((r) => r.at >= restartAt);
         const totalBody = requests.reduce((a, r) => a + r.bodyBytes, 0);
-        const view = getAssignment(ctx, assignmentId);
+        const view = await getAssignment(ctx, assignmentId);
         const out = {
           device,
           state: end.state,
@@ -175,7 +175,7 @@ export async function run({ mode, work, overrides = {} }) {
       progress(SUITE, `corrupted partial: resumed with ${c.resumedRequest?.range}, then ${c.state}: ${c.reason.slice(0, 120)}`);
     }
   } finally {
-    ctx.close();
+    await ctx.close();
     await server.stop();
   }
   const twice = summarize(runs.map((r) => r.fetchedTwice));

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { openDataDir, provisionDevice } from '@meshanics/server';
 
 const [dataDir, fleet, prefix, from, count, outFile] = process.argv.slice(2);
-const ctx = openDataDir({ dataDir });
+const ctx = await openDataDir({ dataDir });
 const devices = [];
 try {
   const first = Number(from);
@@ -18,7 +18,7 @@ try {
     if ((i - first + 1) % 100 === 0) process.send?.({ type: 'progress', done: i - first + 1 });
   }
 } finally {
-  ctx.close();
+  await ctx.close();
 }
 writeFileSync(outFile, JSON.stringify(devices));
 process.send?.({ type: 'done', count: devices.length });

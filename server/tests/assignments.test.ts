@@ -42,7 +42,7 @@ describe('assignments', () => {
   it('assigns to a device that has a certificate but never ran its agent, with probe defaults filled in', async () => {
     const { assignmentId, superseded } = await createAssignment(ctx, base);
     expect(superseded).toEqual([]);
-    const view = getAssignment(ctx, assignmentId);
+    const view = await getAssignment(ctx, assignmentId);
     expect(await view).toMatchObject({
       state: 'PENDING',
       reason: '',

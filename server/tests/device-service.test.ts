@@ -104,7 +104,7 @@ describe('DeviceService over mTLS', () => {
     const v1 = await publishModel('hb-model', '1.0.0');
     const v2 = await publishModel('hb-model', '2.0.0');
     const first = await assign('hb-1', 'hb-model', '1.0.0');
-    const second = assign('hb-1', 'hb-model', '2.0.0');
+    const second = await assign('hb-1', 'hb-model', '2.0.0');
     const res = await client.call<{ assignments: Record<string, unknown>[]; nextHeartbeatSeconds: number; offboarded: boolean }>(
       'Heartbeat',
       { installed: [{ name: 'hb-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }] },
@@ -183,7 +183,7 @@ describe('DeviceService over mTLS', () => {
     expect(badTag.code).toBe(grpc.status.INVALID_ARGUMENT);
     await client.call('Register', registerRequest('1'));
     await publishModel('bad-model', '1.0.0');
-    const id = assign('bad-1', 'bad-model', '1.0.0');
+    const id = await assign('bad-1', 'bad-model', '1.0.0');
     const badState = await grpcError(client.call('ReportArtifactStatus', { assignmentId: id, state: 'ARTIFACT_STATE_UNSPECIFIED', sequence: 1 }));
     expect(badState.code).toBe(grpc.status.INVALID_ARGUMENT);
     const badInstalled = await grpcError(client.call('Heartbeat', { installed: [{ name: '../x', kind: 'model', version: '1', sha256: 'x', state: 'HEALTHY' }] }));

@@ -139,7 +139,7 @@ describe('groups', () => {
   it('returns the names that do not resolve (unknown or decommissioned) instead of dropping them; a duplicate group is a 409', async () => {
     await devices('grp', 3);
     await decommissionDevice(t.ctx, { fleet: 'lab', name: 'grp-2' });
-    const g = createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: ['grp-0', 'nope', 'grp-1', 'grp-2', 'grp-0'], actor: ACTOR });
+    const g = await createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: ['grp-0', 'nope', 'grp-1', 'grp-2', 'grp-0'], actor: ACTOR });
     expect(await g).toMatchObject({ fleet: 'lab', name: 'grp', devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
     expect(await getGroup(t.ctx, 'lab', 'grp')).toMatchObject({ devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
     // Another fleet's device of the same name does not resolve either.

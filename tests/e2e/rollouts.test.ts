@@ -146,7 +146,7 @@ beforeAll(async () => {
   // Every device gets its own key and certificate (one process for all of them).
   const issued = await serverCli(serverDir, ['device', 'issue-cert', '--fleet', FLEET, '--names', names.join(','), '--out', path.join(root, 'creds')]);
   expect(new Set(issued.devices.map((d: { serialNumber: string }) => d.serialNumber)).size).toBe(names.length);
-  observer = openDataDir({ dataDir: serverDir });
+  observer = await openDataDir({ dataDir: serverDir });
   for (const name of AGENTS) {
     await mkdir(path.join(root, 'agents', name), { recursive: true });
     agents.push(startAgent(server, path.join(root, 'creds', name), path.join(root, 'agents', name)));
@@ -174,7 +174,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of sims.values()) s.stop();
   await Promise.all(agents.map((a) => a.stop()));
-  observer?.close();
+  await observer?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });

@@ -45,7 +45,7 @@ export async function enrollmentRoutes(app: FastifyInstance, { ctx }: ApiRouteOp
     async (request, reply) => {
       const body = request.body;
       assertFleet(request, body.fleet, () => noFleet(body.fleet));
-      return reply.code(201).send(createEnrollmentToken(ctx, { ...body, actor: actorOf(request) }));
+      return reply.code(201).send(await createEnrollmentToken(ctx, { ...body, actor: actorOf(request) }));
     },
   );
 

@@ -126,7 +126,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     async (request, reply) => {
       const { fleet, name, devices } = request.body;
       assertFleet(request, fleet, () => noFleet(fleet));
-      return reply.code(201).send(createGroup(ctx, { fleet, name, devices, actor: actorOf(request) }));
+      return reply.code(201).send(await createGroup(ctx, { fleet, name, devices, actor: actorOf(request) }));
     },
   );
 
@@ -214,7 +214,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       // What the shape schema cannot say (cumulative, last is 100), with the same path style.
       const strategy = parseStrategy(body.strategy);
       if (!strategy.ok) throw validationError(strategy.errors.map((e) => `body/${e}`));
-      const detail = createRollout(ctx, { ...body, actor: actorOf(request) });
+      const detail = await createRollout(ctx, { ...body, actor: actorOf(request) });
       return reply.code(201).send(detail);
     },
   );
