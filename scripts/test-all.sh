@@ -61,6 +61,49 @@ if ! bash scripts/container-runtime/up.sh >/dev/null; then
   log "container runtime unavailable: the container-artifact tests will skip"
 fi
 
+# PostgreSQL for the store suite and the replicas test (both engines run in CI): the tests
+# use MESHANICS_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test (trust
+# authentication), and create and drop their own databases. Installed and started when it
+# does not answer. Required in CI (the tests fail there without it); elsewhere the
+# PostgreSQL cases skip, saying why.
+log "postgresql"
+pg_url=${MESHANICS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_ready() { node -e '
+  const pg = require("./node_modules/pg");
+  const c = new pg.Client({ connectionString: process.argv[1], connectionTimeoutMillis: 3000 });
+  c.connect().then(() => c.query("SELECT 1")).then(() => c.end(), () => process.exit(1));
+' "$pg_url" >/dev/null 2>&1; }
+if ! pg_ready; then
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing system package: postgresql"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql || true
+  fi
+  # Debian's cluster; trust authentication on 127.0.0.1 and a `test` database, as on the
+  # project's machines (../shared/ENVIRONMENT.md).
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    if [ -f "$hba" ] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+      $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    fi
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main reload 2>/dev/null || true
+  done
+  for _ in $(seq 1 20); do
+    if pg_ready; then break; fi
+    # A fresh cluster has no `test` database yet.
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- createdb test 2>/dev/null || true; else sudo -u postgres createdb test 2>/dev/null || true; fi
+    sleep 1
+  done
+  if ! pg_ready; then
+    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+      echo "PostgreSQL is not reachable at $pg_url (apt-get install -y postgresql; pg_ctlcluster ... start)" >&2
+      exit 1
+    fi
+    log "PostgreSQL unavailable at $pg_url: the PostgreSQL test cases will skip"
+  fi
+fi
+
 mkdir -p test-results
 log "vitest"
 set +e

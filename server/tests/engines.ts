@@ -12,7 +12,7 @@ import { afterAll } from 'vitest';
 import { tempDir } from './helpers.js';
 
 export const POSTGRES_BASE_URL = process.env.MESHANICS_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-export const IN_CI = process.env.CI === 'true';
+export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 
 export interface Engine {
   name: 'sqlite' | 'postgres';

@@ -1,0 +1,292 @@
+// Two `meshanics-server serve` processes (replicas) on one PostgreSQL database and one shared
+// data dir (device CA, TUF keys and metadata), with simulated devices spread across both:
+// half of them connect to replica A first, half to replica B first. Each device talks the real
+// device API over mTLS with its own certificate; its channel lists both replicas' addresses
+// (gRPC pick_first), so when its replica goes away it reconnects to the other one, and it
+// resends a report that got no answer with the same sequence (the agent's own rule).
+// Shown: a waved rollout advances exactly once per wave (one wave-start event per wave in
+// the audit trail) while both replicas drive it; a halt decided through one replica stops
+// assignments served by the other; killing one replica (SIGKILL) mid-rollout loses no status
+// report: every report a device got an answer for is stored, and the rollout completes.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDeviceService, type AssignmentMessage, type InstalledArtifact } from '@meshanics/core/contract';
+import { openDataDir, provisionDevice, type MeshanicsContext } from '@meshanics/server';
+import { freshPostgresDatabase, postgresUnavailable, IN_CI } from '../../server/tests/engines.js';
+import { serverCli, startServer, type Child } from '../../scripts/lib/processes.mjs';
+
+const FLEET = 'rep';
+const DEVICES = 12;
+
+const unavailable = await postgresUnavailable();
+if (unavailable && !IN_CI) console.warn(`skipping the replicas test: ${unavailable}`);
+
+let root: string;
+let dataDir: string;
+let databaseUrl: string;
+let readyFile: string;
+const replicas: Child[] = [];
+let observer: MeshanicsContext;
+const sims: SimDevice[] = [];
+
+type State = 'DOWNLOADING' | 'VERIFYING' | 'APPLYING' | 'HEALTHY' | 'ROLLED_BACK';
+type Unary = (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
+
+/** A device that does what an agent tells the server, over a channel to both replicas. */
+class SimDevice {
+  readonly installed: InstalledArtifact[] = [];
+  readonly handled = new Set<string>();
+  /** Every report the server answered, as `assignmentId#sequence`. */
+  readonly answered = new Set<string>();
+  outcome: 'HEALTHY' | 'ROLLED_BACK' = 'HEALTHY';
+  held = false;
+  /** Pause between two reports (keeps a rollout in flight long enough to kill a replica). */
+  stepMs = 0;
+  #seq = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #busy = false;
+  readonly #client: grpc.Client & Record<string, Unary>;
+
+  constructor(
+    readonly name: string,
+    addresses: string[],
+    tls: { keyPem: string; certPem: string; caPem: string },
+  ) {
+    const { Client } = loadDeviceService();
+    const credentials = grpc.credentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
+    // ipv4:A,B with pick_first: connect to A, and to B when A is gone. The server certificate
+    // names 127.0.0.1, which is what TLS must check whichever address answers.
+    this.#client = new Client(`ipv4:${addresses.join(',')}`, credentials, {
+      'grpc.ssl_target_name_override': '127.0.0.1',
+      'grpc.default_authority': '127.0.0.1',
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 500,
+    }) as grpc.Client & Record<string, Unary>;
+  }
+
+  /** One call, retried (same request) until some replica answers; refusals are thrown. */
+  async call<T>(method: string, request: unknown): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await new Promise<T>((resolve, reject) =>
+          this.#client[method]!.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) =>
+            err ? reject(err) : resolve(res as T),
+          ),
+        );
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if ((code !== grpc.status.UNAVAILABLE && code !== grpc.status.DEADLINE_EXCEEDED) || attempt > 100) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async register(): Promise<void> {
+    await this.call('register', { hardware: null, agentVersion: 'simulated', tags: {}, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] });
+  }
+
+  async heartbeat(): Promise<AssignmentMessage[]> {
+    return (await this.call<{ assignments: AssignmentMessage[] }>('heartbeat', { installed: this.installed })).assignments;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.tick().catch(() => undefined), 300);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#client.close();
+  }
+
+  async tick(): Promise<void> {
+    if (this.held || this.#busy) return;
+    this.#busy = true;
+    try {
+      for (const a of await this.heartbeat()) {
+        if (this.handled.has(a.assignmentId)) continue;
+        this.handled.add(a.assignmentId);
+        await this.apply(a);
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async report(a: AssignmentMessage, state: State, reason = ''): Promise<void> {
+    const sequence = ++this.#seq;
+    await this.call('reportArtifactStatus', {
+      assignmentId: a.assignmentId,
+      state,
+      sequence,
+      reason,
+      bytesDone: 0,
+      bytesTotal: a.expectedLength,
+      deviceTime: new Date().toISOString(),
+    });
+    this.answered.add(`${a.assignmentId}#${sequence}`);
+    if (this.stepMs > 0) await new Promise((r) => setTimeout(r, this.stepMs));
+  }
+
+  async apply(a: AssignmentMessage): Promise<void> {
+    for (const s of ['DOWNLOADING', 'VERIFYING', 'APPLYING'] as const) await this.report(a, s);
+    if (this.outcome === 'ROLLED_BACK') {
+      await this.report(a, 'ROLLED_BACK', 'probe failed on attempt 1/1: simulated');
+      return;
+    }
+    await this.report(a, 'HEALTHY', 'simulated probe ok');
+    const record = { name: a.name, kind: a.kind, version: a.version, sha256: a.expectedSha256, state: 'HEALTHY' as const };
+    const i = this.installed.findIndex((x) => x.name === a.name);
+    if (i >= 0) this.installed[i] = record;
+    else this.installed.push(record);
+  }
+}
+
+interface RolloutView {
+  id: string;
+  status: string;
+  currentWave: number;
+  counts: Record<string, number>;
+  devices: Array<{ name: string; wave: number; state: string }>;
+}
+
+const cli = (args: string[]) => serverCli(dataDir, [...args, '--database-url', databaseUrl]);
+
+async function show(id: string): Promise<RolloutView> {
+  return (await cli(['rollout', 'show', id])) as RolloutView;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function publish(version: string): Promise<void> {
+  const file = path.join(root, `model-${version}`);
+  await writeFile(file, randomBytes(4096));
+  await cli(['artifact', 'publish', file, '--name', 'model', '--version', version, '--kind', 'model']);
+}
+
+async function createRollout(version: string, strategy: unknown): Promise<RolloutView> {
+  return (await cli([
+    'rollout', 'create', '--fleet', FLEET, '--artifact', `model@${version}`, '--group', 'all',
+    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
+    '--strategy', JSON.stringify(strategy),
+  ])) as RolloutView;
+}
+
+describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one PostgreSQL database', () => {
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-e2e-replicas-'));
+    dataDir = path.join(root, 'shared-data-dir');
+    readyFile = path.join(root, 'ready');
+    await writeFile(readyFile, 'ok');
+    databaseUrl = await freshPostgresDatabase();
+    await serverCli(dataDir, ['init', '--database-url', databaseUrl]);
+    // Started together: both apply migrations and check the data dir at the same time.
+    replicas.push(
+      ...(await Promise.all(['A', 'B'].map(() => startServer(dataDir, { heartbeatSeconds: 1, extraArgs: ['--database-url', databaseUrl] })))),
+    );
+    const [a, b] = replicas as [Child, Child];
+    observer = await openDataDir({ dataDir, databaseUrl });
+    for (let i = 0; i < DEVICES; i++) {
+      const name = `dev-${String(i).padStart(2, '0')}`;
+      const creds = await provisionDevice(observer, { fleet: FLEET, name });
+      // Even devices prefer replica A, odd ones replica B.
+      const order = i % 2 === 0 ? [a.grpc, b.grpc] : [b.grpc, a.grpc];
+      const sim = new SimDevice(name, order, creds);
+      await sim.register();
+      sims.push(sim);
+    }
+    await cli(['group', 'create', '--fleet', FLEET, '--name', 'all', '--devices', sims.map((s) => s.name).join(',')]);
+    for (const s of sims) s.start();
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of sims) s.stop();
+    await observer?.close();
+    await Promise.all(replicas.map(async (r) => r.proc.exitCode === null && r.proc.signalCode === null && (r.proc.kill('SIGTERM'), await r.exit)));
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('advances a waved rollout exactly once per wave while both replicas drive it', async () => {
+    await publish('1.0.0');
+    const created = await createRollout('1.0.0', { waves: [{ percent: 25 }, { percent: 50 }, { percent: 100 }], max_failure_rate: 0.5 });
+    const done = await waitFor('rollout 1 to complete', async () => {
+      const r = await show(created.id);
+      return r.status === 'completed' && r;
+    });
+    expect(done.counts.HEALTHY).toBe(DEVICES);
+    const subject = `rollout:${created.id}`;
+    const starts = await observer.store.listAudit({ subject, action: 'rollout.wave_started' });
+    expect(starts.map((e) => e.details.wave)).toEqual([0, 1, 2]);
+    expect((await observer.store.rollouts.listWaveStarts(created.id)).map((w) => w.wave)).toEqual([0, 1, 2]);
+    expect(await observer.store.countAudit({ subject, action: 'rollout.completed' })).toBe(1);
+    // Both replicas served devices and drove progression.
+    for (const r of replicas) expect(r.lines.some((l) => l.includes('artifact status reported'))).toBe(true);
+  }, 120_000);
+
+  it('a halt decided through one replica stops assignments served by the other', async () => {
+    await publish('2.0.0');
+    // Hold every device so the wave-0 assignments wait, undelivered.
+    for (const s of sims) s.held = true;
+    await new Promise((r) => setTimeout(r, 800));
+    const created = await createRollout('2.0.0', { waves: [{ percent: 50 }, { percent: 100 }], max_failure_rate: 0 });
+    const wave0 = created.devices.filter((d) => d.wave === 0).map((d) => sims.find((s) => s.name === d.name)!);
+    // A device preferring replica A fails; the others of wave 0 that prefer B stay held.
+    const failing = wave0.find((s) => sims.indexOf(s) % 2 === 0)!;
+    const onB = wave0.filter((s) => sims.indexOf(s) % 2 === 1);
+    expect(failing).toBeDefined();
+    expect(onB.length).toBeGreaterThan(0);
+    failing.outcome = 'ROLLED_BACK';
+    failing.held = false;
+    await waitFor('rollout 2 to halt', async () => (await show(created.id)).status === 'halted');
+    // Devices served by replica B: their pending assignment of the halted rollout is not handed out.
+    for (const s of onB) {
+      const assignments = await s.heartbeat();
+      expect(assignments.filter((a) => a.version === '2.0.0'), s.name).toEqual([]);
+    }
+    const halted = await show(created.id);
+    expect(halted.currentWave).toBe(0);
+    expect(await observer.store.countAudit({ subject: `rollout:${created.id}`, action: 'rollout.halted' })).toBe(1);
+    await cli(['rollout', 'abort', created.id]);
+    failing.outcome = 'HEALTHY';
+    for (const s of sims) s.held = false;
+  }, 120_000);
+
+  it('loses no status report when one replica is killed mid-rollout: devices fail over to the other', async () => {
+    await publish('3.0.0');
+    for (const s of sims) s.stepMs = 400;
+    const created = await createRollout('3.0.0', { waves: [{ percent: 100 }], max_failure_rate: 0.5 });
+    // Kill replica A once devices are part-way through their reports.
+    await waitFor('reports in flight', async () => {
+      const r = await show(created.id);
+      return (r.counts.DOWNLOADING ?? 0) + (r.counts.VERIFYING ?? 0) + (r.counts.APPLYING ?? 0) >= 3 && r;
+    });
+    const [a] = replicas as [Child, Child];
+    a.proc.kill('SIGKILL');
+    await a.exit;
+    const done = await waitFor('rollout 3 to complete on the surviving replica', async () => {
+      const r = await show(created.id);
+      return r.status === 'completed' && r;
+    }, 90_000);
+    expect(done.counts.HEALTHY).toBe(DEVICES);
+    // Every report any replica answered is stored, and no sequence is missing.
+    for (const s of sims) {
+      const stored = new Set<string>();
+      for (const assignmentId of s.handled) {
+        for (const r of await observer.store.listStatusReports(assignmentId)) stored.add(`${assignmentId}#${r.sequence}`);
+      }
+      const lost = [...s.answered].filter((k) => !stored.has(k));
+      expect(lost, s.name).toEqual([]);
+    }
+  }, 150_000);
+});
