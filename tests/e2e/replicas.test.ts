@@ -271,14 +271,24 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
       const r = await show(created.id);
       return (r.counts.DOWNLOADING ?? 0) + (r.counts.VERIFYING ?? 0) + (r.counts.APPLYING ?? 0) >= 3 && r;
     });
-    const [a] = replicas as [Child, Child];
+    const [a, b] = replicas as [Child, Child];
     a.proc.kill('SIGKILL');
     await a.exit;
+    const bLinesAtKill = b.lines.length;
     const done = await waitFor('rollout 3 to complete on the surviving replica', async () => {
       const r = await show(created.id);
       return r.status === 'completed' && r;
     }, 90_000);
     expect(done.counts.HEALTHY).toBe(DEVICES);
+    // The devices that preferred replica A went on through replica B.
+    const servedByBAfterKill = new Set(
+      b.lines
+        .slice(bLinesAtKill)
+        .map((l) => /"device":"spiffe:\/\/[^"]*\/device\/(dev-\d+)".*"msg":"artifact status reported"/.exec(l)?.[1])
+        .filter((n): n is string => n !== undefined),
+    );
+    const preferredA = sims.filter((_, i) => i % 2 === 0).map((s) => s.name);
+    expect(preferredA.filter((n) => servedByBAfterKill.has(n)).length).toBeGreaterThan(0);
     // Every report any replica answered is stored, and no sequence is missing.
     for (const s of sims) {
       const stored = new Set<string>();
