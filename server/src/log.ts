@@ -6,6 +6,11 @@ export interface LoggerOptions {
   level?: LevelWithSilent;
   /** File descriptor to write JSON lines to: 1 for `serve` (tests parse stdout), 2 for one-shot CLI commands. */
   fd?: number;
+  /**
+   * Synchronous writes (default): one-shot commands and tests read every line right away.
+   * `serve` passes false: writes are buffered and flushed asynchronously (and on exit).
+   */
+  sync?: boolean;
 }
 
 /** Structured JSON logs, one object per line, ISO timestamps. */
@@ -17,7 +22,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ fd: options.fd ?? 1, sync: true }),
+    pino.destination({ fd: options.fd ?? 1, sync: options.sync ?? true }),
   );
 }
 

@@ -19,6 +19,7 @@ import {
   stringOpt,
   UsageError,
   waitForShutdownSignal,
+  databaseUrl,
   type Command,
   type Values,
 } from './args.js';
@@ -78,8 +79,10 @@ export const SERVE_COMMANDS: Command[] = [
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
     ],
     async run(values, _positionals, command) {
-      const logger = await createLogger({ fd: 1, level: logLevel(values, command, 'info') });
+      // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
+      const logger = await createLogger({ fd: 1, level: logLevel(values, command, 'info'), sync: false });
       const { startServer } = await import('../server.js');
+      const database = databaseUrl(values);
       const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
       const server = await startServer({
         dataDir: dataDir(values),
@@ -94,10 +97,12 @@ export const SERVE_COMMANDS: Command[] = [
         certValiditySeconds: certValiditySeconds(values, command),
         apiListen: stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN'),
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
+        ...(database !== undefined ? { databaseUrl: database } : {}),
         logger,
       });
       await waitForShutdownSignal(logger);
       await server.close();
+      logger.flush();
     },
   },
   {
@@ -116,6 +121,7 @@ export const SERVE_COMMANDS: Command[] = [
         dataDir: dataDir(values),
         hostnames: hostnames(values),
         ...(trustDomain !== undefined ? { trustDomain } : {}),
+        ...(databaseUrl(values) !== undefined ? { databaseUrl: databaseUrl(values)! } : {}),
         logger: await createLogger({ fd: 2, level: logLevel(values, command, 'info') }),
       });
       try {
