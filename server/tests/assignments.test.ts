@@ -43,7 +43,7 @@ describe('assignments', () => {
     const { assignmentId, superseded } = await createAssignment(ctx, base);
     expect(superseded).toEqual([]);
     const view = await getAssignment(ctx, assignmentId);
-    expect(await view).toMatchObject({
+    expect(view).toMatchObject({
       state: 'PENDING',
       reason: '',
       reports: [],

@@ -140,7 +140,7 @@ describe('groups', () => {
     await devices('grp', 3);
     await decommissionDevice(t.ctx, { fleet: 'lab', name: 'grp-2' });
     const g = await createGroup(t.ctx, { fleet: 'lab', name: 'grp', devices: ['grp-0', 'nope', 'grp-1', 'grp-2', 'grp-0'], actor: ACTOR });
-    expect(await g).toMatchObject({ fleet: 'lab', name: 'grp', devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
+    expect(g).toMatchObject({ fleet: 'lab', name: 'grp', devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
     expect(await getGroup(t.ctx, 'lab', 'grp')).toMatchObject({ devices: ['grp-0', 'grp-1'], unresolved: ['nope', 'grp-2'] });
     // Another fleet's device of the same name does not resolve either.
     expect((await createGroup(t.ctx, { fleet: 'elsewhere', name: 'grp', devices: ['grp-0'], actor: ACTOR })).unresolved).toEqual(['grp-0']);

@@ -36,11 +36,11 @@ function fingerprint(ctx: MeshanicsContext): Record<string, string> {
   return out;
 }
 
-function expectRefused(code: TufErrorCode, message: RegExp | string, fn: () => unknown): void {
+async function expectRefused(code: TufErrorCode, message: RegExp | string, fn: () => unknown): Promise<void> {
   const before = fingerprint(importer);
   let caught: unknown;
   try {
-    fn();
+    await fn();
   } catch (err) {
     caught = err;
   }
@@ -57,8 +57,8 @@ function importFiles(files: { root?: string; targets?: string }) {
   });
 }
 
-function writeOnlineKeys(file: string, ctx: MeshanicsContext, edit: (o: ReturnType<MeshanicsContext['tuf']['onlineKeys']>) => void = () => {}): string {
-  const exported = ctx.tuf.onlineKeys();
+async function writeOnlineKeys(file: string, ctx: MeshanicsContext, edit: (o: Awaited<ReturnType<MeshanicsContext['tuf']['onlineKeys']>>) => void = () => {}): Promise<string> {
+  const exported = await ctx.tuf.onlineKeys();
   edit(exported);
   fs.writeFileSync(file, JSON.stringify(exported));
   return file;
@@ -98,7 +98,7 @@ async function clientPinnedToV1(): Promise<{ updater: Updater; metadataDir: stri
 beforeAll(async () => {
   t = await startTestServer();
   device = await provision(t.ctx, 'lab', 'offline-1');
-  importer = openDataDir({ dataDir: t.dataDir });
+  importer = await openDataDir({ dataDir: t.dataDir });
   offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
   transfer = tempDir('meshanics-transfer-');
   keygen('root', offline);
@@ -106,7 +106,7 @@ beforeAll(async () => {
   await publishArtifact(t.ctx, { file: file(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
 });
 afterAll(async () => {
-  importer?.close();
+  await importer?.close();
   await t.close();
 });
 
@@ -118,12 +118,12 @@ describe('embedded default', () => {
       const targets = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(ctx.layout.tufMetadataDir, '1.targets.json'), 'utf8'))).signed;
       const role = targets.delegations?.roles?.publisher;
       expect(role).toMatchObject({ name: 'publisher', terminating: true, threshold: 1, paths: ['*/*/*'] });
-      expect(role!.keyIDs).toEqual([ctx.tuf.onlineKeys().keys.publisher.keyid]);
+      expect(role!.keyIDs).toEqual([(await ctx.tuf.onlineKeys()).keys.publisher.keyid]);
       expect(Object.keys(targets.targets)).toEqual([]);
       expect(ctx.tuf.keyCustody()).toEqual({ online: ['root', 'targets', 'snapshot', 'timestamp', 'publisher'], offline: [] });
       expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1, publisher: 1 });
     } finally {
-      ctx.close();
+      await ctx.close();
     }
   });
 
@@ -132,7 +132,7 @@ describe('embedded default', () => {
     let ctx = await initDataDir({ dataDir: dir });
     const meta = ctx.layout.tufMetadataDir;
     const keys = ctx.layout.tufKeysDir;
-    ctx.close();
+    await ctx.close();
     // What an older server wrote: targets v2 listing an artifact directly, a snapshot without publisher.json.
     const now = new Date();
     const later = (days: number) => new Date(now.getTime() + days * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -160,7 +160,7 @@ describe('embedded default', () => {
       expect(targets3.signed.delegations.roles).toMatchObject([{ name: 'publisher', terminating: true, paths: ['*/*/*'] }]);
       expect(ctx.tuf.hasTarget('old/1.0.0/old')).toBe(true);
     } finally {
-      ctx.close();
+      await ctx.close();
     }
   });
 
@@ -175,15 +175,15 @@ describe('tuf import refuses, changing nothing', () => {
   let onlineKeys: string;
   let root2: string;
   let targets2: string;
-  beforeAll(() => {
-    onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys.json'), t.ctx);
+  beforeAll(async () => {
+    onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys.json'), t.ctx);
     root2 = path.join(transfer, 'root-2.json');
     targets2 = path.join(transfer, 'targets-2.json');
     signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out: root2 });
     signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: targets2 });
   });
 
-  it('a targets version signed by a key the new root does not list (wrong key)', () => {
+  it('a targets version signed by a key the new root does not list (wrong key)', async () => {
     const other = path.join(tempDir(), 'keys');
     keygen('root', other);
     keygen('targets', other);
@@ -191,75 +191,75 @@ describe('tuf import refuses, changing nothing', () => {
     const otherTargets = path.join(transfer, 'other-targets.json');
     signRoot({ keysDir: other, onlineKeysFile: onlineKeys, out: otherRoot });
     signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: otherRoot, out: otherTargets });
-    expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/, () =>
+    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/, () =>
       importFiles({ root: root2, targets: otherTargets }),
     );
     // And the offline tool catches the mix-up before anything travels.
     expect(() => signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: root2, out: path.join(transfer, 'x.json') })).toThrowError(/does not list targets key/);
   });
 
-  it('a root file altered after signing (tampered)', () => {
+  it('a root file altered after signing (tampered)', async () => {
     const json = JSON.parse(fs.readFileSync(root2, 'utf8'));
     json.signed.expires = '2099-01-01T00:00:00Z';
     const tampered = path.join(transfer, 'tampered-root.json');
     fs.writeFileSync(tampered, JSON.stringify(json));
-    expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () => importFiles({ root: tampered, targets: targets2 }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () => importFiles({ root: tampered, targets: targets2 }));
     const garbage = path.join(transfer, 'garbage.json');
     fs.writeFileSync(garbage, fs.readFileSync(root2, 'utf8').slice(0, 100));
-    expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /^the root file is not valid root metadata/, () => importFiles({ root: garbage }));
-    expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /"signed._type" is "targets", expected "root"/, () => importFiles({ root: targets2 }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /^the root file is not valid root metadata/, () => importFiles({ root: garbage }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /"signed._type" is "targets", expected "root"/, () => importFiles({ root: targets2 }));
   });
 
-  it('a version that is not current + 1 (stale or skipping)', () => {
+  it('a version that is not current + 1 (stale or skipping)', async () => {
     for (const [root, expected] of [
       [0, /^root version 1 is not the current version 1 \+ 1$/],
       [2, /^root version 3 is not the current version 1 \+ 1$/],
     ] as const) {
-      const keys = writeOnlineKeys(path.join(transfer, `online-${root}.json`), t.ctx, (o) => {
+      const keys = await writeOnlineKeys(path.join(transfer, `online-${root}.json`), t.ctx, (o) => {
         o.versions.root = root;
       });
       const out = path.join(transfer, `root-v${root + 1}.json`);
       signRoot({ keysDir: offline, onlineKeysFile: keys, out });
-      expectRefused('MESH_ERR_TUF_IMPORT_VERSION', expected, () => importFiles({ root: out, targets: targets2 }));
+      await expectRefused('MESH_ERR_TUF_IMPORT_VERSION', expected, () => importFiles({ root: out, targets: targets2 }));
     }
-    const staleKeys = writeOnlineKeys(path.join(transfer, 'online-stale-targets.json'), t.ctx, (o) => {
+    const staleKeys = await writeOnlineKeys(path.join(transfer, 'online-stale-targets.json'), t.ctx, (o) => {
       o.versions.targets = 0;
     });
     const staleTargets = path.join(transfer, 'stale-targets.json');
     signTargets({ keysDir: offline, onlineKeysFile: staleKeys, rootFile: root2, out: staleTargets });
-    expectRefused('MESH_ERR_TUF_IMPORT_VERSION', /^targets version 1 is not the current version 1 \+ 1$/, () => importFiles({ root: root2, targets: staleTargets }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_VERSION', /^targets version 1 is not the current version 1 \+ 1$/, () => importFiles({ root: root2, targets: staleTargets }));
   });
 
-  it('an expired root', () => {
+  it('an expired root', async () => {
     const out = path.join(transfer, 'expired-root.json');
     signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out, now: new Date('2020-01-01T00:00:00Z'), expiresInMs: 86_400_000 });
-    expectRefused('MESH_ERR_TUF_IMPORT_EXPIRED', /^root v2 expired at 2020-01-02T00:00:00Z$/, () => importFiles({ root: out, targets: targets2 }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_EXPIRED', /^root v2 expired at 2020-01-02T00:00:00Z$/, () => importFiles({ root: out, targets: targets2 }));
   });
 
   it('a root that does not name the snapshot and timestamp keys this server holds', async () => {
     const elsewhere = await initDataDir({ dataDir: tempDir() });
     try {
-      const foreign = writeOnlineKeys(path.join(transfer, 'foreign-online.json'), elsewhere);
+      const foreign = await writeOnlineKeys(path.join(transfer, 'foreign-online.json'), elsewhere);
       const out = path.join(transfer, 'foreign-root.json');
       signRoot({ keysDir: offline, onlineKeysFile: foreign, out });
-      expectRefused('MESH_ERR_TUF_IMPORT_ONLINE_KEYS', /^root v2 must list this server's snapshot key [0-9a-f]{64} with threshold 1/, () => importFiles({ root: out, targets: targets2 }));
+      await expectRefused('MESH_ERR_TUF_IMPORT_ONLINE_KEYS', /^root v2 must list this server's snapshot key [0-9a-f]{64} with threshold 1/, () => importFiles({ root: out, targets: targets2 }));
     } finally {
-      elsewhere.close();
+      await elsewhere.close();
     }
   });
 
-  it('a root that moves the targets key without the targets version signed by it', () => {
-    expectRefused('MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED', /^the current targets v1 does not verify under root v2/, () => importFiles({ root: root2 }));
+  it('a root that moves the targets key without the targets version signed by it', async () => {
+    await expectRefused('MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED', /^the current targets v1 does not verify under root v2/, () => importFiles({ root: root2 }));
   });
 
-  it('a non-terminating delegation', () => {
+  it('a non-terminating delegation', async () => {
     const out = resignedTargets(targets2, path.join(transfer, 'non-terminating.json'), (j) => {
       j.signed.delegations.roles[0]!.terminating = false;
     });
-    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /the "publisher" delegation must be terminating/, () => importFiles({ root: root2, targets: out }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /the "publisher" delegation must be terminating/, () => importFiles({ root: root2, targets: out }));
   });
 
-  it('a delegation broader than the artifact layout, or to another role or key', () => {
+  it('a delegation broader than the artifact layout, or to another role or key', async () => {
     expect(() => signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: path.join(transfer, 'x.json'), delegatePaths: ['*'] })).toThrowError(
       /"\*" must have exactly three segments NAME\/VERSION\/FILE/,
     );
@@ -272,42 +272,42 @@ describe('tuf import refuses, changing nothing', () => {
       const out = resignedTargets(targets2, path.join(transfer, `broad-${name}.json`), (j) => {
         j.signed.delegations.roles[0]!.paths = [...paths];
       });
-      expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', expected, () => importFiles({ root: root2, targets: out }));
+      await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', expected, () => importFiles({ root: root2, targets: out }));
     }
     const hashed = resignedTargets(targets2, path.join(transfer, 'hash-prefixes.json'), (j) => {
       delete j.signed.delegations.roles[0]!.paths;
       j.signed.delegations.roles[0]!.path_hash_prefixes = [''];
     });
-    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /path_hash_prefixes are not supported/, () => importFiles({ root: root2, targets: hashed }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /path_hash_prefixes are not supported/, () => importFiles({ root: root2, targets: hashed }));
     const renamed = resignedTargets(targets2, path.join(transfer, 'renamed.json'), (j) => {
       j.signed.delegations.roles[0]!.name = 'anyone';
     });
-    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must delegate to exactly one role "publisher", found \[anyone\]/, () => importFiles({ root: root2, targets: renamed }));
-    const strangerKey = writeOnlineKeys(path.join(transfer, 'stranger-publisher.json'), t.ctx, (o) => {
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must delegate to exactly one role "publisher", found \[anyone\]/, () => importFiles({ root: root2, targets: renamed }));
+    const strangerKey = await writeOnlineKeys(path.join(transfer, 'stranger-publisher.json'), t.ctx, (o) => {
       o.keys.publisher = o.keys.snapshot;
     });
     const stranger = path.join(transfer, 'stranger.json');
     signTargets({ keysDir: offline, onlineKeysFile: strangerKey, rootFile: root2, out: stranger });
-    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must be threshold 1 of this server's publisher key/, () => importFiles({ root: root2, targets: stranger }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /must be threshold 1 of this server's publisher key/, () => importFiles({ root: root2, targets: stranger }));
   });
 
-  it('a delegation that would orphan an already published target', () => {
+  it('a delegation that would orphan an already published target', async () => {
     const out = path.join(transfer, 'narrow.json');
     signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out, delegatePaths: ['cam-*/*/*'] });
-    expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /paths \[cam-\*\/\*\/\*\] do not cover already published targets: detector\/1\.0\.0\/detector$/, () => importFiles({ root: root2, targets: out }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /paths \[cam-\*\/\*\/\*\] do not cover already published targets: detector\/1\.0\.0\/detector$/, () => importFiles({ root: root2, targets: out }));
   });
 });
 
 describe('tuf import installs what the offline machine signed', () => {
   it('root v2 + targets v2: the server adds the old root signature, retires its root/targets keys, and a client pinned to v1 follows', async () => {
-    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-ok.json'), t.ctx);
+    const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-ok.json'), t.ctx);
     const root2 = path.join(transfer, 'root-2-ok.json');
     const targets2 = path.join(transfer, 'targets-2-ok.json');
     signRoot({ keysDir: offline, onlineKeysFile: onlineKeys, out: root2 });
     signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out: targets2 });
     const before = t.ctx.tuf.versions();
     const audited: unknown[] = [];
-    const result = importer.tuf.importSigned({ root: fs.readFileSync(root2), targets: fs.readFileSync(targets2) }, { onInstalled: (r) => audited.push(r) });
+    const result = await importer.tuf.importSigned({ root: fs.readFileSync(root2), targets: fs.readFileSync(targets2) }, { onInstalled: (r) => audited.push(r) });
     expect(result.root).toMatchObject({ version: 2, addedCurrentRootSignature: true });
     expect(result.targets).toEqual({ version: 2, delegatedPaths: ['*/*/*'] });
     expect(result.removedOnlineKeys).toEqual(['root', 'targets']);
@@ -331,7 +331,7 @@ describe('tuf import installs what the offline machine signed', () => {
   it('the online re-signer renews publisher, snapshot and timestamp but reports targets as overdue once its key is offline', async () => {
     const later = new Date(Date.now() + LIFETIME_MS.targets * 0.6);
     const before = t.ctx.tuf.versions();
-    const result = t.ctx.tuf.refreshExpiring(later);
+    const result = await t.ctx.tuf.refreshExpiring(later);
     expect(result.resigned).toEqual(['publisher', 'snapshot', 'timestamp']);
     expect(result.overdue).toEqual(['targets']);
     expect(t.ctx.tuf.versions()).toEqual({ ...before, publisher: before.publisher! + 1, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1 });
@@ -342,13 +342,13 @@ describe('tuf import installs what the offline machine signed', () => {
     keygen('root', rotated);
     // Only root rotates: the targets key stays, so copy its public half.
     fs.copyFileSync(path.join(offline, 'targets.pub.json'), path.join(rotated, 'targets.pub.json'));
-    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-3.json'), t.ctx);
+    const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-3.json'), t.ctx);
     const unsigned = path.join(transfer, 'root-3-new-key-only.json');
     signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: unsigned });
-    expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () => importFiles({ root: unsigned }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () => importFiles({ root: unsigned }));
     const root3 = path.join(transfer, 'root-3.json');
     expect(signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: root3, previousRootKeyFile: path.join(offline, 'root.pem') }).signedBy).toHaveLength(2);
-    const result = importFiles({ root: root3 });
+    const result = await importFiles({ root: root3 });
     expect(result.root).toMatchObject({ version: 3, addedCurrentRootSignature: false });
     expect(result.removedOnlineKeys).toEqual([]);
     const { metadataDir } = await clientPinnedToV1();
@@ -356,10 +356,10 @@ describe('tuf import installs what the offline machine signed', () => {
   });
 
   it('a narrower delegation is enforced at publish: names outside it are refused before signing', async () => {
-    const onlineKeys = writeOnlineKeys(path.join(transfer, 'online-keys-narrow.json'), t.ctx);
+    const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-narrow.json'), t.ctx);
     const targets = path.join(transfer, 'targets-narrow.json');
     signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: path.join(t.ctx.layout.tufMetadataDir, 'root.json'), out: targets, delegatePaths: ['detector/*/*', 'cam-*/*/*'] });
-    expect(importFiles({ targets }).targets).toEqual({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
+    expect((await importFiles({ targets })).targets).toEqual({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
     const before = t.ctx.tuf.versions();
     const err = await publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
       () => undefined,
