@@ -93,6 +93,9 @@ function reportFromRow(r: Row): StatusReportRecord {
   };
 }
 
+/** Devices per last-seen UPDATE (two parameters each; far below both engines' limits). */
+const TOUCH_CHUNK = 500;
+
 const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
 
 /** Applies the migrations `db` lacks, in version order, under the write lock. */
@@ -246,11 +249,19 @@ export class SqlStore implements Store {
 
   async touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void> {
     if (entries.length === 0) return;
-    // One transaction for the whole batch; never moves last_seen_at backwards (a status
-    // report, committed directly, may have set a later time in the meantime).
+    // One statement per chunk (UPDATE ... FROM, on both engines), one transaction for the
+    // batch: flushes of several replicas are serialized by the write lock, so they cannot
+    // deadlock on each other's row locks. Never moves last_seen_at backwards (a status report,
+    // committed directly, may have set a later time in the meantime).
     await this.withWriteLock(async () => {
-      for (const e of entries) {
-        await this.db.run('UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)', [e.at, e.deviceId, e.at]);
+      for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
+        const chunk = entries.slice(i, i + TOUCH_CHUNK);
+        const rows = chunk.map((_, j) => (j === 0 ? 'SELECT ? AS id, ? AS at' : 'SELECT ?, ?')).join(' UNION ALL ');
+        await this.db.run(
+          `UPDATE devices SET last_seen_at = seen.at FROM (${rows}) AS seen
+           WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
+          chunk.flatMap((e) => [e.deviceId, e.at]),
+        );
       }
     });
   }
