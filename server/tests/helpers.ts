@@ -14,6 +14,8 @@ import { openDataDir, type MeshanicsContext } from '../src/data-dir.js';
 import { provisionDevice, type DeviceCredentials } from '../src/devices.js';
 import { generateDeviceCa, issueDeviceCertificate, loadDeviceCa, writeDeviceCaIfMissing } from '../src/pki/index.js';
 import { silentLogger } from '../src/log.js';
+// engines.ts imports tempDir from here: a cycle, harmless (neither uses the other at load time).
+import { freshPostgresDatabase } from './engines.js';
 import { startServer, type RunningServer, type StartServerOptions } from '../src/server.js';
 import { x509 } from '../src/pki/x509.js';
 
@@ -38,8 +40,19 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/**
+ * MESHANICS_TEST_SERVER_DATABASE=postgres runs every test server (and its second handle) on a
+ * fresh PostgreSQL database instead of SQLite: an opt-in sweep of the whole server suite over
+ * the other engine (tests that open the SQLite file directly do not apply then).
+ */
+async function testServerDatabase(): Promise<{ databaseUrl?: string }> {
+  if (process.env.MESHANICS_TEST_SERVER_DATABASE !== 'postgres') return {};
+  return { databaseUrl: await freshPostgresDatabase() };
+}
+
 export async function startTestServer(options: Partial<Omit<StartServerOptions, 'dataDir'>> = {}): Promise<TestServer> {
   const dataDir = tempDir();
+  const database = await testServerDatabase();
   const server = await startServer({
     dataDir,
     grpcListen: '127.0.0.1:0',
@@ -47,9 +60,10 @@ export async function startTestServer(options: Partial<Omit<StartServerOptions, 
     enrollListen: '127.0.0.1:0',
     logger: silentLogger(),
     heartbeatIntervalSeconds: 15,
+    ...database,
     ...options,
   });
-  const ctx = await openDataDir({ dataDir });
+  const ctx = await openDataDir({ dataDir, ...database });
   return {
     server,
     dataDir,
