@@ -1,6 +1,8 @@
 // What a load balancer and a monitoring system see: /healthz, /readyz (database reachable,
-// keys loaded), Prometheus /metrics, and heartbeat liveness written in batches (within the
+// CA and online TUF keys loaded), Prometheus /metrics, and heartbeat liveness written in batches (within the
 // flush interval, and on shutdown). Real server, real gRPC over mTLS, real HTTP.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDataDir } from '../src/data-dir.js';
 import { startServer } from '../src/server.js';
@@ -44,6 +46,14 @@ describe('operability', () => {
       const ready = await get(`${server.apiUrl}/readyz`);
       expect(ready.status).toBe(200);
       expect(JSON.parse(ready.text)).toMatchObject({ status: 'ready' });
+      // Without the online timestamp key this replica cannot re-sign: not ready (503).
+      const key = path.join(dataDir, 'tuf', 'keys', 'timestamp.pem');
+      fs.renameSync(key, `${key}.away`);
+      const unready = await get(`${server.apiUrl}/readyz`);
+      fs.renameSync(`${key}.away`, key);
+      expect(unready.status).toBe(503);
+      expect(JSON.parse(unready.text).error).toMatch(/online TUF keys timestamp are missing/);
+      expect((await get(`${server.apiUrl}/readyz`)).status).toBe(200);
 
       await client.call('Register', registerRequest);
       const registered = await lastSeenAt(dataDir, 'ops-1');

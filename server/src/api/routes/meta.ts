@@ -85,6 +85,9 @@ export async function healthRoutes(app: FastifyInstance, { ctx, metrics, isAccep
         const apiKeys = await ctx.store.apiKeys.countLive();
         await ctx.deviceCa();
         const tuf = ctx.tuf.versions();
+        // Online signing (snapshot and timestamp refresh, publishing) needs these keys here.
+        const missing = (['snapshot', 'timestamp', 'publisher'] as const).filter((r) => !ctx.tuf.keyCustody().online.includes(r));
+        if (missing.length > 0) throw new Error(`the online TUF keys ${missing.join(', ')} are missing from ${ctx.layout.tufKeysDir}`);
         return { status: 'ready', schemaVersion, apiKeys, tuf };
       } catch (err) {
         throw new MeshError('MESH_ERR_API_NOT_READY', `not ready: ${(err as Error).message}`, { cause: err });
