@@ -37,6 +37,8 @@ export interface TestServer {
   dataDir: string;
   /** A second handle on the data dir, as a CLI process would have while `serve` runs. */
   ctx: MeshanicsContext;
+  /** What else opening this data dir needs (the PostgreSQL URL under MESHANICS_TEST_SERVER_DATABASE). */
+  database: { databaseUrl?: string };
   close(): Promise<void>;
 }
 
@@ -68,6 +70,7 @@ export async function startTestServer(options: Partial<Omit<StartServerOptions, 
     server,
     dataDir,
     ctx,
+    database,
     close: async () => {
       await ctx.close();
       await server.close();

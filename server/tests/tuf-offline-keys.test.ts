@@ -98,7 +98,7 @@ async function clientPinnedToV1(): Promise<{ updater: Updater; metadataDir: stri
 beforeAll(async () => {
   t = await startTestServer();
   device = await provision(t.ctx, 'lab', 'offline-1');
-  importer = await openDataDir({ dataDir: t.dataDir });
+  importer = await openDataDir({ dataDir: t.dataDir, ...t.database });
   offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
   transfer = tempDir('meshanics-transfer-');
   keygen('root', offline);

@@ -109,7 +109,7 @@ describe('publishing into the TUF repository', () => {
   });
 
   it('serializes concurrent publishers on separate connections: every target lands in one chain of versions', async () => {
-    const second = await openDataDir({ dataDir: t.dataDir });
+    const second = await openDataDir({ dataDir: t.dataDir, ...t.database });
     try {
       const before = t.ctx.tuf.versions();
       const results = await Promise.all(
