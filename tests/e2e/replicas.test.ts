@@ -58,11 +58,11 @@ class SimDevice {
   ) {
     const { Client } = loadDeviceService();
     const credentials = grpc.credentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
-    // ipv4:A,B with pick_first: connect to A, and to B when A is gone. The server certificate
-    // names 127.0.0.1, which is what TLS must check whichever address answers.
+    // ipv4:A,B with pick_first: connect to A, and to B when A is gone. The (shared) server
+    // certificate names localhost, which is what TLS checks whichever address answers.
     this.#client = new Client(`ipv4:${addresses.join(',')}`, credentials, {
-      'grpc.ssl_target_name_override': '127.0.0.1',
-      'grpc.default_authority': '127.0.0.1',
+      'grpc.ssl_target_name_override': 'localhost',
+      'grpc.default_authority': 'localhost',
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 500,
     }) as grpc.Client & Record<string, Unary>;
