@@ -64,7 +64,7 @@ beforeAll(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-badinput-'));
   serverDir = path.join(root, 'server');
   server = await startServer(serverDir);
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   const creds = await provisionDevice(ctx, { fleet: FLEET, name: 'fuzzer', actor: 'test:faults' });
   tls = { ca: Buffer.from(creds.caPem), cert: Buffer.from(creds.certPem), key: Buffer.from(creds.keyPem) };
   VALID.Register = encode('Register', {
@@ -83,7 +83,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordResults('bad-input', results);
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -163,7 +163,7 @@ describe('the server under bad device input', () => {
 
   it('ends UploadLogs streams past their cap with RESOURCE_EXHAUSTED, keeps nothing, and its memory stays bounded', async () => {
     const maxBytes = 64 * 1024;
-    const { logRequestId } = requestDeviceLogs(ctx, { fleet: FLEET, device: 'fuzzer', maxBytes, actor: 'test:faults' });
+    const { logRequestId } = await requestDeviceLogs(ctx, { fleet: FLEET, device: 'fuzzer', maxBytes, actor: 'test:faults' });
     const chunk = (first: boolean) => encode('UploadLogs', { logRequestId: first ? logRequestId : '', data: first ? Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08]), crypto.randomBytes(64 * 1024 - 3)]) : crypto.randomBytes(64 * 1024) });
     async function* stream(totalBytes: number) {
       for (let sent = 0; sent < totalBytes; sent += 64 * 1024) yield chunk(sent === 0);
@@ -191,7 +191,7 @@ describe('the server under bad device input', () => {
     // Nothing half-written stays; the request is still open; a proper upload then succeeds.
     const logsDir = path.join(serverDir, 'logs');
     expect((await readdir(logsDir).catch(() => [])).filter((n) => n.startsWith('.'))).toEqual([]);
-    expect(listLogRequests(ctx, { fleet: FLEET, device: 'fuzzer' }).find((r) => r.logRequestId === logRequestId)?.status).toBe('pending');
+    expect((await listLogRequests(ctx, { fleet: FLEET, device: 'fuzzer' })).find((r) => r.logRequestId === logRequestId)?.status).toBe('pending');
     const bundle = gzipSync(Buffer.from('line one\nline two\n'));
     const ok = await rawUpload(rawClient(server.grpc, tls), [encode('UploadLogs', { logRequestId, data: bundle })]);
     expect(ok.code, ok.details).toBe(0);

@@ -92,21 +92,21 @@ async function publish(version: string): Promise<void> {
   versions.set(version, bytes);
 }
 
-function assign(version: string, probeOk: boolean): string {
-  return createAssignment(ctx, {
+async function assign(version: string, probeOk: boolean): Promise<string> {
+  return (await createAssignment(ctx, {
     fleet: 'faults',
     device: 'e2e-crash',
     artifact: 'detector',
     version,
     probe: { type: 'file', spec: { path: probeOk ? readyFile : path.join(root, 'never') }, timeoutSeconds: 1, attempts: 1 },
     actor: 'test:faults',
-  }).assignmentId;
+  })).assignmentId;
 }
 
 /** The server's view of an assignment once it is terminal. */
 function terminalView(id: string, timeoutMs = 60_000) {
-  return waitFor(`assignment ${id} to be terminal on the server`, () => {
-    const view = getAssignment(ctx, id);
+  return waitFor(`assignment ${id} to be terminal on the server`, async () => {
+    const view = await getAssignment(ctx, id);
     return TERMINAL.has(view.state) && view;
   }, { timeoutMs });
 }
@@ -126,19 +126,19 @@ beforeAll(async () => {
   await mkdir(agentDir, { recursive: true });
   server = await startServer(serverDir);
   await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'faults', '--name', 'e2e-crash', '--out', certDir]);
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   await publish('1.0.0');
   for (let i = 0; i < POINTS.length; i++) await publish(`2.${i}.0`);
   agent = start();
   await agent.waitForLine((l) => l?.msg === 'registered');
-  const first = await terminalView(assign('1.0.0', true));
+  const first = await terminalView(await assign('1.0.0', true));
   expect(first.state).toBe('HEALTHY');
 }, 90_000);
 
 afterAll(async () => {
   recordResults('crash-e2e', { trials: rows });
   await agent?.stop();
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -153,7 +153,7 @@ describe('crash injection with the real agent and server processes', () => {
       const occurrence = 1 + Math.floor(random() * (point.within ?? 1));
       await writeFile(path.join(root, 'arm.json'), JSON.stringify({ phase: point.phase, match: point.match, occurrence }));
       await rm(path.join(root, 'crash.json'), { force: true });
-      const id = assign(version, point.probeOk);
+      const id = await assign(version, point.probeOk);
       const exit = await Promise.race([
         agent!.exit,
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 45_000)),
@@ -167,7 +167,7 @@ describe('crash injection with the real agent and server processes', () => {
       const view = await terminalView(id);
       // Let the agent deliver whatever follows the terminal report, then read the server.
       await new Promise((r) => setTimeout(r, 300));
-      const final = getAssignment(ctx, id);
+      const final = await getAssignment(ctx, id);
       const reports: Array<{ sequence: number; state: string; bytesDone: number; reason: string }> = final.reports;
       const problems: string[] = [];
 

@@ -659,7 +659,7 @@ beforeAll(async () => {
   certDir = path.join(root, 'creds');
   server = await startServer(serverDir);
   await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'faults', '--name', 'crash-device', '--out', certDir]);
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   modelV1 = await publish('detector', '1.0.0', randomBytes(64 * 1024));
   // Large enough for the download to take several writes (the agent writes 1 MiB batches):
   // several points to die at mid-download.
@@ -674,7 +674,7 @@ beforeAll(async () => {
 afterAll(async () => {
   recordResults('crash-injection', { dryRuns, trials: records });
   await removeLaneContainers().catch(() => undefined);
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });

@@ -86,7 +86,7 @@ beforeAll(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-identity-'));
   serverDir = path.join(root, 'server');
   server = await startServer(serverDir);
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   const file = path.join(root, 'model.bin');
   writeFileSync(file, crypto.randomBytes(4096));
   await publishArtifact(ctx, { file, name: 'detector', version: '1.0.0', kind: 'model', actor: 'test:faults' });
@@ -94,7 +94,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordResults('identity', { scenarios: rows });
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -148,7 +148,7 @@ describe('identity comes from the verified certificate, nothing else', () => {
   it('a decommissioned device learns it once, then every call and the artifact server refuse it', async () => {
     const gone = await device('gone');
     expect((await register(gone)).code).toBe(0);
-    decommissionDevice(ctx, { fleet: FLEET, name: 'gone', actor: 'test:faults' });
+    await decommissionDevice(ctx, { fleet: FLEET, name: 'gone', actor: 'test:faults' });
     const first = await call(gone, 'Heartbeat', { installed: [] });
     expect(first.code).toBe(0);
     expect(decode('Heartbeat', first.response).offboarded).toBe(true);
@@ -173,7 +173,7 @@ describe('identity comes from the verified certificate, nothing else', () => {
     const attacker = await device('attacker');
     expect((await register(victim)).code).toBe(0);
     expect((await register(attacker)).code).toBe(0);
-    const { assignmentId } = createAssignment(ctx, {
+    const { assignmentId } = await createAssignment(ctx, {
       fleet: FLEET, device: 'victim', artifact: 'detector', version: '1.0.0',
       probe: { type: 'file', spec: { path: '/tmp/ready' } }, actor: 'test:faults',
     });
@@ -182,7 +182,7 @@ describe('identity comes from the verified certificate, nothing else', () => {
     expect(foreign).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'no such assignment for this device' });
     // Same answer for an id that does not exist: no probing.
     expect(unknown).toMatchObject({ code: foreign.code, details: foreign.details });
-    const view = getAssignment(ctx, assignmentId);
+    const view = await getAssignment(ctx, assignmentId);
     expect(view.state).toBe('PENDING');
     expect(view.reports).toEqual([]);
     // The victim's own report still goes through (the attacker did not burn its sequence).
@@ -190,7 +190,7 @@ describe('identity comes from the verified certificate, nothing else', () => {
     expect(own.code).toBe(0);
     expect(decode('ReportArtifactStatus', own.response).accepted).toBe(true);
 
-    const { logRequestId } = requestDeviceLogs(ctx, { fleet: FLEET, device: 'victim', maxBytes: 65536, actor: 'test:faults' });
+    const { logRequestId } = await requestDeviceLogs(ctx, { fleet: FLEET, device: 'victim', maxBytes: 65536, actor: 'test:faults' });
     const stolen = await rawUpload(rawClient(server.grpc, attacker), [encode('UploadLogs', { logRequestId, data: Buffer.from([0x1f, 0x8b, 0x08, 0, 0]) })]);
     expect(stolen).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'no such log request for this device' });
     rows.push({ scenario: "report on another device's assignment id (and on a random id)", outcome: `${grpc.status[foreign.code]} "${foreign.details}" for both; the assignment shows no report` });
@@ -201,7 +201,7 @@ describe('identity comes from the verified certificate, nothing else', () => {
     const victim = await device('victim-2');
     const attacker = await device('attacker-2');
     expect((await register(victim)).code).toBe(0);
-    const before = ctx.store.getDeviceBySpiffeId(victim.spiffeId)!;
+    const before = (await ctx.store.getDeviceBySpiffeId(victim.spiffeId))!;
     // Unknown fields a naive server might read: a device name, a SPIFFE id, a fleet.
     const naming = Buffer.concat([
       unknownField(15, 'victim-2'),
@@ -214,12 +214,12 @@ describe('identity comes from the verified certificate, nothing else', () => {
     expect(decode('Register', reg.response)).toMatchObject({ deviceName: 'attacker-2', fleet: FLEET });
     const hb = await call(attacker, 'Heartbeat', { installed: [{ name: 'detector', kind: 'model', version: '6.6.6', sha256: 'a'.repeat(64), state: 'HEALTHY' }] }, naming);
     expect(hb.code).toBe(0);
-    const after = ctx.store.getDeviceBySpiffeId(victim.spiffeId)!;
+    const after = (await ctx.store.getDeviceBySpiffeId(victim.spiffeId))!;
     // The victim's record is untouched; the attacker's own record took the heartbeat.
     expect(after.registeredAt).toBe(before.registeredAt);
     expect(after.lastSeenAt ?? null).toBe(before.lastSeenAt ?? null);
     expect(JSON.stringify(after)).toBe(JSON.stringify(before));
-    expect(ctx.store.getDeviceBySpiffeId(attacker.spiffeId)?.registeredAt).toBeTruthy();
+    expect((await ctx.store.getDeviceBySpiffeId(attacker.spiffeId))?.registeredAt).toBeTruthy();
     rows.push({ scenario: 'request bytes with unknown fields naming another device (Register, Heartbeat)', outcome: 'ignored: Register answers with the certificate\'s own name; the named device\'s record is unchanged' });
   });
 });

@@ -79,7 +79,7 @@ beforeAll(async () => {
   for (const name of AGENTS) {
     await serverCli(serverDir, ['device', 'issue-cert', '--fleet', FLEET, '--name', name, '--out', path.join(root, 'creds', name)]);
   }
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   await publish('1.0.0', v1);
   await publish('2.0.0', v2);
   for (const name of AGENTS) {
@@ -95,7 +95,7 @@ beforeAll(async () => {
 afterAll(async () => {
   recordResults('server-outage', record);
   await Promise.all([...agents.values()].map((a) => a.stop()));
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -176,7 +176,7 @@ describe('server outage in the middle of a rollout', () => {
       const problems: string[] = [];
       let stored = 0;
       for (const id of ids) {
-        const view = getAssignment(ctx, id);
+        const view = await getAssignment(ctx, id);
         const reports = view.reports as Report[];
         stored += reports.length;
         const seqs = reports.map((x) => x.sequence);
@@ -186,10 +186,12 @@ describe('server outage in the middle of a rollout', () => {
         if (reports.filter((x) => ['HEALTHY', 'ROLLED_BACK', 'FAILED'].includes(x.state)).length !== 1) problems.push(`${id}: not exactly one terminal report`);
         if (reports.at(-1)?.state !== 'HEALTHY') problems.push(`${id}: ends ${reports.at(-1)?.state}`);
       }
-      const lost = (queued.get(name) ?? []).filter((q) => {
-        if (q.state === 'DOWNLOADING') return false; // progress may be superseded by design
-        return !(getAssignment(ctx, q.assignmentId).reports as Report[]).some((x) => x.sequence === q.sequence && x.state === q.state);
-      });
+      const lost: Array<{ sequence: number; state: string; assignmentId: string }> = [];
+      for (const q of queued.get(name) ?? []) {
+        if (q.state === 'DOWNLOADING') continue; // progress may be superseded by design
+        const reports = (await getAssignment(ctx, q.assignmentId)).reports as Report[];
+        if (!reports.some((x) => x.sequence === q.sequence && x.state === q.state)) lost.push(q);
+      }
       if (lost.length > 0) problems.push(`queued during the outage but never stored: ${lost.map((l) => `${l.sequence}:${l.state}`).join(', ')}`);
       perAgent[name] = { wave: wave0.includes(name) ? 0 : 1, queuedDuringOutage: (queued.get(name) ?? []).map((q) => `${q.sequence}:${q.state}`), storedReports: stored, problems };
       expect(problems, `${name}: ${problems.join('; ')}`).toEqual([]);

@@ -159,14 +159,14 @@ beforeAll(async () => {
   await writeFile(path.join(root, 'ready'), 'ok');
   server = await startServer(serverDir);
   await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'faults', '--name', 'tuf-device', '--out', certDir]);
-  ctx = openDataDir({ dataDir: serverDir });
+  ctx = await openDataDir({ dataDir: serverDir });
   repo = new ServedRepo(serverDir);
   v1 = await publish(v1Bytes, '1.0.0');
 }, 60_000);
 
 afterAll(async () => {
   recordResults('tuf-attacks', { attacks: rows });
-  ctx?.close();
+  await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -394,8 +394,8 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const before = repo.current().versions;
     repo.write('timestamp.json', repo.timestampFor(before.snapshot, repo.bytes(`${before.snapshot}.snapshot.json`), { keys: [newTimestamp] }));
     // The repository (reopened: role keys are cached per process) now signs with the new key.
-    ctx.close();
-    ctx = openDataDir({ dataDir: serverDir });
+    await ctx.close();
+    ctx = await openDataDir({ dataDir: serverDir });
     const v3 = await publish(randomBytes(40 * 1024), '3.0.0');
     const ts = repo.read(MetadataKind.Timestamp, 'timestamp.json');
     expect(Object.keys(ts.signatures)).toEqual([newTimestamp.key.keyID]);
