@@ -586,8 +586,11 @@ function planTrials(kind: string, scenario: Scenario, points: TracePoint[], plan
         add(phase, p.n, LONG ? null : seed, p.label);
       }
     } else {
-      // Download writes arrive in chunks whose number varies a little between runs.
-      const max = phase === 'download' ? Math.max(1, Math.floor(inPhase.length * 0.9)) : inPhase.length;
+      // The number of download operations varies between runs (TLS records coalesce into
+      // 1 MiB batches as they happen to arrive; state writes coalesce when they overlap): a
+      // point late in the dry run's download was not reached in a CI run (download#25 of
+      // ~28). Points are drawn from the first 60%, which every run reaches.
+      const max = phase === 'download' ? Math.max(1, Math.floor(inPhase.length * 0.6)) : inPhase.length;
       for (let i = 0; i < how; i++) {
         const seed = SEED + trialCounter * 7919;
         const n = pickPoint(seed, max);
