@@ -1,7 +1,7 @@
 // API keys and the operator read models, for SqlStore (migration 4). Single statements;
 // callers group writes that must go together under Store.withWriteLock.
 import type { Db, Dialect } from './db.js';
-import { json, num, str, strOrNull, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, type Row } from './sql-rows.js';
 import type {
   ApiKeyRecord,
   ApiKeyStore,
@@ -66,42 +66,6 @@ export class SqlApiKeys implements ApiKeyStore {
 
 // Duplicated from sql-store.ts on purpose (kept private there): the listing decodes the
 // same columns.
-function deviceFromRow(r: Row): DeviceRecord {
-  return {
-    id: str(r.id),
-    spiffeId: str(r.spiffe_id),
-    fleet: str(r.fleet),
-    name: str(r.name),
-    hardware: json(r.hardware, null),
-    agentVersion: strOrNull(r.agent_version),
-    tags: json(r.tags, {}),
-    capabilities: json(r.capabilities, []),
-    heartbeatIntervalSeconds: r.heartbeat_interval_seconds === null ? null : num(r.heartbeat_interval_seconds),
-    createdAt: str(r.created_at),
-    registeredAt: strOrNull(r.registered_at),
-    lastSeenAt: strOrNull(r.last_seen_at),
-    lastReportSeq: num(r.last_report_seq),
-    decommissionedAt: strOrNull(r.decommissioned_at),
-    offboardNotifiedAt: strOrNull(r.offboard_notified_at),
-  };
-}
-
-function artifactFromRow(r: Row): ArtifactRecord {
-  return {
-    id: str(r.id),
-    name: str(r.name),
-    version: str(r.version),
-    kind: str(r.kind),
-    fileName: str(r.file_name),
-    targetPath: str(r.target_path),
-    sha256: str(r.sha256),
-    length: num(r.length),
-    spec: json(r.spec, {}),
-    manifest: json(r.manifest, null),
-    createdAt: str(r.created_at),
-  };
-}
-
 // A device is online when it is not decommissioned and its last contact is within three of
 // its heartbeat intervals (its own, or the server's default). Timestamps are ISO 8601 UTC
 // text, which SQLite's julianday() and PostgreSQL's timestamptz both read. 1 or 0 on both.
@@ -191,6 +155,6 @@ export class SqlOperatorViews implements OperatorViewStore {
       limit: page.limit,
       offset: page.offset,
     });
-    return { rows: rows.map(artifactFromRow), total };
+    return { rows: rows.map((r) => artifactFromRow(r)), total };
   }
 }

@@ -2,6 +2,9 @@
 // PostgreSQL, BIGINT and COUNT(*) arrive as strings, which num() reads the same way).
 // Listings break timestamp ties by rowid, i.e. insertion order (PostgreSQL: an explicit
 // BIGSERIAL column of that name, see migrations-postgres.ts).
+import type { Row } from './db.js';
+import type { ArtifactRecord, DeviceRecord } from './store.js';
+
 export type { Row } from './db.js';
 
 export const str = (v: unknown): string => String(v);
@@ -9,3 +12,41 @@ export const strOrNull = (v: unknown): string | null => (v === null || v === und
 export const num = (v: unknown): number => Number(v);
 export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
+
+/** Shared by the device repository and the operator listings. */
+export function deviceFromRow(r: Row): DeviceRecord {
+  return {
+    id: str(r.id),
+    spiffeId: str(r.spiffe_id),
+    fleet: str(r.fleet),
+    name: str(r.name),
+    hardware: json(r.hardware, null),
+    agentVersion: strOrNull(r.agent_version),
+    tags: json(r.tags, {}),
+    capabilities: json(r.capabilities, []),
+    heartbeatIntervalSeconds: r.heartbeat_interval_seconds === null ? null : num(r.heartbeat_interval_seconds),
+    createdAt: str(r.created_at),
+    registeredAt: strOrNull(r.registered_at),
+    lastSeenAt: strOrNull(r.last_seen_at),
+    lastReportSeq: num(r.last_report_seq),
+    decommissionedAt: strOrNull(r.decommissioned_at),
+    offboardNotifiedAt: strOrNull(r.offboard_notified_at),
+  };
+}
+
+/** `prefix`: the column prefix when the artifact's columns come from a join. */
+export function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
+  return {
+    id: str(r[`${prefix}id`]),
+    name: str(r[`${prefix}name`]),
+    version: str(r[`${prefix}version`]),
+    kind: str(r[`${prefix}kind`]),
+    fileName: str(r[`${prefix}file_name`]),
+    targetPath: str(r[`${prefix}target_path`]),
+    sha256: str(r[`${prefix}sha256`]),
+    length: num(r[`${prefix}length`]),
+    spec: json(r[`${prefix}spec`], {}),
+    manifest: json(r[`${prefix}manifest`], null),
+    createdAt: str(r[`${prefix}created_at`]),
+  };
+}

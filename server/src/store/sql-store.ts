@@ -10,7 +10,7 @@ import { SqlApiKeys, SqlOperatorViews } from './sql-api-keys.js';
 import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
-import { json, num, str, strOrNull, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -25,42 +25,6 @@ import type {
   Store,
   DeviceProfile,
 } from './store.js';
-
-function deviceFromRow(r: Row): DeviceRecord {
-  return {
-    id: str(r.id),
-    spiffeId: str(r.spiffe_id),
-    fleet: str(r.fleet),
-    name: str(r.name),
-    hardware: json(r.hardware, null),
-    agentVersion: strOrNull(r.agent_version),
-    tags: json(r.tags, {}),
-    capabilities: json(r.capabilities, []),
-    heartbeatIntervalSeconds: r.heartbeat_interval_seconds === null ? null : num(r.heartbeat_interval_seconds),
-    createdAt: str(r.created_at),
-    registeredAt: strOrNull(r.registered_at),
-    lastSeenAt: strOrNull(r.last_seen_at),
-    lastReportSeq: num(r.last_report_seq),
-    decommissionedAt: strOrNull(r.decommissioned_at),
-    offboardNotifiedAt: strOrNull(r.offboard_notified_at),
-  };
-}
-
-function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
-  return {
-    id: str(r[`${prefix}id`]),
-    name: str(r[`${prefix}name`]),
-    version: str(r[`${prefix}version`]),
-    kind: str(r[`${prefix}kind`]),
-    fileName: str(r[`${prefix}file_name`]),
-    targetPath: str(r[`${prefix}target_path`]),
-    sha256: str(r[`${prefix}sha256`]),
-    length: num(r[`${prefix}length`]),
-    spec: json(r[`${prefix}spec`], {}),
-    manifest: json(r[`${prefix}manifest`], null),
-    createdAt: str(r[`${prefix}created_at`]),
-  };
-}
 
 function assignmentFromRow(r: Row): AssignmentRecord {
   return {
