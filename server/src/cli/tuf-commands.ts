@@ -17,6 +17,26 @@ function readFileFlag(values: Values, flag: string): Buffer | undefined {
   return file === undefined ? undefined : fs.readFileSync(path.resolve(file));
 }
 
+/**
+ * The inputs `sign-root` and `sign-targets` share: both read DIR keys and the online-keys
+ * export and write one file. Missing flags are named together (the shared three plus the
+ * command's own) before --expires is checked, so one retry fixes them all.
+ */
+function offlineSigningInput(
+  values: Values,
+  command: Command,
+  extraRequired: string[],
+): { keysDir: string; onlineKeysFile: string; out: string; expiresInMs?: number } {
+  requireFlags(values, command, ['keys', 'online-keys', ...extraRequired, 'out']);
+  const expiresInMs = expiresMs(values, command);
+  return {
+    keysDir: path.resolve(required(values, 'keys', command)),
+    onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
+    out: path.resolve(required(values, 'out', command)),
+    ...(expiresInMs !== undefined ? { expiresInMs } : {}),
+  };
+}
+
 const OFFLINE_NOTE = '  (runs on the offline machine; --data-dir is ignored)';
 
 export const TUF_COMMANDS: Command[] = [
@@ -64,19 +84,10 @@ export const TUF_COMMANDS: Command[] = [
       OFFLINE_NOTE,
     ],
     async run(values, _positionals, command) {
-      requireFlags(values, command, ['keys', 'online-keys', 'out']);
-      const expiresInMs = expiresMs(values, command);
+      const input = offlineSigningInput(values, command, []);
       const previous = stringOpt(values, 'previous-root-key');
       const { signRoot } = await import('../tuf/offline.js');
-      print(
-        signRoot({
-          keysDir: path.resolve(required(values, 'keys', command)),
-          onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
-          out: path.resolve(required(values, 'out', command)),
-          ...(previous !== undefined ? { previousRootKeyFile: path.resolve(previous) } : {}),
-          ...(expiresInMs !== undefined ? { expiresInMs } : {}),
-        }),
-      );
+      print(signRoot({ ...input, ...(previous !== undefined ? { previousRootKeyFile: path.resolve(previous) } : {}) }));
     },
   },
   {
@@ -102,18 +113,14 @@ export const TUF_COMMANDS: Command[] = [
       OFFLINE_NOTE,
     ],
     async run(values, _positionals, command) {
-      requireFlags(values, command, ['keys', 'online-keys', 'root', 'out']);
-      const expiresInMs = expiresMs(values, command);
+      const input = offlineSigningInput(values, command, ['root']);
       const paths = values['delegate-path'];
       const { signTargets } = await import('../tuf/offline.js');
       print(
         signTargets({
-          keysDir: path.resolve(required(values, 'keys', command)),
-          onlineKeysFile: path.resolve(required(values, 'online-keys', command)),
+          ...input,
           rootFile: path.resolve(required(values, 'root', command)),
-          out: path.resolve(required(values, 'out', command)),
           ...(Array.isArray(paths) ? { delegatePaths: paths } : {}),
-          ...(expiresInMs !== undefined ? { expiresInMs } : {}),
         }),
       );
     },
