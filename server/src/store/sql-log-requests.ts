@@ -1,37 +1,31 @@
 // Device log requests, for SqlStore.
 import type { Db } from './db.js';
-import { num, numOrNull, str, strOrNull, type Row } from './sql-rows.js';
+import { flatTable, num, numOrNull, str, strOrNull } from './sql-rows.js';
 import type { LogRequestRecord, LogRequestStore, LogRequestWithDevice } from './store.js';
 
-function logRequestFromRow(r: Row): LogRequestRecord {
-  return {
-    id: str(r.id),
-    deviceId: str(r.device_id),
-    since: strOrNull(r.since),
-    until: strOrNull(r.until),
-    maxBytes: num(r.max_bytes),
-    requestedAt: str(r.requested_at),
-    requestedBy: str(r.requested_by),
-    fulfilledAt: strOrNull(r.fulfilled_at),
-    sizeBytes: numOrNull(r.size_bytes),
-    sha256: strOrNull(r.sha256),
-  };
-}
+const logRequests = flatTable<LogRequestRecord>('log_requests', {
+  id: str,
+  deviceId: str,
+  since: strOrNull,
+  until: strOrNull,
+  maxBytes: num,
+  requestedAt: str,
+  requestedBy: str,
+  fulfilledAt: strOrNull,
+  sizeBytes: numOrNull,
+  sha256: strOrNull,
+});
 
 export class SqlLogRequests implements LogRequestStore {
   constructor(private readonly db: Db) {}
 
   async insert(q: LogRequestRecord): Promise<void> {
-    await this.db.run(
-      `INSERT INTO log_requests (id, device_id, since, until, max_bytes, requested_at, requested_by, fulfilled_at, size_bytes, sha256)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [q.id, q.deviceId, q.since, q.until, q.maxBytes, q.requestedAt, q.requestedBy, q.fulfilledAt, q.sizeBytes, q.sha256],
-    );
+    await logRequests.insert(this.db, q);
   }
 
   async get(id: string): Promise<LogRequestRecord | undefined> {
     const r = await this.db.get('SELECT * FROM log_requests WHERE id = ?', [id]);
-    return r ? logRequestFromRow(r) : undefined;
+    return r ? logRequests.fromRow(r) : undefined;
   }
 
   async list(filter: { fleet?: string; deviceName?: string } = {}): Promise<LogRequestWithDevice[]> {
@@ -41,12 +35,12 @@ export class SqlLogRequests implements LogRequestStore {
        ORDER BY l.requested_at, l.rowid`,
       { fleet: filter.fleet ?? null, deviceName: filter.deviceName ?? null },
     );
-    return rows.map((r) => ({ ...logRequestFromRow(r), fleet: str(r.fleet), deviceName: str(r.device_name) }));
+    return rows.map((r) => ({ ...logRequests.fromRow(r), fleet: str(r.fleet), deviceName: str(r.device_name) }));
   }
 
   async listPending(deviceId: string): Promise<LogRequestRecord[]> {
     return (await this.db.all('SELECT * FROM log_requests WHERE device_id = ? AND fulfilled_at IS NULL ORDER BY requested_at, rowid', [deviceId])).map(
-      logRequestFromRow,
+      logRequests.fromRow,
     );
   }
 

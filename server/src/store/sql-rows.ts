@@ -2,7 +2,7 @@
 // PostgreSQL, BIGINT and COUNT(*) arrive as strings, which num() reads the same way).
 // Listings break timestamp ties by rowid, i.e. insertion order (PostgreSQL: an explicit
 // BIGSERIAL column of that name, see migrations-postgres.ts).
-import type { Row } from './db.js';
+import type { Db, Row } from './db.js';
 import type { ArtifactRecord, DeviceRecord } from './store.js';
 
 export type { Row } from './db.js';
@@ -48,5 +48,34 @@ export function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
     spec: json(r[`${prefix}spec`], {}),
     manifest: json(r[`${prefix}manifest`], null),
     createdAt: str(r[`${prefix}created_at`]),
+  };
+}
+
+/**
+ * A table whose columns are the record's fields in snake_case, one for one (enrollment
+ * tokens, certificates, log requests): the decoder map is the single list of columns, so the
+ * row mapper and the INSERT's column list and placeholders cannot drift apart. The map's
+ * keys must cover the record (the type says so); its order is the INSERT's column order.
+ */
+export interface FlatTable<T> {
+  fromRow(r: Row): T;
+  insert(db: Db, record: T): Promise<void>;
+}
+
+export function flatTable<T extends object>(table: string, decoders: { [K in keyof T]-?: (v: unknown) => T[K] }): FlatTable<T> {
+  const fields = Object.keys(decoders) as (keyof T & string)[];
+  const columns = fields.map((f) => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+  const insertSql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+  return {
+    fromRow(r: Row): T {
+      const record = {} as T;
+      fields.forEach((f, i) => {
+        record[f] = decoders[f](r[columns[i]!]);
+      });
+      return record;
+    },
+    async insert(db: Db, record: T): Promise<void> {
+      await db.run(insertSql, fields.map((f) => record[f]));
+    },
   };
 }
