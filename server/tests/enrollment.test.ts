@@ -8,28 +8,24 @@ import { createEnrollmentToken, revokeEnrollmentToken, listEnrollmentTokens } fr
 import { ENROLL_PATH, MAX_ENROLL_BODY_BYTES, type EnrollmentResponse } from '../src/enrollment/http.js';
 import {
   corruptCsrSignature,
-  DeviceClient,
   httpsRequest,
   makeCsr,
   postJson,
-  startTestServer,
+  REGISTER_REQUEST,
+  startDeviceTestServer,
   swapCsrPublicKey,
   type TestKeyType,
-  type TestServer,
+  type DeviceTestServer,
 } from './helpers.js';
 
-let t: TestServer;
+let t: DeviceTestServer;
 let caPem: string;
-const clients: DeviceClient[] = [];
 
 beforeAll(async () => {
-  t = await startTestServer();
-  caPem = fs.readFileSync(t.ctx.layout.caCertFile, 'utf8');
+  t = await startDeviceTestServer();
+  caPem = t.caPem;
 });
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 interface ErrorBody {
   error: string;
@@ -42,14 +38,6 @@ function enroll(body: Record<string, unknown>) {
 
 function token(fleet: string, options: { uses?: number; deviceName?: string; expiresInSeconds?: number; now?: Date } = {}) {
   return createEnrollmentToken(t.ctx, { fleet, ...options });
-}
-
-const registerRequest = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] };
-
-function client(identity: { keyPem: string; certPem: string }): DeviceClient {
-  const c = new DeviceClient(t.server.grpcAddress, { ...identity, caPem });
-  clients.push(c);
-  return c;
 }
 
 /** Nothing issued: no device row, no certificate recorded, and the refusal is in the audit trail. */
@@ -88,7 +76,7 @@ describe('POST /enroll/v1/enroll', () => {
     expect(days).toBeGreaterThan(29.9);
     expect(days).toBeLessThanOrEqual(30);
 
-    const reg = await client({ keyPem: device.keyPem, certPem: body.certificate }).call('Register', registerRequest);
+    const reg = await t.client({ keyPem: device.keyPem, certPem: body.certificate }).call('Register', REGISTER_REQUEST);
     expect(reg).toEqual({ deviceName: 'cam-1', fleet: 'lab', heartbeatIntervalSeconds: 15 });
 
     const row = (await t.ctx.store.getDeviceByName('lab', 'cam-1'))!;
@@ -101,7 +89,7 @@ describe('POST /enroll/v1/enroll', () => {
     const device = await makeCsr(type);
     const res = await enroll({ token: (await token('lab')).token, name: `key-${type}`, csr: device.csrPem });
     expect(res.status).toBe(200);
-    const reg = await client({ keyPem: device.keyPem, certPem: res.json.certificate }).call('Register', registerRequest);
+    const reg = await t.client({ keyPem: device.keyPem, certPem: res.json.certificate }).call('Register', REGISTER_REQUEST);
     expect(reg).toMatchObject({ deviceName: `key-${type}` });
   });
 

@@ -79,6 +79,36 @@ export async function startTestServer(options: Partial<Omit<StartServerOptions, 
   };
 }
 
+/** The Register request of a device that says nothing about its hardware, tags or capabilities. */
+export const REGISTER_REQUEST = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] };
+
+export interface DeviceTestServer extends TestServer {
+  /** The device CA: what an enrolling device trusts, and what its gRPC clients verify the server with. */
+  caPem: string;
+  /** A gRPC client over mTLS with this identity, closed by close(). */
+  client(identity: { keyPem: string; certPem: string }): DeviceClient;
+}
+
+/** startTestServer for the tests that enroll devices and then call as them. */
+export async function startDeviceTestServer(options: Partial<Omit<StartServerOptions, 'dataDir'>> = {}): Promise<DeviceTestServer> {
+  const t = await startTestServer(options);
+  const caPem = fs.readFileSync(t.ctx.layout.caCertFile, 'utf8');
+  const clients: DeviceClient[] = [];
+  return {
+    ...t,
+    caPem,
+    client(identity) {
+      const c = new DeviceClient(t.server.grpcAddress, { ...identity, caPem });
+      clients.push(c);
+      return c;
+    },
+    close: async () => {
+      for (const c of clients.splice(0)) c.close();
+      await t.close();
+    },
+  };
+}
+
 export function provision(ctx: MeshanicsContext, fleet: string, name: string): Promise<DeviceCredentials> {
   return provisionDevice(ctx, { fleet, name });
 }

@@ -5,11 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDataDir } from '../src/data-dir.js';
-import { startServer } from '../src/server.js';
+import { startServer, type RunningServer } from '../src/server.js';
 import { silentLogger } from '../src/log.js';
-import { DeviceClient, provision, tempDir } from './helpers.js';
-
-const registerRequest = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] };
+import { DeviceClient, provision, REGISTER_REQUEST, tempDir } from './helpers.js';
 
 async function lastSeenAt(dataDir: string, name: string): Promise<string | null> {
   const ctx = await openDataDir({ dataDir });
@@ -25,22 +23,31 @@ async function get(url: string): Promise<{ status: number; text: string; type: s
   return { status: res.status, text: await res.text(), type: res.headers.get('content-type') ?? '' };
 }
 
+/**
+ * A server with its REST port open and one provisioned device connected over mTLS. Not
+ * startTestServer: these tests open the data dir themselves (no second handle) and set the
+ * last-seen flush interval each.
+ */
+async function serverWithDevice(name: string, lastSeenFlushMs: number): Promise<{ dataDir: string; server: RunningServer; client: DeviceClient }> {
+  const dataDir = tempDir();
+  const server = await startServer({
+    dataDir,
+    grpcListen: '127.0.0.1:0',
+    artifactListen: '127.0.0.1:0',
+    enrollListen: '127.0.0.1:0',
+    apiListen: '127.0.0.1:0',
+    logger: silentLogger(),
+    lastSeenFlushMs,
+  });
+  const ctx = await openDataDir({ dataDir });
+  const creds = await provision(ctx, 'lab', name);
+  await ctx.close();
+  return { dataDir, server, client: new DeviceClient(server.grpcAddress, creds) };
+}
+
 describe('operability', () => {
   it('answers /healthz and /readyz, exports Prometheus metrics, and batches heartbeat liveness within the flush interval', async () => {
-    const dataDir = tempDir();
-    const server = await startServer({
-      dataDir,
-      grpcListen: '127.0.0.1:0',
-      artifactListen: '127.0.0.1:0',
-      enrollListen: '127.0.0.1:0',
-      apiListen: '127.0.0.1:0',
-      logger: silentLogger(),
-      lastSeenFlushMs: 300,
-    });
-    const ctx = await openDataDir({ dataDir });
-    const creds = await provision(ctx, 'lab', 'ops-1');
-    await ctx.close();
-    const client = new DeviceClient(server.grpcAddress, creds);
+    const { dataDir, server, client } = await serverWithDevice('ops-1', 300);
     try {
       expect(await get(`${server.apiUrl}/healthz`)).toMatchObject({ status: 200 });
       const ready = await get(`${server.apiUrl}/readyz`);
@@ -55,7 +62,7 @@ describe('operability', () => {
       expect(JSON.parse(unready.text).error).toMatch(/online TUF keys timestamp are missing/);
       expect((await get(`${server.apiUrl}/readyz`)).status).toBe(200);
 
-      await client.call('Register', registerRequest);
+      await client.call('Register', REGISTER_REQUEST);
       const registered = await lastSeenAt(dataDir, 'ops-1');
       await new Promise((r) => setTimeout(r, 20));
       await client.call('Heartbeat', { installed: [] });
@@ -86,22 +93,9 @@ describe('operability', () => {
   });
 
   it('writes the pending last-seen batch on shutdown, then closes the REST port', async () => {
-    const dataDir = tempDir();
-    const server = await startServer({
-      dataDir,
-      grpcListen: '127.0.0.1:0',
-      artifactListen: '127.0.0.1:0',
-      enrollListen: '127.0.0.1:0',
-      apiListen: '127.0.0.1:0',
-      logger: silentLogger(),
-      // Never flushed by the timer during this test: only shutdown can write it.
-      lastSeenFlushMs: 60_000,
-    });
-    const ctx = await openDataDir({ dataDir });
-    const creds = await provision(ctx, 'lab', 'ops-2');
-    await ctx.close();
-    const client = new DeviceClient(server.grpcAddress, creds);
-    await client.call('Register', registerRequest);
+    // Never flushed by the timer during this test: only shutdown can write it.
+    const { dataDir, server, client } = await serverWithDevice('ops-2', 60_000);
+    await client.call('Register', REGISTER_REQUEST);
     const registered = await lastSeenAt(dataDir, 'ops-2');
     await new Promise((r) => setTimeout(r, 20));
     await client.call('Heartbeat', { installed: [] });

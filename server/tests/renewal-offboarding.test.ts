@@ -1,7 +1,6 @@
 // Certificate renewal over the enrollment endpoint (authenticated by the current certificate)
 // and offboarding: what a decommissioned identity still gets, once, and then never again.
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TUF_METADATA_PREFIX } from '@meshanics/core/contract';
@@ -11,35 +10,30 @@ import { createEnrollmentToken } from '../src/enrollment/tokens.js';
 import { issueDeviceCertificate } from '../src/pki/index.js';
 import {
   certificateFromAnotherCa,
-  DeviceClient,
+  type DeviceClient,
   grpcError,
   httpsGet,
   makeCsr,
   postJson,
-  startTestServer,
-  type TestServer,
+  REGISTER_REQUEST,
+  startDeviceTestServer,
+  type DeviceTestServer,
   type TlsIdentity,
 } from './helpers.js';
 
-let t: TestServer;
+let t: DeviceTestServer;
 let caPem: string;
-const clients: DeviceClient[] = [];
 
 beforeAll(async () => {
-  t = await startTestServer();
-  caPem = fs.readFileSync(t.ctx.layout.caCertFile, 'utf8');
+  t = await startDeviceTestServer();
+  caPem = t.caPem;
 });
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 interface Answer extends EnrollmentResponse {
   error: string;
   code: string;
 }
-
-const registerRequest = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] };
 
 async function enrolled(name: string): Promise<{ tls: TlsIdentity; body: EnrollmentResponse; client: DeviceClient }> {
   const device = await makeCsr();
@@ -47,13 +41,7 @@ async function enrolled(name: string): Promise<{ tls: TlsIdentity; body: Enrollm
   const res = await postJson<Answer>(t.server.enrollUrl, ENROLL_PATH, { token: tok.token, name, csr: device.csrPem }, { caPem });
   expect(res.status).toBe(200);
   const tls = { keyPem: device.keyPem, certPem: res.json.certificate, caPem };
-  return { tls, body: res.json, client: client(tls) };
-}
-
-function client(tls: TlsIdentity): DeviceClient {
-  const c = new DeviceClient(t.server.grpcAddress, tls);
-  clients.push(c);
-  return c;
+  return { tls, body: res.json, client: t.client(tls) };
 }
 
 function renew(csrPem: string, tls: Partial<TlsIdentity>) {
@@ -63,7 +51,7 @@ function renew(csrPem: string, tls: Partial<TlsIdentity>) {
 describe('POST /enroll/v1/renew', () => {
   it('renews over mTLS with a new key: same device record, new certificate for the same identity, the old one keeps working', async () => {
     const { tls, body, client: oldClient } = await enrolled('renew-1');
-    await oldClient.call('Register', registerRequest);
+    await oldClient.call('Register', REGISTER_REQUEST);
     const before = (await t.ctx.store.getDeviceByName('lab', 'renew-1'))!;
 
     const next = await makeCsr();
@@ -77,8 +65,8 @@ describe('POST /enroll/v1/renew', () => {
     expect(cert.publicKey.export({ type: 'spki', format: 'der' }).equals(next.spki)).toBe(true);
     expect(cert.serialNumber.toLowerCase()).not.toBe(new crypto.X509Certificate(body.certificate).serialNumber.toLowerCase());
 
-    const renewed = client({ keyPem: next.keyPem, certPem: res.json.certificate, caPem });
-    expect(await renewed.call('Register', registerRequest)).toMatchObject({ deviceName: 'renew-1' });
+    const renewed = t.client({ keyPem: next.keyPem, certPem: res.json.certificate });
+    expect(await renewed.call('Register', REGISTER_REQUEST)).toMatchObject({ deviceName: 'renew-1' });
     expect(await oldClient.call('Heartbeat', { installed: [] })).toMatchObject({ offboarded: false });
 
     const after = (await t.ctx.store.getDeviceByName('lab', 'renew-1'))!;
@@ -140,7 +128,7 @@ describe('POST /enroll/v1/renew', () => {
 describe('offboarding a decommissioned device', () => {
   it('answers the first heartbeat with offboarded=true, then refuses the identity everywhere', async () => {
     const { tls, body, client: device } = await enrolled('off-1');
-    await device.call('Register', registerRequest);
+    await device.call('Register', REGISTER_REQUEST);
     await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-1' });
 
     const first = await device.call('Heartbeat', { installed: [] });
@@ -156,7 +144,7 @@ describe('offboarding a decommissioned device', () => {
 
     for (const [method, req] of [
       ['Heartbeat', { installed: [] }],
-      ['Register', registerRequest],
+      ['Register', REGISTER_REQUEST],
       ['ReportArtifactStatus', { assignmentId: 'x', state: 'FAILED', sequence: 9 }],
     ] as const) {
       const err = await grpcError(device.call(method, req));
@@ -182,9 +170,9 @@ describe('offboarding a decommissioned device', () => {
 
   it('always refuses Register from a decommissioned device, without using up its one offboarded heartbeat', async () => {
     const { client: device } = await enrolled('off-2');
-    await device.call('Register', registerRequest);
+    await device.call('Register', REGISTER_REQUEST);
     await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-2' });
-    const err = await grpcError(device.call('Register', registerRequest));
+    const err = await grpcError(device.call('Register', REGISTER_REQUEST));
     expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(await device.call('Heartbeat', { installed: [] })).toMatchObject({ offboarded: true });
   });
@@ -198,7 +186,7 @@ describe('offboarding a decommissioned device', () => {
 
   it('tells exactly one of two simultaneous heartbeats that the device is offboarded', async () => {
     const { client: device } = await enrolled('off-4');
-    await device.call('Register', registerRequest);
+    await device.call('Register', REGISTER_REQUEST);
     await decommissionDevice(t.ctx, { fleet: 'lab', name: 'off-4' });
     const results = await Promise.allSettled([device.call('Heartbeat', { installed: [] }), device.call('Heartbeat', { installed: [] })]);
     expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
