@@ -1,5 +1,5 @@
 // apikey create | ls | revoke: bootstrap and manage operator REST API keys (api/keys.ts).
-import { print, required, requireFlags, withDataDir, type Command } from './args.js';
+import { print, printFromDataDir, required, requireFlags, withDataDir, type Command } from './args.js';
 
 const ACTOR = 'operator:cli';
 
@@ -26,7 +26,7 @@ export const APIKEY_COMMANDS: Command[] = [
         actor: ACTOR,
       };
       const { createApiKey } = await import('../api/keys.js');
-      print(await withDataDir(values, command, (ctx) => createApiKey(ctx, input)));
+      await printFromDataDir(values, command, (ctx) => createApiKey(ctx, input));
     },
   },
   {
@@ -49,7 +49,7 @@ export const APIKEY_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { revokeApiKey } = await import('../api/keys.js');
-      print(await withDataDir(values, command, (ctx) => revokeApiKey(ctx, positionals[0]!, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => revokeApiKey(ctx, positionals[0]!, ACTOR));
     },
   },
 ];

@@ -1,6 +1,7 @@
 // Shared plumbing of the CLI commands: flag parsing, JSON output, opening the data dir.
 import type { ParseArgsConfig } from 'node:util';
 import type { MeshanicsContext } from '../data-dir.js';
+import { PROBE_DEFAULTS } from '../defaults.js';
 import { parseDurationSeconds } from '../durations.js';
 import type { Logger, LoggerOptions } from '../log.js';
 
@@ -118,6 +119,11 @@ export function print(result: unknown): void {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 }
 
+/** The JSON answer of the commands that are one call on the opened data dir. */
+export async function printFromDataDir(values: Values, command: Command, fn: (ctx: MeshanicsContext) => Promise<unknown> | unknown): Promise<void> {
+  print(await withDataDir(values, command, fn));
+}
+
 export async function withDataDir<T>(values: Values, command: Command, fn: (ctx: MeshanicsContext) => Promise<T> | T): Promise<T> {
   const logger = await createLogger({ fd: 2, level: logLevel(values, command, 'warn') });
   const { initDataDir, isDataDirInitialized, openDataDir } = await import('../data-dir.js');
@@ -164,4 +170,41 @@ export function durationOpt(values: Values, flag: string, command: Command, envN
   const seconds = parseDurationSeconds(raw);
   if (seconds === undefined) throw new UsageError(`--${flag} must be a duration like 90s, 30m, 24h or 7d, got "${raw}"`, command.name);
   return seconds;
+}
+
+/** `--artifact NAME@VERSION`, as `assign` and `rollout create` take it. */
+export function artifactRefOpt(values: Values, command: Command): { name: string; version: string } {
+  const ref = required(values, 'artifact', command);
+  const at = ref.indexOf('@');
+  if (at <= 0 || at === ref.length - 1) throw new UsageError(`--artifact must be NAME@VERSION, got "${ref}"`, command.name);
+  return { name: ref.slice(0, at), version: ref.slice(at + 1) };
+}
+
+/** The health-probe flags of `assign` and `rollout create` (--probe-type and --probe-spec are required there). */
+export const PROBE_OPTIONS: Options = {
+  'probe-type': { type: 'string' },
+  'probe-spec': { type: 'string' },
+  'probe-timeout': { type: 'string' },
+  'probe-attempts': { type: 'string' },
+  'probe-initial-delay': { type: 'string' },
+};
+export const PROBE_HELP = [
+  '  --probe-type TYPE           health probe type (e.g. file)',
+  '  --probe-spec JSON           probe spec, validated by the probe plugin schema',
+  `  --probe-timeout SECS        1-300 (default ${PROBE_DEFAULTS.timeoutSeconds})`,
+  `  --probe-attempts N          1-10 (default ${PROBE_DEFAULTS.attempts})`,
+  `  --probe-initial-delay SECS  0-3600 (default ${PROBE_DEFAULTS.initialDelaySeconds})`,
+];
+
+export function probeOpt(
+  values: Values,
+  command: Command,
+): { type: string; spec: string; timeoutSeconds: number; attempts: number; initialDelaySeconds: number } {
+  return {
+    type: required(values, 'probe-type', command),
+    spec: jsonOpt(values, 'probe-spec', command)!,
+    timeoutSeconds: intOpt(values, 'probe-timeout', command, PROBE_DEFAULTS.timeoutSeconds),
+    attempts: intOpt(values, 'probe-attempts', command, PROBE_DEFAULTS.attempts),
+    initialDelaySeconds: intOpt(values, 'probe-initial-delay', command, PROBE_DEFAULTS.initialDelaySeconds),
+  };
 }

@@ -1,6 +1,5 @@
 // artifact publish, assign and assignment show.
-import { PROBE_DEFAULTS } from '../defaults.js';
-import { intOpt, jsonOpt, print, required, requireFlags, UsageError, withDataDir, type Command } from './args.js';
+import { artifactRefOpt, jsonOpt, print, printFromDataDir, PROBE_HELP, PROBE_OPTIONS, probeOpt, required, requireFlags, withDataDir, type Command } from './args.js';
 
 export const ARTIFACT_COMMANDS: Command[] = [
   {
@@ -26,7 +25,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
         actor: 'operator:cli',
       };
       const { publishArtifact } = await import('../artifacts.js');
-      print(await withDataDir(values, command, (ctx) => publishArtifact(ctx, input)));
+      await printFromDataDir(values, command, (ctx) => publishArtifact(ctx, input));
     },
   },
   {
@@ -37,39 +36,23 @@ export const ARTIFACT_COMMANDS: Command[] = [
       fleet: { type: 'string' },
       device: { type: 'string' },
       artifact: { type: 'string' },
-      'probe-type': { type: 'string' },
-      'probe-spec': { type: 'string' },
-      'probe-timeout': { type: 'string' },
-      'probe-attempts': { type: 'string' },
-      'probe-initial-delay': { type: 'string' },
+      ...PROBE_OPTIONS,
     },
     help: [
       '  --fleet FLEET               fleet of the device',
       '  --device NAME               device name',
       '  --artifact NAME@VERSION     published artifact version',
-      '  --probe-type TYPE           health probe type (e.g. file)',
-      '  --probe-spec JSON           probe spec, validated by the probe plugin schema',
-      `  --probe-timeout SECS        1-300 (default ${PROBE_DEFAULTS.timeoutSeconds})`,
-      `  --probe-attempts N          1-10 (default ${PROBE_DEFAULTS.attempts})`,
-      `  --probe-initial-delay SECS  0-3600 (default ${PROBE_DEFAULTS.initialDelaySeconds})`,
+      ...PROBE_HELP,
     ],
     async run(values, _positionals, command) {
       requireFlags(values, command, ['fleet', 'device', 'artifact', 'probe-type', 'probe-spec']);
-      const ref = required(values, 'artifact', command);
-      const at = ref.indexOf('@');
-      if (at <= 0 || at === ref.length - 1) throw new UsageError(`--artifact must be NAME@VERSION, got "${ref}"`, command.name);
+      const artifact = artifactRefOpt(values, command);
       const input = {
         fleet: required(values, 'fleet', command),
         device: required(values, 'device', command),
-        artifact: ref.slice(0, at),
-        version: ref.slice(at + 1),
-        probe: {
-          type: required(values, 'probe-type', command),
-          spec: jsonOpt(values, 'probe-spec', command)!,
-          timeoutSeconds: intOpt(values, 'probe-timeout', command, PROBE_DEFAULTS.timeoutSeconds),
-          attempts: intOpt(values, 'probe-attempts', command, PROBE_DEFAULTS.attempts),
-          initialDelaySeconds: intOpt(values, 'probe-initial-delay', command, PROBE_DEFAULTS.initialDelaySeconds),
-        },
+        artifact: artifact.name,
+        version: artifact.version,
+        probe: probeOpt(values, command),
         actor: 'operator:cli',
       };
       const { createAssignment } = await import('../assignments.js');
@@ -86,7 +69,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { getAssignment } = await import('../assignments.js');
-      print(await withDataDir(values, command, (ctx) => getAssignment(ctx, positionals[0]!)));
+      await printFromDataDir(values, command, (ctx) => getAssignment(ctx, positionals[0]!));
     },
   },
 ];

@@ -1,6 +1,6 @@
 // enroll-token create | ls | revoke: thin wrappers over enrollment/tokens.ts.
 import { DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS } from '../defaults.js';
-import { durationOpt, intOpt, print, required, stringOpt, withDataDir, type Command } from './args.js';
+import { durationOpt, intOpt, print, printFromDataDir, required, stringOpt, withDataDir, type Command } from './args.js';
 
 const ACTOR = 'operator:cli';
 
@@ -22,7 +22,7 @@ export const ENROLL_TOKEN_COMMANDS: Command[] = [
       const uses = intOpt(values, 'uses', command, 1);
       const deviceName = stringOpt(values, 'name');
       const { createEnrollmentToken } = await import('../enrollment/tokens.js');
-      print(await withDataDir(values, command, (ctx) => createEnrollmentToken(ctx, { fleet, expiresInSeconds, uses, deviceName, actor: ACTOR })));
+      await printFromDataDir(values, command, (ctx) => createEnrollmentToken(ctx, { fleet, expiresInSeconds, uses, deviceName, actor: ACTOR }));
     },
   },
   {
@@ -46,7 +46,7 @@ export const ENROLL_TOKEN_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { revokeEnrollmentToken } = await import('../enrollment/tokens.js');
-      print(await withDataDir(values, command, (ctx) => revokeEnrollmentToken(ctx, positionals[0]!, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => revokeEnrollmentToken(ctx, positionals[0]!, ACTOR));
     },
   },
 ];

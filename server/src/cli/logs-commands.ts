@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../defaults.js';
-import { intOpt, print, required, requireFlags, stringOpt, withDataDir, type Command } from './args.js';
+import { intOpt, print, printFromDataDir, required, requireFlags, stringOpt, withDataDir, type Command } from './args.js';
 
 export const LOGS_COMMANDS: Command[] = [
   {
@@ -29,7 +29,7 @@ export const LOGS_COMMANDS: Command[] = [
         actor: 'operator:cli',
       };
       const { requestDeviceLogs } = await import('../logs/requests.js');
-      print(await withDataDir(values, command, (ctx) => requestDeviceLogs(ctx, input)));
+      await printFromDataDir(values, command, (ctx) => requestDeviceLogs(ctx, input));
     },
   },
   {

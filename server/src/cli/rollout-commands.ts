@@ -1,6 +1,5 @@
 // group and rollout: thin wrappers over groups.ts and rollouts/ (the REST API calls the same functions).
-import { PROBE_DEFAULTS } from '../defaults.js';
-import { intOpt, jsonOpt, print, required, requireFlags, stringOpt, UsageError, withDataDir, type Command, type Values } from './args.js';
+import { artifactRefOpt, intOpt, jsonOpt, printFromDataDir, PROBE_HELP, PROBE_OPTIONS, probeOpt, required, requireFlags, stringOpt, UsageError, type Command, type Values } from './args.js';
 
 const ACTOR = 'operator:cli';
 
@@ -23,7 +22,7 @@ export const GROUP_COMMANDS: Command[] = [
       requireFlags(values, command, ['fleet', 'name', 'devices']);
       const input = { fleet: required(values, 'fleet', command), name: required(values, 'name', command), devices: deviceList(values, command), actor: ACTOR };
       const { createGroup } = await import('../groups.js');
-      print(await withDataDir(values, command, (ctx) => createGroup(ctx, input)));
+      await printFromDataDir(values, command, (ctx) => createGroup(ctx, input));
     },
   },
   {
@@ -38,7 +37,7 @@ export const GROUP_COMMANDS: Command[] = [
       const name = required(values, 'name', command);
       const devices = deviceList(values, command);
       const { setGroupDevices } = await import('../groups.js');
-      print(await withDataDir(values, command, (ctx) => setGroupDevices(ctx, fleet, name, devices, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => setGroupDevices(ctx, fleet, name, devices, ACTOR));
     },
   },
   {
@@ -52,7 +51,7 @@ export const GROUP_COMMANDS: Command[] = [
       const fleet = required(values, 'fleet', command);
       const name = required(values, 'name', command);
       const { getGroup } = await import('../groups.js');
-      print(await withDataDir(values, command, (ctx) => getGroup(ctx, fleet, name)));
+      await printFromDataDir(values, command, (ctx) => getGroup(ctx, fleet, name));
     },
   },
   {
@@ -64,7 +63,7 @@ export const GROUP_COMMANDS: Command[] = [
     async run(values, _positionals, command) {
       const fleet = stringOpt(values, 'fleet');
       const { listGroups } = await import('../groups.js');
-      print(await withDataDir(values, command, (ctx) => listGroups(ctx, fleet === undefined ? {} : { fleet })));
+      await printFromDataDir(values, command, (ctx) => listGroups(ctx, fleet === undefined ? {} : { fleet }));
     },
   },
 ];
@@ -78,47 +77,31 @@ export const ROLLOUT_COMMANDS: Command[] = [
       fleet: { type: 'string' },
       artifact: { type: 'string' },
       group: { type: 'string' },
-      'probe-type': { type: 'string' },
-      'probe-spec': { type: 'string' },
-      'probe-timeout': { type: 'string' },
-      'probe-attempts': { type: 'string' },
-      'probe-initial-delay': { type: 'string' },
+      ...PROBE_OPTIONS,
       strategy: { type: 'string' },
     },
     help: [
       '  --fleet FLEET               fleet of the group',
       '  --artifact NAME@VERSION     published artifact version',
       '  --group GROUP               static group of the fleet',
-      '  --probe-type TYPE           health probe type (e.g. file)',
-      '  --probe-spec JSON           probe spec, validated by the probe plugin schema',
-      `  --probe-timeout SECS        1-300 (default ${PROBE_DEFAULTS.timeoutSeconds})`,
-      `  --probe-attempts N          1-10 (default ${PROBE_DEFAULTS.attempts})`,
-      `  --probe-initial-delay SECS  0-3600 (default ${PROBE_DEFAULTS.initialDelaySeconds})`,
+      ...PROBE_HELP,
       '  --strategy JSON             {"waves":[{"percent":10,"approval":"auto"},{"percent":100,"approval":"manual"}],"max_failure_rate":0}',
       '                              (default: one wave of 100%, the first failure halts)',
     ],
     async run(values, _positionals, command) {
       requireFlags(values, command, ['fleet', 'artifact', 'group', 'probe-type', 'probe-spec']);
-      const ref = required(values, 'artifact', command);
-      const at = ref.indexOf('@');
-      if (at <= 0 || at === ref.length - 1) throw new UsageError(`--artifact must be NAME@VERSION, got "${ref}"`, command.name);
+      const artifact = artifactRefOpt(values, command);
       const strategy = jsonOpt(values, 'strategy', command);
       const input = {
         fleet: required(values, 'fleet', command),
-        artifact: { name: ref.slice(0, at), version: ref.slice(at + 1) },
+        artifact,
         group: required(values, 'group', command),
-        probe: {
-          type: required(values, 'probe-type', command),
-          spec: jsonOpt(values, 'probe-spec', command)!,
-          timeoutSeconds: intOpt(values, 'probe-timeout', command, PROBE_DEFAULTS.timeoutSeconds),
-          attempts: intOpt(values, 'probe-attempts', command, PROBE_DEFAULTS.attempts),
-          initialDelaySeconds: intOpt(values, 'probe-initial-delay', command, PROBE_DEFAULTS.initialDelaySeconds),
-        },
+        probe: probeOpt(values, command),
         ...(strategy !== undefined ? { strategy: JSON.parse(strategy) as unknown } : {}),
         actor: ACTOR,
       };
       const { createRollout } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => createRollout(ctx, input)));
+      await printFromDataDir(values, command, (ctx) => createRollout(ctx, input));
     },
   },
   {
@@ -130,7 +113,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { getRollout } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => getRollout(ctx, positionals[0]!)));
+      await printFromDataDir(values, command, (ctx) => getRollout(ctx, positionals[0]!));
     },
   },
   {
@@ -154,7 +137,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
         offset: intOpt(values, 'offset', command, 0),
       };
       const { listRollouts } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => listRollouts(ctx, filter)));
+      await printFromDataDir(values, command, (ctx) => listRollouts(ctx, filter));
     },
   },
   {
@@ -166,7 +149,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { approveRollout } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => approveRollout(ctx, positionals[0]!, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => approveRollout(ctx, positionals[0]!, ACTOR));
     },
   },
   {
@@ -178,7 +161,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
       const { resumeRollout } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => resumeRollout(ctx, positionals[0]!, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => resumeRollout(ctx, positionals[0]!, ACTOR));
     },
   },
   {
@@ -192,7 +175,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
       const policy = stringOpt(values, 'policy') ?? 'keep';
       if (policy !== 'keep' && policy !== 'revert') throw new UsageError(`--policy must be keep or revert, got "${policy}"`, command.name);
       const { abortRollout } = await import('../rollouts/service.js');
-      print(await withDataDir(values, command, (ctx) => abortRollout(ctx, positionals[0]!, { policy }, ACTOR)));
+      await printFromDataDir(values, command, (ctx) => abortRollout(ctx, positionals[0]!, { policy }, ACTOR));
     },
   },
 ];

@@ -4,7 +4,7 @@
 // write lock, and `serve` re-reads metadata and keys from disk on every use).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { durationOpt, PROG, print, required, requireFlags, stringOpt, UsageError, withDataDir, type Command, type Values } from './args.js';
+import { durationOpt, print, printFromDataDir, required, requireFlags, stringOpt, UsageError, withDataDir, type Command, type Values } from './args.js';
 
 function expiresMs(values: Values, command: Command): number | undefined {
   const seconds = durationOpt(values, 'expires', command);
@@ -166,7 +166,7 @@ export const TUF_COMMANDS: Command[] = [
     options: {},
     help: [],
     async run(values, _positionals, command) {
-      print(await withDataDir(values, command, (ctx) => ({ versions: ctx.tuf.versions(), keys: ctx.tuf.keyCustody(), delegatedPaths: ctx.tuf.delegatedPaths() })));
+      await printFromDataDir(values, command, (ctx) => ({ versions: ctx.tuf.versions(), keys: ctx.tuf.keyCustody(), delegatedPaths: ctx.tuf.delegatedPaths() }));
     },
   },
 ];
