@@ -14,10 +14,12 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDeviceService, type AssignmentMessage, type InstalledArtifact } from '@meshanics/core/contract';
+import { loadDeviceService, type AssignmentMessage, type InstalledArtifact, type ReportArtifactStatusRequest } from '@meshanics/core/contract';
 import { openDataDir, provisionDevice, type MeshanicsContext } from '@meshanics/server';
 import { freshPostgresDatabase, postgresUnavailable, IN_CI } from '../../server/tests/engines.js';
 import { serverCli, startServer, type Child } from '../../scripts/lib/processes.mjs';
+import { SimDevice, SIM_REGISTER_REQUEST, type SimTransport } from './helpers/sim-device.js';
+import { publishModel, rolloutCreateArgs, waitFor } from './helpers/steps.js';
 
 const FLEET = 'rep';
 const DEVICES = 12;
@@ -33,29 +35,13 @@ const replicas: Child[] = [];
 let observer: MeshanicsContext;
 const sims: SimDevice[] = [];
 
-type State = 'DOWNLOADING' | 'VERIFYING' | 'APPLYING' | 'HEALTHY' | 'ROLLED_BACK';
 type Unary = (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
 
-/** A device that does what an agent tells the server, over a channel to both replicas. */
-class SimDevice {
-  readonly installed: InstalledArtifact[] = [];
-  readonly handled = new Set<string>();
-  /** Every report the server answered, as `assignmentId#sequence`. */
-  readonly answered = new Set<string>();
-  outcome: 'HEALTHY' | 'ROLLED_BACK' = 'HEALTHY';
-  held = false;
-  /** Pause between two reports (keeps a rollout in flight long enough to kill a replica). */
-  stepMs = 0;
-  #seq = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #busy = false;
+/** A device API channel to both replicas; a call is resent (same request) until one answers. */
+class FailoverChannel implements SimTransport {
   readonly #client: grpc.Client & Record<string, Unary>;
 
-  constructor(
-    readonly name: string,
-    addresses: string[],
-    tls: { keyPem: string; certPem: string; caPem: string },
-  ) {
+  constructor(addresses: string[], tls: { keyPem: string; certPem: string; caPem: string }) {
     const { Client } = loadDeviceService();
     const credentials = grpc.credentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
     // ipv4:A,B with pick_first: connect to A, and to B when A is gone. The (shared) server
@@ -85,63 +71,16 @@ class SimDevice {
     }
   }
 
-  async register(): Promise<void> {
-    await this.call('register', { hardware: null, agentVersion: 'simulated', tags: {}, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] });
+  async heartbeat(installed: InstalledArtifact[]): Promise<AssignmentMessage[]> {
+    return (await this.call<{ assignments: AssignmentMessage[] }>('heartbeat', { installed })).assignments;
   }
 
-  async heartbeat(): Promise<AssignmentMessage[]> {
-    return (await this.call<{ assignments: AssignmentMessage[] }>('heartbeat', { installed: this.installed })).assignments;
+  reportArtifactStatus(report: ReportArtifactStatusRequest): Promise<unknown> {
+    return this.call('reportArtifactStatus', report);
   }
 
-  start(): void {
-    this.#timer = setInterval(() => void this.tick().catch(() => undefined), 300);
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
+  close(): void {
     this.#client.close();
-  }
-
-  async tick(): Promise<void> {
-    if (this.held || this.#busy) return;
-    this.#busy = true;
-    try {
-      for (const a of await this.heartbeat()) {
-        if (this.handled.has(a.assignmentId)) continue;
-        this.handled.add(a.assignmentId);
-        await this.apply(a);
-      }
-    } finally {
-      this.#busy = false;
-    }
-  }
-
-  async report(a: AssignmentMessage, state: State, reason = ''): Promise<void> {
-    const sequence = ++this.#seq;
-    await this.call('reportArtifactStatus', {
-      assignmentId: a.assignmentId,
-      state,
-      sequence,
-      reason,
-      bytesDone: 0,
-      bytesTotal: a.expectedLength,
-      deviceTime: new Date().toISOString(),
-    });
-    this.answered.add(`${a.assignmentId}#${sequence}`);
-    if (this.stepMs > 0) await new Promise((r) => setTimeout(r, this.stepMs));
-  }
-
-  async apply(a: AssignmentMessage): Promise<void> {
-    for (const s of ['DOWNLOADING', 'VERIFYING', 'APPLYING'] as const) await this.report(a, s);
-    if (this.outcome === 'ROLLED_BACK') {
-      await this.report(a, 'ROLLED_BACK', 'probe failed on attempt 1/1: simulated');
-      return;
-    }
-    await this.report(a, 'HEALTHY', 'simulated probe ok');
-    const record = { name: a.name, kind: a.kind, version: a.version, sha256: a.expectedSha256, state: 'HEALTHY' as const };
-    const i = this.installed.findIndex((x) => x.name === a.name);
-    if (i >= 0) this.installed[i] = record;
-    else this.installed.push(record);
   }
 }
 
@@ -159,28 +98,15 @@ async function show(id: string): Promise<RolloutView> {
   return (await cli(['rollout', 'show', id])) as RolloutView;
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+/** Two replicas, one of them maybe failing over: slower than one server. */
+const WAIT = { timeoutMs: 60_000, intervalMs: 300 };
 
 async function publish(version: string): Promise<void> {
-  const file = path.join(root, `model-${version}`);
-  await writeFile(file, randomBytes(4096));
-  await cli(['artifact', 'publish', file, '--name', 'model', '--version', version, '--kind', 'model']);
+  await publishModel(dataDir, root, { name: 'model', version }, randomBytes(4096), ['--database-url', databaseUrl]);
 }
 
 async function createRollout(version: string, strategy: unknown): Promise<RolloutView> {
-  return (await cli([
-    'rollout', 'create', '--fleet', FLEET, '--artifact', `model@${version}`, '--group', 'all',
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
-    '--strategy', JSON.stringify(strategy),
-  ])) as RolloutView;
+  return (await cli(rolloutCreateArgs({ fleet: FLEET, artifact: `model@${version}`, group: 'all', readyFile, strategy }))) as RolloutView;
 }
 
 describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one PostgreSQL database', () => {
@@ -202,9 +128,9 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
       const creds = await provisionDevice(observer, { fleet: FLEET, name });
       // Even devices prefer replica A, odd ones replica B.
       const order = i % 2 === 0 ? [a.grpc, b.grpc] : [b.grpc, a.grpc];
-      const sim = new SimDevice(name, order, creds);
-      await sim.register();
-      sims.push(sim);
+      const channel = new FailoverChannel(order, creds);
+      await channel.call('register', SIM_REGISTER_REQUEST);
+      sims.push(new SimDevice(name, channel, 300));
     }
     await cli(['group', 'create', '--fleet', FLEET, '--name', 'all', '--devices', sims.map((s) => s.name).join(',')]);
     for (const s of sims) s.start();
@@ -223,7 +149,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     const done = await waitFor('rollout 1 to complete', async () => {
       const r = await show(created.id);
       return r.status === 'completed' && r;
-    });
+    }, WAIT);
     expect(done.counts.HEALTHY).toBe(DEVICES);
     const subject = `rollout:${created.id}`;
     const starts = await observer.store.listAudit({ subject, action: 'rollout.wave_started' });
@@ -248,7 +174,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     expect(onB.length).toBeGreaterThan(0);
     failing.outcome = 'ROLLED_BACK';
     failing.held = false;
-    await waitFor('rollout 2 to halt', async () => (await show(created.id)).status === 'halted');
+    await waitFor('rollout 2 to halt', async () => (await show(created.id)).status === 'halted', WAIT);
     // Devices served by replica B: their pending assignment of the halted rollout is not handed out.
     for (const s of onB) {
       const assignments = await s.heartbeat();
@@ -272,7 +198,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     await waitFor('reports in flight through replica A', async () => {
       const r = await show(created.id);
       return r.devices.filter((d) => preferA.has(d.name) && inFlight.has(d.state)).length >= 2 && r;
-    });
+    }, WAIT);
     const [a, b] = replicas as [Child, Child];
     a.proc.kill('SIGKILL');
     await a.exit;
@@ -280,7 +206,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     const done = await waitFor('rollout 3 to complete on the surviving replica', async () => {
       const r = await show(created.id);
       return r.status === 'completed' && r;
-    }, 90_000);
+    }, { ...WAIT, timeoutMs: 90_000 });
     expect(done.counts.HEALTHY).toBe(DEVICES);
     // The devices that preferred replica A went on through replica B.
     const servedByBAfterKill = new Set(

@@ -11,8 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceClient } from '@meshanics/core';
 import { getRollout, openDataDir, type MeshanicsContext } from '@meshanics/server';
-import type { AssignmentMessage, InstalledArtifact } from '@meshanics/core/contract';
 import { serverCli, startAgent, startServer, type Child } from '../../scripts/lib/processes.mjs';
+import { SimDevice, SIM_REGISTER_REQUEST } from './helpers/sim-device.js';
+import { publishModel, rolloutCreateArgs, waitFor } from './helpers/steps.js';
 
 const FLEET = 'e2e';
 const SIMULATED = 20;
@@ -30,73 +31,6 @@ const v1 = randomBytes(64 * 1024);
 const v2 = randomBytes(64 * 1024);
 const liveModel = (agent: string) => path.join(root, 'agents', agent, 'artifacts', 'model', 'detector', 'model');
 
-/** A device that does what an agent tells the server, without touching any file. */
-class SimDevice {
-  readonly installed: InstalledArtifact[] = [];
-  readonly handled = new Set<string>();
-  outcome: 'HEALTHY' | 'ROLLED_BACK' = 'HEALTHY';
-  /** Held devices neither heartbeat nor report until released. */
-  held = false;
-  #seq = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #busy = false;
-
-  constructor(
-    readonly name: string,
-    readonly client: DeviceClient,
-  ) {}
-
-  start(): void {
-    this.#timer = setInterval(() => void this.tick().catch(() => undefined), 500);
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.client.close();
-  }
-
-  async heartbeat(): Promise<AssignmentMessage[]> {
-    return (await this.client.heartbeat({ installed: this.installed })).assignments;
-  }
-
-  async tick(): Promise<void> {
-    if (this.held || this.#busy) return;
-    this.#busy = true;
-    try {
-      for (const a of await this.heartbeat()) {
-        if (this.handled.has(a.assignmentId)) continue;
-        this.handled.add(a.assignmentId);
-        await this.apply(a);
-      }
-    } finally {
-      this.#busy = false;
-    }
-  }
-
-  async apply(a: AssignmentMessage): Promise<void> {
-    const report = (state: 'DOWNLOADING' | 'VERIFYING' | 'APPLYING' | 'HEALTHY' | 'ROLLED_BACK', reason = '') =>
-      this.client.reportArtifactStatus({
-        assignmentId: a.assignmentId,
-        state,
-        sequence: ++this.#seq,
-        reason,
-        bytesDone: 0,
-        bytesTotal: a.expectedLength,
-        deviceTime: new Date().toISOString(),
-      });
-    for (const s of ['DOWNLOADING', 'VERIFYING', 'APPLYING'] as const) await report(s);
-    if (this.outcome === 'ROLLED_BACK') {
-      await report('ROLLED_BACK', 'probe failed on attempt 1/1: simulated');
-      return;
-    }
-    await report('HEALTHY', 'simulated probe ok');
-    const record = { name: a.name, kind: a.kind, version: a.version, sha256: a.expectedSha256, state: 'HEALTHY' as const };
-    const i = this.installed.findIndex((x) => x.name === a.name);
-    if (i >= 0) this.installed[i] = record;
-    else this.installed.push(record);
-  }
-}
-
 interface RolloutView {
   id: string;
   status: string;
@@ -112,28 +46,12 @@ interface RolloutView {
 // eat the CPU the server and agents need.
 const show = async (id: string): Promise<RolloutView> => getRollout(observer, id) as unknown as RolloutView;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 async function publish(version: string, bytes: Buffer): Promise<void> {
-  const file = path.join(root, `detector-${version}`);
-  await writeFile(file, bytes);
-  await serverCli(serverDir, ['artifact', 'publish', file, '--name', 'detector', '--version', version, '--kind', 'model']);
+  await publishModel(serverDir, root, { name: 'detector', version }, bytes);
 }
 
 async function createRollout(version: string, strategy?: unknown): Promise<RolloutView> {
-  return serverCli(serverDir, [
-    'rollout', 'create', '--fleet', FLEET, '--artifact', `detector@${version}`, '--group', 'everyone',
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
-    ...(strategy ? ['--strategy', JSON.stringify(strategy)] : []),
-  ]);
+  return serverCli(serverDir, rolloutCreateArgs({ fleet: FLEET, artifact: `detector@${version}`, group: 'everyone', readyFile, strategy }));
 }
 
 beforeAll(async () => {
@@ -158,8 +76,12 @@ beforeAll(async () => {
       cert: await readFile(path.join(creds, 'device.crt')),
       key: await readFile(path.join(creds, 'device.key')),
     }, { deadlineMs: 10_000 });
-    await client.register({ hardware: null, agentVersion: 'simulated', tags: {}, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] });
-    const sim = new SimDevice(name, client);
+    await client.register(SIM_REGISTER_REQUEST);
+    const sim = new SimDevice(name, {
+      heartbeat: async (installed) => (await client.heartbeat({ installed })).assignments,
+      reportArtifactStatus: (report) => client.reportArtifactStatus(report),
+      close: () => client.close(),
+    }, 500);
     sims.set(name, sim);
     sim.start();
   }

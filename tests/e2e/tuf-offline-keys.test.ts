@@ -12,7 +12,8 @@ import path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, Signature } from '@tufjs/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { serverCli, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { publishModel, startServerWithAgent } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -26,10 +27,8 @@ const metadataDir = () => path.join(serverDir, 'tuf', 'repo', 'metadata');
 const keysDir = () => path.join(serverDir, 'tuf', 'keys');
 const live = () => path.join(agentDir, 'artifacts', 'model', 'detector', 'model');
 
-async function publish(version: string, bytes: Buffer) {
-  const file = path.join(root, `detector-${version}`);
-  await writeFile(file, bytes);
-  return serverCli(serverDir, ['artifact', 'publish', file, '--name', 'detector', '--version', version, '--kind', 'model']);
+function publish(version: string, bytes: Buffer) {
+  return publishModel(serverDir, root, { name: 'detector', version }, bytes);
 }
 
 async function installed(version: string) {
@@ -66,10 +65,7 @@ beforeAll(async () => {
   agentDir = path.join(root, 'agent');
   await mkdir(path.join(root, 'ready'), { recursive: true });
   await mkdir(path.join(offlineDir, 'transfer'), { recursive: true });
-  server = await startServer(serverDir);
-  await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-1', '--out', certDir]);
-  agent = startAgent(server, certDir, agentDir);
-  await agent.waitForLine((l) => l?.msg === 'registered');
+  ({ server, agent } = await startServerWithAgent({ serverDir, certDir, agentDir }));
 });
 
 afterAll(async () => {

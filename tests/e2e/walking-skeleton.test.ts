@@ -11,10 +11,10 @@ import { DeviceClient } from '@meshanics/core';
 import {
   serverCli,
   startAgent,
-  startServer,
   waitForAssignment,
   type Child,
 } from '../../scripts/lib/processes.mjs';
+import { publishModel, startServerWithAgent } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -25,10 +25,8 @@ let agent: Child;
 const v1 = randomBytes(300 * 1024);
 const live = () => path.join(agentDir, 'artifacts', 'model', 'detector', 'model');
 
-async function publish(version: string, bytes: Buffer) {
-  const file = path.join(root, `detector-${version}`);
-  await writeFile(file, bytes);
-  return serverCli(serverDir, ['artifact', 'publish', file, '--name', 'detector', '--version', version, '--kind', 'model']);
+function publish(version: string, bytes: Buffer) {
+  return publishModel(serverDir, root, { name: 'detector', version }, bytes);
 }
 
 async function assign(version: string, readyFile: string, attempts = 2) {
@@ -46,10 +44,7 @@ beforeAll(async () => {
   certDir = path.join(root, 'creds');
   agentDir = path.join(root, 'agent');
   await mkdir(path.join(root, 'ready'), { recursive: true });
-  server = await startServer(serverDir);
-  await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-1', '--out', certDir]);
-  agent = startAgent(server, certDir, agentDir);
-  await agent.waitForLine((l) => l?.msg === 'registered');
+  ({ server, agent } = await startServerWithAgent({ serverDir, certDir, agentDir }));
 });
 
 afterAll(async () => {
