@@ -7,30 +7,26 @@
 //   fake DeviceService over the same mTLS. The agent must stay up with bounded memory and
 //   keep working; what it does is recorded for docs/reliability.md.
 import * as crypto from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listLogRequests, openDataDir, provisionDevice, requestDeviceLogs, type MeshanicsContext } from '@meshanics/server';
-import { serverCli, spawnAgent, startServer, type Child } from '../../scripts/lib/processes.mjs';
+import { listLogRequests, requestDeviceLogs, type MeshanicsContext } from '@meshanics/server';
+import { serverCli, spawnAgent, type Child } from '../../scripts/lib/processes.mjs';
 import { floodAssignments, startFakeDeviceService } from './fixtures/fake-device-service.mjs';
+import { CAPABILITIES, FLEET, rawDevice, startFaultServer, type FaultServer, type RawTls } from './fixtures/fault-server.js';
 import { LONG, baseSeed, prng, recordResults, rssKiB, waitFor } from './fixtures/fault-lib.mjs';
 import { METHODS, decode, encode, grpc, rawClient, rawUnary, rawUpload } from './fixtures/raw-grpc.mjs';
 
-const FLEET = 'faults';
 const SEED = baseSeed();
 const RANDOM_PER_METHOD = LONG ? 2000 : 150;
-const CAPABILITIES = [
-  { kind: 'ARTIFACT', name: 'model', version: '0.1.0' },
-  { kind: 'PROBE', name: 'file', version: '0.1.0' },
-];
 
+let fixture: FaultServer | undefined;
 let root: string;
 let serverDir: string;
 let server: Child;
 let ctx: MeshanicsContext;
-let tls: { ca: Buffer; cert: Buffer; key: Buffer };
+let tls: RawTls;
 const results: Record<string, unknown> = {};
 
 const VALID: Record<string, Buffer> = {};
@@ -61,12 +57,9 @@ function histogram(codes: Array<{ code: number; details: string }>): Record<stri
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-badinput-'));
-  serverDir = path.join(root, 'server');
-  server = await startServer(serverDir);
-  ctx = await openDataDir({ dataDir: serverDir });
-  const creds = await provisionDevice(ctx, { fleet: FLEET, name: 'fuzzer', actor: 'test:faults' });
-  tls = { ca: Buffer.from(creds.caPem), cert: Buffer.from(creds.certPem), key: Buffer.from(creds.keyPem) };
+  fixture = await startFaultServer('meshanics-badinput-');
+  ({ root, serverDir, server, ctx } = fixture);
+  tls = await rawDevice(ctx, 'fuzzer');
   VALID.Register = encode('Register', {
     hardware: { model: 'pi', soc: 'bcm', arch: 'arm64', cpuCores: 4, memoryBytes: 4e9, accelerators: ['npu'], os: 'linux', kernel: '6.1' },
     agentVersion: '0.1.0',
@@ -83,9 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordResults('bad-input', results);
-  await ctx?.close();
-  await server?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 describe('the server under bad device input', () => {

@@ -7,9 +7,7 @@
 // victim's records do not change.
 import * as crypto from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -17,45 +15,31 @@ import {
   decommissionDevice,
   getAssignment,
   issueDeviceCertificate,
-  openDataDir,
-  provisionDevice,
   publishArtifact,
   requestDeviceLogs,
   type MeshanicsContext,
 } from '@meshanics/server';
-import { serverCli, startServer, type Child } from '../../scripts/lib/processes.mjs';
+import { serverCli, type Child } from '../../scripts/lib/processes.mjs';
 import { recordResults } from './fixtures/fault-lib.mjs';
+import { CAPABILITIES, FLEET, rawDevice, startFaultServer, type FaultServer, type RawTls } from './fixtures/fault-server.js';
 import { decode, encode, grpc, rawClient, rawUnary, rawUpload, unknownField } from './fixtures/raw-grpc.mjs';
 
-const FLEET = 'faults';
-const CAPABILITIES = [
-  { kind: 'ARTIFACT', name: 'model', version: '0.1.0' },
-  { kind: 'PROBE', name: 'file', version: '0.1.0' },
-];
+let fixture: FaultServer | undefined;
 let root: string;
 let serverDir: string;
 let server: Child;
 let ctx: MeshanicsContext;
 const rows: Array<{ scenario: string; outcome: string }> = [];
 
-interface Tls {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
-}
+const device = (name: string) => rawDevice(ctx, name);
 
-async function device(name: string): Promise<Tls & { spiffeId: string }> {
-  const creds = await provisionDevice(ctx, { fleet: FLEET, name, actor: 'test:faults' });
-  return { ca: Buffer.from(creds.caPem), cert: Buffer.from(creds.certPem), key: Buffer.from(creds.keyPem), spiffeId: creds.spiffeId };
-}
-
-function register(tls: Tls, extra: Buffer = Buffer.alloc(0)) {
+function register(tls: RawTls, extra: Buffer = Buffer.alloc(0)) {
   const client = rawClient(server.grpc, tls);
   const bytes = Buffer.concat([encode('Register', { agentVersion: '0.1.0', tags: { role: 'test' }, capabilities: CAPABILITIES }), extra]);
   return rawUnary(client, 'Register', bytes).finally(() => client.close());
 }
 
-function call(tls: Tls, method: string, value: Record<string, unknown>, extra: Buffer = Buffer.alloc(0)) {
+function call(tls: RawTls, method: string, value: Record<string, unknown>, extra: Buffer = Buffer.alloc(0)) {
   const client = rawClient(server.grpc, tls);
   return rawUnary(client, method, Buffer.concat([encode(method, value), extra])).finally(() => client.close());
 }
@@ -65,7 +49,7 @@ function report(assignmentId: string, sequence: number, state = 'HEALTHY') {
 }
 
 /** GET on the artifact server with `tls`: "HTTP <status>" or "error <message>" (handshake refused). */
-function artifactGet(tls: Tls, urlPath = '/tuf/metadata/timestamp.json'): Promise<string> {
+function artifactGet(tls: RawTls, urlPath = '/tuf/metadata/timestamp.json'): Promise<string> {
   return new Promise((resolve) => {
     const req = https.get(new URL(urlPath, server.artifacts), { ca: tls.ca, cert: tls.cert, key: tls.key, agent: false }, (res) => {
       res.resume();
@@ -76,17 +60,15 @@ function artifactGet(tls: Tls, urlPath = '/tuf/metadata/timestamp.json'): Promis
 }
 
 /** A key pair and a certificate for `identity` from our device CA, valid in the past only. */
-async function certificateFromOurCa(identity: { trustDomain: string; fleet: string; name: string }, validity: { seconds: number; now?: Date }): Promise<Tls> {
+async function certificateFromOurCa(identity: { trustDomain: string; fleet: string; name: string }, validity: { seconds: number; now?: Date }): Promise<RawTls> {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const issued = await issueDeviceCertificate(await ctx.deviceCa(), publicKey, identity, validity);
   return { ca: Buffer.from((await ctx.deviceCa()).certPem), cert: Buffer.from(issued.certPem), key: Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })) };
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-identity-'));
-  serverDir = path.join(root, 'server');
-  server = await startServer(serverDir);
-  ctx = await openDataDir({ dataDir: serverDir });
+  fixture = await startFaultServer('meshanics-identity-');
+  ({ root, serverDir, server, ctx } = fixture);
   const file = path.join(root, 'model.bin');
   writeFileSync(file, crypto.randomBytes(4096));
   await publishArtifact(ctx, { file, name: 'detector', version: '1.0.0', kind: 'model', actor: 'test:faults' });
@@ -94,9 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordResults('identity', { scenarios: rows });
-  await ctx?.close();
-  await server?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 describe('identity comes from the verified certificate, nothing else', () => {
