@@ -19,7 +19,7 @@ import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import type { DeviceRecord, DesiredArtifact, InstalledRecord, Store } from './store/index.js';
+import { installedDigest, type DeviceRecord, type DesiredArtifact, type Store } from './store/index.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
 
@@ -54,13 +54,6 @@ export interface DeviceServiceMetrics {
   grpcError(method: string, code: string): void;
 }
 
-function sameInstalled(a: ReadonlyArray<Omit<InstalledRecord, 'updatedAt'>>, b: ReadonlyArray<Omit<InstalledRecord, 'updatedAt'>>): boolean {
-  if (a.length !== b.length) return false;
-  const key = (i: Omit<InstalledRecord, 'updatedAt'>) => `${i.name}\u0000${i.kind}\u0000${i.version}\u0000${i.sha256}\u0000${i.state}`;
-  const left = new Set(a.map(key));
-  return b.every((i) => left.has(key(i)));
-}
-
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 
 /** A connection-level failure to reach the database (pg: ECONNREFUSED and friends, 57P01 admin shutdown, 08xxx). */
@@ -75,6 +68,9 @@ interface Caller {
   peer: PeerDevice;
   /** Undefined until the device's row exists (issue-cert or first Register creates it). */
   device: DeviceRecord | undefined;
+  /** Digest of the installed set stored for the device (null: unknown, write it). */
+  installedDigest: string | null;
+  pendingLogRequests: boolean;
 }
 
 function toAssignmentMessage({ assignment, artifact }: DesiredArtifact): AssignmentMessage {
@@ -108,9 +104,10 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   async function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Promise<Caller> {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
-    const device = await store.getDeviceBySpiffeId(peer.spiffeId);
+    const found = await store.getCallingDevice(peer.spiffeId);
+    const device = found?.device;
     if (device?.decommissionedAt && method !== 'Heartbeat') throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
-    return { peer, device };
+    return { peer, device, installedDigest: found?.installedDigest ?? null, pendingLogRequests: found?.pendingLogRequests ?? false };
   }
 
   /** The one answer a decommissioned identity gets: the first heartbeat after decommissioning. */
@@ -195,16 +192,17 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     options.metrics?.heartbeat();
     if (options.lastSeen) {
       // Liveness goes into the next batch (flushed within a second); the installed set is
-      // written only when it differs from what is stored (a read instead of a write).
+      // written only when it differs from what is stored, told by the digest on the device row
+      // that authenticate read anyway (no query at all for an unchanged set).
       options.lastSeen.touch(device.id, now);
-      if (!sameInstalled(await store.listInstalled(device.id), installed)) await store.replaceInstalled(device.id, installed, now);
+      if (installedDigest(installed) !== caller.installedDigest) await store.replaceInstalled(device.id, installed, now);
     } else {
       await store.recordHeartbeat(device.id, installed, now);
     }
     return {
       assignments: (await store.listDesiredArtifacts(device.id)).map(toAssignmentMessage),
       // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
-      logRequests: (await store.logRequests.listPending(device.id)).map((r) => ({
+      logRequests: (caller.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
         logRequestId: r.id,
         since: r.since ?? '',
         until: r.until ?? '',
@@ -314,6 +312,8 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_DEVICE_MESSAGE_BYTES,
     'grpc.max_send_message_length': 4 * MAX_DEVICE_MESSAGE_BYTES,
+    // Channelz (call tracing for a debugging service we do not expose) costs CPU on every call.
+    'grpc.enable_channelz': 0,
   });
   server.addService(loadDeviceService().service, createDeviceServiceHandlers(options));
   const credentials = grpc.ServerCredentials.createSsl(

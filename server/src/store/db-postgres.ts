@@ -6,7 +6,7 @@
 import * as crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { TxContext, TxScope, type Db, type Params, type QueryObserver, type Row } from './db.js';
+import { TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
 
 /** Advisory lock keys, (namespace, key) pairs; the namespace is "MESH". */
 export const LOCK_NAMESPACE = 0x4d455348;
@@ -98,7 +98,7 @@ export class PostgresDb implements Db {
     return this.scope.current() !== undefined;
   }
 
-  async writeTransaction<T>(fn: () => Promise<T>): Promise<T> {
+  async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void (await outer.connection.query(sql)), fn);
     const start = performance.now();
@@ -107,6 +107,8 @@ export class PostgresDb implements Db {
     let broken = false;
     try {
       await client.query('BEGIN');
+      // SET LOCAL ends with the transaction: the pooled connection goes back with the default.
+      if (options.relaxedDurability) await client.query('SET LOCAL synchronous_commit = off');
       await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, WRITE_LOCK_KEY]);
       const result = await this.scope.run(ctx, fn);
       ctx.done = true;

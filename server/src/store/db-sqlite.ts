@@ -7,7 +7,7 @@
 // bodies that await, the holder may be this very process, which then could never finish.
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row } from './db.js';
+import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
 
 export class SqliteDb implements Db {
   readonly dialect = 'sqlite' as const;
@@ -112,25 +112,31 @@ export class SqliteDb implements Db {
     return this.scope.current() !== undefined;
   }
 
-  async writeTransaction<T>(fn: () => Promise<T>): Promise<T> {
+  async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void this.raw.exec(sql), fn);
     return this.mutex.run(async () => {
       const start = performance.now();
-      // IMMEDIATE takes the database write lock now (waiting up to busy_timeout for another
-      // process), so a read-then-write body cannot be overtaken by another writer.
-      await this.retry(() => this.raw.exec('BEGIN IMMEDIATE'));
-      const ctx = new TxContext(this.raw);
+      // A connection-wide setting, safe to flip here: the mutex keeps every other statement
+      // and transaction of this connection out until it is restored.
+      if (options.relaxedDurability) this.raw.pragma('synchronous = NORMAL');
       try {
-        const result = await this.scope.run(ctx, fn);
-        ctx.done = true;
-        this.raw.exec('COMMIT');
-        return result;
-      } catch (err) {
-        ctx.done = true;
-        if (this.raw.inTransaction) this.raw.exec('ROLLBACK');
-        throw err;
+        // IMMEDIATE takes the database write lock now (waiting up to busy_timeout for another
+        // process), so a read-then-write body cannot be overtaken by another writer.
+        await this.retry(() => this.raw.exec('BEGIN IMMEDIATE'));
+        const ctx = new TxContext(this.raw);
+        try {
+          const result = await this.scope.run(ctx, fn);
+          ctx.done = true;
+          this.raw.exec('COMMIT');
+          return result;
+        } catch (err) {
+          ctx.done = true;
+          if (this.raw.inTransaction) this.raw.exec('ROLLBACK');
+          throw err;
+        }
       } finally {
+        if (options.relaxedDurability) this.raw.pragma('synchronous = FULL');
         this.observe?.('transaction', (performance.now() - start) / 1000);
       }
     });

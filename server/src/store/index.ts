@@ -9,6 +9,7 @@ export type * from './store.js';
 export type { Db, Dialect, QueryObserver, Row } from './db.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
 export { SqlStore } from './sql-store.js';
+export { installedDigest } from './installed-digest.js';
 export { SqliteDb } from './db-sqlite.js';
 export { PostgresDb } from './db-postgres.js';
 

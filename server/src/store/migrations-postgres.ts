@@ -268,4 +268,7 @@ ALTER TABLE artifacts ADD COLUMN manifest TEXT COLLATE "C";
 CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
 `;
 
-export const POSTGRES_MIGRATION_SQL: Readonly<Record<number, string>> = { 1: V1, 2: V2, 3: V3, 4: V4 };
+/** The same statement on both engines (see INSTALLED_DIGEST_SQL in migrations.ts). */
+const V5 = `ALTER TABLE devices ADD COLUMN installed_digest TEXT;`;
+
+export const POSTGRES_MIGRATION_SQL: Readonly<Record<number, string>> = { 1: V1, 2: V2, 3: V3, 4: V4, 5: V5 };

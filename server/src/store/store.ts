@@ -9,6 +9,14 @@ import type { ApiKeyStore, OperatorViewStore } from './store-api.js';
 
 export type * from './store-api.js';
 
+export interface CallingDevice {
+  device: DeviceRecord;
+  /** Digest of the stored installed set (installed-digest.ts); null: unknown, write the set. */
+  installedDigest: string | null;
+  /** True when a log request for the device waits for its upload. */
+  pendingLogRequests: boolean;
+}
+
 export interface DeviceRecord {
   id: string;
   spiffeId: string;
@@ -237,6 +245,8 @@ export interface Store {
 
   getDeviceById(id: string): Promise<DeviceRecord | undefined>;
   getDeviceBySpiffeId(spiffeId: string): Promise<DeviceRecord | undefined>;
+  /** The device behind a device API call, with what a heartbeat needs to skip queries. */
+  getCallingDevice(spiffeId: string): Promise<CallingDevice | undefined>;
   getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined>;
   /** Creates the (not yet registered) device row if it does not exist. */
   ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }>;
