@@ -1,15 +1,9 @@
 // A small client of the operator REST API (docs/operator-api.md): bearer key, JSON in and out,
 // `{ error }` answers turned into ApiError (whose exit code follows the HTTP status).
+import type { Page } from './api-types.js';
 import { ApiError, CliError, EXIT } from './errors.js';
 
 export type Query = Record<string, string | number | boolean | undefined | Array<string>>;
-
-export interface Page<T> {
-  items: T[];
-  total: number;
-  limit: number;
-  offset: number;
-}
 
 export const MAX_PAGE = 200;
 

@@ -1,5 +1,9 @@
 // The REST API from the browser: the key lives in sessionStorage (gone when the tab closes).
 
+import type { WhoAmI } from '@meshanics/cli/api-types';
+
+export type { Page, WhoAmI } from '@meshanics/cli/api-types';
+
 const KEY_STORAGE = 'meshanics.apiKey';
 export const API_BASE = new URL('api/v1', document.baseURI).pathname.replace(/\/$/, '');
 
@@ -11,21 +15,6 @@ export class ApiError extends Error {
     super(message);
     this.name = 'ApiError';
   }
-}
-
-export interface WhoAmI {
-  id?: string;
-  name: string;
-  fleet: string;
-  permissions: string[];
-  approve: boolean;
-}
-
-export interface Page<T> {
-  items: T[];
-  total: number;
-  limit: number;
-  offset: number;
 }
 
 export function storedKey(): string | null {

@@ -1,24 +1,12 @@
 // artifacts publish | ls | show
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Artifact } from '../api-types.js';
 import { seg } from '../client.js';
 import { type Command, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
 import { CliError, UsageError } from '../errors.js';
 import { bytes, keyValues, line, pageFooter, printJson, table, when } from '../output.js';
 import { multipartFromFile, progressBar } from '../upload.js';
-
-interface ArtifactView {
-  name: string;
-  version: string;
-  kind: string;
-  fileName: string;
-  targetPath: string;
-  sha256: string;
-  length: number;
-  spec: Record<string, unknown>;
-  manifest: Record<string, unknown> | null;
-  createdAt: string;
-}
 
 /** `name@version` */
 export function artifactRef(raw: string): { name: string; version: string } {
@@ -114,7 +102,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
       ...PAGING_OPTIONS,
     },
     async run(ctx) {
-      const page = await ctx.api().list<ArtifactView>('/artifacts', { name: str(ctx.values, 'name'), kind: str(ctx.values, 'kind') }, paging(ctx.values));
+      const page = await ctx.api().list<Artifact>('/artifacts', { name: str(ctx.values, 'name'), kind: str(ctx.values, 'kind') }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No artifacts.');
       else
@@ -136,7 +124,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(ctx) {
       const { name, version } = artifactRef(ctx.positionals[0]!);
-      const a = await ctx.api().get<ArtifactView>(`/artifacts${seg(name, version)}`);
+      const a = await ctx.api().get<Artifact>(`/artifacts${seg(name, version)}`);
       if (ctx.json) return printJson(ctx.out.stdout, a);
       line(
         ctx.out.stdout,

@@ -1,29 +1,9 @@
 // devices ls | show | decommission, enroll-token create | ls | revoke
+import type { DeviceDetail, DeviceSummary, EnrollmentToken } from '../api-types.js';
 import { seg } from '../client.js';
 import { type Command, deviceRef, FLEET_OPTION, intOpt, PAGING_OPTIONS, paging, str } from '../command.js';
 import { UsageError } from '../errors.js';
 import { ago, keyValues, line, pageFooter, printJson, table, when } from '../output.js';
-
-export interface DeviceSummary {
-  fleet: string;
-  name: string;
-  agentVersion: string | null;
-  tags: Record<string, string>;
-  online: boolean;
-  lastSeenAt: string | null;
-  decommissionedAt: string | null;
-  heartbeatIntervalSeconds: number;
-  registeredAt: string | null;
-  createdAt: string;
-  spiffeId: string;
-}
-
-interface DeviceDetail extends DeviceSummary {
-  hardware: Record<string, unknown> | null;
-  capabilities: Array<Record<string, unknown>>;
-  installed: Array<{ name: string; kind: string; version: string; sha256: string; state: string; updatedAt: string }>;
-  history: Array<{ sequence: number; artifact: { name: string; version: string }; state: string; reason: string; receivedAt: string; rolloutId: string | null }>;
-}
 
 export function deviceStatus(d: Pick<DeviceSummary, 'online' | 'decommissionedAt'>): string {
   if (d.decommissionedAt) return 'decommissioned';
@@ -41,18 +21,6 @@ function seconds(raw: string, name: string): number {
   const m = /^(\d+)([smhd]?)$/.exec(raw.trim());
   if (!m) throw new UsageError(`--${name} must be seconds or a duration like 30m, 12h, 7d; not "${raw}"`);
   return Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]!]!;
-}
-
-interface TokenView {
-  id: string;
-  fleet: string;
-  deviceName: string | null;
-  usesTotal: number;
-  usesLeft: number;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  status: string;
 }
 
 export const DEVICE_COMMANDS: Command[] = [
@@ -178,7 +146,7 @@ export const DEVICE_COMMANDS: Command[] = [
     usage: '[--fleet FLEET] [--limit N] [--offset N] [--all]',
     options: { ...FLEET_OPTION, ...PAGING_OPTIONS },
     async run(ctx) {
-      const page = await ctx.api().list<TokenView>('/enrollment-tokens', { fleet: ctx.fleet() }, paging(ctx.values));
+      const page = await ctx.api().list<EnrollmentToken>('/enrollment-tokens', { fleet: ctx.fleet() }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No enrollment tokens.');
       else
@@ -199,7 +167,7 @@ export const DEVICE_COMMANDS: Command[] = [
     usage: 'ID',
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      const t = await ctx.api().delete<TokenView>(`/enrollment-tokens${seg(ctx.positionals[0]!)}`);
+      const t = await ctx.api().delete<EnrollmentToken>(`/enrollment-tokens${seg(ctx.positionals[0]!)}`);
       if (ctx.json) return printJson(ctx.out.stdout, t);
       line(ctx.out.stdout, `Revoked enrollment token ${t.id} (fleet ${t.fleet}); status ${t.status}.`);
     },

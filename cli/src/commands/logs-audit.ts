@@ -2,44 +2,11 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { AuditEvent, ChainStatus, LogRequest } from '../api-types.js';
 import { seg } from '../client.js';
 import { type Command, deviceRef, FLEET_OPTION, intOpt, PAGING_OPTIONS, paging, str } from '../command.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { bytes, keyValues, line, pageFooter, printJson, table, when } from '../output.js';
-
-interface LogRequestView {
-  id: string;
-  fleet: string;
-  device: string;
-  since: string | null;
-  until: string | null;
-  maxBytes: number;
-  requestedAt: string;
-  requestedBy: string;
-  status: 'pending' | 'fulfilled';
-  fulfilledAt: string | null;
-  sizeBytes: number | null;
-  sha256: string | null;
-}
-
-interface ChainVerification {
-  count: number;
-  verified: boolean;
-  headHash: string;
-  firstBrokenSeq?: number;
-  problem?: string;
-}
-
-interface AuditEvent {
-  seq: number;
-  at: string;
-  actor: string;
-  action: string;
-  subject: string;
-  details: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
 
 /** Writes a response body to a file (atomically: temp file, then rename) or to stdout. */
 async function writeBody(
@@ -72,7 +39,7 @@ async function writeBody(
   }
 }
 
-function chainText(c: ChainVerification): string {
+function chainText(c: ChainStatus): string {
   if (c.verified) return `verified: ${c.count} event(s), head ${c.headHash}`;
   return `BROKEN${c.firstBrokenSeq !== undefined ? ` at event ${c.firstBrokenSeq}` : ''}${c.problem ? `: ${c.problem}` : ''} (${c.count} event(s))`;
 }
@@ -113,7 +80,7 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
     usage: '[--fleet FLEET] [--device NAME] [--limit N] [--offset N] [--all]',
     options: { ...FLEET_OPTION, device: { type: 'string', arg: 'NAME', description: 'only this device' }, ...PAGING_OPTIONS },
     async run(ctx) {
-      const page = await ctx.api().list<LogRequestView>('/log-requests', { fleet: ctx.fleet(), device: str(ctx.values, 'device') }, paging(ctx.values));
+      const page = await ctx.api().list<LogRequest>('/log-requests', { fleet: ctx.fleet(), device: str(ctx.values, 'device') }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No log requests.');
       else
@@ -193,9 +160,9 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
         tail = (tail + text).slice(-64 * 1024);
       });
       const last = tail.trimEnd().split('\n').at(-1) ?? '';
-      let chain: ChainVerification | undefined;
+      let chain: ChainStatus | undefined;
       try {
-        chain = (JSON.parse(last) as { chain?: ChainVerification }).chain;
+        chain = (JSON.parse(last) as { chain?: ChainStatus }).chain;
       } catch {
         // handled below
       }
@@ -215,7 +182,7 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
     summary: 'verify the audit hash chain on the server (exit 0 verified, 6 broken)',
     usage: '',
     async run(ctx) {
-      const c = await ctx.api().get<ChainVerification>('/audit/verify');
+      const c = await ctx.api().get<ChainStatus>('/audit/verify');
       if (ctx.json) printJson(ctx.out.stdout, c);
       else
         line(

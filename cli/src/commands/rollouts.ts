@@ -1,4 +1,5 @@
 // groups create | ls | show; rollouts create | ls | show | watch | approve | resume | abort
+import type { Group, Rollout, Wave } from '../api-types.js';
 import { type ApiClient, seg } from '../client.js';
 import { type Command, type Context, FLEET_OPTION, intOpt, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
 import { ApiError, CliError, EXIT, UsageError } from '../errors.js';
@@ -7,44 +8,6 @@ import { artifactRef } from './artifacts.js';
 
 export const STATES = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] as const;
 const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);
-
-export interface Wave {
-  index: number;
-  percent: number;
-  approval: 'auto' | 'manual';
-  status: 'pending' | 'active' | 'complete';
-  devices: number;
-  counts: Record<string, number>;
-  startedAt?: string | null;
-  startedBy?: string | null;
-}
-
-export interface RolloutDetail {
-  id: string;
-  fleet: string;
-  status: 'running' | 'waiting_approval' | 'halted' | 'completed' | 'aborted';
-  artifact: { name: string; version: string; kind: string };
-  group: string;
-  probe: Record<string, unknown>;
-  strategy: { waves: Array<{ percent: number; approval: string }>; max_failure_rate?: number };
-  currentWave: number;
-  halt: { reason: string; wave: number; failures: number; tolerance: number; at: string } | null;
-  abortPolicy: 'keep' | 'revert' | null;
-  counts: Record<string, number>;
-  waves: Wave[];
-  devices?: Array<{ name: string; wave: number; state: string; reason: string; assignedAt: string | null; updatedAt: string | null }>;
-  createdBy?: string;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt?: string | null;
-}
-
-interface Group {
-  fleet: string;
-  name: string;
-  devices: string[];
-  unresolved: string[];
-}
 
 function csv(raw: string): string[] {
   return raw
@@ -70,7 +33,7 @@ function countsText(counts: Record<string, number>): string {
   return parts.length ? parts.join(', ') : 'no devices';
 }
 
-function statusText(r: RolloutDetail): string {
+function statusText(r: Rollout): string {
   switch (r.status) {
     case 'waiting_approval':
       // currentWave is the last wave started; the one waiting is the next.
@@ -86,7 +49,7 @@ function statusText(r: RolloutDetail): string {
   }
 }
 
-export function renderRollout(r: RolloutDetail): string {
+export function renderRollout(r: Rollout): string {
   const lines: string[] = [];
   const probe = r.probe as { type?: string; timeoutSeconds?: number; attempts?: number };
   lines.push(
@@ -132,7 +95,7 @@ export function renderRollout(r: RolloutDetail): string {
   return lines.join('\n');
 }
 
-function summaryLine(r: RolloutDetail): string {
+function summaryLine(r: Rollout): string {
   const t = new Date().toISOString().slice(11, 19);
   return `${t} ${statusText(r)}  ${bar(terminalCount(r.counts), total(r.counts), 20)} ${terminalCount(r.counts)}/${total(r.counts)}  ${countsText(r.counts)}`;
 }
@@ -164,7 +127,7 @@ async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ ev
 
 export type WatchEnd = 'completed' | 'halted' | 'aborted' | 'waiting_approval';
 
-function finished(r: RolloutDetail, stopAtApproval: boolean): boolean {
+function finished(r: Rollout, stopAtApproval: boolean): boolean {
   return r.status === 'completed' || r.status === 'halted' || r.status === 'aborted' || (stopAtApproval && r.status === 'waiting_approval');
 }
 
@@ -175,12 +138,12 @@ function finished(r: RolloutDetail, stopAtApproval: boolean): boolean {
 export async function watchRollout(
   api: ApiClient,
   id: string,
-  options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: RolloutDetail) => void; onRetry?: (err: Error) => void },
-): Promise<RolloutDetail> {
+  options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: Rollout) => void; onRetry?: (err: Error) => void },
+): Promise<Rollout> {
   const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : Infinity;
   const stop = options.stopAtApproval === true;
-  let last: RolloutDetail | undefined;
-  const seen = (r: RolloutDetail) => {
+  let last: Rollout | undefined;
+  const seen = (r: Rollout) => {
     if (last && last.updatedAt === r.updatedAt && JSON.stringify(last) === JSON.stringify(r)) return;
     last = r;
     options.onUpdate?.(r);
@@ -192,7 +155,7 @@ export async function watchRollout(
     if (sse) {
       const abort = new AbortController();
       const timer = Number.isFinite(remaining) ? setTimeout(() => abort.abort(), remaining) : undefined;
-      let result: RolloutDetail | undefined;
+      let result: Rollout | undefined;
       try {
         const res = await api.raw('GET', `/rollouts${seg(id)}/events`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
         if (!res.body || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
@@ -201,7 +164,7 @@ export async function watchRollout(
         }
         for await (const ev of sseEvents(res.body)) {
           if (ev.event !== 'rollout') continue;
-          const r = JSON.parse(ev.data) as RolloutDetail;
+          const r = JSON.parse(ev.data) as Rollout;
           seen(r);
           if (finished(r, stop)) {
             // Leaving the loop cancels the stream; only then abort (an abort first would
@@ -227,7 +190,7 @@ export async function watchRollout(
       await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
       continue;
     }
-    const r = await api.get<RolloutDetail>(`/rollouts${seg(id)}`);
+    const r = await api.get<Rollout>(`/rollouts${seg(id)}`);
     seen(r);
     if (finished(r, stop)) return r;
     await sleep(Math.min(2000, Math.max(0, deadline - Date.now())));
@@ -235,7 +198,7 @@ export async function watchRollout(
   throw new CliError(`rollout ${id} did not finish within the timeout (last status: ${last?.status ?? 'unknown'})`, EXIT.ERROR);
 }
 
-export function exitCodeForRollout(r: RolloutDetail): number {
+export function exitCodeForRollout(r: Rollout): number {
   if (r.status === 'halted') return EXIT.ROLLOUT_HALTED;
   if (r.status === 'aborted') return EXIT.ROLLOUT_ABORTED;
   return EXIT.OK;
@@ -281,7 +244,7 @@ async function runWatch(ctx: Context, id: string): Promise<number> {
   return code;
 }
 
-function printRollout(ctx: Context, r: RolloutDetail): void {
+function printRollout(ctx: Context, r: Rollout): void {
   if (ctx.json) printJson(ctx.out.stdout, r);
   else line(ctx.out.stdout, renderRollout(r));
 }
@@ -399,7 +362,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
         const g = await api.post<Group>('/groups', { fleet, name: group, devices: csv(devicesRaw) });
         if (g.unresolved.length) ctx.out.stderr.write(`meshanics: warning: no device of fleet ${fleet} is named ${g.unresolved.join(', ')}\n`);
       }
-      const r = await api.post<RolloutDetail>('/rollouts', { fleet, artifact, group, probe, ...(strategy !== undefined ? { strategy } : {}) });
+      const r = await api.post<Rollout>('/rollouts', { fleet, artifact, group, probe, ...(strategy !== undefined ? { strategy } : {}) });
       if (ctx.values.watch === true) {
         if (!ctx.json) line(ctx.out.stdout, `Created rollout ${r.id}`);
         return runWatch(ctx, r.id);
@@ -417,7 +380,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
       ...PAGING_OPTIONS,
     },
     async run(ctx) {
-      const page = await ctx.api().list<RolloutDetail>('/rollouts', { fleet: ctx.fleet(), status: str(ctx.values, 'status') }, paging(ctx.values));
+      const page = await ctx.api().list<Rollout>('/rollouts', { fleet: ctx.fleet(), status: str(ctx.values, 'status') }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No rollouts.');
       else
@@ -447,7 +410,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     usage: 'ID',
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      printRollout(ctx, await ctx.api().get<RolloutDetail>(`/rollouts${seg(ctx.positionals[0]!)}`));
+      printRollout(ctx, await ctx.api().get<Rollout>(`/rollouts${seg(ctx.positionals[0]!)}`));
     },
   },
   {
@@ -471,7 +434,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     usage: 'ID',
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      printRollout(ctx, await ctx.api().post<RolloutDetail>(`/rollouts${seg(ctx.positionals[0]!)}/approve`));
+      printRollout(ctx, await ctx.api().post<Rollout>(`/rollouts${seg(ctx.positionals[0]!)}/approve`));
     },
   },
   {
@@ -480,7 +443,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     usage: 'ID',
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      printRollout(ctx, await ctx.api().post<RolloutDetail>(`/rollouts${seg(ctx.positionals[0]!)}/resume`));
+      printRollout(ctx, await ctx.api().post<Rollout>(`/rollouts${seg(ctx.positionals[0]!)}/resume`));
     },
   },
   {
@@ -492,7 +455,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     async run(ctx) {
       const policy = str(ctx.values, 'policy');
       if (policy !== undefined && policy !== 'keep' && policy !== 'revert') throw new UsageError(`--policy must be keep or revert, not "${policy}"`);
-      printRollout(ctx, await ctx.api().post<RolloutDetail>(`/rollouts${seg(ctx.positionals[0]!)}/abort`, policy ? { policy } : {}));
+      printRollout(ctx, await ctx.api().post<Rollout>(`/rollouts${seg(ctx.positionals[0]!)}/abort`, policy ? { policy } : {}));
     },
   },
 ];

@@ -1,17 +1,10 @@
 // login, logout, whoami
+import type { WhoAmI } from '../api-types.js';
 import { ApiClient } from '../client.js';
 import { type Command, str } from '../command.js';
 import { normalizeUrl, readConfigFile, writeConfigFile } from '../config.js';
 import { ApiError, CliError, EXIT, UsageError } from '../errors.js';
 import { keyValues, line, printJson } from '../output.js';
-
-export interface WhoAmI {
-  id?: string;
-  name: string;
-  fleet: string;
-  permissions: string[];
-  approve: boolean;
-}
 
 /** Reads the key from stdin: hidden prompt on a terminal, the first line otherwise. */
 async function readKey(prompt: NodeJS.WritableStream): Promise<string> {
