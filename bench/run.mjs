@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_DIR, serveSupports } from './lib/fixtures.mjs';
+import { backendOf, createBenchDatabase, dropBenchDatabase } from './lib/database.mjs';
+import { BENCH_DIR } from './lib/fixtures.mjs';
 import { fmtBytes, progress } from './lib/log.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
 import { stopAll } from './lib/workers.mjs';
@@ -34,8 +35,8 @@ if (values.help) {
   --work-dir   where data dirs and test files go (default: a new directory in ${os.tmpdir()})
   --keep       keep the work directory afterwards
   --set S.K=V  override a suite's size, e.g. --set fleet.devices=2000 --set fleet.intervalSeconds=10
-  --database-url URL  also run the server suites (heartbeat, fleet) against this database, next
-               to SQLite, once \`meshanics-server serve\` has --database-url (the PostgreSQL issue)`);
+  --database-url URL  also run the server suites (heartbeat, fleet) on PostgreSQL, next to SQLite:
+               each gets a new database on that server (CREATE DATABASE, dropped afterwards)`);
   process.exit(0);
 }
 const mode = values.smoke ? 'smoke' : 'full';
@@ -67,13 +68,9 @@ for (const item of values.set ?? []) {
 const SERVER_SUITES = ['heartbeat', 'fleet'];
 const runs = selected.map((name) => ({ name, key: name, options: {} }));
 if (values['database-url']) {
-  if (!serveSupports('--database-url')) {
-    console.error('meshanics-server serve has no --database-url option yet: only SQLite can be benchmarked.');
-    process.exit(2);
-  }
-  const backend = new URL(values['database-url']).protocol.replace(/:$/, '').replace(/^postgres$/, 'postgresql');
+  const backend = backendOf(values['database-url']);
   for (const name of selected.filter((s) => SERVER_SUITES.includes(s))) {
-    runs.push({ name, key: `${name}/${backend}`, options: { serverArgs: ['--database-url', values['database-url']], backend } });
+    runs.push({ name, key: `${name}/${backend}`, options: { backend }, databaseServer: values['database-url'] });
   }
 }
 
@@ -121,15 +118,20 @@ process.once('SIGTERM', onSignal);
 
 progress('bench', `${mode} run of ${selected.join(', ')}; ${result.meta.cpus} cores, ${fmtBytes(result.meta.memoryBytes)} RAM, work dir ${work}`);
 const rows = [];
-for (const { name, key, options } of runs) {
+for (const { name, key, options, databaseServer } of runs) {
   const started = Date.now();
+  let databaseUrl;
   const dir = path.join(work, key.replace(/\W/g, '-'));
   // Other work on the machine shows up here; the same-run baselines are what absorb it.
   const loadBefore = os.loadavg()[0];
   progress(key, `starting (load average ${loadBefore.toFixed(2)})`);
   try {
     const suite = await import(`./suites/${name}.mjs`);
-    const out = await suite.run({ mode, work: dir, overrides: overrides[name] ?? {}, ...options });
+    if (databaseServer) {
+      databaseUrl = await createBenchDatabase(databaseServer);
+      progress(key, `database ${new URL(databaseUrl).pathname.slice(1)} created on ${new URL(databaseUrl).host}`);
+    }
+    const out = await suite.run({ mode, work: dir, overrides: overrides[name] ?? {}, ...options, ...(databaseUrl ? { databaseUrl } : {}) });
     result.suites[key] = { ...out, seconds: (Date.now() - started) / 1000, loadAverage: { before: loadBefore, after: os.loadavg()[0] } };
     rows.push(...out.rows);
     progress(key, `done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -139,6 +141,7 @@ for (const { name, key, options } of runs) {
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
+    if (databaseUrl) await dropBenchDatabase(databaseUrl).catch((err) => progress(key, `could not drop ${databaseUrl}: ${err.message}`));
   }
 }
 result.meta.finishedAt = new Date().toISOString();

@@ -12,9 +12,12 @@ import { track, Worker } from './workers.mjs';
 export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const workerPath = (name) => path.join(BENCH_DIR, 'workers', name);
 
-/** Creates (or completes) a server data dir: database, device CA, server certificate, TUF repository. */
-export async function initServerDataDir(dataDir) {
-  const ctx = await initDataDir({ dataDir });
+/**
+ * Creates (or completes) a server data dir: database, device CA, server certificate, TUF
+ * repository. `databaseUrl`: the database lives in PostgreSQL instead of the data dir.
+ */
+export async function initServerDataDir(dataDir, { databaseUrl } = {}) {
+  const ctx = await initDataDir({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
   await ctx.close();
 }
 
@@ -32,7 +35,7 @@ export function serverPki(dataDir) {
  * Provisions `count` devices named PREFIX00000.. with provisionDevice, spread over `workers`
  * processes (certificate issuance is CPU-bound); returns the credential files, one per worker.
  */
-export async function provisionDevices(suite, dataDir, { fleet, prefix, count, workers = 2, outDir }) {
+export async function provisionDevices(suite, dataDir, { fleet, prefix, count, workers = 2, outDir, databaseUrl }) {
   mkdirSync(outDir, { recursive: true });
   const per = Math.ceil(count / workers);
   const slices = [];
@@ -44,7 +47,9 @@ export async function provisionDevices(suite, dataDir, { fleet, prefix, count, w
   let lastPrint = 0;
   await Promise.all(
     slices.map(async (s, k) => {
-      const w = new Worker(`provision-${k}`, workerPath('provision.mjs'), [dataDir, fleet, prefix, String(s.from), String(s.count), s.file]);
+      const w = new Worker(`provision-${k}`, workerPath('provision.mjs'), [dataDir, fleet, prefix, String(s.from), String(s.count), s.file], {
+        env: databaseUrl ? { MESHANICS_DATABASE_URL: databaseUrl } : {},
+      });
       w.on('progress', (m) => {
         done.set(k, m.done);
         const total = [...done.values()].reduce((a, b) => a + b, 0);
@@ -79,11 +84,11 @@ export function serveSupports(option) {
 }
 
 /**
- * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs).
- * `serverArgs` selects a backend, e.g. ['--database-url', URL] once the server has one.
+ * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs), on the
+ * data dir's SQLite database or, with `databaseUrl`, on PostgreSQL.
  */
-export async function startMeshServer(dataDir, { heartbeatSeconds = 30, serverArgs = [] } = {}) {
-  const extraArgs = [...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []), ...serverArgs];
+export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl } = {}) {
+  const extraArgs = [...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []), ...(databaseUrl ? ['--database-url', databaseUrl] : [])];
   const server = await startServer(dataDir, { heartbeatSeconds, extraArgs });
   return track(server);
 }

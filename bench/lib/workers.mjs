@@ -30,9 +30,9 @@ export async function stopAll(graceMs = 5000) {
 }
 
 export class Worker {
-  constructor(name, file, args = [], { execArgv = [] } = {}) {
+  constructor(name, file, args = [], { execArgv = [], env = {} } = {}) {
     this.name = name;
-    this.proc = fork(file, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv });
+    this.proc = fork(file, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv, env: { ...process.env, ...env } });
     this.pid = this.proc.pid;
     this.queues = new Map();
     this.waiters = new Map();

@@ -1,11 +1,13 @@
 // 2. Fleet simulation: many simulated devices with distinct identities (own certificate, own
-// channel) heartbeating at a compressed interval against the real server on SQLite; rollouts
-// to all of them in waves (createAssignment per device: there is no rollout API yet), the
-// devices sending the agent's reports. Time to all healthy, server RSS (VmHWM), database
-// size, heartbeat latency. The same fleet against the bare echo server is the baseline.
+// channel) heartbeating at a compressed interval against the real server on SQLite (or a
+// PostgreSQL database of its own); one rollout to all of them in waves through the server's
+// rollout engine, the devices sending the agent's reports. Time to all healthy, server RSS
+// (VmHWM), database size, heartbeat latency. The same fleet against the bare echo server is
+// the baseline.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createAssignment, getAssignment, openDataDir, publishArtifact } from '@meshanics/server';
+import { createGroup, createRollout, getRollout, openDataDir, publishArtifact } from '@meshanics/server';
+import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { cpuMs, fileSize, memoryPoller } from '../lib/proc.mjs';
@@ -16,24 +18,12 @@ const SUITE = 'fleet';
 
 export const CONFIG = {
   // 10,000 devices at a 30 s interval is 333 heartbeats/s (see docs/benchmarks.md for the choice).
-  full: { devices: 10_000, clients: 4, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, assignBatch: 200, downloadMs: [1000, 20_000], probeMs: 500 },
-  smoke: { devices: 50, clients: 1, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, assignBatch: 50, downloadMs: [20, 80], probeMs: 10 },
+  full: { devices: 10_000, clients: 4, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, downloadMs: [1000, 20_000], probeMs: 500 },
+  smoke: { devices: 50, clients: 1, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, downloadMs: [20, 80], probeMs: 10 },
 };
 
 function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
-}
-
-/** A fixed shuffle (waves should not all land on one load process). */
-function shuffled(list) {
-  const out = [...list];
-  let seed = 42;
-  for (let i = out.length - 1; i > 0; i--) {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    const j = seed % (i + 1);
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }
 
 /** Forks the simulated fleet against `address` and waits until every device registered. */
@@ -105,18 +95,22 @@ async function stopFleet(clients) {
   return merged;
 }
 
-function dbBytes(dataDir) {
+/** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
+async function dbBytes(dataDir, databaseUrl) {
+  if (databaseUrl) return { total: await databaseBytes(databaseUrl) };
   const db = path.join(dataDir, 'meshanics.db');
   return { db: fileSize(db), wal: fileSize(`${db}-wal`), total: fileSize(db) + fileSize(`${db}-wal`) + fileSize(`${db}-shm`) };
 }
 
-/** `serverArgs`/`backend`: the same simulation against another store (run.mjs --database-url). */
-export async function run({ mode, work, overrides = {}, serverArgs = [], backend }) {
+/** `databaseUrl`/`backend`: the same simulation on a PostgreSQL database of its own (run.mjs --database-url). */
+export async function run({ mode, work, overrides = {}, databaseUrl, backend }) {
   const cfg = { ...CONFIG[mode], ...overrides };
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
-  await initServerDataDir(dataDir);
-  const ctx = await openDataDir({ dataDir });
+  await initServerDataDir(dataDir, { databaseUrl });
+  const ctx = await openDataDir({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
+  let closing;
+  const closeCtx = () => (closing ??= ctx.close());
   try {
     // One small model version per rollout.
     for (let r = 1; r <= cfg.rollouts; r++) {
@@ -124,13 +118,13 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
       writeFileSync(file, Buffer.alloc(64 * 1024, r));
       await publishArtifact(ctx, { file, name: 'detector', version: `1.0.${r}`, kind: 'model', actor: 'bench' });
     }
-    const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: path.join(work, 'creds') });
+    const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: path.join(work, 'creds'), databaseUrl });
     const creds = loadCreds(slices);
     const credsFile = path.join(work, 'creds', 'all.json');
     writeFileSync(credsFile, JSON.stringify(creds));
     const { caPem } = serverPki(dataDir);
     const steadyMs = cfg.steadyIntervals * cfg.intervalSeconds * 1000;
-    const dbAfterProvisioning = dbBytes(dataDir);
+    const dbAfterProvisioning = await dbBytes(dataDir, databaseUrl);
 
     // Baseline: the same fleet, channels and interval against the bare echo server.
     const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds });
@@ -146,7 +140,7 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
     progress(SUITE, `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms`);
 
     // The real server.
-    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, serverArgs });
+    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl });
     const pid = server.proc.pid;
     const serverMem = memoryPoller(pid, 500);
     const fleet = await connectFleet(cfg, server.grpc, caPem, credsFile, 'server');
@@ -169,94 +163,85 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
     const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
     progress(SUITE, `server: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${fmtBytes(serverMem.result.maxRss)}`);
 
-    const order = shuffled(creds.map((d) => d.name));
+    // One real rollout per version through the server's rollout engine (what the operator API
+    // calls): a group of every device, waves of cfg.waves (cumulative), each started by the
+    // serving process once the previous wave is healthy.
+    await createGroup(ctx, { fleet: 'sim', name: 'everyone', devices: creds.map((d) => d.name), actor: 'bench' });
     const rollouts = [];
     for (let r = 1; r <= cfg.rollouts; r++) {
       const version = `1.0.${r}`;
       await setPhase(fleet.clients, 'rollout');
       const cpu0 = cpuMs(pid);
       const t0 = Date.now();
+      const created = await createRollout(ctx, {
+        fleet: 'sim',
+        artifact: { name: 'detector', version },
+        group: 'everyone',
+        probe: { type: 'file', spec: { path: '/run/detector/ready' }, timeoutSeconds: 5, attempts: 1 },
+        strategy: { waves: cfg.waves.map((f) => ({ percent: Math.round(f * 100), approval: 'auto' })) },
+        actor: 'bench',
+      });
+      const createSeconds = (Date.now() - t0) / 1000;
+      const cumulative = created.waves.map((w, i) => created.waves.slice(0, i + 1).reduce((a, x) => a + x.devices, 0));
+      progress(SUITE, `rollout ${r}: created in ${createSeconds.toFixed(1)} s, waves of ${created.waves.map((w) => w.devices).join(' / ')} devices`);
+      // Bounded per wave: a device learns of its assignment within one interval and then needs
+      // the simulated download; an overloaded server gets a few intervals more, then the wave
+      // is recorded as not reached (a measurement, not a harness failure).
+      const waveBudgetMs = (cfg.intervalSeconds * 4 + cfg.downloadMs[1] / 1000 + 60) * 1000;
       const waves = [];
-      let assigned = 0;
       let complete = true;
-      const assignmentIds = [];
-      for (const fraction of cfg.waves) {
-        const until = Math.round(order.length * fraction);
-        const w0 = Date.now();
-        // Batches inside one write transaction (nested calls become savepoints), as a rollout
-        // API would do; yield between batches so the process stays responsive.
-        for (let i = assigned; i < until; i += cfg.assignBatch) {
-          const batch = order.slice(i, Math.min(until, i + cfg.assignBatch));
-          await ctx.store.withWriteLock(async () => {
-            for (const device of batch) {
-              const { assignmentId } = await createAssignment(ctx, {
-                fleet: 'sim',
-                device,
-                artifact: 'detector',
-                version,
-                rolloutId: `bench-rollout-${r}`,
-                probe: { type: 'file', spec: { path: '/run/detector/ready' }, timeoutSeconds: 5, attempts: 1 },
-                actor: 'bench',
-              });
-              assignmentIds.push(assignmentId);
-            }
-          });
-          await sleep(0);
-        }
-        const assignSeconds = (Date.now() - w0) / 1000;
-        // Bounded: a device learns of its assignment within one interval and then needs the
-        // simulated download; an overloaded server gets a few intervals more, then the wave is
-        // recorded as not reached (a measurement, not a harness failure).
-        const deadline = w0 + (cfg.intervalSeconds * 4 + cfg.downloadMs[1] / 1000 + 60) * 1000;
+      let w0 = t0;
+      for (const [i, until] of cumulative.entries()) {
+        const deadline = Date.now() + waveBudgetMs;
         let lastPrint = Date.now();
         while (healthyOf(version) < until && Date.now() < deadline) {
           await sleep(100);
           if (Date.now() - lastPrint > 10_000) {
             lastPrint = Date.now();
-            progress(SUITE, `rollout ${r} wave to ${until} devices: ${healthyOf(version)} healthy after ${((Date.now() - w0) / 1000).toFixed(0)} s`);
+            progress(SUITE, `rollout ${r} wave ${i + 1} (to ${until} devices): ${healthyOf(version)} healthy after ${((Date.now() - w0) / 1000).toFixed(0)} s`);
           }
         }
         const reached = healthyOf(version);
-        waves.push({ devices: until - assigned, healthy: reached, seconds: (Date.now() - w0) / 1000, assignSeconds });
-        progress(SUITE, `rollout ${r}/${cfg.rollouts} wave to ${until}/${order.length} devices: ${reached >= until ? 'all' : reached} healthy after ${((Date.now() - w0) / 1000).toFixed(1)} s (assigning took ${assignSeconds.toFixed(1)} s)`);
+        waves.push({ devices: created.waves[i].devices, healthy: reached, seconds: (Date.now() - w0) / 1000 });
+        progress(SUITE, `rollout ${r}/${cfg.rollouts} wave ${i + 1}/${cumulative.length} (to ${until}/${cfg.devices} devices): ${reached >= until ? 'all' : reached} healthy after ${((Date.now() - w0) / 1000).toFixed(1)} s`);
         if (reached < until) {
           complete = false;
           break;
         }
-        assigned = until;
+        w0 = Date.now();
       }
       // Protocol bound: a device learns of its assignment at its next heartbeat (up to one
       // interval later), then spends the simulated download + probe time; an instantaneous
       // server needs about this long in the worst case, so ~1x means the server added no delay.
-      const floorSeconds = cfg.waves.length * (cfg.intervalSeconds + (cfg.downloadMs[1] + cfg.probeMs) / 1000);
+      const floorSeconds = cumulative.length * (cfg.intervalSeconds + (cfg.downloadMs[1] + cfg.probeMs) / 1000);
+      // The server's own record must agree with what the devices saw.
+      const detail = await getRollout(ctx, created.id);
+      if (complete && (detail.status !== 'completed' || detail.counts.HEALTHY !== cfg.devices)) {
+        throw new Error(`rollout ${created.id} is ${detail.status} with ${detail.counts.HEALTHY}/${cfg.devices} HEALTHY in the server's database, but every device reported healthy`);
+      }
       rollouts.push({
         version,
+        id: created.id,
+        status: detail.status,
         complete,
         healthy: healthyOf(version),
         seconds: complete ? (lastHealthyAt - t0) / 1000 : null,
+        createSeconds,
         floorSeconds,
         waves,
+        waveStarts: detail.waves.map((w) => w.startedAt),
         cpuCores: (cpuMs(pid) - cpu0) / 1000 / ((Date.now() - t0) / 1000),
-        assignmentIds,
       });
       await setPhase(fleet.clients, 'after');
       if (!complete) break;
     }
-    // The server's own record must agree with what the devices saw.
-    const last = rollouts.at(-1);
-    if (last.complete) {
-      let notHealthy = 0;
-      for (const id of last.assignmentIds) if ((await getAssignment(ctx, id)).state !== 'HEALTHY') notHealthy += 1;
-      if (notHealthy > 0) throw new Error(`${notHealthy} assignments of the last rollout are not HEALTHY in the server's database`);
-    }
-    for (const r of rollouts) delete r.assignmentIds;
 
     const result = await stopFleet(fleet.clients);
-    const live = dbBytes(dataDir);
+    const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
-    await ctx.close();
+    await closeCtx();
     await server.stop();
-    const closed = dbBytes(dataDir);
+    const closed = await dbBytes(dataDir, databaseUrl);
 
     // Latency over every attempt (a call that failed counts at the time it failed, usually the
     // 15 s deadline): an overloaded server must not look fast because only its survivors count.
@@ -283,9 +268,7 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
       { suite: label, metric: 'status report p99 latency (acknowledged)', unit: 'ms', value: phase('rollout').report.quantile(0.99), baseline: phase('rollout').heartbeat.quantile(0.99), baselineName: 'heartbeats (same phase)', ratio: vsEcho(phase('rollout').report.quantile(0.99), phase('rollout').heartbeat.quantile(0.99)) },
       { suite: label, metric: 'load generators: event-loop delay p99', unit: 'ms', value: result.loop.p99Ms, baseline: echoResult.loop.p99Ms, baselineName: 'echo run', ratio: vsEcho(result.loop.p99Ms, echoResult.loop.p99Ms) },
       { suite: label, metric: 'server CPU, steady (cores)', unit: 'cores', value: steadyCpuCores, baseline: echoCpuCores, baselineName: 'echo', ratio: vsEcho(steadyCpuCores, echoCpuCores) },
-      backend
-        ? { suite: label, metric: 'database size', value: `n/a for ${backend} yet` }
-        : { suite: label, metric: 'database size (db+wal, live)', unit: 'bytes', value: live.total, baseline: dbAfterProvisioning.total, baselineName: 'provisioned', ratio: vsEcho(live.total, dbAfterProvisioning.total) },
+      { suite: label, metric: databaseUrl ? 'database size (pg_database_size)' : 'database size (db+wal, live)', unit: 'bytes', value: live.total, baseline: dbAfterProvisioning.total, baselineName: 'provisioned', ratio: vsEcho(live.total, dbAfterProvisioning.total) },
       { suite: label, metric: 'connect + register all devices', unit: 's', value: fleet.connectSeconds, baseline: echoFleet.connectSeconds, baselineName: 'echo', ratio: vsEcho(fleet.connectSeconds, echoFleet.connectSeconds) },
     ];
     return {
@@ -325,6 +308,6 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
       rows,
     };
   } finally {
-    await ctx.close();
+    await closeCtx();
   }
 }

@@ -19,13 +19,14 @@ function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
-/** `serverArgs`/`backend`: the same benchmark against another store (run.mjs --database-url). */
-export async function run({ mode, work, overrides = {}, serverArgs = [], backend }) {
+/** `databaseUrl`/`backend`: the same benchmark on a PostgreSQL database of its own (run.mjs --database-url). */
+export async function run({ mode, work, overrides = {}, databaseUrl, backend }) {
   const SUITE = backend ? `heartbeat/${backend}` : 'heartbeat';
   const cfg = { ...CONFIG[mode], ...overrides };
   const dataDir = path.join(work, 'server');
-  await initServerDataDir(dataDir);
+  await initServerDataDir(dataDir, { databaseUrl });
   const slices = await provisionDevices(SUITE, dataDir, {
+    databaseUrl,
     fleet: 'load',
     prefix: 'hb',
     count: cfg.devices,
@@ -35,7 +36,7 @@ export async function run({ mode, work, overrides = {}, serverArgs = [], backend
   const credsFile = path.join(work, 'creds', 'all.json');
   writeFileSync(credsFile, JSON.stringify(loadCreds(slices)));
 
-  const server = await startMeshServer(dataDir, { heartbeatSeconds: 30, serverArgs });
+  const server = await startMeshServer(dataDir, { heartbeatSeconds: 30, databaseUrl });
   const echo = await startEchoServer(dataDir, { heartbeatSeconds: 30 });
   const targets = { server: { pid: server.proc.pid, address: server.grpc }, echo: { pid: echo.pid, address: echo.grpc } };
   progress(SUITE, `server pid ${targets.server.pid} at ${server.grpc}, echo pid ${targets.echo.pid} at ${echo.grpc}`);

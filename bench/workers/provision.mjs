@@ -1,12 +1,14 @@
 // Provisions a slice of simulated devices into a server data dir with the server's own
 // operator function (provisionDevice: key pair, certificate from the device CA, device row,
 // audit event) and writes their credentials as JSON for the load generators.
-// Args: DATA_DIR FLEET PREFIX FROM COUNT OUT_FILE
+// Args: DATA_DIR FLEET PREFIX FROM COUNT OUT_FILE; MESHANICS_DATABASE_URL when the data dir's
+// database is in PostgreSQL (as for every server command).
 import { writeFileSync } from 'node:fs';
 import { openDataDir, provisionDevice } from '@meshanics/server';
 
 const [dataDir, fleet, prefix, from, count, outFile] = process.argv.slice(2);
-const ctx = await openDataDir({ dataDir });
+const databaseUrl = process.env.MESHANICS_DATABASE_URL;
+const ctx = await openDataDir({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
 const devices = [];
 try {
   const first = Number(from);
