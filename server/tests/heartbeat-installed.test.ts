@@ -6,29 +6,21 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/artifacts.js';
 import { createAssignment } from '../src/assignments.js';
-import { DeviceClient, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { provision, REGISTER_REQUEST, startDeviceTestServer, tempDir, type DeviceTestServer } from './helpers.js';
 
-let t: TestServer;
-const clients: DeviceClient[] = [];
+let t: DeviceTestServer;
 
 beforeAll(async () => {
-  t = await startTestServer();
+  t = await startDeviceTestServer();
 });
 afterAll(async () => {
-  for (const c of clients) c.close();
   await t.close();
 });
 
 async function registeredDevice(name: string) {
   const creds = await provision(t.ctx, 'lab', name);
-  const client = new DeviceClient(t.server.grpcAddress, creds);
-  clients.push(client);
-  await client.call('Register', {
-    hardware: { model: 'rpi5', soc: 'bcm2712', arch: 'arm64', cpuCores: 4, memoryBytes: 8 << 30, accelerators: [], os: 'debian', kernel: '6.6' },
-    agentVersion: '1.0.0',
-    tags: {},
-    capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }],
-  });
+  const client = t.client(creds);
+  await client.call('Register', { ...REGISTER_REQUEST, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }] });
   const device = (await t.ctx.store.getDeviceBySpiffeId(creds.spiffeId))!;
   return { client, device };
 }
