@@ -1,5 +1,7 @@
 import { pino, type Logger } from 'pino';
-import semver from 'semver';
+// Only the two functions use() needs: the semver index loads every module of the package.
+import satisfies from 'semver/functions/satisfies.js';
+import validRange from 'semver/ranges/valid.js';
 import type { Capability } from './contract/messages.js';
 import { PROBE_COMMON_SCHEMA, compileSchema, parseAndValidate, type SchemaValidator } from './contract/schema.js';
 import type { Assignment } from './assignment.js';
@@ -72,10 +74,10 @@ export class Agent {
     if (typeof plugin.version !== 'string' || !plugin.specSchema || typeof plugin.specSchema !== 'object') {
       throw new MeshError('MESH_ERR_PLUGIN_INVALID', `plugin ${plugin.name} needs a version and a specSchema`);
     }
-    if (typeof plugin.coreApi !== 'string' || !semver.validRange(plugin.coreApi)) {
+    if (typeof plugin.coreApi !== 'string' || !validRange(plugin.coreApi)) {
       throw new MeshError('MESH_ERR_PLUGIN_INVALID', `plugin ${plugin.name} must declare the core API range it supports (coreApi, e.g. "^${Agent.CORE_API_VERSION}")`);
     }
-    if (!semver.satisfies(Agent.CORE_API_VERSION, plugin.coreApi)) {
+    if (!satisfies(Agent.CORE_API_VERSION, plugin.coreApi)) {
       throw new MeshError(
         'MESH_ERR_PLUGIN_INVALID',
         `plugin ${plugin.name} ${plugin.version} supports core API ${plugin.coreApi}, but this agent offers ${Agent.CORE_API_VERSION}`,

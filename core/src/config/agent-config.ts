@@ -2,7 +2,7 @@
 // device maker's say over what any instruction may do: a signed assignment can choose only
 // inside these allowlists, never widen them. Everything is denied until listed here.
 import { promises as fs } from 'node:fs';
-import { compileSchema, type JsonSchema } from '../contract/schema.js';
+import { compileSchema, type JsonSchema, type SchemaValidator, type Validation } from '../contract/schema.js';
 import { MeshError } from '../errors.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/meshanics/agent.json';
@@ -89,7 +89,13 @@ export const AGENT_CONFIG_SCHEMA: JsonSchema = Object.freeze({
   },
 });
 
-const validate = compileSchema<Partial<AgentConfig>>(AGENT_CONFIG_SCHEMA, 'config');
+// Compiled on the first config file parsed, not at import: an agent without a config file
+// (defaults) never needs this validator (issue #9, idle RSS).
+let validator: SchemaValidator<Partial<AgentConfig>> | undefined;
+function validate(value: unknown): Validation<Partial<AgentConfig>> {
+  validator ??= compileSchema<Partial<AgentConfig>>(AGENT_CONFIG_SCHEMA, 'config');
+  return validator(value);
+}
 
 function freezeAllowlist(raw: Partial<Allowlist> | undefined): Allowlist {
   return Object.freeze({

@@ -6,10 +6,12 @@
 // GC, well under a millisecond with the agent's small young generation) every few MiB
 // received frees them as the download goes.
 //
-// Node exposes no GC call without --expose-gc at start-up, and the agent is started as
-// `node agent-cli.js` or through its bin; the flag is set here at run time, the way Jest's
-// leak detector does, and the function is taken from a fresh context. Where that does not
-// work the download simply runs without it (RSS as before, nothing else changes).
+// Node exposes no GC call without --expose-gc at start-up. The systemd unit
+// (core/systemd/meshanics-agent.service) passes the flag in NODE_OPTIONS, so an installed
+// agent uses the global gc. Started any other way (`node agent-cli.js`, as the tests and the
+// benchmarks do, or its bin by hand) the flag is set here at run time, the way Jest's leak
+// detector does, and the function is taken from a fresh context. Where that does not work
+// the download simply runs without it (RSS as before, nothing else changes).
 import v8 from 'node:v8';
 import vm from 'node:vm';
 

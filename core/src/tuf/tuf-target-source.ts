@@ -5,13 +5,19 @@
 import { constants, promises as fs } from 'node:fs';
 import type https from 'node:https';
 import path from 'node:path';
-import { Updater } from 'tuf-js';
+import type { Updater } from 'tuf-js';
 import { TUF_METADATA_PREFIX, TUF_TARGETS_PREFIX, hashPrefixedTargetPath } from '../contract/tuf-layout.js';
 import { MeshError } from '../errors.js';
 import type { VerifiedTarget } from '../plugin.js';
 import type { TargetSource } from '../target-source.js';
 import { downloadVerified } from '../transport/streaming-download.js';
-import { MtlsFetcher } from './mtls-fetcher.js';
+
+// tuf-js (with @tufjs/models) is only needed when an assignment is resolved; an idle agent
+// never gets there, and importing it at start-up kept ~0.5 MiB of heap and code resident for
+// nothing (issue #9, idle RSS). Imported on the first resolve(), then cached by the loader.
+function loadTufClient(): Promise<[typeof import('tuf-js'), typeof import('./mtls-fetcher.js')]> {
+  return Promise.all([import('tuf-js'), import('./mtls-fetcher.js')]);
+}
 
 export interface TufTargetSourceOptions {
   /** Where tuf-js keeps trusted metadata (the device's trust state). */
@@ -26,11 +32,9 @@ export interface TufTargetSourceOptions {
 
 export class TufTargetSource implements TargetSource {
   readonly #options: TufTargetSourceOptions;
-  #fetcher: MtlsFetcher;
 
   private constructor(options: TufTargetSourceOptions) {
     this.#options = options;
-    this.#fetcher = new MtlsFetcher(options.httpsAgent, options.fetchTimeoutMs ?? 30_000);
   }
 
   static async create(options: TufTargetSourceOptions): Promise<TufTargetSource> {
@@ -50,7 +54,6 @@ export class TufTargetSource implements TargetSource {
   /** After a certificate renewal: present the new certificate from now on. */
   useHttpsAgent(agent: https.Agent): void {
     this.#options.httpsAgent = agent;
-    this.#fetcher = new MtlsFetcher(agent, this.#options.fetchTimeoutMs ?? 30_000);
   }
 
   #base(prefix: string): string {
@@ -60,11 +63,13 @@ export class TufTargetSource implements TargetSource {
   async resolve(targetPath: string): Promise<VerifiedTarget> {
     // A fresh Updater per resolution: tuf-js runs the whole client workflow in refresh()
     // (root, timestamp, snapshot, targets: spec 5.3 to 5.6) and its instance is single-use.
+    // The fetcher presents the https agent current at this resolution (renewals swap it).
+    const [{ Updater }, { MtlsFetcher }] = await loadTufClient();
     const updater = new Updater({
       metadataDir: this.#options.metadataDir,
       metadataBaseUrl: this.#base(TUF_METADATA_PREFIX),
       targetBaseUrl: this.#base(TUF_TARGETS_PREFIX),
-      fetcher: this.#fetcher,
+      fetcher: new MtlsFetcher(this.#options.httpsAgent, this.#options.fetchTimeoutMs ?? 30_000),
       config: { prefixTargetsWithHash: true },
     });
     try {
