@@ -248,7 +248,9 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       });
       logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
       options.metrics?.report(report.state, accepted);
-      if (accepted && assignment.rolloutId && options.afterRolloutReport) {
+      // Only an outcome (healthy, failed, rolled back) can change a rollout's decision: the
+      // engine treats pending and in-progress devices alike (rollouts/progress.ts).
+      if (accepted && assignment.rolloutId && TERMINAL_STATES.has(report.state) && options.afterRolloutReport) {
         try {
           await options.afterRolloutReport(assignment.rolloutId);
         } catch (err) {

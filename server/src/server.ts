@@ -16,6 +16,7 @@ import { LastSeenBatcher } from './last-seen.js';
 import { ServerMetrics } from './metrics.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
 import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
+import { RolloutDriveQueue } from './rollouts/drive-queue.js';
 import { driveRollouts } from './rollouts/engine.js';
 
 import {
@@ -215,13 +216,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     if (stale.length > 0) logger.info({ removed: stale.length }, 'removed partial log uploads left by an earlier run');
     resignTimer.unref();
 
+    const afterReports = new RolloutDriveQueue((rolloutId) => driveRollouts(ctx, { rolloutId }), logger);
     const grpcStarted = await startDeviceGrpcServer({
       store: ctx.store,
       trustDomain: ctx.trustDomain,
       logger,
       heartbeatIntervalSeconds,
       logsDir: ctx.layout.logsDir,
-      afterRolloutReport: (rolloutId) => track(driveRollouts(ctx, { rolloutId })),
+      afterRolloutReport: (rolloutId) => track(afterReports.request(rolloutId)),
       lastSeen,
       metrics,
       listen: formatHostPort(grpcListen.host, grpcListen.port),

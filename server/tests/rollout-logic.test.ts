@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, type RolloutSnapshot } from '../src/rollouts/progress.js';
+import { decide, progressOf, type DeviceProgress, type RolloutSnapshot } from '../src/rollouts/progress.js';
 import { cumulativeCounts, parseStrategy } from '../src/rollouts/strategy.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 
@@ -44,7 +44,8 @@ describe('rollout strategy', () => {
 });
 
 describe('rollout decisions', () => {
-  const base = (over: Partial<RolloutSnapshot>): RolloutSnapshot => ({
+  type Case = Omit<RolloutSnapshot, 'progress'> & { devices: DeviceProgress[] };
+  const base = (over: Partial<Case>): Case => ({
     status: 'running',
     currentWave: 0,
     strategy: strategy({ waves: [{ percent: 50 }, { percent: 100, approval: 'manual' }] }),
@@ -57,31 +58,39 @@ describe('rollout decisions', () => {
     ],
     ...over,
   });
+  const decideFor = ({ devices, ...rest }: Case) => decide({ ...rest, progress: progressOf(devices, rest.currentWave) });
 
   it('waits for a manual wave once the earlier waves are all terminal', () => {
-    expect(decide(base({}))).toEqual({ action: 'await_approval', wave: 1 });
+    expect(decideFor(base({}))).toEqual({ action: 'await_approval', wave: 1 });
   });
 
   it('halts on the first failure with a tolerance of 0, even mid-wave', () => {
     const d = base({});
     d.devices[0]!.outcome = 'rolled_back';
     d.devices[1]!.outcome = 'in_progress';
-    expect(decide(d)).toEqual({ action: 'halt', wave: 0, failures: 1, targeted: 4, tolerance: 0 });
+    expect(decideFor(d)).toEqual({ action: 'halt', wave: 0, failures: 1, targeted: 4, tolerance: 0 });
   });
 
   it('does not halt again for failures a resume acknowledged', () => {
     const d = base({ acknowledgedFailures: 1 });
     d.devices[0]!.outcome = 'failed';
-    expect(decide(d)).toEqual({ action: 'await_approval', wave: 1 });
+    expect(decideFor(d)).toEqual({ action: 'await_approval', wave: 1 });
     d.devices[1]!.outcome = 'failed';
-    expect(decide(d).action).toBe('halt');
+    expect(decideFor(d).action).toBe('halt');
   });
 
   it('ignores devices that are gone when deciding a wave is complete, and completes after the last wave', () => {
     const d = base({ currentWave: 1 });
     d.devices[2]!.outcome = 'healthy';
     d.devices[3]!.live = false;
-    expect(decide(d)).toEqual({ action: 'complete' });
-    expect(decide({ ...d, status: 'halted' })).toEqual({ action: 'none' });
+    expect(decideFor(d)).toEqual({ action: 'complete' });
+    expect(decideFor({ ...d, status: 'halted' })).toEqual({ action: 'none' });
+  });
+
+  it('waits while a started device is still in progress, whatever the later waves do', () => {
+    const d = base({});
+    d.devices[1]!.outcome = 'in_progress';
+    d.devices[2]!.outcome = 'healthy';
+    expect(decideFor(d)).toEqual({ action: 'none' });
   });
 });

@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
-import { decide, failureCount, type DeviceOutcome, type RolloutSnapshot } from './progress.js';
+import { decide, failureCount, progressOf, type DeviceOutcome, type RolloutProgress } from './progress.js';
 
 /** The actor of transitions the engine makes on its own. */
 export const ENGINE_ACTOR = 'system:rollouts';
@@ -47,14 +47,12 @@ function isLive(d: RolloutDeviceView): boolean {
   return true;
 }
 
-export function snapshotOf(rollout: RolloutRecord, devices: RolloutDeviceView[]): RolloutSnapshot {
-  return {
-    status: rollout.status,
-    currentWave: rollout.currentWave,
-    strategy: rollout.strategy,
-    acknowledgedFailures: rollout.acknowledgedFailures,
-    devices: devices.map((d) => ({ wave: d.wave, outcome: outcomeOf(d.assignment?.state), live: isLive(d) })),
-  };
+/** What the store's progress counts are computed from, row by row (tests, resume). */
+export function progressOfDevices(rollout: Pick<RolloutRecord, 'currentWave'>, devices: RolloutDeviceView[]): RolloutProgress {
+  return progressOf(
+    devices.map((d) => ({ wave: d.wave, outcome: outcomeOf(d.assignment?.state), live: isLive(d) })),
+    rollout.currentWave,
+  );
 }
 
 export function rolloutSubject(id: string): string {
@@ -119,9 +117,9 @@ export async function stepRollout(ctx: EngineContext, rolloutId: string): Promis
   for (let guard = 0; guard < 64; guard++) {
     const rollout = await store.rollouts.lockForDecision(rolloutId);
     if (!rollout) return actions;
-    const devices = await store.rollouts.listDevices(rolloutId);
-    const snapshot = snapshotOf(rollout, devices);
-    const decision = decide(snapshot);
+    // Counts computed by the database: this runs after reports during a wave of thousands.
+    const progress = await store.rollouts.progress(rolloutId, rollout.currentWave);
+    const decision = decide({ ...rollout, progress });
     const now = new Date().toISOString();
     const subject = rolloutSubject(rolloutId);
     switch (decision.action) {
@@ -162,14 +160,18 @@ export async function stepRollout(ctx: EngineContext, rolloutId: string): Promis
       case 'complete': {
         await store.rollouts.update(rolloutId, { status: 'completed', finishedAt: now }, now);
         await store.rollouts.releaseDevices(rolloutId);
-        const outcomes = { healthy: 0, failed: 0, rolled_back: 0 } as Record<string, number>;
-        for (const d of snapshot.devices) if (d.outcome in outcomes) outcomes[d.outcome]! += 1;
         await store.appendAudit({
           at: now,
           actor: ENGINE_ACTOR,
           action: 'rollout.completed',
           subject,
-          details: { targeted: snapshot.devices.length, ...outcomes, failures: failureCount(snapshot) },
+          details: {
+            targeted: progress.targeted,
+            healthy: progress.healthy,
+            failed: progress.failed,
+            rolled_back: progress.rolledBack,
+            failures: failureCount(progress),
+          },
         });
         actions.push({ rolloutId, action: 'complete' });
         ctx.logger.info({ rolloutId }, 'rollout completed');

@@ -7,6 +7,21 @@ export type RolloutStatus = 'running' | 'waiting_approval' | 'halted' | 'complet
 
 export type DeviceOutcome = 'pending' | 'in_progress' | 'healthy' | 'failed' | 'rolled_back';
 
+/**
+ * What a decision needs to know about the rollout's devices, as counts: the store computes
+ * them in SQL (a wave of thousands of devices must not be read row by row on every report),
+ * progressOf() from a device list; the two must agree.
+ */
+export interface RolloutProgress {
+  /** Every device of the rollout. */
+  targeted: number;
+  healthy: number;
+  failed: number;
+  rolledBack: number;
+  /** Live devices of the started waves whose outcome is not terminal yet. */
+  startedUnfinished: number;
+}
+
 export interface RolloutSnapshot {
   status: RolloutStatus;
   /** The highest wave whose assignments have been made (0-based). */
@@ -14,7 +29,14 @@ export interface RolloutSnapshot {
   strategy: Strategy;
   /** Failures already acknowledged by a resume: only newer ones can halt again. */
   acknowledgedFailures: number;
-  devices: Array<{ wave: number; outcome: DeviceOutcome; live: boolean }>;
+  progress: RolloutProgress;
+}
+
+export interface DeviceProgress {
+  wave: number;
+  outcome: DeviceOutcome;
+  /** False when the device no longer counts for wave completion (decommissioned, superseded). */
+  live: boolean;
 }
 
 export type Decision =
@@ -24,24 +46,34 @@ export type Decision =
   | { action: 'await_approval'; wave: number }
   | { action: 'complete' };
 
-const FAILED: ReadonlySet<DeviceOutcome> = new Set(['failed', 'rolled_back']);
 const TERMINAL: ReadonlySet<DeviceOutcome> = new Set(['healthy', 'failed', 'rolled_back']);
 
-export function failureCount(snapshot: RolloutSnapshot): number {
-  return snapshot.devices.filter((d) => FAILED.has(d.outcome)).length;
+/** The counts of `devices` when waves up to `currentWave` have started. */
+export function progressOf(devices: readonly DeviceProgress[], currentWave: number): RolloutProgress {
+  const count = (pred: (d: DeviceProgress) => boolean) => devices.filter(pred).length;
+  return {
+    targeted: devices.length,
+    healthy: count((d) => d.outcome === 'healthy'),
+    failed: count((d) => d.outcome === 'failed'),
+    rolledBack: count((d) => d.outcome === 'rolled_back'),
+    startedUnfinished: count((d) => d.wave <= currentWave && d.live && !TERMINAL.has(d.outcome)),
+  };
+}
+
+export function failureCount(progress: RolloutProgress): number {
+  return progress.failed + progress.rolledBack;
 }
 
 export function decide(snapshot: RolloutSnapshot): Decision {
   if (snapshot.status !== 'running') return { action: 'none' };
-  const targeted = snapshot.devices.length;
-  const failures = failureCount(snapshot);
+  const { targeted } = snapshot.progress;
+  const failures = failureCount(snapshot.progress);
   const tolerance = snapshot.strategy.max_failure_rate;
   // Halts fleet-wide, even in the middle of a wave.
   if (targeted > 0 && (failures - snapshot.acknowledgedFailures) / targeted > tolerance) {
     return { action: 'halt', wave: snapshot.currentWave, failures, targeted, tolerance };
   }
-  const started = snapshot.devices.filter((d) => d.wave <= snapshot.currentWave && d.live);
-  if (!started.every((d) => TERMINAL.has(d.outcome))) return { action: 'none' };
+  if (snapshot.progress.startedUnfinished > 0) return { action: 'none' };
   const next = snapshot.currentWave + 1;
   if (next >= snapshot.strategy.waves.length) return { action: 'complete' };
   return snapshot.strategy.waves[next]!.approval === 'manual' ? { action: 'await_approval', wave: next } : { action: 'advance', toWave: next };

@@ -9,7 +9,7 @@ import { resolveGroupDevices } from '../groups.js';
 import { assertDevicesSupportKind } from '../device-capabilities.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
-import { rolloutSubject, startWave, stepRollout, snapshotOf, type EngineContext } from './engine.js';
+import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';
 import { failureCount } from './progress.js';
 import { cumulativeCounts, parseStrategy } from './strategy.js';
 import { planWaves } from './wave-plan.js';
@@ -196,7 +196,7 @@ export async function resumeRollout(ctx: RolloutContext, id: string, actor: stri
   await store.withWriteLock(async () => {
     const rollout = await load(ctx, id);
     requireStatus(rollout, ['halted'], 'resume');
-    const failures = failureCount(snapshotOf(rollout, await store.rollouts.listDevices(id)));
+    const failures = failureCount(await store.rollouts.progress(id, rollout.currentWave));
     const now = new Date().toISOString();
     await store.rollouts.update(id, { status: 'running', acknowledgedFailures: failures, halt: null }, now);
     await store.appendAudit({

@@ -7,6 +7,7 @@ import type {
   ProbeRecord,
   RolloutAssignmentState,
   RolloutDeviceView,
+  RolloutProgressCounts,
   RolloutRecord,
   RolloutStatusValue,
   RolloutStore,
@@ -146,6 +147,35 @@ export class SqlRollouts implements RolloutStore {
       now,
       id,
     ]);
+  }
+
+  async progress(rolloutId: string, currentWave: number): Promise<RolloutProgressCounts> {
+    // Mirrors outcomeOf/isLive in rollouts/engine.ts: an outcome is the state of the device's
+    // rollout assignment; a device stops counting for wave completion when decommissioned or
+    // when its assignment was superseded before it finished.
+    const terminal = "('HEALTHY', 'FAILED', 'ROLLED_BACK')";
+    const r = (await this.db.get(
+      `SELECT COUNT(*) AS targeted,
+         COALESCE(SUM(CASE WHEN a.state = 'HEALTHY' THEN 1 ELSE 0 END), 0) AS healthy,
+         COALESCE(SUM(CASE WHEN a.state = 'FAILED' THEN 1 ELSE 0 END), 0) AS failed,
+         COALESCE(SUM(CASE WHEN a.state = 'ROLLED_BACK' THEN 1 ELSE 0 END), 0) AS rolled_back,
+         COALESCE(SUM(CASE WHEN rd.wave <= ? AND d.decommissioned_at IS NULL
+             AND (a.id IS NULL OR a.state NOT IN ${terminal})
+             AND NOT (a.id IS NOT NULL AND a.active = 0)
+           THEN 1 ELSE 0 END), 0) AS started_unfinished
+       FROM rollout_devices rd
+       JOIN devices d ON d.id = rd.device_id
+       LEFT JOIN assignments a ON a.id = rd.assignment_id
+       WHERE rd.rollout_id = ?`,
+      [currentWave, rolloutId],
+    ))!;
+    return {
+      targeted: num(r.targeted),
+      healthy: num(r.healthy),
+      failed: num(r.failed),
+      rolledBack: num(r.rolled_back),
+      startedUnfinished: num(r.started_unfinished),
+    };
   }
 
   async listDevices(rolloutId: string): Promise<RolloutDeviceView[]> {

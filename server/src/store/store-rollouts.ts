@@ -96,6 +96,15 @@ export interface RolloutWaveStart {
 
 export type RolloutUpdate = Partial<Pick<RolloutRecord, 'status' | 'currentWave' | 'acknowledgedFailures' | 'halt' | 'abortPolicy' | 'finishedAt'>>;
 
+/** rollouts/progress.ts RolloutProgress (the store does not import the engine). */
+export interface RolloutProgressCounts {
+  targeted: number;
+  healthy: number;
+  failed: number;
+  rolledBack: number;
+  startedUnfinished: number;
+}
+
 export interface RolloutStore {
   insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): Promise<void>;
   get(id: string): Promise<RolloutRecord | undefined>;
@@ -111,6 +120,11 @@ export interface RolloutStore {
   listIds(statuses: readonly RolloutStatusValue[]): Promise<string[]>;
   update(id: string, patch: RolloutUpdate, now: string): Promise<void>;
   listDevices(rolloutId: string): Promise<RolloutDeviceView[]>;
+  /**
+   * The rollout's progress counts with waves up to `currentWave` started: what
+   * rollouts/engine.ts progressOfDevices() computes from listDevices(), in one SQL aggregate.
+   */
+  progress(rolloutId: string, currentWave: number): Promise<RolloutProgressCounts>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
   busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
   setDeviceAssignment(
