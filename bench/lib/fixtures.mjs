@@ -94,13 +94,26 @@ export async function startMeshServer(dataDir, { heartbeatSeconds = 30, database
 }
 
 /**
- * `meshanics-agent run` with the credentials `device issue-cert` wrote. BENCH_AGENT_NODE_ARGS
- * (space-separated) are given to the agent's node, and only to it, e.g. to profile it:
- * BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof).
+ * The node flags the agent's systemd unit starts it with (its `NODE_OPTIONS`), so the
+ * benchmarks measure the agent as installed. BENCH_AGENT_UNIT_FLAGS=0 leaves them out (to
+ * measure what they are worth).
+ */
+export function agentUnitNodeFlags() {
+  if (process.env.BENCH_AGENT_UNIT_FLAGS === '0') return [];
+  const unit = readFileSync(path.join(BENCH_DIR, '..', 'core', 'systemd', 'meshanics-agent.service'), 'utf8');
+  const m = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit);
+  return m ? m[1].split(' ').filter(Boolean) : [];
+}
+
+/**
+ * `meshanics-agent run` with the credentials `device issue-cert` wrote, with the unit's node
+ * flags. BENCH_AGENT_NODE_ARGS (space-separated) are added for the agent's node, and only
+ * for it, e.g. to profile it: BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'
+ * (NODE_OPTIONS refuses --cpu-prof).
  */
 export function startMeshAgent(server, certDir, agentDir, artifactServer) {
   const target = artifactServer ? { ...server, artifacts: artifactServer } : server;
-  const execArgv = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const execArgv = [...agentUnitNodeFlags(), ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   return track(startAgent(target, certDir, agentDir, { execArgv }));
 }
 
@@ -108,8 +121,8 @@ export function startMeshAgent(server, certDir, agentDir, artifactServer) {
  * A node script as a child process (scripts/lib/processes.mjs, the harness the end-to-end
  * tests use), its last 500 output lines kept for waitForLine, stopped with the suite.
  */
-export function startNode(name, file, args = [], env = {}) {
-  return track(spawnNode(name, file, args, env, { maxLines: 500 }));
+export function startNode(name, file, args = [], env = {}, { execArgv = [] } = {}) {
+  return track(spawnNode(name, file, args, env, { maxLines: 500, execArgv }));
 }
 
 /** The bare grpc-js mTLS echo server, with the data dir's certificates. */

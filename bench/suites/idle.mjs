@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { openDataDir } from '@meshanics/server';
 import { issueCert } from '../lib/artifacts.mjs';
-import { initServerDataDir, startEchoServer, startMeshAgent, startMeshServer, startNode, workerPath } from '../lib/fixtures.mjs';
+import { agentUnitNodeFlags, initServerDataDir, startEchoServer, startMeshAgent, startMeshServer, startNode, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { clkTck, cpuMs, memory } from '../lib/proc.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
@@ -15,7 +15,7 @@ const SUITE = 'idle';
 const RSS_TARGET = 80 * 1000 * 1000;
 
 export const CONFIG = {
-  full: { processes: 5, heartbeatSeconds: 30, settleMs: 10_000, windowMs: 60_000 },
+  full: { processes: 5, heartbeatSeconds: 30, settleMs: 30_000, windowMs: 60_000 },
   smoke: { processes: 1, heartbeatSeconds: 30, settleMs: 2_000, windowMs: 4_000 },
 };
 
@@ -61,7 +61,8 @@ export async function run({ mode, work, overrides = {} }) {
       await issueCert(dataDir, 'idle', `bare-${i}`, bareCerts);
       const agent = startMeshAgent(server, agentCerts, path.join(work, 'agents', `agent-${i}`));
       agents.push({ name: `agent-${i}`, child: agent, pid: agent.proc.pid });
-      const bare = startNode(`bare-${i}`, workerPath('bare-channel.mjs'), [echo.grpc, bareCerts, String(cfg.heartbeatSeconds)]);
+      // The same node flags as the agent (its unit's), so the ratio is about Meshanics alone.
+      const bare = startNode(`bare-${i}`, workerPath('bare-channel.mjs'), [echo.grpc, bareCerts, String(cfg.heartbeatSeconds)], {}, { execArgv: agentUnitNodeFlags() });
       bares.push({ name: `bare-${i}`, child: bare, pid: bare.pid });
     }
     await Promise.all([

@@ -7,36 +7,25 @@
 // received frees them as the download goes.
 //
 // Node exposes no GC call without --expose-gc at start-up. The systemd unit
-// (core/systemd/meshanics-agent.service) passes the flag in NODE_OPTIONS, so an installed
-// agent uses the global gc. Started any other way (`node agent-cli.js`, as the tests and the
-// benchmarks do, or its bin by hand) the flag is set here at run time, the way Jest's leak
-// detector does, and the function is taken from a fresh context. Where that does not work
-// the download simply runs without it (RSS as before, nothing else changes).
-import v8 from 'node:v8';
-import vm from 'node:vm';
+// (core/systemd/meshanics-agent.service) passes the flag in NODE_OPTIONS, and so do the
+// benchmarks (they start the agent with the unit's flags). Started without it (`node
+// agent-cli.js` by hand, the end-to-end tests) the download runs without scavenges: the same
+// bytes, only a higher peak RSS. The flag is deliberately not switched on at run time
+// (v8.setFlagsFromString): Node documents flag changes after start-up as undefined behaviour.
 
 type GcFunction = (options?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async' }) => void;
 
 let gc: GcFunction | null | undefined;
 
 function gcFunction(): GcFunction | null {
-  if (gc !== undefined) return gc;
-  try {
-    const existing = (globalThis as { gc?: unknown }).gc;
-    if (typeof existing === 'function') {
-      gc = existing as GcFunction;
-    } else {
-      v8.setFlagsFromString('--expose-gc');
-      const fn = vm.runInNewContext('gc') as unknown;
-      gc = typeof fn === 'function' ? (fn as GcFunction) : null;
-    }
-  } catch {
-    gc = null;
+  if (gc === undefined) {
+    const exposed = (globalThis as { gc?: unknown }).gc;
+    gc = typeof exposed === 'function' ? (exposed as GcFunction) : null;
   }
   return gc;
 }
 
-/** Collects the young generation now, if this process allows it; never throws. */
+/** Collects the young generation now, if node was started with --expose-gc; never throws. */
 export function collectYoungGarbage(): void {
   const fn = gcFunction();
   if (!fn) return;
