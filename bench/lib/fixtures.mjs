@@ -89,7 +89,10 @@ export function serveSupports(option) {
  */
 export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl } = {}) {
   const extraArgs = [...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []), ...(databaseUrl ? ['--database-url', databaseUrl] : [])];
-  const server = await startServer(dataDir, { heartbeatSeconds, extraArgs });
+  // BENCH_SERVER_NODE_ARGS: node flags for the server only, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'
+  // (the profile is written when serve exits on the suite's SIGTERM).
+  const execArgv = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const server = await startServer(dataDir, { heartbeatSeconds, extraArgs, execArgv });
   return track(server);
 }
 

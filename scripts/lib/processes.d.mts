@@ -14,7 +14,7 @@ export interface Child {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: string | null }>;
 }
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
-export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[] }): Promise<Child>;
+export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[]; execArgv?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
 export function spawnNode(
   name: string,

@@ -103,7 +103,7 @@ export function spawnNode(name, file, args, env = {}, { maxLines, execArgv = [] 
 }
 
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
-export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [] } = {}) {
+export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [], execArgv = [] } = {}) {
   const child = spawnNode('server', SERVER_CLI, [
     'serve',
     '--data-dir', dataDir,
@@ -112,7 +112,7 @@ export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [
     '--enroll-listen', '127.0.0.1:0',
     '--heartbeat-interval', String(heartbeatSeconds),
     ...extraArgs,
-  ]);
+  ], {}, { execArgv });
   const line = await child.waitForLine((l) => l && l.msg === 'server listening');
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;

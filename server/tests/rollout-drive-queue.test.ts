@@ -61,4 +61,17 @@ describe('RolloutDriveQueue', () => {
     expect(ran.sort()).toEqual(['bad', 'good']);
     expect(errors).toHaveLength(1);
   });
+
+  it('spaces back-to-back steps of one rollout by the minimum interval, start to start', async () => {
+    const starts: number[] = [];
+    const queue = new RolloutDriveQueue(async () => {
+      starts.push(performance.now());
+      await new Promise((r) => setTimeout(r, 10));
+    }, silentLogger(), 150);
+    const first = queue.request('r1');
+    const second = queue.request('r1');
+    await Promise.all([first, second]);
+    expect(starts).toHaveLength(2);
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(145);
+  });
 });

@@ -2,7 +2,7 @@
 // the same refusals. PostgreSQL cases need a reachable server (engines.ts says how).
 import { describe, expect, it } from 'vitest';
 import { isMeshError } from '../src/errors.js';
-import { MIGRATIONS, openStore, type Store } from '../src/store/index.js';
+import { MIGRATIONS, openStore, type SqlStore, type Store } from '../src/store/index.js';
 import { testEngines } from './engines.js';
 
 const { engines } = await testEngines();
@@ -87,7 +87,15 @@ describe.each(engines)('store on $name', (engine) => {
     const location = await engine.fresh();
     const v1 = await openStore(location, { migrations: [MIGRATIONS[0]!] });
     const now = new Date().toISOString();
-    const { device } = await v1.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/old', fleet: 'f', name: 'old', now });
+    // The row as a version-1 server wrote it (today's ensureDevice fills later columns too).
+    const device = { id: 'old-device-id' };
+    await (v1 as SqlStore).db.run('INSERT INTO devices (id, spiffe_id, fleet, name, created_at) VALUES (?, ?, ?, ?, ?)', [
+      device.id,
+      'spiffe://meshanics.local/fleet/f/device/old',
+      'f',
+      'old',
+      now,
+    ]);
     await v1.close();
     const v2 = await openStore(location, { migrations: MIGRATIONS.slice(0, 2) });
     try {

@@ -3,11 +3,15 @@
 // reports arrive faster than steps finish, and one step per report made the work quadratic
 // (10,000 devices: a handful of reports per second). Now at most one step per rollout runs
 // and at most one more waits; every report that arrives meanwhile joins the waiting one,
-// which starts after the running one and so sees all of them.
+// which starts after the running one and so sees all of them. Back-to-back steps are spaced
+// by `minIntervalMs` (from start to start): a steady stream of reports then costs a few
+// steps per second per rollout, not one after another as fast as they finish.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 
 interface Entry {
   running: Promise<void>;
+  startedAt: number;
   /** The step that starts when `running` ends; shared by every request made meanwhile. */
   next?: Promise<void>;
 }
@@ -18,13 +22,16 @@ export class RolloutDriveQueue {
   constructor(
     private readonly drive: (rolloutId: string) => Promise<unknown>,
     private readonly logger: Logger,
+    private readonly minIntervalMs = 0,
   ) {}
 
   /** Resolves once a step that started after this call has finished (it never rejects). */
   request(rolloutId: string): Promise<void> {
     const entry = this.entries.get(rolloutId);
     if (entry === undefined) return this.start(rolloutId);
-    entry.next ??= entry.running.then(() => this.start(rolloutId));
+    entry.next ??= entry.running
+      .then(() => delay(Math.max(0, entry.startedAt + this.minIntervalMs - Date.now())))
+      .then(() => this.start(rolloutId));
     return entry.next;
   }
 
@@ -33,7 +40,7 @@ export class RolloutDriveQueue {
       () => undefined,
       (err: unknown) => this.logger.error({ err, rolloutId }, 'rollout progression after status reports failed'),
     );
-    const entry: Entry = { running };
+    const entry: Entry = { running, startedAt: Date.now() };
     this.entries.set(rolloutId, entry);
     void running.then(() => {
       // A request that came in while this step ran has chained the next one onto it.

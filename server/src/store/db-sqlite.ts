@@ -1,7 +1,10 @@
-// The SQLite driver of the Db seam (better-sqlite3: synchronous, one connection). Statements
-// are prepared once per SQL text and cached. Because there is one connection, a statement
-// issued while another async context holds a write transaction waits for it to end: it would
-// otherwise run inside (and be committed or rolled back with) somebody else's transaction.
+// The SQLite driver of the Db seam (better-sqlite3: synchronous). Statements are prepared
+// once per SQL text and cached. One connection writes: a statement issued while another
+// async context holds a write transaction waits for it to end, as it would otherwise run
+// inside (and be committed or rolled back with) somebody else's transaction. A second
+// connection serves the reads made outside any transaction (a heartbeat's): in WAL mode they
+// see the last committed state and never wait behind the writer's transactions, which during
+// a rollout of thousands of devices queue up one per status report.
 // Waiting for another connection's lock (another process, or another store in this process)
 // is done asynchronously: busy_timeout would block the event loop, and with transaction
 // bodies that await, the holder may be this very process, which then could never finish.
@@ -13,6 +16,8 @@ export class SqliteDb implements Db {
   readonly dialect = 'sqlite' as const;
   readonly raw: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly reader: Database.Database;
+  private readonly readStatements = new Map<string, Database.Statement>();
   private readonly mutex = new Mutex();
   private readonly scope = new TxScope<Database.Database>();
 
@@ -30,6 +35,9 @@ export class SqliteDb implements Db {
     this.raw.pragma('foreign_keys = ON');
     // From here on a locked database answers SQLITE_BUSY at once; retry() waits without blocking.
     this.raw.pragma('busy_timeout = 0');
+    // Opened after the writer switched the file to WAL; only ever given SELECTs (readStatement).
+    this.reader = new Database(file);
+    this.reader.pragma('busy_timeout = 0');
   }
 
   /** Runs `fn` again (after a growing pause, up to BUSY_WAIT_MS) while the database is locked. */
@@ -52,6 +60,27 @@ export class SqliteDb implements Db {
       this.statements.set(sql, stmt);
     }
     return stmt;
+  }
+
+  /** A SELECT outside our transactions: on the reader connection (see the top of this file). */
+  private readStatement(sql: string): Database.Statement | undefined {
+    if (this.scope.current() || !READ_ONLY_SQL.test(sql)) return undefined;
+    let stmt = this.readStatements.get(sql);
+    if (!stmt) {
+      stmt = this.reader.prepare(sql);
+      this.readStatements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /** A read on the reader connection: no mutex; waits (asynchronously) only during WAL recovery. */
+  private read<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(this.timed(fn));
+    } catch (err) {
+      if (!isBusy(err)) return Promise.reject(err);
+      return this.retry(() => this.timed(fn));
+    }
   }
 
   /** Runs a synchronous step now when nobody holds a transaction (or we are inside it), else after. */
@@ -81,6 +110,8 @@ export class SqliteDb implements Db {
   }
 
   all(sql: string, params: Params = []): Promise<Row[]> {
+    const read = this.readStatement(sql);
+    if (read) return this.read(() => read.all(...bind(params)) as Row[]);
     return this.step(() => {
       const stmt = this.statement(sql);
       const args = bind(params);
@@ -93,6 +124,8 @@ export class SqliteDb implements Db {
   }
 
   get(sql: string, params: Params = []): Promise<Row | undefined> {
+    const read = this.readStatement(sql);
+    if (read) return this.read(() => read.get(...bind(params)) as Row | undefined);
     return this.step(() => this.statement(sql).get(...bind(params)) as Row | undefined);
   }
 
@@ -105,6 +138,7 @@ export class SqliteDb implements Db {
       this.raw.exec(sql);
       // A script may change the schema: statements prepared before it may be stale.
       this.statements.clear();
+      this.readStatements.clear();
     });
   }
 
@@ -150,9 +184,13 @@ export class SqliteDb implements Db {
     // Let a running transaction finish before closing the connection under it.
     await this.mutex.run(async () => {
       if (this.raw.open) this.raw.close();
+      if (this.reader.open) this.reader.close();
     });
   }
 }
+
+/** Statements that only read, whatever their results: what the reader connection may run. */
+const READ_ONLY_SQL = /^\s*SELECT\b/i;
 
 /** How long a statement waits for another connection's lock (was busy_timeout = 5000). */
 const BUSY_WAIT_MS = 5000;

@@ -11,3 +11,6 @@ export function installedDigest(installed: ReadonlyArray<InstalledEntry>): strin
   entries.sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0));
   return crypto.createHash('sha256').update(JSON.stringify(entries)).digest('hex');
 }
+
+/** The digest of a device that has installed nothing (a new device row starts with it). */
+export const EMPTY_INSTALLED_DIGEST = installedDigest([]);

@@ -10,7 +10,7 @@ import { SqlApiKeys, SqlOperatorViews } from './sql-api-keys.js';
 import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
-import { installedDigest } from './installed-digest.js';
+import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
 import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
@@ -185,12 +185,14 @@ export class SqlStore implements Store {
     return this.withWriteLock(async () => {
       const existing = await this.getDeviceBySpiffeId(input.spiffeId);
       if (existing) return { device: existing, created: false };
-      await this.db.run('INSERT INTO devices (id, spiffe_id, fleet, name, created_at) VALUES (?, ?, ?, ?, ?)', [
+      // A new device has installed nothing: its first heartbeat (reporting nothing) writes nothing.
+      await this.db.run('INSERT INTO devices (id, spiffe_id, fleet, name, created_at, installed_digest) VALUES (?, ?, ?, ?, ?, ?)', [
         crypto.randomUUID(),
         input.spiffeId,
         input.fleet,
         input.name,
         input.now,
+        EMPTY_INSTALLED_DIGEST,
       ]);
       return { device: (await this.getDeviceBySpiffeId(input.spiffeId))!, created: true };
     });
@@ -199,8 +201,8 @@ export class SqlStore implements Store {
   async registerDevice(input: { spiffeId: string; fleet: string; name: string; profile: DeviceProfile; now: string }): Promise<DeviceRecord> {
     const p = input.profile;
     await this.db.run(
-      `INSERT INTO devices (id, spiffe_id, fleet, name, hardware, agent_version, tags, capabilities, created_at, registered_at, last_seen_at)
-       VALUES (@id, @spiffeId, @fleet, @name, @hardware, @agentVersion, @tags, @capabilities, @now, @now, @now)
+      `INSERT INTO devices (id, spiffe_id, fleet, name, hardware, agent_version, tags, capabilities, created_at, registered_at, last_seen_at, installed_digest)
+       VALUES (@id, @spiffeId, @fleet, @name, @hardware, @agentVersion, @tags, @capabilities, @now, @now, @now, @emptyInstalled)
        ON CONFLICT (spiffe_id) DO UPDATE SET
          hardware = excluded.hardware,
          agent_version = excluded.agent_version,
@@ -218,6 +220,7 @@ export class SqlStore implements Store {
         tags: JSON.stringify(p.tags),
         capabilities: JSON.stringify(p.capabilities),
         now: input.now,
+        emptyInstalled: EMPTY_INSTALLED_DIGEST,
       },
     );
     return (await this.getDeviceBySpiffeId(input.spiffeId))!;
