@@ -20,6 +20,7 @@ import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
 import { installedDigest, type DeviceRecord, type DesiredArtifact, type Store } from './store/index.js';
+import { WriteBatcher } from './store/write-batcher.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
 
@@ -96,6 +97,8 @@ function toAssignmentMessage({ assignment, artifact }: DesiredArtifact): Assignm
 
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
+  // Reports arriving together are committed together (still each before its answer).
+  const reportWrites = new WriteBatcher(store);
 
   /**
    * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
@@ -226,7 +229,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       }
       const artifact = await store.getArtifactById(assignment.artifactId);
       const receivedAt = new Date().toISOString();
-      const accepted = await store.withWriteLock(async () => {
+      const accepted = await reportWrites.write(async () => {
         const stored = await store.recordStatusReport({
           ...report,
           deviceId: device.id,
@@ -250,6 +253,9 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       options.metrics?.report(report.state, accepted);
       // Only an outcome (healthy, failed, rolled back) can change a rollout's decision: the
       // engine treats pending and in-progress devices alike (rollouts/progress.ts).
+      // The answer waits for the rollout's next step (at most one per drive interval, see
+      // rollouts/drive-queue.ts): when a device's outcome is acknowledged, the rollout has
+      // taken it into account (the wave it completed has started the next one).
       if (accepted && assignment.rolloutId && TERMINAL_STATES.has(report.state) && options.afterRolloutReport) {
         try {
           await options.afterRolloutReport(assignment.rolloutId);

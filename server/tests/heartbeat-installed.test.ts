@@ -68,7 +68,13 @@ describe('installed set on heartbeat', () => {
       probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
     });
     await client.call('ReportArtifactStatus', { assignmentId, state: 'HEALTHY', sequence: 1, reason: 'probe ok', deviceTime: new Date().toISOString() });
-    expect(await t.ctx.store.listInstalled(device.id)).toMatchObject([{ version: '2.0.0', sha256: v2.sha256 }]);
+    const afterReport = await t.ctx.store.listInstalled(device.id);
+    expect(afterReport).toMatchObject([{ version: '2.0.0', sha256: v2.sha256 }]);
+
+    // The device's next heartbeat lists what the report stored: nothing to write.
+    await sleep(5);
+    await client.call('Heartbeat', { installed: [{ name: 'detector-inst', kind: 'model', version: '2.0.0', sha256: v2.sha256, state: 'HEALTHY' }] });
+    expect(await t.ctx.store.listInstalled(device.id)).toEqual(afterReport);
 
     // The device went back to 1.0.0 on its own (say, a later rollback): it reports exactly the
     // set it reported before the status report. The stored set must follow it.

@@ -74,4 +74,17 @@ describe('RolloutDriveQueue', () => {
     expect(starts).toHaveLength(2);
     expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(145);
   });
+
+  it('spaces a step asked for just after the previous one ended (idle in between)', async () => {
+    const starts: number[] = [];
+    const queue = new RolloutDriveQueue(async () => {
+      starts.push(performance.now());
+    }, silentLogger(), 150);
+    await queue.request('r1');
+    await queue.request('r1');
+    await queue.request('r1');
+    expect(starts).toHaveLength(3);
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(145);
+    expect(starts[2]! - starts[1]!).toBeGreaterThanOrEqual(145);
+  });
 });

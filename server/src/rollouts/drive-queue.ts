@@ -1,23 +1,21 @@
-// Progression steps after status reports, coalesced per rollout. A step reads every device of
-// the rollout under the write lock (O(devices)); during a wave of thousands of devices the
-// reports arrive faster than steps finish, and one step per report made the work quadratic
-// (10,000 devices: a handful of reports per second). Now at most one step per rollout runs
-// and at most one more waits; every report that arrives meanwhile joins the waiting one,
-// which starts after the running one and so sees all of them. Back-to-back steps are spaced
-// by `minIntervalMs` (from start to start): a steady stream of reports then costs a few
-// steps per second per rollout, not one after another as fast as they finish.
-import { setTimeout as delay } from 'node:timers/promises';
+// Progression steps after status reports, coalesced and spaced per rollout. A step counts the
+// rollout's devices under the write lock (O(devices)); during a wave of thousands of devices
+// reports arrive far faster than that is worth doing, and one step per report made the work
+// quadratic (10,000 devices: a handful of reports per second). Here a rollout gets at most
+// one step per `minIntervalMs` (start to start): requests made meanwhile all wait for the
+// next step, which starts after the one running (if any) and so sees every report before it.
 import type { Logger } from '../log.js';
 
-interface Entry {
-  running: Promise<void>;
-  startedAt: number;
-  /** The step that starts when `running` ends; shared by every request made meanwhile. */
-  next?: Promise<void>;
+interface RolloutState {
+  running: boolean;
+  lastStart: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Requests that the next step answers. */
+  waiting: Array<() => void>;
 }
 
 export class RolloutDriveQueue {
-  private readonly entries = new Map<string, Entry>();
+  private readonly states = new Map<string, RolloutState>();
 
   constructor(
     private readonly drive: (rolloutId: string) => Promise<unknown>,
@@ -27,25 +25,45 @@ export class RolloutDriveQueue {
 
   /** Resolves once a step that started after this call has finished (it never rejects). */
   request(rolloutId: string): Promise<void> {
-    const entry = this.entries.get(rolloutId);
-    if (entry === undefined) return this.start(rolloutId);
-    entry.next ??= entry.running
-      .then(() => delay(Math.max(0, entry.startedAt + this.minIntervalMs - Date.now())))
-      .then(() => this.start(rolloutId));
-    return entry.next;
+    let state = this.states.get(rolloutId);
+    if (!state) {
+      state = { running: false, lastStart: -Infinity, timer: undefined, waiting: [] };
+      this.states.set(rolloutId, state);
+    }
+    const s = state;
+    return new Promise<void>((resolve) => {
+      s.waiting.push(resolve);
+      this.schedule(rolloutId, s);
+    });
   }
 
-  private start(rolloutId: string): Promise<void> {
-    const running = this.drive(rolloutId).then(
-      () => undefined,
-      (err: unknown) => this.logger.error({ err, rolloutId }, 'rollout progression after status reports failed'),
-    );
-    const entry: Entry = { running, startedAt: Date.now() };
-    this.entries.set(rolloutId, entry);
-    void running.then(() => {
-      // A request that came in while this step ran has chained the next one onto it.
-      if (this.entries.get(rolloutId) === entry && entry.next === undefined) this.entries.delete(rolloutId);
-    });
-    return running;
+  private schedule(rolloutId: string, s: RolloutState): void {
+    if (s.running || s.timer || s.waiting.length === 0) return;
+    const wait = s.lastStart + this.minIntervalMs - Date.now();
+    if (wait > 0) {
+      s.timer = setTimeout(() => {
+        s.timer = undefined;
+        this.schedule(rolloutId, s);
+      }, wait);
+      return;
+    }
+    const answered = s.waiting;
+    s.waiting = [];
+    s.running = true;
+    s.lastStart = Date.now();
+    void this.drive(rolloutId)
+      .catch((err: unknown) => this.logger.error({ err, rolloutId }, 'rollout progression after status reports failed'))
+      .finally(() => {
+        s.running = false;
+        for (const resolve of answered) resolve();
+        if (s.waiting.length > 0) this.schedule(rolloutId, s);
+        // Forget an idle rollout once its spacing no longer matters.
+        else if (this.minIntervalMs === 0) this.states.delete(rolloutId);
+        else {
+          setTimeout(() => {
+            if (!s.running && !s.timer && s.waiting.length === 0) this.states.delete(rolloutId);
+          }, this.minIntervalMs).unref();
+        }
+      });
   }
 }

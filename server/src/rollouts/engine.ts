@@ -5,10 +5,13 @@
 // row lock (SELECT ... FOR UPDATE), and the decision is taken on what it reads under them, so
 // two replicas never both advance a wave: the second one sees the wave already started.
 import * as crypto from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
 import { decide, failureCount, progressOf, type DeviceOutcome, type RolloutProgress } from './progress.js';
+
+const WAVE_START_YIELD_EVERY = 100;
 
 /** The actor of transitions the engine makes on its own. */
 export const ENGINE_ACTOR = 'system:rollouts';
@@ -67,7 +70,10 @@ export async function startWave(store: Store, rollout: RolloutRecord, wave: numb
   const devices = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.wave === wave && d.assignmentId === null);
   const started: string[] = [];
   const skipped: string[] = [];
-  for (const d of devices) {
+  for (const [i, d] of devices.entries()) {
+    // A wave of thousands is seconds of synchronous SQLite statements: let the event loop
+    // answer heartbeats in between (they read on their own connection, see db-sqlite.ts).
+    if (i > 0 && i % WAVE_START_YIELD_EVERY === 0) await yieldToEventLoop();
     if (d.decommissioned) {
       skipped.push(d.deviceName);
       continue;

@@ -361,7 +361,8 @@ export class SqlStore implements Store {
   }
 
   recordStatusReport(r: NewStatusReport): Promise<boolean> {
-    // Committed before the caller acknowledges the report: never batched.
+    // Committed before the caller acknowledges the report (the device service commits reports
+    // that arrive together in one transaction, store/write-batcher.ts, still before answering).
     return this.withWriteLock(async () => {
       const device = await this.db.get('SELECT last_report_seq FROM devices WHERE id = ?', [r.deviceId]);
       if (!device || r.sequence <= num(device.last_report_seq)) return false;
@@ -380,14 +381,15 @@ export class SqlStore implements Store {
       await this.db.run('UPDATE devices SET last_report_seq = ?, last_seen_at = ? WHERE id = ?', [r.sequence, r.receivedAt, r.deviceId]);
       if (r.installed) {
         const i = r.installed;
-        // One entry changes here; the device's next heartbeat rewrites the whole set and its digest.
-        await this.db.run('UPDATE devices SET installed_digest = NULL WHERE id = ?', [r.deviceId]);
         await this.db.run(
           `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
              sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
           [r.deviceId, i.name, i.kind, i.version, i.sha256, i.state, r.receivedAt],
         );
+        // The digest of the set as it now stands: the device's next heartbeat, listing the new
+        // version, matches it and writes nothing (during a wave, one write less per device).
+        await this.db.run('UPDATE devices SET installed_digest = ? WHERE id = ?', [installedDigest(await this.listInstalled(r.deviceId)), r.deviceId]);
       }
       return true;
     });
