@@ -4,14 +4,10 @@
 // wave. PostgreSQL: the transaction holds the global write advisory lock and the rollout's
 // row lock (SELECT ... FOR UPDATE), and the decision is taken on what it reads under them, so
 // two replicas never both advance a wave: the second one sees the wave already started.
-import * as crypto from 'node:crypto';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
 import { decide, failureCount, progressOf, type DeviceOutcome, type RolloutProgress } from './progress.js';
-
-const WAVE_START_YIELD_EVERY = 100;
 
 /** The actor of transitions the engine makes on its own. */
 export const ENGINE_ACTOR = 'system:rollouts';
@@ -67,42 +63,7 @@ export function rolloutSubject(id: string): string {
  * what each device had installed under the artifact name, for a later revert.
  */
 export async function startWave(store: Store, rollout: RolloutRecord, wave: number, actor: string, now: string): Promise<void> {
-  const devices = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.wave === wave && d.assignmentId === null);
-  const started: string[] = [];
-  const skipped: string[] = [];
-  for (const [i, d] of devices.entries()) {
-    // A wave of thousands is seconds of synchronous SQLite statements: let the event loop
-    // answer heartbeats in between (they read on their own connection, see db-sqlite.ts).
-    if (i > 0 && i % WAVE_START_YIELD_EVERY === 0) await yieldToEventLoop();
-    if (d.decommissioned) {
-      skipped.push(d.deviceName);
-      continue;
-    }
-    const installed = (await store.listInstalled(d.deviceId)).find((i) => i.name === rollout.artifactName);
-    const previous = installed ? await store.getArtifact(rollout.artifactName, installed.version) : undefined;
-    const assignmentId = crypto.randomUUID();
-    await store.insertAssignment({
-      id: assignmentId,
-      deviceId: d.deviceId,
-      artifactId: rollout.artifactId,
-      artifactName: rollout.artifactName,
-      rolloutId: rollout.id,
-      probe: rollout.probe,
-      state: 'PENDING',
-      reason: '',
-      active: true,
-      createdAt: now,
-      updatedAt: now,
-    });
-    await store.rollouts.setDeviceAssignment(rollout.id, d.deviceId, {
-      assignmentId,
-      assignedAt: now,
-      previousVersion: installed?.version ?? null,
-      // Only a catalog version with the same bytes can be sent back.
-      previousArtifactId: previous && previous.sha256 === installed?.sha256 ? previous.id : null,
-    });
-    started.push(d.deviceName);
-  }
+  const { started, skipped } = await store.rollouts.startWaveAssignments(rollout, wave, now);
   await store.rollouts.recordWaveStart(rollout.id, { wave, startedAt: now, startedBy: actor });
   await store.appendAudit({
     at: now,

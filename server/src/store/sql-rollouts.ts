@@ -1,5 +1,7 @@
 // Rollouts, their stored wave split and wave starts, for SqlStore. The rollout engine
 // (rollouts/) groups these statements under Store.withWriteLock: one decision, one transaction.
+import * as crypto from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
 import { json, num, str, strOrNull, type Row } from './sql-rows.js';
 import type {
@@ -47,6 +49,9 @@ function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null 
     updatedAt: str(r[`${prefix}updated_at`]),
   };
 }
+
+/** Devices per statement when a wave starts (11 parameters each in the INSERT). */
+const WAVE_CHUNK = 200;
 
 const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
   status: { column: 'status', encode: (v) => v },
@@ -216,6 +221,60 @@ export class SqlRollouts implements RolloutStore {
       if (r) busy.push({ deviceId, rolloutId: str(r.rollout_id) });
     }
     return busy;
+  }
+
+  async startWaveAssignments(rollout: Pick<RolloutRecord, 'id' | 'artifactId' | 'artifactName' | 'probe'>, wave: number, now: string): Promise<{ started: string[]; skipped: string[] }> {
+    const rows = await this.db.all(
+      `SELECT rd.device_id, d.name AS device_name, d.decommissioned_at, i.version AS installed_version, i.sha256 AS installed_sha256
+       FROM rollout_devices rd
+       JOIN devices d ON d.id = rd.device_id
+       LEFT JOIN installed i ON i.device_id = rd.device_id AND i.name = ?
+       WHERE rd.rollout_id = ? AND rd.wave = ? AND rd.assignment_id IS NULL
+       ORDER BY rd.position`,
+      [rollout.artifactName, rollout.id, wave],
+    );
+    const catalog = new Map(
+      (await this.db.all('SELECT id, version, sha256 FROM artifacts WHERE name = ?', [rollout.artifactName])).map((r) => [str(r.version), { id: str(r.id), sha256: str(r.sha256) }]),
+    );
+    const skipped = rows.filter((r) => r.decommissioned_at !== null).map((r) => str(r.device_name));
+    const live = rows.filter((r) => r.decommissioned_at === null);
+    const probe = JSON.stringify(rollout.probe);
+    for (let from = 0; from < live.length; from += WAVE_CHUNK) {
+      // Between chunks: SQLite runs every statement synchronously, so let the event loop answer
+      // heartbeats (they read on their own connection) before the next few hundred devices.
+      if (from > 0) await yieldToEventLoop();
+      const entries = live.slice(from, from + WAVE_CHUNK).map((r) => {
+        const installedVersion = strOrNull(r.installed_version);
+        const previous = installedVersion === null ? undefined : catalog.get(installedVersion);
+        return {
+          deviceId: str(r.device_id),
+          assignmentId: crypto.randomUUID(),
+          previousVersion: installedVersion,
+          // Only a catalog version with the same bytes can be sent back.
+          previousArtifactId: previous && previous.sha256 === strOrNull(r.installed_sha256) ? previous.id : null,
+        };
+      });
+      const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+      // The device's active assignment for the artifact name is superseded (as insertAssignment does).
+      await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${marks(entries.length)})`, [
+        now,
+        rollout.artifactName,
+        ...entries.map((e) => e.deviceId),
+      ]);
+      await this.db.run(
+        `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
+         VALUES ${entries.map(() => `(${marks(11)})`).join(', ')}`,
+        entries.flatMap((e) => [e.assignmentId, e.deviceId, rollout.artifactId, rollout.artifactName, rollout.id, probe, 'PENDING', '', 1, now, now]),
+      );
+      const links = entries.map(() => 'SELECT CAST(? AS TEXT) AS device_id, CAST(? AS TEXT) AS assignment_id, CAST(? AS TEXT) AS previous_version, CAST(? AS TEXT) AS previous_artifact_id').join(' UNION ALL ');
+      await this.db.run(
+        `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
+         FROM (${links}) AS s
+         WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
+        [now, ...entries.flatMap((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]), rollout.id],
+      );
+    }
+    return { started: live.map((r) => str(r.device_name)), skipped };
   }
 
   async setDeviceAssignment(

@@ -140,6 +140,14 @@ export interface RolloutStore {
   /** The probe of the device's latest assignment of `artifactId` that ended HEALTHY (to revert with). */
   lastHealthyProbe(deviceId: string, artifactId: string): Promise<ProbeRecord | undefined>;
   recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void>;
+  /**
+   * Makes the assignments of `wave` for its devices that have none yet, superseding each
+   * device's active assignment for the artifact name, and links them with what the device had
+   * installed (for a revert). Decommissioned devices are skipped. A few statements per couple
+   * of hundred devices: a wave of thousands must not be tens of thousands of round trips
+   * under the write lock. Call under Store.withWriteLock.
+   */
+  startWaveAssignments(rollout: Pick<RolloutRecord, 'id' | 'artifactId' | 'artifactName' | 'probe'>, wave: number, now: string): Promise<{ started: string[]; skipped: string[] }>;
   listWaveStarts(rolloutId: string): Promise<RolloutWaveStart[]>;
 }
 
