@@ -46,7 +46,7 @@ function isLive(d: RolloutDeviceView): boolean {
   return true;
 }
 
-/** What the store's progress counts are computed from, row by row (tests, resume). */
+/** The store's progress counts computed row by row: the reference its SQL is tested against. */
 export function progressOfDevices(rollout: Pick<RolloutRecord, 'currentWave'>, devices: RolloutDeviceView[]): RolloutProgress {
   return progressOf(
     devices.map((d) => ({ wave: d.wave, outcome: outcomeOf(d.assignment?.state), live: isLive(d) })),

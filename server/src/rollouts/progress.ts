@@ -1,6 +1,7 @@
 // The rollout's decision, as a pure function of what is stored: halt, wait, advance or
 // finish. The caller runs it inside a write transaction, so two server replicas can never
 // both act on the same state.
+import type { RolloutProgressCounts } from '../store/index.js';
 import type { Strategy } from './strategy.js';
 
 export type RolloutStatus = 'running' | 'waiting_approval' | 'halted' | 'completed' | 'aborted';
@@ -10,17 +11,10 @@ export type DeviceOutcome = 'pending' | 'in_progress' | 'healthy' | 'failed' | '
 /**
  * What a decision needs to know about the rollout's devices, as counts: the store computes
  * them in SQL (a wave of thousands of devices must not be read row by row on every report),
- * progressOf() from a device list; the two must agree.
+ * progressOf() from a device list; the two must agree. Declared with the store, which
+ * computes them.
  */
-export interface RolloutProgress {
-  /** Every device of the rollout. */
-  targeted: number;
-  healthy: number;
-  failed: number;
-  rolledBack: number;
-  /** Live devices of the started waves whose outcome is not terminal yet. */
-  startedUnfinished: number;
-}
+export type RolloutProgress = RolloutProgressCounts;
 
 export interface RolloutSnapshot {
   status: RolloutStatus;

@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
-import { json, num, str, strOrNull, type Row } from './sql-rows.js';
+import { json, num, str, strOrNull, textRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -266,27 +266,14 @@ export class SqlRollouts implements RolloutStore {
          VALUES ${entries.map(() => `(${marks(11)})`).join(', ')}`,
         entries.flatMap((e) => [e.assignmentId, e.deviceId, rollout.artifactId, rollout.artifactName, rollout.id, probe, 'PENDING', '', 1, now, now]),
       );
-      const links = entries.map(() => 'SELECT CAST(? AS TEXT) AS device_id, CAST(? AS TEXT) AS assignment_id, CAST(? AS TEXT) AS previous_version, CAST(? AS TEXT) AS previous_artifact_id').join(' UNION ALL ');
       await this.db.run(
         `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
-         FROM (${links}) AS s
+         FROM (${textRows(['device_id', 'assignment_id', 'previous_version', 'previous_artifact_id'], entries.length)}) AS s
          WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
         [now, ...entries.flatMap((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]), rollout.id],
       );
     }
     return { started: live.map((r) => str(r.device_name)), skipped };
-  }
-
-  async setDeviceAssignment(
-    rolloutId: string,
-    deviceId: string,
-    input: { assignmentId: string; assignedAt: string; previousVersion: string | null; previousArtifactId: string | null },
-  ): Promise<void> {
-    await this.db.run(
-      `UPDATE rollout_devices SET assignment_id = ?, assigned_at = ?, previous_version = ?, previous_artifact_id = ?
-       WHERE rollout_id = ? AND device_id = ?`,
-      [input.assignmentId, input.assignedAt, input.previousVersion, input.previousArtifactId, rolloutId, deviceId],
-    );
   }
 
   async setDeviceRevert(

@@ -11,6 +11,17 @@ export const str = (v: unknown): string => String(v);
 export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 export const num = (v: unknown): number => Number(v);
 export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+/**
+ * A derived table of `rows` rows of text parameters, for `UPDATE ... FROM (...) AS s` on both
+ * engines (neither shares a VALUES syntax with named columns): `SELECT CAST(? AS TEXT) AS a,
+ * ... UNION ALL SELECT CAST(? AS TEXT), ...`. The casts give PostgreSQL a type for NULLs.
+ */
+export function textRows(columns: readonly string[], rows: number): string {
+  const first = `SELECT ${columns.map((c) => `CAST(? AS TEXT) AS ${c}`).join(', ')}`;
+  const rest = `SELECT ${columns.map(() => 'CAST(? AS TEXT)').join(', ')}`;
+  return [first, ...Array.from({ length: rows - 1 }, () => rest)].join(' UNION ALL ');
+}
+
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
 
 /** Shared by the device repository and the operator listings. */

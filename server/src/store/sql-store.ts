@@ -11,7 +11,7 @@ import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
-import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, textRows, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -244,9 +244,8 @@ export class SqlStore implements Store {
     await this.db.writeTransaction(async () => {
       for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
         const chunk = entries.slice(i, i + TOUCH_CHUNK);
-        const rows = chunk.map((_, j) => (j === 0 ? 'SELECT ? AS id, ? AS at' : 'SELECT ?, ?')).join(' UNION ALL ');
         await this.db.run(
-          `UPDATE devices SET last_seen_at = seen.at FROM (${rows}) AS seen
+          `UPDATE devices SET last_seen_at = seen.at FROM (${textRows(['id', 'at'], chunk.length)}) AS seen
            WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
           chunk.flatMap((e) => [e.deviceId, e.at]),
         );

@@ -96,12 +96,14 @@ export interface RolloutWaveStart {
 
 export type RolloutUpdate = Partial<Pick<RolloutRecord, 'status' | 'currentWave' | 'acknowledgedFailures' | 'halt' | 'abortPolicy' | 'finishedAt'>>;
 
-/** rollouts/progress.ts RolloutProgress (the store does not import the engine). */
+/** A rollout's progress as counts over its devices (rollouts/progress.ts decides on them). */
 export interface RolloutProgressCounts {
+  /** Every device of the rollout. */
   targeted: number;
   healthy: number;
   failed: number;
   rolledBack: number;
+  /** Live devices of the started waves whose outcome is not terminal yet. */
   startedUnfinished: number;
 }
 
@@ -127,11 +129,6 @@ export interface RolloutStore {
   progress(rolloutId: string, currentWave: number): Promise<RolloutProgressCounts>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
   busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
-  setDeviceAssignment(
-    rolloutId: string,
-    deviceId: string,
-    input: { assignmentId: string; assignedAt: string; previousVersion: string | null; previousArtifactId: string | null },
-  ): Promise<void>;
   setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void>;
   /** The rollout ended: its devices are free for another rollout of the artifact name. */
   releaseDevices(rolloutId: string): Promise<void>;
