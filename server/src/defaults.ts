@@ -13,3 +13,6 @@ export const DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS = 86_400;
 export const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
 /** The hard cap of one log bundle, whatever a request says. */
 export const MAX_LOG_BYTES = 16 * 1024 * 1024;
+
+/** Heartbeat answers kept in memory (about 1 KiB each with one assignment). */
+export const DEFAULT_HEARTBEAT_CACHE_SIZE = 100_000;

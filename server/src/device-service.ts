@@ -18,6 +18,7 @@ import { Refusal } from './device-refusal.js';
 import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
+import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
 import { installedDigest, type DeviceRecord, type DesiredArtifact, type Store } from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
@@ -45,6 +46,8 @@ export interface DeviceServiceOptions {
    */
   lastSeen?: { touch(deviceId: string, at: string): void };
   metrics?: DeviceServiceMetrics;
+  /** Heartbeat answers kept in memory, kept right by the store's device-state feed. */
+  heartbeatCache?: HeartbeatCache;
 }
 
 /** What the device API counts (metrics.ts implements it with prom-client). */
@@ -104,9 +107,18 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
    * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
    * which answers it `offboarded` once (see offboard) so the agent can wipe itself and exit.
    */
-  async function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Promise<Caller> {
+  function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
+    return peer;
+  }
+
+  /**
+   * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
+   * which answers it `offboarded` once (see offboard) so the agent can wipe itself and exit.
+   */
+  async function authenticate(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: string): Promise<Caller> {
+    const peer = identify(call);
     const found = await store.getCallingDevice(peer.spiffeId);
     const device = found?.device;
     if (device?.decommissionedAt && method !== 'Heartbeat') throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
@@ -136,14 +148,23 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
 
   function unary<Req, Res>(method: string, handle: (caller: Caller, request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return answered(method, async (call, who) => {
+      const caller = await authenticate(call, method);
+      who(caller.peer);
+      return handle(caller, call.request);
+    });
+  }
+
+  /** Runs `handle` and turns what it throws into the call's status. `who` names the caller for the log. */
+  function answered<Req, Res>(
+    method: string,
+    handle: (call: grpc.ServerUnaryCall<Req, Res>, who: (peer: PeerDevice) => void) => Promise<Res>,
+  ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      let caller: Caller | undefined;
-      (async () => {
-        caller = await authenticate(call, method);
-        return handle(caller, call.request);
-      })().then(
+      let peer: PeerDevice | undefined;
+      handle(call, (p) => (peer = p)).then(
         (response) => callback(null, response),
-        (err: unknown) => callback(refusalFor(method, err, caller?.peer.spiffeId)),
+        (err: unknown) => callback(refusalFor(method, err, peer?.spiffeId)),
       );
     };
   }
@@ -185,35 +206,56 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return { deviceName: device.name, fleet: device.fleet, heartbeatIntervalSeconds: heartbeatSeconds(device) };
   });
 
-  const Heartbeat = unary<HeartbeatRequest, HeartbeatResponse>('Heartbeat', async (caller, request) => {
+  /**
+   * What a heartbeat is answered from: kept in memory while the store's feed says nothing
+   * changed (heartbeat-cache.ts), else read. A decommissioned or unregistered device is never
+   * kept: its heartbeat is answered from the database every time.
+   */
+  async function heartbeatView(peer: PeerDevice): Promise<HeartbeatView | HeartbeatResponse> {
+    const cache = options.heartbeatCache;
+    const { view, ticket } = cache?.lookup(peer.spiffeId) ?? {};
+    if (view) return view;
+    const found = await store.getCallingDevice(peer.spiffeId);
+    const device = found?.device;
     // Before the registration check: a device decommissioned before it ever registered must
     // still learn that it is offboarded.
-    if (caller.device?.decommissionedAt) return offboard(caller.device);
-    const device = registered(caller);
-    const installed = validateHeartbeat(request);
-    const now = new Date().toISOString();
-    options.metrics?.heartbeat();
-    if (options.lastSeen) {
-      // Liveness goes into the next batch (flushed within a second); the installed set is
-      // written only when it differs from what is stored, told by the digest on the device row
-      // that authenticate read anyway (no query at all for an unchanged set).
-      options.lastSeen.touch(device.id, now);
-      if (installedDigest(installed) !== caller.installedDigest) await store.replaceInstalled(device.id, installed, now);
-    } else {
-      await store.recordHeartbeat(device.id, installed, now);
-    }
-    return {
+    if (device?.decommissionedAt) return offboard(device);
+    if (!found || !device?.registeredAt) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'device is not registered: register first');
+    const read: HeartbeatView = {
+      deviceId: device.id,
+      installedDigest: found.installedDigest,
       assignments: (await store.listDesiredArtifacts(device.id)).map(toAssignmentMessage),
       // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
-      logRequests: (caller.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
+      logRequests: (found.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
         logRequestId: r.id,
         since: r.since ?? '',
         until: r.until ?? '',
         maxBytes: r.maxBytes,
       })),
-      offboarded: false,
       nextHeartbeatSeconds: heartbeatSeconds(device),
     };
+    cache?.store(ticket, peer.spiffeId, read);
+    return read;
+  }
+
+  const Heartbeat = answered<HeartbeatRequest, HeartbeatResponse>('Heartbeat', async (call, who) => {
+    const peer = identify(call);
+    who(peer);
+    const view = await heartbeatView(peer);
+    if (!('deviceId' in view)) return view;
+    const installed = validateHeartbeat(call.request);
+    const now = new Date().toISOString();
+    options.metrics?.heartbeat();
+    if (options.lastSeen) {
+      // Liveness goes into the next batch (flushed within a second); the installed set is
+      // written only when it differs from what is stored, told by the digest on the device row
+      // (no query at all for an unchanged set). Writing it changes the row: the feed drops the view.
+      options.lastSeen.touch(view.deviceId, now);
+      if (installedDigest(installed) !== view.installedDigest) await store.replaceInstalled(view.deviceId, installed, now);
+    } else {
+      await store.recordHeartbeat(view.deviceId, installed, now);
+    }
+    return { assignments: view.assignments, logRequests: view.logRequests, offboarded: false, nextHeartbeatSeconds: view.nextHeartbeatSeconds };
   });
 
   const ReportArtifactStatus = unary<ReportArtifactStatusRequest, ReportArtifactStatusResponse>(

@@ -4,6 +4,7 @@
 // the fleet-wide numbers.
 import client from 'prom-client';
 import type { DeviceServiceMetrics } from './device-service.js';
+import type { HeartbeatCache } from './heartbeat-cache.js';
 import type { QueryObserver, Store } from './store/index.js';
 
 export class ServerMetrics implements DeviceServiceMetrics {
@@ -13,6 +14,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly grpcErrors: client.Counter<'method' | 'code'>;
   private readonly dbLatency: client.Histogram<'operation'>;
   private store: Store | undefined;
+  private heartbeatCache: HeartbeatCache | undefined;
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'meshanics_' });
@@ -49,6 +51,28 @@ export class ServerMetrics implements DeviceServiceMetrics {
         for (const status of ['running', 'waiting_approval', 'halted', 'completed', 'aborted']) this.set({ status }, counts[status] ?? 0);
       },
     });
+    new client.Counter({
+      name: 'meshanics_heartbeat_cache_lookups_total',
+      help: 'Heartbeat answers looked up in memory: hit, miss (read from the database), bypassed (database notifications not caught up)',
+      labelNames: ['result'],
+      registers: [this.registry],
+      collect() {
+        if (!self.heartbeatCache) return;
+        const { hits, misses, bypassed } = self.heartbeatCache.stats();
+        this.reset();
+        this.inc({ result: 'hit' }, hits);
+        this.inc({ result: 'miss' }, misses);
+        this.inc({ result: 'bypassed' }, bypassed);
+      },
+    });
+    new client.Gauge({
+      name: 'meshanics_heartbeat_cache_entries',
+      help: 'Heartbeat answers held in memory',
+      registers: [this.registry],
+      collect() {
+        if (self.heartbeatCache) this.set(self.heartbeatCache.stats().entries);
+      },
+    });
     new client.Gauge({
       name: 'meshanics_devices',
       help: 'Devices known to the fleet database',
@@ -57,6 +81,11 @@ export class ServerMetrics implements DeviceServiceMetrics {
         if (self.store) this.set(await self.store.countDevices());
       },
     });
+  }
+
+  /** The heartbeat cache whose lookups are counted (read when scraped). */
+  attachHeartbeatCache(cache: HeartbeatCache): void {
+    this.heartbeatCache = cache;
   }
 
   /** The store the scrape-time gauges read. */

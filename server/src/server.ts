@@ -12,7 +12,9 @@ import { MeshError } from './errors.js';
 import { formatHostPort, parseListenAddress, type ListenAddress } from './listen-address.js';
 import { silentLogger, type Logger } from './log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
+import { HeartbeatCache, type HeartbeatCacheOptions } from './heartbeat-cache.js';
 import { LastSeenBatcher } from './last-seen.js';
+import type { DeviceStateFeed } from './store/index.js';
 import { ServerMetrics } from './metrics.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
 import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
@@ -65,6 +67,11 @@ export interface StartServerOptions {
   databaseUrl?: string;
   /** How long heartbeats' last-seen times are batched before being written (default 1000 ms). */
   lastSeenFlushMs?: number;
+  /**
+   * Heartbeat answers kept in memory while the database reports no change to them
+   * (heartbeat-cache.ts; default on). false: every heartbeat reads the database.
+   */
+  heartbeatCache?: false | HeartbeatCacheOptions;
   /** How long shutdown waits for in-flight calls and requests before cutting them (default 5 s). */
   shutdownGraceMs?: number;
 }
@@ -162,6 +169,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   metrics.attach(ctx.store);
   const graceMs = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
   const lastSeen = new LastSeenBatcher(ctx.store, logger, options.lastSeenFlushMs);
+  let heartbeatCache: HeartbeatCache | undefined;
+  let stateFeed: DeviceStateFeed | undefined;
   let accepting = true;
   // Background work in flight (re-signing, rollout driving): shutdown waits for it before
   // closing the database under it.
@@ -222,6 +231,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // thousands asked for one per report. A wave's progression waits at most an interval longer.
     const driveIntervalMs = options.rolloutDriveIntervalMs ?? ROLLOUT_DRIVE_INTERVAL_MS;
     const rolloutSteps = new RolloutDriveQueue((rolloutId) => driveRollouts(ctx, { rolloutId }), logger, driveIntervalMs);
+    if (options.heartbeatCache !== false) {
+      heartbeatCache = new HeartbeatCache(options.heartbeatCache);
+      stateFeed = await ctx.store.openDeviceStateFeed(heartbeatCache.changed, {
+        onStatus: ({ following, error }) =>
+          following
+            ? logger.info('following device state changes again: heartbeat answers are cached')
+            : logger.warn({ err: error }, 'lost the database notifications of device state changes: heartbeats read the database until they are back'),
+      });
+      heartbeatCache.follow(stateFeed);
+      metrics.attachHeartbeatCache(heartbeatCache);
+    }
     const grpcStarted = await startDeviceGrpcServer({
       store: ctx.store,
       trustDomain: ctx.trustDomain,
@@ -231,6 +251,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       afterRolloutReport: (rolloutId) => track(rolloutSteps.request(rolloutId)),
       lastSeen,
       metrics,
+      ...(heartbeatCache ? { heartbeatCache } : {}),
       listen: formatHostPort(grpcListen.host, grpcListen.port),
       ...tls,
     });
@@ -313,6 +334,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ]);
         await Promise.allSettled([...background]);
         await lastSeen.stop();
+        await stateFeed?.close();
         await ctx.close();
         logger.info('server stopped');
       },
@@ -340,6 +362,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await api?.close().catch(() => undefined);
     await Promise.allSettled([...background]);
     await lastSeen.stop().catch(() => undefined);
+    await stateFeed?.close().catch(() => undefined);
     await ctx.close();
     throw err;
   }

@@ -54,7 +54,7 @@ async function testServerDatabase(): Promise<{ databaseUrl?: string }> {
 
 export async function startTestServer(options: Partial<Omit<StartServerOptions, 'dataDir'>> = {}): Promise<TestServer> {
   const dataDir = tempDir();
-  const database = await testServerDatabase();
+  const database = options.databaseUrl !== undefined ? { databaseUrl: options.databaseUrl } : await testServerDatabase();
   const server = await startServer({
     dataDir,
     grpcListen: '127.0.0.1:0',

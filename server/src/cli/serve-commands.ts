@@ -5,6 +5,7 @@ import {
   DEFAULT_DEVICE_CERT_DAYS,
   DEFAULT_ENROLL_LISTEN,
   DEFAULT_GRPC_LISTEN,
+  DEFAULT_HEARTBEAT_CACHE_SIZE,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   DEFAULT_TRUST_DOMAIN,
 } from '../defaults.js';
@@ -63,6 +64,7 @@ export const SERVE_COMMANDS: Command[] = [
       'cert-validity': { type: 'string' },
       'api-listen': { type: 'string' },
       'api-max-upload': { type: 'string' },
+      'heartbeat-cache-size': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -77,6 +79,8 @@ export const SERVE_COMMANDS: Command[] = [
       '  --cert-validity DURATION     the same with seconds precision, e.g. 90s, 30m, 12h (env MESHANICS_CERT_VALIDITY; for tests)',
       `  --api-listen HOST:PORT       operator REST API, plain HTTP (env MESHANICS_API_LISTEN, e.g. ${DEFAULT_API_LISTEN}; off unless given; port 0 = any)`,
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
+      `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
+      `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
     ],
     async run(values, _positionals, command) {
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
@@ -84,6 +88,8 @@ export const SERVE_COMMANDS: Command[] = [
       const { startServer } = await import('../server.js');
       const database = databaseUrl(values);
       const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
+      const cacheSize = intOpt(values, 'heartbeat-cache-size', command, DEFAULT_HEARTBEAT_CACHE_SIZE, 'MESHANICS_HEARTBEAT_CACHE_SIZE');
+      if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
       const server = await startServer({
         dataDir: dataDir(values),
         grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
@@ -98,6 +104,7 @@ export const SERVE_COMMANDS: Command[] = [
         apiListen: stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN'),
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         ...(database !== undefined ? { databaseUrl: database } : {}),
+        heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
         logger,
       });
       await waitForShutdownSignal(logger);

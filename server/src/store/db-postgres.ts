@@ -37,14 +37,28 @@ export function translatePlaceholders(sql: string): { text: string; names: strin
   return { text: sql.replace(/\?/g, () => `$${++n}`), names: undefined };
 }
 
+/**
+ * Told around every commit this process makes (the device-state feed's fences,
+ * state-feed-postgres.ts): `writeStarting` before the commit is sent, `writeFinished` with its
+ * token once it has returned or failed.
+ */
+export interface WriteWatcher {
+  writeStarting(): string | undefined;
+  writeFinished(token: string): void;
+}
+
+/** Statements that cannot write (the rest, outside a transaction, commit by themselves). */
+const READ_ONLY_SQL = /^\s*SELECT\b/i;
+
 export class PostgresDb implements Db {
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
   private readonly translated = new Map<string, Translated>();
   private readonly scope = new TxScope<pg.PoolClient>();
+  private writeWatcher: WriteWatcher | undefined;
 
   constructor(
-    connectionString: string,
+    readonly connectionString: string,
     private readonly observe?: QueryObserver,
     poolSize = 10,
   ) {
@@ -65,13 +79,30 @@ export class PostgresDb implements Db {
     return t;
   }
 
+  setWriteWatcher(watcher: WriteWatcher | undefined): void {
+    this.writeWatcher = watcher;
+  }
+
+  /** `commit` is the statement that makes a write visible: COMMIT, or an autocommit write itself. */
+  private async watchedCommit<T>(commit: () => Promise<T>): Promise<T> {
+    const token = this.writeWatcher?.writeStarting();
+    if (token === undefined) return commit();
+    try {
+      return await commit();
+    } finally {
+      this.writeWatcher?.writeFinished(token);
+    }
+  }
+
   private async query(sql: string, params: Params): Promise<pg.QueryResult> {
     const t = this.translate(sql);
     const values = t.names ? t.names.map((n) => normalize((params as Record<string, unknown>)[n])) : (params as unknown[]).map(normalize);
-    const target = this.scope.current()?.connection ?? this.pool;
+    const tx = this.scope.current();
     const start = performance.now();
     try {
-      return await target.query({ name: t.name, text: t.text, values });
+      if (tx) return await tx.connection.query({ name: t.name, text: t.text, values });
+      if (READ_ONLY_SQL.test(sql)) return await this.pool.query({ name: t.name, text: t.text, values });
+      return await this.watchedCommit(() => this.pool.query({ name: t.name, text: t.text, values }));
     } finally {
       this.observe?.('query', (performance.now() - start) / 1000);
     }
@@ -90,8 +121,9 @@ export class PostgresDb implements Db {
   }
 
   async exec(sql: string): Promise<void> {
-    const target = this.scope.current()?.connection ?? this.pool;
-    await target.query(sql);
+    const tx = this.scope.current();
+    if (tx) await tx.connection.query(sql);
+    else await this.watchedCommit(() => this.pool.query(sql));
   }
 
   inTransaction(): boolean {
@@ -112,7 +144,7 @@ export class PostgresDb implements Db {
       await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, WRITE_LOCK_KEY]);
       const result = await this.scope.run(ctx, fn);
       ctx.done = true;
-      await client.query('COMMIT');
+      await this.watchedCommit(() => client.query('COMMIT'));
       return result;
     } catch (err) {
       ctx.done = true;

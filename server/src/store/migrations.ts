@@ -6,6 +6,7 @@
 // column where SQLite's implicit rowid breaks ordering ties), 64-bit integers and triggers.
 import type { Db } from './db.js';
 import { chainAuditEvents, MIGRATION_3_AUDIT_GUARDS, MIGRATION_3_SQL } from './migration-3.js';
+import { MIGRATION_6_SQL, POSTGRES_MIGRATION_6_SQL } from './migration-6.js';
 import { POSTGRES_MIGRATION_SQL, POSTGRES_MIGRATION_3_AUDIT_GUARDS } from './migrations-postgres.js';
 
 export interface Migration {
@@ -219,5 +220,11 @@ CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
     name: 'installed-digest',
     postgresSql: POSTGRES_MIGRATION_SQL[5]!,
     sql: INSTALLED_DIGEST_SQL,
+  },
+  {
+    version: 6,
+    name: 'device-state-changes',
+    postgresSql: POSTGRES_MIGRATION_6_SQL,
+    sql: MIGRATION_6_SQL,
   },
 ];

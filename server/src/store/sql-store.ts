@@ -3,6 +3,10 @@
 import * as crypto from 'node:crypto';
 import { MeshError } from '../errors.js';
 import type { Db } from './db.js';
+import { PostgresDb } from './db-postgres.js';
+import { SqliteDb } from './db-sqlite.js';
+import { PostgresDeviceStateFeed } from './state-feed-postgres.js';
+import { SqliteDeviceStateFeed } from './state-feed-sqlite.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { SqlCertificates, SqlEnrollmentTokens } from './sql-enrollment.js';
 import { SqlLogRequests } from './sql-log-requests.js';
@@ -20,6 +24,9 @@ import type {
   CallingDevice,
   DesiredArtifact,
   DeviceRecord,
+  DeviceStateChangeListener,
+  DeviceStateFeed,
+  DeviceStateFeedOptions,
   InstalledRecord,
   NewAuditEvent,
   NewStatusReport,
@@ -126,6 +133,16 @@ export class SqlStore implements Store {
 
   withWriteLock<T>(fn: () => T | Promise<T>): Promise<T> {
     return this.db.writeTransaction(async () => fn());
+  }
+
+  async openDeviceStateFeed(onChange: DeviceStateChangeListener, options: DeviceStateFeedOptions = {}): Promise<DeviceStateFeed> {
+    if (this.db instanceof SqliteDb) return new SqliteDeviceStateFeed(this.db, onChange);
+    if (this.db instanceof PostgresDb) {
+      const feed = new PostgresDeviceStateFeed(this.db, onChange, options);
+      await feed.start();
+      return feed;
+    }
+    throw new Error(`no device state feed for a ${this.db.dialect} database`);
   }
 
   async schemaVersion(): Promise<number> {

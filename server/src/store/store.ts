@@ -237,6 +237,12 @@ export interface Store {
   ping(): Promise<void>;
   close(): Promise<void>;
 
+  /**
+   * Starts following committed changes to what heartbeats are answered from (migration 6's
+   * triggers; see DeviceStateFeed). One feed per store.
+   */
+  openDeviceStateFeed(onChange: DeviceStateChangeListener, options?: DeviceStateFeedOptions): Promise<DeviceStateFeed>;
+
   /** Liveness only, for many devices at once (the heartbeat batcher's flush). */
   touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void>;
   /** Replaces the installed set with what the device reported (only when it changed). */
@@ -290,4 +296,24 @@ export interface Store {
   appendAudit(event: NewAuditEvent): Promise<AuditEventRecord>;
   listAudit(filter?: AuditListFilter): Promise<AuditEventRecord[]>;
   countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): Promise<number>;
+}
+
+/** Called with the id of a device whose heartbeat answer may have changed; null: any device's. */
+export type DeviceStateChangeListener = (deviceId: string | null) => void;
+
+export interface DeviceStateFeedOptions {
+  /** Where the feed reports losing and regaining its source (PostgreSQL: the LISTEN connection). */
+  onStatus?: (event: { following: boolean; error?: unknown }) => void;
+}
+
+/**
+ * Every committed change to a device's heartbeat answer, delivered to the listener, whoever
+ * made it (this process, another replica, the CLI). A cache may use what it holds only while
+ * `caughtUp()` is true: then every change committed so far, and every write this process has
+ * finished, has been delivered. While the feed cannot follow (its connection is lost) it says
+ * false and, when it follows again, reports a change of every device.
+ */
+export interface DeviceStateFeed {
+  caughtUp(): boolean;
+  close(): Promise<void>;
 }

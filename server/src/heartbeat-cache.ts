@@ -1,0 +1,127 @@
+// Heartbeat answers kept in memory. Almost every heartbeat of a settled fleet gets the same
+// answer as the one before, and reading it (the device row, its desired assignments) was most
+// of a heartbeat's cost beyond gRPC itself: on PostgreSQL two round trips of node-postgres at
+// 110-150 us of CPU each (docs/benchmarks.md). The database says when an answer may have
+// changed (DeviceStateFeed: migration 6's triggers, whoever wrote), so an answer is used only
+// while the feed is caught up and no change to its device has been seen since it was read.
+import type { AssignmentMessage, HeartbeatResponse } from '@meshanics/core/contract';
+import { DEFAULT_HEARTBEAT_CACHE_SIZE } from './defaults.js';
+import type { DeviceStateFeed } from './store/index.js';
+
+/** What a heartbeat of a registered, not decommissioned device is answered from. */
+export interface HeartbeatView {
+  deviceId: string;
+  /** Digest of the installed set on the device row, compared with what the device reports. */
+  installedDigest: string | null;
+  assignments: AssignmentMessage[];
+  logRequests: HeartbeatResponse['logRequests'];
+  nextHeartbeatSeconds: number;
+}
+
+export interface HeartbeatCacheOptions {
+  /** Most answers kept (the oldest go first). Default DEFAULT_HEARTBEAT_CACHE_SIZE. */
+  maxEntries?: number;
+  /**
+   * An answer is read again after this long even without a change seen (default 10 min): a
+   * bound on how long a write the triggers do not cover could go unnoticed.
+   */
+  maxAgeMs?: number;
+  now?: () => number;
+}
+
+/**
+ * A lookup's result. `view` when the cache had a usable answer; otherwise `ticket`, to give
+ * back to store() with the answer read from the database (undefined: do not store it).
+ */
+export interface Lookup {
+  view?: HeartbeatView;
+  ticket?: number;
+}
+
+interface Entry {
+  view: HeartbeatView;
+  spiffeId: string;
+  readAt: number;
+}
+
+export interface HeartbeatCacheStats {
+  hits: number;
+  misses: number;
+  /** Lookups made while the feed was not caught up (answered from the database). */
+  bypassed: number;
+  entries: number;
+}
+
+export class HeartbeatCache {
+  private readonly entries = new Map<string, Entry>();
+  /** Device id -> SPIFFE ID of its entry: changes name devices, lookups name certificates. */
+  private readonly byDevice = new Map<string, string>();
+  /** Advances on every change seen: an answer read across a change is not stored. */
+  private epoch = 0;
+  private feed: DeviceStateFeed | undefined;
+  private readonly maxEntries: number;
+  private readonly maxAgeMs: number;
+  private readonly now: () => number;
+  private readonly counts = { hits: 0, misses: 0, bypassed: 0 };
+
+  constructor(options: HeartbeatCacheOptions = {}) {
+    this.maxEntries = options.maxEntries ?? DEFAULT_HEARTBEAT_CACHE_SIZE;
+    this.maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The feed this cache trusts; until then every lookup is bypassed. */
+  follow(feed: DeviceStateFeed): void {
+    this.feed = feed;
+  }
+
+  /** The feed's listener: the answer of `deviceId` (null: of every device) may have changed. */
+  readonly changed = (deviceId: string | null): void => {
+    this.epoch++;
+    if (deviceId === null) {
+      this.entries.clear();
+      this.byDevice.clear();
+      return;
+    }
+    const spiffeId = this.byDevice.get(deviceId);
+    if (spiffeId === undefined) return;
+    this.byDevice.delete(deviceId);
+    this.entries.delete(spiffeId);
+  };
+
+  lookup(spiffeId: string): Lookup {
+    // Delivers every change committed so far to changed() before anything is trusted.
+    if (!this.feed?.caughtUp()) {
+      this.counts.bypassed++;
+      return {};
+    }
+    const entry = this.entries.get(spiffeId);
+    if (entry && this.now() - entry.readAt < this.maxAgeMs) {
+      this.counts.hits++;
+      return { view: entry.view };
+    }
+    this.counts.misses++;
+    return { ticket: this.epoch };
+  }
+
+  /** Keeps `view` unless a change was seen since the lookup that gave `ticket`. */
+  store(ticket: number | undefined, spiffeId: string, view: HeartbeatView): void {
+    if (ticket === undefined || ticket !== this.epoch) return;
+    const old = this.entries.get(spiffeId);
+    if (old) {
+      this.entries.delete(spiffeId);
+      this.byDevice.delete(old.view.deviceId);
+    }
+    this.entries.set(spiffeId, { view, spiffeId, readAt: this.now() });
+    this.byDevice.set(view.deviceId, spiffeId);
+    if (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.values().next().value!;
+      this.entries.delete(oldest.spiffeId);
+      this.byDevice.delete(oldest.view.deviceId);
+    }
+  }
+
+  stats(): HeartbeatCacheStats {
+    return { ...this.counts, entries: this.entries.size };
+  }
+}

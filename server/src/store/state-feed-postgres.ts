@@ -1,0 +1,146 @@
+// The PostgreSQL DeviceStateFeed: one connection LISTENs on migration 6's channel, so an
+// unchanged heartbeat costs no query at all, on every replica.
+//
+// NOTIFY arrives after the commit, asynchronously. For other replicas' writes that is the
+// usual propagation delay (milliseconds). For this process's own writes it would let a
+// heartbeat that follows an operator's request read the old answer; so every write this
+// process commits is followed by a fence (a NOTIFY of our own, sent after the commit
+// returned), and the feed is not caught up until each fence has come back: notifications
+// arrive in commit order, so by then the write's own notifications have arrived too.
+import * as crypto from 'node:crypto';
+import pg from 'pg';
+import type { PostgresDb, WriteWatcher } from './db-postgres.js';
+import { DEVICE_STATE_CHANNEL } from './migration-6.js';
+import type { DeviceStateChangeListener, DeviceStateFeed, DeviceStateFeedOptions } from './store.js';
+
+/** A fence not back after this long (its query failed silently): treated as a change of every device. */
+const FENCE_TIMEOUT_MS = 10_000;
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 30_000;
+const FENCE_PREFIX = 'fence:';
+
+export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
+  private client: pg.Client | undefined;
+  private following = false;
+  private closed = false;
+  private readonly instance = crypto.randomUUID();
+  private fences = 0;
+  /** Fences sent (or about to be) and not yet back, with their timeouts. */
+  private readonly unsettled = new Map<string, NodeJS.Timeout>();
+  private reconnectMs = RECONNECT_MIN_MS;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: PostgresDb,
+    private readonly onChange: DeviceStateChangeListener,
+    private readonly options: DeviceStateFeedOptions = {},
+  ) {}
+
+  /** Connects and LISTENs; a failure is reported and retried in the background, never thrown. */
+  async start(): Promise<void> {
+    this.db.setWriteWatcher(this);
+    await this.connect();
+  }
+
+  caughtUp(): boolean {
+    return this.following && this.unsettled.size === 0;
+  }
+
+  // --- WriteWatcher (called by PostgresDb around every commit of this process)
+
+  writeStarting(): string | undefined {
+    // Not following: nothing cached is used until following again, which resets everything.
+    if (!this.following) return undefined;
+    const token = `${this.instance}:${++this.fences}`;
+    const timeout = setTimeout(() => this.settle(token, true), FENCE_TIMEOUT_MS);
+    timeout.unref();
+    this.unsettled.set(token, timeout);
+    return token;
+  }
+
+  writeFinished(token: string): void {
+    // Sent after the commit returned (or failed: its outcome may be unknown), on any pooled
+    // connection: it commits after the write, so it arrives after the write's notifications.
+    this.db.pool.query('SELECT pg_notify($1, $2)', [DEVICE_STATE_CHANNEL, FENCE_PREFIX + token]).catch(() => this.settle(token, true));
+  }
+
+  private settle(token: string, lost: boolean): void {
+    const timeout = this.unsettled.get(token);
+    if (timeout === undefined) return;
+    clearTimeout(timeout);
+    this.unsettled.delete(token);
+    if (lost) this.onChange(null);
+  }
+
+  // --- the LISTEN connection
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({ connectionString: this.db.connectionString });
+    client.on('notification', (msg) => this.notified(msg));
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client, undefined));
+    this.client = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${DEVICE_STATE_CHANNEL}`);
+    } catch (err) {
+      this.lost(client, err);
+      return;
+    }
+    if (this.closed || this.client !== client) return;
+    // Whatever changed while nobody listened is unknown: everything cached goes.
+    this.onChange(null);
+    this.following = true;
+    this.reconnectMs = RECONNECT_MIN_MS;
+    this.options.onStatus?.({ following: true });
+  }
+
+  private notified(msg: pg.Notification): void {
+    if (msg.channel !== DEVICE_STATE_CHANNEL) return;
+    const payload = msg.payload ?? '*';
+    if (payload.startsWith(FENCE_PREFIX)) {
+      // Other replicas' fences come by too; only ours are waited for.
+      this.settle(payload.slice(FENCE_PREFIX.length), false);
+      return;
+    }
+    this.onChange(payload === '*' ? null : payload);
+  }
+
+  private lost(client: pg.Client, error: unknown): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    const wasFollowing = this.following;
+    this.following = false;
+    for (const token of [...this.unsettled.keys()]) this.settle(token, false);
+    this.onChange(null);
+    client.removeAllListeners('end');
+    client.on('error', () => undefined);
+    void client.end().catch(() => undefined);
+    if (this.closed) return;
+    if (wasFollowing || error !== undefined) this.options.onStatus?.({ following: false, error });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.connect();
+    }, this.reconnectMs);
+    this.reconnectTimer.unref();
+    this.reconnectMs = Math.min(this.reconnectMs * 2, RECONNECT_MAX_MS);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.following = false;
+    this.db.setWriteWatcher(undefined);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const timeout of this.unsettled.values()) clearTimeout(timeout);
+    this.unsettled.clear();
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      client.removeAllListeners('end');
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+}

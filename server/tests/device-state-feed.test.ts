@@ -1,0 +1,162 @@
+// The device-state feed (migration 6's triggers): every committed write that can change a
+// device's heartbeat answer reaches the listener, whoever made it, and liveness writes do not.
+// A cache trusts what it holds only while caughtUp() is true, so the property under test is:
+// once a write has returned and caughtUp() says true, the write's change has been delivered.
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEVICE_COLUMNS_NOT_WATCHED, DEVICE_COLUMNS_WATCHED } from '../src/store/migration-6.js';
+import { openStore, SqlStore, type DeviceStateFeed, type Store } from '../src/store/index.js';
+import { testEngines, type Engine } from './engines.js';
+
+const { engines } = await testEngines();
+const NOW = '2026-01-01T00:00:00.000Z';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Opened {
+  store: Store;
+  feed: DeviceStateFeed;
+  seen: Array<string | null>;
+  location: string;
+}
+const opened: Opened[] = [];
+afterEach(async () => {
+  for (const o of opened.splice(0)) {
+    await o.feed.close();
+    await o.store.close();
+  }
+});
+
+async function open(engine: Engine): Promise<Opened> {
+  const location = await engine.fresh();
+  const store = await openStore(location);
+  const seen: Array<string | null> = [];
+  const feed = await store.openDeviceStateFeed((deviceId) => seen.push(deviceId));
+  const o = { store, feed, seen, location };
+  opened.push(o);
+  await until(() => feed.caughtUp(), 'the feed follows');
+  seen.length = 0;
+  return o;
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(5);
+  }
+}
+
+/** What the feed has delivered once it is caught up (SQLite: delivered by the call itself). */
+async function delivered(o: Opened): Promise<Array<string | null>> {
+  await until(() => o.feed.caughtUp(), 'the feed is caught up');
+  return o.seen.splice(0);
+}
+
+describe.each(engines)('device state feed on $name', (engine) => {
+  it('delivers the device of every write that changes its heartbeat answer, before it reports being caught up', async () => {
+    const o = await open(engine);
+    const { store } = o;
+    const { device } = await store.ensureDevice({ spiffeId: 'spiffe://t/lab/d1', fleet: 'lab', name: 'd1', now: NOW });
+    expect(await delivered(o)).toContain(device.id);
+
+    await store.registerDevice({ spiffeId: device.spiffeId, fleet: 'lab', name: 'd1', profile: { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] }, now: NOW });
+    expect(await delivered(o)).toContain(device.id);
+
+    await (store as SqlStore).db.run('UPDATE devices SET tags = ? WHERE id = ?', ['{"site":"b"}', device.id]);
+    if (engine.name === 'postgres') {
+      // The write has returned; its notification (and the fence after it) cannot have been
+      // read yet, no I/O having happened since: not caught up.
+      expect(o.feed.caughtUp()).toBe(false);
+    }
+    expect(await delivered(o)).toEqual([device.id]);
+
+    await store.replaceInstalled(device.id, [{ name: 'm', kind: 'model', version: '1', sha256: 'a'.repeat(64), state: 'HEALTHY' }], NOW);
+    expect(await delivered(o)).toContain(device.id);
+
+    await store.logRequests.insert({ id: 'lr-1', deviceId: device.id, since: null, until: null, maxBytes: 1024, requestedAt: NOW, requestedBy: 'op', fulfilledAt: null, sizeBytes: null, sha256: null });
+    expect(await delivered(o)).toContain(device.id);
+
+    await store.decommissionDevice(device.id, NOW);
+    expect(await delivered(o)).toEqual([device.id]);
+  });
+
+  it('delivers nothing for liveness and report sequences, which never change an answer', async () => {
+    const o = await open(engine);
+    const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d2', fleet: 'lab', name: 'd2', now: NOW });
+    await delivered(o);
+    await o.store.touchLastSeen([{ deviceId: device.id, at: '2026-01-02T00:00:00.000Z' }]);
+    const { db } = o.store as SqlStore;
+    await db.run('UPDATE devices SET last_report_seq = last_report_seq + 1 WHERE id = ?', [device.id]);
+    // A write that does change the answer, after them: once it is delivered, they would have been.
+    await db.run('UPDATE devices SET heartbeat_interval_seconds = 7 WHERE id = ?', [device.id]);
+    expect(await delivered(o)).toEqual([device.id]);
+  });
+
+  it('delivers a change of every device when an artifact or a rollout status changes', async () => {
+    const o = await open(engine);
+    const { db } = o.store as SqlStore;
+    await o.store.insertArtifact({
+      id: 'art-1', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
+      sha256: 'b'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+    });
+    expect(await delivered(o)).toEqual([]);
+    await db.run("UPDATE artifacts SET manifest = '{}' WHERE id = 'art-1'");
+    expect(await delivered(o)).toEqual([null]);
+  });
+
+  it('delivers writes made behind the store, by another connection or process', async () => {
+    const o = await open(engine);
+    const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d3', fleet: 'lab', name: 'd3', now: NOW });
+    await delivered(o);
+    await engine.exec(o.location, `UPDATE devices SET decommissioned_at = '${NOW}' WHERE id = '${device.id}'`);
+    // Another process's commit carries no fence of ours: it arrives when the database sends it.
+    await until(() => o.feed.caughtUp() && o.seen.length > 0, 'the other connection\'s write is delivered');
+    expect(o.seen).toEqual([device.id]);
+  });
+});
+
+describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed on $name, losing its connection', (engine) => {
+  it('says it is not caught up while its LISTEN connection is gone, then resets every device and follows again', async () => {
+    const o = await open(engine);
+    const dbName = new URL(o.location).pathname.slice(1);
+    await engine.exec(o.location, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${dbName}' AND query LIKE 'LISTEN%'`);
+    await until(() => !o.feed.caughtUp(), 'the feed notices');
+    await until(() => o.feed.caughtUp(), 'the feed follows again');
+    expect(o.seen).toContain(null);
+
+    o.seen.length = 0;
+    const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d4', fleet: 'lab', name: 'd4', now: NOW });
+    expect(await delivered(o)).toContain(device.id);
+  });
+});
+
+describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on $name, its change log', () => {
+  it('watches every devices column but liveness, so a column added later cannot be forgotten', async () => {
+    const store = await openStore(await engines[0]!.fresh());
+    try {
+      const columns = (await (store as SqlStore).db.all('SELECT name FROM pragma_table_info(\'devices\')')).map((r) => String(r.name));
+      expect([...columns].sort()).toEqual([...DEVICE_COLUMNS_WATCHED, ...DEVICE_COLUMNS_NOT_WATCHED].sort());
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('delivers a change of every device when rows it never read were pruned', async () => {
+    const o = await open(engines[0]!);
+    const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d5', fleet: 'lab', name: 'd5', now: NOW });
+    // Another process's feed pruned the change before this one read it.
+    await engines[0]!.exec(o.location, 'DELETE FROM device_state_changes');
+    await o.store.decommissionDevice(device.id, NOW);
+    expect(await delivered(o)).toEqual([null]);
+  });
+
+  it('prunes only rows it has read, and only once they are old', async () => {
+    const o = await open(engines[0]!);
+    await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d6', fleet: 'lab', name: 'd6', now: NOW });
+    const feed = o.feed as unknown as { prune(now?: number): Promise<number> };
+    // Not read yet: kept, however old.
+    expect(await feed.prune(Date.now() + 3_600_000)).toBe(0);
+    await delivered(o);
+    expect(await feed.prune()).toBe(0);
+    expect(await feed.prune(Date.now() + 3_600_000)).toBe(1);
+  });
+});
