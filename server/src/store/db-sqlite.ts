@@ -12,6 +12,9 @@ import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
 
+/** Page cache per connection, KiB (two connections). */
+const PAGE_CACHE_KIB = 64 * 1024;
+
 export class SqliteDb implements Db {
   readonly dialect = 'sqlite' as const;
   readonly raw: Database.Database;
@@ -38,6 +41,11 @@ export class SqliteDb implements Db {
     // Opened after the writer switched the file to WAL; only ever given SELECTs (readStatement).
     this.reader = new Database(file);
     this.reader.pragma('busy_timeout = 0');
+    // SQLite's default page cache (2 MB) is far smaller than a fleet's working set: a rollout
+    // step's count over 10,000 devices re-read its pages from the OS on every run, taking
+    // 150+ ms of the event loop at a time in the 10,000-device benchmark. Pages are cached
+    // as they are read, so a small database never uses more than its size.
+    for (const conn of [this.raw, this.reader]) conn.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   }
 
   /** Runs `fn` again (after a growing pause, up to BUSY_WAIT_MS) while the database is locked. */
