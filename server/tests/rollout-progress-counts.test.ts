@@ -10,8 +10,8 @@ import { initDataDir } from '../src/data-dir.js';
 import { createGroup } from '../src/groups.js';
 import { progressOfDevices } from '../src/rollouts/engine.js';
 import { createRollout } from '../src/rollouts/service.js';
-import type { SqlStore } from '../src/store/index.js';
-import { testEngines } from './engines.js';
+import { openStore, type SqlStore } from '../src/store/index.js';
+import { sqliteEngine, testEngines } from './engines.js';
 import { tempDir } from './helpers.js';
 
 const { engines } = await testEngines();
@@ -68,6 +68,42 @@ describe.each(engines)('rollout progress counts on $name', (engine) => {
       expect(counts).toMatchObject({ targeted: 14, healthy: 1, failed: 1, rolledBack: 1 });
     } finally {
       await ctx.close();
+    }
+  });
+});
+
+describe('rollout progress counts on sqlite, thousands of devices', () => {
+  it('are counted in slices that let the event loop run, and equal the one-statement count', async () => {
+    const store = await openStore(await sqliteEngine.fresh());
+    try {
+      const { db } = store as SqlStore;
+      const now = new Date().toISOString();
+      await store.withWriteLock(async () => {
+        await db.run(`INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, created_at) VALUES ('a1', 'm', '1', 'model', 'm.bin', 'm/1/m.bin', ?, 1, '{}', ?)`, ['a'.repeat(64), now]);
+        await db.run(`INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave, created_at, updated_at, created_by) VALUES ('r1', 'lab', 'a1', 'm', 'g', '{}', '{}', 'running', 1, ?, ?, 'test')`, [now, now]);
+        for (let i = 0; i < 2345; i++) {
+          const device = crypto.randomUUID();
+          const assignment = crypto.randomUUID();
+          await db.run(`INSERT INTO devices (id, spiffe_id, fleet, name, created_at, decommissioned_at) VALUES (?, ?, 'lab', ?, ?, ?)`, [device, `spiffe://t/lab/d${i}`, `d${i}`, now, i % 97 === 0 ? now : null]);
+          const wave = i % 3;
+          if (wave <= 1) {
+            await db.run(`INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, active, created_at, updated_at) VALUES (?, ?, 'a1', 'm', 'r1', '{}', ?, ?, ?, ?)`, [assignment, device, STATES[i % STATES.length], i % 11 === 0 ? 0 : 1, now, now]);
+          }
+          await db.run(`INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position, assignment_id) VALUES ('r1', ?, 'm', 1, ?, ?, ?)`, [device, wave, i, wave <= 1 ? assignment : null]);
+        }
+      });
+      const oneStatement = await store.rollouts.progress('r1', 1);
+      expect(oneStatement).toEqual(progressOfDevices({ currentWave: 1 }, await store.rollouts.listDevices('r1')));
+      const sliced = await store.withWriteLock(async () => {
+        let yielded = false;
+        setImmediate(() => (yielded = true));
+        const counts = await store.rollouts.progress('r1', 1);
+        return { counts, yielded };
+      });
+      expect(sliced.counts).toEqual(oneStatement);
+      expect(sliced.yielded).toBe(true);
+    } finally {
+      await store.close();
     }
   });
 });
