@@ -25,6 +25,7 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     set: { type: 'string', multiple: true },
     'database-url': { type: 'string' },
+    'database-only': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -36,7 +37,8 @@ if (values.help) {
   --keep       keep the work directory afterwards
   --set S.K=V  override a suite's size, e.g. --set fleet.devices=2000 --set fleet.intervalSeconds=10
   --database-url URL  also run the server suites (heartbeat, fleet) on PostgreSQL, next to SQLite:
-               each gets a new database on that server (CREATE DATABASE, dropped afterwards)`);
+               each gets a new database on that server (CREATE DATABASE, dropped afterwards)
+  --database-only  with --database-url: the server suites on that database only, not on SQLite`);
   process.exit(0);
 }
 const mode = values.smoke ? 'smoke' : 'full';
@@ -66,7 +68,10 @@ for (const item of values.set ?? []) {
 
 // The server suites again on an external database, labelled by its scheme ("heartbeat/postgresql").
 const SERVER_SUITES = ['heartbeat', 'fleet'];
-const runs = selected.map((name) => ({ name, key: name, options: {} }));
+if (values['database-only'] && !values['database-url']) throw new Error('--database-only needs --database-url');
+const runs = selected
+  .filter((name) => !(values['database-only'] && SERVER_SUITES.includes(name)))
+  .map((name) => ({ name, key: name, options: {} }));
 if (values['database-url']) {
   const backend = backendOf(values['database-url']);
   for (const name of selected.filter((s) => SERVER_SUITES.includes(s))) {

@@ -39,12 +39,15 @@ export function translatePlaceholders(sql: string): { text: string; names: strin
 
 /**
  * Told around every commit this process makes (the device-state feed's fences,
- * state-feed-postgres.ts): `writeStarting` before the commit is sent, `writeFinished` with its
- * token once it has returned or failed.
+ * state-feed-postgres.ts). `fence` is called before a commit is sent and gives the statement
+ * to run in the committing transaction just before COMMIT (so the fence costs no commit of
+ * its own: each commit that notifies takes PostgreSQL's global notify lock and, with an XID,
+ * a WAL flush), or undefined. `unsent` reports a fence whose commit failed or whose outcome is
+ * unknown, or, with `afterwards`, asks for it to be sent on its own (autocommit writes).
  */
 export interface WriteWatcher {
-  writeStarting(): string | undefined;
-  writeFinished(token: string): void;
+  fence(): { token: string; sql: string } | undefined;
+  unsent(token: string, afterwards: boolean): void;
 }
 
 /** Statements that cannot write (the rest, outside a transaction, commit by themselves). */
@@ -83,14 +86,14 @@ export class PostgresDb implements Db {
     this.writeWatcher = watcher;
   }
 
-  /** `commit` is the statement that makes a write visible: COMMIT, or an autocommit write itself. */
-  private async watchedCommit<T>(commit: () => Promise<T>): Promise<T> {
-    const token = this.writeWatcher?.writeStarting();
-    if (token === undefined) return commit();
+  /** An autocommit write: its fence follows it in a transaction of its own. */
+  private async autocommitWrite<T>(write: () => Promise<T>): Promise<T> {
+    const fence = this.writeWatcher?.fence();
+    if (fence === undefined) return write();
     try {
-      return await commit();
+      return await write();
     } finally {
-      this.writeWatcher?.writeFinished(token);
+      this.writeWatcher?.unsent(fence.token, true);
     }
   }
 
@@ -102,7 +105,7 @@ export class PostgresDb implements Db {
     try {
       if (tx) return await tx.connection.query({ name: t.name, text: t.text, values });
       if (READ_ONLY_SQL.test(sql)) return await this.pool.query({ name: t.name, text: t.text, values });
-      return await this.watchedCommit(() => this.pool.query({ name: t.name, text: t.text, values }));
+      return await this.autocommitWrite(() => this.pool.query({ name: t.name, text: t.text, values }));
     } finally {
       this.observe?.('query', (performance.now() - start) / 1000);
     }
@@ -123,7 +126,7 @@ export class PostgresDb implements Db {
   async exec(sql: string): Promise<void> {
     const tx = this.scope.current();
     if (tx) await tx.connection.query(sql);
-    else await this.watchedCommit(() => this.pool.query(sql));
+    else await this.autocommitWrite(() => this.pool.query(sql));
   }
 
   inTransaction(): boolean {
@@ -144,7 +147,14 @@ export class PostgresDb implements Db {
       await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, WRITE_LOCK_KEY]);
       const result = await this.scope.run(ctx, fn);
       ctx.done = true;
-      await this.watchedCommit(() => client.query('COMMIT'));
+      const fence = this.writeWatcher?.fence();
+      try {
+        // One simple-protocol query: the fence is sent by the committing transaction itself.
+        await client.query(fence ? `${fence.sql}; COMMIT` : 'COMMIT');
+      } catch (err) {
+        if (fence) this.writeWatcher?.unsent(fence.token, false);
+        throw err;
+      }
       return result;
     } catch (err) {
       ctx.done = true;

@@ -3,10 +3,10 @@
 //
 // NOTIFY arrives after the commit, asynchronously. For other replicas' writes that is the
 // usual propagation delay (milliseconds). For this process's own writes it would let a
-// heartbeat that follows an operator's request read the old answer; so every write this
-// process commits is followed by a fence (a NOTIFY of our own, sent after the commit
-// returned), and the feed is not caught up until each fence has come back: notifications
-// arrive in commit order, so by then the write's own notifications have arrived too.
+// heartbeat that follows an operator's request read the old answer; so every transaction
+// this process commits ends with a fence (a NOTIFY of our own, its last statement before
+// COMMIT), and the feed is not caught up until each fence has come back: a transaction's
+// notifications arrive in the order it sent them, so by then the write's own have too.
 import * as crypto from 'node:crypto';
 import pg from 'pg';
 import type { PostgresDb, WriteWatcher } from './db-postgres.js';
@@ -48,20 +48,28 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
 
   // --- WriteWatcher (called by PostgresDb around every commit of this process)
 
-  writeStarting(): string | undefined {
+  fence(): { token: string; sql: string } | undefined {
     // Not following: nothing cached is used until following again, which resets everything.
     if (!this.following) return undefined;
     const token = `${this.instance}:${++this.fences}`;
     const timeout = setTimeout(() => this.settle(token, true), FENCE_TIMEOUT_MS);
     timeout.unref();
     this.unsettled.set(token, timeout);
-    return token;
+    // The token is ours (a UUID and a counter): nothing to quote.
+    return { token, sql: `SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}')` };
   }
 
-  writeFinished(token: string): void {
-    // Sent after the commit returned (or failed: its outcome may be unknown), on any pooled
-    // connection: it commits after the write, so it arrives after the write's notifications.
-    this.db.pool.query('SELECT pg_notify($1, $2)', [DEVICE_STATE_CHANNEL, FENCE_PREFIX + token]).catch(() => this.settle(token, true));
+  unsent(token: string, afterwards: boolean): void {
+    if (!afterwards) {
+      // The commit failed, or its outcome is unknown: assume it changed anything.
+      this.settle(token, true);
+      return;
+    }
+    // After an autocommit write, sent on its own: it commits after the write, so it arrives
+    // after the write's notifications. Not flushed to disk first (it records nothing).
+    this.db.pool
+      .query(`BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}'); COMMIT`)
+      .catch(() => this.settle(token, true));
   }
 
   private settle(token: string, lost: boolean): void {
