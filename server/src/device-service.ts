@@ -103,10 +103,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   // Reports arriving together are committed together (still each before its answer).
   const reportWrites = new WriteBatcher(store);
 
-  /**
-   * Who is calling. A decommissioned device is refused here on every call but Heartbeat,
-   * which answers it `offboarded` once (see offboard) so the agent can wipe itself and exit.
-   */
+  /** The device identity the TLS-verified client certificate asserts (no database read). */
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
