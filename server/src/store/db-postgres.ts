@@ -6,7 +6,7 @@
 import * as crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
+import { READ_ONLY_SQL, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
 
 /** Advisory lock keys, (namespace, key) pairs; the namespace is "MESH". */
 export const LOCK_NAMESPACE = 0x4d455348;
@@ -49,9 +49,6 @@ export interface WriteWatcher {
   fence(): { token: string; sql: string } | undefined;
   unsent(token: string, afterwards: boolean): void;
 }
-
-/** Statements that cannot write (the rest, outside a transaction, commit by themselves). */
-const READ_ONLY_SQL = /^\s*SELECT\b/i;
 
 export class PostgresDb implements Db {
   readonly dialect = 'postgres' as const;

@@ -10,7 +10,7 @@
 // bodies that await, the holder may be this very process, which then could never finish.
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { Mutex, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
+import { Mutex, READ_ONLY_SQL, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
 
 /** Page cache per connection, KiB (two connections). */
 const PAGE_CACHE_KIB = 64 * 1024;
@@ -198,7 +198,6 @@ export class SqliteDb implements Db {
 }
 
 /** Statements that only read, whatever their results: what the reader connection may run. */
-const READ_ONLY_SQL = /^\s*SELECT\b/i;
 
 /** How long a statement waits for another connection's lock (was busy_timeout = 5000). */
 const BUSY_WAIT_MS = 5000;

@@ -12,6 +12,9 @@ export type Row = Record<string, unknown>;
 export type Params = readonly unknown[] | Readonly<Record<string, unknown>>;
 export type Dialect = 'sqlite' | 'postgres';
 
+/** Statements that cannot write: SQLite reads them on its reader connection; on PostgreSQL the rest, outside a transaction, are commits of their own. */
+export const READ_ONLY_SQL = /^\s*SELECT\b/i;
+
 export interface Db {
   readonly dialect: Dialect;
   all(sql: string, params?: Params): Promise<Row[]>;
