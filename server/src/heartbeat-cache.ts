@@ -40,7 +40,6 @@ export interface Lookup {
 
 interface Entry {
   view: HeartbeatView;
-  spiffeId: string;
   readAt: number;
 }
 
@@ -112,11 +111,11 @@ export class HeartbeatCache {
       this.entries.delete(spiffeId);
       this.byDevice.delete(old.view.deviceId);
     }
-    this.entries.set(spiffeId, { view, spiffeId, readAt: this.now() });
+    this.entries.set(spiffeId, { view, readAt: this.now() });
     this.byDevice.set(view.deviceId, spiffeId);
     if (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.values().next().value!;
-      this.entries.delete(oldest.spiffeId);
+      const [oldestSpiffeId, oldest] = this.entries.entries().next().value!;
+      this.entries.delete(oldestSpiffeId);
       this.byDevice.delete(oldest.view.deviceId);
     }
   }

@@ -3,9 +3,6 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
-
-/** Devices counted per statement by progress() on SQLite (see there). */
-const PROGRESS_SLICE = 1000;
 import { json, num, str, strOrNull, textRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
@@ -55,6 +52,9 @@ function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null 
 
 /** Devices per statement when a wave starts (11 parameters each in the INSERT). */
 const WAVE_CHUNK = 200;
+
+/** Devices counted per statement by progress() on SQLite (see there). */
+const PROGRESS_SLICE = 1000;
 
 const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
   status: { column: 'status', encode: (v) => v },

@@ -19,6 +19,11 @@ const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
 const FENCE_PREFIX = 'fence:';
 
+/** The fence's statement. The token is ours (a UUID and a counter): nothing to quote. */
+function fenceSql(token: string): string {
+  return `SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}')`;
+}
+
 export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
   private client: pg.Client | undefined;
   private following = false;
@@ -55,8 +60,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     const timeout = setTimeout(() => this.settle(token, true), FENCE_TIMEOUT_MS);
     timeout.unref();
     this.unsettled.set(token, timeout);
-    // The token is ours (a UUID and a counter): nothing to quote.
-    return { token, sql: `SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}')` };
+    return { token, sql: fenceSql(token) };
   }
 
   unsent(token: string, afterwards: boolean): void {
@@ -68,7 +72,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     // After an autocommit write, sent on its own: it commits after the write, so it arrives
     // after the write's notifications. Not flushed to disk first (it records nothing).
     this.db.pool
-      .query(`BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}'); COMMIT`)
+      .query(`BEGIN; SET LOCAL synchronous_commit = off; ${fenceSql(token)}; COMMIT`)
       .catch(() => this.settle(token, true));
   }
 
