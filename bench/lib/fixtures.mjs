@@ -87,8 +87,13 @@ export function serveSupports(option) {
  * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs), on the
  * data dir's SQLite database or, with `databaseUrl`, on PostgreSQL.
  */
-export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl } = {}) {
-  const extraArgs = [...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []), ...(databaseUrl ? ['--database-url', databaseUrl] : [])];
+export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl, api = false } = {}) {
+  const extraArgs = [
+    ...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []),
+    ...(databaseUrl ? ['--database-url', databaseUrl] : []),
+    // The REST API, for its /metrics (the server's own counters, e.g. heartbeat cache hits).
+    ...(api ? ['--api-listen', '127.0.0.1:0'] : []),
+  ];
   // BENCH_SERVER_NODE_ARGS: node flags for the server only, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'
   // (the profile is written when serve exits on the suite's SIGTERM).
   const execArgv = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);

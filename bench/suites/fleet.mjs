@@ -96,6 +96,31 @@ async function stopFleet(clients) {
 }
 
 /** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
+/**
+ * The server's heartbeat cache lookups so far by result (hit, miss, bypassed), from its
+ * /metrics; undefined when the server has no API or no cache (older heads).
+ */
+async function cacheLookups(server) {
+  if (!server.api) return undefined;
+  try {
+    const text = await (await fetch(`${server.api}/metrics`)).text();
+    const counts = {};
+    for (const m of text.matchAll(/^meshanics_heartbeat_cache_lookups_total\{result="(\w+)"\} (\d+)/gm)) counts[m[1]] = Number(m[2]);
+    return Object.keys(counts).length ? counts : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Lookups between two snapshots, with the share of hits. */
+function cacheDelta(from, to) {
+  if (!from || !to) return undefined;
+  const d = {};
+  for (const k of Object.keys(to)) d[k] = to[k] - (from[k] ?? 0);
+  const total = Object.values(d).reduce((a, b) => a + b, 0);
+  return { ...d, hitShare: total ? (d.hit ?? 0) / total : null };
+}
+
 async function dbBytes(dataDir, databaseUrl) {
   if (databaseUrl) return { total: await databaseBytes(databaseUrl) };
   const db = path.join(dataDir, 'meshanics.db');
@@ -140,7 +165,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     progress(SUITE, `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms`);
 
     // The real server.
-    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl });
+    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true });
     const pid = server.proc.pid;
     const serverMem = memoryPoller(pid, 500);
     const fleet = await connectFleet(cfg, server.grpc, caPem, credsFile, 'server');
@@ -159,8 +184,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
 
     await startHeartbeats(fleet.clients, cfg.intervalSeconds);
     const steadyCpu0 = cpuMs(pid);
+    const cacheAtSteady = await cacheLookups(server);
     await sleep(steadyMs);
     const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
+    const cacheAtRollout = await cacheLookups(server);
     progress(SUITE, `server: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${fmtBytes(serverMem.result.maxRss)}`);
 
     // One real rollout per version through the server's rollout engine (what the operator API
@@ -236,6 +263,9 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       if (!complete) break;
     }
 
+    const cacheAtEnd = await cacheLookups(server);
+    const cache = { steady: cacheDelta(cacheAtSteady, cacheAtRollout), rollout: cacheDelta(cacheAtRollout, cacheAtEnd) };
+    if (cache.steady) progress(SUITE, `heartbeat cache hits: ${(100 * cache.steady.hitShare).toFixed(1)}% steady, ${(100 * cache.rollout.hitShare).toFixed(1)}% during rollouts (${JSON.stringify(cache.rollout)})`);
     const result = await stopFleet(fleet.clients);
     const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
@@ -297,6 +327,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         firstClientError: result.firstError,
         heartbeats: result.heartbeats,
         reports: result.reports,
+        heartbeatCache: cache,
       },
       echo: {
         loadGeneratorLoopDelayMs: echoResult.loop,

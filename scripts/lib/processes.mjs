@@ -117,6 +117,7 @@ export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
   child.enroll = line.enroll;
+  child.api = line.api;
   return child;
 }
 

@@ -67,6 +67,13 @@ function isDatabaseUnavailable(err: unknown): boolean {
 }
 const DECOMMISSIONED = 'device is decommissioned';
 
+/** The caller cancelled the call or its deadline has passed (grpc-js answers it DEADLINE_EXCEEDED itself). */
+function gaveUp(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline'>): boolean {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return call.cancelled || at <= Date.now();
+}
+
 
 interface Caller {
   peer: PeerDevice;
@@ -144,11 +151,14 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return device?.heartbeatIntervalSeconds ?? options.heartbeatIntervalSeconds;
   }
 
-  function unary<Req, Res>(method: string, handle: (caller: Caller, request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  function unary<Req, Res>(
+    method: string,
+    handle: (caller: Caller, request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+  ): grpc.handleUnaryCall<Req, Res> {
     return answered(method, async (call, who) => {
       const caller = await authenticate(call, method);
       who(caller.peer);
-      return handle(caller, call.request);
+      return handle(caller, call.request, call);
     });
   }
 
@@ -257,7 +267,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
   const ReportArtifactStatus = unary<ReportArtifactStatusRequest, ReportArtifactStatusResponse>(
     'ReportArtifactStatus',
-    async (caller, request) => {
+    async (caller, request, call) => {
       const report = validateReport(request);
       const device = caller.device;
       const assignment = report.assignmentId ? await store.getAssignment(report.assignmentId) : undefined;
@@ -269,6 +279,10 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       const artifact = await store.getArtifactById(assignment.artifactId);
       const receivedAt = new Date().toISOString();
       const accepted = await reportWrites.write(async () => {
+        // A call whose deadline passed while it queued for its batch: the device has given up
+        // and will send the report again, so writing it now would only lengthen the queue for
+        // the reports still waited for (when a wave overloads the server, most of the queue).
+        if (gaveUp(call)) return undefined;
         const stored = await store.recordStatusReport({
           ...report,
           deviceId: device.id,
@@ -288,6 +302,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
         }
         return stored;
       });
+      if (accepted === undefined) throw new Refusal(grpc.status.CANCELLED, 'the device stopped waiting before the report was stored');
       logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
       options.metrics?.report(report.state, accepted);
       // Only an outcome (healthy, failed, rolled back) can change a rollout's decision: the

@@ -158,6 +158,26 @@ describe('DeviceService over mTLS', () => {
     expect((await t.ctx.store.listAudit({ subject: `assignment:${id}` })).map((e) => e.action)).toEqual(['assignment.created', 'assignment.healthy']);
   });
 
+  it('does not store a report whose deadline passed while it waited for the write lock; the retry is stored', async () => {
+    const { client, spiffeId } = await device('rep-late');
+    await client.call('Register', registerRequest('1'));
+    await publishModel('late-model', '1.0.0');
+    const id = await assign('rep-late', 'late-model', '1.0.0');
+    const report = { assignmentId: id, state: 'DOWNLOADING', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 1024, deviceTime: new Date().toISOString() };
+    // Another writer holds the write lock past the report's deadline (a wave's backlog).
+    let release!: () => void;
+    const held = t.ctx.store.withWriteLock(() => new Promise<void>((r) => (release = r)));
+    const late = grpcError(client.call('ReportArtifactStatus', report, { deadlineMs: 300 }));
+    expect((await late).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    release();
+    await held;
+    // The device's retry (same sequence) queues behind the late one in the same batcher. Had
+    // the late one been written after the device gave up, the retry would be a duplicate.
+    expect(await client.call('ReportArtifactStatus', report)).toEqual({ accepted: true });
+    expect((await t.ctx.store.getDeviceBySpiffeId(spiffeId))!.lastReportSeq).toBe(1);
+    expect((await getAssignment(t.ctx, id)).reports.map((r) => [r.sequence, r.state])).toEqual([[1, 'DOWNLOADING']]);
+  });
+
   it("refuses a report on another device's assignment with NOT_FOUND and stores nothing", async () => {
     const owner = await device('own-1');
     const intruder = await device('own-2');

@@ -142,10 +142,10 @@ export class DeviceClient {
     );
   }
 
-  call<T = Record<string, unknown>>(method: string, request: Record<string, unknown>): Promise<T> {
+  call<T = Record<string, unknown>>(method: string, request: Record<string, unknown>, { deadlineMs = 5000 } = {}): Promise<T> {
     const fn = (this.raw as unknown as Record<string, (req: unknown, options: grpc.CallOptions, cb: Callback) => void>)[method]!;
     return new Promise((resolve, reject) =>
-      fn.call(this.raw, request, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res as T))),
+      fn.call(this.raw, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as T))),
     );
   }
 

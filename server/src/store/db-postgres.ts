@@ -56,6 +56,13 @@ export class PostgresDb implements Db {
   private readonly translated = new Map<string, Translated>();
   private readonly scope = new TxScope<pg.PoolClient>();
   private writeWatcher: WriteWatcher | undefined;
+  /**
+   * This process's write transactions, one at a time. They are serialized anyway (the global
+   * advisory lock), but one waiting for the lock holds a pooled connection while it waits: a
+   * burst of writers (status report batches, liveness flushes, rollout steps) would take the
+   * whole pool and leave heartbeats' reads queued behind them. Waiting here costs no connection.
+   */
+  private writerQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly connectionString: string,
@@ -133,6 +140,13 @@ export class PostgresDb implements Db {
   async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void (await outer.connection.query(sql)), fn);
+    const turn = this.writerQueue.then(() => this.topLevelWriteTransaction(fn, options));
+    // The next writer waits for this one to end, however it ends.
+    this.writerQueue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async topLevelWriteTransaction<T>(fn: () => Promise<T>, options: TransactionOptions): Promise<T> {
     const start = performance.now();
     const client = await this.pool.connect();
     const ctx = new TxContext(client);

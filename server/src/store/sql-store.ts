@@ -124,7 +124,7 @@ export class SqlStore implements Store {
     const lock = <T>(fn: () => Promise<T>): Promise<T> => this.withWriteLock(fn);
     this.groups = new SqlGroups(db, lock);
     this.rollouts = new SqlRollouts(db, lock);
-    this.audit = new SqlAudit(db, lock);
+    this.audit = new SqlAudit(db, (fn) => this.atomically(fn));
   }
 
   get dialect(): 'sqlite' | 'postgres' {
@@ -133,6 +133,16 @@ export class SqlStore implements Store {
 
   withWriteLock<T>(fn: () => T | Promise<T>): Promise<T> {
     return this.db.writeTransaction(async () => fn());
+  }
+
+  /**
+   * Runs `fn` in the caller's write transaction when there is one, without a savepoint of its
+   * own (on PostgreSQL a savepoint is two more round trips under the global write lock), else
+   * in a write transaction of its own. Only for writes whose failure nobody catches inside the
+   * transaction and carries on from: their failure aborts the whole transaction.
+   */
+  private atomically<T>(fn: () => Promise<T>): Promise<T> {
+    return this.db.inTransaction() ? fn() : this.withWriteLock(fn);
   }
 
   async openDeviceStateFeed(onChange: DeviceStateChangeListener, options: DeviceStateFeedOptions = {}): Promise<DeviceStateFeed> {
@@ -379,9 +389,16 @@ export class SqlStore implements Store {
   recordStatusReport(r: NewStatusReport): Promise<boolean> {
     // Committed before the caller acknowledges the report (the device service commits reports
     // that arrive together in one transaction, store/write-batcher.ts, still before answering).
-    return this.withWriteLock(async () => {
-      const device = await this.db.get('SELECT last_report_seq FROM devices WHERE id = ?', [r.deviceId]);
-      if (!device || r.sequence <= num(device.last_report_seq)) return false;
+    return this.atomically(async () => {
+      // The sequence check and its advance in one statement: a report not newer than the last
+      // one stored (a retry, a replay) changes no row and nothing else is written.
+      const advanced = await this.db.run('UPDATE devices SET last_report_seq = ?, last_seen_at = ? WHERE id = ? AND last_report_seq < ?', [
+        r.sequence,
+        r.receivedAt,
+        r.deviceId,
+        r.sequence,
+      ]);
+      if (advanced.changes === 0) return false;
       await this.db.run(
         `INSERT INTO status_reports (device_id, assignment_id, sequence, state, reason, bytes_done, bytes_total, device_time, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -394,7 +411,6 @@ export class SqlStore implements Store {
         r.assignmentId,
         r.deviceId,
       ]);
-      await this.db.run('UPDATE devices SET last_report_seq = ?, last_seen_at = ? WHERE id = ?', [r.sequence, r.receivedAt, r.deviceId]);
       if (r.installed) {
         const i = r.installed;
         await this.db.run(
