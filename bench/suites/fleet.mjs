@@ -97,28 +97,72 @@ async function stopFleet(clients) {
 
 /** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
 /**
- * The server's heartbeat cache lookups so far by result (hit, miss, bypassed), from its
- * /metrics; undefined when the server has no API or no cache (older heads).
+ * What the server counts about itself, from its /metrics: heartbeat cache lookups by result
+ * (hit, miss, bypassed) and the database latency histogram's cumulative buckets by operation
+ * (query, transaction). Undefined when the server has no API (older heads).
  */
-async function cacheLookups(server) {
+async function serverCounters(server) {
   if (!server.api) return undefined;
   try {
     const text = await (await fetch(`${server.api}/metrics`)).text();
-    const counts = {};
-    for (const m of text.matchAll(/^meshanics_heartbeat_cache_lookups_total\{result="(\w+)"\} (\d+)/gm)) counts[m[1]] = Number(m[2]);
-    return Object.keys(counts).length ? counts : undefined;
+    const cache = {};
+    for (const m of text.matchAll(/^meshanics_heartbeat_cache_lookups_total\{result="(\w+)"\} (\d+)/gm)) cache[m[1]] = Number(m[2]);
+    const database = {};
+    for (const m of text.matchAll(/^meshanics_database_seconds_bucket\{([^}]*)\} (\d+)/gm)) {
+      const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      (database[labels.operation] ??= {})[labels.le] = Number(m[2]);
+    }
+    // prom-client's default metrics: garbage collection pauses by kind (count, total seconds,
+    // and how many took longer than 100 ms).
+    const gc = {};
+    for (const m of text.matchAll(/^meshanics_nodejs_gc_duration_seconds_(count|sum|bucket)\{([^}]*)\} ([\d.e+-]+)/gm)) {
+      const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      const g = (gc[labels.kind] ??= { count: 0, seconds: 0, upTo100ms: 0 });
+      if (m[1] === 'count') g.count = Number(m[3]);
+      else if (m[1] === 'sum') g.seconds = Number(m[3]);
+      else if (labels.le === '0.1') g.upTo100ms = Number(m[3]);
+    }
+    return { cache, database, gc };
   } catch {
     return undefined;
   }
 }
 
-/** Lookups between two snapshots, with the share of hits. */
-function cacheDelta(from, to) {
+/** Garbage collection between two snapshots by kind: pauses, their total, and those over 100 ms. */
+function gcDelta(from, to) {
   if (!from || !to) return undefined;
+  const out = {};
+  for (const [kind, g] of Object.entries(to.gc)) {
+    const f = from.gc[kind] ?? { count: 0, seconds: 0, upTo100ms: 0 };
+    out[kind] = { pauses: g.count - f.count, seconds: +(g.seconds - f.seconds).toFixed(3), over100ms: g.count - f.count - (g.upTo100ms - f.upTo100ms) };
+  }
+  return out;
+}
+
+/** Cache lookups between two snapshots, with the share of hits. */
+function cacheDelta(from, to) {
+  if (!from || !to || Object.keys(to.cache).length === 0) return undefined;
   const d = {};
-  for (const k of Object.keys(to)) d[k] = to[k] - (from[k] ?? 0);
+  for (const k of Object.keys(to.cache)) d[k] = to.cache[k] - (from.cache[k] ?? 0);
   const total = Object.values(d).reduce((a, b) => a + b, 0);
   return { ...d, hitShare: total ? (d.hit ?? 0) / total : null };
+}
+
+/**
+ * Database latency between two snapshots by operation: count, and p50/p99 as the upper bound
+ * of the histogram bucket they fall in (the buckets are metrics.ts's).
+ */
+function databaseDelta(from, to) {
+  if (!from || !to) return undefined;
+  const out = {};
+  for (const [operation, buckets] of Object.entries(to.database)) {
+    const les = Object.keys(buckets).sort((a, b) => (a === '+Inf' ? 1 : b === '+Inf' ? -1 : Number(a) - Number(b)));
+    const cumulative = les.map((le) => buckets[le] - (from.database[operation]?.[le] ?? 0));
+    const n = cumulative.at(-1) ?? 0;
+    const quantile = (q) => (n === 0 ? null : les[cumulative.findIndex((c) => c >= q * n)]);
+    out[operation] = { n, p50UpToSeconds: quantile(0.5), p99UpToSeconds: quantile(0.99) };
+  }
+  return out;
 }
 
 async function dbBytes(dataDir, databaseUrl) {
@@ -184,10 +228,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
 
     await startHeartbeats(fleet.clients, cfg.intervalSeconds);
     const steadyCpu0 = cpuMs(pid);
-    const cacheAtSteady = await cacheLookups(server);
+    const countersAtSteady = await serverCounters(server);
     await sleep(steadyMs);
     const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
-    const cacheAtRollout = await cacheLookups(server);
+    const countersAtRollout = await serverCounters(server);
     progress(SUITE, `server: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${fmtBytes(serverMem.result.maxRss)}`);
 
     // One real rollout per version through the server's rollout engine (what the operator API
@@ -263,9 +307,13 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       if (!complete) break;
     }
 
-    const cacheAtEnd = await cacheLookups(server);
-    const cache = { steady: cacheDelta(cacheAtSteady, cacheAtRollout), rollout: cacheDelta(cacheAtRollout, cacheAtEnd) };
+    const countersAtEnd = await serverCounters(server);
+    const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
+    const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     if (cache.steady) progress(SUITE, `heartbeat cache hits: ${(100 * cache.steady.hitShare).toFixed(1)}% steady, ${(100 * cache.rollout.hitShare).toFixed(1)}% during rollouts (${JSON.stringify(cache.rollout)})`);
+    const gc = { steady: gcDelta(countersAtSteady, countersAtRollout), rollout: gcDelta(countersAtRollout, countersAtEnd) };
+    if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
+    if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
     const result = await stopFleet(fleet.clients);
     const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
@@ -328,6 +376,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         heartbeats: result.heartbeats,
         reports: result.reports,
         heartbeatCache: cache,
+        databaseLatency: database,
+        garbageCollection: gc,
       },
       echo: {
         loadGeneratorLoopDelayMs: echoResult.loop,

@@ -140,14 +140,14 @@ export class PostgresDb implements Db {
   async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void (await outer.connection.query(sql)), fn);
-    const turn = this.writerQueue.then(() => this.topLevelWriteTransaction(fn, options));
+    const queuedAt = performance.now();
+    const turn = this.writerQueue.then(() => this.topLevelWriteTransaction(fn, options, queuedAt));
     // The next writer waits for this one to end, however it ends.
     this.writerQueue = turn.catch(() => undefined);
     return turn;
   }
 
-  private async topLevelWriteTransaction<T>(fn: () => Promise<T>, options: TransactionOptions): Promise<T> {
-    const start = performance.now();
+  private async topLevelWriteTransaction<T>(fn: () => Promise<T>, options: TransactionOptions, start: number): Promise<T> {
     const client = await this.pool.connect();
     const ctx = new TxContext(client);
     let broken = false;

@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
-import { json, num, str, strOrNull, textRows, type Row } from './sql-rows.js';
+import { json, num, str, rowSetJson, strOrNull, textRowSet, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -55,6 +55,7 @@ const WAVE_CHUNK = 200;
 
 /** Devices counted per statement by progress() on SQLite (see there). */
 const PROGRESS_SLICE = 1000;
+const ASSIGNED_COLUMNS = ['device_id', 'assignment_id', 'previous_version', 'previous_artifact_id'] as const;
 
 const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
   status: { column: 'status', encode: (v) => v },
@@ -290,9 +291,9 @@ export class SqlRollouts implements RolloutStore {
       );
       await this.db.run(
         `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
-         FROM (${textRows(['device_id', 'assignment_id', 'previous_version', 'previous_artifact_id'], entries.length)}) AS s
+         FROM (${textRowSet(this.db.dialect, ASSIGNED_COLUMNS)}) AS s
          WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
-        [now, ...entries.flatMap((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]), rollout.id],
+        [now, rowSetJson(ASSIGNED_COLUMNS, entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId])), rollout.id],
       );
     }
     return { started: live.map((r) => str(r.device_name)), skipped };

