@@ -20,7 +20,7 @@ import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import { installedDigest, type DeviceRecord, type DesiredArtifact, type Store } from './store/index.js';
+import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
@@ -105,10 +105,32 @@ function toAssignmentMessage({ assignment, artifact }: DesiredArtifact): Assignm
   };
 }
 
+/** A status report waiting for its batch, with its audit event when it is an outcome. */
+interface PendingReport {
+  report: NewStatusReport;
+  audit?: NewAuditEvent;
+  call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline'>;
+}
+
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
+
+  /**
+   * A batch of reports, inside its write transaction: whether each was stored (undefined: not
+   * written, its call had given up), and the audit events of the stored outcomes.
+   */
+  async function writeReports(batch: PendingReport[]): Promise<Array<boolean | undefined>> {
+    // A call whose deadline passed while it queued for its batch: the device has given up
+    // and will send the report again, so writing it now would only lengthen the queue for
+    // the reports still waited for (when a wave overloads the server, most of the queue).
+    const wanted = batch.filter((p) => !gaveUp(p.call));
+    const stored = await store.recordStatusReports(wanted.map((p) => p.report));
+    await store.appendAuditEvents(wanted.flatMap((p, i) => (stored[i] && p.audit ? [p.audit] : [])));
+    const byPending = new Map(wanted.map((p, i) => [p, stored[i]!]));
+    return batch.map((p) => byPending.get(p));
+  }
   // Reports arriving together are committed together (still each before its answer).
-  const reportWrites = new WriteBatcher(store);
+  const reportWrites = new WriteBatcher<PendingReport, boolean | undefined>(store, writeReports);
 
   /** The device identity the TLS-verified client certificate asserts (no database read). */
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
@@ -278,29 +300,27 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       }
       const artifact = await store.getArtifactById(assignment.artifactId);
       const receivedAt = new Date().toISOString();
-      const accepted = await reportWrites.write(async () => {
-        // A call whose deadline passed while it queued for its batch: the device has given up
-        // and will send the report again, so writing it now would only lengthen the queue for
-        // the reports still waited for (when a wave overloads the server, most of the queue).
-        if (gaveUp(call)) return undefined;
-        const stored = await store.recordStatusReport({
+      const accepted = await reportWrites.write({
+        report: {
           ...report,
           deviceId: device.id,
           receivedAt,
           ...(report.state === 'HEALTHY' && artifact
             ? { installed: { name: artifact.name, kind: artifact.kind, version: artifact.version, sha256: artifact.sha256, state: 'HEALTHY' } }
             : {}),
-        });
-        if (stored && TERMINAL_STATES.has(report.state)) {
-          await store.appendAudit({
-            at: receivedAt,
-            actor: `device:${device.spiffeId}`,
-            action: `assignment.${report.state.toLowerCase()}`,
-            subject: `assignment:${assignment.id}`,
-            details: { artifact: artifact ? `${artifact.name}@${artifact.version}` : assignment.artifactId, reason: report.reason, sequence: report.sequence },
-          });
-        }
-        return stored;
+        },
+        ...(TERMINAL_STATES.has(report.state)
+          ? {
+              audit: {
+                at: receivedAt,
+                actor: `device:${device.spiffeId}`,
+                action: `assignment.${report.state.toLowerCase()}`,
+                subject: `assignment:${assignment.id}`,
+                details: { artifact: artifact ? `${artifact.name}@${artifact.version}` : assignment.artifactId, reason: report.reason, sequence: report.sequence },
+              },
+            }
+          : {}),
+        call,
       });
       if (accepted === undefined) throw new Refusal(grpc.status.CANCELLED, 'the device stopped waiting before the report was stored');
       logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');

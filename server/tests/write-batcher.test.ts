@@ -22,16 +22,25 @@ describe.each(engines)('WriteBatcher on $name', (engine) => {
           return store.withWriteLock(fn);
         },
       };
-      const batcher = new WriteBatcher(counting, 16);
+      // Each batch makes its devices; a batch holding wb-7 fails as a whole.
+      const batcher = new WriteBatcher<string, string>(
+        counting,
+        async (batch) => {
+          const ids: string[] = [];
+          for (const name of batch) {
+            const { device } = await store.ensureDevice({ spiffeId: `spiffe://t/lab/${name}`, fleet: 'lab', name, now: new Date().toISOString() });
+            if (name === 'wb-7') throw new Error('refused');
+            ids.push(device.id);
+          }
+          return ids;
+        },
+        16,
+      );
       const names = Array.from({ length: 60 }, (_, i) => `wb-${i}`);
       const results = await Promise.allSettled(
-        names.map((name, i) =>
-          batcher.write(async () => {
-            const { device } = await store.ensureDevice({ spiffeId: `spiffe://t/lab/${name}`, fleet: 'lab', name, now: new Date().toISOString() });
-            if (i === 7) throw new Error('refused');
+        names.map((name) =>
+          batcher.write(name).then(async (id) => {
             // Answered only once the transaction holding this write has committed.
-            return device.id;
-          }).then(async (id) => {
             expect(await observer.getDeviceById(id)).toBeDefined();
             return id;
           }),

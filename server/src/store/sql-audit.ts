@@ -31,27 +31,39 @@ export class SqlAudit {
   ) {}
 
   append(e: NewAuditEvent): Promise<AuditEventRecord> {
+    return this.appendMany([e]).then((records) => records[0]!);
+  }
+
+  /** The events as consecutive links of the chain: the head is read once, one INSERT for all. */
+  appendMany(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
+    if (events.length === 0) return Promise.resolve([]);
     return this.withWriteLock(async () => {
       const head = await this.db.get('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-      const seq = head ? num(head.seq) + 1 : 1;
-      const prevHash = head ? str(head.hash) : GENESIS_HASH;
-      // Hash exactly what is stored (and read back by a verifier): the JSON round trip drops
-      // undefined members and turns dates into strings.
-      const detailsText = JSON.stringify(e.details ?? {});
-      const fields = {
-        seq,
-        at: e.at ?? new Date().toISOString(),
-        actor: e.actor,
-        action: e.action,
-        subject: e.subject,
-        details: JSON.parse(detailsText) as Record<string, unknown>,
-      };
-      const hash = auditEventHash(prevHash, fields);
-      const inserted = await this.db.get(
-        'INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
-        [fields.at, fields.actor, fields.action, fields.subject, detailsText, seq, prevHash, hash],
+      let seq = head ? num(head.seq) : 0;
+      let prevHash = head ? str(head.hash) : GENESIS_HASH;
+      const links = events.map((e) => {
+        // Hash exactly what is stored (and read back by a verifier): the JSON round trip drops
+        // undefined members and turns dates into strings.
+        const detailsText = JSON.stringify(e.details ?? {});
+        const fields = {
+          seq: ++seq,
+          at: e.at ?? new Date().toISOString(),
+          actor: e.actor,
+          action: e.action,
+          subject: e.subject,
+          details: JSON.parse(detailsText) as Record<string, unknown>,
+        };
+        const link = { fields, detailsText, prevHash, hash: auditEventHash(prevHash, fields) };
+        prevHash = link.hash;
+        return link;
+      });
+      const inserted = await this.db.all(
+        `INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash)
+         VALUES ${links.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')} RETURNING id, seq`,
+        links.flatMap((l) => [l.fields.at, l.fields.actor, l.fields.action, l.fields.subject, l.detailsText, l.fields.seq, l.prevHash, l.hash]),
       );
-      return { id: num(inserted!.id), ...fields, prevHash, hash };
+      const idBySeq = new Map(inserted.map((r) => [num(r.seq), num(r.id)]));
+      return links.map((l) => ({ id: idBySeq.get(l.fields.seq)!, ...l.fields, prevHash: l.prevHash, hash: l.hash }));
     });
   }
 

@@ -69,6 +69,9 @@ function reportFromRow(r: Row): StatusReportRecord {
 /** Devices per last-seen UPDATE (two parameters each; far below both engines' limits). */
 const TOUCH_CHUNK = 500;
 const SEEN_COLUMNS = ['id', 'at'] as const;
+const REPORT_SEQ_COLUMNS = ['device_id', 'seq', 'at'] as const;
+const REPORT_STATE_COLUMNS = ['id', 'device_id', 'state', 'reason', 'at'] as const;
+const DIGEST_COLUMNS = ['id', 'digest'] as const;
 
 const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
 
@@ -387,51 +390,90 @@ export class SqlStore implements Store {
     return (await this.db.all('SELECT * FROM status_reports WHERE assignment_id = ? ORDER BY sequence', [assignmentId])).map(reportFromRow);
   }
 
-  recordStatusReport(r: NewStatusReport): Promise<boolean> {
-    // Committed before the caller acknowledges the report (the device service commits reports
+  async recordStatusReport(r: NewStatusReport): Promise<boolean> {
+    return (await this.recordStatusReports([r]))[0]!;
+  }
+
+  recordStatusReports(reports: readonly NewStatusReport[]): Promise<boolean[]> {
+    // Committed before the caller acknowledges the reports (the device service commits reports
     // that arrive together in one transaction, store/write-batcher.ts, still before answering).
+    // A few statements for the whole set: during a wave of thousands of devices the reports'
+    // round trips under the write lock were what made them queue (docs/benchmarks.md).
     return this.atomically(async () => {
-      // The sequence check and its advance in one statement: a report not newer than the last
-      // one stored (a retry, a replay) changes no row and nothing else is written.
-      const advanced = await this.db.run('UPDATE devices SET last_report_seq = ?, last_seen_at = ? WHERE id = ? AND last_report_seq < ?', [
-        r.sequence,
-        r.receivedAt,
-        r.deviceId,
-        r.sequence,
-      ]);
-      if (advanced.changes === 0) return false;
-      await this.db.run(
-        `INSERT INTO status_reports (device_id, assignment_id, sequence, state, reason, bytes_done, bytes_total, device_time, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [r.deviceId, r.assignmentId, r.sequence, r.state, r.reason, r.bytesDone, r.bytesTotal, r.deviceTime, r.receivedAt],
-      );
-      await this.db.run('UPDATE assignments SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND device_id = ?', [
-        r.state,
-        r.reason,
-        r.receivedAt,
-        r.assignmentId,
-        r.deviceId,
-      ]);
-      if (r.installed) {
-        const i = r.installed;
-        await this.db.run(
-          `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-             sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
-          [r.deviceId, i.name, i.kind, i.version, i.sha256, i.state, r.receivedAt],
-        );
-        // The digest of the set as it now stands: the device's next heartbeat, listing the new
-        // version, matches it and writes nothing (during a wave, one write less per device).
-        await this.db.run('UPDATE devices SET installed_digest = ? WHERE id = ?', [installedDigest(await this.listInstalled(r.deviceId)), r.deviceId]);
+      const accepted = reports.map(() => false);
+      // A device at most once per round, its reports in the order given: within one statement
+      // two rows of one device could not see each other's sequence.
+      const rounds: number[][] = [];
+      const seen = new Map<string, number>();
+      reports.forEach((r, i) => {
+        const round = seen.get(r.deviceId) ?? 0;
+        seen.set(r.deviceId, round + 1);
+        (rounds[round] ??= []).push(i);
+      });
+      for (const round of rounds) {
+        const taken = await this.recordReportRound(round.map((i) => reports[i]!));
+        round.forEach((i, k) => (accepted[i] = taken[k]!));
       }
-      return true;
+      return accepted;
     });
+  }
+
+  /** Reports of distinct devices: sequence check and advance, report rows, assignment states, installed sets. */
+  private async recordReportRound(round: readonly NewStatusReport[]): Promise<boolean[]> {
+    // The check and the advance in one statement: a report not newer than the last one stored
+    // (a retry, a replay) changes no row, and nothing else is written for it.
+    const advanced = await this.db.all(
+      `UPDATE devices SET last_report_seq = CAST(s.seq AS BIGINT), last_seen_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_SEQ_COLUMNS)}) AS s
+       WHERE devices.id = s.device_id AND devices.last_report_seq < CAST(s.seq AS BIGINT) RETURNING id`,
+      [rowSetJson(REPORT_SEQ_COLUMNS, round.map((r) => [r.deviceId, String(r.sequence), r.receivedAt]))],
+    );
+    const advancedIds = new Set(advanced.map((row) => str(row.id)));
+    const taken = round.map((r) => advancedIds.has(r.deviceId));
+    const stored = round.filter((_, k) => taken[k]);
+    if (stored.length === 0) return taken;
+    await this.db.run(
+      `INSERT INTO status_reports (device_id, assignment_id, sequence, state, reason, bytes_done, bytes_total, device_time, received_at)
+       VALUES ${stored.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+      stored.flatMap((r) => [r.deviceId, r.assignmentId, r.sequence, r.state, r.reason, r.bytesDone, r.bytesTotal, r.deviceTime, r.receivedAt]),
+    );
+    await this.db.run(
+      `UPDATE assignments SET state = s.state, reason = s.reason, updated_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_STATE_COLUMNS)}) AS s
+       WHERE assignments.id = s.id AND assignments.device_id = s.device_id`,
+      [rowSetJson(REPORT_STATE_COLUMNS, stored.map((r) => [r.assignmentId, r.deviceId, r.state, r.reason, r.receivedAt]))],
+    );
+    const installing = stored.filter((r) => r.installed);
+    if (installing.length > 0) {
+      await this.db.run(
+        `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${installing.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}
+         ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+           sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
+        installing.flatMap((r) => [r.deviceId, r.installed!.name, r.installed!.kind, r.installed!.version, r.installed!.sha256, r.installed!.state, r.receivedAt]),
+      );
+      // The digest of each set as it now stands: the device's next heartbeat, listing the new
+      // version, matches it and writes nothing (during a wave, one write less per device).
+      const rows = await this.db.all(`SELECT * FROM installed WHERE device_id IN (${installing.map(() => '?').join(', ')})`, installing.map((r) => r.deviceId));
+      const sets = new Map<string, Array<Omit<InstalledRecord, 'updatedAt'>>>();
+      for (const row of rows) {
+        const set = sets.get(str(row.device_id)) ?? [];
+        set.push({ name: str(row.name), kind: str(row.kind), version: str(row.version), sha256: str(row.sha256), state: str(row.state) });
+        sets.set(str(row.device_id), set);
+      }
+      await this.db.run(
+        `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, DIGEST_COLUMNS)}) AS s WHERE devices.id = s.id`,
+        [rowSetJson(DIGEST_COLUMNS, installing.map((r) => [r.deviceId, installedDigest(sets.get(r.deviceId) ?? [])]))],
+      );
+    }
+    return taken;
   }
 
   // --- audit (hash-chained: sql-audit.ts)
 
   appendAudit(e: NewAuditEvent): Promise<AuditEventRecord> {
     return this.audit.append(e);
+  }
+
+  appendAuditEvents(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
+    return this.audit.appendMany(events);
   }
 
   listAudit(filter: AuditListFilter = {}): Promise<AuditEventRecord[]> {

@@ -280,6 +280,11 @@ export interface Store {
    * installed change together or not at all.
    */
   recordStatusReport(report: NewStatusReport): Promise<boolean>;
+  /**
+   * recordStatusReport for many reports in a few statements (several of one device are taken
+   * in the order given). One flag per report, in order.
+   */
+  recordStatusReports(reports: readonly NewStatusReport[]): Promise<boolean[]>;
 
   readonly enrollmentTokens: EnrollmentTokenStore;
   readonly certificates: CertificateStore;
@@ -294,6 +299,8 @@ export interface Store {
 
   /** Appends one event to the hash chain (seq, prev_hash and hash computed under the write lock). */
   appendAudit(event: NewAuditEvent): Promise<AuditEventRecord>;
+  /** Appends events to the hash chain in the order given, in one statement. */
+  appendAuditEvents(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]>;
   listAudit(filter?: AuditListFilter): Promise<AuditEventRecord[]>;
   countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): Promise<number>;
 }

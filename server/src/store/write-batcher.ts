@@ -1,31 +1,31 @@
-// Group commit: write transactions that arrive while one is being committed are committed
-// together in the next one. Every caller still gets its answer only after the transaction
-// holding its write has committed (a status report is never acknowledged before it is
-// durable), but a wave of thousands of reports costs one commit (and one fsync, one lock
-// round trip) per batch instead of one per report.
+// Group commit: writes that arrive while one batch is being committed are committed together
+// in the next one, by one call of `apply` with all of them (status reports: a few statements
+// for the whole batch, store.recordStatusReports). Every caller still gets its answer only
+// after the transaction holding its write has committed (a status report is never
+// acknowledged before it is durable), but a wave of thousands of reports costs one commit
+// (one fsync, one lock round trip) and a few statements per batch instead of per report.
 //
-// The writes of a batch share the transaction without a savepoint each: on PostgreSQL a
-// savepoint is two more round trips per write, under the global write lock, and during a
-// 6,000-device wave those round trips were what made reports queue past their deadline
-// (docs/benchmarks.md). A write that fails is rare (its database call failed); then the batch
-// is rolled back and each of its writes runs again in a transaction of its own, so one failing
-// write still takes nothing else with it. The writes must therefore be safe to run twice
-// (status reports are: their sequence number makes a replay a no-op).
+// A batch that fails is rare (a database call failed); then it is rolled back and each of its
+// writes is applied again in a transaction of its own, so one failing write takes nothing
+// else with it. The writes must therefore be safe to apply twice (status reports are: their
+// sequence number makes a replay a no-op).
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Store } from './store.js';
 
-interface Pending<T> {
-  fn: () => Promise<T>;
-  resolve: (value: T) => void;
+interface Pending<I, O> {
+  item: I;
+  resolve: (value: O) => void;
   reject: (err: unknown) => void;
 }
 
-export class WriteBatcher {
-  private queue: Array<Pending<unknown>> = [];
+export class WriteBatcher<I, O> {
+  private queue: Array<Pending<I, O>> = [];
   private committing = false;
 
   constructor(
     private readonly store: Pick<Store, 'withWriteLock'>,
+    /** Writes the items inside the write transaction; one result per item, in order. */
+    private readonly apply: (items: I[]) => Promise<O[]>,
     /**
      * At most this many writes per transaction. SQLite runs a transaction body without
      * yielding to the event loop (every statement is synchronous), so a batch is also how
@@ -34,10 +34,10 @@ export class WriteBatcher {
     private readonly maxBatch = 32,
   ) {}
 
-  /** Runs `fn` inside a write transaction shared with the writes queued beside it. */
-  write<T>(fn: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve, reject } as Pending<unknown>);
+  /** Writes `item` in a transaction shared with the writes queued beside it; resolves after its commit. */
+  write(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
       if (!this.committing) void this.drain();
     });
   }
@@ -47,18 +47,14 @@ export class WriteBatcher {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.maxBatch);
-        let values: unknown[] | undefined;
+        let results: O[] | undefined;
         try {
-          values = await this.store.withWriteLock(async () => {
-            const results: unknown[] = [];
-            for (const item of batch) results.push(await item.fn());
-            return results;
-          });
+          results = await this.store.withWriteLock(() => this.applyChecked(batch.map((p) => p.item)));
         } catch (err) {
           if (batch.length === 1) batch[0]!.reject(err);
           else await this.oneByOne(batch);
         }
-        if (values) batch.forEach((item, i) => item.resolve(values[i]));
+        if (results) batch.forEach((p, i) => p.resolve(results[i]!));
         // Let the calls waiting for I/O (heartbeats) run before the next batch.
         if (this.queue.length > 0) await yieldToEventLoop();
       }
@@ -67,13 +63,19 @@ export class WriteBatcher {
     }
   }
 
+  private async applyChecked(items: I[]): Promise<O[]> {
+    const results = await this.apply(items);
+    if (results.length !== items.length) throw new Error(`write batch: ${results.length} results for ${items.length} writes`);
+    return results;
+  }
+
   /** After a failed batch: each write alone, so only the failing one fails. */
-  private async oneByOne(batch: Array<Pending<unknown>>): Promise<void> {
-    for (const item of batch) {
+  private async oneByOne(batch: Array<Pending<I, O>>): Promise<void> {
+    for (const p of batch) {
       try {
-        item.resolve(await this.store.withWriteLock(item.fn));
+        p.resolve((await this.store.withWriteLock(() => this.applyChecked([p.item])))[0]!);
       } catch (err) {
-        item.reject(err);
+        p.reject(err);
       }
     }
   }
