@@ -101,7 +101,6 @@ async function stopFleet(clients) {
   return merged;
 }
 
-/** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
 /**
  * What the server counts about itself, from its /metrics: heartbeat cache lookups by result
  * (hit, miss, bypassed) and the database latency histogram's cumulative buckets by operation
@@ -171,6 +170,7 @@ function databaseDelta(from, to) {
   return out;
 }
 
+/** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
 async function dbBytes(dataDir, databaseUrl) {
   if (databaseUrl) return { total: await databaseBytes(databaseUrl) };
   const db = path.join(dataDir, 'meshanics.db');
@@ -316,7 +316,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const countersAtEnd = await serverCounters(server);
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
-    if (cache.steady) progress(SUITE, `heartbeat cache hits: ${(100 * cache.steady.hitShare).toFixed(1)}% steady, ${(100 * cache.rollout.hitShare).toFixed(1)}% during rollouts (${JSON.stringify(cache.rollout)})`);
+    const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
+    if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
     const gc = { steady: gcDelta(countersAtSteady, countersAtRollout), rollout: gcDelta(countersAtRollout, countersAtEnd) };
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);

@@ -33,7 +33,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     });
     this.dbLatency = new client.Histogram({
       name: 'meshanics_database_seconds',
-      help: 'Database latency: each statement (query) and each write transaction, lock wait included (transaction)',
+      help: 'Database latency: each statement (query) and each write transaction, waiting for its turn and the write lock included (transaction)',
       labelNames: ['operation'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],

@@ -157,8 +157,9 @@ export class SqliteDb implements Db {
   async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void this.raw.exec(sql), fn);
+    // Timed from here: like PostgreSQL's, a transaction's latency includes waiting for its turn.
+    const start = performance.now();
     return this.mutex.run(async () => {
-      const start = performance.now();
       // A connection-wide setting, safe to flip here: the mutex keeps every other statement
       // and transaction of this connection out until it is restored.
       if (options.relaxedDurability) this.raw.pragma('synchronous = NORMAL');

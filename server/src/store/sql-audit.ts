@@ -4,7 +4,7 @@
 // several processes or several replicas, can never fork the chain.
 import { auditEventHash, GENESIS_HASH } from '../audit/chain.js';
 import type { Db } from './db.js';
-import { json, num, str, type Row } from './sql-rows.js';
+import { json, num, str, valueRows, type Row } from './sql-rows.js';
 import type { AuditEventRecord, AuditListFilter, NewAuditEvent } from './store.js';
 
 function eventFromRow(r: Row): AuditEventRecord {
@@ -28,16 +28,19 @@ export class SqlAudit {
   constructor(
     private readonly db: Db,
     private readonly withWriteLock: <T>(fn: () => Promise<T>) => Promise<T>,
+    /** Joins the caller's transaction without a savepoint (SqlStore.joiningWrite). */
+    private readonly joiningWrite: <T>(fn: () => Promise<T>) => Promise<T>,
   ) {}
 
   append(e: NewAuditEvent): Promise<AuditEventRecord> {
-    return this.appendMany([e]).then((records) => records[0]!);
+    // Its own transaction, or a savepoint in the caller's: all or nothing whatever the caller does.
+    return this.withWriteLock(() => this.appendMany([e])).then((records) => records[0]!);
   }
 
   /** The events as consecutive links of the chain: the head is read once, one INSERT for all. */
   appendMany(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
     if (events.length === 0) return Promise.resolve([]);
-    return this.withWriteLock(async () => {
+    return this.joiningWrite(async () => {
       const head = await this.db.get('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
       let seq = head ? num(head.seq) : 0;
       let prevHash = head ? str(head.hash) : GENESIS_HASH;
@@ -59,7 +62,7 @@ export class SqlAudit {
       });
       const inserted = await this.db.all(
         `INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash)
-         VALUES ${links.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')} RETURNING id, seq`,
+         VALUES ${valueRows(links.length, 8)} RETURNING id, seq`,
         links.flatMap((l) => [l.fields.at, l.fields.actor, l.fields.action, l.fields.subject, l.detailsText, l.fields.seq, l.prevHash, l.hash]),
       );
       const idBySeq = new Map(inserted.map((r) => [num(r.seq), num(r.id)]));

@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
-import { json, num, str, rowSetJson, strOrNull, textRowSet, type Row } from './sql-rows.js';
+import { json, num, str, rowSetParams, strOrNull, textRowSet, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -293,7 +293,7 @@ export class SqlRollouts implements RolloutStore {
         `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
          FROM (${textRowSet(this.db.dialect, ASSIGNED_COLUMNS)}) AS s
          WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
-        [now, rowSetJson(ASSIGNED_COLUMNS, entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId])), rollout.id],
+        [now, ...rowSetParams(this.db.dialect, ASSIGNED_COLUMNS, entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId])), rollout.id],
       );
     }
     return { started: live.map((r) => str(r.device_name)), skipped };

@@ -15,7 +15,7 @@ import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
-import { artifactFromRow, deviceFromRow, json, num, str, rowSetJson, strOrNull, textRowSet, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -66,8 +66,14 @@ function reportFromRow(r: Row): StatusReportRecord {
   };
 }
 
-/** Devices per last-seen UPDATE (two parameters each; far below both engines' limits). */
+function installedFromRow(r: Row): InstalledRecord {
+  return { name: str(r.name), kind: str(r.kind), version: str(r.version), sha256: str(r.sha256), state: str(r.state), updatedAt: str(r.updated_at) };
+}
+
+/** Devices per last-seen UPDATE (one JSON parameter; bounds the statement's size). */
 const TOUCH_CHUNK = 500;
+/** Reports per statement of recordStatusReports (nine parameters each for the report rows). */
+const REPORT_SLICE = 1000;
 const SEEN_COLUMNS = ['id', 'at'] as const;
 const REPORT_SEQ_COLUMNS = ['device_id', 'seq', 'at'] as const;
 const REPORT_STATE_COLUMNS = ['id', 'device_id', 'state', 'reason', 'at'] as const;
@@ -128,7 +134,7 @@ export class SqlStore implements Store {
     const lock = <T>(fn: () => Promise<T>): Promise<T> => this.withWriteLock(fn);
     this.groups = new SqlGroups(db, lock);
     this.rollouts = new SqlRollouts(db, lock);
-    this.audit = new SqlAudit(db, (fn) => this.atomically(fn));
+    this.audit = new SqlAudit(db, lock, (fn) => this.joiningWrite(fn));
   }
 
   get dialect(): 'sqlite' | 'postgres' {
@@ -142,10 +148,11 @@ export class SqlStore implements Store {
   /**
    * Runs `fn` in the caller's write transaction when there is one, without a savepoint of its
    * own (on PostgreSQL a savepoint is two more round trips under the global write lock), else
-   * in a write transaction of its own. Only for writes whose failure nobody catches inside the
-   * transaction and carries on from: their failure aborts the whole transaction.
+   * in a write transaction of its own. Only for the set-based writes the device service's
+   * group commit makes (recordStatusReports, appendAuditEvents): if they throw, the whole
+   * transaction must fail, which the batcher lets happen (store/write-batcher.ts).
    */
-  private atomically<T>(fn: () => Promise<T>): Promise<T> {
+  private joiningWrite<T>(fn: () => Promise<T>): Promise<T> {
     return this.db.inTransaction() ? fn() : this.withWriteLock(fn);
   }
 
@@ -278,7 +285,7 @@ export class SqlStore implements Store {
         await this.db.run(
           `UPDATE devices SET last_seen_at = seen.at FROM (${textRowSet(this.db.dialect, SEEN_COLUMNS)}) AS seen
            WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
-          [rowSetJson(SEEN_COLUMNS, chunk.map((e) => [e.deviceId, e.at]))],
+          [...rowSetParams(this.db.dialect, SEEN_COLUMNS, chunk.map((e) => [e.deviceId, e.at]))],
         );
       }
     }, { relaxedDurability: true });
@@ -315,14 +322,7 @@ export class SqlStore implements Store {
   }
 
   async listInstalled(deviceId: string): Promise<InstalledRecord[]> {
-    return (await this.db.all('SELECT * FROM installed WHERE device_id = ? ORDER BY name', [deviceId])).map((r) => ({
-      name: str(r.name),
-      kind: str(r.kind),
-      version: str(r.version),
-      sha256: str(r.sha256),
-      state: str(r.state),
-      updatedAt: str(r.updated_at),
-    }));
+    return (await this.db.all('SELECT * FROM installed WHERE device_id = ? ORDER BY name', [deviceId])).map(installedFromRow);
   }
 
   // --- artifacts
@@ -391,7 +391,8 @@ export class SqlStore implements Store {
   }
 
   async recordStatusReport(r: NewStatusReport): Promise<boolean> {
-    return (await this.recordStatusReports([r]))[0]!;
+    // Its own transaction, or a savepoint in the caller's: all or nothing whatever the caller does.
+    return (await this.withWriteLock(() => this.recordStatusReports([r])))[0]!;
   }
 
   recordStatusReports(reports: readonly NewStatusReport[]): Promise<boolean[]> {
@@ -399,7 +400,7 @@ export class SqlStore implements Store {
     // that arrive together in one transaction, store/write-batcher.ts, still before answering).
     // A few statements for the whole set: during a wave of thousands of devices the reports'
     // round trips under the write lock were what made them queue (docs/benchmarks.md).
-    return this.atomically(async () => {
+    return this.joiningWrite(async () => {
       const accepted = reports.map(() => false);
       // A device at most once per round, its reports in the order given: within one statement
       // two rows of one device could not see each other's sequence.
@@ -411,8 +412,12 @@ export class SqlStore implements Store {
         (rounds[round] ??= []).push(i);
       });
       for (const round of rounds) {
-        const taken = await this.recordReportRound(round.map((i) => reports[i]!));
-        round.forEach((i, k) => (accepted[i] = taken[k]!));
+        // Slices keep a statement's parameters far below SQLite's limit (32,766).
+        for (let from = 0; from < round.length; from += REPORT_SLICE) {
+          const slice = round.slice(from, from + REPORT_SLICE);
+          const taken = await this.recordReportRound(slice.map((i) => reports[i]!));
+          slice.forEach((i, k) => (accepted[i] = taken[k]!));
+        }
       }
       return accepted;
     });
@@ -425,7 +430,7 @@ export class SqlStore implements Store {
     const advanced = await this.db.all(
       `UPDATE devices SET last_report_seq = CAST(s.seq AS BIGINT), last_seen_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_SEQ_COLUMNS)}) AS s
        WHERE devices.id = s.device_id AND devices.last_report_seq < CAST(s.seq AS BIGINT) RETURNING id`,
-      [rowSetJson(REPORT_SEQ_COLUMNS, round.map((r) => [r.deviceId, String(r.sequence), r.receivedAt]))],
+      [...rowSetParams(this.db.dialect, REPORT_SEQ_COLUMNS, round.map((r) => [r.deviceId, String(r.sequence), r.receivedAt]))],
     );
     const advancedIds = new Set(advanced.map((row) => str(row.id)));
     const taken = round.map((r) => advancedIds.has(r.deviceId));
@@ -433,18 +438,18 @@ export class SqlStore implements Store {
     if (stored.length === 0) return taken;
     await this.db.run(
       `INSERT INTO status_reports (device_id, assignment_id, sequence, state, reason, bytes_done, bytes_total, device_time, received_at)
-       VALUES ${stored.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+       VALUES ${valueRows(stored.length, 9)}`,
       stored.flatMap((r) => [r.deviceId, r.assignmentId, r.sequence, r.state, r.reason, r.bytesDone, r.bytesTotal, r.deviceTime, r.receivedAt]),
     );
     await this.db.run(
       `UPDATE assignments SET state = s.state, reason = s.reason, updated_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_STATE_COLUMNS)}) AS s
        WHERE assignments.id = s.id AND assignments.device_id = s.device_id`,
-      [rowSetJson(REPORT_STATE_COLUMNS, stored.map((r) => [r.assignmentId, r.deviceId, r.state, r.reason, r.receivedAt]))],
+      [...rowSetParams(this.db.dialect, REPORT_STATE_COLUMNS, stored.map((r) => [r.assignmentId, r.deviceId, r.state, r.reason, r.receivedAt]))],
     );
     const installing = stored.filter((r) => r.installed);
     if (installing.length > 0) {
       await this.db.run(
-        `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${installing.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}
+        `INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${valueRows(installing.length, 7)}
          ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
            sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
         installing.flatMap((r) => [r.deviceId, r.installed!.name, r.installed!.kind, r.installed!.version, r.installed!.sha256, r.installed!.state, r.receivedAt]),
@@ -452,15 +457,15 @@ export class SqlStore implements Store {
       // The digest of each set as it now stands: the device's next heartbeat, listing the new
       // version, matches it and writes nothing (during a wave, one write less per device).
       const rows = await this.db.all(`SELECT * FROM installed WHERE device_id IN (${installing.map(() => '?').join(', ')})`, installing.map((r) => r.deviceId));
-      const sets = new Map<string, Array<Omit<InstalledRecord, 'updatedAt'>>>();
+      const sets = new Map<string, InstalledRecord[]>();
       for (const row of rows) {
         const set = sets.get(str(row.device_id)) ?? [];
-        set.push({ name: str(row.name), kind: str(row.kind), version: str(row.version), sha256: str(row.sha256), state: str(row.state) });
+        set.push(installedFromRow(row));
         sets.set(str(row.device_id), set);
       }
       await this.db.run(
         `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, DIGEST_COLUMNS)}) AS s WHERE devices.id = s.id`,
-        [rowSetJson(DIGEST_COLUMNS, installing.map((r) => [r.deviceId, installedDigest(sets.get(r.deviceId) ?? [])]))],
+        [...rowSetParams(this.db.dialect, DIGEST_COLUMNS, installing.map((r) => [r.deviceId, installedDigest(sets.get(r.deviceId) ?? [])]))],
       );
     }
     return taken;

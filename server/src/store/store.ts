@@ -282,7 +282,8 @@ export interface Store {
   recordStatusReport(report: NewStatusReport): Promise<boolean>;
   /**
    * recordStatusReport for many reports in a few statements (several of one device are taken
-   * in the order given). One flag per report, in order.
+   * in the order given). One flag per report, in order. Inside a write transaction it joins it
+   * without a savepoint: if it throws, let that transaction fail.
    */
   recordStatusReports(reports: readonly NewStatusReport[]): Promise<boolean[]>;
 
@@ -299,7 +300,10 @@ export interface Store {
 
   /** Appends one event to the hash chain (seq, prev_hash and hash computed under the write lock). */
   appendAudit(event: NewAuditEvent): Promise<AuditEventRecord>;
-  /** Appends events to the hash chain in the order given, in one statement. */
+  /**
+   * Appends events to the hash chain in the order given, in one statement. Inside a write
+   * transaction it joins it without a savepoint: if it throws, let that transaction fail.
+   */
   appendAuditEvents(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]>;
   listAudit(filter?: AuditListFilter): Promise<AuditEventRecord[]>;
   countAudit(filter?: Pick<AuditListFilter, 'subject' | 'action'>): Promise<number>;

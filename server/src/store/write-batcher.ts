@@ -5,8 +5,8 @@
 // acknowledged before it is durable), but a wave of thousands of reports costs one commit
 // (one fsync, one lock round trip) and a few statements per batch instead of per report.
 //
-// A batch that fails is rare (a database call failed); then it is rolled back and each of its
-// writes is applied again in a transaction of its own, so one failing write takes nothing
+// A batch whose writes fail is rare (a statement failed); then it is rolled back and each of
+// its writes is applied again in a transaction of its own, so one failing write takes nothing
 // else with it. The writes must therefore be safe to apply twice (status reports are: their
 // sequence number makes a replay a no-op).
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -48,11 +48,19 @@ export class WriteBatcher<I, O> {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.maxBatch);
         let results: O[] | undefined;
+        let applyFailed = false;
         try {
-          results = await this.store.withWriteLock(() => this.applyChecked(batch.map((p) => p.item)));
+          results = await this.store.withWriteLock(() =>
+            this.applyChecked(batch.map((p) => p.item)).catch((err: unknown) => {
+              applyFailed = true;
+              throw err;
+            }),
+          );
         } catch (err) {
-          if (batch.length === 1) batch[0]!.reject(err);
-          else await this.oneByOne(batch);
+          // Only a write that failed is worth trying alone; a transaction that could not begin
+          // or commit (the database is gone) fails every write of the batch the same way.
+          if (applyFailed && batch.length > 1) await this.oneByOne(batch);
+          else for (const p of batch) p.reject(err);
         }
         if (results) batch.forEach((p, i) => p.resolve(results[i]!));
         // Let the calls waiting for I/O (heartbeats) run before the next batch.
