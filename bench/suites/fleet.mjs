@@ -33,8 +33,10 @@ async function connectFleet(cfg, address, caPem, credsFile, label) {
   const clients = shares.map((_, i) => new Worker(`fleet-${label}-${i}`, workerPath('fleet-client.mjs'), [], { execArgv: ['--max-old-space-size=4096'] }));
   // The simulated devices stand in for machines of their own, but here they share the two
   // cores with the server and its database: at a lower CPU priority they take only what the
-  // system under test leaves (the same for the echo baseline). Their own event-loop delay is
-  // reported, so a starved load generator shows. --set fleet.clientNice=0 turns this off.
+  // system under test leaves (the same for the echo baseline). Latency is measured in them,
+  // so their own wait for the CPU is in every figure; their event-loop delay is reported.
+  // On PostgreSQL at equal priority they starved the database (2026-12-04: p99 1482 ms
+  // against 169-182 ms at nice 10, docs/benchmarks.md). --set fleet.clientNice=0 turns it off.
   if (cfg.clientNice) for (const c of clients) os.setPriority(c.pid, cfg.clientNice);
   const connected = new Map();
   let lastPrint = Date.now();

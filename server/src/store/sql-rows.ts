@@ -22,11 +22,16 @@ export const numOrNull = (v: unknown): number | null => (v === null || v === und
  * a batch of 32 reports joins the devices by primary key. (A JSON document through
  * `jsonb_to_recordset` is estimated at 100 rows whatever it holds, and the planner then hashed
  * the whole devices and assignments tables for every batch: during a wave's reports that
- * made every query wait, p99 2.5 s.) SQLite: one JSON array of objects through `json_each`.
+ * made every query wait, p99 2.5 s.) SQLite: one JSON array of objects through `json_each`,
+ * materialized (below).
  */
 export function textRowSet(dialect: Db['dialect'], columns: readonly string[]): string {
   if (dialect === 'postgres') return `SELECT * FROM unnest(${columns.map(() => 'CAST(? AS text[])').join(', ')}) AS r(${columns.join(', ')})`;
-  return `SELECT ${columns.map((c) => `json_extract(value, '$.${c}') AS ${c}`).join(', ')} FROM json_each(?)`;
+  // LIMIT -1 (none) keeps the subquery from being flattened into the join: it is materialized
+  // once and the table is searched by key for each row. Flattened, SQLite drove the wave
+  // start's UPDATE from rollout_devices (rollout_id = ?) and scanned the whole document for
+  // each of its 10,000 rows: seconds with the event loop blocked at every wave start.
+  return `SELECT ${columns.map((c) => `json_extract(value, '$.${c}') AS ${c}`).join(', ')} FROM json_each(?) LIMIT -1`;
 }
 
 /** The parameters of a textRowSet: each row's values in the order of `columns`. */
