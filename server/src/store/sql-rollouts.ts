@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
-import { json, num, str, rowSetParams, strOrNull, textRowSet, type Row } from './sql-rows.js';
+import { json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -286,7 +286,7 @@ export class SqlRollouts implements RolloutStore {
       ]);
       await this.db.run(
         `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
-         VALUES ${entries.map(() => `(${marks(11)})`).join(', ')}`,
+         VALUES ${valueRows(entries.length, 11)}`,
         entries.flatMap((e) => [e.assignmentId, e.deviceId, rollout.artifactId, rollout.artifactName, rollout.id, probe, 'PENDING', '', 1, now, now]),
       );
       await this.db.run(
