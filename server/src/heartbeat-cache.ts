@@ -39,7 +39,9 @@ export interface Lookup {
 }
 
 interface Entry {
-  view: HeartbeatView;
+  deviceId: string;
+  /** Undefined once its device changed: the entry still says which device the certificate is. */
+  view?: HeartbeatView;
   readAt: number;
 }
 
@@ -51,12 +53,22 @@ export interface HeartbeatCacheStats {
   entries: number;
 }
 
+/**
+ * Changes remembered one by one: a read that began before the oldest of them is not kept.
+ * Reads take milliseconds, so this covers every read in flight but under extreme churn.
+ */
+const CHANGES_REMEMBERED = 4096;
+
 export class HeartbeatCache {
+  /** SPIFFE ID -> entry, oldest first. Lookups name certificates, changes name devices. */
   private readonly entries = new Map<string, Entry>();
-  /** Device id -> SPIFFE ID of its entry: changes name devices, lookups name certificates. */
   private readonly byDevice = new Map<string, string>();
-  /** Advances on every change seen: an answer read across a change is not stored. */
+  /** Advances on every change seen; a lookup's ticket is the epoch it was made at. */
   private epoch = 0;
+  /** The epoch of each device's latest change seen, oldest first, at most CHANGES_REMEMBERED. */
+  private readonly changedAt = new Map<string, number>();
+  /** Changes up to this epoch are no longer remembered one by one (or concerned every device). */
+  private forgottenUpTo = 0;
   private feed: DeviceStateFeed | undefined;
   private readonly maxEntries: number;
   private readonly maxAgeMs: number;
@@ -80,47 +92,61 @@ export class HeartbeatCache {
     if (deviceId === null) {
       this.entries.clear();
       this.byDevice.clear();
+      this.changedAt.clear();
+      this.forgottenUpTo = this.epoch;
       return;
     }
+    this.changedAt.delete(deviceId);
+    this.changedAt.set(deviceId, this.epoch);
+    if (this.changedAt.size > CHANGES_REMEMBERED) {
+      const [oldest, at] = this.changedAt.entries().next().value!;
+      this.changedAt.delete(oldest);
+      this.forgottenUpTo = at;
+    }
     const spiffeId = this.byDevice.get(deviceId);
-    if (spiffeId === undefined) return;
-    this.byDevice.delete(deviceId);
-    this.entries.delete(spiffeId);
+    if (spiffeId !== undefined) delete this.entries.get(spiffeId)!.view;
   };
 
   lookup(spiffeId: string): Lookup {
-    // Delivers every change committed so far to changed() before anything is trusted.
-    if (!this.feed?.caughtUp()) {
+    const entry = this.entries.get(spiffeId);
+    // Delivers every change committed so far to changed() before anything is trusted. Only
+    // the device's own changes matter when the certificate's device is known (PostgreSQL then
+    // need not wait for another device's write to come back).
+    if (!this.feed?.caughtUp(entry?.deviceId)) {
       this.counts.bypassed++;
       return {};
     }
-    const entry = this.entries.get(spiffeId);
-    if (entry && this.now() - entry.readAt < this.maxAgeMs) {
+    // Read again: caughtUp() may just have delivered changes that dropped it.
+    const current = this.entries.get(spiffeId);
+    const view = current?.view;
+    if (view && this.now() - current.readAt < this.maxAgeMs) {
       this.counts.hits++;
-      return { view: entry.view };
+      return { view };
     }
     this.counts.misses++;
     return { ticket: this.epoch };
   }
 
-  /** Keeps `view` unless a change was seen since the lookup that gave `ticket`. */
+  /** Keeps `view` unless its device (or every device) changed since the lookup that gave `ticket`. */
   store(ticket: number | undefined, spiffeId: string, view: HeartbeatView): void {
-    if (ticket === undefined || ticket !== this.epoch) return;
+    if (ticket === undefined || ticket < this.forgottenUpTo || (this.changedAt.get(view.deviceId) ?? 0) > ticket) return;
     const old = this.entries.get(spiffeId);
     if (old) {
       this.entries.delete(spiffeId);
-      this.byDevice.delete(old.view.deviceId);
+      this.byDevice.delete(old.deviceId);
     }
-    this.entries.set(spiffeId, { view, readAt: this.now() });
+    this.entries.set(spiffeId, { deviceId: view.deviceId, view, readAt: this.now() });
     this.byDevice.set(view.deviceId, spiffeId);
     if (this.entries.size > this.maxEntries) {
       const [oldestSpiffeId, oldest] = this.entries.entries().next().value!;
       this.entries.delete(oldestSpiffeId);
-      this.byDevice.delete(oldest.view.deviceId);
+      this.byDevice.delete(oldest.deviceId);
     }
   }
 
   stats(): HeartbeatCacheStats {
-    return { ...this.counts, entries: this.entries.size };
+    let entries = 0;
+    for (const entry of this.entries.values()) if (entry.view) entries++;
+    return { ...this.counts, entries };
   }
 }

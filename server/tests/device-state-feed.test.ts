@@ -4,6 +4,12 @@
 // once a write has returned and caughtUp() says true, the write's change has been delivered.
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEVICE_COLUMNS_NOT_WATCHED, DEVICE_COLUMNS_WATCHED } from '../src/store/migration-6.js';
+import {
+  ASSIGNMENT_COLUMNS_NOT_WATCHED,
+  ASSIGNMENT_COLUMNS_WATCHED,
+  ROLLOUT_DEVICE_COLUMNS_NOT_WATCHED,
+  ROLLOUT_DEVICE_COLUMNS_WATCHED,
+} from '../src/store/migration-7.js';
 import { openStore, SqlStore, type DeviceStateFeed, type Store } from '../src/store/index.js';
 import { testEngines, type Engine } from './engines.js';
 
@@ -91,6 +97,50 @@ describe.each(engines)('device state feed on $name', (engine) => {
     expect(await delivered(o)).toEqual([device.id]);
   });
 
+  it('delivers nothing for an assignment moving along or rollout bookkeeping, and the device when PENDING-ness or a revert changes', async () => {
+    const o = await open(engine);
+    const { store } = o;
+    const { db } = store as SqlStore;
+    const { device } = await store.ensureDevice({ spiffeId: 'spiffe://t/lab/d7', fleet: 'lab', name: 'd7', now: NOW });
+    await store.insertArtifact({
+      id: 'art-7', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
+      sha256: 'c'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+    });
+    await db.run(
+      `INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave, created_by, created_at, updated_at)
+       VALUES ('ro-7', 'lab', 'art-7', 'm', 'all', '{}', '{}', 'running', 0, 'op', ?, ?)`,
+      [NOW, NOW],
+    );
+    await store.insertAssignment({
+      id: 'as-7', deviceId: device.id, artifactId: 'art-7', artifactName: 'm', rolloutId: 'ro-7',
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
+      state: 'PENDING', reason: '', active: true, createdAt: NOW, updatedAt: NOW,
+    });
+    await db.run("INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES ('ro-7', ?, 'm', 1, 0, 0)", [device.id]);
+    expect(await delivered(o)).toContain(device.id);
+
+    // No longer pending: shown (a halted rollout serves a pending assignment no more).
+    await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'DOWNLOADING' WHERE id = 'as-7'"));
+    expect(await delivered(o)).toEqual([device.id]);
+    // Progress the answer does not show: nothing.
+    await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'VERIFYING', reason = 'r', updated_at = ? WHERE id = 'as-7'", ['2026-01-02T00:00:00.000Z']));
+    await store.withWriteLock(() =>
+      db.run("UPDATE rollout_devices SET assignment_id = 'as-7', assigned_at = ?, wave = 1, position = 3, active = 0 WHERE rollout_id = 'ro-7'", [NOW]),
+    );
+    if (engine.name === 'postgres') {
+      // The transactions announced nothing: no fence of theirs holds anyone back.
+      expect(o.feed.caughtUp()).toBe(true);
+    }
+    // Back to PENDING: shown.
+    await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'PENDING' WHERE id = 'as-7'"));
+    expect(await delivered(o)).toEqual([device.id]);
+    // A revert pointing at the assignment is shown (it is served even from a halted rollout).
+    await store.withWriteLock(() => db.run("UPDATE rollout_devices SET revert_assignment_id = 'as-7' WHERE rollout_id = 'ro-7'"));
+    expect(await delivered(o)).toEqual([device.id]);
+    await store.withWriteLock(() => db.run("UPDATE assignments SET active = 0 WHERE id = 'as-7'"));
+    expect(await delivered(o)).toEqual([device.id]);
+  });
+
   it('delivers a change of every device when an artifact or a rollout status changes', async () => {
     const o = await open(engine);
     const { db } = o.store as SqlStore;
@@ -129,12 +179,54 @@ describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed o
   });
 });
 
+describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed on $name, its fences', (engine) => {
+  it('holds back, once a transaction has committed, only the devices it announced, until its fence is back', async () => {
+    const o = await open(engine);
+    const { db } = o.store as SqlStore;
+    const { device: a } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d8a', fleet: 'lab', name: 'd8a', now: NOW });
+    const { device: b } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d8b', fleet: 'lab', name: 'd8b', now: NOW });
+    await delivered(o);
+    await o.store.withWriteLock(() => db.run('UPDATE devices SET tags = ? WHERE id = ?', ['{"site":"c"}', a.id]));
+    // Returned, its notification not read yet (no I/O since): a is held back, b is not.
+    expect([o.feed.caughtUp(a.id), o.feed.caughtUp(b.id), o.feed.caughtUp()]).toEqual([false, true, false]);
+    expect(await delivered(o)).toEqual([a.id]);
+    expect(o.feed.caughtUp(a.id)).toBe(true);
+  });
+
+  it('holds back every device after a transaction that changed what every answer reads', async () => {
+    const o = await open(engine);
+    const { db } = o.store as SqlStore;
+    const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d9', fleet: 'lab', name: 'd9', now: NOW });
+    await o.store.insertArtifact({
+      id: 'art-9', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
+      sha256: 'd'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+    });
+    await delivered(o);
+    await o.store.withWriteLock(() => db.run("UPDATE artifacts SET manifest = '{}' WHERE id = 'art-9'"));
+    expect(o.feed.caughtUp(device.id)).toBe(false);
+    expect(o.feed.caughtUp('a-device-never-written')).toBe(false);
+    expect(await delivered(o)).toEqual([null]);
+  });
+});
+
 describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on $name, its change log', () => {
   it('watches every devices column but liveness, so a column added later cannot be forgotten', async () => {
     const store = await openStore(await engines[0]!.fresh());
     try {
       const columns = (await (store as SqlStore).db.all('SELECT name FROM pragma_table_info(\'devices\')')).map((r) => String(r.name));
       expect([...columns].sort()).toEqual([...DEVICE_COLUMNS_WATCHED, ...DEVICE_COLUMNS_NOT_WATCHED].sort());
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('watches every assignments and rollout_devices column a heartbeat reads, so a column added later cannot be forgotten', async () => {
+    const store = await openStore(await engines[0]!.fresh());
+    try {
+      const columns = async (table: string) =>
+        (await (store as SqlStore).db.all(`SELECT name FROM pragma_table_info('${table}')`)).map((r) => String(r.name)).sort();
+      expect(await columns('assignments')).toEqual([...ASSIGNMENT_COLUMNS_WATCHED, ...ASSIGNMENT_COLUMNS_NOT_WATCHED].sort());
+      expect(await columns('rollout_devices')).toEqual([...ROLLOUT_DEVICE_COLUMNS_WATCHED, ...ROLLOUT_DEVICE_COLUMNS_NOT_WATCHED].sort());
     } finally {
       await store.close();
     }

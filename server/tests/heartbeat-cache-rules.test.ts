@@ -13,7 +13,15 @@ const view = (deviceId: string, digest = 'd0'): HeartbeatView => ({
 });
 
 function setup(options: ConstructorParameters<typeof HeartbeatCache>[0] = {}) {
-  const feed = { ok: true, caughtUp() { return this.ok; }, close: async () => undefined };
+  // `held`: devices whose changes have not all been delivered yet (PostgreSQL's scoped fences).
+  const feed = {
+    ok: true,
+    held: new Set<string>(),
+    caughtUp(deviceId?: string) {
+      return this.ok && (deviceId === undefined ? this.held.size === 0 : !this.held.has(deviceId));
+    },
+    close: async () => undefined,
+  };
   const cache = new HeartbeatCache(options);
   cache.follow(feed);
   return { cache, feed };
@@ -31,13 +39,59 @@ describe('heartbeat cache rules', () => {
     expect(cache.lookup('spiffe://a').view).toBeUndefined();
   });
 
-  it('does not keep an answer when any change arrived while it was being read', () => {
+  it('does not keep an answer when its device changed while it was being read', () => {
     const { cache } = setup();
     const { ticket } = cache.lookup('spiffe://a');
     // The read began before this change was delivered: it may hold the old state.
-    cache.changed('dev-b');
+    cache.changed('dev-a');
     cache.store(ticket, 'spiffe://a', view('dev-a'));
     expect(cache.lookup('spiffe://a').view).toBeUndefined();
+  });
+
+  it('keeps an answer when only other devices changed while it was being read', () => {
+    const { cache } = setup();
+    const { ticket } = cache.lookup('spiffe://a');
+    cache.changed('dev-b');
+    cache.changed('dev-c');
+    cache.store(ticket, 'spiffe://a', view('dev-a'));
+    expect(cache.lookup('spiffe://a').view).toEqual(view('dev-a'));
+  });
+
+  it('does not keep an answer when every device changed while it was being read', () => {
+    const { cache } = setup();
+    const { ticket } = cache.lookup('spiffe://a');
+    cache.changed(null);
+    cache.store(ticket, 'spiffe://a', view('dev-a'));
+    expect(cache.lookup('spiffe://a').view).toBeUndefined();
+  });
+
+  it('does not keep an answer read across more changes than it remembers, whichever devices they were', () => {
+    const { cache } = setup();
+    const { ticket } = cache.lookup('spiffe://a');
+    cache.changed('dev-a');
+    // dev-a's change is pushed out of the remembered ones by 4096 changes of other devices.
+    for (let i = 0; i < 4096; i++) cache.changed(`dev-${i}`);
+    cache.store(ticket, 'spiffe://a', view('dev-a'));
+    expect(cache.lookup('spiffe://a').view).toBeUndefined();
+    // A read that began after the forgotten change is kept.
+    const later = cache.lookup('spiffe://a').ticket;
+    cache.store(later, 'spiffe://a', view('dev-a'));
+    expect(cache.lookup('spiffe://a').view).toEqual(view('dev-a'));
+  });
+
+  it('keeps using answers of devices the feed is not holding back', () => {
+    const { cache, feed } = setup();
+    for (const d of ['a', 'b']) cache.store(cache.lookup(`spiffe://${d}`).ticket, `spiffe://${d}`, view(`dev-${d}`));
+    feed.held.add('dev-a');
+    expect(cache.lookup('spiffe://a')).toEqual({});
+    expect(cache.lookup('spiffe://b').view).toEqual(view('dev-b'));
+    // A certificate never seen: its device is unknown, so it waits for every device.
+    expect(cache.lookup('spiffe://new')).toEqual({});
+    // A dropped answer still tells which device its certificate is.
+    cache.changed('dev-b');
+    feed.held.add('dev-c');
+    expect(cache.lookup('spiffe://b').ticket).toBeDefined();
+    expect(cache.stats()).toMatchObject({ entries: 1, bypassed: 2 });
   });
 
   it('uses and keeps nothing while the feed is not caught up', () => {

@@ -86,6 +86,48 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     expect((await client.call<HeartbeatAnswer>('Heartbeat', { installed: [] })).assignments).toMatchObject([{ name: 'cached-model' }]);
   });
 
+  it('keeps the answer across status reports that only move an assignment along, and drops it when the install lands', async () => {
+    const client = await registered('cache-5');
+    const file = path.join(tempDir(), 'model5.bin');
+    fs.writeFileSync(file, crypto.randomBytes(256));
+    await publishArtifact(t.ctx, { file, name: 'moving-model', version: '1.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
+    await createAssignment(t.ctx, {
+      fleet: 'lab',
+      device: 'cache-5',
+      artifact: 'moving-model',
+      version: '1.0.0',
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
+    });
+    const given = await nextAnswer(client, (a) => a.assignments.length > 0);
+    const assignmentId = (given.assignments[0] as unknown as { assignmentId: string }).assignmentId;
+    const report = (sequence: number, state: string) =>
+      client.call('ReportArtifactStatus', { assignmentId, state, sequence, reason: '', bytesDone: 0, bytesTotal: 256, deviceTime: new Date().toISOString() });
+    // Leaving PENDING is a change (a halted rollout serves only assignments already started);
+    // the answer read after it is kept (PostgreSQL: once the report's fence is back).
+    expect(await report(1, 'DOWNLOADING')).toEqual({ accepted: true });
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const before = await lookups();
+      await client.call('Heartbeat', { installed: [] });
+      if ((await lookups()).hit !== before.hit || Date.now() > deadline) break;
+      await sleep(10);
+    }
+    for (const [sequence, state] of [[2, 'DOWNLOADING'], [3, 'VERIFYING'], [4, 'APPLYING']] as const) {
+      expect(await report(sequence, state)).toEqual({ accepted: true });
+      // A report's transaction announces nothing: on PostgreSQL too, no fence holds this device back.
+      const before = await lookups();
+      expect((await client.call<HeartbeatAnswer>('Heartbeat', { installed: [] })).assignments).toMatchObject([{ name: 'moving-model' }]);
+      const after = await lookups();
+      expect({ state, hits: (after.hit ?? 0) - (before.hit ?? 0) }).toEqual({ state, hits: 1 });
+    }
+    // HEALTHY writes the installed set and its digest on the device row: the answer is read again.
+    expect(await report(5, 'HEALTHY')).toEqual({ accepted: true });
+    const before = await lookups();
+    await client.call('Heartbeat', { installed: [{ name: 'moving-model', kind: 'model', version: '1.0.0', sha256: given.assignments[0] && (given.assignments[0] as unknown as { expectedSha256: string }).expectedSha256, state: 'HEALTHY' }] });
+    const after = await lookups();
+    expect((after.hit ?? 0) - (before.hit ?? 0)).toBe(0);
+  });
+
   it('tells a device decommissioned after its answer was kept that it is offboarded', async () => {
     const client = await registered('cache-2');
     await client.call('Heartbeat', { installed: [] });

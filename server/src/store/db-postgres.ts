@@ -42,11 +42,13 @@ export function translatePlaceholders(sql: string): { text: string; names: strin
  * state-feed-postgres.ts). `fence` is called before a commit is sent and gives the statement
  * to run in the committing transaction just before COMMIT (so the fence costs no commit of
  * its own: each commit that notifies takes PostgreSQL's global notify lock and, with an XID,
- * a WAL flush), or undefined. `unsent` reports a fence whose commit failed or whose outcome is
- * unknown, or, with `afterwards`, asks for it to be sent on its own (autocommit writes).
+ * a WAL flush), or undefined. `committed` gives back the `changed` column that statement
+ * returned, once COMMIT has succeeded. `unsent` reports a fence whose commit failed or whose
+ * outcome is unknown, or, with `afterwards`, asks for it to be sent on its own (autocommit writes).
  */
 export interface WriteWatcher {
   fence(): { token: string; sql: string } | undefined;
+  committed(token: string, changed: string): void;
   unsent(token: string, afterwards: boolean): void;
 }
 
@@ -152,19 +154,28 @@ export class PostgresDb implements Db {
     const ctx = new TxContext(client);
     let broken = false;
     try {
-      await client.query('BEGIN');
-      // SET LOCAL ends with the transaction: the pooled connection goes back with the default.
-      if (options.relaxedDurability) await client.query('SET LOCAL synchronous_commit = off');
-      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, WRITE_LOCK_KEY]);
+      // One round trip (simple protocol, constants only): writers take turns, so every round
+      // trip before the lock is granted lengthens every writer's wait. SET LOCAL ends with the
+      // transaction: the pooled connection goes back with the default.
+      await client.query(
+        `BEGIN;${options.relaxedDurability ? ' SET LOCAL synchronous_commit = off;' : ''} SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${WRITE_LOCK_KEY})`,
+      );
       const result = await this.scope.run(ctx, fn);
       ctx.done = true;
-      const fence = this.writeWatcher?.fence();
+      const watcher = this.writeWatcher;
+      const fence = watcher?.fence();
+      let committed: pg.QueryResult | pg.QueryResult[];
       try {
         // One simple-protocol query: the fence is sent by the committing transaction itself.
-        await client.query(fence ? `${fence.sql}; COMMIT` : 'COMMIT');
+        committed = await client.query(fence ? `${fence.sql}; COMMIT` : 'COMMIT');
       } catch (err) {
-        if (fence) this.writeWatcher?.unsent(fence.token, false);
+        if (fence) watcher?.unsent(fence.token, false);
         throw err;
+      }
+      if (fence) {
+        const changed = (Array.isArray(committed) ? committed[0] : committed)?.rows[0]?.changed;
+        // Unreadable (cannot happen with the fence's own statement): assume every device.
+        watcher?.committed(fence.token, typeof changed === 'string' ? changed : '*');
       }
       return result;
     } catch (err) {

@@ -7,10 +7,16 @@
 // this process commits ends with a fence (a NOTIFY of our own, its last statement before
 // COMMIT), and the feed is not caught up until each fence has come back: a transaction's
 // notifications arrive in the order it sent them, so by then the write's own have too.
+//
+// A fence holds back only the devices its transaction announced (migration 7 records them in
+// a transaction-local setting, read by the fence's statement): while a batch of status reports
+// commits, the rest of the fleet's heartbeats keep using their kept answers. A transaction
+// that announced nothing sends no fence at all.
 import * as crypto from 'node:crypto';
 import pg from 'pg';
 import type { PostgresDb, WriteWatcher } from './db-postgres.js';
 import { DEVICE_STATE_CHANNEL } from './migration-6.js';
+import { DEVICE_STATE_CHANGED_SETTING } from './migration-7.js';
 import type { DeviceStateChangeListener, DeviceStateFeed, DeviceStateFeedOptions } from './store.js';
 
 /** A fence not back after this long (its query failed silently): treated as a change of every device. */
@@ -19,9 +25,32 @@ const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
 const FENCE_PREFIX = 'fence:';
 
-/** The fence's statement. The token is ours (a UUID and a counter): nothing to quote. */
+/** The fence on its own, after an autocommit write. The token is ours (a UUID and a counter): nothing to quote. */
 function fenceSql(token: string): string {
   return `SELECT pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}')`;
+}
+
+/**
+ * The fence as a committing transaction's last statement: it returns the devices the
+ * transaction announced (',id,id', '*' or '') and notifies only when there are any.
+ */
+function committingFenceSql(token: string): string {
+  return `SELECT s.changed, CASE WHEN s.changed <> '' THEN pg_notify('${DEVICE_STATE_CHANNEL}', '${FENCE_PREFIX}${token}') END AS fence
+    FROM (SELECT coalesce(current_setting('${DEVICE_STATE_CHANGED_SETTING}', true), '') AS changed) AS s`;
+}
+
+/** Which devices an unsettled fence holds back. */
+type FenceScope = '*' | ReadonlySet<string>;
+const NO_DEVICE: FenceScope = new Set<string>();
+
+interface Unsettled {
+  timeout: NodeJS.Timeout;
+  /**
+   * A committing transaction's fence holds back no device until COMMIT has returned: until
+   * then its write has not finished, and a heartbeat meanwhile may get the answer from before
+   * it. An autocommit write's fence, sent after the write, holds back every device.
+   */
+  scope: FenceScope;
 }
 
 export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
@@ -30,8 +59,8 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
   private closed = false;
   private readonly instance = crypto.randomUUID();
   private fences = 0;
-  /** Fences sent (or about to be) and not yet back, with their timeouts. */
-  private readonly unsettled = new Map<string, NodeJS.Timeout>();
+  /** Fences sent (or about to be) and not yet back, with their timeouts and scopes. */
+  private readonly unsettled = new Map<string, Unsettled>();
   private reconnectMs = RECONNECT_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
@@ -47,8 +76,12 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     await this.connect();
   }
 
-  caughtUp(): boolean {
-    return this.following && this.unsettled.size === 0;
+  caughtUp(deviceId?: string): boolean {
+    if (!this.following) return false;
+    for (const { scope } of this.unsettled.values()) {
+      if (scope === '*' || (scope.size > 0 && (deviceId === undefined || scope.has(deviceId)))) return false;
+    }
+    return true;
   }
 
   // --- WriteWatcher (called by PostgresDb around every commit of this process)
@@ -59,8 +92,16 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     const token = `${this.instance}:${++this.fences}`;
     const timeout = setTimeout(() => this.settle(token, true), FENCE_TIMEOUT_MS);
     timeout.unref();
-    this.unsettled.set(token, timeout);
-    return { token, sql: fenceSql(token) };
+    this.unsettled.set(token, { timeout, scope: NO_DEVICE });
+    return { token, sql: committingFenceSql(token) };
+  }
+
+  committed(token: string, changed: string): void {
+    const fence = this.unsettled.get(token);
+    if (fence === undefined) return;
+    // Nothing announced: no fence was sent, nothing to wait for.
+    if (changed === '') this.settle(token, false);
+    else fence.scope = changed === '*' ? '*' : new Set(changed.split(',').filter((id) => id !== ''));
   }
 
   unsent(token: string, afterwards: boolean): void {
@@ -70,16 +111,19 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
       return;
     }
     // After an autocommit write, sent on its own: it commits after the write, so it arrives
-    // after the write's notifications. Not flushed to disk first (it records nothing).
+    // after the write's notifications. Not flushed to disk first (it records nothing). What
+    // the write announced is unknown here: every device waits for it.
+    const fence = this.unsettled.get(token);
+    if (fence) fence.scope = '*';
     this.db.pool
       .query(`BEGIN; SET LOCAL synchronous_commit = off; ${fenceSql(token)}; COMMIT`)
       .catch(() => this.settle(token, true));
   }
 
   private settle(token: string, lost: boolean): void {
-    const timeout = this.unsettled.get(token);
-    if (timeout === undefined) return;
-    clearTimeout(timeout);
+    const fence = this.unsettled.get(token);
+    if (fence === undefined) return;
+    clearTimeout(fence.timeout);
     this.unsettled.delete(token);
     if (lost) this.onChange(null);
   }
@@ -145,7 +189,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     this.following = false;
     this.db.setWriteWatcher(undefined);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    for (const timeout of this.unsettled.values()) clearTimeout(timeout);
+    for (const { timeout } of this.unsettled.values()) clearTimeout(timeout);
     this.unsettled.clear();
     const client = this.client;
     this.client = undefined;

@@ -43,7 +43,8 @@ export class SqliteDeviceStateFeed implements DeviceStateFeed {
     this.pruneTimer.unref();
   }
 
-  caughtUp(): boolean {
+  /** The same for every device: the poll delivers every change, whichever device it concerns. */
+  caughtUp(_deviceId?: string): boolean {
     if (this.closed) return false;
     let rows: ChangeRow[];
     try {

@@ -319,12 +319,13 @@ export interface DeviceStateFeedOptions {
 
 /**
  * Every committed change to a device's heartbeat answer, delivered to the listener, whoever
- * made it (this process, another replica, the CLI). A cache may use what it holds only while
- * `caughtUp()` is true: then every change committed so far, and every write this process has
- * finished, has been delivered. While the feed cannot follow (its connection is lost) it says
- * false and, when it follows again, reports a change of every device.
+ * made it (this process, another replica, the CLI). A cache may use what it holds of a device
+ * only while `caughtUp(deviceId)` is true: then every change of that device committed so far,
+ * and every write this process has finished, has been delivered (without a device: of every
+ * device). While the feed cannot follow (its connection is lost) it says false and, when it
+ * follows again, reports a change of every device.
  */
 export interface DeviceStateFeed {
-  caughtUp(): boolean;
+  caughtUp(deviceId?: string): boolean;
   close(): Promise<void>;
 }
