@@ -119,6 +119,12 @@ async function serverCounters(server) {
       const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
       (database[labels.operation] ??= {})[labels.le] = Number(m[2]);
     }
+    // The server's own time per heartbeat, by answer (memory, database) and installed set (unchanged, written).
+    const heartbeat = {};
+    for (const m of text.matchAll(/^meshanics_heartbeat_seconds_bucket\{([^}]*)\} (\d+)/gm)) {
+      const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      (heartbeat[`${labels.answer}/${labels.installed}`] ??= {})[labels.le] = Number(m[2]);
+    }
     // prom-client's default metrics: garbage collection pauses by kind (count, total seconds,
     // and how many took longer than 100 ms).
     const gc = {};
@@ -129,7 +135,7 @@ async function serverCounters(server) {
       else if (m[1] === 'sum') g.seconds = Number(m[3]);
       else if (labels.le === '0.1') g.upTo100ms = Number(m[3]);
     }
-    return { cache, database, gc };
+    return { cache, database, heartbeat, gc };
   } catch {
     return undefined;
   }
@@ -159,15 +165,17 @@ function cacheDelta(from, to) {
  * Database latency between two snapshots by operation: count, and p50/p99 as the upper bound
  * of the histogram bucket they fall in (the buckets are metrics.ts's).
  */
-function databaseDelta(from, to) {
-  if (!from || !to) return undefined;
+function databaseDelta(from, to, histogram = 'database') {
+  if (!from?.[histogram] || !to?.[histogram]) return undefined;
   const out = {};
-  for (const [operation, buckets] of Object.entries(to.database)) {
+  for (const [operation, buckets] of Object.entries(to[histogram])) {
     const les = Object.keys(buckets).sort((a, b) => (a === '+Inf' ? 1 : b === '+Inf' ? -1 : Number(a) - Number(b)));
-    const cumulative = les.map((le) => buckets[le] - (from.database[operation]?.[le] ?? 0));
+    const cumulative = les.map((le) => buckets[le] - (from[histogram][operation]?.[le] ?? 0));
     const n = cumulative.at(-1) ?? 0;
-    const quantile = (q) => (n === 0 ? null : les[cumulative.findIndex((c) => c >= q * n)]);
-    out[operation] = { n, p50UpToSeconds: quantile(0.5), p99UpToSeconds: quantile(0.99) };
+    if (n === 0) continue;
+    const quantile = (q) => les[cumulative.findIndex((c) => c >= q * n)];
+    const upTo100ms = cumulative[les.indexOf('0.1')];
+    out[operation] = { n, p50UpToSeconds: quantile(0.5), p99UpToSeconds: quantile(0.99), ...(upTo100ms === undefined ? {} : { over100ms: n - upTo100ms }) };
   }
   return out;
 }
@@ -318,11 +326,13 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const countersAtEnd = await serverCounters(server);
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
+    const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
     const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
     if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
     const gc = { steady: gcDelta(countersAtSteady, countersAtRollout), rollout: gcDelta(countersAtRollout, countersAtEnd) };
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
+    if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
     const result = await stopFleet(fleet.clients);
     const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
@@ -386,6 +396,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         reports: result.reports,
         heartbeatCache: cache,
         databaseLatency: database,
+        serverHeartbeatSeconds: serverHeartbeat,
         garbageCollection: gc,
       },
       echo: {

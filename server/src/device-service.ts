@@ -1,6 +1,7 @@
 // meshanics.device.v1.DeviceService: the only surface agents talk to, served over mTLS.
 // The caller is whoever its verified client certificate says; no request field can name a
 // device (spec: "Identity comes from the certificate, never the request").
+import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import {
   loadDeviceService,
@@ -51,8 +52,16 @@ export interface DeviceServiceOptions {
 }
 
 /** What the device API counts (metrics.ts implements it with prom-client). */
+/** How a heartbeat was answered: from memory or the database, and whether it wrote the installed set. */
+export interface HeartbeatTiming {
+  answer: 'memory' | 'database';
+  installedWritten: boolean;
+  /** From the handler's start to its answer (decoding and TLS not included). */
+  seconds: number;
+}
+
 export interface DeviceServiceMetrics {
-  heartbeat(): void;
+  heartbeat(timing: HeartbeatTiming): void;
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
@@ -240,10 +249,13 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
    * changed (heartbeat-cache.ts), else read. A decommissioned or unregistered device is never
    * kept: its heartbeat is answered from the database every time.
    */
-  async function heartbeatView(peer: PeerDevice): Promise<HeartbeatView | HeartbeatResponse> {
+  async function heartbeatView(peer: PeerDevice, timing: Pick<HeartbeatTiming, 'answer'>): Promise<HeartbeatView | HeartbeatResponse> {
     const cache = options.heartbeatCache;
     const { view, ticket } = cache?.lookup(peer.spiffeId) ?? {};
-    if (view) return view;
+    if (view) {
+      timing.answer = 'memory';
+      return view;
+    }
     const found = await store.getCallingDevice(peer.spiffeId);
     const device = found?.device;
     // Before the registration check: a device decommissioned before it ever registered must
@@ -268,22 +280,28 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
 
   const Heartbeat = answered<HeartbeatRequest, HeartbeatResponse>('Heartbeat', async (call, who) => {
+    const started = performance.now();
     const peer = identify(call);
     who(peer);
-    const view = await heartbeatView(peer);
+    const timing: HeartbeatTiming = { answer: 'database', installedWritten: false, seconds: 0 };
+    const view = await heartbeatView(peer, timing);
     if (!('deviceId' in view)) return view;
     const installed = validateHeartbeat(call.request);
     const now = new Date().toISOString();
-    options.metrics?.heartbeat();
     if (options.lastSeen) {
       // Liveness goes into the next batch (flushed within a second); the installed set is
       // written only when it differs from what is stored, told by the digest on the device row
       // (no query at all for an unchanged set). Writing it changes the row: the feed drops the view.
       options.lastSeen.touch(view.deviceId, now);
-      if (installedDigest(installed) !== view.installedDigest) await store.replaceInstalled(view.deviceId, installed, now);
+      if (installedDigest(installed) !== view.installedDigest) {
+        timing.installedWritten = true;
+        await store.replaceInstalled(view.deviceId, installed, now);
+      }
     } else {
       await store.recordHeartbeat(view.deviceId, installed, now);
     }
+    timing.seconds = (performance.now() - started) / 1000;
+    options.metrics?.heartbeat(timing);
     return { assignments: view.assignments, logRequests: view.logRequests, offboarded: false, nextHeartbeatSeconds: view.nextHeartbeatSeconds };
   });
 

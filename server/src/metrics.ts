@@ -3,7 +3,7 @@
 // process. Rollout states are read from the database when scraped, so every replica reports
 // the fleet-wide numbers.
 import client from 'prom-client';
-import type { DeviceServiceMetrics } from './device-service.js';
+import type { DeviceServiceMetrics, HeartbeatTiming } from './device-service.js';
 import type { HeartbeatCache } from './heartbeat-cache.js';
 import type { QueryObserver, Store } from './store/index.js';
 
@@ -13,6 +13,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly reports: client.Counter<'state' | 'accepted'>;
   private readonly grpcErrors: client.Counter<'method' | 'code'>;
   private readonly dbLatency: client.Histogram<'operation'>;
+  private readonly heartbeatLatency: client.Histogram<'answer' | 'installed'>;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -35,6 +36,13 @@ export class ServerMetrics implements DeviceServiceMetrics {
       name: 'meshanics_database_seconds',
       help: 'Database latency: each statement (query) and each write transaction, waiting for its turn and the write lock included (transaction)',
       labelNames: ['operation'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
+    });
+    this.heartbeatLatency = new client.Histogram({
+      name: 'meshanics_heartbeat_seconds',
+      help: 'Time the server spent on a heartbeat, from its handler starting to its answer, by where the answer came from (memory, database) and whether the heartbeat wrote the installed set (written, unchanged)',
+      labelNames: ['answer', 'installed'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
@@ -95,8 +103,9 @@ export class ServerMetrics implements DeviceServiceMetrics {
 
   readonly observeDatabase: QueryObserver = (operation, seconds) => this.dbLatency.observe({ operation }, seconds);
 
-  heartbeat(): void {
+  heartbeat(timing: HeartbeatTiming): void {
     this.heartbeats.inc();
+    this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedWritten ? 'written' : 'unchanged' }, timing.seconds);
   }
 
   report(state: string, accepted: boolean): void {

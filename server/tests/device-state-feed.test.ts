@@ -97,7 +97,7 @@ describe.each(engines)('device state feed on $name', (engine) => {
     expect(await delivered(o)).toEqual([device.id]);
   });
 
-  it('delivers nothing for an assignment moving along or rollout bookkeeping, and the device when PENDING-ness or a revert changes', async () => {
+  it('delivers nothing for an assignment moving along or rollout bookkeeping, and the device when a halted rollout\'s assignment leaves PENDING or a revert points at it', async () => {
     const o = await open(engine);
     const { store } = o;
     const { db } = store as SqlStore;
@@ -116,13 +116,12 @@ describe.each(engines)('device state feed on $name', (engine) => {
       probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
       state: 'PENDING', reason: '', active: true, createdAt: NOW, updatedAt: NOW,
     });
-    await db.run("INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES ('ro-7', ?, 'm', 1, 0, 0)", [device.id]);
     expect(await delivered(o)).toContain(device.id);
-
-    // No longer pending: shown (a halted rollout serves a pending assignment no more).
+    // Rollout membership, and an assignment moving along in a running rollout: nothing.
+    await store.withWriteLock(() =>
+      db.run("INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES ('ro-7', ?, 'm', 1, 0, 0)", [device.id]),
+    );
     await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'DOWNLOADING' WHERE id = 'as-7'"));
-    expect(await delivered(o)).toEqual([device.id]);
-    // Progress the answer does not show: nothing.
     await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'VERIFYING', reason = 'r', updated_at = ? WHERE id = 'as-7'", ['2026-01-02T00:00:00.000Z']));
     await store.withWriteLock(() =>
       db.run("UPDATE rollout_devices SET assignment_id = 'as-7', assigned_at = ?, wave = 1, position = 3, active = 0 WHERE rollout_id = 'ro-7'", [NOW]),
@@ -131,8 +130,12 @@ describe.each(engines)('device state feed on $name', (engine) => {
       // The transactions announced nothing: no fence of theirs holds anyone back.
       expect(o.feed.caughtUp()).toBe(true);
     }
-    // Back to PENDING: shown.
+    // A halted rollout serves no pending assignment: there, whether it is pending is shown.
+    await store.withWriteLock(() => db.run("UPDATE rollouts SET status = 'halted' WHERE id = 'ro-7'"));
+    expect(await delivered(o)).toEqual([null]);
     await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'PENDING' WHERE id = 'as-7'"));
+    expect(await delivered(o)).toEqual([device.id]);
+    await store.withWriteLock(() => db.run("UPDATE assignments SET state = 'DOWNLOADING' WHERE id = 'as-7'"));
     expect(await delivered(o)).toEqual([device.id]);
     // A revert pointing at the assignment is shown (it is served even from a halted rollout).
     await store.withWriteLock(() => db.run("UPDATE rollout_devices SET revert_assignment_id = 'as-7' WHERE rollout_id = 'ro-7'"));

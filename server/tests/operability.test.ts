@@ -81,6 +81,10 @@ describe('operability', () => {
       expect(metrics.status).toBe(200);
       expect(metrics.type).toMatch(/^text\/plain/);
       expect(metrics.text).toMatch(/^meshanics_heartbeats_total 2$/m);
+      // Each heartbeat timed once, under where its answer came from; the first one read the database.
+      const timed = [...metrics.text.matchAll(/^meshanics_heartbeat_seconds_count\{answer="(\w+)",installed="(\w+)"\} (\d+)$/gm)];
+      expect(timed.reduce((n, m) => n + Number(m[3]), 0)).toBe(2);
+      expect(timed.filter((m) => m[1] === 'database').reduce((n, m) => n + Number(m[3]), 0)).toBeGreaterThanOrEqual(1);
       expect(metrics.text).toMatch(/^meshanics_grpc_errors_total\{method="ReportArtifactStatus",code="NOT_FOUND"\} 1$/m);
       expect(metrics.text).toMatch(/^meshanics_rollouts\{status="running"\} 0$/m);
       expect(metrics.text).toMatch(/^meshanics_devices 1$/m);
