@@ -36,6 +36,8 @@ export interface HeartbeatCacheOptions {
 export interface Lookup {
   view?: HeartbeatView;
   ticket?: number;
+  /** The certificate's device when known (from an answer kept before): its reads can start together. */
+  deviceId?: string;
 }
 
 interface Entry {
@@ -74,6 +76,8 @@ export class HeartbeatCache {
   private readonly maxAgeMs: number;
   private readonly now: () => number;
   private readonly counts = { hits: 0, misses: 0, bypassed: 0 };
+  /** Entries holding an answer (the others only remember their certificate's device). */
+  private views = 0;
 
   constructor(options: HeartbeatCacheOptions = {}) {
     this.maxEntries = options.maxEntries ?? DEFAULT_HEARTBEAT_CACHE_SIZE;
@@ -93,6 +97,7 @@ export class HeartbeatCache {
       this.entries.clear();
       this.byDevice.clear();
       this.changedAt.clear();
+      this.views = 0;
       this.forgottenUpTo = this.epoch;
       return;
     }
@@ -104,7 +109,11 @@ export class HeartbeatCache {
       this.forgottenUpTo = at;
     }
     const spiffeId = this.byDevice.get(deviceId);
-    if (spiffeId !== undefined) delete this.entries.get(spiffeId)!.view;
+    const entry = spiffeId === undefined ? undefined : this.entries.get(spiffeId);
+    if (entry?.view) {
+      delete entry.view;
+      this.views--;
+    }
   };
 
   lookup(spiffeId: string): Lookup {
@@ -124,29 +133,32 @@ export class HeartbeatCache {
       return { view };
     }
     this.counts.misses++;
-    return { ticket: this.epoch };
+    return current ? { ticket: this.epoch, deviceId: current.deviceId } : { ticket: this.epoch };
   }
 
   /** Keeps `view` unless its device (or every device) changed since the lookup that gave `ticket`. */
   store(ticket: number | undefined, spiffeId: string, view: HeartbeatView): void {
     if (ticket === undefined || ticket < this.forgottenUpTo || (this.changedAt.get(view.deviceId) ?? 0) > ticket) return;
-    const old = this.entries.get(spiffeId);
-    if (old) {
-      this.entries.delete(spiffeId);
-      this.byDevice.delete(old.deviceId);
-    }
+    this.remove(spiffeId);
+    // One certificate per device in here: changes name devices, so a second certificate of the
+    // same device (its row's SPIFFE ID rewritten by hand) must not keep an entry of its own.
+    const other = this.byDevice.get(view.deviceId);
+    if (other !== undefined) this.remove(other);
     this.entries.set(spiffeId, { deviceId: view.deviceId, view, readAt: this.now() });
     this.byDevice.set(view.deviceId, spiffeId);
-    if (this.entries.size > this.maxEntries) {
-      const [oldestSpiffeId, oldest] = this.entries.entries().next().value!;
-      this.entries.delete(oldestSpiffeId);
-      this.byDevice.delete(oldest.deviceId);
-    }
+    this.views++;
+    if (this.entries.size > this.maxEntries) this.remove(this.entries.keys().next().value!);
+  }
+
+  private remove(spiffeId: string): void {
+    const entry = this.entries.get(spiffeId);
+    if (!entry) return;
+    this.entries.delete(spiffeId);
+    if (entry.view) this.views--;
+    if (this.byDevice.get(entry.deviceId) === spiffeId) this.byDevice.delete(entry.deviceId);
   }
 
   stats(): HeartbeatCacheStats {
-    let entries = 0;
-    for (const entry of this.entries.values()) if (entry.view) entries++;
-    return { ...this.counts, entries };
+    return { ...this.counts, entries: this.views };
   }
 }

@@ -79,6 +79,17 @@ describe('heartbeat cache rules', () => {
     expect(cache.lookup('spiffe://a').view).toEqual(view('dev-a'));
   });
 
+  it('drops every answer of a device seen under two certificates when the device changes', () => {
+    const { cache } = setup();
+    // The device row's SPIFFE ID rewritten by hand: the same device under a new certificate.
+    cache.store(cache.lookup('spiffe://old').ticket, 'spiffe://old', view('dev-a'));
+    cache.store(cache.lookup('spiffe://new').ticket, 'spiffe://new', view('dev-a'));
+    cache.changed('dev-a');
+    expect(cache.lookup('spiffe://old').view).toBeUndefined();
+    expect(cache.lookup('spiffe://new').view).toBeUndefined();
+    expect(cache.stats().entries).toBe(0);
+  });
+
   it('keeps using answers of devices the feed is not holding back', () => {
     const { cache, feed } = setup();
     for (const d of ['a', 'b']) cache.store(cache.lookup(`spiffe://${d}`).ticket, `spiffe://${d}`, view(`dev-${d}`));

@@ -124,3 +124,32 @@ describe.each(engines)('recordStatusReports on $name', (engine) => {
     }
   });
 });
+
+describe.each(engines)('getReportingDevice on $name', (engine) => {
+  it('reads the device with its own assignment and artifact in one statement, and never another device\'s assignment', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const artifactId = crypto.randomUUID();
+      await store.insertArtifact({
+        id: artifactId, name: 'model-a', version: '2.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'model-a/2.0.0/m.bin',
+        sha256: 'e'.repeat(64), length: 3, spec: {}, createdAt: new Date().toISOString(),
+      });
+      const mine = await deviceWithAssignment(store, 'rep-1', artifactId);
+      const theirs = await deviceWithAssignment(store, 'rep-2', artifactId);
+
+      const found = await store.getReportingDevice('spiffe://t/lab/rep-1', mine.assignmentId);
+      expect(found?.device).toMatchObject({ id: mine.deviceId, name: 'rep-1' });
+      expect(found?.assignment).toEqual(await store.getAssignment(mine.assignmentId));
+      expect(found?.artifact).toMatchObject({ id: artifactId, name: 'model-a', version: '2.0.0', sha256: 'e'.repeat(64), length: 3 });
+
+      const probing = await store.getReportingDevice('spiffe://t/lab/rep-1', theirs.assignmentId);
+      expect(probing?.device.id).toBe(mine.deviceId);
+      expect(probing?.assignment).toBeUndefined();
+      expect(probing?.artifact).toBeUndefined();
+      expect((await store.getReportingDevice('spiffe://t/lab/rep-1', crypto.randomUUID()))?.assignment).toBeUndefined();
+      expect(await store.getReportingDevice('spiffe://t/lab/nobody', mine.assignmentId)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});

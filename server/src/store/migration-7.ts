@@ -59,7 +59,8 @@ END;
  * Whether an assignment is still pending matters only while its rollout is halted or aborted
  * (such a rollout serves no pending assignment). A halt or an abort is itself announced as a
  * change of every device, and writers take turns, so the rollout's status read here is the one
- * the write commits against.
+ * the write commits against. (SQL typed by hand without the server's write lock could race a
+ * halt; the cache's 10-minute re-read bounds what that could leave stale.)
  */
 const PENDING_CHANGED_IN_HALTED_ROLLOUT = `((NEW.state = 'PENDING') IS NOT (OLD.state = 'PENDING')
   AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = NEW.rollout_id AND r.status IN ('halted', 'aborted')))`;

@@ -30,26 +30,29 @@ import type {
   InstalledRecord,
   NewAuditEvent,
   NewStatusReport,
+  ReportingDevice,
   StatusReportRecord,
   Store,
   DeviceProfile,
 } from './store.js';
 
-function assignmentFromRow(r: Row): AssignmentRecord {
+function assignmentFromRow(r: Row, prefix = ''): AssignmentRecord {
   return {
-    id: str(r.id),
-    deviceId: str(r.device_id),
-    artifactId: str(r.artifact_id),
-    artifactName: str(r.artifact_name),
-    rolloutId: strOrNull(r.rollout_id),
-    probe: json(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
-    state: str(r.state) as AssignmentRecord['state'],
-    reason: str(r.reason),
-    active: num(r.active) === 1,
-    createdAt: str(r.created_at),
-    updatedAt: str(r.updated_at),
+    id: str(r[`${prefix}id`]),
+    deviceId: str(r[`${prefix}device_id`]),
+    artifactId: str(r[`${prefix}artifact_id`]),
+    artifactName: str(r[`${prefix}artifact_name`]),
+    rolloutId: strOrNull(r[`${prefix}rollout_id`]),
+    probe: json(r[`${prefix}probe`], { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    state: str(r[`${prefix}state`]) as AssignmentRecord['state'],
+    reason: str(r[`${prefix}reason`]),
+    active: num(r[`${prefix}active`]) === 1,
+    createdAt: str(r[`${prefix}created_at`]),
+    updatedAt: str(r[`${prefix}updated_at`]),
   };
 }
+
+const ASSIGNMENT_COLUMNS = ['id', 'device_id', 'artifact_id', 'artifact_name', 'rollout_id', 'probe', 'state', 'reason', 'active', 'created_at', 'updated_at'];
 
 function reportFromRow(r: Row): StatusReportRecord {
   return {
@@ -207,6 +210,25 @@ export class SqlStore implements Store {
       installedDigest: r.installed_digest == null ? null : str(r.installed_digest),
       // SQLite answers 0/1, PostgreSQL a boolean.
       pendingLogRequests: r.pending_logs === true || Number(r.pending_logs) === 1,
+    };
+  }
+
+  async getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined> {
+    // During a wave reports outnumber heartbeats that miss the cache, and three reads each
+    // (device, assignment, artifact) were most of the database's statements (docs/benchmarks.md).
+    const r = await this.db.get(
+      `SELECT d.*, ${ASSIGNMENT_COLUMNS.map((c) => `a.${c} AS as_${c}`).join(', ')}, ${ARTIFACT_COLUMNS.map((c) => `ar.${c} AS ar_${c}`).join(', ')}
+       FROM devices d
+       LEFT JOIN assignments a ON a.id = @assignment AND a.device_id = d.id
+       LEFT JOIN artifacts ar ON ar.id = a.artifact_id
+       WHERE d.spiffe_id = @spiffe`,
+      { assignment: assignmentId, spiffe: spiffeId },
+    );
+    if (!r) return undefined;
+    return {
+      device: deviceFromRow(r),
+      ...(r.as_id == null ? {} : { assignment: assignmentFromRow(r, 'as_') }),
+      ...(r.ar_id == null ? {} : { artifact: artifactFromRow(r, 'ar_') }),
     };
   }
 

@@ -98,7 +98,12 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
 
   committed(token: string, changed: string): void {
     const fence = this.unsettled.get(token);
-    if (fence === undefined) return;
+    if (fence === undefined) {
+      // Settled while COMMIT was in flight (timed out, or the LISTEN connection was lost): its
+      // devices' notifications may still be on their way, so nothing kept can be trusted.
+      if (changed !== '') this.onChange(null);
+      return;
+    }
     // Nothing announced: no fence was sent, nothing to wait for.
     if (changed === '') this.settle(token, false);
     else fence.scope = changed === '*' ? '*' : new Set(changed.split(',').filter((id) => id !== ''));

@@ -9,6 +9,13 @@ import type { ApiKeyStore, OperatorViewStore } from './store-api.js';
 
 export type * from './store-api.js';
 
+export interface ReportingDevice {
+  device: DeviceRecord;
+  /** Undefined when no such assignment exists or it is another device's. */
+  assignment?: AssignmentRecord;
+  artifact?: ArtifactRecord;
+}
+
 export interface CallingDevice {
   device: DeviceRecord;
   /** Digest of the stored installed set (installed-digest.ts); null: unknown, write the set. */
@@ -253,6 +260,11 @@ export interface Store {
   getDeviceBySpiffeId(spiffeId: string): Promise<DeviceRecord | undefined>;
   /** The device behind a device API call, with what a heartbeat needs to skip queries. */
   getCallingDevice(spiffeId: string): Promise<CallingDevice | undefined>;
+  /**
+   * The device behind a status report and, when it is that device's, the assignment reported
+   * on with its artifact: one statement for what every report reads.
+   */
+  getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined>;
   getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined>;
   /** Creates the (not yet registered) device row if it does not exist. */
   ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }>;
