@@ -3,7 +3,8 @@
 // A cache trusts what it holds only while caughtUp() is true, so the property under test is:
 // once a write has returned and caughtUp() says true, the write's change has been delivered.
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEVICE_COLUMNS_NOT_WATCHED, DEVICE_COLUMNS_WATCHED } from '../src/store/migration-6.js';
+import type { WriteWatcher } from '../src/store/db-postgres.js';
+import { DEVICE_COLUMNS_NOT_WATCHED, DEVICE_COLUMNS_WATCHED, DEVICE_STATE_CHANNEL } from '../src/store/migration-6.js';
 import {
   ASSIGNMENT_COLUMNS_NOT_WATCHED,
   ASSIGNMENT_COLUMNS_WATCHED,
@@ -194,6 +195,27 @@ describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed o
     expect([o.feed.caughtUp(a.id), o.feed.caughtUp(b.id), o.feed.caughtUp()]).toEqual([false, true, false]);
     expect(await delivered(o)).toEqual([a.id]);
     expect(o.feed.caughtUp(a.id)).toBe(true);
+  });
+
+  it('keeps kept answers when its fence is read before COMMIT\'s answer, and drops them when the fence was given up mid-commit', async () => {
+    // Both orders happen with real connections (two sockets, read in whichever order the event
+    // loop sees them) but cannot be forced; the feed's own methods are called in each order.
+    const o = await open(engine);
+    const watcher = o.feed as unknown as WriteWatcher & { notified(msg: { channel: string; payload: string }): void; settle(token: string, lost: boolean): void };
+    const early = watcher.fence()!;
+    watcher.notified({ channel: DEVICE_STATE_CHANNEL, payload: 'dev-x' });
+    watcher.notified({ channel: DEVICE_STATE_CHANNEL, payload: `fence:${early.token}` });
+    watcher.committed(early.token, ',dev-x');
+    expect(o.seen).toEqual(['dev-x']);
+    expect(o.feed.caughtUp()).toBe(true);
+
+    o.seen.length = 0;
+    const late = watcher.fence()!;
+    watcher.settle(late.token, true); // its timeout
+    expect(o.seen).toEqual([null]);
+    // Answers read since may predate the commit, whose notifications are still to come.
+    watcher.committed(late.token, ',dev-y');
+    expect(o.seen).toEqual([null, null]);
   });
 
   it('holds back every device after a transaction that changed what every answer reads', async () => {

@@ -51,6 +51,8 @@ interface Unsettled {
    * it. An autocommit write's fence, sent after the write, holds back every device.
    */
   scope: FenceScope;
+  /** From fence() until committed() or unsent(): its transaction's COMMIT may be in flight. */
+  committing: boolean;
 }
 
 export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
@@ -61,6 +63,8 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
   private fences = 0;
   /** Fences sent (or about to be) and not yet back, with their timeouts and scopes. */
   private readonly unsettled = new Map<string, Unsettled>();
+  /** Fences given up (timed out, connection lost) while their COMMIT was in flight. */
+  private readonly abandoned = new Set<string>();
   private reconnectMs = RECONNECT_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
@@ -92,24 +96,30 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     const token = `${this.instance}:${++this.fences}`;
     const timeout = setTimeout(() => this.settle(token, true), FENCE_TIMEOUT_MS);
     timeout.unref();
-    this.unsettled.set(token, { timeout, scope: NO_DEVICE });
+    this.unsettled.set(token, { timeout, scope: NO_DEVICE, committing: true });
     return { token, sql: committingFenceSql(token) };
   }
 
   committed(token: string, changed: string): void {
     const fence = this.unsettled.get(token);
     if (fence === undefined) {
-      // Settled while COMMIT was in flight (timed out, or the LISTEN connection was lost): its
-      // devices' notifications may still be on their way, so nothing kept can be trusted.
-      if (changed !== '') this.onChange(null);
+      // Back already: the LISTEN connection can read the fence before this one reads COMMIT's
+      // answer, and the transaction's notifications came before it. Given up while COMMIT was
+      // in flight (timed out, connection lost): the devices' notifications may still be on
+      // their way, so nothing kept can be trusted.
+      if (this.abandoned.delete(token) && changed !== '') this.onChange(null);
       return;
     }
+    fence.committing = false;
     // Nothing announced: no fence was sent, nothing to wait for.
     if (changed === '') this.settle(token, false);
     else fence.scope = changed === '*' ? '*' : new Set(changed.split(',').filter((id) => id !== ''));
   }
 
   unsent(token: string, afterwards: boolean): void {
+    this.abandoned.delete(token);
+    const fence = this.unsettled.get(token);
+    if (fence) fence.committing = false;
     if (!afterwards) {
       // The commit failed, or its outcome is unknown: assume it changed anything.
       this.settle(token, true);
@@ -118,7 +128,6 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     // After an autocommit write, sent on its own: it commits after the write, so it arrives
     // after the write's notifications. Not flushed to disk first (it records nothing). What
     // the write announced is unknown here: every device waits for it.
-    const fence = this.unsettled.get(token);
     if (fence) fence.scope = '*';
     this.db.pool
       .query(`BEGIN; SET LOCAL synchronous_commit = off; ${fenceSql(token)}; COMMIT`)
@@ -130,6 +139,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     if (fence === undefined) return;
     clearTimeout(fence.timeout);
     this.unsettled.delete(token);
+    if (lost && fence.committing) this.abandoned.add(token);
     if (lost) this.onChange(null);
   }
 
@@ -173,7 +183,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     this.client = undefined;
     const wasFollowing = this.following;
     this.following = false;
-    for (const token of [...this.unsettled.keys()]) this.settle(token, false);
+    for (const token of [...this.unsettled.keys()]) this.settle(token, true);
     this.onChange(null);
     client.removeAllListeners('end');
     client.on('error', () => undefined);
@@ -196,6 +206,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     for (const { timeout } of this.unsettled.values()) clearTimeout(timeout);
     this.unsettled.clear();
+    this.abandoned.clear();
     const client = this.client;
     this.client = undefined;
     if (client) {
