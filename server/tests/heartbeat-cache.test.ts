@@ -69,6 +69,11 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     // The first reads the database and keeps the answer; the next four use it.
     expect((after.hit ?? 0) - (before.hit ?? 0)).toBeGreaterThanOrEqual(4);
     expect((after.miss ?? 0) - (before.miss ?? 0)).toBeLessThanOrEqual(1);
+    if (engine.name === 'postgres') {
+      // The wait for a pooled connection is timed on its own.
+      const text = await (await fetch(`${t.server.apiUrl}/metrics`)).text();
+      expect(text).toMatch(/^meshanics_database_seconds_count\{operation="pool_wait"\} [1-9]\d*$/m);
+    }
 
     const file = path.join(tempDir(), 'model.bin');
     fs.writeFileSync(file, crypto.randomBytes(256));

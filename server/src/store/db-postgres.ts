@@ -110,11 +110,33 @@ export class PostgresDb implements Db {
     const start = performance.now();
     try {
       if (tx) return await tx.connection.query({ name: t.name, text: t.text, values });
-      if (READ_ONLY_SQL.test(sql)) return await this.pool.query({ name: t.name, text: t.text, values });
-      return await this.autocommitWrite(() => this.pool.query({ name: t.name, text: t.text, values }));
+      if (READ_ONLY_SQL.test(sql)) return await this.pooled((client) => client.query({ name: t.name, text: t.text, values }));
+      return await this.autocommitWrite(() => this.pooled((client) => client.query({ name: t.name, text: t.text, values })));
     } finally {
       this.observe?.('query', (performance.now() - start) / 1000);
     }
+  }
+
+  /** What pool.query does, with the wait for a connection measured on its own. */
+  private async pooled<T>(use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    let failed: Error | undefined;
+    try {
+      return await use(client);
+    } catch (err) {
+      failed = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      // Like pool.query: a connection that saw an error is not reused.
+      client.release(failed);
+    }
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    const start = performance.now();
+    const client = await this.pool.connect();
+    this.observe?.('pool_wait', (performance.now() - start) / 1000);
+    return client;
   }
 
   async all(sql: string, params: Params = []): Promise<Row[]> {
@@ -150,7 +172,7 @@ export class PostgresDb implements Db {
   }
 
   private async topLevelWriteTransaction<T>(fn: () => Promise<T>, options: TransactionOptions, start: number): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.connect();
     const ctx = new TxContext(client);
     let broken = false;
     try {

@@ -48,7 +48,12 @@ export interface TransactionOptions {
 }
 
 /** Called with each statement's duration (seconds), for the database latency histogram. */
-export type QueryObserver = (operation: 'query' | 'transaction', seconds: number) => void;
+/**
+ * `query`: a statement, its wait for a connection included; `transaction`: a write transaction,
+ * its wait for its turn and the lock included; `pool_wait` (PostgreSQL): the part of either
+ * spent waiting for a pooled connection.
+ */
+export type QueryObserver = (operation: 'query' | 'transaction' | 'pool_wait', seconds: number) => void;
 
 /** A FIFO mutex: transaction bodies are async, so holding the lock spans awaits. */
 export class Mutex {
