@@ -135,7 +135,13 @@ async function serverCounters(server) {
       else if (m[1] === 'sum') g.seconds = Number(m[3]);
       else if (labels.le === '0.1') g.upTo100ms = Number(m[3]);
     }
-    return { cache, database, heartbeat, gc };
+    // The server's own event-loop delay since the previous scrape (prom-client resets its
+    // histogram on every collect, and the suite scrapes at each phase's end): time calls spent
+    // queued behind other work, which the per-heartbeat timing above does not include. Its
+    // samples are 10 ms apart (prom-client's default), so an idle loop reads about 10 ms.
+    const loop = {};
+    for (const m of text.matchAll(/^meshanics_nodejs_eventloop_lag_(p50|p99|max)_seconds ([\d.e+-]+)/gm)) loop[`${m[1]}Ms`] = +(Number(m[2]) * 1000).toFixed(1);
+    return { cache, database, heartbeat, gc, loop };
   } catch {
     return undefined;
   }
@@ -327,11 +333,13 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
+    const serverLoopDelay = { steady: countersAtRollout?.loop, rollout: countersAtEnd?.loop };
     const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
     if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
     const gc = { steady: gcDelta(countersAtSteady, countersAtRollout), rollout: gcDelta(countersAtRollout, countersAtEnd) };
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
+    if (serverLoopDelay.rollout) progress(SUITE, `server event-loop delay (10 ms sampling included): steady ${JSON.stringify(serverLoopDelay.steady)}, rollouts ${JSON.stringify(serverLoopDelay.rollout)}`);
     if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
     const result = await stopFleet(fleet.clients);
     const live = await dbBytes(dataDir, databaseUrl);
@@ -397,6 +405,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         heartbeatCache: cache,
         databaseLatency: database,
         serverHeartbeatSeconds: serverHeartbeat,
+        serverLoopDelayMs: serverLoopDelay,
         garbageCollection: gc,
       },
       echo: {

@@ -3,6 +3,7 @@
 // device (spec: "Identity comes from the certificate, never the request").
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
+import pLimit from 'p-limit';
 import {
   loadDeviceService,
   TERMINAL_STATES,
@@ -121,8 +122,17 @@ interface PendingReport {
   call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline'>;
 }
 
+/**
+ * Status reports' reads at once. A wave's reports come in bursts (thousands of devices start
+ * downloading together); unlimited, their reads took every pooled PostgreSQL connection and
+ * heartbeats waited behind them (docs/benchmarks.md: most slow statements were waits for a
+ * connection). A report can wait in memory; a heartbeat's answer should not.
+ */
+const REPORT_READS_AT_ONCE = 4;
+
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
+  const reportReads = pLimit(REPORT_READS_AT_ONCE);
 
   /**
    * A batch of reports, inside its write transaction: whether each was stored (undefined: not
@@ -316,7 +326,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       who(peer);
       const report = validateReport(call.request);
       // The device, the assignment and its artifact in one read (what authenticate() reads, and more).
-      const found = await store.getReportingDevice(peer.spiffeId, report.assignmentId);
+      const found = await reportReads(() => store.getReportingDevice(peer.spiffeId, report.assignmentId));
       if (found?.device.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
       const device = found?.device;
       const assignment = found?.assignment;

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/artifacts.js';
 import { createAssignment, getAssignment } from '../src/assignments.js';
 import { decommissionDevice } from '../src/devices.js';
+import { SqlStore } from '../src/store/index.js';
 import { issueDeviceCertificate } from '../src/pki/index.js';
 import {
   certificateFromAnotherCa,
@@ -176,6 +177,41 @@ describe('DeviceService over mTLS', () => {
     expect(await client.call('ReportArtifactStatus', report)).toEqual({ accepted: true });
     expect((await t.ctx.store.getDeviceBySpiffeId(spiffeId))!.lastReportSeq).toBe(1);
     expect((await getAssignment(t.ctx, id)).reports.map((r) => [r.sequence, r.state])).toEqual([[1, 'DOWNLOADING']]);
+  });
+
+  it('reads at most four reports\' devices at once, so a burst of reports leaves connections to heartbeats', async () => {
+    const devices = await Promise.all(Array.from({ length: 10 }, (_, i) => device(`burst-${i}`)));
+    await publishModel('burst-model', '1.0.0');
+    const ids: string[] = [];
+    for (const [i, d] of devices.entries()) {
+      await d.client.call('Register', registerRequest('1'));
+      ids.push(await assign(`burst-${i}`, 'burst-model', '1.0.0'));
+    }
+    // Counts the server's report reads in flight, each held open a little (a busy database).
+    // On the class: the server in this process has a store of its own.
+    const original = SqlStore.prototype.getReportingDevice;
+    let inFlight = 0;
+    let most = 0;
+    SqlStore.prototype.getReportingDevice = async function (this: SqlStore, ...args) {
+      most = Math.max(most, ++inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 30));
+        return await original.apply(this, args);
+      } finally {
+        inFlight--;
+      }
+    };
+    try {
+      const answers = await Promise.all(
+        devices.map((d, i) =>
+          d.client.call('ReportArtifactStatus', { assignmentId: ids[i], state: 'DOWNLOADING', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 1024, deviceTime: new Date().toISOString() }),
+        ),
+      );
+      expect(answers).toEqual(devices.map(() => ({ accepted: true })));
+      expect(most).toBe(4);
+    } finally {
+      SqlStore.prototype.getReportingDevice = original;
+    }
   });
 
   it("refuses a report on another device's assignment with NOT_FOUND and stores nothing", async () => {
