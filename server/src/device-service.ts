@@ -52,7 +52,6 @@ export interface DeviceServiceOptions {
   heartbeatCache?: HeartbeatCache;
 }
 
-/** What the device API counts (metrics.ts implements it with prom-client). */
 /** How a heartbeat was answered: from memory or the database, and whether it wrote the installed set. */
 export interface HeartbeatTiming {
   answer: 'memory' | 'database';
@@ -61,6 +60,7 @@ export interface HeartbeatTiming {
   seconds: number;
 }
 
+/** What the device API counts (metrics.ts implements it with prom-client). */
 export interface DeviceServiceMetrics {
   heartbeat(timing: HeartbeatTiming): void;
   report(state: string, accepted: boolean): void;

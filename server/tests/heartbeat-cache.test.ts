@@ -15,7 +15,7 @@ const { engines } = await testEngines();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface HeartbeatAnswer {
-  assignments: Array<{ name: string; version: string }>;
+  assignments: Array<{ assignmentId: string; name: string; version: string; expectedSha256: string }>;
   logRequests: unknown[];
   offboarded: boolean;
 }
@@ -47,6 +47,20 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     return client;
   }
 
+  /** Publishes a new model and assigns it to the device (outside any rollout). */
+  async function assignNewModel(device: string, name: string): Promise<void> {
+    const file = path.join(tempDir(), `${name}.bin`);
+    fs.writeFileSync(file, crypto.randomBytes(256));
+    await publishArtifact(t.ctx, { file, name, version: '1.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
+    await createAssignment(t.ctx, {
+      fleet: 'lab',
+      device,
+      artifact: name,
+      version: '1.0.0',
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
+    });
+  }
+
   /**
    * The first answer that passes `check`. SQLite: the very next heartbeat must (the feed reads
    * the change log on every lookup). PostgreSQL: another handle's write arrives by NOTIFY,
@@ -75,16 +89,7 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
       expect(text).toMatch(/^meshanics_database_seconds_count\{operation="pool_wait"\} [1-9]\d*$/m);
     }
 
-    const file = path.join(tempDir(), 'model.bin');
-    fs.writeFileSync(file, crypto.randomBytes(256));
-    await publishArtifact(t.ctx, { file, name: 'cached-model', version: '1.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
-    await createAssignment(t.ctx, {
-      fleet: 'lab',
-      device: 'cache-1',
-      artifact: 'cached-model',
-      version: '1.0.0',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
-    });
+    await assignNewModel('cache-1', 'cached-model');
     const answer = await nextAnswer(client, (a) => a.assignments.length > 0);
     expect(answer.assignments).toMatchObject([{ name: 'cached-model', version: '1.0.0' }]);
     // And it stays: the new answer is what is kept now.
@@ -93,22 +98,14 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
 
   it('keeps the answer across status reports that only move an assignment along, and drops it when the install lands', async () => {
     const client = await registered('cache-5');
-    const file = path.join(tempDir(), 'model5.bin');
-    fs.writeFileSync(file, crypto.randomBytes(256));
-    await publishArtifact(t.ctx, { file, name: 'moving-model', version: '1.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
-    await createAssignment(t.ctx, {
-      fleet: 'lab',
-      device: 'cache-5',
-      artifact: 'moving-model',
-      version: '1.0.0',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
-    });
-    const given = await nextAnswer(client, (a) => a.assignments.length > 0);
-    const assignmentId = (given.assignments[0] as unknown as { assignmentId: string }).assignmentId;
+    await assignNewModel('cache-5', 'moving-model');
+    const given = (await nextAnswer(client, (a) => a.assignments.length > 0)).assignments[0]!;
+    const { assignmentId } = given;
     const report = (sequence: number, state: string) =>
       client.call('ReportArtifactStatus', { assignmentId, state, sequence, reason: '', bytesDone: 0, bytesTotal: 256, deviceTime: new Date().toISOString() });
-    // Leaving PENDING is a change (a halted rollout serves only assignments already started);
-    // the answer read after it is kept (PostgreSQL: once the report's fence is back).
+    // Outside a halted rollout leaving PENDING changes no answer either; the first heartbeats
+    // after the new assignment may still read the database (PostgreSQL: until its notification
+    // is in), then the answer is kept.
     expect(await report(1, 'DOWNLOADING')).toEqual({ accepted: true });
     const deadline = Date.now() + 3000;
     for (;;) {
@@ -128,7 +125,7 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     // HEALTHY writes the installed set and its digest on the device row: the answer is read again.
     expect(await report(5, 'HEALTHY')).toEqual({ accepted: true });
     const before = await lookups();
-    await client.call('Heartbeat', { installed: [{ name: 'moving-model', kind: 'model', version: '1.0.0', sha256: given.assignments[0] && (given.assignments[0] as unknown as { expectedSha256: string }).expectedSha256, state: 'HEALTHY' }] });
+    await client.call('Heartbeat', { installed: [{ name: 'moving-model', kind: 'model', version: '1.0.0', sha256: given.expectedSha256, state: 'HEALTHY' }] });
     const after = await lookups();
     expect((after.hit ?? 0) - (before.hit ?? 0)).toBe(0);
   });
