@@ -20,6 +20,7 @@ import { Refusal } from './device-refusal.js';
 import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
+import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
 import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
@@ -43,19 +44,19 @@ export interface DeviceServiceOptions {
    */
   afterRolloutReport?: (rolloutId: string) => unknown;
   /**
-   * Where heartbeats record liveness (flushed in batches; see last-seen.ts). Absent: each
-   * heartbeat writes last_seen_at itself.
+   * Where heartbeats record liveness and changed installed sets (flushed in batches; see
+   * heartbeat-batcher.ts). Absent: each heartbeat writes both itself before it is answered.
    */
-  lastSeen?: { touch(deviceId: string, at: string): void };
+  heartbeatWrites?: Pick<HeartbeatBatcher, 'touch' | 'installed'>;
   metrics?: DeviceServiceMetrics;
   /** Heartbeat answers kept in memory, kept right by the store's device-state feed. */
   heartbeatCache?: HeartbeatCache;
 }
 
-/** How a heartbeat was answered: from memory or the database, and whether it wrote the installed set. */
+/** How a heartbeat was answered: from memory or the database, and whether it listed a changed installed set. */
 export interface HeartbeatTiming {
   answer: 'memory' | 'database';
-  installedWritten: boolean;
+  installedChanged: boolean;
   /** From the handler's start to its answer (decoding and TLS not included). */
   seconds: number;
 }
@@ -297,19 +298,19 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     const started = performance.now();
     const peer = identify(call);
     who(peer);
-    const timing: HeartbeatTiming = { answer: 'database', installedWritten: false, seconds: 0 };
+    const timing: HeartbeatTiming = { answer: 'database', installedChanged: false, seconds: 0 };
     const view = await heartbeatView(peer, timing);
     if (!('deviceId' in view)) return view;
     const installed = validateHeartbeat(call.request);
     const now = new Date().toISOString();
-    if (options.lastSeen) {
-      // Liveness goes into the next batch (flushed within a second); the installed set is
-      // written only when it differs from what is stored, told by the digest on the device row
-      // (no query at all for an unchanged set). Writing it changes the row: the feed drops the view.
-      options.lastSeen.touch(view.deviceId, now);
+    if (options.heartbeatWrites) {
+      // Both go into the next batch (flushed within a second). The installed set only when it
+      // differs from what is stored, told by the digest on the device row (no query at all for
+      // an unchanged set). Writing it changes the row: the feed drops the view.
+      options.heartbeatWrites.touch(view.deviceId, now);
       if (installedDigest(installed) !== view.installedDigest) {
-        timing.installedWritten = true;
-        await store.replaceInstalled(view.deviceId, installed, now);
+        timing.installedChanged = true;
+        options.heartbeatWrites.installed({ deviceId: view.deviceId, installed, expectedDigest: view.installedDigest, at: now });
       }
     } else {
       await store.recordHeartbeat(view.deviceId, installed, now);

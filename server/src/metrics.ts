@@ -41,7 +41,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     });
     this.heartbeatLatency = new client.Histogram({
       name: 'meshanics_heartbeat_seconds',
-      help: 'Time the server spent on a heartbeat, from its handler starting to its answer, by where the answer came from (memory, database) and whether the heartbeat wrote the installed set (written, unchanged)',
+      help: 'Time the server spent on a heartbeat, from its handler starting to its answer, by where the answer came from (memory, database) and whether the heartbeat listed an installed set that differs from the stored one (changed: queued for the next batch; unchanged)',
       labelNames: ['answer', 'installed'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
@@ -105,7 +105,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
 
   heartbeat(timing: HeartbeatTiming): void {
     this.heartbeats.inc();
-    this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedWritten ? 'written' : 'unchanged' }, timing.seconds);
+    this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedChanged ? 'changed' : 'unchanged' }, timing.seconds);
   }
 
   report(state: string, accepted: boolean): void {

@@ -13,7 +13,7 @@ import { formatHostPort, parseListenAddress, type ListenAddress } from './listen
 import { silentLogger, type Logger } from './log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
 import { HeartbeatCache, type HeartbeatCacheOptions } from './heartbeat-cache.js';
-import { LastSeenBatcher } from './last-seen.js';
+import { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { DeviceStateFeed } from './store/index.js';
 import { ServerMetrics } from './metrics.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
@@ -65,7 +65,7 @@ export interface StartServerOptions {
    * data dir (CA, TUF keys and metadata, targets) serve one fleet. Absent: SQLite in the data dir.
    */
   databaseUrl?: string;
-  /** How long heartbeats' last-seen times are batched before being written (default 1000 ms). */
+  /** How long heartbeats' writes (last-seen times, changed installed sets) are batched (default 1000 ms). */
   lastSeenFlushMs?: number;
   /**
    * Heartbeat answers kept in memory while the database reports no change to them
@@ -90,6 +90,12 @@ export interface RunningServer {
   publicArtifactUrl: string;
   trustDomain: string;
   dataDir: string;
+  /**
+   * Writes the heartbeats' pending batch now (last-seen times, changed installed sets), which
+   * otherwise waits up to lastSeenFlushMs: for tests and tools that read the database right
+   * after a heartbeat.
+   */
+  flushHeartbeatWrites(): Promise<void>;
   /** Stops accepting calls, lets in-flight ones finish for a few seconds, then closes everything. */
   close(): Promise<void>;
 }
@@ -168,7 +174,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   metrics.attach(ctx.store);
   const graceMs = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
-  const lastSeen = new LastSeenBatcher(ctx.store, logger, options.lastSeenFlushMs);
+  const heartbeatWrites = new HeartbeatBatcher(ctx.store, logger, options.lastSeenFlushMs);
   let heartbeatCache: HeartbeatCache | undefined;
   let stateFeed: DeviceStateFeed | undefined;
   let accepting = true;
@@ -249,7 +255,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       heartbeatIntervalSeconds,
       logsDir: ctx.layout.logsDir,
       afterRolloutReport: (rolloutId) => track(rolloutSteps.request(rolloutId)),
-      lastSeen,
+      heartbeatWrites,
       metrics,
       ...(heartbeatCache ? { heartbeatCache } : {}),
       listen: formatHostPort(grpcListen.host, grpcListen.port),
@@ -320,6 +326,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       publicArtifactUrl: endpoints.artifactServer,
       trustDomain: ctx.trustDomain,
       dataDir: ctx.layout.root,
+      flushHeartbeatWrites: () => heartbeatWrites.flush(),
       close: async () => {
         // Drain: stop accepting (readyz turns 503, listeners close), let in-flight device
         // calls and HTTP requests finish (up to the grace period), then write the last batch
@@ -333,7 +340,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           api?.close(),
         ]);
         await Promise.allSettled([...background]);
-        await lastSeen.stop();
+        await heartbeatWrites.stop();
         await stateFeed?.close();
         await ctx.close();
         logger.info('server stopped');
@@ -361,7 +368,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     for (const s of httpsServers) s.close();
     await api?.close().catch(() => undefined);
     await Promise.allSettled([...background]);
-    await lastSeen.stop().catch(() => undefined);
+    await heartbeatWrites.stop().catch(() => undefined);
     await stateFeed?.close().catch(() => undefined);
     await ctx.close();
     throw err;

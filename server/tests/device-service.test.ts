@@ -126,6 +126,7 @@ describe('DeviceService over mTLS', () => {
     expect(res.offboarded).toBe(false);
     expect(res.nextHeartbeatSeconds).toBe(15);
     expect((await getAssignment(t.ctx, first)).assignment.active).toBe(false);
+    await t.server.flushHeartbeatWrites();
     const dev = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     expect(dev.lastSeenAt).not.toBeNull();
     expect(await t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'hb-model', version: '1.0.0', state: 'HEALTHY' }]);

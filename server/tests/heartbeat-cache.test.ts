@@ -154,6 +154,7 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     const client = await registered('cache-4');
     const installed = [{ name: 'detector', kind: 'model', version: '1.0.0', sha256: 'a'.repeat(64), state: 'HEALTHY' }];
     await client.call('Heartbeat', { installed });
+    await t.server.flushHeartbeatWrites();
     const device = (await t.ctx.store.getDeviceByName('lab', 'cache-4'))!;
     const stored = await t.ctx.store.listInstalled(device.id);
     expect(stored).toMatchObject(installed);
@@ -164,6 +165,7 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     for (let i = 0; i < 3; i++) await client.call('Heartbeat', { installed });
     const after = await lookups();
     expect((after.hit ?? 0) - (before.hit ?? 0)).toBeGreaterThanOrEqual(2);
+    await t.server.flushHeartbeatWrites();
     expect(await t.ctx.store.listInstalled(device.id)).toEqual(stored);
   });
 });

@@ -357,6 +357,8 @@ describe('rollout progression', () => {
       s.installed = [{ name: 'rev-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }];
       await s.heartbeat();
     }
+    // The rollout reads each device's version before its wave from the stored installed set.
+    await t.server.flushHeartbeatWrites();
     await createGroup(t.ctx, { fleet: 'lab', name: 'rev', devices: sims.map((s) => s.name), actor: ACTOR });
     const r = await createRollout(t.ctx, rolloutInput({ group: 'rev', artifact: { name: 'rev-model', version: '2.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0.5 } }));
     await healthy.run((await healthy.desired('rev-model'))!, 'HEALTHY', v2.sha256);

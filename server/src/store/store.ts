@@ -111,6 +111,15 @@ export interface InstalledRecord {
   updatedAt: string;
 }
 
+/** An installed set a heartbeat listed, to be written if nothing changed the stored one since. */
+export interface InstalledSetWrite {
+  deviceId: string;
+  installed: ReadonlyArray<Omit<InstalledRecord, 'updatedAt'>>;
+  /** The stored digest the heartbeat saw (null: none stored). */
+  expectedDigest: string | null;
+  at: string;
+}
+
 export interface AuditEventRecord {
   id: number;
   /** Position in the hash chain, from 1. */
@@ -252,6 +261,12 @@ export interface Store {
 
   /** Liveness only, for many devices at once (the heartbeat batcher's flush). */
   touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void>;
+  /**
+   * Installed sets from heartbeats, for many devices at once (the heartbeat batcher's flush).
+   * Each replaces the stored set only while the stored digest is still `expectedDigest`, the
+   * one the heartbeat was answered against; returns the devices written.
+   */
+  replaceInstalledSets(entries: ReadonlyArray<InstalledSetWrite>): Promise<string[]>;
   /** Replaces the installed set with what the device reported (only when it changed). */
   replaceInstalled(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void>;
   countDevices(): Promise<number>;
