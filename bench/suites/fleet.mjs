@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createGroup, createRollout, getRollout, openDataDir, publishArtifact } from '@meshanics/server';
+import { pin, pinPostgres } from '../lib/affinity.mjs';
 import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
@@ -19,9 +20,14 @@ const SUITE = 'fleet';
 
 export const CONFIG = {
   // 10,000 devices at a 30 s interval is 333 heartbeats/s (see docs/benchmarks.md for the choice).
-  full: { devices: 10_000, clients: 4, clientNice: 10, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, downloadMs: [1000, 20_000], probeMs: 500 },
-  smoke: { devices: 50, clients: 1, clientNice: 10, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, downloadMs: [20, 80], probeMs: 10 },
+  full: { devices: 10_000, clients: 4, clientNice: 10, clientCpus: null, serverCpus: null, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, downloadMs: [1000, 20_000], probeMs: 500 },
+  smoke: { devices: 50, clients: 1, clientNice: 10, clientCpus: null, serverCpus: null, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, downloadMs: [20, 80], probeMs: 10 },
 };
+// clientCpus / serverCpus (taskset lists, e.g. --set fleet.clientCpus=1 --set
+// fleet.serverCpus=0): a split run. The load generators run only on clientCpus; the server
+// (echo or real) and, on PostgreSQL, the local database only on serverCpus. Then the devices'
+// latency is not their own wait for a core the server holds, at the price of a server with
+// fewer cores than the machine (docs/benchmarks.md, "split runs").
 
 function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
@@ -38,6 +44,7 @@ async function connectFleet(cfg, address, caPem, credsFile, label) {
   // On PostgreSQL at equal priority they starved the database (2026-12-04: p99 1482 ms
   // against 169-182 ms at nice 10, docs/benchmarks.md). --set fleet.clientNice=0 turns it off.
   if (cfg.clientNice) for (const c of clients) os.setPriority(c.pid, cfg.clientNice);
+  if (cfg.clientCpus) for (const c of clients) pin(c.pid, cfg.clientCpus);
   const connected = new Map();
   let lastPrint = Date.now();
   const t0 = performance.now();
@@ -202,6 +209,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
   const ctx = await openDataDir({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
   let closing;
   const closeCtx = () => (closing ??= ctx.close());
+  let unpinDatabase = () => undefined;
   try {
     // One small model version per rollout.
     for (let r = 1; r <= cfg.rollouts; r++) {
@@ -219,6 +227,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
 
     // Baseline: the same fleet, channels and interval against the bare echo server.
     const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds });
+    if (cfg.serverCpus) pin(echo.pid, cfg.serverCpus);
     const echoMem = memoryPoller(echo.pid, 500);
     const echoFleet = await connectFleet(cfg, echo.grpc, caPem, credsFile, 'echo');
     await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
@@ -233,6 +242,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     // The real server.
     const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true });
     const pid = server.proc.pid;
+    if (cfg.serverCpus) {
+      pin(pid, cfg.serverCpus);
+      if (databaseUrl) unpinDatabase = pinPostgres(cfg.serverCpus);
+    }
     const serverMem = memoryPoller(pid, 500);
     const fleet = await connectFleet(cfg, server.grpc, caPem, credsFile, 'server');
     const rssAfterConnect = serverMem.result.maxRss;
@@ -418,6 +431,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       rows,
     };
   } finally {
+    unpinDatabase();
     await closeCtx();
   }
 }
