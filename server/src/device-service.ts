@@ -47,7 +47,7 @@ export interface DeviceServiceOptions {
    * Where heartbeats record liveness and changed installed sets (flushed in batches; see
    * heartbeat-batcher.ts). Absent: each heartbeat writes both itself before it is answered.
    */
-  heartbeatWrites?: Pick<HeartbeatBatcher, 'touch' | 'installed'>;
+  heartbeatWrites?: Pick<HeartbeatBatcher, 'record'>;
   metrics?: DeviceServiceMetrics;
   /** Heartbeat answers kept in memory, kept right by the store's device-state feed. */
   heartbeatCache?: HeartbeatCache;
@@ -296,24 +296,23 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
   const Heartbeat = answered<HeartbeatRequest, HeartbeatResponse>('Heartbeat', async (call, who) => {
     const started = performance.now();
+    // Taken before any wait: it orders this heartbeat's writes against the device's others.
+    const received = new Date().toISOString();
     const peer = identify(call);
     who(peer);
     const timing: HeartbeatTiming = { answer: 'database', installedChanged: false, seconds: 0 };
     const view = await heartbeatView(peer, timing);
     if (!('deviceId' in view)) return view;
     const installed = validateHeartbeat(call.request);
-    const now = new Date().toISOString();
     if (options.heartbeatWrites) {
       // Both go into the next batch (flushed within a second). The installed set only when it
       // differs from what is stored, told by the digest on the device row (no query at all for
       // an unchanged set). Writing it changes the row: the feed drops the view.
-      options.heartbeatWrites.touch(view.deviceId, now);
-      if (installedDigest(installed) !== view.installedDigest) {
-        timing.installedChanged = true;
-        options.heartbeatWrites.installed({ deviceId: view.deviceId, installed, expectedDigest: view.installedDigest, at: now });
-      }
+      const digest = installedDigest(installed);
+      timing.installedChanged = digest !== view.installedDigest;
+      options.heartbeatWrites.record(view.deviceId, received, { set: installed, digest, storedDigest: view.installedDigest });
     } else {
-      await store.recordHeartbeat(view.deviceId, installed, now);
+      await store.recordHeartbeat(view.deviceId, installed, received);
     }
     timing.seconds = (performance.now() - started) / 1000;
     options.metrics?.heartbeat(timing);

@@ -9,13 +9,22 @@
 // the digest stored at that time, so a lost or skipped write is made by the next heartbeat.
 // Status reports are not batched here: they are committed before they are acknowledged.
 import type { Logger } from './log.js';
-import type { InstalledSetWrite, Store } from './store/index.js';
+import { installedDigest, type InstalledSetWrite, type Store } from './store/index.js';
 
 export const DEFAULT_HEARTBEAT_FLUSH_MS = 1000;
+
+/** The installed set a heartbeat listed, and the stored digest it was compared with. */
+export interface HeartbeatInstalled {
+  set: InstalledSetWrite['installed'];
+  digest: string;
+  storedDigest: string | null;
+}
 
 export class HeartbeatBatcher {
   private seen = new Map<string, string>();
   private installedSets = new Map<string, InstalledSetWrite>();
+  /** The sets of the flush under way, until it is done. */
+  private writing = new Map<string, InstalledSetWrite>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private stopped = false;
@@ -26,26 +35,37 @@ export class HeartbeatBatcher {
     private readonly intervalMs = DEFAULT_HEARTBEAT_FLUSH_MS,
   ) {}
 
-  /** Records that `deviceId` was seen at `at` (ISO 8601); the latest time wins. */
-  touch(deviceId: string, at: string): void {
-    const previous = this.seen.get(deviceId);
-    if (previous === undefined || previous < at) this.seen.set(deviceId, at);
-    this.schedule();
-  }
-
-  /**
-   * Queues the installed set a heartbeat listed; `expectedDigest` is the stored digest it was
-   * compared with. The latest heartbeat of a device wins.
-   */
-  installed(entry: InstalledSetWrite): void {
-    const previous = this.installedSets.get(entry.deviceId);
-    if (previous === undefined || previous.at <= entry.at) this.installedSets.set(entry.deviceId, entry);
+  /** Records a heartbeat of `deviceId` received at `at` (ISO 8601) and the set it listed. */
+  record(deviceId: string, at: string, installed: HeartbeatInstalled): void {
+    this.see(deviceId, at);
+    const queued = this.installedSets.get(deviceId);
+    // Of two heartbeats of one device, the one received last decides.
+    if (queued === undefined || queued.at <= at) {
+      if (installed.digest !== installed.storedDigest) {
+        this.installedSets.set(deviceId, { deviceId, installed: installed.set, expectedDigest: installed.storedDigest, at });
+      } else {
+        // The device lists the stored set again: a set it queued before must not overwrite
+        // it. The compare-and-set cannot tell (the stored digest is still the one the older
+        // heartbeat saw), so the older set is withdrawn, or, when its write is already under
+        // way, followed by this one, which applies only if that write went through.
+        this.installedSets.delete(deviceId);
+        const inFlight = this.writing.get(deviceId);
+        if (inFlight && inFlight.at <= at) {
+          this.installedSets.set(deviceId, { deviceId, installed: installed.set, expectedDigest: installedDigest(inFlight.installed), at });
+        }
+      }
+    }
     this.schedule();
   }
 
   /** Devices waiting for the next flush (liveness, installed sets). */
   get size(): { seen: number; installed: number } {
     return { seen: this.seen.size, installed: this.installedSets.size };
+  }
+
+  private see(deviceId: string, at: string): void {
+    const seen = this.seen.get(deviceId);
+    if (seen === undefined || seen < at) this.seen.set(deviceId, at);
   }
 
   private schedule(): void {
@@ -65,22 +85,41 @@ export class HeartbeatBatcher {
     const installedSets = this.installedSets;
     this.seen = new Map();
     this.installedSets = new Map();
+    this.writing = installedSets;
     this.flushing = (async () => {
+      // After shutdown nothing is retried: the devices' next heartbeats (to whichever server
+      // answers them) are compared with what is stored and write both again.
+      const retry = this.stopped ? 'lost at shutdown; the next heartbeats write them again' : 'retrying with the next batch';
       // Each half is retried on its own: a failure of one delays neither.
       if (installedSets.size > 0) {
         try {
-          await this.store.replaceInstalledSets([...installedSets.values()]);
+          const written = await this.store.replaceInstalledSets([...installedSets.values()]);
+          if (written.length < installedSets.size) {
+            this.logger.info(
+              { skipped: installedSets.size - written.length, written: written.length },
+              "installed sets not written: the stored set changed after the heartbeat read it (a status report); the devices' next heartbeats are compared again",
+            );
+          }
         } catch (err) {
-          this.logger.error({ err, devices: installedSets.size }, 'writing installed sets failed; retrying with the next batch');
-          for (const entry of installedSets.values()) if (!this.installedSets.has(entry.deviceId)) this.installed(entry);
+          this.logger.error({ err, devices: installedSets.size }, `writing installed sets failed; ${retry}`);
+          if (!this.stopped) {
+            // A set is kept unless a later heartbeat of its device already decided otherwise.
+            for (const entry of installedSets.values()) if (!this.installedSets.has(entry.deviceId) && !this.seen.has(entry.deviceId)) this.installedSets.set(entry.deviceId, entry);
+            this.schedule();
+          }
+        } finally {
+          this.writing = new Map();
         }
       }
       if (seen.size > 0) {
         try {
           await this.store.touchLastSeen([...seen].map(([deviceId, at]) => ({ deviceId, at })));
         } catch (err) {
-          this.logger.error({ err, devices: seen.size }, 'writing last-seen times failed; retrying with the next batch');
-          for (const [deviceId, at] of seen) this.touch(deviceId, at);
+          this.logger.error({ err, devices: seen.size }, `writing last-seen times failed; ${retry}`);
+          if (!this.stopped) {
+            for (const [deviceId, at] of seen) this.see(deviceId, at);
+            this.schedule();
+          }
         }
       }
     })();

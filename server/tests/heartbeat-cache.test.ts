@@ -40,6 +40,12 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     return counts;
   }
 
+  /** Heartbeats that listed an installed set other than the stored one (the server's own count). */
+  async function changedSets(): Promise<number> {
+    const text = await (await fetch(`${t.server.apiUrl}/metrics`)).text();
+    return [...text.matchAll(/^meshanics_heartbeat_seconds_count\{answer="\w+",installed="changed"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  }
+
   async function registered(name: string) {
     const creds = await provision(t.ctx, 'lab', name);
     const client = t.client(creds);
@@ -162,9 +168,12 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     // the kept answer carries the new digest, so nothing is written again.
     await sleep(50);
     const before = await lookups();
+    const changedBefore = await changedSets();
     for (let i = 0; i < 3; i++) await client.call('Heartbeat', { installed });
     const after = await lookups();
     expect((after.hit ?? 0) - (before.hit ?? 0)).toBeGreaterThanOrEqual(2);
+    // A kept answer with the old digest would find each of them changed and queue the set again.
+    expect(await changedSets()).toBe(changedBefore);
     await t.server.flushHeartbeatWrites();
     expect(await t.ctx.store.listInstalled(device.id)).toEqual(stored);
   });

@@ -63,6 +63,15 @@ describe('installed set on heartbeat', () => {
     expect(await t.ctx.store.listInstalled(device.id)).toEqual(stored);
   });
 
+  it('does not write a set the device listed and then stopped listing before the batch was flushed', async () => {
+    const { client, device } = await registeredDevice('inst-4');
+    // Say the device installed 1.0.0 and rolled it back on its own within one flush interval.
+    await client.call('Heartbeat', { installed: [entry('1.0.0', 'f'.repeat(64))] });
+    await client.call('Heartbeat', { installed: [] });
+    await t.server.flushHeartbeatWrites();
+    expect(await t.ctx.store.listInstalled(device.id)).toEqual([]);
+  });
+
   it('keeps the set a HEALTHY report stored after a heartbeat whose different set was still waiting for its batch', async () => {
     const { client, device } = await registeredDevice('inst-3');
     const file = path.join(tempDir(), 'detector-3');
@@ -132,20 +141,23 @@ describe.each(engines)('replaceInstalledSets on $name', (engine) => {
       const [a, b, c] = ids as [string, string, string];
       const old = [entry('1.0.0', '1'.repeat(64))];
       await store.replaceInstalled(b, old, now);
+      await store.replaceInstalled(c, old, now);
       const fresh = [entry('2.0.0', '2'.repeat(64)), { name: 'labels', kind: 'model', version: '1', sha256: '3'.repeat(64), state: 'HEALTHY' }];
       const written = await store.replaceInstalledSets([
         // a: new rows start with the empty set's digest.
         { deviceId: a, installed: fresh, expectedDigest: installedDigest([]), at: now },
         // b: answered against the empty set, but something stored `old` since.
         { deviceId: b, installed: fresh, expectedDigest: installedDigest([]), at: now },
-        // c: the device dropped everything it had; expected the empty set, writes the empty set.
-        { deviceId: c, installed: [], expectedDigest: installedDigest([]), at: now },
+        // c: the device removed everything it had.
+        { deviceId: c, installed: [], expectedDigest: installedDigest(old), at: now },
       ]);
       expect(written.sort()).toEqual([a, c].sort());
       expect(await store.listInstalled(a)).toMatchObject(fresh);
       expect((await store.getCallingDevice('spiffe://t/lab/a'))!.installedDigest).toBe(installedDigest(fresh));
       expect(await store.listInstalled(b)).toMatchObject(old);
       expect((await store.getCallingDevice('spiffe://t/lab/b'))!.installedDigest).toBe(installedDigest(old));
+      expect(await store.listInstalled(c)).toEqual([]);
+      expect((await store.getCallingDevice('spiffe://t/lab/c'))!.installedDigest).toBe(installedDigest([]));
 
       // A device row without a digest (one from before migration 5) takes a set expected as null.
       await engine.exec(location, `UPDATE devices SET installed_digest = NULL WHERE id = '${b}'`);

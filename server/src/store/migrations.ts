@@ -23,8 +23,8 @@ export interface Migration {
 
 // A digest of the device's installed set on its row, so a heartbeat that reports an unchanged
 // set (almost all of them) compares it with the row it reads anyway instead of a second query.
-// NULL means unknown (rows from before v5, or a status report changed one entry): the next
-// heartbeat writes the set and its digest.
+// NULL means unknown (rows from before v5): the next heartbeat writes the set and its digest.
+// A status report that changes an entry stores the new digest with it.
 const INSTALLED_DIGEST_SQL = `ALTER TABLE devices ADD COLUMN installed_digest TEXT;`;
 
 export const MIGRATIONS: readonly Migration[] = [

@@ -83,6 +83,12 @@ const REPORT_SEQ_COLUMNS = ['device_id', 'seq', 'at'] as const;
 const REPORT_STATE_COLUMNS = ['id', 'device_id', 'state', 'reason', 'at'] as const;
 const DIGEST_COLUMNS = ['id', 'digest'] as const;
 const CAS_DIGEST_COLUMNS = ['id', 'expected', 'digest'] as const;
+/**
+ * Heartbeats' installed sets per write transaction. On PostgreSQL a transaction that announces
+ * more than about 220 devices (migration 7's 8,192-character list) announces all of them, and
+ * its fence then makes every heartbeat of this replica read the database until it is back.
+ */
+const INSTALLED_SETS_PER_TRANSACTION = 200;
 
 const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
 
@@ -316,35 +322,35 @@ export class SqlStore implements Store {
   }
 
   async replaceInstalledSets(entries: ReadonlyArray<InstalledSetWrite>): Promise<string[]> {
-    if (entries.length === 0) return [];
     // Compare-and-set on the digest: a set waits up to a flush interval for its batch, and a
     // HEALTHY report committed meanwhile stored a newer one that this write must not undo.
     // Skipped, nothing is lost: every heartbeat lists the whole set, and the next one is
     // compared with the digest as it then stands. Relaxed durability for the same reason: a
     // set lost to a power cut is sent again.
-    return this.db.writeTransaction(async () => {
-      const written: string[] = [];
-      for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
-        const chunk = entries.slice(i, i + TOUCH_CHUNK);
-        const digests = new Map(chunk.map((e) => [e.deviceId, installedDigest(e.installed)]));
-        const rows = await this.db.all(
-          `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, CAS_DIGEST_COLUMNS)}) AS s
-           WHERE devices.id = s.id AND devices.installed_digest IS NOT DISTINCT FROM s.expected RETURNING devices.id`,
-          [...rowSetParams(this.db.dialect, CAS_DIGEST_COLUMNS, chunk.map((e) => [e.deviceId, e.expectedDigest, digests.get(e.deviceId)!]))],
-        );
-        const ids = new Set(rows.map((r) => str(r.id)));
-        if (ids.size === 0) continue;
-        const taken = chunk.filter((e) => ids.has(e.deviceId));
-        await this.db.run(`DELETE FROM installed WHERE device_id IN (${taken.map(() => '?').join(', ')})`, taken.map((e) => e.deviceId));
-        const items = taken.flatMap((e) => e.installed.map((item) => [e.deviceId, item.name, item.kind, item.version, item.sha256, item.state, e.at]));
-        for (let k = 0; k < items.length; k += REPORT_SLICE) {
-          const slice = items.slice(k, k + REPORT_SLICE);
-          await this.db.run(`INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${valueRows(slice.length, 7)}`, slice.flat());
-        }
-        written.push(...taken.map((e) => e.deviceId));
-      }
-      return written;
-    }, { relaxedDurability: true });
+    const written: string[] = [];
+    for (let i = 0; i < entries.length; i += INSTALLED_SETS_PER_TRANSACTION) {
+      const chunk = entries.slice(i, i + INSTALLED_SETS_PER_TRANSACTION);
+      written.push(...(await this.db.writeTransaction(() => this.replaceInstalledChunk(chunk), { relaxedDurability: true })));
+    }
+    return written;
+  }
+
+  private async replaceInstalledChunk(chunk: ReadonlyArray<InstalledSetWrite>): Promise<string[]> {
+    const rows = await this.db.all(
+      `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, CAS_DIGEST_COLUMNS)}) AS s
+       WHERE devices.id = s.id AND devices.installed_digest IS NOT DISTINCT FROM s.expected RETURNING devices.id`,
+      [...rowSetParams(this.db.dialect, CAS_DIGEST_COLUMNS, chunk.map((e) => [e.deviceId, e.expectedDigest, installedDigest(e.installed)]))],
+    );
+    const ids = new Set(rows.map((r) => str(r.id)));
+    if (ids.size === 0) return [];
+    const taken = chunk.filter((e) => ids.has(e.deviceId));
+    await this.db.run(`DELETE FROM installed WHERE device_id IN (${taken.map(() => '?').join(', ')})`, taken.map((e) => e.deviceId));
+    const items = taken.flatMap((e) => e.installed.map((item) => [e.deviceId, item.name, item.kind, item.version, item.sha256, item.state, e.at]));
+    for (let k = 0; k < items.length; k += REPORT_SLICE) {
+      const slice = items.slice(k, k + REPORT_SLICE);
+      await this.db.run(`INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${valueRows(slice.length, 7)}`, slice.flat());
+    }
+    return taken.map((e) => e.deviceId);
   }
 
   replaceInstalled(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void> {
