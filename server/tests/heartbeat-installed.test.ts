@@ -31,6 +31,21 @@ async function registeredDevice(name: string) {
   return { client, device };
 }
 
+/** Publishes version 2.0.0 of the model `artifact` and assigns it to `device` (outside any rollout). */
+async function assignVersion2(device: string, artifact: string) {
+  const file = path.join(tempDir(), `${artifact}-2`);
+  fs.writeFileSync(file, crypto.randomBytes(512));
+  const v2 = await publishArtifact(t.ctx, { file, name: artifact, version: '2.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
+  const { assignmentId } = await createAssignment(t.ctx, {
+    fleet: 'lab',
+    device,
+    artifact,
+    version: '2.0.0',
+    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
+  });
+  return { v2, assignmentId };
+}
+
 const entry = (version: string, sha256: string, state = 'HEALTHY') => ({ name: 'detector', kind: 'model', version, sha256, state });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,16 +89,7 @@ describe('installed set on heartbeat', () => {
 
   it('keeps the set a HEALTHY report stored after a heartbeat whose different set was still waiting for its batch', async () => {
     const { client, device } = await registeredDevice('inst-3');
-    const file = path.join(tempDir(), 'detector-3');
-    fs.writeFileSync(file, crypto.randomBytes(512));
-    const v2 = await publishArtifact(t.ctx, { file, name: 'detector-late', version: '2.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
-    const { assignmentId } = await createAssignment(t.ctx, {
-      fleet: 'lab',
-      device: 'inst-3',
-      artifact: 'detector-late',
-      version: '2.0.0',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
-    });
+    const { v2, assignmentId } = await assignVersion2('inst-3', 'detector-late');
     // Answered against the empty set, listing 1.0.0: queued. The report is committed first.
     await client.call('Heartbeat', { installed: [{ name: 'detector-late', kind: 'model', version: '1.0.0', sha256: 'e'.repeat(64), state: 'HEALTHY' }] });
     await client.call('ReportArtifactStatus', { assignmentId, state: 'HEALTHY', sequence: 1, reason: 'probe ok', deviceTime: new Date().toISOString() });
@@ -97,21 +103,12 @@ describe('installed set on heartbeat', () => {
 
   it('stores the set a heartbeat reports after a status report changed an entry, even when it equals the one before', async () => {
     const { client, device } = await registeredDevice('inst-2');
-    const file = path.join(tempDir(), 'detector-2');
-    fs.writeFileSync(file, crypto.randomBytes(512));
-    const v2 = await publishArtifact(t.ctx, { file, name: 'detector-inst', version: '2.0.0', kind: 'model', spec: { fileName: 'm.bin' } });
     const v1 = { name: 'detector-inst', kind: 'model', version: '1.0.0', sha256: 'd'.repeat(64), state: 'HEALTHY' };
     await client.call('Heartbeat', { installed: [v1] });
     await t.server.flushHeartbeatWrites();
     expect(await t.ctx.store.listInstalled(device.id)).toMatchObject([v1]);
 
-    const { assignmentId } = await createAssignment(t.ctx, {
-      fleet: 'lab',
-      device: 'inst-2',
-      artifact: 'detector-inst',
-      version: '2.0.0',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1 },
-    });
+    const { v2, assignmentId } = await assignVersion2('inst-2', 'detector-inst');
     await client.call('ReportArtifactStatus', { assignmentId, state: 'HEALTHY', sequence: 1, reason: 'probe ok', deviceTime: new Date().toISOString() });
     const afterReport = await t.ctx.store.listInstalled(device.id);
     expect(afterReport).toMatchObject([{ version: '2.0.0', sha256: v2.sha256 }]);
