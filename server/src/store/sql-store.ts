@@ -344,30 +344,24 @@ export class SqlStore implements Store {
     const ids = new Set(rows.map((r) => str(r.id)));
     if (ids.size === 0) return [];
     const taken = chunk.filter((e) => ids.has(e.deviceId));
-    await this.db.run(`DELETE FROM installed WHERE device_id IN (${taken.map(() => '?').join(', ')})`, taken.map((e) => e.deviceId));
-    const items = taken.flatMap((e) => e.installed.map((item) => [e.deviceId, item.name, item.kind, item.version, item.sha256, item.state, e.at]));
+    await this.rewriteInstalledRows(taken);
+    return taken.map((e) => e.deviceId);
+  }
+
+  /** The `installed` rows of each device replaced by its set (the digest is the caller's). */
+  private async rewriteInstalledRows(sets: ReadonlyArray<Pick<InstalledSetWrite, 'deviceId' | 'installed' | 'at'>>): Promise<void> {
+    await this.db.run(`DELETE FROM installed WHERE device_id IN (${sets.map(() => '?').join(', ')})`, sets.map((e) => e.deviceId));
+    const items = sets.flatMap((e) => e.installed.map((item) => [e.deviceId, item.name, item.kind, item.version, item.sha256, item.state, e.at]));
     for (let k = 0; k < items.length; k += REPORT_SLICE) {
       const slice = items.slice(k, k + REPORT_SLICE);
       await this.db.run(`INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES ${valueRows(slice.length, 7)}`, slice.flat());
     }
-    return taken.map((e) => e.deviceId);
   }
 
   replaceInstalled(deviceId: string, installed: Omit<InstalledRecord, 'updatedAt'>[], now: string): Promise<void> {
     return this.withWriteLock(async () => {
       await this.db.run('UPDATE devices SET installed_digest = ? WHERE id = ?', [installedDigest(installed), deviceId]);
-      await this.db.run('DELETE FROM installed WHERE device_id = ?', [deviceId]);
-      for (const i of installed) {
-        await this.db.run('INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
-          deviceId,
-          i.name,
-          i.kind,
-          i.version,
-          i.sha256,
-          i.state,
-          now,
-        ]);
-      }
+      await this.rewriteInstalledRows([{ deviceId, installed, at: now }]);
     });
   }
 
