@@ -132,6 +132,10 @@ async function serverCounters(server) {
       const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
       (heartbeat[`${labels.answer}/${labels.installed}`] ??= {})[labels.le] = Number(m[2]);
     }
+    // Heartbeats per batch read of the database (heartbeat-reads.ts; absent on older heads).
+    const readBatch = {};
+    for (const m of text.matchAll(/^meshanics_heartbeat_read_batch_size_bucket\{le="([^"]*)"\} (\d+)/gm)) (readBatch.size ??= {})[m[1]] = Number(m[2]);
+    const readBatchHeartbeats = Number(/^meshanics_heartbeat_read_batch_size_sum ([\d.e+-]+)/m.exec(text)?.[1] ?? 0);
     // prom-client's default metrics: garbage collection pauses by kind (count, total seconds,
     // and how many took longer than 100 ms).
     const gc = {};
@@ -148,7 +152,7 @@ async function serverCounters(server) {
     // samples are 10 ms apart (prom-client's default), so an idle loop reads about 10 ms.
     const loop = {};
     for (const m of text.matchAll(/^meshanics_nodejs_eventloop_lag_(p50|p99|max)_seconds ([\d.e+-]+)/gm)) loop[`${m[1]}Ms`] = +(Number(m[2]) * 1000).toFixed(1);
-    return { cache, database, heartbeat, gc, loop };
+    return { cache, database, heartbeat, readBatch, readBatchHeartbeats, gc, loop };
   } catch {
     return undefined;
   }
@@ -191,6 +195,13 @@ function databaseDelta(from, to, histogram = 'database') {
     out[operation] = { n, p50UpToSeconds: quantile(0.5), p99UpToSeconds: quantile(0.99), ...(upTo100ms === undefined ? {} : { over100ms: n - upTo100ms }) };
   }
   return out;
+}
+
+/** Batch reads of heartbeats between two snapshots: how many, for how many heartbeats, and the batch size's p50/p99 bucket bounds. */
+function readBatchDelta(from, to) {
+  const size = databaseDelta(from, to, 'readBatch')?.size;
+  if (!size) return undefined;
+  return { batches: size.n, heartbeats: to.readBatchHeartbeats - from.readBatchHeartbeats, p50UpTo: Number(size.p50UpToSeconds), p99UpTo: Number(size.p99UpToSeconds) };
 }
 
 /** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
@@ -346,6 +357,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
+    const readBatches = { steady: readBatchDelta(countersAtSteady, countersAtRollout), rollout: readBatchDelta(countersAtRollout, countersAtEnd) };
     const serverLoopDelay = { steady: countersAtRollout?.loop, rollout: countersAtEnd?.loop };
     const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
     if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
@@ -353,6 +365,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
     if (serverLoopDelay.rollout) progress(SUITE, `server event-loop delay (10 ms sampling included): steady ${JSON.stringify(serverLoopDelay.steady)}, rollouts ${JSON.stringify(serverLoopDelay.rollout)}`);
+    if (readBatches.steady) progress(SUITE, `heartbeat reads (batches, heartbeats read, p50/p99 batch size bucket bounds): steady ${JSON.stringify(readBatches.steady)}, rollouts ${JSON.stringify(readBatches.rollout)}`);
     if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
     const result = await stopFleet(fleet.clients);
     const live = await dbBytes(dataDir, databaseUrl);
@@ -418,6 +431,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         heartbeatCache: cache,
         databaseLatency: database,
         serverHeartbeatSeconds: serverHeartbeat,
+        heartbeatReadBatches: readBatches,
         serverLoopDelayMs: serverLoopDelay,
         garbageCollection: gc,
       },

@@ -22,6 +22,7 @@ import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
+import { HeartbeatReads } from './heartbeat-reads.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
 import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
@@ -64,6 +65,8 @@ export interface HeartbeatTiming {
 /** What the device API counts (metrics.ts implements it with prom-client). */
 export interface DeviceServiceMetrics {
   heartbeat(timing: HeartbeatTiming): void;
+  /** A batch of heartbeat reads went to the database, for this many heartbeats (heartbeat-reads.ts). */
+  heartbeatReadBatch?(size: number): void;
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
@@ -151,6 +154,10 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
   // Reports arriving together are committed together (still each before its answer).
   const reportWrites = new WriteBatcher<PendingReport, boolean | undefined>(store, writeReports);
+  // Heartbeats not answered from memory read together (a wave drops thousands of answers at once).
+  const heartbeatReads = new HeartbeatReads((spiffeIds) => store.readHeartbeatStates(spiffeIds), {
+    ...(options.metrics?.heartbeatReadBatch ? { observeBatch: options.metrics.heartbeatReadBatch } : {}),
+  });
 
   /** The device identity the TLS-verified client certificate asserts (no database read). */
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
@@ -262,27 +269,23 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
    */
   async function heartbeatView(peer: PeerDevice, timing: Pick<HeartbeatTiming, 'answer'>): Promise<HeartbeatView | HeartbeatResponse> {
     const cache = options.heartbeatCache;
-    const { view, ticket, deviceId } = cache?.lookup(peer.spiffeId) ?? {};
+    const { view, ticket } = cache?.lookup(peer.spiffeId) ?? {};
     if (view) {
       timing.answer = 'memory';
       return view;
     }
-    // The device known from an earlier answer: both reads at once (on PostgreSQL, one round
-    // trip's wait instead of two). Its outcome is awaited below or dropped with the answer.
-    const early = deviceId === undefined ? undefined : store.listDesiredArtifacts(deviceId);
-    early?.catch(() => undefined);
-    const found = await store.getCallingDevice(peer.spiffeId);
-    const device = found?.device;
+    const found = await heartbeatReads.read(peer.spiffeId);
+    const device = found?.calling.device;
     // Before the registration check: a device decommissioned before it ever registered must
     // still learn that it is offboarded.
     if (device?.decommissionedAt) return offboard(device);
     if (!found || !device?.registeredAt) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'device is not registered: register first');
     const read: HeartbeatView = {
       deviceId: device.id,
-      installedDigest: found.installedDigest,
-      assignments: (await (early !== undefined && deviceId === device.id ? early : store.listDesiredArtifacts(device.id))).map(toAssignmentMessage),
+      installedDigest: found.calling.installedDigest,
+      assignments: found.desired.map(toAssignmentMessage),
       // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
-      logRequests: (found.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
+      logRequests: (found.calling.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
         logRequestId: r.id,
         since: r.since ?? '',
         until: r.until ?? '',

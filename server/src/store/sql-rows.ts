@@ -53,6 +53,9 @@ export function rowSetJson(columns: readonly string[], rows: ReadonlyArray<Reado
 
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
 
+/** The artifacts table's columns, for statements that read them under a prefix (artifactFromRow). */
+export const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
+
 /** Shared by the device repository and the operator listings. */
 export function deviceFromRow(r: Row): DeviceRecord {
   return {
