@@ -88,8 +88,22 @@ async function setPhase(clients, name) {
 async function stopFleet(clients) {
   const results = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result', 120_000)));
   await Promise.all(clients.map((c) => c.stop()));
-  const merged = { hist: {}, connect: new Histogram(), errors: 0, firstError: undefined, heartbeats: 0, reports: 0, loop: { p99Ms: 0, maxMs: 0 } };
+  const merged = { hist: {}, connect: new Histogram(), errors: 0, firstError: undefined, heartbeats: 0, reports: 0, loop: { p99Ms: 0, maxMs: 0 }, phases: {} };
   for (const r of results) {
+    // Per phase: the worst load generator's loop delay, their GC pauses and CPU time summed.
+    for (const [name, p] of Object.entries(r.phases ?? {})) {
+      const m = (merged.phases[name] ??= { loop: { p99Ms: 0, maxMs: 0 }, gc: {}, cpuSeconds: 0, wallSeconds: 0 });
+      m.loop.p99Ms = Math.max(m.loop.p99Ms, p.loop.p99Ms);
+      m.loop.maxMs = Math.max(m.loop.maxMs, p.loop.maxMs);
+      m.cpuSeconds += p.cpuSeconds;
+      m.wallSeconds = Math.max(m.wallSeconds, p.wallSeconds);
+      for (const [kind, g] of Object.entries(p.gc)) {
+        const mg = (m.gc[kind] ??= { pauses: 0, ms: 0, maxMs: 0 });
+        mg.pauses += g.pauses;
+        mg.ms += g.ms;
+        mg.maxMs = Math.max(mg.maxMs, g.maxMs);
+      }
+    }
     merged.loop.p99Ms = Math.max(merged.loop.p99Ms, r.loop.p99Ms);
     merged.loop.maxMs = Math.max(merged.loop.maxMs, r.loop.maxMs);
     merged.connect.merge(r.connect);
@@ -132,10 +146,15 @@ async function serverCounters(server) {
       const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
       (heartbeat[`${labels.answer}/${labels.installed}`] ??= {})[labels.le] = Number(m[2]);
     }
-    // Heartbeats per batch read of the database (heartbeat-reads.ts; absent on older heads).
+    // Calls per batch read of the database, by call (heartbeat, report; batched-reads.ts;
+    // absent on older heads).
     const readBatch = {};
-    for (const m of text.matchAll(/^meshanics_heartbeat_read_batch_size_bucket\{le="([^"]*)"\} (\d+)/gm)) (readBatch.size ??= {})[m[1]] = Number(m[2]);
-    const readBatchHeartbeats = Number(/^meshanics_heartbeat_read_batch_size_sum ([\d.e+-]+)/m.exec(text)?.[1] ?? 0);
+    const readBatchCalls = {};
+    for (const m of text.matchAll(/^meshanics_device_read_batch_size_bucket\{([^}]*)\} (\d+)/gm)) {
+      const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      (readBatch[labels.read] ??= {})[labels.le] = Number(m[2]);
+    }
+    for (const m of text.matchAll(/^meshanics_device_read_batch_size_sum\{read="(\w+)"\} ([\d.e+-]+)/gm)) readBatchCalls[m[1]] = Number(m[2]);
     // prom-client's default metrics: garbage collection pauses by kind (count, total seconds,
     // and how many took longer than 100 ms).
     const gc = {};
@@ -152,7 +171,7 @@ async function serverCounters(server) {
     // samples are 10 ms apart (prom-client's default), so an idle loop reads about 10 ms.
     const loop = {};
     for (const m of text.matchAll(/^meshanics_nodejs_eventloop_lag_(p50|p99|max)_seconds ([\d.e+-]+)/gm)) loop[`${m[1]}Ms`] = +(Number(m[2]) * 1000).toFixed(1);
-    return { cache, database, heartbeat, readBatch, readBatchHeartbeats, gc, loop };
+    return { cache, database, heartbeat, readBatch, readBatchCalls, gc, loop };
   } catch {
     return undefined;
   }
@@ -197,11 +216,15 @@ function databaseDelta(from, to, histogram = 'database') {
   return out;
 }
 
-/** Batch reads of heartbeats between two snapshots: how many, for how many heartbeats, and the batch size's p50/p99 bucket bounds. */
+/** Batch reads between two snapshots, by call: how many batches, for how many calls, and the batch size's p50/p99 bucket bounds. */
 function readBatchDelta(from, to) {
-  const size = databaseDelta(from, to, 'readBatch')?.size;
-  if (!size) return undefined;
-  return { batches: size.n, heartbeats: to.readBatchHeartbeats - from.readBatchHeartbeats, p50UpTo: Number(size.p50UpToSeconds), p99UpTo: Number(size.p99UpToSeconds) };
+  const sizes = databaseDelta(from, to, 'readBatch');
+  if (!sizes) return undefined;
+  const out = {};
+  for (const [read, size] of Object.entries(sizes)) {
+    out[read] = { batches: size.n, calls: (to.readBatchCalls[read] ?? 0) - (from.readBatchCalls[read] ?? 0), p50UpTo: Number(size.p50UpToSeconds), p99UpTo: Number(size.p99UpToSeconds) };
+  }
+  return out;
 }
 
 /** SQLite: the database file with its WAL; PostgreSQL: pg_database_size of the suite's own database. */
@@ -365,9 +388,13 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
     if (serverLoopDelay.rollout) progress(SUITE, `server event-loop delay (10 ms sampling included): steady ${JSON.stringify(serverLoopDelay.steady)}, rollouts ${JSON.stringify(serverLoopDelay.rollout)}`);
-    if (readBatches.steady) progress(SUITE, `heartbeat reads (batches, heartbeats read, p50/p99 batch size bucket bounds): steady ${JSON.stringify(readBatches.steady)}, rollouts ${JSON.stringify(readBatches.rollout)}`);
+    if (readBatches.steady) progress(SUITE, `batched reads (batches, calls, p50/p99 batch size bucket bounds): steady ${JSON.stringify(readBatches.steady)}, rollouts ${JSON.stringify(readBatches.rollout)}`);
     if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
     const result = await stopFleet(fleet.clients);
+    for (const [name, p] of Object.entries(result.phases)) {
+      const gc = Object.entries(p.gc).map(([kind, g]) => `${kind} ${g.pauses} (${Math.round(g.ms)} ms, max ${Math.round(g.maxMs)} ms)`).join(', ');
+      progress(SUITE, `load generators, ${name}: loop delay p99 ${p.loop.p99Ms.toFixed(1)} ms, max ${p.loop.maxMs.toFixed(1)} ms; CPU ${(p.cpuSeconds / p.wallSeconds).toFixed(2)} cores; GC ${gc}`);
+    }
     const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
     await closeCtx();
@@ -425,13 +452,14 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         clientErrors: result.errors,
         heartbeatsPerSecondSteady: steadyRate,
         loadGeneratorLoopDelayMs: result.loop,
+        loadGeneratorPhases: result.phases,
         firstClientError: result.firstError,
         heartbeats: result.heartbeats,
         reports: result.reports,
         heartbeatCache: cache,
         databaseLatency: database,
         serverHeartbeatSeconds: serverHeartbeat,
-        heartbeatReadBatches: readBatches,
+        readBatches,
         serverLoopDelayMs: serverLoopDelay,
         garbageCollection: gc,
       },

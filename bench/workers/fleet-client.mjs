@@ -5,7 +5,7 @@
 // (DOWNLOADING, VERIFYING, APPLYING, HEALTHY) with simulated work in between; later
 // heartbeats list the installed version, as the agent's do.
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, constants as perfConstants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { REGISTER_REQUEST, openDeviceChannel, unary, waitReady, withConcurrency } from '../lib/device.mjs';
 import { Histogram } from '../lib/stats.mjs';
 import { workerMain } from '../lib/workers.mjs';
@@ -27,6 +27,36 @@ let heartbeats = 0;
 let reports = 0;
 // This process's own event-loop delay: latency it adds to every measurement.
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+// The same per phase, with this process's garbage-collection pauses and CPU time: whether a
+// stall of the load generator was its own collector or a wait for a core.
+const phaseLoopDelay = monitorEventLoopDelay({ resolution: 10 });
+const perPhase = {}; // phase -> { loop, gc, cpuSeconds, wallSeconds }
+let phaseStart = { cpu: process.cpuUsage(), at: performance.now() };
+const GC_KINDS = { [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' };
+let gcNow = {};
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const g = (gcNow[GC_KINDS[e.detail?.kind] ?? 'other'] ??= { pauses: 0, ms: 0, maxMs: 0 });
+    g.pauses += 1;
+    g.ms += e.duration;
+    g.maxMs = Math.max(g.maxMs, e.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+
+/** Closes the current phase's own figures (loop delay, GC, CPU) and starts the next one's. */
+function closePhase() {
+  const cpu = process.cpuUsage(phaseStart.cpu);
+  const at = performance.now();
+  perPhase[phase] = {
+    loop: { p99Ms: phaseLoopDelay.percentile(99) / 1e6, maxMs: phaseLoopDelay.max / 1e6 },
+    gc: gcNow,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    wallSeconds: (at - phaseStart.at) / 1000,
+  };
+  phaseLoopDelay.reset();
+  gcNow = {};
+  phaseStart = { cpu: process.cpuUsage(), at };
+}
 
 // Per phase: latency of successful calls, and of every attempt (failed ones at the time they
 // failed, usually the deadline) so an overloaded server cannot hide behind its survivors.
@@ -150,6 +180,9 @@ workerMain(async (msg) => {
     process.send({ type: 'ready', devices: devices.length });
   } else if (msg.type === 'heartbeats') {
     loopDelay.enable();
+    phaseLoopDelay.enable();
+    gcNow = {};
+    phaseStart = { cpu: process.cpuUsage(), at: performance.now() };
     loops = devices.map((d) => deviceLoop(d, msg.intervalMs));
     setInterval(() => {
       if (!dirty) return;
@@ -158,9 +191,11 @@ workerMain(async (msg) => {
     }, 250).unref();
     process.send({ type: 'started' });
   } else if (msg.type === 'phase') {
+    closePhase();
     phase = msg.name;
     process.send({ type: 'phased' });
   } else if (msg.type === 'stop') {
+    closePhase();
     stopping = true;
     await Promise.all(loops.map((l) => Promise.race([l, sleep(sim.deadlineMs + 1000)])));
     for (const d of devices) d.client.close();
@@ -176,6 +211,6 @@ workerMain(async (msg) => {
     }
     loopDelay.disable();
     const loop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
-    process.send({ type: 'result', hist: out, connect: connectHist.toJSON(), loop, healthy, lastHealthyAt, errors, firstError, heartbeats, reports });
+    process.send({ type: 'result', hist: out, connect: connectHist.toJSON(), loop, phases: perPhase, healthy, lastHealthyAt, errors, firstError, heartbeats, reports });
   }
 });

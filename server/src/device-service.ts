@@ -3,7 +3,6 @@
 // device (spec: "Identity comes from the certificate, never the request").
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
-import pLimit from 'p-limit';
 import {
   loadDeviceService,
   TERMINAL_STATES,
@@ -20,11 +19,21 @@ import { Refusal } from './device-refusal.js';
 import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
+import { BatchedReads } from './batched-reads.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
-import { HeartbeatReads } from './heartbeat-reads.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
+import {
+  installedDigest,
+  type DeviceRecord,
+  type DesiredArtifact,
+  type HeartbeatState,
+  type NewAuditEvent,
+  type NewStatusReport,
+  type ReportingDevice,
+  type ReportRead,
+  type Store,
+} from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
@@ -65,8 +74,8 @@ export interface HeartbeatTiming {
 /** What the device API counts (metrics.ts implements it with prom-client). */
 export interface DeviceServiceMetrics {
   heartbeat(timing: HeartbeatTiming): void;
-  /** A batch of heartbeat reads went to the database, for this many heartbeats (heartbeat-reads.ts). */
-  heartbeatReadBatch?(size: number): void;
+  /** A batch of reads went to the database, for this many heartbeats or status reports (batched-reads.ts). */
+  readBatch?(read: 'heartbeat' | 'report', size: number): void;
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
@@ -126,17 +135,8 @@ interface PendingReport {
   call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline'>;
 }
 
-/**
- * Status reports' reads at once. A wave's reports come in bursts (thousands of devices start
- * downloading together); unlimited, their reads took every pooled PostgreSQL connection and
- * heartbeats waited behind them (docs/benchmarks.md: most slow statements were waits for a
- * connection). A report can wait in memory; a heartbeat's answer should not.
- */
-const REPORT_READS_AT_ONCE = 4;
-
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
-  const reportReads = pLimit(REPORT_READS_AT_ONCE);
 
   /**
    * A batch of reports, inside its write transaction: whether each was stored (undefined: not
@@ -154,10 +154,21 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
   // Reports arriving together are committed together (still each before its answer).
   const reportWrites = new WriteBatcher<PendingReport, boolean | undefined>(store, writeReports);
-  // Heartbeats not answered from memory read together (a wave drops thousands of answers at once).
-  const heartbeatReads = new HeartbeatReads((spiffeIds) => store.readHeartbeatStates(spiffeIds), {
-    ...(options.metrics?.heartbeatReadBatch ? { observeBatch: options.metrics.heartbeatReadBatch } : {}),
-  });
+  // Heartbeats not answered from memory, and status reports, read the database in batches: a
+  // wave drops thousands of kept answers at once, and its devices report together. Two batches
+  // of each at once hold at most six pooled connections (two statements per heartbeat batch).
+  const metrics = options.metrics;
+  const heartbeatReads = new BatchedReads<string, HeartbeatState>(
+    async (spiffeIds) => {
+      const states = await store.readHeartbeatStates(spiffeIds);
+      return spiffeIds.map((id) => states.get(id));
+    },
+    metrics?.readBatch ? { observeBatch: (n) => metrics.readBatch!('heartbeat', n) } : {},
+  );
+  const reportReads = new BatchedReads<ReportRead, ReportingDevice>(
+    (requests) => store.readReportingDevices(requests),
+    metrics?.readBatch ? { observeBatch: (n) => metrics.readBatch!('report', n) } : {},
+  );
 
   /** The device identity the TLS-verified client certificate asserts (no database read). */
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
@@ -328,8 +339,8 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       const peer = identify(call);
       who(peer);
       const report = validateReport(call.request);
-      // The device, the assignment and its artifact in one read (what authenticate() reads, and more).
-      const found = await reportReads(() => store.getReportingDevice(peer.spiffeId, report.assignmentId));
+      // The device, the assignment and its artifact in one read, with the reports arriving together.
+      const found = await reportReads.read({ spiffeId: peer.spiffeId, assignmentId: report.assignmentId });
       if (found?.device.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
       const device = found?.device;
       const assignment = found?.assignment;

@@ -14,7 +14,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly grpcErrors: client.Counter<'method' | 'code'>;
   private readonly dbLatency: client.Histogram<'operation'>;
   private readonly heartbeatLatency: client.Histogram<'answer' | 'installed'>;
-  private readonly heartbeatReadBatches: client.Histogram;
+  private readonly readBatches: client.Histogram<'read'>;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -47,9 +47,10 @@ export class ServerMetrics implements DeviceServiceMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.heartbeatReadBatches = new client.Histogram({
-      name: 'meshanics_heartbeat_read_batch_size',
-      help: 'Heartbeats whose answers one database read fetched together (those not answered from memory; see heartbeat-reads.ts)',
+    this.readBatches = new client.Histogram({
+      name: 'meshanics_device_read_batch_size',
+      help: 'Device API calls whose reads one batch of database statements served, by call (heartbeat: those not answered from memory; report: status reports); see batched-reads.ts',
+      labelNames: ['read'],
       buckets: [1, 2, 5, 10, 20, 50, 100, 200],
       registers: [this.registry],
     });
@@ -115,7 +116,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedChanged ? 'changed' : 'unchanged' }, timing.seconds);
   }
 
-  readonly heartbeatReadBatch = (size: number): void => this.heartbeatReadBatches.observe(size);
+  readonly readBatch = (read: 'heartbeat' | 'report', size: number): void => this.readBatches.observe({ read }, size);
 
   report(state: string, accepted: boolean): void {
     this.reports.inc({ state, accepted: String(accepted) });

@@ -1,9 +1,10 @@
-// How heartbeats that miss the cache are read together (heartbeat-reads.ts). The read is a
-// plain function here, not the store: the scenarios need a read held open until the test lets
-// it finish, which a real database cannot be told to do. store.test.ts checks the store's
-// readHeartbeatStates on both engines; the heartbeat tests over gRPC go through both.
+// How the device API's reads are batched (batched-reads.ts). The read is a plain function
+// here, not the store: the scenarios need a read held open until the test lets it finish,
+// which a real database cannot be told to do. store.test.ts checks the store's batch reads
+// (readHeartbeatStates, readReportingDevices) on both engines; the heartbeat and report tests
+// over gRPC go through both.
 import { describe, expect, it } from 'vitest';
-import { HeartbeatReads } from '../src/heartbeat-reads.js';
+import { BatchedReads } from '../src/batched-reads.js';
 import type { HeartbeatState } from '../src/store/index.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -28,18 +29,18 @@ function heldReads() {
   const releases: Array<(fail?: Error) => void> = [];
   const read = (spiffeIds: readonly string[]) => {
     batches.push([...spiffeIds]);
-    return new Promise<Map<string, HeartbeatState>>((resolve, reject) => {
-      releases.push((fail) => (fail ? reject(fail) : resolve(new Map(spiffeIds.filter((id) => id !== 'nobody').map((id) => [id, stateOf(id)])))));
+    return new Promise<Array<HeartbeatState | undefined>>((resolve, reject) => {
+      releases.push((fail) => (fail ? reject(fail) : resolve(spiffeIds.map((id) => (id === 'nobody' ? undefined : stateOf(id))))));
     });
   };
   return { batches, releases, read };
 }
 
-describe('heartbeat reads', () => {
-  it('reads heartbeats of the same turn together, and those arriving while two reads are in flight in the next batch', async () => {
+describe('batched reads', () => {
+  it('reads calls of the same turn together, and those arriving while two reads are in flight in the next batch', async () => {
     const { batches, releases, read } = heldReads();
     const sizes: number[] = [];
-    const reads = new HeartbeatReads(read, { observeBatch: (n) => sizes.push(n) });
+    const reads = new BatchedReads(read, { observeBatch: (n) => sizes.push(n) });
     const first = [reads.read('a'), reads.read('b')];
     await turn();
     const second = reads.read('c');
@@ -64,7 +65,7 @@ describe('heartbeat reads', () => {
 
   it('splits a burst into batches of at most maxBatch, read one after another when one slot is allowed', async () => {
     const { batches, releases, read } = heldReads();
-    const reads = new HeartbeatReads(read, { concurrency: 1, maxBatch: 2 });
+    const reads = new BatchedReads(read, { concurrency: 1, maxBatch: 2 });
     const all = ['a', 'b', 'c', 'd', 'e'].map((id) => reads.read(id));
     await turn();
     expect(batches).toEqual([['a', 'b']]);
@@ -76,9 +77,9 @@ describe('heartbeat reads', () => {
     expect((await Promise.all(all)).map((s) => s?.calling.device.spiffeId)).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
-  it('answers undefined for a certificate without a device, and fails only the heartbeats of a read that failed', async () => {
+  it('answers undefined for a certificate without a device, and fails only the calls of a read that failed', async () => {
     const { releases, read } = heldReads();
-    const reads = new HeartbeatReads(read, { concurrency: 1 });
+    const reads = new BatchedReads(read, { concurrency: 1 });
     const failed = [reads.read('a'), reads.read('nobody')];
     await turn();
     const next = [reads.read('nobody'), reads.read('b')];
