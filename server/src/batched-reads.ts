@@ -1,13 +1,12 @@
-// Reads of the device API that arrive together go to the database together. A wave start or
-// a burst of HEALTHY reports drops thousands of kept heartbeat answers at once, and thousands
-// of devices start downloading (and reporting) together; read one by one, each heartbeat cost
-// two statements and each report one, every one of them a pooled connection, and on
-// PostgreSQL they queued for the pool (docs/benchmarks.md: pool waits over 100 ms were most
-// heartbeats over 100 ms; reports limited to four reads at once then queued in memory for
-// seconds). Here the reads that arrive while earlier ones are in flight wait for the next
-// batch, a few statements for up to MAX_BATCH callers: at a trickle a batch holds one read and
-// costs what a single read did; under a burst the number of statements stops growing with the
-// number of callers.
+// Heartbeats that are not answered from memory go to the database together. A wave start or
+// a burst of HEALTHY reports drops thousands of kept answers at once; read one by one, each of
+// those heartbeats cost two statements and a pooled connection, and on PostgreSQL they queued
+// for the pool behind the wave's reports (docs/benchmarks.md: pool waits over 100 ms were most
+// heartbeats over 100 ms). Here the reads that arrive while earlier ones are in flight wait for
+// the next batch, a few statements for up to MAX_BATCH callers: at a trickle a batch holds one
+// read and costs what a single read did; under a burst the number of statements stops growing
+// with the number of callers. (Status reports read this way too made heartbeats slower in the
+// 10,000-device benchmark, docs/benchmarks.md, night; they keep their limit of four reads.)
 import DataLoader from 'dataloader';
 
 export interface BatchedReadsOptions {

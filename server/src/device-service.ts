@@ -3,6 +3,7 @@
 // device (spec: "Identity comes from the certificate, never the request").
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
+import pLimit from 'p-limit';
 import {
   loadDeviceService,
   TERMINAL_STATES,
@@ -30,8 +31,6 @@ import {
   type HeartbeatState,
   type NewAuditEvent,
   type NewStatusReport,
-  type ReportingDevice,
-  type ReportRead,
   type Store,
 } from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
@@ -74,8 +73,8 @@ export interface HeartbeatTiming {
 /** What the device API counts (metrics.ts implements it with prom-client). */
 export interface DeviceServiceMetrics {
   heartbeat(timing: HeartbeatTiming): void;
-  /** A batch of reads went to the database, for this many heartbeats or status reports (batched-reads.ts). */
-  readBatch?(read: 'heartbeat' | 'report', size: number): void;
+  /** A batch of reads went to the database, for this many heartbeats (batched-reads.ts). */
+  readBatch?(read: 'heartbeat', size: number): void;
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
@@ -135,8 +134,18 @@ interface PendingReport {
   call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline'>;
 }
 
+/**
+ * Status reports' reads at once. A wave's reports come in bursts (thousands of devices start
+ * downloading together); unlimited, their reads took every pooled PostgreSQL connection and
+ * heartbeats waited behind them (docs/benchmarks.md: most slow statements were waits for a
+ * connection). A report can wait in memory; a heartbeat's answer should not. (Reading them
+ * in batches like heartbeats was tried and made heartbeats slower: docs/benchmarks.md, night.)
+ */
+const REPORT_READS_AT_ONCE = 4;
+
 export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc.UntypedServiceImplementation {
   const { store, trustDomain, logger } = options;
+  const reportReads = pLimit(REPORT_READS_AT_ONCE);
 
   /**
    * A batch of reports, inside its write transaction: whether each was stored (undefined: not
@@ -154,9 +163,8 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
   // Reports arriving together are committed together (still each before its answer).
   const reportWrites = new WriteBatcher<PendingReport, boolean | undefined>(store, writeReports);
-  // Heartbeats not answered from memory, and status reports, read the database in batches: a
-  // wave drops thousands of kept answers at once, and its devices report together. Two batches
-  // of each at once hold at most six pooled connections (two statements per heartbeat batch).
+  // Heartbeats not answered from memory read the database in batches: a wave drops thousands
+  // of kept answers at once. Two batches at once hold at most four pooled connections.
   const metrics = options.metrics;
   const heartbeatReads = new BatchedReads<string, HeartbeatState>(
     async (spiffeIds) => {
@@ -164,10 +172,6 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       return spiffeIds.map((id) => states.get(id));
     },
     metrics?.readBatch ? { observeBatch: (n) => metrics.readBatch!('heartbeat', n) } : {},
-  );
-  const reportReads = new BatchedReads<ReportRead, ReportingDevice>(
-    (requests) => store.readReportingDevices(requests),
-    metrics?.readBatch ? { observeBatch: (n) => metrics.readBatch!('report', n) } : {},
   );
 
   /** The device identity the TLS-verified client certificate asserts (no database read). */
@@ -339,8 +343,8 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       const peer = identify(call);
       who(peer);
       const report = validateReport(call.request);
-      // The device, the assignment and its artifact in one read, with the reports arriving together.
-      const found = await reportReads.read({ spiffeId: peer.spiffeId, assignmentId: report.assignmentId });
+      // The device, the assignment and its artifact in one read (what authenticate() reads, and more).
+      const found = await reportReads(() => store.getReportingDevice(peer.spiffeId, report.assignmentId));
       if (found?.device.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
       const device = found?.device;
       const assignment = found?.assignment;

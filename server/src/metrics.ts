@@ -49,7 +49,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     });
     this.readBatches = new client.Histogram({
       name: 'meshanics_device_read_batch_size',
-      help: 'Device API calls whose reads one batch of database statements served, by call (heartbeat: those not answered from memory; report: status reports); see batched-reads.ts',
+      help: 'Device API calls whose reads one batch of database statements served, by call (heartbeat: those not answered from memory); see batched-reads.ts',
       labelNames: ['read'],
       buckets: [1, 2, 5, 10, 20, 50, 100, 200],
       registers: [this.registry],
@@ -116,7 +116,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedChanged ? 'changed' : 'unchanged' }, timing.seconds);
   }
 
-  readonly readBatch = (read: 'heartbeat' | 'report', size: number): void => this.readBatches.observe({ read }, size);
+  readonly readBatch = (read: 'heartbeat', size: number): void => this.readBatches.observe({ read }, size);
 
   report(state: string, accepted: boolean): void {
     this.reports.inc({ state, accepted: String(accepted) });

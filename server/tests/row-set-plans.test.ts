@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/index.js';
-import { heartbeatStateStatements, reportingDevicesStatement } from '../src/store/sql-device-reads.js';
+import { heartbeatStateStatements } from '../src/store/sql-device-reads.js';
 import { rowSetParams, textRowSet } from '../src/store/sql-rows.js';
 import { tempDir } from './helpers.js';
 
@@ -40,21 +40,6 @@ describe('row sets on SQLite', () => {
         expect(plan.some((d) => /SEARCH d USING (COVERING )?INDEX \S+ \(spiffe_id=\?\)/.test(d)), plan.join('\n')).toBe(true);
         expect(plan.some((d) => /^SCAN d\b/.test(d)), plan.join('\n')).toBe(false);
       }
-    } finally {
-      db.close();
-    }
-  });
-
-  it('finds the devices of a batch of status reports by the certificate index and their assignments by key', async () => {
-    const file = path.join(tempDir(), 'plans.db');
-    await (await openStore(file)).close();
-    const db = new Database(file);
-    try {
-      const { sql, params } = reportingDevicesStatement('sqlite', [{ spiffeId: 'spiffe://t/a', assignmentId: 'x' }]);
-      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
-      expect(plan.some((d) => /SEARCH d USING (COVERING )?INDEX \S+ \(spiffe_id=\?\)/.test(d)), plan.join('\n')).toBe(true);
-      expect(plan.some((d) => /SEARCH a USING INDEX \S+ \(id=\?\)/.test(d)), plan.join('\n')).toBe(true);
-      expect(plan.some((d) => /^SCAN (d|a)\b/.test(d)), plan.join('\n')).toBe(false);
     } finally {
       db.close();
     }

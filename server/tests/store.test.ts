@@ -120,38 +120,6 @@ describe.each(engines)('store on $name', (engine) => {
     }
   });
 
-  it('reads many status reports\' device, assignment and artifact at once, the same as one report at a time', async () => {
-    const store = await openStore(await engine.fresh());
-    try {
-      const now = new Date().toISOString();
-      const one = await deviceWithAssignment(store, 'one', now);
-      const two = await deviceWithAssignment(store, 'two', now);
-      const cert = (name: string) => `spiffe://meshanics.local/fleet/f/device/${name}`;
-      const asked = [
-        { spiffeId: cert('one'), assignmentId: one.assignmentId },
-        // Another device's assignment: the device, without the assignment.
-        { spiffeId: cert('one'), assignmentId: two.assignmentId },
-        { spiffeId: cert('two'), assignmentId: two.assignmentId },
-        { spiffeId: cert('two'), assignmentId: 'no-such-assignment' },
-        { spiffeId: cert('nobody'), assignmentId: one.assignmentId },
-        { spiffeId: cert('one'), assignmentId: one.assignmentId },
-      ];
-      const found = await store.readReportingDevices(asked);
-      expect(found).toHaveLength(asked.length);
-      for (const [i, q] of asked.entries()) expect(found[i]).toEqual(await store.getReportingDevice(q.spiffeId, q.assignmentId));
-      expect(found.map((f) => [f?.device.name, f?.assignment?.id, f?.artifact?.id])).toEqual([
-        ['one', one.assignmentId, 'a1'],
-        ['one', undefined, undefined],
-        ['two', two.assignmentId, 'a1'],
-        ['two', undefined, undefined],
-        [undefined, undefined, undefined],
-        ['one', one.assignmentId, 'a1'],
-      ]);
-    } finally {
-      await store.close();
-    }
-  });
-
   it('upgrades a version-1 database in place: existing devices keep their rows and gain the lifecycle columns', async () => {
     const location = await engine.fresh();
     const v1 = await openStore(location, { migrations: [MIGRATIONS[0]!] });

@@ -1,10 +1,9 @@
-// What the device API reads for a call. A heartbeat that is not answered from memory: its
-// device (with whether a log request waits) and the device's desired artifacts. A status
-// report: its device, the assignment reported on and its artifact. Shared by the one-device
-// reads and the batch reads of many calls (batched-reads.ts), so both answer the same.
+// What a heartbeat that is not answered from memory reads: its device (with whether a log
+// request waits) and the device's desired artifacts. Shared by the one-device reads and the
+// batch read of many heartbeats (batched-reads.ts), so both answer the same.
 import type { Db } from './db.js';
-import { ARTIFACT_COLUMNS, ASSIGNMENT_COLUMNS, deviceFromRow, rowSetParams, str, textRowSet, type Row } from './sql-rows.js';
-import type { CallingDevice, ReportRead } from './store.js';
+import { ARTIFACT_COLUMNS, deviceFromRow, rowSetParams, str, textRowSet, type Row } from './sql-rows.js';
+import type { CallingDevice } from './store.js';
 
 /**
  * The device and whether a log request waits for it (rare): one statement, so a heartbeat
@@ -51,22 +50,3 @@ export function heartbeatStateStatements(dialect: Db['dialect'], spiffeIds: read
   };
 }
 
-const REPORT_COLUMNS = ['spiffe_id', 'assignment_id'] as const;
-
-/**
- * One statement for a batch of status reports: per report its device (found by certificate)
- * and, when it is that device's, the assignment with its artifact (`as_`/`ar_` prefixes). Each
- * row names the report it answers in `req_spiffe_id` and `req_assignment_id`; a report whose
- * certificate has no device has no row.
- */
-export function reportingDevicesStatement(dialect: Db['dialect'], requests: ReadonlyArray<ReportRead>): { sql: string; params: unknown[] } {
-  return {
-    sql: `SELECT c.spiffe_id AS req_spiffe_id, c.assignment_id AS req_assignment_id, d.*,
-        ${ASSIGNMENT_COLUMNS.map((col) => `a.${col} AS as_${col}`).join(', ')}, ${ARTIFACT_COLUMNS.map((col) => `ar.${col} AS ar_${col}`).join(', ')}
-      FROM (${textRowSet(dialect, REPORT_COLUMNS)}) AS c
-      JOIN devices d ON d.spiffe_id = c.spiffe_id
-      LEFT JOIN assignments a ON a.id = c.assignment_id AND a.device_id = d.id
-      LEFT JOIN artifacts ar ON ar.id = a.artifact_id`,
-    params: rowSetParams(dialect, REPORT_COLUMNS, requests.map((q) => [q.spiffeId, q.assignmentId])),
-  };
-}

@@ -15,8 +15,8 @@ import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
-import { CALLING_DEVICE_SELECT, DESIRED_CONDITION, DESIRED_SELECT, callingDeviceFromRow, heartbeatStateStatements, reportingDevicesStatement } from './sql-device-reads.js';
-import { artifactFromRow, deviceFromRow, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
+import { CALLING_DEVICE_SELECT, DESIRED_CONDITION, DESIRED_SELECT, callingDeviceFromRow, heartbeatStateStatements } from './sql-device-reads.js';
+import { ARTIFACT_COLUMNS, ASSIGNMENT_COLUMNS, artifactFromRow, deviceFromRow, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -33,14 +33,11 @@ import type {
   InstalledSetWrite,
   NewAuditEvent,
   NewStatusReport,
-  ReportRead,
   ReportingDevice,
   StatusReportRecord,
   Store,
   DeviceProfile,
 } from './store.js';
-
-const reportKey = (spiffeId: string, assignmentId: string) => `${spiffeId}\n${assignmentId}`;
 
 function desiredArtifactFromRow(r: Row): DesiredArtifact {
   return { assignment: assignmentFromRow(r), artifact: artifactFromRow(r, 'ar_') };
@@ -226,23 +223,22 @@ export class SqlStore implements Store {
   }
 
   async getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined> {
-    return (await this.readReportingDevices([{ spiffeId, assignmentId }]))[0];
-  }
-
-  async readReportingDevices(requests: ReadonlyArray<ReportRead>): Promise<Array<ReportingDevice | undefined>> {
     // During a wave reports outnumber heartbeats that miss the cache, and three reads each
-    // (device, assignment, artifact) were most of the database's statements (docs/benchmarks.md):
-    // one statement, for every report of the batch.
-    const { sql, params } = reportingDevicesStatement(this.db.dialect, requests);
-    const found = new Map<string, ReportingDevice>();
-    for (const r of await this.db.all(sql, params)) {
-      found.set(reportKey(str(r.req_spiffe_id), str(r.req_assignment_id)), {
-        device: deviceFromRow(r),
-        ...(r.as_id == null ? {} : { assignment: assignmentFromRow(r, 'as_') }),
-        ...(r.ar_id == null ? {} : { artifact: artifactFromRow(r, 'ar_') }),
-      });
-    }
-    return requests.map((q) => found.get(reportKey(q.spiffeId, q.assignmentId)));
+    // (device, assignment, artifact) were most of the database's statements (docs/benchmarks.md).
+    const r = await this.db.get(
+      `SELECT d.*, ${ASSIGNMENT_COLUMNS.map((c) => `a.${c} AS as_${c}`).join(', ')}, ${ARTIFACT_COLUMNS.map((c) => `ar.${c} AS ar_${c}`).join(', ')}
+       FROM devices d
+       LEFT JOIN assignments a ON a.id = @assignment AND a.device_id = d.id
+       LEFT JOIN artifacts ar ON ar.id = a.artifact_id
+       WHERE d.spiffe_id = @spiffe`,
+      { assignment: assignmentId, spiffe: spiffeId },
+    );
+    if (!r) return undefined;
+    return {
+      device: deviceFromRow(r),
+      ...(r.as_id == null ? {} : { assignment: assignmentFromRow(r, 'as_') }),
+      ...(r.ar_id == null ? {} : { artifact: artifactFromRow(r, 'ar_') }),
+    };
   }
 
   async getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined> {

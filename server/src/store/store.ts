@@ -9,12 +9,6 @@ import type { ApiKeyStore, OperatorViewStore } from './store-api.js';
 
 export type * from './store-api.js';
 
-/** Which device reports on which assignment (its certificate and the assignment's id). */
-export interface ReportRead {
-  spiffeId: string;
-  assignmentId: string;
-}
-
 export interface ReportingDevice {
   device: DeviceRecord;
   /** Undefined when no such assignment exists or it is another device's. */
@@ -297,8 +291,6 @@ export interface Store {
    * on with its artifact: one statement for what every report reads.
    */
   getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined>;
-  /** The same for many reports at once (batched-reads.ts), in the order of `requests`. */
-  readReportingDevices(requests: ReadonlyArray<ReportRead>): Promise<Array<ReportingDevice | undefined>>;
   getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined>;
   /** Creates the (not yet registered) device row if it does not exist. */
   ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }>;
