@@ -152,8 +152,6 @@ export interface InitDataDirOptions {
   databaseUrl?: string;
   /** Sees every database statement's duration (metrics). */
   observeDatabase?: QueryObserver;
-  /** SQLite: WAL checkpoints off the event loop (a long-running server). */
-  backgroundCheckpoints?: boolean;
 }
 
 export interface InitializedDataDir extends MeshanicsContext {
@@ -177,12 +175,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
   ensureDir(layout.tufStagingDir);
   ensurePrivateDir(layout.logsDir);
 
-  const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), {
-    observe: options.observeDatabase,
-    backgroundCheckpoints: options.backgroundCheckpoints
-      ? { onFailure: (err) => logger.error({ err }, 'the SQLite checkpoint worker stopped: checkpoints run on the writing connection again') }
-      : false,
-  });
+  const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), { observe: options.observeDatabase });
   try {
     const config = await store.withWriteLock(() => {
       const existing = readConfig(layout);

@@ -170,7 +170,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(options.hostnames ? { hostnames: options.hostnames } : {}),
     ...(options.databaseUrl !== undefined ? { databaseUrl: options.databaseUrl } : {}),
     observeDatabase: metrics.observeDatabase,
-    backgroundCheckpoints: true,
     logger,
   });
   metrics.attach(ctx.store);

@@ -10,19 +10,7 @@
 // bodies that await, the holder may be this very process, which then could never finish.
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { SqliteCheckpointer, type CheckpointResult } from './sqlite-checkpointer.js';
 import { Mutex, READ_ONLY_SQL, TxContext, TxScope, type Db, type Params, type QueryObserver, type Row, type TransactionOptions } from './db.js';
-
-export interface SqliteDbOptions {
-  /**
-   * WAL checkpoints in a worker thread instead of in the commit that crosses 1,000 pages on
-   * the event loop (`serve`; one-shot commands keep SQLite's default). `true`: every second.
-   */
-  backgroundCheckpoints?: boolean | { intervalMs?: number; onCheckpoint?: (result: CheckpointResult) => void; onFailure?: (error: Error) => void };
-}
-
-/** SQLite's own wal_autocheckpoint default, in pages. */
-const SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 /** Page cache per connection, KiB (two connections). */
 const PAGE_CACHE_KIB = 64 * 1024;
@@ -36,13 +24,9 @@ export class SqliteDb implements Db {
   private readonly mutex = new Mutex();
   private readonly scope = new TxScope<Database.Database>();
 
-  /** Runs the WAL checkpoints when the writer does not (see sqlite-checkpointer.ts). */
-  readonly checkpointer: SqliteCheckpointer | undefined;
-
   constructor(
     file: string,
     private readonly observe?: QueryObserver,
-    options: SqliteDbOptions = {},
   ) {
     this.raw = new Database(file);
     // busy_timeout first: switching to WAL and migrating may wait for another process.
@@ -62,25 +46,6 @@ export class SqliteDb implements Db {
     // 150+ ms of the event loop at a time in the 10,000-device benchmark. Pages are cached
     // as they are read, so a small database never uses more than its size.
     for (const conn of [this.raw, this.reader]) conn.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
-    if (options.backgroundCheckpoints) {
-      this.raw.pragma('wal_autocheckpoint = 0');
-      const given = options.backgroundCheckpoints === true ? {} : options.backgroundCheckpoints;
-      let last = { logFrames: 0, checkpointedFrames: 0 };
-      this.checkpointer = SqliteCheckpointer.start(file, {
-        ...given,
-        onCheckpoint: (result) => {
-          // Only those that found new frames: an idle server finds the same log every second.
-          if (result.logFrames !== last.logFrames || result.checkpointedFrames !== last.checkpointedFrames) this.observe?.('checkpoint', result.seconds);
-          last = result;
-          given.onCheckpoint?.(result);
-        },
-        // Without its worker the writer checkpoints again itself, on the event loop as before.
-        onFailure: (error) => {
-          if (this.raw.open) this.raw.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES}`);
-          given.onFailure?.(error);
-        },
-      });
-    }
   }
 
   /** Runs `fn` again (after a growing pause, up to BUSY_WAIT_MS) while the database is locked. */
@@ -225,8 +190,6 @@ export class SqliteDb implements Db {
   }
 
   async close(): Promise<void> {
-    // Its connection first: the last connection to close copies the rest of the log back.
-    await this.checkpointer?.stop();
     // Let a running transaction finish before closing the connection under it.
     await this.mutex.run(async () => {
       if (this.raw.open) this.raw.close();

@@ -53,7 +53,7 @@ export interface TransactionOptions {
  * its wait for its turn and the lock included; `pool_wait` (PostgreSQL): the part of either
  * spent waiting for a pooled connection.
  */
-export type QueryObserver = (operation: 'query' | 'transaction' | 'pool_wait' | 'checkpoint', seconds: number) => void;
+export type QueryObserver = (operation: 'query' | 'transaction' | 'pool_wait', seconds: number) => void;
 
 /** A FIFO mutex: transaction bodies are async, so holding the lock spans awaits. */
 export class Mutex {

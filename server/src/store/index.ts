@@ -17,11 +17,6 @@ export interface OpenStoreOptions {
   /** Only these migrations (tests of upgrades). */
   migrations?: readonly Migration[];
   observe?: QueryObserver;
-  /**
-   * SQLite: WAL checkpoints in a worker thread, off the event loop (what `serve` uses).
-   * `onFailure`: the worker stopped, and the writer checkpoints itself again.
-   */
-  backgroundCheckpoints?: boolean | { onFailure?: (error: Error) => void };
 }
 
 /** True for a `postgres://` or `postgresql://` URL. */
@@ -34,7 +29,7 @@ export function isPostgresUrl(location: string): boolean {
  * of the SQLite file.
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
-  const db: Db = isPostgresUrl(location) ? new PostgresDb(location, options.observe) : new SqliteDb(location, options.observe, { backgroundCheckpoints: options.backgroundCheckpoints ?? false });
+  const db: Db = isPostgresUrl(location) ? new PostgresDb(location, options.observe) : new SqliteDb(location, options.observe);
   try {
     await migrate(db, options.migrations ?? MIGRATIONS);
   } catch (err) {
