@@ -20,8 +20,8 @@ const SUITE = 'fleet';
 
 export const CONFIG = {
   // 10,000 devices at a 30 s interval is 333 heartbeats/s (see docs/benchmarks.md for the choice).
-  full: { devices: 10_000, clients: 4, clientNice: 10, clientCpus: null, serverCpus: null, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, downloadMs: [1000, 20_000], probeMs: 500 },
-  smoke: { devices: 50, clients: 1, clientNice: 10, clientCpus: null, serverCpus: null, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, downloadMs: [20, 80], probeMs: 10 },
+  full: { devices: 10_000, clients: 4, clientNice: 10, clientNodeArgs: ['--max-old-space-size=4096'], clientCpus: null, serverCpus: null, intervalSeconds: 30, rollouts: 1, waves: [0.1, 0.4, 1], steadyIntervals: 1, connectConcurrency: 24, downloadMs: [1000, 20_000], probeMs: 500 },
+  smoke: { devices: 50, clients: 1, clientNice: 10, clientNodeArgs: ['--max-old-space-size=4096'], clientCpus: null, serverCpus: null, intervalSeconds: 1, rollouts: 1, waves: [0.5, 1], steadyIntervals: 1.5, connectConcurrency: 8, downloadMs: [20, 80], probeMs: 10 },
 };
 // clientCpus / serverCpus (taskset lists, e.g. --set fleet.clientCpus=1 --set
 // fleet.serverCpus=0): a split run. The load generators run only on clientCpus; the server
@@ -36,7 +36,7 @@ function split(total, parts) {
 /** Forks the simulated fleet against `address` and waits until every device registered. */
 async function connectFleet(cfg, address, caPem, credsFile, label) {
   const shares = split(cfg.devices, cfg.clients);
-  const clients = shares.map((_, i) => new Worker(`fleet-${label}-${i}`, workerPath('fleet-client.mjs'), [], { execArgv: ['--max-old-space-size=4096'] }));
+  const clients = shares.map((_, i) => new Worker(`fleet-${label}-${i}`, workerPath('fleet-client.mjs'), [], { execArgv: cfg.clientNodeArgs }));
   // The simulated devices stand in for machines of their own, but here they share the two
   // cores with the server and its database: at a lower CPU priority they take only what the
   // system under test leaves (the same for the echo baseline). Latency is measured in them,
@@ -146,15 +146,6 @@ async function serverCounters(server) {
       const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
       (heartbeat[`${labels.answer}/${labels.installed}`] ??= {})[labels.le] = Number(m[2]);
     }
-    // Calls per batch read of the database, by call (heartbeat, report; batched-reads.ts;
-    // absent on older heads).
-    const readBatch = {};
-    const readBatchCalls = {};
-    for (const m of text.matchAll(/^meshanics_device_read_batch_size_bucket\{([^}]*)\} (\d+)/gm)) {
-      const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-      (readBatch[labels.read] ??= {})[labels.le] = Number(m[2]);
-    }
-    for (const m of text.matchAll(/^meshanics_device_read_batch_size_sum\{read="(\w+)"\} ([\d.e+-]+)/gm)) readBatchCalls[m[1]] = Number(m[2]);
     // prom-client's default metrics: garbage collection pauses by kind (count, total seconds,
     // and how many took longer than 100 ms).
     const gc = {};
@@ -171,7 +162,7 @@ async function serverCounters(server) {
     // samples are 10 ms apart (prom-client's default), so an idle loop reads about 10 ms.
     const loop = {};
     for (const m of text.matchAll(/^meshanics_nodejs_eventloop_lag_(p50|p99|max)_seconds ([\d.e+-]+)/gm)) loop[`${m[1]}Ms`] = +(Number(m[2]) * 1000).toFixed(1);
-    return { cache, database, heartbeat, readBatch, readBatchCalls, gc, loop };
+    return { cache, database, heartbeat, gc, loop };
   } catch {
     return undefined;
   }
@@ -212,17 +203,6 @@ function databaseDelta(from, to, histogram = 'database') {
     const quantile = (q) => les[cumulative.findIndex((c) => c >= q * n)];
     const upTo100ms = cumulative[les.indexOf('0.1')];
     out[operation] = { n, p50UpToSeconds: quantile(0.5), p99UpToSeconds: quantile(0.99), ...(upTo100ms === undefined ? {} : { over100ms: n - upTo100ms }) };
-  }
-  return out;
-}
-
-/** Batch reads between two snapshots, by call: how many batches, for how many calls, and the batch size's p50/p99 bucket bounds. */
-function readBatchDelta(from, to) {
-  const sizes = databaseDelta(from, to, 'readBatch');
-  if (!sizes) return undefined;
-  const out = {};
-  for (const [read, size] of Object.entries(sizes)) {
-    out[read] = { batches: size.n, calls: (to.readBatchCalls[read] ?? 0) - (from.readBatchCalls[read] ?? 0), p50UpTo: Number(size.p50UpToSeconds), p99UpTo: Number(size.p99UpToSeconds) };
   }
   return out;
 }
@@ -380,7 +360,6 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
-    const readBatches = { steady: readBatchDelta(countersAtSteady, countersAtRollout), rollout: readBatchDelta(countersAtRollout, countersAtEnd) };
     const serverLoopDelay = { steady: countersAtRollout?.loop, rollout: countersAtEnd?.loop };
     const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
     if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
@@ -388,7 +367,6 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     if (gc.steady) progress(SUITE, `server GC: steady ${JSON.stringify(gc.steady)}, rollouts ${JSON.stringify(gc.rollout)}`);
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
     if (serverLoopDelay.rollout) progress(SUITE, `server event-loop delay (10 ms sampling included): steady ${JSON.stringify(serverLoopDelay.steady)}, rollouts ${JSON.stringify(serverLoopDelay.rollout)}`);
-    if (readBatches.steady) progress(SUITE, `batched reads (batches, calls, p50/p99 batch size bucket bounds): steady ${JSON.stringify(readBatches.steady)}, rollouts ${JSON.stringify(readBatches.rollout)}`);
     if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
     const result = await stopFleet(fleet.clients);
     for (const [name, p] of Object.entries(result.phases)) {
@@ -459,7 +437,6 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         heartbeatCache: cache,
         databaseLatency: database,
         serverHeartbeatSeconds: serverHeartbeat,
-        readBatches,
         serverLoopDelayMs: serverLoopDelay,
         garbageCollection: gc,
       },

@@ -20,19 +20,10 @@ import { Refusal } from './device-refusal.js';
 import { MeshError } from './errors.js';
 import type { Logger } from './log.js';
 import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
-import { BatchedReads } from './batched-reads.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
 import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import {
-  installedDigest,
-  type DeviceRecord,
-  type DesiredArtifact,
-  type HeartbeatState,
-  type NewAuditEvent,
-  type NewStatusReport,
-  type Store,
-} from './store/index.js';
+import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
 import { WriteBatcher } from './store/write-batcher.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
@@ -73,8 +64,6 @@ export interface HeartbeatTiming {
 /** What the device API counts (metrics.ts implements it with prom-client). */
 export interface DeviceServiceMetrics {
   heartbeat(timing: HeartbeatTiming): void;
-  /** A batch of reads went to the database, for this many heartbeats (batched-reads.ts). */
-  readBatch?(read: 'heartbeat', size: number): void;
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
@@ -138,8 +127,7 @@ interface PendingReport {
  * Status reports' reads at once. A wave's reports come in bursts (thousands of devices start
  * downloading together); unlimited, their reads took every pooled PostgreSQL connection and
  * heartbeats waited behind them (docs/benchmarks.md: most slow statements were waits for a
- * connection). A report can wait in memory; a heartbeat's answer should not. (Reading them
- * in batches like heartbeats was tried and made heartbeats slower: docs/benchmarks.md, night.)
+ * connection). A report can wait in memory; a heartbeat's answer should not.
  */
 const REPORT_READS_AT_ONCE = 4;
 
@@ -163,16 +151,6 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
   // Reports arriving together are committed together (still each before its answer).
   const reportWrites = new WriteBatcher<PendingReport, boolean | undefined>(store, writeReports);
-  // Heartbeats not answered from memory read the database in batches: a wave drops thousands
-  // of kept answers at once. Two batches at once hold at most four pooled connections.
-  const metrics = options.metrics;
-  const heartbeatReads = new BatchedReads<string, HeartbeatState>(
-    async (spiffeIds) => {
-      const states = await store.readHeartbeatStates(spiffeIds);
-      return spiffeIds.map((id) => states.get(id));
-    },
-    metrics?.readBatch ? { observeBatch: (n) => metrics.readBatch!('heartbeat', n) } : {},
-  );
 
   /** The device identity the TLS-verified client certificate asserts (no database read). */
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
@@ -284,23 +262,27 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
    */
   async function heartbeatView(peer: PeerDevice, timing: Pick<HeartbeatTiming, 'answer'>): Promise<HeartbeatView | HeartbeatResponse> {
     const cache = options.heartbeatCache;
-    const { view, ticket } = cache?.lookup(peer.spiffeId) ?? {};
+    const { view, ticket, deviceId } = cache?.lookup(peer.spiffeId) ?? {};
     if (view) {
       timing.answer = 'memory';
       return view;
     }
-    const found = await heartbeatReads.read(peer.spiffeId);
-    const device = found?.calling.device;
+    // The device known from an earlier answer: both reads at once (on PostgreSQL, one round
+    // trip's wait instead of two). Its outcome is awaited below or dropped with the answer.
+    const early = deviceId === undefined ? undefined : store.listDesiredArtifacts(deviceId);
+    early?.catch(() => undefined);
+    const found = await store.getCallingDevice(peer.spiffeId);
+    const device = found?.device;
     // Before the registration check: a device decommissioned before it ever registered must
     // still learn that it is offboarded.
     if (device?.decommissionedAt) return offboard(device);
     if (!found || !device?.registeredAt) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'device is not registered: register first');
     const read: HeartbeatView = {
       deviceId: device.id,
-      installedDigest: found.calling.installedDigest,
-      assignments: found.desired.map(toAssignmentMessage),
+      installedDigest: found.installedDigest,
+      assignments: (await (early !== undefined && deviceId === device.id ? early : store.listDesiredArtifacts(device.id))).map(toAssignmentMessage),
       // Every heartbeat repeats a request until its upload arrives: a lost response loses nothing.
-      logRequests: (found.calling.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
+      logRequests: (found.pendingLogRequests ? await store.logRequests.listPending(device.id) : []).map((r) => ({
         logRequestId: r.id,
         since: r.since ?? '',
         until: r.until ?? '',

@@ -36,6 +36,8 @@ export interface HeartbeatCacheOptions {
 export interface Lookup {
   view?: HeartbeatView;
   ticket?: number;
+  /** The certificate's device when known (from an answer kept before): its reads can start together. */
+  deviceId?: string;
 }
 
 interface Entry {
@@ -131,7 +133,7 @@ export class HeartbeatCache {
       return { view };
     }
     this.counts.misses++;
-    return { ticket: this.epoch };
+    return current ? { ticket: this.epoch, deviceId: current.deviceId } : { ticket: this.epoch };
   }
 
   /** Keeps `view` unless its device (or every device) changed since the lookup that gave `ticket`. */

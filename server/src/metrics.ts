@@ -14,7 +14,6 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly grpcErrors: client.Counter<'method' | 'code'>;
   private readonly dbLatency: client.Histogram<'operation'>;
   private readonly heartbeatLatency: client.Histogram<'answer' | 'installed'>;
-  private readonly readBatches: client.Histogram<'read'>;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -45,13 +44,6 @@ export class ServerMetrics implements DeviceServiceMetrics {
       help: 'Time the server spent on a heartbeat, from its handler starting to its answer, by where the answer came from (memory, database) and whether the heartbeat listed an installed set that differs from the stored one (changed: queued for the next batch; unchanged)',
       labelNames: ['answer', 'installed'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers: [this.registry],
-    });
-    this.readBatches = new client.Histogram({
-      name: 'meshanics_device_read_batch_size',
-      help: 'Device API calls whose reads one batch of database statements served, by call (heartbeat: those not answered from memory); see batched-reads.ts',
-      labelNames: ['read'],
-      buckets: [1, 2, 5, 10, 20, 50, 100, 200],
       registers: [this.registry],
     });
     const self = this;
@@ -115,8 +107,6 @@ export class ServerMetrics implements DeviceServiceMetrics {
     this.heartbeats.inc();
     this.heartbeatLatency.observe({ answer: timing.answer, installed: timing.installedChanged ? 'changed' : 'unchanged' }, timing.seconds);
   }
-
-  readonly readBatch = (read: 'heartbeat', size: number): void => this.readBatches.observe({ read }, size);
 
   report(state: string, accepted: boolean): void {
     this.reports.inc({ state, accepted: String(accepted) });

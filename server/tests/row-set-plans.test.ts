@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/index.js';
-import { heartbeatStateStatements } from '../src/store/sql-device-reads.js';
 import { rowSetParams, textRowSet } from '../src/store/sql-rows.js';
 import { tempDir } from './helpers.js';
 
@@ -24,22 +23,6 @@ describe('row sets on SQLite', () => {
       const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
       expect(plan.some((d) => /^MATERIALIZE/.test(d))).toBe(true);
       expect(plan.some((d) => /SEARCH rollout_devices .*\(rollout_id=\? AND device_id=\?\)/.test(d))).toBe(true);
-    } finally {
-      db.close();
-    }
-  });
-
-  it('finds the devices of a batch of heartbeats by the certificate index, not by scanning devices', async () => {
-    const file = path.join(tempDir(), 'plans.db');
-    await (await openStore(file)).close();
-    const db = new Database(file);
-    try {
-      const { devices, desired, params } = heartbeatStateStatements('sqlite', ['spiffe://t/a', 'spiffe://t/b']);
-      for (const sql of [devices, desired]) {
-        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
-        expect(plan.some((d) => /SEARCH d USING (COVERING )?INDEX \S+ \(spiffe_id=\?\)/.test(d)), plan.join('\n')).toBe(true);
-        expect(plan.some((d) => /^SCAN d\b/.test(d)), plan.join('\n')).toBe(false);
-      }
     } finally {
       db.close();
     }

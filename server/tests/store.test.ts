@@ -83,43 +83,6 @@ describe.each(engines)('store on $name', (engine) => {
     }
   });
 
-  it('reads the heartbeat state of many certificates at once, the same as one device at a time', async () => {
-    const store = await openStore(await engine.fresh());
-    try {
-      const now = new Date().toISOString();
-      const one = await deviceWithAssignment(store, 'one', now);
-      const two = await deviceWithAssignment(store, 'two', now);
-      // A second artifact for "one" (two desired artifacts, in name order), nothing for "bare",
-      // and a log request waiting for "two".
-      await store.insertArtifact({
-        id: 'a2', name: 'cfg', version: '1', kind: 'config', fileName: 'c', targetPath: 'c/1/c', sha256: '1'.repeat(64), length: 7, spec: {}, createdAt: now,
-      });
-      await store.insertAssignment({
-        id: 'as-one-cfg', deviceId: one.deviceId, artifactId: 'a2', artifactName: 'cfg', rolloutId: null,
-        probe: PROBE, state: 'HEALTHY', reason: '', active: true, createdAt: now, updatedAt: now,
-      });
-      await store.ensureDevice({ spiffeId: 'spiffe://meshanics.local/fleet/f/device/bare', fleet: 'f', name: 'bare', now });
-      await store.logRequests.insert({
-        id: 'lr-1', deviceId: two.deviceId, since: null, until: null, maxBytes: 1024, requestedAt: now, requestedBy: 't', fulfilledAt: null, sizeBytes: null, sha256: null,
-      });
-      const cert = (name: string) => `spiffe://meshanics.local/fleet/f/device/${name}`;
-      const asked = [cert('one'), cert('two'), cert('bare'), cert('nobody'), cert('one')];
-      const states = await store.readHeartbeatStates(asked);
-      expect([...states.keys()].sort()).toEqual([cert('bare'), cert('one'), cert('two')]);
-      for (const name of ['one', 'two', 'bare']) {
-        const state = states.get(cert(name))!;
-        expect(state.calling).toEqual(await store.getCallingDevice(cert(name)));
-        expect(state.desired).toEqual(await store.listDesiredArtifacts(state.calling.device.id));
-      }
-      expect(states.get(cert('one'))!.desired.map((d) => d.assignment.id)).toEqual(['as-one-cfg', 'as-one']);
-      expect(states.get(cert('two'))!.calling.pendingLogRequests).toBe(true);
-      expect(states.get(cert('bare'))!.desired).toEqual([]);
-      expect(await store.readHeartbeatStates([])).toEqual(new Map());
-    } finally {
-      await store.close();
-    }
-  });
-
   it('upgrades a version-1 database in place: existing devices keep their rows and gain the lifecycle columns', async () => {
     const location = await engine.fresh();
     const v1 = await openStore(location, { migrations: [MIGRATIONS[0]!] });

@@ -53,12 +53,6 @@ export function rowSetJson(columns: readonly string[], rows: ReadonlyArray<Reado
 
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
 
-/** The assignments table's columns, for statements that read them under a prefix. */
-export const ASSIGNMENT_COLUMNS = ['id', 'device_id', 'artifact_id', 'artifact_name', 'rollout_id', 'probe', 'state', 'reason', 'active', 'created_at', 'updated_at'];
-
-/** The artifacts table's columns, for statements that read them under a prefix (artifactFromRow). */
-export const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
-
 /** Shared by the device repository and the operator listings. */
 export function deviceFromRow(r: Row): DeviceRecord {
   return {

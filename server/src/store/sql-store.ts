@@ -15,8 +15,7 @@ import { SqlAudit } from './sql-audit.js';
 import { SqlGroups } from './sql-groups.js';
 import { SqlRollouts } from './sql-rollouts.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
-import { CALLING_DEVICE_SELECT, DESIRED_CONDITION, DESIRED_SELECT, callingDeviceFromRow, heartbeatStateStatements } from './sql-device-reads.js';
-import { ARTIFACT_COLUMNS, ASSIGNMENT_COLUMNS, artifactFromRow, deviceFromRow, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
+import { artifactFromRow, deviceFromRow, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   ArtifactRecord,
   AssignmentRecord,
@@ -28,7 +27,6 @@ import type {
   DeviceStateChangeListener,
   DeviceStateFeed,
   DeviceStateFeedOptions,
-  HeartbeatState,
   InstalledRecord,
   InstalledSetWrite,
   NewAuditEvent,
@@ -38,10 +36,6 @@ import type {
   Store,
   DeviceProfile,
 } from './store.js';
-
-function desiredArtifactFromRow(r: Row): DesiredArtifact {
-  return { assignment: assignmentFromRow(r), artifact: artifactFromRow(r, 'ar_') };
-}
 
 function assignmentFromRow(r: Row, prefix = ''): AssignmentRecord {
   return {
@@ -59,6 +53,7 @@ function assignmentFromRow(r: Row, prefix = ''): AssignmentRecord {
   };
 }
 
+const ASSIGNMENT_COLUMNS = ['id', 'device_id', 'artifact_id', 'artifact_name', 'rollout_id', 'probe', 'state', 'reason', 'active', 'created_at', 'updated_at'];
 
 function reportFromRow(r: Row): StatusReportRecord {
   return {
@@ -94,6 +89,8 @@ const CAS_DIGEST_COLUMNS = ['id', 'expected', 'digest'] as const;
  * its fence then makes every heartbeat of this replica read the database until it is back.
  */
 const INSTALLED_SETS_PER_TRANSACTION = 200;
+
+const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
 
 /** Applies the migrations `db` lacks, in version order, under the write lock. */
 export async function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): Promise<void> {
@@ -208,18 +205,20 @@ export class SqlStore implements Store {
   }
 
   async getCallingDevice(spiffeId: string): Promise<CallingDevice | undefined> {
-    const r = await this.db.get(`${CALLING_DEVICE_SELECT} WHERE d.spiffe_id = ?`, [spiffeId]);
-    return r ? callingDeviceFromRow(r) : undefined;
-  }
-
-  async readHeartbeatStates(spiffeIds: readonly string[]): Promise<Map<string, HeartbeatState>> {
-    const { devices, desired, params } = heartbeatStateStatements(this.db.dialect, spiffeIds);
-    // Neither statement waits for the other (on PostgreSQL, one round trip's wait for both).
-    const [deviceRows, desiredRows] = await Promise.all([this.db.all(devices, params), this.db.all(desired, params)]);
-    const states = new Map<string, HeartbeatState>();
-    for (const r of deviceRows) states.set(str(r.spiffe_id), { calling: callingDeviceFromRow(r), desired: [] });
-    for (const r of desiredRows) states.get(str(r.calling_spiffe_id))?.desired.push(desiredArtifactFromRow(r));
-    return states;
+    // One statement for what every call needs: the device, and whether a log request waits
+    // (rare), so a heartbeat runs the pending-requests query only when there is one.
+    const r = await this.db.get(
+      `SELECT d.*, EXISTS (SELECT 1 FROM log_requests l WHERE l.device_id = d.id AND l.fulfilled_at IS NULL) AS pending_logs
+       FROM devices d WHERE d.spiffe_id = ?`,
+      [spiffeId],
+    );
+    if (!r) return undefined;
+    return {
+      device: deviceFromRow(r),
+      installedDigest: r.installed_digest == null ? null : str(r.installed_digest),
+      // SQLite answers 0/1, PostgreSQL a boolean.
+      pendingLogRequests: r.pending_logs === true || Number(r.pending_logs) === 1,
+    };
   }
 
   async getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined> {
@@ -429,10 +428,18 @@ export class SqlStore implements Store {
   }
 
   async listDesiredArtifacts(deviceId: string): Promise<DesiredArtifact[]> {
-    const rows = await this.db.all(`${DESIRED_SELECT} WHERE a.device_id = ? AND ${DESIRED_CONDITION} ORDER BY a.artifact_name`, [
-      deviceId,
-    ]);
-    return rows.map(desiredArtifactFromRow);
+    const artifactCols = ARTIFACT_COLUMNS.map((c) => `ar.${c} AS ar_${c}`).join(', ');
+    const rows = await this.db.all(
+      `SELECT a.*, ${artifactCols} FROM assignments a JOIN artifacts ar ON ar.id = a.artifact_id
+       WHERE a.device_id = ? AND a.active = 1
+         -- A halted or aborted rollout serves no new assignment (a revert is not new).
+         AND NOT (a.state = 'PENDING' AND a.rollout_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = a.rollout_id AND r.status IN ('halted', 'aborted'))
+           AND NOT EXISTS (SELECT 1 FROM rollout_devices rd WHERE rd.revert_assignment_id = a.id))
+       ORDER BY a.artifact_name`,
+      [deviceId],
+    );
+    return rows.map((r) => ({ assignment: assignmentFromRow(r), artifact: artifactFromRow(r, 'ar_') }));
   }
 
   async listStatusReports(assignmentId: string): Promise<StatusReportRecord[]> {

@@ -24,12 +24,6 @@ export interface CallingDevice {
   pendingLogRequests: boolean;
 }
 
-/** What a heartbeat that is not answered from memory reads about its device. */
-export interface HeartbeatState {
-  calling: CallingDevice;
-  desired: DesiredArtifact[];
-}
-
 export interface DeviceRecord {
   id: string;
   spiffeId: string;
@@ -281,11 +275,6 @@ export interface Store {
   getDeviceBySpiffeId(spiffeId: string): Promise<DeviceRecord | undefined>;
   /** The device behind a device API call, with what a heartbeat needs to skip queries. */
   getCallingDevice(spiffeId: string): Promise<CallingDevice | undefined>;
-  /**
-   * What the heartbeats of these certificates are answered from, read for all of them at once
-   * (heartbeat-reads.ts). A certificate without a device row is absent from the map.
-   */
-  readHeartbeatStates(spiffeIds: readonly string[]): Promise<Map<string, HeartbeatState>>;
   /**
    * The device behind a status report and, when it is that device's, the assignment reported
    * on with its artifact: one statement for what every report reads.
