@@ -74,3 +74,49 @@ export function memoryPoller(pid, everyMs = 100) {
     },
   };
 }
+
+/**
+ * Time a thread spent runnable but waiting for a core (second field of
+ * /proc/<pid>/task/<tid>/schedstat, ns), in milliseconds; `tid` defaults to the main thread,
+ * which runs the event loop. Null where the kernel has no schedstat (CONFIG_SCHED_INFO off).
+ */
+export function runQueueWaitMs(pid = 'self', tid = pid) {
+  try {
+    const [, waitNs] = readFileSync(`/proc/${pid}/task/${tid === 'self' ? process.pid : tid}/schedstat`, 'utf8').trim().split(/\s+/);
+    return Number(waitNs) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The machine's CPU at this moment, for machineCpuBetween: busy and total jiffies over all
+ * cores (/proc/stat) and the CPU pressure stall total (/proc/pressure/cpu "some": µs during
+ * which at least one runnable task waited for a core; absent on kernels without PSI).
+ */
+export function machineCpu() {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user/nice)
+  const idle = cpu[3] + (cpu[4] ?? 0);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  let someStallUs = null;
+  try {
+    someStallUs = Number(/^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? NaN);
+    if (!Number.isFinite(someStallUs)) someStallUs = null;
+  } catch {
+    // No PSI on this kernel.
+  }
+  return { busy: total - idle, total, someStallUs, at: performance.now() };
+}
+
+/**
+ * Between two machineCpu() readings: the share of all cores' time that was busy, and the
+ * share of wall time in which some runnable task had to wait for a core (PSI "some").
+ */
+export function machineCpuBetween(from, to) {
+  const wallMs = to.at - from.at;
+  return {
+    busyShare: to.total > from.total ? +((to.busy - from.busy) / (to.total - from.total)).toFixed(3) : null,
+    cpuWaitShare: from.someStallUs !== null && to.someStallUs !== null && wallMs > 0 ? +((to.someStallUs - from.someStallUs) / 1000 / wallMs).toFixed(3) : null,
+  };
+}

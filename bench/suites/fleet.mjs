@@ -12,7 +12,7 @@ import { pin, pinPostgres } from '../lib/affinity.mjs';
 import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
-import { cpuMs, fileSize, memoryPoller } from '../lib/proc.mjs';
+import { cpuMs, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
 import { Histogram, ratio, summarize } from '../lib/stats.mjs';
 import { Worker } from '../lib/workers.mjs';
 
@@ -92,10 +92,11 @@ async function stopFleet(clients) {
   for (const r of results) {
     // Per phase: the worst load generator's loop delay, their GC pauses and CPU time summed.
     for (const [name, p] of Object.entries(r.phases ?? {})) {
-      const m = (merged.phases[name] ??= { loop: { p99Ms: 0, maxMs: 0 }, gc: {}, cpuSeconds: 0, wallSeconds: 0 });
+      const m = (merged.phases[name] ??= { loop: { p99Ms: 0, maxMs: 0 }, gc: {}, cpuSeconds: 0, wallSeconds: 0, runQueueSeconds: 0 });
       m.loop.p99Ms = Math.max(m.loop.p99Ms, p.loop.p99Ms);
       m.loop.maxMs = Math.max(m.loop.maxMs, p.loop.maxMs);
       m.cpuSeconds += p.cpuSeconds;
+      m.runQueueSeconds = m.runQueueSeconds === null || p.runQueueSeconds == null ? null : m.runQueueSeconds + p.runQueueSeconds;
       m.wallSeconds = Math.max(m.wallSeconds, p.wallSeconds);
       for (const [kind, g] of Object.entries(p.gc)) {
         const mg = (m.gc[kind] ??= { pauses: 0, ms: 0, maxMs: 0 });
@@ -246,12 +247,15 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const echoFleet = await connectFleet(cfg, echo.grpc, caPem, credsFile, 'echo');
     await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
     const echoCpu0 = cpuMs(echo.pid);
+    const echoMachine0 = machineCpu();
     await sleep(steadyMs);
     const echoCpuCores = (cpuMs(echo.pid) - echoCpu0) / steadyMs;
+    const echoMachine = machineCpuBetween(echoMachine0, machineCpu());
     const echoResult = await stopFleet(echoFleet.clients);
     const echoPeak = echoMem.stop();
     await echo.stop();
-    progress(SUITE, `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms`);
+    const echoWaited = echoResult.phases.steady?.runQueueSeconds;
+    progress(SUITE, `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms; cores busy ${echoMachine.busyShare === null ? 'n/a' : `${(100 * echoMachine.busyShare).toFixed(0)}%`}, some task waiting for a core ${echoMachine.cpuWaitShare === null ? 'n/a' : `${(100 * echoMachine.cpuWaitShare).toFixed(0)}%`} of the time${echoWaited == null ? '' : `, load generators' event-loop threads waited ${echoWaited.toFixed(1)} s in all`}`);
 
     // The real server.
     const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true });
@@ -277,6 +281,11 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
 
     await startHeartbeats(fleet.clients, cfg.intervalSeconds);
     const steadyCpu0 = cpuMs(pid);
+    // Whether the machine had a core for everyone, per phase: its busy share, the share of
+    // time some runnable task waited for a core (PSI), and the server's event-loop thread's
+    // own wait for one (docs/benchmarks.md, "who waits for a core").
+    const cpuAt = (name) => ({ name, machine: machineCpu(), serverRunQueueMs: runQueueWaitMs(pid), serverCpuMs: cpuMs(pid) });
+    const cpuMarks = [cpuAt('steady')];
     const countersAtSteady = await serverCounters(server);
     await sleep(steadyMs);
     const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
@@ -291,6 +300,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     for (let r = 1; r <= cfg.rollouts; r++) {
       const version = `1.0.${r}`;
       await setPhase(fleet.clients, 'rollout');
+      cpuMarks.push(cpuAt('rollout'));
       const cpu0 = cpuMs(pid);
       const t0 = Date.now();
       const created = await createRollout(ctx, {
@@ -353,6 +363,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         cpuCores: (cpuMs(pid) - cpu0) / 1000 / ((Date.now() - t0) / 1000),
       });
       await setPhase(fleet.clients, 'after');
+      cpuMarks.push(cpuAt('after'));
       if (!complete) break;
     }
 
@@ -368,10 +379,30 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     if (database.steady) progress(SUITE, `database latency (bucket bounds, s): steady ${JSON.stringify(database.steady)}, rollouts ${JSON.stringify(database.rollout)}`);
     if (serverLoopDelay.rollout) progress(SUITE, `server event-loop delay (10 ms sampling included): steady ${JSON.stringify(serverLoopDelay.steady)}, rollouts ${JSON.stringify(serverLoopDelay.rollout)}`);
     if (serverHeartbeat.steady) progress(SUITE, `server time per heartbeat (bucket bounds, s): steady ${JSON.stringify(serverHeartbeat.steady)}, rollouts ${JSON.stringify(serverHeartbeat.rollout)}`);
+    cpuMarks.push(cpuAt('end'));
+    const machinePhases = {};
+    for (let i = 0; i + 1 < cpuMarks.length; i++) {
+      const [a, b] = [cpuMarks[i], cpuMarks[i + 1]];
+      const wallSeconds = (b.machine.at - a.machine.at) / 1000;
+      const m = (machinePhases[a.name] ??= { wallSeconds: 0, serverCpuSeconds: 0, serverRunQueueSeconds: 0, busyShare: 0, cpuWaitShare: 0 });
+      const between = machineCpuBetween(a.machine, b.machine);
+      // Shares are weighted by wall time when a phase occurs more than once (several rollouts).
+      const weigh = (prev, x) => (x === null || prev === null ? null : (prev * m.wallSeconds + x * wallSeconds) / (m.wallSeconds + wallSeconds));
+      m.busyShare = weigh(m.busyShare, between.busyShare);
+      m.cpuWaitShare = weigh(m.cpuWaitShare, between.cpuWaitShare);
+      m.serverCpuSeconds += (b.serverCpuMs - a.serverCpuMs) / 1000;
+      m.serverRunQueueSeconds = a.serverRunQueueMs === null || b.serverRunQueueMs === null || m.serverRunQueueSeconds === null ? null : m.serverRunQueueSeconds + (b.serverRunQueueMs - a.serverRunQueueMs) / 1000;
+      m.wallSeconds += wallSeconds;
+    }
+    const pct = (x) => (x === null ? 'n/a' : `${(100 * x).toFixed(0)}%`);
+    for (const [name, m] of Object.entries(machinePhases)) {
+      progress(SUITE, `machine, ${name}: cores busy ${pct(m.busyShare)}, some task waiting for a core ${pct(m.cpuWaitShare)} of the time; server CPU ${(m.serverCpuSeconds / m.wallSeconds).toFixed(2)} cores, its event-loop thread waited for a core ${m.serverRunQueueSeconds === null ? 'n/a' : `${m.serverRunQueueSeconds.toFixed(1)} s`} of ${m.wallSeconds.toFixed(0)} s`);
+    }
     const result = await stopFleet(fleet.clients);
     for (const [name, p] of Object.entries(result.phases)) {
       const gc = Object.entries(p.gc).map(([kind, g]) => `${kind} ${g.pauses} (${Math.round(g.ms)} ms, max ${Math.round(g.maxMs)} ms)`).join(', ');
-      progress(SUITE, `load generators, ${name}: loop delay p99 ${p.loop.p99Ms.toFixed(1)} ms, max ${p.loop.maxMs.toFixed(1)} ms; CPU ${(p.cpuSeconds / p.wallSeconds).toFixed(2)} cores; GC ${gc}`);
+      const waited = p.runQueueSeconds == null ? '' : `; their event-loop threads waited for a core ${p.runQueueSeconds.toFixed(1)} s in all`;
+      progress(SUITE, `load generators, ${name}: loop delay p99 ${p.loop.p99Ms.toFixed(1)} ms, max ${p.loop.maxMs.toFixed(1)} ms; CPU ${(p.cpuSeconds / p.wallSeconds).toFixed(2)} cores; GC ${gc}${waited}`);
     }
     const live = await dbBytes(dataDir, databaseUrl);
     const peak = serverMem.stop();
@@ -439,9 +470,12 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         serverHeartbeatSeconds: serverHeartbeat,
         serverLoopDelayMs: serverLoopDelay,
         garbageCollection: gc,
+        machinePhases,
       },
       echo: {
         loadGeneratorLoopDelayMs: echoResult.loop,
+        loadGeneratorPhases: echoResult.phases,
+        machine: echoMachine,
         peakRss: echoPeak.hwm,
         steadyCpuCores: echoCpuCores,
         connectSeconds: echoFleet.connectSeconds,
