@@ -1,7 +1,7 @@
 // What the kernel says about a process: CPU time from /proc/<pid>/stat, memory from
 // /proc/<pid>/status, I/O from /proc/<pid>/io. Linux only (so is the project's fleet).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statfsSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 
 let clockTicks;
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat (100 on every Linux we run on). */
@@ -119,4 +119,26 @@ export function machineCpuBetween(from, to) {
     busyShare: to.total > from.total ? +((to.busy - from.busy) / (to.total - from.total)).toFixed(3) : null,
     cpuWaitShare: from.someStallUs !== null && to.someStallUs !== null && wallMs > 0 ? +((to.someStallUs - from.someStallUs) / 1000 / wallMs).toFixed(3) : null,
   };
+}
+
+/**
+ * CPU time (ms) of every process whose command is `comm` (e.g. 'postgres': the local
+ * database's postmaster, backends and background workers), with the time of their reaped
+ * children (cutime + cstime): a backend that exits between two readings moves into its
+ * postmaster's, so the difference of two readings counts it once.
+ */
+export function cpuMsOfCommand(comm) {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== comm) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return (ticks * 1000) / clkTck();
 }

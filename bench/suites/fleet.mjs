@@ -12,7 +12,7 @@ import { pin, pinPostgres } from '../lib/affinity.mjs';
 import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
-import { cpuMs, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
+import { cpuMs, cpuMsOfCommand, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
 import { Histogram, ratio, summarize } from '../lib/stats.mjs';
 import { Worker } from '../lib/workers.mjs';
 
@@ -284,7 +284,9 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     // Whether the machine had a core for everyone, per phase: its busy share, the share of
     // time some runnable task waited for a core (PSI), and the server's event-loop thread's
     // own wait for one (docs/benchmarks.md, "who waits for a core").
-    const cpuAt = (name) => ({ name, machine: machineCpu(), serverRunQueueMs: runQueueWaitMs(pid), serverCpuMs: cpuMs(pid) });
+    // On PostgreSQL also the local database's CPU (every process named postgres: this run's
+    // backends and the server's shared work; other databases' too, none run meanwhile).
+    const cpuAt = (name) => ({ name, machine: machineCpu(), serverRunQueueMs: runQueueWaitMs(pid), serverCpuMs: cpuMs(pid), databaseCpuMs: databaseUrl ? cpuMsOfCommand('postgres') : null });
     const cpuMarks = [cpuAt('steady')];
     const countersAtSteady = await serverCounters(server);
     await sleep(steadyMs);
@@ -384,19 +386,20 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     for (let i = 0; i + 1 < cpuMarks.length; i++) {
       const [a, b] = [cpuMarks[i], cpuMarks[i + 1]];
       const wallSeconds = (b.machine.at - a.machine.at) / 1000;
-      const m = (machinePhases[a.name] ??= { wallSeconds: 0, serverCpuSeconds: 0, serverRunQueueSeconds: 0, busyShare: 0, cpuWaitShare: 0 });
+      const m = (machinePhases[a.name] ??= { wallSeconds: 0, serverCpuSeconds: 0, serverRunQueueSeconds: 0, databaseCpuSeconds: databaseUrl ? 0 : null, busyShare: 0, cpuWaitShare: 0 });
       const between = machineCpuBetween(a.machine, b.machine);
       // Shares are weighted by wall time when a phase occurs more than once (several rollouts).
       const weigh = (prev, x) => (x === null || prev === null ? null : (prev * m.wallSeconds + x * wallSeconds) / (m.wallSeconds + wallSeconds));
       m.busyShare = weigh(m.busyShare, between.busyShare);
       m.cpuWaitShare = weigh(m.cpuWaitShare, between.cpuWaitShare);
       m.serverCpuSeconds += (b.serverCpuMs - a.serverCpuMs) / 1000;
+      if (m.databaseCpuSeconds !== null) m.databaseCpuSeconds += (b.databaseCpuMs - a.databaseCpuMs) / 1000;
       m.serverRunQueueSeconds = a.serverRunQueueMs === null || b.serverRunQueueMs === null || m.serverRunQueueSeconds === null ? null : m.serverRunQueueSeconds + (b.serverRunQueueMs - a.serverRunQueueMs) / 1000;
       m.wallSeconds += wallSeconds;
     }
     const pct = (x) => (x === null ? 'n/a' : `${(100 * x).toFixed(0)}%`);
     for (const [name, m] of Object.entries(machinePhases)) {
-      progress(SUITE, `machine, ${name}: cores busy ${pct(m.busyShare)}, some task waiting for a core ${pct(m.cpuWaitShare)} of the time; server CPU ${(m.serverCpuSeconds / m.wallSeconds).toFixed(2)} cores, its event-loop thread waited for a core ${m.serverRunQueueSeconds === null ? 'n/a' : `${m.serverRunQueueSeconds.toFixed(1)} s`} of ${m.wallSeconds.toFixed(0)} s`);
+      progress(SUITE, `machine, ${name}: cores busy ${pct(m.busyShare)}, some task waiting for a core ${pct(m.cpuWaitShare)} of the time; server CPU ${(m.serverCpuSeconds / m.wallSeconds).toFixed(2)} cores${m.databaseCpuSeconds === null ? '' : `, PostgreSQL ${(m.databaseCpuSeconds / m.wallSeconds).toFixed(2)} cores`}, its event-loop thread waited for a core ${m.serverRunQueueSeconds === null ? 'n/a' : `${m.serverRunQueueSeconds.toFixed(1)} s`} of ${m.wallSeconds.toFixed(0)} s`);
     }
     const result = await stopFleet(fleet.clients);
     for (const [name, p] of Object.entries(result.phases)) {
