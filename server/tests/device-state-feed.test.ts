@@ -273,6 +273,39 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
     expect(await delivered(o)).toEqual([null]);
   });
 
+  // A wave's start writes one change per device through migration 6's triggers; the rows are
+  // written directly here to make thousands of them quickly. Before 2026-12-04 (late night)
+  // more than 1,000 at one look counted as a change of every device.
+  it('delivers each device of a 2,500-device wave start, not a change of every device', async () => {
+    const o = await open(engines[0]!);
+    await engines[0]!.exec(
+      o.location,
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n",
+    );
+    const seen = await delivered(o);
+    expect(seen).toHaveLength(2500);
+    expect(seen).not.toContain(null);
+    expect(new Set(seen)).toEqual(new Set(Array.from({ length: 2500 }, (_, i) => `dev-${i + 1}`)));
+    // And it goes on from there, one change at a time.
+    await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d7', fleet: 'lab', name: 'd7', now: NOW });
+    expect(await delivered(o)).toHaveLength(1);
+  });
+
+  it('delivers a change of every device when more than 20,000 changes wait at one look', async () => {
+    const o = await open(engines[0]!);
+    await engines[0]!.exec(
+      o.location,
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20001) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n",
+    );
+    const seen = await delivered(o);
+    // The pages read before the bound was passed were delivered; then every device at once.
+    expect(seen.at(-1)).toBeNull();
+    expect(seen.filter((d) => d === null)).toHaveLength(1);
+    expect(seen.length).toBeLessThanOrEqual(20_001);
+    // Caught up past all of them: nothing is delivered twice.
+    expect(await delivered(o)).toEqual([]);
+  });
+
   it('prunes only rows it has read, and only once they are old', async () => {
     const o = await open(engines[0]!);
     await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d6', fleet: 'lab', name: 'd6', now: NOW });
