@@ -276,12 +276,13 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
   // A wave's start writes one change per device through migration 6's triggers; the rows are
   // written directly here to make thousands of them quickly. Before 2026-12-04 (late night)
   // more than 1,000 at one look counted as a change of every device.
+  /** `count` changes of devices dev-1..dev-<count>, in one statement, as a wave's start writes them. */
+  const writeChanges = (o: Opened, count: number) =>
+    engines[0]!.exec(o.location, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count}) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n`);
+
   it('delivers each device of a 2,500-device wave start, not a change of every device', async () => {
     const o = await open(engines[0]!);
-    await engines[0]!.exec(
-      o.location,
-      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n",
-    );
+    await writeChanges(o, 2500);
     const seen = await delivered(o);
     expect(seen).toHaveLength(2500);
     expect(seen).not.toContain(null);
@@ -293,10 +294,7 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
 
   it('delivers a change of every device when more than 20,000 changes wait at one look', async () => {
     const o = await open(engines[0]!);
-    await engines[0]!.exec(
-      o.location,
-      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20001) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n",
-    );
+    await writeChanges(o, 20001);
     const seen = await delivered(o);
     // The pages read before the bound was passed were delivered; then every device at once.
     expect(seen.at(-1)).toBeNull();
