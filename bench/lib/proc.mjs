@@ -16,14 +16,17 @@ export function clkTck() {
   return clockTicks;
 }
 
-/** utime + stime of the whole process (all threads), in milliseconds. */
-export function cpuMs(pid) {
+/** The fields of /proc/<pid>/stat after the command name: [0] is state, [11] utime, [12] stime, [13] cutime, [14] cstime. */
+function statFields(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) may contain spaces; everything after its closing paren is fixed.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1000) / clkTck();
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** utime + stime of the whole process (all threads), in milliseconds. */
+export function cpuMs(pid) {
+  const fields = statFields(pid);
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clkTck();
 }
 
 /** VmRSS and VmHWM (peak RSS, kept by the kernel) in bytes. */
@@ -76,13 +79,13 @@ export function memoryPoller(pid, everyMs = 100) {
 }
 
 /**
- * Time a thread spent runnable but waiting for a core (second field of
- * /proc/<pid>/task/<tid>/schedstat, ns), in milliseconds; `tid` defaults to the main thread,
- * which runs the event loop. Null where the kernel has no schedstat (CONFIG_SCHED_INFO off).
+ * Time a process's main thread, which runs its event loop, spent runnable but waiting for a
+ * core (second field of /proc/<pid>/task/<pid>/schedstat, ns), in milliseconds. Null where the
+ * kernel has no schedstat (CONFIG_SCHED_INFO off).
  */
-export function runQueueWaitMs(pid = 'self', tid = pid) {
+export function runQueueWaitMs(pid = process.pid) {
   try {
-    const [, waitNs] = readFileSync(`/proc/${pid}/task/${tid === 'self' ? process.pid : tid}/schedstat`, 'utf8').trim().split(/\s+/);
+    const [, waitNs] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/);
     return Number(waitNs) / 1e6;
   } catch {
     return null;
@@ -133,8 +136,7 @@ export function cpuMsOfCommand(comm) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== comm) continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const fields = statFields(entry);
       ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     } catch {
       // Gone meanwhile.

@@ -282,10 +282,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     await startHeartbeats(fleet.clients, cfg.intervalSeconds);
     const steadyCpu0 = cpuMs(pid);
     // Whether the machine had a core for everyone, per phase: its busy share, the share of
-    // time some runnable task waited for a core (PSI), and the server's event-loop thread's
-    // own wait for one (docs/benchmarks.md, "who waits for a core").
-    // On PostgreSQL also the local database's CPU (every process named postgres: this run's
-    // backends and the server's shared work; other databases' too, none run meanwhile).
+    // time some runnable task waited for a core (PSI), the server's event-loop thread's own
+    // wait for one, and on PostgreSQL the local database's CPU (every process named postgres:
+    // this run's backends and the shared work; other databases' too, none run meanwhile).
+    // docs/benchmarks.md, "who waits for a core".
     const cpuAt = (name) => ({ name, machine: machineCpu(), serverRunQueueMs: runQueueWaitMs(pid), serverCpuMs: cpuMs(pid), databaseCpuMs: databaseUrl ? cpuMsOfCommand('postgres') : null });
     const cpuMarks = [cpuAt('steady')];
     const countersAtSteady = await serverCounters(server);

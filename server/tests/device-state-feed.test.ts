@@ -273,10 +273,11 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
     expect(await delivered(o)).toEqual([null]);
   });
 
-  // A wave's start writes one change per device through migration 6's triggers; the rows are
-  // written directly here to make thousands of them quickly. Before 2026-12-04 (late night)
-  // more than 1,000 at one look counted as a change of every device.
-  /** `count` changes of devices dev-1..dev-<count>, in one statement, as a wave's start writes them. */
+  /**
+   * `count` changes of devices dev-1..dev-<count>, as a wave's start writes them through
+   * migration 6's triggers, but in one statement so thousands are quick. Before 2026-12-04
+   * (late night) more than 1,000 at one look counted as a change of every device.
+   */
   const writeChanges = (o: Opened, count: number) =>
     engines[0]!.exec(o.location, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count}) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n`);
 
