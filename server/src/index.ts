@@ -1,6 +1,6 @@
 // @meshanics/server: the functions behind the CLI, reused by later surfaces (enrollment, REST API).
 export { MeshError, ERROR_TABLE, httpStatusFor, isMeshError, type ErrorCode, type ErrorKind } from './errors.js';
-export { createLogger, silentLogger, type Logger } from './log.js';
+export { createLogger, silentLogger, type Logger } from './observability/log.js';
 export {
   DEFAULT_TRUST_DOMAIN,
   dataDirLayout,
@@ -11,7 +11,7 @@ export {
   type InitDataDirOptions,
   type InitializedDataDir,
   type MeshanicsContext,
-} from './data-dir.js';
+} from './config/data-dir.js';
 export {
   startServer,
   DEFAULT_ARTIFACT_LISTEN,
@@ -31,8 +31,8 @@ export {
   type DeviceCa,
   type VerifiedCsr,
 } from './pki/index.js';
-export { provisionDevice, decommissionDevice, type DeviceCredentials } from './devices.js';
-export { publishArtifact, type PublishArtifactInput, type PublishedArtifact } from './artifacts.js';
+export { provisionDevice, decommissionDevice, type DeviceCredentials } from './fleet/devices.js';
+export { publishArtifact, type PublishArtifactInput, type PublishedArtifact } from './catalog/publish.js';
 export {
   createAssignment,
   getAssignment,
@@ -41,8 +41,8 @@ export {
   type CreateAssignmentInput,
   type CreatedAssignment,
   type ProbeInput,
-} from './assignments.js';
-export { knownArtifactKinds, knownProbeTypes } from './plugin-schemas.js';
+} from './fleet/assignments.js';
+export { knownArtifactKinds, knownProbeTypes } from './catalog/plugin-schemas.js';
 export {
   createEnrollmentToken,
   listEnrollmentTokens,
@@ -86,7 +86,7 @@ export {
   type LogRequestView,
   type RequestDeviceLogsInput,
 } from './logs/requests.js';
-export { parseDurationSeconds } from './durations.js';
+export { parseDurationSeconds } from './config/durations.js';
 export {
   createGroup,
   listGroups,
@@ -97,7 +97,7 @@ export {
   MAX_GROUP_DEVICES,
   type CreateGroupInput,
   type GroupView,
-} from './groups.js';
+} from './fleet/groups.js';
 export {
   createRollout,
   getRollout,
@@ -141,4 +141,4 @@ export {
   type Permission,
   type Requirement,
 } from './api/keys.js';
-export { DEFAULT_API_LISTEN } from './defaults.js';
+export { DEFAULT_API_LISTEN } from './config/defaults.js';

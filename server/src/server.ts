@@ -4,20 +4,20 @@ import type * as grpc from '@grpc/grpc-js';
 import type * as https from 'node:https';
 import type { FastifyInstance } from 'fastify';
 import { once } from 'node:events';
-import { createArtifactServer } from './artifacts-http.js';
-import { initDataDir } from './data-dir.js';
-import { startDeviceGrpcServer } from './device-service.js';
+import { createArtifactServer } from './catalog/artifact-server.js';
+import { initDataDir } from './config/data-dir.js';
+import { startDeviceGrpcServer } from './device-api/device-service.js';
 import { createEnrollmentServer } from './enrollment/http.js';
 import { MeshError } from './errors.js';
-import { formatHostPort, parseListenAddress, type ListenAddress } from './listen-address.js';
-import { silentLogger, type Logger } from './log.js';
+import { formatHostPort, parseListenAddress, type ListenAddress } from './config/listen-address.js';
+import { silentLogger, type Logger } from './observability/log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
-import { HeartbeatCache, type HeartbeatCacheOptions } from './heartbeat-cache.js';
-import { HeartbeatBatcher } from './heartbeat-batcher.js';
+import { HeartbeatCache, type HeartbeatCacheOptions } from './device-api/heartbeat-cache.js';
+import { HeartbeatBatcher } from './device-api/heartbeat-batcher.js';
 import type { DeviceStateFeed } from './store/index.js';
-import { ServerMetrics } from './metrics.js';
+import { ServerMetrics } from './observability/metrics.js';
 import { MAX_DEVICE_CERT_DAYS } from './pki/device-certificate.js';
-import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './public-endpoints.js';
+import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './config/public-endpoints.js';
 import { RolloutDriveQueue } from './rollouts/drive-queue.js';
 import { driveRollouts } from './rollouts/engine.js';
 
@@ -27,7 +27,7 @@ import {
   DEFAULT_ENROLL_LISTEN,
   DEFAULT_GRPC_LISTEN,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-} from './defaults.js';
+} from './config/defaults.js';
 
 export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
 const RESIGN_CHECK_INTERVAL_MS = 10 * 60 * 1000;

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../src/api/app.js';
 import { authenticateApiKey, createApiKey, grants, hashApiKey, listApiKeys, normalizePermissions, revokeApiKey } from '../src/api/keys.js';
-import { initDataDir, type MeshanicsContext } from '../src/data-dir.js';
+import { initDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
 import { httpStatusFor, isMeshError, MeshError } from '../src/errors.js';
 import { ALL_PERMISSIONS, call, key } from './api-helpers.js';
 import { tempDir } from './helpers.js';

@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApiKey } from '../src/api/keys.js';
-import { publishArtifact } from '../src/artifacts.js';
-import type { MeshanicsContext } from '../src/data-dir.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import type { MeshanicsContext } from '../src/config/data-dir.js';
 import { DeviceClient, provision, tempDir, type TestServer } from './helpers.js';
 
 export const ALL_PERMISSIONS = ['devices.manage', 'artifacts.manage', 'rollouts.manage', 'enrollment.manage', 'audit.manage', 'logs.manage'];

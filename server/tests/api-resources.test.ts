@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApi } from '../src/api/app.js';
-import { createAssignment } from '../src/assignments.js';
+import { createAssignment } from '../src/fleet/assignments.js';
 import { ALL_PERMISSIONS, call, closeDeviceClients, FILE_PROBE, key, publishModel, simDevices, type SimDevice } from './api-helpers.js';
 import { startTestServer, type TestServer } from './helpers.js';
 

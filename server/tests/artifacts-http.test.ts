@@ -2,8 +2,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact, type PublishedArtifact } from '../src/artifacts.js';
-import { decommissionDevice } from '../src/devices.js';
+import { publishArtifact, type PublishedArtifact } from '../src/catalog/publish.js';
+import { decommissionDevice } from '../src/fleet/devices.js';
 import { hashPrefixedTargetPath } from '@meshanics/core/contract';
 import { certificateFromAnotherCa, httpsGet, provision, startTestServer, tempDir, type TestServer, type TlsIdentity } from './helpers.js';
 

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/artifacts.js';
-import { createAssignment, getAssignment, type CreateAssignmentInput } from '../src/assignments.js';
-import { initDataDir, type MeshanicsContext } from '../src/data-dir.js';
-import { provisionDevice } from '../src/devices.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import { createAssignment, getAssignment, type CreateAssignmentInput } from '../src/fleet/assignments.js';
+import { initDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import { provisionDevice } from '../src/fleet/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { tempDir } from './helpers.js';
 

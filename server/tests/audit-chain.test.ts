@@ -10,9 +10,9 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { auditEventHash, canonicalJson, GENESIS_HASH } from '../src/audit/chain.js';
 import { exportAudit, verifyAudit } from '../src/audit/trail.js';
-import { initDataDir } from '../src/data-dir.js';
-import { provisionDevice } from '../src/devices.js';
-import { createGroup } from '../src/groups.js';
+import { initDataDir } from '../src/config/data-dir.js';
+import { provisionDevice } from '../src/fleet/devices.js';
+import { createGroup } from '../src/fleet/groups.js';
 import { MIGRATIONS, openStore } from '../src/store/index.js';
 import { tempDir } from './helpers.js';
 

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/artifacts.js';
-import { createAssignment, getAssignment } from '../src/assignments.js';
-import { decommissionDevice } from '../src/devices.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import { createAssignment, getAssignment } from '../src/fleet/assignments.js';
+import { decommissionDevice } from '../src/fleet/devices.js';
 import { SqlStore } from '../src/store/index.js';
 import { issueDeviceCertificate } from '../src/pki/index.js';
 import {

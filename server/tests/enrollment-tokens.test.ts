@@ -1,7 +1,7 @@
 // Enrollment token management as the CLI and the REST API call it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initDataDir, type InitializedDataDir } from '../src/data-dir.js';
-import { parseDurationSeconds } from '../src/durations.js';
+import { initDataDir, type InitializedDataDir } from '../src/config/data-dir.js';
+import { parseDurationSeconds } from '../src/config/durations.js';
 import { isMeshError } from '../src/errors.js';
 import { createEnrollmentToken, listEnrollmentTokens, revokeEnrollmentToken } from '../src/enrollment/tokens.js';
 import { tempDir } from './helpers.js';

@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decommissionDevice } from '../src/devices.js';
+import { decommissionDevice } from '../src/fleet/devices.js';
 import { createEnrollmentToken, revokeEnrollmentToken, listEnrollmentTokens } from '../src/enrollment/tokens.js';
 import { ENROLL_PATH, MAX_ENROLL_BODY_BYTES, type EnrollmentResponse } from '../src/enrollment/http.js';
 import {

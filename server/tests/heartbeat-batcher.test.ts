@@ -4,8 +4,8 @@
 // scenario needs (the interleaving cannot be timed from outside otherwise).
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HeartbeatBatcher, type HeartbeatInstalled } from '../src/heartbeat-batcher.js';
-import { silentLogger } from '../src/log.js';
+import { HeartbeatBatcher, type HeartbeatInstalled } from '../src/device-api/heartbeat-batcher.js';
+import { silentLogger } from '../src/observability/log.js';
 import { installedDigest, openStore, type InstalledSetWrite, type Store } from '../src/store/index.js';
 import { tempDir } from './helpers.js';
 

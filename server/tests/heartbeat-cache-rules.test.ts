@@ -2,7 +2,7 @@
 // are tested against real databases in device-state-feed.test.ts, and the whole through gRPC
 // in heartbeat-cache.test.ts): when an answer may be kept, used, and must be dropped.
 import { describe, expect, it } from 'vitest';
-import { HeartbeatCache, type HeartbeatView } from '../src/heartbeat-cache.js';
+import { HeartbeatCache, type HeartbeatView } from '../src/device-api/heartbeat-cache.js';
 
 const view = (deviceId: string, digest = 'd0'): HeartbeatView => ({
   deviceId,

@@ -6,8 +6,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/artifacts.js';
-import { createAssignment } from '../src/assignments.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import { createAssignment } from '../src/fleet/assignments.js';
 import { testEngines } from './engines.js';
 import { provision, REGISTER_REQUEST, startDeviceTestServer, tempDir, type DeviceTestServer } from './helpers.js';
 

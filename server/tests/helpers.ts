@@ -10,10 +10,10 @@ import { BaseFetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { afterAll } from 'vitest';
 import { loadDeviceService } from '@meshanics/core/contract';
-import { openDataDir, type MeshanicsContext } from '../src/data-dir.js';
-import { provisionDevice, type DeviceCredentials } from '../src/devices.js';
+import { openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import { provisionDevice, type DeviceCredentials } from '../src/fleet/devices.js';
 import { generateDeviceCa, issueDeviceCertificate, loadDeviceCa, writeDeviceCaIfMissing } from '../src/pki/index.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 // engines.ts imports tempDir from here: a cycle, harmless (neither uses the other at load time).
 import { freshPostgresDatabase } from './engines.js';
 import { startServer, type RunningServer, type StartServerOptions } from '../src/server.js';

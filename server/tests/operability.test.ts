@@ -4,9 +4,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openDataDir } from '../src/data-dir.js';
+import { openDataDir } from '../src/config/data-dir.js';
 import { startServer, type RunningServer } from '../src/server.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 import { DeviceClient, provision, REGISTER_REQUEST, tempDir } from './helpers.js';
 
 async function lastSeenAt(dataDir: string, name: string): Promise<string | null> {

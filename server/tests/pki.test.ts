@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initDataDir, type InitializedDataDir } from '../src/data-dir.js';
+import { initDataDir, type InitializedDataDir } from '../src/config/data-dir.js';
 import { isMeshError } from '../src/errors.js';
 import { deviceFromCertificate, issueDeviceCertificate } from '../src/pki/index.js';
 import { tempDir } from './helpers.js';

@@ -4,7 +4,7 @@ import * as crypto from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TUF_METADATA_PREFIX } from '@meshanics/core/contract';
-import { decommissionDevice } from '../src/devices.js';
+import { decommissionDevice } from '../src/fleet/devices.js';
 import { ENROLL_PATH, RENEW_PATH, type EnrollmentResponse } from '../src/enrollment/http.js';
 import { createEnrollmentToken } from '../src/enrollment/tokens.js';
 import { issueDeviceCertificate } from '../src/pki/index.js';

@@ -1,7 +1,7 @@
 // Progression steps after status reports are coalesced per rollout: one running, one waiting,
 // and a report never returns before a step that started after it has finished.
 import { describe, expect, it } from 'vitest';
-import { silentLogger, type Logger } from '../src/log.js';
+import { silentLogger, type Logger } from '../src/observability/log.js';
 import { RolloutDriveQueue } from '../src/rollouts/drive-queue.js';
 
 function gate() {

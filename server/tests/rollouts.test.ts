@@ -4,10 +4,10 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/artifacts.js';
-import { decommissionDevice } from '../src/devices.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import { decommissionDevice } from '../src/fleet/devices.js';
 import { httpStatusFor, MeshError } from '../src/errors.js';
-import { createGroup, getGroup, listGroups, setGroupDevices } from '../src/groups.js';
+import { createGroup, getGroup, listGroups, setGroupDevices } from '../src/fleet/groups.js';
 import { driveRollouts } from '../src/rollouts/engine.js';
 import {
   abortRollout,

@@ -3,12 +3,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Updater } from 'tuf-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/artifacts.js';
-import { openDataDir } from '../src/data-dir.js';
+import { publishArtifact } from '../src/catalog/publish.js';
+import { openDataDir } from '../src/config/data-dir.js';
 import { isMeshError, type MeshError } from '../src/errors.js';
 import { LIFETIME_MS } from '../src/tuf/index.js';
 import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
-import type { DeviceCredentials } from '../src/devices.js';
+import type { DeviceCredentials } from '../src/fleet/devices.js';
 
 let t: TestServer;
 let device: DeviceCredentials;

@@ -7,10 +7,10 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
-import type { MeshanicsContext } from '../data-dir.js';
-import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from '../defaults.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from '../config/defaults.js';
 import { httpStatusFor, MeshError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { authHook } from './auth.js';
 import { artifactRoutes, DEFAULT_MAX_ARTIFACT_BYTES } from './routes/artifacts.js';
 import { auditRoutes } from './routes/audit.js';

@@ -2,7 +2,7 @@
 // its config (`access`); one onRequest hook enforces it before the body is even read, so a
 // caller without the right never gets to stream an upload or learn what a body should hold.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/index.js';
 import { ALL_FLEETS, authenticateApiKey, grants, keyCoversFleet, type Requirement } from './keys.js';

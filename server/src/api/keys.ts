@@ -4,7 +4,7 @@
 // `approve` right.
 import * as crypto from 'node:crypto';
 import { isDnsLabel } from '@meshanics/core/contract';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/index.js';
 

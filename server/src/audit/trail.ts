@@ -1,7 +1,7 @@
 // Reading the audit trail back: export as NDJSON while verifying the chain, or just verify.
 // Events are read in pages (never one long-running statement), so an export streamed to a
 // slow client does not keep the database connection busy.
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import type { AuditEventRecord } from '../store/index.js';
 import { ChainVerifier, type ChainedAuditEvent, type ChainVerification } from './chain.js';
 

@@ -1,14 +1,14 @@
 // Shared plumbing of the CLI commands: flag parsing, JSON output, opening the data dir.
 import type { ParseArgsConfig } from 'node:util';
-import type { MeshanicsContext } from '../data-dir.js';
-import { PROBE_DEFAULTS } from '../defaults.js';
-import { parseDurationSeconds } from '../durations.js';
-import type { Logger, LoggerOptions } from '../log.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { PROBE_DEFAULTS } from '../config/defaults.js';
+import { parseDurationSeconds } from '../config/durations.js';
+import type { Logger, LoggerOptions } from '../observability/log.js';
 
 // Everything heavier (gRPC, x509, SQLite, TUF) is imported by the command that needs it,
 // so `--help` and usage errors answer at once.
 export async function createLogger(options: LoggerOptions): Promise<Logger> {
-  return (await import('../log.js')).createLogger(options);
+  return (await import('../observability/log.js')).createLogger(options);
 }
 
 export const PROG = 'meshanics-server';
@@ -126,7 +126,7 @@ export async function printFromDataDir(values: Values, command: Command, fn: (ct
 
 export async function withDataDir<T>(values: Values, command: Command, fn: (ctx: MeshanicsContext) => Promise<T> | T): Promise<T> {
   const logger = await createLogger({ fd: 2, level: logLevel(values, command, 'warn') });
-  const { initDataDir, isDataDirInitialized, openDataDir } = await import('../data-dir.js');
+  const { initDataDir, isDataDirInitialized, openDataDir } = await import('../config/data-dir.js');
   const dir = dataDir(values);
   // A fresh data dir is initialized first, so a first `device issue-cert` needs no `init`.
   const url = databaseUrl(values);

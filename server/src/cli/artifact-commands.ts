@@ -24,7 +24,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
         spec: jsonOpt(values, 'spec', command) ?? '{}',
         actor: 'operator:cli',
       };
-      const { publishArtifact } = await import('../artifacts.js');
+      const { publishArtifact } = await import('../catalog/publish.js');
       await printFromDataDir(values, command, (ctx) => publishArtifact(ctx, input));
     },
   },
@@ -55,7 +55,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
         probe: probeOpt(values, command),
         actor: 'operator:cli',
       };
-      const { createAssignment } = await import('../assignments.js');
+      const { createAssignment } = await import('../fleet/assignments.js');
       const created = await withDataDir(values, command, (ctx) => createAssignment(ctx, input));
       print({ assignmentId: created.assignmentId, superseded: created.superseded });
     },
@@ -68,7 +68,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
     help: [],
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
-      const { getAssignment } = await import('../assignments.js');
+      const { getAssignment } = await import('../fleet/assignments.js');
       await printFromDataDir(values, command, (ctx) => getAssignment(ctx, positionals[0]!));
     },
   },

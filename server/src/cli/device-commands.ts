@@ -1,8 +1,8 @@
 // device issue-cert and device decommission.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PRIVATE_FILE_MODE, ensurePrivateDir, writeFileAtomic } from '../atomic-file.js';
-import { DEFAULT_DEVICE_CERT_DAYS } from '../defaults.js';
+import { PRIVATE_FILE_MODE, ensurePrivateDir, writeFileAtomic } from '../config/atomic-file.js';
+import { DEFAULT_DEVICE_CERT_DAYS } from '../config/defaults.js';
 import { intOpt, print, required, requireFlags, UsageError, withDataDir, type Command } from './args.js';
 
 export const DEVICE_COMMANDS: Command[] = [
@@ -35,7 +35,7 @@ export const DEVICE_COMMANDS: Command[] = [
         const fleet = required(values, 'fleet', command);
         const out = path.resolve(required(values, 'out', command));
         const days = intOpt(values, 'days', command, DEFAULT_DEVICE_CERT_DAYS);
-        const { provisionDevice } = await import('../devices.js');
+        const { provisionDevice } = await import('../fleet/devices.js');
         const devices = await withDataDir(values, command, async (ctx) => {
           const issued = [];
           for (const name of names) {
@@ -70,7 +70,7 @@ export const DEVICE_COMMANDS: Command[] = [
       if (fs.existsSync(files.key) && values.force !== true) {
         throw new UsageError(`${files.key} exists; pass --force to replace it`, command.name);
       }
-      const { provisionDevice } = await import('../devices.js');
+      const { provisionDevice } = await import('../fleet/devices.js');
       const creds = await withDataDir(values, command, (ctx) => provisionDevice(ctx, { fleet, name, days, actor: 'operator:cli' }));
       ensurePrivateDir(out);
       writeFileAtomic(files.key, creds.keyPem, PRIVATE_FILE_MODE);
@@ -98,7 +98,7 @@ export const DEVICE_COMMANDS: Command[] = [
       requireFlags(values, command, ['fleet', 'name']);
       const fleet = required(values, 'fleet', command);
       const name = required(values, 'name', command);
-      const { decommissionDevice } = await import('../devices.js');
+      const { decommissionDevice } = await import('../fleet/devices.js');
       await withDataDir(values, command, (ctx) => decommissionDevice(ctx, { fleet, name, actor: 'operator:cli' }));
       print({ fleet, name, decommissioned: true });
     },

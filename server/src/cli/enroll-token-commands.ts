@@ -1,5 +1,5 @@
 // enroll-token create | ls | revoke: thin wrappers over enrollment/tokens.ts.
-import { DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS } from '../defaults.js';
+import { DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS } from '../config/defaults.js';
 import { durationOpt, intOpt, print, printFromDataDir, required, stringOpt, withDataDir, type Command } from './args.js';
 
 const ACTOR = 'operator:cli';

@@ -1,8 +1,8 @@
 // logs request | ls | download: thin wrappers over logs/requests.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../atomic-file.js';
-import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../defaults.js';
+import { writeFileAtomic } from '../config/atomic-file.js';
+import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../config/defaults.js';
 import { intOpt, print, printFromDataDir, required, requireFlags, stringOpt, withDataDir, type Command } from './args.js';
 
 export const LOGS_COMMANDS: Command[] = [

@@ -10,7 +10,7 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
     help: ['  MODULE                 path of the plugin\'s schema module (e.g. node_modules/@vendor/x/dist/schema.js)'],
     positionals: { min: 1, max: 1 },
     async run(values, positionals, command) {
-      const { addCustomSchema } = await import('../custom-plugin-schemas.js');
+      const { addCustomSchema } = await import('../catalog/custom-plugin-schemas.js');
       const added = await withDataDir(values, command, async (ctx) => {
         const file = await addCustomSchema(ctx.layout.root, positionals[0]!);
         await ctx.store.appendAudit({ actor: 'operator:cli', action: 'plugin_schema.added', subject: `${file.what}-kind:${file.kind}`, details: { source: file.source } });
@@ -26,7 +26,7 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
     options: {},
     help: [],
     async run(values, _positionals, command) {
-      const { loadCustomSchemas } = await import('../custom-plugin-schemas.js');
+      const { loadCustomSchemas } = await import('../catalog/custom-plugin-schemas.js');
       print({ schemas: await withDataDir(values, command, (ctx) => loadCustomSchemas(ctx.layout.root).map(({ what, kind, source, addedAt }) => ({ what, kind, source, addedAt }))) });
     },
   },

@@ -21,7 +21,7 @@ export const GROUP_COMMANDS: Command[] = [
     async run(values, _positionals, command) {
       requireFlags(values, command, ['fleet', 'name', 'devices']);
       const input = { fleet: required(values, 'fleet', command), name: required(values, 'name', command), devices: deviceList(values, command), actor: ACTOR };
-      const { createGroup } = await import('../groups.js');
+      const { createGroup } = await import('../fleet/groups.js');
       await printFromDataDir(values, command, (ctx) => createGroup(ctx, input));
     },
   },
@@ -36,7 +36,7 @@ export const GROUP_COMMANDS: Command[] = [
       const fleet = required(values, 'fleet', command);
       const name = required(values, 'name', command);
       const devices = deviceList(values, command);
-      const { setGroupDevices } = await import('../groups.js');
+      const { setGroupDevices } = await import('../fleet/groups.js');
       await printFromDataDir(values, command, (ctx) => setGroupDevices(ctx, fleet, name, devices, ACTOR));
     },
   },
@@ -50,7 +50,7 @@ export const GROUP_COMMANDS: Command[] = [
       requireFlags(values, command, ['fleet', 'name']);
       const fleet = required(values, 'fleet', command);
       const name = required(values, 'name', command);
-      const { getGroup } = await import('../groups.js');
+      const { getGroup } = await import('../fleet/groups.js');
       await printFromDataDir(values, command, (ctx) => getGroup(ctx, fleet, name));
     },
   },
@@ -62,7 +62,7 @@ export const GROUP_COMMANDS: Command[] = [
     help: ['  --fleet FLEET          only this fleet'],
     async run(values, _positionals, command) {
       const fleet = stringOpt(values, 'fleet');
-      const { listGroups } = await import('../groups.js');
+      const { listGroups } = await import('../fleet/groups.js');
       await printFromDataDir(values, command, (ctx) => listGroups(ctx, fleet === undefined ? {} : { fleet }));
     },
   },

@@ -8,7 +8,7 @@ import {
   DEFAULT_HEARTBEAT_CACHE_SIZE,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   DEFAULT_TRUST_DOMAIN,
-} from '../defaults.js';
+} from '../config/defaults.js';
 import {
   createLogger,
   dataDir,
@@ -123,7 +123,7 @@ export const SERVE_COMMANDS: Command[] = [
     ],
     async run(values, _positionals, command) {
       const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
-      const { initDataDir } = await import('../data-dir.js');
+      const { initDataDir } = await import('../config/data-dir.js');
       const ctx = await initDataDir({
         dataDir: dataDir(values),
         hostnames: hostnames(values),

@@ -64,7 +64,7 @@ export const TUF_COMMANDS: Command[] = [
       const exported = await withDataDir(values, command, (ctx) => ctx.tuf.onlineKeys());
       const out = stringOpt(values, 'out');
       if (out === undefined) return print(exported);
-      const { writeFileAtomic } = await import('../atomic-file.js');
+      const { writeFileAtomic } = await import('../config/atomic-file.js');
       writeFileAtomic(path.resolve(out), JSON.stringify(exported, null, 2) + '\n');
       print({ out: path.resolve(out), versions: exported.versions, keyids: Object.fromEntries(Object.entries(exported.keys).map(([r, k]) => [r, k.keyid])) });
     },

@@ -3,7 +3,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { isDnsLabel } from '@meshanics/core/contract';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { isMeshError, MeshError, type ErrorCode } from '../errors.js';
 import { verifyCsr } from '../pki/csr.js';
 import { issueDeviceCertificate, type CertificateValidity, type IssuedCertificate } from '../pki/device-certificate.js';

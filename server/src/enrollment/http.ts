@@ -6,9 +6,9 @@
 import * as https from 'node:https';
 import type * as http from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { httpStatusFor, MeshError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { CertificateValidity } from '../pki/device-certificate.js';
 import { enrollDevice, renewDeviceCertificate, type EnrollmentBundle } from './enroll.js';
 

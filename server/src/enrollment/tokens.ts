@@ -3,11 +3,11 @@
 // sha256, so a copy of the database cannot enroll anything.
 import * as crypto from 'node:crypto';
 import { isDnsLabel } from '@meshanics/core/contract';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import type { EnrollmentTokenRecord } from '../store/index.js';
 
-import { DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS } from '../defaults.js';
+import { DEFAULT_ENROLLMENT_TOKEN_TTL_SECONDS } from '../config/defaults.js';
 
 export const ENROLLMENT_TOKEN_PREFIX = 'mesh_enr_';
 export const MAX_TOKEN_TTL_SECONDS = 365 * 86_400;

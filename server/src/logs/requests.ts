@@ -4,11 +4,11 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import type { LogRequestWithDevice } from '../store/index.js';
 
-import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../defaults.js';
+import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../config/defaults.js';
 
 export { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES };
 /**

@@ -5,9 +5,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { PRIVATE_FILE_MODE, ensurePrivateDir, renameDurable, tempPathIn } from '../atomic-file.js';
-import { Refusal } from '../device-refusal.js';
-import type { Logger } from '../log.js';
+import { PRIVATE_FILE_MODE, ensurePrivateDir, renameDurable, tempPathIn } from '../config/atomic-file.js';
+import { Refusal } from '../device-api/refusal.js';
+import type { Logger } from '../observability/log.js';
 import type { DeviceRecord, LogRequestRecord, Store } from '../store/index.js';
 import { logBundlePath, logUploadLimit } from './requests.js';
 

@@ -1,6 +1,6 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../atomic-file.js';
+import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
 import { MeshError } from '../errors.js';
 import {
   CLOCK_SKEW_MS,

@@ -4,7 +4,7 @@ import { MeshError } from '../errors.js';
 import type { DeviceCa } from './device-ca.js';
 import { CLOCK_SKEW_MS, deviceKeyType, ECDSA_SHA256, importPublicKey, randomSerialNumber, spkiSha256, x509 } from './x509.js';
 
-import { DEFAULT_DEVICE_CERT_DAYS } from '../defaults.js';
+import { DEFAULT_DEVICE_CERT_DAYS } from '../config/defaults.js';
 
 export { DEFAULT_DEVICE_CERT_DAYS };
 export const MAX_DEVICE_CERT_DAYS = 397;

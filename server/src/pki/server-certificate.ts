@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../atomic-file.js';
+import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
 import type { DeviceCa } from './device-ca.js';
 import { CLOCK_SKEW_MS, DAY_MS, ECDSA_SHA256, generateP256KeyPair, importPublicKey, randomSerialNumber, sameSpki, x509 } from './x509.js';
 

@@ -1,7 +1,7 @@
 // The operator's view of a rollout: per device its wave, state, timestamps and reason;
 // counts per state and per wave (docs/operator-api.md, "Rollout detail").
 import { TERMINAL_STATES } from '@meshanics/core/contract';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import type {
   ArtifactRecord,
   AssignmentState,

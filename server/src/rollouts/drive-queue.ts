@@ -4,7 +4,7 @@
 // quadratic (10,000 devices: a handful of reports per second). Here a rollout gets at most
 // one step per `minIntervalMs` (start to start): requests made meanwhile all wait for the
 // next step, which starts after the one running (if any) and so sees every report before it.
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 
 interface RolloutState {
   running: boolean;

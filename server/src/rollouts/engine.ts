@@ -5,7 +5,7 @@
 // row lock (SELECT ... FOR UPDATE), and the decision is taken on what it reads under them, so
 // two replicas never both advance a wave: the second one sees the wave already started.
 import { TERMINAL_STATES } from '@meshanics/core/contract';
-import type { MeshanicsContext } from '../data-dir.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
 import { decide, failureCount, progressOf, type DeviceOutcome, type RolloutProgress } from './progress.js';
 

@@ -2,11 +2,11 @@
 // write transaction that also runs the progression step, so its effect (a wave that starts,
 // a rollout that completes) is visible as soon as it returns.
 import * as crypto from 'node:crypto';
-import { validateProbe, type ProbeInput } from '../assignments.js';
-import type { MeshanicsContext } from '../data-dir.js';
+import { validateProbe, type ProbeInput } from '../fleet/assignments.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
-import { resolveGroupDevices } from '../groups.js';
-import { assertDevicesSupportKind } from '../device-capabilities.js';
+import { resolveGroupDevices } from '../fleet/groups.js';
+import { assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Signature, type Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../atomic-file.js';
+import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
 import { MeshError } from '../errors.js';
 import { TufError } from './errors.js';
 import type { SigningRole } from './lifetimes.js';

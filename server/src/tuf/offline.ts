@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, Root, Targets, type Key } from '@tufjs/models';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../config/atomic-file.js';
 import { publisherDelegation, DEFAULT_DELEGATED_PATHS } from './delegation.js';
 import { TufError } from './errors.js';
 import { exportPublicKey, generateKeyFile, importPublicKey, loadKeyFile, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';

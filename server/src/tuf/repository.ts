@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../config/atomic-file.js';
 import { MeshError } from '../errors.js';
 import { checkImportedDelegation, DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './delegation.js';
 import { TufError } from './errors.js';

@@ -7,10 +7,10 @@ import { pipeline } from 'node:stream/promises';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
-import { publishArtifact } from '../../artifacts.js';
-import { tempPathIn } from '../../atomic-file.js';
+import { publishArtifact } from '../../catalog/publish.js';
+import { tempPathIn } from '../../config/atomic-file.js';
 import { MeshError } from '../../errors.js';
-import { artifactSpecSchema, knownArtifactKinds } from '../../plugin-schemas.js';
+import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
 import type { ArtifactRecord } from '../../store/index.js';
 import { actorOf } from '../auth.js';
 import {

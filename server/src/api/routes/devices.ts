@@ -2,7 +2,7 @@
 // operator side of device logs (request, list, download).
 import * as fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import { decommissionDevice } from '../../devices.js';
+import { decommissionDevice } from '../../fleet/devices.js';
 import { MeshError } from '../../errors.js';
 import { getLogBundle, listLogRequests, MAX_LOG_BYTES, requestDeviceLogs, type LogRequestView } from '../../logs/requests.js';
 import type { DeviceRecord } from '../../store/index.js';

@@ -1,4 +1,4 @@
-import type { MeshanicsContext } from '../../data-dir.js';
+import type { MeshanicsContext } from '../../config/data-dir.js';
 
 /** What every route module gets from buildApi. */
 export interface ApiRouteOptions {

@@ -3,10 +3,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { PROBE_COMMON_SCHEMA, type JsonSchema } from '@meshanics/core/contract';
-import { PROBE_DEFAULTS } from '../../defaults.js';
+import { PROBE_DEFAULTS } from '../../config/defaults.js';
 import { MeshError } from '../../errors.js';
-import { createGroup, getGroup, GROUP_NAME, listGroups, MAX_GROUP_DEVICES, setGroupDevices } from '../../groups.js';
-import { knownProbeTypes, probeSpecSchema } from '../../plugin-schemas.js';
+import { createGroup, getGroup, GROUP_NAME, listGroups, MAX_GROUP_DEVICES, setGroupDevices } from '../../fleet/groups.js';
+import { knownProbeTypes, probeSpecSchema } from '../../catalog/plugin-schemas.js';
 import {
   abortRollout,
   ABORT_POLICIES,

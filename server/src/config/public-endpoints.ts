@@ -1,10 +1,10 @@
 // What enrolled devices are told to connect to. Defaults to the bound listeners, which is right
 // on one host; behind NAT, a load balancer or a wildcard bind (0.0.0.0) the operator says it.
 import * as net from 'node:net';
-import type { DeviceEndpoints } from './enrollment/http.js';
-import { MeshError } from './errors.js';
+import type { DeviceEndpoints } from '../enrollment/http.js';
+import { MeshError } from '../errors.js';
 import { parseListenAddress } from './listen-address.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../observability/log.js';
 
 export function publicGrpcAddress(value: string): string {
   const { port } = parseListenAddress(value, '--public-grpc-address');

@@ -15,16 +15,16 @@ import {
   type ReportArtifactStatusRequest,
   type ReportArtifactStatusResponse,
 } from '@meshanics/core/contract';
-import { InvalidRequest, validateHeartbeat, validateRegister, validateReport } from './device-request-validation.js';
-import { Refusal } from './device-refusal.js';
-import { MeshError } from './errors.js';
-import type { Logger } from './log.js';
-import { receiveLogUpload, type UploadLogsChunk } from './logs/upload.js';
+import { InvalidRequest, validateHeartbeat, validateRegister, validateReport } from './request-validation.js';
+import { Refusal } from './refusal.js';
+import { MeshError } from '../errors.js';
+import type { Logger } from '../observability/log.js';
+import { receiveLogUpload, type UploadLogsChunk } from '../logs/upload.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
-import { deviceFromCertificate, type PeerDevice } from './pki/peer-identity.js';
-import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from './store/index.js';
-import { WriteBatcher } from './store/write-batcher.js';
+import { deviceFromCertificate, type PeerDevice } from '../pki/peer-identity.js';
+import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from '../store/index.js';
+import { WriteBatcher } from '../store/write-batcher.js';
 
 export const MAX_DEVICE_MESSAGE_BYTES = 1024 * 1024;
 

@@ -2,10 +2,10 @@
 // device rows and the audit trail.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import type { MeshanicsContext } from './data-dir.js';
-import { MeshError } from './errors.js';
-import { generateP256KeyPair } from './pki/x509.js';
-import { issueDeviceCertificate, type IssuedCertificate } from './pki/device-certificate.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { MeshError } from '../errors.js';
+import { generateP256KeyPair } from '../pki/x509.js';
+import { issueDeviceCertificate, type IssuedCertificate } from '../pki/device-certificate.js';
 import { deviceSpiffeId } from '@meshanics/core/contract';
 
 export interface DeviceCredentials extends IssuedCertificate {

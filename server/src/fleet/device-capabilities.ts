@@ -1,8 +1,8 @@
 // A device is only ever given what it said it can handle: the artifact kinds its agent
 // advertised in Register (one plugin each). A device that has not registered yet has said
 // nothing; it may be assigned to, and its agent re-validates and refuses an unknown kind.
-import type { DeviceRecord } from './store/index.js';
-import { MeshError } from './errors.js';
+import type { DeviceRecord } from '../store/index.js';
+import { MeshError } from '../errors.js';
 
 function advertisedKinds(device: DeviceRecord): string[] {
   return device.capabilities.filter((c) => c.kind === 'ARTIFACT').map((c) => c.name);

@@ -1,19 +1,19 @@
 // The data dir holds everything a server instance is: its database, device CA, server TLS
 // certificate and TUF repository. `serve` and one-shot CLI commands may use it at the same
 // time; the database write lock serializes every change that spans several files.
-import { loadCustomSchemas } from './custom-plugin-schemas.js';
+import { loadCustomSchemas } from '../catalog/custom-plugin-schemas.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deviceSpiffeId } from '@meshanics/core/contract';
 import { ensureDir, ensurePrivateDir, writeFileAtomic } from './atomic-file.js';
-import { MeshError } from './errors.js';
-import { silentLogger, type Logger } from './log.js';
+import { MeshError } from '../errors.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 // PKI modules load @peculiar/x509 (slow to import): loaded on first use, so one-shot CLI
 // commands that never touch a certificate start fast.
-import type { DeviceCa } from './pki/device-ca.js';
-import type { ServerTlsMaterial } from './pki/server-certificate.js';
-import { isPostgresUrl, openStore, type QueryObserver, type Store } from './store/index.js';
-import { TufRepository } from './tuf/repository.js';
+import type { DeviceCa } from '../pki/device-ca.js';
+import type { ServerTlsMaterial } from '../pki/server-certificate.js';
+import { isPostgresUrl, openStore, type QueryObserver, type Store } from '../store/index.js';
+import { TufRepository } from '../tuf/repository.js';
 
 import { DEFAULT_TRUST_DOMAIN } from './defaults.js';
 
@@ -136,7 +136,7 @@ function createContext(layout: DataDirLayout, config: DataDirConfig, store: Stor
     tuf: new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, async (fn) => await store.withWriteLock(fn)),
     logger,
     deviceCa: () =>
-      (ca ??= import('./pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
+      (ca ??= import('../pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
     close: async () => await store.close(),
   };
 }
@@ -200,8 +200,8 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
       return created;
     });
 
-    const { generateDeviceCa, writeDeviceCaIfMissing } = await import('./pki/device-ca.js');
-    const { ensureServerCertificate } = await import('./pki/server-certificate.js');
+    const { generateDeviceCa, writeDeviceCaIfMissing } = await import('../pki/device-ca.js');
+    const { ensureServerCertificate } = await import('../pki/server-certificate.js');
     const caFiles = { keyFile: layout.caKeyFile, certFile: layout.caCertFile };
     if (!fs.existsSync(layout.caCertFile)) {
       // Generate outside the lock (async), write inside it; the loser of a race discards its CA.

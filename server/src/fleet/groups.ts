@@ -1,9 +1,9 @@
 // Static device groups: a named list of device names in one fleet. Names are kept as given
 // and resolved whenever the group is read or used, so a name that does not resolve to a
 // live device of the fleet comes back in `unresolved` instead of being dropped silently.
-import type { MeshanicsContext } from './data-dir.js';
-import { MeshError } from './errors.js';
-import type { DeviceRecord, GroupRecord } from './store/index.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { MeshError } from '../errors.js';
+import type { DeviceRecord, GroupRecord } from '../store/index.js';
 
 export const GROUP_NAME = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
 export const MAX_GROUP_DEVICES = 10_000;

@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { TUF_METADATA_PREFIX, TUF_TARGETS_PREFIX } from '@meshanics/core/contract';
-import type { Logger } from './log.js';
-import { deviceFromCertificate } from './pki/peer-identity.js';
-import type { Store } from './store/index.js';
+import type { Logger } from '../observability/log.js';
+import { deviceFromCertificate } from '../pki/peer-identity.js';
+import type { Store } from '../store/index.js';
 
 export interface ArtifactServerOptions {
   metadataDir: string;

@@ -5,8 +5,8 @@
 // changed (DeviceStateFeed: migration 6's triggers, whoever wrote), so an answer is used only
 // while the feed is caught up and no change to its device has been seen since it was read.
 import type { AssignmentMessage, HeartbeatResponse } from '@meshanics/core/contract';
-import { DEFAULT_HEARTBEAT_CACHE_SIZE } from './defaults.js';
-import type { DeviceStateFeed } from './store/index.js';
+import { DEFAULT_HEARTBEAT_CACHE_SIZE } from '../config/defaults.js';
+import type { DeviceStateFeed } from '../store/index.js';
 
 /** What a heartbeat of a registered, not decommissioned device is answered from. */
 export interface HeartbeatView {

@@ -2,12 +2,12 @@
 import { assertDevicesSupportKind } from './device-capabilities.js';
 import * as crypto from 'node:crypto';
 import { compileSchema, parseAndValidate, PROBE_COMMON_SCHEMA, type ProbeContract } from '@meshanics/core/contract';
-import type { MeshanicsContext } from './data-dir.js';
-import { MeshError } from './errors.js';
-import { knownProbeTypes, probeSpecValidator } from './plugin-schemas.js';
-import type { AssignmentRecord, AssignmentState, ProbeRecord, StatusReportRecord } from './store/index.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { MeshError } from '../errors.js';
+import { knownProbeTypes, probeSpecValidator } from '../catalog/plugin-schemas.js';
+import type { AssignmentRecord, AssignmentState, ProbeRecord, StatusReportRecord } from '../store/index.js';
 
-import { PROBE_DEFAULTS } from './defaults.js';
+import { PROBE_DEFAULTS } from '../config/defaults.js';
 
 export { PROBE_DEFAULTS };
 

@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { MeshError } from './errors.js';
+import { MeshError } from '../errors.js';
 
 export interface ListenAddress {
   host: string;

@@ -3,9 +3,9 @@
 // process. Rollout states are read from the database when scraped, so every replica reports
 // the fleet-wide numbers.
 import client from 'prom-client';
-import type { DeviceServiceMetrics, HeartbeatTiming } from './device-service.js';
-import type { HeartbeatCache } from './heartbeat-cache.js';
-import type { QueryObserver, Store } from './store/index.js';
+import type { DeviceServiceMetrics, HeartbeatTiming } from '../device-api/device-service.js';
+import type { HeartbeatCache } from '../device-api/heartbeat-cache.js';
+import type { QueryObserver, Store } from '../store/index.js';
 
 export class ServerMetrics implements DeviceServiceMetrics {
   readonly registry = new client.Registry();

@@ -8,8 +8,8 @@
 // Both are safe to defer: every heartbeat carries the whole installed set and is compared with
 // the digest stored at that time, so a lost or skipped write is made by the next heartbeat.
 // Status reports are not batched here: they are committed before they are acknowledged.
-import type { Logger } from './log.js';
-import { installedDigest, type InstalledSetWrite, type Store } from './store/index.js';
+import type { Logger } from '../observability/log.js';
+import { installedDigest, type InstalledSetWrite, type Store } from '../store/index.js';
 
 export const DEFAULT_HEARTBEAT_FLUSH_MS = 1000;
 

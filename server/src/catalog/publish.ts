@@ -12,11 +12,11 @@ import {
   hashPrefixedTargetPath,
   parseAndValidate,
 } from '@meshanics/core/contract';
-import { ensureDirDurable, renameDurable, tempPathIn } from './atomic-file.js';
-import type { MeshanicsContext } from './data-dir.js';
-import { MeshError } from './errors.js';
+import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-file.js';
+import type { MeshanicsContext } from '../config/data-dir.js';
+import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
-import type { ArtifactRecord } from './store/index.js';
+import type { ArtifactRecord } from '../store/index.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */

@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JsonSchema } from '@meshanics/core/contract';
-import { writeFileAtomic } from './atomic-file.js';
-import { MeshError } from './errors.js';
+import { writeFileAtomic } from '../config/atomic-file.js';
+import { MeshError } from '../errors.js';
 import { registerSpecSchema } from './plugin-schemas.js';
 
 const KIND = /^[a-z][a-z0-9-]{0,62}$/;

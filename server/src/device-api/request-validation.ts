@@ -12,7 +12,7 @@ import {
   type RegisterRequest,
   type ReportArtifactStatusRequest,
 } from '@meshanics/core/contract';
-import type { DeviceProfile, InstalledRecord } from './store/index.js';
+import type { DeviceProfile, InstalledRecord } from '../store/index.js';
 
 export class InvalidRequest extends Error {}
 
