@@ -1,3 +1,9 @@
+// api/ owns the operator REST API: this Fastify app, authentication and authorization (auth.ts), API keys (keys.ts),
+// request validation (validation.ts), shared JSON Schemas (schemas.ts) and one module per resource in routes/.
+// May import: catalog/, fleet/, rollouts/, logs/requests.ts, enrollment/tokens.ts, audit/, store/, config/,
+// observability/, ../errors.ts, @meshanics/core/contract: a route calls the functions the CLI calls. Never
+// device-api/ or server.ts. Imported by server.ts (lazily) and cli/apikey-commands.ts (keys.ts).
+//
 // The operator REST API (docs/operator-api.md): a Fastify app under /api/v1, built apart from
 // any listener so tests can `inject` into it. Every route declares JSON Schemas for what it
 // reads and returns; the OpenAPI document is generated from them.

@@ -1,3 +1,7 @@
+// audit/ owns the hash-chained audit trail: the chain's hash and its verifier (chain.ts, pure; store/ imports it to
+// append inside its write transaction, store/sql-audit.ts) and reading the trail back (this file: export, verify).
+// May import: chain.ts nothing of the server; trail.ts types from store/ and config/.
+//
 // Reading the audit trail back: export as NDJSON while verifying the chain, or just verify.
 // Events are read in pages (never one long-running statement), so an export streamed to a
 // slow client does not keep the database connection busy.

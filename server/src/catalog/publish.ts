@@ -1,3 +1,10 @@
+// catalog/ owns what devices may be given: publishing an artifact version (this file), the schemas of the kinds and
+// probe types the server accepts (plugin-schemas.ts, from the plugins' side-effect-free `/schema` subpaths;
+// custom-plugin-schemas.ts, vendor schemas kept as JSON) and the artifact HTTPS server (artifact-server.ts).
+// May import: store/ (types), config/, pki/ (peer identity), observability/, ../errors.ts, @meshanics/core/contract and
+// the plugins' `/schema` subpaths, never a plugin's main entry (no device code runs in the server). TUF is reached
+// through the data dir's context, not by importing tuf/.
+//
 // Publishing an artifact version: validate, stage the bytes, sign them into TUF, and only
 // then record them in the catalog. A device only ever acts on what TUF signed, so the catalog
 // must never list something TUF does not.

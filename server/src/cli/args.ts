@@ -1,3 +1,7 @@
+// cli/ owns the `meshanics-server` commands, one file per command group, and their shared plumbing (this file);
+// ../cli.ts dispatches. A command imports the folder it wraps only when it runs (dynamic import).
+// May import: any folder, and server.ts (serve). Nothing imports cli/ but ../cli.ts.
+//
 // Shared plumbing of the CLI commands: flag parsing, JSON output, opening the data dir.
 import type { ParseArgsConfig } from 'node:util';
 import type { MeshanicsContext } from '../config/data-dir.js';

@@ -1,3 +1,11 @@
+// config/ owns how a server instance is set up: the data dir and the context opened from it (this file), defaults
+// (defaults.ts), durations (durations.ts), listen addresses (listen-address.ts), the endpoints devices are told
+// (public-endpoints.ts) and the temp-fsync-rename writer every folder uses (atomic-file.ts).
+// May import: ../errors.ts, observability/log.ts, @meshanics/core/contract. atomic-file, defaults, durations and
+// listen-address import nothing of the server but errors.ts, because everything imports them.
+// Exception: this file opens what the data dir holds, so it imports store/, tuf/repository.ts, pki/ (lazily) and
+// catalog/custom-plugin-schemas.ts; public-endpoints.ts takes a type from enrollment/http.ts.
+//
 // The data dir holds everything a server instance is: its database, device CA, server TLS
 // certificate and TUF repository. `serve` and one-shot CLI commands may use it at the same
 // time; the database write lock serializes every change that spans several files.

@@ -1,3 +1,10 @@
+// device-api/ owns the device gRPC API: DeviceService (this file), request validation (request-validation.ts),
+// refusals with their gRPC status and MESH_ERR code (refusal.ts), heartbeat answers kept in memory (heartbeat-cache.ts)
+// and heartbeat writes in batches (heartbeat-batcher.ts).
+// May import: store/, pki/ (peer identity), logs/upload.ts (the UploadLogs body), config/, observability/,
+// ../errors.ts, @grpc/grpc-js, @meshanics/core/contract. Never api/, catalog/, fleet/, rollouts/ or server.ts:
+// server.ts wires it. logs/upload.ts imports refusal.ts back (the one cycle between folders; docs/architecture.md).
+//
 // meshanics.device.v1.DeviceService: the only surface agents talk to, served over mTLS.
 // The caller is whoever its verified client certificate says; no request field can name a
 // device (spec: "Identity comes from the certificate, never the request").

@@ -1,3 +1,8 @@
+// enrollment/ owns how a device joins and stays enrolled: enrollment tokens (tokens.ts), enrollment and renewal as
+// checks plus one transaction (this file) and the HTTPS endpoint /enroll/v1/{enroll,renew} (http.ts).
+// May import: pki/ (CSR, certificates, peer identity), store/ (types), config/, observability/, ../errors.ts,
+// @meshanics/core/contract. Never api/, device-api/, fleet/ or server.ts.
+//
 // Enrollment and renewal, independent of HTTP: the checks, their order, the one transaction
 // that makes a device, and the audit trail of every success and refusal.
 import * as crypto from 'node:crypto';

@@ -1,3 +1,9 @@
+// fleet/ owns the devices and what each is given: device lifecycle (devices.ts: issue a certificate, decommission),
+// static groups (groups.ts), assignments of an artifact version with its probe (this file) and the artifact kinds a
+// device advertised (device-capabilities.ts).
+// May import: store/ (types), pki/ (certificates), catalog/plugin-schemas.ts (probe specs), config/, ../errors.ts,
+// @meshanics/core/contract. Never api/, device-api/ or rollouts/ (rollouts/ builds on fleet/, not the other way).
+//
 // Assigning an artifact version to one device, with the health probe that guards its swap.
 import { assertDevicesSupportKind } from './device-capabilities.js';
 import * as crypto from 'node:crypto';

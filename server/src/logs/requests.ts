@@ -1,3 +1,8 @@
+// logs/ owns device logs: the operator's requests and delivered bundles (this file) and the body of the device's
+// UploadLogs call (upload.ts).
+// May import: store/ (types), config/, observability/, ../errors.ts, @grpc/grpc-js, and device-api/refusal.ts (an
+// upload is refused like every device call). device-api/ imports upload.ts back: the one cycle between folders.
+//
 // Operator side of device logs: ask a device for its logs, see what was asked and delivered,
 // fetch a delivered bundle. The device learns of a request from its next heartbeat and answers
 // with UploadLogs (logs/upload.ts).

@@ -1,3 +1,9 @@
+// pki/ owns certificates: the device CA (device-ca.ts), device certificates (device-certificate.ts), the server's TLS
+// certificate (server-certificate.ts), CSRs (csr.ts), the device a verified peer certificate names (peer-identity.ts)
+// and the one place @peculiar/x509 is loaded (x509.ts).
+// May import: @peculiar/x509, config/atomic-file.ts, config/defaults.ts, ../errors.ts, @meshanics/core/contract.
+// Nothing else of the server.
+
 export { type DeviceCa, type DeviceCaFiles, generateDeviceCa, loadDeviceCa, writeDeviceCaIfMissing } from './device-ca.js';
 export {
   DEFAULT_DEVICE_CERT_DAYS,

@@ -1,3 +1,9 @@
+// rollouts/ owns rollouts: strategy and waves (strategy.ts, wave-plan.ts), the decision as a pure function of what is
+// stored (progress.ts), the engine that applies it in one write transaction (engine.ts), operator actions
+// (service.ts), the detail view (detail.ts) and the queue that coalesces steps after status reports (drive-queue.ts).
+// May import: fleet/ (groups, assignments, capabilities), store/, config/, observability/, ../errors.ts,
+// @meshanics/core/contract. Never api/, device-api/ or catalog/. Imported by api/, cli/ and server.ts.
+//
 // Rollouts: a group, an artifact version, a probe and a strategy of waves, driven by the engine.
 export {
   createRollout,

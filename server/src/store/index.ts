@@ -1,3 +1,9 @@
+// store/ owns persistence: every SQL statement of the server, behind the Store interface (store.ts), written once
+// (sql-store.ts, sql-*.ts) over the Db seam (db.ts) with a SQLite and a PostgreSQL driver (db-sqlite.ts,
+// db-postgres.ts), the migrations, group commit (write-batcher.ts) and the DeviceStateFeed (state-feed-*.ts).
+// May import: better-sqlite3, pg, ../errors.ts, @meshanics/core/contract, and audit/chain.ts (the chain's hash, which
+// the store computes inside its write transaction). Nothing else of the server: every other folder builds on it.
+
 import { SqliteDb } from './db-sqlite.js';
 import { PostgresDb } from './db-postgres.js';
 import type { Db, QueryObserver } from './db.js';

@@ -1,3 +1,9 @@
+// tuf/ owns the server's TUF repository: metadata and targets on disk (repository.ts), role keys (keys.ts),
+// lifetimes (lifetimes.ts), the publisher delegation (delegation.ts), the offline key ceremony (offline.ts) and its
+// refusals (errors.ts).
+// May import: @tufjs/models, @tufjs/canonical-json, config/atomic-file.ts, ../errors.ts. Nothing else of the server;
+// publishing (catalog/) reaches the repository through the data dir's context.
+
 export {
   TufRepository,
   TUF_SPEC_VERSION,
