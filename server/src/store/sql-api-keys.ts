@@ -64,8 +64,6 @@ export class SqlApiKeys implements ApiKeyStore {
   }
 }
 
-// Duplicated from sql-store.ts on purpose (kept private there): the listing decodes the
-// same columns.
 // A device is online when it is not decommissioned and its last contact is within three of
 // its heartbeat intervals (its own, or the server's default). Timestamps are ISO 8601 UTC
 // text, which SQLite's julianday() and PostgreSQL's timestamptz both read. 1 or 0 on both.
