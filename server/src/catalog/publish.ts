@@ -16,7 +16,9 @@ import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-fi
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
-import type { ArtifactRecord } from '../store/index.js';
+import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
+import type { NewArtifactRecord } from '../store/index.js';
+import type { NewTarget } from '../tuf/index.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */
@@ -32,6 +34,8 @@ export interface PublishArtifactInput {
   fileName?: string;
   /** Optional free-form manifest; signed into the TUF target next to the spec and kept in the catalog. */
   manifest?: Record<string, unknown>;
+  /** The fleet the artifact belongs to, or `*` (the default) for every fleet (catalog/tenancy.ts). */
+  fleet?: string;
 }
 
 export interface PublishedArtifact {
@@ -41,6 +45,7 @@ export interface PublishedArtifact {
   targetPath: string;
   sha256: string;
   length: number;
+  fleet: string;
 }
 
 function validateInput(input: PublishArtifactInput): Record<string, unknown> {
@@ -108,15 +113,12 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
   return { staged, sha256: hash.digest('hex'), length };
 }
 
-function conflict(name: string, version: string): MeshError {
-  return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
-}
-
 export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
   const spec = validateInput(input);
+  const fleet = checkArtifactFleet(input.fleet ?? EVERY_FLEET);
   const { store, tuf, layout } = ctx;
   // Cheap early answer; the authoritative check is repeated under the lock below.
-  if (await store.getArtifact(input.name, input.version)) throw conflict(input.name, input.version);
+  await assertPublishable(store, input.name, input.version, fleet);
 
   // The target's file segment is the artifact name: already validated as path-safe, and
   // independent of whatever the uploaded file happened to be called (kept in the catalog).
@@ -124,7 +126,10 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
   const { staged, sha256, length } = await stageFile(input.file, layout.tufStagingDir);
   try {
     return await store.withWriteLock(async () => {
-      if (await store.getArtifact(input.name, input.version) || tuf.hasTarget(targetPath)) throw conflict(input.name, input.version);
+      await assertPublishable(store, input.name, input.version, fleet);
+      if (tuf.hasTarget(targetPath)) {
+        throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${input.name}@${input.version} is already published; publish a new version`);
+      }
       // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
       ensureDirDurable(path.dirname(finalPath));
@@ -132,13 +137,15 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       let versions;
       try {
         const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
-        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
+        // The owning fleet goes to the TUF layer too (it signs each fleet's targets apart).
+        const target: NewTarget & { fleet: string } = { path: targetPath, sha256, length, custom: { meshanics: custom }, fleet };
+        versions = await tuf.addTarget(target);
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
         throw err;
       }
       const now = new Date().toISOString();
-      const record: ArtifactRecord = {
+      const record: NewArtifactRecord = {
         id: crypto.randomUUID(),
         name: input.name,
         version: input.version,
@@ -150,6 +157,7 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         spec,
         manifest: input.manifest ?? null,
         createdAt: now,
+        fleet,
       };
       await store.insertArtifact(record);
       await store.appendAudit({
@@ -157,10 +165,10 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         actor: input.actor ?? 'operator',
         action: 'artifact.published',
         subject: `artifact:${input.name}@${input.version}`,
-        details: { kind: input.kind, targetPath, sha256, length, targetsVersion: versions.targets },
+        details: { kind: input.kind, fleet, targetPath, sha256, length, targetsVersion: versions.targets },
       });
-      ctx.logger.info({ artifact: input.name, version: input.version, targetPath, sha256, length, tuf: versions }, 'artifact published');
-      return { name: input.name, version: input.version, kind: input.kind, targetPath, sha256, length };
+      ctx.logger.info({ artifact: input.name, version: input.version, fleet, targetPath, sha256, length, tuf: versions }, 'artifact published');
+      return { name: input.name, version: input.version, kind: input.kind, targetPath, sha256, length, fleet };
     });
   } finally {
     await fs.promises.rm(staged, { force: true });

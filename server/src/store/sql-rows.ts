@@ -88,13 +88,15 @@ export function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
     spec: json(r[`${prefix}spec`], {}),
     manifest: json(r[`${prefix}manifest`], null),
     createdAt: str(r[`${prefix}created_at`]),
+    fleet: str(r[`${prefix}fleet`]),
+    withdrawnAt: strOrNull(r[`${prefix}withdrawn_at`]),
   };
 }
 
 /** Rows per multi-row INSERT of reports and installed items (SQLite's parameter limit is 32,766). */
 export const REPORT_SLICE = 1000;
 
-export const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at'];
+export const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at', 'fleet', 'withdrawn_at'];
 
 export const ASSIGNMENT_COLUMNS = ['id', 'device_id', 'artifact_id', 'artifact_name', 'rollout_id', 'probe', 'state', 'reason', 'active', 'created_at', 'updated_at'];
 

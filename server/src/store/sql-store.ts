@@ -19,6 +19,7 @@ import { SqlRollouts } from './sql-rollouts.js';
 import { SqlStatusReports } from './sql-status-reports.js';
 import { num } from './sql-rows.js';
 import type {
+  ArtifactHolders,
   ArtifactRecord,
   AssignmentRecord,
   AuditEventRecord,
@@ -31,6 +32,7 @@ import type {
   DeviceStateFeedOptions,
   InstalledRecord,
   InstalledSetWrite,
+  NewArtifactRecord,
   NewAuditEvent,
   NewStatusReport,
   ReportingDevice,
@@ -190,8 +192,20 @@ export class SqlStore implements Store {
     return this.artifacts.getArtifactById(id);
   }
 
-  insertArtifact(a: ArtifactRecord): Promise<void> {
+  insertArtifact(a: NewArtifactRecord): Promise<void> {
     return this.artifacts.insertArtifact(a);
+  }
+
+  artifactNameOwner(name: string): Promise<string | undefined> {
+    return this.artifacts.artifactNameOwner(name);
+  }
+
+  artifactHolders(artifact: Pick<ArtifactRecord, 'id' | 'name' | 'version'>, rolloutStatuses: readonly string[]): Promise<ArtifactHolders> {
+    return this.artifacts.artifactHolders(artifact, rolloutStatuses);
+  }
+
+  markArtifactWithdrawn(id: string, now: string): Promise<boolean> {
+    return this.artifacts.markArtifactWithdrawn(id, now);
   }
 
   // --- assignments (sql-assignments.ts) and status reports (sql-status-reports.ts)
