@@ -88,6 +88,7 @@ describe('REST API over a real socket', () => {
       ['post', '/api/v1/artifacts'],
       ['get', '/api/v1/artifacts'],
       ['get', '/api/v1/artifacts/{name}/{version}'],
+      ['delete', '/api/v1/artifacts/{name}/{version}'],
       ['post', '/api/v1/groups'],
       ['get', '/api/v1/groups'],
       ['get', '/api/v1/groups/{fleet}/{name}'],
