@@ -9,7 +9,6 @@ import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { ACTIVE_ROLLOUT_STATUSES } from '../rollouts/service.js';
 import type { ArtifactHolders, ArtifactRecord } from '../store/index.js';
-import type { RepositoryVersions } from '../tuf/index.js';
 import { EVERY_FLEET, fleetMayManage, fleetMayUse } from './tenancy.js';
 
 export interface WithdrawArtifactInput {
@@ -30,11 +29,6 @@ export interface WithdrawnArtifact {
   fleet: string;
   targetPath: string;
   withdrawnAt: string;
-}
-
-/** The TUF layer's removal (TufRepository.removeTarget: signs publisher, snapshot, timestamp anew). */
-interface TargetRemover {
-  removeTarget(targetPath: string): Promise<RepositoryVersions>;
 }
 
 /** Holders named in the refusal; the details carry the whole (bounded) list. */
@@ -81,7 +75,7 @@ export async function withdrawArtifact(ctx: MeshanicsContext, input: WithdrawArt
       details: { fleet: artifact.fleet, targetPath: artifact.targetPath, sha256: artifact.sha256 },
     });
     // The signing last: if it fails, the transaction rolls back and nothing changed.
-    const versions = await (ctx.tuf as unknown as TargetRemover).removeTarget(artifact.targetPath);
+    const versions = await ctx.tuf.removeTarget(artifact.targetPath);
     return { artifact, versions, now };
   });
   const { artifact, versions, now } = withdrawn;

@@ -444,6 +444,21 @@ export class TufRepository {
   }
 
   /**
+   * Removes one target from the publisher role: publisher N+1, snapshot N+1, timestamp N+1.
+   * STAND-IN on branch fleet23 until branch tuf23's removeTarget lands (take tuf23's at merge).
+   */
+  removeTarget(targetPath: string, now = new Date()): Promise<RepositoryVersions> {
+    return this.lock(() => {
+      const state = this.migrateToDelegation(this.readState(), now);
+      const current = state.publisher!.metadata.signed;
+      if (!(targetPath in current.targets)) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `TUF target ${targetPath} is not signed`);
+      const { [targetPath]: _removed, ...targets } = current.targets;
+      const next = new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets });
+      return this.commit(state, { publisher: next }, now);
+    });
+  }
+
+  /**
    * The online re-signer: renews whichever of targets (only while its key is online),
    * publisher, snapshot and timestamp has less than half its lifetime left. `overdue` names
    * roles that are due but whose key is offline: the operator must sign them offline.
