@@ -59,6 +59,7 @@ describe('publishing into the TUF repository', () => {
       targetPath: 'detector/1.0.0/detector',
       sha256: crypto.createHash('sha256').update(bytes).digest('hex'),
       length: bytes.length,
+      fleet: '*',
     });
     const { updater: u } = updater();
     await u.refresh();
