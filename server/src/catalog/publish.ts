@@ -18,7 +18,6 @@ import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
 import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
 import type { NewArtifactRecord } from '../store/index.js';
-import type { NewTarget } from '../tuf/index.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */
@@ -137,9 +136,7 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       let versions;
       try {
         const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
-        // The owning fleet goes to the TUF layer too (it signs each fleet's targets apart).
-        const target: NewTarget & { fleet: string } = { path: targetPath, sha256, length, custom: { meshanics: custom }, fleet };
-        versions = await tuf.addTarget(target);
+        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom }, fleet });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
         throw err;
