@@ -89,6 +89,16 @@ export interface Artifact {
   spec: Record<string, unknown>;
   manifest: Record<string, unknown> | null;
   createdAt: string;
+  /** The fleet it belongs to, or `*` for every fleet. */
+  fleet: string;
+}
+
+export interface WithdrawnArtifact {
+  name: string;
+  version: string;
+  fleet: string;
+  targetPath: string;
+  withdrawnAt: string;
 }
 
 export interface Group {

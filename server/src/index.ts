@@ -33,6 +33,7 @@ export {
 } from './pki/index.js';
 export { provisionDevice, decommissionDevice, type DeviceCredentials } from './fleet/devices.js';
 export { publishArtifact, type PublishArtifactInput, type PublishedArtifact } from './catalog/publish.js';
+export { withdrawArtifact, type WithdrawArtifactInput, type WithdrawnArtifact } from './catalog/withdraw.js';
 export {
   createAssignment,
   getAssignment,

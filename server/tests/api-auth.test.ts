@@ -36,6 +36,7 @@ const ROUTES: Array<{ method: string; url: string; needs: string; body?: unknown
   { method: 'POST', url: '/api/v1/artifacts', needs: 'artifacts.write' },
   { method: 'GET', url: '/api/v1/artifacts', needs: 'artifacts.read' },
   { method: 'GET', url: '/api/v1/artifacts/nope/1.0.0', needs: 'artifacts.read' },
+  { method: 'DELETE', url: '/api/v1/artifacts/nope/1.0.0', needs: 'artifacts.write' },
   { method: 'POST', url: '/api/v1/groups', needs: 'devices.write', body: { fleet: 'lab', name: 'g', devices: [] } },
   { method: 'GET', url: '/api/v1/groups', needs: 'devices.read' },
   { method: 'GET', url: '/api/v1/groups/lab/g', needs: 'devices.read' },

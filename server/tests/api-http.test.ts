@@ -88,6 +88,7 @@ describe('REST API over a real socket', () => {
       ['post', '/api/v1/artifacts'],
       ['get', '/api/v1/artifacts'],
       ['get', '/api/v1/artifacts/{name}/{version}'],
+      ['delete', '/api/v1/artifacts/{name}/{version}'],
       ['post', '/api/v1/groups'],
       ['get', '/api/v1/groups'],
       ['get', '/api/v1/groups/{fleet}/{name}'],
@@ -123,7 +124,7 @@ describe('REST API over a real socket', () => {
     const bytes = crypto.randomBytes(100_000);
     const created = await upload({ name: 'detector', version: '2.0.0', kind: 'model', spec: '{"fileName":"model.onnx"}', manifest: '{"accuracy":"0.93"}' }, { bytes, name: 'detector.onnx' });
     expect(created.status).toBe(201);
-    expect(created.json).toEqual({ name: 'detector', version: '2.0.0', kind: 'model', targetPath: 'detector/2.0.0/detector', sha256: sha256(bytes), length: bytes.length });
+    expect(created.json).toEqual({ name: 'detector', version: '2.0.0', kind: 'model', targetPath: 'detector/2.0.0/detector', sha256: sha256(bytes), length: bytes.length, fleet: '*' });
 
     const shown = await getJson('/api/v1/artifacts/detector/2.0.0');
     expect(shown.status).toBe(200);

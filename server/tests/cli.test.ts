@@ -116,6 +116,28 @@ describe('meshanics-server CLI', () => {
     expect((shown.reports as unknown[]).length).toBe(1);
   });
 
+  it('publishes into a fleet with --fleet, refuses it to a device of another fleet, and withdraws a version nobody holds', async () => {
+    const env = { MESHANICS_DATA_DIR: dataDir };
+    await cliJson(['device', 'issue-cert', '--fleet', 'other', '--name', 'edge-9', '--out', path.join(tempDir(), 'creds')], env);
+    const artifact = path.join(tempDir(), 'tool.bin');
+    fs.writeFileSync(artifact, crypto.randomBytes(1000));
+    const pub = await cliJson(['artifact', 'publish', artifact, '--name', 'cli-tool', '--version', '1.0.0', '--kind', 'model', '--fleet', 'cli'], env);
+    expect(pub).toMatchObject({ name: 'cli-tool', fleet: 'cli' });
+    const refused = await cli(
+      ['assign', '--fleet', 'other', '--device', 'edge-9', '--artifact', 'cli-tool@1.0.0', '--probe-type', 'file', '--probe-spec', '{"path":"/run/ready"}'],
+      env,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('MESH_ERR_ARTIFACT_FLEET_MISMATCH');
+    expect(refused.stderr).toContain('artifact cli-tool@1.0.0 belongs to fleet "cli": devices of fleet "other" may not use it');
+
+    const withdrawn = await cliJson(['artifact', 'withdraw', 'cli-tool@1.0.0'], env);
+    expect(withdrawn).toMatchObject({ name: 'cli-tool', version: '1.0.0', fleet: 'cli', withdrawnAt: expect.any(String) });
+    const again = await cli(['artifact', 'withdraw', 'cli-tool@1.0.0'], env);
+    expect([again.code, again.stderr]).toEqual([1, expect.stringContaining('MESH_ERR_ARTIFACT_NOT_FOUND')]);
+    expect((await cli(['artifact', 'withdraw', 'cli-tool'], env)).code).toBe(2);
+  });
+
   it('serializes publishers in separate processes through the database lock', async () => {
     const files = Array.from({ length: 4 }, (_, i) => {
       const f = path.join(tempDir(), `blob${i}`);
@@ -217,7 +239,7 @@ describe('meshanics-server CLI', () => {
     expect(badSpec.stderr).toContain('spec/fileName must match pattern');
     const helps = await Promise.all(
       [
-        ['serve'], ['init'], ['device', 'issue-cert'], ['device', 'decommission'], ['artifact', 'publish'], ['assign'], ['assignment', 'show'],
+        ['serve'], ['init'], ['device', 'issue-cert'], ['device', 'decommission'], ['artifact', 'publish'], ['artifact', 'withdraw'], ['assign'], ['assignment', 'show'],
         ['enroll-token', 'create'], ['enroll-token', 'ls'], ['enroll-token', 'revoke'], ['logs', 'request'], ['logs', 'ls'], ['logs', 'download'],
       ].map(
         (c) => cli([...c, '--help']),

@@ -211,4 +211,60 @@ describe.each(engines)('store on $name', (engine) => {
       await b.close();
     }
   });
+  it('upgrades a version-7 catalog in place: its artifacts become every fleet\'s, stay listed, and keep owning their names', async () => {
+    const location = await engine.fresh();
+    const v7 = await openStore(location, { migrations: MIGRATIONS.filter((m) => m.version <= 7) });
+    const now = new Date().toISOString();
+    // The row as a version-7 server wrote it (no fleet, no withdrawn_at column yet).
+    await (v7 as SqlStore).db.run(
+      `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, manifest, created_at)
+       VALUES ('old-a', 'detector', '1.0.0', 'model', 'd.onnx', 'artifacts/detector/1.0.0/detector', ?, 3, '{}', NULL, ?)`,
+      ['1'.repeat(64), now],
+    );
+    await v7.close();
+    const v8 = await openStore(location);
+    try {
+      expect(await v8.schemaVersion()).toBe(8);
+      expect(await v8.getArtifact('detector', '1.0.0')).toMatchObject({ id: 'old-a', fleet: '*', withdrawnAt: null });
+      expect(await v8.artifactNameOwner('detector')).toBe('*');
+      // A key bound to any fleet lists it; a filter on another owner does not.
+      const page = { limit: 10, offset: 0 };
+      expect((await v8.operatorViews.listArtifacts({ visibleTo: 'fleet-a' }, page)).rows.map((a) => a.id)).toEqual(['old-a']);
+      expect((await v8.operatorViews.listArtifacts({ fleet: 'fleet-a' }, page)).total).toBe(0);
+      // New rows name their fleet; listings keep fleets apart.
+      await v8.insertArtifact({
+        id: 'b-1', name: 'b-only', version: '1', kind: 'model', fileName: 'b', targetPath: 'artifacts/b-only/1/b-only',
+        sha256: '2'.repeat(64), length: 1, spec: {}, createdAt: now, fleet: 'fleet-b',
+      });
+      expect((await v8.operatorViews.listArtifacts({ visibleTo: 'fleet-a' }, page)).rows.map((a) => a.id)).toEqual(['old-a']);
+      expect((await v8.operatorViews.listArtifacts({ visibleTo: 'fleet-b' }, page)).rows.map((a) => a.id).sort()).toEqual(['b-1', 'old-a']);
+      expect(await v8.artifactNameOwner('b-only')).toBe('fleet-b');
+    } finally {
+      await v8.close();
+    }
+  });
+
+  it('names what holds an artifact version, and withdraws it once: withdrawn versions leave the listing but keep their row', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date().toISOString();
+      const { deviceId, assignmentId } = await deviceWithAssignment(store, 'd1', now);
+      const a1 = (await store.getArtifactById('a1'))!;
+      expect(await store.artifactHolders(a1, ['running'])).toEqual({ rollouts: [], devices: [{ fleet: 'f', name: 'd1', holds: 'assigned' }] });
+      // Superseded by another version: the device is assigned nothing of a1, but still runs it.
+      await store.insertArtifact({ ...a1, id: 'a2', version: '2', targetPath: 'm/2/m' });
+      await store.insertAssignment({ ...(await store.getAssignment(assignmentId))!, id: 'as-2', artifactId: 'a2', createdAt: now, updatedAt: now });
+      await store.replaceInstalled(deviceId, [{ name: 'm', kind: 'model', version: '1', sha256: a1.sha256, state: 'HEALTHY' }], now);
+      expect((await store.artifactHolders(a1, ['running'])).devices).toEqual([{ fleet: 'f', name: 'd1', holds: 'installed' }]);
+      await store.replaceInstalled(deviceId, [], now);
+      expect(await store.artifactHolders(a1, ['running'])).toEqual({ rollouts: [], devices: [] });
+
+      expect(await store.markArtifactWithdrawn('a1', now)).toBe(true);
+      expect(await store.markArtifactWithdrawn('a1', now)).toBe(false);
+      expect((await store.getArtifactById('a1'))?.withdrawnAt).toBe(now);
+      expect((await store.operatorViews.listArtifacts({}, { limit: 10, offset: 0 })).rows.map((a) => a.id)).toEqual(['a2']);
+    } finally {
+      await store.close();
+    }
+  });
 });

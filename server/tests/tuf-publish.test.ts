@@ -59,6 +59,7 @@ describe('publishing into the TUF repository', () => {
       targetPath: 'detector/1.0.0/detector',
       sha256: crypto.createHash('sha256').update(bytes).digest('hex'),
       length: bytes.length,
+      fleet: '*',
     });
     const { updater: u } = updater();
     await u.refresh();
@@ -129,6 +130,29 @@ describe('publishing into the TUF repository', () => {
     } finally {
       await second.close();
     }
+  });
+
+  it('removeTarget withdraws a signed target (publisher, snapshot, timestamp N+1) and a device no longer finds it', async () => {
+    const kept = await publishArtifact(t.ctx, { file: file(Buffer.from('kept')), name: 'withdraw', version: '1.0.0', kind: 'model' });
+    const gone = await publishArtifact(t.ctx, { file: file(Buffer.from('gone')), name: 'withdraw', version: '2.0.0', kind: 'model' });
+    const before = t.ctx.tuf.versions();
+    const versions = await t.ctx.tuf.removeTarget(gone.targetPath);
+    expect(versions).toEqual({ ...before, publisher: before.publisher! + 1, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1 });
+    expect(t.ctx.tuf.hasTarget(gone.targetPath)).toBe(false);
+    const { updater: u } = updater();
+    await u.refresh();
+    expect(await u.getTargetInfo(gone.targetPath)).toBeUndefined();
+    expect((await u.getTargetInfo(kept.targetPath))?.hashes.sha256).toBe(kept.sha256);
+  });
+
+  it('removeTarget refuses a path that is not signed (MESH_ERR_ARTIFACT_NOT_FOUND) and changes nothing', async () => {
+    const before = t.ctx.tuf.versions();
+    const metadataFiles = fs.readdirSync(t.ctx.layout.tufMetadataDir).sort();
+    const err = await rejection(t.ctx.tuf.removeTarget('never/1.0.0/never'));
+    expect(err.code).toBe('MESH_ERR_ARTIFACT_NOT_FOUND');
+    expect(err.message).toContain('never/1.0.0/never');
+    expect(t.ctx.tuf.versions()).toEqual(before);
+    expect(fs.readdirSync(t.ctx.layout.tufMetadataDir).sort()).toEqual(metadataFiles);
   });
 
   it('re-signs snapshot and timestamp only once less than half their lifetime is left', async () => {

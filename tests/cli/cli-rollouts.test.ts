@@ -49,6 +49,7 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
       targetPath: expect.stringMatching(/^detector\/1\.0\.0\//),
       sha256: createHash('sha256').update(bytes).digest('hex'),
       length: bytes.length,
+      fleet: '*',
     });
     const again = await meshanics(['artifacts', 'publish', file, '--name', 'detector', '--version', '1.0.0', '--kind', 'model'], admin);
     expect(again.code).toBe(5);
@@ -61,8 +62,8 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     await writeFile(v2, randomBytes(4096));
     expect((await meshanics(['artifacts', 'publish', v2, '--name', 'detector', '--version', '2.0.0', '--kind', 'model', '--json'], admin)).code).toBe(0);
     const table = await meshanics(['artifacts', 'ls'], admin);
-    expect(table.stdout).toMatch(/^NAME\s+VERSION\s+KIND/);
-    expect(table.stdout).toMatch(/detector\s+2\.0\.0\s+model/);
+    expect(table.stdout).toMatch(/^NAME\s+VERSION\s+FLEET\s+KIND/);
+    expect(table.stdout).toMatch(/detector\s+2\.0\.0\s+\*\s+model/);
     const show = await meshanics(['artifacts', 'show', 'detector@1.0.0', '--json'], admin);
     expect(json(show).sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect((await meshanics(['artifacts', 'show', 'detector@7.7.7'], admin)).code).toBe(4);
@@ -151,6 +152,28 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     const early = await meshanics(['logs', 'download', pending.id, '--out', path.join(root, 'early.gz')], admin);
     expect(early.code).toBe(5);
     await expect(stat(path.join(root, 'early.gz'))).rejects.toThrow();
+  });
+
+  it('withdraws an artifact version nobody holds (0), refuses one devices hold with exit 5 naming them, publishes into a named fleet', async () => {
+    const file = path.join(root, 'tool.bin');
+    await writeFile(file, randomBytes(1024));
+    const published = await meshanics(['artifacts', 'publish', file, '--name', 'lab-tool', '--version', '1.0.0', '--kind', 'model', '--fleet', 'lab', '--json'], admin);
+    expect(published.code, published.stderr).toBe(0);
+    expect(json(published).fleet).toBe('lab');
+    expect((await meshanics(['artifacts', 'ls', '--fleet', 'lab'], admin)).stdout).toMatch(/lab-tool\s+1\.0\.0\s+lab\s+model/);
+
+    const withdrawn = await meshanics(['artifacts', 'withdraw', 'lab-tool@1.0.0'], admin);
+    expect(withdrawn.code, withdrawn.stderr).toBe(0);
+    expect(withdrawn.stdout).toMatch(/withdrawn:\s+lab-tool@1\.0\.0/);
+    expect((await meshanics(['artifacts', 'show', 'lab-tool@1.0.0'], admin)).code).toBe(4);
+    expect((await meshanics(['artifacts', 'withdraw', 'lab-tool@1.0.0'], admin)).code).toBe(4);
+
+    // The simulated devices run detector 1.0.0 (the first rollout): held.
+    const held = await meshanics(['artifacts', 'withdraw', 'detector@1.0.0'], admin);
+    expect(held.code).toBe(5);
+    expect(held.stderr).toMatch(/artifact detector@1\.0\.0 is still held by .*device lab\/sim-\d \((assigned|installed)\)/);
+    expect((await meshanics(['artifacts', 'show', 'detector@1.0.0'], admin)).code).toBe(0);
+    expect((await meshanics(['artifacts', 'withdraw', 'detector'], admin)).code).toBe(2);
   });
 
   it('audit verify and export exit 0 on an intact chain and 6 once a row was changed behind the server', async () => {

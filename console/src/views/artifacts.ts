@@ -42,10 +42,11 @@ export async function artifactsView(ctx: ViewContext): Promise<void> {
       page.items.length
         ? table(
             'Artifacts',
-            ['Name', 'Version', 'Kind', 'Size', 'SHA-256', 'TUF target', 'Published'],
+            ['Name', 'Version', 'Fleet', 'Kind', 'Size', 'SHA-256', 'TUF target', 'Published'],
             page.items.map((a) => [
               h('strong', null, a.name),
               a.version,
+              a.fleet === '*' ? 'every fleet' : a.fleet,
               a.kind,
               bytes(a.length),
               h('code', { title: a.sha256 }, `${a.sha256.slice(0, 12)}…`),

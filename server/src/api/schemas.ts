@@ -139,7 +139,12 @@ export const logRequestViewSchema = objectOf({
   sha256: nullableStr,
 });
 
-export const publishedArtifactSchema = objectOf({ name: str, version: str, kind: str, targetPath: str, sha256: str, length: int });
+/** The owner of an artifact: a fleet name, or `*` for every fleet (catalog/tenancy.ts). */
+const artifactFleet = { type: 'string', description: 'the fleet the artifact belongs to, or * for every fleet' } as const;
+
+export const publishedArtifactSchema = objectOf({ name: str, version: str, kind: str, targetPath: str, sha256: str, length: int, fleet: artifactFleet });
+
+export const withdrawnArtifactSchema = objectOf({ name: str, version: str, fleet: artifactFleet, targetPath: str, withdrawnAt: str });
 
 export const artifactViewSchema = objectOf({
   name: str,
@@ -152,6 +157,7 @@ export const artifactViewSchema = objectOf({
   spec: openObject,
   manifest: { type: ['object', 'null'], additionalProperties: true },
   createdAt: str,
+  fleet: artifactFleet,
 });
 
 export const groupSchema: JsonSchema = {

@@ -23,7 +23,8 @@ import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-fi
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
-import type { ArtifactRecord } from '../store/index.js';
+import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
+import type { NewArtifactRecord } from '../store/index.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */
@@ -39,6 +40,8 @@ export interface PublishArtifactInput {
   fileName?: string;
   /** Optional free-form manifest; signed into the TUF target next to the spec and kept in the catalog. */
   manifest?: Record<string, unknown>;
+  /** The fleet the artifact belongs to, or `*` (the default) for every fleet (catalog/tenancy.ts). */
+  fleet?: string;
 }
 
 export interface PublishedArtifact {
@@ -48,6 +51,7 @@ export interface PublishedArtifact {
   targetPath: string;
   sha256: string;
   length: number;
+  fleet: string;
 }
 
 function validateInput(input: PublishArtifactInput): Record<string, unknown> {
@@ -115,15 +119,12 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
   return { staged, sha256: hash.digest('hex'), length };
 }
 
-function conflict(name: string, version: string): MeshError {
-  return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
-}
-
 export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
   const spec = validateInput(input);
+  const fleet = checkArtifactFleet(input.fleet ?? EVERY_FLEET);
   const { store, tuf, layout } = ctx;
   // Cheap early answer; the authoritative check is repeated under the lock below.
-  if (await store.getArtifact(input.name, input.version)) throw conflict(input.name, input.version);
+  await assertPublishable(store, input.name, input.version, fleet);
 
   // The target's file segment is the artifact name: already validated as path-safe, and
   // independent of whatever the uploaded file happened to be called (kept in the catalog).
@@ -131,7 +132,10 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
   const { staged, sha256, length } = await stageFile(input.file, layout.tufStagingDir);
   try {
     return await store.withWriteLock(async () => {
-      if (await store.getArtifact(input.name, input.version) || tuf.hasTarget(targetPath)) throw conflict(input.name, input.version);
+      await assertPublishable(store, input.name, input.version, fleet);
+      if (tuf.hasTarget(targetPath)) {
+        throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${input.name}@${input.version} is already published; publish a new version`);
+      }
       // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
       ensureDirDurable(path.dirname(finalPath));
@@ -139,13 +143,13 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       let versions;
       try {
         const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
-        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
+        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom }, fleet });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
         throw err;
       }
       const now = new Date().toISOString();
-      const record: ArtifactRecord = {
+      const record: NewArtifactRecord = {
         id: crypto.randomUUID(),
         name: input.name,
         version: input.version,
@@ -157,6 +161,7 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         spec,
         manifest: input.manifest ?? null,
         createdAt: now,
+        fleet,
       };
       await store.insertArtifact(record);
       await store.appendAudit({
@@ -164,10 +169,10 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
         actor: input.actor ?? 'operator',
         action: 'artifact.published',
         subject: `artifact:${input.name}@${input.version}`,
-        details: { kind: input.kind, targetPath, sha256, length, targetsVersion: versions.targets },
+        details: { kind: input.kind, fleet, targetPath, sha256, length, targetsVersion: versions.targets },
       });
-      ctx.logger.info({ artifact: input.name, version: input.version, targetPath, sha256, length, tuf: versions }, 'artifact published');
-      return { name: input.name, version: input.version, kind: input.kind, targetPath, sha256, length };
+      ctx.logger.info({ artifact: input.name, version: input.version, fleet, targetPath, sha256, length, tuf: versions }, 'artifact published');
+      return { name: input.name, version: input.version, kind: input.kind, targetPath, sha256, length, fleet };
     });
   } finally {
     await fs.promises.rm(staged, { force: true });

@@ -178,9 +178,13 @@ export function durationOpt(values: Values, flag: string, command: Command, envN
 
 /** `--artifact NAME@VERSION`, as `assign` and `rollout create` take it. */
 export function artifactRefOpt(values: Values, command: Command): { name: string; version: string } {
-  const ref = required(values, 'artifact', command);
+  return parseArtifactRef(required(values, 'artifact', command), '--artifact', command);
+}
+
+/** NAME@VERSION; `what` names the flag or argument in the usage error. */
+export function parseArtifactRef(ref: string, what: string, command: Command): { name: string; version: string } {
   const at = ref.indexOf('@');
-  if (at <= 0 || at === ref.length - 1) throw new UsageError(`--artifact must be NAME@VERSION, got "${ref}"`, command.name);
+  if (at <= 0 || at === ref.length - 1) throw new UsageError(`${what} must be NAME@VERSION, got "${ref}"`, command.name);
   return { name: ref.slice(0, at), version: ref.slice(at + 1) };
 }
 

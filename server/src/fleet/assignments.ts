@@ -11,6 +11,7 @@ import { compileSchema, parseAndValidate, PROBE_COMMON_SCHEMA, type ProbeContrac
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { knownProbeTypes, probeSpecValidator } from '../catalog/plugin-schemas.js';
+import { assertAssignable } from '../catalog/tenancy.js';
 import type { AssignmentRecord, AssignmentState, ProbeRecord, StatusReportRecord } from '../store/index.js';
 
 import { PROBE_DEFAULTS } from '../config/defaults.js';
@@ -82,8 +83,7 @@ export async function createAssignment(ctx: MeshanicsContext, input: CreateAssig
     if (device.decommissionedAt) {
       throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.device} is decommissioned`);
     }
-    const artifact = await store.getArtifact(input.artifact, input.version);
-    if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact}@${input.version}`);
+    const artifact = assertAssignable(await store.getArtifact(input.artifact, input.version), { name: input.artifact, version: input.version }, device.fleet);
     assertDevicesSupportKind([device], artifact.kind);
     const now = new Date().toISOString();
     const record: AssignmentRecord = {

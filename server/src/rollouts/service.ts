@@ -7,6 +7,7 @@ import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesSupportKind } from '../fleet/device-capabilities.js';
+import { assertAssignable } from '../catalog/tenancy.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';
@@ -73,8 +74,8 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
   const id = await store.withWriteLock(async () => {
     const group = await store.groups.get(input.fleet, input.group);
     if (!group) throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${input.group}" in fleet ${input.fleet}`);
-    const artifact = await store.getArtifact(input.artifact.name, input.artifact.version);
-    if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${input.artifact.name}@${input.artifact.version}`);
+    // Every device of the rollout is of input.fleet (resolveGroupDevices): the artifact must be theirs to use.
+    const artifact = assertAssignable(await store.getArtifact(input.artifact.name, input.artifact.version), input.artifact, input.fleet);
     const { devices, unresolved } = await resolveGroupDevices(ctx, input.fleet, group.devices);
     if (devices.length === 0) {
       throw new MeshError(

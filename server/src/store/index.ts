@@ -8,7 +8,8 @@ import { SqliteDb } from './db-sqlite.js';
 import { PostgresDb } from './db-postgres.js';
 import type { Db, QueryObserver } from './db.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
-import { migrate, SqlStore } from './sql-store.js';
+import { migrate } from './migrate.js';
+import { SqlStore } from './sql-store.js';
 import type { Store } from './store.js';
 
 export type * from './store.js';

@@ -8,6 +8,7 @@ import type { Db } from './db.js';
 import { chainAuditEvents, MIGRATION_3_AUDIT_GUARDS, MIGRATION_3_SQL } from './migration-3.js';
 import { MIGRATION_6_SQL, POSTGRES_MIGRATION_6_SQL } from './migration-6.js';
 import { MIGRATION_7_SQL, POSTGRES_MIGRATION_7_SQL } from './migration-7.js';
+import { MIGRATION_8_SQL, POSTGRES_MIGRATION_8_SQL } from './migration-8.js';
 import { POSTGRES_MIGRATION_SQL, POSTGRES_MIGRATION_3_AUDIT_GUARDS } from './migrations-postgres.js';
 
 export interface Migration {
@@ -233,5 +234,11 @@ CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
     name: 'device-state-narrow-triggers',
     postgresSql: POSTGRES_MIGRATION_7_SQL,
     sql: MIGRATION_7_SQL,
+  },
+  {
+    version: 8,
+    name: 'artifact-tenancy',
+    postgresSql: POSTGRES_MIGRATION_8_SQL,
+    sql: MIGRATION_8_SQL,
   },
 ];

@@ -64,8 +64,6 @@ export class SqlApiKeys implements ApiKeyStore {
   }
 }
 
-// Duplicated from sql-store.ts on purpose (kept private there): the listing decodes the
-// same columns.
 // A device is online when it is not decommissioned and its last contact is within three of
 // its heartbeat intervals (its own, or the server's default). Timestamps are ISO 8601 UTC
 // text, which SQLite's julianday() and PostgreSQL's timestamptz both read. 1 or 0 on both.
@@ -146,9 +144,10 @@ export class SqlOperatorViews implements OperatorViewStore {
     }));
   }
 
-  async listArtifacts(filter: { name?: string; kind?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }> {
-    const params = { name: filter.name ?? null, kind: filter.kind ?? null };
-    const where = 'WHERE (CAST(@name AS TEXT) IS NULL OR name = @name) AND (CAST(@kind AS TEXT) IS NULL OR kind = @kind)';
+  async listArtifacts(filter: { name?: string; kind?: string; fleet?: string; visibleTo?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }> {
+    const params = { name: filter.name ?? null, kind: filter.kind ?? null, fleet: filter.fleet ?? null, visibleTo: filter.visibleTo ?? null };
+    const where = `WHERE withdrawn_at IS NULL AND (CAST(@name AS TEXT) IS NULL OR name = @name) AND (CAST(@kind AS TEXT) IS NULL OR kind = @kind)
+      AND (CAST(@fleet AS TEXT) IS NULL OR fleet = @fleet) AND (CAST(@visibleTo AS TEXT) IS NULL OR fleet = @visibleTo OR fleet = '*')`;
     const total = num((await this.db.get(`SELECT COUNT(*) AS n FROM artifacts ${where}`, params))!.n);
     const rows = await this.db.all(`SELECT * FROM artifacts ${where} ORDER BY name, created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`, {
       ...params,

@@ -3,7 +3,7 @@
 // Listings break timestamp ties by rowid, i.e. insertion order (PostgreSQL: an explicit
 // BIGSERIAL column of that name, see migrations-postgres.ts).
 import type { Db, Row } from './db.js';
-import type { ArtifactRecord, DeviceRecord } from './store.js';
+import type { ArtifactRecord, AssignmentRecord, DeviceRecord, InstalledRecord } from './store.js';
 
 export type { Row } from './db.js';
 
@@ -88,7 +88,37 @@ export function artifactFromRow(r: Row, prefix = ''): ArtifactRecord {
     spec: json(r[`${prefix}spec`], {}),
     manifest: json(r[`${prefix}manifest`], null),
     createdAt: str(r[`${prefix}created_at`]),
+    fleet: str(r[`${prefix}fleet`]),
+    withdrawnAt: strOrNull(r[`${prefix}withdrawn_at`]),
   };
+}
+
+/** Rows per multi-row INSERT of reports and installed items (SQLite's parameter limit is 32,766). */
+export const REPORT_SLICE = 1000;
+
+export const ARTIFACT_COLUMNS = ['id', 'name', 'version', 'kind', 'file_name', 'target_path', 'sha256', 'length', 'spec', 'created_at', 'fleet', 'withdrawn_at'];
+
+export const ASSIGNMENT_COLUMNS = ['id', 'device_id', 'artifact_id', 'artifact_name', 'rollout_id', 'probe', 'state', 'reason', 'active', 'created_at', 'updated_at'];
+
+/** `prefix`: the column prefix when the assignment's columns come from a join. */
+export function assignmentFromRow(r: Row, prefix = ''): AssignmentRecord {
+  return {
+    id: str(r[`${prefix}id`]),
+    deviceId: str(r[`${prefix}device_id`]),
+    artifactId: str(r[`${prefix}artifact_id`]),
+    artifactName: str(r[`${prefix}artifact_name`]),
+    rolloutId: strOrNull(r[`${prefix}rollout_id`]),
+    probe: json(r[`${prefix}probe`], { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    state: str(r[`${prefix}state`]) as AssignmentRecord['state'],
+    reason: str(r[`${prefix}reason`]),
+    active: num(r[`${prefix}active`]) === 1,
+    createdAt: str(r[`${prefix}created_at`]),
+    updatedAt: str(r[`${prefix}updated_at`]),
+  };
+}
+
+export function installedFromRow(r: Row): InstalledRecord {
+  return { name: str(r.name), kind: str(r.kind), version: str(r.version), sha256: str(r.sha256), state: str(r.state), updatedAt: str(r.updated_at) };
 }
 
 /**

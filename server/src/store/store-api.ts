@@ -75,5 +75,9 @@ export interface OperatorViewStore {
   isOnline(deviceId: string, defaultHeartbeatIntervalSeconds: number, now: string): Promise<boolean>;
   /** Status reports of the device, newest first. */
   listDeviceHistory(deviceId: string, limit: number): Promise<DeviceHistoryRecord[]>;
-  listArtifacts(filter: { name?: string; kind?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }>;
+  /**
+   * Published (not withdrawn) versions. `visibleTo`: only those a key of this fleet may see,
+   * the fleet's own and every fleet's (`*`); `fleet`: only those owned by exactly this one.
+   */
+  listArtifacts(filter: { name?: string; kind?: string; fleet?: string; visibleTo?: string }, page: Page): Promise<{ rows: ArtifactRecord[]; total: number }>;
 }

@@ -56,6 +56,21 @@ export interface ArtifactRecord {
   /** Optional operator-supplied manifest, signed into the TUF target with the spec (migration 4). */
   manifest?: Record<string, unknown> | null;
   createdAt: string;
+  /** The fleet the artifact belongs to, or `*` for every fleet (migration 8). */
+  fleet: string;
+  /** When it was taken out of the signed targets; null while it is published (migration 8). */
+  withdrawnAt: string | null;
+}
+
+/** An artifact to record: `fleet` defaults to `*` (every fleet), as the column does. */
+export type NewArtifactRecord = Omit<ArtifactRecord, 'fleet' | 'withdrawnAt'> & { fleet?: string };
+
+/** What still holds an artifact version, so it may not be withdrawn (at most 100 of each). */
+export interface ArtifactHolders {
+  /** Rollouts in one of the given statuses that roll it out or would revert devices to it. */
+  rollouts: Array<{ id: string; status: string }>;
+  /** Devices (not decommissioned) with an active assignment of it, or running it. */
+  devices: Array<{ fleet: string; name: string; holds: 'assigned' | 'installed' }>;
 }
 
 export interface ProbeRecord {
@@ -292,9 +307,16 @@ export interface Store {
   markOffboardNotified(deviceId: string, now: string): Promise<boolean>;
   listInstalled(deviceId: string): Promise<InstalledRecord[]>;
 
+  /** The version, withdrawn or not (withdrawnAt says). */
   getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined>;
   getArtifactById(id: string): Promise<ArtifactRecord | undefined>;
-  insertArtifact(artifact: ArtifactRecord): Promise<void>;
+  insertArtifact(artifact: NewArtifactRecord): Promise<void>;
+  /** The fleet (or `*`) that owns an artifact name: the fleet of its versions; undefined when none was ever published. */
+  artifactNameOwner(name: string): Promise<string | undefined>;
+  /** What holds the version: rollouts in `rolloutStatuses`, devices assigned it or running it. */
+  artifactHolders(artifact: Pick<ArtifactRecord, 'id' | 'name' | 'version'>, rolloutStatuses: readonly string[]): Promise<ArtifactHolders>;
+  /** Marks the version withdrawn; false when it already was (or does not exist). */
+  markArtifactWithdrawn(id: string, now: string): Promise<boolean>;
 
   /** Inserts an active assignment; deactivates any active one for the same artifact name. Returns superseded ids. */
   insertAssignment(assignment: AssignmentRecord): Promise<string[]>;

@@ -11,7 +11,8 @@ import { publisherDelegation, DEFAULT_DELEGATED_PATHS } from './delegation.js';
 import { TufError } from './errors.js';
 import { exportPublicKey, generateKeyFile, importPublicKey, loadKeyFile, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';
 import { expiresAfter, LIFETIME_MS } from './lifetimes.js';
-import { ONLINE_KEYS_FORMAT, TUF_SPEC_VERSION, type OnlineKeysExport } from './repository.js';
+import { ONLINE_KEYS_FORMAT, type OnlineKeysExport } from './key-custody.js';
+import { TUF_SPEC_VERSION } from './metadata-files.js';
 
 export type OfflineRole = 'root' | 'targets';
 

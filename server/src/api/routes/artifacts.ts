@@ -1,6 +1,7 @@
-// Artifacts: publish by multipart upload (streamed to disk, never held in memory), the catalog
-// and one version. Publishing signs into TUF first; publishArtifact writes the catalog row and
-// its audit event only once signing succeeded.
+// Artifacts: publish by multipart upload (streamed to disk, never held in memory), the catalog,
+// one version, and withdrawal. Publishing signs into TUF first; publishArtifact writes the
+// catalog row and its audit event only once signing succeeded. Each artifact belongs to a fleet
+// or to every fleet: what a key may see and change is artifact-access.ts.
 import * as fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
@@ -8,11 +9,14 @@ import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { publishArtifact } from '../../catalog/publish.js';
+import { assertPublishable, EVERY_FLEET } from '../../catalog/tenancy.js';
+import { withdrawArtifact } from '../../catalog/withdraw.js';
 import { tempPathIn } from '../../config/atomic-file.js';
 import { MeshError } from '../../errors.js';
 import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
 import type { ArtifactRecord } from '../../store/index.js';
-import { actorOf } from '../auth.js';
+import { publishFleet, visibleArtifact } from '../artifact-access.js';
+import { actorOf, callerOf } from '../auth.js';
 import {
   artifactViewSchema,
   AUTH_ERRORS,
@@ -22,6 +26,7 @@ import {
   pageQuery,
   publishedArtifactSchema,
   str,
+  withdrawnArtifactSchema,
   type PageQuery,
 } from '../schemas.js';
 import { MULTIPART_BODY, validationError } from '../validation.js';
@@ -40,6 +45,7 @@ interface Fields {
   kind?: string;
   spec?: unknown;
   manifest?: unknown;
+  fleet?: string;
 }
 
 interface CheckedFields {
@@ -48,9 +54,10 @@ interface CheckedFields {
   kind: string;
   spec: Record<string, unknown> | undefined;
   manifest: Record<string, unknown> | undefined;
+  fleet: string | undefined;
 }
 
-const FIELD_NAMES = new Set(['name', 'version', 'kind', 'spec', 'manifest']);
+const FIELD_NAMES = new Set(['name', 'version', 'kind', 'spec', 'manifest', 'fleet']);
 
 function artifactView(a: ArtifactRecord) {
   return {
@@ -64,6 +71,7 @@ function artifactView(a: ArtifactRecord) {
     spec: a.spec,
     manifest: a.manifest ?? null,
     createdAt: a.createdAt,
+    fleet: a.fleet,
   };
 }
 
@@ -92,6 +100,11 @@ function uploadSchema(): JsonSchema {
       kind: { type: 'string', enum: knownArtifactKinds() },
       spec: { type: 'string', description: "JSON: the kind's spec, validated by the kind plugin's own schema (for container: optional, the file is the descriptor)" },
       manifest: { type: 'string', description: 'JSON object, optional: signed into the TUF target next to the spec' },
+      fleet: {
+        type: 'string',
+        maxLength: 63,
+        description: "the fleet the artifact belongs to, or * for every fleet; a fleet-bound key publishes only into its own fleet (the default), a * key into any (default *)",
+      },
       file: { type: 'string', format: 'binary', description: 'the artifact bytes (for container: the descriptor JSON); send it after the other fields' },
     },
   };
@@ -100,7 +113,7 @@ function uploadSchema(): JsonSchema {
 export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
   const { ctx, maxArtifactBytes } = options;
   const kinds = knownArtifactKinds();
-  const validateFields = compileSchema<{ name: string; version: string; kind: string; spec?: Record<string, unknown>; manifest?: Record<string, unknown> }>(
+  const validateFields = compileSchema<{ name: string; version: string; kind: string; spec?: Record<string, unknown>; manifest?: Record<string, unknown>; fleet?: string }>(
     {
       type: 'object',
       additionalProperties: false,
@@ -111,6 +124,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
         kind: { type: 'string', enum: kinds },
         spec: { type: 'object' },
         manifest: { type: 'object' },
+        fleet: { type: 'string', maxLength: 63 },
       },
     },
     'body',
@@ -125,7 +139,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     };
     const result = validateFields(parsed);
     if (!result.ok) throw validationError(result.errors);
-    const { name, version, kind, spec, manifest } = result.value;
+    const { name, version, kind, spec, manifest, fleet } = result.value;
     if (spec !== undefined) {
       const schema = artifactSpecSchema(kind);
       if (!schema) throw invalid(`body/kind must be one of ${kinds.map((k) => JSON.stringify(k)).join(', ')}`);
@@ -133,13 +147,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
       const checked = compileSchema(schema, 'body/spec')(spec);
       if (!checked.ok) throw validationError(checked.errors);
     }
-    return { name, version, kind, spec, manifest };
-  }
-
-  async function conflictCheck(f: CheckedFields): Promise<void> {
-    if (await ctx.store.getArtifact(f.name, f.version)) {
-      throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${f.name}@${f.version} is already published; publish a new version`);
-    }
+    return { name, version, kind, spec, manifest, fleet };
   }
 
   /** For container, the uploaded file is the descriptor: it is the spec. */
@@ -191,7 +199,8 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
           // Fields sent before the file (as documented) are judged before any byte is stored.
           if (fields.name !== undefined && fields.version !== undefined && fields.kind !== undefined) {
             try {
-              await conflictCheck(checkFields(fields));
+              const early = checkFields(fields);
+              await assertPublishable(ctx.store, early.name, early.version, publishFleet(request, early.fleet));
             } catch (err) {
               file.file.resume();
               throw err;
@@ -206,6 +215,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
         }
         if (!staged) throw invalid('body/file is required');
         const checked = checkFields(fields);
+        const fleet = publishFleet(request, checked.fleet);
         const spec = checked.kind === CONTAINER_KIND ? await containerDescriptor(staged.path, checked.spec) : checked.spec;
         published = await publishArtifact(ctx, {
           file: staged.path,
@@ -215,6 +225,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
           kind: checked.kind,
           ...(spec !== undefined ? { spec } : {}),
           ...(checked.manifest !== undefined ? { manifest: checked.manifest } : {}),
+          fleet,
           actor: actorOf(request),
         });
       } catch (err) {
@@ -231,21 +242,30 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     },
   );
 
-  app.get<{ Querystring: PageQuery & { name?: string; kind?: string } }>(
+  app.get<{ Querystring: PageQuery & { name?: string; kind?: string; fleet?: string } }>(
     '/artifacts',
     {
       config: { access: 'artifacts.read' },
       schema: {
         tags: ['artifacts'],
-        summary: 'The artifact catalog (newest version of each name first)',
-        querystring: { type: 'object', properties: { name: str, kind: str, ...pageQuery } },
+        summary: "The artifact catalog (newest version of each name first): a fleet-bound key's fleet's artifacts and every fleet's",
+        querystring: {
+          type: 'object',
+          properties: { name: str, kind: str, fleet: { type: 'string', description: 'only artifacts of this fleet (* : those of every fleet)' }, ...pageQuery },
+        },
         response: { 200: pageOf(artifactViewSchema), ...errors(...AUTH_ERRORS) },
       },
     },
     async (request) => {
-      const { limit, offset, name, kind } = request.query;
+      const { limit, offset, name, kind, fleet } = request.query;
+      const keyFleet = callerOf(request).fleet;
       const { rows, total } = await ctx.store.operatorViews.listArtifacts(
-        { ...(name !== undefined ? { name } : {}), ...(kind !== undefined ? { kind } : {}) },
+        {
+          ...(name !== undefined ? { name } : {}),
+          ...(kind !== undefined ? { kind } : {}),
+          ...(fleet !== undefined ? { fleet } : {}),
+          ...(keyFleet !== EVERY_FLEET ? { visibleTo: keyFleet } : {}),
+        },
         { limit, offset },
       );
       return { items: rows.map(artifactView), total, limit, offset };
@@ -265,9 +285,24 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     },
     async (request) => {
       const { name, version } = request.params;
-      const artifact = await ctx.store.getArtifact(name, version);
-      if (!artifact) throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${name}@${version}`);
-      return artifactView(artifact);
+      return artifactView(await visibleArtifact(ctx, request, name, version));
+    },
+  );
+
+  app.delete<{ Params: { name: string; version: string } }>(
+    '/artifacts/:name/:version',
+    {
+      config: { access: 'artifacts.write' },
+      schema: {
+        tags: ['artifacts'],
+        summary: 'Withdraw an artifact version: removed from the signed targets (new metadata versions), unless a rollout or a device still holds it (409 naming them); audited',
+        params: objectOf({ name: { type: 'string', maxLength: 128 }, version: { type: 'string', maxLength: 64 } }),
+        response: { 200: withdrawnArtifactSchema, ...errors(...AUTH_ERRORS, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params;
+      return withdrawArtifact(ctx, { name, version, actor: actorOf(request), callerFleet: callerOf(request).fleet });
     },
   );
 }

@@ -23,6 +23,7 @@ import {
 } from '../../rollouts/index.js';
 import type { RolloutStatusValue } from '../../store/index.js';
 import { actorOf, assertFleet, listingFleet } from '../auth.js';
+import { visibleArtifact } from '../artifact-access.js';
 import {
   AUTH_ERRORS,
   DNS_LABEL_PATTERN,
@@ -214,6 +215,8 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       // What the shape schema cannot say (cumulative, last is 100), with the same path style.
       const strategy = parseStrategy(body.strategy);
       if (!strategy.ok) throw validationError(strategy.errors.map((e) => `body/${e}`));
+      // Another fleet's artifact is not found for a bound key (createRollout refuses it for a * key, naming both fleets).
+      await visibleArtifact(ctx, request, body.artifact.name, body.artifact.version);
       const detail = await createRollout(ctx, { ...body, actor: actorOf(request) });
       return reply.code(201).send(detail);
     },

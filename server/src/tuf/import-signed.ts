@@ -1,0 +1,175 @@
+// Installing root and/or top-level targets versions signed elsewhere (the offline ceremony,
+// TUF spec 6.1). Every check runs before the first write, so a refusal changes nothing:
+// - root (spec 5.3.4-5.3.5, 6.1): version current+1, unexpired, consistent snapshots, signed by
+//   a threshold of its own root keys and of the current root's (when the current root key is
+//   still in the data dir — the embedded default — the server adds that signature itself);
+//   it must name the snapshot and timestamp keys this server holds.
+// - targets: version current+1, unexpired, signed by the (new) root's targets threshold, and
+//   only the publisher delegation described in delegation.ts.
+// Then snapshot and timestamp are re-signed, and online root/targets private keys that the
+// new root no longer lists are deleted.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Metadata, MetadataKind, Targets, type Root } from '@tufjs/models';
+import type { RepositoryChange } from './commit.js';
+import { checkImportedDelegation } from './delegation.js';
+import { TufError } from './errors.js';
+import { onlineRoleKey } from './key-custody.js';
+import { loadOrCreateRoleKey, readRoleKey, signMetadata } from './keys.js';
+import { expiresAt, PUBLISHER_ROLE, TUF_ROLES, type TufRole } from './lifetimes.js';
+import { TUF_SPEC_VERSION } from './metadata-files.js';
+import type { RepositoryState, RepositoryVersions } from './state.js';
+
+export interface ImportInput {
+  root?: Buffer;
+  targets?: Buffer;
+}
+
+export interface ImportResult {
+  root?: { version: number; keyids: Record<string, string[]>; addedCurrentRootSignature: boolean };
+  targets?: { version: number; delegatedPaths: string[] };
+  /** Online copies of root/targets private keys deleted because the new root no longer trusts them. */
+  removedOnlineKeys: TufRole[];
+  versions: RepositoryVersions;
+}
+
+function parseImported<T extends Root | Targets>(kind: MetadataKind.Root | MetadataKind.Targets, bytes: Buffer, what: string): Metadata<T> {
+  try {
+    const json = JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: unknown } };
+    if (json?.signed?._type !== kind) throw new Error(`"signed._type" is ${JSON.stringify(json?.signed?._type)}, expected "${kind}"`);
+    return Metadata.fromJSON(kind as MetadataKind.Root, json as never) as unknown as Metadata<T>;
+  } catch (err) {
+    throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `${what} is not valid ${kind} metadata: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Checks `input` against `state` (read and migrated under the write lock), runs `onInstalled`
+ * (the audit event: if it fails, nothing is installed), then commits.
+ */
+export async function importSigned(
+  keysDir: string,
+  state: RepositoryState,
+  input: ImportInput,
+  now: Date,
+  onInstalled: ((result: ImportResult) => unknown) | undefined,
+  commit: (state: RepositoryState, change: RepositoryChange) => RepositoryVersions,
+): Promise<ImportResult> {
+  const current = state.root.metadata;
+  let trustedRoot = current;
+  let rootResult: ImportResult['root'];
+  if (input.root) {
+    const md = parseImported<Root>(MetadataKind.Root, input.root, 'the root file');
+    const version = md.signed.version;
+    if (version !== current.signed.version + 1) {
+      throw new TufError('MESH_ERR_TUF_IMPORT_VERSION', `root version ${version} is not the current version ${current.signed.version} + 1`);
+    }
+    if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `root v${version} expired at ${md.signed.expires}`);
+    if (!md.signed.consistentSnapshot) throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `root v${version} must set consistent_snapshot: true (this repository serves VERSION.ROLE.json)`);
+    try {
+      md.verifyDelegate('root', md);
+    } catch (err) {
+      throw new TufError('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.5): ${(err as Error).message}`, { cause: err });
+    }
+    let added = false;
+    try {
+      current.verifyDelegate('root', md);
+    } catch (err) {
+      const held = onlineRoleKey(keysDir, 'root', current.signed.roles.root);
+      if (!held) {
+        throw new TufError(
+          'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
+          `root v${version} is not signed by a threshold of the current root v${current.signed.version} keys [${current.signed.roles.root?.keyIDs.join(', ')}] (spec 5.3.4), and this data dir holds none of them: sign it with the current root key too`,
+          { cause: err },
+        );
+      }
+      signMetadata(md, held, true);
+      added = true;
+      try {
+        current.verifyDelegate('root', md);
+      } catch (again) {
+        throw new TufError('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', `root v${version} is still short of the current root threshold after the server's signature: ${(again as Error).message}`, { cause: again });
+      }
+    }
+    for (const role of ['snapshot', 'timestamp'] as const) {
+      const held = readRoleKey(keysDir, role);
+      if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role]!.threshold !== 1) {
+        throw new TufError(
+          'MESH_ERR_TUF_IMPORT_ONLINE_KEYS',
+          `root v${version} must list this server's ${role} key ${held?.key.keyID ?? '(missing)'} with threshold 1 (export it with \`tuf online-keys\`)`,
+        );
+      }
+    }
+    trustedRoot = md;
+    rootResult = {
+      version,
+      keyids: Object.fromEntries(TUF_ROLES.map((r) => [r, [...(md.signed.roles[r]?.keyIDs ?? [])]])),
+      addedCurrentRootSignature: added,
+    };
+  }
+  let newTargets: Metadata<Targets> | undefined;
+  let targetsResult: ImportResult['targets'];
+  if (input.targets) {
+    const md = parseImported<Targets>(MetadataKind.Targets, input.targets, 'the targets file');
+    const version = md.signed.version;
+    const currentVersion = state.targets.metadata.signed.version;
+    if (version !== currentVersion + 1) throw new TufError('MESH_ERR_TUF_IMPORT_VERSION', `targets version ${version} is not the current version ${currentVersion} + 1`);
+    if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `targets v${version} expired at ${md.signed.expires}`);
+    try {
+      trustedRoot.verifyDelegate('targets', md);
+    } catch (err) {
+      throw new TufError(
+        'MESH_ERR_TUF_IMPORT_SIGNATURE',
+        `targets v${version} is not signed by a threshold of the targets keys [${trustedRoot.signed.roles.targets?.keyIDs.join(', ')}] of root v${trustedRoot.signed.version}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const publisherKey = loadOrCreateRoleKey(keysDir, PUBLISHER_ROLE);
+    const published = Object.keys(state.publisher?.metadata.signed.targets ?? state.targets.metadata.signed.targets);
+    const role = checkImportedDelegation(md.signed, publisherKey.key.keyID, published);
+    newTargets = md;
+    targetsResult = { version, delegatedPaths: [...(role.paths ?? [])] };
+  } else {
+    try {
+      trustedRoot.verifyDelegate('targets', state.targets.metadata);
+    } catch (err) {
+      throw new TufError(
+        'MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED',
+        `the current targets v${state.targets.metadata.signed.version} does not verify under root v${trustedRoot.signed.version}: import the targets version signed by the new targets key in the same command`,
+        { cause: err },
+      );
+    }
+    if (!state.publisher) {
+      throw new TufError('MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED', 'top-level targets has no publisher delegation yet: import a targets version that adds it');
+    }
+  }
+  // A legacy repository whose targets key was never online here: publisher v1 holds what
+  // top-level targets listed, so nothing published is orphaned by the new delegation.
+  const publisher =
+    newTargets && !state.publisher
+      ? new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets: state.targets.metadata.signed.targets })
+      : undefined;
+  const removedOnlineKeys = (['root', 'targets'] as const).filter((r) => {
+    const held = readRoleKey(keysDir, r);
+    return held !== undefined && !trustedRoot.signed.roles[r]?.keyIDs.includes(held.key.keyID);
+  });
+  const provisional: ImportResult = {
+    ...(rootResult ? { root: rootResult } : {}),
+    ...(targetsResult ? { targets: targetsResult } : {}),
+    removedOnlineKeys,
+    versions: {
+      root: trustedRoot.signed.version,
+      targets: newTargets?.signed.version ?? state.targets.metadata.signed.version,
+      snapshot: state.snapshot.metadata.signed.version + 1,
+      timestamp: state.timestamp.metadata.signed.version + 1,
+    },
+  };
+  // Inside the write lock and before any file changes: if the audit insert fails, nothing is installed.
+  await onInstalled?.(provisional);
+  const versions = commit(
+    state,
+    { ...(newTargets ? { targets: newTargets } : {}), ...(publisher ? { publisher } : {}), snapshot: true, ...(input.root ? { root: trustedRoot } : {}) },
+  );
+  for (const r of removedOnlineKeys) fs.rmSync(path.join(keysDir, `${r}.pem`), { force: true });
+  return { ...provisional, versions };
+}

@@ -1,0 +1,80 @@
+// The repository's metadata directory: one file per role version (consistent snapshots,
+// TUF spec 5.3.3 and 7: VERSION.ROLE.json; root.json and timestamp.json unversioned too).
+// Bytes on disk are canonical JSON, so lengths and hashes in snapshot/timestamp are
+// deterministic and a client re-canonicalizing what it parsed gets the signed bytes back.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { canonicalize } from '@tufjs/canonical-json';
+import { Metadata, MetadataKind, MetaFile, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
+import { writeFileAtomic } from '../config/atomic-file.js';
+import { MeshError } from '../errors.js';
+
+export const TUF_SPEC_VERSION = '1.0.31';
+
+export interface TufRepositoryPaths {
+  keysDir: string;
+  metadataDir: string;
+}
+
+export interface LoadedMetadata<T extends Root | Targets | Snapshot | Timestamp> {
+  metadata: Metadata<T>;
+  bytes: Buffer;
+}
+
+export function serialize(metadata: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {
+  return Buffer.from(canonicalize(metadata.toJSON()));
+}
+
+export function sha256Hex(bytes: Buffer): string {
+  return crypto.createHash('sha256').update(bytes).digest('hex');
+}
+
+export function metaFileFor(version: number, bytes: Buffer): MetaFile {
+  return new MetaFile({ version, length: bytes.length, hashes: { sha256: sha256Hex(bytes) } });
+}
+
+export class MetadataFiles {
+  constructor(readonly dir: string) {}
+
+  file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  exists(name: string): boolean {
+    return fs.existsSync(this.file(name));
+  }
+
+  write(name: string, bytes: Buffer): void {
+    writeFileAtomic(this.file(name), bytes);
+  }
+
+  read<T extends Root | Targets | Snapshot | Timestamp>(kind: MetadataKind, name: string): LoadedMetadata<T> {
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(this.file(name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && name === 'root.json') {
+        throw new MeshError('MESH_ERR_DATADIR_NOT_INITIALIZED', 'the TUF repository has not been initialized (run `meshanics-server init`)');
+      }
+      throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `cannot read ${name}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      const metadata = Metadata.fromJSON(kind as MetadataKind.Root, JSON.parse(bytes.toString('utf8'))) as unknown as Metadata<T>;
+      return { metadata, bytes };
+    } catch (err) {
+      throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `${name} is not valid ${kind} metadata: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The newest root a device should pin: the highest N.root.json. */
+  latestRootBytes(): Buffer {
+    const versions = fs
+      .readdirSync(this.dir)
+      .map((f) => /^([1-9][0-9]*)\.root\.json$/.exec(f)?.[1])
+      .filter((v): v is string => v !== undefined)
+      .map(Number);
+    if (versions.length === 0) throw new MeshError('MESH_ERR_DATADIR_NOT_INITIALIZED', 'the TUF repository has no root metadata');
+    return fs.readFileSync(this.file(`${Math.max(...versions)}.root.json`));
+  }
+}
