@@ -10,7 +10,7 @@
 // same Node 24 binary, cached in the image store under a tag that names its Node version.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -117,6 +117,8 @@ run('cp', ['-a', depsCache, path.join(app, 'node_modules')]);
 rmSync(path.join(app, 'package-lock.json'));
 const overlay = path.join(context, 'overlay', 'usr', 'local', 'bin');
 mkdirSync(overlay, { recursive: true });
+// tsc writes no executable bit; the links are what operators type (podman exec ... meshanics-server).
+for (const bin of ['server/dist/cli.js', 'cli/dist/cli.js']) chmodSync(path.join(app, bin), 0o755);
 symlinkSync('/usr/lib/meshanics-server/server/dist/cli.js', path.join(overlay, 'meshanics-server'));
 symlinkSync('/usr/lib/meshanics-server/cli/dist/cli.js', path.join(overlay, 'meshanics'));
 mkdirSync(path.join(context, 'data'), { recursive: true });
