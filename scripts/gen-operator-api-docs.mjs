@@ -3,31 +3,15 @@
 // (built from the route schemas), so the reference can never drift from the API.
 //   node scripts/gen-operator-api-docs.mjs           write the file (needs `npm run build`)
 //   node scripts/gen-operator-api-docs.mjs --check   exit 1 if the file is out of date
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { openApiDocument, ROOT, writeOrCheck } from './lib/openapi-document.mjs';
 
 if (process.argv.includes('--help')) {
   console.log('Usage: node scripts/gen-operator-api-docs.mjs [--check]   (run npm run build first)');
   process.exit(0);
 }
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const OUT = path.join(ROOT, 'docs', 'operator-api-reference.md');
-const { initDataDir, buildApi } = await import(path.join(ROOT, 'server', 'dist', 'index.js'));
-
-const dir = await mkdtemp(path.join(os.tmpdir(), 'meshanics-openapi-'));
-let doc;
-try {
-  const ctx = await initDataDir({ dataDir: dir });
-  const app = buildApi(ctx);
-  const res = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
-  doc = res.json();
-  await app.close();
-  await ctx.close();
-} finally {
-  await rm(dir, { recursive: true, force: true });
-}
+const doc = await openApiDocument();
 
 const schemaText = (s) => {
   if (!s) return '';
@@ -76,15 +60,5 @@ for (const [route, methods] of Object.entries(doc.paths ?? {}).sort(([a], [b]) =
   }
 }
 const text = lines.join('\n');
-if (process.argv.includes('--check')) {
-  const current = await readFile(OUT, 'utf8').catch(() => '');
-  if (current !== text) {
-    console.error('docs/operator-api-reference.md is out of date: run node scripts/gen-operator-api-docs.mjs');
-    process.exit(1);
-  }
-  console.log('docs/operator-api-reference.md is up to date');
-} else {
-  await writeFile(OUT, text);
-  console.log(`wrote ${OUT}`);
-}
+await writeOrCheck(OUT, text, 'node scripts/gen-operator-api-docs.mjs');
 process.exit(0);

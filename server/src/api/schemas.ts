@@ -174,51 +174,72 @@ export const groupSchema: JsonSchema = {
 
 const stateCounts = { type: 'object', additionalProperties: { type: 'integer' } } as const;
 
-export const rolloutDetailSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: true,
-  // Only the identity is required: the engine's detail is serialized whole, never cut to this list.
-  required: ['id', 'fleet', 'status'],
-  properties: {
-    id: str,
-    fleet: str,
-    status: { type: 'string', enum: ['running', 'waiting_approval', 'halted', 'completed', 'aborted'] },
-    artifact: { type: 'object', additionalProperties: true, properties: { name: str, version: str, kind: str } },
-    group: str,
-    probe: openObject,
-    strategy: openObject,
-    currentWave: int,
-    halt: { type: ['object', 'null'], additionalProperties: true },
-    abortPolicy: { type: ['string', 'null'] },
-    counts: stateCounts,
-    waves: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: true,
-        properties: { index: int, percent: { type: 'number' }, approval: str, status: str, devices: int, counts: stateCounts },
-      },
-    },
-    devices: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: true,
-        properties: { name: str, wave: int, state: str, reason: str, assignedAt: nullableStr, updatedAt: nullableStr },
-      },
-    },
-    createdAt: str,
-    updatedAt: str,
+const assignmentStates = { type: 'string', enum: ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] } as const;
+const nullableAssignmentState = { type: ['string', 'null'], enum: [...assignmentStates.enum, null] } as const;
+
+const rolloutWaveSchema = objectOf({
+  index: int,
+  percent: { type: 'number' },
+  approval: { type: 'string', enum: ['auto', 'manual'] },
+  status: { type: 'string', enum: ['pending', 'active', 'complete'] },
+  devices: int,
+  counts: stateCounts,
+  startedAt: nullableStr,
+  startedBy: nullableStr,
+});
+
+const rolloutDeviceSchema = objectOf({
+  name: str,
+  wave: int,
+  state: assignmentStates,
+  reason: str,
+  assignedAt: nullableStr,
+  updatedAt: nullableStr,
+  assignmentId: nullableStr,
+  previousVersion: nullableStr,
+  revert: {
+    type: ['object', 'null'],
+    required: ['toVersion', 'assignmentId', 'state', 'note', 'at'],
+    properties: { toVersion: nullableStr, assignmentId: nullableStr, state: nullableAssignmentState, note: nullableStr, at: str },
   },
+  decommissioned: bool,
+});
+
+// Every field the engine's summary holds (rollouts/detail.ts): the generated REST types of the
+// CLI and the console are read off this schema, so it says what is always there.
+const rolloutSummaryProperties = {
+  id: str,
+  fleet: str,
+  status: { type: 'string', enum: ['running', 'waiting_approval', 'halted', 'completed', 'aborted'] },
+  artifact: objectOf({ name: str, version: str, kind: str }),
+  group: str,
+  probe: objectOf({ type: str, spec: openObject, timeoutSeconds: int, attempts: int, initialDelaySeconds: int }),
+  strategy: objectOf({
+    waves: { type: 'array', items: objectOf({ percent: { type: 'number' }, approval: { type: 'string', enum: ['auto', 'manual'] } }) },
+    max_failure_rate: { type: 'number' },
+  }),
+  currentWave: int,
+  halt: {
+    type: ['object', 'null'],
+    required: ['reason', 'wave', 'failures', 'acknowledged', 'targeted', 'tolerance', 'at'],
+    properties: { reason: str, wave: int, failures: int, acknowledged: int, targeted: int, tolerance: { type: 'number' }, at: str },
+  },
+  acknowledgedFailures: int,
+  abortPolicy: { type: ['string', 'null'], enum: ['keep', 'revert', null] },
+  counts: stateCounts,
+  waves: { type: 'array', items: rolloutWaveSchema },
+  createdBy: str,
+  createdAt: str,
+  updatedAt: str,
+  finishedAt: nullableStr,
 };
 
-/** Rollout list items: whatever the engine's summary holds (at least id, fleet, status). */
-export const rolloutSummarySchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: true,
-  required: ['id', 'fleet', 'status'],
-  properties: { id: str, fleet: str, status: str },
-};
+export const rolloutSummarySchema: JsonSchema = objectOf(rolloutSummaryProperties);
+
+export const rolloutDetailSchema: JsonSchema = objectOf({
+  ...rolloutSummaryProperties,
+  devices: { type: 'array', items: rolloutDeviceSchema },
+});
 
 export const auditEventSchema = objectOf({
   seq: int,
