@@ -704,11 +704,11 @@ describe('crash injection (SIGKILL at seeded points of the pipeline)', () => {
     }
   }, LONG ? 3_600_000 : 300_000);
 
-  // Was a bug (plugins/artifact-container/src/engine.ts, nameOf; used by #prepare in
-  // plugins/artifact-container/src/index.ts): podman's Docker-compatible list endpoint
+  // Was a bug (plugins/artifact-container/src/engine.ts, nameOf; used by prepare in
+  // plugins/artifact-container/src/container-swap.ts): podman's Docker-compatible list endpoint
   // (GET /containers/json, podman 4.3.1 here) returns `"Name": ""` next to `"Names": ["/x"]`,
   // and `nameOf` took `info.Name ?? info.Names[0]`, so every listed container was named "".
-  // `#prepare` then counted a backup (`x.meshanics-previous`) or a staging container as a
+  // `prepare` then counted a backup (`x.meshanics-previous`) or a staging container as a
   // second live one: after the agent died while cleanup was removing the backup (the trial
   // above), EVERY later update of that artifact failed ("several live containers are managed
   // for artifact …"). Fixed with `info.Name || info.Names?.[0] || ''`.
