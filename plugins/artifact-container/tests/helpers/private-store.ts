@@ -5,12 +5,15 @@
 // created a container from ("no such image ... image not known" at create, or
 // MESH_ERR_DIGEST_MISMATCH at verify when it vanished before verify). Real devices never share
 // an image store; with one store each, neither can the tests.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { RUNTIME_DIR, type RuntimeEnv } from './runtime-env.js';
+
+const execFileAsync = promisify(execFile);
 
 export interface PrivateStore {
   /** The Docker-API socket of this store's podman service. */
@@ -61,12 +64,12 @@ function getJson<T>(socketPath: string, urlPath: string): Promise<T> {
   });
 }
 
-function podmanEnv(dir: string, rt: RuntimeEnv): NodeJS.ProcessEnv {
+function podmanEnv(dir: string, rt?: RuntimeEnv): NodeJS.ProcessEnv {
   return {
     ...process.env,
     CONTAINERS_CONF: path.join(dir, 'containers.conf'),
     CONTAINERS_STORAGE_CONF: path.join(dir, 'storage.conf'),
-    ...(rt.env.CONTAINERS_REGISTRIES_CONF ? { CONTAINERS_REGISTRIES_CONF: rt.env.CONTAINERS_REGISTRIES_CONF } : {}),
+    ...(rt?.env.CONTAINERS_REGISTRIES_CONF ? { CONTAINERS_REGISTRIES_CONF: rt.env.CONTAINERS_REGISTRIES_CONF } : {}),
   };
 }
 
@@ -79,12 +82,15 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
   return true;
 }
 
-/** Stops a store's service and deletes it; `socketPath` answering means its containers go first. */
+/** Removes a store's containers, stops its service and deletes it. */
 async function destroyStore(dir: string, podmanPid: number | undefined): Promise<void> {
   const socketPath = path.join(dir, 'podman.sock');
   if (podmanPid && alive(podmanPid) && existsSync(socketPath)) {
     const containers = await getJson<{ Id: string }[]>(socketPath, '/containers/json?all=true').catch(() => []);
     for (const c of containers) await ping(socketPath, `/containers/${c.Id}?force=true&v=true`, 'DELETE');
+  } else if (existsSync(path.join(dir, 'storage.conf'))) {
+    // The service died with its test process; containers it started may still run (conmon).
+    await execFileAsync('podman', ['rm', '--all', '--force', '--time', '0'], { env: podmanEnv(dir), timeout: 60_000 }).catch(() => undefined);
   }
   if (podmanPid && alive(podmanPid)) {
     process.kill(podmanPid, 'SIGTERM');
