@@ -87,7 +87,7 @@ export async function repullVanishedImage(engines: Engines, ctx: ArtifactContext
   const info = await inspectImage(engines.api, spec.image);
   if (!info) throw new MeshError('MESH_ERR_DOWNLOAD_FAILED', `image ${spec.image} is not in the runtime's local store right after it was pulled again`);
   assertHoldsDigest(info, spec.image);
-  // The agent pulled it this time: its to remove once no version uses it.
+  // The agent pulled it this time: its own to remove once no version uses it.
   await ctx.checkpoint({ image: { ref: spec.image, digest: parseImageReference(spec.image).digest, managed: true, id: info.Id } });
   return info;
 }

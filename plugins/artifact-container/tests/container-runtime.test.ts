@@ -444,7 +444,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(await live(t)).toMatchObject({ running: true, digest: rt.images.v2.digest, version: '2.0.0' });
     expect(await httpGet(t.port)).toEqual({ status: 200, body: 'meshanics-test v2\n' });
     expect(await imagePresent(rt.images.v2)).toBe(true);
-    // Pulled by the agent this time: its to remove once no version needs it.
+    // Pulled by the agent this time: its own to remove once no version needs it.
     expect(t.agent.state.current.installed[t.artifact]?.pluginState).toMatchObject({
       repulled: true,
       image: { ref: rt.images.v2.ref, digest: rt.images.v2.digest, managed: true },
