@@ -469,6 +469,45 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
   });
 
+  it('two agents on one image store: the image one removes after its rollback is pulled again by the other, which ends HEALTHY', async () => {
+    // The crash lanes' race, as it was: device A pulls the image and fails its probe, so its
+    // cleanup removes the image it pulled; device B (another agent: A's claims are not B's)
+    // found the image present, skipped the pull and is held before its verify meanwhile.
+    const devA = await setup();
+    const devB = await setup();
+    await docker.getImage(rt.images.v2.ref).remove({ force: true }).catch(() => undefined);
+    let reached!: () => void;
+    const bReached = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const bReleased = new Promise<void>((resolve) => (release = resolve));
+    devB.agent.hooks.verify.for('container').tapPromise({ name: 'test-gate', stage: -1 }, async () => {
+      reached();
+      await bReleased;
+    });
+    const aAssignment = await assignmentFor(devA, descriptor(devA, rt.images.v2.ref), '1.0.0', 1);
+    const failing: Assignment = { ...aAssignment, probe: { ...aAssignment.probe!, specJson: JSON.stringify({ url: `http://127.0.0.1:${devA.port}/missing` }) } };
+    const bAssignment = await assignmentFor(devB, descriptor(devB, rt.images.v2.ref), '1.0.0');
+    try {
+      const aVerifying = new Promise<void>((resolve) => {
+        devA.agent.hooks.transition.tap('test-a', (e) => {
+          if (e.state === 'VERIFYING') resolve();
+        });
+      });
+      const aRun = runPipeline(devA.agent, failing, new AbortController().signal);
+      await aVerifying;
+      const bRun = runPipeline(devB.agent, bAssignment, new AbortController().signal);
+      await bReached;
+      expect(await aRun).toBe('ROLLED_BACK');
+      expect(await imagePresent(rt.images.v2)).toBe(false); // A's cleanup removed the image it pulled
+      release();
+      expect(await bRun, devB.events.at(-1)?.reason).toBe('HEALTHY');
+      expect(devB.agent.state.current.installed[devB.artifact]?.pluginState).toMatchObject({ repulled: true, image: { managed: true } });
+      expect(await httpGet(devB.port)).toEqual({ status: 200, body: 'meshanics-test v2\n' });
+    } finally {
+      release();
+    }
+  });
+
   it('an image one artifact pulled is kept while another artifact is between its pull and its create', async () => {
     // The agent runs several pipelines at once against one image store. Artifact A pulls the
     // image and fails its probe (its cleanup would remove the image it pulled); artifact B
