@@ -3,6 +3,9 @@
 // (v1, v2: healthy httpd; bad: no /health; other: an image the agent never pulled itself).
 // This file has an image store of its own (helpers/private-store.ts): the images it removes
 // and the ones it expects present are nobody else's business.
+// Over 400 lines: every scenario goes through the one harness in the describe below (agent,
+// TUF-published descriptor, store); splitting the file means moving that harness to helpers/
+// first (not done yet).
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
