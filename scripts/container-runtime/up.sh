@@ -9,6 +9,10 @@
 #     their digests to $WORK/runtime.json, which the tests read.
 # Idempotent: a second run finds everything up and the images in the registry, and only
 # rewrites runtime.json. Prints the path of runtime.json on its last line.
+# The tests do not share the service started here: each test file (each simulated device)
+# starts a podman service on an image store of its own under $WORK/stores, with the settings
+# below, and pulls from this registry (plugins/artifact-container/tests/helpers/private-store.ts).
+# One shared store let one file's image removals break another file's pending update.
 #
 #   MESHANICS_CONTAINERS_DIR   work dir (default /tmp/meshanics-containers)
 #   MESHANICS_REGISTRY_PORT    registry port on 127.0.0.1 (default 5000)

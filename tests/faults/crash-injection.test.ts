@@ -31,6 +31,7 @@ import { recoverInterrupted, runPipeline, type Assignment } from '@meshanics/cor
 import { openDataDir, publishArtifact, type MeshanicsContext } from '@meshanics/server';
 import { serverCli, startServer, type Child } from '../../scripts/lib/processes.mjs';
 import { findRuntime, type RuntimeEnv } from '../../plugins/artifact-container/tests/helpers/runtime-env.js';
+import { startPrivateStore, type PrivateStore } from '../../plugins/artifact-container/tests/helpers/private-store.js';
 import { openDevice } from './fixtures/device.mjs';
 import { FIXTURES, IN_CI, LONG, baseSeed, freePort, pickPoint, pool, readTrace, recordResults, runNode, sha256 } from './fixtures/fault-lib.mjs';
 
@@ -266,7 +267,10 @@ const configDriver: KindDriver = {
 // one device (one data dir, one managed container, one port) that goes through its trials one
 // after the other, every update starting from whatever the previous trial left live. The
 // points are named by the runtime call (every engine call of apply and of rollback) rather
-// than taken from a dry run.
+// than taken from a dry run. Each lane has an image store of its own, as every real device
+// does: with one store shared, one lane's cleanup removed an image (`bad`, pulled by that lane)
+// the other lane had found present and not yet created a container from ("no such image ...
+// image not known" at create, FAILED; MESH_ERR_DIGEST_MISMATCH when it went before verify).
 const runtime = await findRuntime();
 const rt: RuntimeEnv | undefined = runtime.env;
 interface Lane {
@@ -275,6 +279,7 @@ interface Lane {
   port: number;
   live: 'v1' | 'v2' | undefined;
   versions: number;
+  store: PrivateStore;
 }
 const lanes = new Map<number, Lane>();
 const CONTAINER_POINTS: Array<{ scenario: Scenario; phase: Phase; match: string; occurrence?: number }> = [
@@ -304,7 +309,6 @@ const digestOf = (ref: string) => ref.slice(ref.indexOf('@') + 1);
 const containerDriver: KindDriver = {
   kind: 'container',
   async prepare(_trialDir, scenario, laneIndex) {
-    const docker = new Docker({ socketPath: rt!.socketPath });
     let lane = lanes.get(laneIndex);
     const descriptor = (l: Lane, image: string) => ({ image, name: l.name, ports: [{ container: 8080, host: l.port }], restartPolicy: 'no', stopTimeoutSeconds: 1 });
     const probe = (l: Lane, attempts: number): Assignment['probe'] => ({
@@ -320,20 +324,22 @@ const containerDriver: KindDriver = {
       return { d, p: await publish(l.name, `${l.versions}.0.0`, JSON.stringify(d), 'container', d) };
     };
     if (!lane) {
-      lane = { dataDir: path.join(root, 'trials', `container-lane-${laneIndex}`, 'agent'), name: `mfault${process.pid % 100000}l${laneIndex}`, port: await freePort(), live: undefined, versions: 0 };
+      const store = await startPrivateStore(`crash-lane-${laneIndex}`, rt!);
+      lane = { dataDir: path.join(root, 'trials', `container-lane-${laneIndex}`, 'agent'), name: `mfault${process.pid % 100000}l${laneIndex}`, port: await freePort(), live: undefined, versions: 0, store };
       lanes.set(laneIndex, lane);
       const first = await publishVersion(lane, rt!.images.v1.ref);
-      await install({ dataDir: lane.dataDir, allowlist: {}, containerSocket: rt!.socketPath }, assignmentOf(first.p, first.d, probe(lane, 5)));
+      await install({ dataDir: lane.dataDir, allowlist: {}, containerSocket: store.socketPath }, assignmentOf(first.p, first.d, probe(lane, 5)));
       lane.live = 'v1';
     }
     const l = lane;
+    const docker = new Docker({ socketPath: l.store.socketPath });
     const oldImage = l.live === 'v2' ? rt!.images.v2.ref : rt!.images.v1.ref;
     const target = scenario === 'ok' ? (l.live === 'v2' ? rt!.images.v1.ref : rt!.images.v2.ref) : rt!.images.bad.ref;
     const next = await publishVersion(l, target);
     return {
       dataDir: l.dataDir,
       allowlist: {},
-      containerSocket: rt!.socketPath,
+      containerSocket: l.store.socketPath,
       next: assignmentOf(next.p, next.d, probe(l, scenario === 'ok' ? 5 : 1)),
       // For containers the "bytes" are the image digest the running container carries.
       oldSha: digestOf(oldImage),
@@ -367,31 +373,9 @@ const containerDriver: KindDriver = {
   },
 };
 
-async function removeLaneContainers(): Promise<void> {
-  if (!rt) return;
-  const docker = new Docker({ socketPath: rt.socketPath });
-  for (const lane of lanes.values()) {
-    const ours = await docker.listContainers({ all: true, filters: { label: [`dev.meshanics.artifact=${lane.name}`] } });
-    for (const c of ours) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-  }
-  for (const tag of ['v1', 'v2']) await docker.getImage(`${KEEP_REPO}:${tag}`).remove().catch(() => undefined);
-}
-
-/**
- * The lanes are two devices sharing ONE image store, which real devices never do: the
- * plugin's cleanup removes an image it pulled once no version of ITS artifact uses it, so one
- * lane's cleanup after a rollback could remove v2 between the other lane's pull and its
- * create ("no such image", seen once in about ten runs). A tag of our own on v1 and v2 makes
- * them "named by others", which the plugin keeps.
- */
-const KEEP_REPO = 'localhost/meshanics-faults-keep';
-async function pinLaneImages(): Promise<void> {
-  const docker = new Docker({ socketPath: rt!.socketPath });
-  for (const [tag, image] of [['v1', rt!.images.v1], ['v2', rt!.images.v2]] as const) {
-    const stream = await docker.pull(image.ref);
-    await new Promise((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
-    await docker.getImage(image.ref).tag({ repo: KEEP_REPO, tag });
-  }
+/** Every lane's store goes, with its containers and images. */
+async function stopLaneStores(): Promise<void> {
+  for (const lane of lanes.values()) await lane.store.stop();
 }
 
 // ---- the trial ------------------------------------------------------------------------------
@@ -613,7 +597,6 @@ async function runKind(driver: KindDriver, plan: Plan, stateSamples: number): Pr
 
 /** Container trials: no dry run (points by runtime call), lanes of chained trials. */
 async function runContainerTrials(): Promise<TrialRecord[]> {
-  await pinLaneImages();
   const trials: Trial[] = CONTAINER_POINTS.map((p, i) => ({
     id: `container-${p.scenario}-${p.phase}-${i}`,
     kind: 'container',
@@ -676,7 +659,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordResults('crash-injection', { dryRuns, trials: records });
-  await removeLaneContainers().catch(() => undefined);
+  await stopLaneStores().catch(() => undefined);
   await ctx?.close();
   await server?.stop();
   if (root) await rm(root, { recursive: true, force: true });
@@ -721,11 +704,11 @@ describe('crash injection (SIGKILL at seeded points of the pipeline)', () => {
     }
   }, LONG ? 3_600_000 : 300_000);
 
-  // Was a bug (plugins/artifact-container/src/engine.ts, nameOf; used by #prepare in
-  // plugins/artifact-container/src/index.ts): podman's Docker-compatible list endpoint
+  // Was a bug (plugins/artifact-container/src/engine.ts, nameOf; used by prepare in
+  // plugins/artifact-container/src/container-swap.ts): podman's Docker-compatible list endpoint
   // (GET /containers/json, podman 4.3.1 here) returns `"Name": ""` next to `"Names": ["/x"]`,
   // and `nameOf` took `info.Name ?? info.Names[0]`, so every listed container was named "".
-  // `#prepare` then counted a backup (`x.meshanics-previous`) or a staging container as a
+  // `prepare` then counted a backup (`x.meshanics-previous`) or a staging container as a
   // second live one: after the agent died while cleanup was removing the backup (the trial
   // above), EVERY later update of that artifact failed ("several live containers are managed
   // for artifact …"). Fixed with `info.Name || info.Names?.[0] || ''`.

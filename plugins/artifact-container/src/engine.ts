@@ -10,6 +10,13 @@ export type ContainerInspectInfo = Docker.ContainerInspectInfo;
 export type ImageInspectInfo = Docker.ImageInspectInfo;
 export type ContainerCreateOptions = Docker.ContainerCreateOptions;
 
+/** The clients of one runtime socket: `api` has the idle guard, `pull` none (a big layer may be silent long). */
+export interface Engines {
+  api: Engine;
+  pull: Engine;
+  socketPath: string;
+}
+
 // dockerode (with docker-modem, ssh2, tar-fs) is in the default plugin bundle but most
 // devices never receive a container artifact: it is imported at the first container
 // assignment, not when the agent starts (docs/benchmarks.md, idle agent memory).

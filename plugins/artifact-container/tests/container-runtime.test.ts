@@ -1,6 +1,11 @@
 // Against a real runtime: podman's Docker-compatible API service and a local registry on
 // 127.0.0.1, started by scripts/container-runtime/up.sh, with images built from busybox-static
 // (v1, v2: healthy httpd; bad: no /health; other: an image the agent never pulled itself).
+// This file has an image store of its own (helpers/private-store.ts): the images it removes
+// and the ones it expects present are nobody else's business.
+// Over 400 lines: every scenario goes through the one harness in the describe below (agent,
+// TUF-published descriptor, store); splitting the file means moving that harness to helpers/
+// first (not done yet).
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -13,6 +18,7 @@ import { recoverInterrupted, runPipeline, type Assignment, type TransitionEvent 
 import { createTestAgent, testAssignment, type TestAgent } from '@meshanics/core/testing';
 import HttpProbePlugin from '@meshanics/probe-http';
 import ContainerArtifactPlugin, { BACKUP_SUFFIX, LABELS, STAGING_SUFFIX, type ContainerSpec } from '../src/index.js';
+import { startPrivateStore, type PrivateStore } from './helpers/private-store.js';
 import { IN_CI, findRuntime, type RuntimeEnv, type TestImage } from './helpers/runtime-env.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/run-container-child.mjs', import.meta.url));
@@ -32,7 +38,8 @@ if (!found.env) {
 
 describe.skipIf(!found.env)('container artifact against a real runtime (podman API + local registry)', () => {
   const rt = found.env as RuntimeEnv;
-  const docker = new Docker({ socketPath: rt?.socketPath });
+  let store: PrivateStore;
+  let docker: Docker;
   const prefix = `mt${process.pid}`;
   let counter = 0;
   let root: string;
@@ -48,12 +55,6 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
       });
       server.on('error', reject);
     });
-  }
-
-  async function removeTestImages(): Promise<void> {
-    for (const image of Object.values(rt.images)) {
-      await docker.getImage(image.ref).remove({ force: true }).catch(() => undefined);
-    }
   }
 
   async function imagePresent(image: TestImage): Promise<boolean> {
@@ -97,7 +98,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     counter += 1;
     const artifact = options.artifact ?? `${prefix}-${counter}`;
     const test = await createTestAgent(
-      [new ContainerArtifactPlugin({ runtime: rt.socketPath, pullTimeoutMs: options.pullTimeoutMs ?? 30_000 }), new HttpProbePlugin()],
+      [new ContainerArtifactPlugin({ runtime: store.socketPath, pullTimeoutMs: options.pullTimeoutMs ?? 30_000 }), new HttpProbePlugin()],
       {
         dataDir: options.dataDir ?? path.join(root, `agent-${counter}`),
         targetsDir: options.targetsDir ?? path.join(root, `targets-${counter}`),
@@ -159,7 +160,9 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-container-'));
     await mkdir(path.join(root, 'mounts', 'www-extra'), { recursive: true });
     await writeFile(path.join(root, 'mounts', 'www-extra', 'note.txt'), 'mounted from the host\n');
-    await removeTestImages(); // every run pulls from the registry for real
+    // A fresh, empty store: every run pulls from the registry for real.
+    store = await startPrivateStore('container-runtime', rt);
+    docker = new Docker({ socketPath: store.socketPath });
   });
 
   afterEach(async () => {
@@ -172,7 +175,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
 
   afterAll(async () => {
     if (!rt) return;
-    await removeTestImages();
+    await store?.stop();
     await rm(root, { recursive: true, force: true });
   });
 
@@ -343,7 +346,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
       const child = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) => {
         const p = execFile(
           process.execPath,
-          [CHILD, t.dataDir, t.source.dir, JSON.stringify(upgrade), rt.socketPath, crashAt, good.id],
+          [CHILD, t.dataDir, t.source.dir, JSON.stringify(upgrade), store.socketPath, crashAt, good.id],
           { timeout: 60_000 },
           (_err, stdout, stderr) => resolve({ code: p.exitCode, signal: p.signalCode, stdout, stderr }),
         );
@@ -417,6 +420,95 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(bystanderInfo.State.Running).toBe(true);
     expect(bystanderInfo.Name).toBe(`/${bystander}`);
     expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
+  });
+
+  // Something else sharing the image store (another agent, an operator's prune) can remove the
+  // image after the download stage found or pulled it: the crash lanes of
+  // tests/faults/crash-injection.test.ts, two devices on one store, ended FAILED with "no such
+  // image ... image not known" at create that way. The agent pulls it again, once, by digest.
+  /** Removes the assignment's image from the store before the plugin's own hook runs. */
+  function vanishBefore(t: Setup, stage: 'verify' | 'apply', version: string): { count: number } {
+    const removed = { count: 0 };
+    t.agent.hooks[stage].for('container').tapPromise({ name: `test-vanish-${stage}`, stage: -1 }, async (ctx) => {
+      if (ctx.assignment.version !== version) return;
+      await docker.getImage((ctx.spec as ContainerSpec).image).remove({ force: true });
+      removed.count += 1;
+    });
+    return removed;
+  }
+
+  it('an image removed between the download and the container create is pulled again by digest and the update ends HEALTHY', async () => {
+    const t = await setup();
+    expect((await deploy(t, descriptor(t, rt.images.v1.ref), '1.0.0')).state).toBe('HEALTHY');
+    const removed = vanishBefore(t, 'apply', '2.0.0');
+    const r = await deploy(t, descriptor(t, rt.images.v2.ref), '2.0.0');
+    expect(removed.count).toBe(1);
+    expect(r.state, r.reason).toBe('HEALTHY');
+    expect(await live(t)).toMatchObject({ running: true, digest: rt.images.v2.digest, version: '2.0.0' });
+    expect(await httpGet(t.port)).toEqual({ status: 200, body: 'meshanics-test v2\n' });
+    expect(await imagePresent(rt.images.v2)).toBe(true);
+    // Pulled by the agent this time: its own to remove once no version needs it.
+    expect(t.agent.state.current.installed[t.artifact]?.pluginState).toMatchObject({
+      repulled: true,
+      image: { ref: rt.images.v2.ref, digest: rt.images.v2.digest, managed: true },
+    });
+  });
+
+  it('an image that vanishes again after it was pulled a second time ends FAILED with the reason, the live container untouched', async () => {
+    const t = await setup();
+    expect((await deploy(t, descriptor(t, rt.images.v1.ref), '1.0.0')).state).toBe('HEALTHY');
+    const before = await live(t);
+    // Gone before verify (pulled again there), and gone again before create.
+    const atVerify = vanishBefore(t, 'verify', '2.0.0');
+    const atApply = vanishBefore(t, 'apply', '2.0.0');
+    const r = await deploy(t, descriptor(t, rt.images.v2.ref), '2.0.0');
+    expect([atVerify.count, atApply.count]).toEqual([1, 1]);
+    expect(r.state).toBe('FAILED');
+    expect(r.reason).toBe(
+      `MESH_ERR_PLUGIN_FAILED: apply hook for kind "container" failed: MESH_ERR_DOWNLOAD_FAILED: image ${rt.images.v2.ref} vanished from the runtime's local store between the download stage and the container create, a second time after it was pulled again: something on the device keeps removing it; update given up; nothing changed`,
+    );
+    expect(await live(t)).toEqual(before);
+    expect(await httpGet(t.port)).toEqual({ status: 200, body: 'meshanics-test v1\n' });
+    expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
+  });
+
+  it('two agents on one image store: the image one removes after its rollback is pulled again by the other, which ends HEALTHY', async () => {
+    // The crash lanes' race, as it was: device A pulls the image and fails its probe, so its
+    // cleanup removes the image it pulled; device B (another agent: A's claims are not B's)
+    // found the image present, skipped the pull and is held before its verify meanwhile.
+    const devA = await setup();
+    const devB = await setup();
+    await docker.getImage(rt.images.v2.ref).remove({ force: true }).catch(() => undefined);
+    let reached!: () => void;
+    const bReached = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const bReleased = new Promise<void>((resolve) => (release = resolve));
+    devB.agent.hooks.verify.for('container').tapPromise({ name: 'test-gate', stage: -1 }, async () => {
+      reached();
+      await bReleased;
+    });
+    const aAssignment = await assignmentFor(devA, descriptor(devA, rt.images.v2.ref), '1.0.0', 1);
+    const failing: Assignment = { ...aAssignment, probe: { ...aAssignment.probe!, specJson: JSON.stringify({ url: `http://127.0.0.1:${devA.port}/missing` }) } };
+    const bAssignment = await assignmentFor(devB, descriptor(devB, rt.images.v2.ref), '1.0.0');
+    try {
+      const aVerifying = new Promise<void>((resolve) => {
+        devA.agent.hooks.transition.tap('test-a', (e) => {
+          if (e.state === 'VERIFYING') resolve();
+        });
+      });
+      const aRun = runPipeline(devA.agent, failing, new AbortController().signal);
+      await aVerifying;
+      const bRun = runPipeline(devB.agent, bAssignment, new AbortController().signal);
+      await bReached;
+      expect(await aRun).toBe('ROLLED_BACK');
+      expect(await imagePresent(rt.images.v2)).toBe(false); // A's cleanup removed the image it pulled
+      release();
+      expect(await bRun, devB.events.at(-1)?.reason).toBe('HEALTHY');
+      expect(devB.agent.state.current.installed[devB.artifact]?.pluginState).toMatchObject({ repulled: true, image: { managed: true } });
+      expect(await httpGet(devB.port)).toEqual({ status: 200, body: 'meshanics-test v2\n' });
+    } finally {
+      release();
+    }
   });
 
   it('an image one artifact pulled is kept while another artifact is between its pull and its create', async () => {

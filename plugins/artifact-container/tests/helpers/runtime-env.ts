@@ -17,6 +17,8 @@ export interface RuntimeEnv {
   socketPath: string;
   registry: string;
   images: { v1: TestImage; v2: TestImage; bad: TestImage; other: TestImage };
+  /** The CONTAINERS_* configuration files up.sh wrote (registries.conf names the insecure local registry). */
+  env: { CONTAINERS_CONF?: string; CONTAINERS_STORAGE_CONF?: string; CONTAINERS_REGISTRIES_CONF?: string };
 }
 
 export const RUNTIME_DIR = process.env.MESHANICS_CONTAINERS_DIR ?? '/tmp/meshanics-containers';
