@@ -67,6 +67,14 @@ describe('backup and restore refusals', () => {
     expect(JSON.parse((await cli(['audit', 'verify', '--data-dir', target])).stdout)).toMatchObject({ verified: true });
   });
 
+  it('refuses to back up a data dir that was never initialized, and creates nothing there', async () => {
+    const missing = path.join(tempDir(), 'typo');
+    const r = await cli(['backup', '--data-dir', missing, '--out', path.join(tempDir(), 'x.tar')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('MESH_ERR_DATADIR_NOT_INITIALIZED');
+    expect(fs.existsSync(missing)).toBe(false);
+  });
+
   it('answers --help for both commands', async () => {
     for (const c of ['backup', 'restore']) {
       const h = await cli([c, '--help']);

@@ -1,4 +1,5 @@
 // backup and restore: one archive of a data dir (backup.ts) and its way back (restore.ts).
+import { MeshError } from '../errors.js';
 import { createLogger, databaseUrl, dataDir, intOpt, logLevel, print, required, UsageError, withDataDir, type Command } from './args.js';
 
 export const BACKUP_COMMANDS: Command[] = [
@@ -15,6 +16,11 @@ export const BACKUP_COMMANDS: Command[] = [
     async run(values, _positionals, command) {
       const out = required(values, 'out', command);
       const { backupDataDir } = await import('./backup.js');
+      const { isDataDirInitialized } = await import('../config/data-dir.js');
+      // withDataDir would initialize a fresh dir: a backup of a typo'd path must not be a new CA.
+      if (!isDataDirInitialized(dataDir(values))) {
+        throw new MeshError('MESH_ERR_DATADIR_NOT_INITIALIZED', `${dataDir(values)} is not an initialized data dir: nothing to back up`);
+      }
       const postgres = databaseUrl(values) !== undefined;
       const result = await withDataDir(values, command, (ctx) => backupDataDir(ctx, out, postgres));
       if (postgres) {
