@@ -21,6 +21,7 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_IDENTITY_MISSING: 'the agent has no usable identity (enroll first)',
   MESH_ERR_OFFBOARDED: 'this device was offboarded; it must enroll again',
   MESH_ERR_LOGS_FAILED: 'log collection or upload failed',
+  MESH_ERR_DISK_FULL: 'no space left on a device file system (ENOSPC or EDQUOT)',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -35,6 +36,15 @@ export class MeshError extends Error {
 }
 
 /** The reason reported to the server: the code first, so it can be matched without parsing prose. */
+/** True when `err` or one of its causes is the file system saying it is full (or over quota). */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  }
+  return false;
+}
+
 export function reasonOf(err: unknown): string {
   if (err instanceof MeshError) return `${err.code}: ${err.message}`;
   if (err instanceof Error) return err.message;

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Agent } from './agent.js';
 import type { Assignment } from './assignment.js';
-import { MeshError, reasonOf } from './errors.js';
+import { isDiskFull, MeshError, reasonOf } from './errors.js';
 import type { ArtifactStage } from './hooks.js';
 import type { ArtifactContext, InstalledArtifactRecord, RollbackContext, VerifiedTarget } from './plugin.js';
 import { canonicalize } from '@tufjs/canonical-json';
@@ -118,6 +118,12 @@ function assertMatchesSignedIntent(assignment: Assignment, spec: unknown, target
   }
 }
 
+/** The reported reason; a full disk is named as such (MESH_ERR_DISK_FULL), whatever layer saw it first. */
+function failureReason(err: unknown, stage: 'downloading' | 'applying', done?: string): string {
+  if (!isDiskFull(err)) return reasonOf(err);
+  return `MESH_ERR_DISK_FULL: no space left on the device while ${stage} (${reasonOf(err)})${done ? `; ${done}` : ''}`;
+}
+
 export async function runPipeline(agent: Agent, assignment: Assignment, signal: AbortSignal): Promise<ArtifactState> {
   const { name } = assignment;
   let validated;
@@ -175,8 +181,11 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
       ctx.log.info('download interrupted by shutdown; will resume');
       return 'DOWNLOADING';
     }
-    await agent.transition(assignment, 'FAILED', reasonOf(err));
+    // Staging goes first: on a full disk the partial download is what fills it, and the
+    // FAILED report below must be written to that same disk (issue 29). Nothing live changed,
+    // so a crash in between only means the download starts over at the next start.
     await cleanUp(agent, ctx);
+    await agent.transition(assignment, 'FAILED', failureReason(err, 'downloading', 'the partial download was removed'));
     return 'FAILED';
   }
 
@@ -191,10 +200,10 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     // Nothing live changed: FAILED. The swap happened and was undone: ROLLED_BACK.
     const state: ArtifactState = ctx.liveChanged && !failure ? 'ROLLED_BACK' : 'FAILED';
     const reason = failure
-      ? `${reasonOf(err)}; rollback also failed: ${failure}`
+      ? `${failureReason(err, 'applying')}; rollback also failed: ${failure}`
       : ctx.liveChanged
-        ? `${reasonOf(err)}; previous version restored`
-        : `${reasonOf(err)}; nothing changed`;
+        ? `${failureReason(err, 'applying')}; previous version restored`
+        : `${failureReason(err, 'applying')}; nothing changed`;
     await agent.transition(assignment, state, reason);
     await cleanUp(agent, ctx);
     return state;

@@ -16,9 +16,10 @@ import { APIKEY_COMMANDS } from './cli/apikey-commands.js';
 import { GROUP_COMMANDS, ROLLOUT_COMMANDS } from './cli/rollout-commands.js';
 import { PLUGIN_SCHEMA_COMMANDS } from './cli/plugin-schema-commands.js';
 import { TUF_COMMANDS } from './cli/tuf-commands.js';
+import { BACKUP_COMMANDS } from './cli/backup-commands.js';
 import { MeshError } from './errors.js';
 
-const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...GROUP_COMMANDS, ...ROLLOUT_COMMANDS, ...AUDIT_COMMANDS, ...APIKEY_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS, ...TUF_COMMANDS];
+const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...GROUP_COMMANDS, ...ROLLOUT_COMMANDS, ...AUDIT_COMMANDS, ...APIKEY_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS, ...TUF_COMMANDS, ...BACKUP_COMMANDS];
 
 function commandHelp(c: Command): string {
   return [`Usage: ${PROG} ${c.usage}`, '', c.summary, '', 'Options:', ...c.help, ...COMMON_HELP, ''].join('\n');

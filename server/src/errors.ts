@@ -43,6 +43,8 @@ export const ERROR_TABLE = {
   MESH_ERR_LISTEN_FAILED: { kind: 'unavailable', summary: 'A listener could not bind its address' },
   MESH_ERR_DATADIR_NOT_INITIALIZED: { kind: 'not_found', summary: 'The data dir has not been initialized' },
   MESH_ERR_DATADIR_CORRUPT: { kind: 'internal', summary: 'A file in the data dir is unreadable or inconsistent' },
+  MESH_ERR_BACKUP_TARGET_NOT_EMPTY: { kind: 'conflict', summary: 'restore refuses a data dir that is not empty' },
+  MESH_ERR_BACKUP_INVALID: { kind: 'invalid', summary: 'A backup archive is unreadable, has no valid manifest, or a file does not match its hash' },
   MESH_ERR_STORE_SCHEMA_TOO_NEW: { kind: 'internal', summary: 'The database was migrated by a newer server' },
   MESH_ERR_STORE_MIGRATION_FAILED: { kind: 'internal', summary: 'A database migration failed' },
   MESH_ERR_STORE_UNAVAILABLE: { kind: 'unavailable', summary: 'The database cannot be reached' },
