@@ -2,7 +2,8 @@
 // pins its image by digest, run through the device's own Docker-API runtime (podman's
 // Docker-compatible service or docker) with dockerode.
 //
-//   download  descriptor == assignment spec; bind mounts allowlisted; pull by digest (progress)
+//   validate  bind mounts allowlisted (before anything is fetched)
+//   download  descriptor == assignment spec; pull by digest (progress)
 //   verify    the local image's RepoDigests hold the pinned digest
 //   apply     create <name>.meshanics-staging, stop the current container, rename it to
 //             <name>.meshanics-previous, rename staging to <name>, start it
@@ -246,10 +247,12 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
   }
 
   apply(agent: Agent): void {
+    // At validation, before the descriptor is fetched or anything pulled.
+    agent.hooks.validate.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, (ctx) => assertMountsAllowed(agent.allowlist, ctx.spec as ContainerSpec));
+
     agent.hooks.download.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       const spec = ctx.spec as ContainerSpec;
       await assertDescriptorMatches(ctx);
-      await assertMountsAllowed(agent.allowlist, spec);
       const { api, pull, socketPath } = await this.#engine();
       await waitForEngine(api, 0, socketPath);
       const { digest } = parseImageReference(spec.image);
@@ -303,7 +306,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
       const spec = ctx.spec as ContainerSpec;
       const { assignment } = ctx;
       const artifact = assignment.name;
-      // Again at apply: the file system may have changed since download (a new symlink).
+      // Again at apply: the file system may have changed since validation (a new symlink).
       await assertMountsAllowed(agent.allowlist, spec);
       const { api } = await this.#engine();
       const stagingName = `${spec.name}${STAGING_SUFFIX}`;
