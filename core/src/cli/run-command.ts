@@ -213,8 +213,10 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   try {
     const exit = await daemon.run(stop.signal);
     if (exit === 'offboarded') {
-      const extra = config.enrolled ? [] : [config.key, config.cert];
-      await wipeIdentity(config.dataDir, extra, { fleet: config.enrolled?.enrollment.fleet, name: config.enrolled?.enrollment.name });
+      // The key and certificate the agent actually used go too: with --cert/--key (or their
+      // variables or config entries) over an enrolled identity, both are wiped, not only the
+      // enrolled one. Removing one already under identity/ again is a no-op.
+      await wipeIdentity(config.dataDir, [config.key, config.cert], { fleet: config.enrolled?.enrollment.fleet, name: config.enrolled?.enrollment.name });
       log.warn({ dataDir: config.dataDir }, 'offboarded: key material wiped; exiting for good');
       return EXIT.OFFBOARDED;
     }
