@@ -24,7 +24,7 @@ const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', imp
 
 export { AGENT_VERSION };
 
-interface RunConfig {
+export interface RunConfig {
   server: string;
   cert: string;
   key: string;
@@ -56,7 +56,8 @@ const OPTIONS = {
   help: { type: 'boolean' },
 } as const;
 
-async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<RunConfig> {
+/** Exported for tests: the settings a `run` resolves from flags, environment, config file and enrolled identity. */
+export async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<RunConfig> {
   const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
   if (values.help) throw new UsageError('');
   const file = await loadAgentConfig(values.config ?? (env.MESHANICS_CONFIG || undefined));
