@@ -14,6 +14,10 @@ for pair in python3:python3 make:make g++:g++; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Journal log collection is tested against a real journal (core/tests/journal-logs.test.ts):
+# systemd-journal-remote writes it, journalctl --directory reads it.
+command -v journalctl >/dev/null 2>&1 || need_apt+=(systemd)
+[ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -163,7 +163,18 @@ async function serverCounters(server) {
     // samples are 10 ms apart (prom-client's default), so an idle loop reads about 10 ms.
     const loop = {};
     for (const m of text.matchAll(/^meshanics_nodejs_eventloop_lag_(p50|p99|max)_seconds ([\d.e+-]+)/gm)) loop[`${m[1]}Ms`] = +(Number(m[2]) * 1000).toFixed(1);
-    return { cache, database, heartbeat, gc, loop };
+    // Audit events of the devices' state transitions, appended to the hash chain in the status
+    // reports' batches: events, batches (the histogram's count), time appending (its sum), and
+    // the histogram's buckets under one "append" operation (for databaseDelta).
+    const auditAppend = { append: {} };
+    for (const m of text.matchAll(/^meshanics_audit_report_append_seconds_bucket\{le="([^"]*)"\} (\d+)/gm)) auditAppend.append[m[1]] = Number(m[2]);
+    const metric = (name) => Number(text.match(new RegExp(`^${name} ([\\d.e+-]+)`, 'm'))?.[1] ?? NaN);
+    const audit = {
+      events: metric('meshanics_audit_report_events_total'),
+      batches: metric('meshanics_audit_report_append_seconds_count'),
+      seconds: metric('meshanics_audit_report_append_seconds_sum'),
+    };
+    return { cache, database, heartbeat, gc, loop, audit, auditAppend };
   } catch {
     return undefined;
   }
@@ -178,6 +189,22 @@ function gcDelta(from, to) {
     out[kind] = { pauses: g.count - f.count, seconds: +(g.seconds - f.seconds).toFixed(3), over100ms: g.count - f.count - (g.upTo100ms - f.upTo100ms) };
   }
   return out;
+}
+
+/** Audit appends of status reports between two snapshots: events, batches, events per batch, time. */
+function auditDelta(from, to) {
+  if (!from?.audit || !to?.audit || Number.isNaN(to.audit.events)) return undefined;
+  const events = to.audit.events - (from.audit.events || 0);
+  const batches = to.audit.batches - (from.audit.batches || 0);
+  const seconds = to.audit.seconds - (from.audit.seconds || 0);
+  return {
+    events,
+    batches,
+    eventsPerBatch: batches ? +(events / batches).toFixed(1) : null,
+    appendSeconds: +seconds.toFixed(4),
+    meanAppendMs: batches ? +((1000 * seconds) / batches).toFixed(3) : null,
+    ...(databaseDelta(from, to, 'auditAppend')?.append ?? {}),
+  };
 }
 
 /** Cache lookups between two snapshots, with the share of hits. */
@@ -374,6 +401,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
     const serverLoopDelay = { steady: countersAtRollout?.loop, rollout: countersAtEnd?.loop };
+    const audit = auditDelta(countersAtRollout, countersAtEnd);
+    if (audit) progress(SUITE, `audit trail, rollouts: ${audit.events} transition events in ${audit.batches} batches (${audit.eventsPerBatch} per batch), ${audit.appendSeconds} s appending (mean ${audit.meanAppendMs} ms per batch, p99 <= ${audit.p99UpToSeconds} s)`);
     const share = (d) => (typeof d?.hitShare === 'number' ? `${(100 * d.hitShare).toFixed(1)}%` : 'n/a');
     if (cache.steady || cache.rollout) progress(SUITE, `heartbeat cache hits: ${share(cache.steady)} steady, ${share(cache.rollout)} during rollouts (${JSON.stringify(cache.rollout)})`);
     const gc = { steady: gcDelta(countersAtSteady, countersAtRollout), rollout: gcDelta(countersAtRollout, countersAtEnd) };
@@ -472,6 +501,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         databaseLatency: database,
         serverHeartbeatSeconds: serverHeartbeat,
         serverLoopDelayMs: serverLoopDelay,
+        auditReportAppends: audit,
         garbageCollection: gc,
         machinePhases,
       },

@@ -5,7 +5,7 @@ import validRange from 'semver/ranges/valid.js';
 import type { Capability } from './contract/messages.js';
 import { PROBE_COMMON_SCHEMA, compileSchema, parseAndValidate, type SchemaValidator } from './contract/schema.js';
 import type { Assignment } from './assignment.js';
-import { MeshError } from './errors.js';
+import { MeshError, reasonOf } from './errors.js';
 import { createHooks, type AgentHooks } from './hooks.js';
 import type { MeshanicsPlugin, TransitionEvent } from './plugin.js';
 import { AgentStateStore } from './state/agent-state.js';
@@ -145,6 +145,31 @@ export class Agent {
     const probeSpec = parseAndValidate(assignment.probe.specJson, probe.validate, 'probe/spec');
     if (!probeSpec.ok) throw new MeshError('MESH_ERR_SPEC_INVALID', probeSpec.errors.join('; '));
     return { spec: spec.value, probeSpec: probeSpec.value };
+  }
+
+  /**
+   * validate(), then every plugin's allowlist checks through the validate hooks (the artifact
+   * kind's, then the probe type's). Runs before anything is downloaded, so a refusal changes
+   * nothing. A plugin's MeshError (MESH_ERR_ALLOWLIST_DENIED naming the rule) is the reason as
+   * it is; any other error is wrapped with the hook's name.
+   */
+  async revalidate(assignment: Assignment): Promise<ValidatedAssignment> {
+    const validated = this.validate(assignment);
+    const log = this.log.child({ assignmentId: assignment.assignmentId });
+    const checks = [
+      ['validate', this.hooks.validate.get(assignment.kind), validated.spec, `kind "${assignment.kind}"`],
+      ['validateProbe', this.hooks.validateProbe.get(assignment.probe.type), validated.probeSpec, `probe type "${assignment.probe.type}"`],
+    ] as const;
+    for (const [name, hook, spec, of] of checks) {
+      if (!hook) continue;
+      try {
+        await hook.promise({ assignment, spec, log });
+      } catch (err) {
+        if (err instanceof MeshError) throw err;
+        throw new MeshError('MESH_ERR_PLUGIN_FAILED', `${name} hook for ${of} failed: ${reasonOf(err)}`, { cause: err });
+      }
+    }
+    return validated;
   }
 
   /**

@@ -5,6 +5,7 @@ import type {
   ProbeResult,
   RollbackContext,
   TransitionEvent,
+  ValidationContext,
 } from './plugin.js';
 
 /** Every stage of an artifact's life, in pipeline order. */
@@ -13,6 +14,14 @@ export type ArtifactStage = (typeof ARTIFACT_STAGES)[number];
 
 export function createHooks() {
   return Object.freeze({
+    /**
+     * Before anything is downloaded (the spec: "the device re-validates every instruction it
+     * receives"): a plugin checks what the spec asks of the device against `agent.allowlist` and
+     * throws to refuse. The assignment then ends FAILED with nothing fetched or touched.
+     */
+    validate: new HookMap((_kind: string) => new AsyncSeriesHook<[ValidationContext]>(['context'])),
+    /** The same for a probe, keyed by probe type; `spec` is the probe's spec. */
+    validateProbe: new HookMap((_type: string) => new AsyncSeriesHook<[ValidationContext]>(['context'])),
     /** After the TUF target is on disk; a plugin fetches anything else it needs (an image). */
     download: new HookMap((_kind: string) => new AsyncSeriesHook<[ArtifactContext]>(['context'])),
     /** After core verified the target against TUF and the expected digest; kind-specific checks. */

@@ -13,6 +13,7 @@ export type {
   ProbeResult,
   RollbackContext,
   TransitionEvent,
+  ValidationContext,
   VerifiedTarget,
 } from './plugin.js';
 export { runPipeline } from './pipeline.js';

@@ -1,5 +1,5 @@
 // One assignment through the stages:
-//   validate -> DOWNLOADING -> VERIFYING -> APPLYING -> probe -> HEALTHY
+//   validate (schemas, then every plugin's allowlist checks) -> DOWNLOADING -> VERIFYING -> APPLYING -> probe -> HEALTHY
 //                                                            \-> ROLLED_BACK (every attempt failed)
 //   any failure before the swap, or a failed apply            -> FAILED (nothing changed)
 // Every phase is recorded in the in-flight journal before it starts, so an agent restarted at
@@ -128,7 +128,8 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
   const { name } = assignment;
   let validated;
   try {
-    validated = agent.validate(assignment);
+    // Before the DOWNLOADING transition: a refused instruction fetches and touches nothing.
+    validated = await agent.revalidate(assignment);
   } catch (err) {
     await agent.transition(assignment, 'FAILED', reasonOf(err));
     return 'FAILED';

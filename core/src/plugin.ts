@@ -36,6 +36,14 @@ export interface VerifiedTarget {
   signed?: { kind?: string; spec?: unknown };
 }
 
+/** What the validate hooks receive: the assignment and the spec the hook's plugin owns. */
+export interface ValidationContext<Spec = unknown> {
+  readonly assignment: Assignment;
+  /** The artifact's spec (validate) or the probe's spec (validateProbe), already schema-valid. */
+  readonly spec: Spec;
+  readonly log: Logger;
+}
+
 /** The context every artifact stage hook receives. */
 export interface ArtifactContext<Spec = unknown> {
   readonly assignment: Assignment;

@@ -23,7 +23,7 @@ describe('Agent', () => {
   it('declares its hooks once in a frozen table', async () => {
     const agent = await newAgent();
     expect(Object.isFrozen(agent.hooks)).toBe(true);
-    expect(Object.keys(agent.hooks).sort()).toEqual(['apply', 'cleanup', 'download', 'probe', 'rollback', 'transition', 'verify']);
+    expect(Object.keys(agent.hooks).sort()).toEqual(['apply', 'cleanup', 'download', 'probe', 'rollback', 'transition', 'validate', 'validateProbe', 'verify']);
     expect(() => {
       (agent.hooks as unknown as Record<string, unknown>).extra = 1;
     }).toThrow(TypeError);

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Agent, AgentStateStore, runPipeline, type TransitionEvent } from '../src/index.js';
+import { Agent, AgentStateStore, MeshError, runPipeline, type TransitionEvent } from '../src/index.js';
 import { LocalTargetSource } from '../src/testing/index.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
 import { makeAssignment, tempDir } from './helpers.js';
@@ -48,6 +48,39 @@ describe('pipeline', () => {
     expect(events.map((e) => [e.state, e.reason])).toEqual([
       ['FAILED', 'MESH_ERR_PLUGIN_MISSING: no plugin for artifact kind "firmware"'],
     ]);
+    expect(source.resolved).toEqual([]);
+  });
+
+  it('runs the validate hooks (artifact kind, then probe type) before anything is fetched; a refusal ends FAILED as the plugin said', async () => {
+    const { source, agent, calls, events, live } = await setup();
+    const seen: string[] = [];
+    agent.hooks.validate.for('fake').tap('test', (ctx) => {
+      seen.push(`validate:${JSON.stringify(ctx.spec)}`);
+    });
+    agent.hooks.validateProbe.for('fake-probe').tap('test', (ctx) => {
+      seen.push(`validateProbe:${JSON.stringify(ctx.spec)}`);
+      if ((ctx.spec as { healthyFromAttempt?: number }).healthyFromAttempt === 9) {
+        throw new MeshError('MESH_ERR_ALLOWLIST_DENIED', 'probe nine is not on the allowlist (allowlist.execBinaries)');
+      }
+    });
+    const target = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));
+    const refused = makeAssignment(target, { specJson: '{"label":"a"}' });
+    refused.probe.specJson = '{"healthyFromAttempt":9}';
+    expect(await runPipeline(agent, refused, new AbortController().signal)).toBe('FAILED');
+    expect(seen).toEqual(['validate:{"label":"a"}', 'validateProbe:{"healthyFromAttempt":9}']);
+    expect(events.map((e) => [e.state, e.reason])).toEqual([
+      ['FAILED', 'MESH_ERR_ALLOWLIST_DENIED: probe nine is not on the allowlist (allowlist.execBinaries)'],
+    ]);
+    expect(calls).toEqual([]);
+    expect(source.resolved).toEqual([]);
+    await expect(readFile(live)).rejects.toThrow(/ENOENT/);
+
+    // Any other error from a validate tap is wrapped with the hook's name.
+    agent.hooks.validate.for('fake').tap('broken', () => {
+      throw new Error('cannot stat the destination');
+    });
+    expect(await runPipeline(agent, makeAssignment(target), new AbortController().signal)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_PLUGIN_FAILED: validate hook for kind "fake" failed: cannot stat the destination');
     expect(source.resolved).toEqual([]);
   });
 

@@ -7,6 +7,7 @@ import { publishArtifact } from '../src/catalog/publish.js';
 import { createAssignment, getAssignment } from '../src/fleet/assignments.js';
 import { decommissionDevice } from '../src/fleet/devices.js';
 import { SqlStore } from '../src/store/index.js';
+import { loadDeviceService } from '@meshanics/core/contract';
 import { issueDeviceCertificate } from '../src/pki/index.js';
 import {
   certificateFromAnotherCa,
@@ -79,6 +80,44 @@ describe('DeviceService over mTLS', () => {
       'device.certificate_issued',
       'device.registered',
     ]);
+  });
+
+  it('Register refreshes the hardware profile: a changed profile in the second call replaces the first', async () => {
+    const { client, spiffeId } = await device('reg-hw');
+    await client.call('Register', registerRequest('1.0.0'));
+    expect((await t.ctx.store.getDeviceBySpiffeId(spiffeId))!.hardware).toMatchObject({ model: 'rpi5', memoryBytes: 8 << 30, accelerators: [] });
+    const upgraded = { model: 'jetson-orin', soc: 'tegra234', arch: 'arm64', cpuCores: 12, memoryBytes: 32 * 2 ** 30, accelerators: ['gpu', 'dla'], os: 'ubuntu', kernel: '5.15' };
+    await client.call('Register', { ...registerRequest('1.0.0'), hardware: upgraded });
+    expect((await t.ctx.store.getDeviceBySpiffeId(spiffeId))!.hardware).toEqual(upgraded);
+  });
+
+  it('refuses every device call from a client without a certificate during the TLS handshake', async () => {
+    // Real TLS to the real server, trusting its CA, presenting no client certificate.
+    const { Client } = loadDeviceService();
+    const anonymous = new Client(t.server.grpcAddress, grpc.credentials.createSsl(fs.readFileSync(t.ctx.layout.caCertFile)));
+    try {
+      for (const [method, request] of [
+        ['Register', registerRequest('1')],
+        ['Heartbeat', { installed: [] }],
+        ['ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'HEALTHY', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: new Date().toISOString() }],
+      ] as const) {
+        const fn = (anonymous as unknown as Record<string, (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void>)[method]!;
+        const err = await new Promise<grpc.ServiceError | null>((resolve) => fn.call(anonymous, request, { deadline: Date.now() + 5000 }, resolve));
+        expect(err?.code, method).toBe(grpc.status.UNAVAILABLE);
+      }
+      const upload = await new Promise<grpc.ServiceError | null>((resolve) => {
+        const client = anonymous as unknown as {
+          UploadLogs: (meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<unknown>;
+        };
+        const call = client.UploadLogs(new grpc.Metadata(), { deadline: Date.now() + 5000 }, resolve);
+        call.on('error', () => undefined);
+        call.write({ logRequestId: crypto.randomUUID(), data: Buffer.from('x') });
+        call.end();
+      });
+      expect(upload?.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      anonymous.close();
+    }
   });
 
   it('takes identity from the certificate alone: two certificates are two devices', async () => {
@@ -157,7 +196,14 @@ describe('DeviceService over mTLS', () => {
     const dev = (await t.ctx.store.getDeviceBySpiffeId(spiffeId))!;
     expect(dev.lastReportSeq).toBe(4);
     expect(await t.ctx.store.listInstalled(dev.id)).toMatchObject([{ name: 'rep-model', version: '1.0.0', sha256: art.sha256, state: 'HEALTHY' }]);
-    expect((await t.ctx.store.listAudit({ subject: `assignment:${id}` })).map((e) => e.action)).toEqual(['assignment.created', 'assignment.healthy']);
+    // Each stored transition once; the replays (accepted=false) add nothing.
+    expect((await t.ctx.store.listAudit({ subject: `assignment:${id}` })).map((e) => e.action)).toEqual([
+      'assignment.created',
+      'assignment.downloading',
+      'assignment.verifying',
+      'assignment.applying',
+      'assignment.healthy',
+    ]);
   });
 
   it('does not store a report whose deadline passed while it waited for the write lock; the retry is stored', async () => {

@@ -24,7 +24,7 @@ const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', imp
 
 export { AGENT_VERSION };
 
-interface RunConfig {
+export interface RunConfig {
   server: string;
   cert: string;
   key: string;
@@ -56,7 +56,8 @@ const OPTIONS = {
   help: { type: 'boolean' },
 } as const;
 
-async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<RunConfig> {
+/** Exported for tests: the settings a `run` resolves from flags, environment, config file and enrolled identity. */
+export async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<RunConfig> {
   const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
   if (values.help) throw new UsageError('');
   const file = await loadAgentConfig(values.config ?? (env.MESHANICS_CONFIG || undefined));
@@ -213,8 +214,10 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   try {
     const exit = await daemon.run(stop.signal);
     if (exit === 'offboarded') {
-      const extra = config.enrolled ? [] : [config.key, config.cert];
-      await wipeIdentity(config.dataDir, extra, { fleet: config.enrolled?.enrollment.fleet, name: config.enrolled?.enrollment.name });
+      // The key and certificate the agent actually used go too: with --cert/--key (or their
+      // variables or config entries) over an enrolled identity, both are wiped, not only the
+      // enrolled one. Removing one already under identity/ again is a no-op.
+      await wipeIdentity(config.dataDir, [config.key, config.cert], { fleet: config.enrolled?.enrollment.fleet, name: config.enrolled?.enrollment.name });
       log.warn({ dataDir: config.dataDir }, 'offboarded: key material wiped; exiting for good');
       return EXIT.OFFBOARDED;
     }

@@ -8,7 +8,16 @@ import readline from 'node:readline';
 import { MeshError } from '../errors.js';
 
 export type LogSource =
-  | { kind: 'journald'; unit: string; journalctl?: string }
+  | {
+      kind: 'journald';
+      unit: string;
+      journalctl?: string;
+      /**
+       * A directory of journal files to read instead of the system journal (journalctl
+       * --directory): for tests, which write a real journal of their own. Still only the unit's.
+       */
+      directory?: string;
+    }
   | { kind: 'file'; path: string };
 
 export interface LogWindow {
@@ -66,8 +75,9 @@ async function fromFile(file: string, window: LogWindow): Promise<Buffer> {
   return Buffer.concat(budget.parts);
 }
 
-function fromJournal(source: { unit: string; journalctl?: string }, window: LogWindow): Promise<Buffer> {
+function fromJournal(source: { unit: string; journalctl?: string; directory?: string }, window: LogWindow): Promise<Buffer> {
   const args = ['--unit', source.unit, '--output', 'json', '--no-pager', '--quiet'];
+  if (source.directory) args.push('--directory', source.directory);
   if (window.since !== undefined) args.push('--since', `@${Math.floor(window.since / 1000)}`);
   if (window.until !== undefined) args.push('--until', `@${Math.ceil(window.until / 1000)}`);
   return new Promise((resolve, reject) => {

@@ -28,6 +28,21 @@ export interface AgentDaemonOptions {
 
 export type DaemonExit = 'stopped' | 'offboarded';
 
+/**
+ * The heartbeat interval the agent accepts from the server, in seconds. The server chooses
+ * within these bounds; outside them the agent clamps (a buggy or hostile server must not make
+ * it heartbeat in a tight loop, nor go silent for weeks). Node's timers also overflow above
+ * 2^31-1 ms (24.8 days) and then fire after 1 ms.
+ */
+export const HEARTBEAT_SECONDS_MIN = 1;
+export const HEARTBEAT_SECONDS_MAX = 3600;
+
+/** `requested` (0: the server did not say) clamped to the bounds; 0 keeps `current`. */
+export function clampHeartbeatSeconds(requested: number, current: number): number {
+  if (!Number.isFinite(requested) || requested <= 0) return current;
+  return Math.min(Math.max(requested, HEARTBEAT_SECONDS_MIN), HEARTBEAT_SECONDS_MAX);
+}
+
 function backoff(attempt: number): number {
   const base = Math.min(1000 * 2 ** attempt, 60_000);
   return base / 2 + Math.random() * (base / 2);
@@ -71,7 +86,7 @@ export class AgentDaemon {
     for (let attempt = 0; ; attempt++) {
       try {
         const res = await this.#client.register({ hardware, agentVersion, tags, capabilities: agent.capabilities() });
-        this.#intervalSeconds = res.heartbeatIntervalSeconds || this.#intervalSeconds;
+        this.#setInterval(res.heartbeatIntervalSeconds);
         agent.log.info({ device: res.deviceName, fleet: res.fleet, heartbeatSeconds: this.#intervalSeconds }, 'registered');
         return;
       } catch (err) {
@@ -81,6 +96,14 @@ export class AgentDaemon {
         await abortableSleep(backoff(attempt), signal);
       }
     }
+  }
+
+  #setInterval(requested: number): void {
+    const next = clampHeartbeatSeconds(Number(requested), this.#intervalSeconds);
+    if (requested > 0 && next !== Number(requested)) {
+      this.#options.agent.log.warn({ requested, used: next }, `heartbeat interval outside ${HEARTBEAT_SECONDS_MIN}-${HEARTBEAT_SECONDS_MAX} s; clamped`);
+    }
+    this.#intervalSeconds = next;
   }
 
   /** Swaps to renewed credentials: a new channel; the old one closes. */
@@ -112,7 +135,7 @@ export class AgentDaemon {
             agent.log.warn('server says this device is offboarded');
             return 'offboarded';
           }
-          if (res.nextHeartbeatSeconds > 0) this.#intervalSeconds = res.nextHeartbeatSeconds;
+          this.#setInterval(res.nextHeartbeatSeconds);
           wait = this.#intervalSeconds * 1000;
           await this.reconciler.reconcile(res.assignments.map(assignmentFromMessage));
           this.reporter.wake();

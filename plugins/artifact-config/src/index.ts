@@ -73,14 +73,14 @@ export default class ConfigArtifactPlugin implements MeshanicsPlugin {
   apply(agent: Agent): void {
     const systemctl = this.#systemctl;
 
-    // Refuse early, before anything is downloaded into place: allowlists are the device's word.
-    agent.hooks.verify.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
+    // Refuse at validation, before anything is downloaded: allowlists are the device's word.
+    agent.hooks.validate.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       await assertAllowed(agent.allowlist, ctx.spec as ConfigSpec);
     });
 
     agent.hooks.apply.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       const spec = ctx.spec as ConfigSpec;
-      // Again at apply: the file system may have changed since verify (a new symlink).
+      // Again at apply: the file system may have changed since validation (a new symlink).
       await assertAllowed(agent.allowlist, spec);
       if (!ctx.stagedFile) throw new Error('no verified target to apply');
       await fs.mkdir(path.dirname(spec.destination), { recursive: true, mode: 0o755 });

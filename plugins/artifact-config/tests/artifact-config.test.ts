@@ -118,6 +118,10 @@ describe('config artifact', () => {
     expect(r.state).toBe('FAILED');
     expect(r.reason).toContain('binary "/bin/sh" is not on the allowlist (allowlist.execBinaries)');
     expect(await readFile(dest, 'utf8')).toBe('original\n');
+    // Refused at validation (the validate hook), before the target was even resolved.
+    expect(t.events.map((e) => e.state)).toEqual(['FAILED']);
+    expect(t.source.resolved).toEqual([]);
+    expect(await readdir(etc)).toEqual(['app.conf']);
   });
 
   it('refuses a systemd unit that is not on the allowlist', async () => {
@@ -125,6 +129,7 @@ describe('config artifact', () => {
     const r = await deploy(t, 'x\n', { destination: path.join(etc, 'a.conf'), mode: '0644', reload: { systemdUnit: 'sshd.service' } });
     expect(r.state).toBe('FAILED');
     expect(r.reason).toContain('systemd unit "sshd.service" is not on the allowlist (allowlist.systemdUnits)');
+    expect(t.source.resolved).toEqual([]);
   });
 
   it('rejects "../" traversal, relative paths and bad modes at schema validation, with path and rule', async () => {

@@ -1,5 +1,6 @@
 // The plugin class: options, the runtime's clients, and which function runs at each stage.
-//   download  descriptor == assignment spec; bind mounts allowlisted; pull by digest (image-pull.ts)
+//   validate  bind mounts allowlisted (before anything is fetched or stopped)
+//   download  descriptor == assignment spec; pull by digest (image-pull.ts)
 //   verify    the local image holds the pinned digest (image-pull.ts)
 //   apply     staging container, swap with the live one (container-swap.ts)
 //   rollback  back to the previous container (container-swap.ts)
@@ -77,9 +78,11 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
   }
 
   apply(agent: Agent): void {
+    // Before anything is fetched or stopped: a mount the device forbids ends FAILED, nothing changed.
+    agent.hooks.validate.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, (ctx) => assertMountsAllowed(agent.allowlist, ctx.spec as ContainerSpec));
+
     agent.hooks.download.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
       await assertDescriptorMatches(ctx);
-      await assertMountsAllowed(agent.allowlist, ctx.spec as ContainerSpec);
       const engines = await this.#engine();
       await waitForEngine(engines.api, 0, engines.socketPath);
       this.#claims.set(ctx.assignment.assignmentId, parseImageReference((ctx.spec as ContainerSpec).image).digest);
@@ -91,7 +94,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
     });
 
     agent.hooks.apply.for(ARTIFACT_KIND).tapPromise(PLUGIN_NAME, async (ctx) => {
-      // Again at apply: the file system may have changed since download (a new symlink).
+      // Again at apply: the file system may have changed since validation (a new symlink).
       await assertMountsAllowed(agent.allowlist, ctx.spec as ContainerSpec);
       await applyContainer(await this.#engine(), ctx, this.#pullTimeoutMs);
     });

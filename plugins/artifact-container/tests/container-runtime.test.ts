@@ -328,6 +328,30 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(r.state).toBe('FAILED');
     expect(r.reason).toContain('bind mount "/etc" is not under an allowlisted path (allowlist.bindMountPaths)');
     expect(await ourContainers(t.artifact)).toEqual([]);
+    expect(t.source.resolved).toEqual([]);
+  });
+
+  it('an upgrade whose http probe host is not allowlisted ends FAILED before the pull; the running container is not stopped', async () => {
+    const t = await setup();
+    const first = await deploy(t, descriptor(t, rt.images.v1.ref), '1.0.0');
+    expect(first.state, first.reason).toBe('HEALTHY');
+    const before = await live(t);
+    const startedAt = (await docker.getContainer(t.artifact).inspect()).State.StartedAt;
+    const resolvedBefore = t.source.resolved.length;
+    const assignment = await assignmentFor(t, descriptor(t, rt.images.v2.ref), '2.0.0');
+    const forbidden = { ...assignment, probe: { ...assignment.probe, specJson: JSON.stringify({ url: `http://192.0.2.10:${t.port}/health` }) } };
+    const from = t.events.length;
+    expect(await runPipeline(t.agent, forbidden, new AbortController().signal)).toBe('FAILED');
+    const events = t.events.slice(from);
+    expect(events.map((e) => e.state)).toEqual(['FAILED']);
+    expect(events[0]!.reason).toBe('MESH_ERR_ALLOWLIST_DENIED: host "192.0.2.10" is not on the allowlist (allowlist.httpHosts)');
+    // The descriptor was never resolved, so the download hook (the pull) never ran.
+    expect(t.source.resolved.length).toBe(resolvedBefore);
+    // The very same container, never stopped (State.StartedAt unchanged), still serving v1.
+    const info = await docker.getContainer(t.artifact).inspect();
+    expect({ id: info.Id, running: info.State.Running }).toEqual({ id: before.id, running: true });
+    expect(info.State.StartedAt).toBe(startedAt);
+    expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
   });
 
   const CRASH_POINTS = {

@@ -1,7 +1,7 @@
 // @meshanics/probe-exec: runs an allowlisted health-check binary; exit 0 is healthy.
 // No shell, a fixed argv, a minimal environment, and at the timeout the binary's whole
 // process group is killed (core's runAllowlistedBinary).
-import { describeRun, runAllowlistedBinary, type Agent, type MeshanicsPlugin } from '@meshanics/core';
+import { assertExecBinary, describeRun, runAllowlistedBinary, type Agent, type MeshanicsPlugin } from '@meshanics/core';
 import { EXEC_PROBE_SPEC_SCHEMA, PROBE_TYPE, type ExecProbeSpec } from './schema.js';
 
 export { EXEC_PROBE_SPEC_SCHEMA, PROBE_TYPE, type ExecProbeSpec } from './schema.js';
@@ -17,6 +17,11 @@ export default class ExecProbePlugin implements MeshanicsPlugin {
   readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
+    // At validation, before anything is downloaded or swapped: a probe the device would refuse
+    // to run must not let an assignment go live first (runAllowlistedBinary checks again).
+    agent.hooks.validateProbe.for(PROBE_TYPE).tap(PLUGIN_NAME, (ctx) => {
+      assertExecBinary(agent.allowlist, (ctx.spec as ExecProbeSpec).argv[0]!);
+    });
     agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, async (ctx) => {
       const { argv } = ctx.spec as ExecProbeSpec;
       const result = await runAllowlistedBinary(agent.allowlist, argv, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });

@@ -4,7 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import { isHttpHostAllowed, type Agent, type MeshanicsPlugin, type ProbeResult } from '@meshanics/core';
+import { assertHttpHost, isHttpHostAllowed, type Agent, type MeshanicsPlugin, type ProbeResult } from '@meshanics/core';
 import { HTTP_PROBE_SPEC_SCHEMA, PROBE_TYPE, type HttpProbeSpec } from './schema.js';
 
 export { HTTP_PROBE_SPEC_SCHEMA, PROBE_TYPE, type HttpProbeSpec } from './schema.js';
@@ -86,6 +86,10 @@ export default class HttpProbePlugin implements MeshanicsPlugin {
     // The system's CAs plus the device's own bundle, so a service with a certificate from
     // either verifies.
     const ca = agent.tls ? [...tls.rootCertificates, agent.tls.ca] : undefined;
+    // At validation, before anything is downloaded or swapped; each attempt checks again.
+    agent.hooks.validateProbe.for(PROBE_TYPE).tap(PLUGIN_NAME, (ctx) => {
+      assertHttpHost(agent.allowlist, new URL((ctx.spec as HttpProbeSpec).url).hostname);
+    });
     agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx) =>
       probeHttp(ctx.spec as HttpProbeSpec, (host) => isHttpHostAllowed(agent.allowlist, host), ctx.signal, ca),
     );

@@ -74,6 +74,8 @@ export interface DeviceServiceMetrics {
   report(state: string, accepted: boolean): void;
   /** A call that ended with a non-OK status, by gRPC code name. */
   grpcError(method: string, code: string): void;
+  /** One batch of status reports' audit events appended to the chain: how many, and how long it took. */
+  auditBatch?(events: number, seconds: number): void;
 }
 
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
@@ -123,7 +125,7 @@ function toAssignmentMessage({ assignment, artifact }: DesiredArtifact): Assignm
   };
 }
 
-/** A status report waiting for its batch, with its audit event when it is an outcome. */
+/** A status report waiting for its batch, with its audit event when it is a transition. */
 interface PendingReport {
   report: NewStatusReport;
   audit?: NewAuditEvent;
@@ -144,7 +146,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
   /**
    * A batch of reports, inside its write transaction: whether each was stored (undefined: not
-   * written, its call had given up), and the audit events of the stored outcomes.
+   * written, its call had given up), and the audit events of the stored transitions.
    */
   async function writeReports(batch: PendingReport[]): Promise<Array<boolean | undefined>> {
     // A call whose deadline passed while it queued for its batch: the device has given up
@@ -152,7 +154,12 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     // the reports still waited for (when a wave overloads the server, most of the queue).
     const wanted = batch.filter((p) => !gaveUp(p.call));
     const stored = await store.recordStatusReports(wanted.map((p) => p.report));
-    await store.appendAuditEvents(wanted.flatMap((p, i) => (stored[i] && p.audit ? [p.audit] : [])));
+    // The batch's transitions as consecutive links of the chain: one head read and one INSERT
+    // for all of them, in the reports' own transaction (sql-audit.ts appendMany).
+    const audit = wanted.flatMap((p, i) => (stored[i] && p.audit ? [p.audit] : []));
+    const started = performance.now();
+    await store.appendAuditEvents(audit);
+    if (audit.length > 0) options.metrics?.auditBatch?.(audit.length, (performance.now() - started) / 1000);
     const byPending = new Map(wanted.map((p, i) => [p, stored[i]!]));
     return batch.map((p) => byPending.get(p));
   }
@@ -353,7 +360,10 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
             ? { installed: { name: artifact.name, kind: artifact.kind, version: artifact.version, sha256: artifact.sha256, state: 'HEALTHY' } }
             : {}),
         },
-        ...(TERMINAL_STATES.has(report.state)
+        // Every transition feeds the audit trail (spec, "Status lifecycle": the per-device states
+        // "feed the audit trail"): a state other than the one stored, and every outcome. A
+        // progress report (DOWNLOADING again, with more bytes) is not a transition.
+        ...(TERMINAL_STATES.has(report.state) || report.state !== assignment.state
           ? {
               audit: {
                 at: receivedAt,

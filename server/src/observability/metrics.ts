@@ -14,6 +14,8 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly grpcErrors: client.Counter<'method' | 'code'>;
   private readonly dbLatency: client.Histogram<'operation'>;
   private readonly heartbeatLatency: client.Histogram<'answer' | 'installed'>;
+  private readonly auditEvents: client.Counter;
+  private readonly auditAppend: client.Histogram;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -44,6 +46,19 @@ export class ServerMetrics implements DeviceServiceMetrics {
       help: 'Time the server spent on a heartbeat, from its handler starting to its answer, by where the answer came from (memory, database) and whether the heartbeat listed an installed set that differs from the stored one (changed: queued for the next batch; unchanged)',
       labelNames: ['answer', 'installed'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
+    });
+    // Status reports' transitions are appended to the audit chain in the reports' batches:
+    // events per batch is events_total / append_seconds_count.
+    this.auditEvents = new client.Counter({
+      name: 'meshanics_audit_report_events_total',
+      help: 'Audit events of device state transitions appended with their status reports',
+      registers: [this.registry],
+    });
+    this.auditAppend = new client.Histogram({
+      name: 'meshanics_audit_report_append_seconds',
+      help: 'Time to append one batch of status reports\' audit events to the hash chain (inside the reports\' write transaction)',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [this.registry],
     });
     const self = this;
@@ -110,6 +125,11 @@ export class ServerMetrics implements DeviceServiceMetrics {
 
   report(state: string, accepted: boolean): void {
     this.reports.inc({ state, accepted: String(accepted) });
+  }
+
+  auditBatch(events: number, seconds: number): void {
+    this.auditEvents.inc(events);
+    this.auditAppend.observe(seconds);
   }
 
   grpcError(method: string, code: string): void {
