@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { once } from 'node:events';
 import { createArtifactServer } from './catalog/artifact-server.js';
 import { initDataDir } from './config/data-dir.js';
-import { startDeviceGrpcServer } from './device-api/device-service.js';
+import { startDeviceGrpcServer, type DeviceGrpcServer } from './device-api/device-service.js';
 import { createEnrollmentServer } from './enrollment/http.js';
 import { MeshError } from './errors.js';
 import { formatHostPort, parseListenAddress, type ListenAddress } from './config/listen-address.js';
@@ -100,7 +100,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-async function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
+async function shutdownGrpc(server: Pick<grpc.Server, 'tryShutdown' | 'forceShutdown'>, graceMs: number): Promise<void> {
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       server.forceShutdown();
@@ -195,7 +195,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
   const caPem = (await ctx.deviceCa()).certPem;
   const tls = { caPem, keyPem: ctx.serverTls.keyPem, certPem: ctx.serverTls.certPem };
-  let grpcServer: grpc.Server | undefined;
+  let grpcServer: DeviceGrpcServer | undefined;
   const httpsServers: https.Server[] = [];
   let resignTimer: NodeJS.Timeout | undefined;
   let driveTimer: NodeJS.Timeout | undefined;
@@ -261,7 +261,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       listen: formatHostPort(grpcListen.host, grpcListen.port),
       ...tls,
     });
-    grpcServer = grpcStarted.server;
+    grpcServer = grpcStarted;
     const grpcAddress = formatHostPort(grpcListen.host, grpcStarted.port);
 
     const artifactServer = createArtifactServer({
@@ -335,7 +335,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         clearInterval(resignTimer);
         clearInterval(driveTimer);
         await Promise.all([
-          shutdownGrpc(grpcStarted.server, graceMs),
+          shutdownGrpc(grpcStarted, graceMs),
           ...httpsServers.map((s) => shutdownHttps(s, graceMs)),
           api?.close(),
         ]);

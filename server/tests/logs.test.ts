@@ -170,7 +170,7 @@ describe('device logs', () => {
       expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       expect(logsDirEntries()).toEqual(before);
     } finally {
-      quick.server.forceShutdown();
+      quick.forceShutdown();
     }
   });
 

@@ -30,6 +30,8 @@ import { receiveLogUpload, type UploadLogsChunk } from '../logs/upload.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
 import type { HeartbeatCache, HeartbeatView } from './heartbeat-cache.js';
 import { deviceFromCertificate, type PeerDevice } from '../pki/peer-identity.js';
+import { parseListenAddress } from '../config/listen-address.js';
+import { listenDeviceTls } from './tls-listener.js';
 import { installedDigest, type DeviceRecord, type DesiredArtifact, type NewAuditEvent, type NewStatusReport, type Store } from '../store/index.js';
 import { WriteBatcher } from '../store/write-batcher.js';
 
@@ -170,6 +172,8 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   function identify(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): PeerDevice {
     const peer = deviceFromCertificate(call.getAuthContext().sslPeerCertificate?.raw, trustDomain);
     if (!peer) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate carries no device identity of this trust domain');
+    // The handshake checked the validity period once; a connection outlives it, calls do not.
+    if (Date.now() > peer.notAfterMs) throw new Refusal(grpc.status.UNAUTHENTICATED, 'client certificate has expired: renew it and reconnect');
     return peer;
   }
 
@@ -443,8 +447,20 @@ export interface DeviceGrpcServerOptions extends DeviceServiceOptions {
   certPem: string;
 }
 
-/** Binds the device API with client-certificate verification against the device CA. */
-export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): Promise<{ server: grpc.Server; port: number }> {
+/** What startDeviceGrpcServer started: shut it down with tryShutdown (drain) or forceShutdown. */
+export interface DeviceGrpcServer {
+  port: number;
+  /** Stops accepting connections, lets calls in flight finish, then calls back. */
+  tryShutdown(callback: () => void): void;
+  /** Stops accepting and cancels every call in flight. */
+  forceShutdown(): void;
+}
+
+/**
+ * Binds the device API with client-certificate verification against the device CA. TLS ends
+ * in tls-listener.ts, which hands grpc-js verified connections (identity read once each).
+ */
+export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): Promise<DeviceGrpcServer> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_DEVICE_MESSAGE_BYTES,
     'grpc.max_send_message_length': 4 * MAX_DEVICE_MESSAGE_BYTES,
@@ -452,17 +468,20 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
     'grpc.enable_channelz': 0,
   });
   server.addService(loadDeviceService().service, createDeviceServiceHandlers(options));
-  const credentials = grpc.ServerCredentials.createSsl(
-    Buffer.from(options.caPem),
-    [{ private_key: Buffer.from(options.keyPem), cert_chain: Buffer.from(options.certPem) }],
-    true,
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, credentials, (err, boundPort) =>
-      err
-        ? reject(new MeshError('MESH_ERR_LISTEN_FAILED', `device API cannot listen on ${options.listen}: ${err.message}`, { cause: err }))
-        : resolve(boundPort),
-    ),
-  );
-  return { server, port };
+  const listener = await listenDeviceTls(server, {
+    listen: parseListenAddress(options.listen, '--grpc-listen'),
+    caPem: options.caPem,
+    keyPem: options.keyPem,
+    certPem: options.certPem,
+  });
+  return {
+    port: listener.port,
+    tryShutdown(callback) {
+      void listener.close().then(() => server.tryShutdown(() => callback()));
+    },
+    forceShutdown() {
+      void listener.close();
+      server.forceShutdown();
+    },
+  };
 }

@@ -3,6 +3,8 @@ import { parseDeviceSpiffeId, uriSans, type DeviceIdentity } from '@meshanics/co
 
 export interface PeerDevice extends DeviceIdentity {
   spiffeId: string;
+  /** The certificate's notAfter (ms since the epoch): calls on a connection that outlives it are refused. */
+  notAfterMs: number;
 }
 
 /**
@@ -13,9 +15,24 @@ export interface PeerDevice extends DeviceIdentity {
  */
 export function deviceFromCertificate(der: Buffer | undefined, trustDomain: string): PeerDevice | undefined {
   if (!der || der.length === 0) return undefined;
-  // Parsing X.509 on every call was a measurable share of a heartbeat (docs/benchmarks.md);
-  // a connection presents the same certificate on every call, so its identity is cached by
-  // the exact certificate bytes (bounded, least recently used out first).
+  // The device API pins each connection's certificate object (device-api/tls-listener.ts), so
+  // its DER buffer is the same object on every call of the connection: identity once per
+  // connection, and gone with it (a WeakMap holds nothing alive).
+  let connections = perConnection.get(trustDomain);
+  if (!connections) perConnection.set(trustDomain, (connections = new WeakMap()));
+  const pinned = connections.get(der);
+  if (pinned !== undefined) return pinned ?? undefined;
+  const identity = identityOf(der, trustDomain);
+  connections.set(der, identity ?? null);
+  return identity;
+}
+
+const perConnection = new Map<string, WeakMap<Buffer, PeerDevice | null>>();
+
+function identityOf(der: Buffer, trustDomain: string): PeerDevice | undefined {
+  // Surfaces whose TLS is not ours to pin (the artifact server's HTTPS requests, each with a
+  // new certificate object) still parse X.509 only once per certificate: cached by the exact
+  // certificate bytes (bounded, least recently used out first).
   const key = `${trustDomain}\u0000${der.toString('base64')}`;
   const cached = identityCache.get(key);
   if (cached !== undefined) {
@@ -44,5 +61,5 @@ function parseIdentity(der: Buffer, trustDomain: string): PeerDevice | undefined
   const spiffeId = uris[0]!;
   const identity = parseDeviceSpiffeId(spiffeId);
   if (!identity || identity.trustDomain !== trustDomain) return undefined;
-  return { ...identity, spiffeId };
+  return { ...identity, spiffeId, notAfterMs: Date.parse(cert.validTo) };
 }

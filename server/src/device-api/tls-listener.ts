@@ -1,0 +1,87 @@
+// The device API's TLS listener. Connections terminate TLS here (Node's tls, not grpc-js) and
+// are handed to grpc-js already verified, through its connection injector, for one reason:
+// a connection's client certificate is then read once, at the handshake, instead of on every
+// call (grpc-js's getAuthContext() called TLSSocket.getPeerCertificate(), which rebuilds the
+// certificate object and its three fingerprints each time: 10 % of the server's event loop
+// at 10,000 devices, docs/benchmarks.md).
+//
+// Why a certificate read at the handshake stays the connection's certificate (docs/security.md,
+// "Identity once per connection"): TLS 1.3 has no renegotiation at all, and on TLS 1.2 it is
+// switched off on every socket, here and again by Node's HTTP/2 session (RFC 7540 9.2.1
+// forbids it), so the peer cannot present another certificate on the same connection. What can change during a connection is checked at every
+// call, not here: the device's record (decommissioning, device-service.ts) and the
+// certificate's validity period (identity.ts refuses a call after notAfter).
+import * as tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { MeshError } from '../errors.js';
+
+export interface DeviceTlsListenerOptions {
+  listen: { host: string; port: number };
+  caPem: string;
+  keyPem: string;
+  certPem: string;
+  /** A connection that has not finished its handshake by then is dropped (slowloris). */
+  handshakeTimeoutMs?: number;
+}
+
+export interface DeviceTlsListener {
+  port: number;
+  /** Stops accepting connections; established ones are grpc-js's to drain. */
+  close(): Promise<void>;
+}
+
+export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTlsListenerOptions): Promise<DeviceTlsListener> {
+  // Insecure on grpc-js's side only: what it receives is a TLSSocket this listener verified.
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const server = tls.createServer({
+    key: options.keyPem,
+    cert: options.certPem,
+    ca: options.caPem,
+    // mTLS only: a client without a certificate chained to the device CA never reaches gRPC.
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: ['h2'],
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+  });
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    // gRPC is HTTP/2 only (RFC 7540 3.3: h2 over TLS is negotiated with ALPN).
+    if (socket.alpnProtocol !== 'h2' || !socket.authorized) {
+      socket.destroy();
+      return;
+    }
+    socket.disableRenegotiation();
+    pinPeerCertificate(socket);
+    injector.injectConnection(socket);
+  });
+  // A failed handshake (no or a foreign certificate, a port scan) is the client's problem; the
+  // listener keeps serving. It never reaches the device log: nothing authenticated happened.
+  server.on('tlsClientError', () => undefined);
+  const port = await new Promise<number>((resolve, reject) => {
+    const onError = (err: Error) =>
+      reject(new MeshError('MESH_ERR_LISTEN_FAILED', `device API cannot listen on ${options.listen.host}:${options.listen.port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', onError);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * Reads the verified peer certificate once and answers every later read with the same object,
+ * so its identity is derived once per connection (identity.ts keys on that object).
+ */
+function pinPeerCertificate(socket: tls.TLSSocket): void {
+  const read = socket.getPeerCertificate.bind(socket);
+  const pinned = read();
+  socket.getPeerCertificate = ((detailed?: boolean) => (detailed ? read(true) : pinned)) as typeof socket.getPeerCertificate;
+}
