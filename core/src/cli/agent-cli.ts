@@ -2,7 +2,7 @@
 // meshanics-agent: the device daemon's command line.
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { MeshError } from '../errors.js';
+import { isMeshError } from '../errors.js';
 import { enrollCommand } from './enroll-command.js';
 import { AGENT_VERSION, runCommand } from './run-command.js';
 import { ENROLL_HELP, EXIT, HELP, RUN_HELP, UsageError } from './usage.js';
@@ -37,7 +37,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       process.stdout.write(command?.help ?? HELP);
       return message ? EXIT.USAGE : EXIT.OK;
     }
-    if (err instanceof MeshError) {
+    if (isMeshError(err)) {
       const { code, message } = err;
       process.stderr.write(`meshanics-agent: ${code}: ${message}\n`);
       if (CONFIG_CODES.has(code)) return EXIT.USAGE;

@@ -1,6 +1,7 @@
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import pino, { type Level, type Logger } from 'pino';
 import { Agent } from '../agent.js';
 import { loadAgentConfig, type AgentConfig } from '../config/agent-config.js';
@@ -9,7 +10,7 @@ import { loadEnrolledIdentity, readOffboardedMarker, wipeIdentity, type Enrolled
 import { CertificateRenewer } from '../identity/renewal.js';
 import type { LogSource } from '../logs/collect.js';
 import { LogUploader } from '../logs/log-uploader.js';
-import { DEFAULT_PLUGINS, loadPlugins } from '../plugin-loader.js';
+import { DEFAULT_PLUGINS, loadPlugins, pluginName, type PluginEntry } from '../plugin-loader.js';
 import { AgentDaemon } from '../runtime/agent-daemon.js';
 import { DeviceClient } from '../runtime/device-client.js';
 import { readHardwareProfile } from '../runtime/hardware.js';
@@ -24,6 +25,17 @@ const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', imp
 
 export { AGENT_VERSION };
 
+/**
+ * The plugins directory when none is configured: `<install root>/plugins` when this core runs
+ * from an installed package (`<install root>/node_modules/@meshanics/core`, the device
+ * package's layout) and that directory exists, else `<data-dir>/plugins` (a checkout).
+ */
+export function defaultPluginsDir(dataDir: string, coreDir = fileURLToPath(new URL('../../', import.meta.url))): string {
+  const installed = /^(.*)\/node_modules\/@meshanics\/core\/?$/.exec(coreDir);
+  if (installed && existsSync(path.join(installed[1]!, 'plugins'))) return path.join(installed[1]!, 'plugins');
+  return path.join(dataDir, 'plugins');
+}
+
 interface RunConfig {
   server: string;
   cert: string;
@@ -33,7 +45,8 @@ interface RunConfig {
   tufRoot: string;
   dataDir: string;
   tags: Record<string, string>;
-  plugins: string[];
+  plugins: PluginEntry[];
+  pluginsDir: string;
   containerRuntime: string;
   logLevel: string;
   file: AgentConfig;
@@ -50,6 +63,7 @@ const OPTIONS = {
   'data-dir': { type: 'string' },
   tag: { type: 'string', multiple: true },
   plugins: { type: 'string' },
+  'plugins-dir': { type: 'string' },
   'container-runtime': { type: 'string' },
   'log-level': { type: 'string' },
   config: { type: 'string' },
@@ -111,9 +125,10 @@ async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise
   }
   const pluginList = pick(values.plugins, 'MESHANICS_PLUGINS');
   const containerRuntime = pick(values['container-runtime'], 'MESHANICS_CONTAINER_RUNTIME', file.containerRuntime) ?? 'auto';
-  let plugins = pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...(file.plugins ?? DEFAULT_PLUGINS)];
+  let plugins: PluginEntry[] = pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...(file.plugins ?? DEFAULT_PLUGINS)];
   // "none" disables container payloads: the plugin is not loaded, so the kind is not advertised.
-  if (containerRuntime === 'none') plugins = plugins.filter((p) => p !== CONTAINER_PLUGIN);
+  if (containerRuntime === 'none') plugins = plugins.filter((p) => pluginName(p) !== CONTAINER_PLUGIN);
+  const pluginsDir = path.resolve(pick(values['plugins-dir'], 'MESHANICS_PLUGINS_DIR', file.pluginsDir) ?? defaultPluginsDir(dataDir));
   return {
     server: server!,
     cert: cert!,
@@ -124,6 +139,7 @@ async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): Promise
     dataDir,
     tags,
     plugins,
+    pluginsDir,
     containerRuntime,
     logLevel: pick(values['log-level'], 'MESHANICS_LOG_LEVEL') ?? 'info',
     file,
@@ -178,7 +194,10 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   });
   const state = await AgentStateStore.open(config.dataDir);
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });
-  const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } });
+  const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } }, {
+    pluginsDir: config.pluginsDir,
+    ...(config.file.source ? { configDir: path.dirname(path.resolve(config.file.source)) } : {}),
+  });
   for (const plugin of plugins) agent.use(plugin);
   const client = new DeviceClient(config.server, tls);
   const daemon = new AgentDaemon({
@@ -209,7 +228,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
-  log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins, version: AGENT_VERSION }, 'agent starting');
+  log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins.map(pluginName), pluginsDir: config.pluginsDir, version: AGENT_VERSION }, 'agent starting');
   try {
     const exit = await daemon.run(stop.signal);
     if (exit === 'offboarded') {
