@@ -12,7 +12,6 @@ import { compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { writeFileAtomic } from '../config/atomic-file.js';
 import { MeshError } from '../errors.js';
 import type { Store } from '../store/index.js';
-import { ACTIVE_ROLLOUT_STATUSES } from '../rollouts/service.js';
 import { replaceCustomSchemas, setCustomSchemaRefresher } from './plugin-schemas.js';
 
 const KIND = /^[a-z][a-z0-9-]{0,62}$/;
@@ -110,6 +109,8 @@ export interface AddedSchema extends CustomSchemaFile {
  * flight (an active assignment or an unfinished rollout holds it).
  */
 async function specsRejectedBy(store: Store, kind: string, schema: JsonSchema): Promise<Array<{ artifact: string; errors: string[]; inFlight: string[] }>> {
+  // Loaded here, not at the top: the data dir opens this module in every CLI command.
+  const { ACTIVE_ROLLOUT_STATUSES } = await import('../rollouts/service.js');
   const validate = compileSchema(schema, 'spec');
   const rejected: Array<{ artifact: string; errors: string[]; inFlight: string[] }> = [];
   for (let offset = 0; ; offset += 200) {
