@@ -2,6 +2,7 @@
 // meshanics-agent: the device daemon's command line.
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { Agent } from '../agent.js';
 import { isMeshError } from '../errors.js';
 import { enrollCommand } from './enroll-command.js';
 import { AGENT_VERSION, runCommand } from './run-command.js';
@@ -24,8 +25,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       process.stdout.write(HELP);
       return name ? EXIT.OK : EXIT.USAGE;
     }
-    if (name === '--version') {
-      process.stdout.write(`${AGENT_VERSION}\n`);
+    if (name === '--version' || name === 'version') {
+      // Three lines a support request needs: what was installed (a package built from a dirty
+      // or untagged tree says so: 0.1.0+g<sha>.dirty), which plugins can load (the core API
+      // range check), and which runtime runs it (a package carries its own Node.js).
+      process.stdout.write(`meshanics-agent ${AGENT_VERSION}\ncore API ${Agent.CORE_API_VERSION}\nNode.js ${process.version} (${process.platform}-${process.arch})\n`);
       return EXIT.OK;
     }
     if (!command) throw new UsageError(`unknown command "${name}"`);
