@@ -140,3 +140,16 @@ describe('errors from another copy of core', () => {
     expect(reasons.at(-1)).toContain('MESH_ERR_PLUGIN_FAILED: verify hook for kind "foreign" failed: MESH_ERR_ALLOWLIST_DENIED: not under allowlist.writePaths');
   });
 });
+
+describe('the default plugins directory', () => {
+  it('is <install root>/plugins in the device package layout, else <data-dir>/plugins', async () => {
+    const { defaultPluginsDir } = await import('../src/cli/run-command.js');
+    const lib = await tempDir('usr-lib');
+    const core = path.join(lib, 'versions', '0.1.0', 'node_modules', '@meshanics', 'core');
+    await mkdir(core, { recursive: true });
+    expect(defaultPluginsDir('/var/lib/x', core)).toBe('/var/lib/x/plugins');
+    await mkdir(path.join(lib, 'plugins'));
+    expect(defaultPluginsDir('/var/lib/x', core)).toBe(path.join(lib, 'plugins'));
+    expect(defaultPluginsDir('/var/lib/x', fileURLToPath(new URL('../', import.meta.url)))).toBe('/var/lib/x/plugins');
+  });
+});

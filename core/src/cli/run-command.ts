@@ -27,12 +27,16 @@ export { AGENT_VERSION };
 
 /**
  * The plugins directory when none is configured: `<install root>/plugins` when this core runs
- * from an installed package (`<install root>/node_modules/@meshanics/core`, the device
- * package's layout) and that directory exists, else `<data-dir>/plugins` (a checkout).
+ * from an installed package and that directory exists, else `<data-dir>/plugins` (a checkout).
+ * The install root is the folder holding core's node_modules, or one of its two parents: the
+ * device package keeps core in /usr/lib/meshanics-agent/versions/<v>/node_modules and its
+ * plugins in /usr/lib/meshanics-agent/plugins (issue 24).
  */
 export function defaultPluginsDir(dataDir: string, coreDir = fileURLToPath(new URL('../../', import.meta.url))): string {
   const installed = /^(.*)\/node_modules\/@meshanics\/core\/?$/.exec(coreDir);
-  if (installed && existsSync(path.join(installed[1]!, 'plugins'))) return path.join(installed[1]!, 'plugins');
+  for (let root = installed?.[1], up = 0; root !== undefined && up < 3; root = path.dirname(root), up++) {
+    if (existsSync(path.join(root, 'plugins'))) return path.join(root, 'plugins');
+  }
   return path.join(dataDir, 'plugins');
 }
 
