@@ -24,15 +24,51 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_DISK_FULL: 'no space left on a device file system (ENOSPC or EDQUOT)',
 } as const);
 
+/**
+ * A vendor's own code: `MESH_ERR_X_<VENDOR>_<PROBLEM>` (upper case, digits, underscores). The
+ * `X_` prefix keeps vendor codes apart from core's table, so a new core code can never
+ * collide with one a plugin already ships.
+ */
+export type VendorErrorCode = `MESH_ERR_X_${string}`;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+export const VENDOR_ERROR_CODE = /^MESH_ERR_X_[A-Z0-9]+_[A-Z0-9_]+$/;
+const ANY_MESH_CODE = /^MESH_ERR_[A-Z0-9_]+$/;
+
+// A global symbol, not a class identity: a plugin installed with its own copy of
+// @meshanics/core throws that copy's MeshError, which `instanceof` in the agent's copy would
+// not recognise (issue 27). Symbol.for is shared by every copy in the process.
+const BRAND = Symbol.for('meshanics.MeshError');
+
 export class MeshError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode | VendorErrorCode;
+  constructor(code: ErrorCode | VendorErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'MeshError';
     this.code = code;
   }
+
+  get [BRAND](): true {
+    return true;
+  }
+
+  /** Recognises a MeshError from any copy of core (brand or a `MESH_ERR_` code), not by class. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // A subclass keeps plain class identity; only MeshError itself is recognised by brand.
+    return this === MeshError ? isMeshError(value) : Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+}
+
+/**
+ * Is `err` a Meshanics error, from this or any other copy of core? True for the brand, or
+ * for any Error whose `code` is a `MESH_ERR_...` string (a vendor's own error class). With
+ * `code`, only that code.
+ */
+export function isMeshError(err: unknown, code?: string): err is MeshError {
+  if (!err || typeof err !== 'object') return false;
+  const candidate = err as { [BRAND]?: unknown; code?: unknown };
+  const branded = candidate[BRAND] === true || (err instanceof Error && typeof candidate.code === 'string' && ANY_MESH_CODE.test(candidate.code));
+  return branded && typeof candidate.code === 'string' && (code === undefined || candidate.code === code);
 }
 
 /** The reason reported to the server: the code first, so it can be matched without parsing prose. */
@@ -46,7 +82,7 @@ export function isDiskFull(err: unknown): boolean {
 }
 
 export function reasonOf(err: unknown): string {
-  if (err instanceof MeshError) return `${err.code}: ${err.message}`;
+  if (isMeshError(err)) return `${err.code}: ${err.message}`;
   if (err instanceof Error) return err.message;
   return String(err);
 }

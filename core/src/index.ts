@@ -2,7 +2,7 @@
 export * from './contract/index.js';
 export { Agent, type AgentOptions, type ValidatedAssignment } from './agent.js';
 export { assignmentFromMessage, type Assignment } from './assignment.js';
-export { ERROR_CODES, MeshError, reasonOf, type ErrorCode } from './errors.js';
+export { ERROR_CODES, MeshError, VENDOR_ERROR_CODE, isMeshError, reasonOf, type ErrorCode, type VendorErrorCode } from './errors.js';
 export { ARTIFACT_STAGES, createHooks, type AgentHooks, type ArtifactStage } from './hooks.js';
 export type {
   ArtifactContext,
@@ -26,11 +26,19 @@ export { TufTargetSource, type TufTargetSourceOptions } from './tuf/tuf-target-s
 export { DeviceClient } from './runtime/device-client.js';
 export { AgentDaemon, type DaemonExit } from './runtime/agent-daemon.js';
 export { StatusReporter } from './runtime/status-reporter.js';
-export { DEFAULT_PLUGINS, loadPlugins } from './plugin-loader.js';
+export { DEFAULT_PLUGINS, loadPlugins, pluginName, resolvePlugin, type PluginEntry, type PluginSearch } from './plugin-loader.js';
 export type { DeviceTlsMaterial } from './transport/tls.js';
 // The plugin kit: shared behaviour for plugin authors.
 export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists, swapSymlink, readSymlink } from './kit/atomic-file.js';
 export { swapIn, swapBack, removeSwapLeftovers, type SwapRecord, type SwapInOptions } from './kit/atomic-swap.js';
+export {
+  flipBack,
+  flipToInactiveSlot,
+  inactiveSlot,
+  removeSlotLeftovers,
+  type FlipToInactiveSlotOptions,
+  type SlotFlipRecord,
+} from './kit/ab-slots.js';
 export { abortableSleep } from './kit/sleep.js';
 export { runAllowlistedBinary, describeRun, type RunBinaryResult, type RunBinaryOptions } from './kit/run-binary.js';
 export {

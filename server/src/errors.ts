@@ -70,6 +70,7 @@ export const ERROR_TABLE = {
   MESH_ERR_PROBE_UNKNOWN_TYPE: { kind: 'invalid', summary: 'No probe plugin handles this type' },
   MESH_ERR_PROBE_INVALID: { kind: 'invalid', summary: 'The probe does not match its schema' },
   MESH_ERR_PLUGIN_SCHEMA_INVALID: { kind: 'invalid', summary: 'A custom plugin schema module cannot be added' },
+  MESH_ERR_PLUGIN_SCHEMA_IN_USE: { kind: 'conflict', summary: 'An upgraded plugin schema rejects the spec of an artifact that is still in flight' },
   MESH_ERR_ASSIGNMENT_NOT_FOUND: { kind: 'not_found', summary: 'No such assignment' },
   // Enrollment and renewal (HTTPS endpoint): the agent branches on these codes.
   MESH_ERR_ENROLL_TOKEN_INVALID_OPTIONS: { kind: 'invalid', summary: 'The enrollment token options are invalid' },

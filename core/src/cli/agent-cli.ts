@@ -2,7 +2,8 @@
 // meshanics-agent: the device daemon's command line.
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { MeshError } from '../errors.js';
+import { Agent } from '../agent.js';
+import { isMeshError } from '../errors.js';
 import { enrollCommand } from './enroll-command.js';
 import { AGENT_VERSION, runCommand } from './run-command.js';
 import { ENROLL_HELP, EXIT, HELP, RUN_HELP, UsageError } from './usage.js';
@@ -24,8 +25,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       process.stdout.write(HELP);
       return name ? EXIT.OK : EXIT.USAGE;
     }
-    if (name === '--version') {
-      process.stdout.write(`${AGENT_VERSION}\n`);
+    if (name === '--version' || name === 'version') {
+      // Three lines a support request needs: what was installed (a package built from a dirty
+      // or untagged tree says so: 0.1.0+g<sha>.dirty), which plugins can load (the core API
+      // range check), and which runtime runs it (a package carries its own Node.js).
+      process.stdout.write(`meshanics-agent ${AGENT_VERSION}\ncore API ${Agent.CORE_API_VERSION}\nNode.js ${process.version} (${process.platform}-${process.arch})\n`);
       return EXIT.OK;
     }
     if (!command) throw new UsageError(`unknown command "${name}"`);
@@ -37,7 +41,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       process.stdout.write(command?.help ?? HELP);
       return message ? EXIT.USAGE : EXIT.OK;
     }
-    if (err instanceof MeshError) {
+    if (isMeshError(err)) {
       const { code, message } = err;
       process.stderr.write(`meshanics-agent: ${code}: ${message}\n`);
       if (CONFIG_CODES.has(code)) return EXIT.USAGE;

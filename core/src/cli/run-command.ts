@@ -1,6 +1,7 @@
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import pino, { type Level, type Logger } from 'pino';
 import { Agent } from '../agent.js';
 import { loadAgentConfig, type AgentConfig } from '../config/agent-config.js';
@@ -9,7 +10,7 @@ import { loadEnrolledIdentity, readOffboardedMarker, wipeIdentity, type Enrolled
 import { CertificateRenewer } from '../identity/renewal.js';
 import type { LogSource } from '../logs/collect.js';
 import { LogUploader } from '../logs/log-uploader.js';
-import { DEFAULT_PLUGINS, loadPlugins } from '../plugin-loader.js';
+import { DEFAULT_PLUGINS, loadPlugins, pluginName, type PluginEntry } from '../plugin-loader.js';
 import { AgentDaemon } from '../runtime/agent-daemon.js';
 import { DeviceClient } from '../runtime/device-client.js';
 import { readHardwareProfile } from '../runtime/hardware.js';
@@ -24,6 +25,21 @@ const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', imp
 
 export { AGENT_VERSION };
 
+/**
+ * The plugins directory when none is configured: `<install root>/plugins` when this core runs
+ * from an installed package and that directory exists, else `<data-dir>/plugins` (a checkout).
+ * The install root is the folder holding core's node_modules, or one of its two parents: the
+ * device package keeps core in /usr/lib/meshanics-agent/versions/<v>/node_modules and its
+ * plugins in /usr/lib/meshanics-agent/plugins (issue 24).
+ */
+export function defaultPluginsDir(dataDir: string, coreDir = fileURLToPath(new URL('../../', import.meta.url))): string {
+  const installed = /^(.*)\/node_modules\/@meshanics\/core\/?$/.exec(coreDir);
+  for (let root = installed?.[1], up = 0; root !== undefined && up < 3; root = path.dirname(root), up++) {
+    if (existsSync(path.join(root, 'plugins'))) return path.join(root, 'plugins');
+  }
+  return path.join(dataDir, 'plugins');
+}
+
 export interface RunConfig {
   server: string;
   cert: string;
@@ -33,7 +49,8 @@ export interface RunConfig {
   tufRoot: string;
   dataDir: string;
   tags: Record<string, string>;
-  plugins: string[];
+  plugins: PluginEntry[];
+  pluginsDir: string;
   containerRuntime: string;
   logLevel: string;
   file: AgentConfig;
@@ -50,6 +67,7 @@ const OPTIONS = {
   'data-dir': { type: 'string' },
   tag: { type: 'string', multiple: true },
   plugins: { type: 'string' },
+  'plugins-dir': { type: 'string' },
   'container-runtime': { type: 'string' },
   'log-level': { type: 'string' },
   config: { type: 'string' },
@@ -112,9 +130,10 @@ export async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): 
   }
   const pluginList = pick(values.plugins, 'MESHANICS_PLUGINS');
   const containerRuntime = pick(values['container-runtime'], 'MESHANICS_CONTAINER_RUNTIME', file.containerRuntime) ?? 'auto';
-  let plugins = pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...(file.plugins ?? DEFAULT_PLUGINS)];
+  let plugins: PluginEntry[] = pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...(file.plugins ?? DEFAULT_PLUGINS)];
   // "none" disables container payloads: the plugin is not loaded, so the kind is not advertised.
-  if (containerRuntime === 'none') plugins = plugins.filter((p) => p !== CONTAINER_PLUGIN);
+  if (containerRuntime === 'none') plugins = plugins.filter((p) => pluginName(p) !== CONTAINER_PLUGIN);
+  const pluginsDir = path.resolve(pick(values['plugins-dir'], 'MESHANICS_PLUGINS_DIR', file.pluginsDir) ?? defaultPluginsDir(dataDir));
   return {
     server: server!,
     cert: cert!,
@@ -125,6 +144,7 @@ export async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): 
     dataDir,
     tags,
     plugins,
+    pluginsDir,
     containerRuntime,
     logLevel: pick(values['log-level'], 'MESHANICS_LOG_LEVEL') ?? 'info',
     file,
@@ -179,7 +199,10 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   });
   const state = await AgentStateStore.open(config.dataDir);
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });
-  const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } });
+  const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } }, {
+    pluginsDir: config.pluginsDir,
+    ...(config.file.source ? { configDir: path.dirname(path.resolve(config.file.source)) } : {}),
+  });
   for (const plugin of plugins) agent.use(plugin);
   const client = new DeviceClient(config.server, tls);
   const daemon = new AgentDaemon({
@@ -210,7 +233,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
-  log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins, version: AGENT_VERSION }, 'agent starting');
+  log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins.map(pluginName), pluginsDir: config.pluginsDir, version: AGENT_VERSION }, 'agent starting');
   try {
     const exit = await daemon.run(stop.signal);
     if (exit === 'offboarded') {

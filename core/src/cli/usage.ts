@@ -42,7 +42,10 @@ the config file, and the config file over an enrolled identity in the data dir):
   --artifact-server URL       https://host:port of the TUF repository (MESHANICS_ARTIFACT_SERVER)
   --tuf-root FILE             pinned TUF root metadata (MESHANICS_TUF_ROOT)
   --tag KEY=VALUE             a device tag; repeatable (MESHANICS_TAGS, comma separated)
-  --plugins A,B               plugin packages or paths (MESHANICS_PLUGINS, default: the default bundle)
+  --plugins A,B               plugin packages or paths (MESHANICS_PLUGINS, default: the config's plugins, else the default bundle)
+  --plugins-dir DIR           where plugins named by package are found first: DIR/<name>/ or DIR/node_modules/<name>/
+                              (MESHANICS_PLUGINS_DIR; default <install root>/plugins in the device package, else
+                              <data-dir>/plugins; the config file's folder's node_modules is searched next)
   --container-runtime R       auto|podman|docker|none|SOCKET (MESHANICS_CONTAINER_RUNTIME, default auto)
   --log-level LEVEL           trace|debug|info|warn|error (MESHANICS_LOG_LEVEL, default info)
 

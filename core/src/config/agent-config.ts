@@ -29,7 +29,13 @@ export interface AgentConfig {
   tufRoot?: string;
   dataDir?: string;
   tags?: Record<string, string>;
-  plugins?: string[];
+  /** Package names or paths, or `{ name, options }` (options checked against the plugin's optionsSchema). */
+  plugins?: Array<string | { name: string; options?: Record<string, unknown> }>;
+  /**
+   * Where plugins named by package are looked up first (`<dir>/<name>/` or
+   * `<dir>/node_modules/<name>/`). Default: see defaultPluginsDir in cli/run-command.ts.
+   */
+  pluginsDir?: string;
   containerRuntime?: string;
   logs?: {
     /** auto: the journal when the agent runs under systemd with journald, else the file. */
@@ -38,6 +44,8 @@ export interface AgentConfig {
     unit?: string;
   };
   allowlist: Allowlist;
+  /** The file this config was read from (not a key of the file); absent for the built-in defaults. */
+  source?: string;
 }
 
 export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', '::1', 'localhost']);
@@ -61,7 +69,22 @@ export const AGENT_CONFIG_SCHEMA: JsonSchema = Object.freeze({
       propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$' },
       additionalProperties: { type: 'string', maxLength: 256 },
     },
-    plugins: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
+    plugins: {
+      type: 'array',
+      uniqueItems: true,
+      items: {
+        anyOf: [
+          { type: 'string', minLength: 1 },
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name'],
+            properties: { name: { type: 'string', minLength: 1 }, options: { type: 'object' } },
+          },
+        ],
+      },
+    },
+    pluginsDir: absPath,
     containerRuntime: { type: 'string', minLength: 1 },
     logs: {
       type: 'object',
@@ -138,7 +161,7 @@ export async function loadAgentConfig(file: string | undefined): Promise<AgentCo
   } catch (err) {
     throw new MeshError('MESH_ERR_CONFIG_INVALID', `${target} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  return parseAgentConfig(parsed, target);
+  return { ...parseAgentConfig(parsed, target), source: target };
 }
 
 /** The deny-everything allowlist (loopback http only), for agents built in code. */

@@ -35,6 +35,10 @@ function formatError(root: string, error: ErrorObject): string {
 export function compileSchema<T = unknown>(schema: JsonSchema, root: string): SchemaValidator<T> {
   let validate = compiled.get(schema);
   if (!validate) {
+    // A schema object with an `$id` ajv already knows (the same plugin schema read again from a
+    // file, or an upgraded version of it) replaces the old entry instead of failing with "schema
+    // with key or id ... already exists" (issue 27). Validators compiled earlier keep working.
+    if (typeof schema.$id === 'string') ajv.removeSchema(schema.$id);
     validate = ajv.compile(schema);
     compiled.set(schema, validate);
   }

@@ -1,5 +1,5 @@
-// Side-effect-free: the server loads this module (`meshanics-server serve --plugin-schema`)
-// to validate rollouts of this kind exactly as devices do.
+// Side-effect-free: the server loads this module (`meshanics-server plugin-schema add
+// dist/schema.js`) to validate rollouts of this kind exactly as devices do.
 export const ARTIFACT_KIND = 'directory';
 
 export interface DirectorySpec {

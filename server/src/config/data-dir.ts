@@ -9,7 +9,7 @@
 // The data dir holds everything a server instance is: its database, device CA, server TLS
 // certificate and TUF repository. `serve` and one-shot CLI commands may use it at the same
 // time; the database write lock serializes every change that spans several files.
-import { loadCustomSchemas } from '../catalog/custom-plugin-schemas.js';
+import { watchCustomSchemas } from '../catalog/custom-plugin-schemas.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deviceSpiffeId } from '@meshanics/core/contract';
@@ -228,6 +228,9 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
     );
     if (server.issued) logger.info({ serverCert: layout.serverCertFile, hostnames: options.hostnames ?? [] }, 'server certificate issued');
     if (await context.tuf.initialize()) logger.info({ metadataDir: layout.tufMetadataDir }, 'TUF repository created');
+    // Custom kinds, kept in step with the data dir: `plugin-schema add` run anywhere reaches this
+    // running process (and every replica on the shared data dir) at its next lookup, no restart.
+    watchCustomSchemas(layout.root, (err) => logger.warn({ err: err.message }, 'custom plugin schemas not reloaded; the previous ones stay'));
     return { ...context, serverTls: server.material };
   } catch (err) {
     await store.close();
@@ -252,7 +255,7 @@ export async function openDataDir(options: { dataDir: string; logger?: Logger; d
     );
   }
   // Custom kinds an operator added (vendor plugins' schemas) validate like built-in ones.
-  loadCustomSchemas(layout.root);
+  watchCustomSchemas(layout.root, (err) => options.logger?.warn({ err: err.message }, 'custom plugin schemas not reloaded'));
   const store = await openStore(databaseLocation(layout, config, options.databaseUrl));
   return createContext(layout, config, store, options.logger ?? silentLogger());
 }

@@ -112,7 +112,8 @@ function uploadSchema(): JsonSchema {
 
 export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
   const { ctx, maxArtifactBytes } = options;
-  const kinds = knownArtifactKinds();
+  // The kind is checked against the live table (not an enum fixed at start): a kind added or
+  // upgraded with `plugin-schema add` is accepted by this running server (issue 27).
   const validateFields = compileSchema<{ name: string; version: string; kind: string; spec?: Record<string, unknown>; manifest?: Record<string, unknown>; fleet?: string }>(
     {
       type: 'object',
@@ -121,7 +122,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
       properties: {
         name: { type: 'string', pattern: ARTIFACT_NAME.source },
         version: { type: 'string', pattern: ARTIFACT_VERSION.source },
-        kind: { type: 'string', enum: kinds },
+        kind: { type: 'string', minLength: 1, maxLength: 63 },
         spec: { type: 'object' },
         manifest: { type: 'object' },
         fleet: { type: 'string', maxLength: 63 },
@@ -140,9 +141,9 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     const result = validateFields(parsed);
     if (!result.ok) throw validationError(result.errors);
     const { name, version, kind, spec, manifest, fleet } = result.value;
+    const schema = artifactSpecSchema(kind);
+    if (!schema) throw invalid(`body/kind must be one of ${knownArtifactKinds().map((k) => JSON.stringify(k)).join(', ')}`);
     if (spec !== undefined) {
-      const schema = artifactSpecSchema(kind);
-      if (!schema) throw invalid(`body/kind must be one of ${kinds.map((k) => JSON.stringify(k)).join(', ')}`);
       // The kind plugin's own schema, through the same validator devices use.
       const checked = compileSchema(schema, 'body/spec')(spec);
       if (!checked.ok) throw validationError(checked.errors);

@@ -71,7 +71,9 @@ function probeSchema(): JsonSchema {
     additionalProperties: false,
     required: ['type', 'spec'],
     properties: {
-      type: { type: 'string', enum: types },
+      // No enum fixed at start: a custom type added with `plugin-schema add` while this server
+      // runs is accepted; validateProbe checks the type and its spec against the live table.
+      type: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$', description: `${types.join(', ')}, or a custom type added with plugin-schema add` },
       spec: { type: 'object', description: "the probe type's spec, validated by its plugin's own schema" },
       timeoutSeconds: { ...common.timeoutSeconds, description: `default ${PROBE_DEFAULTS.timeoutSeconds}` },
       attempts: { ...common.attempts, description: `default ${PROBE_DEFAULTS.attempts}` },
