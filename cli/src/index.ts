@@ -65,7 +65,7 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
     const command = findCommand(words);
     if (!command) {
       const groups = new Set(COMMANDS.filter((c) => c.path.length > 1).map((c) => c.path[0]));
-      if (groups.has(words[0]!)) {
+      if (groups.has(words[0])) {
         if (wantsHelp && words.length === 1) {
           out.stdout.write(groupHelp(words[0]!, COMMANDS));
           return EXIT.OK;

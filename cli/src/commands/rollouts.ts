@@ -1,5 +1,5 @@
 // groups create | ls | show; rollouts create | ls | show | watch | approve | resume | abort
-import type { Group, Rollout, Wave } from '../api-types.js';
+import type { Group, Rollout } from '../api-types.js';
 import { type ApiClient, seg } from '../client.js';
 import { type Command, type Context, FLEET_OPTION, intOpt, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
 import { ApiError, CliError, EXIT, UsageError } from '../errors.js';
@@ -44,7 +44,8 @@ function statusText(r: Rollout): string {
       return `HALTED in wave ${(r.halt?.wave ?? r.currentWave) + 1} of ${r.waves.length}`;
     case 'aborted':
       return `aborted${r.abortPolicy ? ` (policy ${r.abortPolicy})` : ''}`;
-    default:
+    case 'completed':
+    default: // and a status a newer server may send
       return r.status;
   }
 }

@@ -118,7 +118,7 @@ function isOurs(labels: Record<string, string> | undefined | null, artifact: str
 }
 
 function stateOf(ctx: { pluginState: Record<string, unknown> }): ContainerPluginState {
-  return ctx.pluginState as ContainerPluginState;
+  return ctx.pluginState;
 }
 
 /** The descriptor bytes are the TUF target; the assignment must carry exactly the same spec. */

@@ -416,7 +416,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     );
   };
 
-  return { Register, Heartbeat, ReportArtifactStatus, UploadLogs } as grpc.UntypedServiceImplementation;
+  return { Register, Heartbeat, ReportArtifactStatus, UploadLogs };
 }
 
 export interface DeviceGrpcServerOptions extends DeviceServiceOptions {

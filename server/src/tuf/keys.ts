@@ -52,7 +52,7 @@ export function importPublicKey(data: unknown, what: string): Key {
   let key: Key;
   try {
     const { keyid, ...rest } = data as PublicKeyExport;
-    key = Key.fromJSON(String(keyid), rest as unknown as Parameters<typeof Key.fromJSON>[1]);
+    key = Key.fromJSON(String(keyid), rest);
   } catch (err) {
     throw new TufError('MESH_ERR_TUF_KEY_UNREADABLE', `${what} is not a TUF public key: ${(err as Error).message}`, { cause: err });
   }

@@ -197,7 +197,7 @@ export class TufRepository {
       throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `cannot read ${name}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      const metadata = Metadata.fromJSON(kind as MetadataKind.Root, JSON.parse(bytes.toString('utf8'))) as unknown as Metadata<T>;
+      const metadata = Metadata.fromJSON(kind as MetadataKind.Root, JSON.parse(bytes.toString('utf8')) as Parameters<typeof Metadata.fromJSON>[1]) as unknown as Metadata<T>;
       return { metadata, bytes };
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `${name} is not valid ${kind} metadata: ${(err as Error).message}`, { cause: err });
@@ -549,7 +549,7 @@ export class TufRepository {
         }
         for (const role of ['snapshot', 'timestamp'] as const) {
           const held = readRoleKey(this.paths.keysDir, role);
-          if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role]!.threshold !== 1) {
+          if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role].threshold !== 1) {
             throw new TufError(
               'MESH_ERR_TUF_IMPORT_ONLINE_KEYS',
               `root v${version} must list this server's ${role} key ${held?.key.keyID ?? '(missing)'} with threshold 1 (export it with \`tuf online-keys\`)`,

@@ -4,7 +4,6 @@
 import * as fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
-import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { publishArtifact } from '../../catalog/publish.js';
@@ -177,13 +176,13 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
         const parts = request.parts({ limits: { fileSize: maxArtifactBytes, files: 1, fields: FIELD_NAMES.size, fieldSize: MAX_FIELD_BYTES, parts: FIELD_NAMES.size + 1 } });
         for await (const part of parts) {
           if (part.type === 'field') {
-            const field = part as MultipartValue;
+            const field = part;
             if (!FIELD_NAMES.has(field.fieldname)) throw invalid(`body must NOT have additional property "${field.fieldname}"`);
             if (field.valueTruncated) throw invalid(`body/${field.fieldname} must NOT be longer than ${MAX_FIELD_BYTES} bytes`);
             (fields as Record<string, unknown>)[field.fieldname] = field.value;
             continue;
           }
-          const file = part as MultipartFile;
+          const file = part;
           if (file.fieldname !== 'file') {
             file.file.resume();
             throw invalid(`body must NOT have additional property "${file.fieldname}" (the file part is "file")`);
