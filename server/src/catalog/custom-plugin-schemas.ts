@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JsonSchema } from '@meshanics/core/contract';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import { registerSpecSchema } from './plugin-schemas.js';
 
@@ -69,6 +69,6 @@ export async function addCustomSchema(dataDir: string, modulePath: string): Prom
   }
   const file: CustomSchemaFile = { what, kind, schema, source: resolved, addedAt: new Date().toISOString() };
   fs.mkdirSync(dirOf(dataDir), { recursive: true, mode: 0o700 });
-  writeFileAtomic(path.join(dirOf(dataDir), `${what}-${kind}.json`), `${JSON.stringify(file, null, 2)}\n`, 0o644);
+  writeFileAtomicSync(path.join(dirOf(dataDir), `${what}-${kind}.json`), `${JSON.stringify(file, null, 2)}\n`, { mode: PUBLIC_FILE_MODE });
   return file;
 }

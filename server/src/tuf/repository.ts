@@ -13,12 +13,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import { checkImportedDelegation, DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './delegation.js';
 import { TufError } from './errors.js';
 import { expiresAt, isDueForResigning, PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
 import { exportPublicKey, loadOrCreateRoleKey, readRoleKey, roleKeyFile, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';
+
+// TUF metadata is public (every device fetches it): written readable by all, as before.
+const writeFileAtomic = (file: string, data: string | Uint8Array): void => writeFileAtomicSync(file, data, { mode: PUBLIC_FILE_MODE });
 
 export const TUF_SPEC_VERSION = '1.0.31';
 export const ONLINE_KEYS_FORMAT = 'meshanics-tuf-online-keys/1';

@@ -2,12 +2,13 @@
 // and one version. Publishing signs into TUF first; publishArtifact writes the catalog row and
 // its audit event only once signing succeeded.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { publishArtifact } from '../../catalog/publish.js';
-import { tempPathIn } from '../../config/atomic-file.js';
+import { tempSibling } from '@meshanics/core/kit';
 import { MeshError } from '../../errors.js';
 import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
 import type { ArtifactRecord } from '../../store/index.js';
@@ -196,7 +197,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
               throw err;
             }
           }
-          const target = tempPathIn(ctx.layout.tufStagingDir, 'api-upload');
+          const target = tempSibling(path.join(ctx.layout.tufStagingDir, 'api-upload'));
           staged = { path: target, fileName: file.filename || 'upload' };
           await pipeline(file.file, fs.createWriteStream(target, { flags: 'wx', mode: 0o600 }));
           if (file.file.truncated) {
