@@ -114,12 +114,17 @@ const onSignal = async (sig) => {
   if (interrupted) process.exit(130);
   interrupted = true;
   progress('bench', `${sig}: stopping everything started by the benchmark`);
-  await stopAll(2000);
-  if (!values.keep) rmSync(work, { recursive: true, force: true });
-  process.exit(130);
+  try {
+    await stopAll(2000);
+  } finally {
+    // Even when stopping failed: the work dir goes and the process ends with the signal's status.
+    if (!values.keep) rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  }
 };
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
+// Fire-and-forget: a signal listener's result is ignored, and onSignal() ends the process.
+process.once('SIGINT', (sig) => void onSignal(sig));
+process.once('SIGTERM', (sig) => void onSignal(sig));
 
 progress('bench', `${mode} run of ${selected.join(', ')}; ${result.meta.cpus} cores, ${fmtBytes(result.meta.memoryBytes)} RAM, work dir ${work}`);
 const rows = [];

@@ -65,7 +65,9 @@ if (process.argv.includes('--check')) {
   let current = '';
   try {
     current = readFileSync(OUT, 'utf8');
-  } catch {}
+  } catch {
+    // no page yet: it differs from the generated text
+  }
   if (current !== text) {
     console.error('docs/device-api.md is out of date: run node scripts/gen-device-api-docs.mjs');
     process.exit(1);

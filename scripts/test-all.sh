@@ -48,6 +48,18 @@ log "build"
 # tsc -b, then the console's static files (index.html, CSS) next to its compiled JS.
 npm run build
 
+# Lint (type-aware, so after the build: packages read each other's declarations from dist/)
+# and layout. A finding fails the run, but the tests still run: the failure is reported last,
+# by the EXIT trap, whatever the tests' own outcome.
+checks_failed=()
+log "lint"
+npm run --silent lint || checks_failed+=("lint (npm run lint)")
+log "format check"
+npm run --silent format:check || checks_failed+=("format (npm run format:check; npm run format rewrites the files)")
+if [ ${#checks_failed[@]} -gt 0 ]; then
+  trap 'rc=$?; echo "[test-all] FAILED before the tests: ${checks_failed[*]}" >&2; exit $(( rc ? rc : 1 ))' EXIT
+fi
+
 # Headless Chromium for the console's browser tests (driven by playwright-core; never
 # `npx playwright install`, which downloads a browser). Required in CI; elsewhere a failure
 # only makes those tests skip, naming the missing package.

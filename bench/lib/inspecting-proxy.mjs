@@ -38,14 +38,15 @@ export async function startInspectingProxy({ upstream, serverTls, deviceTls, rat
         entry.closedAt = Date.now();
       });
       up.on('error', () => res.destroy());
-      up.on('response', async (upRes) => {
+      // Copies the answer to the agent; ends in a catch of its own, so it never rejects.
+      const relay = async (upRes) => {
         entry.status = upRes.statusCode;
         entry.contentRange = upRes.headers['content-range'] ?? null;
         const pass = {};
         for (const h of ['content-type', 'content-length', 'content-range', 'accept-ranges', 'cache-control']) if (upRes.headers[h]) pass[h] = upRes.headers[h];
-        res.writeHead(upRes.statusCode, pass);
         const t0 = performance.now();
         try {
+          res.writeHead(upRes.statusCode, pass);
           for await (const chunk of upRes) {
             if (res.destroyed) break;
             entry.bodyBytes += chunk.length;
@@ -62,7 +63,9 @@ export async function startInspectingProxy({ upstream, serverTls, deviceTls, rat
         } catch {
           res.destroy();
         }
-      });
+      };
+      // Fire-and-forget: an event listener's result is ignored, and relay() never rejects.
+      up.on('response', (upRes) => void relay(upRes));
       req.pipe(up);
     },
   );

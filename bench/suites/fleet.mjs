@@ -296,12 +296,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const rssAfterConnect = serverMem.result.maxRss;
     const healthy = new Map(); // client index -> { version -> count }
     let lastHealthyAt = 0;
-    let sawErrors = 0;
     fleet.clients.forEach((c, i) =>
       c.on('progress', (m) => {
         healthy.set(i, m.healthy);
         lastHealthyAt = Math.max(lastHealthyAt, m.lastHealthyAt);
-        sawErrors = m.errors;
       }),
     );
     const healthyOf = (version) => [...healthy.values()].reduce((a, h) => a + (h[version] ?? 0), 0);

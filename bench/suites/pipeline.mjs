@@ -3,7 +3,7 @@
 // and a one-pass Node read -> sha256 -> write + fsync (1 MiB chunks) of the same file in the
 // same run. Throughput ratio, and the agent's peak RSS (VmHWM) at several artifact sizes.
 import { execFile } from 'node:child_process';
-import { mkdirSync, promises as fs, writeFileSync } from 'node:fs';
+import { promises as fs, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createAssignment, openDataDir } from '@meshanics/server';

@@ -47,7 +47,7 @@ export async function run({ mode, work, overrides = {} }) {
     progress(SUITE, `${fmtBytes(bytes)}: generating and publishing the model`);
     const source = path.join(work, 'model.src');
     await generateFile(source, bytes);
-    const published = await publishModel(ctx, dataDir, source, 'resumable');
+    await publishModel(ctx, dataDir, source, 'resumable');
     await fs.rm(source);
 
     /** One device: kill its agent at `killAt` of the download, optionally damage the partial, restart. */

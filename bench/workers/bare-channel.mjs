@@ -32,7 +32,9 @@ const beat = async () => {
   console.log(JSON.stringify({ msg: 'heartbeat', at: Date.now() }));
 };
 await beat();
-setInterval(() => beat().catch((e) => console.error(e.message)), Number(intervalSeconds) * 1000);
+setInterval(() => {
+  beat().catch((e) => console.error(e.message));
+}, Number(intervalSeconds) * 1000);
 process.once('SIGTERM', () => {
   client.close();
   process.exit(0);

@@ -180,6 +180,14 @@ export function requiredStr(ctx: Context, name: string): string {
   return v;
 }
 
+/** A comma-separated option value: its items, trimmed, empty ones dropped. */
+export function csv(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 export function intOpt(values: Values, name: string, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number | undefined {
   const v = str(values, name);
   if (v === undefined) return undefined;

@@ -11,6 +11,7 @@ import {
 } from './command.js';
 import { ARTIFACT_COMMANDS } from './commands/artifacts.js';
 import { DEVICE_COMMANDS } from './commands/devices.js';
+import { GROUP_COMMANDS } from './commands/groups.js';
 import { LOG_AUDIT_COMMANDS } from './commands/logs-audit.js';
 import { ROLLOUT_COMMANDS } from './commands/rollouts.js';
 import { SESSION_COMMANDS } from './commands/session.js';
@@ -21,7 +22,7 @@ import type { Out } from './output.js';
 export { EXIT, EXIT_CODE_HELP } from './errors.js';
 export { ApiClient } from './client.js';
 
-export const COMMANDS: Command[] = [...SESSION_COMMANDS, ...DEVICE_COMMANDS, ...ARTIFACT_COMMANDS, ...ROLLOUT_COMMANDS, ...LOG_AUDIT_COMMANDS];
+export const COMMANDS: Command[] = [...SESSION_COMMANDS, ...DEVICE_COMMANDS, ...ARTIFACT_COMMANDS, ...GROUP_COMMANDS, ...ROLLOUT_COMMANDS, ...LOG_AUDIT_COMMANDS];
 
 function findCommand(words: string[]): Command | undefined {
   return COMMANDS.filter((c) => c.path.every((p, i) => words[i] === p)).sort((a, b) => b.path.length - a.path.length)[0];
@@ -65,7 +66,7 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
     const command = findCommand(words);
     if (!command) {
       const groups = new Set(COMMANDS.filter((c) => c.path.length > 1).map((c) => c.path[0]));
-      if (groups.has(words[0]!)) {
+      if (groups.has(words[0])) {
         if (wantsHelp && words.length === 1) {
           out.stdout.write(groupHelp(words[0]!, COMMANDS));
           return EXIT.OK;

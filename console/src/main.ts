@@ -39,7 +39,7 @@ const NAV: Array<{ id: string; label: string; route: string; permission?: string
 
 const app = document.getElementById('app')!;
 let me: WhoAmI | null = null;
-let leaveCurrent: Array<() => void> = [];
+const leaveCurrent: Array<() => void> = [];
 let generation = 0;
 let signInMessage: string | undefined;
 
@@ -132,7 +132,7 @@ async function render(): Promise<void> {
   }
   const params = (route.pattern.exec(path) ?? []).slice(1).map((p) => decodeURIComponent(p));
   const ctx: ViewContext = {
-    me: me!,
+    me,
     params,
     query,
     root: main,

@@ -83,7 +83,7 @@ function setPhase(agent: Agent, name: string, phase: InflightPhase, extra: { plu
 
 /** Runs the rollback and cleanup hooks; returns an error text if rollback itself failed. */
 export async function rollBack(agent: Agent, ctx: ArtifactContext, why: string): Promise<string | undefined> {
-  const rollbackCtx: RollbackContext = Object.assign(Object.create(null), ctx, { why });
+  const rollbackCtx: RollbackContext = Object.assign(Object.create(null) as object, ctx, { why });
   try {
     await callStage(agent, 'rollback', rollbackCtx);
     return undefined;
@@ -164,7 +164,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     ctx.target = target;
     await fs.mkdir(ctx.stagingDir, { recursive: true, mode: 0o700 });
     const staged = path.join(ctx.stagingDir, 'target');
-    await agent.targetSource.fetch(target, staged, { onProgress: ctx.reportProgress, signal });
+    await agent.targetSource.fetch(target, staged, { onProgress: (done, total) => ctx.reportProgress(done, total), signal });
     ctx.stagedFile = staged;
     await callStage(agent, 'download', ctx);
 

@@ -21,7 +21,9 @@ export function packageVersion(root) {
   let tagged = false;
   try {
     tagged = git(root, ['tag', '--points-at', 'HEAD']).split('\n').includes(`v${base}`);
-  } catch {}
+  } catch {
+    // no tags (a shallow clone): untagged, the version says so
+  }
   if (tagged && !dirty) return base;
   return `${base}+g${sha}${dirty ? '.dirty' : ''}`;
 }

@@ -5,7 +5,6 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
 import { createAssignment, getAssignment } from '../src/fleet/assignments.js';
-import { decommissionDevice } from '../src/fleet/devices.js';
 import { SqlStore } from '../src/store/index.js';
 import { loadDeviceService } from '@meshanics/core/contract';
 import { issueDeviceCertificate } from '../src/pki/index.js';

@@ -250,7 +250,7 @@ export interface DeviceKeyAndCsr {
 /** A fresh key pair and a PKCS#10 CSR signed with it, as an agent makes them (@peculiar/x509). */
 export async function makeCsr(type: TestKeyType = 'p256', subject = 'CN=device'): Promise<DeviceKeyAndCsr> {
   const alg = KEY_ALGORITHMS[type];
-  const keys = (await crypto.webcrypto.subtle.generateKey(alg.generate as never, true, ['sign', 'verify'])) as crypto.webcrypto.CryptoKeyPair;
+  const keys = await crypto.webcrypto.subtle.generateKey(alg.generate as never, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: subject, keys, signingAlgorithm: alg.sign as never });
   const pkcs8 = Buffer.from(await crypto.webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const spki = Buffer.from(await crypto.webcrypto.subtle.exportKey('spki', keys.publicKey));
@@ -291,7 +291,7 @@ export class MtlsFetcher extends BaseFetcher {
             reject(new DownloadHTTPError(`GET ${url}: HTTP ${res.statusCode}`, res.statusCode ?? 0));
             return;
           }
-          resolve(Readable.toWeb(res) as unknown as ReadableStream<Uint8Array<ArrayBuffer>>);
+          resolve(Readable.toWeb(res));
         },
       );
       req.on('error', reject);

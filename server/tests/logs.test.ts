@@ -197,14 +197,16 @@ describe('device logs', () => {
     expect(await codeOf(() => requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-v' }))).toBe('MESH_ERR_DEVICE_DECOMMISSIONED');
   });
 
-  it('removes partial uploads a crash left behind, but not recent ones nor finished bundles', () => {
+  it('removes partial uploads a crash left behind (either temp name), but not recent ones nor finished bundles', () => {
     const dir = tempDir();
-    const old = path.join(dir, '.abc.gz.1.ff.tmp');
-    const fresh = path.join(dir, '.def.gz.1.ee.tmp');
+    // The kit's temp name (tempSibling), and the one servers before it used.
+    const old = path.join(dir, '.abc.gz.tmp-0a1b2c');
+    const olderFormat = path.join(dir, '.abd.gz.1.ff.tmp');
+    const fresh = path.join(dir, '.def.gz.tmp-3d4e5f');
     const done = path.join(dir, 'abc.gz');
-    for (const f of [old, fresh, done]) fs.writeFileSync(f, 'x');
-    fs.utimesSync(old, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
-    expect(removeStaleLogUploads(dir)).toEqual(['.abc.gz.1.ff.tmp']);
-    expect(fs.readdirSync(dir).sort()).toEqual(['.def.gz.1.ee.tmp', 'abc.gz']);
+    for (const f of [old, olderFormat, fresh, done]) fs.writeFileSync(f, 'x');
+    for (const f of [old, olderFormat]) fs.utimesSync(f, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    expect(removeStaleLogUploads(dir).sort()).toEqual(['.abc.gz.tmp-0a1b2c', '.abd.gz.1.ff.tmp']);
+    expect(fs.readdirSync(dir).sort()).toEqual(['.def.gz.tmp-3d4e5f', 'abc.gz']);
   });
 });

@@ -160,8 +160,8 @@ describe.each(engines)('store on $name', (engine) => {
       expect(north.rows.map((r) => r.device.name)).toEqual(['cam-1', 'cam-3']);
       expect((await store.operatorViews.listDevices({ ...filter, tags: [['site', 'north'], ['tier', 'gold']] }, page)).total).toBe(1);
       expect((await store.operatorViews.listDevices({ ...filter, fleet: 'other' }, page)).total).toBe(0);
-      expect(await store.operatorViews.isOnline(ids['cam-1']!, 15, now.toISOString())).toBe(true);
-      expect(await store.operatorViews.isOnline(ids['cam-2']!, 15, now.toISOString())).toBe(false);
+      expect(await store.operatorViews.isOnline(ids['cam-1'], 15, now.toISOString())).toBe(true);
+      expect(await store.operatorViews.isOnline(ids['cam-2'], 15, now.toISOString())).toBe(false);
       expect(await store.countDevices()).toBe(3);
     } finally {
       await store.close();

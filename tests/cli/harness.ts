@@ -168,7 +168,11 @@ export class SimDevice {
       } catch {
         // the server restarting or the test ending: try again next tick
       }
-      if (!this.stopped) this.#timer = setTimeout(() => (this.#tick = loop()), intervalMs);
+      if (!this.stopped) {
+        this.#timer = setTimeout(() => {
+          this.#tick = loop(); // stop() awaits the tick in flight
+        }, intervalMs);
+      }
     };
     this.#tick = loop();
     return this;

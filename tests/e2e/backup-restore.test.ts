@@ -41,7 +41,7 @@ interface AuditLine {
   subject: string;
 }
 
-const show = async (id: string): Promise<RolloutView> => getRollout(observer!, id) as unknown as RolloutView;
+const show = async (id: string): Promise<RolloutView> => getRollout(observer!, id);
 
 async function exportAudit(): Promise<AuditLine[]> {
   const file = path.join(root, `audit-${Date.now()}.ndjson`);

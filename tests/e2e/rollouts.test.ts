@@ -44,7 +44,7 @@ interface RolloutView {
 
 // Polled in-process (the same function `rollout show` prints): a CLI process per poll would
 // eat the CPU the server and agents need.
-const show = async (id: string): Promise<RolloutView> => getRollout(observer, id) as unknown as RolloutView;
+const show = async (id: string): Promise<RolloutView> => getRollout(observer, id);
 
 async function publish(version: string, bytes: Buffer): Promise<void> {
   await publishModel(serverDir, root, { name: 'detector', version }, bytes);

@@ -47,10 +47,10 @@ async function healthy(): Promise<void> {
   }
 }
 
-function histogram(codes: Array<{ code: number; details: string }>): Record<string, number> {
+function histogram(codes: Array<{ code: grpc.status; details: string }>): Record<string, number> {
   const h: Record<string, number> = {};
   for (const { code, details } of codes) {
-    const key = code === grpc.status.INTERNAL ? `INTERNAL (${details.startsWith('Error deserializing request') ? 'undecodable' : details})` : grpc.status[code]!;
+    const key = code === grpc.status.INTERNAL ? `INTERNAL (${details.startsWith('Error deserializing request') ? 'undecodable' : details})` : grpc.status[code];
     h[key] = (h[key] ?? 0) + 1;
   }
   return h;

@@ -222,6 +222,6 @@ describe('crash injection with the real agent and server processes', () => {
         expect(view.state).toBe('ROLLED_BACK');
       }
     }
-    console.log(`[faults] crash e2e (seed ${SEED}):\n${rows.map((r) => `${r.problems && (r.problems as string[]).length ? 'FAIL' : 'ok  '} ${r.phase} at ${r.point} -> ${r.result}; reports ${r.reports}`).join('\n')}`);
+    console.log(`[faults] crash e2e (seed ${SEED}):\n${rows.map((r) => `${r.problems && (r.problems as string[]).length ? 'FAIL' : 'ok  '} ${String(r.phase)} at ${String(r.point)} -> ${String(r.result)}; reports ${String(r.reports)}`).join('\n')}`);
   }, LONG ? 900_000 : 240_000);
 });

@@ -431,7 +431,7 @@ async function runTrial(driver: KindDriver, trial: Trial): Promise<TrialRecord> 
       device.close();
     }
 
-    ms.restart = Date.now() - t0 - ms.prepare! - ms.child!;
+    ms.restart = Date.now() - t0 - ms.prepare! - ms.child;
     // The durable truth is the state file on disk.
     const state = JSON.parse(await readFile(path.join(dataDir, 'state', 'agent-state.json'), 'utf8'));
     const completed = state.completed[next.assignmentId];

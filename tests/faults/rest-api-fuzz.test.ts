@@ -133,7 +133,7 @@ describe('operator REST API under schema-driven random requests', () => {
       const tally: Record<string, number> = {};
       for (let i = 0; i < PER_OPERATION; i++) {
         let url = op.path.replace(/\{(\w+)\}/g, (_m, name: string) => {
-          const v = r.chance(0.5) && known[name as keyof typeof known] ? String(r.pick(known[name as keyof typeof known] as unknown[])) : r.chance(0.5) ? r.pick(HOSTILE_STRINGS) : `x${i}`;
+          const v = r.chance(0.5) && known[name as keyof typeof known] ? String(r.pick(known[name as keyof typeof known])) : r.chance(0.5) ? r.pick(HOSTILE_STRINGS) : `x${i}`;
           return encodeURIComponent(v);
         });
         const query = new URLSearchParams();
@@ -142,13 +142,13 @@ describe('operator REST API under schema-driven random requests', () => {
           const v = r.chance(0.7) ? generate(p.schema ?? { type: 'string' }, r, known, 0, p.name) : r.pick(HOSTILE_STRINGS);
           query.set(p.name, typeof v === 'string' ? v : JSON.stringify(v));
         }
-        if ([...query].length) url += `?${query}`;
+        if ([...query].length) url += `?${query.toString()}`;
         const headers: Record<string, string> = {};
         const auth = r.int(0, 19);
         if (auth === 0) headers.authorization = `Bearer mesh_key_${randomBytes(16).toString('hex')}`;
         else if (auth === 1) headers.authorization = r.pick(['Basic Zm9vOmJhcg==', 'Bearer', 'Bearer ' + 'x'.repeat(10_000)]);
         else if (auth !== 2) headers.authorization = `Bearer ${key}`;
-        let body: BodyInit | undefined;
+        let body: RequestInit['body'];
         let what = 'no body';
         if (op.body?.contentType === 'application/json' || (op.method !== 'GET' && op.method !== 'DELETE' && !op.body && r.chance(0.3))) {
           const shaped = generate(op.body?.schema ?? { type: 'object' }, r, known);

@@ -24,7 +24,7 @@ import { openDataDir, publishArtifact, type MeshanicsContext, type PublishedArti
 import { serverCli, startServer, type Child } from '../../scripts/lib/processes.mjs';
 import { openDevice } from './fixtures/device.mjs';
 import { recordResults, sha256 } from './fixtures/fault-lib.mjs';
-import { Metadata, MetadataKind, ServedRepo, bytesOf, isoIn, loadKey, sign } from './fixtures/tuf-craft.mjs';
+import { Metadata, MetadataKind, ServedRepo, isoIn, loadKey, sign } from './fixtures/tuf-craft.mjs';
 
 let root: string;
 let serverDir: string;

@@ -80,7 +80,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
           body: upload.body,
           headers: { 'content-type': upload.contentType, 'content-length': String(upload.length) },
           duplex: 'half',
-        } as RequestInit);
+        });
       } catch (err) {
         progress?.finish();
         throw err;

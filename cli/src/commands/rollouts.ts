@@ -1,20 +1,13 @@
-// groups create | ls | show; rollouts create | ls | show | watch | approve | resume | abort
-import type { Group, Rollout, Wave } from '../api-types.js';
-import { type ApiClient, seg } from '../client.js';
-import { type Command, type Context, FLEET_OPTION, intOpt, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
-import { ApiError, CliError, EXIT, UsageError } from '../errors.js';
-import { ago, bar, keyValues, line, pageFooter, printJson, table, when } from '../output.js';
+// rollouts create | ls | show | watch | approve | resume | abort: the commands and their options.
+// How a rollout is printed is rollout-view.ts; how one is followed, rollout-watch.ts.
+import type { Group, Rollout } from '../api-types.js';
+import { seg } from '../client.js';
+import { type Command, type Context, csv, FLEET_OPTION, intOpt, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
+import { EXIT, UsageError } from '../errors.js';
+import { line, pageFooter, printJson, table, when } from '../output.js';
 import { artifactRef } from './artifacts.js';
-
-export const STATES = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] as const;
-const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);
-
-function csv(raw: string): string[] {
-  return raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
+import { renderRollout, summaryLine, terminalCount, total } from './rollout-view.js';
+import { exitCodeForRollout, watchRollout } from './rollout-watch.js';
 
 /** `10,50:manual,100` -> waves; `auto` is the default approval. */
 export function parseWaves(raw: string): Array<{ percent: number; approval: 'auto' | 'manual' }> {
@@ -23,185 +16,6 @@ export function parseWaves(raw: string): Array<{ percent: number; approval: 'aut
     if (!m) throw new UsageError(`--waves items are PERCENT[:auto|manual], e.g. 10,50:manual,100; not "${item}"`);
     return { percent: Number(m[1]), approval: (m[2] ?? 'auto') as 'auto' | 'manual' };
   });
-}
-
-const terminalCount = (counts: Record<string, number>) => [...TERMINAL].reduce((n, s) => n + (counts[s] ?? 0), 0);
-const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
-
-function countsText(counts: Record<string, number>): string {
-  const parts = STATES.filter((s) => (counts[s] ?? 0) > 0).map((s) => `${s.toLowerCase()} ${counts[s]}`);
-  return parts.length ? parts.join(', ') : 'no devices';
-}
-
-function statusText(r: Rollout): string {
-  switch (r.status) {
-    case 'waiting_approval':
-      // currentWave is the last wave started; the one waiting is the next.
-      return `wave ${r.currentWave + 2} of ${r.waves.length} waits for approval`;
-    case 'running':
-      return `running wave ${r.currentWave + 1} of ${r.waves.length}`;
-    case 'halted':
-      return `HALTED in wave ${(r.halt?.wave ?? r.currentWave) + 1} of ${r.waves.length}`;
-    case 'aborted':
-      return `aborted${r.abortPolicy ? ` (policy ${r.abortPolicy})` : ''}`;
-    default:
-      return r.status;
-  }
-}
-
-export function renderRollout(r: Rollout): string {
-  const lines: string[] = [];
-  const probe = r.probe as { type?: string; timeoutSeconds?: number; attempts?: number };
-  lines.push(
-    keyValues([
-      ['rollout', r.id],
-      ['artifact', `${r.artifact.name}@${r.artifact.version} (${r.artifact.kind})`],
-      ['fleet / group', `${r.fleet} / ${r.group}`],
-      ['status', statusText(r)],
-      ...(r.halt ? ([['halt reason', `${r.halt.reason} (${r.halt.failures} failure(s), tolerance ${r.halt.tolerance}, ${when(r.halt.at)})`]] as Array<[string, string]>) : []),
-      ['progress', `${bar(terminalCount(r.counts), total(r.counts))} ${terminalCount(r.counts)}/${total(r.counts)} finished: ${countsText(r.counts)}`],
-      ['probe', `${probe.type ?? '?'}, ${probe.attempts ?? '?'} attempt(s) of ${probe.timeoutSeconds ?? '?'} s`],
-      ['max failure rate', r.strategy?.max_failure_rate ?? 0],
-      ['created', `${when(r.createdAt)}${r.createdBy ? ` by ${r.createdBy}` : ''}`],
-      ['updated', `${when(r.updatedAt)} (${ago(r.updatedAt)})`],
-    ]),
-  );
-  lines.push('', 'Waves:');
-  lines.push(
-    table(
-      ['WAVE', 'PERCENT', 'APPROVAL', 'STATUS', 'DEVICES', 'PROGRESS', 'STATES'],
-      r.waves.map((w) => [
-        w.index + 1,
-        `${w.percent}%`,
-        w.approval,
-        w.status,
-        w.devices,
-        `${bar(terminalCount(w.counts), w.devices, 10)} ${terminalCount(w.counts)}/${w.devices}`,
-        countsText(w.counts),
-      ]),
-    ),
-  );
-  if (r.devices) {
-    lines.push('', 'Devices:');
-    lines.push(
-      r.devices.length
-        ? table(
-            ['DEVICE', 'WAVE', 'STATE', 'UPDATED', 'REASON'],
-            r.devices.map((d) => [d.name, d.wave + 1, d.state, d.updatedAt ? ago(d.updatedAt) : '-', d.reason]),
-          )
-        : '  (none)',
-    );
-  }
-  return lines.join('\n');
-}
-
-function summaryLine(r: Rollout): string {
-  const t = new Date().toISOString().slice(11, 19);
-  return `${t} ${statusText(r)}  ${bar(terminalCount(r.counts), total(r.counts), 20)} ${terminalCount(r.counts)}/${total(r.counts)}  ${countsText(r.counts)}`;
-}
-
-/** Parses a text/event-stream body into events. */
-async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n');
-    let at: number;
-    while ((at = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, at);
-      buffer = buffer.slice(at + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const l of block.split('\n')) {
-        if (l.startsWith(':')) continue;
-        const colon = l.indexOf(':');
-        const field = colon < 0 ? l : l.slice(0, colon);
-        const value = colon < 0 ? '' : l.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-      }
-      if (data.length) yield { event, data: data.join('\n') };
-    }
-  }
-}
-
-export type WatchEnd = 'completed' | 'halted' | 'aborted' | 'waiting_approval';
-
-function finished(r: Rollout, stopAtApproval: boolean): boolean {
-  return r.status === 'completed' || r.status === 'halted' || r.status === 'aborted' || (stopAtApproval && r.status === 'waiting_approval');
-}
-
-/**
- * Follows a rollout through its server-sent events (reconnecting when the stream drops, and
- * polling every 2 s when the stream cannot be had) until it completes, halts or is aborted.
- */
-export async function watchRollout(
-  api: ApiClient,
-  id: string,
-  options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: Rollout) => void; onRetry?: (err: Error) => void },
-): Promise<Rollout> {
-  const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : Infinity;
-  const stop = options.stopAtApproval === true;
-  let last: Rollout | undefined;
-  const seen = (r: Rollout) => {
-    if (last && last.updatedAt === r.updatedAt && JSON.stringify(last) === JSON.stringify(r)) return;
-    last = r;
-    options.onUpdate?.(r);
-  };
-  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
-  let sse = true;
-  while (Date.now() < deadline) {
-    const remaining = deadline - Date.now();
-    if (sse) {
-      const abort = new AbortController();
-      const timer = Number.isFinite(remaining) ? setTimeout(() => abort.abort(), remaining) : undefined;
-      let result: Rollout | undefined;
-      try {
-        const res = await api.raw('GET', `/rollouts${seg(id)}/events`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
-        if (!res.body || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
-          sse = false;
-          continue;
-        }
-        for await (const ev of sseEvents(res.body)) {
-          if (ev.event !== 'rollout') continue;
-          const r = JSON.parse(ev.data) as Rollout;
-          seen(r);
-          if (finished(r, stop)) {
-            // Leaving the loop cancels the stream; only then abort (an abort first would
-            // surface as an error out of the loop).
-            result = r;
-            break;
-          }
-        }
-      } catch (err) {
-        if (err instanceof ApiError && err.status !== 404 && err.status < 500) throw err;
-        if (err instanceof ApiError && err.status === 404) {
-          // No such rollout, or no event route: polling tells which.
-          sse = false;
-        } else if ((err as Error).name !== 'AbortError') {
-          options.onRetry?.(err as Error);
-        }
-      } finally {
-        if (timer) clearTimeout(timer);
-        abort.abort();
-      }
-      if (result) return result;
-      if (Date.now() >= deadline) break;
-      await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
-      continue;
-    }
-    const r = await api.get<Rollout>(`/rollouts${seg(id)}`);
-    seen(r);
-    if (finished(r, stop)) return r;
-    await sleep(Math.min(2000, Math.max(0, deadline - Date.now())));
-  }
-  throw new CliError(`rollout ${id} did not finish within the timeout (last status: ${last?.status ?? 'unknown'})`, EXIT.ERROR);
-}
-
-export function exitCodeForRollout(r: Rollout): number {
-  if (r.status === 'halted') return EXIT.ROLLOUT_HALTED;
-  if (r.status === 'aborted') return EXIT.ROLLOUT_ABORTED;
-  return EXIT.OK;
 }
 
 /** Parses `90`, `90s`, `10m`, `2h` into milliseconds. */
@@ -250,50 +64,6 @@ function printRollout(ctx: Context, r: Rollout): void {
 }
 
 export const ROLLOUT_COMMANDS: Command[] = [
-  {
-    path: ['groups', 'create'],
-    summary: 'create a static group of devices (names that match no device are reported, not dropped)',
-    usage: '--fleet FLEET --name NAME --devices NAME,NAME,...',
-    options: {
-      ...FLEET_OPTION,
-      name: { type: 'string', arg: 'NAME', description: 'group name' },
-      devices: { type: 'string', arg: 'LIST', description: 'comma-separated device names' },
-    },
-    async run(ctx) {
-      const g = await ctx.api().post<Group>('/groups', { fleet: ctx.requireFleet(), name: requiredStr(ctx, 'name'), devices: csv(requiredStr(ctx, 'devices')) });
-      if (ctx.json) printJson(ctx.out.stdout, g);
-      else line(ctx.out.stdout, `Created group ${g.fleet}/${g.name} with ${g.devices.length} device(s): ${g.devices.join(', ') || '-'}`);
-      if (g.unresolved.length) ctx.out.stderr.write(`meshanics: warning: no device of fleet ${g.fleet} is named ${g.unresolved.join(', ')}\n`);
-    },
-  },
-  {
-    path: ['groups', 'ls'],
-    summary: 'list static groups',
-    usage: '[--fleet FLEET] [--limit N] [--offset N] [--all]',
-    options: { ...FLEET_OPTION, ...PAGING_OPTIONS },
-    async run(ctx) {
-      const page = await ctx.api().list<Group>('/groups', { fleet: ctx.fleet() }, paging(ctx.values));
-      if (ctx.json) return printJson(ctx.out.stdout, page);
-      if (page.items.length === 0) line(ctx.out.stdout, 'No groups.');
-      else line(ctx.out.stdout, table(['FLEET', 'NAME', 'DEVICES', 'UNRESOLVED'], page.items.map((g) => [g.fleet, g.name, g.devices.length, g.unresolved.join(',')])));
-      const footer = pageFooter(page);
-      if (footer) line(ctx.out.stdout, footer);
-    },
-  },
-  {
-    path: ['groups', 'show'],
-    summary: 'show a group with its resolved and unresolved device names',
-    usage: 'FLEET/NAME | NAME --fleet FLEET',
-    options: { ...FLEET_OPTION },
-    positionals: { min: 1, max: 1 },
-    async run(ctx) {
-      const ref = ctx.positionals[0]!;
-      const [fleet, name] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [ctx.requireFleet(), ref];
-      const g = await ctx.api().get<Group>(`/groups${seg(fleet, name)}`);
-      if (ctx.json) return printJson(ctx.out.stdout, g);
-      line(ctx.out.stdout, keyValues([['group', `${g.fleet}/${g.name}`], ['devices', g.devices.join(', ')], ['unresolved', g.unresolved.join(', ')]]));
-    },
-  },
   {
     path: ['rollouts', 'create'],
     summary: 'roll an artifact version out to a group, in waves, guarded by a probe',

@@ -2033,7 +2033,7 @@ export type paths = {
                             timeoutSeconds?: number;
                             /** @enum {string} */
                             type: "exec" | "file" | "http";
-                        } & (unknown & unknown & unknown);
+                        } & (  unknown  );
                         /** @description cumulative, strictly increasing percentages, the last 100; no strategy = one wave of 100; max_failure_rate in [0, 1), default 0 */
                         strategy?: {
                             max_failure_rate?: number;

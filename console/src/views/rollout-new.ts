@@ -26,11 +26,17 @@ export function parseWaves(raw: string): Array<{ percent: number; approval: 'aut
   });
 }
 
+/** The value at a path of keys in parsed JSON; undefined where a key is missing. */
+function at(value: unknown, ...keys: string[]): unknown {
+  for (const key of keys) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+  return value;
+}
+
 async function probeTypes(): Promise<string[]> {
   try {
     const doc = await api.get<Record<string, unknown>>('/openapi.json');
-    const schema = (doc as any).paths?.['/api/v1/rollouts']?.post?.requestBody?.content?.['application/json']?.schema;
-    const types = schema?.properties?.probe?.properties?.type?.enum;
+    const schema = at(doc, 'paths', '/api/v1/rollouts', 'post', 'requestBody', 'content', 'application/json', 'schema');
+    const types = at(schema, 'properties', 'probe', 'properties', 'type', 'enum');
     if (Array.isArray(types) && types.length) return types.map(String);
   } catch {
     // fall back to the shipped probe plugins

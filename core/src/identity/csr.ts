@@ -27,10 +27,10 @@ export interface KeyAndCsr {
 
 export async function generateKeyAndCsr(commonName: string): Promise<KeyAndCsr> {
   const x509 = await loadX509();
-  const keys = (await crypto.webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as crypto.webcrypto.CryptoKeyPair;
+  const keys = await crypto.webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName}`,
-    keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
+    keys,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
   });
   const pkcs8 = Buffer.from(await crypto.webcrypto.subtle.exportKey('pkcs8', keys.privateKey));

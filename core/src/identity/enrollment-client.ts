@@ -67,7 +67,7 @@ export function resolveFingerprintPin(url: URL, fingerprint: string, timeoutMs =
       else reject(new MeshError('MESH_ERR_ENROLL_REFUSED', `no CA certificate in the chain ${url.host} presents matches the pinned fingerprint`));
     });
     socket.once('timeout', () => socket.destroy(new Error(`no TLS answer from ${url.host}`)));
-    socket.once('error', (err) => reject(new MeshError('MESH_ERR_ENROLL_REFUSED', `cannot reach ${url.host}: ${err.message}`, { cause: err })));
+    socket.once('error', (err: Error) => reject(new MeshError('MESH_ERR_ENROLL_REFUSED', `cannot reach ${url.host}: ${err.message}`, { cause: err })));
   });
 }
 

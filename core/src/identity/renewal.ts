@@ -38,23 +38,26 @@ export class CertificateRenewer {
       throw new MeshError('MESH_ERR_IDENTITY_MISSING', `the device certificate expired at ${notAfter.toISOString()}; enroll again`);
     }
     const { enrollment } = this.#identity;
+    let response: EnrollmentResponse;
     try {
       const { privateKeyPem, csrPem } = await generateKeyAndCsr(enrollment.name);
-      const response = await postJson<EnrollmentResponse>({
+      response = await postJson<EnrollmentResponse>({
         url: new URL('/enroll/v1/renew', enrollment.enrollUrl).toString(),
         ca: current.ca,
         body: { csr: csrPem },
         clientCert: { cert: current.cert, key: current.key },
       });
       await installRenewed(this.#dataDir, privateKeyPem, response);
-      this.#failures = 0;
-      this.#log.info({ notAfter: response.notAfter }, 'device certificate renewed with a new key pair');
-      return this.#material();
     } catch (err) {
       this.#failures += 1;
       this.#retryAfter = now + Math.min(5_000 * 2 ** this.#failures, 10 * 60_000);
       this.#log.warn({ err: (err as Error).message, failures: this.#failures }, 'certificate renewal failed; will retry');
       return undefined;
     }
+    this.#failures = 0;
+    this.#log.info({ notAfter: response.notAfter }, 'device certificate renewed with a new key pair');
+    // After the try: the new identity is installed, so failing to read it back is the caller's
+    // error (as at the top), not a failed renewal to retry with yet another key pair.
+    return this.#material();
   }
 }

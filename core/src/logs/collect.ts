@@ -47,7 +47,7 @@ class Budget {
 
 async function fromFile(file: string, window: LogWindow): Promise<Buffer> {
   const budget = new Budget(window.maxBytes);
-  let input;
+  let input: ReturnType<typeof createReadStream> | undefined;
   try {
     input = createReadStream(file, { encoding: 'utf8' });
     await new Promise<void>((resolve, reject) => {

@@ -139,6 +139,7 @@ export class AgentDaemon {
           wait = this.#intervalSeconds * 1000;
           await this.reconciler.reconcile(res.assignments.map(assignmentFromMessage));
           this.reporter.wake();
+          // Fire-and-forget: uploads must not hold up heartbeats, and handle() never rejects.
           if (res.logRequests.length > 0) void this.#options.logUploader?.handle(res.logRequests, this.#client);
           await this.#renewIfDue();
         } catch (err) {

@@ -34,7 +34,7 @@ export class DeviceClient {
       'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF.initialMs,
       'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF.maxMs,
       'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    }) as grpc.Client & Record<string, unknown>;
+    });
     this.#deadlineMs = options.deadlineMs ?? 15_000;
   }
 

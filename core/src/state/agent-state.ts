@@ -128,6 +128,7 @@ export class AgentStateStore {
   update<T>(mutate: (draft: AgentStateData) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#pending.push({ mutate, resolve: resolve as (value: unknown) => void, reject });
+      // Fire-and-forget: the loop settles every update's own promise and never rejects.
       if (!this.#writing) void this.#commitLoop();
     });
   }

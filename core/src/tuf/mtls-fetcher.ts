@@ -27,6 +27,6 @@ export class MtlsFetcher extends BaseFetcher {
       // status must arrive as DownloadHTTPError, not as a generic error.
       throw new DownloadHTTPError(`GET ${url} answered HTTP ${res.statusCode}`, res.statusCode ?? 0);
     }
-    return Readable.toWeb(res) as unknown as ReadableStream<Uint8Array<ArrayBuffer>>;
+    return Readable.toWeb(res);
   }
 }

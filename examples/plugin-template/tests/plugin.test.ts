@@ -1,5 +1,4 @@
-import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runPipeline, type MeshanicsPlugin } from '@meshanics/core';

@@ -28,7 +28,7 @@ export interface PreviousContainer {
 }
 
 export function stateOf(ctx: { pluginState: Record<string, unknown> }): ContainerPluginState {
-  return ctx.pluginState as ContainerPluginState;
+  return ctx.pluginState;
 }
 
 /** The image an installed version (or its previous one) checkpointed, if it is a container's. */

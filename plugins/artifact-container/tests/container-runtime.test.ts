@@ -512,7 +512,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
       await bReleased;
     });
     const aAssignment = await assignmentFor(devA, descriptor(devA, rt.images.v2.ref), '1.0.0', 1);
-    const failing: Assignment = { ...aAssignment, probe: { ...aAssignment.probe!, specJson: JSON.stringify({ url: `http://127.0.0.1:${devA.port}/missing` }) } };
+    const failing: Assignment = { ...aAssignment, probe: { ...aAssignment.probe, specJson: JSON.stringify({ url: `http://127.0.0.1:${devA.port}/missing` }) } };
     const bAssignment = await assignmentFor(devB, descriptor(devB, rt.images.v2.ref), '1.0.0');
     try {
       const aVerifying = new Promise<void>((resolve) => {
@@ -554,7 +554,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
       await bReleased;
     });
     const aDeploy = await assignmentFor(t, descriptor(t, rt.images.other.ref), '1.0.0', 1);
-    const failing: Assignment = { ...aDeploy, probe: { ...aDeploy.probe!, specJson: JSON.stringify({ url: `http://127.0.0.1:${t.port}/missing` }) } };
+    const failing: Assignment = { ...aDeploy, probe: { ...aDeploy.probe, specJson: JSON.stringify({ url: `http://127.0.0.1:${t.port}/missing` }) } };
     const bPort = await freePort();
     const bSpec = descriptor(t, rt.images.other.ref, { name: b, ports: [{ container: 8080, host: bPort }] });
     const bBytes = JSON.stringify(bSpec);

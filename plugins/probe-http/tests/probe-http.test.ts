@@ -16,7 +16,7 @@ beforeAll(async () => {
   server = http.createServer((req, res) => {
     const count = (hits.get(req.url!) ?? 0) + 1;
     hits.set(req.url!, count);
-    switch (req.url) {
+    switch (req.url!) {
       case '/ok':
         return res.end('fine');
       case '/500':

@@ -9,7 +9,7 @@
 // reads and returns; the OpenAPI document is generated from them.
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBodyParser, type FastifyError, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
@@ -100,7 +100,9 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
   app.setValidatorCompiler(validatorCompiler);
   // An empty JSON body reads as no body (clients that always send Content-Type: application/json
   // can POST .../approve without inventing one); anything else gets Fastify's own safe parser.
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // The default parser is the callback form (fastify/lib/content-type-parser.js: it calls done
+  // and returns nothing); its declared type is the union of the callback and promise forms.
+  const parseJson = app.getDefaultJsonParser('error', 'error') as Exclude<FastifyBodyParser<string>, (request: never, body: string) => Promise<unknown>>;
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if ((body as string).trim() === '') return done(null, undefined);

@@ -14,7 +14,7 @@ const PAGE = 500;
 type AuditContext = Pick<MeshanicsContext, 'store'>;
 
 /** An exported event: what the hash covers, and its links. */
-export interface ExportedAuditEvent extends ChainedAuditEvent {}
+export type ExportedAuditEvent = ChainedAuditEvent;
 
 function exported(e: AuditEventRecord): ExportedAuditEvent {
   return { seq: e.seq, at: e.at, actor: e.actor, action: e.action, subject: e.subject, details: e.details, prevHash: e.prevHash, hash: e.hash };

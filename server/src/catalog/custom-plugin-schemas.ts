@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { compileSchema, type JsonSchema } from '@meshanics/core/contract';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import type { Store } from '../store/index.js';
 import { replaceCustomSchemas, setCustomSchemaRefresher } from './plugin-schemas.js';
@@ -168,7 +168,7 @@ export async function addCustomSchema(dataDir: string, modulePath: string, store
       throw new MeshError('MESH_ERR_PLUGIN_SCHEMA_INVALID', `cannot add ${what} kind "${kind}": ${(err as Error).message}`);
     }
     fs.mkdirSync(dirOf(dataDir), { recursive: true, mode: 0o700 });
-    writeFileAtomic(path.join(dirOf(dataDir), `${what}-${kind}.json`), `${JSON.stringify(file, null, 2)}\n`, 0o644);
+    writeFileAtomicSync(path.join(dirOf(dataDir), `${what}-${kind}.json`), `${JSON.stringify(file, null, 2)}\n`, { mode: PUBLIC_FILE_MODE });
     return { ...file, change: existing ? 'upgraded' : 'added', rejectedSpecs: rejected.map(({ artifact, errors }) => ({ artifact, errors })) };
   };
   // Under the write lock: no assignment or rollout can take an artifact of the kind between the check and the write.

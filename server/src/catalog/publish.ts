@@ -19,7 +19,7 @@ import {
   hashPrefixedTargetPath,
   parseAndValidate,
 } from '@meshanics/core/contract';
-import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-file.js';
+import { ensureDirDurableSync, renameDurableSync, tempSibling } from '@meshanics/core/kit';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
@@ -90,7 +90,7 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
     throw new MeshError('MESH_ERR_ARTIFACT_FILE_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (!stat.isFile()) throw new MeshError('MESH_ERR_ARTIFACT_FILE_UNREADABLE', `${file} is not a regular file`);
-  const staged = tempPathIn(stagingDir, 'upload');
+  const staged = tempSibling(path.join(stagingDir, 'upload'));
   const hash = crypto.createHash('sha256');
   let length = 0;
   try {
@@ -138,8 +138,8 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       }
       // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
-      ensureDirDurable(path.dirname(finalPath));
-      renameDurable(staged, finalPath);
+      ensureDirDurableSync(path.dirname(finalPath));
+      renameDurableSync(staged, finalPath);
       let versions;
       try {
         const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };

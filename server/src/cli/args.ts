@@ -124,7 +124,7 @@ export function print(result: unknown): void {
 }
 
 /** The JSON answer of the commands that are one call on the opened data dir. */
-export async function printFromDataDir(values: Values, command: Command, fn: (ctx: MeshanicsContext) => Promise<unknown> | unknown): Promise<void> {
+export async function printFromDataDir(values: Values, command: Command, fn: (ctx: MeshanicsContext) => unknown): Promise<void> {
   print(await withDataDir(values, command, fn));
 }
 

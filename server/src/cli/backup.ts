@@ -17,7 +17,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { renameDurable, tempPathIn } from '../config/atomic-file.js';
+import { isTempSibling, renameDurableSync, tempSibling } from '@meshanics/core/kit';
 import type { MeshanicsContext } from '../config/data-dir.js';
 
 export const BACKUP_FORMAT = 'meshanics-backup/1';
@@ -62,8 +62,8 @@ function copyTree(from: string, to: string): void {
   if (stat.isDirectory()) {
     fs.mkdirSync(to, { recursive: true, mode: stat.mode & 0o777 });
     for (const name of fs.readdirSync(from)) {
-      // Temp files of writes in progress (atomic-file.ts names them .<name>.<pid>.<rand>.tmp).
-      if (name.startsWith('.') && name.endsWith('.tmp')) continue;
+      // Temp files of writes in progress (the kit's tempSibling names), never a committed file.
+      if (isTempSibling(name)) continue;
       copyTree(path.join(from, name), path.join(to, name));
     }
   } else if (stat.isFile()) {
@@ -135,7 +135,7 @@ async function schemaVersion(dest: string): Promise<number> {
 export async function backupDataDir(ctx: MeshanicsContext, out: string, postgres: boolean): Promise<BackupResult> {
   const target = path.resolve(out);
   const staging = fs.mkdtempSync(path.join(path.dirname(target), `.${path.basename(target)}.staging-`));
-  const tmpArchive = tempPathIn(path.dirname(target), path.basename(target));
+  const tmpArchive = tempSibling(target);
   try {
     const locked = await ctx.store.withWriteLock(async () => {
       if (!postgres) await copyDatabase(ctx, path.join(staging, DATABASE_NAME));
@@ -176,7 +176,7 @@ export async function backupDataDir(ctx: MeshanicsContext, out: string, postgres
     fs.closeSync(fs.openSync(tmpArchive, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600));
     await tar.create({ file: tmpArchive, cwd: staging, portable: true }, [MANIFEST_NAME, ...Object.keys(files)]);
     fsyncFile(tmpArchive);
-    renameDurable(tmpArchive, target);
+    renameDurableSync(tmpArchive, target);
     const { files: _files, ...summary } = manifest;
     return { out: target, manifest: { ...summary, fileCount: Object.keys(files).length, bytes } };
   } finally {

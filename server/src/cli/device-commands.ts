@@ -1,7 +1,7 @@
 // device issue-cert and device decommission.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PRIVATE_FILE_MODE, ensurePrivateDir, writeFileAtomic } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, ensurePrivateDirSync, writeFileAtomicSync } from '@meshanics/core/kit';
 import { DEFAULT_DEVICE_CERT_DAYS } from '../config/defaults.js';
 import { intOpt, print, required, requireFlags, UsageError, withDataDir, type Command } from './args.js';
 
@@ -44,11 +44,11 @@ export const DEVICE_COMMANDS: Command[] = [
               throw new UsageError(`${path.join(dir, 'device.key')} exists; pass --force to replace it`, command.name);
             }
             const creds = await provisionDevice(ctx, { fleet, name, days, actor: 'operator:cli' });
-            ensurePrivateDir(dir);
-            writeFileAtomic(path.join(dir, 'device.key'), creds.keyPem, PRIVATE_FILE_MODE);
-            writeFileAtomic(path.join(dir, 'device.crt'), creds.certPem);
-            writeFileAtomic(path.join(dir, 'ca.crt'), creds.caPem);
-            writeFileAtomic(path.join(dir, 'tuf-root.json'), creds.tufRootJson);
+            ensurePrivateDirSync(dir);
+            writeFileAtomicSync(path.join(dir, 'device.key'), creds.keyPem, { mode: PRIVATE_FILE_MODE });
+            writeFileAtomicSync(path.join(dir, 'device.crt'), creds.certPem, { mode: PUBLIC_FILE_MODE });
+            writeFileAtomicSync(path.join(dir, 'ca.crt'), creds.caPem, { mode: PUBLIC_FILE_MODE });
+            writeFileAtomicSync(path.join(dir, 'tuf-root.json'), creds.tufRootJson, { mode: PUBLIC_FILE_MODE });
             issued.push({ spiffeId: creds.spiffeId, fleet, name, serialNumber: creds.serialNumber, notAfter: creds.notAfter, dir });
           }
           return issued;
@@ -72,11 +72,11 @@ export const DEVICE_COMMANDS: Command[] = [
       }
       const { provisionDevice } = await import('../fleet/devices.js');
       const creds = await withDataDir(values, command, (ctx) => provisionDevice(ctx, { fleet, name, days, actor: 'operator:cli' }));
-      ensurePrivateDir(out);
-      writeFileAtomic(files.key, creds.keyPem, PRIVATE_FILE_MODE);
-      writeFileAtomic(files.cert, creds.certPem);
-      writeFileAtomic(files.ca, creds.caPem);
-      writeFileAtomic(files.tufRoot, creds.tufRootJson);
+      ensurePrivateDirSync(out);
+      writeFileAtomicSync(files.key, creds.keyPem, { mode: PRIVATE_FILE_MODE });
+      writeFileAtomicSync(files.cert, creds.certPem, { mode: PUBLIC_FILE_MODE });
+      writeFileAtomicSync(files.ca, creds.caPem, { mode: PUBLIC_FILE_MODE });
+      writeFileAtomicSync(files.tufRoot, creds.tufRootJson, { mode: PUBLIC_FILE_MODE });
       print({
         spiffeId: creds.spiffeId,
         fleet,

@@ -1,7 +1,7 @@
 // logs request | ls | download: thin wrappers over logs/requests.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { DEFAULT_LOG_MAX_BYTES, MAX_LOG_BYTES } from '../config/defaults.js';
 import { intOpt, print, printFromDataDir, required, requireFlags, stringOpt, withDataDir, type Command } from './args.js';
 
@@ -59,7 +59,7 @@ export const LOGS_COMMANDS: Command[] = [
         // Read while the data dir is open; bundles are capped at 16 MiB, so memory is fine.
         return { ...found, bytes: fs.readFileSync(found.path) };
       });
-      writeFileAtomic(out, bundle.bytes, 0o600);
+      writeFileAtomicSync(out, bundle.bytes, { mode: PRIVATE_FILE_MODE });
       print({ logRequestId: bundle.logRequestId, fleet: bundle.fleet, device: bundle.device, out, sizeBytes: bundle.sizeBytes, sha256: bundle.sha256 });
     },
   },

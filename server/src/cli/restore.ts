@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetaFile, Snapshot, Targets, Timestamp } from '@tufjs/models';
-import { ensurePrivateDir, writeFileAtomic } from '../config/atomic-file.js';
+import { ensurePrivateDirSync, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { dataDirLayout } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { loadRoleKey, readRoleKey, signMetadata, type RoleKey } from '../tuf/keys.js';
@@ -102,7 +102,7 @@ export async function restoreDataDir(options: { from: string; dataDir: string; b
     fs.rmSync(path.join(staging, MANIFEST_NAME));
     for (const name of fs.readdirSync(staging)) fs.renameSync(path.join(staging, name), path.join(layout.root, name));
     placed = true;
-    for (const dir of [layout.pkiDir, layout.tufKeysDir, layout.logsDir]) ensurePrivateDir(dir);
+    for (const dir of [layout.pkiDir, layout.tufKeysDir, layout.logsDir]) ensurePrivateDirSync(dir);
     fs.mkdirSync(layout.tufStagingDir, { recursive: true });
     for (const rel of Object.keys(manifest.files)) fsyncFile(path.join(layout.root, rel));
 
@@ -169,7 +169,7 @@ function bumpTufVersions(repo: TufRepository, keysDir: string, metadataDir: stri
   const snapshotKey = trustedKey(keysDir, 'snapshot', roles.snapshot!.keyIDs, false)!;
   const timestampKey = trustedKey(keysDir, 'timestamp', roles.timestamp!.keyIDs, false)!;
   const targetsKey = trustedKey(keysDir, 'targets', roles.targets!.keyIDs, true);
-  const write = (name: string, bytes: Buffer): void => writeFileAtomic(path.join(metadataDir, name), bytes);
+  const write = (name: string, bytes: Buffer): void => writeFileAtomicSync(path.join(metadataDir, name), bytes, { mode: PUBLIC_FILE_MODE });
   const renew = (t: Targets, role: 'targets' | typeof PUBLISHER_ROLE, key: RoleKey): [number, Buffer] => {
     const md = new Metadata(
       new Targets({

@@ -64,8 +64,8 @@ export const TUF_COMMANDS: Command[] = [
       const exported = await withDataDir(values, command, (ctx) => ctx.tuf.onlineKeys());
       const out = stringOpt(values, 'out');
       if (out === undefined) return print(exported);
-      const { writeFileAtomic } = await import('../config/atomic-file.js');
-      writeFileAtomic(path.resolve(out), JSON.stringify(exported, null, 2) + '\n');
+      const { PUBLIC_FILE_MODE, writeFileAtomicSync } = await import('@meshanics/core/kit');
+      writeFileAtomicSync(path.resolve(out), JSON.stringify(exported, null, 2) + '\n', { mode: PUBLIC_FILE_MODE });
       print({ out: path.resolve(out), versions: exported.versions, keyids: Object.fromEntries(Object.entries(exported.keys).map(([r, k]) => [r, k.keyid])) });
     },
   },

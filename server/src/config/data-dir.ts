@@ -13,7 +13,7 @@ import { watchCustomSchemas } from '../catalog/custom-plugin-schemas.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deviceSpiffeId } from '@meshanics/core/contract';
-import { ensureDir, ensurePrivateDir, writeFileAtomic } from './atomic-file.js';
+import { ensurePrivateDirSync, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 // PKI modules load @peculiar/x509 (slow to import): loaded on first use, so one-shot CLI
@@ -176,12 +176,10 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
   if (options.trustDomain !== undefined) validateTrustDomain(options.trustDomain);
   // Created private; an existing dir the operator chose keeps its mode (we only own what is inside).
   fs.mkdirSync(layout.root, { recursive: true, mode: 0o700 });
-  ensurePrivateDir(layout.pkiDir);
-  ensurePrivateDir(layout.tufKeysDir);
-  ensureDir(layout.tufMetadataDir);
-  ensureDir(layout.tufTargetsDir);
-  ensureDir(layout.tufStagingDir);
-  ensurePrivateDir(layout.logsDir);
+  ensurePrivateDirSync(layout.pkiDir);
+  ensurePrivateDirSync(layout.tufKeysDir);
+  for (const dir of [layout.tufMetadataDir, layout.tufTargetsDir, layout.tufStagingDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  ensurePrivateDirSync(layout.logsDir);
 
   const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), { observe: options.observeDatabase });
   try {
@@ -203,7 +201,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
         createdAt: new Date().toISOString(),
         ...(options.databaseUrl !== undefined ? { database: 'postgres' as const } : {}),
       };
-      writeFileAtomic(layout.configFile, JSON.stringify(created, null, 2) + '\n');
+      writeFileAtomicSync(layout.configFile, JSON.stringify(created, null, 2) + '\n', { mode: PUBLIC_FILE_MODE });
       logger.info({ dataDir: layout.root, trustDomain: created.trustDomain }, 'data dir created');
       return created;
     });

@@ -24,7 +24,6 @@ import {
 } from '@meshanics/core/contract';
 import { InvalidRequest, validateHeartbeat, validateRegister, validateReport } from './request-validation.js';
 import { Refusal } from './refusal.js';
-import { MeshError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import { receiveLogUpload, type UploadLogsChunk } from '../logs/upload.js';
 import type { HeartbeatBatcher } from './heartbeat-batcher.js';
@@ -437,7 +436,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     );
   };
 
-  return { Register, Heartbeat, ReportArtifactStatus, UploadLogs } as grpc.UntypedServiceImplementation;
+  return { Register, Heartbeat, ReportArtifactStatus, UploadLogs };
 }
 
 export interface DeviceGrpcServerOptions extends DeviceServiceOptions {

@@ -72,7 +72,7 @@ export class HeartbeatBatcher {
     if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.flush();
+      void this.flush(); // logs its own failures and keeps the batch for the next one: never rejects
     }, this.intervalMs);
     this.timer.unref();
   }

@@ -28,6 +28,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 function text(value: unknown, field: string, max = MAX_TEXT): string {
   const s = typeof value === 'string' ? value : '';
   if (s.length > max) throw new InvalidRequest(`${field} is longer than ${max} characters`);
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
   if (/[\u0000-\u001f\u007f]/.test(s)) throw new InvalidRequest(`${field} contains control characters`);
   return s;
 }

@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { PRIVATE_FILE_MODE, ensurePrivateDir, renameDurable, tempPathIn } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, ensurePrivateDirSync, renameDurableSync, tempSibling } from '@meshanics/core/kit';
 import { Refusal } from '../device-api/refusal.js';
 import type { Logger } from '../observability/log.js';
 import type { DeviceRecord, LogRequestRecord, Store } from '../store/index.js';
@@ -57,8 +57,8 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
       if (!request) {
         request = await requestFor(store, device, chunk.logRequestId ?? '');
         limit = logUploadLimit(request.maxBytes);
-        ensurePrivateDir(logsDir);
-        tmp = tempPathIn(logsDir, `${request.id}.gz`);
+        ensurePrivateDirSync(logsDir);
+        tmp = tempSibling(path.join(logsDir, `${request.id}.gz`));
         file = await fs.promises.open(tmp, 'wx', PRIVATE_FILE_MODE);
       } else if (chunk.logRequestId && chunk.logRequestId !== request.id) {
         throw new Refusal(grpc.status.INVALID_ARGUMENT, 'all chunks of one upload must belong to the same log request');
@@ -87,7 +87,7 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
       // Rename under the lock: of two concurrent uploads for one request, the loser must not
       // replace the winner's file after the winner marked the request fulfilled.
       if ((await store.logRequests.get(id))?.fulfilledAt !== null) throw new Refusal(grpc.status.FAILED_PRECONDITION, 'log request already fulfilled');
-      renameDurable(tmp!, logBundlePath(logsDir, id));
+      renameDurableSync(tmp!, logBundlePath(logsDir, id));
       renamed = true;
       const now = new Date().toISOString();
       await store.logRequests.fulfill(id, { sizeBytes: received, sha256, now });
@@ -115,7 +115,8 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
 const STALE_UPLOAD_MS = 5 * 60 * 1000;
 
 /**
- * Removes partial uploads a crash left behind (temp files are `.<id>.gz.<pid>.<random>.tmp`).
+ * Removes partial uploads a crash left behind (temp files are `.<id>.gz.tmp-<hex>`, the kit's
+ * tempSibling; before it, `.<id>.gz.<pid>.<random>.tmp`).
  * Called by `serve` at start. Only old files go: another `serve` on the same data dir may be
  * receiving one right now, and a live upload writes at least once per idle timeout.
  */
@@ -127,7 +128,7 @@ export function removeStaleLogUploads(logsDir: string, now = Date.now()): string
     return [];
   }
   const stale = names.filter((n) => {
-    if (!n.startsWith('.') || !n.endsWith('.tmp')) return false;
+    if (!n.startsWith('.') || !/\.tmp(-[0-9a-f]+)?$/.test(n)) return false;
     const stat = fs.statSync(path.join(logsDir, n), { throwIfNoEntry: false });
     return stat !== undefined && now - stat.mtimeMs > STALE_UPLOAD_MS;
   });

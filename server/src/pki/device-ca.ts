@@ -1,6 +1,6 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import {
   CLOCK_SKEW_MS,
@@ -62,8 +62,8 @@ export async function generateDeviceCa(trustDomain: string, now = new Date()): P
  */
 export function writeDeviceCaIfMissing(files: DeviceCaFiles, generated: { keyPem: string; certPem: string }): boolean {
   if (fs.existsSync(files.certFile)) return false;
-  writeFileAtomic(files.keyFile, generated.keyPem, PRIVATE_FILE_MODE);
-  writeFileAtomic(files.certFile, generated.certPem, 0o644);
+  writeFileAtomicSync(files.keyFile, generated.keyPem, { mode: PRIVATE_FILE_MODE });
+  writeFileAtomicSync(files.certFile, generated.certPem, { mode: PUBLIC_FILE_MODE });
   return true;
 }
 

@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import type { DeviceCa } from './device-ca.js';
 import { CLOCK_SKEW_MS, DAY_MS, ECDSA_SHA256, generateP256KeyPair, importPublicKey, randomSerialNumber, sameSpki, x509 } from './x509.js';
 
@@ -85,8 +85,8 @@ export async function ensureServerCertificate(
     const fresh = await generateServerCertificate(ca, hostnames, now);
     issued = await lock(() => {
       if (!needsNewCertificate(files, ca, hostnames, now)) return false;
-      writeFileAtomic(files.keyFile, fresh.keyPem, PRIVATE_FILE_MODE);
-      writeFileAtomic(files.certFile, fresh.certPem, 0o644);
+      writeFileAtomicSync(files.keyFile, fresh.keyPem, { mode: PRIVATE_FILE_MODE });
+      writeFileAtomicSync(files.certFile, fresh.certPem, { mode: PUBLIC_FILE_MODE });
       return true;
     });
   }

@@ -33,7 +33,7 @@ export function generateP256KeyPair(): PemKeyPair {
 /** Imports a PKCS#8 PEM private key as a WebCrypto signing key for @peculiar/x509. */
 export async function importSigningKey(privateKeyPem: string): Promise<CryptoKey> {
   const der = crypto.createPrivateKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' });
-  return (await subtle.importKey('pkcs8', der, EC_P256, false, ['sign'])) as CryptoKey;
+  return await subtle.importKey('pkcs8', der, EC_P256, false, ['sign']);
 }
 
 /** The key types a device may hold; each is what current TLS stacks accept for client auth. */
@@ -58,7 +58,7 @@ export async function importPublicKey(key: crypto.KeyObject): Promise<CryptoKey>
   const type = deviceKeyType(key);
   if (!type) throw new Error(`unsupported public key type ${key.asymmetricKeyType ?? 'unknown'}`);
   const der = key.export({ type: 'spki', format: 'der' });
-  return (await subtle.importKey('spki', der, DEVICE_KEY_ALGORITHMS[type], true, ['verify'])) as CryptoKey;
+  return await subtle.importKey('spki', der, DEVICE_KEY_ALGORITHMS[type], true, ['verify']);
 }
 
 /** sha256 of the DER SubjectPublicKeyInfo: how the certificate log and renewal compare keys. */

@@ -31,7 +31,10 @@ export function outcomeOf(state: AssignmentState | undefined): DeviceOutcome {
       return 'failed';
     case 'ROLLED_BACK':
       return 'rolled_back';
-    default:
+    case 'DOWNLOADING':
+    case 'VERIFYING':
+    case 'APPLYING':
+    default: // a state the database holds that this version does not know yet
       return 'in_progress';
   }
 }

@@ -3,7 +3,6 @@
 // a rollout that completes) is visible as soon as it returns.
 import * as crypto from 'node:crypto';
 import { validateProbe, type ProbeInput } from '../fleet/assignments.js';
-import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesSupportKind } from '../fleet/device-capabilities.js';

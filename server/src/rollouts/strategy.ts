@@ -45,7 +45,7 @@ const validateShape = compileSchema<Partial<{ waves: Array<Partial<Wave>>; max_f
 export const DEFAULT_STRATEGY: Strategy = Object.freeze({
   waves: [Object.freeze({ percent: 100, approval: 'auto' as const })],
   max_failure_rate: 0,
-}) as Strategy;
+});
 
 /** Validates and normalizes a strategy; errors say the path and the rule. */
 export function parseStrategy(input: unknown): { ok: true; strategy: Strategy } | { ok: false; errors: string[] } {

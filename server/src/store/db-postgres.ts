@@ -186,7 +186,7 @@ export class PostgresDb implements Db {
       ctx.done = true;
       const watcher = this.writeWatcher;
       const fence = watcher?.fence();
-      let committed: pg.QueryResult | pg.QueryResult[];
+      let committed: pg.QueryResult<{ changed?: unknown }> | pg.QueryResult<{ changed?: unknown }>[];
       try {
         // One simple-protocol query: the fence is sent by the committing transaction itself.
         committed = await client.query(fence ? `${fence.sql}; COMMIT` : 'COMMIT');
@@ -195,7 +195,8 @@ export class PostgresDb implements Db {
         throw err;
       }
       if (fence) {
-        const changed = (Array.isArray(committed) ? committed[0] : committed)?.rows[0]?.changed;
+        // Two statements: pg answers with an array of results, the fence's first.
+        const changed = [committed].flat()[0]?.rows[0]?.changed;
         // Unreadable (cannot happen with the fence's own statement): assume every device.
         watcher?.committed(fence.token, typeof changed === 'string' ? changed : '*');
       }

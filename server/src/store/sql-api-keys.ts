@@ -11,7 +11,7 @@ import type {
   OperatorViewStore,
   Page,
 } from './store-api.js';
-import type { ArtifactRecord, DeviceRecord } from './store.js';
+import type { ArtifactRecord } from './store.js';
 
 function apiKeyFromRow(r: Row): ApiKeyRecord {
   return {

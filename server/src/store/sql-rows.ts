@@ -128,7 +128,8 @@ export function installedFromRow(r: Row): InstalledRecord {
  * keys must cover the record (the type says so); its order is the INSERT's column order.
  */
 export interface FlatTable<T> {
-  fromRow(r: Row): T;
+  /** A property, not a method: `rows.map(table.fromRow)` passes it on its own. */
+  fromRow: (r: Row) => T;
   insert(db: Db, record: T): Promise<void>;
 }
 
@@ -137,7 +138,7 @@ export function flatTable<T extends object>(table: string, decoders: { [K in key
   const columns = fields.map((f) => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
   const insertSql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
   return {
-    fromRow(r: Row): T {
+    fromRow: (r: Row): T => {
       const record = {} as T;
       fields.forEach((f, i) => {
         record[f] = decoders[f](r[columns[i]!]);

@@ -192,7 +192,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     if (wasFollowing || error !== undefined) this.options.onStatus?.({ following: false, error });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      void this.connect();
+      void this.connect(); // a failure comes back through lost(), which schedules the next attempt
     }, this.reconnectMs);
     this.reconnectTimer.unref();
     this.reconnectMs = Math.min(this.reconnectMs * 2, RECONNECT_MAX_MS);

@@ -38,6 +38,7 @@ export class WriteBatcher<I, O> {
   write(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
+      // Fire-and-forget: drain() settles every write's own promise and never rejects.
       if (!this.committing) void this.drain();
     });
   }

@@ -52,7 +52,7 @@ export function publisherDelegation(publisherKey: Key, paths: readonly string[])
       roles: [{ name: PUBLISHER_ROLE, keyids: [publisherKey.keyID], threshold: 1, terminating: true, paths: [...paths] }],
     },
   };
-  return Targets.fromJSON(json as never).delegations!;
+  return Targets.fromJSON(json).delegations!;
 }
 
 export function publisherRole(targets: Targets): DelegatedRole | undefined {

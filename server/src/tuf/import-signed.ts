@@ -93,7 +93,7 @@ export async function importSigned(
     }
     for (const role of ['snapshot', 'timestamp'] as const) {
       const held = readRoleKey(keysDir, role);
-      if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role]!.threshold !== 1) {
+      if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role].threshold !== 1) {
         throw new TufError(
           'MESH_ERR_TUF_IMPORT_ONLINE_KEYS',
           `root v${version} must list this server's ${role} key ${held?.key.keyID ?? '(missing)'} with threshold 1 (export it with \`tuf online-keys\`)`,

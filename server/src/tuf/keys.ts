@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Signature, type Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
-import { PRIVATE_FILE_MODE, writeFileAtomic } from '../config/atomic-file.js';
+import { PRIVATE_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import { TufError } from './errors.js';
 import type { SigningRole } from './lifetimes.js';
@@ -52,7 +52,7 @@ export function importPublicKey(data: unknown, what: string): Key {
   let key: Key;
   try {
     const { keyid, ...rest } = data as PublicKeyExport;
-    key = Key.fromJSON(String(keyid), rest as unknown as Parameters<typeof Key.fromJSON>[1]);
+    key = Key.fromJSON(String(keyid), rest);
   } catch (err) {
     throw new TufError('MESH_ERR_TUF_KEY_UNREADABLE', `${what} is not a TUF public key: ${(err as Error).message}`, { cause: err });
   }
@@ -71,7 +71,7 @@ export function roleKeyFile(keysDir: string, role: SigningRole): string {
 export function generateKeyFile(file: string, role: SigningRole): RoleKey {
   if (fs.existsSync(file)) throw new TufError('MESH_ERR_TUF_KEY_EXISTS', `${file} already exists; a key is never overwritten`);
   const { privateKey } = crypto.generateKeyPairSync('ed25519');
-  writeFileAtomic(file, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), PRIVATE_FILE_MODE);
+  writeFileAtomicSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: PRIVATE_FILE_MODE });
   return { role, key: tufPublicKey(crypto.createPublicKey(privateKey)), privateKey };
 }
 

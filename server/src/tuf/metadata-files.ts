@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, MetaFile, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 
 export const TUF_SPEC_VERSION = '1.0.31';
@@ -46,7 +46,8 @@ export class MetadataFiles {
   }
 
   write(name: string, bytes: Buffer): void {
-    writeFileAtomic(this.file(name), bytes);
+    // TUF metadata is public (every device fetches it): readable by all.
+    writeFileAtomicSync(this.file(name), bytes, { mode: PUBLIC_FILE_MODE });
   }
 
   read<T extends Root | Targets | Snapshot | Timestamp>(kind: MetadataKind, name: string): LoadedMetadata<T> {
@@ -60,7 +61,7 @@ export class MetadataFiles {
       throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `cannot read ${name}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      const metadata = Metadata.fromJSON(kind as MetadataKind.Root, JSON.parse(bytes.toString('utf8'))) as unknown as Metadata<T>;
+      const metadata = Metadata.fromJSON(kind as MetadataKind.Root, JSON.parse(bytes.toString('utf8')) as Parameters<typeof Metadata.fromJSON>[1]) as unknown as Metadata<T>;
       return { metadata, bytes };
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `${name} is not valid ${kind} metadata: ${(err as Error).message}`, { cause: err });

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, Root, Targets, type Key } from '@tufjs/models';
-import { writeFileAtomic } from '../config/atomic-file.js';
+import { PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { publisherDelegation, DEFAULT_DELEGATED_PATHS } from './delegation.js';
 import { TufError } from './errors.js';
 import { exportPublicKey, generateKeyFile, importPublicKey, loadKeyFile, signMetadata, type PublicKeyExport, type RoleKey } from './keys.js';
@@ -30,7 +30,7 @@ export function keygen(role: OfflineRole, dir: string): KeygenResult {
   const publicKeyFile = path.join(dir, `${role}.pub.json`);
   if (fs.existsSync(publicKeyFile)) throw new TufError('MESH_ERR_TUF_KEY_EXISTS', `${publicKeyFile} already exists; a key is never overwritten`);
   const key = generateKeyFile(privateKeyFile, role);
-  writeFileAtomic(publicKeyFile, JSON.stringify(exportPublicKey(key.key), null, 2) + '\n');
+  writeFileAtomicSync(publicKeyFile, JSON.stringify(exportPublicKey(key.key), null, 2) + '\n', { mode: PUBLIC_FILE_MODE });
   return { role, keyid: key.key.keyID, privateKeyFile, publicKeyFile };
 }
 
@@ -115,7 +115,7 @@ export function signRoot(input: SignRootInput): { version: number; out: string; 
       signedBy.push(previous.key.keyID);
     }
   }
-  writeFileAtomic(input.out, serialize(md));
+  writeFileAtomicSync(input.out, serialize(md), { mode: PUBLIC_FILE_MODE });
   return {
     version: root.version,
     out: path.resolve(input.out),
@@ -163,7 +163,7 @@ export function signTargets(input: SignTargetsInput): { version: number; out: st
   });
   const md = new Metadata(targets);
   signMetadata(md, targetsKey);
-  writeFileAtomic(input.out, serialize(md));
+  writeFileAtomicSync(input.out, serialize(md), { mode: PUBLIC_FILE_MODE });
   return { version: targets.version, out: path.resolve(input.out), delegatedPaths: paths, publisherKeyid: online.publisher.keyID };
 }
 

@@ -3,15 +3,15 @@
 // catalog row and its audit event only once signing succeeded. Each artifact belongs to a fleet
 // or to every fleet: what a key may see and change is artifact-access.ts.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
-import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { publishArtifact } from '../../catalog/publish.js';
 import { assertPublishable, EVERY_FLEET } from '../../catalog/tenancy.js';
 import { withdrawArtifact } from '../../catalog/withdraw.js';
-import { tempPathIn } from '../../config/atomic-file.js';
+import { tempSibling } from '@meshanics/core/kit';
 import { MeshError } from '../../errors.js';
 import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
 import type { ArtifactRecord } from '../../store/index.js';
@@ -186,13 +186,13 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
         const parts = request.parts({ limits: { fileSize: maxArtifactBytes, files: 1, fields: FIELD_NAMES.size, fieldSize: MAX_FIELD_BYTES, parts: FIELD_NAMES.size + 1 } });
         for await (const part of parts) {
           if (part.type === 'field') {
-            const field = part as MultipartValue;
+            const field = part;
             if (!FIELD_NAMES.has(field.fieldname)) throw invalid(`body must NOT have additional property "${field.fieldname}"`);
             if (field.valueTruncated) throw invalid(`body/${field.fieldname} must NOT be longer than ${MAX_FIELD_BYTES} bytes`);
             (fields as Record<string, unknown>)[field.fieldname] = field.value;
             continue;
           }
-          const file = part as MultipartFile;
+          const file = part;
           if (file.fieldname !== 'file') {
             file.file.resume();
             throw invalid(`body must NOT have additional property "${file.fieldname}" (the file part is "file")`);
@@ -207,7 +207,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
               throw err;
             }
           }
-          const target = tempPathIn(ctx.layout.tufStagingDir, 'api-upload');
+          const target = tempSibling(path.join(ctx.layout.tufStagingDir, 'api-upload'));
           staged = { path: target, fileName: file.filename || 'upload' };
           await pipeline(file.file, fs.createWriteStream(target, { flags: 'wx', mode: 0o600 }));
           if (file.file.truncated) {
