@@ -10,12 +10,13 @@ import {
   ARTIFACT_VERSION,
   artifactTargetPath,
   hashPrefixedTargetPath,
-  parseAndValidate,
 } from '@meshanics/core/contract';
-import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-file.js';
+import { canonicalize } from '@tufjs/canonical-json';
+import { ensureDirDurable, renameDurable, tempPathIn, writeFileAtomic } from '../config/atomic-file.js';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
+import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from './signed-bounds.js';
 import type { ArtifactRecord } from '../store/index.js';
 
 export interface PublishArtifactInput {
@@ -30,8 +31,14 @@ export interface PublishArtifactInput {
   actor?: string;
   /** The name the catalog records for the file (default: the basename of `file`). */
   fileName?: string;
-  /** Optional free-form manifest; signed into the TUF target next to the spec and kept in the catalog. */
+  /**
+   * Optional free-form manifest, kept in the catalog. Only its sha256 and length are signed
+   * (custom.meshanics.manifest); its canonical JSON bytes are served beside the target as
+   * NAME/VERSION/SHA256.FILE.manifest.json, so metadata stays small (issue 23).
+   */
   manifest?: Record<string, unknown>;
+  /** The fleet the artifact belongs to; undefined or '*' = every fleet (signed as custom.meshanics.fleet). */
+  fleet?: string;
 }
 
 export interface PublishedArtifact {
@@ -60,8 +67,18 @@ function validateInput(input: PublishArtifactInput): Record<string, unknown> {
       `unknown artifact kind "${input.kind}" (known: ${knownArtifactKinds().join(', ')})`,
     );
   }
-  const result =
-    typeof input.spec === 'string' ? parseAndValidate(input.spec, validator, 'spec') : validator(input.spec ?? {});
+  // Bounds first (signed-bounds.ts): the schema validator must never walk a hostile value.
+  let spec: unknown = input.spec ?? {};
+  if (typeof input.spec === 'string') {
+    try {
+      spec = input.spec.trim() === '' ? {} : JSON.parse(input.spec);
+    } catch (err) {
+      throw new MeshError('MESH_ERR_ARTIFACT_INVALID_SPEC', `invalid ${input.kind} spec: spec is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  checkSignedJson(spec, 'spec', SPEC_BOUNDS);
+  if (input.manifest !== undefined) checkSignedJson(input.manifest, 'manifest', MANIFEST_BOUNDS);
+  const result = validator(spec);
   if (!result.ok) {
     throw new MeshError('MESH_ERR_ARTIFACT_INVALID_SPEC', `invalid ${input.kind} spec: ${result.errors.join('; ')}`, {
       details: { errors: result.errors },
@@ -108,6 +125,13 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
   return { staged, sha256: hash.digest('hex'), length };
 }
 
+/** The manifest's canonical JSON bytes, their hash, and the hash-prefixed name they are served under. */
+function manifestFile(targetPath: string, manifest: Record<string, unknown>): { bytes: Buffer; sha256: string; servedAs: string } {
+  const bytes = Buffer.from(canonicalize(manifest));
+  const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+  return { bytes, sha256, servedAs: hashPrefixedTargetPath(`${targetPath}.manifest.json`, sha256) };
+}
+
 function conflict(name: string, version: string): MeshError {
   return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
 }
@@ -129,12 +153,19 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
       ensureDirDurable(path.dirname(finalPath));
       renameDurable(staged, finalPath);
+      const manifest = input.manifest !== undefined ? manifestFile(targetPath, input.manifest) : undefined;
+      let manifestPath: string | undefined;
       let versions;
       try {
-        const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
-        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom } });
+        if (manifest) {
+          manifestPath = path.join(layout.tufTargetsDir, manifest.servedAs);
+          writeFileAtomic(manifestPath, manifest.bytes);
+        }
+        const custom = { kind: input.kind, spec, ...(manifest ? { manifest: { sha256: manifest.sha256, length: manifest.bytes.length } } : {}) };
+        versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom }, ...(input.fleet !== undefined ? { fleet: input.fleet } : {}) });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
+        if (manifestPath) fs.rmSync(manifestPath, { force: true });
         throw err;
       }
       const now = new Date().toISOString();

@@ -22,8 +22,16 @@ export interface LoadedMetadata<T extends Root | Targets | Snapshot | Timestamp>
   bytes: Buffer;
 }
 
+// Canonical JSON (OLPC, what TUF signs) escapes only " and \ in strings and leaves control
+// characters raw, which JSON.parse — every device's — refuses: one newline in a signed spec made
+// the whole role unreadable. They can only occur inside strings (canonical JSON has no
+// whitespace), so escaping them keeps the file valid JSON that parses to the same value; the
+// canonical form a device recomputes from it, and so the signature, is unchanged.
+const CONTROL_CHARACTER = /[\u0000-\u001f]/g;
+
 export function serialize(metadata: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {
-  return Buffer.from(canonicalize(metadata.toJSON()));
+  const text = canonicalize(metadata.toJSON()).replace(CONTROL_CHARACTER, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return Buffer.from(text);
 }
 
 export function sha256Hex(bytes: Buffer): string {

@@ -8,6 +8,7 @@ import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import { ARTIFACT_NAME, ARTIFACT_VERSION, compileSchema, type JsonSchema } from '@meshanics/core/contract';
 import { publishArtifact } from '../../catalog/publish.js';
+import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from '../../catalog/signed-bounds.js';
 import { tempPathIn } from '../../config/atomic-file.js';
 import { MeshError } from '../../errors.js';
 import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
@@ -123,6 +124,9 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
       ...(fields.spec !== undefined ? { spec: jsonField(fields.spec, 'spec') } : {}),
       ...(fields.manifest !== undefined ? { manifest: jsonField(fields.manifest, 'manifest') } : {}),
     };
+    // Signed-metadata bounds (issue 23) before any schema walks the values; publishArtifact repeats them.
+    if (parsed.spec !== undefined) checkSignedJson(parsed.spec, 'body/spec', SPEC_BOUNDS);
+    if (parsed.manifest !== undefined) checkSignedJson(parsed.manifest, 'body/manifest', MANIFEST_BOUNDS);
     const result = validateFields(parsed);
     if (!result.ok) throw validationError(result.errors);
     const { name, version, kind, spec, manifest } = result.value;
