@@ -12,7 +12,9 @@
 // whichever fleets share the catalog; the owning fleet is signed into the target's custom data
 // (custom.meshanics.fleet, absent = every fleet) and tenancy is the catalog's to enforce.
 // Bins are signed with the publisher key: the same online key custody, no new key to ship.
-import { MetadataKind, Targets, type Key } from '@tufjs/models';
+import * as crypto from 'node:crypto';
+import { canonicalize } from '@tufjs/canonical-json';
+import { MetadataKind, TargetFile, Targets, type Key } from '@tufjs/models';
 import { MeshError } from '../errors.js';
 import type { Delegations } from './delegation.js';
 import { PUBLISHER_ROLE } from './lifetimes.js';
@@ -84,4 +86,30 @@ export function probePathFor(bins: SuccinctRoles, binName: string): string {
     }
   }
   return probes.get(binName)!;
+}
+
+/**
+ * A target as signed before the bins, with its manifest inline (custom.meshanics.manifest, up
+ * to 1 MiB each, downloaded by every device at every refresh): the same target signing only
+ * the manifest's sha256 and length, as publishing does now (the catalog keeps the manifest). A
+ * manifest that cannot even be canonicalized (the 3,000-deep one of issue 23) is dropped from
+ * the signed data, which is what makes a repository poisoned before the fix verifiable again.
+ */
+export function withoutInlineManifest(file: TargetFile): TargetFile {
+  const custom = file.custom as { meshanics?: Record<string, unknown> } | undefined;
+  if (!custom?.meshanics || !('manifest' in custom.meshanics)) return file;
+  const { manifest, ...meshanics } = custom.meshanics;
+  let digest: { sha256: string; length: number } | undefined;
+  try {
+    const bytes = Buffer.from(canonicalize(manifest));
+    digest = { sha256: crypto.createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
+  } catch {
+    digest = undefined;
+  }
+  return new TargetFile({
+    path: file.path,
+    length: file.length,
+    hashes: file.hashes,
+    unrecognizedFields: { ...file.unrecognizedFields, custom: { ...custom, meshanics: { ...meshanics, ...(digest ? { manifest: digest } : {}) } } } as TargetFile['unrecognizedFields'],
+  });
 }

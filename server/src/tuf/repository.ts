@@ -10,17 +10,17 @@
 // (publishing.ts). Snapshot lists every targets file (spec 4.4); snapshot and timestamp are
 // online. Every change is signed as a candidate in memory, verified with the device's own TUF
 // client (verification-gate.ts), and only then written timestamp-last (commit.ts).
-import { Metadata, Root, Targets, type MetaFile } from '@tufjs/models';
+import { Metadata, MetaFile, Root, Targets } from '@tufjs/models';
 import { MeshError } from '../errors.js';
 import { TufError } from './errors.js';
-import { allBinNames, binsDelegation, binsOf, readBin } from './bins.js';
+import { allBinNames, binsDelegation, binsOf, probePathFor, readBin, withoutInlineManifest } from './bins.js';
 import { buildCandidate, signedBytes, snapshotBytes, timestampBytes, writeCandidate, type RepositoryChange } from './commit.js';
 import { DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './delegation.js';
 import { importSigned, type ImportInput, type ImportResult } from './import-signed.js';
 import { keyCustodyOf, onlineKeysExport, onlineRoleKey, type KeyCustody, type OnlineKeysExport } from './key-custody.js';
 import { loadOrCreateRoleKey, signMetadata, type RoleKey } from './keys.js';
 import { expiresAt, isDueForResigning, PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
-import { MetadataFiles, metaFileFor, serialize, TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
+import { MetadataFiles, metaFileFor, serialize, sha256Hex, TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
 import { signedTarget, withoutTarget, withTargets, type NewTarget } from './publishing.js';
 import { readState, versionsOf, type RepositoryState, type RepositoryVersions } from './state.js';
 import { lookupsFor, verifyCandidate, type Lookup } from './verification-gate.js';
@@ -36,6 +36,8 @@ export type WriteLock = <T>(fn: () => T | Promise<T>) => Promise<T>;
 
 export class TufRepository {
   private readonly files: MetadataFiles;
+  /** sha256 of the timestamp.json checkVerifiableByDevices last found verifiable. */
+  private verifiedTimestamp: string | undefined;
 
   constructor(
     private readonly paths: TufRepositoryPaths,
@@ -81,7 +83,7 @@ export class TufRepository {
       for (const name of allBinNames(publisher.delegations!.succinctRoles!)) {
         const bytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) }), publisherKey);
         this.files.write(`1.${name}.json`, bytes);
-        meta[`${name}.json`] = metaFileFor(1, bytes);
+        meta[`${name}.json`] = new MetaFile({ version: 1, length: bytes.length });
       }
       const delegations = publisherDelegation(publisherKey.key, DEFAULT_DELEGATED_PATHS);
       const targetsBytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('targets', now), delegations }), keys.targets);
@@ -170,7 +172,8 @@ export class TufRepository {
 
   /**
    * A publisher from before the hash bins signs its targets itself. Publisher N+1 delegates to
-   * BIN_COUNT bins (v1) that take its targets over; top-level targets and root do not change,
+   * BIN_COUNT bins (v1) that take its targets over, their inline manifests replaced by their
+   * sha256 and length (withoutInlineManifest); top-level targets and root do not change,
    * so agents in the field follow with an ordinary refresh (tuf-js 5.0.x walks succinct
    * delegations, TAP 15) and their root stays pinned.
    */
@@ -181,8 +184,9 @@ export class TufRepository {
     const publisher = new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), delegations: binsDelegation(publisherKey.key) });
     const succinct = publisher.delegations!.succinctRoles!;
     const bins = Object.fromEntries(allBinNames(succinct).map((name) => [name, new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) })]));
-    for (const [targetPath, file] of Object.entries(current.targets)) bins[succinct.getRoleForTarget(targetPath)]!.targets[targetPath] = file;
-    const expect = Object.values(current.targets).map((t) => ({ path: t.path, expect: { length: t.length, sha256: t.hashes.sha256!, custom: t.custom } }));
+    const moved = Object.values(current.targets).map(withoutInlineManifest);
+    for (const file of moved) bins[succinct.getRoleForTarget(file.path)]!.targets[file.path] = file;
+    const expect = moved.map((t) => ({ path: t.path, expect: { length: t.length, sha256: t.hashes.sha256!, custom: t.custom } }));
     await this.commit(state, { publisher, bins }, now, expect);
     return this.readState();
   }
@@ -274,6 +278,22 @@ export class TufRepository {
       ];
       return { resigned, versions, overdue };
     });
+  }
+
+  /**
+   * Gate (b) on the live repository, for /readyz: a device's TUF client refreshes from the
+   * current root and walks into every bin. Metadata written before the gate existed, or
+   * altered on disk, may not verify although the server itself can still read it (the issue 23
+   * incident: ready, while no device could install anything). Verified once per timestamp.json.
+   */
+  async checkVerifiableByDevices(): Promise<void> {
+    const state = this.readState();
+    const key = sha256Hex(state.timestamp.bytes);
+    if (this.verifiedTimestamp === key) return;
+    const succinct = binsOf(state);
+    const lookups = succinct ? allBinNames(succinct).map((name) => ({ path: probePathFor(succinct, name), expect: undefined })) : [];
+    await verifyCandidate(this.files, state, { files: [], versions: versionsOf(state) }, lookups);
+    this.verifiedTimestamp = key;
   }
 
   rootExpires(): string {
