@@ -92,7 +92,7 @@ function uploadSchema(): JsonSchema {
       version: { type: 'string', pattern: ARTIFACT_VERSION.source, description: 'immutable once published' },
       kind: { type: 'string', enum: knownArtifactKinds() },
       spec: { type: 'string', description: "JSON: the kind's spec, validated by the kind plugin's own schema (for container: optional, the file is the descriptor)" },
-      manifest: { type: 'string', description: 'JSON object, optional: signed into the TUF target next to the spec' },
+      manifest: { type: 'string', description: 'JSON object, optional: kept in the catalog; its sha256 and length are signed into the TUF target' },
       file: { type: 'string', format: 'binary', description: 'the artifact bytes (for container: the descriptor JSON); send it after the other fields' },
     },
   };
