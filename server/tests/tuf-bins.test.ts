@@ -85,6 +85,31 @@ describe('hash bins', () => {
     }
   });
 
+  it('the re-signer renews the bins with publisher once it is due; a publish re-signs only its own bin', async () => {
+    const dir = tempDir();
+    const ctx = await initDataDir({ dataDir: dir });
+    try {
+      const binVersions = () => {
+        const meta = ctx.tuf.readState().snapshot.metadata.signed.meta;
+        return Object.fromEntries(Object.entries(meta).filter(([f]) => f.startsWith('publisher-bin-')).map(([f, m]) => [f, m.version]));
+      };
+      const initial = binVersions();
+      expect(Object.keys(initial)).toHaveLength(128);
+      const published = await ctx.tuf.addTarget({ path: 'one/1.0.0/one', sha256: 'ab'.repeat(32), length: 1 });
+      expect(Object.values(published.bins ?? {})).toEqual([2]);
+      const afterPublish = binVersions();
+      expect(Object.entries(afterPublish).filter(([f, v]) => v !== initial[f])).toHaveLength(1);
+      // Publisher and every bin have a 30-day lifetime: at day 20 all are due.
+      const { resigned } = await ctx.tuf.refreshExpiring(new Date(Date.now() + 20 * 86_400_000));
+      expect(resigned).toContain('publisher');
+      const renewed = binVersions();
+      for (const [f, v] of Object.entries(afterPublish)) expect(renewed[f], f).toBe(v + 1);
+      expect(ctx.tuf.hasTarget('one/1.0.0/one')).toBe(true);
+    } finally {
+      await ctx.close();
+    }
+  });
+
   it('/readyz answers 503 once a bin no longer verifies for devices, though the server still reads its own chain', async () => {
     const dataDir = tempDir();
     const server = await startServer({
@@ -100,6 +125,8 @@ describe('hash bins', () => {
         const file = path.join(dataDir, 'tuf', 'repo', 'metadata', `${state.snapshot.metadata.signed.meta[name]!.version}.${name}`);
         const md = JSON.parse(fs.readFileSync(file, 'utf8'));
         md.signatures[0].sig = (md.signatures[0].sig[0] === 'a' ? 'b' : 'a') + md.signatures[0].sig.slice(1);
+        // A new file, not a write through the name: a new repository's empty bins v1 are one file under 128 names.
+        fs.rmSync(file);
         fs.writeFileSync(file, canonicalize(md));
         // A publish into another bin still passes its own gate (it walks only the bins it changes)
         // and gives a new timestamp; the chain the server reads stays verifiable...

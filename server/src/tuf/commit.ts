@@ -120,6 +120,6 @@ export function buildCandidate(keysDir: string, state: RepositoryState, change: 
 }
 
 export function writeCandidate(files: MetadataFiles, candidate: Candidate): RepositoryVersions {
-  for (const [name, bytes] of candidate.files) files.write(name, bytes);
+  files.writeAll(candidate.files);
   return candidate.versions;
 }

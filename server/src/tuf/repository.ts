@@ -76,26 +76,27 @@ export class TufRepository {
       for (const role of TUF_ROLES) root.addKey(keys[role].key, role);
       const rootMd = new Metadata(root);
       signMetadata(rootMd, keys.root);
+      const files: Array<[string, Buffer]> = [];
       const publisher = new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), delegations: binsDelegation(publisherKey.key) });
       const publisherBytes = signedBytes(publisher, publisherKey);
-      this.files.write(`1.${PUBLISHER_ROLE}.json`, publisherBytes);
+      files.push([`1.${PUBLISHER_ROLE}.json`, publisherBytes]);
       const meta: Record<string, MetaFile> = { [`${PUBLISHER_ROLE}.json`]: metaFileFor(1, publisherBytes) };
+      // Every bin v1 is the same empty, signed role (a bin's name is not in its metadata): one file, linked under each name.
+      const emptyBin = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) }), publisherKey);
       for (const name of allBinNames(publisher.delegations!.succinctRoles!)) {
-        const bytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) }), publisherKey);
-        this.files.write(`1.${name}.json`, bytes);
-        meta[`${name}.json`] = new MetaFile({ version: 1, length: bytes.length });
+        files.push([`1.${name}.json`, emptyBin]);
+        meta[`${name}.json`] = new MetaFile({ version: 1, length: emptyBin.length });
       }
       const delegations = publisherDelegation(publisherKey.key, DEFAULT_DELEGATED_PATHS);
       const targetsBytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('targets', now), delegations }), keys.targets);
-      this.files.write('1.targets.json', targetsBytes);
+      files.push(['1.targets.json', targetsBytes]);
       meta['targets.json'] = metaFileFor(1, targetsBytes);
       const snapshot = snapshotBytes(1, meta, now, keys.snapshot);
-      this.files.write('1.snapshot.json', snapshot);
-      this.files.write('timestamp.json', timestampBytes(1, 1, snapshot, now, keys.timestamp));
+      files.push(['1.snapshot.json', snapshot], ['timestamp.json', timestampBytes(1, 1, snapshot, now, keys.timestamp)]);
       const rootBytes = serialize(rootMd);
       // Consistent snapshots: clients fetch VERSION.root.json when updating root (spec 5.3.3).
-      this.files.write('1.root.json', rootBytes);
-      this.files.write('root.json', rootBytes);
+      files.push(['1.root.json', rootBytes], ['root.json', rootBytes]);
+      this.files.writeAll(files);
       return true;
     });
   }
