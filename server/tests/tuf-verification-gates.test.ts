@@ -92,7 +92,7 @@ describe('gate (a): bounds on what a publish puts into signed metadata', () => {
   }
 
   it('keeps the manifest out of signed metadata: only its sha256 and length are signed, its bytes served beside the target', async () => {
-    const manifest = { notes: 'x'.repeat(100_000), layers: [1, 2, 3] };
+    const manifest = { notes: `line 1\n${'x'.repeat(100_000)}`, layers: [1, 2, 3] };
     const p = await publishArtifact(t.ctx, { file: file(Buffer.from('m')), name: 'with-manifest', version: '1.0.0', kind: 'model', manifest });
     const metadataDir = tempDir();
     fs.writeFileSync(path.join(metadataDir, 'root.json'), device.tufRootJson);

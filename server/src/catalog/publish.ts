@@ -11,13 +11,13 @@ import {
   artifactTargetPath,
   hashPrefixedTargetPath,
 } from '@meshanics/core/contract';
-import { canonicalize } from '@tufjs/canonical-json';
 import { ensureDirDurable, renameDurable, tempPathIn, writeFileAtomic } from '../config/atomic-file.js';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
 import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from './signed-bounds.js';
 import type { ArtifactRecord } from '../store/index.js';
+import { canonicalJsonBytes } from '../tuf/metadata-files.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */
@@ -125,9 +125,9 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
   return { staged, sha256: hash.digest('hex'), length };
 }
 
-/** The manifest's canonical JSON bytes, their hash, and the hash-prefixed name they are served under. */
+/** The manifest's canonical JSON bytes (valid JSON: control characters escaped), their hash, and the hash-prefixed name they are served under. */
 function manifestFile(targetPath: string, manifest: Record<string, unknown>): { bytes: Buffer; sha256: string; servedAs: string } {
-  const bytes = Buffer.from(canonicalize(manifest));
+  const bytes = canonicalJsonBytes(manifest);
   const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
   return { bytes, sha256, servedAs: hashPrefixedTargetPath(`${targetPath}.manifest.json`, sha256) };
 }

@@ -13,12 +13,11 @@
 // (custom.meshanics.fleet, absent = every fleet) and tenancy is the catalog's to enforce.
 // Bins are signed with the publisher key: the same online key custody, no new key to ship.
 import * as crypto from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
 import { MetadataKind, TargetFile, Targets, type Key } from '@tufjs/models';
 import { MeshError } from '../errors.js';
 import type { Delegations } from './delegation.js';
 import { PUBLISHER_ROLE } from './lifetimes.js';
-import { TUF_SPEC_VERSION, type LoadedMetadata, type MetadataFiles } from './metadata-files.js';
+import { canonicalJsonBytes, TUF_SPEC_VERSION, type LoadedMetadata, type MetadataFiles } from './metadata-files.js';
 import type { RepositoryState } from './state.js';
 
 export const BIN_BIT_LENGTH = 7;
@@ -101,7 +100,7 @@ export function withoutInlineManifest(file: TargetFile): TargetFile {
   const { manifest, ...meshanics } = custom.meshanics;
   let digest: { sha256: string; length: number } | undefined;
   try {
-    const bytes = Buffer.from(canonicalize(manifest));
+    const bytes = canonicalJsonBytes(manifest);
     digest = { sha256: crypto.createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
   } catch {
     digest = undefined;

@@ -29,9 +29,13 @@ export interface LoadedMetadata<T extends Root | Targets | Snapshot | Timestamp>
 // canonical form a device recomputes from it, and so the signature, is unchanged.
 const CONTROL_CHARACTER = /[\u0000-\u001f]/g;
 
+/** Canonical JSON of `value` as valid JSON bytes (control characters escaped, see above). */
+export function canonicalJsonBytes(value: unknown): Buffer {
+  return Buffer.from(canonicalize(value).replace(CONTROL_CHARACTER, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
 export function serialize(metadata: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {
-  const text = canonicalize(metadata.toJSON()).replace(CONTROL_CHARACTER, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return Buffer.from(text);
+  return canonicalJsonBytes(metadata.toJSON());
 }
 
 export function sha256Hex(bytes: Buffer): string {
