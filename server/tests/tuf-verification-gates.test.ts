@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Updater } from 'tuf-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../src/catalog/publish.js';
+import { publishArtifact, publishedFiles } from '../src/catalog/publish.js';
 import { isMeshError, type MeshError } from '../src/errors.js';
 import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
@@ -104,6 +104,10 @@ describe('gate (a): bounds on what a publish puts into signed metadata', () => {
     expect(served.length).toBe(signed.length);
     expect(crypto.createHash('sha256').update(served).digest('hex')).toBe(signed.sha256);
     expect(JSON.parse(served.toString('utf8'))).toEqual(manifest);
+    // What a withdrawal has to delete: the artifact bytes and the served manifest.
+    const record = (await t.ctx.store.getArtifact('with-manifest', '1.0.0'))!;
+    expect(publishedFiles(t.ctx.layout.tufTargetsDir, record).map((f) => fs.existsSync(f))).toEqual([true, true]);
+    expect(publishedFiles(t.ctx.layout.tufTargetsDir, record)[1]).toBe(path.join(t.ctx.layout.tufTargetsDir, 'with-manifest', '1.0.0', `${signed.sha256}.with-manifest.manifest.json`));
     // No metadata file carries the 100 KB of notes.
     for (const f of fs.readdirSync(t.ctx.layout.tufMetadataDir)) expect(fs.statSync(path.join(t.ctx.layout.tufMetadataDir, f)).size).toBeLessThan(50_000);
   });

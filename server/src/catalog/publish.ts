@@ -132,6 +132,17 @@ function manifestFile(targetPath: string, manifest: Record<string, unknown>): { 
   return { bytes, sha256, servedAs: hashPrefixedTargetPath(`${targetPath}.manifest.json`, sha256) };
 }
 
+/**
+ * The files publishing left under the targets dir for `record`: the artifact bytes and, with a
+ * manifest, its served bytes. Withdrawing an artifact (TufRepository.removeTarget) removes the
+ * signed target; these are what is left to delete.
+ */
+export function publishedFiles(targetsDir: string, record: Pick<ArtifactRecord, 'targetPath' | 'sha256' | 'manifest'>): string[] {
+  const files = [path.join(targetsDir, hashPrefixedTargetPath(record.targetPath, record.sha256))];
+  if (record.manifest !== null && record.manifest !== undefined) files.push(path.join(targetsDir, manifestFile(record.targetPath, record.manifest).servedAs));
+  return files;
+}
+
 function conflict(name: string, version: string): MeshError {
   return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
 }
