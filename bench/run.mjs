@@ -3,7 +3,7 @@
 // under bench/results/. Every figure is set against a baseline measured in the same run on
 // the same machine; see docs/benchmarks.md for the method.
 //
-//   node bench/run.mjs [--smoke] [--only heartbeat,fleet,pipeline,resume,idle] [--set SUITE.KEY=VALUE] [--work-dir DIR] [--keep]
+//   node bench/run.mjs [--smoke] [--only heartbeat,fleet,pipeline,resume,idle,tuf] [--set SUITE.KEY=VALUE] [--work-dir DIR] [--keep]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import { fmtBytes, progress } from './lib/log.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
 import { stopAll } from './lib/workers.mjs';
 
-const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image'];
+const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image', 'tuf'];
 
 const { values } = parseArgs({
   options: {

@@ -129,11 +129,17 @@ describe('REST API over a real socket', () => {
     const shown = await getJson('/api/v1/artifacts/detector/2.0.0');
     expect(shown.status).toBe(200);
     expect(shown.json).toMatchObject({ sha256: sha256(bytes), length: bytes.length, fileName: 'detector.onnx', spec: { fileName: 'model.onnx' }, manifest: { accuracy: '0.93' } });
-    // Signed first: the target (with the manifest) is in the current publisher delegation.
+    // Signed first: the target is in its hash bin under the publisher delegation, with the
+    // manifest's sha256 and length (the manifest itself stays out of signed metadata).
     const metadataDir = t.ctx.layout.tufMetadataDir;
-    const publisherVersion = Math.max(...fs.readdirSync(metadataDir).map((f) => /^(\d+)\.publisher\.json$/.exec(f)?.[1]).filter(Boolean).map(Number));
-    const targets = JSON.parse(fs.readFileSync(path.join(metadataDir, `${publisherVersion}.publisher.json`), 'utf8'));
-    expect(targets.signed.targets['detector/2.0.0/detector']).toMatchObject({ hashes: { sha256: sha256(bytes) }, custom: { meshanics: { kind: 'model', manifest: { accuracy: '0.93' } } } });
+    const state = t.ctx.tuf.readState();
+    const bin = state.publisher!.metadata.signed.delegations!.succinctRoles!.getRoleForTarget('detector/2.0.0/detector');
+    const targets = JSON.parse(fs.readFileSync(path.join(metadataDir, `${state.snapshot.metadata.signed.meta[`${bin}.json`]!.version}.${bin}.json`), 'utf8'));
+    const manifestBytes = Buffer.from('{"accuracy":"0.93"}');
+    expect(targets.signed.targets['detector/2.0.0/detector']).toMatchObject({
+      hashes: { sha256: sha256(bytes) },
+      custom: { meshanics: { kind: 'model', manifest: { sha256: sha256(manifestBytes), length: manifestBytes.length } } },
+    });
     expect(await t.ctx.store.listAudit({ subject: 'artifact:detector@2.0.0' })).toMatchObject([{ action: 'artifact.published', actor: 'http-admin' }]);
 
     const dup = await upload({ name: 'detector', version: '2.0.0', kind: 'model' }, { bytes: 'other', name: 'x' });

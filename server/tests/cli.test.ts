@@ -152,8 +152,11 @@ describe('meshanics-server CLI', () => {
     const timestamp = JSON.parse(fs.readFileSync(path.join(dataDir, 'tuf/repo/metadata/timestamp.json'), 'utf8'));
     expect(timestamp.signed.version).toBe(before + 4);
     const snapshot = JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${timestamp.signed.meta['snapshot.json'].version}.snapshot.json`), 'utf8'));
-    const targets = JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${snapshot.signed.meta['publisher.json'].version}.publisher.json`), 'utf8'));
-    for (let i = 0; i < 4; i++) expect(Object.keys(targets.signed.targets)).toContain(`par/0.${i}/par`);
+    // Artifacts are signed into the publisher role's hash bins, every one of which snapshot lists.
+    const signed = Object.entries(snapshot.signed.meta as Record<string, { version: number }>)
+      .filter(([f]) => f.startsWith('publisher-bin-'))
+      .flatMap(([f, m]) => Object.keys(JSON.parse(fs.readFileSync(path.join(dataDir, `tuf/repo/metadata/${m.version}.${f}`), 'utf8')).signed.targets));
+    for (let i = 0; i < 4; i++) expect(signed).toContain(`par/0.${i}/par`);
   });
 
   it('mints, lists and revokes enrollment tokens; a minted token enrolls over HTTPS with the 90 s validity serve was given', async () => {

@@ -127,7 +127,7 @@ describe('embedded default', () => {
     }
   });
 
-  it('migrates a repository from before the delegation: its targets move into publisher v1 behind a new targets version', async () => {
+  it('migrates a repository from before the delegation: its targets move into publisher v1 behind a new targets version, then into hash bins', async () => {
     const dir = tempDir();
     let ctx = await initDataDir({ dataDir: dir });
     const meta = ctx.layout.tufMetadataDir;
@@ -152,9 +152,13 @@ describe('embedded default', () => {
 
     ctx = await initDataDir({ dataDir: dir });
     try {
-      expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 3, snapshot: 3, timestamp: 3, publisher: 1 });
+      // Two steps: publisher v1 takes the targets over, then publisher v2 hands them to its hash bins.
+      expect(ctx.tuf.versions()).toEqual({ root: 1, targets: 3, snapshot: 4, timestamp: 4, publisher: 2 });
       const publisher = JSON.parse(fs.readFileSync(path.join(meta, '1.publisher.json'), 'utf8'));
       expect(Object.keys(publisher.signed.targets)).toEqual(['old/1.0.0/old']);
+      const binned = JSON.parse(fs.readFileSync(path.join(meta, '2.publisher.json'), 'utf8'));
+      expect(binned.signed.targets).toEqual({});
+      expect(binned.signed.delegations.succinct_roles).toMatchObject({ bit_length: 7, name_prefix: 'publisher-bin' });
       const targets3 = JSON.parse(fs.readFileSync(path.join(meta, '3.targets.json'), 'utf8'));
       expect(targets3.signed.targets).toEqual({});
       expect(targets3.signed.delegations.roles).toMatchObject([{ name: 'publisher', terminating: true, paths: ['*/*/*'] }]);

@@ -119,8 +119,8 @@ describe('publishing into the TUF repository', () => {
         ),
       );
       const after = t.ctx.tuf.versions();
-      // Artifacts are signed into the delegated publisher role; top-level targets stays put.
-      expect(after.publisher).toBe(before.publisher! + 6);
+      // Artifacts are signed into the hash bins under the publisher role; publisher and top-level targets stay put.
+      expect(after.publisher).toBe(before.publisher);
       expect(after.targets).toBe(before.targets);
       expect(after.snapshot).toBe(before.snapshot + 6);
       expect(after.timestamp).toBe(before.timestamp + 6);
@@ -132,12 +132,13 @@ describe('publishing into the TUF repository', () => {
     }
   });
 
-  it('removeTarget withdraws a signed target (publisher, snapshot, timestamp N+1) and a device no longer finds it', async () => {
+  it('removeTarget withdraws a signed target (its bin, snapshot, timestamp N+1) and a device no longer finds it', async () => {
     const kept = await publishArtifact(t.ctx, { file: file(Buffer.from('kept')), name: 'withdraw', version: '1.0.0', kind: 'model' });
     const gone = await publishArtifact(t.ctx, { file: file(Buffer.from('gone')), name: 'withdraw', version: '2.0.0', kind: 'model' });
     const before = t.ctx.tuf.versions();
-    const versions = await t.ctx.tuf.removeTarget(gone.targetPath);
-    expect(versions).toEqual({ ...before, publisher: before.publisher! + 1, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1 });
+    const { bins, ...versions } = await t.ctx.tuf.removeTarget(gone.targetPath);
+    expect(versions).toEqual({ ...before, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1 });
+    expect(Object.keys(bins ?? {})).toHaveLength(1);
     expect(t.ctx.tuf.hasTarget(gone.targetPath)).toBe(false);
     const { updater: u } = updater();
     await u.refresh();

@@ -129,10 +129,16 @@ describe('TUF root and targets keys moved offline under a running server and age
     const publisher = JSON.parse(readFileSync(path.join(metadataDir(), 'timestamp.json'), 'utf8')) as { signed: { meta: Record<string, { version: number }> } };
     const snapshotVersion = publisher.signed.meta['snapshot.json']!.version;
     const snapshot = JSON.parse(readFileSync(path.join(metadataDir(), `${snapshotVersion}.snapshot.json`), 'utf8')) as { signed: { meta: Record<string, { version: number }> } };
-    const publisherMd = JSON.parse(readFileSync(path.join(metadataDir(), `${snapshot.signed.meta['publisher.json']!.version}.publisher.json`), 'utf8')) as {
+    const publisherMd = Metadata.fromJSON(
+      MetadataKind.Targets,
+      JSON.parse(readFileSync(path.join(metadataDir(), `${snapshot.signed.meta['publisher.json']!.version}.publisher.json`), 'utf8')),
+    );
+    // The publisher role delegates to hash bins (succinct roles); the target is in its bin.
+    const binName = publisherMd.signed.delegations!.succinctRoles!.getRoleForTarget('detector/2.0.0/detector');
+    const bin = JSON.parse(readFileSync(path.join(metadataDir(), `${snapshot.signed.meta[`${binName}.json`]!.version}.${binName}.json`), 'utf8')) as {
       signed: { targets: Record<string, unknown> };
     };
-    expect(Object.keys(publisherMd.signed.targets)).toContain('detector/2.0.0/detector');
+    expect(Object.keys(bin.signed.targets)).toContain('detector/2.0.0/detector');
     const view = await installed('2.0.0');
     expect(view.state, view.reason).toBe('HEALTHY');
     expect(await readFile(live())).toEqual(bytes);

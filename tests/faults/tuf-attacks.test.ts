@@ -132,8 +132,17 @@ async function expectRecovers(device: Device, target: PublishedArtifact & { byte
     const same = readFileSync(path.join(device.dataDir, 'tuf', 'timestamp.json')).equals(repo.bytes('timestamp.json'));
     return same || (v.timestamp > trustedVersion(device, 'timestamp') && v.snapshot >= trustedVersion(device, 'snapshot'));
   };
-  while (!passed()) {
-    await publish(randomBytes(1024), `0.0.${++published}`);
+  // Likewise for a bin whose version a stolen-key snapshot fast-forwarded: only a publish into
+  // that bin moves it (each publish re-signs one bin), so the bump is aimed at it.
+  const laggingBin = () => {
+    const trusted = JSON.parse(readFileSync(path.join(device.dataDir, 'tuf', 'snapshot.json'), 'utf8')).signed.meta as Record<string, { version: number }>;
+    const served = repo.current().snapshot.signed.meta;
+    return Object.keys(trusted).find((f) => f.startsWith('publisher-bin-') && (served[f]?.version ?? 0) < trusted[f]!.version)?.replace(/\.json$/, '');
+  };
+  for (let bin = laggingBin(); !passed() || bin !== undefined; bin = laggingBin()) {
+    let version = `0.0.${++published}`;
+    while (bin !== undefined && repo.binOf(`detector/${version}/detector`).role !== bin) version = `0.0.${++published}`;
+    await publish(randomBytes(1024), version);
     bumps += 1;
   }
   const state = await runPipeline(device.agent, assignmentFor(target), new AbortController().signal);
@@ -226,18 +235,20 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     device.close();
   });
 
-  // Artifacts are signed into the delegated "publisher" targets role (the top-level targets
-  // role only delegates to it and stays at its version while artifacts are published), so the
-  // rollback and mix-and-match attacks on targets metadata aim at publisher.json.
-  it('rollback of targets: a new snapshot naming an older version of the delegated targets (publisher) is refused', async () => {
+  // Artifacts are signed into hash bins delegated by the "publisher" targets role (top-level
+  // targets and publisher stay at their versions while artifacts are published; one bin
+  // changes per publish), so the rollback and mix-and-match attacks on targets metadata aim at
+  // the bin that signs the artifact.
+  it('rollback of targets: a new snapshot naming an older version of the delegated targets (the artifact\'s bin) is refused', async () => {
     const v2 = await publish();
     const device = await freshDevice('rollback-targets');
     const genuine = repo.current().versions;
+    const bin = repo.binOf(v2.targetPath);
     await underAttack(async () => {
-      const older = genuine.publisher! - 1;
-      const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, older, repo.bytes(`${older}.publisher.json`), { role: 'publisher' }));
+      const older = bin.version - 1;
+      const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, older, repo.bytes(`${older}.${bin.role}.json`), { role: bin.role }));
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('rollback of targets (delegated publisher role)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: New version \d+ of publisher\.json is less than current version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
+      await expectRefused('rollback of targets (delegated bin role)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: New version \d+ of publisher-bin-[0-9a-f]+\.json is less than current version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
     });
     await expectRecovers(device, v2);
     device.close();
@@ -257,12 +268,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
 
   it('mix-and-match without keys: an older genuine targets file served under the new version fails the snapshot hash', async () => {
     const device = await freshDevice('mix-and-match');
-    const before = repo.current().versions;
-    const oldTargets = repo.bytes(`${before.publisher}.publisher.json`);
+    const before = repo.binOf(`detector/2.${published + 1}.0/detector`);
+    const oldTargets = repo.bytes(`${before.version}.${before.role}.json`);
     const v2 = await publish();
     const genuine = repo.current().versions;
+    const bin = repo.binOf(v2.targetPath);
     await underAttack(async () => {
-      repo.write(`${genuine.publisher}.publisher.json`, oldTargets);
+      repo.write(`${bin.version}.${bin.role}.json`, oldTargets);
       await expectRefused('mix-and-match (old targets under the new name)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Expected (length|hash) .* but got /, genuine);
     });
     await expectRecovers(device, v2);
@@ -271,17 +283,18 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
 
   it('mix-and-match with the snapshot key: a snapshot listing a targets version the served file is not', async () => {
     const device = await freshDevice('mix-and-match-version');
-    const before = repo.current().versions;
-    const oldTargets = repo.bytes(`${before.publisher}.publisher.json`);
+    const before = repo.binOf(`detector/2.${published + 1}.0/detector`);
+    const oldTargets = repo.bytes(`${before.version}.${before.role}.json`);
     const v2 = await publish();
     const genuine = repo.current().versions;
+    const bin = repo.binOf(v2.targetPath);
     await underAttack(async () => {
-      // The snapshot (validly signed) lists publisher N+1 without hashes; N+1.publisher.json is the old file.
-      const next = genuine.publisher! + 1;
-      repo.write(`${next}.publisher.json`, oldTargets);
-      const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, next, oldTargets, { role: 'publisher', withHashes: false }));
+      // The snapshot (validly signed) lists the bin at N+1 without hashes; N+1.<bin>.json is the old file.
+      const next = bin.version + 1;
+      repo.write(`${next}.${bin.role}.json`, oldTargets);
+      const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, next, oldTargets, { role: bin.role, withHashes: false }));
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('mix-and-match (snapshot names a version the file is not)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Version \d+ of publisher does not match snapshot version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
+      await expectRefused('mix-and-match (snapshot names a version the file is not)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Version \d+ of publisher-bin-[0-9a-f]+ does not match snapshot version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
     });
     await expectRecovers(device, v2);
     device.close();

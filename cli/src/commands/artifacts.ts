@@ -31,7 +31,7 @@ export const ARTIFACT_COMMANDS: Command[] = [
       version: { type: 'string', arg: 'VERSION', description: 'version (immutable once published)' },
       kind: { type: 'string', arg: 'KIND', description: 'artifact kind: model, config, container or a custom kind' },
       spec: { type: 'string', arg: 'JSON|@FILE', description: "the kind's spec, checked by the server with the kind plugin's schema" },
-      manifest: { type: 'string', arg: 'JSON|@FILE', description: 'a JSON object signed into the TUF target next to the spec' },
+      manifest: { type: 'string', arg: 'JSON|@FILE', description: 'a JSON object kept in the catalog; its sha256 is signed into the TUF target' },
       fleet: {
         type: 'string',
         arg: 'FLEET',

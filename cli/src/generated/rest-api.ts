@@ -112,7 +112,7 @@ export type paths = {
                         fleet?: string;
                         /** @enum {string} */
                         kind: "config" | "container" | "model";
-                        /** @description JSON object, optional: signed into the TUF target next to the spec */
+                        /** @description JSON object, optional: kept in the catalog; its sha256 and length are signed into the TUF target */
                         manifest?: string;
                         name: string;
                         /** @description JSON: the kind's spec, validated by the kind plugin's own schema (for container: optional, the file is the descriptor) */
@@ -2031,9 +2031,9 @@ export type paths = {
                             spec: Record<string, never>;
                             /** @description default 10 */
                             timeoutSeconds?: number;
-                            /** @enum {string} */
-                            type: "exec" | "file" | "http";
-                        } & (  unknown  );
+                            /** @description exec, file, http, or a custom type added with plugin-schema add */
+                            type: string;
+                        } & (unknown & unknown & unknown);
                         /** @description cumulative, strictly increasing percentages, the last 100; no strategy = one wave of 100; max_failure_rate in [0, 1), default 0 */
                         strategy?: {
                             max_failure_rate?: number;
@@ -3086,7 +3086,7 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: not draining, the database answers a query, the device CA and the TUF metadata load */
+        /** Readiness: not draining, the database answers a query, the device CA loads, and the TUF metadata loads and verifies with the device TUF client */
         get: {
             parameters: {
                 query?: never;

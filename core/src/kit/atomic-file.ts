@@ -144,6 +144,11 @@ export async function fsyncDir(dir: string): Promise<void> {
   await runAsync(fsyncDirSteps(dir));
 }
 
+/** fsyncDir for synchronous callers (the server's TUF metadata writes). */
+export function fsyncDirSync(dir: string): void {
+  runSync(fsyncDirSteps(dir));
+}
+
 /** A sibling temp name: same directory (so rename stays atomic), hidden, unique. */
 export function tempSibling(target: string, label = 'tmp'): string {
   const dir = path.dirname(target);

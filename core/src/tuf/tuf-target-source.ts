@@ -11,6 +11,7 @@ import { MeshError } from '../errors.js';
 import type { VerifiedTarget } from '../plugin.js';
 import type { TargetSource } from '../target-source.js';
 import { downloadVerified } from '../transport/streaming-download.js';
+import { DEVICE_UPDATER_CONFIG } from './device-config.js';
 
 // tuf-js (with @tufjs/models) is only needed when an assignment is resolved; an idle agent
 // never gets there, and importing it at start-up kept ~0.5 MiB of heap and code resident for
@@ -70,7 +71,7 @@ export class TufTargetSource implements TargetSource {
       metadataBaseUrl: this.#base(TUF_METADATA_PREFIX),
       targetBaseUrl: this.#base(TUF_TARGETS_PREFIX),
       fetcher: new MtlsFetcher(this.#options.httpsAgent, this.#options.fetchTimeoutMs ?? 30_000),
-      config: { prefixTargetsWithHash: true },
+      config: DEVICE_UPDATER_CONFIG,
     });
     try {
       await updater.refresh();

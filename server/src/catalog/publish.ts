@@ -17,14 +17,15 @@ import {
   ARTIFACT_VERSION,
   artifactTargetPath,
   hashPrefixedTargetPath,
-  parseAndValidate,
 } from '@meshanics/core/contract';
-import { ensureDirDurableSync, renameDurableSync, tempSibling } from '@meshanics/core/kit';
+import { ensureDirDurableSync, renameDurableSync, tempSibling, writeFileAtomicSync } from '@meshanics/core/kit';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
+import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from './signed-bounds.js';
 import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
-import type { NewArtifactRecord } from '../store/index.js';
+import type { ArtifactRecord, NewArtifactRecord } from '../store/index.js';
+import { canonicalJsonBytes } from '../tuf/metadata-files.js';
 
 export interface PublishArtifactInput {
   /** Path of the file to publish; it is copied, never moved or modified. */
@@ -38,9 +39,13 @@ export interface PublishArtifactInput {
   actor?: string;
   /** The name the catalog records for the file (default: the basename of `file`). */
   fileName?: string;
-  /** Optional free-form manifest; signed into the TUF target next to the spec and kept in the catalog. */
+  /**
+   * Optional free-form manifest, kept in the catalog. Only its sha256 and length are signed
+   * (custom.meshanics.manifest); its canonical JSON bytes are served beside the target as
+   * NAME/VERSION/SHA256.FILE.manifest.json, so metadata stays small (issue 23).
+   */
   manifest?: Record<string, unknown>;
-  /** The fleet the artifact belongs to, or `*` (the default) for every fleet (catalog/tenancy.ts). */
+  /** The fleet the artifact belongs to, or `*` (the default) for every fleet (catalog/tenancy.ts); signed as custom.meshanics.fleet. */
   fleet?: string;
 }
 
@@ -71,8 +76,18 @@ function validateInput(input: PublishArtifactInput): Record<string, unknown> {
       `unknown artifact kind "${input.kind}" (known: ${knownArtifactKinds().join(', ')})`,
     );
   }
-  const result =
-    typeof input.spec === 'string' ? parseAndValidate(input.spec, validator, 'spec') : validator(input.spec ?? {});
+  // Bounds first (signed-bounds.ts): the schema validator must never walk a hostile value.
+  let spec: unknown = input.spec ?? {};
+  if (typeof input.spec === 'string') {
+    try {
+      spec = input.spec.trim() === '' ? {} : JSON.parse(input.spec);
+    } catch (err) {
+      throw new MeshError('MESH_ERR_ARTIFACT_INVALID_SPEC', `invalid ${input.kind} spec: spec is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  checkSignedJson(spec, 'spec', SPEC_BOUNDS);
+  if (input.manifest !== undefined) checkSignedJson(input.manifest, 'manifest', MANIFEST_BOUNDS);
+  const result = validator(spec);
   if (!result.ok) {
     throw new MeshError('MESH_ERR_ARTIFACT_INVALID_SPEC', `invalid ${input.kind} spec: ${result.errors.join('; ')}`, {
       details: { errors: result.errors },
@@ -119,6 +134,28 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
   return { staged, sha256: hash.digest('hex'), length };
 }
 
+/** The manifest's canonical JSON bytes (valid JSON: control characters escaped), their hash, and the hash-prefixed name they are served under. */
+function manifestFile(targetPath: string, manifest: Record<string, unknown>): { bytes: Buffer; sha256: string; servedAs: string } {
+  const bytes = canonicalJsonBytes(manifest);
+  const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+  return { bytes, sha256, servedAs: hashPrefixedTargetPath(`${targetPath}.manifest.json`, sha256) };
+}
+
+/**
+ * The files publishing left under the targets dir for `record`: the artifact bytes and, with a
+ * manifest, its served bytes. Withdrawing an artifact (TufRepository.removeTarget) removes the
+ * signed target; these are what is left to delete.
+ */
+export function publishedFiles(targetsDir: string, record: Pick<ArtifactRecord, 'targetPath' | 'sha256' | 'manifest'>): string[] {
+  const files = [path.join(targetsDir, hashPrefixedTargetPath(record.targetPath, record.sha256))];
+  if (record.manifest !== null && record.manifest !== undefined) files.push(path.join(targetsDir, manifestFile(record.targetPath, record.manifest).servedAs));
+  return files;
+}
+
+function conflict(name: string, version: string): MeshError {
+  return new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${name}@${version} is already published; publish a new version`);
+}
+
 export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
   const spec = validateInput(input);
   const fleet = checkArtifactFleet(input.fleet ?? EVERY_FLEET);
@@ -134,18 +171,26 @@ export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtif
     return await store.withWriteLock(async () => {
       await assertPublishable(store, input.name, input.version, fleet);
       if (tuf.hasTarget(targetPath)) {
-        throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `artifact ${input.name}@${input.version} is already published; publish a new version`);
+        throw conflict(input.name, input.version);
       }
       // Consistent snapshot: the target is stored under its hash-prefixed name (TUF spec 5.7.3).
       const finalPath = path.join(layout.tufTargetsDir, hashPrefixedTargetPath(targetPath, sha256));
       ensureDirDurableSync(path.dirname(finalPath));
       renameDurableSync(staged, finalPath);
+      const manifest = input.manifest !== undefined ? manifestFile(targetPath, input.manifest) : undefined;
+      let manifestPath: string | undefined;
       let versions;
       try {
-        const custom = { kind: input.kind, spec, ...(input.manifest !== undefined ? { manifest: input.manifest } : {}) };
+        if (manifest) {
+          manifestPath = path.join(layout.tufTargetsDir, manifest.servedAs);
+          // Served to devices beside the target: public like the rest of the repository.
+          writeFileAtomicSync(manifestPath, manifest.bytes, { mode: 0o644 });
+        }
+        const custom = { kind: input.kind, spec, ...(manifest ? { manifest: { sha256: manifest.sha256, length: manifest.bytes.length } } : {}) };
         versions = await tuf.addTarget({ path: targetPath, sha256, length, custom: { meshanics: custom }, fleet });
       } catch (err) {
         fs.rmSync(finalPath, { force: true });
+        if (manifestPath) fs.rmSync(manifestPath, { force: true });
         throw err;
       }
       const now = new Date().toISOString();

@@ -3,12 +3,11 @@
 // marked withdrawn, so history that names the version keeps its meaning, and the version is
 // never published again with other bytes (catalog/tenancy.ts).
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { hashPrefixedTargetPath } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { ACTIVE_ROLLOUT_STATUSES } from '../rollouts/service.js';
 import type { ArtifactHolders, ArtifactRecord } from '../store/index.js';
+import { publishedFiles } from './publish.js';
 import { EVERY_FLEET, fleetMayManage, fleetMayUse } from './tenancy.js';
 
 export interface WithdrawArtifactInput {
@@ -79,8 +78,9 @@ export async function withdrawArtifact(ctx: MeshanicsContext, input: WithdrawArt
     return { artifact, versions, now };
   });
   const { artifact, versions, now } = withdrawn;
-  // No signed metadata names the bytes any more: the artifact server stops serving them.
-  await fs.promises.rm(path.join(layout.tufTargetsDir, hashPrefixedTargetPath(artifact.targetPath, artifact.sha256)), { force: true });
+  // No signed metadata names the bytes (or the manifest served beside them) any more: the
+  // artifact server stops serving them.
+  await Promise.all(publishedFiles(layout.tufTargetsDir, artifact).map((file) => fs.promises.rm(file, { force: true })));
   ctx.logger.info({ artifact: artifact.name, version: artifact.version, fleet: artifact.fleet, tuf: versions }, 'artifact withdrawn');
   return { name: artifact.name, version: artifact.version, fleet: artifact.fleet, targetPath: artifact.targetPath, withdrawnAt: now };
 }

@@ -2,7 +2,8 @@
 // first (a candidate), and only then written bottom-up with timestamp.json last. Until
 // timestamp.json names the new snapshot, clients see the old repository (spec 5.4), so the
 // rename of timestamp.json is the commit point; a crash before it leaves unreferenced files.
-import { Metadata, Snapshot, Timestamp, type Root, type Targets } from '@tufjs/models';
+import { Metadata, MetaFile, Snapshot, Timestamp, type Root, type Targets } from '@tufjs/models';
+import { MeshError } from '../errors.js';
 import { publisherRole } from './delegation.js';
 import { trustedRoleKey } from './key-custody.js';
 import { signMetadata, type RoleKey } from './keys.js';
@@ -14,6 +15,8 @@ export interface RepositoryChange {
   /** Unsigned (signed here with the online targets key) or already signed offline. */
   targets?: Targets | Metadata<Targets>;
   publisher?: Targets;
+  /** New versions of hash bins (bins.ts), signed with the publisher delegation's key. */
+  bins?: Record<string, Targets>;
   /** Re-sign snapshot even if no targets role changed (expiry, or a new root). */
   snapshot?: boolean;
   root?: Metadata<Root>;
@@ -31,8 +34,8 @@ export function signedBytes(signed: Targets | Snapshot | Timestamp, key: RoleKey
   return serialize(md);
 }
 
-export function snapshotBytes(version: number, files: Record<string, [version: number, bytes: Buffer]>, now: Date, key: RoleKey): Buffer {
-  const meta = Object.fromEntries(Object.entries(files).map(([role, [v, bytes]]) => [`${role}.json`, metaFileFor(v, bytes)]));
+/** `meta`: what snapshot lists, by file name (ROLE.json). */
+export function snapshotBytes(version: number, meta: Record<string, MetaFile>, now: Date, key: RoleKey): Buffer {
   return signedBytes(new Snapshot({ version, specVersion: TUF_SPEC_VERSION, expires: expiresAt('snapshot', now), meta }), key);
 }
 
@@ -65,12 +68,32 @@ export function buildCandidate(keysDir: string, state: RepositoryState, change: 
     publisher = [change.publisher.version, signedBytes(change.publisher, key)];
     files.push([`${publisher[0]}.${PUBLISHER_ROLE}.json`, publisher[1]]);
   }
+  // Bins: listed in snapshot with version and length only (spec 4.4 makes hashes optional; the
+  // bin's signature and version are checked anyway), which keeps 128 entries near 8 KB.
+  const binsMeta: Record<string, MetaFile> = {};
+  const succinct = (change.publisher ?? state.publisher?.metadata.signed)?.delegations?.succinctRoles;
+  if (succinct) {
+    const changedBins = change.bins ?? {};
+    const binKey = Object.keys(changedBins).length > 0 ? trustedRoleKey(keysDir, PUBLISHER_ROLE, succinct) : undefined;
+    for (const name of succinct.getRoles()) {
+      const bin = changedBins[name];
+      if (bin) {
+        const bytes = signedBytes(bin, binKey!);
+        files.push([`${bin.version}.${name}.json`, bytes]);
+        binsMeta[`${name}.json`] = new MetaFile({ version: bin.version, length: bytes.length });
+      } else {
+        const listed = state.snapshot.metadata.signed.meta[`${name}.json`];
+        if (!listed) throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', `snapshot metadata does not list ${name}.json and no new version of it is given`);
+        binsMeta[`${name}.json`] = listed;
+      }
+    }
+  }
   let snapshotVersion = state.snapshot.metadata.signed.version;
   let snapshot = state.snapshot.bytes;
-  if (change.targets || change.publisher || change.snapshot) {
+  if (change.targets || change.publisher || change.bins || change.snapshot) {
     snapshotVersion += 1;
-    const listed = { targets, ...(publisher ? { [PUBLISHER_ROLE]: publisher } : {}) };
-    snapshot = snapshotBytes(snapshotVersion, listed, now, trustedRoleKey(keysDir, 'snapshot', roles.snapshot));
+    const meta = { 'targets.json': metaFileFor(...targets), ...(publisher ? { [`${PUBLISHER_ROLE}.json`]: metaFileFor(...publisher) } : {}), ...binsMeta };
+    snapshot = snapshotBytes(snapshotVersion, meta, now, trustedRoleKey(keysDir, 'snapshot', roles.snapshot));
     files.push([`${snapshotVersion}.snapshot.json`, snapshot]);
   }
   const timestampKey = trustedRoleKey(keysDir, 'timestamp', roles.timestamp);
@@ -91,11 +114,12 @@ export function buildCandidate(keysDir: string, state: RepositoryState, change: 
       snapshot: snapshotVersion,
       timestamp: timestampVersion,
       ...(publisher ? { publisher: publisher[0] } : {}),
+      ...(change.bins ? { bins: Object.fromEntries(Object.entries(change.bins).map(([name, bin]) => [name, bin.version])) } : {}),
     },
   };
 }
 
 export function writeCandidate(files: MetadataFiles, candidate: Candidate): RepositoryVersions {
-  for (const [name, bytes] of candidate.files) files.write(name, bytes);
+  files.writeAll(candidate.files);
   return candidate.versions;
 }

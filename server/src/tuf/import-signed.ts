@@ -44,7 +44,8 @@ function parseImported<T extends Root | Targets>(kind: MetadataKind.Root | Metad
 }
 
 /**
- * Checks `input` against `state` (read and migrated under the write lock), runs `onInstalled`
+ * Checks `input` against `state` (read and migrated under the write lock; `context.published`
+ * = every target path it signs, none of which a new delegation may orphan), runs `onInstalled`
  * (the audit event: if it fails, nothing is installed), then commits.
  */
 export async function importSigned(
@@ -52,8 +53,8 @@ export async function importSigned(
   state: RepositoryState,
   input: ImportInput,
   now: Date,
-  onInstalled: ((result: ImportResult) => unknown) | undefined,
-  commit: (state: RepositoryState, change: RepositoryChange) => RepositoryVersions,
+  context: { published: readonly string[]; onInstalled: ((result: ImportResult) => unknown) | undefined },
+  commit: (state: RepositoryState, change: RepositoryChange) => Promise<RepositoryVersions>,
 ): Promise<ImportResult> {
   const current = state.root.metadata;
   let trustedRoot = current;
@@ -125,8 +126,7 @@ export async function importSigned(
       );
     }
     const publisherKey = loadOrCreateRoleKey(keysDir, PUBLISHER_ROLE);
-    const published = Object.keys(state.publisher?.metadata.signed.targets ?? state.targets.metadata.signed.targets);
-    const role = checkImportedDelegation(md.signed, publisherKey.key.keyID, published);
+    const role = checkImportedDelegation(md.signed, publisherKey.key.keyID, context.published);
     newTargets = md;
     targetsResult = { version, delegatedPaths: [...(role.paths ?? [])] };
   } else {
@@ -165,8 +165,8 @@ export async function importSigned(
     },
   };
   // Inside the write lock and before any file changes: if the audit insert fails, nothing is installed.
-  await onInstalled?.(provisional);
-  const versions = commit(
+  await context.onInstalled?.(provisional);
+  const versions = await commit(
     state,
     { ...(newTargets ? { targets: newTargets } : {}), ...(publisher ? { publisher } : {}), snapshot: true, ...(input.root ? { root: trustedRoot } : {}) },
   );

@@ -1,11 +1,15 @@
-// Publishing and withdrawing artifact targets: the next version of the publisher role (the
-// online delegated targets role, delegation.ts) with one target added or removed.
+// Publishing and withdrawing artifact targets: the next version of the one hash bin (bins.ts)
+// a target falls into. Publisher, the online delegated role (delegation.ts), only delegates to
+// the bins, so it does not change when a target does.
 import { TargetFile, Targets } from '@tufjs/models';
 import { MeshError } from '../errors.js';
+import { binsOf, readBin } from './bins.js';
+import type { RepositoryChange } from './commit.js';
 import { publisherRole } from './delegation.js';
 import { expiresAt } from './lifetimes.js';
-import { TUF_SPEC_VERSION } from './metadata-files.js';
+import { TUF_SPEC_VERSION, type MetadataFiles } from './metadata-files.js';
 import type { RepositoryState } from './state.js';
+import type { ExpectedTarget } from '@meshanics/core/tuf-verify';
 
 /** Every fleet: what an artifact published without a fleet, or with `*`, is for. */
 export const ALL_FLEETS = '*';
@@ -17,50 +21,82 @@ export interface NewTarget {
   length: number;
   /** Signed alongside the hashes, so a device can trust it as much as the bytes. */
   custom?: Record<string, unknown>;
-  /** The fleet the artifact belongs to; undefined or '*' = every fleet. */
+  /** The fleet the artifact belongs to; undefined or '*' = every fleet. Signed as custom.meshanics.fleet (bins.ts). */
   fleet?: string;
 }
 
-export function isSigned(state: RepositoryState, targetPath: string): boolean {
-  return targetPath in state.targets.metadata.signed.targets || (state.publisher !== undefined && targetPath in state.publisher.metadata.signed.targets);
+/** A change to the targets plus what a device must then find (the verification gate's checks). */
+export interface TargetsChange extends RepositoryChange {
+  expect: Array<{ path: string; expect: ExpectedTarget }>;
 }
 
-/** Publisher N+1 with `target` added; refuses a path already signed or outside the delegation. */
-export function publisherWith(state: RepositoryState, target: NewTarget, now: Date): Targets {
-  if (isSigned(state, target.path)) throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `TUF target ${target.path} is already signed`);
-  const role = publisherRole(state.targets.metadata.signed)!;
-  if (!role.isDelegatedPath(target.path)) {
-    // A device would not find it: the terminating delegation is the only place it searches.
-    throw new MeshError(
-      'MESH_ERR_ARTIFACT_INVALID_NAME',
-      `target ${target.path} is outside the names top-level targets delegates to the publisher key (paths ${JSON.stringify(role.paths)}); a new targets version must widen the delegation`,
-    );
+/** The target as signed: top-level targets, publisher itself (pre-bins), or its bin. */
+export function signedTarget(files: MetadataFiles, state: RepositoryState, targetPath: string): TargetFile | undefined {
+  const direct = state.targets.metadata.signed.targets[targetPath] ?? state.publisher?.metadata.signed.targets[targetPath];
+  if (direct) return direct;
+  const bins = binsOf(state);
+  return bins ? readBin(files, state, bins.getRoleForTarget(targetPath)).metadata.signed.targets[targetPath] : undefined;
+}
+
+function targetFile(target: NewTarget): TargetFile {
+  const fleet = target.fleet !== undefined && target.fleet !== ALL_FLEETS ? target.fleet : undefined;
+  let custom = target.custom;
+  if (fleet !== undefined) {
+    const meshanics = (custom?.meshanics ?? {}) as Record<string, unknown>;
+    custom = { ...custom, meshanics: { ...meshanics, fleet } };
   }
-  const current = state.publisher!.metadata.signed;
-  return new Targets({
-    version: current.version + 1,
-    specVersion: TUF_SPEC_VERSION,
-    expires: expiresAt('publisher', now),
-    targets: {
-      ...current.targets,
-      [target.path]: new TargetFile({
-        path: target.path,
-        length: target.length,
-        hashes: { sha256: target.sha256 },
-        // "custom" is the TUF-sanctioned place for application data in a target (spec 4.5).
-        ...(target.custom ? { unrecognizedFields: { custom: target.custom } as TargetFile['unrecognizedFields'] } : {}),
-      }),
-    },
+  return new TargetFile({
+    path: target.path,
+    length: target.length,
+    hashes: { sha256: target.sha256 },
+    // "custom" is the TUF-sanctioned place for application data in a target (spec 4.5).
+    ...(custom ? { unrecognizedFields: { custom } as TargetFile['unrecognizedFields'] } : {}),
   });
 }
 
-/** Publisher N+1 without `targetPath`; refuses a path the publisher role does not sign. */
-export function publisherWithout(state: RepositoryState, targetPath: string, now: Date): Targets {
-  const current = state.publisher!.metadata.signed;
+function nextBin(current: Targets, targets: Targets['targets'], now: Date): Targets {
+  return new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets });
+}
+
+/** The next version of each bin the new targets fall into; refuses a path already signed or outside the delegation. */
+export function withTargets(files: MetadataFiles, state: RepositoryState, targets: readonly NewTarget[], now: Date): TargetsChange {
+  const bins = binsOf(state)!;
+  const role = publisherRole(state.targets.metadata.signed)!;
+  const changed: Record<string, Targets> = {};
+  const expect: TargetsChange['expect'] = [];
+  for (const target of targets) {
+    if (!role.isDelegatedPath(target.path)) {
+      // A device would not find it: the terminating delegation is the only place it searches.
+      throw new MeshError(
+        'MESH_ERR_ARTIFACT_INVALID_NAME',
+        `target ${target.path} is outside the names top-level targets delegates to the publisher key (paths ${JSON.stringify(role.paths)}); a new targets version must widen the delegation`,
+      );
+    }
+    const name = bins.getRoleForTarget(target.path);
+    let bin = changed[name];
+    if (!bin) {
+      const current = readBin(files, state, name).metadata.signed;
+      bin = changed[name] = nextBin(current, { ...current.targets }, now);
+    }
+    if (target.path in bin.targets || target.path in state.targets.metadata.signed.targets) {
+      throw new MeshError('MESH_ERR_ARTIFACT_CONFLICT', `TUF target ${target.path} is already signed`);
+    }
+    const file = targetFile(target);
+    bin.targets[target.path] = file;
+    expect.push({ path: target.path, expect: { length: target.length, sha256: target.sha256, custom: file.custom } });
+  }
+  return { bins: changed, expect };
+}
+
+/** The next version of the bin without `targetPath`; refuses a path the bins do not sign. */
+export function withoutTarget(files: MetadataFiles, state: RepositoryState, targetPath: string, now: Date): TargetsChange {
+  const bins = binsOf(state)!;
+  const name = bins.getRoleForTarget(targetPath);
+  const current = readBin(files, state, name).metadata.signed;
   if (!(targetPath in current.targets)) {
     throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `TUF target ${targetPath} is not signed by the publisher role; nothing to remove`);
   }
   const targets = { ...current.targets };
   delete targets[targetPath];
-  return new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets });
+  return { bins: { [name]: nextBin(current, targets, now) }, expect: [{ path: targetPath, expect: null }] };
 }

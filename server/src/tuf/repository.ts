@@ -6,26 +6,29 @@
 //
 // Roles (spec 2.1, 4.5): root and top-level targets may be kept offline; top-level targets
 // only delegates a terminating slice of names (name/version/file) to the "publisher" role,
-// whose key is online, and every artifact is signed into publisher (publishing.ts). Snapshot
-// lists both targets files (spec 4.4); snapshot and timestamp are online. Every change is
-// signed as a candidate in memory and written timestamp-last (commit.ts).
-import { Metadata, Root, Targets } from '@tufjs/models';
+// whose key is online, which delegates to hash bins (bins.ts) that sign the artifacts
+// (publishing.ts). Snapshot lists every targets file (spec 4.4); snapshot and timestamp are
+// online. Every change is signed as a candidate in memory, verified with the device's own TUF
+// client (verification-gate.ts), and only then written timestamp-last (commit.ts).
+import { Metadata, MetaFile, Root, Targets } from '@tufjs/models';
 import { MeshError } from '../errors.js';
 import { TufError } from './errors.js';
+import { allBinNames, binsDelegation, binsOf, probePathFor, readBin, withoutInlineManifest } from './bins.js';
 import { buildCandidate, signedBytes, snapshotBytes, timestampBytes, writeCandidate, type RepositoryChange } from './commit.js';
 import { DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './delegation.js';
 import { importSigned, type ImportInput, type ImportResult } from './import-signed.js';
 import { keyCustodyOf, onlineKeysExport, onlineRoleKey, type KeyCustody, type OnlineKeysExport } from './key-custody.js';
 import { loadOrCreateRoleKey, signMetadata, type RoleKey } from './keys.js';
 import { expiresAt, isDueForResigning, PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
-import { MetadataFiles, serialize, TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
-import { isSigned, publisherWith, publisherWithout, type NewTarget } from './publishing.js';
+import { MetadataFiles, metaFileFor, serialize, sha256Hex, TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
+import { signedTarget, withoutTarget, withTargets, type NewTarget } from './publishing.js';
 import { readState, versionsOf, type RepositoryState, type RepositoryVersions } from './state.js';
+import { lookupsFor, verifyCandidate, type Lookup } from './verification-gate.js';
 
 export { TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
 export { ONLINE_KEYS_FORMAT, type KeyCustody, type OnlineKeysExport } from './key-custody.js';
 export type { ImportInput, ImportResult } from './import-signed.js';
-export type { NewTarget } from './publishing.js';
+export { ALL_FLEETS, type NewTarget } from './publishing.js';
 export type { RepositoryState, RepositoryVersions } from './state.js';
 
 /** The data-dir write lock (the store's write transaction); async since the store is. */
@@ -33,6 +36,8 @@ export type WriteLock = <T>(fn: () => T | Promise<T>) => Promise<T>;
 
 export class TufRepository {
   private readonly files: MetadataFiles;
+  /** sha256 of the timestamp.json checkVerifiableByDevices last found verifiable. */
+  private verifiedTimestamp: string | undefined;
 
   constructor(
     private readonly paths: TufRepositoryPaths,
@@ -51,7 +56,7 @@ export class TufRepository {
    * part-way leaves an uninitialized repository that the next start redoes.
    */
   initialize(now = new Date()): Promise<boolean> {
-    return this.lock(() => {
+    return this.lock(async () => {
       if (this.isInitialized()) {
         // Metadata that does not verify is reported by whoever uses it next (the re-signer
         // logs it); opening the data dir must still work so the operator can inspect it.
@@ -61,7 +66,7 @@ export class TufRepository {
         } catch {
           state = undefined;
         }
-        if (state) this.migrateToDelegation(state, now);
+        if (state) await this.migrate(state, now);
         return false;
       }
       const keys = Object.fromEntries(TUF_ROLES.map((role) => [role, loadOrCreateRoleKey(this.paths.keysDir, role)])) as Record<TufRole, RoleKey>;
@@ -71,18 +76,27 @@ export class TufRepository {
       for (const role of TUF_ROLES) root.addKey(keys[role].key, role);
       const rootMd = new Metadata(root);
       signMetadata(rootMd, keys.root);
-      const publisherBytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) }), publisherKey);
-      this.files.write(`1.${PUBLISHER_ROLE}.json`, publisherBytes);
+      const files: Array<[string, Buffer]> = [];
+      const publisher = new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), delegations: binsDelegation(publisherKey.key) });
+      const publisherBytes = signedBytes(publisher, publisherKey);
+      files.push([`1.${PUBLISHER_ROLE}.json`, publisherBytes]);
+      const meta: Record<string, MetaFile> = { [`${PUBLISHER_ROLE}.json`]: metaFileFor(1, publisherBytes) };
+      // Every bin v1 is the same empty, signed role (a bin's name is not in its metadata): one file, linked under each name.
+      const emptyBin = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) }), publisherKey);
+      for (const name of allBinNames(publisher.delegations!.succinctRoles!)) {
+        files.push([`1.${name}.json`, emptyBin]);
+        meta[`${name}.json`] = new MetaFile({ version: 1, length: emptyBin.length });
+      }
       const delegations = publisherDelegation(publisherKey.key, DEFAULT_DELEGATED_PATHS);
       const targetsBytes = signedBytes(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('targets', now), delegations }), keys.targets);
-      this.files.write('1.targets.json', targetsBytes);
-      const snapshot = snapshotBytes(1, { targets: [1, targetsBytes], publisher: [1, publisherBytes] }, now, keys.snapshot);
-      this.files.write('1.snapshot.json', snapshot);
-      this.files.write('timestamp.json', timestampBytes(1, 1, snapshot, now, keys.timestamp));
+      files.push(['1.targets.json', targetsBytes]);
+      meta['targets.json'] = metaFileFor(1, targetsBytes);
+      const snapshot = snapshotBytes(1, meta, now, keys.snapshot);
+      files.push(['1.snapshot.json', snapshot], ['timestamp.json', timestampBytes(1, 1, snapshot, now, keys.timestamp)]);
       const rootBytes = serialize(rootMd);
       // Consistent snapshots: clients fetch VERSION.root.json when updating root (spec 5.3.3).
-      this.files.write('1.root.json', rootBytes);
-      this.files.write('root.json', rootBytes);
+      files.push(['1.root.json', rootBytes], ['root.json', rootBytes]);
+      this.files.writeAll(files);
       return true;
     });
   }
@@ -108,15 +122,26 @@ export class TufRepository {
 
   /** Public keys of the online roles and the current versions, for `tuf sign-root` / `tuf sign-targets` offline. */
   onlineKeys(): Promise<OnlineKeysExport> {
-    return this.lock(() => onlineKeysExport(this.paths.keysDir, this.migrateToDelegation(this.readState(), new Date())));
+    return this.lock(async () => onlineKeysExport(this.paths.keysDir, await this.migrate(this.readState(), new Date())));
   }
 
   delegatedPaths(): string[] {
     return [...(publisherRole(this.readState().targets.metadata.signed)?.paths ?? [])];
   }
 
-  private commit(state: RepositoryState, change: RepositoryChange, now: Date): RepositoryVersions {
-    return writeCandidate(this.files, buildCandidate(this.paths.keysDir, state, change, now));
+  /**
+   * Signs the change as a candidate, has the device's TUF client verify it (gate (b), with
+   * `expect` plus one lookup through every changed bin), and only then writes it.
+   */
+  private async commit(state: RepositoryState, change: RepositoryChange, now: Date, expect: readonly Lookup[] = []): Promise<RepositoryVersions> {
+    const candidate = buildCandidate(this.paths.keysDir, state, change, now);
+    await verifyCandidate(this.files, state, candidate, lookupsFor(state, change, expect));
+    return writeCandidate(this.files, candidate);
+  }
+
+  /** Brings an older repository to the current layout: publisher delegation, then hash bins. */
+  private async migrate(state: RepositoryState, now: Date): Promise<RepositoryState> {
+    return this.migrateToBins(await this.migrateToDelegation(state, now), now);
   }
 
   /**
@@ -124,7 +149,7 @@ export class TufRepository {
    * targets. With the targets key online, move them into publisher v1 behind a delegation;
    * with it offline, only an imported targets version can add the delegation.
    */
-  private migrateToDelegation(state: RepositoryState, now: Date): RepositoryState {
+  private async migrateToDelegation(state: RepositoryState, now: Date): Promise<RepositoryState> {
     if (state.publisher) return state;
     const current = state.targets.metadata.signed;
     if (!onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) {
@@ -135,7 +160,7 @@ export class TufRepository {
     const role = delegation.roles![PUBLISHER_ROLE]!;
     const moved = Object.fromEntries(Object.entries(current.targets).filter(([p]) => role.isDelegatedPath(p)));
     const kept = Object.fromEntries(Object.entries(current.targets).filter(([p]) => !role.isDelegatedPath(p)));
-    this.commit(
+    await this.commit(
       state,
       {
         publisher: new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets: moved }),
@@ -146,37 +171,68 @@ export class TufRepository {
     return this.readState();
   }
 
-  hasTarget(targetPath: string): boolean {
-    return isSigned(this.readState(), targetPath);
+  /**
+   * A publisher from before the hash bins signs its targets itself. Publisher N+1 delegates to
+   * BIN_COUNT bins (v1) that take its targets over, their inline manifests replaced by their
+   * sha256 and length (withoutInlineManifest); top-level targets and root do not change,
+   * so agents in the field follow with an ordinary refresh (tuf-js 5.0.x walks succinct
+   * delegations, TAP 15) and their root stays pinned.
+   */
+  private async migrateToBins(state: RepositoryState, now: Date): Promise<RepositoryState> {
+    if (!state.publisher || binsOf(state)) return state;
+    const current = state.publisher.metadata.signed;
+    const publisherKey = loadOrCreateRoleKey(this.paths.keysDir, PUBLISHER_ROLE);
+    const publisher = new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), delegations: binsDelegation(publisherKey.key) });
+    const succinct = publisher.delegations!.succinctRoles!;
+    const bins = Object.fromEntries(allBinNames(succinct).map((name) => [name, new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) })]));
+    const moved = Object.values(current.targets).map(withoutInlineManifest);
+    for (const file of moved) bins[succinct.getRoleForTarget(file.path)]!.targets[file.path] = file;
+    const expect = moved.map((t) => ({ path: t.path, expect: { length: t.length, sha256: t.hashes.sha256!, custom: t.custom } }));
+    await this.commit(state, { publisher, bins }, now, expect);
+    return this.readState();
   }
 
-  /** Adds one target to the publisher role: publisher N+1, snapshot N+1, timestamp N+1 (spec 4.4-4.6). */
+  hasTarget(targetPath: string): boolean {
+    return signedTarget(this.files, this.readState(), targetPath) !== undefined;
+  }
+
+  /** Adds one target to its hash bin: bin N+1, snapshot N+1, timestamp N+1 (spec 4.4-4.6). */
   addTarget(target: NewTarget, now = new Date()): Promise<RepositoryVersions> {
-    return this.lock(() => {
-      const state = this.migrateToDelegation(this.readState(), now);
-      return this.commit(state, { publisher: publisherWith(state, target, now) }, now);
+    return this.addTargets([target], now);
+  }
+
+  /** Adds several targets in one new version of each bin they fall into (one snapshot, one timestamp). */
+  addTargets(targets: readonly NewTarget[], now = new Date()): Promise<RepositoryVersions> {
+    return this.lock(async () => {
+      const state = await this.migrate(this.readState(), now);
+      const change = withTargets(this.files, state, targets, now);
+      return this.commit(state, change, now, change.expect);
     });
   }
 
   /**
-   * Withdraws one target from the publisher role (publisher, snapshot and timestamp N+1): from
-   * their next refresh devices no longer find it (spec 5.7.1). An unknown path is refused with
+   * Withdraws one target from its bin (bin, snapshot and timestamp N+1): from their next
+   * refresh devices no longer find it (spec 5.7.1). An unknown path is refused with
    * MESH_ERR_ARTIFACT_NOT_FOUND and nothing changes. The bytes under targets/ are the caller's.
    */
   removeTarget(targetPath: string, now = new Date()): Promise<RepositoryVersions> {
-    return this.lock(() => {
-      const state = this.migrateToDelegation(this.readState(), now);
-      return this.commit(state, { publisher: publisherWithout(state, targetPath, now) }, now);
+    return this.lock(async () => {
+      const state = await this.migrate(this.readState(), now);
+      const change = withoutTarget(this.files, state, targetPath, now);
+      return this.commit(state, change, now, change.expect);
     });
   }
 
   /**
    * The online re-signer: renews whichever of targets (only while its key is online),
    * publisher, snapshot and timestamp has less than half its lifetime left. `overdue` names
-   * roles that are due but whose key is offline: the operator must sign them offline.
+   * roles that are due but whose key is offline: the operator must sign them offline. Bins
+   * are looked at when publisher is due (every half publisher lifetime), and those with less
+   * than half their lifetime left are renewed with it: a bin not due then has more than half a
+   * lifetime left, longer than the wait until publisher is due again.
    */
   refreshExpiring(now = new Date()): Promise<{ resigned: SigningRole[]; versions: RepositoryVersions | undefined; overdue: TufRole[] }> {
-    return this.lock(() => {
+    return this.lock(async () => {
       const state = this.readState();
       const overdue: TufRole[] = [];
       let targetsDue = isDueForResigning('targets', state.targets.metadata.signed.expires, now);
@@ -197,11 +253,20 @@ export class TufRepository {
           targets: t.targets,
           ...(t.delegations ? { delegations: t.delegations } : {}),
         });
-      const versions = this.commit(
+      const succinct = binsOf(state);
+      const bins: Record<string, Targets> = {};
+      if (publisherDue && succinct) {
+        for (const name of allBinNames(succinct)) {
+          const bin = readBin(this.files, state, name).metadata.signed;
+          if (isDueForResigning('publisher', bin.expires, now)) bins[name] = renew(bin, PUBLISHER_ROLE);
+        }
+      }
+      const versions = await this.commit(
         state,
         {
           ...(targetsDue ? { targets: renew(state.targets.metadata.signed, 'targets') } : {}),
           ...(publisherDue ? { publisher: renew(state.publisher!.metadata.signed, PUBLISHER_ROLE) } : {}),
+          ...(Object.keys(bins).length > 0 ? { bins } : {}),
           snapshot: snapshotDue,
         },
         now,
@@ -216,8 +281,32 @@ export class TufRepository {
     });
   }
 
+  /**
+   * Gate (b) on the live repository, for /readyz: a device's TUF client refreshes from the
+   * current root and walks into every bin. Metadata written before the gate existed, or
+   * altered on disk, may not verify although the server itself can still read it (the issue 23
+   * incident: ready, while no device could install anything). Verified once per timestamp.json.
+   */
+  async checkVerifiableByDevices(): Promise<void> {
+    const state = this.readState();
+    const key = sha256Hex(state.timestamp.bytes);
+    if (this.verifiedTimestamp === key) return;
+    const succinct = binsOf(state);
+    const lookups = succinct ? allBinNames(succinct).map((name) => ({ path: probePathFor(succinct, name), expect: undefined })) : [];
+    await verifyCandidate(this.files, state, { files: [], versions: versionsOf(state) }, lookups);
+    this.verifiedTimestamp = key;
+  }
+
   rootExpires(): string {
     return this.readState().root.metadata.signed.expires;
+  }
+
+  /** Every target path the repository signs (top-level targets, publisher, every bin); reads all bins. */
+  private allTargetPaths(state: RepositoryState): string[] {
+    const paths = [...Object.keys(state.targets.metadata.signed.targets), ...Object.keys(state.publisher?.metadata.signed.targets ?? {})];
+    const succinct = binsOf(state);
+    if (succinct) for (const name of allBinNames(succinct)) paths.push(...Object.keys(readBin(this.files, state, name).metadata.signed.targets));
+    return paths;
   }
 
   /** Installs a root and/or top-level targets version signed elsewhere (import-signed.ts). `onInstalled` runs inside the lock (the audit event). */
@@ -226,8 +315,9 @@ export class TufRepository {
     if (!input.root && !input.targets) throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', 'nothing to import: give a root and/or a targets file');
     return this.lock(async () => {
       let state = this.readState();
-      if (!state.publisher && onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) state = this.migrateToDelegation(state, now);
-      return importSigned(this.paths.keysDir, state, input, now, options.onInstalled, (s, change) => this.commit(s, change, now));
+      if (!state.publisher && onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) state = await this.migrateToDelegation(state, now);
+      const published = this.allTargetPaths(state);
+      return importSigned(this.paths.keysDir, state, input, now, { published, onInstalled: options.onInstalled }, (s, change) => this.commit(s, change, now));
     });
   }
 }

@@ -23,6 +23,8 @@ export interface RepositoryVersions {
   snapshot: number;
   timestamp: number;
   publisher?: number;
+  /** In the result of a change only: the hash bins it re-signed, by role name (bins.ts). */
+  bins?: Record<string, number>;
 }
 
 export function readState(files: MetadataFiles): RepositoryState {

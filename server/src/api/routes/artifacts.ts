@@ -12,6 +12,7 @@ import { publishArtifact } from '../../catalog/publish.js';
 import { assertPublishable, EVERY_FLEET } from '../../catalog/tenancy.js';
 import { withdrawArtifact } from '../../catalog/withdraw.js';
 import { tempSibling } from '@meshanics/core/kit';
+import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from '../../catalog/signed-bounds.js';
 import { MeshError } from '../../errors.js';
 import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-schemas.js';
 import type { ArtifactRecord } from '../../store/index.js';
@@ -99,7 +100,7 @@ function uploadSchema(): JsonSchema {
       version: { type: 'string', pattern: ARTIFACT_VERSION.source, description: 'immutable once published' },
       kind: { type: 'string', enum: knownArtifactKinds() },
       spec: { type: 'string', description: "JSON: the kind's spec, validated by the kind plugin's own schema (for container: optional, the file is the descriptor)" },
-      manifest: { type: 'string', description: 'JSON object, optional: signed into the TUF target next to the spec' },
+      manifest: { type: 'string', description: 'JSON object, optional: kept in the catalog; its sha256 and length are signed into the TUF target' },
       fleet: {
         type: 'string',
         maxLength: 63,
@@ -138,6 +139,9 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
       ...(fields.spec !== undefined ? { spec: jsonField(fields.spec, 'spec') } : {}),
       ...(fields.manifest !== undefined ? { manifest: jsonField(fields.manifest, 'manifest') } : {}),
     };
+    // Signed-metadata bounds (issue 23) before any schema walks the values; publishArtifact repeats them.
+    if (parsed.spec !== undefined) checkSignedJson(parsed.spec, 'body/spec', SPEC_BOUNDS);
+    if (parsed.manifest !== undefined) checkSignedJson(parsed.manifest, 'body/manifest', MANIFEST_BOUNDS);
     const result = validateFields(parsed);
     if (!result.ok) throw validationError(result.errors);
     const { name, version, kind, spec, manifest, fleet } = result.value;

@@ -70,7 +70,7 @@ export async function healthRoutes(app: FastifyInstance, { ctx, metrics, isAccep
       config: { access: 'public' },
       schema: {
         tags: ['meta'],
-        summary: 'Readiness: not draining, the database answers a query, the device CA and the TUF metadata load',
+        summary: 'Readiness: not draining, the database answers a query, the device CA loads, and the TUF metadata loads and verifies with the device TUF client',
         security: [],
         response: {
           200: objectOf({ status: str, schemaVersion: int, apiKeys: int, tuf: openObject }),
@@ -85,6 +85,8 @@ export async function healthRoutes(app: FastifyInstance, { ctx, metrics, isAccep
         const apiKeys = await ctx.store.apiKeys.countLive();
         await ctx.deviceCa();
         const tuf = ctx.tuf.versions();
+        // Not ready while devices could not verify the repository (issue 23): they would install nothing.
+        await ctx.tuf.checkVerifiableByDevices();
         // Online signing (snapshot and timestamp refresh, publishing) needs these keys here.
         const missing = (['snapshot', 'timestamp', 'publisher'] as const).filter((r) => !ctx.tuf.keyCustody().online.includes(r));
         if (missing.length > 0) throw new Error(`the online TUF keys ${missing.join(', ')} are missing from ${ctx.layout.tufKeysDir}`);
