@@ -10,19 +10,14 @@
 // last re-signing holds lower timestamp/snapshot/publisher versions than the devices trust,
 // so they would refuse every update until the server's versions grew past theirs again.
 // `--bump-tuf-versions N` re-signs, with the online keys the backup holds, the same content
-// at versions N higher. It lives here, not in tuf/: it only ever runs on a freshly restored,
-// not yet served data dir, and uses tuf/'s public pieces (readState, keys, lifetimes).
-import * as crypto from 'node:crypto';
+// at versions N higher (TufRepository.bumpVersions: every hash bin, publisher, snapshot and
+// timestamp, and top-level targets when its key is online), verified like any other change.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalize } from '@tufjs/canonical-json';
-import { Metadata, MetaFile, Snapshot, Targets, Timestamp } from '@tufjs/models';
-import { ensurePrivateDirSync, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
+import { ensurePrivateDirSync } from '@meshanics/core/kit';
 import { dataDirLayout } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
-import { loadRoleKey, readRoleKey, signMetadata, type RoleKey } from '../tuf/keys.js';
-import { expiresAt, PUBLISHER_ROLE, type SigningRole } from '../tuf/lifetimes.js';
-import { TUF_SPEC_VERSION, TufRepository, type RepositoryVersions } from '../tuf/repository.js';
+import { TufRepository, type RepositoryVersions } from '../tuf/repository.js';
 import { BACKUP_FORMAT, fsyncFile, listFiles, MANIFEST_NAME, sha256File, type BackupManifest } from './backup.js';
 
 export interface RestoreResult {
@@ -114,7 +109,7 @@ export async function restoreDataDir(options: { from: string; dataDir: string; b
     }
     const repo = new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, async (fn) => await fn());
     const backupVersions = repo.versions();
-    const restored = options.bumpTufVersions ? bumpTufVersions(repo, layout.tufKeysDir, layout.tufMetadataDir, options.bumpTufVersions) : backupVersions;
+    const restored = options.bumpTufVersions ? await repo.bumpVersions(options.bumpTufVersions) : backupVersions;
     if (!options.bumpTufVersions) {
       warnings.push(
         'TUF versions are those of the backup: devices that saw newer metadata refuse them until the versions pass theirs; if the backup is older than the last publish or re-signing, restore again with --bump-tuf-versions N',
@@ -136,82 +131,4 @@ export async function restoreDataDir(options: { from: string; dataDir: string; b
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
-}
-
-function serialize(md: Metadata<Targets | Snapshot | Timestamp>): Buffer {
-  return Buffer.from(canonicalize(md.toJSON()));
-}
-
-function metaFile(version: number, bytes: Buffer): MetaFile {
-  return new MetaFile({ version, length: bytes.length, hashes: { sha256: crypto.createHash('sha256').update(bytes).digest('hex') } });
-}
-
-/** The role's key from the data dir, checked against the key ids the repository trusts for it. */
-function trustedKey(keysDir: string, role: SigningRole, keyIDs: readonly string[], optional: boolean): RoleKey | undefined {
-  const key = optional ? readRoleKey(keysDir, role) : loadRoleKey(keysDir, role);
-  if (key && !keyIDs.includes(key.key.keyID)) {
-    if (optional) return undefined;
-    throw new MeshError('MESH_ERR_DATADIR_CORRUPT', `the ${role} key in ${keysDir} is not the one the TUF metadata trusts`);
-  }
-  return key;
-}
-
-/**
- * Re-signs the live publisher (and top-level targets, when its key is online), snapshot and
- * timestamp `by` versions higher, with the same targets and fresh expiry dates. Written in the
- * repository's own order (tuf/repository.ts commit): targets, snapshot, then timestamp.json,
- * the commit point. Checked by reading the repository back the way it verifies itself.
- */
-function bumpTufVersions(repo: TufRepository, keysDir: string, metadataDir: string, by: number): RepositoryVersions {
-  const now = new Date();
-  const state = repo.readState();
-  const roles = state.root.metadata.signed.roles;
-  const snapshotKey = trustedKey(keysDir, 'snapshot', roles.snapshot!.keyIDs, false)!;
-  const timestampKey = trustedKey(keysDir, 'timestamp', roles.timestamp!.keyIDs, false)!;
-  const targetsKey = trustedKey(keysDir, 'targets', roles.targets!.keyIDs, true);
-  const write = (name: string, bytes: Buffer): void => writeFileAtomicSync(path.join(metadataDir, name), bytes, { mode: PUBLIC_FILE_MODE });
-  const renew = (t: Targets, role: 'targets' | typeof PUBLISHER_ROLE, key: RoleKey): [number, Buffer] => {
-    const md = new Metadata(
-      new Targets({
-        version: t.version + by,
-        specVersion: TUF_SPEC_VERSION,
-        expires: expiresAt(role, now),
-        targets: t.targets,
-        ...(t.delegations ? { delegations: t.delegations } : {}),
-      }),
-    );
-    signMetadata(md, key);
-    const bytes = serialize(md);
-    write(`${md.signed.version}.${role}.json`, bytes);
-    return [md.signed.version, bytes];
-  };
-
-  // With the targets key offline, top-level targets keeps its version: only an offline
-  // ceremony can have raised it, and the operator re-imports that file (docs/operations.md).
-  const targets: [number, Buffer] = targetsKey
-    ? renew(state.targets.metadata.signed, 'targets', targetsKey)
-    : [state.targets.metadata.signed.version, state.targets.bytes];
-  const meta: Record<string, MetaFile> = { 'targets.json': metaFile(...targets) };
-  if (state.publisher) {
-    const publisherRole = state.targets.metadata.signed.delegations?.roles?.[PUBLISHER_ROLE];
-    const publisherKey = trustedKey(keysDir, PUBLISHER_ROLE, publisherRole?.keyIDs ?? [], false)!;
-    meta[`${PUBLISHER_ROLE}.json`] = metaFile(...renew(state.publisher.metadata.signed, PUBLISHER_ROLE, publisherKey));
-  }
-  const snapshot = new Metadata(
-    new Snapshot({ version: state.snapshot.metadata.signed.version + by, specVersion: TUF_SPEC_VERSION, expires: expiresAt('snapshot', now), meta }),
-  );
-  signMetadata(snapshot, snapshotKey);
-  const snapshotBytes = serialize(snapshot);
-  write(`${snapshot.signed.version}.snapshot.json`, snapshotBytes);
-  const timestamp = new Metadata(
-    new Timestamp({
-      version: state.timestamp.metadata.signed.version + by,
-      specVersion: TUF_SPEC_VERSION,
-      expires: expiresAt('timestamp', now),
-      snapshotMeta: metaFile(snapshot.signed.version, snapshotBytes),
-    }),
-  );
-  signMetadata(timestamp, timestampKey);
-  write('timestamp.json', serialize(timestamp));
-  return repo.versions();
 }

@@ -19,6 +19,11 @@ export interface RepositoryChange {
   bins?: Record<string, Targets>;
   /** Re-sign snapshot even if no targets role changed (expiry, or a new root). */
   snapshot?: boolean;
+  /**
+   * How far snapshot and timestamp versions move (default 1). A restore from an older backup
+   * moves them past what devices already trust (TufRepository.bumpVersions).
+   */
+  versionStep?: number;
   root?: Metadata<Root>;
 }
 
@@ -90,8 +95,9 @@ export function buildCandidate(keysDir: string, state: RepositoryState, change: 
   }
   let snapshotVersion = state.snapshot.metadata.signed.version;
   let snapshot = state.snapshot.bytes;
+  const step = change.versionStep ?? 1;
   if (change.targets || change.publisher || change.bins || change.snapshot) {
-    snapshotVersion += 1;
+    snapshotVersion += step;
     const meta = { 'targets.json': metaFileFor(...targets), ...(publisher ? { [`${PUBLISHER_ROLE}.json`]: metaFileFor(...publisher) } : {}), ...binsMeta };
     snapshot = snapshotBytes(snapshotVersion, meta, now, trustedRoleKey(keysDir, 'snapshot', roles.snapshot));
     files.push([`${snapshotVersion}.snapshot.json`, snapshot]);
@@ -104,7 +110,7 @@ export function buildCandidate(keysDir: string, state: RepositoryState, change: 
     const rootBytes = serialize(change.root);
     files.push([`${change.root.signed.version}.root.json`, rootBytes], ['root.json', rootBytes]);
   }
-  const timestampVersion = state.timestamp.metadata.signed.version + 1;
+  const timestampVersion = state.timestamp.metadata.signed.version + step;
   files.push(['timestamp.json', timestampBytes(timestampVersion, snapshotVersion, snapshot, now, timestampKey)]);
   return {
     files,

@@ -282,6 +282,44 @@ export class TufRepository {
   }
 
   /**
+   * Re-signs every online role `by` versions higher with the same content and fresh expiry
+   * dates: each bin, publisher, snapshot and timestamp, and top-level targets when its key is
+   * online (an offline one keeps its version: only a ceremony raised it, and the operator
+   * re-imports that file). For a restore from an older backup: devices keep the highest
+   * versions they have seen and refuse lower ones (spec 5.3-5.6 rollback checks), so the
+   * restored repository must move past them. Verified like any change before it is written.
+   */
+  bumpVersions(by: number, now = new Date()): Promise<RepositoryVersions> {
+    if (!Number.isInteger(by) || by < 1) throw new MeshError('MESH_ERR_CONFIG_INVALID', `a TUF version bump must be a positive integer, got ${by}`);
+    return this.lock(async () => {
+      const state = this.readState();
+      const renew = (t: Targets, role: 'targets' | typeof PUBLISHER_ROLE): Targets =>
+        new Targets({
+          version: t.version + by,
+          specVersion: TUF_SPEC_VERSION,
+          expires: expiresAt(role, now),
+          targets: t.targets,
+          ...(t.delegations ? { delegations: t.delegations } : {}),
+        });
+      const succinct = binsOf(state);
+      const bins: Record<string, Targets> = {};
+      if (succinct) for (const name of allBinNames(succinct)) bins[name] = renew(readBin(this.files, state, name).metadata.signed, PUBLISHER_ROLE);
+      const targetsOnline = onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets) !== undefined;
+      return this.commit(
+        state,
+        {
+          ...(targetsOnline ? { targets: renew(state.targets.metadata.signed, 'targets') } : {}),
+          ...(state.publisher ? { publisher: renew(state.publisher.metadata.signed, PUBLISHER_ROLE) } : {}),
+          ...(Object.keys(bins).length > 0 ? { bins } : {}),
+          snapshot: true,
+          versionStep: by,
+        },
+        now,
+      );
+    });
+  }
+
+  /**
    * Gate (b) on the live repository, for /readyz: a device's TUF client refreshes from the
    * current root and walks into every bin. Metadata written before the gate existed, or
    * altered on disk, may not verify although the server itself can still read it (the issue 23
