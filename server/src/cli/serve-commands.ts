@@ -87,6 +87,7 @@ export const SERVE_COMMANDS: Command[] = [
       'api-insecure-http': { type: 'boolean' },
       'api-max-streams-per-key': { type: 'string' },
       'api-stream-lifetime': { type: 'string' },
+      'api-auth-max-failures': { type: 'string' },
       'heartbeat-cache-size': { type: 'string' },
     },
     help: [
@@ -109,6 +110,8 @@ export const SERVE_COMMANDS: Command[] = [
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
       '  --api-max-streams-per-key N  open event streams one API key may hold (env MESHANICS_API_MAX_STREAMS_PER_KEY, default 10)',
       '  --api-stream-lifetime DURATION  an event stream ends after this long; clients reconnect (env MESHANICS_API_STREAM_LIFETIME, default 15m)',
+      '  --api-auth-max-failures N    failed API key attempts per source address and minute before it is answered 429',
+      '                               (env MESHANICS_API_AUTH_MAX_FAILURES, default 10)',
       `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
     ],
@@ -124,6 +127,8 @@ export const SERVE_COMMANDS: Command[] = [
       const transport = await apiTransport(values, command, apiListen);
       const maxStreams = intOpt(values, 'api-max-streams-per-key', command, 10, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
       if (maxStreams < 1) throw new UsageError(`--api-max-streams-per-key must be 1 or more, got ${maxStreams}`, command.name);
+      const authFailures = intOpt(values, 'api-auth-max-failures', command, 10, 'MESHANICS_API_AUTH_MAX_FAILURES');
+      if (authFailures < 1) throw new UsageError(`--api-auth-max-failures must be 1 or more, got ${authFailures}`, command.name);
       const streamLifetime = durationOpt(values, 'api-stream-lifetime', command, 'MESHANICS_API_STREAM_LIFETIME');
       if (streamLifetime !== undefined && streamLifetime < 1) throw new UsageError('--api-stream-lifetime must be at least 1s', command.name);
       // Installed before the start so an early SIGHUP never takes the default action (exit).
@@ -145,6 +150,7 @@ export const SERVE_COMMANDS: Command[] = [
         certValiditySeconds: certValiditySeconds(values, command),
         apiListen,
         ...transport,
+        apiAuthThrottle: { maxFailures: authFailures },
         apiEventStreams: { maxPerKey: maxStreams, ...(streamLifetime !== undefined ? { maxLifetimeMs: streamLifetime * 1000 } : {}) },
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         ...(database !== undefined ? { databaseUrl: database } : {}),
