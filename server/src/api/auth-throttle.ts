@@ -3,6 +3,8 @@
 // oldest failure leaves the window. All keyed requests, not only wrong ones: otherwise a
 // guesser would still learn from the one answer that is not a 429. Per process; behind a load
 // balancer each replica counts its own share (docs/security.md).
+import { DEFAULT_API_AUTH_MAX_FAILURES } from '../config/defaults.js';
+
 export interface AuthThrottleOptions {
   /** Failures allowed per address within the window (default 10). */
   maxFailures: number;
@@ -10,7 +12,7 @@ export interface AuthThrottleOptions {
   windowMs: number;
 }
 
-export const DEFAULT_AUTH_THROTTLE: AuthThrottleOptions = { maxFailures: 10, windowMs: 60_000 };
+export const DEFAULT_AUTH_THROTTLE: AuthThrottleOptions = { maxFailures: DEFAULT_API_AUTH_MAX_FAILURES, windowMs: 60_000 };
 /** Addresses remembered at most; the stalest go first (a flood from many addresses stays bounded). */
 const MAX_ADDRESSES = 10_000;
 

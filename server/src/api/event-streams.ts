@@ -6,6 +6,7 @@
 // process, and on PostgreSQL any replica may have done it.
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import { DEFAULT_API_MAX_STREAMS_PER_KEY, DEFAULT_API_STREAM_LIFETIME_SECONDS } from '../config/defaults.js';
 import { MeshError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { ApiKeyStore } from '../store/index.js';
@@ -19,7 +20,11 @@ export interface EventStreamLimits {
   revocationCheckMs: number;
 }
 
-export const DEFAULT_EVENT_STREAM_LIMITS: EventStreamLimits = { maxPerKey: 10, maxLifetimeMs: 15 * 60_000, revocationCheckMs: 500 };
+export const DEFAULT_EVENT_STREAM_LIMITS: EventStreamLimits = {
+  maxPerKey: DEFAULT_API_MAX_STREAMS_PER_KEY,
+  maxLifetimeMs: DEFAULT_API_STREAM_LIFETIME_SECONDS * 1000,
+  revocationCheckMs: 500,
+};
 
 /** What EventSource waits before reconnecting a dropped stream. */
 const RETRY_MS = 2000;

@@ -1,6 +1,9 @@
 // serve and init: the long-running server and the data dir it runs on.
 import {
+  DEFAULT_API_AUTH_MAX_FAILURES,
   DEFAULT_API_LISTEN,
+  DEFAULT_API_MAX_STREAMS_PER_KEY,
+  DEFAULT_API_STREAM_LIFETIME_SECONDS,
   DEFAULT_ARTIFACT_LISTEN,
   DEFAULT_DEVICE_CERT_DAYS,
   DEFAULT_ENROLL_LISTEN,
@@ -108,10 +111,10 @@ export const SERVE_COMMANDS: Command[] = [
       '  --api-insecure-http          allow plain HTTP on an address that is not loopback, e.g. behind a TLS proxy',
       '                               (env MESHANICS_API_INSECURE_HTTP=1; refused with exit 2 otherwise; warned at every start)',
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
-      '  --api-max-streams-per-key N  open event streams one API key may hold (env MESHANICS_API_MAX_STREAMS_PER_KEY, default 10)',
-      '  --api-stream-lifetime DURATION  an event stream ends after this long; clients reconnect (env MESHANICS_API_STREAM_LIFETIME, default 15m)',
+      `  --api-max-streams-per-key N  open event streams one API key may hold (env MESHANICS_API_MAX_STREAMS_PER_KEY, default ${DEFAULT_API_MAX_STREAMS_PER_KEY})`,
+      `  --api-stream-lifetime DURATION  an event stream ends after this long; clients reconnect (env MESHANICS_API_STREAM_LIFETIME, default ${DEFAULT_API_STREAM_LIFETIME_SECONDS / 60}m)`,
       '  --api-auth-max-failures N    failed API key attempts per source address and minute before it is answered 429',
-      '                               (env MESHANICS_API_AUTH_MAX_FAILURES, default 10)',
+      `                               (env MESHANICS_API_AUTH_MAX_FAILURES, default ${DEFAULT_API_AUTH_MAX_FAILURES})`,
       `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
     ],
@@ -125,9 +128,9 @@ export const SERVE_COMMANDS: Command[] = [
       if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
       const apiListen = stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN');
       const transport = await apiTransport(values, command, apiListen);
-      const maxStreams = intOpt(values, 'api-max-streams-per-key', command, 10, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
+      const maxStreams = intOpt(values, 'api-max-streams-per-key', command, DEFAULT_API_MAX_STREAMS_PER_KEY, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
       if (maxStreams < 1) throw new UsageError(`--api-max-streams-per-key must be 1 or more, got ${maxStreams}`, command.name);
-      const authFailures = intOpt(values, 'api-auth-max-failures', command, 10, 'MESHANICS_API_AUTH_MAX_FAILURES');
+      const authFailures = intOpt(values, 'api-auth-max-failures', command, DEFAULT_API_AUTH_MAX_FAILURES, 'MESHANICS_API_AUTH_MAX_FAILURES');
       if (authFailures < 1) throw new UsageError(`--api-auth-max-failures must be 1 or more, got ${authFailures}`, command.name);
       const streamLifetime = durationOpt(values, 'api-stream-lifetime', command, 'MESHANICS_API_STREAM_LIFETIME');
       if (streamLifetime !== undefined && streamLifetime < 1) throw new UsageError('--api-stream-lifetime must be at least 1s', command.name);
