@@ -78,7 +78,7 @@ describe('the REST API over HTTPS with the operator certificate', () => {
     expect(server.lines.some((l) => l.includes('"msg":"REST API serves HTTPS"') && l.includes('meshanics-api-first'))).toBe(true);
     expect((await servedCertificate()).serialNumber).toBe(first.serialNumber);
     const health = await new Promise<import('node:http').IncomingMessage>((resolve, reject) =>
-      https.get(`${api}/healthz`, { ca: ca.certPem, servername: 'localhost' }, resolve).on('error', reject),
+      https.get(`${api}/healthz`, { agent: false, ca: ca.certPem, servername: 'localhost' }, resolve).on('error', reject),
     );
     health.resume();
     expect(health.statusCode).toBe(200);
@@ -125,7 +125,8 @@ describe('the REST API over HTTPS with the operator certificate', () => {
     const events: Array<{ status: string }> = [];
     let buffer = '';
     let streamClosed = false;
-    const request = https.get(`${api}/api/v1/rollouts/${id}/events`, { ca: ca.certPem, servername: 'localhost', headers: { authorization: `Bearer ${adminKey}` } });
+    // agent: false: a full handshake (a resumed TLS session shows no peer certificate).
+    const request = https.get(`${api}/api/v1/rollouts/${id}/events`, { agent: false, ca: ca.certPem, servername: 'localhost', headers: { authorization: `Bearer ${adminKey}` } });
     const response = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
       request.on('response', resolve);
       request.on('error', reject);
