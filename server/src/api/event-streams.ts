@@ -16,14 +16,14 @@ export interface EventStreamLimits {
   maxPerKey: number;
   /** A stream ends after this long (default 15 minutes); clients reconnect. */
   maxLifetimeMs: number;
-  /** How often the keys of open streams are re-read for revocation (default 500 ms). */
+  /** How often the keys of open streams are re-read for revocation (default 250 ms: within a second even after a slow read). */
   revocationCheckMs: number;
 }
 
 export const DEFAULT_EVENT_STREAM_LIMITS: EventStreamLimits = {
   maxPerKey: DEFAULT_API_MAX_STREAMS_PER_KEY,
   maxLifetimeMs: DEFAULT_API_STREAM_LIFETIME_SECONDS * 1000,
-  revocationCheckMs: 500,
+  revocationCheckMs: 250,
 };
 
 /** What EventSource waits before reconnecting a dropped stream. */
