@@ -156,7 +156,9 @@ describe('event streams', () => {
     const [a, b] = await Promise.all([within(1000, viaHeader.ended), within(1000, viaTicket.ended)]);
     expect(a).toEqual({ event: 'revoked', data: { error: 'the API key was revoked' } });
     expect(b).toEqual({ event: 'revoked', data: { error: 'the API key was revoked' } });
-    expect(Date.now() - revokedAt).toBeLessThan(1000);
+    const closedAfterMs = Date.now() - revokedAt;
+    console.log(`[streams] a revoked key's 2 streams ended ${closedAfterMs} ms after the revocation was written`);
+    expect(closedAfterMs).toBeLessThan(1000);
     expect(await within(1500, other.ended)).toBe('timeout');
     other.close();
     expect(logLines.some((l) => l.msg === 'API key revoked: closing its event streams' && l.apiKeyId === doomed.id)).toBe(true);
