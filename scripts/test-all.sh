@@ -62,13 +62,14 @@ fi
 
 # Headless Chromium for the console's browser tests (driven by playwright-core; never
 # `npx playwright install`, which downloads a browser). Required in CI; elsewhere a failure
-# only makes those tests skip, naming the missing package.
-if [ ! -x /usr/bin/chromium ]; then
-  log "installing system package: chromium"
+# only makes those tests skip, naming the missing package. certutil (libnss3-tools) puts the
+# operator's test CA into Chromium's trust store for the console-over-HTTPS test.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/certutil ]; then
+  log "installing system packages: chromium libnss3-tools"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; }; then
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium libnss3-tools; }; then
     if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
-      echo "installing chromium failed (apt-get install -y chromium): the console browser tests cannot run" >&2
+      echo "installing chromium failed (apt-get install -y chromium libnss3-tools): the console browser tests cannot run" >&2
       exit 1
     fi
     log "chromium unavailable (Debian package \"chromium\"): the console browser tests will skip"

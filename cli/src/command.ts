@@ -47,6 +47,7 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   json: { type: 'boolean', description: 'print the API answer as JSON (for scripts) instead of tables' },
   config: { type: 'string', arg: 'FILE', description: 'config file (default ~/.config/meshanics/config.json; env MESHANICS_CONFIG)' },
   server: { type: 'string', arg: 'URL', description: 'the server REST API URL (overrides env MESHANICS_API_URL and the config file)' },
+  'ca-file': { type: 'string', arg: 'FILE', description: "trust this CA (PEM) for an https server, e.g. the operator's own (env MESHANICS_CA_FILE, or saved by login)" },
   help: { type: 'boolean', short: 'h', description: 'show help' },
 };
 

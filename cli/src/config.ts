@@ -11,12 +11,15 @@ export interface StoredConfig {
   apiKey?: string;
   /** Default --fleet (set by login for a key bound to one fleet, or by `login --fleet`). */
   fleet?: string;
+  /** A CA (PEM file) trusted for an https server besides the public ones (`login --ca-file`). */
+  caFile?: string;
 }
 
 export interface ResolvedConfig {
   url: string | undefined;
   apiKey: string | undefined;
   fleet: string | undefined;
+  caFile: string | undefined;
   file: string;
 }
 
@@ -42,6 +45,7 @@ export function readConfigFile(file: string): StoredConfig {
       ...(typeof c.url === 'string' ? { url: c.url } : {}),
       ...(typeof c.apiKey === 'string' ? { apiKey: c.apiKey } : {}),
       ...(typeof c.fleet === 'string' ? { fleet: c.fleet } : {}),
+      ...(typeof c.caFile === 'string' ? { caFile: c.caFile } : {}),
     };
   } catch (err) {
     throw new CliError(`${file} is not valid config JSON: ${(err as Error).message}`);
@@ -63,7 +67,7 @@ export function writeConfigFile(file: string, config: StoredConfig): void {
   }
 }
 
-export function resolveConfig(options: { configFile?: string; server?: string; fleet?: string }, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+export function resolveConfig(options: { configFile?: string; server?: string; fleet?: string; caFile?: string }, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const file = options.configFile ?? env.MESHANICS_CONFIG ?? defaultConfigFile(env);
   const stored = readConfigFile(file);
   const nonEmpty = (v: string | undefined) => (v !== undefined && v !== '' ? v : undefined);
@@ -71,6 +75,7 @@ export function resolveConfig(options: { configFile?: string; server?: string; f
     url: nonEmpty(options.server) ?? nonEmpty(env.MESHANICS_API_URL) ?? stored.url,
     apiKey: nonEmpty(env.MESHANICS_API_KEY) ?? stored.apiKey,
     fleet: nonEmpty(options.fleet) ?? nonEmpty(env.MESHANICS_FLEET) ?? stored.fleet,
+    caFile: nonEmpty(options.caFile) ?? nonEmpty(env.MESHANICS_CA_FILE) ?? stored.caFile,
     file,
   };
 }

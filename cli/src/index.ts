@@ -16,6 +16,7 @@ import { LOG_AUDIT_COMMANDS } from './commands/logs-audit.js';
 import { ROLLOUT_COMMANDS } from './commands/rollouts.js';
 import { SESSION_COMMANDS } from './commands/session.js';
 import { resolveConfig } from './config.js';
+import { trustCaFile } from './tls.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import type { Out } from './output.js';
 
@@ -41,11 +42,11 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
   const wordAt: number[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--config' || a === '--server') {
+    if (a === '--config' || a === '--server' || a === '--ca-file') {
       i++;
       continue;
     }
-    if (a === '--json' || a === '--help' || a === '-h' || a.startsWith('--config=') || a.startsWith('--server=')) continue;
+    if (a === '--json' || a === '--help' || a === '-h' || a.startsWith('--config=') || a.startsWith('--server=') || a.startsWith('--ca-file=')) continue;
     if (a.startsWith('-')) break;
     words.push(a);
     wordAt.push(i);
@@ -83,7 +84,8 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
     const consumed = new Set(wordAt.slice(0, command.path.length));
     const { values, positionals } = parseCommandArgs(command, args.filter((_, i) => !consumed.has(i)));
     checkPositionals(command, positionals);
-    const config = resolveConfig({ configFile: str(values, 'config'), server: str(values, 'server') });
+    const config = resolveConfig({ configFile: str(values, 'config'), server: str(values, 'server'), caFile: str(values, 'ca-file') });
+    if (config.caFile !== undefined) await trustCaFile(config.caFile);
     const ctx = makeContext(command, values, positionals, config, out);
     const code = await command.run(ctx);
     return typeof code === 'number' ? code : EXIT.OK;

@@ -10,6 +10,8 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props?: Props |
       if (value === undefined || value === null || value === false) continue;
       if (key === 'class') el.className = String(value);
       else if (key === 'dataset') Object.assign(el.dataset, value);
+      // Through the CSSOM: the server's CSP refuses style attributes (style-src 'self').
+      else if (key === 'style') el.style.cssText = String(value);
       else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2).toLowerCase(), value as EventListener);
       else if (key === 'value' && 'value' in el) (el as unknown as { value: string }).value = String(value);
       else if (key === 'checked' && 'checked' in el) (el as unknown as { checked: boolean }).checked = Boolean(value);

@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'method_not_allowed'
   | 'conflict'
   | 'too_large'
+  | 'too_many_requests'
   | 'unavailable'
   | 'internal';
 
@@ -21,6 +22,7 @@ const HTTP_STATUS: Record<ErrorKind, number> = {
   method_not_allowed: 405,
   conflict: 409,
   too_large: 413,
+  too_many_requests: 429,
   unavailable: 503,
   internal: 500,
 };
@@ -117,6 +119,10 @@ export const ERROR_TABLE = {
   MESH_ERR_API_NOT_FOUND: { kind: 'not_found', summary: 'No such route or resource (or it is outside the key\'s fleet)' },
   MESH_ERR_API_TOO_LARGE: { kind: 'too_large', summary: 'The upload is larger than the server accepts' },
   MESH_ERR_API_NOT_READY: { kind: 'unavailable', summary: 'The server cannot serve requests yet (database or metadata unavailable)' },
+  MESH_ERR_API_MULTIPART_INVALID: { kind: 'invalid', summary: 'The upload is not a well-formed multipart/form-data body' },
+  MESH_ERR_API_TOO_MANY_STREAMS: { kind: 'too_many_requests', summary: 'The API key already holds as many open event streams as the server allows' },
+  MESH_ERR_API_AUTH_RATE_LIMITED: { kind: 'too_many_requests', summary: 'Too many failed API key attempts from this address; retry after the time given' },
+  MESH_ERR_API_TLS_INVALID: { kind: 'invalid', summary: 'The REST API certificate or key cannot be read or do not match' },
   // Refusals of the offline TUF key ceremony (`meshanics-server tuf ...`): each happens
   // before anything is written, so the repository is unchanged.
   MESH_ERR_TUF_IMPORT_INVALID: { kind: 'invalid', summary: 'The file is not valid TUF metadata of the expected role, or breaks a rule of this repository' },

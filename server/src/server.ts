@@ -10,6 +10,9 @@ import { startDeviceGrpcServer, type DeviceGrpcServer } from './device-api/devic
 import { createEnrollmentServer } from './enrollment/http.js';
 import { MeshError } from './errors.js';
 import { formatHostPort, parseListenAddress, type ListenAddress } from './config/listen-address.js';
+import { checkApiTransport, readApiTls, type ApiTlsFiles } from './api/transport.js';
+import type { AuthThrottleOptions } from './api/auth-throttle.js';
+import type { EventStreamLimits } from './api/event-streams.js';
 import { silentLogger, type Logger } from './observability/log.js';
 import { removeStaleLogUploads } from './logs/upload.js';
 import { HeartbeatCache, type HeartbeatCacheOptions } from './device-api/heartbeat-cache.js';
@@ -54,8 +57,16 @@ export interface StartServerOptions {
   resignCheckIntervalMs?: number;
   /** How often running rollouts are driven besides after each status report (default 1 s). */
   rolloutDriveIntervalMs?: number;
-  /** host:port of the operator REST API (plain HTTP; port 0 = any). No REST API when absent. */
+  /** host:port of the operator REST API (port 0 = any). No REST API when absent. */
   apiListen?: string;
+  /** Serve the REST API and the console over HTTPS with this certificate and key (re-read by reloadApiTls). */
+  apiTls?: ApiTlsFiles;
+  /** Allow plain HTTP on an address that is not loopback (refused otherwise); logged as a warning. */
+  apiInsecureHttp?: boolean;
+  /** Per-key cap, maximum lifetime and revocation check of the REST API's event streams. */
+  apiEventStreams?: Partial<EventStreamLimits>;
+  /** Failed API-key attempts allowed per source address and window. */
+  apiAuthThrottle?: Partial<AuthThrottleOptions>;
   /** Largest artifact upload the REST API accepts, in bytes (default 8 GiB). */
   apiMaxArtifactBytes?: number;
   /** Web console directory served at `/` by the REST API (default: <repo>/console/dist if present; null: none). */
@@ -83,8 +94,14 @@ export interface RunningServer {
   artifactsUrl: string;
   /** https://host:port of the enrollment endpoint. */
   enrollUrl: string;
-  /** http://host:port of the operator REST API (undefined when not started: no apiListen). */
+  /** http(s)://host:port of the operator REST API (undefined when not started: no apiListen). */
   apiUrl: string | undefined;
+  /**
+   * Re-reads the REST API certificate and key (SIGHUP): new connections get the new pair, open
+   * ones (event streams) keep theirs. False (the old pair kept, the reason logged) when the
+   * files are unusable or the API has no TLS.
+   */
+  reloadApiTls(): boolean;
   /** What enrollment tells devices to connect to. */
   publicGrpcAddress: string;
   publicArtifactUrl: string;
@@ -160,6 +177,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const enrollListen = parseListenAddress(options.enrollListen ?? DEFAULT_ENROLL_LISTEN, '--enroll-listen');
   const apiListen = options.apiListen === undefined ? undefined : parseListenAddress(options.apiListen, '--api-listen');
   validateOptions(options);
+  if (apiListen) checkApiTransport(apiListen, { tls: options.apiTls !== undefined, insecureHttp: options.apiInsecureHttp === true });
+  // Read before anything is bound: a wrong path fails the start, not the first operator.
+  const apiTls = options.apiTls ? readApiTls(options.apiTls) : undefined;
   const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
   const certValiditySeconds = options.certValiditySeconds ?? DEFAULT_DEVICE_CERT_DAYS * 86400;
 
@@ -298,23 +318,25 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     driveTimer.unref();
 
     let apiUrl: string | undefined;
+    let reloadApiTls = (): boolean => (logger.warn('the REST API serves no TLS: nothing to reload'), false);
     if (apiListen) {
-      const { buildApi } = await import('./api/app.js');
-      api = buildApi(ctx, {
+      const { startApiListener } = await import('./api/listener.js');
+      const started = await startApiListener(ctx, {
+        listen: apiListen,
         logger,
         heartbeatIntervalSeconds,
         ...(options.apiMaxArtifactBytes !== undefined ? { maxArtifactBytes: options.apiMaxArtifactBytes } : {}),
         ...(options.consoleDir !== undefined ? { consoleDir: options.consoleDir } : {}),
+        ...(options.apiTls && apiTls ? { tls: { files: options.apiTls, material: apiTls } } : {}),
+        insecureHttp: options.apiInsecureHttp === true,
+        ...(options.apiEventStreams ? { eventStreams: options.apiEventStreams } : {}),
+        ...(options.apiAuthThrottle ? { authThrottle: options.apiAuthThrottle } : {}),
         metrics,
         isAccepting: () => accepting,
+        onApp: (app) => void (api = app),
       });
-      try {
-        await api.listen({ host: apiListen.host, port: apiListen.port });
-      } catch (err) {
-        throw new MeshError('MESH_ERR_LISTEN_FAILED', `REST API cannot listen on ${formatHostPort(apiListen.host, apiListen.port)}: ${(err as Error).message}`, { cause: err });
-      }
-      const bound = api.server.address();
-      apiUrl = `http://${formatHostPort(apiListen.host, typeof bound === 'object' && bound ? bound.port : apiListen.port)}`;
+      apiUrl = started.url;
+      if (started.reloadTls) reloadApiTls = started.reloadTls;
     }
 
     const running: RunningServer = {
@@ -327,6 +349,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       trustDomain: ctx.trustDomain,
       dataDir: ctx.layout.root,
       flushHeartbeatWrites: () => heartbeatWrites.flush(),
+      reloadApiTls: () => reloadApiTls(),
       close: async () => {
         // Drain: stop accepting (readyz turns 503, listeners close), let in-flight device
         // calls and HTTP requests finish (up to the grace period), then write the last batch

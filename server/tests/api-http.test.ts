@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALL_PERMISSIONS, closeDeviceClients, FILE_PROBE, key, publishModel, simDevices } from './api-helpers.js';
+import { ALL_PERMISSIONS, closeDeviceClients, FILE_PROBE, key, publishModel, simDevices, sseEvents } from './api-helpers.js';
 import { startTestServer, tempDir, type TestServer } from './helpers.js';
 
 const MAX_UPLOAD = 256 * 1024;
@@ -76,6 +76,7 @@ describe('REST API over a real socket', () => {
     const expected: Array<[string, string]> = [
       ['get', '/api/v1/openapi.json'],
       ['get', '/api/v1/whoami'],
+      ['post', '/api/v1/stream-tickets'],
       ['get', '/api/v1/devices'],
       ['get', '/api/v1/devices/{fleet}/{name}'],
       ['post', '/api/v1/devices/{fleet}/{name}/decommission'],
@@ -192,7 +193,7 @@ describe('REST API over a real socket', () => {
     expect((await getJson('/api/v1/artifacts/web/1.0.0')).json.spec).toEqual(descriptor);
   });
 
-  it('streams rollout changes as server-sent events, authenticated with ?access_token=', async () => {
+  it('streams rollout changes as server-sent events, opened with a stream ticket (never the key in the URL)', async () => {
     const devices = await simDevices(t, 'lab', ['sse-1', 'sse-2']);
     await publishModel(t.ctx, 'sse-model', '1.0.0');
     expect((await fetch(`${base}/api/v1/groups`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify({ fleet: 'lab', name: 'sse', devices: ['sse-1', 'sse-2'] }) })).status).toBe(201);
@@ -207,7 +208,11 @@ describe('REST API over a real socket', () => {
     const readKey = await key(t.ctx, ['rollouts.read']);
     expect((await fetch(`${base}/api/v1/rollouts/${rollout.id}/events`)).status).toBe(401);
     const controller = new AbortController();
-    const res = await fetch(`${base}/api/v1/rollouts/${rollout.id}/events?access_token=${readKey}`, { signal: controller.signal });
+    expect((await fetch(`${base}/api/v1/rollouts/${rollout.id}/events?access_token=${readKey}`)).status).toBe(401);
+    const minted = await fetch(`${base}/api/v1/stream-tickets`, { method: 'POST', headers: auth(readKey) });
+    expect(minted.status).toBe(201);
+    const { ticket } = (await minted.json()) as { ticket: string };
+    const res = await fetch(`${base}/api/v1/rollouts/${rollout.id}/events?ticket=${ticket}`, { signal: controller.signal });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const events = sseEvents(res.body!);
@@ -231,24 +236,6 @@ describe('REST API over a real socket', () => {
     expect(lines.slice(0, -1).map((e: any) => e.seq)).toEqual(Array.from({ length: lines.length - 1 }, (_, i) => i + 1));
   });
 });
-
-/** Parses a text/event-stream body into `{ event, data }` messages. */
-async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: any }> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const lines = block.split('\n');
-      const event = lines.find((l) => l.startsWith('event: '))?.slice(7);
-      const data = lines.find((l) => l.startsWith('data: '))?.slice(6);
-      if (event && data) yield { event, data: JSON.parse(data) };
-    }
-  }
-}
 
 describe('serve --api-listen and apikey (the built CLI)', () => {
   const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));

@@ -32,11 +32,14 @@ let page: Page;
 let viewerKey: string;
 let readyFile: string;
 const pageErrors: string[] = [];
+/** Every URL the pages requested: the API key must never be in one. */
+const requestedUrls: string[] = [];
 
 async function newPage(): Promise<Page> {
   const p = await context.newPage();
   p.setDefaultTimeout(20_000);
   p.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+  p.on('request', (r) => requestedUrls.push(r.url()));
   p.on('console', (msg) => {
     if (msg.type() === 'error' && !/status of (401|403|404|409)/.test(msg.text())) pageErrors.push(`console: ${msg.text()}`);
   });
@@ -207,6 +210,12 @@ afterAll(async () => {
     // No action is left for a completed rollout.
     expect(await page.locator('.actions button').count()).toBe(0);
     await page.screenshot({ path: path.join(RESULTS, 'rollout-detail.png'), fullPage: true });
+
+    // The live view streamed with single-use tickets: the key was never in a URL.
+    const streams = requestedUrls.filter((u) => u.includes(`/api/v1/rollouts/${id}/events`));
+    expect(streams.length).toBeGreaterThan(0);
+    for (const u of streams) expect(u).toMatch(/\/events\?ticket=mesh_st_/);
+    expect(requestedUrls.filter((u) => u.includes(env.adminKey) || u.includes('access_token'))).toEqual([]);
 
     // The agents really installed it.
     const device = await meshanics(['devices', 'show', 'lab/edge-1', '--json'], env.admin);

@@ -1,4 +1,5 @@
 // login, logout, whoami
+import * as path from 'node:path';
 import type { WhoAmI } from '../api-types.js';
 import { ApiClient } from '../client.js';
 import { type Command, str } from '../command.js';
@@ -76,7 +77,9 @@ export const SESSION_COMMANDS: Command[] = [
         throw err;
       }
       const fleet = str(ctx.values, 'fleet') ?? (me.fleet !== '*' ? me.fleet : undefined);
-      writeConfigFile(ctx.config.file, { url, apiKey: key, ...(fleet ? { fleet } : {}) });
+      // An explicit CA is kept as an absolute path, so later commands find it from anywhere.
+      const caFile = ctx.config.caFile !== undefined ? path.resolve(ctx.config.caFile) : undefined;
+      writeConfigFile(ctx.config.file, { url, apiKey: key, ...(fleet ? { fleet } : {}), ...(caFile ? { caFile } : {}) });
       if (ctx.json) printJson(ctx.out.stdout, { url, configFile: ctx.config.file, ...me, defaultFleet: fleet ?? null });
       else line(ctx.out.stdout, `Logged in to ${url} as ${me.name} (fleet ${me.fleet}); saved to ${ctx.config.file}`);
     },

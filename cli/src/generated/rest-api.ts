@@ -89,6 +89,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -196,6 +207,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -294,6 +316,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -373,6 +406,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -467,6 +511,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -527,6 +582,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -602,6 +668,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -698,6 +775,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -834,6 +922,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -914,6 +1013,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1017,6 +1127,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -1106,6 +1227,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -1182,6 +1314,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1287,6 +1430,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         options?: never;
@@ -1362,6 +1516,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1465,6 +1630,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -1555,6 +1731,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         /** Replace a group's device names (rollouts already created keep their own split) */
@@ -1629,6 +1816,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1730,6 +1928,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         put?: never;
@@ -1814,6 +2023,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1993,6 +2213,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2193,6 +2424,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -2346,6 +2588,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2542,6 +2795,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -2717,6 +2981,17 @@ export type paths = {
                         };
                     };
                 };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -2734,13 +3009,13 @@ export type paths = {
         };
         /**
          * Server-sent events: a `rollout` event with the full detail now and whenever it changes
-         * @description EventSource cannot set headers: the key may be given as ?access_token= instead.
+         * @description Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= (POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked.
          */
         get: {
             parameters: {
                 query?: {
-                    /** @description the API key, for EventSource */
-                    access_token?: string;
+                    /** @description a stream ticket, for EventSource */
+                    ticket?: string;
                 };
                 header?: never;
                 path: {
@@ -2794,6 +3069,17 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2971,6 +3257,104 @@ export type paths = {
                 };
                 /** @description Every error: a message naming what is wrong */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/stream-tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mint a stream ticket: opens one event stream (`?ticket=`) within 60 s, once, with the rights of the calling key
+         * @description For EventSource, which cannot send an Authorization header: the API key never goes in a URL. The ticket is good for event streams only; a stream it opened still ends when the key is revoked.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** Format: date-time */
+                            expiresAt: string;
+                            ticket: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error: a message naming what is wrong */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };

@@ -1,7 +1,7 @@
 // The rollout detail view: waves with progress bars, every device's state live (server-sent
 // events; polling every 2 s when the stream cannot be had), the halt reason, and the approve,
 // resume and abort buttons for keys that hold the right.
-import { api, can, seg, storedKey, url } from '../api.js';
+import { api, can, seg, url } from '../api.js';
 import { h, link, replace, text } from '../dom.js';
 import { absolute, ago, progressBar, stateBadge, stateBar, statusBadge, sum, TERMINAL, time } from '../format.js';
 import type { Rollout } from '../types.js';
@@ -319,10 +319,35 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       }
     }, POLL_MS);
   };
+  // The stream is opened with a single-use stream ticket minted with the key in the
+  // Authorization header: the key never goes in a URL. The browser's own reconnect would
+  // reuse a spent ticket, so every drop (and the server's `reconnect` at a stream's maximum
+  // lifetime) closes the source and mints a fresh ticket here.
   let source: EventSource | undefined;
-  if (typeof EventSource === 'function') {
-    source = new EventSource(url(`${path}/events`, { access_token: storedKey() }));
-    source.addEventListener('rollout', (ev) => {
+  let streaming = typeof EventSource === 'function';
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  const reconnect = (delayMs: number) => {
+    source?.close();
+    source = undefined;
+    if (!streaming || reconnectTimer) return;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = undefined;
+      void connect();
+    }, delayMs);
+  };
+  const connect = async () => {
+    let ticket: string;
+    try {
+      ticket = (await api.post<{ ticket: string }>('/stream-tickets')).ticket;
+    } catch {
+      setLive('reconnecting');
+      reconnect(POLL_MS);
+      return;
+    }
+    if (!streaming) return;
+    const s = new EventSource(url(`${path}/events`, { ticket }));
+    source = s;
+    s.addEventListener('rollout', (ev) => {
       lastEvent = Date.now();
       try {
         update(JSON.parse((ev as MessageEvent<string>).data) as Rollout);
@@ -331,14 +356,23 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       }
       setLive('live');
     });
-    source.onopen = () => setLive('live');
-    source.onerror = () => {
-      if (source!.readyState === EventSource.CLOSED) {
-        source!.close();
-        startPolling();
-      } else setLive('reconnecting');
+    s.addEventListener('reconnect', () => reconnect(0));
+    // A revoked key: minting the next ticket answers 401, which signs the console out.
+    s.addEventListener('revoked', () => reconnect(0));
+    s.onopen = () => {
+      lastEvent = Date.now();
+      setLive('live');
     };
+    s.onerror = () => {
+      // The fall-back to polling counts from the drop, not from the last change.
+      if (liveIndicator.dataset.mode === 'live') lastEvent = Date.now();
+      setLive('reconnecting');
+      reconnect(POLL_MS);
+    };
+  };
+  if (streaming) {
     setLive('reconnecting');
+    void connect();
   } else startPolling();
 
   // Relative times age: refresh them, and fall back to polling if the stream went quiet while
@@ -347,15 +381,17 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     for (const t of ctx.root.querySelectorAll<HTMLTimeElement>('time[datetime]')) text(t, ago(t.dateTime));
     const upd = liveIndicator.querySelector('[data-updated]');
     if (upd) text(upd, ` · last change ${ago(rollout.updatedAt)}`);
-    if (source && liveIndicator.dataset.mode === 'reconnecting' && Date.now() - lastEvent > 10_000) {
-      source.close();
-      source = undefined;
+    if (streaming && liveIndicator.dataset.mode === 'reconnecting' && Date.now() - lastEvent > 10_000) {
+      streaming = false;
+      reconnect(0);
       startPolling();
     }
   }, 1000);
 
   ctx.onLeave(() => {
+    streaming = false;
     source?.close();
+    if (reconnectTimer) clearTimeout(reconnectTimer);
     if (poller) clearInterval(poller);
     clearInterval(ticker);
   });

@@ -18,6 +18,10 @@ import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from '../config/defaults.js';
 import { httpStatusFor, MeshError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import { authHook } from './auth.js';
+import { AuthFailureThrottle, type AuthThrottleOptions } from './auth-throttle.js';
+import { EventStreams, type EventStreamLimits } from './event-streams.js';
+import { securityHeadersHook } from './security-headers.js';
+import { loadTicketSecret, StreamTickets } from './stream-tickets.js';
 import { artifactRoutes, DEFAULT_MAX_ARTIFACT_BYTES } from './routes/artifacts.js';
 import { auditRoutes } from './routes/audit.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -49,6 +53,14 @@ export interface ApiOptions {
   metrics?: { text(): Promise<{ contentType: string; body: string }> };
   /** False while the server drains on shutdown: /readyz answers 503 so the load balancer stops sending. */
   isAccepting?: () => boolean;
+  /** Serve HTTPS with this certificate (chain) and key, PEM; default plain HTTP. */
+  https?: { cert: string; key: string };
+  /** Per-key cap, maximum lifetime and revocation check of event streams. */
+  eventStreams?: Partial<EventStreamLimits>;
+  /** Failed API-key attempts allowed per source address. */
+  authThrottle?: Partial<AuthThrottleOptions>;
+  /** How long a stream ticket is good for (default 60 s). */
+  streamTicketTtlMs?: number;
 }
 
 /** `<repo>/console/dist`, from server/dist/api/app.js (or server/src/api/app.ts under tests). */
@@ -81,15 +93,20 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
   const app = Fastify({
     loggerInstance: logger,
     // Request lines are logged by the onResponse hook below (route pattern, never the raw URL,
-    // which may carry ?access_token=).
+    // which may carry a stream ticket).
     logController: new LogController({ disableRequestLogging: true }),
+    ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
     bodyLimit: JSON_BODY_LIMIT,
     routerOptions: { ignoreTrailingSlash: true },
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
 
+  const streams = new EventStreams(ctx.store.apiKeys, logger, options.eventStreams);
+  const tickets = new StreamTickets(loadTicketSecret(ctx.layout.pkiDir), options.streamTicketTtlMs);
   const routeOptions: ApiRouteOptions = {
     ctx,
+    streams,
+    tickets,
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     maxArtifactBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
     rolloutEventsIntervalMs: options.rolloutEventsIntervalMs ?? 1000,
@@ -109,7 +126,10 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
     parseJson(request, body as string, done);
   });
   app.decorateRequest('apiKey', null);
-  app.addHook('onRequest', authHook(ctx));
+  app.addHook('onRequest', securityHeadersHook({ https: options.https !== undefined }));
+  app.addHook('onRequest', authHook(ctx, { throttle: new AuthFailureThrottle(options.authThrottle), tickets }));
+  // An event stream never ends by itself and would hold the listener open.
+  app.addHook('preClose', async () => streams.closeAll());
   app.addHook('onResponse', async (request, reply) => {
     logger.debug(
       { method: request.method, route: request.routeOptions.url ?? null, status: reply.statusCode, ms: Math.round(reply.elapsedTime), key: request.apiKey?.name },

@@ -31,8 +31,8 @@ export function errors(...codes: number[]): Record<number, JsonSchema> {
   return Object.fromEntries(codes.map((c) => [c, errorSchema]));
 }
 
-/** The error answers every authenticated route may give. */
-export const AUTH_ERRORS = [400, 401, 403] as const;
+/** The error answers every authenticated route may give (429: too many failed key attempts from the address). */
+export const AUTH_ERRORS = [400, 401, 403, 429] as const;
 
 export const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },

@@ -1,6 +1,9 @@
 // serve and init: the long-running server and the data dir it runs on.
 import {
+  DEFAULT_API_AUTH_MAX_FAILURES,
   DEFAULT_API_LISTEN,
+  DEFAULT_API_MAX_STREAMS_PER_KEY,
+  DEFAULT_API_STREAM_LIFETIME_SECONDS,
   DEFAULT_ARTIFACT_LISTEN,
   DEFAULT_DEVICE_CERT_DAYS,
   DEFAULT_ENROLL_LISTEN,
@@ -13,6 +16,7 @@ import {
   createLogger,
   dataDir,
   durationOpt,
+  env,
   hostnames,
   intOpt,
   logLevel,
@@ -33,6 +37,23 @@ function byteSizeOpt(values: Values, flag: string, command: Command, envName: st
   const bytes = m ? Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
   if (!Number.isSafeInteger(bytes) || bytes < 1) throw new UsageError(`--${flag} must be a size like 512M or 8G, got "${raw}"`, command.name);
   return bytes;
+}
+
+/** The operator REST API's transport flags, checked before anything starts (exit 2 when refused). */
+async function apiTransport(values: Values, command: Command, apiListen: string | undefined) {
+  const certFile = stringOpt(values, 'api-tls-cert', 'MESHANICS_API_TLS_CERT');
+  const keyFile = stringOpt(values, 'api-tls-key', 'MESHANICS_API_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('give both --api-tls-cert and --api-tls-key, or neither', command.name);
+  const insecure = values['api-insecure-http'] === true || ['1', 'true'].includes(env('MESHANICS_API_INSECURE_HTTP') ?? '');
+  if (apiListen !== undefined) {
+    const [{ checkApiTransport }, { parseListenAddress }] = await Promise.all([import('../api/transport.js'), import('../config/listen-address.js')]);
+    try {
+      checkApiTransport(parseListenAddress(apiListen, '--api-listen'), { tls: certFile !== undefined, insecureHttp: insecure });
+    } catch (err) {
+      throw new UsageError((err as Error).message, command.name);
+    }
+  }
+  return { ...(certFile !== undefined && keyFile !== undefined ? { apiTls: { certFile, keyFile } } : {}), apiInsecureHttp: insecure };
 }
 
 /** --cert-validity (any duration) or --cert-validity-days; never both, they would disagree. */
@@ -64,6 +85,12 @@ export const SERVE_COMMANDS: Command[] = [
       'cert-validity': { type: 'string' },
       'api-listen': { type: 'string' },
       'api-max-upload': { type: 'string' },
+      'api-tls-cert': { type: 'string' },
+      'api-tls-key': { type: 'string' },
+      'api-insecure-http': { type: 'boolean' },
+      'api-max-streams-per-key': { type: 'string' },
+      'api-stream-lifetime': { type: 'string' },
+      'api-auth-max-failures': { type: 'string' },
       'heartbeat-cache-size': { type: 'string' },
     },
     help: [
@@ -77,8 +104,17 @@ export const SERVE_COMMANDS: Command[] = [
       '  --public-artifact-url URL         https://HOST:PORT of the artifact server told to devices (env MESHANICS_PUBLIC_ARTIFACT_URL, default: the bound one)',
       `  --cert-validity-days N       validity of enrolled and renewed device certificates (env MESHANICS_CERT_VALIDITY_DAYS, default ${DEFAULT_DEVICE_CERT_DAYS})`,
       '  --cert-validity DURATION     the same with seconds precision, e.g. 90s, 30m, 12h (env MESHANICS_CERT_VALIDITY; for tests)',
-      `  --api-listen HOST:PORT       operator REST API, plain HTTP (env MESHANICS_API_LISTEN, e.g. ${DEFAULT_API_LISTEN}; off unless given; port 0 = any)`,
+      `  --api-listen HOST:PORT       operator REST API and console (env MESHANICS_API_LISTEN, e.g. ${DEFAULT_API_LISTEN}; off unless given; port 0 = any)`,
+      '  --api-tls-cert FILE          serve the REST API and console over HTTPS: certificate (then intermediates), PEM (env MESHANICS_API_TLS_CERT);',
+      '                               re-read with the key on SIGHUP (new connections get it, open ones keep theirs)',
+      '  --api-tls-key FILE           the private key of --api-tls-cert, PEM (env MESHANICS_API_TLS_KEY)',
+      '  --api-insecure-http          allow plain HTTP on an address that is not loopback, e.g. behind a TLS proxy',
+      '                               (env MESHANICS_API_INSECURE_HTTP=1; refused with exit 2 otherwise; warned at every start)',
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
+      `  --api-max-streams-per-key N  open event streams one API key may hold (env MESHANICS_API_MAX_STREAMS_PER_KEY, default ${DEFAULT_API_MAX_STREAMS_PER_KEY})`,
+      `  --api-stream-lifetime DURATION  an event stream ends after this long; clients reconnect (env MESHANICS_API_STREAM_LIFETIME, default ${DEFAULT_API_STREAM_LIFETIME_SECONDS / 60}m)`,
+      '  --api-auth-max-failures N    failed API key attempts per source address and minute before it is answered 429',
+      `                               (env MESHANICS_API_AUTH_MAX_FAILURES, default ${DEFAULT_API_AUTH_MAX_FAILURES})`,
       `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
     ],
@@ -90,6 +126,21 @@ export const SERVE_COMMANDS: Command[] = [
       const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
       const cacheSize = intOpt(values, 'heartbeat-cache-size', command, DEFAULT_HEARTBEAT_CACHE_SIZE, 'MESHANICS_HEARTBEAT_CACHE_SIZE');
       if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
+      const apiListen = stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN');
+      const transport = await apiTransport(values, command, apiListen);
+      const maxStreams = intOpt(values, 'api-max-streams-per-key', command, DEFAULT_API_MAX_STREAMS_PER_KEY, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
+      if (maxStreams < 1) throw new UsageError(`--api-max-streams-per-key must be 1 or more, got ${maxStreams}`, command.name);
+      const authFailures = intOpt(values, 'api-auth-max-failures', command, DEFAULT_API_AUTH_MAX_FAILURES, 'MESHANICS_API_AUTH_MAX_FAILURES');
+      if (authFailures < 1) throw new UsageError(`--api-auth-max-failures must be 1 or more, got ${authFailures}`, command.name);
+      const streamLifetime = durationOpt(values, 'api-stream-lifetime', command, 'MESHANICS_API_STREAM_LIFETIME');
+      if (streamLifetime !== undefined && streamLifetime < 1) throw new UsageError('--api-stream-lifetime must be at least 1s', command.name);
+      // Installed before the start so an early SIGHUP never takes the default action (exit).
+      // eslint-disable-next-line prefer-const -- read by the handler before the server exists; a const there would be in its TDZ
+      let reloadApiTls: (() => boolean) | undefined;
+      process.on('SIGHUP', () => {
+        logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
+        reloadApiTls?.();
+      });
       const server = await startServer({
         dataDir: dataDir(values),
         grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
@@ -101,12 +152,16 @@ export const SERVE_COMMANDS: Command[] = [
         publicGrpcAddress: stringOpt(values, 'public-grpc-address', 'MESHANICS_PUBLIC_GRPC_ADDRESS'),
         publicArtifactUrl: stringOpt(values, 'public-artifact-url', 'MESHANICS_PUBLIC_ARTIFACT_URL'),
         certValiditySeconds: certValiditySeconds(values, command),
-        apiListen: stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN'),
+        apiListen,
+        ...transport,
+        apiAuthThrottle: { maxFailures: authFailures },
+        apiEventStreams: { maxPerKey: maxStreams, ...(streamLifetime !== undefined ? { maxLifetimeMs: streamLifetime * 1000 } : {}) },
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         ...(database !== undefined ? { databaseUrl: database } : {}),
         heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
         logger,
       });
+      reloadApiTls = () => server.reloadApiTls();
       await waitForShutdownSignal(logger);
       await server.close();
       logger.flush();

@@ -16,3 +16,10 @@ export const MAX_LOG_BYTES = 16 * 1024 * 1024;
 
 /** Heartbeat answers kept in memory (about 1 KiB each with one assignment). */
 export const DEFAULT_HEARTBEAT_CACHE_SIZE = 100_000;
+
+/** Open REST API event streams one API key may hold on one server process. */
+export const DEFAULT_API_MAX_STREAMS_PER_KEY = 10;
+/** An event stream ends after this long; clients reconnect. */
+export const DEFAULT_API_STREAM_LIFETIME_SECONDS = 15 * 60;
+/** Failed API key attempts per source address and minute before the address is answered 429. */
+export const DEFAULT_API_AUTH_MAX_FAILURES = 10;

@@ -80,6 +80,20 @@ function invalid(message: string): MeshError {
   return validationError([message]);
 }
 
+/**
+ * The parser's complaint about a body that is not well-formed multipart (no boundary,
+ * truncated, a broken part header) as a 400 naming the reason, or undefined for anything
+ * else. The parser (busboy) throws plain Errors without a status; everything of ours is a
+ * MeshError, Fastify's own refusals carry a status, and system errors (disk full) a syscall.
+ */
+function malformedMultipart(err: unknown): MeshError | undefined {
+  if (!(err instanceof Error) || err instanceof MeshError) return undefined;
+  const e = err as Error & { statusCode?: unknown; syscall?: unknown; code?: unknown };
+  const fromParser = e.statusCode === undefined && e.syscall === undefined && e.code === undefined;
+  if (!fromParser && e.code !== 'FST_PROTO_VIOLATION' && e.code !== 'FST_INVALID_MULTIPART_CONTENT_TYPE') return undefined;
+  return new MeshError('MESH_ERR_API_MULTIPART_INVALID', `body is not a well-formed multipart/form-data upload: ${e.message}`, { cause: err });
+}
+
 /** A JSON field: text from a form, or already parsed when the part said application/json. */
 function jsonField(value: unknown, field: string): unknown {
   if (typeof value !== 'string') return value;
@@ -186,6 +200,8 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
       const fields: Fields = {};
       let staged: { path: string; fileName: string } | undefined;
       let published: Awaited<ReturnType<typeof publishArtifact>>;
+      // Only errors while the body is read can be the body's fault.
+      let reading = true;
       try {
         const parts = request.parts({ limits: { fileSize: maxArtifactBytes, files: 1, fields: FIELD_NAMES.size, fieldSize: MAX_FIELD_BYTES, parts: FIELD_NAMES.size + 1 } });
         for await (const part of parts) {
@@ -218,6 +234,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
             throw new MeshError('MESH_ERR_API_TOO_LARGE', `body/file is larger than the ${maxArtifactBytes} bytes this server accepts`);
           }
         }
+        reading = false;
         if (!staged) throw invalid('body/file is required');
         const checked = checkFields(fields);
         const fleet = publishFleet(request, checked.fleet);
@@ -238,7 +255,7 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
         if (code === 'FST_REQ_FILE_TOO_LARGE') {
           throw new MeshError('MESH_ERR_API_TOO_LARGE', `body/file is larger than the ${maxArtifactBytes} bytes this server accepts`);
         }
-        throw err;
+        throw (reading ? malformedMultipart(err) : undefined) ?? err;
       } finally {
         // Before answering: a client that saw the answer finds nothing left behind.
         if (staged) await fs.promises.rm(staged.path, { force: true });

@@ -1,11 +1,11 @@
-// whoami, the OpenAPI document, and the health endpoints.
+// whoami, stream tickets, the OpenAPI document, and the health endpoints.
 import type { FastifyInstance } from 'fastify';
 import { MeshError } from '../../errors.js';
 import { callerOf } from '../auth.js';
-import { bool, errors, int, objectOf, openObject, str } from '../schemas.js';
+import { AUTH_ERRORS, bool, errors, int, objectOf, openObject, str } from '../schemas.js';
 import type { ApiRouteOptions } from './options.js';
 
-export async function metaRoutes(app: FastifyInstance): Promise<void> {
+export async function metaRoutes(app: FastifyInstance, { tickets }: ApiRouteOptions): Promise<void> {
   app.get(
     '/openapi.json',
     {
@@ -32,6 +32,22 @@ export async function metaRoutes(app: FastifyInstance): Promise<void> {
       const key = callerOf(request);
       return { id: key.id, name: key.name, fleet: key.fleet, permissions: key.permissions, approve: key.approve };
     },
+  );
+
+  app.post(
+    '/stream-tickets',
+    {
+      config: { access: 'authenticated' },
+      schema: {
+        tags: ['meta'],
+        summary: 'Mint a stream ticket: opens one event stream (`?ticket=`) within 60 s, once, with the rights of the calling key',
+        description:
+          'For EventSource, which cannot send an Authorization header: the API key never goes in a URL. The ticket is good for event streams only; ' +
+          'a stream it opened still ends when the key is revoked.',
+        response: { 201: objectOf({ ticket: str, expiresAt: { type: 'string', format: 'date-time' } }), ...errors(...AUTH_ERRORS) },
+      },
+    },
+    async (request, reply) => reply.code(201).send(tickets.mint(callerOf(request).id)),
   );
 }
 

@@ -1,4 +1,6 @@
 import type { MeshanicsContext } from '../../config/data-dir.js';
+import type { EventStreams } from '../event-streams.js';
+import type { StreamTickets } from '../stream-tickets.js';
 
 /** What every route module gets from buildApi. */
 export interface ApiRouteOptions {
@@ -9,6 +11,9 @@ export interface ApiRouteOptions {
   maxArtifactBytes: number;
   /** How often the rollout event stream re-reads the rollout. */
   rolloutEventsIntervalMs: number;
+  /** Every open event stream, by key: caps, lifetimes, revocation. */
+  streams: EventStreams;
+  tickets: StreamTickets;
   metrics?: { text(): Promise<{ contentType: string; body: string }> };
   isAccepting?: () => boolean;
 }

@@ -1,7 +1,6 @@
 // Static groups and rollouts: the REST face of groups.ts and rollouts/ (the engine owns every
 // decision; these routes check the caller's rights and fleet, validate, and translate).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ServerResponse } from 'node:http';
 import { PROBE_COMMON_SCHEMA, type JsonSchema } from '@meshanics/core/contract';
 import { PROBE_DEFAULTS } from '../../config/defaults.js';
 import { MeshError } from '../../errors.js';
@@ -99,7 +98,7 @@ function noRollout(id: string): MeshError {
 }
 
 export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
-  const { ctx, rolloutEventsIntervalMs } = options;
+  const { ctx, rolloutEventsIntervalMs, streams } = options;
 
   /** 404 unless the rollout exists inside the caller's fleet. */
   async function visibleRollout(request: FastifyRequest, id: string): Promise<void> {
@@ -261,23 +260,19 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
   );
 
-  // Server-sent events: every open stream, so closing the server ends them (a stream never
-  // ends by itself and would hold the listener open).
-  const streams = new Set<ServerResponse>();
-  app.addHook('preClose', async () => {
-    for (const res of streams) res.end();
-  });
-
-  app.get<{ Params: { id: string }; Querystring: { access_token?: string } }>(
+  app.get<{ Params: { id: string }; Querystring: { ticket?: string } }>(
     '/rollouts/:id/events',
     {
-      config: { access: 'rollouts.read', queryToken: true },
+      config: { access: 'rollouts.read', streamTicket: true },
       schema: {
         tags: ['rollouts'],
         summary: 'Server-sent events: a `rollout` event with the full detail now and whenever it changes',
-        description: 'EventSource cannot set headers: the key may be given as ?access_token= instead.',
+        description:
+          'Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= ' +
+          '(POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its ' +
+          'maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked.',
         params: idParams,
-        querystring: { type: 'object', properties: { access_token: { type: 'string', description: 'the API key, for EventSource' } } },
+        querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 512, description: 'a stream ticket, for EventSource' } } },
         response: {
           200: { description: 'text/event-stream of `rollout` events', content: { 'text/event-stream': { schema: { type: 'string' } } } },
           ...errors(...AUTH_ERRORS, 404),
@@ -297,16 +292,8 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
         return json;
       };
       const first = (await snapshot())!;
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
-      res.write(`retry: 2000\nevent: rollout\ndata: ${first}\n\n`);
-      streams.add(res);
+      const res = streams.open(request.apiKey!.id, reply);
+      res.write(`event: rollout\ndata: ${first}\n\n`);
       let polling = false;
       const poll = setInterval(() => {
         if (polling) return;
@@ -317,17 +304,16 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
           })
           .catch((err: unknown) => {
             request.log.warn({ err, rolloutId: id }, 'rollout event stream ended');
-            res.end(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+            if (!res.writableEnded) res.end(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
           })
           .finally(() => {
             polling = false;
           });
       }, rolloutEventsIntervalMs);
-      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      const keepalive = setInterval(() => !res.writableEnded && res.write(': keepalive\n\n'), KEEPALIVE_MS);
       res.on('close', () => {
         clearInterval(poll);
         clearInterval(keepalive);
-        streams.delete(res);
       });
     },
   );
