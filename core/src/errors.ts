@@ -21,6 +21,8 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_IDENTITY_MISSING: 'the agent has no usable identity (enroll first)',
   MESH_ERR_OFFBOARDED: 'this device was offboarded; it must enroll again',
   MESH_ERR_LOGS_FAILED: 'log collection or upload failed',
+  MESH_ERR_AGENT_UPDATE_REFUSED: 'an agent package does not fit this device (version, architecture or downgrade)',
+  MESH_ERR_AGENT_HANDOVER: 'the new agent did not take over healthy before its deadline',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

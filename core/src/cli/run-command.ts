@@ -13,6 +13,7 @@ import { DEFAULT_PLUGINS, loadPlugins } from '../plugin-loader.js';
 import { AgentDaemon } from '../runtime/agent-daemon.js';
 import { DeviceClient } from '../runtime/device-client.js';
 import { readHardwareProfile } from '../runtime/hardware.js';
+import { settleSelfUpdate } from '../runtime/self-update.js';
 import { AgentStateStore } from '../state/agent-state.js';
 import { createDeviceHttpsAgent } from '../transport/https-get.js';
 import type { DeviceTlsMaterial } from '../transport/tls.js';
@@ -180,6 +181,14 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });
   const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } });
   for (const plugin of plugins) agent.use(plugin);
+  // A self-update in progress (issue 28): finish a rollback, hand back, or start the trial.
+  let handoverExit: number | undefined;
+  const stop = new AbortController();
+  const trial = await settleSelfUpdate(agent, AGENT_VERSION, (code) => {
+    handoverExit = code;
+    stop.abort(new Error('self-update hand-back'));
+  });
+  if (handoverExit !== undefined) return handoverExit;
   const client = new DeviceClient(config.server, tls);
   const daemon = new AgentDaemon({
     agent,
@@ -187,6 +196,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     hardware: await readHardwareProfile(),
     agentVersion: AGENT_VERSION,
     tags: config.tags,
+    ...(trial ? { onHeartbeatAnswered: () => trial.confirmHealthy() } : {}),
     logUploader: new LogUploader(logSource(config, logFile), log),
     ...(config.enrolled
       ? {
@@ -202,7 +212,6 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
         }
       : {}),
   });
-  const stop = new AbortController();
   const onSignal = (sig: string) => {
     log.info({ signal: sig }, 'stopping');
     stop.abort(new Error(sig));
@@ -212,6 +221,8 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins, version: AGENT_VERSION }, 'agent starting');
   try {
     const exit = await daemon.run(stop.signal);
+    trial?.stop();
+    if (handoverExit !== undefined) return handoverExit;
     if (exit === 'offboarded') {
       const extra = config.enrolled ? [] : [config.key, config.cert];
       await wipeIdentity(config.dataDir, extra, { fleet: config.enrolled?.enrollment.fleet, name: config.enrolled?.enrollment.name });
