@@ -22,6 +22,7 @@ import {
 import { ensureDirDurable, renameDurable, tempPathIn } from '../config/atomic-file.js';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
+import { AGENT_KIND, assertAgentPackageVersion } from './agent-package.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
 import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
 import type { NewArtifactRecord } from '../store/index.js';
@@ -121,6 +122,7 @@ async function stageFile(file: string, stagingDir: string): Promise<{ staged: st
 
 export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
   const spec = validateInput(input);
+  if (input.kind === AGENT_KIND) await assertAgentPackageVersion(input.file, input.version);
   const fleet = checkArtifactFleet(input.fleet ?? EVERY_FLEET);
   const { store, tuf, layout } = ctx;
   // Cheap early answer; the authoritative check is repeated under the lock below.

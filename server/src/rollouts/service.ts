@@ -6,7 +6,7 @@ import { validateProbe, type ProbeInput } from '../fleet/assignments.js';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
-import { assertDevicesSupportKind } from '../fleet/device-capabilities.js';
+import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
@@ -85,6 +85,7 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
       );
     }
     assertDevicesSupportKind(devices, artifact.kind);
+    assertDevicesFitArtifact(devices, artifact);
     const busy = await store.rollouts.busyDevices(
       devices.map((d) => d.id),
       artifact.name,
