@@ -219,6 +219,8 @@ describe('the agent updates itself', () => {
       }
       const view = await waitForAssignment(serverDir, id, { timeoutMs: 60_000 });
       expect(['HEALTHY', 'ROLLED_BACK']).toContain(view.state);
+      // Before the switch A comes back and rolls back; after it B (restarted if killed) confirms in time.
+      expect(view.state).toBe(point === 'before-switch' ? 'ROLLED_BACK' : 'HEALTHY');
       if (point !== 'while-b-starts') expect(sup.starts[0]!.exit?.signal).toBe('SIGKILL');
       const current = await expectOneVersion(sup, lib);
       expect(current).toBe(view.state === 'HEALTHY' ? '0.2.0' : A);
