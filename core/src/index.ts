@@ -57,6 +57,7 @@ export {
   decideRollback,
   pointLinkAt,
   readSelfUpdateMarker,
+  recordTrialExit,
   selfUpdateMarkerPath,
   settleSelfUpdate,
   versionDirOf,

@@ -99,6 +99,11 @@ export async function decideRollback(dataDir: string, reason: string): Promise<b
   return true;
 }
 
+/** Records an exit of the new agent during its trial (its code goes into the rollback reason). */
+export function recordTrialExit(dataDir: string, code: number | string): void {
+  appendFileSync(path.join(dataDir, EXITS_FILE), `${code}\n`);
+}
+
 async function exitCodesSeen(dataDir: string): Promise<string> {
   const text = await fs.readFile(path.join(dataDir, EXITS_FILE), 'utf8').catch(() => '');
   const codes = text.split('\n').filter(Boolean);
@@ -165,7 +170,7 @@ export async function settleSelfUpdate(
   }
   // A start that dies records its exit code for the reason (synchronous: the process is ending).
   const onExit = (code: number) => {
-    if (code !== 0 && code !== HANDOVER_EXIT_CODE) appendFileSync(path.join(agent.dataDir, EXITS_FILE), `${code}\n`);
+    if (code !== 0 && code !== HANDOVER_EXIT_CODE) recordTrialExit(agent.dataDir, code);
   };
   process.on('exit', onExit);
   let done = false;

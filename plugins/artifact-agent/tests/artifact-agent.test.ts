@@ -9,6 +9,7 @@ import { readSelfUpdateMarker, runPipeline, settleSelfUpdate, type TransitionEve
 import { createTestAgent, testAssignment } from '@meshanics/core/testing';
 import ExecProbePlugin from '@meshanics/probe-exec';
 import AgentArtifactPlugin from '../src/index.js';
+import { checkOnce } from '../src/watchdog.js';
 import { buildAgentTarball, writeAgentTree, writeArm64ElfHeader } from './helpers/agent-tarball.js';
 
 let work: string;
@@ -154,5 +155,20 @@ describe('agent artifact: what the next start does with the marker', () => {
     expect(await readSelfUpdateMarker(t.dataDir)).toBeUndefined();
     const outbox = a.agent.state.current.outbox.filter((r) => r.state === 'ROLLED_BACK');
     expect(outbox).toHaveLength(1);
+  });
+
+  it("the after-exit check (systemd's ExecStopPost) records B's exit codes and rolls back once the deadline passed", async () => {
+    const t = await setup();
+    await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 1 });
+    const log = () => undefined;
+    await checkOnce(t.dataDir, '1', log);
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.1.0'); // before the deadline: B may still make it
+    await new Promise((r) => setTimeout(r, 1100));
+    await checkOnce(t.dataDir, '1', log);
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.0.0');
+    const a = await setup(A);
+    await settleSelfUpdate(a.agent, A, () => undefined);
+    expect(a.events.map((e) => e.state)).toEqual(['ROLLED_BACK']);
+    expect(a.events[0]!.reason).toContain('exit codes of 2 start(s) of the new agent: 1, 1');
   });
 });
