@@ -18,7 +18,7 @@ import path from 'node:path';
 import type { Agent } from '../agent.js';
 import type { Assignment } from '../assignment.js';
 import { readSymlink, swapSymlink, writeJsonAtomic } from '../kit/atomic-file.js';
-import type { InstalledArtifactRecord } from '../plugin.js';
+import { installedRecordOf } from '../installed-record.js';
 
 /** Exit code of an agent that hands over to another version: "start `current` again" (EX_TEMPFAIL). */
 export const HANDOVER_EXIT_CODE = 75;
@@ -189,21 +189,7 @@ export async function settleSelfUpdate(
       await writeSelfUpdateMarker(agent.dataDir, { ...marker, confirmedAt: new Date().toISOString() });
       const seconds = ((Date.now() - Date.parse(marker.handedOverAt)) / 1000).toFixed(1);
       const { assignment } = marker;
-      const previous = agent.state.current.installed[assignment.name];
-      const record: InstalledArtifactRecord = {
-        name: assignment.name,
-        kind: assignment.kind,
-        version: assignment.version,
-        sha256: assignment.expectedSha256,
-        assignmentId: assignment.assignmentId,
-        specJson: assignment.specJson,
-        installedAt: new Date().toISOString(),
-        pluginState: marker.pluginState,
-      };
-      if (previous) {
-        const { previous: _older, ...prev } = previous;
-        record.previous = prev;
-      }
+      const record = installedRecordOf(assignment, marker.pluginState, agent.state.current.installed[assignment.name]);
       if (!agent.state.current.completed[assignment.assignmentId]) {
         await agent.transition(
           assignment,
