@@ -131,7 +131,11 @@ async function assign(name: string, version: string): Promise<string> {
   return res.assignmentId;
 }
 
-const versionOf = async (lib: string, link = 'current') => (await run(path.join(lib, link, 'bin', 'meshanics-agent'), ['--version'])).stdout.trim();
+/** The version `--version` prints (its first line's version token: the package build adds core API and Node lines). */
+const versionOf = async (lib: string, link = 'current') => {
+  const first = (await run(path.join(lib, link, 'bin', 'meshanics-agent'), ['--version'])).stdout.split('\n')[0]!;
+  return first.split(/\s+/).find((t) => /^\d+\.\d+\.\d+/.test(t));
+};
 
 /** The device is on exactly one version: `current`'s, and the one agent running is that version. */
 async function expectOneVersion(sup: Supervisor, lib: string): Promise<string> {
@@ -242,5 +246,9 @@ describe('the agent updates itself', () => {
     const wrong = await assign('good', '0.4.0').then(() => '', (e: Error) => e.message);
     expect(wrong).toContain('MESH_ERR_DEVICE_ARCHITECTURE_MISMATCH');
     expect(wrong).toContain(`agent package meshanics-agent@0.4.0 is for ${other} but device(s) good (${process.arch}) run on another architecture`);
+    await serverCli(serverDir, ['group', 'create', '--fleet', FLEET, '--name', 'canary', '--devices', 'good']);
+    const rollout = await serverCli(serverDir, ['rollout', 'create', '--fleet', FLEET, '--artifact', 'meshanics-agent@0.4.0', '--group', 'canary',
+      '--probe-type', 'exec', '--probe-spec', JSON.stringify({ argv: ['/bin/true'] })]).then(() => '', (e: Error) => e.message);
+    expect(rollout).toContain('MESH_ERR_DEVICE_ARCHITECTURE_MISMATCH');
   }, 60_000);
 });

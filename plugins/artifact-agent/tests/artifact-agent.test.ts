@@ -171,4 +171,14 @@ describe('agent artifact: what the next start does with the marker', () => {
     expect(a.events.map((e) => e.state)).toEqual(['ROLLED_BACK']);
     expect(a.events[0]!.reason).toContain('exit codes of 2 start(s) of the new agent: 1, 1');
   });
+
+  it('B that runs but gets no heartbeat answered hands back by its own timer at the deadline', async () => {
+    const t = await setup();
+    await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 1 });
+    const b = await setup('1.1.0');
+    const exited = new Promise<number>((resolve) => void settleSelfUpdate(b.agent, '1.1.0', resolve));
+    expect(await exited).toBe(75);
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.0.0');
+    expect((await readSelfUpdateMarker(t.dataDir))?.rolledBack?.reason).toContain('did not register and heartbeat within 1 s');
+  });
 });
