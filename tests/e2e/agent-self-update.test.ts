@@ -5,9 +5,10 @@
 // The agent package is a minimal one built from this checkout with the top-level layout of
 // `npm run package`'s tarball (plugins/artifact-agent/tests/helpers/agent-tarball.ts says how it
 // differs: bin/node is the machine's node, third-party modules resolve from the checkout).
-// systemd is not available here, so a small supervisor below stands in for the unit's
-// Restart=on-failure: it runs <root>/current/bin/meshanics-agent and starts it again 300 ms
-// after any exit but 0, exactly what the unit does with RestartSec=.
+// systemd is not available here, so a small supervisor below stands in for the package's unit:
+// it runs <root>/current/bin/meshanics-agent, runs the unit's ExecStopPost= check (the previous
+// version's watchdog.js --once with the exit status) after every exit, and starts `current`
+// again 300 ms after any exit but 0 (Restart=on-failure, RestartSec=).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
@@ -42,9 +43,17 @@ class Supervisor {
   #stopped = false;
   constructor(
     readonly lib: string,
+    readonly dataDir: string,
     readonly args: string[],
     readonly env: Record<string, string> = {},
   ) {}
+
+  /** The unit's ExecStopPost=-<root>/previous/bin/node .../watchdog.js --once DATA_DIR $EXIT_STATUS ("-": a failure is ignored). */
+  async #execStopPost(status: string): Promise<void> {
+    const previous = path.join(this.lib, 'previous');
+    const script = path.join(previous, 'node_modules/@meshanics/artifact-agent/dist/watchdog.js');
+    await run(path.join(previous, 'bin', 'node'), [script, '--once', this.dataDir, status]).catch(() => undefined);
+  }
 
   async start(): Promise<void> {
     if (this.#stopped) return;
@@ -67,7 +76,8 @@ class Supervisor {
     }
     proc.on('exit', (code, signal) => {
       start.exit = { code, signal };
-      if (!this.#stopped && code !== 0) setTimeout(() => void this.start(), 300);
+      if (this.#stopped || code === 0) return;
+      void this.#execStopPost(String(code ?? signal)).then(() => setTimeout(() => void this.start(), 300));
     });
   }
 
@@ -113,7 +123,7 @@ async function device(name: string, env: Record<string, string> = {}): Promise<{
   const lib = await writeAgentTree(path.join(work, 'devices', name), { version: A });
   const dataDir = path.join(work, 'data', name);
   await mkdir(dataDir, { recursive: true });
-  const sup = new Supervisor(lib, [
+  const sup = new Supervisor(lib, dataDir, [
     'run', '--server', server.grpc, '--artifact-server', server.artifacts,
     '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
     '--tuf-root', path.join(creds, 'tuf-root.json'), '--data-dir', dataDir,
@@ -195,6 +205,8 @@ describe('the agent updates itself', () => {
       const view = await waitForAssignment(serverDir, id, { timeoutMs: 60_000 });
       expect(view.state).toBe('ROLLED_BACK');
       expect(view.reports.at(-1).reason).toContain(`MESH_ERR_AGENT_HANDOVER: agent ${version} did not register and heartbeat within 4 s`);
+      // Its exit status, as the unit's ExecStopPost saw it, is in the reason.
+      if (version === '0.2.1') expect(view.reports.at(-1).reason).toMatch(/exit codes of \d+ start\(s\) of the new agent: 1(, 1)*;/);
       const states = view.reports.map((r: { state: string }) => r.state);
       expect(states.filter((s: string) => s !== 'DOWNLOADING')).toEqual(['VERIFYING', 'APPLYING', 'ROLLED_BACK']);
       const sequences = view.reports.map((r: { sequence: number }) => r.sequence);
