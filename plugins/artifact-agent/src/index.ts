@@ -139,6 +139,7 @@ export default class AgentArtifactPlugin implements MeshanicsPlugin {
       const createdTo = !(await exists(versionDirOf(root, to)));
       await ctx.checkpoint({ root, from, to, createdTo } satisfies AgentPluginState);
       if (createdTo) await installVersionDir(state.unpacked, root, to);
+      crashPoint('after-install');
       await this.#handOver(agent, ctx, spec, { root, from, to, createdTo });
     });
 
