@@ -22,6 +22,8 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_OFFBOARDED: 'this device was offboarded; it must enroll again',
   MESH_ERR_LOGS_FAILED: 'log collection or upload failed',
   MESH_ERR_DISK_FULL: 'no space left on a device file system (ENOSPC or EDQUOT)',
+  MESH_ERR_AGENT_UPDATE_REFUSED: 'an agent package does not fit this device (version, architecture or downgrade)',
+  MESH_ERR_AGENT_HANDOVER: 'the new agent did not take over healthy before its deadline',
 } as const);
 
 /**

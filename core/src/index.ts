@@ -60,3 +60,17 @@ export {
   type AgentConfig,
   type Allowlist,
 } from './config/agent-config.js';
+export {
+  HANDOVER_EXIT_CODE,
+  currentVersionIn,
+  decideRollback,
+  pointLinkAt,
+  readSelfUpdateMarker,
+  recordTrialExit,
+  selfUpdateMarkerPath,
+  settleSelfUpdate,
+  versionDirOf,
+  writeSelfUpdateMarker,
+  type HandoverTrial,
+  type SelfUpdateMarker,
+} from './runtime/self-update.js';

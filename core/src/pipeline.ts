@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Agent } from './agent.js';
 import type { Assignment } from './assignment.js';
 import { isDiskFull, MeshError, reasonOf } from './errors.js';
+import { installedRecordOf } from './installed-record.js';
 import type { ArtifactStage } from './hooks.js';
 import type { ArtifactContext, InstalledArtifactRecord, RollbackContext, VerifiedTarget } from './plugin.js';
 import { canonicalize } from '@tufjs/canonical-json';
@@ -219,20 +220,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
   }
 
   if (outcome.healthy) {
-    const record: InstalledArtifactRecord = {
-      name,
-      kind: assignment.kind,
-      version: assignment.version,
-      sha256: assignment.expectedSha256,
-      assignmentId: assignment.assignmentId,
-      specJson: assignment.specJson,
-      installedAt: new Date().toISOString(),
-      pluginState: ctx.pluginState,
-    };
-    if (previous) {
-      const { previous: _older, ...prev } = previous;
-      record.previous = prev;
-    }
+    const record = installedRecordOf(assignment, ctx.pluginState, previous);
     await agent.transition(assignment, 'HEALTHY', outcome.attempts.join('; '), {}, (draft) => {
       draft.installed[name] = record;
     });

@@ -19,6 +19,7 @@ export const DEFAULT_PLUGINS: readonly string[] = Object.freeze([
   '@meshanics/artifact-model',
   '@meshanics/artifact-config',
   '@meshanics/artifact-container',
+  '@meshanics/artifact-agent',
   '@meshanics/probe-exec',
   '@meshanics/probe-http',
   '@meshanics/probe-file',

@@ -18,7 +18,7 @@ import { imageEnv, IMAGE_WORK } from './podman-env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OFFICIAL_BASE = 'docker.io/library/node:24-bookworm-slim';
-const WORKSPACES = ['core', 'server', 'cli', 'console', 'plugins/artifact-config', 'plugins/artifact-container',
+const WORKSPACES = ['core', 'server', 'cli', 'console', 'plugins/artifact-agent', 'plugins/artifact-config', 'plugins/artifact-container',
   'plugins/artifact-model', 'plugins/probe-exec', 'plugins/probe-file', 'plugins/probe-http'];
 
 const USAGE = `Usage: npm run image -- [options]

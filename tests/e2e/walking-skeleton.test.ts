@@ -119,8 +119,8 @@ describe('walking skeleton', () => {
         (JSON.parse((db.prepare('SELECT capabilities FROM devices WHERE name = ?').get(name) as { capabilities: string }).capabilities) as Array<{ kind: string; name: string }>)
           .map((c) => `${c.kind}:${c.name}`)
           .sort();
-      expect(caps('edge-1')).toEqual(['ARTIFACT:config', 'ARTIFACT:container', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
-      expect(caps('edge-2')).toEqual(['ARTIFACT:config', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
+      expect(caps('edge-1')).toEqual(['ARTIFACT:agent', 'ARTIFACT:config', 'ARTIFACT:container', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
+      expect(caps('edge-2')).toEqual(['ARTIFACT:agent', 'ARTIFACT:config', 'ARTIFACT:model', 'PROBE:exec', 'PROBE:file', 'PROBE:http']);
     } finally {
       db.close();
     }

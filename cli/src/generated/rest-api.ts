@@ -122,7 +122,7 @@ export type paths = {
                         /** @description the fleet the artifact belongs to, or * for every fleet; a fleet-bound key publishes only into its own fleet (the default), a * key into any (default *) */
                         fleet?: string;
                         /** @enum {string} */
-                        kind: "config" | "container" | "model";
+                        kind: "agent" | "config" | "container" | "model";
                         /** @description JSON object, optional: kept in the catalog; its sha256 and length are signed into the TUF target */
                         manifest?: string;
                         name: string;

@@ -14,6 +14,7 @@ import { DEFAULT_PLUGINS, loadPlugins, pluginName, type PluginEntry } from '../p
 import { AgentDaemon } from '../runtime/agent-daemon.js';
 import { DeviceClient } from '../runtime/device-client.js';
 import { readHardwareProfile } from '../runtime/hardware.js';
+import { settleSelfUpdate } from '../runtime/self-update.js';
 import { AgentStateStore } from '../state/agent-state.js';
 import { createDeviceHttpsAgent } from '../transport/https-get.js';
 import type { DeviceTlsMaterial } from '../transport/tls.js';
@@ -204,6 +205,14 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     ...(config.file.source ? { configDir: path.dirname(path.resolve(config.file.source)) } : {}),
   });
   for (const plugin of plugins) agent.use(plugin);
+  // A self-update in progress (issue 28): finish a rollback, hand back, or start the trial.
+  let handoverExit: number | undefined;
+  const stop = new AbortController();
+  const trial = await settleSelfUpdate(agent, AGENT_VERSION, (code) => {
+    handoverExit = code;
+    stop.abort(new Error('self-update hand-back'));
+  });
+  if (handoverExit !== undefined) return handoverExit;
   const client = new DeviceClient(config.server, tls);
   const daemon = new AgentDaemon({
     agent,
@@ -211,6 +220,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     hardware: await readHardwareProfile(),
     agentVersion: AGENT_VERSION,
     tags: config.tags,
+    ...(trial ? { onHeartbeatAnswered: () => trial.confirmHealthy() } : {}),
     logUploader: new LogUploader(logSource(config, logFile), log),
     ...(config.enrolled
       ? {
@@ -226,7 +236,6 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
         }
       : {}),
   });
-  const stop = new AbortController();
   const onSignal = (sig: string) => {
     log.info({ signal: sig }, 'stopping');
     stop.abort(new Error(sig));
@@ -236,6 +245,8 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins.map(pluginName), pluginsDir: config.pluginsDir, version: AGENT_VERSION }, 'agent starting');
   try {
     const exit = await daemon.run(stop.signal);
+    trial?.stop();
+    if (handoverExit !== undefined) return handoverExit;
     if (exit === 'offboarded') {
       // The key and certificate the agent actually used go too: with --cert/--key (or their
       // variables or config entries) over an enrolled identity, both are wiped, not only the

@@ -24,6 +24,8 @@ export interface AgentDaemonOptions {
   hardware: HardwareProfile;
   agentVersion: string;
   tags: Record<string, string>;
+  /** Called after each heartbeat the server answered (a self-update trial confirms on the first). */
+  onHeartbeatAnswered?: () => Promise<void>;
 }
 
 export type DaemonExit = 'stopped' | 'offboarded';
@@ -131,6 +133,7 @@ export class AgentDaemon {
         try {
           const res = await this.#client.heartbeat({ installed: this.#installed() });
           failures = 0;
+          await this.#options.onHeartbeatAnswered?.();
           if (res.offboarded) {
             agent.log.warn('server says this device is offboarded');
             return 'offboarded';

@@ -3,6 +3,7 @@
 // the server and the device judge a spec by the very same schema. To support a new plugin,
 // add one line to a table.
 import { compileSchema, type JsonSchema, type SchemaValidator } from '@meshanics/core/contract';
+import { ARTIFACT_KIND as AGENT_KIND, AGENT_SPEC_SCHEMA } from '@meshanics/artifact-agent/schema';
 import { ARTIFACT_KIND as CONFIG_KIND, CONFIG_SPEC_SCHEMA } from '@meshanics/artifact-config/schema';
 import { ARTIFACT_KIND as CONTAINER_KIND, CONTAINER_SPEC_SCHEMA } from '@meshanics/artifact-container/schema';
 import { ARTIFACT_KIND as MODEL_KIND, MODEL_SPEC_SCHEMA } from '@meshanics/artifact-model/schema';
@@ -14,6 +15,7 @@ const BUILT_IN_ARTIFACT_SCHEMAS: Readonly<Record<string, JsonSchema>> = {
   [MODEL_KIND]: MODEL_SPEC_SCHEMA,
   [CONFIG_KIND]: CONFIG_SPEC_SCHEMA,
   [CONTAINER_KIND]: CONTAINER_SPEC_SCHEMA,
+  [AGENT_KIND]: AGENT_SPEC_SCHEMA,
 };
 
 const BUILT_IN_PROBE_SCHEMAS: Readonly<Record<string, JsonSchema>> = {

@@ -21,6 +21,7 @@ import {
 import { ensureDirDurableSync, renameDurableSync, tempSibling, writeFileAtomicSync } from '@meshanics/core/kit';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
+import { AGENT_KIND, assertAgentPackageVersion } from './agent-package.js';
 import { artifactSpecValidator, knownArtifactKinds } from './plugin-schemas.js';
 import { checkSignedJson, MANIFEST_BOUNDS, SPEC_BOUNDS } from './signed-bounds.js';
 import { assertPublishable, checkArtifactFleet, EVERY_FLEET } from './tenancy.js';
@@ -158,6 +159,7 @@ function conflict(name: string, version: string): MeshError {
 
 export async function publishArtifact(ctx: MeshanicsContext, input: PublishArtifactInput): Promise<PublishedArtifact> {
   const spec = validateInput(input);
+  if (input.kind === AGENT_KIND) await assertAgentPackageVersion(input.file, input.version);
   const fleet = checkArtifactFleet(input.fleet ?? EVERY_FLEET);
   const { store, tuf, layout } = ctx;
   // Cheap early answer; the authoritative check is repeated under the lock below.

@@ -5,7 +5,7 @@
 // @meshanics/core/contract. Never api/, device-api/ or rollouts/ (rollouts/ builds on fleet/, not the other way).
 //
 // Assigning an artifact version to one device, with the health probe that guards its swap.
-import { assertDevicesSupportKind } from './device-capabilities.js';
+import { assertDevicesFitArtifact, assertDevicesSupportKind } from './device-capabilities.js';
 import * as crypto from 'node:crypto';
 import { compileSchema, parseAndValidate, PROBE_COMMON_SCHEMA, type ProbeContract } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
@@ -85,6 +85,7 @@ export async function createAssignment(ctx: MeshanicsContext, input: CreateAssig
     }
     const artifact = assertAssignable(await store.getArtifact(input.artifact, input.version), { name: input.artifact, version: input.version }, device.fleet);
     assertDevicesSupportKind([device], artifact.kind);
+    assertDevicesFitArtifact([device], artifact);
     const now = new Date().toISOString();
     const record: AssignmentRecord = {
       id: crypto.randomUUID(),

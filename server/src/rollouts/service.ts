@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import { validateProbe, type ProbeInput } from '../fleet/assignments.js';
 import { MeshError } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
-import { assertDevicesSupportKind } from '../fleet/device-capabilities.js';
+import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
 import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
 import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
@@ -84,6 +84,7 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
       );
     }
     assertDevicesSupportKind(devices, artifact.kind);
+    assertDevicesFitArtifact(devices, artifact);
     const busy = await store.rollouts.busyDevices(
       devices.map((d) => d.id),
       artifact.name,
