@@ -37,7 +37,7 @@ async function setup(running = A) {
       onHandOver();
     },
   });
-  const test = await createTestAgent([plugin, new ExecProbePlugin()], { dataDir: path.join(work, 'data') });
+  const test = await createTestAgent([plugin, new ExecProbePlugin()], { dataDir: path.join(work, 'data'), allowlist: { execBinaries: ['/bin/true'] } });
   const events: TransitionEvent[] = [];
   test.agent.hooks.transition.tap('test', (e) => void events.push(e));
   // The apply hook never returns after a hand-over (the process exits there): wait for either.
