@@ -61,6 +61,18 @@ if ! bash scripts/container-runtime/up.sh >/dev/null; then
   log "container runtime unavailable: the container-artifact tests will skip"
 fi
 
+# The agent as a device package (tests/packaging): dpkg-deb, binutils for both architectures,
+# mmdebstrap, podman + runc, qemu-user-static and the arm64 cross libraries, systemd-analyze.
+# Required in CI; elsewhere a failure only makes those tests skip, naming what is missing.
+log "packaging tools"
+if ! bash scripts/packaging/prereqs.sh; then
+  if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+    echo "installing the packaging tools failed (scripts/packaging/prereqs.sh)" >&2
+    exit 1
+  fi
+  log "packaging tools unavailable: the packaging tests will skip"
+fi
+
 # PostgreSQL for the store suite and the replicas test (both engines run in CI): the tests
 # use MESHANICS_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test (trust
 # authentication), and create and drop their own databases. Installed and started when it

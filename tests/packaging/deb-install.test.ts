@@ -118,7 +118,7 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     const dir = `/usr/lib/meshanics-agent/plugins/${VENDOR}`;
     expect((await device.sh(`mkdir -p ${dir} && tar -xzf ${vendorTgz} -C ${dir} --strip-components=1 --no-same-owner`)).code).toBe(0);
     await device.sh(`cat > /etc/meshanics/agent.json <<'EOF'\n${JSON.stringify({ plugins: [...DEFAULTS, VENDOR], allowlist: { writePaths: [], systemdUnits: [], execBinaries: [], httpHosts: [], bindMountPaths: [] } }, null, 2)}\nEOF`);
-    const unit = (await device.sh('cat /lib/systemd/system/meshanics-agent.service')).stdout;
+    const unit = (await device.sh('cat /usr/lib/systemd/system/meshanics-agent.service')).stdout;
     const execStart = /^ExecStart=(.*)$/m.exec(unit)![1];
     agent = device.spawn('packaged-agent', `runuser -u meshanics -- ${execStart}`, '/run/agent.pid');
     const started = await agent.waitForLine((l) => l?.msg === 'agent starting', 30_000);
@@ -163,7 +163,7 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
 
   it('exits 2 naming the file, the path and the rule when agent.json does not validate; the unit does not restart on 2', async () => {
     await device.sh(`cp /etc/meshanics/agent.json /tmp/agent.json.good && printf '%s' '{"allowlist":{"writePaths":["relative/dir"]}}' > /etc/meshanics/agent.json`);
-    const unit = (await device.sh('cat /lib/systemd/system/meshanics-agent.service')).stdout;
+    const unit = (await device.sh('cat /usr/lib/systemd/system/meshanics-agent.service')).stdout;
     const bad = await device.sh(`runuser -u meshanics -- ${/^ExecStart=(.*)$/m.exec(unit)![1]}`);
     await device.sh('cp /tmp/agent.json.good /etc/meshanics/agent.json');
     expect(bad.code).toBe(2);
@@ -174,7 +174,7 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
 
   it('passes systemd-analyze verify on the installed unit', async () => {
     // The root has systemd installed but not running (as in an image build): verify is offline.
-    const verified = await device.sh('systemd-analyze verify /lib/systemd/system/meshanics-agent.service');
+    const verified = await device.sh('systemd-analyze verify /usr/lib/systemd/system/meshanics-agent.service');
     const version = Number(/systemd (\d+)/.exec((await device.sh('systemd-analyze --version')).stdout)?.[1]);
     // RestartSteps= and RestartMaxDelaySec= (the unit's restart back-off) exist since systemd
     // 254; older systemd (bookworm has 252) ignores them with this warning and restarts every 5 s.
@@ -188,7 +188,7 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     await device.sh(`rm -rf /usr/lib/meshanics-agent/plugins/${VENDOR} /usr/lib/meshanics-agent/plugins/@vendor`);
     const removed = await device.sh('dpkg -r meshanics-agent');
     expect(removed.code).toBe(0);
-    const afterRemove = await device.sh('ls -d /usr/bin/meshanics-agent /usr/lib/meshanics-agent /lib/systemd/system/meshanics-agent.service /etc/meshanics/agent.json /var/lib/meshanics-agent 2>/dev/null');
+    const afterRemove = await device.sh('ls -d /usr/bin/meshanics-agent /usr/lib/meshanics-agent /usr/lib/systemd/system/meshanics-agent.service /etc/meshanics/agent.json /var/lib/meshanics-agent 2>/dev/null');
     expect(afterRemove.stdout.split('\n').filter(Boolean)).toEqual(['/etc/meshanics/agent.json', '/var/lib/meshanics-agent']);
     const purged = await device.sh('dpkg --purge meshanics-agent');
     expect(purged.code).toBe(0);
