@@ -17,7 +17,7 @@ import { DebianRoot } from './helpers/debian-root.js';
 import { artifact, ensurePackages, missingTools, OUT, ROOT, type Manifest } from './helpers/tools.js';
 
 const run = promisify(execFile);
-const skip = missingTools(['mmdebstrap', 'podman', 'runc', 'dpkg-deb', 'systemd-analyze', 'npm']);
+const skip = missingTools(['mmdebstrap', 'podman', 'runc', 'dpkg-deb', 'strip', 'aarch64-linux-gnu-strip', 'npm']);
 const VENDOR = '@vendor/artifact-directory';
 const DEFAULTS = ['@meshanics/artifact-model', '@meshanics/artifact-config', '@meshanics/artifact-container', '@meshanics/probe-exec', '@meshanics/probe-http', '@meshanics/probe-file'];
 // Paths that change on any dpkg run and are not the package's: dpkg's own database and log,
