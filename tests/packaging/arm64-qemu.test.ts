@@ -56,6 +56,16 @@ describe.skipIf(Boolean(skip))(`the arm64 package under qemu-aarch64-static${ski
     expect(stdout).toBe(`meshanics-agent ${manifest.version}\ncore API 0.1.0\nNode.js v${manifest.nodeVersion} (linux-arm64)\n`);
   }, 120_000);
 
+  it('ships the tree of the .deb as the linux-arm64 tarball, all four files listed in SHA256SUMS', async () => {
+    const paths = (lines: string) => lines.split('\n').filter(Boolean).map((l) => l.replace(/^\.\//, '').replace(/\/$/, '')).filter((p) => p && p !== '.').sort();
+    const debList = (await run('sh', ['-c', `dpkg-deb --fsys-tarfile '${artifact(manifest, '_arm64.deb')}' | tar -t`], { maxBuffer: 1 << 26 })).stdout;
+    const tarList = (await run('tar', ['-tzf', artifact(manifest, '-linux-arm64.tar.gz')], { maxBuffer: 1 << 26 })).stdout;
+    expect(paths(tarList)).toEqual(paths(debList));
+    expect(paths(tarList)).toContain('usr/bin/meshanics-agent');
+    const checked = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.dirname(artifact(manifest, '_arm64.deb')) });
+    expect(checked.stdout.split('\n').filter((l) => l.endsWith(': OK'))).toHaveLength(4);
+  }, 120_000);
+
   it('enrolls with a token and takes a healthy model update', async () => {
     const { token } = await serverCli(serverDir, ['enroll-token', 'create', '--fleet', 'arm']);
     const fingerprint = new X509Certificate(await readFile(path.join(serverDir, 'pki', 'ca.crt'))).fingerprint256;
