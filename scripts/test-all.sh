@@ -62,7 +62,7 @@ if ! bash scripts/container-runtime/up.sh >/dev/null; then
 fi
 
 # The agent as a device package (tests/packaging): dpkg-deb, binutils for both architectures,
-# mmdebstrap, podman + runc, qemu-user-static and the arm64 cross libraries, systemd-analyze.
+# mmdebstrap, podman + runc, qemu-user-static and the arm64 cross libraries.
 # Required in CI; elsewhere a failure only makes those tests skip, naming what is missing.
 log "packaging tools"
 if ! bash scripts/packaging/prereqs.sh; then
