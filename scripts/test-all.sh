@@ -88,19 +88,17 @@ if ! bash scripts/container-runtime/up.sh >/dev/null; then
   log "container runtime unavailable: the container-artifact tests will skip"
 fi
 
-# The server image test builds its base from Debian's packages when no official node image is
-# in the store (no registry is reachable): mmdebstrap. podman itself comes with the container
-# runtime above.
-if ! command -v mmdebstrap >/dev/null 2>&1; then
-  log "installing system package: mmdebstrap"
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mmdebstrap; }; then
-    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
-      echo "installing mmdebstrap failed (apt-get install -y mmdebstrap): the server image test cannot run" >&2
-      exit 1
-    fi
-    log "mmdebstrap unavailable: the server image test will fail to build its base"
+# The agent as a device package (tests/packaging): dpkg-deb, binutils for both architectures,
+# mmdebstrap, podman + runc, qemu-user-static and the arm64 cross libraries. The server image
+# test (tests/image) uses mmdebstrap and podman from here too.
+# Required in CI; elsewhere a failure only makes those tests skip, naming what is missing.
+log "packaging tools"
+if ! bash scripts/packaging/prereqs.sh; then
+  if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+    echo "installing the packaging tools failed (scripts/packaging/prereqs.sh)" >&2
+    exit 1
   fi
+  log "packaging tools unavailable: the packaging tests will skip"
 fi
 
 # PostgreSQL for the store suite and the replicas test (both engines run in CI): the tests

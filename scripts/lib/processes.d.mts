@@ -13,6 +13,8 @@ export interface Child {
   waitForLine(predicate: (line: any) => boolean, timeoutMs?: number): Promise<any>;
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: string | null }>;
 }
+/** The class behind Child: wraps any spawned process with piped stdout/stderr. */
+export const Child: new (name: string, proc: import('node:child_process').ChildProcess, options?: { maxLines?: number }) => Child;
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[]; execArgv?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;

@@ -1,5 +1,5 @@
 // The agent's code as a device gets it: a pruned production node_modules holding
-// @meshanics/core, the six default plugins and the closure of their runtime dependencies,
+// @meshanics/core, the seven default plugins and the closure of their runtime dependencies,
 // copied from the checkout's installed tree (the lockfile's exact versions; no network).
 //
 // Why a node_modules tree and not an esbuild bundle: the agent loads plugins by package name

@@ -22,7 +22,7 @@ const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const OUT = path.join(REPO, 'dist-packages');
 const CACHE = path.join(REPO, '.cache', 'packaging');
-const PLUGINS = ['artifact-model', 'artifact-config', 'artifact-container', 'probe-exec', 'probe-http', 'probe-file'];
+const PLUGINS = ['artifact-model', 'artifact-config', 'artifact-container', 'artifact-agent', 'probe-exec', 'probe-http', 'probe-file'];
 const log = (msg) => process.stderr.write(`[package] ${msg}\n`);
 
 /** Every input of the packages, hashed: a build with the same key is the same build. */
@@ -105,7 +105,8 @@ export async function buildPackages({ ifChanged = false } = {}) {
         const rootDir = path.join(stage, arch);
         await writeLayout({ repo: REPO, rootDir, version, appModules: path.join(stage, 'app', 'node_modules'), runtimeDir: runtimes[i] });
         const tarball = `meshanics-agent-${version}-${info.tarball}.tar.gz`;
-        await run('tar', ['-czf', path.join(OUT, tarball), '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-C', rootDir, '.']);
+        // etc/ and usr/ only: no ./ entry, so `tar -xzf ... -C /` never touches / itself.
+        await run('tar', ['-czf', path.join(OUT, tarball), '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-C', rootDir, 'etc', 'usr']);
         const deb = await buildDeb({ repo: REPO, rootDir, version, arch, out: OUT });
         const nodeBytes = (await stat(path.join(runtimes[i], 'node'))).size;
         artifacts.push({ arch, file: path.basename(deb.file), bytes: (await stat(deb.file)).size, installedKiB: deb.installedKiB, nodeBytes, appBytes });

@@ -9,12 +9,14 @@
 //   /usr/lib/meshanics-agent/node_modules -> plugins
 //       (core's `import(name)` walks up from versions/<v>/node_modules/... and reaches it)
 //   /etc/meshanics/agent.json                                   conffile, deny by default
-//   /lib/systemd/system/meshanics-agent.service                 core/systemd's unit, adapted
+//   /usr/lib/systemd/system/meshanics-agent.service             core/systemd's unit, adapted
 import { chmod, copyFile, cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export const LIB = 'usr/lib/meshanics-agent';
-export const UNIT = 'lib/systemd/system/meshanics-agent.service';
+// Under /usr: systemd reads it there on every Debian release, and the tarball then has no
+// top-level lib/ entry, which GNU tar would unpack over a merged-/usr system's /lib symlink.
+export const UNIT = 'usr/lib/systemd/system/meshanics-agent.service';
 
 /** core/systemd's unit with the package's paths and user; every edit must apply. */
 export function adaptUnit(text) {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # System packages the packaging tests and `npm run package` need (Debian/Ubuntu, as root or
 # with sudo). Installs only what is missing; prints nothing when everything is there.
-#   dpkg-deb (dpkg-dev's companion)  builds the .debs (dpkg-deb is in dpkg itself)
+#   dpkg (dpkg-deb), xz-utils         build the .debs
+#   binutils, binutils-aarch64-linux-gnu   strip the Node.js binaries of both architectures
 #   mmdebstrap                        a minimal Debian root for the throwaway install root
-#   podman + runc                     runs that root as a container (see tests/packaging/README)
-#   qemu-user-static + *-arm64-cross  runs the arm64 Node binary on amd64, called directly
-#   systemd                           systemd-analyze verify on the installed unit
+#   podman + runc                     run that root as a container (tests/packaging/helpers/debian-root.ts)
+#   qemu-user-static + *-arm64-cross  run the arm64 Node.js on amd64, called directly (no binfmt)
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -17,7 +17,6 @@ have qemu-aarch64-static || need+=(qemu-user-static)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross)
 [ -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ] || need+=(libstdc++6-arm64-cross)
 [ -e /usr/aarch64-linux-gnu/lib/libgcc_s.so.1 ] || need+=(libgcc-s1-arm64-cross)
-have systemd-analyze || need+=(systemd)
 have xz || need+=(xz-utils)
 have aarch64-linux-gnu-strip || need+=(binutils-aarch64-linux-gnu)
 have strip || need+=(binutils)

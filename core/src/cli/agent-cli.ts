@@ -25,7 +25,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       process.stdout.write(HELP);
       return name ? EXIT.OK : EXIT.USAGE;
     }
-    if (name === '--version' || name === 'version') {
+    if (name === '--version') {
       // Three lines a support request needs: what was installed (a package built from a dirty
       // or untagged tree says so: 0.1.0+g<sha>.dirty), which plugins can load (the core API
       // range check), and which runtime runs it (a package carries its own Node.js).
