@@ -37,7 +37,10 @@ function buildPackages(fresh, work) {
   const timeFile = path.join(work, 'time.txt');
   const t = Date.now();
   const out = execFileSync('/usr/bin/time', ['-f', '%U %S', '-o', timeFile, process.execPath, 'scripts/packaging/build.mjs', ...(fresh ? [] : ['--if-changed'])], {
-    cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 24,
   });
   const [user, sys] = readFileSync(timeFile, 'utf8').trim().split(/\s+/).slice(-2).map(Number);
   return { manifest: JSON.parse(out), wallMs: Date.now() - t, cpuMs: Math.round((user + sys) * 1000) };
@@ -66,8 +69,23 @@ try {
   children.push(server);
   const nodeOptions = agentUnitNodeFlags().join(' ');
   const runArgs = (certs, dataDir) => [
-    'run', '--server', server.grpc, '--artifact-server', server.artifacts, '--cert', path.join(certs, 'device.crt'), '--key', path.join(certs, 'device.key'),
-    '--ca', path.join(certs, 'ca.crt'), '--tuf-root', path.join(certs, 'tuf-root.json'), '--data-dir', dataDir, '--container-runtime', 'none',
+    'run',
+    '--server',
+    server.grpc,
+    '--artifact-server',
+    server.artifacts,
+    '--cert',
+    path.join(certs, 'device.crt'),
+    '--key',
+    path.join(certs, 'device.key'),
+    '--ca',
+    path.join(certs, 'ca.crt'),
+    '--tuf-root',
+    path.join(certs, 'tuf-root.json'),
+    '--data-dir',
+    dataDir,
+    '--container-runtime',
+    'none',
   ];
   const packaged = (certs, dataDir) =>
     new Child('packaged', spawn(launcher, runArgs(certs, dataDir), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } }));
@@ -76,7 +94,10 @@ try {
   // Start time: N cold starts of each, one at a time.
   const starts = { packaged: [], checkout: [] };
   for (let i = 0; i < Number(values.starts); i++) {
-    for (const { kind, start } of [{ kind: 'packaged', start: packaged }, { kind: 'checkout', start: checkout }]) {
+    for (const { kind, start } of [
+      { kind: 'packaged', start: packaged },
+      { kind: 'checkout', start: checkout },
+    ]) {
       const certs = path.join(work, 'creds', `${kind}-${i}`);
       await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'bench', '--name', `${kind}-${i}`, '--out', certs]);
       const t = Date.now();
@@ -88,7 +109,10 @@ try {
   }
   // Idle RSS: one of each, side by side, settled, then sampled every second.
   const idle = {};
-  for (const { kind, start } of [{ kind: 'packaged', start: packaged }, { kind: 'checkout', start: checkout }]) {
+  for (const { kind, start } of [
+    { kind: 'packaged', start: packaged },
+    { kind: 'checkout', start: checkout },
+  ]) {
     const certs = path.join(work, 'creds', `${kind}-idle`);
     await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'bench', '--name', `${kind}-idle`, '--out', certs]);
     const child = start(certs, path.join(work, 'agents', `${kind}-idle`));
@@ -111,11 +135,17 @@ try {
   console.log(`meshanics-agent ${result.version}, Node.js ${result.nodeVersion} inside; checkout agent on ${process.version}`);
   if (cpuNote) console.log(cpuNote);
   for (const p of result.packages) {
-    console.log(`${p.arch}: .deb ${MB(p.deb)} (goal <= 35 MB); installed ${MB(p.installed)} (goal <= 130 MB) = Node.js ${MB(p.node)} + ours ${MB(p.ours)} (node_modules ${MB(p.app)})`);
+    console.log(
+      `${p.arch}: .deb ${MB(p.deb)} (goal <= 35 MB); installed ${MB(p.installed)} (goal <= 130 MB) = Node.js ${MB(p.node)} + ours ${MB(p.ours)} (node_modules ${MB(p.app)})`,
+    );
   }
   const st = result.startMs;
-  console.log(`start -> registered: packaged median ${st.packaged.median} ms [${st.packaged.min}-${st.packaged.max}] (goal <= 1500), checkout median ${st.checkout.median} ms [${st.checkout.min}-${st.checkout.max}]`);
-  console.log(`idle RSS (median of ${values.window} s after ${values.settle} s): packaged ${MB(result.idleRss.packaged)} (goal <= 70 MB), checkout ${MB(result.idleRss.checkout)}; peak ${MB(result.idleHwm.packaged)} vs ${MB(result.idleHwm.checkout)}`);
+  console.log(
+    `start -> registered: packaged median ${st.packaged.median} ms [${st.packaged.min}-${st.packaged.max}] (goal <= 1500), checkout median ${st.checkout.median} ms [${st.checkout.min}-${st.checkout.max}]`,
+  );
+  console.log(
+    `idle RSS (median of ${values.window} s after ${values.settle} s): packaged ${MB(result.idleRss.packaged)} (goal <= 70 MB), checkout ${MB(result.idleRss.checkout)}; peak ${MB(result.idleHwm.packaged)} vs ${MB(result.idleHwm.checkout)}`,
+  );
   console.log(`load average ${result.load.toFixed(1)} on ${os.cpus().length} cores`);
   console.log(JSON.stringify(result));
 } finally {

@@ -19,7 +19,9 @@ for (const arg of files) {
     .filter(([name]) => !keep || keep.has(name))
     .map(([name, s]) => `${name} ${Math.round(s.seconds)} s, load ${s.loadAverage?.before?.toFixed(1) ?? '?'}→${s.loadAverage?.after?.toFixed(1) ?? '?'}`)
     .join('; ');
-  console.log(`${file}: ${result.meta.mode} run ${result.meta.startedAt}, git ${result.meta.git}${Object.keys(result.meta.overrides ?? {}).length ? `, overrides ${JSON.stringify(result.meta.overrides)}` : ''} (${suites})`);
+  console.log(
+    `${file}: ${result.meta.mode} run ${result.meta.startedAt}, git ${result.meta.git}${Object.keys(result.meta.overrides ?? {}).length ? `, overrides ${JSON.stringify(result.meta.overrides)}` : ''} (${suites})`,
+  );
   rows.push(...result.rows.filter((r) => !keep || keep.has(r.suite)));
 }
 console.log(renderTable(rows));

@@ -69,9 +69,7 @@ for (const item of values.set ?? []) {
 // The server suites again on an external database, labelled by its scheme ("heartbeat/postgresql").
 const SERVER_SUITES = ['heartbeat', 'fleet'];
 if (values['database-only'] && !values['database-url']) throw new Error('--database-only needs --database-url');
-const runs = selected
-  .filter((name) => !(values['database-only'] && SERVER_SUITES.includes(name)))
-  .map((name) => ({ name, key: name, options: {} }));
+const runs = selected.filter((name) => !(values['database-only'] && SERVER_SUITES.includes(name))).map((name) => ({ name, key: name, options: {} }));
 if (values['database-url']) {
   const backend = backendOf(values['database-url']);
   for (const name of selected.filter((s) => SERVER_SUITES.includes(s))) {

@@ -56,9 +56,21 @@ try {
   say(`published detector 1.0.0 into TUF: ${p1.targetPath} sha256 ${p1.sha256.slice(0, 16)}… ${p1.length} bytes`);
   await writeFile(path.join(readyDir, 'ready-1.0.0'), 'loaded\n');
   const a1 = await serverCli(serverDir, [
-    'assign', '--fleet', 'demo', '--device', 'edge-1', '--artifact', 'detector@1.0.0',
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: path.join(readyDir, 'ready-1.0.0') }),
-    '--probe-timeout', '2', '--probe-attempts', '3',
+    'assign',
+    '--fleet',
+    'demo',
+    '--device',
+    'edge-1',
+    '--artifact',
+    'detector@1.0.0',
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: path.join(readyDir, 'ready-1.0.0') }),
+    '--probe-timeout',
+    '2',
+    '--probe-attempts',
+    '3',
   ]);
   say(`assigned detector 1.0.0 to edge-1 (probe: readiness file)`);
   const r1 = await waitForAssignment(serverDir, a1.assignmentId, { onState: printState('detector', '1.0.0') });
@@ -73,9 +85,21 @@ try {
   await serverCli(serverDir, ['artifact', 'publish', v2File, '--name', 'detector', '--version', '2.0.0', '--kind', 'model', '--spec', '{"fileName":"detector.onnx"}']);
   say('published detector 2.0.0 (a bad build: it never becomes ready)');
   const a2 = await serverCli(serverDir, [
-    'assign', '--fleet', 'demo', '--device', 'edge-1', '--artifact', 'detector@2.0.0',
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: path.join(readyDir, 'ready-2.0.0') }),
-    '--probe-timeout', '1', '--probe-attempts', '2',
+    'assign',
+    '--fleet',
+    'demo',
+    '--device',
+    'edge-1',
+    '--artifact',
+    'detector@2.0.0',
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: path.join(readyDir, 'ready-2.0.0') }),
+    '--probe-timeout',
+    '1',
+    '--probe-attempts',
+    '2',
   ]);
   const r2 = await waitForAssignment(serverDir, a2.assignmentId, { onState: printState('detector', '2.0.0') });
   if (r2.state !== 'ROLLED_BACK') throw new Error(`v2 ended ${r2.state}, expected ROLLED_BACK`);

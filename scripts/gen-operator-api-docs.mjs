@@ -20,11 +20,16 @@ const schemaText = (s) => {
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' \\| ');
   if (s.type === 'object' && s.properties) {
     const req = new Set(s.required ?? []);
-    return `{ ${Object.keys(s.properties).map((k) => `${k}${req.has(k) ? '' : '?'}`).join(', ')} }`;
+    return `{ ${Object.keys(s.properties)
+      .map((k) => `${k}${req.has(k) ? '' : '?'}`)
+      .join(', ')} }`;
   }
   return s.type ?? (s.oneOf ? 'one of several shapes' : '');
 };
-const cell = (t) => String(t ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const cell = (t) =>
+  String(t ?? '')
+    .replace(/\|/g, '\\|')
+    .replace(/\n/g, ' ');
 
 const lines = [
   '# Operator API reference',

@@ -91,7 +91,10 @@ export class Worker {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         const list = this.waiters.get(type) ?? [];
-        this.waiters.set(type, list.filter((w) => w.resolve !== done));
+        this.waiters.set(
+          type,
+          list.filter((w) => w.resolve !== done),
+        );
         reject(new Error(`${this.name}: no "${type}" message within ${timeoutMs} ms; last output:\n${this.output.slice(-20).join('\n')}`));
       }, timeoutMs);
       const done = (msg) => {

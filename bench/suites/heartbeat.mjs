@@ -139,8 +139,24 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const rateRatio = summarize(s.map((w, i) => ratio(w.callsPerSec, e[i].callsPerSec)));
     const p99Ratio = summarize(s.map((w, i) => ratio(w.p99Ms, e[i].p99Ms)));
     perN[n] = {
-      server: { callsPerSec: pick(s, 'callsPerSec'), p50Ms: pick(s, 'p50Ms'), p99Ms: pick(s, 'p99Ms'), cpuUsPerCall: pick(s, 'cpuUsPerCall'), cpuCores: pick(s, 'cpuCores'), clientCpuCores: pick(s, 'clientCpuCores'), maxClientCpuCores: pick(s, 'maxClientCpuCores') },
-      echo: { callsPerSec: pick(e, 'callsPerSec'), p50Ms: pick(e, 'p50Ms'), p99Ms: pick(e, 'p99Ms'), cpuUsPerCall: pick(e, 'cpuUsPerCall'), cpuCores: pick(e, 'cpuCores'), clientCpuCores: pick(e, 'clientCpuCores'), maxClientCpuCores: pick(e, 'maxClientCpuCores') },
+      server: {
+        callsPerSec: pick(s, 'callsPerSec'),
+        p50Ms: pick(s, 'p50Ms'),
+        p99Ms: pick(s, 'p99Ms'),
+        cpuUsPerCall: pick(s, 'cpuUsPerCall'),
+        cpuCores: pick(s, 'cpuCores'),
+        clientCpuCores: pick(s, 'clientCpuCores'),
+        maxClientCpuCores: pick(s, 'maxClientCpuCores'),
+      },
+      echo: {
+        callsPerSec: pick(e, 'callsPerSec'),
+        p50Ms: pick(e, 'p50Ms'),
+        p99Ms: pick(e, 'p99Ms'),
+        cpuUsPerCall: pick(e, 'cpuUsPerCall'),
+        cpuCores: pick(e, 'cpuCores'),
+        clientCpuCores: pick(e, 'clientCpuCores'),
+        maxClientCpuCores: pick(e, 'maxClientCpuCores'),
+      },
       ratios: { cpuPerCall: cpuRatio, callsPerSec: rateRatio, p99: p99Ratio },
     };
     const p = perN[n];
@@ -148,7 +164,14 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       { suite: SUITE, metric: `N=${n} heartbeats/s`, unit: '/s', value: p.server.callsPerSec, baseline: p.echo.callsPerSec, ratio: rateRatio },
       { suite: SUITE, metric: `N=${n} p50 latency`, unit: 'ms', value: p.server.p50Ms, baseline: p.echo.p50Ms, ratio: summarize(s.map((w, i) => ratio(w.p50Ms, e[i].p50Ms))) },
       { suite: SUITE, metric: `N=${n} p99 latency`, unit: 'ms', value: p.server.p99Ms, baseline: p.echo.p99Ms, ratio: p99Ratio },
-      { suite: SUITE, metric: `N=${n} server CPU (cores)`, unit: 'cores', value: p.server.cpuCores, baseline: p.echo.cpuCores, ratio: summarize(s.map((w, i) => ratio(w.cpuCores, e[i].cpuCores))) },
+      {
+        suite: SUITE,
+        metric: `N=${n} server CPU (cores)`,
+        unit: 'cores',
+        value: p.server.cpuCores,
+        baseline: p.echo.cpuCores,
+        ratio: summarize(s.map((w, i) => ratio(w.cpuCores, e[i].cpuCores))),
+      },
       {
         suite: SUITE,
         metric: `N=${n} CPU per heartbeat`,

@@ -69,7 +69,10 @@ export async function run({ mode, work, overrides = {} }) {
       ...agents.map((a) => a.child.waitForLine((l) => l && l.msg === 'registered', 30_000)),
       ...bares.map((b) => b.child.waitForLine((l) => l && l.msg === 'registered', 30_000)),
     ]);
-    progress(SUITE, `${cfg.processes} enrolled agents and ${cfg.processes} bare grpc-js processes registered; settling ${cfg.settleMs / 1000} s, then measuring ${cfg.windowMs / 1000} s`);
+    progress(
+      SUITE,
+      `${cfg.processes} enrolled agents and ${cfg.processes} bare grpc-js processes registered; settling ${cfg.settleMs / 1000} s, then measuring ${cfg.windowMs / 1000} s`,
+    );
     await sleep(cfg.settleMs);
 
     const all = [...agents, ...bares];
@@ -118,9 +121,35 @@ export async function run({ mode, work, overrides = {} }) {
     const tick = 1000 / clkTck();
     const perMinuteBetween = between.median === null ? null : (between.median / windowMs) * 60_000;
     const rows = [
-      { suite: SUITE, metric: 'idle agent RSS (VmRSS)', unit: 'bytes', value: agentRss, baseline: pick(bares, 'rssEnd'), baselineName: 'bare grpc-js', ratio: pairs('rssEnd'), target: '≤ 80 MB', met: agentRss.median !== null ? agentRss.median <= RSS_TARGET : null },
-      { suite: SUITE, metric: 'idle agent peak RSS (VmHWM)', unit: 'bytes', value: pick(agents, 'hwm'), baseline: pick(bares, 'hwm'), baselineName: 'bare grpc-js', ratio: pairs('hwm') },
-      { suite: SUITE, metric: `idle agent CPU over ${Math.round(windowMs / 1000)} s`, unit: 'ms', value: pick(agents, 'cpuMs'), baseline: pick(bares, 'cpuMs'), baselineName: 'bare grpc-js', ratio: pairs('cpuMs') },
+      {
+        suite: SUITE,
+        metric: 'idle agent RSS (VmRSS)',
+        unit: 'bytes',
+        value: agentRss,
+        baseline: pick(bares, 'rssEnd'),
+        baselineName: 'bare grpc-js',
+        ratio: pairs('rssEnd'),
+        target: '≤ 80 MB',
+        met: agentRss.median !== null ? agentRss.median <= RSS_TARGET : null,
+      },
+      {
+        suite: SUITE,
+        metric: 'idle agent peak RSS (VmHWM)',
+        unit: 'bytes',
+        value: pick(agents, 'hwm'),
+        baseline: pick(bares, 'hwm'),
+        baselineName: 'bare grpc-js',
+        ratio: pairs('hwm'),
+      },
+      {
+        suite: SUITE,
+        metric: `idle agent CPU over ${Math.round(windowMs / 1000)} s`,
+        unit: 'ms',
+        value: pick(agents, 'cpuMs'),
+        baseline: pick(bares, 'cpuMs'),
+        baselineName: 'bare grpc-js',
+        ratio: pairs('cpuMs'),
+      },
       {
         suite: SUITE,
         metric: 'idle agent CPU between heartbeats',
@@ -131,9 +160,19 @@ export async function run({ mode, work, overrides = {} }) {
         target: `none measurable (≤ ${tick} ms/min)`,
         met: perMinuteBetween !== null ? perMinuteBetween <= tick : null,
       },
-      { suite: SUITE, metric: 'seconds with any CPU (agent)', unit: 's', value: pick(agents, 'activeSeconds'), baseline: pick(bares, 'activeSeconds'), baselineName: 'bare grpc-js' },
+      {
+        suite: SUITE,
+        metric: 'seconds with any CPU (agent)',
+        unit: 's',
+        value: pick(agents, 'activeSeconds'),
+        baseline: pick(bares, 'activeSeconds'),
+        baselineName: 'bare grpc-js',
+      },
     ];
-    progress(SUITE, `agent RSS ${fmtBytes(agentRss.median)}, bare ${fmtBytes(pick(bares, 'rssEnd').median)}; agent CPU ${pick(agents, 'cpuMs').median} ms, between heartbeats ${between.median} ms`);
+    progress(
+      SUITE,
+      `agent RSS ${fmtBytes(agentRss.median)}, bare ${fmtBytes(pick(bares, 'rssEnd').median)}; agent CPU ${pick(agents, 'cpuMs').median} ms, between heartbeats ${between.median} ms`,
+    );
     return {
       config: cfg,
       windowMs,

@@ -56,9 +56,27 @@ async function containerStartMs(tag, n) {
   await podman(['volume', 'create', volume]);
   try {
     const t0 = performance.now();
-    await podman(['run', '-d', '--name', name, '--network', 'host', '--health-interval', 'disable', '-v', `${volume}:/var/lib/meshanics`,
-      '-e', `MESHANICS_GRPC_LISTEN=127.0.0.1:${grpc}`, '-e', `MESHANICS_ARTIFACT_LISTEN=127.0.0.1:${artifacts}`,
-      '-e', `MESHANICS_ENROLL_LISTEN=127.0.0.1:${enroll}`, '-e', `MESHANICS_API_LISTEN=127.0.0.1:${api}`, tag]);
+    await podman([
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--network',
+      'host',
+      '--health-interval',
+      'disable',
+      '-v',
+      `${volume}:/var/lib/meshanics`,
+      '-e',
+      `MESHANICS_GRPC_LISTEN=127.0.0.1:${grpc}`,
+      '-e',
+      `MESHANICS_ARTIFACT_LISTEN=127.0.0.1:${artifacts}`,
+      '-e',
+      `MESHANICS_ENROLL_LISTEN=127.0.0.1:${enroll}`,
+      '-e',
+      `MESHANICS_API_LISTEN=127.0.0.1:${api}`,
+      tag,
+    ]);
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     const first = performance.now() - t0;
     await podman(['stop', '-t', '10', name]);
@@ -77,9 +95,24 @@ async function checkoutStartMs(work, n) {
   mkdirSync(dir, { recursive: true });
   const api = await freePort();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [path.join(ROOT, 'server/dist/cli.js'), 'serve', '--data-dir', dir,
-    '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', '--api-listen', `127.0.0.1:${api}`],
-  { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, 'server/dist/cli.js'),
+      'serve',
+      '--data-dir',
+      dir,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--artifact-listen',
+      '127.0.0.1:0',
+      '--enroll-listen',
+      '127.0.0.1:0',
+      '--api-listen',
+      `127.0.0.1:${api}`,
+    ],
+    { stdio: 'ignore' },
+  );
   try {
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     return performance.now() - t0;
@@ -110,7 +143,10 @@ export async function run({ mode, work, overrides = {} }) {
   for (let i = 0; i < cfg.starts; i++) {
     container.push(await containerStartMs(image.tag, i));
     checkout.push(await checkoutStartMs(work, i));
-    progress(SUITE, `start ${i + 1}/${cfg.starts}: container ${container.at(-1).first.toFixed(0)} ms (restart ${container.at(-1).restart.toFixed(0)} ms), checkout ${checkout.at(-1).toFixed(0)} ms`);
+    progress(
+      SUITE,
+      `start ${i + 1}/${cfg.starts}: container ${container.at(-1).first.toFixed(0)} ms (restart ${container.at(-1).restart.toFixed(0)} ms), checkout ${checkout.at(-1).toFixed(0)} ms`,
+    );
   }
   const start = summarize(container.map((c) => c.first));
   const restart = summarize(container.map((c) => c.restart));
@@ -122,10 +158,24 @@ export async function run({ mode, work, overrides = {} }) {
     rows: [
       { suite: SUITE, metric: 'server image size', unit: 'bytes', value: summarize([image.sizeBytes]), target: '≤ 250 MB', met: image.sizeBytes <= SIZE_TARGET },
       {
-        suite: SUITE, metric: 'cold start to /readyz (new volume)', unit: 'ms', value: start, baseline: base, baselineName: 'checkout serve',
-        ratio: perRun, target: '≤ 2 s', met: start.median !== null ? start.median <= START_TARGET_MS : null,
+        suite: SUITE,
+        metric: 'cold start to /readyz (new volume)',
+        unit: 'ms',
+        value: start,
+        baseline: base,
+        baselineName: 'checkout serve',
+        ratio: perRun,
+        target: '≤ 2 s',
+        met: start.median !== null ? start.median <= START_TARGET_MS : null,
       },
-      { suite: SUITE, metric: 'restart to /readyz (existing volume)', unit: 'ms', value: restart, target: '≤ 2 s', met: restart.median !== null ? restart.median <= START_TARGET_MS : null },
+      {
+        suite: SUITE,
+        metric: 'restart to /readyz (existing volume)',
+        unit: 'ms',
+        value: restart,
+        target: '≤ 2 s',
+        met: restart.median !== null ? restart.median <= START_TARGET_MS : null,
+      },
       { suite: SUITE, metric: 'image rebuild after a code change', unit: 'ms', value: summarize([buildMs]) },
     ],
   };

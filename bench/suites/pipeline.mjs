@@ -20,7 +20,13 @@ const execFileP = promisify(execFile);
 export const CONFIG = {
   // references: also time sha256sum, cp and the one-pass reference on the same file.
   // 4 GiB once: VmHWM is the kernel's own maximum over the run, and one 4 GiB install takes over a minute here.
-  full: { sizes: [{ MiB: 1024, runs: 5, references: true }, { MiB: 64, runs: 5 }, { MiB: 4096, runs: 1 }] },
+  full: {
+    sizes: [
+      { MiB: 1024, runs: 5, references: true },
+      { MiB: 64, runs: 5 },
+      { MiB: 4096, runs: 1 },
+    ],
+  },
   smoke: { sizes: [{ MiB: 16, runs: 1, references: true }] },
 };
 
@@ -115,7 +121,7 @@ export async function run({ mode, work, overrides = {} }) {
           probe: { type: 'file', spec: { path: readyFile }, timeoutSeconds: 10, attempts: 1, initialDelaySeconds: 0 },
           actor: 'bench',
         });
-        const end = await waitForState(agent, assignmentId, ['HEALTHY', 'FAILED', 'ROLLED_BACK'], 120_000 + bytes / (10 * MiB) * 1000);
+        const end = await waitForState(agent, assignmentId, ['HEALTHY', 'FAILED', 'ROLLED_BACK'], 120_000 + (bytes / (10 * MiB)) * 1000);
         const hwm = memory(agent.proc.pid).hwm;
         const polled = poller.stop();
         const agentCpu = cpuMs(agent.proc.pid) - agentCpu0;
@@ -166,12 +172,62 @@ export async function run({ mode, work, overrides = {} }) {
         entry.ratios = { onepass, sha256sum: vs('sha256sum'), cp: vs('cp'), httpsDiscard: vs('httpsDiscard'), httpsOnepass: vs('httpsOnepass') };
         const label = fmtBytes(bytes);
         rows.push(
-          { suite: SUITE, metric: `${label}: agent download+verify+apply`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.onepass)), baselineName: 'one-pass', ratio: onepass, target: '≥ 0.8× one-pass', met: onepass.median !== null ? onepass.median >= 0.8 : null },
-          { suite: SUITE, metric: `${label}: agent download+hash phase only`, unit: 'MiB/s', value: summarize(runs.map((r) => r.downloadMibPerSec)), baseline: summarize(runs.map((r) => r.references.onepass)), baselineName: 'one-pass', ratio: summarize(runs.map((r) => ratio(r.downloadMibPerSec, r.references.onepass))) },
-          { suite: SUITE, metric: `${label}: agent vs sha256sum`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.sha256sum)), baselineName: 'sha256sum', ratio: entry.ratios.sha256sum },
-          { suite: SUITE, metric: `${label}: agent vs cp + sync`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.cp)), baselineName: 'cp+sync', ratio: entry.ratios.cp },
-          { suite: SUITE, metric: `${label}: agent vs https download (discard)`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.httpsDiscard)), baselineName: 'https', ratio: entry.ratios.httpsDiscard },
-          { suite: SUITE, metric: `${label}: agent vs https + 1 MiB one-pass`, unit: 'MiB/s', value: entry.throughput, baseline: summarize(runs.map((r) => r.references.httpsOnepass)), baselineName: 'https 1 MiB', ratio: entry.ratios.httpsOnepass },
+          {
+            suite: SUITE,
+            metric: `${label}: agent download+verify+apply`,
+            unit: 'MiB/s',
+            value: entry.throughput,
+            baseline: summarize(runs.map((r) => r.references.onepass)),
+            baselineName: 'one-pass',
+            ratio: onepass,
+            target: '≥ 0.8× one-pass',
+            met: onepass.median !== null ? onepass.median >= 0.8 : null,
+          },
+          {
+            suite: SUITE,
+            metric: `${label}: agent download+hash phase only`,
+            unit: 'MiB/s',
+            value: summarize(runs.map((r) => r.downloadMibPerSec)),
+            baseline: summarize(runs.map((r) => r.references.onepass)),
+            baselineName: 'one-pass',
+            ratio: summarize(runs.map((r) => ratio(r.downloadMibPerSec, r.references.onepass))),
+          },
+          {
+            suite: SUITE,
+            metric: `${label}: agent vs sha256sum`,
+            unit: 'MiB/s',
+            value: entry.throughput,
+            baseline: summarize(runs.map((r) => r.references.sha256sum)),
+            baselineName: 'sha256sum',
+            ratio: entry.ratios.sha256sum,
+          },
+          {
+            suite: SUITE,
+            metric: `${label}: agent vs cp + sync`,
+            unit: 'MiB/s',
+            value: entry.throughput,
+            baseline: summarize(runs.map((r) => r.references.cp)),
+            baselineName: 'cp+sync',
+            ratio: entry.ratios.cp,
+          },
+          {
+            suite: SUITE,
+            metric: `${label}: agent vs https download (discard)`,
+            unit: 'MiB/s',
+            value: entry.throughput,
+            baseline: summarize(runs.map((r) => r.references.httpsDiscard)),
+            baselineName: 'https',
+            ratio: entry.ratios.httpsDiscard,
+          },
+          {
+            suite: SUITE,
+            metric: `${label}: agent vs https + 1 MiB one-pass`,
+            unit: 'MiB/s',
+            value: entry.throughput,
+            baseline: summarize(runs.map((r) => r.references.httpsOnepass)),
+            baselineName: 'https 1 MiB',
+            ratio: entry.ratios.httpsOnepass,
+          },
           {
             suite: SUITE,
             metric: `${label}: agent CPU per GiB`,

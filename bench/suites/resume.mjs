@@ -182,9 +182,33 @@ export async function run({ mode, work, overrides = {} }) {
   const totalRatio = summarize(runs.map((r) => r.totalBodyBytes / bytes));
   const rows = [
     { suite: SUITE, metric: `${fmtBytes(bytes)} killed at ~${cfg.killAt * 100}%: resumed with Range, 206`, value: `${runs.length}/${runs.length} runs` },
-    { suite: SUITE, metric: 'kept in staging at the kill', unit: 'bytes', value: summarize(runs.map((r) => r.stagedAtKill)), baseline: bytes, baselineName: 'target', ratio: summarize(runs.map((r) => r.stagedAtKill / bytes)) },
-    { suite: SUITE, metric: 'bytes fetched twice', unit: 'bytes', value: twice, baseline: bytes, baselineName: 'target', ratio: summarize(runs.map((r) => r.fetchedTwice / bytes)) },
-    { suite: SUITE, metric: 'body bytes sent per install', unit: 'bytes', value: summarize(runs.map((r) => r.totalBodyBytes)), baseline: bytes, baselineName: 'target', ratio: totalRatio },
+    {
+      suite: SUITE,
+      metric: 'kept in staging at the kill',
+      unit: 'bytes',
+      value: summarize(runs.map((r) => r.stagedAtKill)),
+      baseline: bytes,
+      baselineName: 'target',
+      ratio: summarize(runs.map((r) => r.stagedAtKill / bytes)),
+    },
+    {
+      suite: SUITE,
+      metric: 'bytes fetched twice',
+      unit: 'bytes',
+      value: twice,
+      baseline: bytes,
+      baselineName: 'target',
+      ratio: summarize(runs.map((r) => r.fetchedTwice / bytes)),
+    },
+    {
+      suite: SUITE,
+      metric: 'body bytes sent per install',
+      unit: 'bytes',
+      value: summarize(runs.map((r) => r.totalBodyBytes)),
+      baseline: bytes,
+      baselineName: 'target',
+      ratio: totalRatio,
+    },
     { suite: SUITE, metric: 'byte flipped in the kept part: install ends', value: corruption ? `${corruption.state} (${corruption.reason.split(':')[0]})` : 'not run' },
   ];
   return { config: cfg, bytes, runs, corruption, rows };

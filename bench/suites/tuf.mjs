@@ -126,18 +126,38 @@ export async function run({ mode, work, overrides = {} }) {
   const details = [];
   for (const n of cfg.sizes) {
     const m = await measureSize(work, n, cfg);
-    progress(SUITE, `${n}: cold refresh ${m.cold.bytes} B (${m.cold.files.join(', ')}), warm ${m.warm.bytes} B, publish ${m.wall.median?.toFixed(1)} ms wall / ${m.cpu.median?.toFixed(1)} ms CPU`);
-    details.push({ n, coldFiles: m.cold.files, warmFiles: m.warm.files, coldBytes: m.cold.bytes, warmBytes: m.warm.bytes, oneRoleBytes: m.oneRole, publishWallMs: m.wall, publishCpuMs: m.cpu });
+    progress(
+      SUITE,
+      `${n}: cold refresh ${m.cold.bytes} B (${m.cold.files.join(', ')}), warm ${m.warm.bytes} B, publish ${m.wall.median?.toFixed(1)} ms wall / ${m.cpu.median?.toFixed(1)} ms CPU`,
+    );
+    details.push({
+      n,
+      coldFiles: m.cold.files,
+      warmFiles: m.warm.files,
+      coldBytes: m.cold.bytes,
+      warmBytes: m.warm.bytes,
+      oneRoleBytes: m.oneRole,
+      publishWallMs: m.wall,
+      publishCpuMs: m.cpu,
+    });
     const last = n === cfg.sizes.at(-1);
     rows.push(
       {
-        suite: SUITE, metric: `${n} artifacts / ${FLEETS} fleets: bytes per device refresh (cold, one lookup)`, unit: 'bytes',
-        value: m.cold.bytes, baseline: m.oneRole, baselineName: 'one role', ratio: { median: m.cold.bytes / m.oneRole, n: 1 },
+        suite: SUITE,
+        metric: `${n} artifacts / ${FLEETS} fleets: bytes per device refresh (cold, one lookup)`,
+        unit: 'bytes',
+        value: m.cold.bytes,
+        baseline: m.oneRole,
+        baselineName: 'one role',
+        ratio: { median: m.cold.bytes / m.oneRole, n: 1 },
         ...(last ? { target: '≤ 64 KB', met: m.cold.bytes <= REFRESH_TARGET } : {}),
       },
       { suite: SUITE, metric: `${n} artifacts: bytes per device refresh after one publish (warm)`, unit: 'bytes', value: m.warm.bytes },
       {
-        suite: SUITE, metric: `${n} artifacts: sign one publish (wall, incl. gate and fsync)`, unit: 'ms', value: m.wall,
+        suite: SUITE,
+        metric: `${n} artifacts: sign one publish (wall, incl. gate and fsync)`,
+        unit: 'ms',
+        value: m.wall,
         ...(last ? { target: `< ${PUBLISH_TARGET_MS} ms`, met: m.wall.median < PUBLISH_TARGET_MS } : {}),
       },
       { suite: SUITE, metric: `${n} artifacts: sign one publish (CPU)`, unit: 'ms', value: m.cpu },

@@ -15,11 +15,7 @@ const definition = protoLoader.loadSync(protoPath, { keepCase: false, longs: Num
 const { DeviceService } = grpc.loadPackageDefinition(definition).meshanics.device.v1;
 const client = new DeviceService(
   address,
-  grpc.credentials.createSsl(
-    readFileSync(path.join(certDir, 'ca.crt')),
-    readFileSync(path.join(certDir, 'device.key')),
-    readFileSync(path.join(certDir, 'device.crt')),
-  ),
+  grpc.credentials.createSsl(readFileSync(path.join(certDir, 'ca.crt')), readFileSync(path.join(certDir, 'device.key')), readFileSync(path.join(certDir, 'device.crt'))),
   { 'grpc.keepalive_time_ms': 60_000, 'grpc.max_receive_message_length': 4 * 1024 * 1024 },
 );
 const call = (method, request) =>
@@ -32,9 +28,12 @@ const beat = async () => {
   console.log(JSON.stringify({ msg: 'heartbeat', at: Date.now() }));
 };
 await beat();
-setInterval(() => {
-  beat().catch((e) => console.error(e.message));
-}, Number(intervalSeconds) * 1000);
+setInterval(
+  () => {
+    beat().catch((e) => console.error(e.message));
+  },
+  Number(intervalSeconds) * 1000,
+);
 process.once('SIGTERM', () => {
   client.close();
   process.exit(0);

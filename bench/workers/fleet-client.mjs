@@ -33,7 +33,12 @@ const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 const phaseLoopDelay = monitorEventLoopDelay({ resolution: 10 });
 const perPhase = {}; // phase -> { loop, gc, cpuSeconds, wallSeconds }
 let phaseStart = { cpu: process.cpuUsage(), at: performance.now(), runQueueMs: runQueueWaitMs() };
-const GC_KINDS = { [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' };
+const GC_KINDS = {
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
 let gcNow = {};
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {

@@ -101,7 +101,7 @@ export function mainHelp(commands: Command[]): string {
   return `${[
     'Usage: meshanics <command> [options]',
     '',
-    'The Meshanics operator CLI: talks to the server\'s REST API with an API key',
+    "The Meshanics operator CLI: talks to the server's REST API with an API key",
     '(meshanics login --server URL; or env MESHANICS_API_URL and MESHANICS_API_KEY).',
     '',
     'Commands:',

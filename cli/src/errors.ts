@@ -27,7 +27,7 @@ export const EXIT_CODE_HELP = [
   '  1  API or runtime error (server unreachable, HTTP 5xx, local I/O)',
   '  2  usage error, or input the server refused as invalid (HTTP 400)',
   '  3  authentication or permission error (no key configured, HTTP 401, HTTP 403)',
-  '  4  not found (HTTP 404; also anything outside the key\'s fleet)',
+  "  4  not found (HTTP 404; also anything outside the key's fleet)",
   '  5  conflict (HTTP 409: duplicate, or not possible in the current state)',
   '  6  audit chain broken (audit verify, audit export)',
   '  7  rollout halted (rollouts watch)',

@@ -1,14 +1,5 @@
 // `meshanics`: the operator CLI over the REST API (docs/operator-api.md).
-import {
-  checkPositionals,
-  type Command,
-  commandHelp,
-  groupHelp,
-  mainHelp,
-  makeContext,
-  parseCommandArgs,
-  str,
-} from './command.js';
+import { checkPositionals, type Command, commandHelp, groupHelp, mainHelp, makeContext, parseCommandArgs, str } from './command.js';
 import { ARTIFACT_COMMANDS } from './commands/artifacts.js';
 import { DEVICE_COMMANDS } from './commands/devices.js';
 import { GROUP_COMMANDS } from './commands/groups.js';
@@ -72,7 +63,9 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
           out.stdout.write(groupHelp(words[0]!, COMMANDS));
           return EXIT.OK;
         }
-        out.stderr.write(`meshanics: ${words.length > 1 ? `unknown command "${words.slice(0, 2).join(' ')}"` : `"${words[0]}" needs a command`}\n\n${groupHelp(words[0]!, COMMANDS)}`);
+        out.stderr.write(
+          `meshanics: ${words.length > 1 ? `unknown command "${words.slice(0, 2).join(' ')}"` : `"${words[0]}" needs a command`}\n\n${groupHelp(words[0]!, COMMANDS)}`,
+        );
         return EXIT.USAGE;
       }
       throw new UsageError(`unknown command "${words[0]}" (run "meshanics --help")`);
@@ -82,7 +75,10 @@ export async function main(argv: string[], out: Out = { stdout: process.stdout, 
       return EXIT.OK;
     }
     const consumed = new Set(wordAt.slice(0, command.path.length));
-    const { values, positionals } = parseCommandArgs(command, args.filter((_, i) => !consumed.has(i)));
+    const { values, positionals } = parseCommandArgs(
+      command,
+      args.filter((_, i) => !consumed.has(i)),
+    );
     checkPositionals(command, positionals);
     const config = resolveConfig({ configFile: str(values, 'config'), server: str(values, 'server'), caFile: str(values, 'ca-file') });
     if (config.caFile !== undefined) await trustCaFile(config.caFile);

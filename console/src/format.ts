@@ -90,7 +90,15 @@ export function progressBar(done: number, total: number, label: string, extra?: 
     { class: 'progress-row' },
     h(
       'div',
-      { class: 'progress', role: 'progressbar', 'aria-label': label, 'aria-valuemin': '0', 'aria-valuemax': String(total), 'aria-valuenow': String(done), 'aria-valuetext': `${done} of ${total} finished` },
+      {
+        class: 'progress',
+        role: 'progressbar',
+        'aria-label': label,
+        'aria-valuemin': '0',
+        'aria-valuemax': String(total),
+        'aria-valuenow': String(done),
+        'aria-valuetext': `${done} of ${total} finished`,
+      },
       h('div', { class: 'progress-fill', style: `width: ${pct}%` }),
     ),
     h('span', { class: 'progress-text' }, `${done} / ${total}`, extra ?? null),

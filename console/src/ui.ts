@@ -24,12 +24,7 @@ export function pageHeader(title: Child, ...extra: Child[]): HTMLElement {
 
 export function errorBox(err: unknown): HTMLElement {
   const status = err instanceof ApiError ? err.status : 0;
-  const hint =
-    status === 403
-      ? ' This API key lacks the permission.'
-      : status === 404
-        ? ' It does not exist, or it is outside this key\'s fleet.'
-        : '';
+  const hint = status === 403 ? ' This API key lacks the permission.' : status === 404 ? " It does not exist, or it is outside this key's fleet." : '';
   return h('div', { class: 'notice notice-bad', role: 'alert' }, h('strong', null, status ? `Error ${status}: ` : 'Error: '), (err as Error).message ?? String(err), hint);
 }
 
@@ -49,8 +44,26 @@ export function table(caption: string, headers: string[], rows: Child[][], optio
       'table',
       { class: options.className ?? '' },
       h('caption', { class: options.captionHidden === false ? '' : 'visually-hidden' }, caption),
-      h('thead', null, h('tr', null, headers.map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', null, rows.map((r) => h('tr', null, r.map((c) => h('td', null, c))))),
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          headers.map((c) => h('th', { scope: 'col' }, c)),
+        ),
+      ),
+      h(
+        'tbody',
+        null,
+        rows.map((r) =>
+          h(
+            'tr',
+            null,
+            r.map((c) => h('td', null, c)),
+          ),
+        ),
+      ),
     ),
   );
 }

@@ -94,10 +94,7 @@ export class Agent {
     }
     const existing = table.get(key);
     if (existing) {
-      throw new MeshError(
-        'MESH_ERR_PLUGIN_DUPLICATE',
-        `plugins ${existing.plugin.name} and ${plugin.name} both provide "${key}"`,
-      );
+      throw new MeshError('MESH_ERR_PLUGIN_DUPLICATE', `plugins ${existing.plugin.name} and ${plugin.name} both provide "${key}"`);
     }
     let validate: SchemaValidator;
     try {

@@ -1,12 +1,5 @@
 import { AsyncSeriesBailHook, AsyncSeriesHook, HookMap } from 'tapable';
-import type {
-  ArtifactContext,
-  ProbeAttemptContext,
-  ProbeResult,
-  RollbackContext,
-  TransitionEvent,
-  ValidationContext,
-} from './plugin.js';
+import type { ArtifactContext, ProbeAttemptContext, ProbeResult, RollbackContext, TransitionEvent, ValidationContext } from './plugin.js';
 
 /** Every stage of an artifact's life, in pipeline order. */
 export const ARTIFACT_STAGES = ['download', 'verify', 'apply', 'rollback', 'cleanup'] as const;
@@ -33,9 +26,7 @@ export function createHooks() {
     /** Always runs last, whatever the outcome: remove leftovers, keep current and previous. */
     cleanup: new HookMap((_kind: string) => new AsyncSeriesHook<[ArtifactContext]>(['context'])),
     /** One probe attempt, keyed by probe type; a bail hook: the first result answers. */
-    probe: new HookMap(
-      (_type: string) => new AsyncSeriesBailHook<[ProbeAttemptContext], ProbeResult | undefined>(['context']),
-    ),
+    probe: new HookMap((_type: string) => new AsyncSeriesBailHook<[ProbeAttemptContext], ProbeResult | undefined>(['context'])),
     /** Observers of every state transition, after it was persisted (the status reporter is one). */
     transition: new AsyncSeriesHook<[TransitionEvent]>(['event']),
   });

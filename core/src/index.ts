@@ -31,25 +31,10 @@ export type { DeviceTlsMaterial } from './transport/tls.js';
 // The plugin kit: shared behaviour for plugin authors.
 export { writeFileAtomic, writeJsonAtomic, fsyncDir, tempSibling, exists, swapSymlink, readSymlink } from './kit/atomic-file.js';
 export { swapIn, swapBack, removeSwapLeftovers, type SwapRecord, type SwapInOptions } from './kit/atomic-swap.js';
-export {
-  flipBack,
-  flipToInactiveSlot,
-  inactiveSlot,
-  removeSlotLeftovers,
-  type FlipToInactiveSlotOptions,
-  type SlotFlipRecord,
-} from './kit/ab-slots.js';
+export { flipBack, flipToInactiveSlot, inactiveSlot, removeSlotLeftovers, type FlipToInactiveSlotOptions, type SlotFlipRecord } from './kit/ab-slots.js';
 export { abortableSleep } from './kit/sleep.js';
 export { runAllowlistedBinary, describeRun, type RunBinaryResult, type RunBinaryOptions } from './kit/run-binary.js';
-export {
-  assertBindMountPath,
-  assertExecBinary,
-  assertHttpHost,
-  assertSystemdUnit,
-  assertWritableDestination,
-  isCleanAbsolutePath,
-  isHttpHostAllowed,
-} from './kit/allowlist.js';
+export { assertBindMountPath, assertExecBinary, assertHttpHost, assertSystemdUnit, assertWritableDestination, isCleanAbsolutePath, isHttpHostAllowed } from './kit/allowlist.js';
 export {
   AGENT_CONFIG_SCHEMA,
   DEFAULT_CONFIG_PATH,

@@ -2,11 +2,7 @@ import type { Assignment } from './assignment.js';
 import type { InstalledArtifactRecord } from './plugin.js';
 
 /** What the agent records as installed when an assignment ends HEALTHY (the one before it kept as `previous`). */
-export function installedRecordOf(
-  assignment: Assignment,
-  pluginState: Record<string, unknown>,
-  previous: InstalledArtifactRecord | undefined,
-): InstalledArtifactRecord {
+export function installedRecordOf(assignment: Assignment, pluginState: Record<string, unknown>, previous: InstalledArtifactRecord | undefined): InstalledArtifactRecord {
   const record: InstalledArtifactRecord = {
     name: assignment.name,
     kind: assignment.kind,

@@ -63,9 +63,7 @@ export function createContext(
       });
     },
     reportProgress: (done, total) => {
-      agent
-        .transition(assignment, 'DOWNLOADING', '', { bytesDone: done, bytesTotal: total })
-        .catch((err: unknown) => log.error({ err }, 'could not record download progress'));
+      agent.transition(assignment, 'DOWNLOADING', '', { bytesDone: done, bytesTotal: total }).catch((err: unknown) => log.error({ err }, 'could not record download progress'));
     },
     signal,
     log,

@@ -112,11 +112,7 @@ function validateOptions(Plugin: PluginClass, name: string, index: number, optio
  * entry's own (agent.json) over `defaults` (what the command line sets, keyed by name),
  * checked against the class's static `optionsSchema` first.
  */
-export async function loadPlugins(
-  entries: readonly PluginEntry[],
-  defaults: Record<string, Record<string, unknown>> = {},
-  search: PluginSearch = {},
-): Promise<MeshanicsPlugin[]> {
+export async function loadPlugins(entries: readonly PluginEntry[], defaults: Record<string, Record<string, unknown>> = {}, search: PluginSearch = {}): Promise<MeshanicsPlugin[]> {
   const plugins: MeshanicsPlugin[] = [];
   for (const [index, entry] of entries.entries()) {
     const name = typeof entry === 'string' ? entry : entry.name;
@@ -126,7 +122,9 @@ export async function loadPlugins(
       mod = (await import(await resolvePlugin(name, search))) as { default?: unknown };
     } catch (err) {
       const where = [search.pluginsDir, search.configDir && path.join(search.configDir, 'node_modules')].filter(Boolean).join(', ');
-      throw new MeshError('MESH_ERR_PLUGIN_INVALID', `cannot load plugin "${name}"${where ? ` (searched ${where} and the agent's own packages)` : ''}: ${(err as Error).message}`, { cause: err });
+      throw new MeshError('MESH_ERR_PLUGIN_INVALID', `cannot load plugin "${name}"${where ? ` (searched ${where} and the agent's own packages)` : ''}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const Plugin = mod.default;
     if (typeof Plugin !== 'function') {

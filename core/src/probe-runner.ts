@@ -20,13 +20,7 @@ export function attemptSpacingSeconds(attempt: number): number {
  * timeout (its signal is aborted then, and a late answer is ignored). Healthy on the first
  * healthy attempt; unhealthy only when every attempt failed.
  */
-export async function runProbe(
-  hooks: AgentHooks,
-  assignment: Assignment,
-  spec: unknown,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<ProbeOutcome> {
+export async function runProbe(hooks: AgentHooks, assignment: Assignment, spec: unknown, log: Logger, signal: AbortSignal): Promise<ProbeOutcome> {
   const { type, attempts, timeoutSeconds, initialDelaySeconds } = assignment.probe;
   const outcomes: string[] = [];
   await abortableSleep(initialDelaySeconds * 1000, signal);

@@ -72,12 +72,7 @@ export class Reconciler {
       if (agent.state.current.completed[assignment.assignmentId]) continue;
       if (this.#running.has(assignment.name)) continue;
       const installed = agent.state.current.installed[assignment.name];
-      if (
-        installed &&
-        installed.version === assignment.version &&
-        installed.sha256 === assignment.expectedSha256 &&
-        installed.kind === assignment.kind
-      ) {
+      if (installed && installed.version === assignment.version && installed.sha256 === assignment.expectedSha256 && installed.kind === assignment.kind) {
         await agent.transition(assignment, 'HEALTHY', `version ${assignment.version} already installed and healthy`, {}, (draft) => {
           const record = draft.installed[assignment.name];
           if (record) record.assignmentId = assignment.assignmentId;

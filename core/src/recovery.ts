@@ -33,23 +33,14 @@ export async function recoverInterrupted(agent: Agent): Promise<void> {
     } catch {
       spec = undefined;
     }
-    const ctx = createContext(
-      agent,
-      assignment,
-      spec,
-      agent.state.current.installed[name],
-      record.pluginState,
-      new AbortController().signal,
-    );
+    const ctx = createContext(agent, assignment, spec, agent.state.current.installed[name], record.pluginState, new AbortController().signal);
     const failure = agent.hasArtifactKind(assignment.kind)
       ? await rollBack(agent, ctx, `agent restarted during ${record.phase}`)
       : `no plugin for artifact kind "${assignment.kind}"`;
     await agent.transition(
       assignment,
       failure ? 'FAILED' : 'ROLLED_BACK',
-      failure
-        ? `agent restarted during ${record.phase}; rollback failed: ${failure}`
-        : `agent restarted during ${record.phase}; previous version restored`,
+      failure ? `agent restarted during ${record.phase}; rollback failed: ${failure}` : `agent restarted during ${record.phase}; previous version restored`,
     );
     await cleanUp(agent, ctx).catch((err: unknown) => log.warn({ err: reasonOf(err) }, 'cleanup failed'));
   }
@@ -59,9 +50,7 @@ export async function recoverInterrupted(agent: Agent): Promise<void> {
 /** Staging directories that no in-flight download owns are leftovers: remove them. */
 async function removeStaleStaging(agent: Agent): Promise<void> {
   const root = path.join(agent.dataDir, 'staging');
-  const keep = new Set(
-    Object.values(agent.state.current.inflight).map((r) => path.basename(stagingDirOf(agent, r.assignment.assignmentId))),
-  );
+  const keep = new Set(Object.values(agent.state.current.inflight).map((r) => path.basename(stagingDirOf(agent, r.assignment.assignmentId))));
   let entries: string[];
   try {
     entries = await fs.readdir(root);

@@ -11,9 +11,5 @@ export interface TargetSource {
    * Streams the target into `destination`, checking length and sha256 against `target` in
    * the same pass; throws (and leaves nothing behind) on any mismatch.
    */
-  fetch(
-    target: VerifiedTarget,
-    destination: string,
-    options: { onProgress: (done: number, total: number) => void; signal: AbortSignal },
-  ): Promise<void>;
+  fetch(target: VerifiedTarget, destination: string, options: { onProgress: (done: number, total: number) => void; signal: AbortSignal }): Promise<void>;
 }

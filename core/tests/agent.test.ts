@@ -14,9 +14,7 @@ describe('Agent', () => {
     const agent = await newAgent();
     const base = { name: 'v', version: '2.0.0', provides: { probeType: 'v' }, specSchema: { type: 'object' }, apply() {} };
     expect(() => agent.use(base as unknown as MeshanicsPlugin)).toThrow(/must declare the core API range it supports/);
-    expect(() => agent.use({ ...base, coreApi: '^1.0.0' })).toThrow(
-      'plugin v 2.0.0 supports core API ^1.0.0, but this agent offers 0.1.0',
-    );
+    expect(() => agent.use({ ...base, coreApi: '^1.0.0' })).toThrow('plugin v 2.0.0 supports core API ^1.0.0, but this agent offers 0.1.0');
     expect(() => agent.use({ ...base, coreApi: '>=0.1.0 <2' })).not.toThrow();
   });
 

@@ -34,12 +34,7 @@ describe('AgentStateStore', () => {
     await writeFile(path.join(dir, '.agent-state.json.tmp-notes'), 'x');
     const store = await AgentStateStore.open(dataDir);
     expect([...store.removedTempFiles].sort()).toEqual(['.agent-state.json.tmp-0123456789ab', '.agent-state.json.tmp-ffffffffffff']);
-    expect((await readdir(dir)).sort()).toEqual([
-      '.agent-state.json.tmp-notes',
-      '.other.json.tmp-0123456789ab',
-      'agent-state.json',
-      'agent-state.json.tmp-0123456789ab',
-    ]);
+    expect((await readdir(dir)).sort()).toEqual(['.agent-state.json.tmp-notes', '.other.json.tmp-0123456789ab', 'agent-state.json', 'agent-state.json.tmp-0123456789ab']);
     expect(store.current.nextSequence).toBe(7);
   });
 
@@ -158,7 +153,12 @@ describe('Reconciler bounds', () => {
     await reconciler.idle();
     await reconciler.reconcile(desired);
     await reconciler.idle();
-    expect(Object.keys(agent.state.current.completed).sort()).toEqual(desired.slice(0, 4).map((a) => a.assignmentId).sort());
+    expect(Object.keys(agent.state.current.completed).sort()).toEqual(
+      desired
+        .slice(0, 4)
+        .map((a) => a.assignmentId)
+        .sort(),
+    );
     expect([...gate.started].sort()).toEqual(desired.slice(0, 4).map((a) => a.name));
     const errors = lines.filter((l) => l.level === 50);
     expect(errors).toHaveLength(1);

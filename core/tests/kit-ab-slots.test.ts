@@ -60,7 +60,14 @@ describe('A/B slot flip', () => {
     const { link, image } = await scratch();
     await flipToInactiveSlot({ link, slots: SLOTS, source: await image('v1'), checkpoint: async () => undefined });
     await expect(
-      flipToInactiveSlot({ link, slots: SLOTS, source: await image('v2'), checkpoint: async () => { throw new Error('disk full'); } }),
+      flipToInactiveSlot({
+        link,
+        slots: SLOTS,
+        source: await image('v2'),
+        checkpoint: async () => {
+          throw new Error('disk full');
+        },
+      }),
     ).rejects.toThrow('disk full');
     expect(await readlink(link)).toBe('slot-a');
     expect(await readFile(link, 'utf8')).toBe('v1');

@@ -45,9 +45,7 @@ describe('pipeline', () => {
     const result = await runPipeline(agent, makeAssignment(target, { kind: 'firmware' }), new AbortController().signal);
     expect(result).toBe('FAILED');
     expect(calls).toEqual([]);
-    expect(events.map((e) => [e.state, e.reason])).toEqual([
-      ['FAILED', 'MESH_ERR_PLUGIN_MISSING: no plugin for artifact kind "firmware"'],
-    ]);
+    expect(events.map((e) => [e.state, e.reason])).toEqual([['FAILED', 'MESH_ERR_PLUGIN_MISSING: no plugin for artifact kind "firmware"']]);
     expect(source.resolved).toEqual([]);
   });
 
@@ -68,9 +66,7 @@ describe('pipeline', () => {
     refused.probe.specJson = '{"healthyFromAttempt":9}';
     expect(await runPipeline(agent, refused, new AbortController().signal)).toBe('FAILED');
     expect(seen).toEqual(['validate:{"label":"a"}', 'validateProbe:{"healthyFromAttempt":9}']);
-    expect(events.map((e) => [e.state, e.reason])).toEqual([
-      ['FAILED', 'MESH_ERR_ALLOWLIST_DENIED: probe nine is not on the allowlist (allowlist.execBinaries)'],
-    ]);
+    expect(events.map((e) => [e.state, e.reason])).toEqual([['FAILED', 'MESH_ERR_ALLOWLIST_DENIED: probe nine is not on the allowlist (allowlist.execBinaries)']]);
     expect(calls).toEqual([]);
     expect(source.resolved).toEqual([]);
     await expect(readFile(live)).rejects.toThrow(/ENOENT/);
@@ -194,9 +190,7 @@ describe('pipeline', () => {
     const { source, agent, calls, events, live, state } = await setup({ failApply: 'disk on fire' });
     const v1 = await source.publish('thing/v1/thing.bin', Buffer.from('new'));
     expect(await runPipeline(agent, makeAssignment(v1), new AbortController().signal)).toBe('FAILED');
-    expect(events.at(-1)?.reason).toBe(
-      'MESH_ERR_PLUGIN_FAILED: apply hook for kind "fake" failed: disk on fire; nothing changed',
-    );
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_PLUGIN_FAILED: apply hook for kind "fake" failed: disk on fire; nothing changed');
     expect(calls).toEqual(['download', 'verify', 'apply', 'rollback', 'cleanup']);
     await expect(readFile(live)).rejects.toThrow(/ENOENT/);
     expect(state.current.installed).toEqual({});

@@ -87,9 +87,7 @@ describe('plugin loader', () => {
 
   it('accepts a plugin entry object in agent.json and refuses an unknown key in it', () => {
     expect(() => parseAgentConfig({ plugins: [{ name: '@acme/fw', option: {} }] }, 'agent.json')).toThrow(/MESH|plugins\/0/);
-    expect(parseAgentConfig({ pluginsDir: '/usr/lib/meshanics-agent/plugins', plugins: [{ name: '@acme/fw' }] }, 'agent.json').pluginsDir).toBe(
-      '/usr/lib/meshanics-agent/plugins',
-    );
+    expect(parseAgentConfig({ pluginsDir: '/usr/lib/meshanics-agent/plugins', plugins: [{ name: '@acme/fw' }] }, 'agent.json').pluginsDir).toBe('/usr/lib/meshanics-agent/plugins');
   });
 });
 
@@ -118,7 +116,11 @@ describe('errors from another copy of core', () => {
     const foreign = await foreignErrors();
     const { agent, source } = await createTestAgent([
       {
-        name: 'Foreign', version: '1.0.0', coreApi: '^0.1.0', provides: { artifactKind: 'foreign' }, specSchema: { type: 'object' },
+        name: 'Foreign',
+        version: '1.0.0',
+        coreApi: '^0.1.0',
+        provides: { artifactKind: 'foreign' },
+        specSchema: { type: 'object' },
         apply(a) {
           a.hooks.verify.for('foreign').tapPromise('Foreign', async () => {
             throw new foreign.MeshError('MESH_ERR_ALLOWLIST_DENIED', 'not under allowlist.writePaths');
@@ -126,7 +128,11 @@ describe('errors from another copy of core', () => {
         },
       },
       {
-        name: 'Probe', version: '1.0.0', coreApi: '^0.1.0', provides: { probeType: 'ok' }, specSchema: { type: 'object' },
+        name: 'Probe',
+        version: '1.0.0',
+        coreApi: '^0.1.0',
+        provides: { probeType: 'ok' },
+        specSchema: { type: 'object' },
         apply(a) {
           a.hooks.probe.for('ok').tapPromise('Probe', async () => ({ healthy: true, detail: 'ok' }));
         },
@@ -135,7 +141,11 @@ describe('errors from another copy of core', () => {
     const reasons: string[] = [];
     agent.hooks.transition.tapPromise('t', async (e) => void reasons.push(e.reason));
     const target = await source.publish('f/1', 'x');
-    const outcome = await runPipeline(agent, testAssignment(target, { kind: 'foreign', probe: { type: 'ok', specJson: '{}', timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 } }), new AbortController().signal);
+    const outcome = await runPipeline(
+      agent,
+      testAssignment(target, { kind: 'foreign', probe: { type: 'ok', specJson: '{}', timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 } }),
+      new AbortController().signal,
+    );
     expect(outcome).toBe('FAILED');
     expect(reasons.at(-1)).toContain('MESH_ERR_PLUGIN_FAILED: verify hook for kind "foreign" failed: MESH_ERR_ALLOWLIST_DENIED: not under allowlist.writePaths');
   });

@@ -75,7 +75,7 @@ describe('run settings precedence: flag > environment > config file > enrolled i
     });
   }
 
-  it('data dir: flag > MESHANICS_DATA_DIR > config file; tags: --tag replaces MESHANICS_TAGS, both over the file\'s', async () => {
+  it("data dir: flag > MESHANICS_DATA_DIR > config file; tags: --tag replaces MESHANICS_TAGS, both over the file's", async () => {
     const root = await tempDir('precedence');
     const config = path.join(root, 'agent.json');
     await writeFile(config, JSON.stringify({ dataDir: path.join(root, 'from-file'), tags: { site: 'file', zone: 'file' }, allowlist: {} }));

@@ -17,9 +17,7 @@ describe('durable state', () => {
     const dataDir = await tempDir('state');
     const store = await AgentStateStore.open(dataDir);
     for (const state of ['DOWNLOADING', 'VERIFYING', 'APPLYING'] as const) {
-      await store.update((d) =>
-        AgentStateStore.enqueue(d, { assignmentId: 'a1', state, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: '' }),
-      );
+      await store.update((d) => AgentStateStore.enqueue(d, { assignmentId: 'a1', state, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: '' }));
     }
     const reopened = await AgentStateStore.open(dataDir);
     expect(reopened.current.outbox.map((r) => [r.sequence, r.state])).toEqual([
@@ -27,9 +25,7 @@ describe('durable state', () => {
       [2, 'VERIFYING'],
       [3, 'APPLYING'],
     ]);
-    await reopened.update((d) =>
-      AgentStateStore.enqueue(d, { assignmentId: 'a1', state: 'HEALTHY', reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: '' }),
-    );
+    await reopened.update((d) => AgentStateStore.enqueue(d, { assignmentId: 'a1', state: 'HEALTHY', reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: '' }));
     expect(reopened.current.outbox.at(-1)?.sequence).toBe(4);
   });
 

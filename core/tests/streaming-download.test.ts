@@ -40,29 +40,26 @@ beforeAll(async () => {
     openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', ext);
   }
   const pem = (f: string) => readFileSync(path.join(dir, f));
-  server = https.createServer(
-    { key: pem('server.key'), cert: pem('server.crt'), ca: pem('ca.crt'), requestCert: true, rejectUnauthorized: true },
-    (req, res) => {
-      ranges.push(req.headers.range);
-      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-      if (req.url === '/endless') {
-        res.writeHead(200);
-        res.end(Buffer.concat([BODY, randomBytes(2 * MiB)]));
-      } else if (req.url === '/cut') {
-        // Sends CUT bytes of the body, then drops the connection.
-        res.writeHead(200, { 'content-length': BODY.length });
-        res.write(BODY.subarray(0, CUT), () => setTimeout(() => res.socket?.destroy(), 200));
-      } else if (req.url === '/file' && range) {
-        const from = Number(range[1]);
-        res.writeHead(206, { 'content-range': `bytes ${from}-${BODY.length - 1}/${BODY.length}`, 'content-length': BODY.length - from });
-        res.end(BODY.subarray(from));
-      } else {
-        // '/file' without a Range, and '/norange', which ignores the header.
-        res.writeHead(200, { 'content-length': BODY.length });
-        res.end(BODY);
-      }
-    },
-  );
+  server = https.createServer({ key: pem('server.key'), cert: pem('server.crt'), ca: pem('ca.crt'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    ranges.push(req.headers.range);
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (req.url === '/endless') {
+      res.writeHead(200);
+      res.end(Buffer.concat([BODY, randomBytes(2 * MiB)]));
+    } else if (req.url === '/cut') {
+      // Sends CUT bytes of the body, then drops the connection.
+      res.writeHead(200, { 'content-length': BODY.length });
+      res.write(BODY.subarray(0, CUT), () => setTimeout(() => res.socket?.destroy(), 200));
+    } else if (req.url === '/file' && range) {
+      const from = Number(range[1]);
+      res.writeHead(206, { 'content-range': `bytes ${from}-${BODY.length - 1}/${BODY.length}`, 'content-length': BODY.length - from });
+      res.end(BODY.subarray(from));
+    } else {
+      // '/file' without a Range, and '/norange', which ignores the header.
+      res.writeHead(200, { 'content-length': BODY.length });
+      res.end(BODY);
+    }
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   agent = createDeviceHttpsAgent({ ca: pem('ca.crt'), cert: pem('device.crt'), key: pem('device.key') });

@@ -28,8 +28,7 @@ describe('the agent systemd unit', () => {
       const keep = [];
       for (let i = 0; i < 400000; i++) { const o = { i, s: 'x' + i }; if (i % 3 === 0) keep.push(o); }
       console.log(JSON.stringify({ gc: typeof globalThis.gc, young: young(), kept: keep.length }));`;
-    const run = (env: NodeJS.ProcessEnv) =>
-      JSON.parse(execFileSync(process.execPath, ['-e', probe], { env, encoding: 'utf8' })) as { gc: string; young: number };
+    const run = (env: NodeJS.ProcessEnv) => JSON.parse(execFileSync(process.execPath, ['-e', probe], { env, encoding: 'utf8' })) as { gc: string; young: number };
     const { NODE_OPTIONS: _ignored, ...base } = process.env;
     const withUnit = run({ ...base, NODE_OPTIONS: nodeOptions });
     const without = run(base);

@@ -24,9 +24,16 @@ function repository(custom: Record<string, unknown>): Map<string, Buffer> {
   for (const role of ['root', 'targets', 'snapshot', 'timestamp']) root.addKey(key, role);
   const target = new TargetFile({ path: 'app/1.0.0/app', length: 3, hashes: { sha256: 'ab'.repeat(32) }, unrecognizedFields: { custom } as TargetFile['unrecognizedFields'] });
   const targets = signed(new Metadata(new Targets({ version: 1, specVersion: '1.0.31', expires, targets: { [target.path]: target } })));
-  const snapshot = signed(new Metadata(new Snapshot({ version: 1, specVersion: '1.0.31', expires, meta: { 'targets.json': new MetaFile({ version: 1, length: targets.length }) } })));
+  const snapshot = signed(
+    new Metadata(new Snapshot({ version: 1, specVersion: '1.0.31', expires, meta: { 'targets.json': new MetaFile({ version: 1, length: targets.length }) } })),
+  );
   const timestamp = signed(new Metadata(new Timestamp({ version: 1, specVersion: '1.0.31', expires, snapshotMeta: new MetaFile({ version: 1, length: snapshot.length }) })));
-  return new Map([['root.json', signed(new Metadata(root))], ['1.targets.json', targets], ['1.snapshot.json', snapshot], ['timestamp.json', timestamp]]);
+  return new Map([
+    ['root.json', signed(new Metadata(root))],
+    ['1.targets.json', targets],
+    ['1.snapshot.json', snapshot],
+    ['timestamp.json', timestamp],
+  ]);
 }
 
 function verify(files: Map<string, Buffer>, expect: Parameters<typeof verifyAsDevice>[0]['targets'][number]['expect']) {

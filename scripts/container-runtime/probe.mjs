@@ -34,10 +34,7 @@ if (what === 'registry') {
     method: 'HEAD',
     path: `/v2/${args[1]}/manifests/${args[2]}`,
     headers: {
-      accept: [
-        'application/vnd.oci.image.manifest.v1+json',
-        'application/vnd.docker.distribution.manifest.v2+json',
-      ].join(', '),
+      accept: ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', '),
     },
   });
 } else {

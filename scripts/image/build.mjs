@@ -18,8 +18,19 @@ import { imageEnv, IMAGE_WORK } from './podman-env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OFFICIAL_BASE = 'docker.io/library/node:24-bookworm-slim';
-const WORKSPACES = ['core', 'server', 'cli', 'console', 'plugins/artifact-agent', 'plugins/artifact-config', 'plugins/artifact-container',
-  'plugins/artifact-model', 'plugins/probe-exec', 'plugins/probe-file', 'plugins/probe-http'];
+const WORKSPACES = [
+  'core',
+  'server',
+  'cli',
+  'console',
+  'plugins/artifact-agent',
+  'plugins/artifact-config',
+  'plugins/artifact-container',
+  'plugins/artifact-model',
+  'plugins/probe-exec',
+  'plugins/probe-file',
+  'plugins/probe-http',
+];
 
 const USAGE = `Usage: npm run image -- [options]
 
@@ -40,11 +51,17 @@ dist-image/image.json.`;
 
 const { values } = parseArgs({
   options: {
-    tag: { type: 'string' }, base: { type: 'string' }, 'debian-base': { type: 'boolean' },
-    'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    tag: { type: 'string' },
+    base: { type: 'string' },
+    'debian-base': { type: 'boolean' },
+    'no-build': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
-if (values.help) { console.log(USAGE); process.exit(0); }
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 const log = (msg) => process.stderr.write(`[image] ${msg}\n`);
 const started = Date.now();
@@ -56,10 +73,19 @@ const engine = which('podman') ? 'podman' : which('docker') ? 'docker' : undefin
 if (!engine) fail('neither podman nor docker is on PATH (Debian: apt-get install -y podman runc)');
 
 function git(args) {
-  try { return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return undefined; }
+  try {
+    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
 }
-function which(cmd) { return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0; }
-function fail(msg) { log(`error: ${msg}`); process.exit(1); }
+function which(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+function fail(msg) {
+  log(`error: ${msg}`);
+  process.exit(1);
+}
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env, ...opts.env }, cwd: opts.cwd ?? ROOT });
   if (r.status !== 0) fail(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}`);
@@ -69,10 +95,16 @@ function capture(cmd, args, opts = {}) {
 }
 
 // 1. The workspace's compiled output.
-if (!values['no-build']) { log('npm run build'); run('npm', ['run', '--silent', 'build']); }
+if (!values['no-build']) {
+  log('npm run build');
+  run('npm', ['run', '--silent', 'build']);
+}
 
 // 2. Node 24 for the staging install and the Debian base.
-const nodeDir = execFileSync('bash', [path.join(ROOT, 'scripts/lib/node-runtime.sh'), 'x64', '24'], { encoding: 'utf8' }).trim().split('\n').at(-1);
+const nodeDir = execFileSync('bash', [path.join(ROOT, 'scripts/lib/node-runtime.sh'), 'x64', '24'], { encoding: 'utf8' })
+  .trim()
+  .split('\n')
+  .at(-1);
 const nodeVersion = execFileSync(path.join(nodeDir, 'bin/node'), ['-p', 'process.versions.node'], { encoding: 'utf8' }).trim();
 
 // 3. The staged context: app/ (packages + production node_modules), overlay/, data/.
@@ -95,14 +127,18 @@ for (const ws of WORKSPACES) {
 }
 // Production dependencies change only with the lockfile (or Node's ABI): cached by both, so a
 // rebuild of the image after a code change copies them instead of compiling better-sqlite3 again.
-const depsKey = createHash('sha256').update(readFileSync(path.join(ROOT, 'package-lock.json'))).update(nodeVersion).update('deps-v1').digest('hex').slice(0, 16);
+const depsKey = createHash('sha256')
+  .update(readFileSync(path.join(ROOT, 'package-lock.json')))
+  .update(nodeVersion)
+  .update('deps-v1')
+  .digest('hex')
+  .slice(0, 16);
 const depsCache = path.join(IMAGE_WORK, 'node-modules', depsKey);
 if (existsSync(depsCache)) {
   log(`production node_modules (cached ${depsKey})`);
 } else {
   log(`npm ci --omit=dev with Node ${nodeVersion} (native addons built for it)`);
-  run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error',
-    '--workspace=@meshanics/server', '--workspace=@meshanics/cli', '--workspace=@meshanics/console'], {
+  run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error', '--workspace=@meshanics/server', '--workspace=@meshanics/cli', '--workspace=@meshanics/console'], {
     cwd: app,
     env: { PATH: `${path.join(nodeDir, 'bin')}:${process.env.PATH}`, npm_config_nodedir: nodeDir, npm_config_update_notifier: 'false' },
   });
@@ -131,9 +167,23 @@ if (!base) base = debianBase();
 
 // 5. The image.
 log(`${engine} build ${tag} FROM ${base}`);
-run(engine, ['build', '--pull=never', '--file', path.join(ROOT, 'deploy/server/Containerfile'),
-  '--build-arg', `BASE=${base}`, '--build-arg', `VERSION=${pkg.version}`, '--build-arg', `REVISION=${revision}`,
-  '--tag', tag, '--layers=false', ...(engine === 'podman' ? ['--format', 'docker'] : []), context]);
+run(engine, [
+  'build',
+  '--pull=never',
+  '--file',
+  path.join(ROOT, 'deploy/server/Containerfile'),
+  '--build-arg',
+  `BASE=${base}`,
+  '--build-arg',
+  `VERSION=${pkg.version}`,
+  '--build-arg',
+  `REVISION=${revision}`,
+  '--tag',
+  tag,
+  '--layers=false',
+  ...(engine === 'podman' ? ['--format', 'docker'] : []),
+  context,
+]);
 const inspect = JSON.parse(capture(engine, ['image', 'inspect', tag]).stdout)[0];
 const result = { tag, id: inspect.Id, sizeBytes: inspect.Size, base, node: nodeVersion, revision, buildSeconds: Math.round((Date.now() - started) / 100) / 10 };
 mkdirSync(path.join(ROOT, 'dist-image'), { recursive: true });
@@ -144,8 +194,11 @@ console.log(JSON.stringify(result));
 /** A minimal Debian root (libc, libstdc++, dash, coreutils) plus Node 24: no package manager, no compiler. */
 function debianBase() {
   const baseTag = `localhost/meshanics-base:bookworm-node${nodeVersion}`;
-  if (capture(engine, ['image', 'exists', baseTag]).status === 0) { log(`base ${baseTag} (cached)`); return baseTag; }
-  if (!which('mmdebstrap')) fail('mmdebstrap is needed to make the base from Debian\'s packages (apt-get install -y mmdebstrap), or pass --base');
+  if (capture(engine, ['image', 'exists', baseTag]).status === 0) {
+    log(`base ${baseTag} (cached)`);
+    return baseTag;
+  }
+  if (!which('mmdebstrap')) fail("mmdebstrap is needed to make the base from Debian's packages (apt-get install -y mmdebstrap), or pass --base");
   log(`making ${baseTag} from Debian's packages (mmdebstrap)`);
   const dir = path.join(IMAGE_WORK, 'base');
   rmSync(dir, { recursive: true, force: true });
@@ -154,8 +207,7 @@ function debianBase() {
   const rootfs = path.join(dir, 'rootfs');
   // extract: unpack only, no maintainer scripts (nothing runs in a chroot); the little their
   // scripts would have done that a server needs is done below, on the directory.
-  run('mmdebstrap', ['--quiet', '--variant=extract',
-    '--include=base-files,base-passwd,libc6,libgcc-s1,libstdc++6,dash,coreutils,netbase,tzdata', 'bookworm', rootfs]);
+  run('mmdebstrap', ['--quiet', '--variant=extract', '--include=base-files,base-passwd,libc6,libgcc-s1,libstdc++6,dash,coreutils,netbase,tzdata', 'bookworm', rootfs]);
   mkdirSync(path.join(rootfs, 'usr/local/bin'), { recursive: true });
   cpSync(path.join(nodeDir, 'bin/node'), path.join(rootfs, 'usr/local/bin/node'));
   rmSync(path.join(rootfs, 'bin/sh'), { force: true });

@@ -28,7 +28,9 @@ export function imageEnv() {
 
 function hardOpenFiles() {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
     const hard = line?.trim().split(/\s+/)[4];
     return hard === 'unlimited' ? 1048576 : Math.min(Number(hard) || 1024, 1048576);
   } catch {

@@ -18,21 +18,6 @@ export const Child: new (name: string, proc: import('node:child_process').ChildP
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[]; execArgv?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
-export function spawnNode(
-  name: string,
-  file: string,
-  args: string[],
-  env?: Record<string, string>,
-  options?: { maxLines?: number; execArgv?: string[] },
-): Child;
-export function startAgent(
-  server: Child,
-  certDir: string,
-  dataDir: string,
-  options?: { extraArgs?: string[]; env?: Record<string, string>; execArgv?: string[] },
-): Child;
-export function waitForAssignment(
-  dataDir: string,
-  assignmentId: string,
-  options?: { timeoutMs?: number; onState?: (report: any) => void },
-): Promise<any>;
+export function spawnNode(name: string, file: string, args: string[], env?: Record<string, string>, options?: { maxLines?: number; execArgv?: string[] }): Child;
+export function startAgent(server: Child, certDir: string, dataDir: string, options?: { extraArgs?: string[]; env?: Record<string, string>; execArgv?: string[] }): Child;
+export function waitForAssignment(dataDir: string, assignmentId: string, options?: { timeoutMs?: number; onState?: (report: any) => void }): Promise<any>;

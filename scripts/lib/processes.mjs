@@ -104,15 +104,26 @@ export function spawnNode(name, file, args, env = {}, { maxLines, execArgv = [] 
 
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
 export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [], execArgv = [] } = {}) {
-  const child = spawnNode('server', SERVER_CLI, [
-    'serve',
-    '--data-dir', dataDir,
-    '--grpc-listen', '127.0.0.1:0',
-    '--artifact-listen', '127.0.0.1:0',
-    '--enroll-listen', '127.0.0.1:0',
-    '--heartbeat-interval', String(heartbeatSeconds),
-    ...extraArgs,
-  ], {}, { execArgv });
+  const child = spawnNode(
+    'server',
+    SERVER_CLI,
+    [
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--artifact-listen',
+      '127.0.0.1:0',
+      '--enroll-listen',
+      '127.0.0.1:0',
+      '--heartbeat-interval',
+      String(heartbeatSeconds),
+      ...extraArgs,
+    ],
+    {},
+    { execArgv },
+  );
   const line = await child.waitForLine((l) => l && l.msg === 'server listening');
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
@@ -128,17 +139,30 @@ export function spawnAgent(args, { env = {}, cli = AGENT_CLI } = {}) {
 
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
 export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {}, execArgv = [] } = {}) {
-  return spawnNode('agent', AGENT_CLI, [
-    'run',
-    '--server', server.grpc,
-    '--artifact-server', server.artifacts,
-    '--cert', path.join(certDir, 'device.crt'),
-    '--key', path.join(certDir, 'device.key'),
-    '--ca', path.join(certDir, 'ca.crt'),
-    '--tuf-root', path.join(certDir, 'tuf-root.json'),
-    '--data-dir', dataDir,
-    ...extraArgs,
-  ], env, { execArgv });
+  return spawnNode(
+    'agent',
+    AGENT_CLI,
+    [
+      'run',
+      '--server',
+      server.grpc,
+      '--artifact-server',
+      server.artifacts,
+      '--cert',
+      path.join(certDir, 'device.crt'),
+      '--key',
+      path.join(certDir, 'device.key'),
+      '--ca',
+      path.join(certDir, 'ca.crt'),
+      '--tuf-root',
+      path.join(certDir, 'tuf-root.json'),
+      '--data-dir',
+      dataDir,
+      ...extraArgs,
+    ],
+    env,
+    { execArgv },
+  );
 }
 
 export const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);

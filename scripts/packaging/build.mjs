@@ -28,8 +28,16 @@ const log = (msg) => process.stderr.write(`[package] ${msg}\n`);
 /** Every input of the packages, hashed: a build with the same key is the same build. */
 async function inputKey(version) {
   const hash = createHash('sha256').update(`${version}\0${NODE_VERSION}\0`);
-  const roots = ['package-lock.json', 'core/package.json', 'core/dist', 'core/proto', 'core/systemd', 'packaging', 'scripts/packaging',
-    ...PLUGINS.flatMap((p) => [`plugins/${p}/package.json`, `plugins/${p}/dist`])];
+  const roots = [
+    'package-lock.json',
+    'core/package.json',
+    'core/dist',
+    'core/proto',
+    'core/systemd',
+    'packaging',
+    'scripts/packaging',
+    ...PLUGINS.flatMap((p) => [`plugins/${p}/package.json`, `plugins/${p}/dist`]),
+  ];
   const files = [];
   for (const r of roots) {
     const abs = path.join(REPO, r);

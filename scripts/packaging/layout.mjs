@@ -21,7 +21,10 @@ export const UNIT = 'usr/lib/systemd/system/meshanics-agent.service';
 /** core/systemd's unit with the package's paths and user; every edit must apply. */
 export function adaptUnit(text) {
   const edits = [
-    [/^# The Meshanics device agent\..*\n#.*\n/m, '# The Meshanics device agent, as installed by the meshanics-agent package. Enroll once:\n#   meshanics-agent enroll --server https://HOST:PORT --token T --name NAME --ca-fingerprint SHA256\n#   systemctl start meshanics-agent\n'],
+    [
+      /^# The Meshanics device agent\..*\n#.*\n/m,
+      '# The Meshanics device agent, as installed by the meshanics-agent package. Enroll once:\n#   meshanics-agent enroll --server https://HOST:PORT --token T --name NAME --ca-fingerprint SHA256\n#   systemctl start meshanics-agent\n',
+    ],
     [/^ExecStart=.*$/m, 'ExecStart=/usr/bin/meshanics-agent run --data-dir /var/lib/meshanics-agent --config /etc/meshanics/agent.json'],
     [/^Type=simple$/m, 'Type=simple\n# The package creates this system user (postinst); it owns /var/lib/meshanics-agent.\nUser=meshanics\nGroup=meshanics'],
     [/^StateDirectory=meshanics$/m, 'StateDirectory=meshanics-agent'],

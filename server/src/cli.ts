@@ -19,7 +19,20 @@ import { TUF_COMMANDS } from './cli/tuf-commands.js';
 import { BACKUP_COMMANDS } from './cli/backup-commands.js';
 import { MeshError } from './errors.js';
 
-const COMMANDS: Command[] = [...SERVE_COMMANDS, ...ENROLL_TOKEN_COMMANDS, ...DEVICE_COMMANDS, ...LOGS_COMMANDS, ...ARTIFACT_COMMANDS, ...GROUP_COMMANDS, ...ROLLOUT_COMMANDS, ...AUDIT_COMMANDS, ...APIKEY_COMMANDS, ...PLUGIN_SCHEMA_COMMANDS, ...TUF_COMMANDS, ...BACKUP_COMMANDS];
+const COMMANDS: Command[] = [
+  ...SERVE_COMMANDS,
+  ...ENROLL_TOKEN_COMMANDS,
+  ...DEVICE_COMMANDS,
+  ...LOGS_COMMANDS,
+  ...ARTIFACT_COMMANDS,
+  ...GROUP_COMMANDS,
+  ...ROLLOUT_COMMANDS,
+  ...AUDIT_COMMANDS,
+  ...APIKEY_COMMANDS,
+  ...PLUGIN_SCHEMA_COMMANDS,
+  ...TUF_COMMANDS,
+  ...BACKUP_COMMANDS,
+];
 
 function commandHelp(c: Command): string {
   return [`Usage: ${PROG} ${c.usage}`, '', c.summary, '', 'Options:', ...c.help, ...COMMON_HELP, ''].join('\n');
@@ -73,10 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { min, max } = command.positionals ?? { min: 0, max: 0 };
     if (parsed.positionals.length < min || parsed.positionals.length > max) {
-      throw new UsageError(
-        max === 0 ? `unexpected argument "${parsed.positionals[0]}"` : `expected ${min === max ? min : `${min}-${max}`} argument(s)`,
-        command.name,
-      );
+      throw new UsageError(max === 0 ? `unexpected argument "${parsed.positionals[0]}"` : `expected ${min === max ? min : `${min}-${max}`} argument(s)`, command.name);
     }
     const code = await command.run(parsed.values, parsed.positionals, command);
     return typeof code === 'number' ? code : 0;

@@ -3,16 +3,7 @@
 // status through `httpStatusFor`, so one problem gets one status everywhere.
 
 export type ErrorKind =
-  | 'invalid'
-  | 'unauthenticated'
-  | 'forbidden'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'conflict'
-  | 'too_large'
-  | 'too_many_requests'
-  | 'unavailable'
-  | 'internal';
+  'invalid' | 'unauthenticated' | 'forbidden' | 'not_found' | 'method_not_allowed' | 'conflict' | 'too_large' | 'too_many_requests' | 'unavailable' | 'internal';
 
 const HTTP_STATUS: Record<ErrorKind, number> = {
   invalid: 400,
@@ -62,7 +53,10 @@ export const ERROR_TABLE = {
   MESH_ERR_ARTIFACT_UNKNOWN_KIND: { kind: 'invalid', summary: 'No artifact plugin handles this kind' },
   MESH_ERR_ARTIFACT_INVALID_SPEC: { kind: 'invalid', summary: 'The artifact spec does not match its schema' },
   MESH_ERR_ARTIFACT_FILE_UNREADABLE: { kind: 'invalid', summary: 'The artifact file cannot be read' },
-  MESH_ERR_ARTIFACT_OUT_OF_BOUNDS: { kind: 'invalid', summary: 'A value that would go into signed TUF metadata is outside the bounds every device can verify (depth, size, integers, Unicode)' },
+  MESH_ERR_ARTIFACT_OUT_OF_BOUNDS: {
+    kind: 'invalid',
+    summary: 'A value that would go into signed TUF metadata is outside the bounds every device can verify (depth, size, integers, Unicode)',
+  },
   MESH_ERR_ARTIFACT_PACKAGE_MISMATCH: { kind: 'invalid', summary: "An agent package's own version is not the artifact version (or it is not an agent package)" },
   MESH_ERR_ARTIFACT_CONFLICT: { kind: 'conflict', summary: 'This artifact name and version already exist' },
   MESH_ERR_ARTIFACT_NOT_FOUND: { kind: 'not_found', summary: 'No such artifact version' },
@@ -118,7 +112,7 @@ export const ERROR_TABLE = {
   MESH_ERR_API_INVALID: { kind: 'invalid', summary: 'The request does not match the route schema' },
   MESH_ERR_API_UNAUTHENTICATED: { kind: 'unauthenticated', summary: 'No API key, or an unknown or revoked one' },
   MESH_ERR_API_FORBIDDEN: { kind: 'forbidden', summary: 'The API key lacks the permission this route needs' },
-  MESH_ERR_API_NOT_FOUND: { kind: 'not_found', summary: 'No such route or resource (or it is outside the key\'s fleet)' },
+  MESH_ERR_API_NOT_FOUND: { kind: 'not_found', summary: "No such route or resource (or it is outside the key's fleet)" },
   MESH_ERR_API_TOO_LARGE: { kind: 'too_large', summary: 'The upload is larger than the server accepts' },
   MESH_ERR_API_NOT_READY: { kind: 'unavailable', summary: 'The server cannot serve requests yet (database or metadata unavailable)' },
   MESH_ERR_API_MULTIPART_INVALID: { kind: 'invalid', summary: 'The upload is not a well-formed multipart/form-data body' },

@@ -22,15 +22,7 @@ export {
   type StartServerOptions,
 } from './server.js';
 export { openStore, type Store } from './store/index.js';
-export {
-  issueDeviceCertificate,
-  verifyCsr,
-  DEFAULT_DEVICE_CERT_DAYS,
-  type CertificateValidity,
-  type IssuedCertificate,
-  type DeviceCa,
-  type VerifiedCsr,
-} from './pki/index.js';
+export { issueDeviceCertificate, verifyCsr, DEFAULT_DEVICE_CERT_DAYS, type CertificateValidity, type IssuedCertificate, type DeviceCa, type VerifiedCsr } from './pki/index.js';
 export { provisionDevice, decommissionDevice, type DeviceCredentials } from './fleet/devices.js';
 export { publishArtifact, type PublishArtifactInput, type PublishedArtifact } from './catalog/publish.js';
 export { withdrawArtifact, type WithdrawArtifactInput, type WithdrawnArtifact } from './catalog/withdraw.js';
@@ -57,13 +49,7 @@ export {
   type EnrollmentTokenStatus,
   type EnrollmentTokenView,
 } from './enrollment/tokens.js';
-export {
-  enrollDevice,
-  renewDeviceCertificate,
-  type EnrollDeviceInput,
-  type EnrollmentBundle,
-  type RenewCertificateInput,
-} from './enrollment/enroll.js';
+export { enrollDevice, renewDeviceCertificate, type EnrollDeviceInput, type EnrollmentBundle, type RenewCertificateInput } from './enrollment/enroll.js';
 export {
   createEnrollmentServer,
   createEnrollmentRequestHandler,
@@ -88,17 +74,7 @@ export {
   type RequestDeviceLogsInput,
 } from './logs/requests.js';
 export { parseDurationSeconds } from './config/durations.js';
-export {
-  createGroup,
-  listGroups,
-  getGroup,
-  setGroupDevices,
-  resolveGroupDevices,
-  GROUP_NAME,
-  MAX_GROUP_DEVICES,
-  type CreateGroupInput,
-  type GroupView,
-} from './fleet/groups.js';
+export { createGroup, listGroups, getGroup, setGroupDevices, resolveGroupDevices, GROUP_NAME, MAX_GROUP_DEVICES, type CreateGroupInput, type GroupView } from './fleet/groups.js';
 export {
   createRollout,
   getRollout,

@@ -24,13 +24,7 @@ import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './
 import { RolloutDriveQueue } from './rollouts/drive-queue.js';
 import { driveRollouts } from './rollouts/engine.js';
 
-import {
-  DEFAULT_ARTIFACT_LISTEN,
-  DEFAULT_DEVICE_CERT_DAYS,
-  DEFAULT_ENROLL_LISTEN,
-  DEFAULT_GRPC_LISTEN,
-  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-} from './config/defaults.js';
+import { DEFAULT_ARTIFACT_LISTEN, DEFAULT_DEVICE_CERT_DAYS, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from './config/defaults.js';
 
 export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
 const RESIGN_CHECK_INTERVAL_MS = 10 * 60 * 1000;
@@ -209,7 +203,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   // TUF spec 6.1: root and targets keys belong offline (`meshanics-server tuf`, docs/security.md).
   const custody = ctx.tuf.keyCustody();
   const onlineTopKeys = custody.online.filter((r) => r === 'root' || r === 'targets');
-  if (onlineTopKeys.length > 0) logger.warn({ tufKeysDir: ctx.layout.tufKeysDir, online: custody.online }, `embedded default: TUF ${onlineTopKeys.join(' and ')} keys are kept online in the data dir next to the online keys; anyone who reads it can sign updates (move them offline: meshanics-server tuf --help)`);
+  if (onlineTopKeys.length > 0)
+    logger.warn(
+      { tufKeysDir: ctx.layout.tufKeysDir, online: custody.online },
+      `embedded default: TUF ${onlineTopKeys.join(' and ')} keys are kept online in the data dir next to the online keys; anyone who reads it can sign updates (move them offline: meshanics-server tuf --help)`,
+    );
   else logger.info({ tufKeysDir: ctx.layout.tufKeysDir, online: custody.online, offline: custody.offline }, 'TUF root and targets keys are offline');
   logger.warn({ caKey: ctx.layout.caKeyFile }, 'the device CA key is kept online in the data dir; protect it accordingly');
 
@@ -357,11 +355,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         accepting = false;
         clearInterval(resignTimer);
         clearInterval(driveTimer);
-        await Promise.all([
-          shutdownGrpc(grpcStarted, graceMs),
-          ...httpsServers.map((s) => shutdownHttps(s, graceMs)),
-          api?.close(),
-        ]);
+        await Promise.all([shutdownGrpc(grpcStarted, graceMs), ...httpsServers.map((s) => shutdownHttps(s, graceMs)), api?.close()]);
         await Promise.allSettled([...background]);
         await heartbeatWrites.stop();
         await stateFeed?.close();

@@ -30,7 +30,10 @@ beforeAll(async () => {
   [devA] = await simDevices(t, 'fleet-a', ['a-1']);
   [devB] = await simDevices(t, 'fleet-b', ['b-1']);
   tufDevice = await provision(t.ctx, 'fleet-b', 'tuf-reader');
-  for (const [k, fleet, device] of [[keyA, 'fleet-a', 'a-1'], [keyB, 'fleet-b', 'b-1']] as const) {
+  for (const [k, fleet, device] of [
+    [keyA, 'fleet-a', 'a-1'],
+    [keyB, 'fleet-b', 'b-1'],
+  ] as const) {
     expect((await api('POST', '/api/v1/groups', { key: k, body: { fleet, name: 'all', devices: [device] } })).status).toBe(201);
   }
 });
@@ -154,7 +157,7 @@ describe('artifacts as fleet tenants', () => {
   it("refuses to assign a fleet-B artifact to a fleet-A device: 404 for fleet A's key, 409 naming both fleets for a * key, and on the CLI path", async () => {
     const b = await publish(keyB, 'b-only', '1.0.0');
     expect(b.status).toBe(201);
-    expect((await rollout(keyA, 'fleet-a', 'b-only', '1.0.0'))).toMatchObject({ status: 404, json: { error: 'no artifact b-only@1.0.0' } });
+    expect(await rollout(keyA, 'fleet-a', 'b-only', '1.0.0')).toMatchObject({ status: 404, json: { error: 'no artifact b-only@1.0.0' } });
     expect(await rollout(admin, 'fleet-a', 'b-only', '1.0.0')).toMatchObject({
       status: 409,
       json: { error: 'artifact b-only@1.0.0 belongs to fleet "fleet-b": devices of fleet "fleet-a" may not use it' },
@@ -210,7 +213,11 @@ describe('withdrawing an artifact version', () => {
 
     const audit = await api('GET', '/api/v1/audit?limit=200', { key: admin });
     expect(audit.json.items.filter((e: any) => e.action === 'artifact.withdrawn')).toEqual([
-      expect.objectContaining({ actor: 'fleet-a-operator', subject: 'artifact:a-app@1.0.0', details: expect.objectContaining({ fleet: 'fleet-a', targetPath: v1.json.targetPath }) }),
+      expect.objectContaining({
+        actor: 'fleet-a-operator',
+        subject: 'artifact:a-app@1.0.0',
+        details: expect.objectContaining({ fleet: 'fleet-a', targetPath: v1.json.targetPath }),
+      }),
     ]);
     expect((await api('GET', '/api/v1/audit/verify', { key: admin })).json.verified).toBe(true);
     await fleetBStillInstalls();

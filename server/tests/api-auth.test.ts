@@ -42,7 +42,12 @@ const ROUTES: Array<{ method: string; url: string; needs: string; body?: unknown
   { method: 'GET', url: '/api/v1/groups', needs: 'devices.read' },
   { method: 'GET', url: '/api/v1/groups/lab/g', needs: 'devices.read' },
   { method: 'PUT', url: '/api/v1/groups/lab/g', needs: 'devices.write', body: { devices: [] } },
-  { method: 'POST', url: '/api/v1/rollouts', needs: 'rollouts.write', body: { fleet: 'lab', artifact: { name: 'a', version: '1' }, group: 'g', probe: { type: 'file', spec: { path: '/x' } } } },
+  {
+    method: 'POST',
+    url: '/api/v1/rollouts',
+    needs: 'rollouts.write',
+    body: { fleet: 'lab', artifact: { name: 'a', version: '1' }, group: 'g', probe: { type: 'file', spec: { path: '/x' } } },
+  },
   { method: 'GET', url: '/api/v1/rollouts', needs: 'rollouts.read' },
   { method: 'GET', url: '/api/v1/rollouts/nope', needs: 'rollouts.read' },
   { method: 'GET', url: '/api/v1/rollouts/nope/events', needs: 'rollouts.read' },

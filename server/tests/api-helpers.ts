@@ -15,13 +15,15 @@ let keyCounter = 0;
 /** A fresh key (unique name) with these permissions; returns the secret. */
 export async function key(ctx: MeshanicsContext, permissions: string[], options: { fleet?: string; approve?: boolean; name?: string } = {}): Promise<string> {
   keyCounter += 1;
-  return (await createApiKey(ctx, {
-    name: options.name ?? `test-key-${keyCounter}`,
-    fleet: options.fleet ?? '*',
-    permissions,
-    approve: options.approve ?? false,
-    actor: 'operator:test',
-  })).key;
+  return (
+    await createApiKey(ctx, {
+      name: options.name ?? `test-key-${keyCounter}`,
+      fleet: options.fleet ?? '*',
+      permissions,
+      approve: options.approve ?? false,
+      actor: 'operator:test',
+    })
+  ).key;
 }
 
 export interface ApiResult<T = any> {

@@ -123,9 +123,20 @@ describe('REST API over a real socket', () => {
 
   it('publishes an uploaded artifact (streamed to disk, signed into TUF), then shows it with its sha256; a duplicate is a 409', async () => {
     const bytes = crypto.randomBytes(100_000);
-    const created = await upload({ name: 'detector', version: '2.0.0', kind: 'model', spec: '{"fileName":"model.onnx"}', manifest: '{"accuracy":"0.93"}' }, { bytes, name: 'detector.onnx' });
+    const created = await upload(
+      { name: 'detector', version: '2.0.0', kind: 'model', spec: '{"fileName":"model.onnx"}', manifest: '{"accuracy":"0.93"}' },
+      { bytes, name: 'detector.onnx' },
+    );
     expect(created.status).toBe(201);
-    expect(created.json).toEqual({ name: 'detector', version: '2.0.0', kind: 'model', targetPath: 'detector/2.0.0/detector', sha256: sha256(bytes), length: bytes.length, fleet: '*' });
+    expect(created.json).toEqual({
+      name: 'detector',
+      version: '2.0.0',
+      kind: 'model',
+      targetPath: 'detector/2.0.0/detector',
+      sha256: sha256(bytes),
+      length: bytes.length,
+      fleet: '*',
+    });
 
     const shown = await getJson('/api/v1/artifacts/detector/2.0.0');
     expect(shown.status).toBe(200);
@@ -169,7 +180,9 @@ describe('REST API over a real socket', () => {
     const json = await fetch(`${base}/api/v1/artifacts`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{}' });
     expect(json.status).toBe(400);
     // A valid config publishes.
-    expect((await upload({ name: 'app-config', version: '1', kind: 'config', spec: '{"destination":"/etc/app.conf","mode":"0644"}' }, { bytes: 'x=1\n', name: 'app.conf' })).status).toBe(201);
+    expect(
+      (await upload({ name: 'app-config', version: '1', kind: 'config', spec: '{"destination":"/etc/app.conf","mode":"0644"}' }, { bytes: 'x=1\n', name: 'app.conf' })).status,
+    ).toBe(201);
     expect(fs.readdirSync(t.ctx.layout.tufStagingDir)).toEqual([]);
   });
 
@@ -183,10 +196,16 @@ describe('REST API over a real socket', () => {
 
   it('for kind container, the uploaded file is the descriptor: it becomes the spec, and a different spec is refused', async () => {
     const descriptor = { image: `registry.example.com/team/web@sha256:${'a'.repeat(64)}`, name: 'web', ports: [{ container: 80, host: 8080 }] };
-    const mismatch = await upload({ name: 'web', version: '1.0.0', kind: 'container', spec: JSON.stringify({ ...descriptor, name: 'other' }) }, { bytes: JSON.stringify(descriptor), name: 'web.json' });
+    const mismatch = await upload(
+      { name: 'web', version: '1.0.0', kind: 'container', spec: JSON.stringify({ ...descriptor, name: 'other' }) },
+      { bytes: JSON.stringify(descriptor), name: 'web.json' },
+    );
     expect(mismatch.status).toBe(400);
     expect(mismatch.json.error).toMatch(/^body\/spec must equal the descriptor/);
-    const tagged = await upload({ name: 'web', version: '1.0.0', kind: 'container' }, { bytes: JSON.stringify({ ...descriptor, image: 'registry.example.com/team/web:latest' }), name: 'web.json' });
+    const tagged = await upload(
+      { name: 'web', version: '1.0.0', kind: 'container' },
+      { bytes: JSON.stringify({ ...descriptor, image: 'registry.example.com/team/web:latest' }), name: 'web.json' },
+    );
     expect(tagged.json.error).toMatch(/^body\/file\/image must match pattern/);
     const ok = await upload({ name: 'web', version: '1.0.0', kind: 'container' }, { bytes: JSON.stringify(descriptor), name: 'web.json' });
     expect(ok.status).toBe(201);
@@ -196,7 +215,15 @@ describe('REST API over a real socket', () => {
   it('streams rollout changes as server-sent events, opened with a stream ticket (never the key in the URL)', async () => {
     const devices = await simDevices(t, 'lab', ['sse-1', 'sse-2']);
     await publishModel(t.ctx, 'sse-model', '1.0.0');
-    expect((await fetch(`${base}/api/v1/groups`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify({ fleet: 'lab', name: 'sse', devices: ['sse-1', 'sse-2'] }) })).status).toBe(201);
+    expect(
+      (
+        await fetch(`${base}/api/v1/groups`, {
+          method: 'POST',
+          headers: { ...auth(), 'content-type': 'application/json' },
+          body: JSON.stringify({ fleet: 'lab', name: 'sse', devices: ['sse-1', 'sse-2'] }),
+        })
+      ).status,
+    ).toBe(201);
     const created = await fetch(`${base}/api/v1/rollouts`, {
       method: 'POST',
       headers: { ...auth(), 'content-type': 'application/json' },
@@ -230,7 +257,10 @@ describe('REST API over a real socket', () => {
     const res = await fetch(`${base}/api/v1/audit/export`, { headers: auth() });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
-    const lines = (await res.text()).trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = (await res.text())
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const chain = lines.at(-1).chain;
     expect(chain).toMatchObject({ count: lines.length - 1, verified: true, headHash: lines.at(-2).hash });
     expect(lines.slice(0, -1).map((e: any) => e.seq)).toEqual(Array.from({ length: lines.length - 1 }, (_, i) => i + 1));

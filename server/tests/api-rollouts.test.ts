@@ -68,9 +68,7 @@ describe('groups', () => {
     });
     expect((await call(app, 'GET', '/api/v1/groups', { key: otherFleet })).json.items).toEqual([]);
     expect((await call(app, 'GET', '/api/v1/groups/lab/missing', { key: admin })).status).toBe(404);
-    expect((await call(app, 'POST', '/api/v1/groups', { key: admin, body: { fleet: 'lab', name: 'Bad Name', devices: [] } })).json.error).toMatch(
-      /^body\/name must match pattern/,
-    );
+    expect((await call(app, 'POST', '/api/v1/groups', { key: admin, body: { fleet: 'lab', name: 'Bad Name', devices: [] } })).json.error).toMatch(/^body\/name must match pattern/);
     expect(await call(app, 'POST', '/api/v1/groups', { key: admin, body: { fleet: 'lab', name: 'x' } })).toMatchObject({
       status: 400,
       json: { error: 'body/devices is required' },
@@ -83,7 +81,13 @@ describe('rollouts', () => {
     const sims = await simDevices(t, 'lab', ['det-1', 'det-2', 'det-3', 'det-4']);
     await publishModel(t.ctx, 'detector', '2.0.0');
     await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'detail', devices: sims.map((s) => s.name) } });
-    const strategy = { waves: [{ percent: 25, approval: 'auto' }, { percent: 100, approval: 'manual' }], max_failure_rate: 0.05 };
+    const strategy = {
+      waves: [
+        { percent: 25, approval: 'auto' },
+        { percent: 100, approval: 'manual' },
+      ],
+      max_failure_rate: 0.05,
+    };
     const res = await call(app, 'POST', '/api/v1/rollouts', {
       key: operator,
       body: { fleet: 'lab', artifact: { name: 'detector', version: '2.0.0' }, group: 'detail', probe: FILE_PROBE, strategy },
@@ -275,7 +279,10 @@ describe('audit', () => {
     const res = await call(app, 'GET', '/api/v1/audit/export', { key: admin });
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toMatch(/^application\/x-ndjson/);
-    const lines = res.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = res.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const events = lines.slice(0, -1);
     expect(lines.at(-1)).toEqual({ chain: { count: events.length, verified: true, headHash: events.at(-1).hash } });
     expect(events[0].prevHash).toBe('0'.repeat(64));

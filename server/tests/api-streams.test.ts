@@ -190,7 +190,11 @@ describe('event streams', () => {
 
 describe('malformed multipart uploads', () => {
   const cases: Array<[string, string, string | Buffer]> = [
-    ['a body cut off in the middle of a part', 'multipart/form-data; boundary=XyZ', '--XyZ\r\ncontent-disposition: form-data; name="name"\r\n\r\nmodel\r\n--XyZ\r\ncontent-disposition: form-data; name="file"; filename="m.bin"\r\n\r\nabc'],
+    [
+      'a body cut off in the middle of a part',
+      'multipart/form-data; boundary=XyZ',
+      '--XyZ\r\ncontent-disposition: form-data; name="name"\r\n\r\nmodel\r\n--XyZ\r\ncontent-disposition: form-data; name="file"; filename="m.bin"\r\n\r\nabc',
+    ],
     ['a part without headers', 'multipart/form-data; boundary=XyZ', '--XyZ\r\n\r\n\r\nvalue\r\n--XyZ--\r\n'],
     ['no boundary in the content type', 'multipart/form-data', 'whatever'],
     ['a garbled part header', 'multipart/form-data; boundary=XyZ', `--XyZ\r\n${'x'.repeat(100)}\r\n\r\nvalue\r\n--XyZ--\r\n`],
@@ -204,7 +208,10 @@ describe('malformed multipart uploads', () => {
       expect(answer.error).toMatch(/multipart|boundary|body/i);
       expect(answer.error).not.toMatch(/internal server error/);
       const logged = logLines.slice(before);
-      expect(logged.filter((l) => l.level >= 50), JSON.stringify(logged)).toEqual([]);
+      expect(
+        logged.filter((l) => l.level >= 50),
+        JSON.stringify(logged),
+      ).toEqual([]);
       expect(JSON.stringify(logged)).not.toMatch(/\n\s+at /);
     });
   }

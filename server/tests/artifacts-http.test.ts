@@ -24,8 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const get = (p: string, headers: Record<string, string> = {}, tls: Partial<TlsIdentity> & { caPem: string } = device) =>
-  httpsGet(t.server.artifactsUrl, p, tls, headers);
+const get = (p: string, headers: Record<string, string> = {}, tls: Partial<TlsIdentity> & { caPem: string } = device) => httpsGet(t.server.artifactsUrl, p, tls, headers);
 
 async function handshakeError(tls: Partial<TlsIdentity> & { caPem: string }): Promise<string> {
   return get('/tuf/metadata/timestamp.json', {}, tls).then(

@@ -78,9 +78,7 @@ describe('assignments', () => {
     expect(second.superseded).toEqual([first.assignmentId]);
     expect((await getAssignment(ctx, first.assignmentId)).assignment.active).toBe(false);
     expect((await getAssignment(ctx, second.assignmentId)).assignment.active).toBe(true);
-    expect((await ctx.store.listDesiredArtifacts((await ctx.store.getDeviceByName('lab', 'a-1'))!.id)).map((d) => d.assignment.id)).toEqual([
-      second.assignmentId,
-    ]);
+    expect((await ctx.store.listDesiredArtifacts((await ctx.store.getDeviceByName('lab', 'a-1'))!.id)).map((d) => d.assignment.id)).toEqual([second.assignmentId]);
   });
 
   it('rejects probes that break the common contract or their type schema, naming path and rule', async () => {

@@ -36,7 +36,13 @@ describe.each(engines)('audit trail of device state transitions on $name', (engi
     const creds = await provision(t.ctx, 'lab', name);
     const client = new DeviceClient(t.server.grpcAddress, creds);
     clients.push(client);
-    await client.call('Register', { ...REGISTER_REQUEST, capabilities: [{ kind: 'ARTIFACT', name: 'model', version: '0.1.0' }, { kind: 'PROBE', name: 'file', version: '0.1.0' }] });
+    await client.call('Register', {
+      ...REGISTER_REQUEST,
+      capabilities: [
+        { kind: 'ARTIFACT', name: 'model', version: '0.1.0' },
+        { kind: 'PROBE', name: 'file', version: '0.1.0' },
+      ],
+    });
     let sequence = 0;
     return {
       async assign(version: string) {
@@ -72,13 +78,7 @@ describe.each(engines)('audit trail of device state transitions on $name', (engi
     await d.report(id, 'VERIFYING', '', 1024);
     await d.report(id, 'APPLYING');
     await d.report(id, 'HEALTHY', 'attempt 1/1: healthy');
-    expect(await actions(id)).toEqual([
-      'assignment.created',
-      'assignment.downloading',
-      'assignment.verifying',
-      'assignment.applying',
-      'assignment.healthy',
-    ]);
+    expect(await actions(id)).toEqual(['assignment.created', 'assignment.downloading', 'assignment.verifying', 'assignment.applying', 'assignment.healthy']);
     const events = await t.ctx.store.listAudit({ subject: `assignment:${id}` });
     expect(events[1]).toMatchObject({ actor: expect.stringMatching(/^device:spiffe:\/\//), details: { artifact: 'aud-healthy-model@1.0.0', sequence: 1 } });
     expect(events.at(-1)).toMatchObject({ details: { reason: 'attempt 1/1: healthy', sequence: 6 } });

@@ -46,10 +46,14 @@ describe('meshanics-server CLI', () => {
   beforeAll(async () => {
     expect(fs.existsSync(CLI), 'run `npx tsc -b server` first').toBe(true);
     dataDir = tempDir();
-    serve = spawn(process.execPath, [CLI, 'serve', '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', '--cert-validity', '90s'], {
-      env: { ...process.env, MESHANICS_DATA_DIR: dataDir, MESHANICS_HEARTBEAT_INTERVAL: '7' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    serve = spawn(
+      process.execPath,
+      [CLI, 'serve', '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', '--cert-validity', '90s'],
+      {
+        env: { ...process.env, MESHANICS_DATA_DIR: dataDir, MESHANICS_HEARTBEAT_INTERVAL: '7' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     listening = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no listening line: ${stdoutLines.join('\n')}`)), 15_000);
       readline.createInterface({ input: serve.stdout! }).on('line', (line) => {
@@ -145,9 +149,7 @@ describe('meshanics-server CLI', () => {
       return f;
     });
     const before = JSON.parse(fs.readFileSync(path.join(dataDir, 'tuf/repo/metadata/timestamp.json'), 'utf8')).signed.version as number;
-    const results = await Promise.all(
-      files.map((f, i) => cliJson(['artifact', 'publish', f, '--name', 'par', '--version', `0.${i}`, '--kind', 'model', '--data-dir', dataDir])),
-    );
+    const results = await Promise.all(files.map((f, i) => cliJson(['artifact', 'publish', f, '--name', 'par', '--version', `0.${i}`, '--kind', 'model', '--data-dir', dataDir])));
     expect(results.map((r) => r.version).sort()).toEqual(['0.0', '0.1', '0.2', '0.3']);
     const timestamp = JSON.parse(fs.readFileSync(path.join(dataDir, 'tuf/repo/metadata/timestamp.json'), 'utf8'));
     expect(timestamp.signed.version).toBe(before + 4);
@@ -180,7 +182,12 @@ describe('meshanics-server CLI', () => {
     expect(JSON.stringify(listed)).not.toContain(String(created.token));
 
     expect(await cliJson(['enroll-token', 'revoke', String(created.id)], env)).toMatchObject({ id: created.id, status: 'revoked', revokedBy: 'operator:cli' });
-    const refused = await postJson<Record<string, string>>(listening.enroll, '/enroll/v1/enroll', { token: created.token, name: 'enr-2', csr: (await makeCsr()).csrPem }, { caPem });
+    const refused = await postJson<Record<string, string>>(
+      listening.enroll,
+      '/enroll/v1/enroll',
+      { token: created.token, name: 'enr-2', csr: (await makeCsr()).csrPem },
+      { caPem },
+    );
     expect(refused).toMatchObject({ status: 401, json: { code: 'MESH_ERR_ENROLL_TOKEN_REVOKED' } });
 
     expect((await cli(['enroll-token', 'create', '--expires-in', '1h'], env)).code).toBe(2);
@@ -242,11 +249,21 @@ describe('meshanics-server CLI', () => {
     expect(badSpec.stderr).toContain('spec/fileName must match pattern');
     const helps = await Promise.all(
       [
-        ['serve'], ['init'], ['device', 'issue-cert'], ['device', 'decommission'], ['artifact', 'publish'], ['artifact', 'withdraw'], ['assign'], ['assignment', 'show'],
-        ['enroll-token', 'create'], ['enroll-token', 'ls'], ['enroll-token', 'revoke'], ['logs', 'request'], ['logs', 'ls'], ['logs', 'download'],
-      ].map(
-        (c) => cli([...c, '--help']),
-      ),
+        ['serve'],
+        ['init'],
+        ['device', 'issue-cert'],
+        ['device', 'decommission'],
+        ['artifact', 'publish'],
+        ['artifact', 'withdraw'],
+        ['assign'],
+        ['assignment', 'show'],
+        ['enroll-token', 'create'],
+        ['enroll-token', 'ls'],
+        ['enroll-token', 'revoke'],
+        ['logs', 'request'],
+        ['logs', 'ls'],
+        ['logs', 'download'],
+      ].map((c) => cli([...c, '--help'])),
     );
     for (const h of helps) {
       expect(h.code).toBe(0);

@@ -8,16 +8,7 @@ import { createAssignment, getAssignment } from '../src/fleet/assignments.js';
 import { SqlStore } from '../src/store/index.js';
 import { loadDeviceService } from '@meshanics/core/contract';
 import { issueDeviceCertificate } from '../src/pki/index.js';
-import {
-  certificateFromAnotherCa,
-  DeviceClient,
-  grpcError,
-  provision,
-  startTestServer,
-  tempDir,
-  type TestServer,
-  type TlsIdentity,
-} from './helpers.js';
+import { certificateFromAnotherCa, DeviceClient, grpcError, provision, startTestServer, tempDir, type TestServer, type TlsIdentity } from './helpers.js';
 
 let t: TestServer;
 const clients: DeviceClient[] = [];
@@ -52,13 +43,15 @@ async function publishModel(name: string, version: string) {
 }
 
 async function assign(deviceName: string, artifact: string, version: string) {
-  return (await createAssignment(t.ctx, {
-    fleet: 'lab',
-    device: deviceName,
-    artifact,
-    version,
-    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 2, initialDelaySeconds: 1 },
-  })).assignmentId;
+  return (
+    await createAssignment(t.ctx, {
+      fleet: 'lab',
+      device: deviceName,
+      artifact,
+      version,
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 2, initialDelaySeconds: 1 },
+    })
+  ).assignmentId;
 }
 
 describe('DeviceService over mTLS', () => {
@@ -75,10 +68,7 @@ describe('DeviceService over mTLS', () => {
     expect(after.agentVersion).toBe('1.1.0');
     expect(after.tags).toEqual({ site: 'b' });
     expect(after.hardware?.model).toBe('rpi5');
-    expect((await t.ctx.store.listAudit({ subject: `device:${spiffeId}` })).map((e) => e.action)).toEqual([
-      'device.certificate_issued',
-      'device.registered',
-    ]);
+    expect((await t.ctx.store.listAudit({ subject: `device:${spiffeId}` })).map((e) => e.action)).toEqual(['device.certificate_issued', 'device.registered']);
   });
 
   it('Register refreshes the hardware profile: a changed profile in the second call replaces the first', async () => {
@@ -98,7 +88,10 @@ describe('DeviceService over mTLS', () => {
       for (const [method, request] of [
         ['Register', registerRequest('1')],
         ['Heartbeat', { installed: [] }],
-        ['ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'HEALTHY', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: new Date().toISOString() }],
+        [
+          'ReportArtifactStatus',
+          { assignmentId: crypto.randomUUID(), state: 'HEALTHY', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: new Date().toISOString() },
+        ],
       ] as const) {
         const fn = (anonymous as unknown as Record<string, (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void>)[method]!;
         const err = await new Promise<grpc.ServiceError | null>((resolve) => fn.call(anonymous, request, { deadline: Date.now() + 5000 }, resolve));
@@ -144,10 +137,9 @@ describe('DeviceService over mTLS', () => {
     const v2 = await publishModel('hb-model', '2.0.0');
     const first = await assign('hb-1', 'hb-model', '1.0.0');
     const second = await assign('hb-1', 'hb-model', '2.0.0');
-    const res = await client.call<{ assignments: Record<string, unknown>[]; nextHeartbeatSeconds: number; offboarded: boolean }>(
-      'Heartbeat',
-      { installed: [{ name: 'hb-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }] },
-    );
+    const res = await client.call<{ assignments: Record<string, unknown>[]; nextHeartbeatSeconds: number; offboarded: boolean }>('Heartbeat', {
+      installed: [{ name: 'hb-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }],
+    });
     expect(res.assignments).toHaveLength(1);
     expect(res.assignments[0]).toMatchObject({
       assignmentId: second,
@@ -225,7 +217,7 @@ describe('DeviceService over mTLS', () => {
     expect((await getAssignment(t.ctx, id)).reports.map((r) => [r.sequence, r.state])).toEqual([[1, 'DOWNLOADING']]);
   });
 
-  it('reads at most four reports\' devices at once, so a burst of reports leaves connections to heartbeats', async () => {
+  it("reads at most four reports' devices at once, so a burst of reports leaves connections to heartbeats", async () => {
     const devices = await Promise.all(Array.from({ length: 10 }, (_, i) => device(`burst-${i}`)));
     await publishModel('burst-model', '1.0.0');
     const ids: string[] = [];
@@ -250,7 +242,15 @@ describe('DeviceService over mTLS', () => {
     try {
       const answers = await Promise.all(
         devices.map((d, i) =>
-          d.client.call('ReportArtifactStatus', { assignmentId: ids[i], state: 'DOWNLOADING', sequence: 1, reason: '', bytesDone: 0, bytesTotal: 1024, deviceTime: new Date().toISOString() }),
+          d.client.call('ReportArtifactStatus', {
+            assignmentId: ids[i],
+            state: 'DOWNLOADING',
+            sequence: 1,
+            reason: '',
+            bytesDone: 0,
+            bytesTotal: 1024,
+            deviceTime: new Date().toISOString(),
+          }),
         ),
       );
       expect(answers).toEqual(devices.map(() => ({ accepted: true })));
@@ -267,13 +267,9 @@ describe('DeviceService over mTLS', () => {
     await intruder.client.call('Register', registerRequest('1'));
     await publishModel('own-model', '1.0.0');
     const id = await assign('own-1', 'own-model', '1.0.0');
-    const err = await grpcError(
-      intruder.client.call('ReportArtifactStatus', { assignmentId: id, state: 'FAILED', sequence: 1, reason: 'x' }),
-    );
+    const err = await grpcError(intruder.client.call('ReportArtifactStatus', { assignmentId: id, state: 'FAILED', sequence: 1, reason: 'x' }));
     expect(err.code).toBe(grpc.status.NOT_FOUND);
-    const unknown = await grpcError(
-      intruder.client.call('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 1 }),
-    );
+    const unknown = await grpcError(intruder.client.call('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 1 }));
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
     expect(await getAssignment(t.ctx, id)).toMatchObject({ state: 'PENDING', reports: [] });
     expect((await t.ctx.store.getDeviceBySpiffeId(intruder.spiffeId))!.lastReportSeq).toBe(0);

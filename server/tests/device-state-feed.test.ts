@@ -5,12 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WriteWatcher } from '../src/store/db-postgres.js';
 import { DEVICE_COLUMNS_NOT_WATCHED, DEVICE_COLUMNS_WATCHED, DEVICE_STATE_CHANNEL } from '../src/store/migration-6.js';
-import {
-  ASSIGNMENT_COLUMNS_NOT_WATCHED,
-  ASSIGNMENT_COLUMNS_WATCHED,
-  ROLLOUT_DEVICE_COLUMNS_NOT_WATCHED,
-  ROLLOUT_DEVICE_COLUMNS_WATCHED,
-} from '../src/store/migration-7.js';
+import { ASSIGNMENT_COLUMNS_NOT_WATCHED, ASSIGNMENT_COLUMNS_WATCHED, ROLLOUT_DEVICE_COLUMNS_NOT_WATCHED, ROLLOUT_DEVICE_COLUMNS_WATCHED } from '../src/store/migration-7.js';
 import { openStore, SqlStore, type DeviceStateFeed, type Store } from '../src/store/index.js';
 import { testEngines, type Engine } from './engines.js';
 
@@ -79,7 +74,18 @@ describe.each(engines)('device state feed on $name', (engine) => {
     await store.replaceInstalled(device.id, [{ name: 'm', kind: 'model', version: '1', sha256: 'a'.repeat(64), state: 'HEALTHY' }], NOW);
     expect(await delivered(o)).toContain(device.id);
 
-    await store.logRequests.insert({ id: 'lr-1', deviceId: device.id, since: null, until: null, maxBytes: 1024, requestedAt: NOW, requestedBy: 'op', fulfilledAt: null, sizeBytes: null, sha256: null });
+    await store.logRequests.insert({
+      id: 'lr-1',
+      deviceId: device.id,
+      since: null,
+      until: null,
+      maxBytes: 1024,
+      requestedAt: NOW,
+      requestedBy: 'op',
+      fulfilledAt: null,
+      sizeBytes: null,
+      sha256: null,
+    });
     expect(await delivered(o)).toContain(device.id);
 
     await store.decommissionDevice(device.id, NOW);
@@ -98,14 +104,22 @@ describe.each(engines)('device state feed on $name', (engine) => {
     expect(await delivered(o)).toEqual([device.id]);
   });
 
-  it('delivers nothing for an assignment moving along or rollout bookkeeping, and the device when a halted rollout\'s assignment leaves PENDING or a revert points at it', async () => {
+  it("delivers nothing for an assignment moving along or rollout bookkeeping, and the device when a halted rollout's assignment leaves PENDING or a revert points at it", async () => {
     const o = await open(engine);
     const { store } = o;
     const { db } = store as SqlStore;
     const { device } = await store.ensureDevice({ spiffeId: 'spiffe://t/lab/d7', fleet: 'lab', name: 'd7', now: NOW });
     await store.insertArtifact({
-      id: 'art-7', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
-      sha256: 'c'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+      id: 'art-7',
+      name: 'm',
+      version: '1.0.0',
+      kind: 'model',
+      fileName: 'm.bin',
+      targetPath: 'm/1.0.0/m.bin',
+      sha256: 'c'.repeat(64),
+      length: 1,
+      spec: {},
+      createdAt: NOW,
     });
     await db.run(
       `INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave, created_by, created_at, updated_at)
@@ -113,9 +127,17 @@ describe.each(engines)('device state feed on $name', (engine) => {
       [NOW, NOW],
     );
     await store.insertAssignment({
-      id: 'as-7', deviceId: device.id, artifactId: 'art-7', artifactName: 'm', rolloutId: 'ro-7',
+      id: 'as-7',
+      deviceId: device.id,
+      artifactId: 'art-7',
+      artifactName: 'm',
+      rolloutId: 'ro-7',
       probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-      state: 'PENDING', reason: '', active: true, createdAt: NOW, updatedAt: NOW,
+      state: 'PENDING',
+      reason: '',
+      active: true,
+      createdAt: NOW,
+      updatedAt: NOW,
     });
     expect(await delivered(o)).toContain(device.id);
     // Rollout membership, and an assignment moving along in a running rollout: nothing.
@@ -149,8 +171,16 @@ describe.each(engines)('device state feed on $name', (engine) => {
     const o = await open(engine);
     const { db } = o.store as SqlStore;
     await o.store.insertArtifact({
-      id: 'art-1', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
-      sha256: 'b'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+      id: 'art-1',
+      name: 'm',
+      version: '1.0.0',
+      kind: 'model',
+      fileName: 'm.bin',
+      targetPath: 'm/1.0.0/m.bin',
+      sha256: 'b'.repeat(64),
+      length: 1,
+      spec: {},
+      createdAt: NOW,
     });
     expect(await delivered(o)).toEqual([]);
     await db.run("UPDATE artifacts SET manifest = '{}' WHERE id = 'art-1'");
@@ -163,7 +193,7 @@ describe.each(engines)('device state feed on $name', (engine) => {
     await delivered(o);
     await engine.exec(o.location, `UPDATE devices SET decommissioned_at = '${NOW}' WHERE id = '${device.id}'`);
     // Another process's commit carries no fence of ours: it arrives when the database sends it.
-    await until(() => o.feed.caughtUp() && o.seen.length > 0, 'the other connection\'s write is delivered');
+    await until(() => o.feed.caughtUp() && o.seen.length > 0, "the other connection's write is delivered");
     expect(o.seen).toEqual([device.id]);
   });
 });
@@ -217,7 +247,7 @@ describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed o
     expect(o.feed.caughtUp(a.id)).toBe(true);
   });
 
-  it('keeps kept answers when its fence is read before COMMIT\'s answer, and drops them when the fence was given up mid-commit', async () => {
+  it("keeps kept answers when its fence is read before COMMIT's answer, and drops them when the fence was given up mid-commit", async () => {
     // Both orders happen with real connections (two sockets, read in whichever order the event
     // loop sees them) but cannot be forced; the feed's own methods are called in each order.
     const o = await open(engine);
@@ -243,8 +273,16 @@ describe.each(engines.filter((e) => e.name === 'postgres'))('device state feed o
     const { db } = o.store as SqlStore;
     const { device } = await o.store.ensureDevice({ spiffeId: 'spiffe://t/lab/d9', fleet: 'lab', name: 'd9', now: NOW });
     await o.store.insertArtifact({
-      id: 'art-9', name: 'm', version: '1.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'm/1.0.0/m.bin',
-      sha256: 'd'.repeat(64), length: 1, spec: {}, createdAt: NOW,
+      id: 'art-9',
+      name: 'm',
+      version: '1.0.0',
+      kind: 'model',
+      fileName: 'm.bin',
+      targetPath: 'm/1.0.0/m.bin',
+      sha256: 'd'.repeat(64),
+      length: 1,
+      spec: {},
+      createdAt: NOW,
     });
     await delivered(o);
     const listening = pauseListenConnection(o.feed);
@@ -262,7 +300,7 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
   it('watches every devices column but liveness, so a column added later cannot be forgotten', async () => {
     const store = await openStore(await engines[0]!.fresh());
     try {
-      const columns = (await (store as SqlStore).db.all('SELECT name FROM pragma_table_info(\'devices\')')).map((r) => String(r.name));
+      const columns = (await (store as SqlStore).db.all("SELECT name FROM pragma_table_info('devices')")).map((r) => String(r.name));
       expect([...columns].sort()).toEqual([...DEVICE_COLUMNS_WATCHED, ...DEVICE_COLUMNS_NOT_WATCHED].sort());
     } finally {
       await store.close();
@@ -272,8 +310,7 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
   it('watches every assignments and rollout_devices column a heartbeat reads, so a column added later cannot be forgotten', async () => {
     const store = await openStore(await engines[0]!.fresh());
     try {
-      const columns = async (table: string) =>
-        (await (store as SqlStore).db.all(`SELECT name FROM pragma_table_info('${table}')`)).map((r) => String(r.name)).sort();
+      const columns = async (table: string) => (await (store as SqlStore).db.all(`SELECT name FROM pragma_table_info('${table}')`)).map((r) => String(r.name)).sort();
       expect(await columns('assignments')).toEqual([...ASSIGNMENT_COLUMNS_WATCHED, ...ASSIGNMENT_COLUMNS_NOT_WATCHED].sort());
       expect(await columns('rollout_devices')).toEqual([...ROLLOUT_DEVICE_COLUMNS_WATCHED, ...ROLLOUT_DEVICE_COLUMNS_NOT_WATCHED].sort());
     } finally {
@@ -296,7 +333,10 @@ describe.each(engines.filter((e) => e.name === 'sqlite'))('device state feed on 
    * (late night) more than 1,000 at one look counted as a change of every device.
    */
   const writeChanges = (o: Opened, count: number) =>
-    engines[0]!.exec(o.location, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count}) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n`);
+    engines[0]!.exec(
+      o.location,
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count}) INSERT INTO device_state_changes (device_id) SELECT 'dev-' || i FROM n`,
+    );
 
   it('delivers each device of a 2,500-device wave start, not a change of every device', async () => {
     const o = await open(engines[0]!);

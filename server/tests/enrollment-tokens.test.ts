@@ -42,10 +42,7 @@ describe('enrollment tokens', () => {
     expect(view).toMatchObject({ status: 'revoked', revokedBy: 'operator:test' });
     // Revoking again changes nothing and audits nothing.
     expect((await revokeEnrollmentToken(ctx, revoked.id)).revokedAt).toBe(view.revokedAt);
-    expect((await ctx.store.listAudit({ subject: `enrollment-token:${revoked.id}` })).map((e) => e.action)).toEqual([
-      'enrollment_token.created',
-      'enrollment_token.revoked',
-    ]);
+    expect((await ctx.store.listAudit({ subject: `enrollment-token:${revoked.id}` })).map((e) => e.action)).toEqual(['enrollment_token.created', 'enrollment_token.revoked']);
 
     const listed = await listEnrollmentTokens(ctx, { fleet: 'list' });
     // Oldest first: the expired token was created (back-dated) before the others.

@@ -120,7 +120,11 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
       if ((await lookups()).hit !== before.hit || Date.now() > deadline) break;
       await sleep(10);
     }
-    for (const [sequence, state] of [[2, 'DOWNLOADING'], [3, 'VERIFYING'], [4, 'APPLYING']] as const) {
+    for (const [sequence, state] of [
+      [2, 'DOWNLOADING'],
+      [3, 'VERIFYING'],
+      [4, 'APPLYING'],
+    ] as const) {
       expect(await report(sequence, state)).toEqual({ accepted: true });
       // A report's transaction announces nothing: on PostgreSQL too, no fence holds this device back.
       const before = await lookups();
@@ -150,8 +154,16 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     await client.call('Heartbeat', { installed: [] });
     const device = (await t.ctx.store.getDeviceByName('lab', 'cache-3'))!;
     await t.ctx.store.logRequests.insert({
-      id: 'lr-cache-3', deviceId: device.id, since: null, until: null, maxBytes: 4096,
-      requestedAt: new Date().toISOString(), requestedBy: 'test', fulfilledAt: null, sizeBytes: null, sha256: null,
+      id: 'lr-cache-3',
+      deviceId: device.id,
+      since: null,
+      until: null,
+      maxBytes: 4096,
+      requestedAt: new Date().toISOString(),
+      requestedBy: 'test',
+      fulfilledAt: null,
+      sizeBytes: null,
+      sha256: null,
     });
     expect((await nextAnswer(client, (a) => a.logRequests.length > 0)).logRequests).toMatchObject([{ logRequestId: 'lr-cache-3', maxBytes: 4096 }]);
   });

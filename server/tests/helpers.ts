@@ -136,17 +136,12 @@ export class DeviceClient {
 
   constructor(address: string, identity: TlsIdentity) {
     const { Client } = loadDeviceService();
-    this.raw = new Client(
-      address,
-      grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)),
-    );
+    this.raw = new Client(address, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)));
   }
 
   call<T = Record<string, unknown>>(method: string, request: Record<string, unknown>, { deadlineMs = 5000 } = {}): Promise<T> {
     const fn = (this.raw as unknown as Record<string, (req: unknown, options: grpc.CallOptions, cb: Callback) => void>)[method]!;
-    return new Promise((resolve, reject) =>
-      fn.call(this.raw, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as T))),
-    );
+    return new Promise((resolve, reject) => fn.call(this.raw, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as T))));
   }
 
   close(): void {
@@ -170,12 +165,7 @@ export interface HttpResult {
   body: Buffer;
 }
 
-export function httpsGet(
-  baseUrl: string,
-  rawPath: string,
-  tls: Partial<TlsIdentity> & { caPem: string },
-  headers: Record<string, string> = {},
-): Promise<HttpResult> {
+export function httpsGet(baseUrl: string, rawPath: string, tls: Partial<TlsIdentity> & { caPem: string }, headers: Record<string, string> = {}): Promise<HttpResult> {
   return httpsRequest('GET', baseUrl, rawPath, tls, headers);
 }
 
@@ -281,19 +271,15 @@ export class MtlsFetcher extends BaseFetcher {
 
   override fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
     return new Promise((resolve, reject) => {
-      const req = https.get(
-        url,
-        { ca: this.tls.caPem, key: this.tls.keyPem, cert: this.tls.certPem, agent: false, timeout: 5000 },
-        (res) => {
-          if (res.statusCode !== 200) {
-            res.resume();
-            // tuf-js needs DownloadHTTPError on 403/404 to know a newer root does not exist.
-            reject(new DownloadHTTPError(`GET ${url}: HTTP ${res.statusCode}`, res.statusCode ?? 0));
-            return;
-          }
-          resolve(Readable.toWeb(res));
-        },
-      );
+      const req = https.get(url, { ca: this.tls.caPem, key: this.tls.keyPem, cert: this.tls.certPem, agent: false, timeout: 5000 }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          // tuf-js needs DownloadHTTPError on 403/404 to know a newer root does not exist.
+          reject(new DownloadHTTPError(`GET ${url}: HTTP ${res.statusCode}`, res.statusCode ?? 0));
+          return;
+        }
+        resolve(Readable.toWeb(res));
+      });
       req.on('error', reject);
     });
   }

@@ -63,7 +63,13 @@ function logsDirEntries(): string[] {
 describe('device logs', () => {
   it('delivers a request in every heartbeat until uploaded, stores the gzip byte for byte, then refuses a second upload', async () => {
     const { client } = await device('logs-1');
-    const { logRequestId } = await requestDeviceLogs(t.ctx, { fleet: 'lab', device: 'logs-1', since: '2025-01-01T00:00:00Z', until: '2025-01-02T00:00:00+01:00', maxBytes: 64 * 1024 });
+    const { logRequestId } = await requestDeviceLogs(t.ctx, {
+      fleet: 'lab',
+      device: 'logs-1',
+      since: '2025-01-01T00:00:00Z',
+      until: '2025-01-02T00:00:00+01:00',
+      maxBytes: 64 * 1024,
+    });
     const expected = { logRequestId, since: '2025-01-01T00:00:00.000Z', until: '2025-01-01T23:00:00.000Z', maxBytes: 64 * 1024 };
     for (let i = 0; i < 2; i++) {
       expect((await client.call<{ logRequests: unknown[] }>('Heartbeat', { installed: [] })).logRequests).toEqual([expected]);
@@ -110,9 +116,7 @@ describe('device logs', () => {
     }
     expect(await listLogRequests(t.ctx, { device: 'logs-own' })).toMatchObject([{ logRequestId, status: 'pending' }]);
     expect(logsDirEntries()).not.toContain(`${logRequestId}.gz`);
-    expect((await owner.call<{ logRequests: { logRequestId: string }[] }>('Heartbeat', { installed: [] })).logRequests.map((r) => r.logRequestId)).toEqual([
-      logRequestId,
-    ]);
+    expect((await owner.call<{ logRequests: { logRequestId: string }[] }>('Heartbeat', { installed: [] })).logRequests.map((r) => r.logRequestId)).toEqual([logRequestId]);
   });
 
   it('refuses with RESOURCE_EXHAUSTED an upload beyond maxBytes plus the gzip allowance, keeps nothing and leaves the request pending', async () => {

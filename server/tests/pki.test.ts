@@ -72,7 +72,11 @@ describe('device CA', () => {
     const ca = await ctx.deviceCa();
     const { publicKey } = keyPair();
     const id = { trustDomain: 'example.org', fleet: 'lab', name: 'cam' };
-    const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (isMeshError(e) ? e.code : String(e)));
+    const codeOf = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e: unknown) => (isMeshError(e) ? e.code : String(e)),
+      );
     expect(await codeOf(issueDeviceCertificate(ca, publicKey, { ...id, name: 'Cam/../x' }))).toBe('MESH_ERR_PKI_INVALID_IDENTITY');
     expect(await codeOf(issueDeviceCertificate(ca, publicKey, id, { days: 0 }))).toBe('MESH_ERR_PKI_INVALID_VALIDITY');
     expect(await codeOf(issueDeviceCertificate(ca, publicKey, id, { seconds: 0 }))).toBe('MESH_ERR_PKI_INVALID_VALIDITY');

@@ -57,7 +57,14 @@ describe('POST /enroll/v1/renew', () => {
     const next = await makeCsr();
     const res = await renew(next.csrPem, tls);
     expect(res.status).toBe(200);
-    expect(res.json).toMatchObject({ fleet: 'lab', name: 'renew-1', spiffeId: body.spiffeId, caBundle: caPem, deviceApi: t.server.grpcAddress, artifactServer: t.server.artifactsUrl });
+    expect(res.json).toMatchObject({
+      fleet: 'lab',
+      name: 'renew-1',
+      spiffeId: body.spiffeId,
+      caBundle: caPem,
+      deviceApi: t.server.grpcAddress,
+      artifactServer: t.server.artifactsUrl,
+    });
     expect(res.json.tufRoot).toBe(body.tufRoot);
     const cert = new crypto.X509Certificate(res.json.certificate);
     expect(cert.subjectAltName).toBe(`URI:${body.spiffeId}`);
@@ -87,10 +94,15 @@ describe('POST /enroll/v1/renew', () => {
   it('answers 401 to an expired certificate: the device must enroll again', async () => {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
     await enrolled('expired-1');
-    const expired = await issueDeviceCertificate(await t.ctx.deviceCa(), publicKey, { trustDomain: 'meshanics.local', fleet: 'lab', name: 'expired-1' }, {
-      seconds: 60,
-      now: new Date(Date.now() - 3600_000),
-    });
+    const expired = await issueDeviceCertificate(
+      await t.ctx.deviceCa(),
+      publicKey,
+      { trustDomain: 'meshanics.local', fleet: 'lab', name: 'expired-1' },
+      {
+        seconds: 60,
+        now: new Date(Date.now() - 3600_000),
+      },
+    );
     const res = await renew((await makeCsr()).csrPem, { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), certPem: expired.certPem });
     expect(res.status).toBe(401);
     expect(res.json.code).toBe('MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED');

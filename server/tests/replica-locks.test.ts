@@ -27,9 +27,7 @@ describe.each(engines)('two replicas of one data dir on $name', (engine) => {
         fs.writeFileSync(f, crypto.randomBytes(2048));
         return f;
       };
-      await Promise.all(
-        Array.from({ length: 6 }, (_, i) => publishArtifact(i % 2 === 0 ? a : b, { file: file(), name: 'race', version: `1.0.${i}`, kind: 'model' })),
-      );
+      await Promise.all(Array.from({ length: 6 }, (_, i) => publishArtifact(i % 2 === 0 ? a : b, { file: file(), name: 'race', version: `1.0.${i}`, kind: 'model' })));
       const published = b.tuf.versions();
       expect(published.snapshot).toBe(before.snapshot + 6);
       expect(published.timestamp).toBe(before.timestamp + 6);

@@ -64,10 +64,14 @@ describe('RolloutDriveQueue', () => {
 
   it('spaces back-to-back steps of one rollout by the minimum interval, start to start', async () => {
     const starts: number[] = [];
-    const queue = new RolloutDriveQueue(async () => {
-      starts.push(performance.now());
-      await new Promise((r) => setTimeout(r, 10));
-    }, silentLogger(), 150);
+    const queue = new RolloutDriveQueue(
+      async () => {
+        starts.push(performance.now());
+        await new Promise((r) => setTimeout(r, 10));
+      },
+      silentLogger(),
+      150,
+    );
     const first = queue.request('r1');
     const second = queue.request('r1');
     await Promise.all([first, second]);
@@ -77,9 +81,13 @@ describe('RolloutDriveQueue', () => {
 
   it('spaces a step asked for just after the previous one ended (idle in between)', async () => {
     const starts: number[] = [];
-    const queue = new RolloutDriveQueue(async () => {
-      starts.push(performance.now());
-    }, silentLogger(), 150);
+    const queue = new RolloutDriveQueue(
+      async () => {
+        starts.push(performance.now());
+      },
+      silentLogger(),
+      150,
+    );
     await queue.request('r1');
     await queue.request('r1');
     await queue.request('r1');

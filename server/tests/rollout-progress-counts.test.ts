@@ -79,17 +79,37 @@ describe('rollout progress counts on sqlite, thousands of devices', () => {
       const { db } = store as SqlStore;
       const now = new Date().toISOString();
       await store.withWriteLock(async () => {
-        await db.run(`INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, created_at) VALUES ('a1', 'm', '1', 'model', 'm.bin', 'm/1/m.bin', ?, 1, '{}', ?)`, ['a'.repeat(64), now]);
-        await db.run(`INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave, created_at, updated_at, created_by) VALUES ('r1', 'lab', 'a1', 'm', 'g', '{}', '{}', 'running', 1, ?, ?, 'test')`, [now, now]);
+        await db.run(
+          `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, created_at) VALUES ('a1', 'm', '1', 'model', 'm.bin', 'm/1/m.bin', ?, 1, '{}', ?)`,
+          ['a'.repeat(64), now],
+        );
+        await db.run(
+          `INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave, created_at, updated_at, created_by) VALUES ('r1', 'lab', 'a1', 'm', 'g', '{}', '{}', 'running', 1, ?, ?, 'test')`,
+          [now, now],
+        );
         for (let i = 0; i < 2345; i++) {
           const device = crypto.randomUUID();
           const assignment = crypto.randomUUID();
-          await db.run(`INSERT INTO devices (id, spiffe_id, fleet, name, created_at, decommissioned_at) VALUES (?, ?, 'lab', ?, ?, ?)`, [device, `spiffe://t/lab/d${i}`, `d${i}`, now, i % 97 === 0 ? now : null]);
+          await db.run(`INSERT INTO devices (id, spiffe_id, fleet, name, created_at, decommissioned_at) VALUES (?, ?, 'lab', ?, ?, ?)`, [
+            device,
+            `spiffe://t/lab/d${i}`,
+            `d${i}`,
+            now,
+            i % 97 === 0 ? now : null,
+          ]);
           const wave = i % 3;
           if (wave <= 1) {
-            await db.run(`INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, active, created_at, updated_at) VALUES (?, ?, 'a1', 'm', 'r1', '{}', ?, ?, ?, ?)`, [assignment, device, STATES[i % STATES.length], i % 11 === 0 ? 0 : 1, now, now]);
+            await db.run(
+              `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, active, created_at, updated_at) VALUES (?, ?, 'a1', 'm', 'r1', '{}', ?, ?, ?, ?)`,
+              [assignment, device, STATES[i % STATES.length], i % 11 === 0 ? 0 : 1, now, now],
+            );
           }
-          await db.run(`INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position, assignment_id) VALUES ('r1', ?, 'm', 1, ?, ?, ?)`, [device, wave, i, wave <= 1 ? assignment : null]);
+          await db.run(`INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position, assignment_id) VALUES ('r1', ?, 'm', 1, ?, ?, ?)`, [
+            device,
+            wave,
+            i,
+            wave <= 1 ? assignment : null,
+          ]);
         }
       });
       const oneStatement = await store.rollouts.progress('r1', 1);

@@ -9,15 +9,7 @@ import { decommissionDevice } from '../src/fleet/devices.js';
 import { httpStatusFor, MeshError } from '../src/errors.js';
 import { createGroup, getGroup, listGroups, setGroupDevices } from '../src/fleet/groups.js';
 import { driveRollouts } from '../src/rollouts/engine.js';
-import {
-  abortRollout,
-  approveRollout,
-  createRollout,
-  getRollout,
-  listRollouts,
-  resumeRollout,
-  type CreateRolloutInput,
-} from '../src/rollouts/service.js';
+import { abortRollout, approveRollout, createRollout, getRollout, listRollouts, resumeRollout, type CreateRolloutInput } from '../src/rollouts/service.js';
 import { verifyAudit } from '../src/audit/trail.js';
 import { DeviceClient, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
 
@@ -220,8 +212,19 @@ describe('rollout progression', () => {
     const strategy = { waves: [{ percent: 10 }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'manual' }] };
     const r = await createRollout(t.ctx, rolloutInput({ group: 'man', artifact: { name: 'man-model', version: '1.0.0' }, strategy }));
     expect(r).toMatchObject({ status: 'running', currentWave: 0, artifact: { name: 'man-model', version: '1.0.0', kind: 'model' }, group: 'man' });
-    expect(r.strategy).toEqual({ waves: [{ percent: 10, approval: 'auto' }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'manual' }], max_failure_rate: 0 });
-    expect(r.waves.map((w) => [w.devices, w.status])).toEqual([[1, 'active'], [4, 'pending'], [5, 'pending']]);
+    expect(r.strategy).toEqual({
+      waves: [
+        { percent: 10, approval: 'auto' },
+        { percent: 50, approval: 'auto' },
+        { percent: 100, approval: 'manual' },
+      ],
+      max_failure_rate: 0,
+    });
+    expect(r.waves.map((w) => [w.devices, w.status])).toEqual([
+      [1, 'active'],
+      [4, 'pending'],
+      [5, 'pending'],
+    ]);
     expect(r.counts.PENDING).toBe(10);
     const byName = new Map(sims.map((s) => [s.name, s]));
     const waveOf = (w: number) => r.devices.filter((d) => d.wave === w).map((d) => byName.get(d.name)!);
@@ -272,7 +275,10 @@ describe('rollout progression', () => {
     const sims = await devices('halt', 5);
     const v1 = await publishModel('halt-model', '1.0.0');
     await createGroup(t.ctx, { fleet: 'lab', name: 'halt', devices: sims.map((s) => s.name), actor: ACTOR });
-    const r = await createRollout(t.ctx, rolloutInput({ group: 'halt', artifact: { name: 'halt-model', version: '1.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0 } }));
+    const r = await createRollout(
+      t.ctx,
+      rolloutInput({ group: 'halt', artifact: { name: 'halt-model', version: '1.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0 } }),
+    );
     const [busy, bad, p1, p2, p3] = sims as [SimDevice, SimDevice, SimDevice, SimDevice, SimDevice];
 
     const busyA = (await busy.desired('halt-model'))!;
@@ -329,7 +335,10 @@ describe('rollout progression', () => {
     for (const s of sims) s.installed = [{ name: 'keep-model', kind: 'model', version: '1.0.0', sha256: v1.sha256, state: 'HEALTHY' }];
     await createGroup(t.ctx, { fleet: 'lab', name: 'keep', devices: sims.map((s) => s.name), actor: ACTOR });
     for (const s of sims) await s.heartbeat();
-    const r = await createRollout(t.ctx, rolloutInput({ group: 'keep', artifact: { name: 'keep-model', version: '2.0.0' }, strategy: { waves: [{ percent: 50 }, { percent: 100 }] } }));
+    const r = await createRollout(
+      t.ctx,
+      rolloutInput({ group: 'keep', artifact: { name: 'keep-model', version: '2.0.0' }, strategy: { waves: [{ percent: 50 }, { percent: 100 }] } }),
+    );
     const startedNow = await started(r.id);
     const wave0 = sims.filter((s) => startedNow.has(s.name));
     const [done, waiting] = wave0 as [SimDevice, SimDevice];
@@ -360,7 +369,10 @@ describe('rollout progression', () => {
     // The rollout reads each device's version before its wave from the stored installed set.
     await t.server.flushHeartbeatWrites();
     await createGroup(t.ctx, { fleet: 'lab', name: 'rev', devices: sims.map((s) => s.name), actor: ACTOR });
-    const r = await createRollout(t.ctx, rolloutInput({ group: 'rev', artifact: { name: 'rev-model', version: '2.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0.5 } }));
+    const r = await createRollout(
+      t.ctx,
+      rolloutInput({ group: 'rev', artifact: { name: 'rev-model', version: '2.0.0' }, strategy: { waves: [{ percent: 100 }], max_failure_rate: 0.5 } }),
+    );
     await healthy.run((await healthy.desired('rev-model'))!, 'HEALTHY', v2.sha256);
     await fresh.run((await fresh.desired('rev-model'))!, 'HEALTHY', v2.sha256);
     const up = (await updating.desired('rev-model'))!;

@@ -23,10 +23,7 @@ describe('SQLite reads beside a write transaction', () => {
       await new Promise((r) => setTimeout(r, 20));
       expect(insideSaw).toBe('renamed');
 
-      const outside = await Promise.race([
-        db.get('SELECT name FROM devices WHERE id = ?', [device.id]),
-        new Promise((r) => setTimeout(() => r('blocked'), 1000)),
-      ]);
+      const outside = await Promise.race([db.get('SELECT name FROM devices WHERE id = ?', [device.id]), new Promise((r) => setTimeout(() => r('blocked'), 1000))]);
       release();
       await tx;
       expect(outside).toEqual({ name: 'r1' });

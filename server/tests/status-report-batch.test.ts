@@ -126,13 +126,21 @@ describe.each(engines)('recordStatusReports on $name', (engine) => {
 });
 
 describe.each(engines)('getReportingDevice on $name', (engine) => {
-  it('reads the device with its own assignment and artifact in one statement, and never another device\'s assignment', async () => {
+  it("reads the device with its own assignment and artifact in one statement, and never another device's assignment", async () => {
     const store = await openStore(await engine.fresh());
     try {
       const artifactId = crypto.randomUUID();
       await store.insertArtifact({
-        id: artifactId, name: 'model-a', version: '2.0.0', kind: 'model', fileName: 'm.bin', targetPath: 'model-a/2.0.0/m.bin',
-        sha256: 'e'.repeat(64), length: 3, spec: {}, createdAt: new Date().toISOString(),
+        id: artifactId,
+        name: 'model-a',
+        version: '2.0.0',
+        kind: 'model',
+        fileName: 'm.bin',
+        targetPath: 'model-a/2.0.0/m.bin',
+        sha256: 'e'.repeat(64),
+        length: 3,
+        spec: {},
+        createdAt: new Date().toISOString(),
       });
       const mine = await deviceWithAssignment(store, 'rep-1', artifactId);
       const theirs = await deviceWithAssignment(store, 'rep-2', artifactId);

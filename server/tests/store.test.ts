@@ -13,14 +13,31 @@ async function deviceWithAssignment(store: Store, name: string, now: string): Pr
   const { device } = await store.ensureDevice({ spiffeId: `spiffe://meshanics.local/fleet/f/device/${name}`, fleet: 'f', name, now });
   if (!(await store.getArtifactById('a1'))) {
     await store.insertArtifact({
-      id: 'a1', name: 'm', version: '1', kind: 'model', fileName: 'm', targetPath: 'm/1/m',
-      sha256: '0'.repeat(64), length: 5_000_000_000, spec: {}, createdAt: now,
+      id: 'a1',
+      name: 'm',
+      version: '1',
+      kind: 'model',
+      fileName: 'm',
+      targetPath: 'm/1/m',
+      sha256: '0'.repeat(64),
+      length: 5_000_000_000,
+      spec: {},
+      createdAt: now,
     });
   }
   const assignmentId = `as-${name}`;
   await store.insertAssignment({
-    id: assignmentId, deviceId: device.id, artifactId: 'a1', artifactName: 'm', rolloutId: null,
-    probe: PROBE, state: 'PENDING', reason: '', active: true, createdAt: now, updatedAt: now,
+    id: assignmentId,
+    deviceId: device.id,
+    artifactId: 'a1',
+    artifactName: 'm',
+    rolloutId: null,
+    probe: PROBE,
+    state: 'PENDING',
+    reason: '',
+    active: true,
+    createdAt: now,
+    updatedAt: now,
   });
   return { deviceId: device.id, assignmentId };
 }
@@ -56,9 +73,9 @@ describe.each(engines)('store on $name', (engine) => {
     await store.close();
     await expect(engine.exec(location, "UPDATE audit_events SET actor = 'evil'")).rejects.toThrow(/append-only/);
     await expect(engine.exec(location, 'DELETE FROM audit_events')).rejects.toThrow(/append-only/);
-    await expect(
-      engine.exec(location, "INSERT INTO audit_events (at, actor, action, subject, details) VALUES ('t', 'a', 'b', 'c', '{}')"),
-    ).rejects.toThrow(/seq, prev_hash and hash/);
+    await expect(engine.exec(location, "INSERT INTO audit_events (at, actor, action, subject, details) VALUES ('t', 'a', 'b', 'c', '{}')")).rejects.toThrow(
+      /seq, prev_hash and hash/,
+    );
   });
 
   it('upserts a device by SPIFFE ID and drops status reports whose sequence is not above the last', async () => {
@@ -117,8 +134,15 @@ describe.each(engines)('store on $name', (engine) => {
     try {
       const now = new Date();
       const base = {
-        fleet: 'f', deviceName: null, usesTotal: 1, usesLeft: 1, createdAt: now.toISOString(), createdBy: 't',
-        expiresAt: new Date(now.getTime() + 60_000).toISOString(), revokedAt: null, revokedBy: null,
+        fleet: 'f',
+        deviceName: null,
+        usesTotal: 1,
+        usesLeft: 1,
+        createdAt: now.toISOString(),
+        createdBy: 't',
+        expiresAt: new Date(now.getTime() + 60_000).toISOString(),
+        revokedAt: null,
+        revokedBy: null,
       };
       await store.enrollmentTokens.insert({ ...base, id: 'live', tokenSha256: 'a' });
       await store.enrollmentTokens.insert({ ...base, id: 'old', tokenSha256: 'b', expiresAt: new Date(now.getTime() - 1).toISOString() });
@@ -142,23 +166,47 @@ describe.each(engines)('store on $name', (engine) => {
       const now = new Date('2026-01-01T00:10:00.000Z');
       const at = (secondsAgo: number) => new Date(now.getTime() - secondsAgo * 1000).toISOString();
       const profile = (tags: Record<string, string>) => ({ hardware: null, agentVersion: '1', tags, capabilities: [] });
-      for (const [name, tags] of [['cam-1', { site: 'north' }], ['cam-2', { site: 'south' }], ['cam-3', { site: 'north', tier: 'gold' }]] as const) {
+      for (const [name, tags] of [
+        ['cam-1', { site: 'north' }],
+        ['cam-2', { site: 'south' }],
+        ['cam-3', { site: 'north', tier: 'gold' }],
+      ] as const) {
         await store.registerDevice({ spiffeId: `spiffe://meshanics.local/fleet/lab/device/${name}`, fleet: 'lab', name, profile: profile(tags), now: at(600) });
       }
       const ids = Object.fromEntries(await Promise.all(['cam-1', 'cam-2', 'cam-3'].map(async (n) => [n, (await store.getDeviceByName('lab', n))!.id])));
       // cam-1 seen 40 s ago (online at a 15 s interval: 3 × 15 = 45), cam-2 50 s ago (offline), cam-3 never since 600 s.
-      await store.touchLastSeen([{ deviceId: ids['cam-1']!, at: at(40) }, { deviceId: ids['cam-2']!, at: at(50) }]);
+      await store.touchLastSeen([
+        { deviceId: ids['cam-1']!, at: at(40) },
+        { deviceId: ids['cam-2']!, at: at(50) },
+      ]);
       // An older time never moves last-seen backwards.
       await store.touchLastSeen([{ deviceId: ids['cam-1']!, at: at(500) }]);
       const filter = { defaultHeartbeatIntervalSeconds: 15, now: now.toISOString() };
       const page = { limit: 10, offset: 0 };
       const all = await store.operatorViews.listDevices(filter, page);
       expect(all.total).toBe(3);
-      expect(all.rows.map((r) => [r.device.name, r.online])).toEqual([['cam-1', true], ['cam-2', false], ['cam-3', false]]);
+      expect(all.rows.map((r) => [r.device.name, r.online])).toEqual([
+        ['cam-1', true],
+        ['cam-2', false],
+        ['cam-3', false],
+      ]);
       expect((await store.operatorViews.listDevices({ ...filter, online: true }, page)).rows.map((r) => r.device.name)).toEqual(['cam-1']);
       const north = await store.operatorViews.listDevices({ ...filter, tags: [['site', 'north']] }, page);
       expect(north.rows.map((r) => r.device.name)).toEqual(['cam-1', 'cam-3']);
-      expect((await store.operatorViews.listDevices({ ...filter, tags: [['site', 'north'], ['tier', 'gold']] }, page)).total).toBe(1);
+      expect(
+        (
+          await store.operatorViews.listDevices(
+            {
+              ...filter,
+              tags: [
+                ['site', 'north'],
+                ['tier', 'gold'],
+              ],
+            },
+            page,
+          )
+        ).total,
+      ).toBe(1);
       expect((await store.operatorViews.listDevices({ ...filter, fleet: 'other' }, page)).total).toBe(0);
       expect(await store.operatorViews.isOnline(ids['cam-1'], 15, now.toISOString())).toBe(true);
       expect(await store.operatorViews.isOnline(ids['cam-2'], 15, now.toISOString())).toBe(false);
@@ -200,9 +248,7 @@ describe.each(engines)('store on $name', (engine) => {
     try {
       // Each writer reads the head and appends in separate statements, yielding in between:
       // without the write lock two of them would take the same seq.
-      await Promise.all(
-        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).appendAudit({ actor: 't', action: `x.${i}`, subject: 's' })),
-      );
+      await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).appendAudit({ actor: 't', action: `x.${i}`, subject: 's' })));
       const events = await a.listAudit();
       expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
       for (let i = 1; i < events.length; i++) expect(events[i]!.prevHash).toBe(events[i - 1]!.hash);
@@ -211,7 +257,7 @@ describe.each(engines)('store on $name', (engine) => {
       await b.close();
     }
   });
-  it('upgrades a version-7 catalog in place: its artifacts become every fleet\'s, stay listed, and keep owning their names', async () => {
+  it("upgrades a version-7 catalog in place: its artifacts become every fleet's, stay listed, and keep owning their names", async () => {
     const location = await engine.fresh();
     const v7 = await openStore(location, { migrations: MIGRATIONS.filter((m) => m.version <= 7) });
     const now = new Date().toISOString();
@@ -233,8 +279,17 @@ describe.each(engines)('store on $name', (engine) => {
       expect((await v8.operatorViews.listArtifacts({ fleet: 'fleet-a' }, page)).total).toBe(0);
       // New rows name their fleet; listings keep fleets apart.
       await v8.insertArtifact({
-        id: 'b-1', name: 'b-only', version: '1', kind: 'model', fileName: 'b', targetPath: 'artifacts/b-only/1/b-only',
-        sha256: '2'.repeat(64), length: 1, spec: {}, createdAt: now, fleet: 'fleet-b',
+        id: 'b-1',
+        name: 'b-only',
+        version: '1',
+        kind: 'model',
+        fileName: 'b',
+        targetPath: 'artifacts/b-only/1/b-only',
+        sha256: '2'.repeat(64),
+        length: 1,
+        spec: {},
+        createdAt: now,
+        fleet: 'fleet-b',
       });
       expect((await v8.operatorViews.listArtifacts({ visibleTo: 'fleet-a' }, page)).rows.map((a) => a.id)).toEqual(['old-a']);
       expect((await v8.operatorViews.listArtifacts({ visibleTo: 'fleet-b' }, page)).rows.map((a) => a.id).sort()).toEqual(['b-1', 'old-a']);

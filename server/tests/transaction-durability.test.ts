@@ -33,9 +33,14 @@ describe.each(engines)('write transactions on $name', (engine) => {
       // A nested call joins the outer transaction and keeps its durability.
       expect(await db.writeTransaction(() => db.writeTransaction(() => durability(store), { relaxedDurability: true }))).toBe(durable);
 
-      await expect(db.writeTransaction(async () => {
-        throw new Error('boom');
-      }, { relaxedDurability: true })).rejects.toThrow('boom');
+      await expect(
+        db.writeTransaction(
+          async () => {
+            throw new Error('boom');
+          },
+          { relaxedDurability: true },
+        ),
+      ).rejects.toThrow('boom');
       expect(await durability(store)).toBe(durable);
       expect(await db.writeTransaction(() => durability(store))).toBe(durable);
     } finally {

@@ -47,14 +47,18 @@ describe('hash bins', () => {
     // What the previous server wrote: publisher v2 signing the target itself, its manifest inline.
     const manifest = { notes: 'x'.repeat(50_000) };
     const old = new TargetFile({
-      path: 'legacy/1.0.0/legacy', length: 3, hashes: { sha256: crypto.createHash('sha256').update('old').digest('hex') },
+      path: 'legacy/1.0.0/legacy',
+      length: 3,
+      hashes: { sha256: crypto.createHash('sha256').update('old').digest('hex') },
       unrecognizedFields: { custom: { meshanics: { kind: 'model', spec: {}, manifest } } },
     });
     const publisherMd = new Metadata(new Targets({ version: 2, specVersion: '1.0.31', expires: later(30), targets: { [old.path]: old } }));
     signMetadata(publisherMd, loadRoleKey(keys, 'publisher'));
     const publisherBytes = Buffer.from(canonicalize(publisherMd.toJSON()));
     fs.writeFileSync(path.join(meta, '2.publisher.json'), publisherBytes);
-    const snapshotMd = new Metadata(new Snapshot({ version: 2, specVersion: '1.0.31', expires: later(7), meta: { 'targets.json': metaOf(1, targetsBytes), 'publisher.json': metaOf(2, publisherBytes) } }));
+    const snapshotMd = new Metadata(
+      new Snapshot({ version: 2, specVersion: '1.0.31', expires: later(7), meta: { 'targets.json': metaOf(1, targetsBytes), 'publisher.json': metaOf(2, publisherBytes) } }),
+    );
     signMetadata(snapshotMd, loadRoleKey(keys, 'snapshot'));
     const snapshotBytes = Buffer.from(canonicalize(snapshotMd.toJSON()));
     fs.writeFileSync(path.join(meta, '2.snapshot.json'), snapshotBytes);
@@ -91,7 +95,11 @@ describe('hash bins', () => {
     try {
       const binVersions = () => {
         const meta = ctx.tuf.readState().snapshot.metadata.signed.meta;
-        return Object.fromEntries(Object.entries(meta).filter(([f]) => f.startsWith('publisher-bin-')).map(([f, m]) => [f, m.version]));
+        return Object.fromEntries(
+          Object.entries(meta)
+            .filter(([f]) => f.startsWith('publisher-bin-'))
+            .map(([f, m]) => [f, m.version]),
+        );
       };
       const initial = binVersions();
       expect(Object.keys(initial)).toHaveLength(128);
@@ -113,7 +121,12 @@ describe('hash bins', () => {
   it('/readyz answers 503 once a bin no longer verifies for devices, though the server still reads its own chain', async () => {
     const dataDir = tempDir();
     const server = await startServer({
-      dataDir, grpcListen: '127.0.0.1:0', artifactListen: '127.0.0.1:0', enrollListen: '127.0.0.1:0', apiListen: '127.0.0.1:0', logger: silentLogger(),
+      dataDir,
+      grpcListen: '127.0.0.1:0',
+      artifactListen: '127.0.0.1:0',
+      enrollListen: '127.0.0.1:0',
+      apiListen: '127.0.0.1:0',
+      logger: silentLogger(),
     });
     try {
       expect((await fetch(`${server.apiUrl}/readyz`)).status).toBe(200);
@@ -130,7 +143,9 @@ describe('hash bins', () => {
         fs.writeFileSync(file, canonicalize(md));
         // A publish into another bin still passes its own gate (it walks only the bins it changes)
         // and gives a new timestamp; the chain the server reads stays verifiable...
-        const other = Array.from({ length: 1000 }, (_, i) => `other/${i}/other`).find((p) => state.publisher!.metadata.signed.delegations!.succinctRoles!.getRoleForTarget(p) !== name.replace(/\.json$/, ''))!;
+        const other = Array.from({ length: 1000 }, (_, i) => `other/${i}/other`).find(
+          (p) => state.publisher!.metadata.signed.delegations!.succinctRoles!.getRoleForTarget(p) !== name.replace(/\.json$/, ''),
+        )!;
         await ctx.tuf.addTarget({ path: other, sha256: 'ab'.repeat(32), length: 1 });
         expect(() => ctx.tuf.versions()).not.toThrow();
       } finally {

@@ -31,7 +31,11 @@ let transfer: string;
 function fingerprint(ctx: MeshanicsContext): Record<string, string> {
   const out: Record<string, string> = {};
   for (const dir of [ctx.layout.tufMetadataDir, ctx.layout.tufKeysDir]) {
-    for (const f of fs.readdirSync(dir)) out[path.join(dir, f)] = crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, f))).digest('hex');
+    for (const f of fs.readdirSync(dir))
+      out[path.join(dir, f)] = crypto
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(dir, f)))
+        .digest('hex');
   }
   return out;
 }
@@ -141,7 +145,8 @@ describe('embedded default', () => {
     signMetadata(targetsMd, loadRoleKey(keys, 'targets'));
     const targetsBytes = Buffer.from(JSON.stringify(targetsMd.toJSON()));
     fs.writeFileSync(path.join(meta, '2.targets.json'), targetsBytes);
-    const metaFile = (version: number, bytes: Buffer) => new MetaFile({ version, length: bytes.length, hashes: { sha256: crypto.createHash('sha256').update(bytes).digest('hex') } });
+    const metaFile = (version: number, bytes: Buffer) =>
+      new MetaFile({ version, length: bytes.length, hashes: { sha256: crypto.createHash('sha256').update(bytes).digest('hex') } });
     const snapshotMd = new Metadata(new Snapshot({ version: 2, specVersion: '1.0.31', expires: later(7), meta: { 'targets.json': metaFile(2, targetsBytes) } }));
     signMetadata(snapshotMd, loadRoleKey(keys, 'snapshot'));
     const snapshotBytes = Buffer.from(JSON.stringify(snapshotMd.toJSON()));
@@ -195,8 +200,10 @@ describe('tuf import refuses, changing nothing', () => {
     const otherTargets = path.join(transfer, 'other-targets.json');
     signRoot({ keysDir: other, onlineKeysFile: onlineKeys, out: otherRoot });
     signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: otherRoot, out: otherTargets });
-    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/, () =>
-      importFiles({ root: root2, targets: otherTargets }),
+    await expectRefused(
+      'MESH_ERR_TUF_IMPORT_SIGNATURE',
+      /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/,
+      () => importFiles({ root: root2, targets: otherTargets }),
     );
     // And the offline tool catches the mix-up before anything travels.
     expect(() => signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: root2, out: path.join(transfer, 'x.json') })).toThrowError(/does not list targets key/);
@@ -207,7 +214,9 @@ describe('tuf import refuses, changing nothing', () => {
     json.signed.expires = '2099-01-01T00:00:00Z';
     const tampered = path.join(transfer, 'tampered-root.json');
     fs.writeFileSync(tampered, JSON.stringify(json));
-    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () => importFiles({ root: tampered, targets: targets2 }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () =>
+      importFiles({ root: tampered, targets: targets2 }),
+    );
     const garbage = path.join(transfer, 'garbage.json');
     fs.writeFileSync(garbage, fs.readFileSync(root2, 'utf8').slice(0, 100));
     await expectRefused('MESH_ERR_TUF_IMPORT_INVALID', /^the root file is not valid root metadata/, () => importFiles({ root: garbage }));
@@ -246,7 +255,9 @@ describe('tuf import refuses, changing nothing', () => {
       const foreign = await writeOnlineKeys(path.join(transfer, 'foreign-online.json'), elsewhere);
       const out = path.join(transfer, 'foreign-root.json');
       signRoot({ keysDir: offline, onlineKeysFile: foreign, out });
-      await expectRefused('MESH_ERR_TUF_IMPORT_ONLINE_KEYS', /^root v2 must list this server's snapshot key [0-9a-f]{64} with threshold 1/, () => importFiles({ root: out, targets: targets2 }));
+      await expectRefused('MESH_ERR_TUF_IMPORT_ONLINE_KEYS', /^root v2 must list this server's snapshot key [0-9a-f]{64} with threshold 1/, () =>
+        importFiles({ root: out, targets: targets2 }),
+      );
     } finally {
       await elsewhere.close();
     }
@@ -298,7 +309,9 @@ describe('tuf import refuses, changing nothing', () => {
   it('a delegation that would orphan an already published target', async () => {
     const out = path.join(transfer, 'narrow.json');
     signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: root2, out, delegatePaths: ['cam-*/*/*'] });
-    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /paths \[cam-\*\/\*\/\*\] do not cover already published targets: detector\/1\.0\.0\/detector$/, () => importFiles({ root: root2, targets: out }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_DELEGATION', /paths \[cam-\*\/\*\/\*\] do not cover already published targets: detector\/1\.0\.0\/detector$/, () =>
+      importFiles({ root: root2, targets: out }),
+    );
   });
 });
 
@@ -349,7 +362,9 @@ describe('tuf import installs what the offline machine signed', () => {
     const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-3.json'), t.ctx);
     const unsigned = path.join(transfer, 'root-3-new-key-only.json');
     signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: unsigned });
-    await expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () => importFiles({ root: unsigned }));
+    await expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () =>
+      importFiles({ root: unsigned }),
+    );
     const root3 = path.join(transfer, 'root-3.json');
     expect(signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: root3, previousRootKeyFile: path.join(offline, 'root.pem') }).signedBy).toHaveLength(2);
     const result = await importFiles({ root: root3 });
@@ -362,7 +377,13 @@ describe('tuf import installs what the offline machine signed', () => {
   it('a narrower delegation is enforced at publish: names outside it are refused before signing', async () => {
     const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-narrow.json'), t.ctx);
     const targets = path.join(transfer, 'targets-narrow.json');
-    signTargets({ keysDir: offline, onlineKeysFile: onlineKeys, rootFile: path.join(t.ctx.layout.tufMetadataDir, 'root.json'), out: targets, delegatePaths: ['detector/*/*', 'cam-*/*/*'] });
+    signTargets({
+      keysDir: offline,
+      onlineKeysFile: onlineKeys,
+      rootFile: path.join(t.ctx.layout.tufMetadataDir, 'root.json'),
+      out: targets,
+      delegatePaths: ['detector/*/*', 'cam-*/*/*'],
+    });
     expect((await importFiles({ targets })).targets).toEqual({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
     const before = t.ctx.tuf.versions();
     const err = await publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
@@ -401,7 +422,10 @@ describe('meshanics-server tuf CLI', () => {
     };
     const keys = path.join(dir, 'offline');
     expect(run(['tuf', 'keygen', '--role', 'root', '--out', keys]).status).toBe(0);
-    expect(run(['tuf', 'keygen', '--role', 'root', '--out', keys])).toEqual({ status: 1, stderr: expect.stringMatching(/^meshanics-server tuf keygen: MESH_ERR_TUF_KEY_EXISTS: .*root\.pub\.json already exists/) });
+    expect(run(['tuf', 'keygen', '--role', 'root', '--out', keys])).toEqual({
+      status: 1,
+      stderr: expect.stringMatching(/^meshanics-server tuf keygen: MESH_ERR_TUF_KEY_EXISTS: .*root\.pub\.json already exists/),
+    });
     expect(run(['tuf', 'keygen', '--role', 'snapshot', '--out', keys]).status).toBe(2);
     expect(run(['tuf', 'import']).status).toBe(2);
   });

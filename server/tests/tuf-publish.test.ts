@@ -43,7 +43,10 @@ function updater(): { updater: Updater; targetDir: string } {
 }
 
 async function rejection(p: Promise<unknown>): Promise<MeshError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   if (!isMeshError(err)) throw new Error(`expected a MeshError, got ${String(err)}`);
   return err;
 }
@@ -76,21 +79,15 @@ describe('publishing into the TUF repository', () => {
   it('rejects an invalid spec with its path and rule, and writes nothing', async () => {
     const before = t.ctx.tuf.versions();
     const metadataFiles = fs.readdirSync(t.ctx.layout.tufMetadataDir).sort();
-    const err = await rejection(
-      publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'bad', version: '1.0.0', kind: 'model', spec: { fileName: '../evil' } }),
-    );
+    const err = await rejection(publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'bad', version: '1.0.0', kind: 'model', spec: { fileName: '../evil' } }));
     expect(err.code).toBe('MESH_ERR_ARTIFACT_INVALID_SPEC');
     expect(err.message).toContain('spec/fileName must match pattern "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"');
-    const extra = await rejection(
-      publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'bad', version: '1.0.0', kind: 'model', spec: '{"size":1}' }),
-    );
+    const extra = await rejection(publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'bad', version: '1.0.0', kind: 'model', spec: '{"size":1}' }));
     expect(extra.message).toContain('spec must NOT have additional property "size"');
     expect((await rejection(publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'bad', version: '1.0.0', kind: 'firmware' }))).code).toBe(
       'MESH_ERR_ARTIFACT_UNKNOWN_KIND',
     );
-    expect((await rejection(publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'Bad/..', version: '1', kind: 'model' }))).code).toBe(
-      'MESH_ERR_ARTIFACT_INVALID_NAME',
-    );
+    expect((await rejection(publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'Bad/..', version: '1', kind: 'model' }))).code).toBe('MESH_ERR_ARTIFACT_INVALID_NAME');
     expect(t.ctx.tuf.versions()).toEqual(before);
     expect(fs.readdirSync(t.ctx.layout.tufMetadataDir).sort()).toEqual(metadataFiles);
     expect(fs.existsSync(path.join(t.ctx.layout.tufTargetsDir, 'bad'))).toBe(false);
@@ -114,8 +111,9 @@ describe('publishing into the TUF repository', () => {
     try {
       const before = t.ctx.tuf.versions();
       const results = await Promise.all(
-        Array.from({ length: 6 }, async (_, i) =>
-          await publishArtifact(i % 2 === 0 ? t.ctx : second, { file: file(crypto.randomBytes(4096)), name: 'race', version: `1.0.${i}`, kind: 'model' }),
+        Array.from(
+          { length: 6 },
+          async (_, i) => await publishArtifact(i % 2 === 0 ? t.ctx : second, { file: file(crypto.randomBytes(4096)), name: 'race', version: `1.0.${i}`, kind: 'model' }),
         ),
       );
       const after = t.ctx.tuf.versions();

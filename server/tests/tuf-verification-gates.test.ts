@@ -39,7 +39,10 @@ function nested(depth: number): Record<string, unknown> {
 }
 
 async function rejection(p: Promise<unknown>): Promise<MeshError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   if (!isMeshError(err)) throw new Error(`expected a MeshError, got ${String(err)}`);
   return err;
 }
@@ -49,7 +52,18 @@ function snapshotOfRepository() {
   const dir = t.ctx.layout.tufMetadataDir;
   return {
     versions: t.ctx.tuf.versions(),
-    files: Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, f))).digest('hex')])),
+    files: Object.fromEntries(
+      fs
+        .readdirSync(dir)
+        .sort()
+        .map((f) => [
+          f,
+          crypto
+            .createHash('sha256')
+            .update(fs.readFileSync(path.join(dir, f)))
+            .digest('hex'),
+        ]),
+    ),
     targets: fs.readdirSync(t.ctx.layout.tufTargetsDir, { recursive: true }).sort(),
     staging: fs.readdirSync(t.ctx.layout.tufStagingDir),
   };
@@ -107,7 +121,9 @@ describe('gate (a): bounds on what a publish puts into signed metadata', () => {
     // What a withdrawal has to delete: the artifact bytes and the served manifest.
     const record = (await t.ctx.store.getArtifact('with-manifest', '1.0.0'))!;
     expect(publishedFiles(t.ctx.layout.tufTargetsDir, record).map((f) => fs.existsSync(f))).toEqual([true, true]);
-    expect(publishedFiles(t.ctx.layout.tufTargetsDir, record)[1]).toBe(path.join(t.ctx.layout.tufTargetsDir, 'with-manifest', '1.0.0', `${signed.sha256}.with-manifest.manifest.json`));
+    expect(publishedFiles(t.ctx.layout.tufTargetsDir, record)[1]).toBe(
+      path.join(t.ctx.layout.tufTargetsDir, 'with-manifest', '1.0.0', `${signed.sha256}.with-manifest.manifest.json`),
+    );
     // No metadata file carries the 100 KB of notes.
     for (const f of fs.readdirSync(t.ctx.layout.tufMetadataDir)) expect(fs.statSync(path.join(t.ctx.layout.tufMetadataDir, f)).size).toBeLessThan(50_000);
   });

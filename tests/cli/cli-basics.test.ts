@@ -32,7 +32,26 @@ describe('meshanics CLI: help, login, auth, devices, enrollment tokens', () => {
     expect(top.code, top.stderr).toBe(0);
     expect(top.stdout).toContain('Exit codes:');
     const commands = [...top.stdout.matchAll(/^ {2}([a-z-]+(?: [a-z-]+)?) {2,}/gm)].map((m) => m[1]!).filter((c) => !c.startsWith('-'));
-    for (const expected of ['login', 'devices ls', 'devices show', 'devices decommission', 'enroll-token create', 'enroll-token ls', 'enroll-token revoke', 'artifacts publish', 'rollouts create', 'rollouts show', 'rollouts watch', 'rollouts approve', 'rollouts resume', 'rollouts abort', 'logs request', 'logs download', 'audit export', 'audit verify']) {
+    for (const expected of [
+      'login',
+      'devices ls',
+      'devices show',
+      'devices decommission',
+      'enroll-token create',
+      'enroll-token ls',
+      'enroll-token revoke',
+      'artifacts publish',
+      'rollouts create',
+      'rollouts show',
+      'rollouts watch',
+      'rollouts approve',
+      'rollouts resume',
+      'rollouts abort',
+      'logs request',
+      'logs download',
+      'audit export',
+      'audit verify',
+    ]) {
       expect(commands).toContain(expected);
     }
     const groups = [...new Set(commands.filter((c) => c.includes(' ')).map((c) => c.split(' ')[0]!))];
@@ -95,7 +114,11 @@ describe('meshanics CLI: help, login, auth, devices, enrollment tokens', () => {
     expect(json(me)).toMatchObject({ name: 'reader', fleet: 'lab', approve: false });
     // The key's fleet became the default --fleet.
     const ls = await meshanics(['devices', 'ls', '--json', '--config', config]);
-    expect(json(ls).items.map((d: { name: string }) => d.name).sort()).toEqual(['idle-1', 'sim-1', 'sim-2', 'sim-3', 'sim-4']);
+    expect(
+      json(ls)
+        .items.map((d: { name: string }) => d.name)
+        .sort(),
+    ).toEqual(['idle-1', 'sim-1', 'sim-2', 'sim-3', 'sim-4']);
 
     const overridden = await meshanics(['whoami', '--json', '--config', config], { MESHANICS_API_KEY: adminKey });
     expect(json(overridden).name).toBe('admin');

@@ -71,21 +71,46 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
 
   it('rolls out in waves: watch stops at the manual wave, approve needs the right, watch exits 0 when completed', async () => {
     const created = await meshanics(
-      ['rollouts', 'create', '--fleet', 'lab', '--artifact', 'detector@1.0.0', '--group', 'all-sims', '--devices', 'sim-1,sim-2,sim-3,sim-4',
-        '--probe-type', 'file', '--probe-spec', '{"path":"/run/app/ready"}', '--probe-attempts', '2', '--waves', '50,100:manual', '--json'],
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'lab',
+        '--artifact',
+        'detector@1.0.0',
+        '--group',
+        'all-sims',
+        '--devices',
+        'sim-1,sim-2,sim-3,sim-4',
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        '{"path":"/run/app/ready"}',
+        '--probe-attempts',
+        '2',
+        '--waves',
+        '50,100:manual',
+        '--json',
+      ],
       admin,
     );
     expect(created.stderr).toBe('');
     expect(created.code, created.stderr).toBe(0);
     const rollout = json(created);
     expect(rollout).toMatchObject({ fleet: 'lab', group: 'all-sims', artifact: { name: 'detector', version: '1.0.0' } });
-    expect(rollout.waves.map((w: { percent: number; approval: string }) => [w.percent, w.approval])).toEqual([[50, 'auto'], [100, 'manual']]);
+    expect(rollout.waves.map((w: { percent: number; approval: string }) => [w.percent, w.approval])).toEqual([
+      [50, 'auto'],
+      [100, 'manual'],
+    ]);
 
     const waiting = await meshanics(['rollouts', 'watch', rollout.id, '--stop-at-approval', '--timeout', '30s', '--json'], admin);
     expect(waiting.code, waiting.stderr).toBe(0);
     // currentWave is the last wave started; the next one waits.
     expect(json(waiting)).toMatchObject({ status: 'waiting_approval', currentWave: 0 });
-    expect(json(waiting).waves.map((w: { status: string; devices: number }) => [w.status, w.devices])).toEqual([['complete', 2], ['pending', 2]]);
+    expect(json(waiting).waves.map((w: { status: string; devices: number }) => [w.status, w.devices])).toEqual([
+      ['complete', 2],
+      ['pending', 2],
+    ]);
     expect(json(waiting).waves[0].counts.HEALTHY).toBe(2);
 
     const denied = await meshanics(['rollouts', 'approve', rollout.id], { MESHANICS_API_URL: server.api, MESHANICS_API_KEY: readerKey });
@@ -109,7 +134,21 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
 
   it('watch exits 7 on a halted rollout with its reason; abort exits watch with 8', async () => {
     const created = await meshanics(
-      ['rollouts', 'create', '--fleet', 'lab', '--artifact', 'detector@2.0.0', '--group', 'all-sims', '--probe-type', 'file', '--probe-spec', '{"path":"/run/app/ready"}', '--json'],
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'lab',
+        '--artifact',
+        'detector@2.0.0',
+        '--group',
+        'all-sims',
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        '{"path":"/run/app/ready"}',
+        '--json',
+      ],
       admin,
     );
     expect(created.code, created.stderr).toBe(0);

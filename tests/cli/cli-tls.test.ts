@@ -95,7 +95,11 @@ describe('the REST API over HTTPS with the operator certificate', () => {
     expect(JSON.parse(viaFlag.stdout)).toMatchObject({ name: 'admin', fleet: '*' });
     const viaEnv = await meshanics(['devices', 'ls', '--fleet', 'lab', '--json'], { ...env, MESHANICS_CA_FILE: caFile });
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
-    expect(JSON.parse(viaEnv.stdout).items.map((d: { name: string }) => d.name).sort()).toEqual(['tls-1', 'tls-2']);
+    expect(
+      JSON.parse(viaEnv.stdout)
+        .items.map((d: { name: string }) => d.name)
+        .sort(),
+    ).toEqual(['tls-1', 'tls-2']);
     const missing = await meshanics(['whoami'], { ...env, MESHANICS_CA_FILE: path.join(root, 'nope.pem') });
     expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('cannot read the CA file')]);
 
@@ -115,7 +119,23 @@ describe('the REST API over HTTPS with the operator certificate', () => {
     const published = await meshanics(['artifacts', 'publish', file, '--name', 'tls-model', '--version', '1.0.0', '--kind', 'model', '--json'], env);
     expect(published.code, published.stderr).toBe(0);
     const created = await meshanics(
-      ['rollouts', 'create', '--fleet', 'lab', '--artifact', 'tls-model@1.0.0', '--group', 'tls', '--devices', 'tls-1,tls-2', '--probe-type', 'file', '--probe-spec', '{"path":"/run/ready"}', '--json'],
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'lab',
+        '--artifact',
+        'tls-model@1.0.0',
+        '--group',
+        'tls',
+        '--devices',
+        'tls-1,tls-2',
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        '{"path":"/run/ready"}',
+        '--json',
+      ],
       env,
     );
     expect(created.code, created.stderr).toBe(0);

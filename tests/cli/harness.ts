@@ -32,10 +32,14 @@ export async function startApiServer(dataDir: string, heartbeatSeconds = 1): Pro
 
 export async function createApiKey(dataDir: string, name: string, options: { fleet?: string; permissions?: string[]; approve?: boolean } = {}): Promise<string> {
   const created = await serverCli(dataDir, [
-    'apikey', 'create',
-    '--name', name,
-    '--fleet', options.fleet ?? '*',
-    '--permissions', (options.permissions ?? ALL_PERMISSIONS).join(','),
+    'apikey',
+    'create',
+    '--name',
+    name,
+    '--fleet',
+    options.fleet ?? '*',
+    '--permissions',
+    (options.permissions ?? ALL_PERMISSIONS).join(','),
     ...(options.approve ? ['--approve'] : []),
   ]);
   return created.key as string;
@@ -55,7 +59,7 @@ export function meshanics(args: string[], env: Record<string, string | undefined
       [MESHANICS_CLI, ...args],
       { env: { ...process.env, MESHANICS_API_URL: '', MESHANICS_API_KEY: '', MESHANICS_FLEET: '', MESHANICS_CONFIG: '', ...env }, maxBuffer: 32 * 1024 * 1024, timeout: 60_000 },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) });
       },
     );

@@ -62,9 +62,7 @@ describe('plugin-schema add on a running server', () => {
 
   it('upgrades the kind in the running serve: a field of the new version is accepted at once', async () => {
     expect((await push('1.1.0', { slot: 'a', compression: 'zstd' })).stderr).toContain('must NOT have additional property "compression"');
-    const upgraded = await serverCli(server.dataDir, [
-      'plugin-schema', 'add', await schemaModule('v2', { slot: { enum: ['a', 'b'] }, compression: { enum: ['none', 'zstd'] } }),
-    ]);
+    const upgraded = await serverCli(server.dataDir, ['plugin-schema', 'add', await schemaModule('v2', { slot: { enum: ['a', 'b'] }, compression: { enum: ['none', 'zstd'] } })]);
     expect(upgraded).toMatchObject({ kind: 'blob', change: 'upgraded', rejectedSpecs: [] });
     const pushed = await push('1.1.0', { slot: 'a', compression: 'zstd' });
     expect(pushed.stderr).toBe('');
@@ -85,7 +83,9 @@ describe('plugin-schema add on a running server', () => {
 
   it('lists published artifacts nobody holds whose spec an accepted upgrade rejects', async () => {
     const upgraded = await serverCli(server.dataDir, [
-      'plugin-schema', 'add', await schemaModule('v4', { slot: { enum: ['a', 'b'] }, compression: { enum: ['none', 'zstd'] } }, ['compression']),
+      'plugin-schema',
+      'add',
+      await schemaModule('v4', { slot: { enum: ['a', 'b'] }, compression: { enum: ['none', 'zstd'] } }, ['compression']),
     ]);
     expect(upgraded.change).toBe('upgraded');
     expect(upgraded.rejectedSpecs).toEqual([{ artifact: 'blob@1.0.0', errors: ['spec/compression is required'] }]);

@@ -84,7 +84,23 @@ describe.skipIf(missing.length > 0)('operator console over HTTPS in headless Chr
     const published = await meshanics(['artifacts', 'publish', model, '--name', 'web-model', '--version', '1.0.0', '--kind', 'model'], env);
     expect(published.code, published.stderr).toBe(0);
     const created = await meshanics(
-      ['rollouts', 'create', '--fleet', 'lab', '--artifact', 'web-model@1.0.0', '--group', 'web', '--devices', 'web-1,web-2', '--probe-type', 'file', '--probe-spec', '{"path":"/run/ready"}', '--json'],
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'lab',
+        '--artifact',
+        'web-model@1.0.0',
+        '--group',
+        'web',
+        '--devices',
+        'web-1,web-2',
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        '{"path":"/run/ready"}',
+        '--json',
+      ],
       env,
     );
     expect(created.code, created.stderr).toBe(0);
@@ -145,7 +161,10 @@ describe.skipIf(missing.length > 0)('operator console over HTTPS in headless Chr
     const tickets = streamUrls().map((u) => new URL(u).searchParams.get('ticket'));
     expect(new Set(tickets).size).toBe(tickets.length);
     // A change still arrives on the current stream.
-    const abort = await page.evaluate(async ({ id, key }) => (await fetch(`/api/v1/rollouts/${id}/abort`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })).status, { id: rolloutId, key: adminKey });
+    const abort = await page.evaluate(
+      async ({ id, key }) => (await fetch(`/api/v1/rollouts/${id}/abort`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })).status,
+      { id: rolloutId, key: adminKey },
+    );
     expect(abort).toBe(200);
     await page.locator('.status-holder [data-status=aborted]').waitFor();
     for (const u of requests) {
@@ -165,7 +184,10 @@ describe.skipIf(missing.length > 0)('operator console over HTTPS in headless Chr
     expect(await inline.title()).toBe('inline');
     // Chromium's wording: "Executing inline script violates the following Content Security Policy directive 'script-src 'self''..."
     // (older releases: "Refused to execute inline script because it violates ...").
-    expect(violations.filter((v) => /inline script.*violates the following Content Security Policy directive/i.test(v)), violations.join('\n')).toHaveLength(1);
+    expect(
+      violations.filter((v) => /inline script.*violates the following Content Security Policy directive/i.test(v)),
+      violations.join('\n'),
+    ).toHaveLength(1);
 
     // The control: the same page from the same origin, without the CSP header, runs its script.
     await inline.route(`${base()}/inline-control.html`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: INLINE_PAGE }));

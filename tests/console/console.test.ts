@@ -63,72 +63,72 @@ const rowStates = (p: Page) =>
   p.$$eval('#rollout-devices tbody tr', (rows) => Object.fromEntries(rows.map((r) => [(r as HTMLElement).dataset.device!, (r as HTMLElement).dataset.state!])));
 
 describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
-beforeAll(async () => {
-  // Chromium starts while the server, devices and agents come up.
-  const browser = (async () => {
-    // The console is static: make sure dist holds index.html and the CSS next to the compiled JS.
-    if (!existsSync(path.join(ROOT, 'console/dist/main.js'))) throw new Error('console/dist/main.js missing: run `npm run build` first');
-    execFileSync(process.execPath, [path.join(ROOT, 'console/build-static.mjs')]);
-    await mkdir(RESULTS, { recursive: true });
-    profileDir = await mkdtemp(path.join(os.tmpdir(), 'meshanics-chromium-'));
-    const { chromium } = await import('playwright-core');
-    return chromium.launchPersistentContext(profileDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  beforeAll(async () => {
+    // Chromium starts while the server, devices and agents come up.
+    const browser = (async () => {
+      // The console is static: make sure dist holds index.html and the CSS next to the compiled JS.
+      if (!existsSync(path.join(ROOT, 'console/dist/main.js'))) throw new Error('console/dist/main.js missing: run `npm run build` first');
+      execFileSync(process.execPath, [path.join(ROOT, 'console/build-static.mjs')]);
+      await mkdir(RESULTS, { recursive: true });
+      profileDir = await mkdtemp(path.join(os.tmpdir(), 'meshanics-chromium-'));
+      const { chromium } = await import('playwright-core');
+      return chromium.launchPersistentContext(profileDir, {
+        executablePath: CHROMIUM,
+        headless: true,
+        viewport: { width: 1280, height: 900 },
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      });
+    })();
+    browser.catch(() => {});
+
+    env = await cliEnvironment('meshanics-console-', ['sim-1', 'sim-2', 'sim-3', 'sim-4']);
+    // A bad detector 2.0.0 rolls back on sim-3 (its probe fails); everything else goes healthy.
+    for (const s of env.sims) {
+      s.outcome = (a) => (a.version === '2.0.0' && s.name === 'sim-3' ? 'ROLLED_BACK' : 'HEALTHY');
+      s.stepMs = 250;
+      s.start(400);
+    }
+    readyFile = path.join(env.root, 'ready', 'detector');
+    await mkdir(path.dirname(readyFile), { recursive: true });
+    await writeFile(readyFile, 'ok');
+
+    await Promise.all([
+      (async () => {
+        viewerKey = await createApiKey(env.server.dataDir, 'viewer', { fleet: 'lab', permissions: ['devices.read', 'artifacts.read', 'rollouts.read'] });
+      })(),
+      // Two real agents, with certificates the server issued.
+      (async () => {
+        const certs = path.join(env.root, 'agent-certs');
+        await serverCli(env.server.dataDir, ['device', 'issue-cert', '--fleet', 'lab', '--names', 'edge-1,edge-2', '--out', certs]);
+        agents = ['edge-1', 'edge-2'].map((name) => startAgent(env.server.child, path.join(certs, name), path.join(env.root, 'agents', name)));
+        await Promise.all(agents.map((a) => a.waitForLine((l: { msg?: string }) => l?.msg === 'registered')));
+      })(),
+      (async () => {
+        for (const version of ['1.0.0', '2.0.0']) {
+          const file = path.join(env.root, `detector-${version}.bin`);
+          await writeFile(file, randomBytes(256 * 1024));
+          await publishViaApi(env.server, env.adminKey, file, { name: 'detector', version, kind: 'model' });
+        }
+      })(),
+    ]);
+    context = await browser;
+    page = await newPage();
+  }, 60_000);
+
+  beforeEach((test) => {
+    // A failing test leaves a picture of the page behind.
+    test.onTestFailed(async () => {
+      const name = test.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+      await page?.screenshot({ path: path.join(RESULTS, `failed-${name}.png`), fullPage: true }).catch(() => {});
     });
-  })();
-  browser.catch(() => {});
-
-  env = await cliEnvironment('meshanics-console-', ['sim-1', 'sim-2', 'sim-3', 'sim-4']);
-  // A bad detector 2.0.0 rolls back on sim-3 (its probe fails); everything else goes healthy.
-  for (const s of env.sims) {
-    s.outcome = (a) => (a.version === '2.0.0' && s.name === 'sim-3' ? 'ROLLED_BACK' : 'HEALTHY');
-    s.stepMs = 250;
-    s.start(400);
-  }
-  readyFile = path.join(env.root, 'ready', 'detector');
-  await mkdir(path.dirname(readyFile), { recursive: true });
-  await writeFile(readyFile, 'ok');
-
-  await Promise.all([
-    (async () => {
-      viewerKey = await createApiKey(env.server.dataDir, 'viewer', { fleet: 'lab', permissions: ['devices.read', 'artifacts.read', 'rollouts.read'] });
-    })(),
-    // Two real agents, with certificates the server issued.
-    (async () => {
-      const certs = path.join(env.root, 'agent-certs');
-      await serverCli(env.server.dataDir, ['device', 'issue-cert', '--fleet', 'lab', '--names', 'edge-1,edge-2', '--out', certs]);
-      agents = ['edge-1', 'edge-2'].map((name) => startAgent(env.server.child, path.join(certs, name), path.join(env.root, 'agents', name)));
-      await Promise.all(agents.map((a) => a.waitForLine((l: { msg?: string }) => l?.msg === 'registered')));
-    })(),
-    (async () => {
-      for (const version of ['1.0.0', '2.0.0']) {
-        const file = path.join(env.root, `detector-${version}.bin`);
-        await writeFile(file, randomBytes(256 * 1024));
-        await publishViaApi(env.server, env.adminKey, file, { name: 'detector', version, kind: 'model' });
-      }
-    })(),
-  ]);
-  context = await browser;
-  page = await newPage();
-}, 60_000);
-
-beforeEach((test) => {
-  // A failing test leaves a picture of the page behind.
-  test.onTestFailed(async () => {
-    const name = test.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-    await page?.screenshot({ path: path.join(RESULTS, `failed-${name}.png`), fullPage: true }).catch(() => {});
   });
-});
 
-afterAll(async () => {
-  await context?.close();
-  await Promise.all(agents.map((a) => a.stop()));
-  await env?.close();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
-});
+  afterAll(async () => {
+    await context?.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    await env?.close();
+    if (profileDir) await rm(profileDir, { recursive: true, force: true });
+  });
 
   it('is served at / and signs in with an API key (a wrong key is refused)', async () => {
     await page.goto(`${env.server.api}/`);
@@ -225,8 +225,23 @@ afterAll(async () => {
 
   it("shows a halted rollout's reason; resume and abort only for keys that hold the right", async () => {
     const created = await meshanics(
-      ['rollouts', 'create', '--fleet', 'lab', '--artifact', 'detector@2.0.0', '--group', 'sims', '--devices', 'sim-1,sim-2,sim-3,sim-4',
-        '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--json'],
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'lab',
+        '--artifact',
+        'detector@2.0.0',
+        '--group',
+        'sims',
+        '--devices',
+        'sim-1,sim-2,sim-3,sim-4',
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        JSON.stringify({ path: readyFile }),
+        '--json',
+      ],
       env.admin,
     );
     expect(created.code, created.stderr).toBe(0);

@@ -34,7 +34,10 @@ function parseFolderTable(markdown: string): FolderRow[] {
   // Skip the header and the |---| line; the table ends at the first line that is not a row.
   for (const line of lines.slice(first + 2)) {
     if (!line.startsWith('|')) break;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const name = /^`([^`]+)`$/.exec(cells[0] ?? '')?.[1];
     if (!name) throw new Error(`a row of the folder table does not start with a folder in backticks: ${line}`);
     const filesCell = cells[cells.length - 1] ?? '';
@@ -82,7 +85,7 @@ describe('docs/architecture.md: the table of server folders', () => {
     expect([...top!.files].sort()).toEqual(onDisk);
   });
 
-  it('puts every file of each folder in that folder\'s row, and names no file that is elsewhere', () => {
+  it("puts every file of each folder in that folder's row, and names no file that is elsewhere", () => {
     const mismatches: string[] = [];
     for (const row of folderRows) {
       const dir = path.join(SERVER_SRC, row.folder);
@@ -98,7 +101,7 @@ describe('docs/architecture.md: the table of server folders', () => {
     expect(mismatches).toEqual([]);
   });
 
-  it('names each folder\'s principal file, which opens with what the folder owns and may import', () => {
+  it("names each folder's principal file, which opens with what the folder owns and may import", () => {
     const problems: string[] = [];
     for (const row of folderRows) {
       if (!row.principal) {

@@ -60,14 +60,7 @@ afterAll(async () => {
 
 /** Runs one block with bash -e, carrying the working directory and exported variables from block to block. */
 async function runBlock(block: string, dir: string, state: string): Promise<{ code: number | null; output: string }> {
-  const script = [
-    'set -euo pipefail',
-    `cd "$(cat '${state}/cwd')"`,
-    `source '${state}/env'`,
-    block,
-    `pwd > '${state}/cwd'`,
-    `export -p > '${state}/env'`,
-  ].join('\n');
+  const script = ['set -euo pipefail', `cd "$(cat '${state}/cwd')"`, `source '${state}/env'`, block, `pwd > '${state}/cwd'`, `export -p > '${state}/env'`].join('\n');
   const child = spawn('bash', ['-c', script], { cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   groups.push(child.pid!);
   let output = '';
@@ -104,10 +97,7 @@ describe('docs/plugin-authoring.md walkthrough', () => {
       MESHANICS_CONFIG: path.join(work, 'no-cli-config.json'),
     };
     const inherited = Object.entries(process.env).filter(([k]) => !k.startsWith('MESHANICS_') && !k.startsWith('npm_'));
-    await writeFile(
-      path.join(state, 'env'),
-      [...inherited, ...Object.entries(env)].map(([k, v]) => `export ${k}='${String(v).replace(/'/g, `'\\''`)}'`).join('\n') + '\n',
-    );
+    await writeFile(path.join(state, 'env'), [...inherited, ...Object.entries(env)].map(([k, v]) => `export ${k}='${String(v).replace(/'/g, `'\\''`)}'`).join('\n') + '\n');
     const outputs: string[] = [];
     for (const [i, block] of blocks.entries()) {
       const { code, output } = await runBlock(block, work, state);

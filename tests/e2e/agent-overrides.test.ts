@@ -50,9 +50,14 @@ describe('agent options over an enrolled identity', () => {
     // The identity the agent is told to use instead: another device's key and certificate.
     const creds = path.join(root, 'override-creds');
     await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'opts', '--name', 'edge-override', '--out', creds]);
-    const agent = spawnNode('agent', AGENT_CLI, ['run', '--data-dir', dataDir, '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--container-runtime', 'none'], {
-      MESHANICS_TAGS: 'site=lab,rack=7',
-    });
+    const agent = spawnNode(
+      'agent',
+      AGENT_CLI,
+      ['run', '--data-dir', dataDir, '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--container-runtime', 'none'],
+      {
+        MESHANICS_TAGS: 'site=lab,rack=7',
+      },
+    );
     agents.push(agent);
     await agent.waitForLine((l: { msg?: string }) => l?.msg === 'registered');
     expect((await device('edge-override'))?.tags).toEqual({ site: 'lab', rack: '7' });
@@ -67,16 +72,32 @@ describe('agent options over an enrolled identity', () => {
     expect(existsSync(path.join(dataDir, 'OFFBOARDED'))).toBe(true);
   }, 90_000);
 
-  it('--tag wins over MESHANICS_TAGS, and both over the config file\'s tags (which they add to)', async () => {
+  it("--tag wins over MESHANICS_TAGS, and both over the config file's tags (which they add to)", async () => {
     const dataDir = path.join(root, 'tags');
     const creds = path.join(root, 'tag-creds');
     await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'opts', '--name', 'edge-tags', '--out', creds]);
     const config = path.join(root, 'agent.json');
     await writeFile(config, JSON.stringify({ tags: { zone: 'from-config', site: 'from-config' }, allowlist: {} }));
     const args = [
-      'run', '--server', server.grpc, '--artifact-server', server.artifacts, '--tuf-root', path.join(creds, 'tuf-root.json'),
-      '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
-      '--data-dir', dataDir, '--config', config, '--container-runtime', 'none',
+      'run',
+      '--server',
+      server.grpc,
+      '--artifact-server',
+      server.artifacts,
+      '--tuf-root',
+      path.join(creds, 'tuf-root.json'),
+      '--cert',
+      path.join(creds, 'device.crt'),
+      '--key',
+      path.join(creds, 'device.key'),
+      '--ca',
+      path.join(creds, 'ca.crt'),
+      '--data-dir',
+      dataDir,
+      '--config',
+      config,
+      '--container-runtime',
+      'none',
     ];
     const withEnv = spawnNode('agent', AGENT_CLI, args, { MESHANICS_TAGS: 'site=from-env,rack=7' });
     agents.push(withEnv);

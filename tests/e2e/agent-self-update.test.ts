@@ -91,7 +91,13 @@ class Supervisor {
   async waitFor(predicate: (line: any) => boolean, version?: string, timeoutMs = 30_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (!this.lines.some((l) => (!version || l.version === version) && predicate(l.line))) {
-      if (Date.now() > until) throw new Error(`no matching line from agent ${version ?? '*'}; last:\n${this.lines.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`);
+      if (Date.now() > until)
+        throw new Error(
+          `no matching line from agent ${version ?? '*'}; last:\n${this.lines
+            .slice(-15)
+            .map((l) => JSON.stringify(l))
+            .join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -114,8 +120,19 @@ async function call(urlPath: string): Promise<any> {
 async function publish(version: string, variant: AgentVariant, healthDeadlineSeconds: number, architecture: string = process.arch): Promise<void> {
   const file = path.join(work, `meshanics-agent-${version}-linux-${architecture}.tar.gz`);
   await buildAgentTarball({ version, out: file, variant });
-  await serverCli(serverDir, ['artifact', 'publish', file, '--name', 'meshanics-agent', '--version', version, '--kind', 'agent',
-    '--spec', JSON.stringify({ architecture, healthDeadlineSeconds })]);
+  await serverCli(serverDir, [
+    'artifact',
+    'publish',
+    file,
+    '--name',
+    'meshanics-agent',
+    '--version',
+    version,
+    '--kind',
+    'agent',
+    '--spec',
+    JSON.stringify({ architecture, healthDeadlineSeconds }),
+  ]);
 }
 
 /** A device on agent A, installed from the package tree, running under the supervisor. */
@@ -130,12 +147,32 @@ async function device(name: string, env: Record<string, string> = {}): Promise<{
   // work/node_modules is the checkout's (the device must load the plugins of its own tree).
   const config = path.join(dataDir, 'agent.json');
   await writeFile(config, JSON.stringify({ allowlist: { execBinaries: ['/bin/true'] } }));
-  const sup = new Supervisor(lib, dataDir, [
-    'run', '--config', config, '--server', server.grpc, '--artifact-server', server.artifacts,
-    '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
-    '--tuf-root', path.join(creds, 'tuf-root.json'), '--data-dir', dataDir,
-    '--plugins', '@meshanics/artifact-agent,@meshanics/probe-exec',
-  ], env);
+  const sup = new Supervisor(
+    lib,
+    dataDir,
+    [
+      'run',
+      '--config',
+      config,
+      '--server',
+      server.grpc,
+      '--artifact-server',
+      server.artifacts,
+      '--cert',
+      path.join(creds, 'device.crt'),
+      '--key',
+      path.join(creds, 'device.key'),
+      '--ca',
+      path.join(creds, 'ca.crt'),
+      '--tuf-root',
+      path.join(creds, 'tuf-root.json'),
+      '--data-dir',
+      dataDir,
+      '--plugins',
+      '@meshanics/artifact-agent,@meshanics/probe-exec',
+    ],
+    env,
+  );
   supervisors.push(sup);
   await sup.start();
   await sup.waitFor((l) => l?.msg === 'registered', A);
@@ -143,8 +180,19 @@ async function device(name: string, env: Record<string, string> = {}): Promise<{
 }
 
 async function assign(name: string, version: string): Promise<string> {
-  const res = await serverCli(serverDir, ['assign', '--fleet', FLEET, '--device', name, '--artifact', `meshanics-agent@${version}`,
-    '--probe-type', 'exec', '--probe-spec', JSON.stringify({ argv: ['/bin/true'] })]);
+  const res = await serverCli(serverDir, [
+    'assign',
+    '--fleet',
+    FLEET,
+    '--device',
+    name,
+    '--artifact',
+    `meshanics-agent@${version}`,
+    '--probe-type',
+    'exec',
+    '--probe-spec',
+    JSON.stringify({ argv: ['/bin/true'] }),
+  ]);
   return res.assignmentId;
 }
 
@@ -161,7 +209,7 @@ async function expectOneVersion(sup: Supervisor, lib: string): Promise<string> {
   // A 'registered' line may be from a start that was killed since; the supervisor restarts it
   // (300 ms), so settle on the running set rather than read it once.
   const liveVersions = () => sup.starts.filter((s) => !s.exit).map((s) => s.version);
-  for (const until = Date.now() + 10_000; Date.now() < until && JSON.stringify(liveVersions()) !== JSON.stringify([current]); ) {
+  for (const until = Date.now() + 10_000; Date.now() < until && JSON.stringify(liveVersions()) !== JSON.stringify([current]);) {
     await new Promise((r) => setTimeout(r, 100));
   }
   expect(liveVersions()).toEqual([current]);
@@ -209,7 +257,10 @@ describe('the agent updates itself', () => {
     expect(await expectOneVersion(sup, lib)).toBe('0.2.0');
   }, 90_000);
 
-  for (const [version, variant] of [['0.2.1', 'exits at start'], ['0.2.2', 'starts but never heartbeats']] as const) {
+  for (const [version, variant] of [
+    ['0.2.1', 'exits at start'],
+    ['0.2.2', 'starts but never heartbeats'],
+  ] as const) {
     it(`rolls back a B that ${variant}: ROLLED_BACK with the reason, A runs again within the deadline + 10 s, reports in order`, async () => {
       const name = `broken-${version.replace(/\./g, '-')}`;
       const { sup, lib } = await device(name);
@@ -265,18 +316,50 @@ describe('the agent updates itself', () => {
   it('the server refuses a package whose version is not the artifact version, and one for another architecture', async () => {
     const file = path.join(work, 'mislabelled.tar.gz');
     await buildAgentTarball({ version: '0.3.0', out: file });
-    const refused = await serverCli(serverDir, ['artifact', 'publish', file, '--name', 'meshanics-agent', '--version', '0.3.1', '--kind', 'agent',
-      '--spec', JSON.stringify({ architecture: process.arch })]).then(() => '', (e: Error) => e.message);
+    const refused = await serverCli(serverDir, [
+      'artifact',
+      'publish',
+      file,
+      '--name',
+      'meshanics-agent',
+      '--version',
+      '0.3.1',
+      '--kind',
+      'agent',
+      '--spec',
+      JSON.stringify({ architecture: process.arch }),
+    ]).then(
+      () => '',
+      (e: Error) => e.message,
+    );
     expect(refused).toContain('MESH_ERR_ARTIFACT_PACKAGE_MISMATCH');
     expect(refused).toContain('the agent package is version 0.3.0 (directory versions/0.3.0) but the artifact version is 0.3.1');
     const other = process.arch === 'arm64' ? 'x64' : 'arm64';
     await publish('0.4.0', 'good', 20, other);
-    const wrong = await assign('good', '0.4.0').then(() => '', (e: Error) => e.message);
+    const wrong = await assign('good', '0.4.0').then(
+      () => '',
+      (e: Error) => e.message,
+    );
     expect(wrong).toContain('MESH_ERR_DEVICE_ARCHITECTURE_MISMATCH');
     expect(wrong).toContain(`agent package meshanics-agent@0.4.0 is for ${other} but device(s) good (${process.arch}) run on another architecture`);
     await serverCli(serverDir, ['group', 'create', '--fleet', FLEET, '--name', 'canary', '--devices', 'good']);
-    const rollout = await serverCli(serverDir, ['rollout', 'create', '--fleet', FLEET, '--artifact', 'meshanics-agent@0.4.0', '--group', 'canary',
-      '--probe-type', 'exec', '--probe-spec', JSON.stringify({ argv: ['/bin/true'] })]).then(() => '', (e: Error) => e.message);
+    const rollout = await serverCli(serverDir, [
+      'rollout',
+      'create',
+      '--fleet',
+      FLEET,
+      '--artifact',
+      'meshanics-agent@0.4.0',
+      '--group',
+      'canary',
+      '--probe-type',
+      'exec',
+      '--probe-spec',
+      JSON.stringify({ argv: ['/bin/true'] }),
+    ]).then(
+      () => '',
+      (e: Error) => e.message,
+    );
     expect(rollout).toContain('MESH_ERR_DEVICE_ARCHITECTURE_MISMATCH');
   }, 60_000);
 });

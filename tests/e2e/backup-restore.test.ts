@@ -47,7 +47,11 @@ async function exportAudit(): Promise<AuditLine[]> {
   const file = path.join(root, `audit-${Date.now()}.ndjson`);
   const result = await serverCli(serverDir, ['audit', 'export', '--out', file]);
   expect(result.chain.verified).toBe(true);
-  return (await readFile(file, 'utf8')).trimEnd().split('\n').slice(0, -1).map((l) => JSON.parse(l) as AuditLine);
+  return (await readFile(file, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => JSON.parse(l) as AuditLine);
 }
 
 beforeAll(async () => {
@@ -81,14 +85,29 @@ describe('backup and restore of a running server', () => {
     await waitFor('the 1.0.0 rollout to complete', async () => (await show(first.id)).status === 'completed', { timeoutMs: 60_000 });
 
     // Mid-rollout: one device on 2.0.0, the rest waiting for the manual wave's approval.
-    const rollout: RolloutView = await serverCli(serverDir, rolloutCreateArgs({
-      fleet: FLEET, artifact: 'detector@2.0.0', group: 'everyone', readyFile,
-      strategy: { waves: [{ percent: 33, approval: 'auto' }, { percent: 100, approval: 'manual' }] },
-    }));
-    const waiting = await waitFor('the manual wave to wait for approval', async () => {
-      const d = await show(rollout.id);
-      return d.status === 'waiting_approval' && d;
-    }, { timeoutMs: 60_000 });
+    const rollout: RolloutView = await serverCli(
+      serverDir,
+      rolloutCreateArgs({
+        fleet: FLEET,
+        artifact: 'detector@2.0.0',
+        group: 'everyone',
+        readyFile,
+        strategy: {
+          waves: [
+            { percent: 33, approval: 'auto' },
+            { percent: 100, approval: 'manual' },
+          ],
+        },
+      }),
+    );
+    const waiting = await waitFor(
+      'the manual wave to wait for approval',
+      async () => {
+        const d = await show(rollout.id);
+        return d.status === 'waiting_approval' && d;
+      },
+      { timeoutMs: 60_000 },
+    );
     expect(waiting.counts).toMatchObject({ HEALTHY: 1, PENDING: 2 });
     const auditBefore = await exportAudit();
 
@@ -105,8 +124,21 @@ describe('backup and restore of a running server', () => {
     const late = waiting.devices.find((d) => d.state === 'PENDING')!.name;
     await publishModel(serverDir, root, { name: 'other', version: '1.0.0' }, randomBytes(1024));
     const assigned = await serverCli(serverDir, [
-      'assign', '--fleet', FLEET, '--device', late, '--artifact', 'other@1.0.0',
-      '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
+      'assign',
+      '--fleet',
+      FLEET,
+      '--device',
+      late,
+      '--artifact',
+      'other@1.0.0',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: readyFile }),
+      '--probe-timeout',
+      '2',
+      '--probe-attempts',
+      '1',
     ]);
     expect((await waitForAssignment(serverDir, assigned.assignmentId)).state).toBe('HEALTHY');
     const trustedAfterBackup = observer!.tuf.versions();
@@ -133,10 +165,14 @@ describe('backup and restore of a running server', () => {
     expect((await exportAudit()).slice(0, auditBefore.length)).toEqual(auditBefore);
 
     await serverCli(serverDir, ['rollout', 'approve', rollout.id]);
-    const done = await waitFor('the 2.0.0 rollout to complete on the restored server', async () => {
-      const d = await show(rollout.id);
-      return d.status === 'completed' && d;
-    }, { timeoutMs: 90_000 });
+    const done = await waitFor(
+      'the 2.0.0 rollout to complete on the restored server',
+      async () => {
+        const d = await show(rollout.id);
+        return d.status === 'completed' && d;
+      },
+      { timeoutMs: 90_000 },
+    );
     expect(done.counts.HEALTHY).toBe(3);
     for (const a of AGENTS) expect(await readFile(liveModel(a))).toEqual(v2);
 

@@ -28,14 +28,37 @@ async function deploy(content: string, probe: { initialDelay?: number } = {}) {
   await writeFile(file, content);
   const dest = path.join(etc, 'app.conf');
   await serverCli(serverDir, [
-    'artifact', 'publish', file, '--name', 'app-conf', '--version', `${version}.0`, '--kind', 'config',
-    '--spec', JSON.stringify({ destination: dest, mode: '0644', reload: { exec: [reload, dest] } }),
+    'artifact',
+    'publish',
+    file,
+    '--name',
+    'app-conf',
+    '--version',
+    `${version}.0`,
+    '--kind',
+    'config',
+    '--spec',
+    JSON.stringify({ destination: dest, mode: '0644', reload: { exec: [reload, dest] } }),
   ]);
   const ready = path.join(root, 'ready');
   const { assignmentId } = await serverCli(serverDir, [
-    'assign', '--fleet', 'cfg', '--device', 'edge-1', '--artifact', `app-conf@${version}.0`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready }),
-    '--probe-timeout', '1', '--probe-attempts', '1', '--probe-initial-delay', String(probe.initialDelay ?? 0),
+    'assign',
+    '--fleet',
+    'cfg',
+    '--device',
+    'edge-1',
+    '--artifact',
+    `app-conf@${version}.0`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: ready }),
+    '--probe-timeout',
+    '1',
+    '--probe-attempts',
+    '1',
+    '--probe-initial-delay',
+    String(probe.initialDelay ?? 0),
   ]);
   return { assignmentId: assignmentId as string, dest };
 }
@@ -113,12 +136,30 @@ describe('config artifacts end to end', () => {
     const file = path.join(root, 'evil.conf');
     await writeFile(file, 'evil\n');
     await serverCli(serverDir, [
-      'artifact', 'publish', file, '--name', 'evil-conf', '--version', '1', '--kind', 'config',
-      '--spec', JSON.stringify({ destination: path.join(root, 'outside', 'evil.conf'), mode: '0644' }),
+      'artifact',
+      'publish',
+      file,
+      '--name',
+      'evil-conf',
+      '--version',
+      '1',
+      '--kind',
+      'config',
+      '--spec',
+      JSON.stringify({ destination: path.join(root, 'outside', 'evil.conf'), mode: '0644' }),
     ]);
     const { assignmentId } = await serverCli(serverDir, [
-      'assign', '--fleet', 'cfg', '--device', 'edge-1', '--artifact', 'evil-conf@1',
-      '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: path.join(root, 'ready') }),
+      'assign',
+      '--fleet',
+      'cfg',
+      '--device',
+      'edge-1',
+      '--artifact',
+      'evil-conf@1',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: path.join(root, 'ready') }),
     ]);
     const view = await waitForAssignment(serverDir, assignmentId);
     expect(view.state).toBe('FAILED');

@@ -48,10 +48,14 @@ function rollout(key: string, fleet: string, name: string, version: string) {
 async function installOn(key: string, fleet: string, name: string, version: string): Promise<void> {
   const created = await rollout(key, fleet, name, version);
   expect(created.status, JSON.stringify(created.json)).toBe(201);
-  const done = await waitFor(`${name}@${version} on ${fleet}`, async () => {
-    const r = (await call('GET', `/api/v1/rollouts/${created.json.id}`, key)).json;
-    return ['completed', 'halted', 'aborted'].includes(r.status) && r;
-  }, { timeoutMs: 60_000 });
+  const done = await waitFor(
+    `${name}@${version} on ${fleet}`,
+    async () => {
+      const r = (await call('GET', `/api/v1/rollouts/${created.json.id}`, key)).json;
+      return ['completed', 'halted', 'aborted'].includes(r.status) && r;
+    },
+    { timeoutMs: 60_000 },
+  );
   expect(done.status).toBe('completed');
   expect(done.devices.map((d: { state: string }) => d.state)).toEqual(['HEALTHY']);
 }
@@ -86,10 +90,17 @@ beforeAll(async () => {
     await agent.waitForLine((l: { msg?: string }) => l?.msg === 'registered');
   }
   const all = 'devices.manage,artifacts.manage,rollouts.manage';
-  for (const [k, fleet] of [['admin', '*'], ['a', 'fleet-a'], ['b', 'fleet-b']] as const) {
+  for (const [k, fleet] of [
+    ['admin', '*'],
+    ['a', 'fleet-a'],
+    ['b', 'fleet-b'],
+  ] as const) {
     keys[k] = (await serverCli(serverDir, ['apikey', 'create', '--name', `e2e-${k}`, '--fleet', fleet, '--permissions', all])).key;
   }
-  for (const [k, fleet] of [['a', 'fleet-a'], ['b', 'fleet-b']] as const) {
+  for (const [k, fleet] of [
+    ['a', 'fleet-a'],
+    ['b', 'fleet-b'],
+  ] as const) {
     expect((await call('POST', '/api/v1/groups', keys[k], { fleet, name: 'agents', devices: ['agent-1'] })).status).toBe(201);
   }
 }, 120_000);

@@ -64,7 +64,19 @@ describe('device identity and lifecycle', () => {
   });
 
   it('enrolls with a token and a pinned CA fingerprint, keeping the private key on the device', async () => {
-    const enrolled = await agentProcess(['enroll', '--server', server.enroll, '--token', await token(), '--name', 'edge-1', '--ca-fingerprint', caFingerprint, '--data-dir', agentDir]);
+    const enrolled = await agentProcess([
+      'enroll',
+      '--server',
+      server.enroll,
+      '--token',
+      await token(),
+      '--name',
+      'edge-1',
+      '--ca-fingerprint',
+      caFingerprint,
+      '--data-dir',
+      agentDir,
+    ]);
     expect(enrolled.stderr).toBe('');
     expect(enrolled.code).toBe(0);
     const out = JSON.parse(enrolled.stdout);
@@ -120,7 +132,10 @@ describe('device identity and lifecycle', () => {
       key: await readFile(path.join(dir, 'current', 'device.key')),
     });
     try {
-      const err = await client.uploadLogs('never-requested', gzipSync('secrets')).then(() => undefined, (e: grpc.ServiceError) => e);
+      const err = await client.uploadLogs('never-requested', gzipSync('secrets')).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
       expect(err).toBeDefined();
       expect([grpc.status.NOT_FOUND, grpc.status.INVALID_ARGUMENT, grpc.status.FAILED_PRECONDITION, grpc.status.PERMISSION_DENIED]).toContain(err!.code);
     } finally {
@@ -151,11 +166,11 @@ describe('device identity and lifecycle', () => {
       key: await readFile(path.join(saved, 'device.key')),
     });
     try {
-      for (const call of [
-        () => client.register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] }),
-        () => client.heartbeat({ installed: [] }),
-      ]) {
-        const err = await call().then(() => undefined, (e: grpc.ServiceError) => e);
+      for (const call of [() => client.register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] }), () => client.heartbeat({ installed: [] })]) {
+        const err = await call().then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
         expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
       }
     } finally {

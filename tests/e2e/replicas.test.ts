@@ -59,9 +59,7 @@ class FailoverChannel implements SimTransport {
     for (let attempt = 0; ; attempt++) {
       try {
         return await new Promise<T>((resolve, reject) =>
-          this.#client[method]!.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) =>
-            err ? reject(err) : resolve(res as T),
-          ),
+          this.#client[method]!.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res as T))),
         );
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
@@ -118,9 +116,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     databaseUrl = await freshPostgresDatabase();
     await serverCli(dataDir, ['init', '--database-url', databaseUrl]);
     // Started together: both apply migrations and check the data dir at the same time.
-    replicas.push(
-      ...(await Promise.all(['A', 'B'].map(() => startServer(dataDir, { heartbeatSeconds: 1, extraArgs: ['--database-url', databaseUrl] })))),
-    );
+    replicas.push(...(await Promise.all(['A', 'B'].map(() => startServer(dataDir, { heartbeatSeconds: 1, extraArgs: ['--database-url', databaseUrl] })))));
     const [a, b] = replicas as [Child, Child];
     observer = await openDataDir({ dataDir, databaseUrl });
     for (let i = 0; i < DEVICES; i++) {
@@ -146,10 +142,14 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
   it('advances a waved rollout exactly once per wave while both replicas drive it', async () => {
     await publish('1.0.0');
     const created = await createRollout('1.0.0', { waves: [{ percent: 25 }, { percent: 50 }, { percent: 100 }], max_failure_rate: 0.5 });
-    const done = await waitFor('rollout 1 to complete', async () => {
-      const r = await show(created.id);
-      return r.status === 'completed' && r;
-    }, WAIT);
+    const done = await waitFor(
+      'rollout 1 to complete',
+      async () => {
+        const r = await show(created.id);
+        return r.status === 'completed' && r;
+      },
+      WAIT,
+    );
     expect(done.counts.HEALTHY).toBe(DEVICES);
     const subject = `rollout:${created.id}`;
     const starts = await observer.store.listAudit({ subject, action: 'rollout.wave_started' });
@@ -179,7 +179,10 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     // out. B learns of the halt by PostgreSQL's NOTIFY (it keeps heartbeat answers in memory),
     // milliseconds after the commit on A; a second is the bound allowed here.
     for (const s of onB) {
-      await waitFor(`replica B to stop handing ${s.name} the halted rollout`, async () => (await s.heartbeat()).every((a) => a.version !== '2.0.0'), { timeoutMs: 1000, intervalMs: 20 });
+      await waitFor(`replica B to stop handing ${s.name} the halted rollout`, async () => (await s.heartbeat()).every((a) => a.version !== '2.0.0'), {
+        timeoutMs: 1000,
+        intervalMs: 20,
+      });
     }
     const halted = await show(created.id);
     expect(halted.currentWave).toBe(0);
@@ -196,18 +199,26 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('two replicas on one Postgr
     // Kill replica A once devices that talk to it are part-way through their reports.
     const preferA = new Set(sims.filter((_, i) => i % 2 === 0).map((s) => s.name));
     const inFlight = new Set(['DOWNLOADING', 'VERIFYING', 'APPLYING']);
-    await waitFor('reports in flight through replica A', async () => {
-      const r = await show(created.id);
-      return r.devices.filter((d) => preferA.has(d.name) && inFlight.has(d.state)).length >= 2 && r;
-    }, WAIT);
+    await waitFor(
+      'reports in flight through replica A',
+      async () => {
+        const r = await show(created.id);
+        return r.devices.filter((d) => preferA.has(d.name) && inFlight.has(d.state)).length >= 2 && r;
+      },
+      WAIT,
+    );
     const [a, b] = replicas as [Child, Child];
     a.proc.kill('SIGKILL');
     await a.exit;
     const bLinesAtKill = b.lines.length;
-    const done = await waitFor('rollout 3 to complete on the surviving replica', async () => {
-      const r = await show(created.id);
-      return r.status === 'completed' && r;
-    }, { ...WAIT, timeoutMs: 90_000 });
+    const done = await waitFor(
+      'rollout 3 to complete on the surviving replica',
+      async () => {
+        const r = await show(created.id);
+        return r.status === 'completed' && r;
+      },
+      { ...WAIT, timeoutMs: 90_000 },
+    );
     expect(done.counts.HEALTHY).toBe(DEVICES);
     // The devices that preferred replica A went on through replica B.
     const servedByBAfterKill = new Set(

@@ -71,17 +71,25 @@ beforeAll(async () => {
   }
   for (const name of names.slice(AGENTS.length)) {
     const creds = path.join(root, 'creds', name);
-    const client = new DeviceClient(server.grpc, {
-      ca: await readFile(path.join(creds, 'ca.crt')),
-      cert: await readFile(path.join(creds, 'device.crt')),
-      key: await readFile(path.join(creds, 'device.key')),
-    }, { deadlineMs: 10_000 });
+    const client = new DeviceClient(
+      server.grpc,
+      {
+        ca: await readFile(path.join(creds, 'ca.crt')),
+        cert: await readFile(path.join(creds, 'device.crt')),
+        key: await readFile(path.join(creds, 'device.key')),
+      },
+      { deadlineMs: 10_000 },
+    );
     await client.register(SIM_REGISTER_REQUEST);
-    const sim = new SimDevice(name, {
-      heartbeat: async (installed) => (await client.heartbeat({ installed })).assignments,
-      reportArtifactStatus: (report) => client.reportArtifactStatus(report),
-      close: () => client.close(),
-    }, 500);
+    const sim = new SimDevice(
+      name,
+      {
+        heartbeat: async (installed) => (await client.heartbeat({ installed })).assignments,
+        reportArtifactStatus: (report) => client.reportArtifactStatus(report),
+        close: () => client.close(),
+      },
+      500,
+    );
     sims.set(name, sim);
     sim.start();
   }
@@ -115,10 +123,18 @@ describe('rollouts over real processes', () => {
 
   it('rolls 2.0.0 out in 3 waves: auto, auto, manual; halts on the first failure; resumes; abort with revert puts 1.0.0 back', async () => {
     const r = await createRollout('2.0.0', {
-      waves: [{ percent: 10, approval: 'auto' }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'manual' }],
+      waves: [
+        { percent: 10, approval: 'auto' },
+        { percent: 50, approval: 'auto' },
+        { percent: 100, approval: 'manual' },
+      ],
       max_failure_rate: 0,
     });
-    expect(r.waves.map((w) => [w.devices, w.approval])).toEqual([[3, 'auto'], [8, 'auto'], [11, 'manual']]);
+    expect(r.waves.map((w) => [w.devices, w.approval])).toEqual([
+      [3, 'auto'],
+      [8, 'auto'],
+      [11, 'manual'],
+    ]);
     // Three simulated devices of the manual wave play special parts: one rolls back, one
     // only shows up while the rollout is halted, one never gets to it.
     const lastWaveSims = r.devices.filter((d) => d.wave === 2 && sims.has(d.name)).map((d) => sims.get(d.name)!);
@@ -210,7 +226,10 @@ async function exportAudit(): Promise<Array<{ subject: string; action: string; d
   const file = path.join(root, 'audit.ndjson');
   const result = await serverCli(serverDir, ['audit', 'export', '--out', file]);
   expect(result.chain.verified).toBe(true);
-  const lines = (await readFile(file, 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l));
+  const lines = (await readFile(file, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(lines.at(-1)).toMatchObject({ chain: { verified: true, count: lines.length - 1 } });
   return lines.slice(0, -1);
 }

@@ -35,8 +35,21 @@ async function installed(version: string) {
   const ready = path.join(root, 'ready', version);
   await writeFile(ready, 'ok');
   const { assignmentId } = await serverCli(serverDir, [
-    'assign', '--fleet', 'e2e', '--device', 'edge-1', '--artifact', `detector@${version}`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready }), '--probe-timeout', '1', '--probe-attempts', '1',
+    'assign',
+    '--fleet',
+    'e2e',
+    '--device',
+    'edge-1',
+    '--artifact',
+    `detector@${version}`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: ready }),
+    '--probe-timeout',
+    '1',
+    '--probe-attempts',
+    '1',
   ]);
   return waitForAssignment(serverDir, assignmentId as string);
 }
@@ -52,7 +65,10 @@ function signWith(md: Metadata<never>, privateKey: crypto.KeyObject, keyID: stri
 
 function keyIdOf(privateKey: crypto.KeyObject): string {
   const hex = Buffer.from(crypto.createPublicKey(privateKey).export({ format: 'jwk' }).x!, 'base64url').toString('hex');
-  return crypto.createHash('sha256').update(canonicalize({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: hex } })).digest('hex');
+  return crypto
+    .createHash('sha256')
+    .update(canonicalize({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: hex } }))
+    .digest('hex');
 }
 
 const metaOf = (version: number, bytes: Buffer) => ({ version, length: bytes.length, hashes: { sha256: crypto.createHash('sha256').update(bytes).digest('hex') } });
@@ -113,7 +129,10 @@ describe('TUF root and targets keys moved offline under a running server and age
     const auditFile = path.join(root, 'audit.ndjson');
     const audit = await serverCli(serverDir, ['audit', 'export', '--out', auditFile]);
     expect(audit.chain.verified).toBe(true);
-    const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action?: string; subject?: string; details?: Record<string, unknown> });
+    const events = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action?: string; subject?: string; details?: Record<string, unknown> });
     const tufEvents = events.filter((e) => e.action?.startsWith('tuf.'));
     expect(tufEvents.map((e) => [e.action, e.subject])).toEqual([
       ['tuf.root_imported', 'tuf:root@2'],
@@ -172,7 +191,9 @@ describe('TUF root and targets keys moved offline under a running server and age
 
     const view = await installed(p.version);
     expect(view.state).toBe('FAILED');
-    expect(view.reason).toMatch(/^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: publisher was signed by 0\/1 keys$/);
+    expect(view.reason).toMatch(
+      /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: publisher was signed by 0\/1 keys$/,
+    );
     expect(view.reports.map((r: { state: string }) => r.state)).not.toContain('APPLYING');
     expect(trustedRootVersion()).toBe(2);
     // The server itself refuses to build on the forged chain; put the genuine one back.

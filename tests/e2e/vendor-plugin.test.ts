@@ -73,9 +73,23 @@ const AGENT_CLI = () => path.join(install, 'node_modules', '@meshanics', 'core',
 function agentArgs(plugins: string): string[] {
   const creds = path.join(work, 'creds');
   return [
-    'run', '--server', server.grpc, '--artifact-server', server.artifacts,
-    '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
-    '--tuf-root', path.join(creds, 'tuf-root.json'), '--data-dir', path.join(work, 'agent'), '--plugins', plugins,
+    'run',
+    '--server',
+    server.grpc,
+    '--artifact-server',
+    server.artifacts,
+    '--cert',
+    path.join(creds, 'device.crt'),
+    '--key',
+    path.join(creds, 'device.key'),
+    '--ca',
+    path.join(creds, 'ca.crt'),
+    '--tuf-root',
+    path.join(creds, 'tuf-root.json'),
+    '--data-dir',
+    path.join(work, 'agent'),
+    '--plugins',
+    plugins,
   ];
 }
 
@@ -91,7 +105,10 @@ async function publishTree(version: string, files: Record<string, string>) {
 describe('a vendor plugin outside the workspace', () => {
   it('refuses at start a plugin built for another core API, naming both versions', async () => {
     const bad = path.join(work, 'bad-plugin.mjs');
-    await writeFile(bad, `export default class { name = 'Future'; version = '9.0.0'; coreApi = '^9.0.0'; provides = { artifactKind: 'future' }; specSchema = { type: 'object' }; apply() {} }\n`);
+    await writeFile(
+      bad,
+      `export default class { name = 'Future'; version = '9.0.0'; coreApi = '^9.0.0'; provides = { artifactKind: 'future' }; specSchema = { type: 'object' }; apply() {} }\n`,
+    );
     const result = await run(process.execPath, [AGENT_CLI(), ...agentArgs(`@meshanics/probe-file,${bad}`)]).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
@@ -106,14 +123,42 @@ describe('a vendor plugin outside the workspace', () => {
     const ready = path.join(work, 'ready');
     await writeFile(ready, 'ok');
     await publishTree('1.0.0', { 'index.html': '<h1>v1</h1>', 'app.js': 'console.log(1)' });
-    const a1 = await serverCli(serverDir, ['assign', '--fleet', 'vendor', '--device', 'edge-1', '--artifact', 'site@1.0.0', '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready })]);
+    const a1 = await serverCli(serverDir, [
+      'assign',
+      '--fleet',
+      'vendor',
+      '--device',
+      'edge-1',
+      '--artifact',
+      'site@1.0.0',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: ready }),
+    ]);
     expect((await waitForAssignment(serverDir, a1.assignmentId)).state).toBe('HEALTHY');
     const current = path.join(work, 'agent', 'artifacts', 'directory', 'site', 'current');
     expect(await readFile(path.join(current, 'index.html'), 'utf8')).toBe('<h1>v1</h1>');
     const v1Link = await readlink(current);
 
     await publishTree('2.0.0', { 'index.html': '<h1>v2</h1>' });
-    const a2 = await serverCli(serverDir, ['assign', '--fleet', 'vendor', '--device', 'edge-1', '--artifact', 'site@2.0.0', '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: path.join(work, 'never') }), '--probe-attempts', '1', '--probe-timeout', '1']);
+    const a2 = await serverCli(serverDir, [
+      'assign',
+      '--fleet',
+      'vendor',
+      '--device',
+      'edge-1',
+      '--artifact',
+      'site@2.0.0',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: path.join(work, 'never') }),
+      '--probe-attempts',
+      '1',
+      '--probe-timeout',
+      '1',
+    ]);
     const view = await waitForAssignment(serverDir, a2.assignmentId);
     expect(view.state).toBe('ROLLED_BACK');
     expect(await readlink(current)).toBe(v1Link);
@@ -122,7 +167,19 @@ describe('a vendor plugin outside the workspace', () => {
 
   it('is validated by the server with the vendor schema', async () => {
     const archive = path.join(work, 'site-1.0.0.tar.gz');
-    const refused = await serverCli(serverDir, ['artifact', 'publish', archive, '--name', 'site', '--version', '3.0.0', '--kind', 'directory', '--spec', '{"compression":"zstd"}']).then(
+    const refused = await serverCli(serverDir, [
+      'artifact',
+      'publish',
+      archive,
+      '--name',
+      'site',
+      '--version',
+      '3.0.0',
+      '--kind',
+      'directory',
+      '--spec',
+      '{"compression":"zstd"}',
+    ]).then(
       () => '',
       (e: Error) => e.message,
     );

@@ -8,12 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceClient } from '@meshanics/core';
-import {
-  serverCli,
-  startAgent,
-  waitForAssignment,
-  type Child,
-} from '../../scripts/lib/processes.mjs';
+import { serverCli, startAgent, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
 import { publishModel, startServerWithAgent } from './helpers/steps.js';
 
 let root: string;
@@ -31,9 +26,21 @@ function publish(version: string, bytes: Buffer) {
 
 async function assign(version: string, readyFile: string, attempts = 2) {
   const { assignmentId } = await serverCli(serverDir, [
-    'assign', '--fleet', 'e2e', '--device', 'edge-1', '--artifact', `detector@${version}`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }),
-    '--probe-timeout', '1', '--probe-attempts', String(attempts),
+    'assign',
+    '--fleet',
+    'e2e',
+    '--device',
+    'edge-1',
+    '--artifact',
+    `detector@${version}`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: readyFile }),
+    '--probe-timeout',
+    '1',
+    '--probe-attempts',
+    String(attempts),
   ]);
   return assignmentId as string;
 }
@@ -131,15 +138,20 @@ describe('walking skeleton', () => {
     const otherCreds = path.join(root, 'other-creds');
     await serverCli(otherServer, ['device', 'issue-cert', '--fleet', 'e2e', '--name', 'edge-1', '--out', otherCreds]);
     // The impostor trusts our server's CA (so the failure is ours refusing it, not the reverse).
-    const client = new DeviceClient(server.grpc, {
-      ca: await readFile(path.join(certDir, 'ca.crt')),
-      cert: await readFile(path.join(otherCreds, 'device.crt')),
-      key: await readFile(path.join(otherCreds, 'device.key')),
-    }, { deadlineMs: 5000 });
+    const client = new DeviceClient(
+      server.grpc,
+      {
+        ca: await readFile(path.join(certDir, 'ca.crt')),
+        cert: await readFile(path.join(otherCreds, 'device.crt')),
+        key: await readFile(path.join(otherCreds, 'device.key')),
+      },
+      { deadlineMs: 5000 },
+    );
     try {
-      const err = await client
-        .register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] })
-        .then(() => undefined, (e: grpc.ServiceError) => e);
+      const err = await client.register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
       expect(err).toBeDefined();
       expect(err!.code).toBe(grpc.status.UNAVAILABLE);
     } finally {

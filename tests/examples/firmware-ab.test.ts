@@ -10,7 +10,11 @@ import { createTestAgent, testAssignment, type LocalTargetSource } from '@meshan
 import FirmwareAbPlugin, { ARTIFACT_KIND } from '../../examples/firmware-ab/src/index.js';
 
 const probe: MeshanicsPlugin = {
-  name: 'TestProbe', version: '0.0.0', coreApi: '^0.1.0', provides: { probeType: 'test' }, specSchema: { type: 'object' },
+  name: 'TestProbe',
+  version: '0.0.0',
+  coreApi: '^0.1.0',
+  provides: { probeType: 'test' },
+  specSchema: { type: 'object' },
   apply(agent) {
     agent.hooks.probe.for('test').tapPromise('TestProbe', async (ctx) => ({ healthy: Boolean((ctx.spec as { healthy?: boolean }).healthy), detail: 'test' }));
   },
@@ -21,7 +25,10 @@ async function deploy(agent: Agent, source: LocalTargetSource, version: string, 
   agent.hooks.transition.tapPromise(`t-${version}`, async (e) => void reasons.push(e.reason));
   const target = await source.publish(`fw/${version}`, Buffer.from(image, 'latin1'));
   const assignment = testAssignment(target, {
-    kind: ARTIFACT_KIND, name: 'board', version, specJson: JSON.stringify({ magic: 'fa57' }),
+    kind: ARTIFACT_KIND,
+    name: 'board',
+    version,
+    specJson: JSON.stringify({ magic: 'fa57' }),
     probe: { type: 'test', specJson: JSON.stringify({ healthy }), timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 },
   });
   return { outcome: await runPipeline(agent, assignment, new AbortController().signal), reason: reasons.at(-1) ?? '' };

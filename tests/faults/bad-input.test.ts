@@ -67,7 +67,15 @@ beforeAll(async () => {
     capabilities: CAPABILITIES,
   });
   VALID.Heartbeat = encode('Heartbeat', { installed: [{ name: 'detector', kind: 'model', version: '1.0.0', sha256: 'a'.repeat(64), state: 'HEALTHY' }] });
-  VALID.ReportArtifactStatus = encode('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'APPLYING', sequence: 5, reason: 'x', bytesDone: 1, bytesTotal: 2, deviceTime: new Date().toISOString() });
+  VALID.ReportArtifactStatus = encode('ReportArtifactStatus', {
+    assignmentId: crypto.randomUUID(),
+    state: 'APPLYING',
+    sequence: 5,
+    reason: 'x',
+    bytesDone: 1,
+    bytesTotal: 2,
+    deviceTime: new Date().toISOString(),
+  });
   VALID.UploadLogs = encode('UploadLogs', { logRequestId: crypto.randomUUID(), data: gzipSync('hello') });
   const client = rawClient(server.grpc, tls);
   expect((await rawUnary(client, 'Register', VALID.Register)).code).toBe(0);
@@ -80,58 +88,113 @@ afterAll(async () => {
 });
 
 describe('the server under bad device input', () => {
-  it(`answers random and truncated protobuf at every method with errors and stays up (${RANDOM_PER_METHOD} random + every truncation per method, seed ${SEED})`, async () => {
-    const before = rss();
-    const random = prng(SEED);
-    const client = rawClient(server.grpc, tls);
-    const perMethod: Record<string, unknown> = {};
-    try {
-      for (const method of METHODS) {
-        const answers: Array<{ code: number; details: string }> = [];
-        const inputs: Buffer[] = [];
-        for (let i = 0; i < RANDOM_PER_METHOD; i++) {
-          const len = Math.floor(random() ** 2 * 4096);
-          inputs.push(Buffer.from(Array.from({ length: len }, () => Math.floor(random() * 256))));
+  it(
+    `answers random and truncated protobuf at every method with errors and stays up (${RANDOM_PER_METHOD} random + every truncation per method, seed ${SEED})`,
+    async () => {
+      const before = rss();
+      const random = prng(SEED);
+      const client = rawClient(server.grpc, tls);
+      const perMethod: Record<string, unknown> = {};
+      try {
+        for (const method of METHODS) {
+          const answers: Array<{ code: number; details: string }> = [];
+          const inputs: Buffer[] = [];
+          for (let i = 0; i < RANDOM_PER_METHOD; i++) {
+            const len = Math.floor(random() ** 2 * 4096);
+            inputs.push(Buffer.from(Array.from({ length: len }, () => Math.floor(random() * 256))));
+          }
+          for (let cut = 0; cut < VALID[method]!.length; cut++) inputs.push(VALID[method]!.subarray(0, cut));
+          // Mutations of a valid message: one flipped byte each.
+          for (let i = 0; i < 50; i++) {
+            const m = Buffer.from(VALID[method]!);
+            m[Math.floor(random() * m.length)] ^= 1 << Math.floor(random() * 8);
+            inputs.push(m);
+          }
+          for (const bytes of inputs) {
+            const res = method === 'UploadLogs' ? await rawUpload(client, [bytes], 10_000) : await rawUnary(client, method, bytes);
+            answers.push({ code: res.code, details: res.details });
+          }
+          const h = histogram(answers);
+          perMethod[method] = { calls: inputs.length, answers: h };
+          // No handler crashed on garbage: "internal error" is what an unexpected exception becomes.
+          expect(h['INTERNAL (internal error)'] ?? 0, `${method}: ${JSON.stringify(h)}`).toBe(0);
+          // Everything that was not refused decoded to something the validation accepted.
+          expect(
+            Object.keys(h).every((k) => k !== 'UNKNOWN'),
+            JSON.stringify(h),
+          ).toBe(true);
         }
-        for (let cut = 0; cut < VALID[method]!.length; cut++) inputs.push(VALID[method]!.subarray(0, cut));
-        // Mutations of a valid message: one flipped byte each.
-        for (let i = 0; i < 50; i++) {
-          const m = Buffer.from(VALID[method]!);
-          m[Math.floor(random() * m.length)] ^= 1 << Math.floor(random() * 8);
-          inputs.push(m);
-        }
-        for (const bytes of inputs) {
-          const res = method === 'UploadLogs' ? await rawUpload(client, [bytes], 10_000) : await rawUnary(client, method, bytes);
-          answers.push({ code: res.code, details: res.details });
-        }
-        const h = histogram(answers);
-        perMethod[method] = { calls: inputs.length, answers: h };
-        // No handler crashed on garbage: "internal error" is what an unexpected exception becomes.
-        expect(h['INTERNAL (internal error)'] ?? 0, `${method}: ${JSON.stringify(h)}`).toBe(0);
-        // Everything that was not refused decoded to something the validation accepted.
-        expect(Object.keys(h).every((k) => k !== 'UNKNOWN'), JSON.stringify(h)).toBe(true);
+      } finally {
+        client.close();
       }
-    } finally {
-      client.close();
-    }
-    await healthy();
-    const after = rss();
-    results.randomProtobuf = { perMethod, rssKiB: { before, after } };
-    console.log(`[faults] random/truncated protobuf: ${JSON.stringify(perMethod)}; server VmRSS ${before} -> ${after} KiB`);
-    expect(after - before).toBeLessThan(150 * 1024);
-  }, LONG ? 600_000 : 120_000);
+      await healthy();
+      const after = rss();
+      results.randomProtobuf = { perMethod, rssKiB: { before, after } };
+      console.log(`[faults] random/truncated protobuf: ${JSON.stringify(perMethod)}; server VmRSS ${before} -> ${after} KiB`);
+      expect(after - before).toBeLessThan(150 * 1024);
+    },
+    LONG ? 600_000 : 120_000,
+  );
 
   it('refuses oversized fields and messages with INVALID_ARGUMENT or RESOURCE_EXHAUSTED and stays up', async () => {
     const client = rawClient(server.grpc, tls);
     const cases: Array<[string, string, Buffer, number, RegExp]> = [
-      ['reason of 3000 characters', 'ReportArtifactStatus', encode('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 9, reason: 'r'.repeat(3000) }), grpc.status.INVALID_ARGUMENT, /^reason is longer than 2048 characters$/],
-      ['assignment id of 100 KB', 'ReportArtifactStatus', encode('ReportArtifactStatus', { assignmentId: 'a'.repeat(100_000), state: 'FAILED', sequence: 9 }), grpc.status.INVALID_ARGUMENT, /^assignmentId is longer than 64 characters$/],
-      ['sequence beyond 2^53', 'ReportArtifactStatus', encode('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: '18446744073709551615' }), grpc.status.INVALID_ARGUMENT, /^sequence must be a non-negative integer$/],
-      ['agent version of 500 KB', 'Register', encode('Register', { agentVersion: 'v'.repeat(500_000), capabilities: CAPABILITIES }), grpc.status.INVALID_ARGUMENT, /^agentVersion is longer than 64 characters$/],
-      ['65 tags', 'Register', encode('Register', { agentVersion: '1', capabilities: CAPABILITIES, tags: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }), grpc.status.INVALID_ARGUMENT, /^more than 64 tags$/],
-      ['257 installed artifacts', 'Heartbeat', encode('Heartbeat', { installed: Array.from({ length: 257 }, (_, i) => ({ name: `a${i}`, kind: 'model', version: '1', sha256: 'a'.repeat(64), state: 'HEALTHY' })) }), grpc.status.INVALID_ARGUMENT, /^more than 256 installed artifacts$/],
-      ['control characters in a tag', 'Register', encode('Register', { agentVersion: '1', capabilities: CAPABILITIES, tags: { k: 'a\u0000b' } }), grpc.status.INVALID_ARGUMENT, /control characters/],
-      ['a 2 MiB message (limit 1 MiB)', 'Heartbeat', Buffer.concat([encode('Heartbeat', {}), Buffer.from([0x0a]), Buffer.from([0x80, 0x80, 0x80, 0x01]), crypto.randomBytes(2 * 1024 * 1024)]), grpc.status.RESOURCE_EXHAUSTED, /./],
+      [
+        'reason of 3000 characters',
+        'ReportArtifactStatus',
+        encode('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: 9, reason: 'r'.repeat(3000) }),
+        grpc.status.INVALID_ARGUMENT,
+        /^reason is longer than 2048 characters$/,
+      ],
+      [
+        'assignment id of 100 KB',
+        'ReportArtifactStatus',
+        encode('ReportArtifactStatus', { assignmentId: 'a'.repeat(100_000), state: 'FAILED', sequence: 9 }),
+        grpc.status.INVALID_ARGUMENT,
+        /^assignmentId is longer than 64 characters$/,
+      ],
+      [
+        'sequence beyond 2^53',
+        'ReportArtifactStatus',
+        encode('ReportArtifactStatus', { assignmentId: crypto.randomUUID(), state: 'FAILED', sequence: '18446744073709551615' }),
+        grpc.status.INVALID_ARGUMENT,
+        /^sequence must be a non-negative integer$/,
+      ],
+      [
+        'agent version of 500 KB',
+        'Register',
+        encode('Register', { agentVersion: 'v'.repeat(500_000), capabilities: CAPABILITIES }),
+        grpc.status.INVALID_ARGUMENT,
+        /^agentVersion is longer than 64 characters$/,
+      ],
+      [
+        '65 tags',
+        'Register',
+        encode('Register', { agentVersion: '1', capabilities: CAPABILITIES, tags: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }),
+        grpc.status.INVALID_ARGUMENT,
+        /^more than 64 tags$/,
+      ],
+      [
+        '257 installed artifacts',
+        'Heartbeat',
+        encode('Heartbeat', { installed: Array.from({ length: 257 }, (_, i) => ({ name: `a${i}`, kind: 'model', version: '1', sha256: 'a'.repeat(64), state: 'HEALTHY' })) }),
+        grpc.status.INVALID_ARGUMENT,
+        /^more than 256 installed artifacts$/,
+      ],
+      [
+        'control characters in a tag',
+        'Register',
+        encode('Register', { agentVersion: '1', capabilities: CAPABILITIES, tags: { k: 'a\u0000b' } }),
+        grpc.status.INVALID_ARGUMENT,
+        /control characters/,
+      ],
+      [
+        'a 2 MiB message (limit 1 MiB)',
+        'Heartbeat',
+        Buffer.concat([encode('Heartbeat', {}), Buffer.from([0x0a]), Buffer.from([0x80, 0x80, 0x80, 0x01]), crypto.randomBytes(2 * 1024 * 1024)]),
+        grpc.status.RESOURCE_EXHAUSTED,
+        /./,
+      ],
       ['a 64 MiB message', 'Register', crypto.randomBytes(64 * 1024 * 1024), grpc.status.RESOURCE_EXHAUSTED, /./],
     ];
     const before = rss();
@@ -152,55 +215,65 @@ describe('the server under bad device input', () => {
     expect(after - before).toBeLessThan(150 * 1024);
   }, 120_000);
 
-  it('ends UploadLogs streams past their cap with RESOURCE_EXHAUSTED, keeps nothing, and its memory stays bounded', async () => {
-    const maxBytes = 64 * 1024;
-    const { logRequestId } = await requestDeviceLogs(ctx, { fleet: FLEET, device: 'fuzzer', maxBytes, actor: 'test:faults' });
-    const chunk = (first: boolean) => encode('UploadLogs', { logRequestId: first ? logRequestId : '', data: first ? Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08]), crypto.randomBytes(64 * 1024 - 3)]) : crypto.randomBytes(64 * 1024) });
-    async function* stream(totalBytes: number) {
-      for (let sent = 0; sent < totalBytes; sent += 64 * 1024) yield chunk(sent === 0);
-    }
-    const before = rss();
-    const samples = [before];
-    const answers = [];
-    const rounds = LONG ? 20 : 4;
-    const parallel = 8;
-    const perStream = 32 * 1024 * 1024;
-    for (let round = 0; round < rounds; round++) {
-      const clients = Array.from({ length: parallel }, () => rawClient(server.grpc, tls));
-      const res = await Promise.all(clients.map((c) => rawUpload(c, stream(perStream), 60_000)));
-      for (const c of clients) c.close();
-      answers.push(...res.map((r) => ({ code: grpc.status[r.code], details: r.details, sentBeforeAnswer: r.written })));
-      samples.push(rss());
-    }
-    for (const a of answers) {
-      expect(a.code).toBe('RESOURCE_EXHAUSTED');
-      expect(a.details).toBe(`log bundle exceeds ${maxBytes + 64 * 1024} bytes (the request's maxBytes plus gzip overhead)`);
-    }
-    // A single frame above the message limit is refused by gRPC itself.
-    const big = await rawUpload(rawClient(server.grpc, tls), [encode('UploadLogs', { logRequestId, data: crypto.randomBytes(2 * 1024 * 1024) })]);
-    expect(grpc.status[big.code]).toBe('RESOURCE_EXHAUSTED');
-    // Nothing half-written stays; the request is still open; a proper upload then succeeds.
-    const logsDir = path.join(serverDir, 'logs');
-    expect((await readdir(logsDir).catch(() => [])).filter((n) => n.startsWith('.'))).toEqual([]);
-    expect((await listLogRequests(ctx, { fleet: FLEET, device: 'fuzzer' })).find((r) => r.logRequestId === logRequestId)?.status).toBe('pending');
-    const bundle = gzipSync(Buffer.from('line one\nline two\n'));
-    const ok = await rawUpload(rawClient(server.grpc, tls), [encode('UploadLogs', { logRequestId, data: bundle })]);
-    expect(ok.code, ok.details).toBe(0);
-    expect((await readFile(path.join(logsDir, `${logRequestId}.gz`))).equals(bundle)).toBe(true);
-    await healthy();
-    const after = rss();
-    const sent = answers.reduce((n, a) => n + a.sentBeforeAnswer, 0);
-    results.uploadsPastCap = {
-      streams: answers.length,
-      bytesOfferedPerStream: perStream,
-      bytesWrittenByClientsBeforeTheAnswer: sent,
-      answer: answers[0],
-      rssKiB: samples,
-    };
-    console.log(`[faults] ${answers.length} uploads of 32 MiB against a ${maxBytes} B cap: ${answers[0]?.code}; clients got ${Math.round(sent / 1048576)} MiB out before the answer; server VmRSS ${samples.join(' -> ')} KiB`);
-    expect(Math.max(...samples) - before).toBeLessThan(200 * 1024);
-    expect(after - before).toBeLessThan(150 * 1024);
-  }, LONG ? 900_000 : 180_000);
+  it(
+    'ends UploadLogs streams past their cap with RESOURCE_EXHAUSTED, keeps nothing, and its memory stays bounded',
+    async () => {
+      const maxBytes = 64 * 1024;
+      const { logRequestId } = await requestDeviceLogs(ctx, { fleet: FLEET, device: 'fuzzer', maxBytes, actor: 'test:faults' });
+      const chunk = (first: boolean) =>
+        encode('UploadLogs', {
+          logRequestId: first ? logRequestId : '',
+          data: first ? Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08]), crypto.randomBytes(64 * 1024 - 3)]) : crypto.randomBytes(64 * 1024),
+        });
+      async function* stream(totalBytes: number) {
+        for (let sent = 0; sent < totalBytes; sent += 64 * 1024) yield chunk(sent === 0);
+      }
+      const before = rss();
+      const samples = [before];
+      const answers = [];
+      const rounds = LONG ? 20 : 4;
+      const parallel = 8;
+      const perStream = 32 * 1024 * 1024;
+      for (let round = 0; round < rounds; round++) {
+        const clients = Array.from({ length: parallel }, () => rawClient(server.grpc, tls));
+        const res = await Promise.all(clients.map((c) => rawUpload(c, stream(perStream), 60_000)));
+        for (const c of clients) c.close();
+        answers.push(...res.map((r) => ({ code: grpc.status[r.code], details: r.details, sentBeforeAnswer: r.written })));
+        samples.push(rss());
+      }
+      for (const a of answers) {
+        expect(a.code).toBe('RESOURCE_EXHAUSTED');
+        expect(a.details).toBe(`log bundle exceeds ${maxBytes + 64 * 1024} bytes (the request's maxBytes plus gzip overhead)`);
+      }
+      // A single frame above the message limit is refused by gRPC itself.
+      const big = await rawUpload(rawClient(server.grpc, tls), [encode('UploadLogs', { logRequestId, data: crypto.randomBytes(2 * 1024 * 1024) })]);
+      expect(grpc.status[big.code]).toBe('RESOURCE_EXHAUSTED');
+      // Nothing half-written stays; the request is still open; a proper upload then succeeds.
+      const logsDir = path.join(serverDir, 'logs');
+      expect((await readdir(logsDir).catch(() => [])).filter((n) => n.startsWith('.'))).toEqual([]);
+      expect((await listLogRequests(ctx, { fleet: FLEET, device: 'fuzzer' })).find((r) => r.logRequestId === logRequestId)?.status).toBe('pending');
+      const bundle = gzipSync(Buffer.from('line one\nline two\n'));
+      const ok = await rawUpload(rawClient(server.grpc, tls), [encode('UploadLogs', { logRequestId, data: bundle })]);
+      expect(ok.code, ok.details).toBe(0);
+      expect((await readFile(path.join(logsDir, `${logRequestId}.gz`))).equals(bundle)).toBe(true);
+      await healthy();
+      const after = rss();
+      const sent = answers.reduce((n, a) => n + a.sentBeforeAnswer, 0);
+      results.uploadsPastCap = {
+        streams: answers.length,
+        bytesOfferedPerStream: perStream,
+        bytesWrittenByClientsBeforeTheAnswer: sent,
+        answer: answers[0],
+        rssKiB: samples,
+      };
+      console.log(
+        `[faults] ${answers.length} uploads of 32 MiB against a ${maxBytes} B cap: ${answers[0]?.code}; clients got ${Math.round(sent / 1048576)} MiB out before the answer; server VmRSS ${samples.join(' -> ')} KiB`,
+      );
+      expect(Math.max(...samples) - before).toBeLessThan(200 * 1024);
+      expect(after - before).toBeLessThan(150 * 1024);
+    },
+    LONG ? 900_000 : 180_000,
+  );
 });
 
 describe('the agent under a heartbeat reply with 10,000 assignments', () => {
@@ -223,9 +296,25 @@ describe('the agent under a heartbeat reply with 10,000 assignments', () => {
     });
     const dataDir = path.join(fakeRoot, label);
     const agent = spawnAgent([
-      'run', '--server', fake.address, '--artifact-server', server.artifacts,
-      '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
-      '--tuf-root', path.join(creds, 'tuf-root.json'), '--data-dir', dataDir, '--container-runtime', 'none', '--log-level', 'warn',
+      'run',
+      '--server',
+      fake.address,
+      '--artifact-server',
+      server.artifacts,
+      '--cert',
+      path.join(creds, 'device.crt'),
+      '--key',
+      path.join(creds, 'device.key'),
+      '--ca',
+      path.join(creds, 'ca.crt'),
+      '--tuf-root',
+      path.join(creds, 'tuf-root.json'),
+      '--data-dir',
+      dataDir,
+      '--container-runtime',
+      'none',
+      '--log-level',
+      'warn',
     ]);
     const samples: Array<Record<string, number>> = [];
     try {
@@ -234,8 +323,17 @@ describe('the agent under a heartbeat reply with 10,000 assignments', () => {
       while (Date.now() - t0 < observeMs) {
         await new Promise((res) => setTimeout(res, Math.min(5000, observeMs / 4)));
         expect(agent.proc.exitCode, `the agent exited: ${agent.lines.slice(-5).join('\n')}`).toBeNull();
-        const size = await stat(path.join(dataDir, 'state', 'agent-state.json')).then((s) => s.size, () => 0);
-        samples.push({ t: Math.round((Date.now() - t0) / 1000), rssKiB: rssKiB(agent.proc.pid!), stateFileBytes: size, heartbeats: fake.stats.heartbeats, reportsDelivered: fake.stats.reports });
+        const size = await stat(path.join(dataDir, 'state', 'agent-state.json')).then(
+          (s) => s.size,
+          () => 0,
+        );
+        samples.push({
+          t: Math.round((Date.now() - t0) / 1000),
+          rssKiB: rssKiB(agent.proc.pid!),
+          stateFileBytes: size,
+          heartbeats: fake.stats.heartbeats,
+          reportsDelivered: fake.stats.reports,
+        });
       }
       const state = JSON.parse(await r(path.join(dataDir, 'state', 'agent-state.json')));
       const observed = {

@@ -93,27 +93,36 @@ async function publish(version: string): Promise<void> {
 }
 
 async function assign(version: string, probeOk: boolean): Promise<string> {
-  return (await createAssignment(ctx, {
-    fleet: 'faults',
-    device: 'e2e-crash',
-    artifact: 'detector',
-    version,
-    probe: { type: 'file', spec: { path: probeOk ? readyFile : path.join(root, 'never') }, timeoutSeconds: 1, attempts: 1 },
-    actor: 'test:faults',
-  })).assignmentId;
+  return (
+    await createAssignment(ctx, {
+      fleet: 'faults',
+      device: 'e2e-crash',
+      artifact: 'detector',
+      version,
+      probe: { type: 'file', spec: { path: probeOk ? readyFile : path.join(root, 'never') }, timeoutSeconds: 1, attempts: 1 },
+      actor: 'test:faults',
+    })
+  ).assignmentId;
 }
 
 /** The server's view of an assignment once it is terminal. */
 function terminalView(id: string, timeoutMs = 60_000) {
-  return waitFor(`assignment ${id} to be terminal on the server`, async () => {
-    const view = await getAssignment(ctx, id);
-    return TERMINAL.has(view.state) && view;
-  }, { timeoutMs });
+  return waitFor(
+    `assignment ${id} to be terminal on the server`,
+    async () => {
+      const view = await getAssignment(ctx, id);
+      return TERMINAL.has(view.state) && view;
+    },
+    { timeoutMs },
+  );
 }
 
 async function ledger(): Promise<Array<{ assignmentId: string; sequence: number; state: string; bytesDone: number }>> {
   const text = await readFile(path.join(root, 'ledger.ndjson'), 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 beforeAll(async () => {
@@ -144,84 +153,87 @@ afterAll(async () => {
 });
 
 describe('crash injection with the real agent and server processes', () => {
-  it(`kill -9 at ${POINTS.length} seeded points: the server view loses no report, counts none twice, ends each assignment once`, async () => {
-    const random = prng(SEED);
-    let live = '1.0.0';
-    const seen = new Map<number, string>();
-    for (const [i, point] of POINTS.entries()) {
-      const version = `2.${i}.0`;
-      const occurrence = 1 + Math.floor(random() * (point.within ?? 1));
-      await writeFile(path.join(root, 'arm.json'), JSON.stringify({ phase: point.phase, match: point.match, occurrence }));
-      await rm(path.join(root, 'crash.json'), { force: true });
-      const id = await assign(version, point.probeOk);
-      const exit = await Promise.race([
-        agent!.exit,
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), 45_000)),
-      ]);
-      expect(exit, `the agent was not killed at ${point.phase} /${point.match}/ #${occurrence}`).toEqual({ code: null, signal: 'SIGKILL' });
-      const died = JSON.parse(await readFile(path.join(root, 'crash.json'), 'utf8'));
-      const queuedAtCrash = JSON.parse(await readFile(path.join(agentDir, 'state', 'agent-state.json'), 'utf8')).outbox.length;
+  it(
+    `kill -9 at ${POINTS.length} seeded points: the server view loses no report, counts none twice, ends each assignment once`,
+    async () => {
+      const random = prng(SEED);
+      let live = '1.0.0';
+      const seen = new Map<number, string>();
+      for (const [i, point] of POINTS.entries()) {
+        const version = `2.${i}.0`;
+        const occurrence = 1 + Math.floor(random() * (point.within ?? 1));
+        await writeFile(path.join(root, 'arm.json'), JSON.stringify({ phase: point.phase, match: point.match, occurrence }));
+        await rm(path.join(root, 'crash.json'), { force: true });
+        const id = await assign(version, point.probeOk);
+        const exit = await Promise.race([agent!.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 45_000))]);
+        expect(exit, `the agent was not killed at ${point.phase} /${point.match}/ #${occurrence}`).toEqual({ code: null, signal: 'SIGKILL' });
+        const died = JSON.parse(await readFile(path.join(root, 'crash.json'), 'utf8'));
+        const queuedAtCrash = JSON.parse(await readFile(path.join(agentDir, 'state', 'agent-state.json'), 'utf8')).outbox.length;
 
-      // Restart on the same data dir, as systemd would.
-      agent = start();
-      const view = await terminalView(id);
-      // Let the agent deliver whatever follows the terminal report, then read the server.
-      await new Promise((r) => setTimeout(r, 300));
-      const final = await getAssignment(ctx, id);
-      const reports: Array<{ sequence: number; state: string; bytesDone: number; reason: string }> = final.reports;
-      const problems: string[] = [];
+        // Restart on the same data dir, as systemd would.
+        agent = start();
+        const view = await terminalView(id);
+        // Let the agent deliver whatever follows the terminal report, then read the server.
+        await new Promise((r) => setTimeout(r, 300));
+        const final = await getAssignment(ctx, id);
+        const reports: Array<{ sequence: number; state: string; bytesDone: number; reason: string }> = final.reports;
+        const problems: string[] = [];
 
-      const seqs = reports.map((r) => r.sequence);
-      if (seqs.some((s, k) => k > 0 && s <= seqs[k - 1]!)) problems.push(`sequences not strictly increasing: ${seqs.join(',')}`);
-      for (const r of reports) {
-        if (seen.has(r.sequence)) problems.push(`sequence ${r.sequence} stored twice (also for ${seen.get(r.sequence)})`);
-        seen.set(r.sequence, id);
-      }
-      const terminals = reports.filter((r) => TERMINAL.has(r.state));
-      if (terminals.length !== 1) problems.push(`${terminals.length} terminal reports: ${reports.map((r) => r.state).join(',')}`);
-      if (!TERMINAL.has(reports.at(-1)?.state ?? '')) problems.push('the last report is not terminal');
-      if (final.state !== reports.at(-1)?.state) problems.push(`assignment state ${final.state} is not its last report`);
-      // Lifecycle order among the non-terminal reports (DOWNLOADING may repeat: "resuming").
-      const order = reports.filter((r) => !TERMINAL.has(r.state)).map((r) => LIFECYCLE.indexOf(r.state));
-      const restarts = reports.filter((r) => r.state === 'DOWNLOADING' && /resuming after agent restart/.test(r.reason)).length;
-      const drops = order.filter((o, k) => k > 0 && o < order[k - 1]!).length;
-      if (drops > restarts) problems.push(`states out of lifecycle order: ${reports.map((r) => r.state).join(',')}`);
-      // Nothing the agent persisted was lost: every queued report (bar progress superseded
-      // before it was sent, by design) is on the server under the same sequence.
-      const persisted = (await ledger()).filter((l) => l.assignmentId === id && !(l.state === 'DOWNLOADING' && l.bytesDone > 0));
-      const missing = persisted.filter((l) => !reports.some((r) => r.sequence === l.sequence && r.state === l.state));
-      if (missing.length > 0) problems.push(`persisted but never stored: ${missing.map((m) => `${m.sequence}:${m.state}`).join(', ')}`);
-      // The device runs what the server believes.
-      const liveBytes = await readFile(path.join(agentDir, 'artifacts', 'model', 'detector', 'model'));
-      const expected = view.state === 'HEALTHY' ? version : live;
-      if (sha256(liveBytes) !== sha256(versions.get(expected)!)) problems.push(`the device does not run ${expected}`);
-      if (view.state === 'HEALTHY') live = version;
+        const seqs = reports.map((r) => r.sequence);
+        if (seqs.some((s, k) => k > 0 && s <= seqs[k - 1]!)) problems.push(`sequences not strictly increasing: ${seqs.join(',')}`);
+        for (const r of reports) {
+          if (seen.has(r.sequence)) problems.push(`sequence ${r.sequence} stored twice (also for ${seen.get(r.sequence)})`);
+          seen.set(r.sequence, id);
+        }
+        const terminals = reports.filter((r) => TERMINAL.has(r.state));
+        if (terminals.length !== 1) problems.push(`${terminals.length} terminal reports: ${reports.map((r) => r.state).join(',')}`);
+        if (!TERMINAL.has(reports.at(-1)?.state ?? '')) problems.push('the last report is not terminal');
+        if (final.state !== reports.at(-1)?.state) problems.push(`assignment state ${final.state} is not its last report`);
+        // Lifecycle order among the non-terminal reports (DOWNLOADING may repeat: "resuming").
+        const order = reports.filter((r) => !TERMINAL.has(r.state)).map((r) => LIFECYCLE.indexOf(r.state));
+        const restarts = reports.filter((r) => r.state === 'DOWNLOADING' && /resuming after agent restart/.test(r.reason)).length;
+        const drops = order.filter((o, k) => k > 0 && o < order[k - 1]!).length;
+        if (drops > restarts) problems.push(`states out of lifecycle order: ${reports.map((r) => r.state).join(',')}`);
+        // Nothing the agent persisted was lost: every queued report (bar progress superseded
+        // before it was sent, by design) is on the server under the same sequence.
+        const persisted = (await ledger()).filter((l) => l.assignmentId === id && !(l.state === 'DOWNLOADING' && l.bytesDone > 0));
+        const missing = persisted.filter((l) => !reports.some((r) => r.sequence === l.sequence && r.state === l.state));
+        if (missing.length > 0) problems.push(`persisted but never stored: ${missing.map((m) => `${m.sequence}:${m.state}`).join(', ')}`);
+        // The device runs what the server believes.
+        const liveBytes = await readFile(path.join(agentDir, 'artifacts', 'model', 'detector', 'model'));
+        const expected = view.state === 'HEALTHY' ? version : live;
+        if (sha256(liveBytes) !== sha256(versions.get(expected)!)) problems.push(`the device does not run ${expected}`);
+        if (view.state === 'HEALTHY') live = version;
 
-      rows.push({
-        trial: i + 1,
-        seed: SEED,
-        phase: point.phase,
-        point: `${point.what} (${died.label}, occurrence ${occurrence})`,
-        queuedAtCrash,
-        result: view.state,
-        reason: view.reason,
-        reports: reports.map((r) => `${r.sequence}:${r.state}`).join(' '),
-        problems,
-      });
-      expect(problems, `${point.phase} /${point.match}/: ${problems.join('; ')}`).toEqual([]);
-      // Apply, probe and rollback crashes end ROLLED_BACK; earlier ones resume to the natural end.
-      if (point.phase === '*') {
-        // The resent report reached the server and was recognised as one it already had.
-        const resent = server.lines.filter((l) => l.includes('"artifact status reported"') && l.includes(id) && l.includes('"accepted":false'));
-        expect(resent.length, 'the report acknowledged before the crash was not resent').toBeGreaterThan(0);
-        rows.at(-1)!.duplicatesRefused = resent.length;
+        rows.push({
+          trial: i + 1,
+          seed: SEED,
+          phase: point.phase,
+          point: `${point.what} (${died.label}, occurrence ${occurrence})`,
+          queuedAtCrash,
+          result: view.state,
+          reason: view.reason,
+          reports: reports.map((r) => `${r.sequence}:${r.state}`).join(' '),
+          problems,
+        });
+        expect(problems, `${point.phase} /${point.match}/: ${problems.join('; ')}`).toEqual([]);
+        // Apply, probe and rollback crashes end ROLLED_BACK; earlier ones resume to the natural end.
+        if (point.phase === '*') {
+          // The resent report reached the server and was recognised as one it already had.
+          const resent = server.lines.filter((l) => l.includes('"artifact status reported"') && l.includes(id) && l.includes('"accepted":false'));
+          expect(resent.length, 'the report acknowledged before the crash was not resent').toBeGreaterThan(0);
+          rows.at(-1)!.duplicatesRefused = resent.length;
+        }
+        const naturalEnd = point.probeOk ? 'HEALTHY' : 'ROLLED_BACK';
+        if (['download', 'verify', 'cleanup'].includes(point.phase)) expect(view.state).toBe(naturalEnd);
+        if (['apply', 'probe', 'rollback'].includes(point.phase)) {
+          expect(view.state).toBe('ROLLED_BACK');
+        }
       }
-      const naturalEnd = point.probeOk ? 'HEALTHY' : 'ROLLED_BACK';
-      if (['download', 'verify', 'cleanup'].includes(point.phase)) expect(view.state).toBe(naturalEnd);
-      if (['apply', 'probe', 'rollback'].includes(point.phase)) {
-        expect(view.state).toBe('ROLLED_BACK');
-      }
-    }
-    console.log(`[faults] crash e2e (seed ${SEED}):\n${rows.map((r) => `${r.problems && (r.problems as string[]).length ? 'FAIL' : 'ok  '} ${String(r.phase)} at ${String(r.point)} -> ${String(r.result)}; reports ${String(r.reports)}`).join('\n')}`);
-  }, LONG ? 900_000 : 240_000);
+      console.log(
+        `[faults] crash e2e (seed ${SEED}):\n${rows.map((r) => `${r.problems && (r.problems as string[]).length ? 'FAIL' : 'ok  '} ${String(r.phase)} at ${String(r.point)} -> ${String(r.result)}; reports ${String(r.reports)}`).join('\n')}`,
+      );
+    },
+    LONG ? 900_000 : 240_000,
+  );
 });

@@ -325,7 +325,14 @@ const containerDriver: KindDriver = {
     };
     if (!lane) {
       const store = await startPrivateStore(`crash-lane-${laneIndex}`, rt!);
-      lane = { dataDir: path.join(root, 'trials', `container-lane-${laneIndex}`, 'agent'), name: `mfault${process.pid % 100000}l${laneIndex}`, port: await freePort(), live: undefined, versions: 0, store };
+      lane = {
+        dataDir: path.join(root, 'trials', `container-lane-${laneIndex}`, 'agent'),
+        name: `mfault${process.pid % 100000}l${laneIndex}`,
+        port: await freePort(),
+        live: undefined,
+        versions: 0,
+        store,
+      };
       lanes.set(laneIndex, lane);
       const first = await publishVersion(lane, rt!.images.v1.ref);
       await install({ dataDir: lane.dataDir, allowlist: {}, containerSocket: store.socketPath }, assignmentOf(first.p, first.d, probe(lane, 5)));
@@ -358,7 +365,10 @@ const containerDriver: KindDriver = {
           // A container just (re)started needs a moment before its port answers.
           let body = '';
           for (let i = 0; i < 50; i++) {
-            body = await fetch(`http://127.0.0.1:${l.port}/`, { signal: AbortSignal.timeout(3000) }).then((r) => r.text(), (e: Error) => `error ${e.message}`);
+            body = await fetch(`http://127.0.0.1:${l.port}/`, { signal: AbortSignal.timeout(3000) }).then(
+              (r) => r.text(),
+              (e: Error) => `error ${e.message}`,
+            );
             if (!body.startsWith('error')) break;
             await new Promise((res) => setTimeout(res, 200));
           }
@@ -391,32 +401,42 @@ async function runTrial(driver: KindDriver, trial: Trial): Promise<TrialRecord> 
   const ms: Record<string, number> = { prepare: Date.now() - t0 };
   try {
     const crashLog = path.join(trialDir, 'crash.json');
-    const child = await runNode(CHILD, [
-      JSON.stringify({
-        dataDir,
-        certDir,
-        artifactServer: server.artifacts,
-        allowlist: prepared.allowlist,
-        containerSocket: prepared.containerSocket,
-        assignment: next,
-        inject: { phase: trial.phase, ...(trial.match ? { match: trial.match, occurrence: trial.occurrence ?? 1 } : { n: trial.n }), crashLog },
-      }),
-    ], { timeoutMs: 90_000 });
+    const child = await runNode(
+      CHILD,
+      [
+        JSON.stringify({
+          dataDir,
+          certDir,
+          artifactServer: server.artifacts,
+          allowlist: prepared.allowlist,
+          containerSocket: prepared.containerSocket,
+          assignment: next,
+          inject: { phase: trial.phase, ...(trial.match ? { match: trial.match, occurrence: trial.occurrence ?? 1 } : { n: trial.n }), crashLog },
+        }),
+      ],
+      { timeoutMs: 90_000 },
+    );
     ms.child = Date.now() - t0 - ms.prepare!;
     const problems: string[] = [];
     let point = '(not reached)';
     if (child.signal !== 'SIGKILL') {
-      problems.push(`the agent was not killed at ${trial.phase}#${trial.n || trial.match}: exit ${child.code} ${child.signal ?? ''} ${child.stdout.trim()} ${child.stderr.slice(-500)}`);
+      problems.push(
+        `the agent was not killed at ${trial.phase}#${trial.n || trial.match}: exit ${child.code} ${child.signal ?? ''} ${child.stdout.trim()} ${child.stderr.slice(-500)}`,
+      );
     } else {
       point = (JSON.parse(await readFile(crashLog, 'utf8')) as TracePoint).label;
     }
     const staged = path.join(dataDir, 'staging', next.assignmentId, 'target');
-    const partialBytes = await stat(staged).then((s) => s.size, () => null);
+    const partialBytes = await stat(staged).then(
+      (s) => s.size,
+      () => null,
+    );
     // What the durable journal said at the moment of death decides what recovery must do.
     const atCrash = JSON.parse(await readFile(path.join(dataDir, 'state', 'agent-state.json'), 'utf8'));
-    const journal: string = atCrash.inflight[next.name]?.assignment.assignmentId === next.assignmentId
-      ? atCrash.inflight[next.name].phase
-      : atCrash.completed[next.assignmentId]?.state ?? 'not started';
+    const journal: string =
+      atCrash.inflight[next.name]?.assignment.assignmentId === next.assignmentId
+        ? atCrash.inflight[next.name].phase
+        : (atCrash.completed[next.assignmentId]?.state ?? 'not started');
     // Temp files of the state file's own atomic writes that the crash left behind.
     const stateTempFilesAtCrash = (await entries(path.join(dataDir, 'state'))).filter((n) => n !== 'agent-state.json').length;
 
@@ -445,7 +465,13 @@ async function runTrial(driver: KindDriver, trial: Trial): Promise<TrialRecord> 
     if (terminals.length !== 1) problems.push(`${terminals.length} terminal reports queued for the assignment`);
     if (mine.at(-1)?.state !== completed?.state) problems.push(`the last queued report (${mine.at(-1)?.state}) is not the final state (${completed?.state})`);
     const reason: string = terminals.at(-1)?.reason ?? '';
-    if (await stat(path.join(dataDir, 'staging', next.assignmentId)).then(() => true, () => false)) problems.push('staging directory left behind');
+    if (
+      await stat(path.join(dataDir, 'staging', next.assignmentId)).then(
+        () => true,
+        () => false,
+      )
+    )
+      problems.push('staging directory left behind');
 
     // The restarted agent removed the temp files of interrupted state writes (AgentStateStore.open).
     const stateTempFiles = (await entries(path.join(dataDir, 'state'))).filter((n) => n !== 'agent-state.json').length;
@@ -515,17 +541,21 @@ async function dryRun(driver: KindDriver, scenario: Scenario): Promise<TracePoin
   const prepared = await driver.prepare(trialDir, scenario, 0);
   try {
     const trace = path.join(trialDir, 'trace.ndjson');
-    const child = await runNode(CHILD, [
-      JSON.stringify({
-        dataDir: prepared.dataDir,
-        certDir,
-        artifactServer: server.artifacts,
-        allowlist: prepared.allowlist,
-        containerSocket: prepared.containerSocket,
-        assignment: prepared.next,
-        inject: { trace },
-      }),
-    ], { timeoutMs: 90_000 });
+    const child = await runNode(
+      CHILD,
+      [
+        JSON.stringify({
+          dataDir: prepared.dataDir,
+          certDir,
+          artifactServer: server.artifacts,
+          allowlist: prepared.allowlist,
+          containerSocket: prepared.containerSocket,
+          assignment: prepared.next,
+          inject: { trace },
+        }),
+      ],
+      { timeoutMs: 90_000 },
+    );
     expect(child.stdout.trim(), child.stderr).toBe(natural(scenario));
     const points = readTrace(trace) as TracePoint[];
     const counts: Record<string, number> = {};
@@ -624,18 +654,25 @@ async function runContainerTrials(): Promise<TrialRecord[]> {
     lane: 0,
   });
   const byLane = Array.from({ length: CONTAINER_LANES }, (_, lane) => trials.filter((t) => t.lane === lane));
-  const results = (await Promise.all(byLane.map(async (laneTrials) => {
-    const out: TrialRecord[] = [];
-    for (const t of laneTrials) out.push(await runTrial(containerDriver, t));
-    return out;
-  }))).flat();
+  const results = (
+    await Promise.all(
+      byLane.map(async (laneTrials) => {
+        const out: TrialRecord[] = [];
+        for (const t of laneTrials) out.push(await runTrial(containerDriver, t));
+        return out;
+      }),
+    )
+  ).flat();
   records.push(...results);
   return results;
 }
 
 function summarize(results: TrialRecord[]): string {
   return results
-    .map((r) => `${r.problems.length ? 'FAIL' : 'ok  '} ${r.kind}/${r.scenario} ${r.phase}#${r.n} seed=${r.seed ?? '-'} at "${r.point}" [journal: ${r.journal}] -> ${r.result} (${r.live}) ${JSON.stringify(r.ms ?? {})}${r.problems.length ? `: ${r.problems.join('; ')}` : ''}`)
+    .map(
+      (r) =>
+        `${r.problems.length ? 'FAIL' : 'ok  '} ${r.kind}/${r.scenario} ${r.phase}#${r.n} seed=${r.seed ?? '-'} at "${r.point}" [journal: ${r.journal}] -> ${r.result} (${r.live}) ${JSON.stringify(r.ms ?? {})}${r.problems.length ? `: ${r.problems.join('; ')}` : ''}`,
+    )
     .join('\n');
 }
 
@@ -666,24 +703,38 @@ afterAll(async () => {
 });
 
 describe('crash injection (SIGKILL at seeded points of the pipeline)', () => {
-  it('model artifact: after every crash and restart the device runs exactly v1 or v2, and the outcome is recorded once', async () => {
-    const results = await runKind(modelDriver, MODEL_PLAN, STATE_SAMPLES);
-    console.log(`[faults] crash injection, model (seed ${SEED}):\n${summarize(results)}`);
-    expect(results.length).toBeGreaterThanOrEqual(26);
-    expect(results.filter((r) => r.problems.length > 0), summarize(results)).toEqual([]);
-    // Spread: every phase was hit.
-    expect(new Set(results.map((r) => r.phase))).toEqual(new Set(['start', 'download', 'verify', 'apply', 'probe', 'rollback', 'cleanup']));
-    // A crash mid-download resumes from the bytes on disk instead of starting over.
-    expect(results.some((r) => r.phase === 'download' && (r.partialBytes ?? 0) > 0 && r.result === 'HEALTHY')).toBe(true);
-  }, LONG ? 1_800_000 : 300_000);
+  it(
+    'model artifact: after every crash and restart the device runs exactly v1 or v2, and the outcome is recorded once',
+    async () => {
+      const results = await runKind(modelDriver, MODEL_PLAN, STATE_SAMPLES);
+      console.log(`[faults] crash injection, model (seed ${SEED}):\n${summarize(results)}`);
+      expect(results.length).toBeGreaterThanOrEqual(26);
+      expect(
+        results.filter((r) => r.problems.length > 0),
+        summarize(results),
+      ).toEqual([]);
+      // Spread: every phase was hit.
+      expect(new Set(results.map((r) => r.phase))).toEqual(new Set(['start', 'download', 'verify', 'apply', 'probe', 'rollback', 'cleanup']));
+      // A crash mid-download resumes from the bytes on disk instead of starting over.
+      expect(results.some((r) => r.phase === 'download' && (r.partialBytes ?? 0) > 0 && r.result === 'HEALTHY')).toBe(true);
+    },
+    LONG ? 1_800_000 : 300_000,
+  );
 
-  it('config artifact with an allowlisted reload: the same, and the service was last reloaded with the live bytes', async () => {
-    const results = await runKind(configDriver, CONFIG_PLAN, STATE_SAMPLES);
-    console.log(`[faults] crash injection, config (seed ${SEED}):\n${summarize(results)}`);
-    expect(results.length).toBeGreaterThanOrEqual(24);
-    expect(results.filter((r) => r.problems.length > 0), summarize(results)).toEqual([]);
-    expect(results.some((r) => r.point.startsWith('spawn '))).toBe(true);
-  }, LONG ? 1_800_000 : 300_000);
+  it(
+    'config artifact with an allowlisted reload: the same, and the service was last reloaded with the live bytes',
+    async () => {
+      const results = await runKind(configDriver, CONFIG_PLAN, STATE_SAMPLES);
+      console.log(`[faults] crash injection, config (seed ${SEED}):\n${summarize(results)}`);
+      expect(results.length).toBeGreaterThanOrEqual(24);
+      expect(
+        results.filter((r) => r.problems.length > 0),
+        summarize(results),
+      ).toEqual([]);
+      expect(results.some((r) => r.point.startsWith('spawn '))).toBe(true);
+    },
+    LONG ? 1_800_000 : 300_000,
+  );
 
   if (!rt) {
     if (IN_CI) {
@@ -694,15 +745,25 @@ describe('crash injection (SIGKILL at seeded points of the pipeline)', () => {
       console.warn(`[faults] container crash trials skipped: ${runtime.missing}`);
     }
   }
-  it.skipIf(!rt)('container artifact (real podman runtime): the live container runs the old or the new digest and serves that version', async () => {
-    const results = await runContainerTrials();
-    console.log(`[faults] crash injection, container (seed ${SEED}):\n${summarize(results)}`);
-    expect(results.filter((r) => r.problems.length > 0), summarize(results)).toEqual([]);
-    // Every engine call of apply and of rollback was a point of death.
-    for (const step of ['docker.createContainer', 'container.stop', 'container.rename', 'container.start', 'container.remove']) {
-      expect(results.some((r) => r.point.startsWith(step)), step).toBe(true);
-    }
-  }, LONG ? 3_600_000 : 300_000);
+  it.skipIf(!rt)(
+    'container artifact (real podman runtime): the live container runs the old or the new digest and serves that version',
+    async () => {
+      const results = await runContainerTrials();
+      console.log(`[faults] crash injection, container (seed ${SEED}):\n${summarize(results)}`);
+      expect(
+        results.filter((r) => r.problems.length > 0),
+        summarize(results),
+      ).toEqual([]);
+      // Every engine call of apply and of rollback was a point of death.
+      for (const step of ['docker.createContainer', 'container.stop', 'container.rename', 'container.start', 'container.remove']) {
+        expect(
+          results.some((r) => r.point.startsWith(step)),
+          step,
+        ).toBe(true);
+      }
+    },
+    LONG ? 3_600_000 : 300_000,
+  );
 
   // Was a bug (plugins/artifact-container/src/engine.ts, nameOf; used by prepare in
   // plugins/artifact-container/src/container-swap.ts): podman's Docker-compatible list endpoint
@@ -712,18 +773,37 @@ describe('crash injection (SIGKILL at seeded points of the pipeline)', () => {
   // second live one: after the agent died while cleanup was removing the backup (the trial
   // above), EVERY later update of that artifact failed ("several live containers are managed
   // for artifact …"). Fixed with `info.Name || info.Names?.[0] || ''`.
-  it.skipIf(!rt)('container artifact: after a crash while the backup container was being removed, the next update still applies', async () => {
-    const lane = lanes.get(0);
-    expect(lane, 'the container crash trials did not run').toBeDefined();
-    const next = await containerDriver.prepare(path.join(root, 'trials', 'container-after-backup-crash'), 'ok', 0);
-    const device = await openDevice({ dataDir: next.dataDir, allowlist: next.allowlist, containerSocket: next.containerSocket, certDir, artifactServer: server.artifacts });
-    try {
-      const state = await runPipeline(device.agent, next.next, new AbortController().signal);
-      const reason = device.agent.state.current.outbox.at(-1)?.reason;
-      records.push({ id: 'container-after-backup-crash', kind: 'container', scenario: 'ok', seed: null, phase: 'cleanup', n: 0, point: '(none: a clean update after the crash above)', partialBytes: null, journal: '-', stateTempFiles: 0, result: state, reason: reason ?? '', live: '-' as never, problems: state === 'HEALTHY' ? [] : [`next update ${state}: ${reason}`] });
-      expect(state, reason).toBe('HEALTHY');
-    } finally {
-      device.close();
-    }
-  }, 120_000);
+  it.skipIf(!rt)(
+    'container artifact: after a crash while the backup container was being removed, the next update still applies',
+    async () => {
+      const lane = lanes.get(0);
+      expect(lane, 'the container crash trials did not run').toBeDefined();
+      const next = await containerDriver.prepare(path.join(root, 'trials', 'container-after-backup-crash'), 'ok', 0);
+      const device = await openDevice({ dataDir: next.dataDir, allowlist: next.allowlist, containerSocket: next.containerSocket, certDir, artifactServer: server.artifacts });
+      try {
+        const state = await runPipeline(device.agent, next.next, new AbortController().signal);
+        const reason = device.agent.state.current.outbox.at(-1)?.reason;
+        records.push({
+          id: 'container-after-backup-crash',
+          kind: 'container',
+          scenario: 'ok',
+          seed: null,
+          phase: 'cleanup',
+          n: 0,
+          point: '(none: a clean update after the crash above)',
+          partialBytes: null,
+          journal: '-',
+          stateTempFiles: 0,
+          result: state,
+          reason: reason ?? '',
+          live: '-' as never,
+          problems: state === 'HEALTHY' ? [] : [`next update ${state}: ${reason}`],
+        });
+        expect(state, reason).toBe('HEALTHY');
+      } finally {
+        device.close();
+      }
+    },
+    120_000,
+  );
 });

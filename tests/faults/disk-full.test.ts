@@ -55,8 +55,21 @@ const liveModel = () => path.join(artifactsDir, 'model', 'detector', 'model');
 
 async function assign(version: string): Promise<{ state: string; reports: Array<{ state: string; message?: string; reason?: string }> }> {
   const { assignmentId } = await serverCli(serverDir, [
-    'assign', '--fleet', 'e2e', '--device', 'edge-1', '--artifact', `detector@${version}`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
+    'assign',
+    '--fleet',
+    'e2e',
+    '--device',
+    'edge-1',
+    '--artifact',
+    `detector@${version}`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: readyFile }),
+    '--probe-timeout',
+    '2',
+    '--probe-attempts',
+    '1',
   ]);
   return waitForAssignment(serverDir, assignmentId, { timeoutMs: 60_000 });
 }

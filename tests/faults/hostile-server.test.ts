@@ -48,9 +48,25 @@ async function withHostileServer(
   const dataDir = path.join(root, label);
   await beforeStart(dataDir);
   const agent = spawnAgent([
-    'run', '--server', fake.address, '--artifact-server', 'https://127.0.0.1:9',
-    '--cert', path.join(creds, 'device.crt'), '--key', path.join(creds, 'device.key'), '--ca', path.join(creds, 'ca.crt'),
-    '--tuf-root', path.join(creds, 'tuf-root.json'), '--data-dir', dataDir, '--container-runtime', 'none', '--log-level', 'warn',
+    'run',
+    '--server',
+    fake.address,
+    '--artifact-server',
+    'https://127.0.0.1:9',
+    '--cert',
+    path.join(creds, 'device.crt'),
+    '--key',
+    path.join(creds, 'device.key'),
+    '--ca',
+    path.join(creds, 'ca.crt'),
+    '--tuf-root',
+    path.join(creds, 'tuf-root.json'),
+    '--data-dir',
+    dataDir,
+    '--container-runtime',
+    'none',
+    '--log-level',
+    'warn',
   ]);
   try {
     await body(fake, agent);
@@ -65,13 +81,18 @@ describe('an agent whose server answers with hostile values', () => {
   it('clamps a heartbeat interval of 2^32-1 s instead of overflowing the timer into a tight loop', async () => {
     // Node clamps a timer above 2^31-1 ms to 1 ms: before the clamp this was thousands of
     // heartbeats a second.
-    await withHostileServer('interval', { heartbeatSeconds: 4_294_967_295 }, async () => undefined, async (fake, agent) => {
-      await waitFor('the first heartbeat', () => fake.stats.heartbeats > 0, { timeoutMs: 30_000 });
-      await new Promise((res) => setTimeout(res, 3000));
-      expect(fake.stats.heartbeats).toBe(1);
-      const clamped = await agent.waitForLine((l: { msg?: string; used?: number }) => l?.msg?.includes('heartbeat interval outside') === true, 5000);
-      expect(clamped).toMatchObject({ requested: 4_294_967_295, used: HEARTBEAT_SECONDS_MAX });
-    });
+    await withHostileServer(
+      'interval',
+      { heartbeatSeconds: 4_294_967_295 },
+      async () => undefined,
+      async (fake, agent) => {
+        await waitFor('the first heartbeat', () => fake.stats.heartbeats > 0, { timeoutMs: 30_000 });
+        await new Promise((res) => setTimeout(res, 3000));
+        expect(fake.stats.heartbeats).toBe(1);
+        const clamped = await agent.waitForLine((l: { msg?: string; used?: number }) => l?.msg?.includes('heartbeat interval outside') === true, 5000);
+        expect(clamped).toMatchObject({ requested: 4_294_967_295, used: HEARTBEAT_SECONDS_MAX });
+      },
+    );
   }, 60_000);
 
   it('takes at most four log requests at a time, uploads them one at a time, each within the byte budget', async () => {

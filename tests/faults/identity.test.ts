@@ -10,15 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createAssignment,
-  decommissionDevice,
-  getAssignment,
-  issueDeviceCertificate,
-  publishArtifact,
-  requestDeviceLogs,
-  type MeshanicsContext,
-} from '@meshanics/server';
+import { createAssignment, decommissionDevice, getAssignment, issueDeviceCertificate, publishArtifact, requestDeviceLogs, type MeshanicsContext } from '@meshanics/server';
 import { serverCli, type Child } from '../../scripts/lib/processes.mjs';
 import { recordResults } from './fixtures/fault-lib.mjs';
 import { CAPABILITIES, FLEET, rawDevice, startFaultServer, type FaultServer, type RawTls } from './fixtures/fault-server.js';
@@ -98,18 +90,24 @@ describe('identity comes from the verified certificate, nothing else', () => {
 
   it('an expired certificate of our CA completes no handshake', async () => {
     await device('expired');
-    const expired = await certificateFromOurCa({ trustDomain: ctx.trustDomain, fleet: FLEET, name: 'expired' }, {
-      seconds: 60,
-      now: new Date(Date.now() - 3_600_000),
-    });
+    const expired = await certificateFromOurCa(
+      { trustDomain: ctx.trustDomain, fleet: FLEET, name: 'expired' },
+      {
+        seconds: 60,
+        now: new Date(Date.now() - 3_600_000),
+      },
+    );
     expect(Date.parse(new crypto.X509Certificate(expired.cert).validTo)).toBeLessThan(Date.now());
     const res = await register(expired);
     expect(res.code).toBe(grpc.status.UNAVAILABLE);
     expect(await artifactGet(expired)).toMatch(/^error /);
-    rows.push({ scenario: 'expired certificate (our CA, expired an hour ago)', outcome: `gRPC ${grpc.status[res.code]} (handshake refused); artifact server: ${await artifactGet(expired)}` });
+    rows.push({
+      scenario: 'expired certificate (our CA, expired an hour ago)',
+      outcome: `gRPC ${grpc.status[res.code]} (handshake refused); artifact server: ${await artifactGet(expired)}`,
+    });
   });
 
-  it('a certificate of our CA for another trust domain, or naming no device (the server\'s own), is refused as nobody', async () => {
+  it("a certificate of our CA for another trust domain, or naming no device (the server's own), is refused as nobody", async () => {
     const foreignDomain = await certificateFromOurCa({ trustDomain: 'evil.example', fleet: FLEET, name: 'legit' }, { seconds: 3600 });
     const res = await register(foreignDomain);
     expect(res).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'client certificate carries no device identity of this trust domain' });
@@ -122,7 +120,10 @@ describe('identity comes from the verified certificate, nothing else', () => {
     const own = await register(serverOwn);
     expect([grpc.status.UNAVAILABLE, grpc.status.UNAUTHENTICATED]).toContain(own.code);
     rows.push({ scenario: 'certificate of our CA for another trust domain', outcome: `gRPC ${grpc.status[res.code]}: ${res.details}; artifact server HTTP 403` });
-    rows.push({ scenario: "the server's own certificate (our CA, serverAuth, no device identity) as a client certificate", outcome: `gRPC ${grpc.status[own.code]}${own.code === grpc.status.UNAVAILABLE ? ' (TLS handshake refused)' : `: ${own.details}`}` });
+    rows.push({
+      scenario: "the server's own certificate (our CA, serverAuth, no device identity) as a client certificate",
+      outcome: `gRPC ${grpc.status[own.code]}${own.code === grpc.status.UNAVAILABLE ? ' (TLS handshake refused)' : `: ${own.details}`}`,
+    });
   });
 
   it('a decommissioned device learns it once, then every call and the artifact server refuse it', async () => {
@@ -145,7 +146,10 @@ describe('identity comes from the verified certificate, nothing else', () => {
     const upload = await rawUpload(rawClient(server.grpc, gone), [encode('UploadLogs', { logRequestId: 'x', data: Buffer.from([0x1f, 0x8b, 0x08]) })]);
     expect(upload).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: 'device is decommissioned' });
     expect(await artifactGet(gone)).toBe('HTTP 403');
-    rows.push({ scenario: 'decommissioned device', outcome: 'first heartbeat: offboarded=true; then Register/Heartbeat/ReportArtifactStatus/UploadLogs PERMISSION_DENIED "device is decommissioned"; artifact server HTTP 403' });
+    rows.push({
+      scenario: 'decommissioned device',
+      outcome: 'first heartbeat: offboarded=true; then Register/Heartbeat/ReportArtifactStatus/UploadLogs PERMISSION_DENIED "device is decommissioned"; artifact server HTTP 403',
+    });
   });
 
   it("a device cannot report on another device's assignment, nor upload for its log request, nor probe which ids exist", async () => {
@@ -154,8 +158,12 @@ describe('identity comes from the verified certificate, nothing else', () => {
     expect((await register(victim)).code).toBe(0);
     expect((await register(attacker)).code).toBe(0);
     const { assignmentId } = await createAssignment(ctx, {
-      fleet: FLEET, device: 'victim', artifact: 'detector', version: '1.0.0',
-      probe: { type: 'file', spec: { path: '/tmp/ready' } }, actor: 'test:faults',
+      fleet: FLEET,
+      device: 'victim',
+      artifact: 'detector',
+      version: '1.0.0',
+      probe: { type: 'file', spec: { path: '/tmp/ready' } },
+      actor: 'test:faults',
     });
     const foreign = await call(attacker, 'ReportArtifactStatus', report(assignmentId, 1));
     const unknown = await call(attacker, 'ReportArtifactStatus', report(crypto.randomUUID(), 2));
@@ -173,7 +181,10 @@ describe('identity comes from the verified certificate, nothing else', () => {
     const { logRequestId } = await requestDeviceLogs(ctx, { fleet: FLEET, device: 'victim', maxBytes: 65536, actor: 'test:faults' });
     const stolen = await rawUpload(rawClient(server.grpc, attacker), [encode('UploadLogs', { logRequestId, data: Buffer.from([0x1f, 0x8b, 0x08, 0, 0]) })]);
     expect(stolen).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'no such log request for this device' });
-    rows.push({ scenario: "report on another device's assignment id (and on a random id)", outcome: `${grpc.status[foreign.code]} "${foreign.details}" for both; the assignment shows no report` });
+    rows.push({
+      scenario: "report on another device's assignment id (and on a random id)",
+      outcome: `${grpc.status[foreign.code]} "${foreign.details}" for both; the assignment shows no report`,
+    });
     rows.push({ scenario: "upload for another device's log request", outcome: `${grpc.status[stolen.code]} "${stolen.details}"` });
   });
 
@@ -200,6 +211,9 @@ describe('identity comes from the verified certificate, nothing else', () => {
     expect(after.lastSeenAt ?? null).toBe(before.lastSeenAt ?? null);
     expect(JSON.stringify(after)).toBe(JSON.stringify(before));
     expect((await ctx.store.getDeviceBySpiffeId(attacker.spiffeId))?.registeredAt).toBeTruthy();
-    rows.push({ scenario: 'request bytes with unknown fields naming another device (Register, Heartbeat)', outcome: 'ignored: Register answers with the certificate\'s own name; the named device\'s record is unchanged' });
+    rows.push({
+      scenario: 'request bytes with unknown fields naming another device (Register, Heartbeat)',
+      outcome: "ignored: Register answers with the certificate's own name; the named device's record is unchanged",
+    });
   });
 });

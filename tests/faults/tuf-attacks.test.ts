@@ -86,14 +86,7 @@ function trustedVersion(device: Device, role: string): number {
  * with a REAL (stolen) role key is valid TUF metadata and may be trusted (`stolen`: those
  * roles): only what it points to must be refused. Returns the reason.
  */
-async function expectRefused(
-  attack: string,
-  device: Device,
-  assignment: Assignment,
-  reason: RegExp,
-  genuine = repo.current().versions,
-  { stolen = [] as string[] } = {},
-) {
+async function expectRefused(attack: string, device: Device, assignment: Assignment, reason: RegExp, genuine = repo.current().versions, { stolen = [] as string[] } = {}) {
   const state = await runPipeline(device.agent, assignment, new AbortController().signal);
   const reports = device.agent.state.current.outbox.filter((r) => r.assignmentId === assignment.assignmentId);
   const last = reports.at(-1);
@@ -137,7 +130,9 @@ async function expectRecovers(device: Device, target: PublishedArtifact & { byte
   const laggingBin = () => {
     const trusted = JSON.parse(readFileSync(path.join(device.dataDir, 'tuf', 'snapshot.json'), 'utf8')).signed.meta as Record<string, { version: number }>;
     const served = repo.current().snapshot.signed.meta;
-    return Object.keys(trusted).find((f) => f.startsWith('publisher-bin-') && (served[f]?.version ?? 0) < trusted[f]!.version)?.replace(/\.json$/, '');
+    return Object.keys(trusted)
+      .find((f) => f.startsWith('publisher-bin-') && (served[f]?.version ?? 0) < trusted[f]!.version)
+      ?.replace(/\.json$/, '');
   };
   for (let bin = laggingBin(); !passed() || bin !== undefined; bin = laggingBin()) {
     let version = `0.0.${++published}`;
@@ -189,7 +184,12 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     evil[100] = evil[100]! ^ 0xff;
     await writeFile(stored, evil);
     try {
-      await expectRefused('arbitrary target (same length, other bytes)', device, assignmentFor(v2), /^MESH_ERR_DIGEST_MISMATCH: detector\/2\.\d+\.0\/detector: downloaded \d+ bytes with sha256 [0-9a-f]{64}, TUF metadata says \d+ bytes with sha256/);
+      await expectRefused(
+        'arbitrary target (same length, other bytes)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_DIGEST_MISMATCH: detector\/2\.\d+\.0\/detector: downloaded \d+ bytes with sha256 [0-9a-f]{64}, TUF metadata says \d+ bytes with sha256/,
+      );
     } finally {
       await writeFile(stored, v2.bytes);
     }
@@ -205,7 +205,12 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const dir = path.join(repo.targetsDir, 'detector', '6.6.6');
     await (await import('node:fs/promises')).mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, `${fake.sha256}.detector`), bytes);
-    await expectRefused('arbitrary target (unsigned path)', device, assignmentFor(fake), /^MESH_ERR_TUF_TARGET_UNKNOWN: target "detector\/6\.6\.6\/detector" is not in the verified TUF metadata$/);
+    await expectRefused(
+      'arbitrary target (unsigned path)',
+      device,
+      assignmentFor(fake),
+      /^MESH_ERR_TUF_TARGET_UNKNOWN: target "detector\/6\.6\.6\/detector" is not in the verified TUF metadata$/,
+    );
     device.close();
   });
 
@@ -216,7 +221,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const genuine = repo.current().versions;
     await underAttack(async () => {
       repo.write('timestamp.json', old);
-      await expectRefused('rollback of timestamp', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: New timestamp version \d+ is less than current version \d+$/, genuine);
+      await expectRefused(
+        'rollback of timestamp',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: New timestamp version \d+ is less than current version \d+$/,
+        genuine,
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -229,7 +240,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     await underAttack(async () => {
       const older = genuine.snapshot - 1;
       repo.write('timestamp.json', repo.timestampFor(older, repo.bytes(`${older}.snapshot.json`)));
-      await expectRefused('rollback of snapshot', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: New snapshot version \d+ is less than current version \d+$/, genuine);
+      await expectRefused(
+        'rollback of snapshot',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: New snapshot version \d+ is less than current version \d+$/,
+        genuine,
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -239,16 +256,26 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
   // targets and publisher stay at their versions while artifacts are published; one bin
   // changes per publish), so the rollback and mix-and-match attacks on targets metadata aim at
   // the bin that signs the artifact.
-  it('rollback of targets: a new snapshot naming an older version of the delegated targets (the artifact\'s bin) is refused', async () => {
+  it("rollback of targets: a new snapshot naming an older version of the delegated targets (the artifact's bin) is refused", async () => {
     const v2 = await publish();
     const device = await freshDevice('rollback-targets');
     const genuine = repo.current().versions;
     const bin = repo.binOf(v2.targetPath);
     await underAttack(async () => {
       const older = bin.version - 1;
-      const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, older, repo.bytes(`${older}.${bin.role}.json`), { role: bin.role }));
+      const snapshot = repo.write(
+        `${genuine.snapshot + 1}.snapshot.json`,
+        repo.snapshotFor(genuine.snapshot + 1, older, repo.bytes(`${older}.${bin.role}.json`), { role: bin.role }),
+      );
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('rollback of targets (delegated bin role)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: New version \d+ of publisher-bin-[0-9a-f]+\.json is less than current version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
+      await expectRefused(
+        'rollback of targets (delegated bin role)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: New version \d+ of publisher-bin-[0-9a-f]+\.json is less than current version \d+$/,
+        genuine,
+        { stolen: ['timestamp', 'snapshot'] },
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -260,7 +287,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const genuine = repo.current().versions;
     await underAttack(async () => {
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot, repo.bytes(`${genuine.snapshot}.snapshot.json`), { expires: isoIn(-3_600_000) }));
-      await expectRefused('freeze (expired timestamp)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Final timestamp\.json is expired$/, genuine);
+      await expectRefused(
+        'freeze (expired timestamp)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Final timestamp\.json is expired$/,
+        genuine,
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -275,7 +308,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const bin = repo.binOf(v2.targetPath);
     await underAttack(async () => {
       repo.write(`${bin.version}.${bin.role}.json`, oldTargets);
-      await expectRefused('mix-and-match (old targets under the new name)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Expected (length|hash) .* but got /, genuine);
+      await expectRefused(
+        'mix-and-match (old targets under the new name)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Expected (length|hash) .* but got /,
+        genuine,
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -294,7 +333,14 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
       repo.write(`${next}.${bin.role}.json`, oldTargets);
       const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, next, oldTargets, { role: bin.role, withHashes: false }));
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('mix-and-match (snapshot names a version the file is not)', device, assignmentFor(v2), /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Version \d+ of publisher-bin-[0-9a-f]+ does not match snapshot version \d+$/, genuine, { stolen: ['timestamp', 'snapshot'] });
+      await expectRefused(
+        'mix-and-match (snapshot names a version the file is not)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_DELEGATION: delegated TUF metadata for "[^"]+" failed verification: Unable to load targets error Error: Version \d+ of publisher-bin-[0-9a-f]+ does not match snapshot version \d+$/,
+        genuine,
+        { stolen: ['timestamp', 'snapshot'] },
+      );
     });
     await expectRecovers(device, v2);
     device.close();
@@ -306,7 +352,12 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     const stored = path.join(repo.targetsDir, 'detector', v2.version, `${v2.sha256}.detector`);
     await appendFile(stored, randomBytes(256 * 1024));
     try {
-      await expectRefused('endless data (target)', device, assignmentFor(v2), /^MESH_ERR_DIGEST_MISMATCH: detector\/2\.\d+\.0\/detector: server sent more than the \d+ bytes TUF allows$/);
+      await expectRefused(
+        'endless data (target)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_DIGEST_MISMATCH: detector\/2\.\d+\.0\/detector: server sent more than the \d+ bytes TUF allows$/,
+      );
     } finally {
       await writeFile(stored, v2.bytes);
     }
@@ -333,7 +384,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
     await underAttack(async () => {
       const attacker = loadKey(undefined);
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot, repo.bytes(`${genuine.snapshot}.snapshot.json`), { keys: [attacker] }));
-      await expectRefused('wrong key (timestamp by an attacker key)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: timestamp was signed by 0\/1 keys$/, genuine);
+      await expectRefused(
+        'wrong key (timestamp by an attacker key)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: timestamp was signed by 0\/1 keys$/,
+        genuine,
+      );
     });
     await underAttack(async () => {
       // The targets key (stolen) signs a snapshot; the real timestamp key vouches for its hash.
@@ -342,18 +399,35 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
         repo.snapshotFor(genuine.snapshot + 1, genuine.targets, repo.bytes(`${genuine.targets}.targets.json`), { keys: [repo.key('targets')] }),
       );
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot + 1, snapshot));
-      await expectRefused('wrong key (snapshot by the targets key)', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: snapshot was signed by 0\/1 keys$/, genuine, { stolen: ['timestamp'] });
+      await expectRefused(
+        'wrong key (snapshot by the targets key)',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: Unable to load snapshot metadata error Error: snapshot was signed by 0\/1 keys$/,
+        genuine,
+        { stolen: ['timestamp'] },
+      );
     });
     await expectRecovers(device, v2);
     device.close();
   });
 
-  it('an assignment whose expected digest differs from TUF\'s, or whose spec differs from the signed one, fails before download', async () => {
+  it("an assignment whose expected digest differs from TUF's, or whose spec differs from the signed one, fails before download", async () => {
     const v2 = await publish();
     const device = await freshDevice('digest-mismatch');
-    await expectRefused('assignment digest differs from TUF', device, assignmentFor({ ...v2, sha256: sha256(v1Bytes) }), /^MESH_ERR_DIGEST_MISMATCH: assignment expects sha256 [0-9a-f]{64} \(\d+ bytes\) but the TUF-verified target has sha256 [0-9a-f]{64} \(\d+ bytes\)$/);
+    await expectRefused(
+      'assignment digest differs from TUF',
+      device,
+      assignmentFor({ ...v2, sha256: sha256(v1Bytes) }),
+      /^MESH_ERR_DIGEST_MISMATCH: assignment expects sha256 [0-9a-f]{64} \(\d+ bytes\) but the TUF-verified target has sha256 [0-9a-f]{64} \(\d+ bytes\)$/,
+    );
     await expectRefused('assignment length differs from TUF', device, assignmentFor({ ...v2, length: v2.length + 1 }), /^MESH_ERR_DIGEST_MISMATCH: assignment expects/);
-    await expectRefused('assignment spec differs from the signed spec', device, assignmentFor(v2, { specJson: JSON.stringify({ fileName: 'elsewhere' }) }), /^MESH_ERR_SPEC_INVALID: assignment spec differs from the spec signed into the TUF target$/);
+    await expectRefused(
+      'assignment spec differs from the signed spec',
+      device,
+      assignmentFor(v2, { specJson: JSON.stringify({ fileName: 'elsewhere' }) }),
+      /^MESH_ERR_SPEC_INVALID: assignment spec differs from the spec signed into the TUF target$/,
+    );
     await expectRecovers(device, v2);
     device.close();
   });
@@ -374,7 +448,13 @@ describe('TUF attacks against a device (real repository, crafted metadata)', () 
       const rotated = sign(Metadata.fromJSON(MetadataKind.Root, { signed, signatures: [] }), [attacker]);
       repo.write('2.root.json', rotated);
       repo.write('timestamp.json', repo.timestampFor(genuine.snapshot, repo.bytes(`${genuine.snapshot}.snapshot.json`), { keys: [attacker] }));
-      await expectRefused('root rotation not signed by the trusted root', device, assignmentFor(v2), /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: root was signed by 0\/1 keys$/, genuine);
+      await expectRefused(
+        'root rotation not signed by the trusted root',
+        device,
+        assignmentFor(v2),
+        /^MESH_ERR_TUF_REFRESH: TUF metadata refresh failed: root was signed by 0\/1 keys$/,
+        genuine,
+      );
     });
     expect(JSON.parse(readFileSync(path.join(device.dataDir, 'tuf', 'root.json'), 'utf8')).signed.version).toBe(1);
     await expectRecovers(device, v2);

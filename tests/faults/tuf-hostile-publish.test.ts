@@ -45,8 +45,21 @@ async function blueInstallsGood(): Promise<void> {
   const ready = path.join(root, 'ready', version);
   await writeFile(ready, 'ok');
   const { assignmentId } = await serverCli(serverDir, [
-    'assign', '--fleet', 'blue', '--device', 'edge-blue', '--artifact', `good@${version}`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready }), '--probe-timeout', '2', '--probe-attempts', '1',
+    'assign',
+    '--fleet',
+    'blue',
+    '--device',
+    'edge-blue',
+    '--artifact',
+    `good@${version}`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: ready }),
+    '--probe-timeout',
+    '2',
+    '--probe-attempts',
+    '1',
   ]);
   const view = await waitForAssignment(serverDir, assignmentId);
   expect(view.state, view.reason).toBe('HEALTHY');
@@ -60,7 +73,15 @@ beforeAll(async () => {
   serverDir = path.join(root, 'server');
   await mkdir(path.join(root, 'ready'), { recursive: true });
   server = await startServer(serverDir, { extraArgs: ['--api-listen', '127.0.0.1:0'] });
-  const listening = server.lines.map((l) => { try { return JSON.parse(l); } catch { return {}; } }).find((l) => l.msg === 'server listening');
+  const listening = server.lines
+    .map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return {};
+      }
+    })
+    .find((l) => l.msg === 'server listening');
   api = listening.api;
   const created = await serverCli(serverDir, ['apikey', 'create', '--name', 'red-publisher', '--fleet', 'red', '--approve', '--permissions', 'artifacts.write']);
   redKey = JSON.stringify(created).match(/mesh_key_[A-Za-z0-9_-]+/)![0];

@@ -49,8 +49,16 @@ async function startContainer(label: string, volume: string, extraEnv: Record<st
   };
   await podman(['rm', '-f', name], { allowFail: true });
   await podman([
-    'run', '-d', '--name', name, '--network', 'host', '--health-interval', 'disable',
-    '-v', `${volume}:/var/lib/meshanics`,
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'host',
+    '--health-interval',
+    'disable',
+    '-v',
+    `${volume}:/var/lib/meshanics`,
     ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     image,
   ]);
@@ -66,18 +74,22 @@ async function restart(c: Started): Promise<void> {
 }
 
 async function waitReady(c: Started): Promise<void> {
-  await waitFor(`${c.name} /readyz`, async () => {
-    const state = await podman(['inspect', '-f', '{{.State.Status}}', c.name]);
-    if (state.stdout.trim() === 'exited') {
-      const logs = await podman(['logs', c.name], { allowFail: true });
-      throw new Error(`${c.name} exited: ${logs.stdout}${logs.stderr}`);
-    }
-    try {
-      return (await fetch(`${c.api}/readyz`)).status === 200;
-    } catch {
-      return false;
-    }
-  }, { timeoutMs: 30_000, intervalMs: 100 });
+  await waitFor(
+    `${c.name} /readyz`,
+    async () => {
+      const state = await podman(['inspect', '-f', '{{.State.Status}}', c.name]);
+      if (state.stdout.trim() === 'exited') {
+        const logs = await podman(['logs', c.name], { allowFail: true });
+        throw new Error(`${c.name} exited: ${logs.stdout}${logs.stderr}`);
+      }
+      try {
+        return (await fetch(`${c.api}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
 }
 
 /** Issues a device certificate inside the container and copies the credentials out to the host. */
@@ -95,17 +107,34 @@ async function publishAndAssign(c: Started, input: { fleet: string; device: stri
   await podman(['cp', file, `${c.name}:/tmp/detector-${input.version}`]);
   await serverCliIn(c.name, ['artifact', 'publish', `/tmp/detector-${input.version}`, '--name', 'detector', '--version', input.version, '--kind', 'model']);
   const { assignmentId } = await serverCliIn(c.name, [
-    'assign', '--fleet', input.fleet, '--device', input.device, '--artifact', `detector@${input.version}`,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: input.readyFile }), '--probe-timeout', '1', '--probe-attempts', '2',
+    'assign',
+    '--fleet',
+    input.fleet,
+    '--device',
+    input.device,
+    '--artifact',
+    `detector@${input.version}`,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: input.readyFile }),
+    '--probe-timeout',
+    '1',
+    '--probe-attempts',
+    '2',
   ]);
   return assignmentId as string;
 }
 
 async function waitTerminal(c: Started, id: string): Promise<any> {
-  return waitFor(`assignment ${id}`, async () => {
-    const view = await serverCliIn(c.name, ['assignment', 'show', id]);
-    return TERMINAL.has(view.state) ? view : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 300 });
+  return waitFor(
+    `assignment ${id}`,
+    async () => {
+      const view = await serverCliIn(c.name, ['assignment', 'show', id]);
+      return TERMINAL.has(view.state) ? view : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 300 },
+  );
 }
 
 /** The uid the container's main process runs as, read from the host's /proc (not from inside). */
@@ -120,7 +149,9 @@ describe.skipIf(Boolean(missing))('the server image', () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-image-'));
     // The suite's build already ran; this stages and builds the image (cached layers and deps).
     const { stdout } = await execFileP(process.execPath, [path.join(ROOT, 'scripts/image/build.mjs'), '--no-build'], {
-      cwd: ROOT, maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60_000,
+      cwd: ROOT,
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 15 * 60_000,
     });
     image = JSON.parse(stdout.trim().split('\n').at(-1)!).tag;
   }, 16 * 60_000);
@@ -153,7 +184,11 @@ describe.skipIf(Boolean(missing))('the server image', () => {
     const good = await publishAndAssign(c, { fleet: 'lab', device: 'edge-1', version: '1.0.0', bytes: v1, readyFile: ready });
     expect((await waitTerminal(c, good)).state).toBe('HEALTHY');
     const bad = await publishAndAssign(c, {
-      fleet: 'lab', device: 'edge-1', version: '2.0.0', bytes: randomBytes(32 * 1024), readyFile: path.join(root, 'never'),
+      fleet: 'lab',
+      device: 'edge-1',
+      version: '2.0.0',
+      bytes: randomBytes(32 * 1024),
+      readyFile: path.join(root, 'never'),
     });
     expect((await waitTerminal(c, bad)).state).toBe('ROLLED_BACK');
     expect(await readFile(path.join(agentDir, 'artifacts', 'model', 'detector', 'model'))).toEqual(v1);

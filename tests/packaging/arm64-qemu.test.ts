@@ -57,7 +57,13 @@ describe.skipIf(Boolean(skip))(`the arm64 package under qemu-aarch64-static${ski
   }, 120_000);
 
   it('ships the tree of the .deb as the linux-arm64 tarball, all four files listed in SHA256SUMS', async () => {
-    const paths = (lines: string) => lines.split('\n').filter(Boolean).map((l) => l.replace(/^\.\//, '').replace(/\/$/, '')).filter((p) => p && p !== '.').sort();
+    const paths = (lines: string) =>
+      lines
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.replace(/^\.\//, '').replace(/\/$/, ''))
+        .filter((p) => p && p !== '.')
+        .sort();
     const debList = (await run('sh', ['-c', `dpkg-deb --fsys-tarfile '${artifact(manifest, '_arm64.deb')}' | tar -t`], { maxBuffer: 1 << 26 })).stdout;
     const tarList = (await run('tar', ['-tzf', artifact(manifest, '-linux-arm64.tar.gz')], { maxBuffer: 1 << 26 })).stdout;
     expect(paths(tarList)).toEqual(paths(debList));
@@ -71,7 +77,11 @@ describe.skipIf(Boolean(skip))(`the arm64 package under qemu-aarch64-static${ski
     const fingerprint = new X509Certificate(await readFile(path.join(serverDir, 'pki', 'ca.crt'))).fingerprint256;
     const dataDir = path.join(work, 'agent');
     // No /etc/meshanics/agent.json on this host: the agent's defaults (deny all) apply.
-    const enrolled = await run('qemu-aarch64-static', [...arm64Node(), 'enroll', '--server', server.enroll, '--token', token, '--name', 'edge-arm64', '--ca-fingerprint', fingerprint, '--data-dir', dataDir], { timeout: 120_000 });
+    const enrolled = await run(
+      'qemu-aarch64-static',
+      [...arm64Node(), 'enroll', '--server', server.enroll, '--token', token, '--name', 'edge-arm64', '--ca-fingerprint', fingerprint, '--data-dir', dataDir],
+      { timeout: 120_000 },
+    );
     expect(enrolled.stderr).toBe('');
     const proc = spawn('qemu-aarch64-static', [...arm64Node(), 'run', '--data-dir', dataDir, '--container-runtime', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
     agent = new Child('arm64-agent', proc);
@@ -80,7 +90,19 @@ describe.skipIf(Boolean(skip))(`the arm64 package under qemu-aarch64-static${ski
     await writeFile(ready, 'ok');
     await chmod(ready, 0o644);
     await publishModel(serverDir, work, { name: 'detector', version: '1.0.0' }, Buffer.from('arm64 model'));
-    const a = await serverCli(serverDir, ['assign', '--fleet', 'arm', '--device', 'edge-arm64', '--artifact', 'detector@1.0.0', '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready })]);
+    const a = await serverCli(serverDir, [
+      'assign',
+      '--fleet',
+      'arm',
+      '--device',
+      'edge-arm64',
+      '--artifact',
+      'detector@1.0.0',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: ready }),
+    ]);
     expect((await waitForAssignment(serverDir, a.assignmentId, { timeoutMs: 120_000 })).state).toBe('HEALTHY');
   }, 300_000);
 });

@@ -19,11 +19,18 @@ import { artifact, ensurePackages, missingTools, OUT, ROOT, type Manifest } from
 const run = promisify(execFile);
 const skip = missingTools(['mmdebstrap', 'podman', 'runc', 'dpkg-deb', 'strip', 'aarch64-linux-gnu-strip', 'npm']);
 const VENDOR = '@vendor/artifact-directory';
-const DEFAULTS = ['@meshanics/artifact-model', '@meshanics/artifact-config', '@meshanics/artifact-container', '@meshanics/probe-exec', '@meshanics/probe-http', '@meshanics/probe-file'];
+const DEFAULTS = [
+  '@meshanics/artifact-model',
+  '@meshanics/artifact-config',
+  '@meshanics/artifact-container',
+  '@meshanics/probe-exec',
+  '@meshanics/probe-http',
+  '@meshanics/probe-file',
+];
 // Paths that change on any dpkg run and are not the package's: dpkg's own database and log,
 // and shadow's backups of the previous passwd/group state (useradd/userdel write them).
 const BOOKKEEPING = /^\/var\/(lib\/dpkg|log|cache\/debconf)\/|^\/etc\/(g?shadow|passwd|group)-\/$/;
-const SNAPSHOT = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /run \\) -prune -o -print | sort";
+const SNAPSHOT = 'find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /run \\) -prune -o -print | sort';
 
 let manifest: Manifest;
 let work: string;
@@ -37,11 +44,15 @@ let before: string[];
 
 /** The example vendor plugin as its vendor ships it: one packed npm package, its dependency bundled. */
 async function packVendorPlugin(): Promise<{ tgz: string; schema: string }> {
-  const npm = (args: string[], cwd: string) => run('npm', [...args, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
+  const npm = (args: string[], cwd: string) =>
+    run('npm', [...args, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
   const tarballs = path.join(work, 'tarballs');
   await mkdir(tarballs, { recursive: true });
   await npm(['pack', '--pack-destination', tarballs, '-w', '@meshanics/core'], ROOT);
-  const coreTgz = path.join(tarballs, (await readdir(tarballs)).find((f) => f.startsWith('meshanics-core-'))!);
+  const coreTgz = path.join(
+    tarballs,
+    (await readdir(tarballs)).find((f) => f.startsWith('meshanics-core-'))!,
+  );
   const vendor = path.join(work, 'vendor');
   await cp(path.join(ROOT, 'examples', 'artifact-directory'), vendor, { recursive: true, filter: (src) => !/node_modules|dist/.test(src) });
   const pkg = JSON.parse(await readFile(path.join(vendor, 'package.json'), 'utf8'));
@@ -117,7 +128,9 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     // The vendor plugin, dropped in as a packed npm package and enabled by name.
     const dir = `/usr/lib/meshanics-agent/plugins/${VENDOR}`;
     expect((await device.sh(`mkdir -p ${dir} && tar -xzf ${vendorTgz} -C ${dir} --strip-components=1 --no-same-owner`)).code).toBe(0);
-    await device.sh(`cat > /etc/meshanics/agent.json <<'EOF'\n${JSON.stringify({ plugins: [...DEFAULTS, VENDOR], allowlist: { writePaths: [], systemdUnits: [], execBinaries: [], httpHosts: [], bindMountPaths: [] } }, null, 2)}\nEOF`);
+    await device.sh(
+      `cat > /etc/meshanics/agent.json <<'EOF'\n${JSON.stringify({ plugins: [...DEFAULTS, VENDOR], allowlist: { writePaths: [], systemdUnits: [], execBinaries: [], httpHosts: [], bindMountPaths: [] } }, null, 2)}\nEOF`,
+    );
     const unit = (await device.sh('cat /usr/lib/systemd/system/meshanics-agent.service')).stdout;
     const execStart = /^ExecStart=(.*)$/m.exec(unit)![1];
     agent = device.spawn('packaged-agent', `runuser -u meshanics -- ${execStart}`, '/run/agent.pid');
@@ -131,7 +144,18 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     const good = await assign(['--artifact', 'detector@1.0.0', '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready })]);
     expect((await waitForAssignment(serverDir, good.assignmentId)).state).toBe('HEALTHY');
     await publishModel(serverDir, work, { name: 'detector', version: '2.0.0' }, Buffer.from('model two'));
-    const bad = await assign(['--artifact', 'detector@2.0.0', '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: path.join(work, 'never') }), '--probe-attempts', '1', '--probe-timeout', '1']);
+    const bad = await assign([
+      '--artifact',
+      'detector@2.0.0',
+      '--probe-type',
+      'file',
+      '--probe-spec',
+      JSON.stringify({ path: path.join(work, 'never') }),
+      '--probe-attempts',
+      '1',
+      '--probe-timeout',
+      '1',
+    ]);
     expect((await waitForAssignment(serverDir, bad.assignmentId)).state).toBe('ROLLED_BACK');
     const models = await device.sh('find /var/lib/meshanics-agent/artifacts -type f -name "*" | xargs cat 2>/dev/null');
     expect(models.stdout).toContain('model one');
@@ -154,7 +178,9 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
 
   it('refuses a vendor plugin built for another core API, naming both versions', async () => {
     const dir = '/usr/lib/meshanics-agent/plugins/@vendor/future';
-    await device.sh(`mkdir -p ${dir} && printf '%s' '{"name":"@vendor/future","version":"9.0.0","type":"module","exports":"./index.js"}' > ${dir}/package.json && printf '%s\\n' "export default class { name = 'Future'; version = '9.0.0'; coreApi = '^9.0.0'; provides = { artifactKind: 'future' }; specSchema = { type: 'object' }; apply() {} }" > ${dir}/index.js`);
+    await device.sh(
+      `mkdir -p ${dir} && printf '%s' '{"name":"@vendor/future","version":"9.0.0","type":"module","exports":"./index.js"}' > ${dir}/package.json && printf '%s\\n' "export default class { name = 'Future'; version = '9.0.0'; coreApi = '^9.0.0'; provides = { artifactKind: 'future' }; specSchema = { type: 'object' }; apply() {} }" > ${dir}/index.js`,
+    );
     const refused = await device.sh('runuser -u meshanics -- meshanics-agent run --plugins @vendor/future,@meshanics/probe-file');
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('plugin Future 9.0.0 supports core API ^9.0.0, but this agent offers 0.1.0');
@@ -188,7 +214,9 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     await device.sh(`rm -rf /usr/lib/meshanics-agent/plugins/${VENDOR} /usr/lib/meshanics-agent/plugins/@vendor`);
     const removed = await device.sh('dpkg -r meshanics-agent');
     expect(removed.code).toBe(0);
-    const afterRemove = await device.sh('ls -d /usr/bin/meshanics-agent /usr/lib/meshanics-agent /usr/lib/systemd/system/meshanics-agent.service /etc/meshanics/agent.json /var/lib/meshanics-agent 2>/dev/null');
+    const afterRemove = await device.sh(
+      'ls -d /usr/bin/meshanics-agent /usr/lib/meshanics-agent /usr/lib/systemd/system/meshanics-agent.service /etc/meshanics/agent.json /var/lib/meshanics-agent 2>/dev/null',
+    );
     expect(afterRemove.stdout.split('\n').filter(Boolean)).toEqual(['/etc/meshanics/agent.json', '/var/lib/meshanics-agent']);
     const purged = await device.sh('dpkg --purge meshanics-agent');
     expect(purged.code).toBe(0);

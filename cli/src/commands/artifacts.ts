@@ -112,11 +112,9 @@ export const ARTIFACT_COMMANDS: Command[] = [
       ...PAGING_OPTIONS,
     },
     async run(ctx) {
-      const page = await ctx.api().list<Artifact>(
-        '/artifacts',
-        { name: str(ctx.values, 'name'), kind: str(ctx.values, 'kind'), fleet: str(ctx.values, 'fleet') },
-        paging(ctx.values),
-      );
+      const page = await ctx
+        .api()
+        .list<Artifact>('/artifacts', { name: str(ctx.values, 'name'), kind: str(ctx.values, 'kind'), fleet: str(ctx.values, 'fleet') }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No artifacts.');
       else
@@ -172,7 +170,15 @@ export const ARTIFACT_COMMANDS: Command[] = [
       const { name, version } = artifactRef(ctx.positionals[0]!);
       const w = await ctx.api().delete<WithdrawnArtifact>(`/artifacts${seg(name, version)}`);
       if (ctx.json) return printJson(ctx.out.stdout, w);
-      line(ctx.out.stdout, keyValues([['withdrawn', `${w.name}@${w.version}`], ['fleet', w.fleet], ['target', w.targetPath], ['at', when(w.withdrawnAt)]]));
+      line(
+        ctx.out.stdout,
+        keyValues([
+          ['withdrawn', `${w.name}@${w.version}`],
+          ['fleet', w.fleet],
+          ['target', w.targetPath],
+          ['at', when(w.withdrawnAt)],
+        ]),
+      );
     },
   },
 ];

@@ -40,11 +40,9 @@ export const DEVICE_COMMANDS: Command[] = [
       if (values.online && values.offline) throw new UsageError('--online and --offline exclude each other');
       const tagList = (values.tag as string[] | undefined) ?? [];
       for (const t of tagList) if (!/^[^=]+=/.test(t)) throw new UsageError(`--tag must be K=V, not "${t}"`);
-      const page = await ctx.api().list<DeviceSummary>(
-        '/devices',
-        { fleet: ctx.fleet(), tag: tagList, online: values.online ? true : values.offline ? false : undefined },
-        paging(values),
-      );
+      const page = await ctx
+        .api()
+        .list<DeviceSummary>('/devices', { fleet: ctx.fleet(), tag: tagList, online: values.online ? true : values.offline ? false : undefined }, paging(values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No devices.');
       else
@@ -80,7 +78,12 @@ export const DEVICE_COMMANDS: Command[] = [
           ['agent', d.agentVersion],
           ['identity', d.spiffeId],
           ['tags', tags(d.tags)],
-          ['hardware', Object.entries(hw).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ')],
+          [
+            'hardware',
+            Object.entries(hw)
+              .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+              .join(', '),
+          ],
           ['capabilities', d.capabilities.map((c) => [c.kind, c.name, c.version].filter(Boolean).join(':')).join(', ')],
           ['registered', when(d.registeredAt)],
           ...(d.decommissionedAt ? ([['decommissioned', when(d.decommissionedAt)]] as Array<[string, string]>) : []),
@@ -88,14 +91,25 @@ export const DEVICE_COMMANDS: Command[] = [
       );
       line(o);
       line(o, 'Installed:');
-      line(o, d.installed.length ? table(['NAME', 'KIND', 'VERSION', 'STATE', 'UPDATED'], d.installed.map((i) => [i.name, i.kind, i.version, i.state, ago(i.updatedAt)])) : '  (nothing)');
+      line(
+        o,
+        d.installed.length
+          ? table(
+              ['NAME', 'KIND', 'VERSION', 'STATE', 'UPDATED'],
+              d.installed.map((i) => [i.name, i.kind, i.version, i.state, ago(i.updatedAt)]),
+            )
+          : '  (nothing)',
+      );
       const n = intOpt(ctx.values, 'history', { min: 0, max: 100 }) ?? 10;
       line(o);
       line(o, `History (newest first, ${Math.min(n, d.history.length)} of ${d.history.length}):`);
       line(
         o,
         d.history.length
-          ? table(['SEQ', 'WHEN', 'ARTIFACT', 'STATE', 'REASON'], d.history.slice(0, n).map((h) => [h.sequence, when(h.receivedAt), `${h.artifact.name}@${h.artifact.version}`, h.state, h.reason]))
+          ? table(
+              ['SEQ', 'WHEN', 'ARTIFACT', 'STATE', 'REASON'],
+              d.history.slice(0, n).map((h) => [h.sequence, when(h.receivedAt), `${h.artifact.name}@${h.artifact.version}`, h.state, h.reason]),
+            )
           : '  (no reports)',
       );
     },
@@ -136,7 +150,17 @@ export const DEVICE_COMMANDS: Command[] = [
       };
       const t = await ctx.api().post<{ id: string; token: string; fleet: string; expiresAt: string; uses: number; deviceName: string | null }>('/enrollment-tokens', body);
       if (ctx.json) return printJson(ctx.out.stdout, t);
-      line(ctx.out.stdout, keyValues([['token', t.token], ['id', t.id], ['fleet', t.fleet], ['uses', t.uses], ['device', t.deviceName ?? 'any name'], ['expires', when(t.expiresAt)]]));
+      line(
+        ctx.out.stdout,
+        keyValues([
+          ['token', t.token],
+          ['id', t.id],
+          ['fleet', t.fleet],
+          ['uses', t.uses],
+          ['device', t.deviceName ?? 'any name'],
+          ['expires', when(t.expiresAt)],
+        ]),
+      );
       line(ctx.out.stderr, 'The token is shown only now: store it safely.');
     },
   },

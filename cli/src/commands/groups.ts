@@ -30,7 +30,14 @@ export const GROUP_COMMANDS: Command[] = [
       const page = await ctx.api().list<Group>('/groups', { fleet: ctx.fleet() }, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No groups.');
-      else line(ctx.out.stdout, table(['FLEET', 'NAME', 'DEVICES', 'UNRESOLVED'], page.items.map((g) => [g.fleet, g.name, g.devices.length, g.unresolved.join(',')])));
+      else
+        line(
+          ctx.out.stdout,
+          table(
+            ['FLEET', 'NAME', 'DEVICES', 'UNRESOLVED'],
+            page.items.map((g) => [g.fleet, g.name, g.devices.length, g.unresolved.join(',')]),
+          ),
+        );
       const footer = pageFooter(page);
       if (footer) line(ctx.out.stdout, footer);
     },
@@ -46,7 +53,14 @@ export const GROUP_COMMANDS: Command[] = [
       const [fleet, name] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [ctx.requireFleet(), ref];
       const g = await ctx.api().get<Group>(`/groups${seg(fleet, name)}`);
       if (ctx.json) return printJson(ctx.out.stdout, g);
-      line(ctx.out.stdout, keyValues([['group', `${g.fleet}/${g.name}`], ['devices', g.devices.join(', ')], ['unresolved', g.unresolved.join(', ')]]));
+      line(
+        ctx.out.stdout,
+        keyValues([
+          ['group', `${g.fleet}/${g.name}`],
+          ['devices', g.devices.join(', ')],
+          ['unresolved', g.unresolved.join(', ')],
+        ]),
+      );
     },
   },
 ];

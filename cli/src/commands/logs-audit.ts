@@ -9,12 +9,7 @@ import { CliError, EXIT, UsageError } from '../errors.js';
 import { bytes, keyValues, line, pageFooter, printJson, table, when } from '../output.js';
 
 /** Writes a response body to a file (atomically: temp file, then rename) or to stdout. */
-async function writeBody(
-  body: ReadableStream<Uint8Array>,
-  out: string,
-  stdout: NodeJS.WritableStream,
-  onChunk: (chunk: Uint8Array) => void,
-): Promise<void> {
+async function writeBody(body: ReadableStream<Uint8Array>, out: string, stdout: NodeJS.WritableStream, onChunk: (chunk: Uint8Array) => void): Promise<void> {
   const toStdout = out === '-';
   const tmp = toStdout ? '' : path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.${process.pid}.part`);
   const sink: NodeJS.WritableStream = toStdout ? stdout : fs.createWriteStream(tmp, { mode: 0o600 });
@@ -60,7 +55,10 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
       const { fleet, name } = deviceRef(ctx, ctx.positionals[0]!);
       const since = str(ctx.values, 'since');
       const until = str(ctx.values, 'until');
-      for (const [flag, v] of [['since', since], ['until', until]] as const) {
+      for (const [flag, v] of [
+        ['since', since],
+        ['until', until],
+      ] as const) {
         if (v !== undefined && Number.isNaN(Date.parse(v))) throw new UsageError(`--${flag} must be an RFC 3339 time, not "${v}"`);
       }
       const maxBytes = intOpt(ctx.values, 'max-bytes', { min: 1 });
@@ -88,7 +86,15 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
           ctx.out.stdout,
           table(
             ['ID', 'DEVICE', 'STATUS', 'SIZE', 'REQUESTED', 'BY', 'FULFILLED'],
-            page.items.map((r) => [r.id, `${r.fleet}/${r.device}`, r.status, r.sizeBytes === null ? '-' : bytes(r.sizeBytes), when(r.requestedAt), r.requestedBy, when(r.fulfilledAt)]),
+            page.items.map((r) => [
+              r.id,
+              `${r.fleet}/${r.device}`,
+              r.status,
+              r.sizeBytes === null ? '-' : bytes(r.sizeBytes),
+              when(r.requestedAt),
+              r.requestedBy,
+              when(r.fulfilledAt),
+            ]),
           ),
         );
       const footer = pageFooter(page);
@@ -99,7 +105,7 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
     path: ['logs', 'download'],
     summary: 'download the gzip bundle a device uploaded (exit 5 while it is still pending)',
     usage: 'ID [--out FILE|-]',
-    options: { out: { type: 'string', arg: 'FILE|-', description: 'where to write it (default: the server\'s file name in the current directory; - for stdout)' } },
+    options: { out: { type: 'string', arg: 'FILE|-', description: "where to write it (default: the server's file name in the current directory; - for stdout)" } },
     positionals: { min: 1, max: 1 },
     async run(ctx) {
       const id = ctx.positionals[0]!;
@@ -137,7 +143,14 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
       const page = await ctx.api().list<AuditEvent>('/audit', {}, paging(ctx.values));
       if (ctx.json) return printJson(ctx.out.stdout, page);
       if (page.items.length === 0) line(ctx.out.stdout, 'No audit events.');
-      else line(ctx.out.stdout, table(['SEQ', 'WHEN', 'ACTOR', 'ACTION', 'SUBJECT'], page.items.map((e) => [e.seq, when(e.at), e.actor, e.action, e.subject])));
+      else
+        line(
+          ctx.out.stdout,
+          table(
+            ['SEQ', 'WHEN', 'ACTOR', 'ACTION', 'SUBJECT'],
+            page.items.map((e) => [e.seq, when(e.at), e.actor, e.action, e.subject]),
+          ),
+        );
       const footer = pageFooter(page);
       if (footer) line(ctx.out.stdout, footer);
     },
@@ -191,7 +204,12 @@ export const LOG_AUDIT_COMMANDS: Command[] = [
             ['chain', c.verified ? 'verified' : 'BROKEN'],
             ['events', c.count],
             ['head hash', c.headHash],
-            ...(c.verified ? [] : ([['first broken', c.firstBrokenSeq ?? '-'], ['problem', c.problem ?? '-']] as Array<[string, string | number]>)),
+            ...(c.verified
+              ? []
+              : ([
+                  ['first broken', c.firstBrokenSeq ?? '-'],
+                  ['problem', c.problem ?? '-'],
+                ] as Array<[string, string | number]>)),
           ]),
         );
       return c.verified ? EXIT.OK : EXIT.AUDIT_BROKEN;

@@ -80,7 +80,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
       group: { type: 'string', arg: 'GROUP', description: 'the static group of devices' },
       devices: { type: 'string', arg: 'LIST', description: 'create --group first from these comma-separated device names' },
       'probe-type': { type: 'string', arg: 'TYPE', description: 'health probe type: file, http, exec' },
-      'probe-spec': { type: 'string', arg: 'JSON|@FILE', description: "the probe type's spec, e.g. '{\"path\":\"/run/app/ready\"}'" },
+      'probe-spec': { type: 'string', arg: 'JSON|@FILE', description: 'the probe type\'s spec, e.g. \'{"path":"/run/app/ready"}\'' },
       'probe-timeout': { type: 'string', arg: 'SECONDS', description: 'per probe attempt (1-300)' },
       'probe-attempts': { type: 'string', arg: 'N', description: 'probe attempts before rolling back (1-10)' },
       'probe-initial-delay': { type: 'string', arg: 'SECONDS', description: 'wait after applying before the first attempt' },
@@ -188,7 +188,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
     summary: 'follow a rollout live until it completes (exit 0), halts (exit 7) or is aborted (exit 8)',
     usage: 'ID [--timeout DURATION] [--stop-at-approval]',
     description: [
-      'Reads the rollout\'s server-sent events (GET /api/v1/rollouts/ID/events), reconnecting when the',
+      "Reads the rollout's server-sent events (GET /api/v1/rollouts/ID/events), reconnecting when the",
       'stream drops; prints a line per change, then the rollout. A wave waiting for approval keeps it',
       'waiting unless --stop-at-approval.',
     ],
@@ -220,7 +220,9 @@ export const ROLLOUT_COMMANDS: Command[] = [
     path: ['rollouts', 'abort'],
     summary: 'abort a running or halted rollout; --policy revert sends updated devices back',
     usage: 'ID [--policy keep|revert]',
-    options: { policy: { type: 'string', arg: 'keep|revert', description: 'keep (default): devices stay where they are; revert: updated devices go back to their previous version' } },
+    options: {
+      policy: { type: 'string', arg: 'keep|revert', description: 'keep (default): devices stay where they are; revert: updated devices go back to their previous version' },
+    },
     positionals: { min: 1, max: 1 },
     async run(ctx) {
       const policy = str(ctx.values, 'policy');

@@ -98,7 +98,7 @@ export const SESSION_COMMANDS: Command[] = [
   },
   {
     path: ['whoami'],
-    summary: "show the key in use: its name, fleet, permissions and approve right",
+    summary: 'show the key in use: its name, fleet, permissions and approve right',
     usage: '',
     async run(ctx) {
       const api = ctx.api();

@@ -82,9 +82,7 @@ export async function auditView(ctx: ViewContext): Promise<void> {
               e.actor,
               h('code', null, e.action),
               h('span', { class: 'subject' }, e.subject),
-              Object.keys(e.details ?? {}).length
-                ? h('details', null, h('summary', null, 'Show'), h('pre', null, JSON.stringify(e.details, null, 2)))
-                : '–',
+              Object.keys(e.details ?? {}).length ? h('details', null, h('summary', null, 'Show'), h('pre', null, JSON.stringify(e.details, null, 2))) : '–',
               h('code', { class: 'hash', title: `hash ${e.hash}\nprevious ${e.prevHash}` }, `${e.hash.slice(0, 10)}…`),
             ]),
           )

@@ -14,7 +14,11 @@ export function deviceStatus(d: Pick<DeviceSummary, 'online' | 'decommissionedAt
 function tagList(tags: Record<string, string>): HTMLElement | string {
   const entries = Object.entries(tags);
   if (!entries.length) return '–';
-  return h('ul', { class: 'tags' }, entries.map(([k, v]) => h('li', null, h('code', null, `${k}=${v}`))));
+  return h(
+    'ul',
+    { class: 'tags' },
+    entries.map(([k, v]) => h('li', null, h('code', null, `${k}=${v}`))),
+  );
 }
 
 export async function devicesView(ctx: ViewContext): Promise<void> {
@@ -62,24 +66,26 @@ export async function devicesView(ctx: ViewContext): Promise<void> {
       offset,
     });
     if (ctx.left()) return;
-    keepFocus(results, () => replace(
-      results,
-      page.items.length
-        ? table(
-            'Devices',
-            ['Device', 'Fleet', 'Status', 'Last seen', 'Agent', 'Tags'],
-            page.items.map((d) => [
-              link(`/devices/${encodeURIComponent(d.fleet)}/${encodeURIComponent(d.name)}`, d.name),
-              d.fleet,
-              statusBadge(deviceStatus(d)),
-              time(d.lastSeenAt),
-              d.agentVersion ?? '–',
-              tagList(d.tags),
-            ]),
-          )
-        : empty('No devices match.'),
-      pager(page, (o) => setQuery('/devices', { fleet, online, tag, offset: o })),
-    ));
+    keepFocus(results, () =>
+      replace(
+        results,
+        page.items.length
+          ? table(
+              'Devices',
+              ['Device', 'Fleet', 'Status', 'Last seen', 'Agent', 'Tags'],
+              page.items.map((d) => [
+                link(`/devices/${encodeURIComponent(d.fleet)}/${encodeURIComponent(d.name)}`, d.name),
+                d.fleet,
+                statusBadge(deviceStatus(d)),
+                time(d.lastSeenAt),
+                d.agentVersion ?? '–',
+                tagList(d.tags),
+              ]),
+            )
+          : empty('No devices match.'),
+        pager(page, (o) => setQuery('/devices', { fleet, online, tag, offset: o })),
+      ),
+    );
   }
   try {
     await load();
@@ -129,8 +135,26 @@ export async function deviceView(ctx: ViewContext): Promise<void> {
           ['Heartbeat', `every ${d.heartbeatIntervalSeconds} s`],
           ['Registered', absolute(d.registeredAt)],
           ['Tags', tagList(d.tags)],
-          ['Hardware', Object.keys(hw).length ? h('ul', { class: 'plain' }, Object.entries(hw).map(([k, v]) => h('li', null, `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`))) : '–'],
-          ['Capabilities', d.capabilities.length ? h('ul', { class: 'tags' }, d.capabilities.map((c) => h('li', null, h('code', null, [c.kind, c.name, c.version].filter(Boolean).join(' '))))) : '–'],
+          [
+            'Hardware',
+            Object.keys(hw).length
+              ? h(
+                  'ul',
+                  { class: 'plain' },
+                  Object.entries(hw).map(([k, v]) => h('li', null, `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)),
+                )
+              : '–',
+          ],
+          [
+            'Capabilities',
+            d.capabilities.length
+              ? h(
+                  'ul',
+                  { class: 'tags' },
+                  d.capabilities.map((c) => h('li', null, h('code', null, [c.kind, c.name, c.version].filter(Boolean).join(' ')))),
+                )
+              : '–',
+          ],
           ...(d.decommissionedAt ? [['Decommissioned', absolute(d.decommissionedAt)]] : []),
         ].flatMap(([k, v]) => [h('dt', null, k as string), h('dd', null, v as Node | string)]),
       ),
@@ -139,7 +163,11 @@ export async function deviceView(ctx: ViewContext): Promise<void> {
       installed,
       h('h2', { id: 'installed-h' }, 'Installed artifacts'),
       d.installed.length
-        ? table('Installed artifacts', ['Artifact', 'Kind', 'Version', 'State', 'Updated'], d.installed.map((i) => [i.name, i.kind, i.version, stateBadge(i.state), time(i.updatedAt)]))
+        ? table(
+            'Installed artifacts',
+            ['Artifact', 'Kind', 'Version', 'State', 'Updated'],
+            d.installed.map((i) => [i.name, i.kind, i.version, stateBadge(i.state), time(i.updatedAt)]),
+          )
         : empty('Nothing installed yet.'),
     );
     replace(
@@ -170,38 +198,40 @@ export async function deviceView(ctx: ViewContext): Promise<void> {
     if (!can(ctx.me, 'logs.read')) return;
     const page = await api.get<Page<LogRequest>>('/log-requests', { fleet, device: name, limit: 20 });
     if (ctx.left()) return;
-    keepFocus(logsTable, () => replace(
-      logsTable,
-      page.items.length
-        ? table(
-            'Log requests',
-            ['Requested', 'By', 'Status', 'Size', ''],
-            page.items.map((r) => [
-              time(r.requestedAt),
-              r.requestedBy,
-              statusBadge(r.status),
-              bytes(r.sizeBytes),
-              r.status === 'fulfilled'
-                ? h(
-                    'button',
-                    {
-                      type: 'button',
-                      class: 'button secondary small',
-                      onclick: async () => {
-                        try {
-                          await download(`/log-requests${seg(r.id)}/bundle`, `${fleet}-${name}-${r.id}.gz`);
-                        } catch (err) {
-                          replace(logsStatus, errorBox(err));
-                        }
+    keepFocus(logsTable, () =>
+      replace(
+        logsTable,
+        page.items.length
+          ? table(
+              'Log requests',
+              ['Requested', 'By', 'Status', 'Size', ''],
+              page.items.map((r) => [
+                time(r.requestedAt),
+                r.requestedBy,
+                statusBadge(r.status),
+                bytes(r.sizeBytes),
+                r.status === 'fulfilled'
+                  ? h(
+                      'button',
+                      {
+                        type: 'button',
+                        class: 'button secondary small',
+                        onclick: async () => {
+                          try {
+                            await download(`/log-requests${seg(r.id)}/bundle`, `${fleet}-${name}-${r.id}.gz`);
+                          } catch (err) {
+                            replace(logsStatus, errorBox(err));
+                          }
+                        },
                       },
-                    },
-                    'Download',
-                  )
-                : h('span', { class: 'muted' }, 'waiting for the device'),
-            ]),
-          )
-        : empty('No log requests for this device.'),
-    ));
+                      'Download',
+                    )
+                  : h('span', { class: 'muted' }, 'waiting for the device'),
+              ]),
+            )
+          : empty('No log requests for this device.'),
+      ),
+    );
   }
   const canRequest = can(ctx.me, 'logs.write') && !device.decommissionedAt;
   const maxBytes = h('input', { type: 'number', min: '1', step: '1', name: 'maxBytes', placeholder: 'server default' });
@@ -291,7 +321,11 @@ export async function deviceView(ctx: ViewContext): Promise<void> {
     );
     replace(
       confirmBox,
-      h('p', null, `${d.name} will be told at its next heartbeat that it is offboarded: it deletes its keys and certificate and stops. Its record and history stay. This cannot be undone.`),
+      h(
+        'p',
+        null,
+        `${d.name} will be told at its next heartbeat that it is offboarded: it deletes its keys and certificate and stops. Its record and history stay. This cannot be undone.`,
+      ),
       h('div', { class: 'button-row' }, yes, no),
     );
     replace(danger, h('h2', { id: 'danger-h' }, 'Decommission'), open, confirmBox);

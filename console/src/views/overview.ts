@@ -22,7 +22,9 @@ export function rolloutRows(rollouts: Rollout[]): Array<Array<Node | string>> {
     link(`/rollouts/${encodeURIComponent(r.id)}`, `${r.artifact.name}@${r.artifact.version}`),
     `${r.fleet} / ${r.group}`,
     statusBadge(r.status),
-    r.status === 'waiting_approval' ? `${Math.min(r.currentWave + 2, r.waves.length)} of ${r.waves.length} (needs approval)` : `${Math.min(r.currentWave + 1, r.waves.length)} of ${r.waves.length}`,
+    r.status === 'waiting_approval'
+      ? `${Math.min(r.currentWave + 2, r.waves.length)} of ${r.waves.length} (needs approval)`
+      : `${Math.min(r.currentWave + 1, r.waves.length)} of ${r.waves.length}`,
     progressBar(sum(r.counts, TERMINAL), sum(r.counts), `Rollout ${r.artifact.name}@${r.artifact.version} progress`),
     time(r.createdAt),
   ]);
@@ -39,10 +41,7 @@ export async function overviewView(ctx: ViewContext): Promise<void> {
     const sections: HTMLElement[] = [];
     if (can(ctx.me, 'devices.read')) {
       try {
-        const [all, online] = await Promise.all([
-          api.get<Page<DeviceSummary>>('/devices', { limit: 1 }),
-          api.get<Page<DeviceSummary>>('/devices', { limit: 1, online: true }),
-        ]);
+        const [all, online] = await Promise.all([api.get<Page<DeviceSummary>>('/devices', { limit: 1 }), api.get<Page<DeviceSummary>>('/devices', { limit: 1, online: true })]);
         sections.push(
           h(
             'section',

@@ -71,7 +71,15 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
           'table',
           { class: 'devices-table', id: 'rollout-devices' },
           h('caption', { class: 'visually-hidden' }, 'Every device of the rollout with its wave and current state'),
-          h('thead', null, h('tr', null, ['Device', 'Wave', 'State', 'Reason', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
+          h(
+            'thead',
+            null,
+            h(
+              'tr',
+              null,
+              ['Device', 'Wave', 'State', 'Reason', 'Updated'].map((c) => h('th', { scope: 'col' }, c)),
+            ),
+          ),
           tbody,
         ),
       ),
@@ -117,7 +125,11 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     if (active && can(ctx.me, 'rollouts.manage')) {
       const keep = h('input', { type: 'radio', name: 'abort-policy', value: 'keep', id: 'abort-keep', checked: true });
       const revert = h('input', { type: 'radio', name: 'abort-policy', value: 'revert', id: 'abort-revert' });
-      const confirmAbort = h('button', { type: 'button', class: 'button danger', onclick: () => void run('abort', { policy: revert.checked ? 'revert' : 'keep' }) }, 'Abort rollout');
+      const confirmAbort = h(
+        'button',
+        { type: 'button', class: 'button danger', onclick: () => void run('abort', { policy: revert.checked ? 'revert' : 'keep' }) },
+        'Abort rollout',
+      );
       const box = h(
         'div',
         { class: 'confirm', hidden: true, id: 'abort-confirm' },
@@ -200,7 +212,12 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       const changed = row.last !== '' && !row.last.startsWith(`${d.state}|`);
       row.last = sig;
       row.tr.dataset.state = d.state;
-      replace(row.state, stateBadge(d.state), d.revert ? h('span', { class: 'muted small' }, ` (revert${d.revert.toVersion ? ` to ${d.revert.toVersion}` : ''})`) : null, d.decommissioned ? h('span', { class: 'muted small' }, ' (decommissioned)') : null);
+      replace(
+        row.state,
+        stateBadge(d.state),
+        d.revert ? h('span', { class: 'muted small' }, ` (revert${d.revert.toVersion ? ` to ${d.revert.toVersion}` : ''})`) : null,
+        d.decommissioned ? h('span', { class: 'muted small' }, ' (decommissioned)') : null,
+      );
       replace(row.reason, d.reason || (d.assignedAt ? '' : h('span', { class: 'muted' }, 'wave not started')));
       replace(row.updated, d.updatedAt ? time(d.updatedAt) : '–');
       if (changed) {
@@ -288,7 +305,18 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
         ['Rollout ID', h('code', null, r.id)],
         ['Artifact', `${r.artifact.name}@${r.artifact.version} (${r.artifact.kind})`],
         ['Fleet / group', `${r.fleet} / ${r.group}`],
-        ['Probe', h('span', null, `${p.type}`, p.attempts ? `, ${p.attempts} attempt(s)` : '', p.timeoutSeconds ? ` of ${p.timeoutSeconds} s` : '', ' ', h('code', null, JSON.stringify(p.spec)))],
+        [
+          'Probe',
+          h(
+            'span',
+            null,
+            `${p.type}`,
+            p.attempts ? `, ${p.attempts} attempt(s)` : '',
+            p.timeoutSeconds ? ` of ${p.timeoutSeconds} s` : '',
+            ' ',
+            h('code', null, JSON.stringify(p.spec)),
+          ),
+        ],
         ['Max failure rate', String(r.strategy?.max_failure_rate ?? 0)],
         ['Abort policy', r.abortPolicy ?? '–'],
         ['Created', `${absolute(r.createdAt)}${r.createdBy ? ` by ${r.createdBy}` : ''}`],
@@ -304,7 +332,12 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
   const setLive = (mode: 'live' | 'polling' | 'reconnecting') => {
     const label = mode === 'live' ? 'Live: updates stream from the server' : mode === 'polling' ? `Live: refreshed every ${POLL_MS / 1000} s` : 'Reconnecting…';
     liveIndicator.dataset.mode = mode;
-    replace(liveIndicator, h('span', { class: `dot dot-${mode}`, 'aria-hidden': 'true' }), ` ${label}`, h('span', { class: 'muted', 'data-updated': '' }, ` · last change ${ago(rollout.updatedAt)}`));
+    replace(
+      liveIndicator,
+      h('span', { class: `dot dot-${mode}`, 'aria-hidden': 'true' }),
+      ` ${label}`,
+      h('span', { class: 'muted', 'data-updated': '' }, ` · last change ${ago(rollout.updatedAt)}`),
+    );
   };
   let poller: ReturnType<typeof setInterval> | undefined;
   const startPolling = () => {
@@ -396,4 +429,3 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     clearInterval(ticker);
   });
 }
-

@@ -80,11 +80,13 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
       return;
     }
     try {
-      const [groups, devices] = await Promise.all([
-        api.get<Page<Group>>('/groups', { fleet, limit: 200 }),
-        api.get<Page<DeviceSummary>>('/devices', { fleet, limit: 200 }),
-      ]);
-      replace(groupSelect, groups.items.length ? groups.items.map((g) => h('option', { value: g.name }, `${g.name} (${g.devices.length} devices)`)) : h('option', { value: '' }, 'No groups in this fleet'));
+      const [groups, devices] = await Promise.all([api.get<Page<Group>>('/groups', { fleet, limit: 200 }), api.get<Page<DeviceSummary>>('/devices', { fleet, limit: 200 })]);
+      replace(
+        groupSelect,
+        groups.items.length
+          ? groups.items.map((g) => h('option', { value: g.name }, `${g.name} (${g.devices.length} devices)`))
+          : h('option', { value: '' }, 'No groups in this fleet'),
+      );
       const live = devices.items.filter((d) => !d.decommissionedAt);
       const all = h('input', {
         type: 'checkbox',
@@ -207,7 +209,10 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
     probeSpec.placeholder = PROBE_EXAMPLES[probeType.value] ?? '{}';
   });
   const [types, artifacts] = await Promise.all([probeTypes(), api.get<Page<Artifact>>('/artifacts', { limit: 200 }).catch((err: unknown) => err as Error)]);
-  replace(probeType, types.map((t) => h('option', { value: t }, t)));
+  replace(
+    probeType,
+    types.map((t) => h('option', { value: t }, t)),
+  );
   probeSpec.placeholder = PROBE_EXAMPLES[probeType.value] ?? '{}';
   if (artifacts instanceof Error) {
     replace(artifactSelect, h('option', { value: '' }, 'Cannot list artifacts'));

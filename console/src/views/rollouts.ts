@@ -20,7 +20,11 @@ export async function rolloutsView(ctx: ViewContext): Promise<void> {
   const status = ctx.query.get('status') ?? '';
   const offset = Number(ctx.query.get('offset') ?? 0) || 0;
   const fleetInput = h('input', { name: 'fleet', value: fleet, placeholder: ctx.me.fleet === '*' ? 'all fleets' : ctx.me.fleet });
-  const statusSelect = h('select', { name: 'status' }, STATUSES.map(([v, l]) => h('option', { value: v, selected: v === status }, l)));
+  const statusSelect = h(
+    'select',
+    { name: 'status' },
+    STATUSES.map(([v, l]) => h('option', { value: v, selected: v === status }, l)),
+  );
   const results = h('div', null, loading());
   replace(
     ctx.root,
@@ -45,11 +49,13 @@ export async function rolloutsView(ctx: ViewContext): Promise<void> {
   async function load(): Promise<void> {
     const page = await api.get<Page<Rollout>>('/rollouts', { fleet: fleet || undefined, status: status || undefined, limit: 50, offset });
     if (ctx.left()) return;
-    keepFocus(results, () => replace(
-      results,
-      page.items.length ? table('Rollouts', ['Artifact', 'Fleet / group', 'Status', 'Wave', 'Progress', 'Created'], rolloutRows(page.items)) : empty('No rollouts.'),
-      pager(page, (o) => setQuery('/rollouts', { fleet, status, offset: o })),
-    ));
+    keepFocus(results, () =>
+      replace(
+        results,
+        page.items.length ? table('Rollouts', ['Artifact', 'Fleet / group', 'Status', 'Wave', 'Progress', 'Created'], rolloutRows(page.items)) : empty('No rollouts.'),
+        pager(page, (o) => setQuery('/rollouts', { fleet, status, offset: o })),
+      ),
+    );
   }
   try {
     await load();

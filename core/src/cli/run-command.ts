@@ -131,7 +131,12 @@ export async function resolveRunConfig(argv: string[], env: NodeJS.ProcessEnv): 
   }
   const pluginList = pick(values.plugins, 'MESHANICS_PLUGINS');
   const containerRuntime = pick(values['container-runtime'], 'MESHANICS_CONTAINER_RUNTIME', file.containerRuntime) ?? 'auto';
-  let plugins: PluginEntry[] = pluginList ? pluginList.split(',').map((s) => s.trim()).filter(Boolean) : [...(file.plugins ?? DEFAULT_PLUGINS)];
+  let plugins: PluginEntry[] = pluginList
+    ? pluginList
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [...(file.plugins ?? DEFAULT_PLUGINS)];
   // "none" disables container payloads: the plugin is not loaded, so the kind is not advertised.
   if (containerRuntime === 'none') plugins = plugins.filter((p) => pluginName(p) !== CONTAINER_PLUGIN);
   const pluginsDir = path.resolve(pick(values['plugins-dir'], 'MESHANICS_PLUGINS_DIR', file.pluginsDir) ?? defaultPluginsDir(dataDir));
@@ -200,10 +205,14 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   });
   const state = await AgentStateStore.open(config.dataDir);
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });
-  const plugins = await loadPlugins(config.plugins, { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } }, {
-    pluginsDir: config.pluginsDir,
-    ...(config.file.source ? { configDir: path.dirname(path.resolve(config.file.source)) } : {}),
-  });
+  const plugins = await loadPlugins(
+    config.plugins,
+    { [CONTAINER_PLUGIN]: { runtime: config.containerRuntime } },
+    {
+      pluginsDir: config.pluginsDir,
+      ...(config.file.source ? { configDir: path.dirname(path.resolve(config.file.source)) } : {}),
+    },
+  );
   for (const plugin of plugins) agent.use(plugin);
   // A self-update in progress (issue 28): finish a rollback, hand back, or start the trial.
   let handoverExit: number | undefined;

@@ -2,14 +2,7 @@
 // with DEVICE_PROTO_LOADER_OPTIONS (camelCase fields, enums as strings, 64-bit as number).
 // The .proto stays the single source: these types only describe its decoded form.
 
-export const ARTIFACT_STATES = [
-  'DOWNLOADING',
-  'VERIFYING',
-  'APPLYING',
-  'HEALTHY',
-  'ROLLED_BACK',
-  'FAILED',
-] as const;
+export const ARTIFACT_STATES = ['DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] as const;
 export type ArtifactState = (typeof ARTIFACT_STATES)[number];
 
 /** States after which an assignment never moves again. */

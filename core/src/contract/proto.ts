@@ -3,9 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 /** Absolute path of the device contract. The server and the agent load this very file. */
-export const DEVICE_PROTO_PATH = fileURLToPath(
-  new URL('../../proto/meshanics/device/v1/device.proto', import.meta.url),
-);
+export const DEVICE_PROTO_PATH = fileURLToPath(new URL('../../proto/meshanics/device/v1/device.proto', import.meta.url));
 
 /** Loader options shared by both ends so field names and enum encodings agree. */
 export const DEVICE_PROTO_LOADER_OPTIONS: protoLoader.Options = Object.freeze({

@@ -33,7 +33,10 @@ export interface PostOptions {
 }
 
 function normalizeFingerprint(fp: string): string {
-  return fp.replace(/^sha256:/i, '').replace(/:/g, '').toLowerCase();
+  return fp
+    .replace(/^sha256:/i, '')
+    .replace(/:/g, '')
+    .toLowerCase();
 }
 
 /**

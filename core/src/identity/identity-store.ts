@@ -78,10 +78,7 @@ export async function saveEnrollment(
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const existing = await loadEnrolledIdentity(dataDir);
   if (existing && !options.force) {
-    throw new MeshError(
-      'MESH_ERR_CONFIG_INVALID',
-      `${dataDir} is already enrolled as ${existing.enrollment.fleet}/${existing.enrollment.name}; use --force to replace it`,
-    );
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `${dataDir} is already enrolled as ${existing.enrollment.fleet}/${existing.enrollment.name}; use --force to replace it`);
   }
   if (existing) await fs.rm(dir, { recursive: true, force: true });
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });

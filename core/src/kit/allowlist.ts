@@ -12,13 +12,7 @@ function deny(message: string): never {
 
 /** A clean absolute path: absolute, normalized, no `..`, no NUL, no trailing slash. */
 export function isCleanAbsolutePath(p: string): boolean {
-  return (
-    path.isAbsolute(p) &&
-    !p.includes('\0') &&
-    path.posix.normalize(p) === p &&
-    !p.split('/').includes('..') &&
-    (p === '/' || !p.endsWith('/'))
-  );
+  return path.isAbsolute(p) && !p.includes('\0') && path.posix.normalize(p) === p && !p.split('/').includes('..') && (p === '/' || !p.endsWith('/'));
 }
 
 function withSlash(dir: string): string {
@@ -53,11 +47,7 @@ export async function assertWritableDestination(allowlist: Allowlist, destinatio
   const prefixes = allowlist.writePaths.map(withSlash);
   const textual = prefixes.filter((prefix) => destination.startsWith(prefix));
   if (textual.length === 0) {
-    deny(
-      `destination "${destination}" is not under an allowlisted write path (allowlist.writePaths: ${
-        prefixes.length ? prefixes.join(', ') : 'empty'
-      })`,
-    );
+    deny(`destination "${destination}" is not under an allowlisted write path (allowlist.writePaths: ${prefixes.length ? prefixes.join(', ') : 'empty'})`);
   }
   try {
     const stat = await fs.lstat(destination);
@@ -89,7 +79,10 @@ export function assertSystemdUnit(allowlist: Allowlist, unit: string): void {
 }
 
 function normalizeHost(host: string): string {
-  return host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  return host
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
 }
 
 export function isHttpHostAllowed(allowlist: Allowlist, host: string): boolean {

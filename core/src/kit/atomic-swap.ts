@@ -109,9 +109,5 @@ export async function removeSwapLeftovers(destination: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  await Promise.all(
-    names
-      .filter((n) => n.startsWith(prefix) && /\.(incoming|tmp)-[0-9a-f]{12}$/.test(n))
-      .map((n) => fs.rm(path.join(dir, n), { force: true })),
-  );
+  await Promise.all(names.filter((n) => n.startsWith(prefix) && /\.(incoming|tmp)-[0-9a-f]{12}$/.test(n)).map((n) => fs.rm(path.join(dir, n), { force: true })));
 }

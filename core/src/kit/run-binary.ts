@@ -105,11 +105,7 @@ export function runAllowlistedBinary(allowlist: Allowlist, argv: readonly string
 
 /** "exit 3: <stderr tail>" — a compact description of a finished run. */
 export function describeRun(result: RunBinaryResult): string {
-  const how = result.timedOut
-    ? 'timed out; process group killed'
-    : result.exitCode !== null
-      ? `exit ${result.exitCode}`
-      : `killed by ${result.signal}`;
+  const how = result.timedOut ? 'timed out; process group killed' : result.exitCode !== null ? `exit ${result.exitCode}` : `killed by ${result.signal}`;
   const output = [result.stderrTail.trim(), result.stdoutTail.trim()].filter(Boolean).join(' | ');
   return output ? `${how}: ${output}` : how;
 }

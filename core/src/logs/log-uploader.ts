@@ -56,9 +56,11 @@ export class LogUploader {
     for (const r of fresh) this.#handled.add(r.logRequestId);
     this.#pending += fresh.length;
     for (const r of fresh) {
-      this.#queue = this.#queue.then(() => this.#upload(r, client)).finally(() => {
-        this.#pending -= 1;
-      });
+      this.#queue = this.#queue
+        .then(() => this.#upload(r, client))
+        .finally(() => {
+          this.#pending -= 1;
+        });
     }
     return this.#queue;
   }

@@ -1,13 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '../contract/proto.js';
-import type {
-  HeartbeatRequest,
-  HeartbeatResponse,
-  RegisterRequest,
-  RegisterResponse,
-  ReportArtifactStatusRequest,
-  ReportArtifactStatusResponse,
-} from '../contract/messages.js';
+import type { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse } from '../contract/messages.js';
 import type { DeviceTlsMaterial } from '../transport/tls.js';
 
 type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
@@ -41,9 +34,7 @@ export class DeviceClient {
   #call<Req, Res>(method: string, request: Req): Promise<Res> {
     const fn = this.#client[method] as Unary<Req, Res>;
     return new Promise((resolve, reject) => {
-      fn.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineMs }, (err, res) =>
-        err ? reject(err) : resolve(res as Res),
-      );
+      fn.call(this.#client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
     });
   }
 
@@ -67,9 +58,7 @@ export class DeviceClient {
       cb: (err: grpc.ServiceError | null, res?: { bytesReceived: number }) => void,
     ) => grpc.ClientWritableStream<{ logRequestId: string; data: Buffer }>;
     return new Promise((resolve, reject) => {
-      const call = fn.call(this.#client, new grpc.Metadata(), { deadline: Date.now() + 120_000 }, (err, res) =>
-        err ? reject(err) : resolve(Number(res?.bytesReceived ?? 0)),
-      );
+      const call = fn.call(this.#client, new grpc.Metadata(), { deadline: Date.now() + 120_000 }, (err, res) => (err ? reject(err) : resolve(Number(res?.bytesReceived ?? 0))));
       for (let offset = 0, first = true; offset < bundle.length || first; offset += chunkSize, first = false) {
         call.write({ logRequestId: first ? logRequestId : '', data: bundle.subarray(offset, offset + chunkSize) });
       }

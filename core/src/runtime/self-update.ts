@@ -113,8 +113,7 @@ async function exitCodesSeen(dataDir: string): Promise<string> {
 /** A runs again: end the assignment ROLLED_BACK (once) and remove B. */
 async function finishRollback(agent: Agent, marker: SelfUpdateMarker, running: string): Promise<void> {
   const reason =
-    (marker.rolledBack?.reason ?? `the hand-over to ${marker.to} was interrupted before it was confirmed (agent ${running} started)`) +
-    (await exitCodesSeen(agent.dataDir));
+    (marker.rolledBack?.reason ?? `the hand-over to ${marker.to} was interrupted before it was confirmed (agent ${running} started)`) + (await exitCodesSeen(agent.dataDir));
   await pointLinkAt(marker.root, 'current', marker.from);
   if (!agent.state.current.completed[marker.assignment.assignmentId]) {
     await agent.transition(marker.assignment, 'ROLLED_BACK', `MESH_ERR_AGENT_HANDOVER: ${reason}; agent ${marker.from} restored`);
@@ -139,11 +138,7 @@ export interface HandoverTrial {
  * What a starting agent does about a self-update in progress. Returns a trial when this agent
  * is the new version within its deadline; `exit` is called when it must hand back to A.
  */
-export async function settleSelfUpdate(
-  agent: Agent,
-  running: string,
-  exit: (code: number) => void,
-): Promise<HandoverTrial | undefined> {
+export async function settleSelfUpdate(agent: Agent, running: string, exit: (code: number) => void): Promise<HandoverTrial | undefined> {
   const marker = await readSelfUpdateMarker(agent.dataDir);
   if (!marker) return undefined;
   if (marker.confirmedAt) {

@@ -184,9 +184,7 @@ export class AgentStateStore {
     draft.nextSequence += 1;
     if (report.state === 'DOWNLOADING') {
       // Progress reports supersede each other: only the newest unsent one matters.
-      draft.outbox = draft.outbox.filter(
-        (r) => !(r.assignmentId === report.assignmentId && r.state === 'DOWNLOADING' && r.bytesDone > 0),
-      );
+      draft.outbox = draft.outbox.filter((r) => !(r.assignmentId === report.assignmentId && r.state === 'DOWNLOADING' && r.bytesDone > 0));
     }
     draft.outbox.push(pending);
     return pending;

@@ -18,10 +18,7 @@ export interface TestAgent {
 }
 
 /** An agent on a fresh temp data dir with a local target source and the given plugins. */
-export async function createTestAgent(
-  plugins: MeshanicsPlugin[],
-  options: { allowlist?: Partial<Allowlist>; dataDir?: string; targetsDir?: string } = {},
-): Promise<TestAgent> {
+export async function createTestAgent(plugins: MeshanicsPlugin[], options: { allowlist?: Partial<Allowlist>; dataDir?: string; targetsDir?: string } = {}): Promise<TestAgent> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'meshanics-agent-')));
   const source = new LocalTargetSource(options.targetsDir ?? path.join(dataDir, '..', `${path.basename(dataDir)}-targets`));
   const agent = new Agent({

@@ -42,11 +42,7 @@ export class LocalTargetSource implements TargetSource {
     }
   }
 
-  async fetch(
-    target: VerifiedTarget,
-    destination: string,
-    options: { onProgress: (done: number, total: number) => void },
-  ): Promise<void> {
+  async fetch(target: VerifiedTarget, destination: string, options: { onProgress: (done: number, total: number) => void }): Promise<void> {
     const data = await fs.readFile(path.join(this.dir, target.targetPath));
     const sha256 = createHash('sha256').update(data).digest('hex');
     if (data.length !== target.length || sha256 !== target.sha256) {

@@ -114,10 +114,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
         // TUF spec 5.7.2: never accept more than the trusted length (endless data attack).
         if (done > target.length) {
           res.destroy();
-          throw new MeshError(
-            'MESH_ERR_DIGEST_MISMATCH',
-            `${target.targetPath}: server sent more than the ${target.length} bytes TUF allows`,
-          );
+          throw new MeshError('MESH_ERR_DIGEST_MISMATCH', `${target.targetPath}: server sent more than the ${target.length} bytes TUF allows`);
         }
         hash.update(chunk);
         batch.push(chunk);

@@ -43,7 +43,8 @@ export function jsonNestingDepth(bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i += 1) {
     const b = bytes[i];
     if (inString) {
-      if (b === 0x5c) i += 1; // backslash: skip the escaped byte
+      if (b === 0x5c)
+        i += 1; // backslash: skip the escaped byte
       else if (b === 0x22) inString = false;
     } else if (b === 0x22) inString = true;
     else if (b === 0x7b || b === 0x5b) deepest = Math.max(deepest, ++depth);

@@ -96,17 +96,11 @@ export class TufTargetSource implements TargetSource {
     }
     const custom = (info.custom as { meshanics?: { kind?: unknown; spec?: unknown } }).meshanics;
     const signed =
-      custom && typeof custom === 'object'
-        ? { ...(typeof custom.kind === 'string' ? { kind: custom.kind } : {}), ...('spec' in custom ? { spec: custom.spec } : {}) }
-        : undefined;
+      custom && typeof custom === 'object' ? { ...(typeof custom.kind === 'string' ? { kind: custom.kind } : {}), ...('spec' in custom ? { spec: custom.spec } : {}) } : undefined;
     return { targetPath, length: info.length, sha256: sha256.toLowerCase(), ...(signed ? { signed } : {}) };
   }
 
-  async fetch(
-    target: VerifiedTarget,
-    destination: string,
-    options: { onProgress: (done: number, total: number) => void; signal: AbortSignal },
-  ): Promise<void> {
+  async fetch(target: VerifiedTarget, destination: string, options: { onProgress: (done: number, total: number) => void; signal: AbortSignal }): Promise<void> {
     // Spec 5.7.3: with consistent snapshots a target is fetched under its hash-prefixed name.
     const rel = hashPrefixedTargetPath(target.targetPath, target.sha256);
     const url = new URL(rel.split('/').map(encodeURIComponent).join('/'), this.#base(TUF_TARGETS_PREFIX)).toString();

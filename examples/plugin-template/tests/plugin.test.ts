@@ -26,13 +26,17 @@ describe('example artifact plugin', () => {
     const live = path.join(dataDir, 'artifacts', ARTIFACT_KIND, 'thing', 'thing.bin');
     const v1 = await source.publish('thing/1/thing.bin', 'one');
     const ok = testAssignment(v1, {
-      kind: ARTIFACT_KIND, name: 'thing', specJson: '{"fileName":"thing.bin"}',
+      kind: ARTIFACT_KIND,
+      name: 'thing',
+      specJson: '{"fileName":"thing.bin"}',
       probe: { type: 'test', specJson: '{"healthy":true}', timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 },
     });
     expect(await runPipeline(agent, ok, new AbortController().signal)).toBe('HEALTHY');
     const v2 = await source.publish('thing/2/thing.bin', 'two');
     const bad = testAssignment(v2, {
-      kind: ARTIFACT_KIND, name: 'thing', specJson: '{"fileName":"thing.bin"}',
+      kind: ARTIFACT_KIND,
+      name: 'thing',
+      specJson: '{"fileName":"thing.bin"}',
       probe: { type: 'test', specJson: '{"healthy":false}', timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 },
     });
     expect(await runPipeline(agent, bad, new AbortController().signal)).toBe('ROLLED_BACK');
@@ -45,7 +49,9 @@ describe('example artifact plugin', () => {
     agent.hooks.transition.tapPromise('Test', async (event) => void reasons.push(event.reason));
     const big = await source.publish('thing/3/thing.bin', 'four');
     const assignment = testAssignment(big, {
-      kind: ARTIFACT_KIND, name: 'thing', specJson: '{"fileName":"thing.bin"}',
+      kind: ARTIFACT_KIND,
+      name: 'thing',
+      specJson: '{"fileName":"thing.bin"}',
       probe: { type: 'test', specJson: '{"healthy":true}', timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 },
     });
     expect(await runPipeline(agent, assignment, new AbortController().signal)).toBe('FAILED');

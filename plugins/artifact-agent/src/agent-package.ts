@@ -57,7 +57,10 @@ export async function inspectAgentPackage(dir: string): Promise<AgentPackage> {
   const entries = await fs.readdir(versionsDir, { withFileTypes: true });
   const dirs = entries.filter((e) => e.isDirectory());
   if (dirs.length !== 1 || entries.length !== 1) {
-    throw new MeshError('MESH_ERR_AGENT_UPDATE_REFUSED', `an agent package holds exactly one ${PACKAGE_VERSIONS_DIR}/<version>/ directory; this one has ${entries.map((e) => e.name).join(', ') || 'none'}`);
+    throw new MeshError(
+      'MESH_ERR_AGENT_UPDATE_REFUSED',
+      `an agent package holds exactly one ${PACKAGE_VERSIONS_DIR}/<version>/ directory; this one has ${entries.map((e) => e.name).join(', ') || 'none'}`,
+    );
   }
   const versionDir = path.join(versionsDir, dirs[0]!.name);
   let version: string;

@@ -114,7 +114,9 @@ export default class AgentArtifactPlugin implements MeshanicsPlugin {
       }
       const root = rootOf();
       if (!(await exists(versionDirOf(root, from)))) {
-        refuse(`the running agent ${from} is not in ${path.join(root, 'versions')}: only an agent installed from the package (or a tarball unpacked with its layout) can update itself`);
+        refuse(
+          `the running agent ${from} is not in ${path.join(root, 'versions')}: only an agent installed from the package (or a tarball unpacked with its layout) can update itself`,
+        );
       }
       if (!ctx.stagedFile) throw new Error('no verified target to unpack');
       const unpackDir = path.join(ctx.stagingDir, 'unpacked');

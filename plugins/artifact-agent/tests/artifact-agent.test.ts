@@ -42,14 +42,16 @@ async function setup(running = A) {
   test.agent.hooks.transition.tap('test', (e) => void events.push(e));
   // The apply hook never returns after a hand-over (the process exits there): wait for either.
   const run = (a: Parameters<typeof runPipeline>[1]) =>
-    Promise.race([
-      runPipeline(test.agent, a, new AbortController().signal),
-      new Promise<'APPLYING'>((resolve) => (onHandOver = () => resolve('APPLYING'))),
-    ]);
+    Promise.race([runPipeline(test.agent, a, new AbortController().signal), new Promise<'APPLYING'>((resolve) => (onHandOver = () => resolve('APPLYING')))]);
   return { ...test, events, run, handedOver: () => handedOver };
 }
 
-async function deploy(t: Awaited<ReturnType<typeof setup>>, version: string, spec: Record<string, unknown>, tarball: Parameters<typeof buildAgentTarball>[0] = { version, out: '' }) {
+async function deploy(
+  t: Awaited<ReturnType<typeof setup>>,
+  version: string,
+  spec: Record<string, unknown>,
+  tarball: Parameters<typeof buildAgentTarball>[0] = { version, out: '' },
+) {
   const out = path.join(work, `agent-${version}-${Math.random()}.tar.gz`);
   await buildAgentTarball({ ...tarball, version: tarball.version, out });
   const target = await t.source.publish(`meshanics-agent/${version}/agent.tar.gz`, await readFile(out));
@@ -96,7 +98,7 @@ describe('agent artifact: install and switch', () => {
     expect(await readSelfUpdateMarker(t.dataDir)).toBeUndefined();
   });
 
-  it("refuses an assignment for another architecture and a package whose node is built for another one", async () => {
+  it('refuses an assignment for another architecture and a package whose node is built for another one', async () => {
     const t = await setup();
     const other = process.arch === 'arm64' ? 'x64' : 'arm64';
     const r = await deploy(t, '1.1.0', { architecture: other });

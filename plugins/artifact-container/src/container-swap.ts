@@ -171,9 +171,7 @@ async function prepare(api: Engine, artifact: string, name: string, log: Artifac
       `a container named "${name}" exists and is not managed by Meshanics for artifact "${artifact}" (no ${LABELS.managed}/${LABELS.artifact} labels); not touching it`,
     );
   }
-  const ours = (await listContainersByLabels(api, { [LABELS.managed]: 'true', [LABELS.artifact]: artifact })).filter((c) =>
-    isOurs(c.Labels, artifact),
-  );
+  const ours = (await listContainersByLabels(api, { [LABELS.managed]: 'true', [LABELS.artifact]: artifact })).filter((c) => isOurs(c.Labels, artifact));
   const live = ours.filter((c) => !nameOf(c).includes('.'));
   for (const c of ours) {
     if (nameOf(c).endsWith(STAGING_SUFFIX)) {

@@ -29,9 +29,7 @@ export async function assertMountsAllowed(allowlist: Allowlist, spec: ContainerS
   const mounts = spec.mounts ?? [];
   if (mounts.length === 0) return;
   for (const mount of mounts) assertBindMountPath(allowlist, mount.source);
-  const realPrefixes = await Promise.all(
-    allowlist.bindMountPaths.map(async (p) => fs.realpath(p).catch(() => p)),
-  );
+  const realPrefixes = await Promise.all(allowlist.bindMountPaths.map(async (p) => fs.realpath(p).catch(() => p)));
   for (const mount of mounts) {
     let real: string;
     try {

@@ -195,8 +195,7 @@ export async function pullImage(engine: Engine, ref: string, options: PullOption
   const onAbort = () => controller.abort(options.signal.reason);
   options.signal.addEventListener('abort', onAbort, { once: true });
   if (options.signal.aborted) onAbort();
-  const fail = (text: string, cause?: unknown) =>
-    new MeshError('MESH_ERR_DOWNLOAD_FAILED', `pull of ${ref} failed: ${text}`, cause === undefined ? undefined : { cause });
+  const fail = (text: string, cause?: unknown) => new MeshError('MESH_ERR_DOWNLOAD_FAILED', `pull of ${ref} failed: ${text}`, cause === undefined ? undefined : { cause });
   try {
     let stream: NodeJS.ReadableStream;
     try {

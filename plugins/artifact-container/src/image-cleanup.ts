@@ -39,12 +39,7 @@ export async function cleanUpAfter(api: Engine, agent: Agent, ctx: ArtifactConte
 }
 
 /** Removes an image the agent pulled, never one it did not, nor one still in use or kept. */
-async function removeImage(
-  api: Engine,
-  image: ContainerPluginState['image'],
-  keep: Set<string | undefined>,
-  log: ArtifactContext['log'],
-): Promise<void> {
+async function removeImage(api: Engine, image: ContainerPluginState['image'], keep: Set<string | undefined>, log: ArtifactContext['log']): Promise<void> {
   if (!image || !image.managed || keep.has(image.digest)) return;
   const info = await inspectImage(api, image.ref);
   if (!info) return;

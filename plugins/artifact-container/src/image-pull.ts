@@ -40,9 +40,7 @@ export async function downloadImage(engines: Engines, ctx: ArtifactContext, pull
 export async function verifyImage(engines: Engines, ctx: ArtifactContext, pullTimeoutMs: number): Promise<void> {
   const spec = ctx.spec as ContainerSpec;
   const { digest } = parseImageReference(spec.image);
-  const info =
-    (await inspectImage(engines.api, spec.image)) ??
-    (await repullVanishedImage(engines, ctx, pullTimeoutMs, 'between the download and the verification'));
+  const info = (await inspectImage(engines.api, spec.image)) ?? (await repullVanishedImage(engines, ctx, pullTimeoutMs, 'between the download and the verification'));
   assertHoldsDigest(info, spec.image);
   const image = stateOf(ctx).image ?? { ref: spec.image, digest, managed: false };
   await ctx.checkpoint({ image: { ...image, id: info.Id } });
@@ -57,10 +55,7 @@ export function assertHoldsDigest(info: ImageInspectInfo, ref: string): void {
     return at > 0 && rd.slice(at + 1) === digest && normalize(rd.slice(0, at)) === normalize(repository);
   });
   if (!held) {
-    throw new MeshError(
-      'MESH_ERR_DIGEST_MISMATCH',
-      `local image ${info.Id} does not hold the pinned digest ${digest} (RepoDigests: ${JSON.stringify(info.RepoDigests ?? [])})`,
-    );
+    throw new MeshError('MESH_ERR_DIGEST_MISMATCH', `local image ${info.Id} does not hold the pinned digest ${digest} (RepoDigests: ${JSON.stringify(info.RepoDigests ?? [])})`);
   }
 }
 

@@ -15,14 +15,7 @@
 //
 // Containers and images the agent did not create are never touched.
 export * from './schema.js';
-export {
-  DOCKER_SOCKET,
-  PODMAN_ROOTFUL_SOCKET,
-  resolveRuntimeSocket,
-  runtimeSocketCandidates,
-  type ContainerRuntimeOption,
-  type ResolveRuntimeOptions,
-} from './runtime.js';
+export { DOCKER_SOCKET, PODMAN_ROOTFUL_SOCKET, resolveRuntimeSocket, runtimeSocketCandidates, type ContainerRuntimeOption, type ResolveRuntimeOptions } from './runtime.js';
 export { BACKUP_SUFFIX, LABELS, STAGING_SUFFIX } from './labels.js';
 export type { ContainerPluginState, PreviousContainer } from './plugin-state.js';
 export { default, type ContainerPluginOptions } from './plugin.js';

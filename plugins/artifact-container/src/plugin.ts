@@ -60,9 +60,7 @@ export default class ContainerArtifactPlugin implements MeshanicsPlugin {
   socketPath(): string {
     const socket = resolveRuntimeSocket(this.runtime);
     if (!socket) {
-      throw new Error(
-        `no container runtime socket found for runtime "${this.runtime}" (looked for ${runtimeSocketCandidates(this.runtime).join(', ')})`,
-      );
+      throw new Error(`no container runtime socket found for runtime "${this.runtime}" (looked for ${runtimeSocketCandidates(this.runtime).join(', ')})`);
     }
     return socket;
   }

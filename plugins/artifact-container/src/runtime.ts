@@ -35,10 +35,7 @@ function socketPathOf(runtime: string): string | undefined {
  * user's `$XDG_RUNTIME_DIR/podman/podman.sock`, then the rootful one), then docker's.
  */
 export function runtimeSocketCandidates(runtime: ContainerRuntimeOption = 'auto', env: NodeJS.ProcessEnv = process.env): string[] {
-  const podman = [
-    ...(env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? [path.join(env.XDG_RUNTIME_DIR, 'podman', 'podman.sock')] : []),
-    PODMAN_ROOTFUL_SOCKET,
-  ];
+  const podman = [...(env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? [path.join(env.XDG_RUNTIME_DIR, 'podman', 'podman.sock')] : []), PODMAN_ROOTFUL_SOCKET];
   switch (runtime) {
     case 'auto':
       return [...podman, DOCKER_SOCKET];
@@ -49,10 +46,7 @@ export function runtimeSocketCandidates(runtime: ContainerRuntimeOption = 'auto'
     default: {
       const p = socketPathOf(runtime);
       if (!p) {
-        throw new MeshError(
-          'MESH_ERR_CONFIG_INVALID',
-          `container runtime "${runtime}" must be auto, podman, docker or the absolute path of a Docker-API socket`,
-        );
+        throw new MeshError('MESH_ERR_CONFIG_INVALID', `container runtime "${runtime}" must be auto, podman, docker or the absolute path of a Docker-API socket`);
       }
       return [p];
     }

@@ -61,9 +61,7 @@ const pathComponent = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
  * with a port (so no short name is ever resolved through search registries), then the
  * repository path, then the digest.
  */
-export const IMAGE_REFERENCE_PATTERN =
-  `^(?:localhost|${label}(?:\\.${label})+|${label}(?=:))(?::[0-9]{1,5})?` +
-  `(?:/${pathComponent})+@sha256:[0-9a-f]{64}$`;
+export const IMAGE_REFERENCE_PATTERN = `^(?:localhost|${label}(?:\\.${label})+|${label}(?=:))(?::[0-9]{1,5})?` + `(?:/${pathComponent})+@sha256:[0-9a-f]{64}$`;
 
 /** Absolute, no "." or ".." segment, no empty segment, no trailing slash, no NUL. */
 const ABSOLUTE_PATH = '^(/(?!\\.\\.?(/|$))[^/\\u0000]+)+$';

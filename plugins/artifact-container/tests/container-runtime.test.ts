@@ -61,7 +61,10 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     return docker
       .getImage(image.ref)
       .inspect()
-      .then(() => true, () => false);
+      .then(
+        () => true,
+        () => false,
+      );
   }
 
   async function ourContainers(artifact: string) {
@@ -92,19 +95,14 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     events: TransitionEvent[];
   }
 
-  async function setup(
-    options: { dataDir?: string; targetsDir?: string; artifact?: string; port?: number; pullTimeoutMs?: number } = {},
-  ): Promise<Setup> {
+  async function setup(options: { dataDir?: string; targetsDir?: string; artifact?: string; port?: number; pullTimeoutMs?: number } = {}): Promise<Setup> {
     counter += 1;
     const artifact = options.artifact ?? `${prefix}-${counter}`;
-    const test = await createTestAgent(
-      [new ContainerArtifactPlugin({ runtime: store.socketPath, pullTimeoutMs: options.pullTimeoutMs ?? 30_000 }), new HttpProbePlugin()],
-      {
-        dataDir: options.dataDir ?? path.join(root, `agent-${counter}`),
-        targetsDir: options.targetsDir ?? path.join(root, `targets-${counter}`),
-        allowlist: { bindMountPaths: [path.join(root, 'mounts')] },
-      },
-    );
+    const test = await createTestAgent([new ContainerArtifactPlugin({ runtime: store.socketPath, pullTimeoutMs: options.pullTimeoutMs ?? 30_000 }), new HttpProbePlugin()], {
+      dataDir: options.dataDir ?? path.join(root, `agent-${counter}`),
+      targetsDir: options.targetsDir ?? path.join(root, `targets-${counter}`),
+      allowlist: { bindMountPaths: [path.join(root, 'mounts')] },
+    });
     const events: TransitionEvent[] = [];
     test.agent.hooks.transition.tap('test', (e) => {
       events.push(e);
@@ -168,9 +166,17 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
   afterEach(async () => {
     const ours = await docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`] } });
     for (const c of ours) {
-      if (c.Labels[LABELS.artifact]?.startsWith(prefix)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      if (c.Labels[LABELS.artifact]?.startsWith(prefix))
+        await docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
-    for (const name of foreign.splice(0)) await docker.getContainer(name).remove({ force: true }).catch(() => undefined);
+    for (const name of foreign.splice(0))
+      await docker
+        .getContainer(name)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   afterAll(async () => {
@@ -255,7 +261,7 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(record?.previous?.version).toBe('1.0.0');
   });
 
-  it('a pull of an unknown digest ends FAILED with the registry\'s reason, the running container untouched', async () => {
+  it("a pull of an unknown digest ends FAILED with the registry's reason, the running container untouched", async () => {
     const t = await setup();
     expect((await deploy(t, descriptor(t, rt.images.v1.ref), '1.0.0')).state).toBe('HEALTHY');
     const before = await live(t);
@@ -298,7 +304,15 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect(r.state).toBe('FAILED');
     expect(r.reason).toBe('MESH_ERR_SPEC_INVALID: spec/image must match pattern "^[^@]+@sha256:[0-9a-f]{64}$"');
     expect(t.source.resolved).toEqual([]);
-    expect(await docker.getImage(rt.images.v1.tagRef).inspect().then(() => true, () => false)).toBe(false);
+    expect(
+      await docker
+        .getImage(rt.images.v1.tagRef)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
     expect(await ourContainers(t.artifact)).toEqual([]);
   });
 
@@ -407,8 +421,14 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
   it('containers and images without our labels are never touched', async () => {
     const t = await setup();
     // Someone else's images, pulled before the agent ever needed them, and containers of theirs.
-    await docker.getImage(rt.images.v2.ref).remove({ force: true }).catch(() => undefined);
-    await docker.getImage(rt.images.other.ref).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(rt.images.v2.ref)
+      .remove({ force: true })
+      .catch(() => undefined);
+    await docker
+      .getImage(rt.images.other.ref)
+      .remove({ force: true })
+      .catch(() => undefined);
     await pullAsSomeoneElse(rt.images.other);
     await pullAsSomeoneElse(rt.images.bad);
     const bystander = `${prefix}-bystander-${counter}`;
@@ -502,7 +522,10 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     // found the image present, skipped the pull and is held before its verify meanwhile.
     const devA = await setup();
     const devB = await setup();
-    await docker.getImage(rt.images.v2.ref).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(rt.images.v2.ref)
+      .remove({ force: true })
+      .catch(() => undefined);
     let reached!: () => void;
     const bReached = new Promise<void>((resolve) => (reached = resolve));
     let release!: () => void;
@@ -542,7 +565,10 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     const t = await setup();
     const a = t.artifact;
     const b = `${a}-b`;
-    await docker.getImage(rt.images.other.ref).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(rt.images.other.ref)
+      .remove({ force: true })
+      .catch(() => undefined);
     let reached!: () => void;
     const bReached = new Promise<void>((resolve) => (reached = resolve));
     let release!: () => void;
@@ -584,7 +610,10 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
       expect(await httpGet(bPort)).toEqual({ status: 200, body: 'not managed by meshanics\n' });
     } finally {
       release();
-      await docker.getContainer(b).remove({ force: true }).catch(() => undefined);
+      await docker
+        .getContainer(b)
+        .remove({ force: true })
+        .catch(() => undefined);
     }
   });
 });

@@ -17,7 +17,10 @@ describe('container descriptor schema', () => {
       name: 'app',
       cmd: ['/bin/app', '--port', '8080'],
       env: { MODE: 'edge', _X1: '' },
-      ports: [{ container: 8080, host: 18080 }, { container: 53, host: 5353, protocol: 'udp', hostIp: '0.0.0.0' }],
+      ports: [
+        { container: 8080, host: 18080 },
+        { container: 53, host: 5353, protocol: 'udp', hostIp: '0.0.0.0' },
+      ],
       restartPolicy: 'unless-stopped',
       mounts: [{ source: '/var/lib/app', target: '/data', readOnly: true }],
       stopTimeoutSeconds: 5,
@@ -83,11 +86,7 @@ describe('container descriptor schema', () => {
 describe('runtime option', () => {
   const env = { XDG_RUNTIME_DIR: '/run/user/1000' };
   it('auto prefers podman (user, then rootful) and falls back to docker', () => {
-    expect(runtimeSocketCandidates('auto', env)).toEqual([
-      '/run/user/1000/podman/podman.sock',
-      '/run/podman/podman.sock',
-      '/var/run/docker.sock',
-    ]);
+    expect(runtimeSocketCandidates('auto', env)).toEqual(['/run/user/1000/podman/podman.sock', '/run/podman/podman.sock', '/var/run/docker.sock']);
     const only = (p: string) => (c: string) => c === p;
     expect(resolveRuntimeSocket('auto', { env, exists: only('/run/podman/podman.sock') })).toBe('/run/podman/podman.sock');
     expect(resolveRuntimeSocket('auto', { env, exists: only('/var/run/docker.sock') })).toBe('/var/run/docker.sock');

@@ -2,15 +2,7 @@
 //   <data-dir>/artifacts/model/<name>/<fileName>      the live file (one rename changes it)
 //   <data-dir>/artifacts/model/<name>/.<fileName>.previous   the previous version (rollback = one rename back)
 import path from 'node:path';
-import {
-  removeSwapLeftovers,
-  swapBack,
-  swapIn,
-  type Agent,
-  type ArtifactContext,
-  type MeshanicsPlugin,
-  type SwapRecord,
-} from '@meshanics/core';
+import { removeSwapLeftovers, swapBack, swapIn, type Agent, type ArtifactContext, type MeshanicsPlugin, type SwapRecord } from '@meshanics/core';
 import { ARTIFACT_KIND, MODEL_SPEC_SCHEMA, type ModelSpec } from './schema.js';
 
 export { ARTIFACT_KIND, MODEL_SPEC_SCHEMA, type ModelSpec } from './schema.js';

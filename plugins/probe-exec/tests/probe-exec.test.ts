@@ -31,10 +31,13 @@ function alive(pid: number): boolean {
 
 async function probe(argv: string[], allowlisted: string[], probeFields: Partial<Assignment['probe']> = {}) {
   const { agent } = await createTestAgent([new ExecProbePlugin()], { allowlist: { execBinaries: allowlisted } });
-  const a = testAssignment({ targetPath: 'x', length: 0, sha256: '0'.repeat(64) }, {
-    kind: 'model',
-    probe: { type: 'exec', specJson: JSON.stringify({ argv }), timeoutSeconds: 2, attempts: 1, initialDelaySeconds: 0, ...probeFields },
-  });
+  const a = testAssignment(
+    { targetPath: 'x', length: 0, sha256: '0'.repeat(64) },
+    {
+      kind: 'model',
+      probe: { type: 'exec', specJson: JSON.stringify({ argv }), timeoutSeconds: 2, attempts: 1, initialDelaySeconds: 0, ...probeFields },
+    },
+  );
   return runProbe(agent.hooks, a, { argv }, log, new AbortController().signal);
 }
 

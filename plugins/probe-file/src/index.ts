@@ -31,8 +31,6 @@ export default class FileProbePlugin implements MeshanicsPlugin {
   readonly coreApi = '^0.1.0';
 
   apply(agent: Agent): void {
-    agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx: ProbeAttemptContext) =>
-      checkReadinessFile((ctx.spec as FileProbeSpec).path),
-    );
+    agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx: ProbeAttemptContext) => checkReadinessFile((ctx.spec as FileProbeSpec).path));
   }
 }

@@ -19,10 +19,13 @@ afterAll(async () => {
 
 async function probe(file: string, fields: { attempts?: number; initialDelaySeconds?: number } = {}) {
   const { agent } = await createTestAgent([new FileProbePlugin()]);
-  const a = testAssignment({ targetPath: 'x', length: 0, sha256: '0'.repeat(64) }, {
-    kind: 'model',
-    probe: { type: 'file', specJson: JSON.stringify({ path: file }), timeoutSeconds: 1, attempts: fields.attempts ?? 1, initialDelaySeconds: fields.initialDelaySeconds ?? 0 },
-  });
+  const a = testAssignment(
+    { targetPath: 'x', length: 0, sha256: '0'.repeat(64) },
+    {
+      kind: 'model',
+      probe: { type: 'file', specJson: JSON.stringify({ path: file }), timeoutSeconds: 1, attempts: fields.attempts ?? 1, initialDelaySeconds: fields.initialDelaySeconds ?? 0 },
+    },
+  );
   return runProbe(agent.hooks, a, { path: file }, log, new AbortController().signal);
 }
 

@@ -43,12 +43,7 @@ function get(url: URL, signal: AbortSignal, ca: (string | Buffer)[] | undefined)
   });
 }
 
-export async function probeHttp(
-  spec: HttpProbeSpec,
-  allowed: (host: string) => boolean,
-  signal: AbortSignal,
-  ca?: (string | Buffer)[],
-): Promise<ProbeResult> {
+export async function probeHttp(spec: HttpProbeSpec, allowed: (host: string) => boolean, signal: AbortSignal, ca?: (string | Buffer)[]): Promise<ProbeResult> {
   let url = new URL(spec.url);
   if (!allowed(url.hostname)) {
     return { healthy: false, detail: `host "${url.hostname}" is not on the allowlist (allowlist.httpHosts)` };
@@ -90,8 +85,6 @@ export default class HttpProbePlugin implements MeshanicsPlugin {
     agent.hooks.validateProbe.for(PROBE_TYPE).tap(PLUGIN_NAME, (ctx) => {
       assertHttpHost(agent.allowlist, new URL((ctx.spec as HttpProbeSpec).url).hostname);
     });
-    agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx) =>
-      probeHttp(ctx.spec as HttpProbeSpec, (host) => isHttpHostAllowed(agent.allowlist, host), ctx.signal, ca),
-    );
+    agent.hooks.probe.for(PROBE_TYPE).tapPromise(PLUGIN_NAME, (ctx) => probeHttp(ctx.spec as HttpProbeSpec, (host) => isHttpHostAllowed(agent.allowlist, host), ctx.signal, ca));
   }
 }

@@ -52,10 +52,13 @@ afterAll(async () => {
 
 async function probe(url: string, probe: { attempts?: number; timeoutSeconds?: number } = {}, allowlist?: Partial<Allowlist>) {
   const { agent } = await createTestAgent([new HttpProbePlugin()], { allowlist });
-  const a = testAssignment({ targetPath: 'x', length: 0, sha256: '0'.repeat(64) }, {
-    kind: 'model',
-    probe: { type: 'http', specJson: JSON.stringify({ url }), timeoutSeconds: probe.timeoutSeconds ?? 2, attempts: probe.attempts ?? 1, initialDelaySeconds: 0 },
-  });
+  const a = testAssignment(
+    { targetPath: 'x', length: 0, sha256: '0'.repeat(64) },
+    {
+      kind: 'model',
+      probe: { type: 'http', specJson: JSON.stringify({ url }), timeoutSeconds: probe.timeoutSeconds ?? 2, attempts: probe.attempts ?? 1, initialDelaySeconds: 0 },
+    },
+  );
   return runProbe(agent.hooks, a, { url }, log, new AbortController().signal);
 }
 

@@ -73,7 +73,10 @@ export function authHook(ctx: MeshanicsContext, { throttle, tickets }: AuthHookO
     const key = 'key' in credential ? await authenticateApiKey(ctx, credential.key) : await ticketKey(ctx, tickets, credential.ticket);
     if (!key) {
       throttle.fail(request.ip);
-      throw new MeshError('MESH_ERR_API_UNAUTHENTICATED', 'key' in credential ? 'invalid API key' : 'invalid stream ticket (expired, used already, or its key revoked): mint a new one');
+      throw new MeshError(
+        'MESH_ERR_API_UNAUTHENTICATED',
+        'key' in credential ? 'invalid API key' : 'invalid stream ticket (expired, used already, or its key revoked): mint a new one',
+      );
     }
     request.apiKey = key;
     if (access !== 'authenticated' && !grants(key, access)) throw new MeshError('MESH_ERR_API_FORBIDDEN', `missing permission: ${access}`);

@@ -84,9 +84,7 @@ export function normalizePermissions(entries: readonly string[]): { permissions:
     const areaIndex = PERMISSION_AREAS.indexOf(area as PermissionArea);
     const levelIndex = PERMISSION_LEVELS.indexOf(level as PermissionLevel);
     if (rest.length > 0 || areaIndex < 0 || levelIndex < 0) {
-      throw invalid(
-        `unknown permission "${entry}": expected <area>.<level> with area ${PERMISSION_AREAS.join('|')} and level ${PERMISSION_LEVELS.join('|')}, or approve`,
-      );
+      throw invalid(`unknown permission "${entry}": expected <area>.<level> with area ${PERMISSION_AREAS.join('|')} and level ${PERMISSION_LEVELS.join('|')}, or approve`);
     }
     levels.set(area as PermissionArea, Math.max(levels.get(area as PermissionArea) ?? -1, levelIndex));
   }
@@ -149,7 +147,7 @@ export async function createApiKey(ctx: MeshanicsContext, input: CreateApiKeyInp
     revokedBy: null,
   };
   await ctx.store.withWriteLock(async () => {
-    if (!await ctx.store.apiKeys.insert(record)) {
+    if (!(await ctx.store.apiKeys.insert(record))) {
       throw new MeshError('MESH_ERR_APIKEY_CONFLICT', `a live API key named "${input.name}" already exists (revoke it first or pick another name)`);
     }
     await ctx.store.appendAudit({

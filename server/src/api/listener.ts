@@ -19,10 +19,7 @@ export interface ApiListenerOptions extends Omit<ApiOptions, 'https' | 'logger'>
   onApp: (app: FastifyInstance) => void;
 }
 
-export async function startApiListener(
-  ctx: MeshanicsContext,
-  options: ApiListenerOptions,
-): Promise<{ url: string; reloadTls: (() => boolean) | undefined }> {
+export async function startApiListener(ctx: MeshanicsContext, options: ApiListenerOptions): Promise<{ url: string; reloadTls: (() => boolean) | undefined }> {
   const { listen, logger, tls, insecureHttp, onApp, ...apiOptions } = options;
   const api = buildApi(ctx, { ...apiOptions, logger, ...(tls ? { https: { cert: tls.material.cert, key: tls.material.key } } : {}) });
   onApp(api);

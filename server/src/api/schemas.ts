@@ -252,7 +252,4 @@ export const auditEventSchema = objectOf({
   hash: str,
 });
 
-export const chainVerificationSchema = objectOf(
-  { count: int, verified: bool, headHash: str, firstBrokenSeq: int, problem: str },
-  ['count', 'verified', 'headHash'],
-);
+export const chainVerificationSchema = objectOf({ count: int, verified: bool, headHash: str, firstBrokenSeq: int, problem: str }, ['count', 'verified', 'headHash']);

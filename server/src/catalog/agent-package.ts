@@ -25,7 +25,9 @@ export async function assertAgentPackageVersion(file: string, version: string): 
   }
   const members = listing.split('\n').filter((name) => CORE_PACKAGE_JSON.test(name));
   if (members.length !== 1) {
-    mismatch(`${file} is not an agent package: it must hold exactly one usr/lib/meshanics-agent/versions/<version>/node_modules/@meshanics/core/package.json (found ${members.length})`);
+    mismatch(
+      `${file} is not an agent package: it must hold exactly one usr/lib/meshanics-agent/versions/<version>/node_modules/@meshanics/core/package.json (found ${members.length})`,
+    );
   }
   const member = members[0]!;
   const dirVersion = CORE_PACKAGE_JSON.exec(member)![2];
@@ -36,6 +38,8 @@ export async function assertAgentPackageVersion(file: string, version: string): 
     mismatch(`cannot read ${member} in ${file}: ${(err as Error).message}`);
   }
   if (packageVersion !== version || dirVersion !== version) {
-    mismatch(`the agent package is version ${String(packageVersion)} (directory versions/${dirVersion}) but the artifact version is ${version}: publish it as ${String(packageVersion)}`);
+    mismatch(
+      `the agent package is version ${String(packageVersion)} (directory versions/${dirVersion}) but the artifact version is ${version}: publish it as ${String(packageVersion)}`,
+    );
   }
 }

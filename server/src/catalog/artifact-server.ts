@@ -89,7 +89,7 @@ export function createArtifactRequestHandler(options: ArtifactServerOptions): ht
     // TLS already verified the chain; this decides whether that certificate still opens the door.
     const socket = req.socket as TLSSocket;
     const peer = deviceFromCertificate(socket.getPeerCertificate()?.raw, trustDomain);
-    const device = peer && await store.getDeviceBySpiffeId(peer.spiffeId);
+    const device = peer && (await store.getDeviceBySpiffeId(peer.spiffeId));
     if (!device) throw new HttpRefusal(403, 'not an enrolled device');
     if (device.decommissionedAt) throw new HttpRefusal(403, 'device is decommissioned');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpRefusal(405, 'method not allowed');

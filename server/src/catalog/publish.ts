@@ -12,12 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import {
-  ARTIFACT_NAME,
-  ARTIFACT_VERSION,
-  artifactTargetPath,
-  hashPrefixedTargetPath,
-} from '@meshanics/core/contract';
+import { ARTIFACT_NAME, ARTIFACT_VERSION, artifactTargetPath, hashPrefixedTargetPath } from '@meshanics/core/contract';
 import { ensureDirDurableSync, renameDurableSync, tempSibling, writeFileAtomicSync } from '@meshanics/core/kit';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
@@ -65,17 +60,11 @@ function validateInput(input: PublishArtifactInput): Record<string, unknown> {
     throw new MeshError('MESH_ERR_ARTIFACT_INVALID_NAME', `invalid artifact name "${input.name}": must match ${ARTIFACT_NAME.source}`);
   }
   if (!ARTIFACT_VERSION.test(input.version)) {
-    throw new MeshError(
-      'MESH_ERR_ARTIFACT_INVALID_VERSION',
-      `invalid artifact version "${input.version}": must match ${ARTIFACT_VERSION.source}`,
-    );
+    throw new MeshError('MESH_ERR_ARTIFACT_INVALID_VERSION', `invalid artifact version "${input.version}": must match ${ARTIFACT_VERSION.source}`);
   }
   const validator = artifactSpecValidator(input.kind);
   if (!validator) {
-    throw new MeshError(
-      'MESH_ERR_ARTIFACT_UNKNOWN_KIND',
-      `unknown artifact kind "${input.kind}" (known: ${knownArtifactKinds().join(', ')})`,
-    );
+    throw new MeshError('MESH_ERR_ARTIFACT_UNKNOWN_KIND', `unknown artifact kind "${input.kind}" (known: ${knownArtifactKinds().join(', ')})`);
   }
   // Bounds first (signed-bounds.ts): the schema validator must never walk a hostile value.
   let spec: unknown = input.spec ?? {};

@@ -40,10 +40,7 @@ function describeOwner(owner: string): string {
 export async function assertPublishable(store: Store, name: string, version: string, fleet: string): Promise<void> {
   const owner = await store.artifactNameOwner(name);
   if (owner !== undefined && owner !== fleet) {
-    throw new MeshError(
-      'MESH_ERR_ARTIFACT_NAME_TAKEN',
-      `artifact name "${name}" belongs to ${describeOwner(owner)}; names are unique across fleets: choose another name`,
-    );
+    throw new MeshError('MESH_ERR_ARTIFACT_NAME_TAKEN', `artifact name "${name}" belongs to ${describeOwner(owner)}; names are unique across fleets: choose another name`);
   }
   const existing = await store.getArtifact(name, version);
   if (existing) {
@@ -62,10 +59,7 @@ export async function assertPublishable(store: Store, name: string, version: str
  */
 export function assertAssignable(artifact: ArtifactRecord | undefined, ref: { name: string; version: string }, fleet: string): ArtifactRecord {
   if (!artifact || artifact.withdrawnAt) {
-    throw new MeshError(
-      'MESH_ERR_ARTIFACT_NOT_FOUND',
-      `no artifact ${ref.name}@${ref.version}` + (artifact?.withdrawnAt ? ` (withdrawn at ${artifact.withdrawnAt})` : ''),
-    );
+    throw new MeshError('MESH_ERR_ARTIFACT_NOT_FOUND', `no artifact ${ref.name}@${ref.version}` + (artifact?.withdrawnAt ? ` (withdrawn at ${artifact.withdrawnAt})` : ''));
   }
   if (!fleetMayUse(fleet, artifact.fleet)) {
     throw new MeshError(

@@ -34,10 +34,7 @@ export interface WithdrawnArtifact {
 const HOLDERS_NAMED = 10;
 
 function heldError(a: ArtifactRecord, holders: ArtifactHolders): MeshError {
-  const parts = [
-    ...holders.rollouts.map((r) => `rollout ${r.id} (${r.status})`),
-    ...holders.devices.map((d) => `device ${d.fleet}/${d.name} (${d.holds})`),
-  ];
+  const parts = [...holders.rollouts.map((r) => `rollout ${r.id} (${r.status})`), ...holders.devices.map((d) => `device ${d.fleet}/${d.name} (${d.holds})`)];
   const named = parts.slice(0, HOLDERS_NAMED).join(', ') + (parts.length > HOLDERS_NAMED ? `, and ${parts.length - HOLDERS_NAMED} more` : '');
   return new MeshError(
     'MESH_ERR_ARTIFACT_HELD',

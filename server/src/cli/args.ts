@@ -166,7 +166,6 @@ export function waitForShutdownSignal(logger: Logger): Promise<NodeJS.Signals> {
   });
 }
 
-
 /** A duration flag ("90s", "30m", "24h", "7d" or plain seconds) in whole seconds. */
 export function durationOpt(values: Values, flag: string, command: Command, envName?: string): number | undefined {
   const raw = stringOpt(values, flag, envName);
@@ -204,10 +203,7 @@ export const PROBE_HELP = [
   `  --probe-initial-delay SECS  0-3600 (default ${PROBE_DEFAULTS.initialDelaySeconds})`,
 ];
 
-export function probeOpt(
-  values: Values,
-  command: Command,
-): { type: string; spec: string; timeoutSeconds: number; attempts: number; initialDelaySeconds: number } {
+export function probeOpt(values: Values, command: Command): { type: string; spec: string; timeoutSeconds: number; attempts: number; initialDelaySeconds: number } {
   return {
     type: required(values, 'probe-type', command),
     spec: jsonOpt(values, 'probe-spec', command)!,

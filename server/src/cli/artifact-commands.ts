@@ -1,5 +1,18 @@
 // artifact publish and withdraw, assign and assignment show.
-import { artifactRefOpt, jsonOpt, parseArtifactRef, print, printFromDataDir, PROBE_HELP, PROBE_OPTIONS, probeOpt, required, requireFlags, withDataDir, type Command } from './args.js';
+import {
+  artifactRefOpt,
+  jsonOpt,
+  parseArtifactRef,
+  print,
+  printFromDataDir,
+  PROBE_HELP,
+  PROBE_OPTIONS,
+  probeOpt,
+  required,
+  requireFlags,
+  withDataDir,
+  type Command,
+} from './args.js';
 
 export const ARTIFACT_COMMANDS: Command[] = [
   {

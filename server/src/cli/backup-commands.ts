@@ -39,7 +39,7 @@ export const BACKUP_COMMANDS: Command[] = [
     help: [
       '  --from FILE            the archive `backup` wrote',
       '  --bump-tuf-versions N  re-sign the TUF timestamp, snapshot and publisher (and targets, if its key is online)',
-      '                         at versions N above the backup\'s: devices refuse versions lower than those they',
+      "                         at versions N above the backup's: devices refuse versions lower than those they",
       '                         already saw, so give N above the number of publishes and re-signings since the backup',
       '                         (e.g. 1000; docs/operations.md)',
       '  The data dir (--data-dir, required here) must be empty or absent. With a PostgreSQL backup only the files',

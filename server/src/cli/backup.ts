@@ -35,9 +35,7 @@ export interface BackupManifest {
   createdAt: string;
   server: { version: string; node: string };
   trustDomain: string;
-  database:
-    | { engine: 'sqlite'; included: true; file: typeof DATABASE_NAME; schemaVersion: number }
-    | { engine: 'postgres'; included: false; note: string };
+  database: { engine: 'sqlite'; included: true; file: typeof DATABASE_NAME; schemaVersion: number } | { engine: 'postgres'; included: false; note: string };
   tuf: ReturnType<MeshanicsContext['tuf']['versions']>;
   /** The audit chain's last event when the database was copied (seq 0: empty trail). */
   auditHead: { seq: number; hash: string };
@@ -78,7 +76,7 @@ export function sha256File(file: string): string {
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
   } finally {
     fs.closeSync(fd);
   }

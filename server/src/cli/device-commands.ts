@@ -30,7 +30,10 @@ export const DEVICE_COMMANDS: Command[] = [
       if (typeof values.names === 'string') {
         if (values.name !== undefined) throw new UsageError('give --name or --names, not both', command.name);
         requireFlags(values, command, ['fleet', 'out']);
-        const names = values.names.split(',').map((n) => n.trim()).filter((n) => n !== '');
+        const names = values.names
+          .split(',')
+          .map((n) => n.trim())
+          .filter((n) => n !== '');
         if (names.length === 0) throw new UsageError('--names lists no device', command.name);
         const fleet = required(values, 'fleet', command);
         const out = path.resolve(required(values, 'out', command));

@@ -13,7 +13,7 @@ function target(): URL {
   let host = listen.slice(0, at);
   const port = listen.slice(at + 1);
   // A wildcard bind is reached on loopback from inside the container.
-  if (host === '0.0.0.0' || host === '' ) host = '127.0.0.1';
+  if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
   if (host === '[::]' || host === '::') host = '[::1]';
   const scheme = process.env.MESHANICS_API_TLS_CERT ? 'https' : 'http';
   return new URL(`${scheme}://${host}:${port}/readyz`);

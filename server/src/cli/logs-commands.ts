@@ -8,7 +8,7 @@ import { intOpt, print, printFromDataDir, required, requireFlags, stringOpt, wit
 export const LOGS_COMMANDS: Command[] = [
   {
     name: 'logs request',
-    summary: "ask a device for its logs; it receives the request with its next heartbeat",
+    summary: 'ask a device for its logs; it receives the request with its next heartbeat',
     usage: 'logs request --fleet FLEET --device NAME [--since ISO] [--until ISO] [--max-bytes N]',
     options: { fleet: { type: 'string' }, device: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'max-bytes': { type: 'string' } },
     help: [

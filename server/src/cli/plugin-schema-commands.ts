@@ -8,7 +8,7 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
     usage: 'plugin-schema add MODULE',
     options: {},
     help: [
-      '  MODULE                 path of the plugin\'s schema module (e.g. node_modules/@vendor/x/dist/schema.js)',
+      "  MODULE                 path of the plugin's schema module (e.g. node_modules/@vendor/x/dist/schema.js)",
       '',
       'Idempotent: the same schema again changes nothing. A new schema for a kind already added replaces it,',
       'unless it rejects the spec of an artifact still in flight (an active assignment or an unfinished rollout):',
@@ -20,7 +20,12 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
       const added = await withDataDir(values, command, async (ctx) => {
         const file = await addCustomSchema(ctx.layout.root, positionals[0]!, ctx.store);
         if (file.change !== 'unchanged') {
-          await ctx.store.appendAudit({ actor: 'operator:cli', action: `plugin_schema.${file.change}`, subject: `${file.what}-kind:${file.kind}`, details: { source: file.source } });
+          await ctx.store.appendAudit({
+            actor: 'operator:cli',
+            action: `plugin_schema.${file.change}`,
+            subject: `${file.what}-kind:${file.kind}`,
+            details: { source: file.source },
+          });
         }
         return file;
       });
@@ -35,7 +40,9 @@ export const PLUGIN_SCHEMA_COMMANDS: Command[] = [
     help: [],
     async run(values, _positionals, command) {
       const { loadCustomSchemas } = await import('../catalog/custom-plugin-schemas.js');
-      print({ schemas: await withDataDir(values, command, (ctx) => loadCustomSchemas(ctx.layout.root).map(({ what, kind, source, addedAt }) => ({ what, kind, source, addedAt }))) });
+      print({
+        schemas: await withDataDir(values, command, (ctx) => loadCustomSchemas(ctx.layout.root).map(({ what, kind, source, addedAt }) => ({ what, kind, source, addedAt }))),
+      });
     },
   },
 ];

@@ -1,5 +1,19 @@
 // group and rollout: thin wrappers over groups.ts and rollouts/ (the REST API calls the same functions).
-import { artifactRefOpt, intOpt, jsonOpt, printFromDataDir, PROBE_HELP, PROBE_OPTIONS, probeOpt, required, requireFlags, stringOpt, UsageError, type Command, type Values } from './args.js';
+import {
+  artifactRefOpt,
+  intOpt,
+  jsonOpt,
+  printFromDataDir,
+  PROBE_HELP,
+  PROBE_OPTIONS,
+  probeOpt,
+  required,
+  requireFlags,
+  stringOpt,
+  UsageError,
+  type Command,
+  type Values,
+} from './args.js';
 
 const ACTOR = 'operator:cli';
 

@@ -22,11 +22,7 @@ function readFileFlag(values: Values, flag: string): Buffer | undefined {
  * export and write one file. Missing flags are named together (the shared three plus the
  * command's own) before --expires is checked, so one retry fixes them all.
  */
-function offlineSigningInput(
-  values: Values,
-  command: Command,
-  extraRequired: string[],
-): { keysDir: string; onlineKeysFile: string; out: string; expiresInMs?: number } {
+function offlineSigningInput(values: Values, command: Command, extraRequired: string[]): { keysDir: string; onlineKeysFile: string; out: string; expiresInMs?: number } {
   requireFlags(values, command, ['keys', 'online-keys', ...extraRequired, 'out']);
   const expiresInMs = expiresMs(values, command);
   return {
@@ -148,7 +144,8 @@ export const TUF_COMMANDS: Command[] = [
             onInstalled: async (r) => {
               const at = new Date().toISOString();
               if (r.root) await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
-              if (r.targets) await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
+              if (r.targets)
+                await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
               if (r.removedOnlineKeys.length > 0) {
                 await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
               }

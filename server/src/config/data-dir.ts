@@ -143,8 +143,7 @@ function createContext(layout: DataDirLayout, config: DataDirConfig, store: Stor
     store,
     tuf: new TufRepository({ keysDir: layout.tufKeysDir, metadataDir: layout.tufMetadataDir }, async (fn) => await store.withWriteLock(fn)),
     logger,
-    deviceCa: () =>
-      (ca ??= import('../pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
+    deviceCa: () => (ca ??= import('../pki/device-ca.js').then((pki) => pki.loadDeviceCa({ keyFile: layout.caKeyFile, certFile: layout.caCertFile }))),
     close: async () => await store.close(),
   };
 }
@@ -188,10 +187,7 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
       if (existing) {
         databaseLocation(layout, existing, options.databaseUrl);
         if (options.trustDomain !== undefined && options.trustDomain !== existing.trustDomain) {
-          throw new MeshError(
-            'MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH',
-            `data dir ${layout.root} belongs to trust domain "${existing.trustDomain}", not "${options.trustDomain}"`,
-          );
+          throw new MeshError('MESH_ERR_CONFIG_TRUST_DOMAIN_MISMATCH', `data dir ${layout.root} belongs to trust domain "${existing.trustDomain}", not "${options.trustDomain}"`);
         }
         return existing;
       }
@@ -247,10 +243,7 @@ export async function openDataDir(options: { dataDir: string; logger?: Logger; d
   const layout = dataDirLayout(options.dataDir);
   const config = readConfig(layout);
   if (!config || !fs.existsSync(path.join(layout.tufMetadataDir, 'root.json'))) {
-    throw new MeshError(
-      'MESH_ERR_DATADIR_NOT_INITIALIZED',
-      `${layout.root} is not an initialized data dir (run \`meshanics-server init --data-dir ${options.dataDir}\`)`,
-    );
+    throw new MeshError('MESH_ERR_DATADIR_NOT_INITIALIZED', `${layout.root} is not an initialized data dir (run \`meshanics-server init --data-dir ${options.dataDir}\`)`);
   }
   // Custom kinds an operator added (vendor plugins' schemas) validate like built-in ones.
   watchCustomSchemas(layout.root, (err) => options.logger?.warn({ err: err.message }, 'custom plugin schemas not reloaded'));

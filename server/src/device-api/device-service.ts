@@ -95,7 +95,6 @@ function gaveUp(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' |
   return call.cancelled || at <= Date.now();
 }
 
-
 interface Caller {
   peer: PeerDevice;
   /** Undefined until the device's row exists (issue-cert or first Register creates it). */
@@ -192,7 +191,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   async function offboard(device: DeviceRecord): Promise<HeartbeatResponse> {
     const now = new Date().toISOString();
     const first = await store.withWriteLock(async () => {
-      if (!await store.markOffboardNotified(device.id, now)) return false;
+      if (!(await store.markOffboardNotified(device.id, now))) return false;
       await store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'device.offboard_notified', subject: `device:${device.spiffeId}` });
       return true;
     });
@@ -210,10 +209,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return device?.heartbeatIntervalSeconds ?? options.heartbeatIntervalSeconds;
   }
 
-  function unary<Req, Res>(
-    method: string,
-    handle: (caller: Caller, request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-  ): grpc.handleUnaryCall<Req, Res> {
+  function unary<Req, Res>(method: string, handle: (caller: Caller, request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return answered(method, async (call, who) => {
       const caller = await authenticate(call, method);
       who(caller.peer);
@@ -222,10 +218,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   }
 
   /** Runs `handle` and turns what it throws into the call's status. `who` names the caller for the log. */
-  function answered<Req, Res>(
-    method: string,
-    handle: (call: grpc.ServerUnaryCall<Req, Res>, who: (peer: PeerDevice) => void) => Promise<Res>,
-  ): grpc.handleUnaryCall<Req, Res> {
+  function answered<Req, Res>(method: string, handle: (call: grpc.ServerUnaryCall<Req, Res>, who: (peer: PeerDevice) => void) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       let peer: PeerDevice | undefined;
       handle(call, (p) => (peer = p)).then(
@@ -264,7 +257,13 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     const device = await store.withWriteLock(async () => {
       const record = await store.registerDevice({ spiffeId: peer.spiffeId, fleet: peer.fleet, name: peer.name, profile, now });
       if (!caller.device?.registeredAt) {
-        await store.appendAudit({ at: now, actor: `device:${peer.spiffeId}`, action: 'device.registered', subject: `device:${peer.spiffeId}`, details: { agentVersion: profile.agentVersion } });
+        await store.appendAudit({
+          at: now,
+          actor: `device:${peer.spiffeId}`,
+          action: 'device.registered',
+          subject: `device:${peer.spiffeId}`,
+          details: { agentVersion: profile.agentVersion },
+        });
       }
       return record;
     });
@@ -336,76 +335,70 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
     return { assignments: view.assignments, logRequests: view.logRequests, offboarded: false, nextHeartbeatSeconds: view.nextHeartbeatSeconds };
   });
 
-  const ReportArtifactStatus = answered<ReportArtifactStatusRequest, ReportArtifactStatusResponse>(
-    'ReportArtifactStatus',
-    async (call, who) => {
-      const peer = identify(call);
-      who(peer);
-      const report = validateReport(call.request);
-      // The device, the assignment and its artifact in one read (what authenticate() reads, and more).
-      const found = await reportReads(() => store.getReportingDevice(peer.spiffeId, report.assignmentId));
-      if (found?.device.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
-      const device = found?.device;
-      const assignment = found?.assignment;
-      if (!device || !assignment) {
-        // Same answer whether the id does not exist or belongs to another device: no probing.
-        logger.warn({ device: peer.spiffeId, assignmentId: report.assignmentId }, 'status report for an assignment the device does not own');
-        throw new Refusal(grpc.status.NOT_FOUND, 'no such assignment for this device');
-      }
-      const artifact = found.artifact;
-      const receivedAt = new Date().toISOString();
-      const accepted = await reportWrites.write({
-        report: {
-          ...report,
-          deviceId: device.id,
-          receivedAt,
-          ...(report.state === 'HEALTHY' && artifact
-            ? { installed: { name: artifact.name, kind: artifact.kind, version: artifact.version, sha256: artifact.sha256, state: 'HEALTHY' } }
-            : {}),
-        },
-        // Every transition feeds the audit trail (spec, "Status lifecycle": the per-device states
-        // "feed the audit trail"): a state other than the one stored, and every outcome. A
-        // progress report (DOWNLOADING again, with more bytes) is not a transition.
-        ...(TERMINAL_STATES.has(report.state) || report.state !== assignment.state
-          ? {
-              audit: {
-                at: receivedAt,
-                actor: `device:${device.spiffeId}`,
-                action: `assignment.${report.state.toLowerCase()}`,
-                subject: `assignment:${assignment.id}`,
-                details: { artifact: artifact ? `${artifact.name}@${artifact.version}` : assignment.artifactId, reason: report.reason, sequence: report.sequence },
-              },
-            }
+  const ReportArtifactStatus = answered<ReportArtifactStatusRequest, ReportArtifactStatusResponse>('ReportArtifactStatus', async (call, who) => {
+    const peer = identify(call);
+    who(peer);
+    const report = validateReport(call.request);
+    // The device, the assignment and its artifact in one read (what authenticate() reads, and more).
+    const found = await reportReads(() => store.getReportingDevice(peer.spiffeId, report.assignmentId));
+    if (found?.device.decommissionedAt) throw new Refusal(grpc.status.PERMISSION_DENIED, DECOMMISSIONED);
+    const device = found?.device;
+    const assignment = found?.assignment;
+    if (!device || !assignment) {
+      // Same answer whether the id does not exist or belongs to another device: no probing.
+      logger.warn({ device: peer.spiffeId, assignmentId: report.assignmentId }, 'status report for an assignment the device does not own');
+      throw new Refusal(grpc.status.NOT_FOUND, 'no such assignment for this device');
+    }
+    const artifact = found.artifact;
+    const receivedAt = new Date().toISOString();
+    const accepted = await reportWrites.write({
+      report: {
+        ...report,
+        deviceId: device.id,
+        receivedAt,
+        ...(report.state === 'HEALTHY' && artifact
+          ? { installed: { name: artifact.name, kind: artifact.kind, version: artifact.version, sha256: artifact.sha256, state: 'HEALTHY' } }
           : {}),
-        call,
-      });
-      if (accepted === undefined) throw new Refusal(grpc.status.CANCELLED, 'the device stopped waiting before the report was stored');
-      logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
-      options.metrics?.report(report.state, accepted);
-      // Only an outcome (healthy, failed, rolled back) can change a rollout's decision: the
-      // engine treats pending and in-progress devices alike (rollouts/progress.ts).
-      // The answer waits for the rollout's next step (at most one per drive interval, see
-      // rollouts/drive-queue.ts): when a device's outcome is acknowledged, the rollout has
-      // taken it into account (the wave it completed has started the next one).
-      if (accepted && assignment.rolloutId && TERMINAL_STATES.has(report.state) && options.afterRolloutReport) {
-        try {
-          await options.afterRolloutReport(assignment.rolloutId);
-        } catch (err) {
-          logger.error({ err, rolloutId: assignment.rolloutId }, 'rollout progression after a status report failed');
-        }
+      },
+      // Every transition feeds the audit trail (spec, "Status lifecycle": the per-device states
+      // "feed the audit trail"): a state other than the one stored, and every outcome. A
+      // progress report (DOWNLOADING again, with more bytes) is not a transition.
+      ...(TERMINAL_STATES.has(report.state) || report.state !== assignment.state
+        ? {
+            audit: {
+              at: receivedAt,
+              actor: `device:${device.spiffeId}`,
+              action: `assignment.${report.state.toLowerCase()}`,
+              subject: `assignment:${assignment.id}`,
+              details: { artifact: artifact ? `${artifact.name}@${artifact.version}` : assignment.artifactId, reason: report.reason, sequence: report.sequence },
+            },
+          }
+        : {}),
+      call,
+    });
+    if (accepted === undefined) throw new Refusal(grpc.status.CANCELLED, 'the device stopped waiting before the report was stored');
+    logger.info({ device: device.spiffeId, assignmentId: assignment.id, state: report.state, sequence: report.sequence, accepted }, 'artifact status reported');
+    options.metrics?.report(report.state, accepted);
+    // Only an outcome (healthy, failed, rolled back) can change a rollout's decision: the
+    // engine treats pending and in-progress devices alike (rollouts/progress.ts).
+    // The answer waits for the rollout's next step (at most one per drive interval, see
+    // rollouts/drive-queue.ts): when a device's outcome is acknowledged, the rollout has
+    // taken it into account (the wave it completed has started the next one).
+    if (accepted && assignment.rolloutId && TERMINAL_STATES.has(report.state) && options.afterRolloutReport) {
+      try {
+        await options.afterRolloutReport(assignment.rolloutId);
+      } catch (err) {
+        logger.error({ err, rolloutId: assignment.rolloutId }, 'rollout progression after a status report failed');
       }
-      return { accepted };
-    },
-  );
+    }
+    return { accepted };
+  });
 
   const idleTimeoutMs = options.logUploadIdleTimeoutMs ?? DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS;
 
   /** The chunks of `call`, aborting the call when the device goes quiet mid-upload. */
   async function* chunksOf(call: grpc.ServerReadableStream<UploadLogsChunk, unknown>): AsyncGenerator<UploadLogsChunk> {
-    const idle = setTimeout(
-      () => call.destroy(new Refusal(grpc.status.DEADLINE_EXCEEDED, `log upload sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)),
-      idleTimeoutMs,
-    );
+    const idle = setTimeout(() => call.destroy(new Refusal(grpc.status.DEADLINE_EXCEEDED, `log upload sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)), idleTimeoutMs);
     try {
       for await (const chunk of call as AsyncIterable<UploadLogsChunk>) {
         idle.refresh();

@@ -104,7 +104,8 @@ export class HeartbeatBatcher {
           this.logger.error({ err, devices: installedSets.size }, `writing installed sets failed; ${retry}`);
           if (!this.stopped) {
             // A set is kept unless a later heartbeat of its device already decided otherwise.
-            for (const entry of installedSets.values()) if (!this.installedSets.has(entry.deviceId) && !this.seen.has(entry.deviceId)) this.installedSets.set(entry.deviceId, entry);
+            for (const entry of installedSets.values())
+              if (!this.installedSets.has(entry.deviceId) && !this.seen.has(entry.deviceId)) this.installedSets.set(entry.deviceId, entry);
             this.schedule();
           }
         } finally {

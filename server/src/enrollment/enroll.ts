@@ -144,12 +144,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
     const csr = await verifyCsr(input.csrPem);
     await assertNameFree(ctx, fleet, input.name, token);
 
-    const issued = await issueDeviceCertificate(
-      await ctx.deviceCa(),
-      csr.publicKey,
-      { trustDomain: ctx.trustDomain, fleet, name: input.name },
-      input.validity ?? {},
-    );
+    const issued = await issueDeviceCertificate(await ctx.deviceCa(), csr.publicKey, { trustDomain: ctx.trustDomain, fleet, name: input.name }, input.validity ?? {});
     const tokenId = token.id;
     await ctx.store.withWriteLock(async () => {
       // Checked again under the lock: another enrollment may have taken the last use or the name.
@@ -157,7 +152,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
       const current = (await ctx.store.enrollmentTokens.get(tokenId))!;
       assertTokenUsable(current, now);
       const reenrollment = await assertNameFree(ctx, fleet, input.name, current);
-      if (!await ctx.store.enrollmentTokens.consumeUse(tokenId, now.toISOString())) {
+      if (!(await ctx.store.enrollmentTokens.consumeUse(tokenId, now.toISOString()))) {
         throw new MeshError('MESH_ERR_ENROLL_TOKEN_EXHAUSTED', 'enrollment token has no uses left');
       }
       const { device } = await ctx.store.ensureDevice({ spiffeId: issued.spiffeId, fleet, name: input.name, now: now.toISOString() });

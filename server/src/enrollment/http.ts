@@ -87,7 +87,7 @@ function parseFields<K extends string>(body: Buffer, fields: readonly K[]): Reco
 function verifiedClientCertificate(socket: TLSSocket): Buffer {
   const cert = socket.getPeerCertificate();
   if (!cert || !cert.raw) {
-    throw new MeshError('MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED', 'renewal requires the device\'s current client certificate');
+    throw new MeshError('MESH_ERR_ENROLL_CLIENT_CERT_REQUIRED', "renewal requires the device's current client certificate");
   }
   if (!socket.authorized) {
     // Node sets the OpenSSL code here (e.g. CERT_HAS_EXPIRED), a string despite its typing.
@@ -154,9 +154,7 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
     return;
   }
   const text = JSON.stringify(body);
-  res
-    .writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers })
-    .end(text);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers }).end(text);
 }
 
 export function createEnrollmentServer(options: EnrollmentServerOptions): https.Server {

@@ -135,8 +135,8 @@ export interface AssignmentDetail {
 export async function getAssignment(ctx: MeshanicsContext, id: string): Promise<AssignmentDetail> {
   const { store } = ctx;
   const a = await store.getAssignment(id);
-  const device = a && await store.getDeviceById(a.deviceId);
-  const artifact = a && await store.getArtifactById(a.artifactId);
+  const device = a && (await store.getDeviceById(a.deviceId));
+  const artifact = a && (await store.getArtifactById(a.artifactId));
   if (!a || !device || !artifact) throw new MeshError('MESH_ERR_ASSIGNMENT_NOT_FOUND', `no assignment ${id}`);
   return {
     assignment: {

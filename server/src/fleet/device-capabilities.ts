@@ -12,11 +12,9 @@ export function assertDevicesSupportKind(devices: readonly DeviceRecord[], kind:
   const lacking = devices.filter((d) => d.registeredAt !== null && !advertisedKinds(d).includes(kind));
   if (lacking.length === 0) return;
   const described = lacking.map((d) => `${d.name} (advertises: ${advertisedKinds(d).join(', ') || 'nothing'})`);
-  throw new MeshError(
-    'MESH_ERR_DEVICE_UNSUPPORTED_KIND',
-    `device(s) ${described.join('; ')} did not advertise artifact kind "${kind}" in Register`,
-    { details: { devices: lacking.map((d) => d.name), kind } },
-  );
+  throw new MeshError('MESH_ERR_DEVICE_UNSUPPORTED_KIND', `device(s) ${described.join('; ')} did not advertise artifact kind "${kind}" in Register`, {
+    details: { devices: lacking.map((d) => d.name), kind },
+  });
 }
 
 /**

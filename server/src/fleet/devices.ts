@@ -30,10 +30,7 @@ function spiffeIdOrThrow(trustDomain: string, fleet: string, name: string): stri
  * Generates a device key pair, issues its certificate and records the (not yet registered)
  * device, so assignments can be made before the agent first runs.
  */
-export async function provisionDevice(
-  ctx: MeshanicsContext,
-  input: { fleet: string; name: string; days?: number; actor?: string },
-): Promise<DeviceCredentials> {
+export async function provisionDevice(ctx: MeshanicsContext, input: { fleet: string; name: string; days?: number; actor?: string }): Promise<DeviceCredentials> {
   const spiffeId = spiffeIdOrThrow(ctx.trustDomain, input.fleet, input.name);
   if ((await ctx.store.getDeviceBySpiffeId(spiffeId))?.decommissionedAt) {
     throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.name} is decommissioned`);

@@ -55,11 +55,7 @@ function validateName(fleet: unknown, name: unknown): void {
 }
 
 /** Resolves names to live devices of the fleet; the rest are unresolved. */
-export async function resolveGroupDevices(
-  ctx: GroupContext,
-  fleet: string,
-  names: readonly string[],
-): Promise<{ devices: DeviceRecord[]; unresolved: string[] }> {
+export async function resolveGroupDevices(ctx: GroupContext, fleet: string, names: readonly string[]): Promise<{ devices: DeviceRecord[]; unresolved: string[] }> {
   const devices: DeviceRecord[] = [];
   const unresolved: string[] = [];
   for (const name of names) {
@@ -90,7 +86,7 @@ export async function createGroup(ctx: GroupContext, input: CreateGroupInput): P
   return await store.withWriteLock(async () => {
     const now = new Date().toISOString();
     const record: GroupRecord = { fleet: input.fleet, name: input.name, devices: names, createdAt: now, createdBy: input.actor, updatedAt: now };
-    if (!await store.groups.insert(record)) {
+    if (!(await store.groups.insert(record))) {
       throw new MeshError('MESH_ERR_GROUP_CONFLICT', `group "${input.name}" already exists in fleet ${input.fleet}`);
     }
     const result = await view(ctx, record);
@@ -123,7 +119,7 @@ export async function setGroupDevices(ctx: GroupContext, fleet: string, name: st
   const { store } = ctx;
   return await store.withWriteLock(async () => {
     const now = new Date().toISOString();
-    if (!await store.groups.setDevices(fleet, name, names, now)) {
+    if (!(await store.groups.setDevices(fleet, name, names, now))) {
       throw new MeshError('MESH_ERR_GROUP_NOT_FOUND', `no group "${name}" in fleet ${fleet}`);
     }
     const result = await getGroup(ctx, fleet, name);

@@ -142,7 +142,7 @@ export async function listLogRequests(ctx: MeshanicsContext, filter: { fleet?: s
 /** Where the delivered bundle of a log request is; refuses one that is unknown or not delivered yet. */
 export async function getLogBundle(ctx: MeshanicsContext, logRequestId: string): Promise<LogBundle> {
   const request = await ctx.store.logRequests.get(logRequestId);
-  const device = request && await ctx.store.getDeviceById(request.deviceId);
+  const device = request && (await ctx.store.getDeviceById(request.deviceId));
   if (!request || !device) throw new MeshError('MESH_ERR_LOGS_REQUEST_NOT_FOUND', `no log request ${logRequestId}`);
   if (request.fulfilledAt === null || request.sizeBytes === null || request.sha256 === null) {
     throw new MeshError('MESH_ERR_LOGS_NOT_UPLOADED', `device ${device.fleet}/${device.name} has not uploaded the logs of request ${logRequestId} yet`);

@@ -91,7 +91,13 @@ export async function receiveLogUpload(chunks: AsyncIterable<UploadLogsChunk>, d
       renamed = true;
       const now = new Date().toISOString();
       await store.logRequests.fulfill(id, { sizeBytes: received, sha256, now });
-      await store.appendAudit({ at: now, actor: `device:${device.spiffeId}`, action: 'logs.uploaded', subject: `device:${device.spiffeId}`, details: { logRequestId: id, sizeBytes: received, sha256 } });
+      await store.appendAudit({
+        at: now,
+        actor: `device:${device.spiffeId}`,
+        action: 'logs.uploaded',
+        subject: `device:${device.spiffeId}`,
+        details: { logRequestId: id, sizeBytes: received, sha256 },
+      });
     });
     logger.info({ device: device.spiffeId, logRequestId: id, sizeBytes: received }, 'device logs uploaded');
     return { bytesReceived: received };

@@ -57,7 +57,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     });
     this.auditAppend = new client.Histogram({
       name: 'meshanics_audit_report_append_seconds',
-      help: 'Time to append one batch of status reports\' audit events to the hash chain (inside the reports\' write transaction)',
+      help: "Time to append one batch of status reports' audit events to the hash chain (inside the reports' write transaction)",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [this.registry],
     });

@@ -2,18 +2,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
-import {
-  CLOCK_SKEW_MS,
-  DAY_MS,
-  ECDSA_SHA256,
-  generateP256KeyPair,
-  importPublicKey,
-  importSigningKey,
-  randomSerialNumber,
-  sameSpki,
-  x509,
-  type CryptoKey,
-} from './x509.js';
+import { CLOCK_SKEW_MS, DAY_MS, ECDSA_SHA256, generateP256KeyPair, importPublicKey, importSigningKey, randomSerialNumber, sameSpki, x509, type CryptoKey } from './x509.js';
 
 export interface DeviceCa {
   certPem: string;

@@ -28,9 +28,7 @@ function sanEntries(hostnames: readonly string[]): { type: 'ip' | 'dns'; value: 
 /** Node renders IP SANs as "IP Address:127.0.0.1" and IPv6 in full form; compare through net. */
 function coversNames(certPem: string, hostnames: readonly string[]): boolean {
   const cert = new crypto.X509Certificate(certPem);
-  return [...DEFAULT_SERVER_NAMES, ...hostnames].every((name) =>
-    net.isIP(name) ? cert.checkIP(name) !== undefined : cert.checkHost(name) !== undefined,
-  );
+  return [...DEFAULT_SERVER_NAMES, ...hostnames].every((name) => (net.isIP(name) ? cert.checkIP(name) !== undefined : cert.checkHost(name) !== undefined));
 }
 
 function needsNewCertificate(files: ServerCertificateFiles, ca: DeviceCa, hostnames: readonly string[], now: Date): boolean {

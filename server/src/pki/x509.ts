@@ -63,7 +63,10 @@ export async function importPublicKey(key: crypto.KeyObject): Promise<CryptoKey>
 
 /** sha256 of the DER SubjectPublicKeyInfo: how the certificate log and renewal compare keys. */
 export function spkiSha256(key: crypto.KeyObject): string {
-  return crypto.createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+  return crypto
+    .createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }
 
 /** A positive, random 128-bit serial number (RFC 5280 4.1.2.2: unique, at most 20 octets). */

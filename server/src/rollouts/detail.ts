@@ -13,15 +13,7 @@ import type {
   RolloutStrategyRecord,
 } from '../store/index.js';
 
-export const ASSIGNMENT_STATES: readonly AssignmentState[] = [
-  'PENDING',
-  'DOWNLOADING',
-  'VERIFYING',
-  'APPLYING',
-  'HEALTHY',
-  'ROLLED_BACK',
-  'FAILED',
-];
+export const ASSIGNMENT_STATES: readonly AssignmentState[] = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'];
 
 export type StateCounts = Record<AssignmentState, number>;
 
@@ -110,11 +102,7 @@ function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (
 }
 
 /** Builds the summary (and the per-device list when `withDevices`) of one rollout. */
-export async function buildRolloutDetail(
-  ctx: Pick<MeshanicsContext, 'store'>,
-  rollout: RolloutRecord,
-  withDevices: boolean,
-): Promise<RolloutDetail | RolloutSummary> {
+export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, rollout: RolloutRecord, withDevices: boolean): Promise<RolloutDetail | RolloutSummary> {
   const { store } = ctx;
   const artifact: ArtifactRecord | undefined = await store.getArtifactById(rollout.artifactId);
   const versions = new Map<string, string | null>();

@@ -163,7 +163,7 @@ export async function driveRollouts(ctx: EngineContext, options: { rolloutId?: s
   const actions: DriveAction[] = [];
   for (const id of ids) {
     try {
-      actions.push(...await store.withWriteLock(() => stepRollout(ctx, id)));
+      actions.push(...(await store.withWriteLock(() => stepRollout(ctx, id))));
     } catch (err) {
       ctx.logger.error({ err, rolloutId: id }, 'rollout progression failed');
     }

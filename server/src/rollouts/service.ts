@@ -42,16 +42,14 @@ async function load(ctx: RolloutContext, id: string): Promise<RolloutRecord> {
 }
 
 async function detail(ctx: RolloutContext, id: string): Promise<RolloutDetail> {
-  return await buildRolloutDetail(ctx, await load(ctx, id), true) as RolloutDetail;
+  return (await buildRolloutDetail(ctx, await load(ctx, id), true)) as RolloutDetail;
 }
 
 function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusValue[], action: string): void {
   if (!allowed.includes(rollout.status)) {
-    throw new MeshError(
-      'MESH_ERR_ROLLOUT_INVALID_STATE',
-      `cannot ${action} rollout ${rollout.id}: it is ${rollout.status} (${action} needs ${allowed.join(' or ')})`,
-      { details: { status: rollout.status } },
-    );
+    throw new MeshError('MESH_ERR_ROLLOUT_INVALID_STATE', `cannot ${action} rollout ${rollout.id}: it is ${rollout.status} (${action} needs ${allowed.join(' or ')})`, {
+      details: { status: rollout.status },
+    });
   }
 }
 
@@ -265,7 +263,7 @@ export async function abortRollout(ctx: RolloutContext, id: string, options: { p
           artifactName: previous.name,
           rolloutId: id,
           // The probe that last proved this version healthy on this device, else the rollout's.
-          probe: await store.rollouts.lastHealthyProbe(d.deviceId, previous.id) ?? rollout.probe,
+          probe: (await store.rollouts.lastHealthyProbe(d.deviceId, previous.id)) ?? rollout.probe,
           state: 'PENDING',
           reason: '',
           active: true,

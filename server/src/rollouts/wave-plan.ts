@@ -13,7 +13,10 @@ export interface PlannedDevice {
 /** A stable, rollout-specific order: each rollout samples the fleet differently. */
 export function stableOrder(rolloutId: string, deviceIds: readonly string[]): string[] {
   const key = (id: string) => createHash('sha256').update(`${rolloutId}\0${id}`).digest('hex');
-  return [...new Set(deviceIds)].map((id) => ({ id, k: key(id) })).sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0)).map((x) => x.id);
+  return [...new Set(deviceIds)]
+    .map((id) => ({ id, k: key(id) }))
+    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+    .map((x) => x.id);
 }
 
 export function planWaves(rolloutId: string, deviceIds: readonly string[], strategy: Strategy): PlannedDevice[] {

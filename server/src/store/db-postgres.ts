@@ -179,9 +179,7 @@ export class PostgresDb implements Db {
       // One round trip (simple protocol, constants only): writers take turns, so every round
       // trip before the lock is granted lengthens every writer's wait. SET LOCAL ends with the
       // transaction: the pooled connection goes back with the default.
-      await client.query(
-        `BEGIN;${options.relaxedDurability ? ' SET LOCAL synchronous_commit = off;' : ''} SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${WRITE_LOCK_KEY})`,
-      );
+      await client.query(`BEGIN;${options.relaxedDurability ? ' SET LOCAL synchronous_commit = off;' : ''} SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${WRITE_LOCK_KEY})`);
       const result = await this.scope.run(ctx, fn);
       ctx.done = true;
       const watcher = this.writeWatcher;

@@ -9,17 +9,12 @@ export async function migrate(db: Db, migrations: readonly Migration[] = MIGRATI
   // Under the write lock so two processes (or replicas) opening a fresh database at once
   // cannot both apply v1.
   await db.writeTransaction(async () => {
-    await db.exec(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
-    );
+    await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
     const applied = new Set((await db.all('SELECT version FROM schema_migrations')).map((r) => num(r.version)));
     const known = new Set(migrations.map((m) => m.version));
     const unknown = [...applied].filter((v) => !known.has(v));
     if (unknown.length > 0) {
-      throw new MeshError(
-        'MESH_ERR_STORE_SCHEMA_TOO_NEW',
-        `database has migrations ${unknown.join(', ')} that this server does not know; upgrade the server`,
-      );
+      throw new MeshError('MESH_ERR_STORE_SCHEMA_TOO_NEW', `database has migrations ${unknown.join(', ')} that this server does not know; upgrade the server`);
     }
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;

@@ -2,15 +2,7 @@
 // callers group writes that must go together under Store.withWriteLock.
 import type { Db, Dialect } from './db.js';
 import { artifactFromRow, deviceFromRow, json, num, str, strOrNull, type Row } from './sql-rows.js';
-import type {
-  ApiKeyRecord,
-  ApiKeyStore,
-  DeviceHistoryRecord,
-  DeviceListFilter,
-  DeviceListRow,
-  OperatorViewStore,
-  Page,
-} from './store-api.js';
+import type { ApiKeyRecord, ApiKeyStore, DeviceHistoryRecord, DeviceListFilter, DeviceListRow, OperatorViewStore, Page } from './store-api.js';
 import type { ArtifactRecord } from './store.js';
 
 function apiKeyFromRow(r: Row): ApiKeyRecord {
@@ -69,9 +61,7 @@ export class SqlApiKeys implements ApiKeyStore {
 // text, which SQLite's julianday() and PostgreSQL's timestamptz both read. 1 or 0 on both.
 function onlineSql(dialect: Dialect): string {
   const age =
-    dialect === 'sqlite'
-      ? '(julianday(@now) - julianday(d.last_seen_at)) * 86400.0'
-      : 'EXTRACT(EPOCH FROM (CAST(@now AS timestamptz) - CAST(d.last_seen_at AS timestamptz)))';
+    dialect === 'sqlite' ? '(julianday(@now) - julianday(d.last_seen_at)) * 86400.0' : 'EXTRACT(EPOCH FROM (CAST(@now AS timestamptz) - CAST(d.last_seen_at AS timestamptz)))';
   return `(CASE WHEN d.decommissioned_at IS NULL AND d.last_seen_at IS NOT NULL AND
   ${age} <= 3 * COALESCE(d.heartbeat_interval_seconds, CAST(@defaultInterval AS INTEGER)) THEN 1 ELSE 0 END)`;
 }

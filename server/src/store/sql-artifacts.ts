@@ -25,8 +25,18 @@ export class SqlArtifacts {
       `INSERT INTO artifacts (id, name, version, kind, file_name, target_path, sha256, length, spec, manifest, created_at, fleet)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
-        a.id, a.name, a.version, a.kind, a.fileName, a.targetPath, a.sha256, a.length, JSON.stringify(a.spec),
-        a.manifest ? JSON.stringify(a.manifest) : null, a.createdAt, a.fleet ?? '*',
+        a.id,
+        a.name,
+        a.version,
+        a.kind,
+        a.fileName,
+        a.targetPath,
+        a.sha256,
+        a.length,
+        JSON.stringify(a.spec),
+        a.manifest ? JSON.stringify(a.manifest) : null,
+        a.createdAt,
+        a.fleet ?? '*',
       ],
     );
   }

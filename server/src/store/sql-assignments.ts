@@ -11,14 +11,10 @@ export class SqlAssignments {
 
   insertAssignment(a: AssignmentRecord): Promise<string[]> {
     return this.withWriteLock(async () => {
-      const superseded = (
-        await this.db.all('SELECT id FROM assignments WHERE device_id = ? AND artifact_name = ? AND active = 1', [a.deviceId, a.artifactName])
-      ).map((r) => str(r.id));
-      await this.db.run('UPDATE assignments SET active = 0, updated_at = ? WHERE device_id = ? AND artifact_name = ? AND active = 1', [
-        a.createdAt,
-        a.deviceId,
-        a.artifactName,
-      ]);
+      const superseded = (await this.db.all('SELECT id FROM assignments WHERE device_id = ? AND artifact_name = ? AND active = 1', [a.deviceId, a.artifactName])).map((r) =>
+        str(r.id),
+      );
+      await this.db.run('UPDATE assignments SET active = 0, updated_at = ? WHERE device_id = ? AND artifact_name = ? AND active = 1', [a.createdAt, a.deviceId, a.artifactName]);
       await this.db.run(
         `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

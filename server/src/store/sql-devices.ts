@@ -151,16 +151,25 @@ export class SqlDevices {
     // committed directly, may have set a later time in the meantime).
     // Relaxed durability: a liveness time lost to a power cut is rewritten by the device's
     // next heartbeat, and not paying an fsync per flush keeps the event loop free for calls.
-    await this.db.writeTransaction(async () => {
-      for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
-        const chunk = entries.slice(i, i + TOUCH_CHUNK);
-        await this.db.run(
-          `UPDATE devices SET last_seen_at = seen.at FROM (${textRowSet(this.db.dialect, SEEN_COLUMNS)}) AS seen
+    await this.db.writeTransaction(
+      async () => {
+        for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
+          const chunk = entries.slice(i, i + TOUCH_CHUNK);
+          await this.db.run(
+            `UPDATE devices SET last_seen_at = seen.at FROM (${textRowSet(this.db.dialect, SEEN_COLUMNS)}) AS seen
            WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
-          [...rowSetParams(this.db.dialect, SEEN_COLUMNS, chunk.map((e) => [e.deviceId, e.at]))],
-        );
-      }
-    }, { relaxedDurability: true });
+            [
+              ...rowSetParams(
+                this.db.dialect,
+                SEEN_COLUMNS,
+                chunk.map((e) => [e.deviceId, e.at]),
+              ),
+            ],
+          );
+        }
+      },
+      { relaxedDurability: true },
+    );
   }
 
   async replaceInstalledSets(entries: ReadonlyArray<InstalledSetWrite>): Promise<string[]> {
@@ -181,7 +190,13 @@ export class SqlDevices {
     const rows = await this.db.all(
       `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, CAS_DIGEST_COLUMNS)}) AS s
        WHERE devices.id = s.id AND devices.installed_digest IS NOT DISTINCT FROM s.expected RETURNING devices.id`,
-      [...rowSetParams(this.db.dialect, CAS_DIGEST_COLUMNS, chunk.map((e) => [e.deviceId, e.expectedDigest, installedDigest(e.installed)]))],
+      [
+        ...rowSetParams(
+          this.db.dialect,
+          CAS_DIGEST_COLUMNS,
+          chunk.map((e) => [e.deviceId, e.expectedDigest, installedDigest(e.installed)]),
+        ),
+      ],
     );
     const ids = new Set(rows.map((r) => str(r.id)));
     if (ids.size === 0) return [];
@@ -192,7 +207,10 @@ export class SqlDevices {
 
   /** The `installed` rows of each device replaced by its set (the digest is the caller's). */
   private async rewriteInstalledRows(sets: ReadonlyArray<Pick<InstalledSetWrite, 'deviceId' | 'installed' | 'at'>>): Promise<void> {
-    await this.db.run(`DELETE FROM installed WHERE device_id IN (${sets.map(() => '?').join(', ')})`, sets.map((e) => e.deviceId));
+    await this.db.run(
+      `DELETE FROM installed WHERE device_id IN (${sets.map(() => '?').join(', ')})`,
+      sets.map((e) => e.deviceId),
+    );
     const items = sets.flatMap((e) => e.installed.map((item) => [e.deviceId, item.name, item.kind, item.version, item.sha256, item.state, e.at]));
     for (let k = 0; k < items.length; k += REPORT_SLICE) {
       const slice = items.slice(k, k + REPORT_SLICE);

@@ -3,13 +3,7 @@
 // Store.withWriteLock; these methods are single statements.
 import type { Db } from './db.js';
 import { flatTable, num, str, strOrNull } from './sql-rows.js';
-import type {
-  CertificateReason,
-  CertificateStore,
-  DeviceCertificateRecord,
-  EnrollmentTokenRecord,
-  EnrollmentTokenStore,
-} from './store.js';
+import type { CertificateReason, CertificateStore, DeviceCertificateRecord, EnrollmentTokenRecord, EnrollmentTokenStore } from './store.js';
 
 const tokens = flatTable<EnrollmentTokenRecord>('enrollment_tokens', {
   id: str,
@@ -51,21 +45,17 @@ export class SqlEnrollmentTokens implements EnrollmentTokenStore {
   }
 
   async revoke(id: string, now: string, actor: string): Promise<boolean> {
-    const { changes } = await this.db.run('UPDATE enrollment_tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL', [
-      now,
-      actor,
-      id,
-    ]);
+    const { changes } = await this.db.run('UPDATE enrollment_tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL', [now, actor, id]);
     return changes === 1;
   }
 
   async consumeUse(id: string, now: string): Promise<boolean> {
     // The conditions repeat the caller's checks so that two enrollments racing for the last
     // use cannot both win: only one UPDATE sees uses_left > 0.
-    const { changes } = await this.db.run(
-      'UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?',
-      [id, now],
-    );
+    const { changes } = await this.db.run('UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?', [
+      id,
+      now,
+    ]);
     return changes === 1;
   }
 }

@@ -11,10 +11,13 @@ export class SqlGroups implements GroupStore {
 
   insert(g: GroupRecord): Promise<boolean> {
     return this.withWriteLock(async () => {
-      const inserted = await this.db.run(
-        'INSERT INTO device_groups (fleet, name, created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-        [g.fleet, g.name, g.createdAt, g.createdBy, g.updatedAt],
-      );
+      const inserted = await this.db.run('INSERT INTO device_groups (fleet, name, created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING', [
+        g.fleet,
+        g.name,
+        g.createdAt,
+        g.createdBy,
+        g.updatedAt,
+      ]);
       if (inserted.changes !== 1) return false;
       await this.insertMembers(g.fleet, g.name, g.devices);
       return true;
@@ -52,10 +55,7 @@ export class SqlGroups implements GroupStore {
   }
 
   private async fromRow(r: Row): Promise<GroupRecord> {
-    const members = await this.db.all('SELECT device_name FROM device_group_members WHERE fleet = ? AND group_name = ? ORDER BY position', [
-      r.fleet,
-      r.name,
-    ]);
+    const members = await this.db.all('SELECT device_name FROM device_group_members WHERE fleet = ? AND group_name = ? ORDER BY position', [r.fleet, r.name]);
     return {
       fleet: str(r.fleet),
       name: str(r.name),

@@ -39,16 +39,16 @@ export class SqlLogRequests implements LogRequestStore {
   }
 
   async listPending(deviceId: string): Promise<LogRequestRecord[]> {
-    return (await this.db.all('SELECT * FROM log_requests WHERE device_id = ? AND fulfilled_at IS NULL ORDER BY requested_at, rowid', [deviceId])).map(
-      logRequests.fromRow,
-    );
+    return (await this.db.all('SELECT * FROM log_requests WHERE device_id = ? AND fulfilled_at IS NULL ORDER BY requested_at, rowid', [deviceId])).map(logRequests.fromRow);
   }
 
   async fulfill(id: string, result: { sizeBytes: number; sha256: string; now: string }): Promise<boolean> {
-    const { changes } = await this.db.run(
-      'UPDATE log_requests SET fulfilled_at = ?, size_bytes = ?, sha256 = ? WHERE id = ? AND fulfilled_at IS NULL',
-      [result.now, result.sizeBytes, result.sha256, id],
-    );
+    const { changes } = await this.db.run('UPDATE log_requests SET fulfilled_at = ?, size_bytes = ?, sha256 = ? WHERE id = ? AND fulfilled_at IS NULL', [
+      result.now,
+      result.sizeBytes,
+      result.sha256,
+      id,
+    ]);
     return changes === 1;
   }
 }

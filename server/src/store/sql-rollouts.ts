@@ -137,9 +137,7 @@ export class SqlRollouts implements RolloutStore {
 
   async listIds(statuses: readonly RolloutStatusValue[]): Promise<string[]> {
     if (statuses.length === 0) return [];
-    const rows = await this.db.all(`SELECT id FROM rollouts WHERE status IN (${statuses.map(() => '?').join(', ')}) ORDER BY created_at, rowid`, [
-      ...statuses,
-    ]);
+    const rows = await this.db.all(`SELECT id FROM rollouts WHERE status IN (${statuses.map(() => '?').join(', ')}) ORDER BY created_at, rowid`, [...statuses]);
     return rows.map((r) => str(r.id));
   }
 
@@ -151,11 +149,7 @@ export class SqlRollouts implements RolloutStore {
   async update(id: string, patch: RolloutUpdate, now: string): Promise<void> {
     const keys = (Object.keys(patch) as Array<keyof RolloutUpdate>).filter((k) => patch[k] !== undefined);
     const sets = keys.map((k) => `${UPDATABLE[k].column} = ?`);
-    await this.db.run(`UPDATE rollouts SET ${[...sets, 'updated_at = ?'].join(', ')} WHERE id = ?`, [
-      ...keys.map((k) => UPDATABLE[k].encode(patch[k])),
-      now,
-      id,
-    ]);
+    await this.db.run(`UPDATE rollouts SET ${[...sets, 'updated_at = ?'].join(', ')} WHERE id = ?`, [...keys.map((k) => UPDATABLE[k].encode(patch[k])), now, id]);
   }
 
   async progress(rolloutId: string, currentWave: number): Promise<RolloutProgressCounts> {
@@ -194,11 +188,12 @@ export class SqlRollouts implements RolloutStore {
     // in slices of PROGRESS_SLICE devices by primary key, yielding between them. Consistent:
     // the caller holds the write transaction (the engine always does), so no write lands
     // between two slices.
-    for (let after = ''; ; ) {
-      const r = (await this.db.get(
-        `${counts(`(SELECT * FROM rollout_devices WHERE rollout_id = @rollout AND device_id > @after ORDER BY device_id LIMIT ${PROGRESS_SLICE})`)}`,
-        { wave: currentWave, rollout: rolloutId, after },
-      ))!;
+    for (let after = ''; ;) {
+      const r = (await this.db.get(`${counts(`(SELECT * FROM rollout_devices WHERE rollout_id = @rollout AND device_id > @after ORDER BY device_id LIMIT ${PROGRESS_SLICE})`)}`, {
+        wave: currentWave,
+        rollout: rolloutId,
+        after,
+      }))!;
       add(r);
       if (num(r.targeted) < PROGRESS_SLICE) return total;
       after = str(r.last_device);
@@ -246,7 +241,11 @@ export class SqlRollouts implements RolloutStore {
     return busy;
   }
 
-  async startWaveAssignments(rollout: Pick<RolloutRecord, 'id' | 'artifactId' | 'artifactName' | 'probe'>, wave: number, now: string): Promise<{ started: string[]; skipped: string[] }> {
+  async startWaveAssignments(
+    rollout: Pick<RolloutRecord, 'id' | 'artifactId' | 'artifactName' | 'probe'>,
+    wave: number,
+    now: string,
+  ): Promise<{ started: string[]; skipped: string[] }> {
     const rows = await this.db.all(
       `SELECT rd.device_id, d.name AS device_name, d.decommissioned_at, i.version AS installed_version, i.sha256 AS installed_sha256
        FROM rollout_devices rd
@@ -257,7 +256,10 @@ export class SqlRollouts implements RolloutStore {
       [rollout.artifactName, rollout.id, wave],
     );
     const catalog = new Map(
-      (await this.db.all('SELECT id, version, sha256 FROM artifacts WHERE name = ?', [rollout.artifactName])).map((r) => [str(r.version), { id: str(r.id), sha256: str(r.sha256) }]),
+      (await this.db.all('SELECT id, version, sha256 FROM artifacts WHERE name = ?', [rollout.artifactName])).map((r) => [
+        str(r.version),
+        { id: str(r.id), sha256: str(r.sha256) },
+      ]),
     );
     const skipped = rows.filter((r) => r.decommissioned_at !== null).map((r) => str(r.device_name));
     const live = rows.filter((r) => r.decommissioned_at === null);
@@ -293,17 +295,21 @@ export class SqlRollouts implements RolloutStore {
         `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
          FROM (${textRowSet(this.db.dialect, ASSIGNED_COLUMNS)}) AS s
          WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
-        [now, ...rowSetParams(this.db.dialect, ASSIGNED_COLUMNS, entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId])), rollout.id],
+        [
+          now,
+          ...rowSetParams(
+            this.db.dialect,
+            ASSIGNED_COLUMNS,
+            entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]),
+          ),
+          rollout.id,
+        ],
       );
     }
     return { started: live.map((r) => str(r.device_name)), skipped };
   }
 
-  async setDeviceRevert(
-    rolloutId: string,
-    deviceId: string,
-    input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string },
-  ): Promise<void> {
+  async setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void> {
     await this.db.run('UPDATE rollout_devices SET revert_assignment_id = ?, revert_note = ?, reverted_at = ? WHERE rollout_id = ? AND device_id = ?', [
       input.revertAssignmentId,
       input.revertNote,
@@ -341,12 +347,7 @@ export class SqlRollouts implements RolloutStore {
   }
 
   async recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void> {
-    await this.db.run('INSERT INTO rollout_waves (rollout_id, wave, started_at, started_by) VALUES (?, ?, ?, ?)', [
-      rolloutId,
-      start.wave,
-      start.startedAt,
-      start.startedBy,
-    ]);
+    await this.db.run('INSERT INTO rollout_waves (rollout_id, wave, started_at, started_by) VALUES (?, ?, ?, ?)', [rolloutId, start.wave, start.startedAt, start.startedBy]);
   }
 
   async listWaveStarts(rolloutId: string): Promise<RolloutWaveStart[]> {

@@ -146,7 +146,10 @@ export function flatTable<T extends object>(table: string, decoders: { [K in key
       return record;
     },
     async insert(db: Db, record: T): Promise<void> {
-      await db.run(insertSql, fields.map((f) => record[f]));
+      await db.run(
+        insertSql,
+        fields.map((f) => record[f]),
+      );
     },
   };
 }

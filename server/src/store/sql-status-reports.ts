@@ -76,7 +76,13 @@ export class SqlStatusReports {
     const advanced = await this.db.all(
       `UPDATE devices SET last_report_seq = CAST(s.seq AS BIGINT), last_seen_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_SEQ_COLUMNS)}) AS s
        WHERE devices.id = s.device_id AND devices.last_report_seq < CAST(s.seq AS BIGINT) RETURNING id`,
-      [...rowSetParams(this.db.dialect, REPORT_SEQ_COLUMNS, round.map((r) => [r.deviceId, String(r.sequence), r.receivedAt]))],
+      [
+        ...rowSetParams(
+          this.db.dialect,
+          REPORT_SEQ_COLUMNS,
+          round.map((r) => [r.deviceId, String(r.sequence), r.receivedAt]),
+        ),
+      ],
     );
     const advancedIds = new Set(advanced.map((row) => str(row.id)));
     const taken = round.map((r) => advancedIds.has(r.deviceId));
@@ -90,7 +96,13 @@ export class SqlStatusReports {
     await this.db.run(
       `UPDATE assignments SET state = s.state, reason = s.reason, updated_at = s.at FROM (${textRowSet(this.db.dialect, REPORT_STATE_COLUMNS)}) AS s
        WHERE assignments.id = s.id AND assignments.device_id = s.device_id`,
-      [...rowSetParams(this.db.dialect, REPORT_STATE_COLUMNS, stored.map((r) => [r.assignmentId, r.deviceId, r.state, r.reason, r.receivedAt]))],
+      [
+        ...rowSetParams(
+          this.db.dialect,
+          REPORT_STATE_COLUMNS,
+          stored.map((r) => [r.assignmentId, r.deviceId, r.state, r.reason, r.receivedAt]),
+        ),
+      ],
     );
     const installing = stored.filter((r) => r.installed);
     if (installing.length > 0) {
@@ -102,17 +114,23 @@ export class SqlStatusReports {
       );
       // The digest of each set as it now stands: the device's next heartbeat, listing the new
       // version, matches it and writes nothing (during a wave, one write less per device).
-      const rows = await this.db.all(`SELECT * FROM installed WHERE device_id IN (${installing.map(() => '?').join(', ')})`, installing.map((r) => r.deviceId));
+      const rows = await this.db.all(
+        `SELECT * FROM installed WHERE device_id IN (${installing.map(() => '?').join(', ')})`,
+        installing.map((r) => r.deviceId),
+      );
       const sets = new Map<string, InstalledRecord[]>();
       for (const row of rows) {
         const set = sets.get(str(row.device_id)) ?? [];
         set.push(installedFromRow(row));
         sets.set(str(row.device_id), set);
       }
-      await this.db.run(
-        `UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, DIGEST_COLUMNS)}) AS s WHERE devices.id = s.id`,
-        [...rowSetParams(this.db.dialect, DIGEST_COLUMNS, installing.map((r) => [r.deviceId, installedDigest(sets.get(r.deviceId) ?? [])]))],
-      );
+      await this.db.run(`UPDATE devices SET installed_digest = s.digest FROM (${textRowSet(this.db.dialect, DIGEST_COLUMNS)}) AS s WHERE devices.id = s.id`, [
+        ...rowSetParams(
+          this.db.dialect,
+          DIGEST_COLUMNS,
+          installing.map((r) => [r.deviceId, installedDigest(sets.get(r.deviceId) ?? [])]),
+        ),
+      ]);
     }
     return taken;
   }

@@ -129,9 +129,7 @@ export class PostgresDeviceStateFeed implements DeviceStateFeed, WriteWatcher {
     // after the write's notifications. Not flushed to disk first (it records nothing). What
     // the write announced is unknown here: every device waits for it.
     if (fence) fence.scope = '*';
-    this.db.pool
-      .query(`BEGIN; SET LOCAL synchronous_commit = off; ${fenceSql(token)}; COMMIT`)
-      .catch(() => this.settle(token, true));
+    this.db.pool.query(`BEGIN; SET LOCAL synchronous_commit = off; ${fenceSql(token)}; COMMIT`).catch(() => this.settle(token, true));
   }
 
   private settle(token: string, lost: boolean): void {

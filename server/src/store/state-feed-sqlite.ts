@@ -55,7 +55,7 @@ export class SqliteDeviceStateFeed implements DeviceStateFeed {
   /** The same for every device: the poll delivers every change, whichever device it concerns. */
   caughtUp(_deviceId?: string): boolean {
     if (this.closed) return false;
-    for (let read = 0; ; ) {
+    for (let read = 0; ;) {
       let rows: ChangeRow[];
       try {
         rows = this.poll.all(this.lastSeq);

@@ -66,11 +66,14 @@ export async function importSigned(
       throw new TufError('MESH_ERR_TUF_IMPORT_VERSION', `root version ${version} is not the current version ${current.signed.version} + 1`);
     }
     if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `root v${version} expired at ${md.signed.expires}`);
-    if (!md.signed.consistentSnapshot) throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `root v${version} must set consistent_snapshot: true (this repository serves VERSION.ROLE.json)`);
+    if (!md.signed.consistentSnapshot)
+      throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `root v${version} must set consistent_snapshot: true (this repository serves VERSION.ROLE.json)`);
     try {
       md.verifyDelegate('root', md);
     } catch (err) {
-      throw new TufError('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.5): ${(err as Error).message}`, { cause: err });
+      throw new TufError('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.5): ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     let added = false;
     try {
@@ -89,7 +92,11 @@ export async function importSigned(
       try {
         current.verifyDelegate('root', md);
       } catch (again) {
-        throw new TufError('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', `root v${version} is still short of the current root threshold after the server's signature: ${(again as Error).message}`, { cause: again });
+        throw new TufError(
+          'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
+          `root v${version} is still short of the current root threshold after the server's signature: ${(again as Error).message}`,
+          { cause: again },
+        );
       }
     }
     for (const role of ['snapshot', 'timestamp'] as const) {
@@ -166,10 +173,12 @@ export async function importSigned(
   };
   // Inside the write lock and before any file changes: if the audit insert fails, nothing is installed.
   await context.onInstalled?.(provisional);
-  const versions = await commit(
-    state,
-    { ...(newTargets ? { targets: newTargets } : {}), ...(publisher ? { publisher } : {}), snapshot: true, ...(input.root ? { root: trustedRoot } : {}) },
-  );
+  const versions = await commit(state, {
+    ...(newTargets ? { targets: newTargets } : {}),
+    ...(publisher ? { publisher } : {}),
+    snapshot: true,
+    ...(input.root ? { root: trustedRoot } : {}),
+  });
   for (const r of removedOnlineKeys) fs.rmSync(path.join(keysDir, `${r}.pem`), { force: true });
   return { ...provisional, versions };
 }

@@ -114,10 +114,7 @@ type AnyMetadata = Metadata<Root> | Metadata<Targets> | Metadata<Snapshot> | Met
  */
 export function signMetadata(metadata: AnyMetadata, roleKey: RoleKey, append = false): void {
   try {
-    metadata.sign(
-      (bytes) => new Signature({ keyID: roleKey.key.keyID, sig: crypto.sign(null, bytes, roleKey.privateKey).toString('hex') }),
-      append,
-    );
+    metadata.sign((bytes) => new Signature({ keyID: roleKey.key.keyID, sig: crypto.sign(null, bytes, roleKey.privateKey).toString('hex') }), append);
   } catch (err) {
     throw new MeshError('MESH_ERR_TUF_SIGNING_FAILED', `signing ${roleKey.role} metadata failed: ${(err as Error).message}`, {
       cause: err,

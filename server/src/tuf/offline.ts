@@ -90,7 +90,7 @@ export interface SignRootInput {
  * previous root key when given: spec 5.3.4 wants the old threshold too; the embedded default's
  * old key is in the server data dir, which adds it at import).
  */
-export function signRoot(input: SignRootInput): { version: number; out: string; keyids: Record<string, string> ; signedBy: string[] } {
+export function signRoot(input: SignRootInput): { version: number; out: string; keyids: Record<string, string>; signedBy: string[] } {
   const online = readOnlineKeys(input.onlineKeysFile);
   const rootKey = privateKeyIn(input.keysDir, 'root');
   const targetsKey = publicKeyIn(input.keysDir, 'targets');

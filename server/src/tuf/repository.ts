@@ -153,7 +153,10 @@ export class TufRepository {
     if (state.publisher) return state;
     const current = state.targets.metadata.signed;
     if (!onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) {
-      throw new MeshError('MESH_ERR_TUF_METADATA_INVALID', 'top-level targets has no publisher delegation and its key is offline: import a targets version with the delegation (`meshanics-server tuf sign-targets`)');
+      throw new MeshError(
+        'MESH_ERR_TUF_METADATA_INVALID',
+        'top-level targets has no publisher delegation and its key is offline: import a targets version with the delegation (`meshanics-server tuf sign-targets`)',
+      );
     }
     const publisherKey = loadOrCreateRoleKey(this.paths.keysDir, PUBLISHER_ROLE);
     const delegation = publisherDelegation(publisherKey.key, DEFAULT_DELEGATED_PATHS);
@@ -182,7 +185,12 @@ export class TufRepository {
     if (!state.publisher || binsOf(state)) return state;
     const current = state.publisher.metadata.signed;
     const publisherKey = loadOrCreateRoleKey(this.paths.keysDir, PUBLISHER_ROLE);
-    const publisher = new Targets({ version: current.version + 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), delegations: binsDelegation(publisherKey.key) });
+    const publisher = new Targets({
+      version: current.version + 1,
+      specVersion: TUF_SPEC_VERSION,
+      expires: expiresAt('publisher', now),
+      delegations: binsDelegation(publisherKey.key),
+    });
     const succinct = publisher.delegations!.succinctRoles!;
     const bins = Object.fromEntries(allBinNames(succinct).map((name) => [name, new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now) })]));
     const moved = Object.values(current.targets).map(withoutInlineManifest);

@@ -23,13 +23,7 @@ export async function startServerWithAgent(
  * Writes `bytes` to WORKDIR/NAME-VERSION and publishes it as a model artifact; resolves to
  * what `artifact publish` prints. `extraArgs`: e.g. --database-url for a PostgreSQL server.
  */
-export async function publishModel(
-  serverDir: string,
-  workDir: string,
-  artifact: { name: string; version: string },
-  bytes: Buffer,
-  extraArgs: string[] = [],
-): Promise<any> {
+export async function publishModel(serverDir: string, workDir: string, artifact: { name: string; version: string }, bytes: Buffer, extraArgs: string[] = []): Promise<any> {
   const file = path.join(workDir, `${artifact.name}-${artifact.version}`);
   await writeFile(file, bytes);
   return serverCli(serverDir, ['artifact', 'publish', file, '--name', artifact.name, '--version', artifact.version, '--kind', 'model', ...extraArgs]);
@@ -38,8 +32,22 @@ export async function publishModel(
 /** `rollout create` of NAME@VERSION to GROUP with a file probe on READYFILE (one attempt, 2 s). */
 export function rolloutCreateArgs(input: { fleet: string; artifact: string; group: string; readyFile: string; strategy?: unknown }): string[] {
   return [
-    'rollout', 'create', '--fleet', input.fleet, '--artifact', input.artifact, '--group', input.group,
-    '--probe-type', 'file', '--probe-spec', JSON.stringify({ path: input.readyFile }), '--probe-timeout', '2', '--probe-attempts', '1',
+    'rollout',
+    'create',
+    '--fleet',
+    input.fleet,
+    '--artifact',
+    input.artifact,
+    '--group',
+    input.group,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: input.readyFile }),
+    '--probe-timeout',
+    '2',
+    '--probe-attempts',
+    '1',
     ...(input.strategy ? ['--strategy', JSON.stringify(input.strategy)] : []),
   ];
 }

@@ -22,7 +22,10 @@ const IMAGE = 'localhost/meshanics-pkg-bookworm:minbase-systemd';
 export function podmanEnv(): NodeJS.ProcessEnv {
   mkdirSync(path.join(PODMAN_DIR, 'tmp'), { recursive: true });
   const conf = path.join(PODMAN_DIR, 'containers.conf');
-  writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "${PODMAN_DIR}/tmp"\n`);
+  writeFileSync(
+    conf,
+    `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "${PODMAN_DIR}/tmp"\n`,
+  );
   const storage = path.join(PODMAN_DIR, 'storage.conf');
   writeFileSync(storage, `[storage]\ndriver = "overlay"\ngraphroot = "${PODMAN_DIR}/storage"\nrunroot = "${PODMAN_DIR}/run"\n`);
   return { ...process.env, CONTAINERS_CONF: conf, CONTAINERS_STORAGE_CONF: storage };
@@ -39,7 +42,10 @@ export async function ensureBaseImage(): Promise<string> {
     await run('mmdebstrap', ['--variant=minbase', '--include=systemd', '--format=tar', 'bookworm', tmp], { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
     renameSync(tmp, BASE_TAR);
   }
-  const exists = await podman(['image', 'exists', IMAGE]).then(() => true, () => false);
+  const exists = await podman(['image', 'exists', IMAGE]).then(
+    () => true,
+    () => false,
+  );
   if (!exists) await podman(['import', BASE_TAR, IMAGE]);
   return IMAGE;
 }

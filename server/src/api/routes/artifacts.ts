@@ -18,18 +18,7 @@ import { artifactSpecSchema, knownArtifactKinds } from '../../catalog/plugin-sch
 import type { ArtifactRecord } from '../../store/index.js';
 import { publishFleet, visibleArtifact } from '../artifact-access.js';
 import { actorOf, callerOf } from '../auth.js';
-import {
-  artifactViewSchema,
-  AUTH_ERRORS,
-  errors,
-  objectOf,
-  pageOf,
-  pageQuery,
-  publishedArtifactSchema,
-  str,
-  withdrawnArtifactSchema,
-  type PageQuery,
-} from '../schemas.js';
+import { artifactViewSchema, AUTH_ERRORS, errors, objectOf, pageOf, pageQuery, publishedArtifactSchema, str, withdrawnArtifactSchema, type PageQuery } from '../schemas.js';
 import { MULTIPART_BODY, validationError } from '../validation.js';
 import type { ApiRouteOptions } from './options.js';
 
@@ -118,7 +107,7 @@ function uploadSchema(): JsonSchema {
       fleet: {
         type: 'string',
         maxLength: 63,
-        description: "the fleet the artifact belongs to, or * for every fleet; a fleet-bound key publishes only into its own fleet (the default), a * key into any (default *)",
+        description: 'the fleet the artifact belongs to, or * for every fleet; a fleet-bound key publishes only into its own fleet (the default), a * key into any (default *)',
       },
       file: { type: 'string', format: 'binary', description: 'the artifact bytes (for container: the descriptor JSON); send it after the other fields' },
     },
@@ -160,7 +149,12 @@ export async function artifactRoutes(app: FastifyInstance, options: ApiRouteOpti
     if (!result.ok) throw validationError(result.errors);
     const { name, version, kind, spec, manifest, fleet } = result.value;
     const schema = artifactSpecSchema(kind);
-    if (!schema) throw invalid(`body/kind must be one of ${knownArtifactKinds().map((k) => JSON.stringify(k)).join(', ')}`);
+    if (!schema)
+      throw invalid(
+        `body/kind must be one of ${knownArtifactKinds()
+          .map((k) => JSON.stringify(k))
+          .join(', ')}`,
+      );
     if (spec !== undefined) {
       // The kind plugin's own schema, through the same validator devices use.
       const checked = compileSchema(schema, 'body/spec')(spec);

@@ -214,7 +214,7 @@ export async function deviceRoutes(app: FastifyInstance, options: ApiRouteOption
       const { id } = request.params;
       const notFound = () => new MeshError('MESH_ERR_LOGS_REQUEST_NOT_FOUND', `no log request ${id}`);
       const request_ = await ctx.store.logRequests.get(id);
-      const device = request_ && await ctx.store.getDeviceById(request_.deviceId);
+      const device = request_ && (await ctx.store.getDeviceById(request_.deviceId));
       if (!device) throw notFound();
       assertFleet(request, device.fleet, notFound);
       const bundle = await getLogBundle(ctx, id);
