@@ -1,3 +1,5 @@
+// Over 400 lines: one suite's whole protocol (provisioning, phases, both engines, the echo baseline,
+// the per-phase figures) is read top to bottom; its workers and helpers are already in bench/workers, bench/lib.
 // 2. Fleet simulation: many simulated devices with distinct identities (own certificate, own
 // channel) heartbeating at a compressed interval against the real server on SQLite (or a
 // PostgreSQL database of its own); one rollout to all of them in waves through the server's

@@ -1,3 +1,5 @@
+// Over 400 lines: one view's rendering, live updates and its three actions belong together; the
+// DOM helpers and the API client are shared (dom.ts, api.ts).
 // The rollout detail view: waves with progress bars, every device's state live (server-sent
 // events; polling every 2 s when the stream cannot be had), the halt reason, and the approve,
 // resume and abort buttons for keys that hold the right.
