@@ -28,7 +28,14 @@ export function adaptUnit(text) {
     [/^ExecStart=.*$/m, 'ExecStart=/usr/bin/meshanics-agent run --data-dir /var/lib/meshanics-agent --config /etc/meshanics/agent.json'],
     [/^Type=simple$/m, 'Type=simple\n# The package creates this system user (postinst); it owns /var/lib/meshanics-agent.\nUser=meshanics\nGroup=meshanics'],
     [/^StateDirectory=meshanics$/m, 'StateDirectory=meshanics-agent'],
-    [/^ReadWritePaths=\/var\/lib\/meshanics$/m, 'ReadWritePaths=/var/lib/meshanics-agent'],
+    // The agent updates itself (issue 28, plugins/artifact-agent): it unpacks new versions beside
+    // the running one and switches the current/previous links, so its install root is writable
+    // for it; after every stop the previous version's watchdog checks a pending hand-over (the
+    // leading "-": nothing to check before the first self-update, when there is no previous).
+    [
+      /^ReadWritePaths=\/var\/lib\/meshanics$/m,
+      'ReadWritePaths=/var/lib/meshanics-agent /usr/lib/meshanics-agent\nExecStopPost=-/usr/lib/meshanics-agent/previous/bin/node /usr/lib/meshanics-agent/previous/node_modules/@meshanics/artifact-agent/dist/watchdog.js --once /var/lib/meshanics-agent $EXIT_STATUS',
+    ],
   ];
   for (const [from, to] of edits) {
     if (!from.test(text)) throw new Error(`core/systemd/meshanics-agent.service changed: ${from} no longer matches; update scripts/packaging/layout.mjs`);

@@ -104,6 +104,12 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     expect(version.stdout).toBe(`meshanics-agent ${manifest.version}\ncore API 0.1.0\nNode.js v${manifest.nodeVersion} (linux-x64)\n`);
     expect((await device.sh("dpkg-query -W -f='${Version} ${Architecture}' meshanics-agent")).stdout).toBe(`${manifest.version} amd64`);
     expect((await device.sh('stat -c "%U %G %a" /var/lib/meshanics-agent')).stdout.trim()).toBe('meshanics meshanics 700');
+    // Self-update (issue 28): the agent may add versions and switch its links; the packaged files stay root's.
+    expect((await device.sh('stat -c "%U" /usr/lib/meshanics-agent /usr/lib/meshanics-agent/versions')).stdout.trim().split('\n')).toEqual(['meshanics', 'meshanics']);
+    expect((await device.sh('stat -c "%U" /usr/lib/meshanics-agent/current/bin/node')).stdout.trim()).toBe('root');
+    const unit = (await device.sh('cat /usr/lib/systemd/system/meshanics-agent.service')).stdout;
+    expect(unit).toMatch(/^ReadWritePaths=\/var\/lib\/meshanics-agent \/usr\/lib\/meshanics-agent$/m);
+    expect(unit).toMatch(/^ExecStopPost=-\/usr\/lib\/meshanics-agent\/previous\/bin\/node .*watchdog\.js --once \/var\/lib\/meshanics-agent \$EXIT_STATUS$/m);
     expect((await device.sh('getent passwd meshanics | cut -d: -f6,7')).stdout.trim()).toBe('/var/lib/meshanics-agent:/usr/sbin/nologin');
     expect((await device.sh("dpkg-query --showformat='${Conffiles}' -W meshanics-agent")).stdout).toContain('/etc/meshanics/agent.json');
     // Deny by default: every allowlist empty.
