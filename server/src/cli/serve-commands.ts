@@ -7,6 +7,7 @@ import {
   DEFAULT_GRPC_LISTEN,
   DEFAULT_HEARTBEAT_CACHE_SIZE,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_TRUST_DOMAIN,
 } from '../config/defaults.js';
 import {
@@ -65,6 +66,7 @@ export const SERVE_COMMANDS: Command[] = [
       'api-listen': { type: 'string' },
       'api-max-upload': { type: 'string' },
       'heartbeat-cache-size': { type: 'string' },
+      'max-pending-handshakes': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -81,6 +83,8 @@ export const SERVE_COMMANDS: Command[] = [
       '  --api-max-upload SIZE        largest artifact upload, bytes or with K/M/G/T (env MESHANICS_API_MAX_UPLOAD, default 8G)',
       `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
+      `  --max-pending-handshakes N   device TLS handshakes in progress past which new connections are reset at once`,
+      `                               (env MESHANICS_MAX_PENDING_HANDSHAKES, default ${DEFAULT_MAX_PENDING_HANDSHAKES}; sheds a reconnect storm)`,
     ],
     async run(values, _positionals, command) {
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
@@ -90,6 +94,8 @@ export const SERVE_COMMANDS: Command[] = [
       const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
       const cacheSize = intOpt(values, 'heartbeat-cache-size', command, DEFAULT_HEARTBEAT_CACHE_SIZE, 'MESHANICS_HEARTBEAT_CACHE_SIZE');
       if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
+      const maxPendingHandshakes = intOpt(values, 'max-pending-handshakes', command, DEFAULT_MAX_PENDING_HANDSHAKES, 'MESHANICS_MAX_PENDING_HANDSHAKES');
+      if (maxPendingHandshakes < 1) throw new UsageError(`--max-pending-handshakes must be 1 or more, got ${maxPendingHandshakes}`, command.name);
       const server = await startServer({
         dataDir: dataDir(values),
         grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
@@ -105,6 +111,7 @@ export const SERVE_COMMANDS: Command[] = [
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         ...(database !== undefined ? { databaseUrl: database } : {}),
         heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
+        maxPendingHandshakes,
         logger,
       });
       await waitForShutdownSignal(logger);
