@@ -114,11 +114,12 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     port,
     pendingHandshakes: () => pending,
     shedConnections: () => shed,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (!tcp.listening) return resolve();
-        tcp.close(() => resolve());
-      }),
+    // net.Server's close callback waits for every connection it accepted to end, and the
+    // accepted sockets' handles now belong to their TLS sockets (grpc-js's sessions): resolve
+    // once the port no longer accepts, which close() does at once.
+    close: async () => {
+      if (tcp.listening) tcp.close();
+    },
   };
 }
 
