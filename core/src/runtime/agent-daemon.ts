@@ -127,6 +127,7 @@ export class AgentDaemon {
         let wait = this.#intervalSeconds * 1000;
         try {
           const res = await this.#client.heartbeat({ installed: this.#installed() });
+          if (failures > 0) agent.log.info({ failures }, 'heartbeat back');
           failures = 0;
           if (res.offboarded) {
             agent.log.warn('server says this device is offboarded');
