@@ -95,6 +95,7 @@ export async function run({ mode, work, overrides = {} }) {
     }
   }
   const serverCpuMs = cpuMs(server.proc.pid) - cpu0;
+  await Promise.all(clients.map((c) => c.request({ type: 'allBack' }, 'noted')));
   const shed = await metric(server, 'meshanics_device_connections_shed_total');
   const results = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result', 120_000)));
   const memory = mem.stop();
@@ -117,6 +118,8 @@ export async function run({ mode, work, overrides = {} }) {
     for (const [k, v] of Object.entries(r.outcomes)) o[k] = (o[k] ?? 0) + v;
     return o;
   }, {});
+  // From the old server's exit (the devices' failing calls included) until all were back.
+  const generatorCpuMs = results.reduce((a, r) => a + (r.cpuMs ?? 0), 0);
   const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
   progress(
     SUITE,
@@ -128,6 +131,7 @@ export async function run({ mode, work, overrides = {} }) {
     { suite: SUITE, metric: 'devices that never came back', unit: '', value: one(gaveUp), target: '0', met: gaveUp === 0 },
     { suite: SUITE, metric: 'mTLS handshake CPU, server / device', unit: 'ms', value: `${full.serverMs} / ${full.deviceMs} ms`, baseline: `${resumed.serverMs} / ${resumed.deviceMs} ms`, baselineName: 'resumed' },
     { suite: SUITE, metric: 'server CPU per reconnected device', unit: 'ms', value: one(+(serverCpuMs / cfg.devices).toFixed(2)) },
+    { suite: SUITE, metric: 'load generators\' CPU per reconnected device', unit: 'ms', value: one(+(generatorCpuMs / cfg.devices).toFixed(2)) },
     { suite: SUITE, metric: 'server peak RSS during the storm (VmHWM)', unit: 'bytes', value: one(memory.hwm) },
     { suite: SUITE, metric: 'connections shed / device retries', unit: '', value: `${shed} / ${attempts.reduce((a, b) => a + b, 0) - cfg.devices}` },
   ];
@@ -135,6 +139,6 @@ export async function run({ mode, work, overrides = {} }) {
     config: cfg,
     rows,
     handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
-    storm: { recoverSeconds, ratio, gaveUp, stoppedSeconds, downSeconds: (upAt - downAt) / 1000, loadAverage, serverCpuMs, shed, serverPeakRss: memory.hwm, outcomes, peakRetriesPer100ms: peakPerSlot, meanRetriesPer100ms: +meanPerSlot.toFixed(2), maxConsecutiveFailures: Math.max(...results.flatMap((r) => r.maxFailures)), firstError: results.find((r) => r.firstError)?.firstError },
+    storm: { recoverSeconds, ratio, generatorCpuMs, serverBusyShare: recoverSeconds ? +(serverCpuMs / 1000 / recoverSeconds).toFixed(3) : null, gaveUp, stoppedSeconds, downSeconds: (upAt - downAt) / 1000, loadAverage, serverCpuMs, shed, serverPeakRss: memory.hwm, outcomes, peakRetriesPer100ms: peakPerSlot, meanRetriesPer100ms: +meanPerSlot.toFixed(2), maxConsecutiveFailures: Math.max(...results.flatMap((r) => r.maxFailures)), firstError: results.find((r) => r.firstError)?.firstError },
   };
 }

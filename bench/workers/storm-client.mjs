@@ -22,6 +22,8 @@ let loops = [];
 const slots = new Map(); // 100 ms slot since downAt -> attempts started in it
 const outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
 let firstError;
+let cpuAtDown;
+let cpuUntilAllBack;
 
 function open(address, caPem, d) {
   const { Client } = loadDeviceService();
@@ -92,6 +94,12 @@ workerMain(async (msg) => {
     process.send({ type: 'started' });
   } else if (msg.type === 'down') {
     downAt = msg.at;
+    cpuAtDown = process.cpuUsage();
+    process.send({ type: 'noted' });
+  } else if (msg.type === 'allBack') {
+    // This process's own CPU from the old server's exit until every device was back.
+    const cpu = process.cpuUsage(cpuAtDown);
+    cpuUntilAllBack = (cpu.user + cpu.system) / 1000;
     process.send({ type: 'noted' });
   } else if (msg.type === 'stop') {
     stopping = true;
@@ -105,6 +113,7 @@ workerMain(async (msg) => {
       slots: Object.fromEntries(slots),
       outcomes,
       firstError,
+      cpuMs: cpuUntilAllBack,
     });
   }
 });
