@@ -19,8 +19,8 @@ import { track, Worker } from '../lib/workers.mjs';
 const SUITE = 'storm';
 
 export const CONFIG = {
-  full: { devices: 2000, clients: 2, clientNice: 10, intervalSeconds: 10, downSeconds: 12, handshakes: 1000, connectConcurrency: 16, recoverTimeoutSeconds: 600, maxPendingHandshakes: null },
-  smoke: { devices: 40, clients: 1, clientNice: 10, intervalSeconds: 2, downSeconds: 3, handshakes: 50, connectConcurrency: 8, recoverTimeoutSeconds: 120, maxPendingHandshakes: null },
+  full: { devices: 2000, clients: 2, clientNice: 10, intervalSeconds: 10, downSeconds: 12, handshakes: 1000, connectConcurrency: 16, recoverTimeoutSeconds: 600, maxPendingHandshakes: null, waitForReady: false },
+  smoke: { devices: 40, clients: 1, clientNice: 10, intervalSeconds: 2, downSeconds: 3, handshakes: 50, connectConcurrency: 8, recoverTimeoutSeconds: 120, maxPendingHandshakes: null, waitForReady: false },
 };
 const GOAL_RATIO = 1.3;
 
@@ -61,7 +61,7 @@ export async function run({ mode, work, overrides = {} }) {
   const t0 = performance.now();
   await Promise.all(
     clients.map((c, i) =>
-      c.request({ type: 'init', credsFile: slices[i].file, from: 0, count: slices[i].count, caPem: pki.caPem, address, connectConcurrency: cfg.connectConcurrency }, 'ready', 30 * 60_000),
+      c.request({ type: 'init', credsFile: slices[i].file, from: 0, count: slices[i].count, caPem: pki.caPem, address, connectConcurrency: cfg.connectConcurrency, waitForReady: cfg.waitForReady }, 'ready', 30 * 60_000),
     ),
   );
   progress(SUITE, `${cfg.devices} devices connected and registered in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

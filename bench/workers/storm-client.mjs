@@ -38,6 +38,16 @@ function open(address, caPem, d) {
   });
 }
 
+// --set storm.waitForReady=true (an experiment, not what the agent does today): a heartbeat made
+// while the channel is in its reconnect backoff waits for the channel's next attempt, within
+// the deadline, instead of failing at once.
+let waitForReady = false;
+function heartbeatWaitingForReady(client) {
+  return new Promise((resolve, reject) =>
+    client.heartbeat({ installed: [] }, new grpc.Metadata(), { deadline: Date.now() + 15_000, waitForReady: true }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
+}
+
 async function deviceLoop(device, intervalMs) {
   await sleep(Math.random() * intervalMs); // devices heartbeat at random points of the interval
   let failures = 0;
@@ -50,7 +60,7 @@ async function deviceLoop(device, intervalMs) {
       device.attempts += 1;
     }
     try {
-      await unary(device.client, 'heartbeat', { installed: [] }, 15_000);
+      await (waitForReady ? heartbeatWaitingForReady(device.client) : unary(device.client, 'heartbeat', { installed: [] }, 15_000));
       outcomes.ok += 1;
       failures = 0;
       if (downAt !== null && t0 >= downAt && device.backAt === null) {
@@ -73,6 +83,7 @@ async function deviceLoop(device, intervalMs) {
 
 workerMain(async (msg) => {
   if (msg.type === 'init') {
+    waitForReady = msg.waitForReady === true;
     const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
     for (const d of mine) devices.push({ name: d.name, client: open(msg.address, msg.caPem, d), backAt: null, attempts: 0, maxFailures: 0 });
     await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
