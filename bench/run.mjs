@@ -15,7 +15,7 @@ import { fmtBytes, progress } from './lib/log.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
 import { stopAll } from './lib/workers.mjs';
 
-const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image', 'tuf'];
+const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image', 'tuf', 'storm'];
 
 const { values } = parseArgs({
   options: {

@@ -26,6 +26,7 @@ export { TufTargetSource, type TufTargetSourceOptions } from './tuf/tuf-target-s
 export { DeviceClient } from './runtime/device-client.js';
 export { AgentDaemon, type DaemonExit } from './runtime/agent-daemon.js';
 export { StatusReporter } from './runtime/status-reporter.js';
+export { CALL_RETRY_BACKOFF, REPORT_RETRY_BACKOFF, retryDelayMs, retryWindowMs, type RetryBackoff } from './runtime/retry-backoff.js';
 export { DEFAULT_PLUGINS, loadPlugins, pluginName, resolvePlugin, type PluginEntry, type PluginSearch } from './plugin-loader.js';
 export type { DeviceTlsMaterial } from './transport/tls.js';
 // The plugin kit: shared behaviour for plugin authors.

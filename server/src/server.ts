@@ -79,6 +79,8 @@ export interface StartServerOptions {
   heartbeatCache?: false | HeartbeatCacheOptions;
   /** How long shutdown waits for in-flight calls and requests before cutting them (default 5 s). */
   shutdownGraceMs?: number;
+  /** Device API TLS handshakes in progress past which new connections are reset at once (default 256). */
+  maxPendingHandshakes?: number;
 }
 
 export interface RunningServer {
@@ -277,6 +279,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       metrics,
       ...(heartbeatCache ? { heartbeatCache } : {}),
       listen: formatHostPort(grpcListen.host, grpcListen.port),
+      ...(options.maxPendingHandshakes !== undefined ? { maxPendingHandshakes: options.maxPendingHandshakes } : {}),
       ...tls,
     });
     grpcServer = grpcStarted;

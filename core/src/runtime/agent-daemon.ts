@@ -9,6 +9,7 @@ import { abortableSleep } from '../kit/sleep.js';
 import { Reconciler } from '../reconciler.js';
 import { recoverInterrupted } from '../recovery.js';
 import type { DeviceClient } from './device-client.js';
+import { CALL_RETRY_BACKOFF, retryDelayMs } from './retry-backoff.js';
 import { StatusReporter } from './status-reporter.js';
 import type { DeviceTlsMaterial } from '../transport/tls.js';
 import type { LogUploader } from '../logs/log-uploader.js';
@@ -43,11 +44,6 @@ export const HEARTBEAT_SECONDS_MAX = 3600;
 export function clampHeartbeatSeconds(requested: number, current: number): number {
   if (!Number.isFinite(requested) || requested <= 0) return current;
   return Math.min(Math.max(requested, HEARTBEAT_SECONDS_MIN), HEARTBEAT_SECONDS_MAX);
-}
-
-function backoff(attempt: number): number {
-  const base = Math.min(1000 * 2 ** attempt, 60_000);
-  return base / 2 + Math.random() * (base / 2);
 }
 
 export class AgentDaemon {
@@ -85,7 +81,7 @@ export class AgentDaemon {
 
   async #register(signal: AbortSignal): Promise<void> {
     const { agent, hardware, agentVersion, tags } = this.#options;
-    for (let attempt = 0; ; attempt++) {
+    for (let failures = 1; ; failures++) {
       try {
         const res = await this.#client.register({ hardware, agentVersion, tags, capabilities: agent.capabilities() });
         this.#setInterval(res.heartbeatIntervalSeconds);
@@ -94,8 +90,9 @@ export class AgentDaemon {
       } catch (err) {
         if (isDecommissioned(err)) throw new OffboardedSignal();
         if ((err as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED) throw err;
-        agent.log.warn({ err: (err as Error).message }, 'register failed; retrying');
-        await abortableSleep(backoff(attempt), signal);
+        const retryInMs = retryDelayMs(failures, CALL_RETRY_BACKOFF);
+        agent.log.warn({ err: (err as Error).message, failures, retryInMs }, 'register failed; retrying');
+        await abortableSleep(retryInMs, signal);
       }
     }
   }
@@ -132,6 +129,7 @@ export class AgentDaemon {
         let wait = this.#intervalSeconds * 1000;
         try {
           const res = await this.#client.heartbeat({ installed: this.#installed() });
+          if (failures > 0) agent.log.info({ failures }, 'heartbeat back');
           failures = 0;
           await this.#options.onHeartbeatAnswered?.();
           if (res.offboarded) {
@@ -158,8 +156,9 @@ export class AgentDaemon {
           if (code === grpc.status.PERMISSION_DENIED) throw err;
           if (err instanceof Error && (err as { code?: unknown }).code === 'MESH_ERR_IDENTITY_MISSING') throw err;
           failures += 1;
-          wait = Math.min(backoff(failures), wait);
-          agent.log.warn({ err: (err as Error).message, failures }, 'heartbeat failed');
+          // Never later than the next regular heartbeat would have been (retry-backoff.ts).
+          wait = retryDelayMs(failures, { ...CALL_RETRY_BACKOFF, capMs: Math.min(CALL_RETRY_BACKOFF.capMs, wait) });
+          agent.log.warn({ err: (err as Error).message, failures, retryInMs: wait }, 'heartbeat failed');
         }
         await abortableSleep(wait, signal);
       }

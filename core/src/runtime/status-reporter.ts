@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AgentStateStore } from '../state/agent-state.js';
 import type { DeviceClient } from './device-client.js';
+import { REPORT_RETRY_BACKOFF, retryDelayMs } from './retry-backoff.js';
 
 export class StatusReporter {
   readonly #state: AgentStateStore;
@@ -18,7 +19,8 @@ export class StatusReporter {
   #flushing: Promise<void> | undefined;
   #again = false;
   #retryTimer: NodeJS.Timeout | undefined;
-  #backoffMs = 500;
+  /** Consecutive failed deliveries: the retry delay's window (retry-backoff.ts). */
+  #failures = 0;
   #stopped = false;
   /** Acknowledged sequences whose removal from the outbox is not durable yet. */
   readonly #acked = new Set<number>();
@@ -68,7 +70,7 @@ export class StatusReporter {
         const res = await this.#client().reportArtifactStatus(next);
         if (!res.accepted) this.#log.debug({ sequence: next.sequence }, 'server already had this report');
         this.#drop(next.sequence);
-        this.#backoffMs = 500;
+        this.#failures = 0;
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
         if (code === grpc.status.NOT_FOUND || code === grpc.status.INVALID_ARGUMENT) {
@@ -80,8 +82,8 @@ export class StatusReporter {
         }
         this.#log.warn({ err: (err as Error).message, pending: this.#state.current.outbox.length }, 'report delivery failed; will retry');
         clearTimeout(this.#retryTimer);
-        this.#retryTimer = setTimeout(() => this.wake(), this.#backoffMs);
-        this.#backoffMs = Math.min(this.#backoffMs * 2, 30_000);
+        this.#failures += 1;
+        this.#retryTimer = setTimeout(() => this.wake(), retryDelayMs(this.#failures, REPORT_RETRY_BACKOFF));
         return;
       }
     }

@@ -10,6 +10,7 @@ import {
   DEFAULT_GRPC_LISTEN,
   DEFAULT_HEARTBEAT_CACHE_SIZE,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_TRUST_DOMAIN,
 } from '../config/defaults.js';
 import {
@@ -92,6 +93,7 @@ export const SERVE_COMMANDS: Command[] = [
       'api-stream-lifetime': { type: 'string' },
       'api-auth-max-failures': { type: 'string' },
       'heartbeat-cache-size': { type: 'string' },
+      'max-pending-handshakes': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -117,6 +119,8 @@ export const SERVE_COMMANDS: Command[] = [
       `                               (env MESHANICS_API_AUTH_MAX_FAILURES, default ${DEFAULT_API_AUTH_MAX_FAILURES})`,
       `  --heartbeat-cache-size N     heartbeat answers kept in memory while the database reports no change to them`,
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
+      `  --max-pending-handshakes N   device TLS handshakes in progress past which new connections are reset at once`,
+      `                               (env MESHANICS_MAX_PENDING_HANDSHAKES, default ${DEFAULT_MAX_PENDING_HANDSHAKES}; sheds a reconnect storm)`,
     ],
     async run(values, _positionals, command) {
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
@@ -141,6 +145,8 @@ export const SERVE_COMMANDS: Command[] = [
         logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
         reloadApiTls?.();
       });
+      const maxPendingHandshakes = intOpt(values, 'max-pending-handshakes', command, DEFAULT_MAX_PENDING_HANDSHAKES, 'MESHANICS_MAX_PENDING_HANDSHAKES');
+      if (maxPendingHandshakes < 1) throw new UsageError(`--max-pending-handshakes must be 1 or more, got ${maxPendingHandshakes}`, command.name);
       const server = await startServer({
         dataDir: dataDir(values),
         grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
@@ -159,6 +165,7 @@ export const SERVE_COMMANDS: Command[] = [
         apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
         ...(database !== undefined ? { databaseUrl: database } : {}),
         heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
+        maxPendingHandshakes,
         logger,
       });
       reloadApiTls = () => server.reloadApiTls();

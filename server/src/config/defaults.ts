@@ -14,6 +14,17 @@ export const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
 /** The hard cap of one log bundle, whatever a request says. */
 export const MAX_LOG_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Device API TLS handshakes in progress past which new connections are reset at once
+ * (device-api/tls-listener.ts). One mTLS handshake (ECDSA P-256) costs the server 1.5-1.9 ms
+ * of CPU on this project's 2-core machines, and a whole reconnection (handshake, HTTP/2 session,
+ * first heartbeat) about 2.7 ms (docs/benchmarks.md, "Reconnect storm"), all of it on the event
+ * loop. 256 handshakes in progress are about 0.7 s of queued work: the last one admitted still
+ * completes far inside the 10 s handshake timeout (and grpc-js's 20 s connect timeout), the loop
+ * keeps serving heartbeats between them, and there is always work queued for the CPU.
+ */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 256;
+
 /** Heartbeat answers kept in memory (about 1 KiB each with one assignment). */
 export const DEFAULT_HEARTBEAT_CACHE_SIZE = 100_000;
 

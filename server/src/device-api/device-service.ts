@@ -80,6 +80,10 @@ export interface DeviceServiceMetrics {
   grpcError(method: string, code: string): void;
   /** One batch of status reports' audit events appended to the chain: how many, and how long it took. */
   auditBatch?(events: number, seconds: number): void;
+  /** A new connection reset at once because too many TLS handshakes were in progress (tls-listener.ts). */
+  connectionShed?(): void;
+  /** Reads the listener's handshakes in progress when scraped. */
+  attachHandshakes?(pending: () => number): void;
 }
 
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
@@ -437,6 +441,8 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
 
 export interface DeviceGrpcServerOptions extends DeviceServiceOptions {
   listen: string;
+  /** TLS handshakes in progress past which new connections are reset at once (tls-listener.ts). */
+  maxPendingHandshakes?: number;
   caPem: string;
   keyPem: string;
   certPem: string;
@@ -468,7 +474,10 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
     caPem: options.caPem,
     keyPem: options.keyPem,
     certPem: options.certPem,
+    ...(options.maxPendingHandshakes !== undefined ? { maxPendingHandshakes: options.maxPendingHandshakes } : {}),
+    ...(options.metrics?.connectionShed ? { onShed: () => options.metrics?.connectionShed?.() } : {}),
   });
+  options.metrics?.attachHandshakes?.(() => listener.pendingHandshakes());
   return {
     port: listener.port,
     tryShutdown(callback) {

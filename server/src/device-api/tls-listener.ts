@@ -11,8 +11,19 @@
 // forbids it), so the peer cannot present another certificate on the same connection. What can change during a connection is checked at every
 // call, not here: the device's record (decommissioning, device-service.ts) and the
 // certificate's validity period (identity.ts refuses a call after notAfter).
+//
+// Load shedding (docs/operations.md, "Reconnect storms"): when a replica restarts, its whole
+// share of the fleet reconnects within seconds, and every mTLS handshake costs the server
+// about as much CPU as hundreds of heartbeats. Accepting them all queues handshakes behind one
+// another on the one event loop until they time out on both ends, and the work spent on those
+// is lost. So the TCP listener is ours (node:net) and hands connections to the TLS server
+// only while fewer than `maxPendingHandshakes` handshakes are in progress; past that, a new
+// connection is reset at once (the device sees UNAVAILABLE in milliseconds, not a deadline)
+// and the agent's jittered backoff (core/src/runtime/retry-backoff.ts) brings it back later.
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { DEFAULT_MAX_PENDING_HANDSHAKES } from '../config/defaults.js';
 import { MeshError } from '../errors.js';
 
 export interface DeviceTlsListenerOptions {
@@ -22,10 +33,18 @@ export interface DeviceTlsListenerOptions {
   certPem: string;
   /** A connection that has not finished its handshake by then is dropped (slowloris). */
   handshakeTimeoutMs?: number;
+  /** Handshakes in progress past which new connections are reset at once (default DEFAULT_MAX_PENDING_HANDSHAKES). */
+  maxPendingHandshakes?: number;
+  /** Called for every connection reset because too many handshakes were in progress. */
+  onShed?: () => void;
 }
 
 export interface DeviceTlsListener {
   port: number;
+  /** Connections accepted whose handshake has not finished (or failed) yet. */
+  pendingHandshakes(): number;
+  /** Connections reset at once because `maxPendingHandshakes` were in progress. */
+  shedConnections(): number;
   /** Stops accepting connections; established ones are grpc-js's to drain. */
   close(): Promise<void>;
 }
@@ -44,7 +63,32 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     minVersion: 'TLSv1.2',
     handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
   });
+  const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
+  // Every connection handed to the TLS server ends its handshake with exactly one of
+  // 'secureConnection' or 'tlsClientError' (a hang-up or the handshake timeout included: Node
+  // emits tlsClientError for both); the set guards against counting one twice all the same.
+  let pending = 0;
+  let shed = 0;
+  const settled = new WeakSet<tls.TLSSocket>();
+  const settle = (socket: tls.TLSSocket) => {
+    if (settled.has(socket)) return;
+    settled.add(socket);
+    pending -= 1;
+  };
+  const tcp = net.createServer((socket) => {
+    if (pending >= maxPending) {
+      shed += 1;
+      options.onShed?.();
+      // RST, not FIN: the client fails at once, and no TIME_WAIT is left on the server.
+      socket.resetAndDestroy();
+      return;
+    }
+    pending += 1;
+    // Node's documented way to hand a TCP connection to a tls.Server that does not listen itself.
+    server.emit('connection', socket);
+  });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    settle(socket);
     // gRPC is HTTP/2 only (RFC 7540 3.3: h2 over TLS is negotiated with ALPN).
     if (socket.alpnProtocol !== 'h2' || !socket.authorized) {
       socket.destroy();
@@ -56,23 +100,26 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
   });
   // A failed handshake (no or a foreign certificate, a port scan) is the client's problem; the
   // listener keeps serving. It never reaches the device log: nothing authenticated happened.
-  server.on('tlsClientError', () => undefined);
+  server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => settle(socket));
   const port = await new Promise<number>((resolve, reject) => {
     const onError = (err: Error) =>
       reject(new MeshError('MESH_ERR_LISTEN_FAILED', `device API cannot listen on ${options.listen.host}:${options.listen.port}: ${err.message}`, { cause: err }));
-    server.once('error', onError);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', onError);
-      resolve((server.address() as { port: number }).port);
+    tcp.once('error', onError);
+    tcp.listen(options.listen.port, options.listen.host, () => {
+      tcp.off('error', onError);
+      resolve((tcp.address() as { port: number }).port);
     });
   });
   return {
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (!server.listening) return resolve();
-        server.close(() => resolve());
-      }),
+    pendingHandshakes: () => pending,
+    shedConnections: () => shed,
+    // net.Server's close callback waits for every connection it accepted to end, and the
+    // accepted sockets' handles now belong to their TLS sockets (grpc-js's sessions): resolve
+    // once the port no longer accepts, which close() does at once.
+    close: async () => {
+      if (tcp.listening) tcp.close();
+    },
   };
 }
 

@@ -16,6 +16,8 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly heartbeatLatency: client.Histogram<'answer' | 'installed'>;
   private readonly auditEvents: client.Counter;
   private readonly auditAppend: client.Histogram;
+  private readonly shed: client.Counter;
+  private pendingHandshakes: (() => number) | undefined;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -61,7 +63,20 @@ export class ServerMetrics implements DeviceServiceMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [this.registry],
     });
+    this.shed = new client.Counter({
+      name: 'meshanics_device_connections_shed_total',
+      help: 'Device API connections reset at once, before their TLS handshake, because --max-pending-handshakes handshakes were in progress',
+      registers: [this.registry],
+    });
     const self = this;
+    new client.Gauge({
+      name: 'meshanics_device_tls_handshakes_pending',
+      help: 'Device API connections accepted whose TLS handshake has not finished yet',
+      registers: [this.registry],
+      collect() {
+        if (self.pendingHandshakes) this.set(self.pendingHandshakes());
+      },
+    });
     new client.Gauge({
       name: 'meshanics_rollouts',
       help: 'Rollouts by status (read from the database when scraped: fleet-wide)',
@@ -130,6 +145,14 @@ export class ServerMetrics implements DeviceServiceMetrics {
   auditBatch(events: number, seconds: number): void {
     this.auditEvents.inc(events);
     this.auditAppend.observe(seconds);
+  }
+
+  connectionShed(): void {
+    this.shed.inc();
+  }
+
+  attachHandshakes(pending: () => number): void {
+    this.pendingHandshakes = pending;
   }
 
   grpcError(method: string, code: string): void {

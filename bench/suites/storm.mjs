@@ -1,0 +1,220 @@
+// 7. Reconnect storm: N simulated devices (own certificate, own connection) registered and
+// heartbeating; the server is stopped (SIGTERM) and, after a pause longer than one heartbeat
+// interval (so every device has failed and is in its retry schedule), started again on the same
+// data dir and port. Measured: time from the server listening again until every device has
+// heartbeated successfully, against the floor set by the handshakes' CPU (measured in the same
+// run, each side in its own process: workers/handshake-cpu.mjs); whether any device gave up;
+// the new server's peak RSS; connections it shed (--max-pending-handshakes); retries per
+// 100 ms (a synchronized fleet shows as spikes). Also a resumed (TLS 1.3 ticket) handshake's
+// CPU, which grpc-js clients cannot use (docs/benchmarks.md, "Reconnect storm").
+import os from 'node:os';
+import path from 'node:path';
+import { startServer } from '../../scripts/lib/processes.mjs';
+import { measureHandshakeCpu } from '../lib/handshake-cpu.mjs';
+import { initServerDataDir, loadCreds, provisionDevices, serverPki, workerPath } from '../lib/fixtures.mjs';
+import { fmtBytes, progress, sleep } from '../lib/log.mjs';
+import { cpuMs, memoryPoller } from '../lib/proc.mjs';
+import { track, Worker } from '../lib/workers.mjs';
+
+const SUITE = 'storm';
+
+export const CONFIG = {
+  full: {
+    devices: 2000,
+    clients: 2,
+    clientNice: 10,
+    intervalSeconds: 10,
+    downSeconds: 12,
+    handshakes: 1000,
+    connectConcurrency: 16,
+    recoverTimeoutSeconds: 600,
+    maxPendingHandshakes: null,
+    waitForReady: false,
+  },
+  smoke: {
+    devices: 40,
+    clients: 1,
+    clientNice: 10,
+    intervalSeconds: 2,
+    downSeconds: 3,
+    handshakes: 50,
+    connectConcurrency: 8,
+    recoverTimeoutSeconds: 120,
+    maxPendingHandshakes: null,
+    waitForReady: false,
+  },
+};
+const GOAL_RATIO = 1.3;
+
+async function serve(dataDir, cfg, grpcListen) {
+  const extraArgs = ['--grpc-listen', grpcListen, '--api-listen', '127.0.0.1:0'];
+  if (cfg.maxPendingHandshakes) extraArgs.push('--max-pending-handshakes', String(cfg.maxPendingHandshakes));
+  return track(await startServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, extraArgs }));
+}
+
+async function metric(server, name) {
+  const text = await (await fetch(`${server.api}/metrics`)).text();
+  return Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+}
+
+export async function run({ mode, work, overrides = {} }) {
+  const cfg = { ...CONFIG[mode], ...overrides };
+  const dataDir = path.join(work, 'server');
+  await initServerDataDir(dataDir);
+  const slices = await provisionDevices(SUITE, dataDir, { fleet: 'storm', prefix: 'storm', count: cfg.devices, workers: cfg.clients, outDir: path.join(work, 'creds') });
+  const pki = serverPki(dataDir);
+  const [firstDevice] = loadCreds(slices.slice(0, 1));
+
+  // The floor's input: one handshake's CPU on each side, full and resumed.
+  const full = await measureHandshakeCpu({ caPem: pki.caPem, server: pki, device: firstDevice, count: cfg.handshakes });
+  const resumed = await measureHandshakeCpu({ caPem: pki.caPem, server: pki, device: firstDevice, count: cfg.handshakes, resume: true });
+  progress(
+    SUITE,
+    `mTLS handshake CPU: server ${full.serverMs} ms, device ${full.deviceMs} ms; resumed: server ${resumed.serverMs} ms, device ${resumed.deviceMs} ms (${resumed.resumedWithPeer}/${resumed.handshakes} resumed with the device certificate)`,
+  );
+  const cores = os.cpus().length;
+  // The server does its handshakes on one thread; the machine's cores also run the devices' side.
+  const floorMsPer = Math.max(full.serverMs, (full.serverMs + full.deviceMs) / cores);
+  const floorSeconds = (cfg.devices * floorMsPer) / 1000;
+  const resumedFloorSeconds = (cfg.devices * Math.max(resumed.serverMs, (resumed.serverMs + resumed.deviceMs) / cores)) / 1000;
+
+  let server = await serve(dataDir, cfg, '127.0.0.1:0');
+  const address = server.grpc;
+  // One load-generator process per provisioning slice, each with that slice's devices.
+  const clients = slices.map((_, i) => new Worker(`storm-${i}`, workerPath('storm-client.mjs')));
+  if (cfg.clientNice) for (const c of clients) os.setPriority(c.pid, cfg.clientNice);
+  const t0 = performance.now();
+  await Promise.all(
+    clients.map((c, i) =>
+      c.request(
+        {
+          type: 'init',
+          credsFile: slices[i].file,
+          from: 0,
+          count: slices[i].count,
+          caPem: pki.caPem,
+          address,
+          connectConcurrency: cfg.connectConcurrency,
+          waitForReady: cfg.waitForReady,
+        },
+        'ready',
+        30 * 60_000,
+      ),
+    ),
+  );
+  progress(SUITE, `${cfg.devices} devices connected and registered in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await Promise.all(clients.map((c) => c.request({ type: 'heartbeats', intervalMs: cfg.intervalSeconds * 1000 }, 'started')));
+  await sleep(cfg.intervalSeconds * 1000 * 1.5);
+
+  // The restart: SIGTERM, down for longer than an interval, start on the same data dir and port.
+  // A device is back at its first successful heartbeat started after the old server exited.
+  const stopAt = Date.now();
+  await server.stop('SIGTERM', 30_000);
+  const downAt = Date.now();
+  const stoppedSeconds = (downAt - stopAt) / 1000;
+  await Promise.all(clients.map((c) => c.request({ type: 'down', at: downAt }, 'noted')));
+  await sleep(Math.max(0, cfg.downSeconds * 1000 - (Date.now() - downAt)));
+  const loadAverage = os.loadavg();
+  server = await serve(dataDir, cfg, address);
+  const upAt = Date.now();
+  const cpu0 = cpuMs(server.proc.pid);
+  const mem = memoryPoller(server.proc.pid);
+  progress(
+    SUITE,
+    `server stopped in ${stoppedSeconds.toFixed(1)} s, listening again after ${((upAt - downAt) / 1000).toFixed(1)} s (load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')})`,
+  );
+  const back = new Map();
+  for (const [i, c] of clients.entries()) c.on('progress', (m) => back.set(i, m.back));
+  const total = () => [...back.values()].reduce((a, b) => a + b, 0);
+  let lastPrint = Date.now();
+  while (total() < cfg.devices && Date.now() - upAt < cfg.recoverTimeoutSeconds * 1000) {
+    if (server.proc.exitCode !== null || server.proc.signalCode !== null)
+      throw new Error(`storm: the server exited during the storm (${server.proc.exitCode ?? server.proc.signalCode})`);
+    await sleep(100);
+    if (Date.now() - lastPrint > 5000) {
+      lastPrint = Date.now();
+      progress(SUITE, `${total()}/${cfg.devices} devices heartbeating again after ${((Date.now() - upAt) / 1000).toFixed(0)} s`);
+    }
+  }
+  const serverCpuMs = cpuMs(server.proc.pid) - cpu0;
+  await Promise.all(clients.map((c) => c.request({ type: 'allBack' }, 'noted')));
+  const shed = await metric(server, 'meshanics_device_connections_shed_total');
+  const results = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result', 120_000)));
+  const memory = mem.stop();
+  await Promise.all(clients.map((c) => c.stop()));
+  await server.stop();
+
+  const backAt = results.flatMap((r) => r.backAt);
+  const gaveUp = backAt.filter((t) => t === null).length;
+  const recoverSeconds = gaveUp ? null : (Math.max(...backAt) - upAt) / 1000;
+  const attempts = results.flatMap((r) => r.attempts);
+  const slots = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.slots)) slots[k] = (slots[k] ?? 0) + v;
+  // Retries after the server was back, per 100 ms: the busiest slot against the mean.
+  const upSlot = Math.floor((upAt - downAt) / 100);
+  const endSlot = Math.max(upSlot + 1, Math.ceil(((recoverSeconds ?? 0) * 1000 + upAt - downAt) / 100));
+  const after = Array.from({ length: endSlot - upSlot }, (_, i) => slots[upSlot + i] ?? 0);
+  const meanPerSlot = after.reduce((a, b) => a + b, 0) / after.length;
+  const peakPerSlot = Math.max(...after);
+  const outcomes = results.reduce((o, r) => {
+    for (const [k, v] of Object.entries(r.outcomes)) o[k] = (o[k] ?? 0) + v;
+    return o;
+  }, {});
+  // From the old server's exit (the devices' failing calls included) until all were back.
+  const generatorCpuMs = results.reduce((a, r) => a + (r.cpuMs ?? 0), 0);
+  const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
+  progress(
+    SUITE,
+    `all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; peak RSS ${fmtBytes(memory.hwm)}; retries per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
+  );
+  const one = (v) => ({ median: v, min: v, max: v, n: 1, values: [v] });
+  const rows = [
+    {
+      suite: SUITE,
+      metric: `${cfg.devices} devices back after a restart`,
+      unit: 's',
+      value: one(recoverSeconds),
+      baseline: one(+floorSeconds.toFixed(2)),
+      baselineName: 'handshake-CPU floor',
+      ratio: one(ratio),
+      target: `≤ ${GOAL_RATIO}× floor`,
+      met: ratio === null ? false : ratio <= GOAL_RATIO,
+    },
+    { suite: SUITE, metric: 'devices that never came back', unit: '', value: one(gaveUp), target: '0', met: gaveUp === 0 },
+    {
+      suite: SUITE,
+      metric: 'mTLS handshake CPU, server / device',
+      unit: 'ms',
+      value: `${full.serverMs} / ${full.deviceMs} ms`,
+      baseline: `${resumed.serverMs} / ${resumed.deviceMs} ms`,
+      baselineName: 'resumed',
+    },
+    { suite: SUITE, metric: 'server CPU per reconnected device', unit: 'ms', value: one(+(serverCpuMs / cfg.devices).toFixed(2)) },
+    { suite: SUITE, metric: "load generators' CPU per reconnected device", unit: 'ms', value: one(+(generatorCpuMs / cfg.devices).toFixed(2)) },
+    { suite: SUITE, metric: 'server peak RSS during the storm (VmHWM)', unit: 'bytes', value: one(memory.hwm) },
+    { suite: SUITE, metric: 'connections shed / device retries', unit: '', value: `${shed} / ${attempts.reduce((a, b) => a + b, 0) - cfg.devices}` },
+  ];
+  return {
+    config: cfg,
+    rows,
+    handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
+    storm: {
+      recoverSeconds,
+      ratio,
+      generatorCpuMs,
+      serverBusyShare: recoverSeconds ? +(serverCpuMs / 1000 / recoverSeconds).toFixed(3) : null,
+      gaveUp,
+      stoppedSeconds,
+      downSeconds: (upAt - downAt) / 1000,
+      loadAverage,
+      serverCpuMs,
+      shed,
+      serverPeakRss: memory.hwm,
+      outcomes,
+      peakRetriesPer100ms: peakPerSlot,
+      meanRetriesPer100ms: +meanPerSlot.toFixed(2),
+      maxConsecutiveFailures: Math.max(...results.flatMap((r) => r.maxFailures)),
+      firstError: results.find((r) => r.firstError)?.firstError,
+    },
+  };
+}

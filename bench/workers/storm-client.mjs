@@ -1,0 +1,130 @@
+// Simulated devices for the reconnect-storm benchmark (one of several processes). Each device
+// has its own certificate and mTLS channel, with the agent's channel options (its grpc-js
+// reconnect backoff, core/src/runtime/device-client.ts), and heartbeats like the agent's
+// daemon loop: the interval, and after a failure the agent's own retry schedule
+// (retryDelayMs from @meshanics/core, capped at the interval). It never gives up.
+// The parent says when the server went down ("down"); a device is back at its first successful
+// heartbeat that started after that. Every attempt after "down" is timestamped (100 ms slots)
+// so the suite can show the retries are not synchronized.
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { CALL_RETRY_BACKOFF, retryDelayMs } from '@meshanics/core';
+import { loadDeviceService } from '@meshanics/core/contract';
+import { REGISTER_REQUEST, unary, waitReady, withConcurrency } from '../lib/device.mjs';
+import { workerMain } from '../lib/workers.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const devices = [];
+let stopping = false;
+let downAt = null; // epoch ms
+let back = 0;
+let loops = [];
+const slots = new Map(); // 100 ms slot since downAt -> attempts started in it
+const outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
+let firstError;
+let cpuAtDown;
+let cpuUntilAllBack;
+
+function open(address, caPem, d) {
+  const { Client } = loadDeviceService();
+  const credentials = grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(d.keyPem), Buffer.from(d.certPem));
+  return new Client(address, credentials, {
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.initial_reconnect_backoff_ms': 1000,
+    'grpc.max_reconnect_backoff_ms': 5000,
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // One connection per simulated device, never shared within this process.
+    'grpc.use_local_subchannel_pool': 1,
+  });
+}
+
+// --set storm.waitForReady=true (an experiment, not what the agent does today): a heartbeat made
+// while the channel is in its reconnect backoff waits for the channel's next attempt, within
+// the deadline, instead of failing at once.
+let waitForReady = false;
+function heartbeatWaitingForReady(client) {
+  return new Promise((resolve, reject) =>
+    client.heartbeat({ installed: [] }, new grpc.Metadata(), { deadline: Date.now() + 15_000, waitForReady: true }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
+}
+
+async function deviceLoop(device, intervalMs) {
+  await sleep(Math.random() * intervalMs); // devices heartbeat at random points of the interval
+  let failures = 0;
+  while (!stopping) {
+    let wait = intervalMs;
+    const t0 = Date.now();
+    if (downAt !== null && t0 >= downAt) {
+      const slot = Math.floor((t0 - downAt) / 100);
+      slots.set(slot, (slots.get(slot) ?? 0) + 1);
+      device.attempts += 1;
+    }
+    try {
+      await (waitForReady ? heartbeatWaitingForReady(device.client) : unary(device.client, 'heartbeat', { installed: [] }, 15_000));
+      outcomes.ok += 1;
+      failures = 0;
+      if (downAt !== null && t0 >= downAt && device.backAt === null) {
+        device.backAt = Date.now();
+        back += 1;
+      }
+    } catch (err) {
+      if (stopping) break;
+      if (err.code === grpc.status.UNAVAILABLE) outcomes.unavailable += 1;
+      else if (err.code === grpc.status.DEADLINE_EXCEEDED) outcomes.deadline += 1;
+      else outcomes.other += 1;
+      firstError ??= `${err.code}: ${err.details ?? err.message}`;
+      failures += 1;
+      device.maxFailures = Math.max(device.maxFailures, failures);
+      wait = retryDelayMs(failures, { ...CALL_RETRY_BACKOFF, capMs: Math.min(CALL_RETRY_BACKOFF.capMs, intervalMs) });
+    }
+    await sleep(wait);
+  }
+}
+
+workerMain(async (msg) => {
+  if (msg.type === 'init') {
+    waitForReady = msg.waitForReady === true;
+    const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
+    for (const d of mine) devices.push({ name: d.name, client: open(msg.address, msg.caPem, d), backAt: null, attempts: 0, maxFailures: 0 });
+    await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await waitReady(device.client, 120_000);
+          await unary(device.client, 'register', REGISTER_REQUEST, 60_000);
+          return;
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          await sleep(retryDelayMs(attempt, CALL_RETRY_BACKOFF));
+        }
+      }
+    });
+    process.send({ type: 'ready', devices: devices.length });
+  } else if (msg.type === 'heartbeats') {
+    loops = devices.map((d) => deviceLoop(d, msg.intervalMs));
+    setInterval(() => process.send({ type: 'progress', back }), 250).unref();
+    process.send({ type: 'started' });
+  } else if (msg.type === 'down') {
+    downAt = msg.at;
+    cpuAtDown = process.cpuUsage();
+    process.send({ type: 'noted' });
+  } else if (msg.type === 'allBack') {
+    // This process's own CPU from the old server's exit until every device was back.
+    const cpu = process.cpuUsage(cpuAtDown);
+    cpuUntilAllBack = (cpu.user + cpu.system) / 1000;
+    process.send({ type: 'noted' });
+  } else if (msg.type === 'stop') {
+    stopping = true;
+    await Promise.all(loops.map((l) => Promise.race([l, sleep(16_000)])));
+    for (const d of devices) d.client.close();
+    process.send({
+      type: 'result',
+      backAt: devices.map((d) => d.backAt),
+      attempts: devices.map((d) => d.attempts),
+      maxFailures: devices.map((d) => d.maxFailures),
+      slots: Object.fromEntries(slots),
+      outcomes,
+      firstError,
+      cpuMs: cpuUntilAllBack,
+    });
+  }
+});
