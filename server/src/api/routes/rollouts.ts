@@ -216,6 +216,12 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       // What the shape schema cannot say (cumulative, last is 100), with the same path style.
       const strategy = parseStrategy(body.strategy);
       if (!strategy.ok) throw validationError(strategy.errors.map((e) => `body/${e}`));
+      // The live table of probe types (a custom one may have been added since start), in the
+      // schema errors' path-and-rule form.
+      const types = knownProbeTypes();
+      if (!types.includes(body.probe.type)) {
+        throw validationError([`body/probe/type must be one of ${types.map((t) => JSON.stringify(t)).join(', ')} (or a custom type added with plugin-schema add)`]);
+      }
       // Another fleet's artifact is not found for a bound key (createRollout refuses it for a * key, naming both fleets).
       await visibleArtifact(ctx, request, body.artifact.name, body.artifact.version);
       const detail = await createRollout(ctx, { ...body, actor: actorOf(request) });
