@@ -77,10 +77,13 @@ describe('device identity, once per connection', () => {
       socket.once('error', (err) => resolve(`error: ${err.message}`));
       socket.once('close', () => resolve('closed'));
       socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ? `error: ${err.message}` : 'renegotiated'));
+      // Node 24's server can leave a refused renegotiation unanswered instead of closing: a
+      // handshake that never completes is no new certificate either.
+      setTimeout(() => resolve('unanswered'), 5_000).unref();
     });
     socket.destroy();
     expect(outcome).not.toBe('renegotiated');
-    expect(outcome).toMatch(/closed|error/);
+    expect(outcome).toMatch(/closed|error|unanswered/);
   });
 
   it('refuses a client without an h2 ALPN before any gRPC is spoken', async () => {
