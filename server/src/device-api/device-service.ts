@@ -481,7 +481,10 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
   return {
     port: listener.port,
     tryShutdown(callback) {
-      void listener.close().then(() => server.tryShutdown(() => callback()));
+      // Both at once, in this tick: the GOAWAY on open connections must leave before a call
+      // that arrives right after the signal is read (drain-in-flight.test.ts).
+      void listener.close();
+      server.tryShutdown(() => callback());
     },
     forceShutdown() {
       void listener.close();
