@@ -481,10 +481,10 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
   return {
     port: listener.port,
     tryShutdown(callback) {
-      // Both at once, in this tick: the GOAWAY on open connections must leave before a call
-      // that arrives right after the signal is read (drain-in-flight.test.ts).
-      void listener.close();
-      server.tryShutdown(() => callback());
+      // The GOAWAY on open connections leaves in this tick, before a call that arrives right
+      // after the signal is read (drain-in-flight.test.ts); grpc-js is shut down once every
+      // connection has ended, with nothing left for it to cut (see DeviceTlsListener.drain).
+      void listener.drain().then(() => server.tryShutdown(() => callback()));
     },
     forceShutdown() {
       void listener.close();

@@ -47,7 +47,17 @@ export interface DeviceTlsListener {
   shedConnections(): number;
   /** Stops accepting connections; established ones are grpc-js's to drain. */
   close(): Promise<void>;
+  /**
+   * Stops accepting, tells every open connection GOAWAY (calls in flight finish, new ones are
+   * refused) and resolves once every connection has ended. grpc-js's own tryShutdown must not
+   * do this part: it closes the injector's HTTP/2 server, and on Node 24 closing that server
+   * (one that never listened) resets the streams still open on its sessions (13 INTERNAL).
+   */
+  drain(): Promise<void>;
 }
+
+/** The injector destroys sessions this long after drain() at the latest (server.ts forces shutdown sooner). */
+const DRAIN_BACKSTOP_MS = 10 * 60_000;
 
 export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTlsListenerOptions): Promise<DeviceTlsListener> {
   // Insecure on grpc-js's side only: what it receives is a TLSSocket this listener verified.
@@ -69,6 +79,8 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
   // emits tlsClientError for both); the set guards against counting one twice all the same.
   let pending = 0;
   let shed = 0;
+  const open = new Set<tls.TLSSocket>();
+  const idle: Array<() => void> = [];
   const settled = new WeakSet<tls.TLSSocket>();
   const settle = (socket: tls.TLSSocket) => {
     if (settled.has(socket)) return;
@@ -96,6 +108,11 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     }
     socket.disableRenegotiation();
     pinPeerCertificate(socket);
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      if (open.size === 0) for (const resolve of idle.splice(0)) resolve();
+    });
     injector.injectConnection(socket);
   });
   // A failed handshake (no or a foreign certificate, a port scan) is the client's problem; the
@@ -119,6 +136,13 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     // once the port no longer accepts, which close() does at once.
     close: async () => {
       if (tcp.listening) tcp.close();
+    },
+    drain: async () => {
+      if (tcp.listening) tcp.close();
+      // Graceful close of every session (GOAWAY); the destroy after the grace period is the
+      // caller's to decide (server.ts's grace timer calls forceShutdown), so it is set far out.
+      injector.drain(DRAIN_BACKSTOP_MS);
+      if (open.size > 0) await new Promise<void>((resolve) => idle.push(resolve));
     },
   };
 }
