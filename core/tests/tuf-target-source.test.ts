@@ -17,7 +17,7 @@ import path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Metadata, MetaFile, Root, Signature, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent, AgentStateStore, MeshError, runPipeline, type TransitionEvent } from '../src/index.js';
+import { Agent, AgentStateStore, MeshError, parseAgentConfig, runPipeline, type TransitionEvent } from '../src/index.js';
 import { createDeviceHttpsAgent } from '../src/transport/https-get.js';
 import { TufTargetSource } from '../src/tuf/tuf-target-source.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
@@ -290,5 +290,14 @@ describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
     expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
     expect(await runPipeline(agent, makeAssignment(app, { specJson: '{"label":"signed"}' }), never)).toBe('HEALTHY');
     expect(await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).toEqual(APP);
+  });
+});
+
+describe('agent config: tuf.allowUnsignedIntent', () => {
+  it('is a boolean under "tuf", absent by default, and a wrong value or key names the path', () => {
+    expect(parseAgentConfig({}, 'agent.json').tuf).toBeUndefined();
+    expect(parseAgentConfig({ tuf: { allowUnsignedIntent: true } }, 'agent.json').tuf).toEqual({ allowUnsignedIntent: true });
+    expect(() => parseAgentConfig({ tuf: { allowUnsignedIntent: 'yes' } }, 'agent.json')).toThrow('agent.json: config/tuf/allowUnsignedIntent must be boolean');
+    expect(() => parseAgentConfig({ tuf: { allowUnsigned: true } }, 'agent.json')).toThrow('agent.json: config/tuf must NOT have additional property "allowUnsigned"');
   });
 });
