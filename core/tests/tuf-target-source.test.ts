@@ -49,9 +49,22 @@ type Layout = 'versioned' | 'plain';
  * `dir/tuf/metadata` and `dir/tuf/targets` with `metadata` and `targets` naming. Returns the
  * root's bytes (the device's pinned root).
  */
-async function writeRepository(dir: string, consistentSnapshot: boolean, targets: RepoTarget[], names: { metadata: Layout; targets: Layout }): Promise<Buffer> {
-  const root = new Root({ version: 1, specVersion: '1.0.31', expires, consistentSnapshot });
-  for (const role of ['root', 'targets', 'snapshot', 'timestamp']) root.addKey(key, role);
+async function writeRepository(
+  dir: string,
+  consistentSnapshot: boolean,
+  targets: RepoTarget[],
+  names: { metadata: Layout; targets: Layout },
+  pinnedConsistentSnapshot?: boolean,
+): Promise<Buffer> {
+  const rootOf = (version: number, consistent: boolean) => {
+    const root = new Root({ version, specVersion: '1.0.31', expires, consistentSnapshot: consistent });
+    for (const role of ['root', 'targets', 'snapshot', 'timestamp']) root.addKey(key, role);
+    return root;
+  };
+  // With `pinnedConsistentSnapshot` the device pins a root v1 saying that, and the repository
+  // serves a rotation to v2 saying `consistentSnapshot` (signed by the same key, spec 5.3.4).
+  const rotated = pinnedConsistentSnapshot !== undefined;
+  const root = rootOf(rotated ? 2 : 1, consistentSnapshot);
   const files: Record<string, TargetFile> = {};
   for (const t of targets) {
     files[t.path] = new TargetFile({
@@ -69,10 +82,12 @@ async function writeRepository(dir: string, consistentSnapshot: boolean, targets
     new Metadata(new Timestamp({ version: 1, specVersion: '1.0.31', expires, snapshotMeta: new MetaFile({ version: 1, length: snapshotBytes.length }) })),
   );
   const rootBytes = signed(new Metadata(root));
+  const pinnedBytes = rotated ? signed(new Metadata(rootOf(1, pinnedConsistentSnapshot))) : rootBytes;
   const metadataDir = path.join(dir, 'tuf', 'metadata');
   await mkdir(metadataDir, { recursive: true });
   const v = names.metadata === 'versioned' ? '1.' : '';
-  await writeFile(path.join(metadataDir, '1.root.json'), rootBytes);
+  await writeFile(path.join(metadataDir, '1.root.json'), pinnedBytes);
+  if (rotated) await writeFile(path.join(metadataDir, '2.root.json'), rootBytes);
   await writeFile(path.join(metadataDir, `${v}targets.json`), targetsBytes);
   await writeFile(path.join(metadataDir, `${v}snapshot.json`), snapshotBytes);
   await writeFile(path.join(metadataDir, 'timestamp.json'), timestampBytes);
@@ -83,7 +98,7 @@ async function writeRepository(dir: string, consistentSnapshot: boolean, targets
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, t.bytes);
   }
-  return rootBytes;
+  return pinnedBytes;
 }
 
 let server: https.Server;
@@ -137,9 +152,15 @@ const APP_PATH = 'app/1.0.0/app';
 const SIGNED = { meshanics: { kind: 'fake', spec: { label: 'signed' } } };
 
 /** Serves a fresh repository and returns a device (fresh metadata dir) that pins its root. */
-async function device(consistentSnapshot: boolean, targets: RepoTarget[], names: { metadata: Layout; targets: Layout }, allowUnsignedIntent?: boolean) {
+async function device(
+  consistentSnapshot: boolean,
+  targets: RepoTarget[],
+  names: { metadata: Layout; targets: Layout },
+  allowUnsignedIntent?: boolean,
+  pinnedConsistentSnapshot?: boolean,
+) {
   docroot = await tempDir('tuf-repo');
-  const rootBytes = await writeRepository(docroot, consistentSnapshot, targets, names);
+  const rootBytes = await writeRepository(docroot, consistentSnapshot, targets, names, pinnedConsistentSnapshot);
   const dataDir = await tempDir('tuf-device');
   const pinned = path.join(dataDir, 'pinned-root.json');
   await writeFile(pinned, rootBytes);
@@ -196,6 +217,22 @@ describe('TufTargetSource: consistent_snapshot follows the trusted root (TUF spe
       '/tuf/metadata/1.targets.json',
       `/tuf/targets/app/1.0.0/${sha256(APP)}.app`,
     ]);
+  });
+
+  it('follows the root the device trusts now, not the one it was provisioned with: a rotation from true to false and from false to true', async () => {
+    const toPlain = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'plain' }, undefined, true);
+    expect(await fetchInto(toPlain.source, toPlain.dataDir)).toEqual(APP);
+    expect(requests).toEqual([
+      '/tuf/metadata/2.root.json',
+      '/tuf/metadata/3.root.json',
+      '/tuf/metadata/timestamp.json',
+      '/tuf/metadata/snapshot.json',
+      '/tuf/metadata/targets.json',
+      `/tuf/targets/${APP_PATH}`,
+    ]);
+    const toConsistent = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' }, undefined, false);
+    expect(await fetchInto(toConsistent.source, toConsistent.dataDir)).toEqual(APP);
+    expect(requests.at(-1)).toBe(`/tuf/targets/app/1.0.0/${sha256(APP)}.app`);
   });
 
   it('root says false but the server has only the hash-prefixed target: fails naming the rule, nothing staged', async () => {

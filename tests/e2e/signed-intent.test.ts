@@ -128,6 +128,10 @@ describe('strict signed intent', () => {
       const view = await waitForAssignment(serverDir, await assign('edge-2', '2.0.0'));
       expect(view.state, view.reason).toBe('HEALTHY');
       expect(await readFile(path.join(dataDir, 'artifacts', 'model', 'detector', 'model'))).toEqual(v2);
+      expect(await second.waitForLine((l) => l?.msg === 'target carries no signed kind and spec: acting on the assignment alone')).toMatchObject({
+        level: 40,
+        targetPath: 'detector/2.0.0/detector',
+      });
 
       // Every start, not only the first.
       await second.stop();
