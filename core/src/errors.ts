@@ -12,6 +12,7 @@ export const ERROR_CODES = Object.freeze({
   MESH_ERR_TUF_DELEGATION: 'delegated targets metadata could not be fetched and verified',
   MESH_ERR_DIGEST_MISMATCH: 'bytes or expected digest differ from the TUF-verified target',
   MESH_ERR_DOWNLOAD_FAILED: 'target download failed',
+  MESH_ERR_TUF_INTENT_UNSIGNED: 'the TUF target carries no signed kind and spec (custom.meshanics) and the agent requires one',
   MESH_ERR_PROBE_FAILED: 'health probe failed on every attempt',
   MESH_ERR_STATE_CORRUPT: 'agent state on disk could not be read',
   MESH_ERR_SWAP_FAILED: 'atomic swap failed',

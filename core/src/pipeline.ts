@@ -160,6 +160,8 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
       );
     }
     assertMatchesSignedIntent(assignment, validated.spec, target);
+    // Only a source that allows it gets here without one (TufTargetSource: tuf.allowUnsignedIntent).
+    if (!target.signed) ctx.log.warn({ targetPath: target.targetPath }, 'target carries no signed kind and spec: acting on the assignment alone');
     ctx.target = target;
     await fs.mkdir(ctx.stagingDir, { recursive: true, mode: 0o700 });
     const staged = path.join(ctx.stagingDir, 'target');

@@ -202,6 +202,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     pinnedRootFile: config.tufRoot,
     artifactServer: config.artifactServer,
     httpsAgent,
+    allowUnsignedIntent: config.file.tuf?.allowUnsignedIntent === true,
   });
   const state = await AgentStateStore.open(config.dataDir);
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });
@@ -251,6 +252,13 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
+  if (config.file.tuf?.allowUnsignedIntent === true) {
+    // Every start, so the weakened check stays visible in the journal (docs/security.md).
+    log.warn(
+      { config: config.file.source, setting: 'tuf.allowUnsignedIntent' },
+      "tuf.allowUnsignedIntent is on: targets without a signed kind and spec (custom.meshanics) are accepted on the control plane's word alone",
+    );
+  }
   log.info({ server: config.server, dataDir: config.dataDir, plugins: config.plugins.map(pluginName), pluginsDir: config.pluginsDir, version: AGENT_VERSION }, 'agent starting');
   try {
     const exit = await daemon.run(stop.signal);

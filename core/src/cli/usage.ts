@@ -33,7 +33,7 @@ export const RUN_HELP = `meshanics-agent run: converge on the desired state
 Options (each also as an environment variable; flags win over variables, variables over
 the config file, and the config file over an enrolled identity in the data dir):
   --data-dir DIR              agent state, identity and artifacts (MESHANICS_DATA_DIR, default /var/lib/meshanics)
-  --config FILE               device config: allowlists, plugins, logs, defaults for these flags
+  --config FILE               device config: allowlists, plugins, logs, tuf, defaults for these flags
                               (MESHANICS_CONFIG, default /etc/meshanics/agent.json; a missing default = deny all)
   --server HOST:PORT          device gRPC API (MESHANICS_SERVER)
   --cert FILE                 device certificate, PEM (MESHANICS_CERT)

@@ -43,6 +43,15 @@ export interface AgentConfig {
     /** The agent's own unit; the only unit whose journal is ever read. */
     unit?: string;
   };
+  tuf?: {
+    /**
+     * Accept TUF targets that carry no signed kind and spec (custom.meshanics) and act on the
+     * control plane's kind and spec alone. Default false: such a target ends FAILED with
+     * MESH_ERR_TUF_INTENT_UNSIGNED before it is downloaded. The agent logs a warning at every
+     * start while this is on (docs/security.md).
+     */
+    allowUnsignedIntent?: boolean;
+  };
   allowlist: Allowlist;
   /** The file this config was read from (not a key of the file); absent for the built-in defaults. */
   source?: string;
@@ -93,6 +102,11 @@ export const AGENT_CONFIG_SCHEMA: JsonSchema = Object.freeze({
         source: { enum: ['auto', 'journald', 'file'] },
         unit: { type: 'string', pattern: '^[A-Za-z0-9:_.@-]{1,200}\\.service$' },
       },
+    },
+    tuf: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { allowUnsignedIntent: { type: 'boolean' } },
     },
     allowlist: {
       type: 'object',

@@ -1,7 +1,9 @@
 // Where the server's TUF repository lives on its artifact HTTPS server, so that the
-// publisher and the agent agree on URLs. Consistent snapshots are on (TUF spec 5.5.3,
-// 5.6.3, 5.7.3): metadata is fetched as VERSION.ROLE.json and targets as
-// DIR/HASH.BASENAME, so a client never mixes files from two repository versions.
+// publisher and the agent agree on URLs. The server's root always sets consistent_snapshot
+// (TUF spec 6.2): metadata is served as VERSION.ROLE.json and targets as DIR/HASH.BASENAME,
+// so a client never mixes files from two repository versions. The agent does not assume it:
+// it names what it fetches after its trusted root (spec 5.5.1, 5.6.1, 5.7.3;
+// tuf/tuf-target-source.ts).
 
 export const TUF_METADATA_PREFIX = '/tuf/metadata/';
 export const TUF_TARGETS_PREFIX = '/tuf/targets/';

@@ -10,6 +10,7 @@ import { TUF_METADATA_PREFIX, TUF_TARGETS_PREFIX, hashPrefixedTargetPath } from 
 import { MeshError } from '../errors.js';
 import type { VerifiedTarget } from '../plugin.js';
 import type { TargetSource } from '../target-source.js';
+import { HttpStatusError } from '../transport/https-get.js';
 import { downloadVerified } from '../transport/streaming-download.js';
 import { DEVICE_UPDATER_CONFIG } from './device-config.js';
 
@@ -29,6 +30,26 @@ export interface TufTargetSourceOptions {
   artifactServer: string;
   httpsAgent: https.Agent;
   fetchTimeoutMs?: number;
+  /**
+   * Accept a target whose TUF metadata carries no signed kind and spec (custom.meshanics), and
+   * take the control plane's word for them. Off unless the agent's config says
+   * `tuf.allowUnsignedIntent: true` (a repository published by something other than the
+   * Meshanics server); docs/security.md says what it costs.
+   */
+  allowUnsignedIntent?: boolean;
+}
+
+/**
+ * The signed intent of a target (custom.meshanics: kind and spec) as the TUF metadata gives
+ * it, or undefined when either is missing. The server signs both into every target it
+ * publishes (server/src/catalog/publish.ts), spec `{}` when the artifact has none.
+ */
+function signedIntentOf(custom: unknown): { kind: string; spec: unknown } | undefined {
+  const meshanics = (custom as { meshanics?: unknown } | undefined)?.meshanics;
+  if (!meshanics || typeof meshanics !== 'object' || Array.isArray(meshanics)) return undefined;
+  const { kind, spec } = meshanics as { kind?: unknown; spec?: unknown };
+  if (typeof kind !== 'string' || spec === undefined) return undefined;
+  return { kind, spec };
 }
 
 export class TufTargetSource implements TargetSource {
@@ -94,23 +115,63 @@ export class TufTargetSource implements TargetSource {
     if (!sha256) {
       throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" has no sha256 in TUF metadata`);
     }
-    const custom = (info.custom as { meshanics?: { kind?: unknown; spec?: unknown } }).meshanics;
-    const signed =
-      custom && typeof custom === 'object' ? { ...(typeof custom.kind === 'string' ? { kind: custom.kind } : {}), ...('spec' in custom ? { spec: custom.spec } : {}) } : undefined;
+    const signed = signedIntentOf(info.custom);
+    // The assignment's kind and spec come from the control plane; only a signed intent lets
+    // the agent hold them to what the publisher signed (pipeline.ts). Without one, a
+    // control plane that was tampered with could send signed bytes somewhere else (a config
+    // to another destination), so such a target is refused before a byte of it is fetched.
+    if (!signed && !this.#options.allowUnsignedIntent) {
+      throw new MeshError(
+        'MESH_ERR_TUF_INTENT_UNSIGNED',
+        `target "${targetPath}" carries no signed kind and spec (custom.meshanics in the TUF targets metadata); refusing to take the control plane's word for them (agent config tuf.allowUnsignedIntent allows it)`,
+      );
+    }
     return { targetPath, length: info.length, sha256: sha256.toLowerCase(), ...(signed ? { signed } : {}) };
   }
 
+  /**
+   * Whether the root the device trusts now sets consistent_snapshot. tuf-js persisted it in
+   * the metadata dir only after verifying it (spec 5.3.8), so this is the verified root.
+   */
+  async #consistentSnapshot(): Promise<boolean> {
+    const { Metadata, MetadataKind } = await import('@tufjs/models');
+    const file = path.join(this.#options.metadataDir, 'root.json');
+    try {
+      const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await fs.readFile(file, 'utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
+      return root.signed.consistentSnapshot;
+    } catch (err) {
+      throw new MeshError('MESH_ERR_TUF_REFRESH', `cannot read the trusted TUF root ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   async fetch(target: VerifiedTarget, destination: string, options: { onProgress: (done: number, total: number) => void; signal: AbortSignal }): Promise<void> {
-    // Spec 5.7.3: with consistent snapshots a target is fetched under its hash-prefixed name.
-    const rel = hashPrefixedTargetPath(target.targetPath, target.sha256);
+    // Spec 5.7.3: the target is fetched as HASH.FILENAME.EXT only when the trusted root says
+    // consistent_snapshot is true (spec 6.2), and as FILENAME.EXT otherwise. The metadata
+    // names follow the same root inside tuf-js: VERSION.ROLE.json or ROLE.json (spec 5.5.1,
+    // 5.6.1); root itself is always VERSION.root.json (spec 5.3.3).
+    const consistent = await this.#consistentSnapshot();
+    const rel = consistent ? hashPrefixedTargetPath(target.targetPath, target.sha256) : target.targetPath;
     const url = new URL(rel.split('/').map(encodeURIComponent).join('/'), this.#base(TUF_TARGETS_PREFIX)).toString();
-    await downloadVerified({
-      agent: this.#options.httpsAgent,
-      url,
-      destination,
-      target,
-      onProgress: options.onProgress,
-      signal: options.signal,
-    });
+    try {
+      await downloadVerified({
+        agent: this.#options.httpsAgent,
+        url,
+        destination,
+        target,
+        onProgress: options.onProgress,
+        signal: options.signal,
+      });
+    } catch (err) {
+      const status = (err as { cause?: unknown }).cause;
+      if (status instanceof HttpStatusError && status.statusCode === 404) {
+        // The repository does not serve the name its own root prescribes: say which rule.
+        throw new MeshError(
+          'MESH_ERR_DOWNLOAD_FAILED',
+          `download of ${target.targetPath} failed: ${status.message}; the trusted root says consistent_snapshot: ${consistent}, so the target is fetched as ${consistent ? 'HASH.FILENAME' : 'FILENAME, not HASH.FILENAME'} (TUF spec 5.7.3)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
   }
 }

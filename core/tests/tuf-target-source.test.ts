@@ -1,0 +1,340 @@
+// TufTargetSource (the device's TUF client) against real repositories: metadata built and
+// signed with @tufjs/models, written as real files, served by a real HTTPS server with
+// client-certificate verification on 127.0.0.1 (certificates made with the openssl CLI).
+// Two rules from issue 29:
+// - strict signed intent: a target whose metadata carries no signed kind and spec
+//   (custom.meshanics) is refused before its bytes are requested, unless the agent opts out;
+// - consistent_snapshot: targets are fetched as HASH.FILENAME only when the trusted root says
+//   consistent_snapshot: true (TUF spec 5.7.3), metadata as VERSION.ROLE.json only then
+//   (spec 5.5.1, 5.6.1); a repository serving the other layout fails with a clear reason.
+import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { canonicalize } from '@tufjs/canonical-json';
+import { Key, Metadata, MetaFile, Root, Signature, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, AgentStateStore, MeshError, parseAgentConfig, runPipeline, type TransitionEvent } from '../src/index.js';
+import { createDeviceHttpsAgent } from '../src/transport/https-get.js';
+import { TufTargetSource } from '../src/tuf/tuf-target-source.js';
+import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
+import { makeAssignment, tempDir } from './helpers.js';
+
+const { privateKey, publicKey } = crypto.generateKeyPairSync('ed25519');
+const hex = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
+const keyBody = { keytype: 'ed25519', scheme: 'ed25519', keyval: { public: hex } };
+const key = new Key({ keyID: crypto.createHash('sha256').update(canonicalize(keyBody)).digest('hex'), keyType: 'ed25519', scheme: 'ed25519', keyVal: { public: hex } });
+const expires = new Date(Date.now() + 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+function signed(md: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {
+  (md as Metadata<Targets>).sign((bytes) => new Signature({ keyID: key.keyID, sig: crypto.sign(null, bytes, privateKey).toString('hex') }));
+  return Buffer.from(canonicalize(md.toJSON()));
+}
+
+interface RepoTarget {
+  path: string;
+  bytes: Buffer;
+  custom?: Record<string, unknown>;
+}
+
+/** Which names the served directory holds: what the root prescribes, or the other layout (a misconfigured repository). */
+type Layout = 'versioned' | 'plain';
+
+/**
+ * A one-key repository (root v1, targets v1, snapshot v1, timestamp v1) written under
+ * `dir/tuf/metadata` and `dir/tuf/targets` with `metadata` and `targets` naming. Returns the
+ * root's bytes (the device's pinned root).
+ */
+async function writeRepository(
+  dir: string,
+  consistentSnapshot: boolean,
+  targets: RepoTarget[],
+  names: { metadata: Layout; targets: Layout },
+  pinnedConsistentSnapshot?: boolean,
+): Promise<Buffer> {
+  const rootOf = (version: number, consistent: boolean) => {
+    const root = new Root({ version, specVersion: '1.0.31', expires, consistentSnapshot: consistent });
+    for (const role of ['root', 'targets', 'snapshot', 'timestamp']) root.addKey(key, role);
+    return root;
+  };
+  // With `pinnedConsistentSnapshot` the device pins a root v1 saying that, and the repository
+  // serves a rotation to v2 saying `consistentSnapshot` (signed by the same key, spec 5.3.4).
+  const rotated = pinnedConsistentSnapshot !== undefined;
+  const root = rootOf(rotated ? 2 : 1, consistentSnapshot);
+  const files: Record<string, TargetFile> = {};
+  for (const t of targets) {
+    files[t.path] = new TargetFile({
+      path: t.path,
+      length: t.bytes.length,
+      hashes: { sha256: sha256(t.bytes) },
+      ...(t.custom ? { unrecognizedFields: { custom: t.custom } as TargetFile['unrecognizedFields'] } : {}),
+    });
+  }
+  const targetsBytes = signed(new Metadata(new Targets({ version: 1, specVersion: '1.0.31', expires, targets: files })));
+  const snapshotBytes = signed(
+    new Metadata(new Snapshot({ version: 1, specVersion: '1.0.31', expires, meta: { 'targets.json': new MetaFile({ version: 1, length: targetsBytes.length }) } })),
+  );
+  const timestampBytes = signed(
+    new Metadata(new Timestamp({ version: 1, specVersion: '1.0.31', expires, snapshotMeta: new MetaFile({ version: 1, length: snapshotBytes.length }) })),
+  );
+  const rootBytes = signed(new Metadata(root));
+  const pinnedBytes = rotated ? signed(new Metadata(rootOf(1, pinnedConsistentSnapshot))) : rootBytes;
+  const metadataDir = path.join(dir, 'tuf', 'metadata');
+  await mkdir(metadataDir, { recursive: true });
+  const v = names.metadata === 'versioned' ? '1.' : '';
+  await writeFile(path.join(metadataDir, '1.root.json'), pinnedBytes);
+  if (rotated) await writeFile(path.join(metadataDir, '2.root.json'), rootBytes);
+  await writeFile(path.join(metadataDir, `${v}targets.json`), targetsBytes);
+  await writeFile(path.join(metadataDir, `${v}snapshot.json`), snapshotBytes);
+  await writeFile(path.join(metadataDir, 'timestamp.json'), timestampBytes);
+  for (const t of targets) {
+    const dirName = path.dirname(t.path);
+    const base = path.basename(t.path);
+    const file = path.join(dir, 'tuf', 'targets', dirName, names.targets === 'versioned' ? `${sha256(t.bytes)}.${base}` : base);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, t.bytes);
+  }
+  return pinnedBytes;
+}
+
+let server: https.Server;
+let base: string;
+let httpsAgent: https.Agent;
+/** The directory the server serves now (each test writes its own repository). */
+let docroot = '';
+let requests: string[] = [];
+
+function openssl(dir: string, ...args: string[]) {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+}
+
+beforeAll(async () => {
+  const dir = await tempDir('tuf-source-pki');
+  await writeFile(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=test-ca', '-days', '1');
+  for (const name of ['server', 'device']) {
+    openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', 'san.ext');
+  }
+  const pem = (f: string) => readFileSync(path.join(dir, f));
+  // A static file server: the URL path under the docroot, 404 for anything else.
+  server = https.createServer({ key: pem('server.key'), cert: pem('server.crt'), ca: pem('ca.crt'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'https://x').pathname);
+    requests.push(urlPath);
+    const file = path.join(docroot, path.normalize(urlPath));
+    readFile(file).then(
+      (bytes) => {
+        res.writeHead(200, { 'content-length': bytes.length });
+        res.end(bytes);
+      },
+      () => {
+        res.writeHead(404);
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  httpsAgent = createDeviceHttpsAgent({ ca: pem('ca.crt'), cert: pem('device.crt'), key: pem('device.key') });
+});
+
+afterAll(async () => {
+  httpsAgent?.destroy();
+  await new Promise((resolve) => server?.close(resolve));
+});
+
+const APP = Buffer.from('application bytes, version one\n');
+const APP_PATH = 'app/1.0.0/app';
+const SIGNED = { meshanics: { kind: 'fake', spec: { label: 'signed' } } };
+
+/** Serves a fresh repository and returns a device (fresh metadata dir) that pins its root. */
+async function device(
+  consistentSnapshot: boolean,
+  targets: RepoTarget[],
+  names: { metadata: Layout; targets: Layout },
+  allowUnsignedIntent?: boolean,
+  pinnedConsistentSnapshot?: boolean,
+) {
+  docroot = await tempDir('tuf-repo');
+  const rootBytes = await writeRepository(docroot, consistentSnapshot, targets, names, pinnedConsistentSnapshot);
+  const dataDir = await tempDir('tuf-device');
+  const pinned = path.join(dataDir, 'pinned-root.json');
+  await writeFile(pinned, rootBytes);
+  requests = [];
+  const source = await TufTargetSource.create({
+    metadataDir: path.join(dataDir, 'tuf'),
+    pinnedRootFile: pinned,
+    artifactServer: base,
+    httpsAgent,
+    fetchTimeoutMs: 5_000,
+    ...(allowUnsignedIntent === undefined ? {} : { allowUnsignedIntent }),
+  });
+  return { source, dataDir };
+}
+
+const never = new AbortController().signal;
+
+async function fetchInto(source: TufTargetSource, dataDir: string, targetPath = APP_PATH): Promise<Buffer> {
+  const target = await source.resolve(targetPath);
+  const destination = path.join(dataDir, 'staged');
+  await source.fetch(target, destination, { onProgress: () => undefined, signal: never });
+  return readFile(destination);
+}
+
+async function meshError(p: Promise<unknown>): Promise<MeshError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(MeshError);
+  return err as MeshError;
+}
+
+describe('TufTargetSource: consistent_snapshot follows the trusted root (TUF spec 5.5.1, 5.6.1, 5.7.3)', () => {
+  it('root says false: fetches snapshot.json, targets.json and the target under its plain name, never a hash-prefixed one', async () => {
+    const { source, dataDir } = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'plain' });
+    expect(await fetchInto(source, dataDir)).toEqual(APP);
+    expect(requests).toEqual([
+      '/tuf/metadata/2.root.json',
+      '/tuf/metadata/timestamp.json',
+      '/tuf/metadata/snapshot.json',
+      '/tuf/metadata/targets.json',
+      `/tuf/targets/${APP_PATH}`,
+    ]);
+  });
+
+  it('root says true: fetches VERSION.ROLE.json and the target as HASH.FILENAME', async () => {
+    const { source, dataDir } = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' });
+    expect(await fetchInto(source, dataDir)).toEqual(APP);
+    expect(requests).toEqual([
+      '/tuf/metadata/2.root.json',
+      '/tuf/metadata/timestamp.json',
+      '/tuf/metadata/1.snapshot.json',
+      '/tuf/metadata/1.targets.json',
+      `/tuf/targets/app/1.0.0/${sha256(APP)}.app`,
+    ]);
+  });
+
+  it('follows the root the device trusts now, not the one it was provisioned with: a rotation from true to false and from false to true', async () => {
+    const toPlain = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'plain' }, undefined, true);
+    expect(await fetchInto(toPlain.source, toPlain.dataDir)).toEqual(APP);
+    expect(requests).toEqual([
+      '/tuf/metadata/2.root.json',
+      '/tuf/metadata/3.root.json',
+      '/tuf/metadata/timestamp.json',
+      '/tuf/metadata/snapshot.json',
+      '/tuf/metadata/targets.json',
+      `/tuf/targets/${APP_PATH}`,
+    ]);
+    const toConsistent = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' }, undefined, false);
+    expect(await fetchInto(toConsistent.source, toConsistent.dataDir)).toEqual(APP);
+    expect(requests.at(-1)).toBe(`/tuf/targets/app/1.0.0/${sha256(APP)}.app`);
+  });
+
+  it('root says false but the server has only the hash-prefixed target: fails naming the rule, nothing staged', async () => {
+    const { source, dataDir } = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'versioned' });
+    const err = await meshError(fetchInto(source, dataDir));
+    expect(err.code).toBe('MESH_ERR_DOWNLOAD_FAILED');
+    expect(err.message).toBe(
+      `download of ${APP_PATH} failed: GET ${base}/tuf/targets/${APP_PATH} answered HTTP 404; the trusted root says consistent_snapshot: false, so the target is fetched as FILENAME, not HASH.FILENAME (TUF spec 5.7.3)`,
+    );
+    await expect(readFile(path.join(dataDir, 'staged'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('root says true but the server has only the plain-named target: fails naming the rule', async () => {
+    const { source, dataDir } = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'plain' });
+    const err = await meshError(fetchInto(source, dataDir));
+    expect(err.code).toBe('MESH_ERR_DOWNLOAD_FAILED');
+    expect(err.message).toBe(
+      `download of ${APP_PATH} failed: GET ${base}/tuf/targets/app/1.0.0/${sha256(APP)}.app answered HTTP 404; the trusted root says consistent_snapshot: true, so the target is fetched as HASH.FILENAME (TUF spec 5.7.3)`,
+    );
+  });
+
+  it('metadata in the other layout fails the refresh: VERSION.snapshot.json when root says false, snapshot.json when it says true', async () => {
+    const plainRoot = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'plain' });
+    const e1 = await meshError(plainRoot.source.resolve(APP_PATH));
+    expect(e1.code).toBe('MESH_ERR_TUF_REFRESH');
+    expect(e1.message).toMatch(/Unable to load snapshot metadata .*snapshot\.json answered HTTP 404/);
+    expect(requests).toContain('/tuf/metadata/snapshot.json');
+
+    const consistentRoot = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'versioned' });
+    const e2 = await meshError(consistentRoot.source.resolve(APP_PATH));
+    expect(e2.code).toBe('MESH_ERR_TUF_REFRESH');
+    expect(e2.message).toMatch(/Unable to load snapshot metadata .*1\.snapshot\.json answered HTTP 404/);
+  });
+});
+
+describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
+  const UNSIGNED = Buffer.from('bytes signed without an intent\n');
+  const KIND_ONLY = Buffer.from('bytes signed with a kind only\n');
+  const repo: RepoTarget[] = [
+    { path: APP_PATH, bytes: APP, custom: SIGNED },
+    { path: 'bare/1.0.0/bare', bytes: UNSIGNED },
+    { path: 'other/1.0.0/other', bytes: UNSIGNED, custom: { vendor: { note: 'not ours' } } },
+    { path: 'half/1.0.0/half', bytes: KIND_ONLY, custom: { meshanics: { kind: 'fake' } } },
+    { path: 'model/1.0.0/model', bytes: APP, custom: { meshanics: { kind: 'model', spec: {} } } },
+  ];
+
+  it('refuses a target without a signed kind and spec before requesting its bytes', async () => {
+    const { source } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' });
+    for (const targetPath of ['bare/1.0.0/bare', 'other/1.0.0/other', 'half/1.0.0/half']) {
+      const err = await meshError(source.resolve(targetPath));
+      expect(err.code).toBe('MESH_ERR_TUF_INTENT_UNSIGNED');
+      expect(err.message).toBe(
+        `target "${targetPath}" carries no signed kind and spec (custom.meshanics in the TUF targets metadata); refusing to take the control plane's word for them (agent config tuf.allowUnsignedIntent allows it)`,
+      );
+    }
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+    // The signed one resolves with its intent.
+    expect((await source.resolve(APP_PATH)).signed).toEqual(SIGNED.meshanics);
+  });
+
+  it('accepts it when the agent opts out (tuf.allowUnsignedIntent), with no intent to hold the assignment to', async () => {
+    const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, true);
+    const target = await source.resolve('bare/1.0.0/bare');
+    expect(target).toEqual({ targetPath: 'bare/1.0.0/bare', length: UNSIGNED.length, sha256: sha256(UNSIGNED) });
+    expect(await fetchInto(source, dataDir, 'bare/1.0.0/bare')).toEqual(UNSIGNED);
+  });
+
+  it('through the pipeline: FAILED with MESH_ERR_TUF_INTENT_UNSIGNED and no hook called; a signed intent must match the assignment', async () => {
+    const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' });
+    const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
+    const calls: string[] = [];
+    agent.use(new FakeFileArtifactPlugin({ calls }));
+    agent.use(new FakeProbePlugin({ calls }));
+    const events: TransitionEvent[] = [];
+    agent.hooks.transition.tap('test', (e) => {
+      events.push(e);
+    });
+    const unsigned = { targetPath: 'bare/1.0.0/bare', length: UNSIGNED.length, sha256: sha256(UNSIGNED) };
+    expect(await runPipeline(agent, makeAssignment(unsigned, { specJson: '{"label":"any"}' }), never)).toBe('FAILED');
+    expect(events.map((e) => e.state)).toEqual(['DOWNLOADING', 'FAILED']);
+    expect(events.at(-1)?.reason).toMatch(/^MESH_ERR_TUF_INTENT_UNSIGNED: target "bare\/1.0.0\/bare" carries no signed kind and spec/);
+    expect(calls).toEqual(['cleanup']);
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+
+    // Signed intent present: a different spec or kind fails before download, the signed one installs.
+    const app = { targetPath: APP_PATH, length: APP.length, sha256: sha256(APP) };
+    expect(await runPipeline(agent, makeAssignment(app, { specJson: '{"label":"forged"}' }), never)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment spec differs from the spec signed into the TUF target');
+    const model = { targetPath: 'model/1.0.0/model', length: APP.length, sha256: sha256(APP) };
+    expect(await runPipeline(agent, makeAssignment(model), never)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment kind "fake" differs from the signed kind "model"');
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+    expect(await runPipeline(agent, makeAssignment(app, { specJson: '{"label":"signed"}' }), never)).toBe('HEALTHY');
+    expect(await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).toEqual(APP);
+  });
+});
+
+describe('agent config: tuf.allowUnsignedIntent', () => {
+  it('is a boolean under "tuf", absent by default, and a wrong value or key names the path', () => {
+    expect(parseAgentConfig({}, 'agent.json').tuf).toBeUndefined();
+    expect(parseAgentConfig({ tuf: { allowUnsignedIntent: true } }, 'agent.json').tuf).toEqual({ allowUnsignedIntent: true });
+    expect(() => parseAgentConfig({ tuf: { allowUnsignedIntent: 'yes' } }, 'agent.json')).toThrow('agent.json: config/tuf/allowUnsignedIntent must be boolean');
+    expect(() => parseAgentConfig({ tuf: { allowUnsigned: true } }, 'agent.json')).toThrow('agent.json: config/tuf must NOT have additional property "allowUnsigned"');
+  });
+});
