@@ -12,7 +12,10 @@ import { clkTck, cpuMs, memory } from '../lib/proc.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 
 const SUITE = 'idle';
-const RSS_TARGET = 80 * 1000 * 1000;
+// Issue 24's restated target: a bare Node 24 process holding the same grpc-js channel idles at
+// 74 MiB, above the old absolute 70-80 MB, so the agent is judged by what it adds to that
+// process, measured in the same run (docs/benchmarks.md, device package).
+const RSS_RATIO_TARGET = 1.2;
 
 export const CONFIG = {
   full: { processes: 5, heartbeatSeconds: 30, settleMs: 30_000, windowMs: 60_000 },
@@ -129,8 +132,8 @@ export async function run({ mode, work, overrides = {} }) {
         baseline: pick(bares, 'rssEnd'),
         baselineName: 'bare grpc-js',
         ratio: pairs('rssEnd'),
-        target: '≤ 80 MB',
-        met: agentRss.median !== null ? agentRss.median <= RSS_TARGET : null,
+        target: `≤ ${RSS_RATIO_TARGET}× bare grpc-js`,
+        met: pairs('rssEnd').median !== null ? pairs('rssEnd').median <= RSS_RATIO_TARGET : null,
       },
       {
         suite: SUITE,
