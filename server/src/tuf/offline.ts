@@ -87,7 +87,7 @@ function readRootFile(file: string): Metadata<Root> {
   return parseSignedFile<Root>(fs.readFileSync(file), file, ['root']).md;
 }
 
-/** n distinct keys and 1 <= k <= n (a threshold above n could never be met; spec 4.3). */
+/** n distinct keys and 1 <= k <= n: a threshold above n could never be met, and a key given twice would count once. */
 function checkThreshold(role: OfflineRole, keys: Key[], threshold: number): void {
   const ids = keys.map((k) => k.keyID);
   const twice = ids.find((id, i) => ids.indexOf(id) !== i);

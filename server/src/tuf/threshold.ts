@@ -1,10 +1,11 @@
 // Threshold signatures of the offline roles (root, top-level targets). A role lists n key ids
-// and a threshold k (TUF spec 4.3 "root.json": "threshold ... the minimum number of keys
-// required to sign"); metadata is trusted only with k valid signatures from k distinct keys.
-// tufjs's Metadata.verifyDelegate counts key ids; this counts distinct public keys as well,
-// so a root listing one key under two ids cannot make one holder count twice (the go-tuf
-// duplicate-key flaw, CVE-2020-15093), and it names the key ids still missing, which is what a
-// key ceremony needs to know. Signature checks themselves are tufjs's (Key.verifySignature).
+// and a threshold k; metadata is trusted only with k valid signatures from k distinct keys
+// (TUF spec 5.3.4, "Check for an arbitrary software attack": "When computing the THRESHOLD
+// each KEY MUST only contribute one SIGNATURE"). tufjs's Metadata.verifyDelegate counts key
+// ids; this counts distinct public keys as well, so a root listing one key under two ids
+// cannot make one holder count twice (the flaw fixed in go-tuf 0.3.2, GHSA-3633-5h82-39pq),
+// and it names the key ids still missing, which is what a key ceremony needs to know.
+// Signature checks themselves are tufjs's (Key.verifySignature).
 import { Metadata, MetadataKind, Signature, type Root, type Targets } from '@tufjs/models';
 import { TufError } from './errors.js';
 
