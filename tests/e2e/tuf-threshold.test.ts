@@ -148,6 +148,8 @@ describe('2-of-3 root and targets keys under a running server and two real agent
     expect(imported.targets).toMatchObject({ version: 2, signedBy: [id('T1'), id('T2')] });
     expect(imported.removedOnlineKeys).toEqual(['root', 'targets']);
     expect(existsSync(path.join(serverDir, 'tuf', 'keys', 'root.pem'))).toBe(false);
+    const status = await serverCli(serverDir, ['tuf', 'status']);
+    expect(status.thresholds).toEqual({ root: { threshold: 2, keyids: [id('A'), id('B'), id('C')] }, targets: { threshold: 2, keyids: [id('T1'), id('T2'), id('T3')] } });
   });
 
   it('both running agents follow root v1 (1 of 1) -> v2 (2 of 3) and install 2.0.0', async () => {

@@ -222,12 +222,18 @@ export const TUF_COMMANDS: Command[] = [
   },
   {
     name: 'tuf status',
-    summary: 'server: TUF metadata versions, which role keys are online in the data dir, and the publisher delegation',
+    summary: 'server: TUF metadata versions, which role keys are online in the data dir, the root and targets thresholds, and the publisher delegation',
     usage: 'tuf status',
     options: {},
-    help: [],
+    help: ['  thresholds: per offline role, the k of n keys (key ids) the trusted root requires'],
     async run(values, _positionals, command) {
-      await printFromDataDir(values, command, (ctx) => ({ versions: ctx.tuf.versions(), keys: ctx.tuf.keyCustody(), delegatedPaths: ctx.tuf.delegatedPaths() }));
+      const { trustedThresholds } = await import('../tuf/offline.js');
+      await printFromDataDir(values, command, (ctx) => ({
+        versions: ctx.tuf.versions(),
+        keys: ctx.tuf.keyCustody(),
+        thresholds: trustedThresholds(path.join(ctx.layout.tufMetadataDir, 'root.json')),
+        delegatedPaths: ctx.tuf.delegatedPaths(),
+      }));
     },
   },
 ];

@@ -322,4 +322,11 @@ export function mergeSignatures(input: { inFiles: string[]; out: string; rootFil
   return progress(input.out, first.kind, first.md, input.rootFile ? readRootFile(input.rootFile) : undefined);
 }
 
+/** `tuf status`: the k of n keys the root in `rootFile` requires for root and targets. */
+export function trustedThresholds(rootFile: string): Record<OfflineRole, { threshold: number; keyids: string[] }> {
+  const root = readRootFile(rootFile).signed.roles;
+  const of = (r: OfflineRole) => ({ threshold: root[r]?.threshold ?? 0, keyids: [...(root[r]?.keyIDs ?? [])] });
+  return { root: of('root'), targets: of('targets') };
+}
+
 export type { PublicKeyExport };
