@@ -131,6 +131,8 @@ export const ERROR_TABLE = {
   MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED: { kind: 'invalid', summary: 'The new root changes the targets key: import the targets version signed by it together' },
   MESH_ERR_TUF_KEY_EXISTS: { kind: 'invalid', summary: 'A key file already exists at the output path; keys are never overwritten' },
   MESH_ERR_TUF_KEY_UNREADABLE: { kind: 'invalid', summary: 'A key or key-export file cannot be read' },
+  MESH_ERR_TUF_KEY_NOT_LISTED: { kind: 'invalid', summary: 'The signing key is not one the root lists for the role of the metadata being signed' },
+  MESH_ERR_TUF_MERGE_MISMATCH: { kind: 'invalid', summary: 'The files to merge do not hold the same signed metadata (or disagree on a signature)' },
 } as const satisfies Record<string, { kind: ErrorKind; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

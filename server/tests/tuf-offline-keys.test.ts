@@ -202,7 +202,7 @@ describe('tuf import refuses, changing nothing', () => {
     signTargets({ keysDir: other, onlineKeysFile: onlineKeys, rootFile: otherRoot, out: otherTargets });
     await expectRefused(
       'MESH_ERR_TUF_IMPORT_SIGNATURE',
-      /^targets v2 is not signed by a threshold of the targets keys \[[0-9a-f]{64}\] of root v2: targets was signed by 0\/1 keys$/,
+      /^targets v2 is not signed by a threshold of the targets keys of root v2: 0 of the 1 valid signatures needed from distinct targets keys of root v2: signed by \[\]; missing \[[0-9a-f]{64}\]$/,
       () => importFiles({ root: root2, targets: otherTargets }),
     );
     // And the offline tool catches the mix-up before anything travels.
@@ -214,8 +214,10 @@ describe('tuf import refuses, changing nothing', () => {
     json.signed.expires = '2099-01-01T00:00:00Z';
     const tampered = path.join(transfer, 'tampered-root.json');
     fs.writeFileSync(tampered, JSON.stringify(json));
-    await expectRefused('MESH_ERR_TUF_IMPORT_SIGNATURE', /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.5\)/, () =>
-      importFiles({ root: tampered, targets: targets2 }),
+    await expectRefused(
+      'MESH_ERR_TUF_IMPORT_SIGNATURE',
+      /^root v2 is not signed by a threshold of its own root keys \(spec 5\.3\.4 \(2\)\): 0 of the 1 valid signatures needed/,
+      () => importFiles({ root: tampered, targets: targets2 }),
     );
     const garbage = path.join(transfer, 'garbage.json');
     fs.writeFileSync(garbage, fs.readFileSync(root2, 'utf8').slice(0, 100));
@@ -326,7 +328,7 @@ describe('tuf import installs what the offline machine signed', () => {
     const audited: unknown[] = [];
     const result = await importer.tuf.importSigned({ root: fs.readFileSync(root2), targets: fs.readFileSync(targets2) }, { onInstalled: (r) => audited.push(r) });
     expect(result.root).toMatchObject({ version: 2, addedCurrentRootSignature: true });
-    expect(result.targets).toEqual({ version: 2, delegatedPaths: ['*/*/*'] });
+    expect(result.targets).toEqual({ version: 2, delegatedPaths: ['*/*/*'], signedBy: [loadKeyFile(path.join(offline, 'targets.pem'), 'targets').key.keyID] });
     expect(result.removedOnlineKeys).toEqual(['root', 'targets']);
     expect(result.versions).toEqual({ root: 2, targets: 2, snapshot: before.snapshot + 1, timestamp: before.timestamp + 1, publisher: before.publisher });
     expect(audited).toHaveLength(1);
@@ -362,8 +364,10 @@ describe('tuf import installs what the offline machine signed', () => {
     const onlineKeys = await writeOnlineKeys(path.join(transfer, 'online-keys-3.json'), t.ctx);
     const unsigned = path.join(transfer, 'root-3-new-key-only.json');
     signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: unsigned });
-    await expectRefused('MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE', /^root v3 is not signed by a threshold of the current root v2 keys .* and this data dir holds none of them/, () =>
-      importFiles({ root: unsigned }),
+    await expectRefused(
+      'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
+      /^root v3 is not signed by a threshold of the current root v2 keys \(spec 5\.3\.4 \(1\)\): 0 of the 1 valid signatures needed .*; missing \[[0-9a-f]{64}\]; each holder of a current root key adds theirs/,
+      () => importFiles({ root: unsigned }),
     );
     const root3 = path.join(transfer, 'root-3.json');
     expect(signRoot({ keysDir: rotated, onlineKeysFile: onlineKeys, out: root3, previousRootKeyFile: path.join(offline, 'root.pem') }).signedBy).toHaveLength(2);
@@ -384,7 +388,7 @@ describe('tuf import installs what the offline machine signed', () => {
       out: targets,
       delegatePaths: ['detector/*/*', 'cam-*/*/*'],
     });
-    expect((await importFiles({ targets })).targets).toEqual({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
+    expect((await importFiles({ targets })).targets).toMatchObject({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
     const before = t.ctx.tuf.versions();
     const err = await publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
       () => undefined,

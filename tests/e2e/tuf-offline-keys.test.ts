@@ -113,7 +113,7 @@ describe('TUF root and targets keys moved offline under a running server and age
     const newRoot = path.join(offlineDir, 'transfer', 'root.json');
     const newTargets = path.join(offlineDir, 'transfer', 'targets.json');
     const signedRoot = await serverCli(serverDir, ['tuf', 'sign-root', '--keys', keys, '--online-keys', onlineKeys, '--out', newRoot]);
-    expect(signedRoot).toMatchObject({ version: 2, keyids: { root: rootKey.keyid, targets: targetsKey.keyid } });
+    expect(signedRoot).toMatchObject({ version: 2, keyids: { root: [rootKey.keyid], targets: [targetsKey.keyid] }, signedBy: [rootKey.keyid] });
     const signedTargets = await serverCli(serverDir, ['tuf', 'sign-targets', '--keys', keys, '--online-keys', onlineKeys, '--root', newRoot, '--out', newTargets]);
     expect(signedTargets.delegatedPaths).toEqual(['*/*/*']);
 

@@ -13,19 +13,21 @@ export type TufErrorCode =
   | 'MESH_ERR_TUF_IMPORT_DELEGATION'
   | 'MESH_ERR_TUF_IMPORT_TARGETS_REQUIRED'
   | 'MESH_ERR_TUF_KEY_EXISTS'
-  | 'MESH_ERR_TUF_KEY_UNREADABLE';
+  | 'MESH_ERR_TUF_KEY_UNREADABLE'
+  | 'MESH_ERR_TUF_KEY_NOT_LISTED'
+  | 'MESH_ERR_TUF_MERGE_MISMATCH';
 
 export const TUF_ERROR_TABLE = Object.freeze(
   Object.fromEntries(
     Object.entries(ERROR_TABLE)
-      .filter(([code]) => code.startsWith('MESH_ERR_TUF_IMPORT_') || code.startsWith('MESH_ERR_TUF_KEY_'))
+      .filter(([code]) => code.startsWith('MESH_ERR_TUF_IMPORT_') || code.startsWith('MESH_ERR_TUF_KEY_') || code.startsWith('MESH_ERR_TUF_MERGE_'))
       .map(([code, entry]) => [code, entry.summary]),
   ) as Record<TufErrorCode, string>,
 );
 
 export class TufError extends MeshError {
   declare readonly code: TufErrorCode;
-  constructor(code: TufErrorCode, message: string, options: { cause?: unknown } = {}) {
+  constructor(code: TufErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(code, message, options);
   }
 }

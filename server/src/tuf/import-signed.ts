@@ -1,16 +1,20 @@
 // Installing root and/or top-level targets versions signed elsewhere (the offline ceremony,
 // TUF spec 6.1). Every check runs before the first write, so a refusal changes nothing:
-// - root (spec 5.3.4-5.3.5, 6.1): version current+1, unexpired, consistent snapshots, signed by
-//   a threshold of its own root keys and of the current root's (when the current root key is
-//   still in the data dir — the embedded default — the server adds that signature itself);
-//   it must name the snapshot and timestamp keys this server holds.
+// - root: version current+1 (spec 5.3.5), unexpired, consistent snapshots, and signed by a
+//   threshold of the current root's root keys AND a threshold of its own (spec 5.3.4: "Version
+//   N+1 of the root metadata file MUST have been signed by: (1) a threshold of keys specified
+//   in the trusted root metadata file (version N), and (2) a threshold of keys specified in the
+//   new root metadata file"). Thresholds count valid signatures from distinct keys
+//   (threshold.ts); a refusal names the key ids still missing. When the current root key is
+//   still in the data dir — the embedded default — the server adds that signature itself. The
+//   new root must name the snapshot and timestamp keys this server holds.
 // - targets: version current+1, unexpired, signed by the (new) root's targets threshold, and
 //   only the publisher delegation described in delegation.ts.
 // Then snapshot and timestamp are re-signed, and online root/targets private keys that the
 // new root no longer lists are deleted.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Metadata, MetadataKind, Targets, type Root } from '@tufjs/models';
+import { Metadata, Targets, type Root } from '@tufjs/models';
 import type { RepositoryChange } from './commit.js';
 import { checkImportedDelegation } from './delegation.js';
 import { TufError } from './errors.js';
@@ -19,6 +23,7 @@ import { loadOrCreateRoleKey, readRoleKey, signMetadata } from './keys.js';
 import { expiresAt, PUBLISHER_ROLE, TUF_ROLES, type TufRole } from './lifetimes.js';
 import { TUF_SPEC_VERSION } from './metadata-files.js';
 import type { RepositoryState, RepositoryVersions } from './state.js';
+import { describeThreshold, parseSignedFile, thresholdStatus, type ThresholdStatus } from './threshold.js';
 
 export interface ImportInput {
   root?: Buffer;
@@ -26,21 +31,48 @@ export interface ImportInput {
 }
 
 export interface ImportResult {
-  root?: { version: number; keyids: Record<string, string[]>; addedCurrentRootSignature: boolean };
-  targets?: { version: number; delegatedPaths: string[] };
+  root?: {
+    version: number;
+    keyids: Record<string, string[]>;
+    thresholds: { root: number; targets: number };
+    /** Root keys of the new root whose signatures count (distinct keys), and of the current root. */
+    signedBy: string[];
+    signedByCurrentRoot: string[];
+    addedCurrentRootSignature: boolean;
+  };
+  targets?: { version: number; delegatedPaths: string[]; signedBy: string[] };
   /** Online copies of root/targets private keys deleted because the new root no longer trusts them. */
   removedOnlineKeys: TufRole[];
   versions: RepositoryVersions;
 }
 
-function parseImported<T extends Root | Targets>(kind: MetadataKind.Root | MetadataKind.Targets, bytes: Buffer, what: string): Metadata<T> {
+function parseImported<T extends Root | Targets>(kind: 'root' | 'targets', bytes: Buffer, what: string): Metadata<T> {
+  return parseSignedFile<T>(bytes, what, [kind]).md;
+}
+
+/**
+ * Refuses unless `md` meets `delegator`'s `role` threshold, counted over distinct keys; tufjs's
+ * own check (key ids) runs too, so neither count alone decides. The refusal names the missing key ids.
+ */
+function requireThreshold(
+  code: 'MESH_ERR_TUF_IMPORT_SIGNATURE' | 'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
+  what: string,
+  delegator: Metadata<Root>,
+  role: 'root' | 'targets',
+  md: Metadata<Root> | Metadata<Targets>,
+  hint = '',
+): ThresholdStatus {
+  const status = thresholdStatus(delegator, role, md);
+  let tufjs: Error | undefined;
   try {
-    const json = JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: unknown } };
-    if (json?.signed?._type !== kind) throw new Error(`"signed._type" is ${JSON.stringify(json?.signed?._type)}, expected "${kind}"`);
-    return Metadata.fromJSON(kind as MetadataKind.Root, json as never) as unknown as Metadata<T>;
+    delegator.verifyDelegate(role, md);
   } catch (err) {
-    throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `${what} is not valid ${kind} metadata: ${(err as Error).message}`, { cause: err });
+    tufjs = err as Error;
   }
+  if (!status.met || tufjs) {
+    throw new TufError(code, `${what}: ${describeThreshold(status)}${hint}`, { ...(tufjs ? { cause: tufjs } : {}), details: { ...status } });
+  }
+  return status;
 }
 
 /**
@@ -60,7 +92,7 @@ export async function importSigned(
   let trustedRoot = current;
   let rootResult: ImportResult['root'];
   if (input.root) {
-    const md = parseImported<Root>(MetadataKind.Root, input.root, 'the root file');
+    const md = parseImported<Root>('root', input.root, 'the root file');
     const version = md.signed.version;
     if (version !== current.signed.version + 1) {
       throw new TufError('MESH_ERR_TUF_IMPORT_VERSION', `root version ${version} is not the current version ${current.signed.version} + 1`);
@@ -68,37 +100,26 @@ export async function importSigned(
     if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `root v${version} expired at ${md.signed.expires}`);
     if (!md.signed.consistentSnapshot)
       throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `root v${version} must set consistent_snapshot: true (this repository serves VERSION.ROLE.json)`);
-    try {
-      md.verifyDelegate('root', md);
-    } catch (err) {
-      throw new TufError('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.5): ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
+    const own = requireThreshold('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.4 (2))`, md, 'root', md);
     let added = false;
-    try {
-      current.verifyDelegate('root', md);
-    } catch (err) {
+    const previousHint = `; each holder of a current root key adds theirs with \`tuf sign --key KEY --in FILE\``;
+    let previous = thresholdStatus(current, 'root', md);
+    if (!previous.met) {
+      // The embedded default: the current root key is in the data dir, so the server signs (spec 5.3.4 (1)).
       const held = onlineRoleKey(keysDir, 'root', current.signed.roles.root);
-      if (!held) {
-        throw new TufError(
-          'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
-          `root v${version} is not signed by a threshold of the current root v${current.signed.version} keys [${current.signed.roles.root?.keyIDs.join(', ')}] (spec 5.3.4), and this data dir holds none of them: sign it with the current root key too`,
-          { cause: err },
-        );
-      }
-      signMetadata(md, held, true);
-      added = true;
-      try {
-        current.verifyDelegate('root', md);
-      } catch (again) {
-        throw new TufError(
-          'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
-          `root v${version} is still short of the current root threshold after the server's signature: ${(again as Error).message}`,
-          { cause: again },
-        );
+      if (held && !md.signatures[held.key.keyID]) {
+        signMetadata(md, held, true);
+        added = true;
       }
     }
+    previous = requireThreshold(
+      'MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE',
+      `root v${version} is not signed by a threshold of the current root v${current.signed.version} keys (spec 5.3.4 (1))`,
+      current,
+      'root',
+      md,
+      previousHint,
+    );
     for (const role of ['snapshot', 'timestamp'] as const) {
       const held = readRoleKey(keysDir, role);
       if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role].threshold !== 1) {
@@ -112,30 +133,31 @@ export async function importSigned(
     rootResult = {
       version,
       keyids: Object.fromEntries(TUF_ROLES.map((r) => [r, [...(md.signed.roles[r]?.keyIDs ?? [])]])),
+      thresholds: { root: md.signed.roles.root!.threshold, targets: md.signed.roles.targets!.threshold },
+      signedBy: added ? thresholdStatus(md, 'root', md).signedBy : own.signedBy,
+      signedByCurrentRoot: previous.signedBy,
       addedCurrentRootSignature: added,
     };
   }
   let newTargets: Metadata<Targets> | undefined;
   let targetsResult: ImportResult['targets'];
   if (input.targets) {
-    const md = parseImported<Targets>(MetadataKind.Targets, input.targets, 'the targets file');
+    const md = parseImported<Targets>('targets', input.targets, 'the targets file');
     const version = md.signed.version;
     const currentVersion = state.targets.metadata.signed.version;
     if (version !== currentVersion + 1) throw new TufError('MESH_ERR_TUF_IMPORT_VERSION', `targets version ${version} is not the current version ${currentVersion} + 1`);
     if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `targets v${version} expired at ${md.signed.expires}`);
-    try {
-      trustedRoot.verifyDelegate('targets', md);
-    } catch (err) {
-      throw new TufError(
-        'MESH_ERR_TUF_IMPORT_SIGNATURE',
-        `targets v${version} is not signed by a threshold of the targets keys [${trustedRoot.signed.roles.targets?.keyIDs.join(', ')}] of root v${trustedRoot.signed.version}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const signed = requireThreshold(
+      'MESH_ERR_TUF_IMPORT_SIGNATURE',
+      `targets v${version} is not signed by a threshold of the targets keys of root v${trustedRoot.signed.version}`,
+      trustedRoot,
+      'targets',
+      md,
+    );
     const publisherKey = loadOrCreateRoleKey(keysDir, PUBLISHER_ROLE);
     const role = checkImportedDelegation(md.signed, publisherKey.key.keyID, context.published);
     newTargets = md;
-    targetsResult = { version, delegatedPaths: [...(role.paths ?? [])] };
+    targetsResult = { version, delegatedPaths: [...(role.paths ?? [])], signedBy: signed.signedBy };
   } else {
     try {
       trustedRoot.verifyDelegate('targets', state.targets.metadata);
