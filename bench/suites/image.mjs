@@ -10,31 +10,18 @@ import { promisify } from 'node:util';
 import { BENCH_DIR } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
-import { imageEnv } from '../../scripts/image/podman-env.mjs';
+import { freePorts, podman } from '../../scripts/image/podman.mjs';
 
 const SUITE = 'image';
 const ROOT = path.join(BENCH_DIR, '..');
 const SIZE_TARGET = 250 * 1000 * 1000;
 const START_TARGET_MS = 2000;
 const execFileP = promisify(execFile);
-const env = { ...process.env, ...imageEnv() };
 
 export const CONFIG = {
   full: { starts: 5 },
   smoke: { starts: 1 },
 };
-
-const podman = (args) => execFileP('podman', args, { env, maxBuffer: 16 * 1024 * 1024 });
-
-async function freePort() {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function untilReady(url, deadlineMs = 30_000) {
   const until = Date.now() + deadlineMs;
@@ -50,7 +37,7 @@ async function untilReady(url, deadlineMs = 30_000) {
 }
 
 async function containerStartMs(tag, n) {
-  const [grpc, artifacts, enroll, api] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [grpc, artifacts, enroll, api] = await freePorts(4);
   const name = `meshanics-bench-${process.pid}-${n}`;
   const volume = `${name}-data`;
   await podman(['volume', 'create', volume]);
@@ -93,7 +80,7 @@ async function containerStartMs(tag, n) {
 async function checkoutStartMs(work, n) {
   const dir = path.join(work, `checkout-${n}`);
   mkdirSync(dir, { recursive: true });
-  const api = await freePort();
+  const [api] = await freePorts(1);
   const t0 = performance.now();
   const child = spawn(
     process.execPath,

@@ -19,5 +19,7 @@ export function serverCli(dataDir: string, args: string[]): Promise<any>;
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[]; execArgv?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
 export function spawnNode(name: string, file: string, args: string[], env?: Record<string, string>, options?: { maxLines?: number; execArgv?: string[] }): Child;
+/** `run --server … --data-dir DIR` for the credentials in certDir; `server` may be a started server or just its two addresses. */
+export function agentRunArgs(server: { grpc: string; artifacts: string }, certDir: string, dataDir: string): string[];
 export function startAgent(server: Child, certDir: string, dataDir: string, options?: { extraArgs?: string[]; env?: Record<string, string>; execArgv?: string[] }): Child;
 export function waitForAssignment(dataDir: string, assignmentId: string, options?: { timeoutMs?: number; onState?: (report: any) => void }): Promise<any>;

@@ -137,32 +137,34 @@ export function spawnAgent(args, { env = {}, cli = AGENT_CLI } = {}) {
   return spawnNode('agent', cli, args, env);
 }
 
+/**
+ * The arguments of `meshanics-agent run` for the credentials `device issue-cert` wrote into
+ * `certDir`: `server` gives the device API (`grpc`) and artifact (`artifacts`) addresses.
+ * Callers add their own flags after these.
+ */
+export function agentRunArgs(server, certDir, dataDir) {
+  return [
+    'run',
+    '--server',
+    server.grpc,
+    '--artifact-server',
+    server.artifacts,
+    '--cert',
+    path.join(certDir, 'device.crt'),
+    '--key',
+    path.join(certDir, 'device.key'),
+    '--ca',
+    path.join(certDir, 'ca.crt'),
+    '--tuf-root',
+    path.join(certDir, 'tuf-root.json'),
+    '--data-dir',
+    dataDir,
+  ];
+}
+
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
 export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {}, execArgv = [] } = {}) {
-  return spawnNode(
-    'agent',
-    AGENT_CLI,
-    [
-      'run',
-      '--server',
-      server.grpc,
-      '--artifact-server',
-      server.artifacts,
-      '--cert',
-      path.join(certDir, 'device.crt'),
-      '--key',
-      path.join(certDir, 'device.key'),
-      '--ca',
-      path.join(certDir, 'ca.crt'),
-      '--tuf-root',
-      path.join(certDir, 'tuf-root.json'),
-      '--data-dir',
-      dataDir,
-      ...extraArgs,
-    ],
-    env,
-    { execArgv },
-  );
+  return spawnNode('agent', AGENT_CLI, [...agentRunArgs(server, certDir, dataDir), ...extraArgs], env, { execArgv });
 }
 
 export const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);

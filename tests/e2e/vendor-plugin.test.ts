@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverCli, spawnAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { agentRunArgs, serverCli, spawnAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,25 +72,7 @@ const AGENT_CLI = () => path.join(install, 'node_modules', '@meshanics', 'core',
 
 function agentArgs(plugins: string): string[] {
   const creds = path.join(work, 'creds');
-  return [
-    'run',
-    '--server',
-    server.grpc,
-    '--artifact-server',
-    server.artifacts,
-    '--cert',
-    path.join(creds, 'device.crt'),
-    '--key',
-    path.join(creds, 'device.key'),
-    '--ca',
-    path.join(creds, 'ca.crt'),
-    '--tuf-root',
-    path.join(creds, 'tuf-root.json'),
-    '--data-dir',
-    path.join(work, 'agent'),
-    '--plugins',
-    plugins,
-  ];
+  return [...agentRunArgs(server, creds, path.join(work, 'agent')), '--plugins', plugins];
 }
 
 async function publishTree(version: string, files: Record<string, string>) {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir } from '@meshanics/server';
 import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel } from '../e2e/helpers/steps.js';
+import { assignArgs, publishModel } from '../e2e/helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -44,23 +44,7 @@ async function blueInstallsGood(): Promise<void> {
   await publishModel(serverDir, root, { name: 'good', version }, bytes);
   const ready = path.join(root, 'ready', version);
   await writeFile(ready, 'ok');
-  const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'blue',
-    '--device',
-    'edge-blue',
-    '--artifact',
-    `good@${version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: ready }),
-    '--probe-timeout',
-    '2',
-    '--probe-attempts',
-    '1',
-  ]);
+  const { assignmentId } = await serverCli(serverDir, assignArgs({ fleet: 'blue', device: 'edge-blue', artifact: `good@${version}`, readyFile: ready, probeTimeout: 2 }));
   const view = await waitForAssignment(serverDir, assignmentId);
   expect(view.state, view.reason).toBe('HEALTHY');
   expect(await readFile(path.join(root, 'agent', 'artifacts', 'model', 'good', 'model'))).toEqual(bytes);
