@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { BENCH_DIR } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
-import { freePorts, podman } from '../../scripts/image/podman.mjs';
+import { freePorts, podman, runServerContainer } from '../../scripts/image/podman.mjs';
 
 const SUITE = 'image';
 const ROOT = path.join(BENCH_DIR, '..');
@@ -43,27 +43,16 @@ async function containerStartMs(tag, n) {
   await podman(['volume', 'create', volume]);
   try {
     const t0 = performance.now();
-    await podman([
-      'run',
-      '-d',
-      '--name',
+    await runServerContainer(tag, {
       name,
-      '--network',
-      'host',
-      '--health-interval',
-      'disable',
-      '-v',
-      `${volume}:/var/lib/meshanics`,
-      '-e',
-      `MESHANICS_GRPC_LISTEN=127.0.0.1:${grpc}`,
-      '-e',
-      `MESHANICS_ARTIFACT_LISTEN=127.0.0.1:${artifacts}`,
-      '-e',
-      `MESHANICS_ENROLL_LISTEN=127.0.0.1:${enroll}`,
-      '-e',
-      `MESHANICS_API_LISTEN=127.0.0.1:${api}`,
-      tag,
-    ]);
+      volume,
+      env: {
+        MESHANICS_GRPC_LISTEN: `127.0.0.1:${grpc}`,
+        MESHANICS_ARTIFACT_LISTEN: `127.0.0.1:${artifacts}`,
+        MESHANICS_ENROLL_LISTEN: `127.0.0.1:${enroll}`,
+        MESHANICS_API_LISTEN: `127.0.0.1:${api}`,
+      },
+    });
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     const first = performance.now() - t0;
     await podman(['stop', '-t', '10', name]);

@@ -27,6 +27,28 @@ export async function podman(args, { allowFail = false } = {}) {
   }
 }
 
+/**
+ * `podman run -d` of the server image as NAME on the host network, its data dir on VOLUME and
+ * ENV (the MESHANICS_* listen addresses and settings) as its environment; the image's own
+ * health check is off (the callers poll /readyz themselves).
+ */
+export async function runServerContainer(image, { name, volume, env }) {
+  return podman([
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'host',
+    '--health-interval',
+    'disable',
+    '-v',
+    `${volume}:/var/lib/meshanics`,
+    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    image,
+  ]);
+}
+
 /** Ports the kernel hands out now, for a container on the host network to bind. */
 export async function freePorts(n) {
   const servers = await Promise.all(

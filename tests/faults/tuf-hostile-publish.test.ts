@@ -57,16 +57,7 @@ beforeAll(async () => {
   serverDir = path.join(root, 'server');
   await mkdir(path.join(root, 'ready'), { recursive: true });
   server = await startServer(serverDir, { extraArgs: ['--api-listen', '127.0.0.1:0'] });
-  const listening = server.lines
-    .map((l) => {
-      try {
-        return JSON.parse(l);
-      } catch {
-        return {};
-      }
-    })
-    .find((l) => l.msg === 'server listening');
-  api = listening.api;
+  api = server.api; // startServer keeps the address its 'server listening' line gave
   const created = await serverCli(serverDir, ['apikey', 'create', '--name', 'red-publisher', '--fleet', 'red', '--approve', '--permissions', 'artifacts.write']);
   redKey = JSON.stringify(created).match(/mesh_key_[A-Za-z0-9_-]+/)![0];
   const certDir = path.join(root, 'creds');

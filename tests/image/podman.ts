@@ -3,7 +3,7 @@
 // image `npm run image` made.
 import { podman } from '../../scripts/image/podman.mjs';
 
-export { freePorts, podman, podmanAvailable, PODMAN_ENV } from '../../scripts/image/podman.mjs';
+export { freePorts, podman, podmanAvailable, PODMAN_ENV, runServerContainer } from '../../scripts/image/podman.mjs';
 
 /** `meshanics-server ARGS` inside the running container, as its own (non-root) user; parsed JSON output. */
 export async function serverCliIn(container: string, args: string[]): Promise<any> {
