@@ -11,6 +11,7 @@ import { BENCH_DIR } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 import { freePorts, podman, runServerContainer } from '../../scripts/image/podman.mjs';
+import { SERVER_CLI, serveArgs } from '../../scripts/lib/processes.mjs';
 
 const SUITE = 'image';
 const ROOT = path.join(BENCH_DIR, '..');
@@ -71,24 +72,7 @@ async function checkoutStartMs(work, n) {
   mkdirSync(dir, { recursive: true });
   const [api] = await freePorts(1);
   const t0 = performance.now();
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, 'server/dist/cli.js'),
-      'serve',
-      '--data-dir',
-      dir,
-      '--grpc-listen',
-      '127.0.0.1:0',
-      '--artifact-listen',
-      '127.0.0.1:0',
-      '--enroll-listen',
-      '127.0.0.1:0',
-      '--api-listen',
-      `127.0.0.1:${api}`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const child = spawn(process.execPath, [SERVER_CLI, ...serveArgs(dir, ['--api-listen', `127.0.0.1:${api}`])], { stdio: 'ignore' });
   try {
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     return performance.now() - t0;

@@ -18,6 +18,8 @@ export interface Child {
 /** The class behind Child: wraps any spawned process with piped stdout/stderr. */
 export const Child: new (name: string, proc: import('node:child_process').ChildProcess, options?: { maxLines?: number }) => Child;
 export function serverCli(dataDir: string, args: string[]): Promise<any>;
+/** `serve` on dataDir with the device API, artifact and enrollment listeners on ephemeral ports; extraArgs after them (a later flag wins). */
+export function serveArgs(dataDir: string, extraArgs?: string[]): string[];
 export function startServer(dataDir: string, options?: { heartbeatSeconds?: number; extraArgs?: string[]; execArgv?: string[] }): Promise<Child>;
 export function spawnAgent(args: string[], options?: { env?: Record<string, string>; cli?: string }): Child;
 export function spawnNode(name: string, file: string, args: string[], env?: Record<string, string>, options?: { maxLines?: number; execArgv?: string[] }): Child;

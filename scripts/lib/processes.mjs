@@ -102,28 +102,14 @@ export function spawnNode(name, file, args, env = {}, { maxLines, execArgv = [] 
   return new Child(name, proc, { maxLines });
 }
 
+/** `serve` on DATADIR with the device API, artifact and enrollment listeners on ephemeral ports; `extraArgs` after them (a later flag wins). */
+export function serveArgs(dataDir, extraArgs = []) {
+  return ['serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', ...extraArgs];
+}
+
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
 export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [], execArgv = [] } = {}) {
-  const child = spawnNode(
-    'server',
-    SERVER_CLI,
-    [
-      'serve',
-      '--data-dir',
-      dataDir,
-      '--grpc-listen',
-      '127.0.0.1:0',
-      '--artifact-listen',
-      '127.0.0.1:0',
-      '--enroll-listen',
-      '127.0.0.1:0',
-      '--heartbeat-interval',
-      String(heartbeatSeconds),
-      ...extraArgs,
-    ],
-    {},
-    { execArgv },
-  );
+  const child = spawnNode('server', SERVER_CLI, serveArgs(dataDir, ['--heartbeat-interval', String(heartbeatSeconds), ...extraArgs]), {}, { execArgv });
   const line = await child.waitForLine((l) => l && l.msg === 'server listening');
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
