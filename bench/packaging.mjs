@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { Child, serverCli, startAgent, startServer } from '../scripts/lib/processes.mjs';
+import { agentRunArgs, Child, serverCli, startAgent, startServer } from '../scripts/lib/processes.mjs';
 import { agentUnitNodeFlags } from './lib/fixtures.mjs';
 import { memory } from './lib/proc.mjs';
 import { summarize } from './lib/stats.mjs';
@@ -68,25 +68,7 @@ try {
   const server = await startServer(serverDir, { heartbeatSeconds: 30 });
   children.push(server);
   const nodeOptions = agentUnitNodeFlags().join(' ');
-  const runArgs = (certs, dataDir) => [
-    'run',
-    '--server',
-    server.grpc,
-    '--artifact-server',
-    server.artifacts,
-    '--cert',
-    path.join(certs, 'device.crt'),
-    '--key',
-    path.join(certs, 'device.key'),
-    '--ca',
-    path.join(certs, 'ca.crt'),
-    '--tuf-root',
-    path.join(certs, 'tuf-root.json'),
-    '--data-dir',
-    dataDir,
-    '--container-runtime',
-    'none',
-  ];
+  const runArgs = (certs, dataDir) => [...agentRunArgs(server, certs, dataDir), '--container-runtime', 'none'];
   const packaged = (certs, dataDir) =>
     new Child('packaged', spawn(launcher, runArgs(certs, dataDir), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } }));
   const checkout = (certs, dataDir) => startAgent(server, certs, dataDir, { execArgv: agentUnitNodeFlags(), extraArgs: ['--container-runtime', 'none'] });

@@ -30,6 +30,13 @@ function printState(model, version) {
   };
 }
 
+/** `assign` of detector@VERSION to demo/edge-1, probed by the readiness file app/ready-VERSION. */
+function assignDetector(version, { timeoutSeconds, attempts }) {
+  const ready = path.join(root, 'app', `ready-${version}`);
+  const probe = ['--probe-type', 'file', '--probe-spec', JSON.stringify({ path: ready }), '--probe-timeout', String(timeoutSeconds), '--probe-attempts', String(attempts)];
+  return serverCli(serverDir, ['assign', '--fleet', 'demo', '--device', 'edge-1', '--artifact', `detector@${version}`, ...probe]);
+}
+
 try {
   say(`data under ${root}`);
   const server = await startServer(serverDir);
@@ -55,23 +62,7 @@ try {
   const p1 = await serverCli(serverDir, ['artifact', 'publish', v1File, '--name', 'detector', '--version', '1.0.0', '--kind', 'model', '--spec', '{"fileName":"detector.onnx"}']);
   say(`published detector 1.0.0 into TUF: ${p1.targetPath} sha256 ${p1.sha256.slice(0, 16)}… ${p1.length} bytes`);
   await writeFile(path.join(readyDir, 'ready-1.0.0'), 'loaded\n');
-  const a1 = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'demo',
-    '--device',
-    'edge-1',
-    '--artifact',
-    'detector@1.0.0',
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: path.join(readyDir, 'ready-1.0.0') }),
-    '--probe-timeout',
-    '2',
-    '--probe-attempts',
-    '3',
-  ]);
+  const a1 = await assignDetector('1.0.0', { timeoutSeconds: 2, attempts: 3 });
   say(`assigned detector 1.0.0 to edge-1 (probe: readiness file)`);
   const r1 = await waitForAssignment(serverDir, a1.assignmentId, { onState: printState('detector', '1.0.0') });
   const live = path.join(agentDir, 'artifacts', 'model', 'detector', 'detector.onnx');
@@ -84,23 +75,7 @@ try {
   await writeFile(v2File, v2);
   await serverCli(serverDir, ['artifact', 'publish', v2File, '--name', 'detector', '--version', '2.0.0', '--kind', 'model', '--spec', '{"fileName":"detector.onnx"}']);
   say('published detector 2.0.0 (a bad build: it never becomes ready)');
-  const a2 = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'demo',
-    '--device',
-    'edge-1',
-    '--artifact',
-    'detector@2.0.0',
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: path.join(readyDir, 'ready-2.0.0') }),
-    '--probe-timeout',
-    '1',
-    '--probe-attempts',
-    '2',
-  ]);
+  const a2 = await assignDetector('2.0.0', { timeoutSeconds: 1, attempts: 2 });
   const r2 = await waitForAssignment(serverDir, a2.assignmentId, { onState: printState('detector', '2.0.0') });
   if (r2.state !== 'ROLLED_BACK') throw new Error(`v2 ended ${r2.state}, expected ROLLED_BACK`);
   if (!(await readFile(live)).equals(v1)) throw new Error('v1 is not live after the rollback');

@@ -10,31 +10,19 @@ import { promisify } from 'node:util';
 import { BENCH_DIR } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
-import { imageEnv } from '../../scripts/image/podman-env.mjs';
+import { freePorts, podman, runServerContainer } from '../../scripts/image/podman.mjs';
+import { SERVER_CLI, serveArgs } from '../../scripts/lib/processes.mjs';
 
 const SUITE = 'image';
 const ROOT = path.join(BENCH_DIR, '..');
 const SIZE_TARGET = 250 * 1000 * 1000;
 const START_TARGET_MS = 2000;
 const execFileP = promisify(execFile);
-const env = { ...process.env, ...imageEnv() };
 
 export const CONFIG = {
   full: { starts: 5 },
   smoke: { starts: 1 },
 };
-
-const podman = (args) => execFileP('podman', args, { env, maxBuffer: 16 * 1024 * 1024 });
-
-async function freePort() {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function untilReady(url, deadlineMs = 30_000) {
   const until = Date.now() + deadlineMs;
@@ -50,33 +38,22 @@ async function untilReady(url, deadlineMs = 30_000) {
 }
 
 async function containerStartMs(tag, n) {
-  const [grpc, artifacts, enroll, api] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [grpc, artifacts, enroll, api] = await freePorts(4);
   const name = `meshanics-bench-${process.pid}-${n}`;
   const volume = `${name}-data`;
   await podman(['volume', 'create', volume]);
   try {
     const t0 = performance.now();
-    await podman([
-      'run',
-      '-d',
-      '--name',
+    await runServerContainer(tag, {
       name,
-      '--network',
-      'host',
-      '--health-interval',
-      'disable',
-      '-v',
-      `${volume}:/var/lib/meshanics`,
-      '-e',
-      `MESHANICS_GRPC_LISTEN=127.0.0.1:${grpc}`,
-      '-e',
-      `MESHANICS_ARTIFACT_LISTEN=127.0.0.1:${artifacts}`,
-      '-e',
-      `MESHANICS_ENROLL_LISTEN=127.0.0.1:${enroll}`,
-      '-e',
-      `MESHANICS_API_LISTEN=127.0.0.1:${api}`,
-      tag,
-    ]);
+      volume,
+      env: {
+        MESHANICS_GRPC_LISTEN: `127.0.0.1:${grpc}`,
+        MESHANICS_ARTIFACT_LISTEN: `127.0.0.1:${artifacts}`,
+        MESHANICS_ENROLL_LISTEN: `127.0.0.1:${enroll}`,
+        MESHANICS_API_LISTEN: `127.0.0.1:${api}`,
+      },
+    });
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     const first = performance.now() - t0;
     await podman(['stop', '-t', '10', name]);
@@ -93,26 +70,9 @@ async function containerStartMs(tag, n) {
 async function checkoutStartMs(work, n) {
   const dir = path.join(work, `checkout-${n}`);
   mkdirSync(dir, { recursive: true });
-  const api = await freePort();
+  const [api] = await freePorts(1);
   const t0 = performance.now();
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, 'server/dist/cli.js'),
-      'serve',
-      '--data-dir',
-      dir,
-      '--grpc-listen',
-      '127.0.0.1:0',
-      '--artifact-listen',
-      '127.0.0.1:0',
-      '--enroll-listen',
-      '127.0.0.1:0',
-      '--api-listen',
-      `127.0.0.1:${api}`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const child = spawn(process.execPath, [SERVER_CLI, ...serveArgs(dir, ['--api-listen', `127.0.0.1:${api}`])], { stdio: 'ignore' });
   try {
     await untilReady(`http://127.0.0.1:${api}/readyz`);
     return performance.now() - t0;

@@ -6,6 +6,7 @@
 // heartbeats list the installed version, as the agent's do.
 import { readFileSync } from 'node:fs';
 import { PerformanceObserver, constants as perfConstants, monitorEventLoopDelay } from 'node:perf_hooks';
+import { CALL_RETRY_BACKOFF, REPORT_RETRY_BACKOFF, retryDelayMs } from '@meshanics/core';
 import { REGISTER_REQUEST, openDeviceChannel, unary, waitReady, withConcurrency } from '../lib/device.mjs';
 import { runQueueWaitMs } from '../lib/proc.mjs';
 import { Histogram } from '../lib/stats.mjs';
@@ -92,8 +93,8 @@ async function report(device, assignment, state, extra = {}) {
     deviceTime: new Date().toISOString(),
   };
   // Like the agent's status reporter: keep the report until the server acknowledged it,
-  // retrying with a backoff from 500 ms doubling up to 30 s.
-  for (let backoffMs = 500; ; backoffMs = Math.min(backoffMs * 2, 30_000)) {
+  // retrying on its own schedule (REPORT_RETRY_BACKOFF, core/src/runtime/retry-backoff.ts).
+  for (let failures = 1; ; failures++) {
     const t0 = performance.now();
     try {
       await unary(device.client, 'reportArtifactStatus', request, sim.deadlineMs);
@@ -105,7 +106,7 @@ async function report(device, assignment, state, extra = {}) {
       if (stopping) throw err;
       histFor('report');
       hist[phase].reportFailures += 1;
-      await sleep(backoffMs);
+      await sleep(retryDelayMs(failures, REPORT_RETRY_BACKOFF));
     }
   }
 }
@@ -123,12 +124,6 @@ async function install(device, a) {
   healthy[a.version] = (healthy[a.version] ?? 0) + 1;
   lastHealthyAt = Date.now();
   dirty = true;
-}
-
-/** The agent daemon's retry delay after `attempt` failed heartbeats (core/src/runtime/agent-daemon.ts). */
-function backoff(attempt) {
-  const base = Math.min(1000 * 2 ** attempt, 60_000);
-  return base / 2 + Math.random() * (base / 2);
 }
 
 async function deviceLoop(device, intervalMs) {
@@ -156,7 +151,8 @@ async function deviceLoop(device, intervalMs) {
       histFor('heartbeatAttempts').record(performance.now() - t0);
       hist[phase].heartbeatFailures += 1;
       failures += 1;
-      wait = Math.min(backoff(failures), intervalMs);
+      // The agent daemon's retry delay, never later than the next regular heartbeat (core/src/runtime/agent-daemon.ts).
+      wait = retryDelayMs(failures, { ...CALL_RETRY_BACKOFF, capMs: Math.min(CALL_RETRY_BACKOFF.capMs, intervalMs) });
     }
     await sleep(wait);
   }
@@ -172,15 +168,15 @@ workerMain(async (msg) => {
     }
     await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
       const t0 = performance.now();
-      for (let attempt = 0; ; attempt++) {
+      for (let attempt = 1; ; attempt++) {
         try {
           await waitReady(device.client, 120_000);
           await unary(device.client, 'register', REGISTER_REQUEST, 60_000);
           break;
         } catch (err) {
-          if (attempt >= 3) throw err;
+          if (attempt >= 4) throw err;
           noteError(err);
-          await sleep(1000);
+          await sleep(retryDelayMs(attempt, CALL_RETRY_BACKOFF));
         }
       }
       connectHist.record(performance.now() - t0);

@@ -102,28 +102,14 @@ export function spawnNode(name, file, args, env = {}, { maxLines, execArgv = [] 
   return new Child(name, proc, { maxLines });
 }
 
+/** `serve` on DATADIR with the device API, artifact and enrollment listeners on ephemeral ports; `extraArgs` after them (a later flag wins). */
+export function serveArgs(dataDir, extraArgs = []) {
+  return ['serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', ...extraArgs];
+}
+
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
 export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [], execArgv = [] } = {}) {
-  const child = spawnNode(
-    'server',
-    SERVER_CLI,
-    [
-      'serve',
-      '--data-dir',
-      dataDir,
-      '--grpc-listen',
-      '127.0.0.1:0',
-      '--artifact-listen',
-      '127.0.0.1:0',
-      '--enroll-listen',
-      '127.0.0.1:0',
-      '--heartbeat-interval',
-      String(heartbeatSeconds),
-      ...extraArgs,
-    ],
-    {},
-    { execArgv },
-  );
+  const child = spawnNode('server', SERVER_CLI, serveArgs(dataDir, ['--heartbeat-interval', String(heartbeatSeconds), ...extraArgs]), {}, { execArgv });
   const line = await child.waitForLine((l) => l && l.msg === 'server listening');
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
@@ -137,32 +123,34 @@ export function spawnAgent(args, { env = {}, cli = AGENT_CLI } = {}) {
   return spawnNode('agent', cli, args, env);
 }
 
+/**
+ * The arguments of `meshanics-agent run` for the credentials `device issue-cert` wrote into
+ * `certDir`: `server` gives the device API (`grpc`) and artifact (`artifacts`) addresses.
+ * Callers add their own flags after these.
+ */
+export function agentRunArgs(server, certDir, dataDir) {
+  return [
+    'run',
+    '--server',
+    server.grpc,
+    '--artifact-server',
+    server.artifacts,
+    '--cert',
+    path.join(certDir, 'device.crt'),
+    '--key',
+    path.join(certDir, 'device.key'),
+    '--ca',
+    path.join(certDir, 'ca.crt'),
+    '--tuf-root',
+    path.join(certDir, 'tuf-root.json'),
+    '--data-dir',
+    dataDir,
+  ];
+}
+
 /** Starts `meshanics-agent run` with the credentials `device issue-cert` wrote into `certDir`. */
 export function startAgent(server, certDir, dataDir, { extraArgs = [], env = {}, execArgv = [] } = {}) {
-  return spawnNode(
-    'agent',
-    AGENT_CLI,
-    [
-      'run',
-      '--server',
-      server.grpc,
-      '--artifact-server',
-      server.artifacts,
-      '--cert',
-      path.join(certDir, 'device.crt'),
-      '--key',
-      path.join(certDir, 'device.key'),
-      '--ca',
-      path.join(certDir, 'ca.crt'),
-      '--tuf-root',
-      path.join(certDir, 'tuf-root.json'),
-      '--data-dir',
-      dataDir,
-      ...extraArgs,
-    ],
-    env,
-    { execArgv },
-  );
+  return spawnNode('agent', AGENT_CLI, [...agentRunArgs(server, certDir, dataDir), ...extraArgs], env, { execArgv });
 }
 
 export const TERMINAL = new Set(['HEALTHY', 'ROLLED_BACK', 'FAILED']);

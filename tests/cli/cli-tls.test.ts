@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SERVER_CLI, spawnNode, type Child } from '../../scripts/lib/processes.mjs';
+import { SERVER_CLI, serveArgs, spawnNode, type Child } from '../../scripts/lib/processes.mjs';
 import { createApiKey, meshanics, SimDevice } from './harness.js';
 import { operatorCa, serverCertificate, type IssuedServerCert, type OperatorCa } from './operator-pki.js';
 
@@ -29,12 +29,7 @@ let adminKey: string;
 let sims: SimDevice[] = [];
 
 function serve(dir: string, extraArgs: string[], env: Record<string, string> = {}): Child {
-  return spawnNode(
-    'server',
-    SERVER_CLI,
-    ['serve', '--data-dir', dir, '--grpc-listen', '127.0.0.1:0', '--artifact-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0', ...extraArgs],
-    env,
-  );
+  return spawnNode('server', SERVER_CLI, serveArgs(dir, extraArgs), env);
 }
 
 beforeAll(async () => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir, type MeshanicsContext } from '@meshanics/server';
-import { AGENT_CLI, serverCli, spawnAgent, spawnNode, startServer, type Child } from '../../scripts/lib/processes.mjs';
+import { AGENT_CLI, agentRunArgs, serverCli, spawnAgent, spawnNode, startServer, type Child } from '../../scripts/lib/processes.mjs';
 
 let root: string;
 let serverDir: string;
@@ -78,27 +78,7 @@ describe('agent options over an enrolled identity', () => {
     await serverCli(serverDir, ['device', 'issue-cert', '--fleet', 'opts', '--name', 'edge-tags', '--out', creds]);
     const config = path.join(root, 'agent.json');
     await writeFile(config, JSON.stringify({ tags: { zone: 'from-config', site: 'from-config' }, allowlist: {} }));
-    const args = [
-      'run',
-      '--server',
-      server.grpc,
-      '--artifact-server',
-      server.artifacts,
-      '--tuf-root',
-      path.join(creds, 'tuf-root.json'),
-      '--cert',
-      path.join(creds, 'device.crt'),
-      '--key',
-      path.join(creds, 'device.key'),
-      '--ca',
-      path.join(creds, 'ca.crt'),
-      '--data-dir',
-      dataDir,
-      '--config',
-      config,
-      '--container-runtime',
-      'none',
-    ];
+    const args = [...agentRunArgs(server, creds, dataDir), '--config', config, '--container-runtime', 'none'];
     const withEnv = spawnNode('agent', AGENT_CLI, args, { MESHANICS_TAGS: 'site=from-env,rack=7' });
     agents.push(withEnv);
     await withEnv.waitForLine((l: { msg?: string }) => l?.msg === 'registered');

@@ -16,7 +16,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverCli, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { agentRunArgs, serverCli, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
 import { REPO, buildAgentTarball, writeAgentTree, type AgentVariant } from '../../plugins/artifact-agent/tests/helpers/agent-tarball.js';
 
 const run = promisify(execFile);
@@ -147,32 +147,7 @@ async function device(name: string, env: Record<string, string> = {}): Promise<{
   // work/node_modules is the checkout's (the device must load the plugins of its own tree).
   const config = path.join(dataDir, 'agent.json');
   await writeFile(config, JSON.stringify({ allowlist: { execBinaries: ['/bin/true'] } }));
-  const sup = new Supervisor(
-    lib,
-    dataDir,
-    [
-      'run',
-      '--config',
-      config,
-      '--server',
-      server.grpc,
-      '--artifact-server',
-      server.artifacts,
-      '--cert',
-      path.join(creds, 'device.crt'),
-      '--key',
-      path.join(creds, 'device.key'),
-      '--ca',
-      path.join(creds, 'ca.crt'),
-      '--tuf-root',
-      path.join(creds, 'tuf-root.json'),
-      '--data-dir',
-      dataDir,
-      '--plugins',
-      '@meshanics/artifact-agent,@meshanics/probe-exec',
-    ],
-    env,
-  );
+  const sup = new Supervisor(lib, dataDir, [...agentRunArgs(server, creds, dataDir), '--config', config, '--plugins', '@meshanics/artifact-agent,@meshanics/probe-exec'], env);
   supervisors.push(sup);
   await sup.start();
   await sup.waitFor((l) => l?.msg === 'registered', A);

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRollout, openDataDir, type MeshanicsContext } from '@meshanics/server';
 import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel, rolloutCreateArgs, waitFor } from './helpers/steps.js';
+import { assignArgs, publishModel, rolloutCreateArgs, waitFor } from './helpers/steps.js';
 
 const FLEET = 'e2e';
 const AGENTS = ['agent-0', 'agent-1', 'agent-2'];
@@ -123,23 +123,7 @@ describe('backup and restore of a running server', () => {
     // installs it trusts TUF versions above the backup's from then on.
     const late = waiting.devices.find((d) => d.state === 'PENDING')!.name;
     await publishModel(serverDir, root, { name: 'other', version: '1.0.0' }, randomBytes(1024));
-    const assigned = await serverCli(serverDir, [
-      'assign',
-      '--fleet',
-      FLEET,
-      '--device',
-      late,
-      '--artifact',
-      'other@1.0.0',
-      '--probe-type',
-      'file',
-      '--probe-spec',
-      JSON.stringify({ path: readyFile }),
-      '--probe-timeout',
-      '2',
-      '--probe-attempts',
-      '1',
-    ]);
+    const assigned = await serverCli(serverDir, assignArgs({ fleet: FLEET, device: late, artifact: 'other@1.0.0', readyFile, probeTimeout: 2 }));
     expect((await waitForAssignment(serverDir, assigned.assignmentId)).state).toBe('HEALTHY');
     const trustedAfterBackup = observer!.tuf.versions();
     expect(trustedAfterBackup.timestamp).toBeGreaterThan(backup.manifest.tuf.timestamp);

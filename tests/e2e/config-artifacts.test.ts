@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { assignArgs } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -42,21 +43,7 @@ async function deploy(content: string, probe: { initialDelay?: number } = {}) {
   ]);
   const ready = path.join(root, 'ready');
   const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'cfg',
-    '--device',
-    'edge-1',
-    '--artifact',
-    `app-conf@${version}.0`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: ready }),
-    '--probe-timeout',
-    '1',
-    '--probe-attempts',
-    '1',
+    ...assignArgs({ fleet: 'cfg', device: 'edge-1', artifact: `app-conf@${version}.0`, readyFile: ready }),
     '--probe-initial-delay',
     String(probe.initialDelay ?? 0),
   ]);

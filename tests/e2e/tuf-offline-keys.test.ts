@@ -13,7 +13,7 @@ import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, Signature } from '@tufjs/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCli, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel, startServerWithAgent } from './helpers/steps.js';
+import { assignArgs, publishModel, startServerWithAgent } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -34,23 +34,7 @@ function publish(version: string, bytes: Buffer) {
 async function installed(version: string) {
   const ready = path.join(root, 'ready', version);
   await writeFile(ready, 'ok');
-  const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'e2e',
-    '--device',
-    'edge-1',
-    '--artifact',
-    `detector@${version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: ready }),
-    '--probe-timeout',
-    '1',
-    '--probe-attempts',
-    '1',
-  ]);
+  const { assignmentId } = await serverCli(serverDir, assignArgs({ fleet: 'e2e', device: 'edge-1', artifact: `detector@${version}`, readyFile: ready }));
   return waitForAssignment(serverDir, assignmentId as string);
 }
 

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverCli, spawnAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { agentRunArgs, serverCli, spawnAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
+import { assignArgs } from './helpers/steps.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,25 +73,7 @@ const AGENT_CLI = () => path.join(install, 'node_modules', '@meshanics', 'core',
 
 function agentArgs(plugins: string): string[] {
   const creds = path.join(work, 'creds');
-  return [
-    'run',
-    '--server',
-    server.grpc,
-    '--artifact-server',
-    server.artifacts,
-    '--cert',
-    path.join(creds, 'device.crt'),
-    '--key',
-    path.join(creds, 'device.key'),
-    '--ca',
-    path.join(creds, 'ca.crt'),
-    '--tuf-root',
-    path.join(creds, 'tuf-root.json'),
-    '--data-dir',
-    path.join(work, 'agent'),
-    '--plugins',
-    plugins,
-  ];
+  return [...agentRunArgs(server, creds, path.join(work, 'agent')), '--plugins', plugins];
 }
 
 async function publishTree(version: string, files: Record<string, string>) {
@@ -142,23 +125,7 @@ describe('a vendor plugin outside the workspace', () => {
     const v1Link = await readlink(current);
 
     await publishTree('2.0.0', { 'index.html': '<h1>v2</h1>' });
-    const a2 = await serverCli(serverDir, [
-      'assign',
-      '--fleet',
-      'vendor',
-      '--device',
-      'edge-1',
-      '--artifact',
-      'site@2.0.0',
-      '--probe-type',
-      'file',
-      '--probe-spec',
-      JSON.stringify({ path: path.join(work, 'never') }),
-      '--probe-attempts',
-      '1',
-      '--probe-timeout',
-      '1',
-    ]);
+    const a2 = await serverCli(serverDir, assignArgs({ fleet: 'vendor', device: 'edge-1', artifact: 'site@2.0.0', readyFile: path.join(work, 'never') }));
     const view = await waitForAssignment(serverDir, a2.assignmentId);
     expect(view.state).toBe('ROLLED_BACK');
     expect(await readlink(current)).toBe(v1Link);

@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceClient } from '@meshanics/core';
 import { serverCli, startAgent, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel, startServerWithAgent } from './helpers/steps.js';
+import { assignArgs, publishModel, startServerWithAgent } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -25,23 +25,7 @@ function publish(version: string, bytes: Buffer) {
 }
 
 async function assign(version: string, readyFile: string, attempts = 2) {
-  const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'e2e',
-    '--device',
-    'edge-1',
-    '--artifact',
-    `detector@${version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: readyFile }),
-    '--probe-timeout',
-    '1',
-    '--probe-attempts',
-    String(attempts),
-  ]);
+  const { assignmentId } = await serverCli(serverDir, assignArgs({ fleet: 'e2e', device: 'edge-1', artifact: `detector@${version}`, readyFile, probeAttempts: attempts }));
   return assignmentId as string;
 }
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listLogRequests, requestDeviceLogs, type MeshanicsContext } from '@meshanics/server';
-import { serverCli, spawnAgent, type Child } from '../../scripts/lib/processes.mjs';
+import { agentRunArgs, serverCli, spawnAgent, type Child } from '../../scripts/lib/processes.mjs';
 import { floodAssignments, startFakeDeviceService } from './fixtures/fake-device-service.mjs';
 import { CAPABILITIES, FLEET, rawDevice, startFaultServer, type FaultServer, type RawTls } from './fixtures/fault-server.js';
 import { LONG, baseSeed, prng, recordResults, rssKiB, waitFor } from './fixtures/fault-lib.mjs';
@@ -295,27 +295,7 @@ describe('the agent under a heartbeat reply with 10,000 assignments', () => {
       assignments,
     });
     const dataDir = path.join(fakeRoot, label);
-    const agent = spawnAgent([
-      'run',
-      '--server',
-      fake.address,
-      '--artifact-server',
-      server.artifacts,
-      '--cert',
-      path.join(creds, 'device.crt'),
-      '--key',
-      path.join(creds, 'device.key'),
-      '--ca',
-      path.join(creds, 'ca.crt'),
-      '--tuf-root',
-      path.join(creds, 'tuf-root.json'),
-      '--data-dir',
-      dataDir,
-      '--container-runtime',
-      'none',
-      '--log-level',
-      'warn',
-    ]);
+    const agent = spawnAgent([...agentRunArgs({ grpc: fake.address, artifacts: server.artifacts }, creds, dataDir), '--container-runtime', 'none', '--log-level', 'warn']);
     const samples: Array<Record<string, number>> = [];
     try {
       await waitFor('the first heartbeat', () => fake.stats.heartbeats > 0, { timeoutMs: 30_000 });

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel } from '../e2e/helpers/steps.js';
+import { assignArgs, publishModel } from '../e2e/helpers/steps.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -54,23 +54,7 @@ function mountTmpfs(dir: string, size: string): void {
 const liveModel = () => path.join(artifactsDir, 'model', 'detector', 'model');
 
 async function assign(version: string): Promise<{ state: string; reports: Array<{ state: string; message?: string; reason?: string }> }> {
-  const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'e2e',
-    '--device',
-    'edge-1',
-    '--artifact',
-    `detector@${version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: readyFile }),
-    '--probe-timeout',
-    '2',
-    '--probe-attempts',
-    '1',
-  ]);
+  const { assignmentId } = await serverCli(serverDir, assignArgs({ fleet: 'e2e', device: 'edge-1', artifact: `detector@${version}`, readyFile, probeTimeout: 2 }));
   return waitForAssignment(serverDir, assignmentId, { timeoutMs: 60_000 });
 }
 

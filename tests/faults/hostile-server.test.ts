@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverCli, spawnAgent } from '../../scripts/lib/processes.mjs';
+import { agentRunArgs, serverCli, spawnAgent } from '../../scripts/lib/processes.mjs';
 import { startFakeDeviceService } from './fixtures/fake-device-service.mjs';
 import { waitFor } from './fixtures/fault-lib.mjs';
 
@@ -47,27 +47,7 @@ async function withHostileServer(
   });
   const dataDir = path.join(root, label);
   await beforeStart(dataDir);
-  const agent = spawnAgent([
-    'run',
-    '--server',
-    fake.address,
-    '--artifact-server',
-    'https://127.0.0.1:9',
-    '--cert',
-    path.join(creds, 'device.crt'),
-    '--key',
-    path.join(creds, 'device.key'),
-    '--ca',
-    path.join(creds, 'ca.crt'),
-    '--tuf-root',
-    path.join(creds, 'tuf-root.json'),
-    '--data-dir',
-    dataDir,
-    '--container-runtime',
-    'none',
-    '--log-level',
-    'warn',
-  ]);
+  const agent = spawnAgent([...agentRunArgs({ grpc: fake.address, artifacts: 'https://127.0.0.1:9' }, creds, dataDir), '--container-runtime', 'none', '--log-level', 'warn']);
   try {
     await body(fake, agent);
     expect(agent.proc.exitCode, `the agent exited: ${agent.lines.slice(-5).join('\n')}`).toBeNull();

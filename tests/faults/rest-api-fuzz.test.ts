@@ -67,16 +67,7 @@ beforeAll(async () => {
   // Every bogus key comes from 127.0.0.1: a high failure limit keeps the rate limit of
   // failed keys (429) from answering the rest of the run.
   server = await startServer(serverDir, { extraArgs: ['--api-listen', '127.0.0.1:0', '--api-auth-max-failures', '1000000'] });
-  const listening = server.lines
-    .map((l) => {
-      try {
-        return JSON.parse(l);
-      } catch {
-        return {};
-      }
-    })
-    .find((l) => l.msg === 'server listening');
-  api = listening.api;
+  api = server.api; // startServer keeps the address its 'server listening' line gave
   expect(api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   const created = await serverCli(serverDir, [
     'apikey',

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir } from '@meshanics/server';
 import { serverCli, startAgent, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { publishModel } from '../e2e/helpers/steps.js';
+import { assignArgs, publishModel } from '../e2e/helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -44,23 +44,7 @@ async function blueInstallsGood(): Promise<void> {
   await publishModel(serverDir, root, { name: 'good', version }, bytes);
   const ready = path.join(root, 'ready', version);
   await writeFile(ready, 'ok');
-  const { assignmentId } = await serverCli(serverDir, [
-    'assign',
-    '--fleet',
-    'blue',
-    '--device',
-    'edge-blue',
-    '--artifact',
-    `good@${version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: ready }),
-    '--probe-timeout',
-    '2',
-    '--probe-attempts',
-    '1',
-  ]);
+  const { assignmentId } = await serverCli(serverDir, assignArgs({ fleet: 'blue', device: 'edge-blue', artifact: `good@${version}`, readyFile: ready, probeTimeout: 2 }));
   const view = await waitForAssignment(serverDir, assignmentId);
   expect(view.state, view.reason).toBe('HEALTHY');
   expect(await readFile(path.join(root, 'agent', 'artifacts', 'model', 'good', 'model'))).toEqual(bytes);
@@ -73,16 +57,7 @@ beforeAll(async () => {
   serverDir = path.join(root, 'server');
   await mkdir(path.join(root, 'ready'), { recursive: true });
   server = await startServer(serverDir, { extraArgs: ['--api-listen', '127.0.0.1:0'] });
-  const listening = server.lines
-    .map((l) => {
-      try {
-        return JSON.parse(l);
-      } catch {
-        return {};
-      }
-    })
-    .find((l) => l.msg === 'server listening');
-  api = listening.api;
+  api = server.api; // startServer keeps the address its 'server listening' line gave
   const created = await serverCli(serverDir, ['apikey', 'create', '--name', 'red-publisher', '--fleet', 'red', '--approve', '--permissions', 'artifacts.write']);
   redKey = JSON.stringify(created).match(/mesh_key_[A-Za-z0-9_-]+/)![0];
   const certDir = path.join(root, 'creds');

@@ -12,8 +12,8 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, TERMINAL, type Child } from '../../scripts/lib/processes.mjs';
-import { waitFor } from '../e2e/helpers/steps.js';
-import { freePorts, podman, podmanAvailable, serverCliIn } from './podman.js';
+import { assignArgs, waitFor } from '../e2e/helpers/steps.js';
+import { freePorts, podman, podmanAvailable, runServerContainer, serverCliIn } from './podman.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const execFileP = promisify(execFile);
@@ -48,20 +48,7 @@ async function startContainer(label: string, volume: string, extraEnv: Record<st
     ...extraEnv,
   };
   await podman(['rm', '-f', name], { allowFail: true });
-  await podman([
-    'run',
-    '-d',
-    '--name',
-    name,
-    '--network',
-    'host',
-    '--health-interval',
-    'disable',
-    '-v',
-    `${volume}:/var/lib/meshanics`,
-    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-    image,
-  ]);
+  await runServerContainer(image, { name, volume, env });
   if (!containers.includes(name)) containers.push(name);
   const started = { name, api: `http://127.0.0.1:${api}`, grpc: `127.0.0.1:${grpc}`, artifacts: `https://127.0.0.1:${artifacts}` };
   await waitReady(started);
@@ -106,23 +93,10 @@ async function publishAndAssign(c: Started, input: { fleet: string; device: stri
   await writeFile(file, input.bytes);
   await podman(['cp', file, `${c.name}:/tmp/detector-${input.version}`]);
   await serverCliIn(c.name, ['artifact', 'publish', `/tmp/detector-${input.version}`, '--name', 'detector', '--version', input.version, '--kind', 'model']);
-  const { assignmentId } = await serverCliIn(c.name, [
-    'assign',
-    '--fleet',
-    input.fleet,
-    '--device',
-    input.device,
-    '--artifact',
-    `detector@${input.version}`,
-    '--probe-type',
-    'file',
-    '--probe-spec',
-    JSON.stringify({ path: input.readyFile }),
-    '--probe-timeout',
-    '1',
-    '--probe-attempts',
-    '2',
-  ]);
+  const { assignmentId } = await serverCliIn(
+    c.name,
+    assignArgs({ fleet: input.fleet, device: input.device, artifact: `detector@${input.version}`, readyFile: input.readyFile, probeAttempts: 2 }),
+  );
   return assignmentId as string;
 }
 

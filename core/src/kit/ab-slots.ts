@@ -11,7 +11,7 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MeshError } from '../errors.js';
-import { fsyncDir, readSymlink, swapSymlink, tempSibling } from './atomic-file.js';
+import { chmodAndSync, fsyncDir, readSymlink, swapSymlink, tempSibling } from './atomic-file.js';
 import { removeSwapLeftovers } from './atomic-swap.js';
 
 export interface SlotFlipRecord {
@@ -46,13 +46,7 @@ async function writeSlot(source: string, target: string, mode: number): Promise<
   const temp = tempSibling(target);
   try {
     await fs.copyFile(source, temp, constants.COPYFILE_EXCL);
-    const handle = await fs.open(temp, 'r+');
-    try {
-      await handle.chmod(mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await chmodAndSync(temp, mode);
     await fs.rename(temp, target);
   } catch (err) {
     await fs.rm(temp, { force: true });

@@ -155,6 +155,17 @@ export function tempSibling(target: string, label = 'tmp'): string {
   return path.join(dir, `.${path.basename(target)}.${label}-${randomBytes(6).toString('hex')}`);
 }
 
+/** Sets `file`'s mode and flushes it to disk: what a staged temp file needs before its rename. */
+export async function chmodAndSync(file: string, mode: number): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.chmod(mode);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Whether a directory entry is a tempSibling name: a write in progress (or one a crash left behind). */
 export function isTempSibling(name: string, label = 'tmp'): boolean {
   return name.startsWith('.') && new RegExp(`\\.${label}-[0-9a-f]{12}$`).test(name);

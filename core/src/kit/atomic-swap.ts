@@ -7,7 +7,7 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MeshError } from '../errors.js';
-import { exists, fsyncDir, tempSibling } from './atomic-file.js';
+import { chmodAndSync, exists, fsyncDir, tempSibling } from './atomic-file.js';
 
 export interface SwapRecord {
   destination: string;
@@ -36,13 +36,7 @@ async function stageBeside(source: string, destination: string, mode: number): P
     // Another file system: copy into the destination directory so the final step is still a rename.
     await fs.copyFile(source, temp, constants.COPYFILE_EXCL);
   }
-  const handle = await fs.open(temp, 'r+');
-  try {
-    await handle.chmod(mode);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await chmodAndSync(temp, mode);
   return temp;
 }
 

@@ -11,7 +11,7 @@ import { isDnsLabel } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { isMeshError, MeshError, type ErrorCode } from '../errors.js';
 import { verifyCsr } from '../pki/csr.js';
-import { issueDeviceCertificate, type CertificateValidity, type IssuedCertificate } from '../pki/device-certificate.js';
+import { issueDeviceCertificate, issuedCertificateRecord, type CertificateValidity, type IssuedCertificate } from '../pki/device-certificate.js';
 import { deviceFromCertificate } from '../pki/peer-identity.js';
 import { spkiSha256 } from '../pki/x509.js';
 import type { EnrollmentTokenRecord } from '../store/index.js';
@@ -156,16 +156,7 @@ export async function enrollDevice(ctx: MeshanicsContext, input: EnrollDeviceInp
         throw new MeshError('MESH_ERR_ENROLL_TOKEN_EXHAUSTED', 'enrollment token has no uses left');
       }
       const { device } = await ctx.store.ensureDevice({ spiffeId: issued.spiffeId, fleet, name: input.name, now: now.toISOString() });
-      await ctx.store.certificates.insert({
-        serialNumber: issued.serialNumber,
-        deviceId: device.id,
-        publicKeySha256: issued.publicKeySha256,
-        notBefore: issued.notBefore,
-        notAfter: issued.notAfter,
-        issuedAt: now.toISOString(),
-        reason: 'enrollment',
-        enrollmentTokenId: tokenId,
-      });
+      await ctx.store.certificates.insert({ ...issuedCertificateRecord(issued, device.id, now.toISOString()), reason: 'enrollment', enrollmentTokenId: tokenId });
       await ctx.store.appendAudit({
         at: now.toISOString(),
         actor: `enrollment-token:${tokenId}`,
@@ -217,16 +208,7 @@ export async function renewDeviceCertificate(ctx: MeshanicsContext, input: Renew
       if ((await ctx.store.getDeviceById(device.id))!.decommissionedAt) {
         throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', 'device is decommissioned and cannot renew');
       }
-      await ctx.store.certificates.insert({
-        serialNumber: issued.serialNumber,
-        deviceId: device.id,
-        publicKeySha256: issued.publicKeySha256,
-        notBefore: issued.notBefore,
-        notAfter: issued.notAfter,
-        issuedAt: now,
-        reason: 'renewal',
-        enrollmentTokenId: null,
-      });
+      await ctx.store.certificates.insert({ ...issuedCertificateRecord(issued, device.id, now), reason: 'renewal', enrollmentTokenId: null });
       await ctx.store.appendAudit({
         at: now,
         actor: `device:${peer.spiffeId}`,

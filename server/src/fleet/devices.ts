@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { MeshError } from '../errors.js';
 import { generateP256KeyPair } from '../pki/x509.js';
-import { issueDeviceCertificate, type IssuedCertificate } from '../pki/device-certificate.js';
+import { issueDeviceCertificate, issuedCertificateRecord, type IssuedCertificate } from '../pki/device-certificate.js';
 import { deviceSpiffeId } from '@meshanics/core/contract';
 
 export interface DeviceCredentials extends IssuedCertificate {
@@ -49,16 +49,7 @@ export async function provisionDevice(ctx: MeshanicsContext, input: { fleet: str
     if (device.decommissionedAt) {
       throw new MeshError('MESH_ERR_DEVICE_DECOMMISSIONED', `device ${input.fleet}/${input.name} is decommissioned`);
     }
-    await ctx.store.certificates.insert({
-      serialNumber: issued.serialNumber,
-      deviceId: device.id,
-      publicKeySha256: issued.publicKeySha256,
-      notBefore: issued.notBefore,
-      notAfter: issued.notAfter,
-      issuedAt: now,
-      reason: 'operator',
-      enrollmentTokenId: null,
-    });
+    await ctx.store.certificates.insert({ ...issuedCertificateRecord(issued, device.id, now), reason: 'operator', enrollmentTokenId: null });
     await ctx.store.appendAudit({
       at: now,
       actor: input.actor ?? 'operator',

@@ -45,6 +45,20 @@ function validitySeconds(validity: CertificateValidity): number {
 }
 
 /**
+ * What the store records of a certificate issued to device `deviceId` at `issuedAt` (the fields
+ * of store/store.ts's DeviceCertificateRecord that come from the certificate); the caller adds
+ * why it was issued (`reason`, `enrollmentTokenId`). Enrollment, renewal and `device issue-cert`
+ * record their certificates alike.
+ */
+export function issuedCertificateRecord(
+  issued: IssuedCertificate,
+  deviceId: string,
+  issuedAt: string,
+): { serialNumber: string; deviceId: string; publicKeySha256: string; notBefore: string; notAfter: string; issuedAt: string } {
+  return { serialNumber: issued.serialNumber, deviceId, publicKeySha256: issued.publicKeySha256, notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt };
+}
+
+/**
  * Issues a device leaf certificate binding `publicKey` to `spiffe://<td>/fleet/<f>/device/<n>`.
  * The key pair's origin is the caller's business (enrollment and renewal pass a verified CSR's
  * key; `device issue-cert` generates one), so no private key ever has to reach this function.

@@ -1,5 +1,5 @@
 // Steps several end-to-end tests take the same way: start a server with one enrolled agent,
-// publish a file as a model artifact, build `rollout create`'s arguments, poll for a state.
+// publish a file as a model artifact, build `assign`'s and `rollout create`'s arguments, poll for a state.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { serverCli, startAgent, startServer, type Child } from '../../../scripts/lib/processes.mjs';
@@ -27,6 +27,27 @@ export async function publishModel(serverDir: string, workDir: string, artifact:
   const file = path.join(workDir, `${artifact.name}-${artifact.version}`);
   await writeFile(file, bytes);
   return serverCli(serverDir, ['artifact', 'publish', file, '--name', artifact.name, '--version', artifact.version, '--kind', 'model', ...extraArgs]);
+}
+
+/** `assign` of NAME@VERSION to one device with a file probe on READYFILE (default: one attempt, 1 s). */
+export function assignArgs(input: { fleet: string; device: string; artifact: string; readyFile: string; probeTimeout?: number; probeAttempts?: number }): string[] {
+  return [
+    'assign',
+    '--fleet',
+    input.fleet,
+    '--device',
+    input.device,
+    '--artifact',
+    input.artifact,
+    '--probe-type',
+    'file',
+    '--probe-spec',
+    JSON.stringify({ path: input.readyFile }),
+    '--probe-timeout',
+    String(input.probeTimeout ?? 1),
+    '--probe-attempts',
+    String(input.probeAttempts ?? 1),
+  ];
 }
 
 /** `rollout create` of NAME@VERSION to GROUP with a file probe on READYFILE (one attempt, 2 s). */
