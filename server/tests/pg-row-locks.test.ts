@@ -143,7 +143,14 @@ describePg('PostgreSQL writes of two replicas without the global lock', () => {
     const url = await freshPostgresDatabase();
     const [a, b] = await replicaStores(url);
     // 80 devices: waves of 16, 40 and 80 (cumulative). Halts once more than 4 of 80 failed.
-    const strategy: Strategy = { waves: [{ percent: 20, approval: 'auto' }, { percent: 50, approval: 'auto' }, { percent: 100, approval: 'auto' }], max_failure_rate: 0.05 };
+    const strategy: Strategy = {
+      waves: [
+        { percent: 20, approval: 'auto' },
+        { percent: 50, approval: 'auto' },
+        { percent: 100, approval: 'auto' },
+      ],
+      max_failure_rate: 0.05,
+    };
     const { rollout, devices } = await rolloutFixture(a, 80, strategy);
     const plan = new Map((await a.rollouts.listDevices(rollout.id)).map((d) => [d.deviceId, d]));
     // Wave 0 all healthy (its end starts wave 1 on whichever replica steps first); in wave 1
@@ -245,19 +252,30 @@ describePg('PostgreSQL writes of two replicas without the global lock', () => {
     for (let i = 0; i < 60; i++) {
       const s = i % 2 === 0 ? a : b;
       const device = devices[i % devices.length]!;
-      work.push(s.appendAudit(event(i, 'standalone')));
+      // Spread over about a second, so the kinds of writes overlap all along.
+      const later = <T>(fn: () => Promise<T>) => sleep(Math.random() * 1000).then(fn);
+      work.push(later(() => s.appendAudit(event(i, 'standalone'))));
       work.push(
-        s.withRowLocks(async () => {
-          await s.touchLastSeen([{ deviceId: device, at: new Date().toISOString() }]);
-          await s.appendAuditEvents([event(i, 'rows-1'), event(i, 'rows-2')]);
-        }),
+        later(() =>
+          s.withRowLocks(async () => {
+            await s.touchLastSeen([{ deviceId: device, at: new Date().toISOString() }]);
+            // Holding the device's row a while, as a report batch's statements do.
+            await sleep(5);
+            await s.appendAuditEvents([event(i, 'rows-1'), event(i, 'rows-2')]);
+          }),
+        ),
       );
       work.push(
-        s.withWriteLock(async () => {
-          await s.appendAudit(event(i, 'global'));
-          // Writes after the append: the chain's lock is taken at commit, after these.
-          await s.markOffboardNotified(device, new Date().toISOString());
-        }),
+        later(() =>
+          s.withWriteLock(async () => {
+            await s.appendAudit(event(i, 'global'));
+            await sleep(5);
+            // A row written after the append, one the row-locked writes above lock before theirs:
+            // the chain's lock is taken at commit, after this one, so the two cannot wait for
+            // each other in a cycle.
+            await s.touchLastSeen([{ deviceId: device, at: new Date().toISOString() }]);
+          }),
+        ),
       );
     }
     const results = await Promise.allSettled(work);
@@ -284,7 +302,17 @@ describePg('PostgreSQL writes of two replicas without the global lock', () => {
       work.push(
         s.withRowLocks(() =>
           s.recordStatusReports(
-            order.map((id) => ({ deviceId: id, assignmentId: assignment.get(id)!, sequence: round + 1, state: 'DOWNLOADING', reason: '', bytesDone: round, bytesTotal: 0, deviceTime: at, receivedAt: at })),
+            order.map((id) => ({
+              deviceId: id,
+              assignmentId: assignment.get(id)!,
+              sequence: round + 1,
+              state: 'DOWNLOADING',
+              reason: '',
+              bytesDone: round,
+              bytesTotal: 0,
+              deviceTime: at,
+              receivedAt: at,
+            })),
           ),
         ),
       );

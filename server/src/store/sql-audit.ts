@@ -48,7 +48,8 @@ export class SqlAudit {
   appendMany(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
     if (events.length === 0) return Promise.resolve([]);
     return this.joiningWrite(async () => {
-      const records = events.map((e) => ({ id: 0, seq: 0, at: '', actor: e.actor, action: e.action, subject: e.subject, details: {}, prevHash: '', hash: '' }) as AuditEventRecord);
+      // Filled in once linked (PostgreSQL: at commit).
+      const records: AuditEventRecord[] = events.map((e) => ({ id: 0, seq: 0, at: '', actor: e.actor, action: e.action, subject: e.subject, details: {}, prevHash: '', hash: '' }));
       const link = async (): Promise<void> => {
         if (this.db.dialect === 'postgres') {
           // Its own statement before the head is read: a statement reads the commits made
