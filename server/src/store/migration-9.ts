@@ -13,6 +13,10 @@
 // the trigger's lock is one they hold; hand-typed SQL that locks the assignment row first and
 // the rollout second may deadlock with an abort, which PostgreSQL detects and undoes (one of
 // the two fails), never a stale answer. SQLite has one writer at a time: nothing to change.
+//
+// Also (PostgreSQL): audit_chain_head_locked(), the audit chain's lock and head in one round
+// trip (store/sql-audit.ts), taken by every transaction that appends, just before COMMIT.
+import { AUDIT_LOCK_KEY, LOCK_NAMESPACE } from './db-postgres.js';
 import { DEVICE_STATE_CHANNEL } from './migration-6.js';
 import { DEVICE_STATE_CHANGED_SETTING } from './migration-7.js';
 
@@ -23,6 +27,14 @@ export const MIGRATION_9_SQL = `-- SQLite: one writer at a time, the status read
 `;
 
 export const POSTGRES_MIGRATION_9_SQL = `
+CREATE FUNCTION audit_chain_head_locked() RETURNS TABLE (seq BIGINT, hash TEXT) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${AUDIT_LOCK_KEY});
+  -- A statement of its own in a volatile function: a snapshot taken after the lock was
+  -- granted (READ COMMITTED), so it sees the previous holder's commit.
+  RETURN QUERY SELECT e.seq, e.hash::text FROM audit_events e ORDER BY e.seq DESC LIMIT 1;
+END $$;
+
 CREATE OR REPLACE FUNCTION device_state_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   ids text[] := '{}';

@@ -13,6 +13,24 @@
 // PostgreSQL"). SQLite has one writer (BEGIN IMMEDIATE): nothing here runs there.
 import type { Db } from './db.js';
 
+/**
+ * Share-locks the rollouts of the assignments (id order), then locks the devices' rows (id
+ * order), in one statement (PostgreSQL; nothing on SQLite): a status report batch's locks.
+ */
+export async function lockForReports(db: Db, reports: ReadonlyArray<{ deviceId: string; assignmentId: string }>): Promise<void> {
+  if (db.dialect !== 'postgres' || reports.length === 0) return;
+  const devices = [...new Set(reports.map((r) => r.deviceId))].sort();
+  const assignments = [...new Set(reports.map((r) => r.assignmentId))];
+  // One round trip for both, in order: the count of locked rollouts is an InitPlan, run before
+  // the first device row is read, and every device row is read (into the sort) before the
+  // first one is locked (LockRows sits above the Sort).
+  await db.all(
+    `WITH r AS MATERIALIZED (SELECT id FROM rollouts WHERE id IN (SELECT rollout_id FROM assignments WHERE id = ANY(CAST(? AS TEXT[]))) ORDER BY id FOR SHARE)
+     SELECT id FROM devices WHERE id = ANY(CAST(? AS TEXT[])) AND (SELECT COUNT(*) FROM r) >= 0 ORDER BY id FOR NO KEY UPDATE`,
+    [assignments, devices],
+  );
+}
+
 /** Locks the devices' rows in id order (PostgreSQL; nothing on SQLite), for the rest of the transaction. */
 export async function lockDevices(db: Db, deviceIds: Iterable<string>): Promise<void> {
   if (db.dialect !== 'postgres') return;
@@ -20,16 +38,4 @@ export async function lockDevices(db: Db, deviceIds: Iterable<string>): Promise<
   if (ids.length === 0) return;
   // ORDER BY below FOR ...: rows are locked as the sort hands them out, so in id order.
   await db.all('SELECT id FROM devices WHERE id = ANY(CAST(? AS TEXT[])) ORDER BY id FOR NO KEY UPDATE', [ids]);
-}
-
-/**
- * Share-locks the rollouts the assignments belong to, in id order (PostgreSQL): a rollout
- * step, halt or abort (FOR UPDATE) then waits for the reports in flight and they for it, so a
- * decision counts every report committed before it and none half-way.
- */
-export async function shareLockRolloutsOf(db: Db, assignmentIds: Iterable<string>): Promise<void> {
-  if (db.dialect !== 'postgres') return;
-  const ids = [...new Set(assignmentIds)];
-  if (ids.length === 0) return;
-  await db.all('SELECT id FROM rollouts WHERE id IN (SELECT rollout_id FROM assignments WHERE id = ANY(CAST(? AS TEXT[]))) ORDER BY id FOR SHARE', [ids]);
 }

@@ -10,7 +10,6 @@
 // their id, seq and hashes when it commits.
 import { auditEventHash, GENESIS_HASH } from '../audit/chain.js';
 import type { Db } from './db.js';
-import { AUDIT_LOCK_KEY, LOCK_NAMESPACE } from './db-postgres.js';
 import { json, num, str, valueRows, type Row } from './sql-rows.js';
 import type { AuditEventRecord, AuditListFilter, NewAuditEvent } from './store.js';
 
@@ -51,11 +50,6 @@ export class SqlAudit {
       // Filled in once linked (PostgreSQL: at commit).
       const records: AuditEventRecord[] = events.map((e) => ({ id: 0, seq: 0, at: '', actor: e.actor, action: e.action, subject: e.subject, details: {}, prevHash: '', hash: '' }));
       const link = async (): Promise<void> => {
-        if (this.db.dialect === 'postgres') {
-          // Its own statement before the head is read: a statement reads the commits made
-          // before it started, and the previous holder's commit lands while we wait here.
-          await this.db.all(`SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${AUDIT_LOCK_KEY})`);
-        }
         const linked = await this.linkAndInsert(events);
         linked.forEach((r, i) => Object.assign(records[i]!, r));
       };
@@ -65,7 +59,12 @@ export class SqlAudit {
   }
 
   private async linkAndInsert(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
-    const head = await this.db.get('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+    // PostgreSQL: the chain's lock, then the head read in a snapshot taken after the lock was
+    // granted (migration 9's function: a plain SELECT after pg_advisory_xact_lock in one
+    // statement would read the snapshot from before the wait and miss the previous link).
+    const head = await this.db.get(
+      this.db.dialect === 'postgres' ? 'SELECT seq, hash FROM audit_chain_head_locked()' : 'SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1',
+    );
     let seq = head ? num(head.seq) : 0;
     let prevHash = head ? str(head.hash) : GENESIS_HASH;
     const links = events.map((e) => {

@@ -2,7 +2,7 @@
 // state and, when HEALTHY, the installed set, all in one write.
 import type { Db } from './db.js';
 import { installedDigest } from './installed-digest.js';
-import { lockDevices, shareLockRolloutsOf } from './row-locks.js';
+import { lockForReports } from './row-locks.js';
 import { installedFromRow, num, REPORT_SLICE, rowSetParams, str, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type { InstalledRecord, NewStatusReport, StatusReportRecord } from './store.js';
 
@@ -51,14 +51,7 @@ export class SqlStatusReports {
       // PostgreSQL, in row-locks.ts order: the reports' rollouts (shared: a step, halt or abort
       // of one waits for the reports in flight, and they for it), then the devices in id order
       // (the sequence check and advance below, and the installed set, are per device).
-      await shareLockRolloutsOf(
-        this.db,
-        reports.map((r) => r.assignmentId),
-      );
-      await lockDevices(
-        this.db,
-        reports.map((r) => r.deviceId),
-      );
+      await lockForReports(this.db, reports);
       const accepted = reports.map(() => false);
       // A device at most once per round, its reports in the order given: within one statement
       // two rows of one device could not see each other's sequence.
