@@ -219,7 +219,7 @@ describePg('PostgreSQL writes of two replicas without the global lock', () => {
     const reports = Promise.all(
       order.map(async (d) => {
         // Spread over the abort: a few at a time.
-        await sleep(Math.floor(sent++ / 6) * 4);
+        await sleep(Math.floor(sent++ / 3) * 8);
         await reporter.report(d.deviceId, d.assignmentId!, 1, 'DOWNLOADING', false);
       }),
     );
