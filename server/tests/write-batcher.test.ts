@@ -16,10 +16,10 @@ describe.each(engines)('WriteBatcher on $name', (engine) => {
     const observer = await openStore(location);
     try {
       let transactions = 0;
-      const counting: Pick<Store, 'withWriteLock'> = {
-        withWriteLock: (fn) => {
+      const counting: Pick<Store, 'withRowLocks'> = {
+        withRowLocks: (fn) => {
           if (!store.db.inTransaction()) transactions += 1;
-          return store.withWriteLock(fn);
+          return store.withRowLocks(fn);
         },
       };
       // Each batch makes its devices; a batch holding wb-7 fails as a whole.

@@ -1,9 +1,11 @@
 // The rollout engine: reads a rollout's stored state, asks decide() what to do, and applies
 // the answer, all inside one write transaction per rollout. SQLite: BEGIN IMMEDIATE, so two
 // server processes on one data dir (or `serve` and a CLI approve) can never both advance a
-// wave. PostgreSQL: the transaction holds the global write advisory lock and the rollout's
-// row lock (SELECT ... FOR UPDATE), and the decision is taken on what it reads under them, so
-// two replicas never both advance a wave: the second one sees the wave already started.
+// wave. PostgreSQL: no global lock (Store.withRowLocks); the transaction holds the rollout's
+// row lock (SELECT ... FOR UPDATE), which status report batches of its devices share-lock,
+// and the decision is taken on what it reads after it is granted: two replicas never both
+// advance a wave (the second one sees the wave already started), and the counts include
+// every report committed before the step and none half-way (store/row-locks.ts).
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
@@ -163,7 +165,7 @@ export async function driveRollouts(ctx: EngineContext, options: { rolloutId?: s
   const actions: DriveAction[] = [];
   for (const id of ids) {
     try {
-      actions.push(...(await store.withWriteLock(() => stepRollout(ctx, id))));
+      actions.push(...(await store.withRowLocks(() => stepRollout(ctx, id))));
     } catch (err) {
       ctx.logger.error({ err, rolloutId: id }, 'rollout progression failed');
     }

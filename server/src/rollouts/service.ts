@@ -41,6 +41,16 @@ async function load(ctx: RolloutContext, id: string): Promise<RolloutRecord> {
   return rollout;
 }
 
+/**
+ * The rollout, locked for the caller's decision (approve, resume, abort) until its transaction
+ * ends: rollout steps of other replicas take no global lock, only this row's.
+ */
+async function loadForDecision(ctx: RolloutContext, id: string): Promise<RolloutRecord> {
+  const rollout = await ctx.store.rollouts.lockForDecision(id);
+  if (!rollout) throw new MeshError('MESH_ERR_ROLLOUT_NOT_FOUND', `no rollout ${id}`);
+  return rollout;
+}
+
 async function detail(ctx: RolloutContext, id: string): Promise<RolloutDetail> {
   return (await buildRolloutDetail(ctx, await load(ctx, id), true)) as RolloutDetail;
 }
@@ -176,7 +186,7 @@ export async function listRollouts(
 export async function approveRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
   const { store } = ctx;
   await store.withWriteLock(async () => {
-    const rollout = await load(ctx, id);
+    const rollout = await loadForDecision(ctx, id);
     requireStatus(rollout, ['waiting_approval'], 'approve');
     const wave = rollout.currentWave + 1;
     const now = new Date().toISOString();
@@ -193,7 +203,7 @@ export async function approveRollout(ctx: RolloutContext, id: string, actor: str
 export async function resumeRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
   const { store } = ctx;
   await store.withWriteLock(async () => {
-    const rollout = await load(ctx, id);
+    const rollout = await loadForDecision(ctx, id);
     requireStatus(rollout, ['halted'], 'resume');
     const failures = failureCount(await store.rollouts.progress(id, rollout.currentWave));
     const now = new Date().toISOString();
@@ -224,9 +234,11 @@ export async function abortRollout(ctx: RolloutContext, id: string, options: { p
   }
   const { store } = ctx;
   await store.withWriteLock(async () => {
-    const rollout = await load(ctx, id);
+    const rollout = await loadForDecision(ctx, id);
     requireStatus(rollout, ['running', 'waiting_approval', 'halted'], 'abort');
     const now = new Date().toISOString();
+    // Before any row of them is written (revert writes several one by one): row-locks.ts order.
+    if (policy === 'revert') await store.rollouts.lockDevices(id);
     const withdrawn = await store.rollouts.deactivatePendingAssignments(id, now);
     const reverted: Array<{ device: string; toVersion: string; assignmentId: string }> = [];
     const notReverted: Array<{ device: string; reason: string }> = [];

@@ -1,8 +1,11 @@
 // The PostgreSQL driver of the Db seam (node-postgres). Statements outside a transaction use
-// the pool; a write transaction holds one pool client for its whole body and takes the global
-// write advisory lock first, so write transactions of every replica are serialized the way
-// SQLite's BEGIN IMMEDIATE serializes processes (the store's read-then-write steps, such as
-// the audit chain head or a device's last report sequence, rely on that).
+// the pool; a write transaction holds one pool client for its whole body. A 'global' write
+// transaction (the default) takes the global write advisory lock first, so those of every
+// replica are serialized the way SQLite's BEGIN IMMEDIATE serializes processes (TUF
+// publishing, enrollment, operator actions rely on that). A 'rows' one (status reports,
+// liveness, rollout steps) takes only the row locks its statements need, in the order
+// row-locks.ts documents; what must be serialized and at which granularity is tabled in
+// docs/architecture.md ("Write locks on PostgreSQL").
 import * as crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -11,6 +14,8 @@ import { READ_ONLY_SQL, TxContext, TxScope, type Db, type Params, type QueryObse
 /** Advisory lock keys, (namespace, key) pairs; the namespace is "MESH". */
 export const LOCK_NAMESPACE = 0x4d455348;
 export const WRITE_LOCK_KEY = 1;
+/** The audit chain's head (row-locks.ts): taken at commit, the last lock of any transaction. */
+export const AUDIT_LOCK_KEY = 2;
 
 interface Translated {
   name: string;
@@ -59,10 +64,12 @@ export class PostgresDb implements Db {
   private readonly scope = new TxScope<pg.PoolClient>();
   private writeWatcher: WriteWatcher | undefined;
   /**
-   * This process's write transactions, one at a time. They are serialized anyway (the global
-   * advisory lock), but one waiting for the lock holds a pooled connection while it waits: a
-   * burst of writers (status report batches, liveness flushes, rollout steps) would take the
-   * whole pool and leave heartbeats' reads queued behind them. Waiting here costs no connection.
+   * This process's global write transactions, one at a time. They are serialized anyway (the
+   * global advisory lock), but one waiting for the lock holds a pooled connection while it
+   * waits: a burst of them would take the whole pool and leave heartbeats' reads queued behind
+   * them. Waiting here costs no connection. 'rows' transactions do not queue here: their
+   * callers are few and bounded (one report batch, one liveness flush and one step per
+   * rollout at a time per process) and they wait only for the rows they touch.
    */
   private writerQueue: Promise<unknown> = Promise.resolve();
 
@@ -161,10 +168,18 @@ export class PostgresDb implements Db {
     return this.scope.current() !== undefined;
   }
 
+  beforeCommit(hook: () => Promise<void>): boolean {
+    const tx = this.scope.current();
+    if (!tx) return false;
+    tx.beforeCommit.push(hook);
+    return true;
+  }
+
   async writeTransaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.scope.current();
     if (outer) return this.scope.savepoint(outer, async (sql) => void (await outer.connection.query(sql)), fn);
     const queuedAt = performance.now();
+    if (options.lock === 'rows') return this.topLevelWriteTransaction(fn, options, queuedAt);
     const turn = this.writerQueue.then(() => this.topLevelWriteTransaction(fn, options, queuedAt));
     // The next writer waits for this one to end, however it ends.
     this.writerQueue = turn.catch(() => undefined);
@@ -179,8 +194,12 @@ export class PostgresDb implements Db {
       // One round trip (simple protocol, constants only): writers take turns, so every round
       // trip before the lock is granted lengthens every writer's wait. SET LOCAL ends with the
       // transaction: the pooled connection goes back with the default.
-      await client.query(`BEGIN;${options.relaxedDurability ? ' SET LOCAL synchronous_commit = off;' : ''} SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${WRITE_LOCK_KEY})`);
+      const relaxed = options.relaxedDurability ? ' SET LOCAL synchronous_commit = off;' : '';
+      const global = options.lock === 'rows' ? '' : ` SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${WRITE_LOCK_KEY})`;
+      await client.query(`BEGIN;${relaxed}${global}`);
       const result = await this.scope.run(ctx, fn);
+      // The hooks may register more (none do today): run until none is left.
+      for (let i = 0; i < ctx.beforeCommit.length; i++) await this.scope.run(ctx, ctx.beforeCommit[i]!);
       ctx.done = true;
       const watcher = this.writeWatcher;
       const fence = watcher?.fence();

@@ -150,6 +150,11 @@ export class SqliteDb implements Db {
     });
   }
 
+  beforeCommit(): boolean {
+    // One writer at a time: work done now is already in commit order.
+    return false;
+  }
+
   inTransaction(): boolean {
     return this.scope.current() !== undefined;
   }

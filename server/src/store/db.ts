@@ -3,8 +3,11 @@
 // how a statement reaches the engine and how a write transaction is serialized:
 //   SQLite:     one connection; BEGIN IMMEDIATE (serializes every process on the file), and
 //               an in-process mutex so two async transaction bodies never share the connection.
-//   PostgreSQL: a pool client per transaction; pg_advisory_xact_lock on one global key, so
-//               every replica's write transactions are serialized exactly as SQLite's are.
+//   PostgreSQL: a pool client per transaction. A transaction takes either the global write
+//               advisory lock (lock: 'global', the default: serialized against every other
+//               global one, as SQLite's are) or only the row and advisory locks its statements
+//               take (lock: 'rows': status reports, liveness, rollout steps), in the order
+//               row-locks.ts documents.
 // Placeholders: `?` (positional, array params) or `@name` (named, object params).
 import { AsyncLocalStorage } from 'node:async_hooks';
 
@@ -31,6 +34,14 @@ export interface Db {
   writeTransaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** True when the caller runs inside a write transaction of this database. */
   inTransaction(): boolean;
+  /**
+   * Runs `hook` inside the current write transaction after its body, just before COMMIT
+   * (hooks in the order registered; one registered in a savepoint that rolls back is
+   * dropped). False, and nothing registered, when there is no transaction or the engine has
+   * no use for it (SQLite: one writer at a time anyway): the caller then does the work now.
+   * PostgreSQL uses it so the audit chain's lock is the last one a transaction takes.
+   */
+  beforeCommit(hook: () => Promise<void>): boolean;
   /** Round trip to the engine (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -45,6 +56,13 @@ export interface TransactionOptions {
    * outer transaction, whose own durability applies.
    */
   relaxedDurability?: boolean;
+  /**
+   * PostgreSQL: 'global' (default) takes the global write advisory lock first; 'rows' takes
+   * none, and the body must take the row locks its read-then-write steps need, in the order
+   * of row-locks.ts (rollouts, then devices by id, then other rows; the audit head last, at
+   * commit). SQLite: ignored (BEGIN IMMEDIATE). Ignored when joining an outer transaction.
+   */
+  lock?: 'global' | 'rows';
 }
 
 /** Called with each statement's duration (seconds), for the database latency histogram. */
@@ -96,6 +114,8 @@ export class Mutex {
 export class TxContext<C> {
   done = false;
   readonly nested = new Mutex();
+  /** Db.beforeCommit hooks registered in this context (a savepoint's move to its outer context on release). */
+  readonly beforeCommit: Array<() => Promise<void>> = [];
   private savepoints = 0;
 
   constructor(readonly connection: C) {}
@@ -143,6 +163,7 @@ export class TxScope<C> {
         const result = await this.run(inner, fn);
         inner.done = true;
         await exec(`RELEASE SAVEPOINT ${name}`);
+        outer.beforeCommit.push(...inner.beforeCommit);
         return result;
       } catch (err) {
         inner.done = true;

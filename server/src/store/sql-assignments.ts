@@ -1,5 +1,6 @@
 // Assignments for SqlStore: what each device should run, and what a heartbeat answers.
 import type { Db } from './db.js';
+import { lockDevices } from './row-locks.js';
 import { ARTIFACT_COLUMNS, artifactFromRow, assignmentFromRow, str } from './sql-rows.js';
 import type { AssignmentRecord, DesiredArtifact } from './store.js';
 
@@ -11,6 +12,10 @@ export class SqlAssignments {
 
   insertAssignment(a: AssignmentRecord): Promise<string[]> {
     return this.withWriteLock(async () => {
+      // The device's row first (row-locks.ts): a wave start of a rollout (no global lock)
+      // supersedes the same device's assignments under the same lock, so one of the two
+      // sees the other's and the device never ends with two active ones of one name.
+      await lockDevices(this.db, [a.deviceId]);
       const superseded = (await this.db.all('SELECT id FROM assignments WHERE device_id = ? AND artifact_name = ? AND active = 1', [a.deviceId, a.artifactName])).map((r) =>
         str(r.id),
       );

@@ -1,7 +1,13 @@
 // The audit trail for SqlStore: append-only (database triggers) and hash-chained. Each append
-// reads the head and writes the next link inside the write transaction (SQLite: BEGIN
-// IMMEDIATE; PostgreSQL: the global write advisory lock), so two writers, in one process,
-// several processes or several replicas, can never fork the chain.
+// reads the head and writes the next link while holding the chain's lock, so two writers, in
+// one process, several processes or several replicas, can never fork the chain. SQLite: the
+// write transaction (BEGIN IMMEDIATE), at once. PostgreSQL: the audit advisory lock
+// (AUDIT_LOCK_KEY), taken just before COMMIT (Db.beforeCommit) and so the last lock of any
+// transaction (row-locks.ts): its holder waits for nothing else, which keeps transactions
+// that lock rows (status reports) and ones that append mid-way (operator actions) from
+// waiting for each other in a cycle, and keeps the chain's one serialized step short. Links
+// are therefore in commit order; the records an append returns inside a transaction get
+// their id, seq and hashes when it commits.
 import { auditEventHash, GENESIS_HASH } from '../audit/chain.js';
 import type { Db } from './db.js';
 import { json, num, str, valueRows, type Row } from './sql-rows.js';
@@ -41,33 +47,49 @@ export class SqlAudit {
   appendMany(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
     if (events.length === 0) return Promise.resolve([]);
     return this.joiningWrite(async () => {
-      const head = await this.db.get('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-      let seq = head ? num(head.seq) : 0;
-      let prevHash = head ? str(head.hash) : GENESIS_HASH;
-      const links = events.map((e) => {
-        // Hash exactly what is stored (and read back by a verifier): the JSON round trip drops
-        // undefined members and turns dates into strings.
-        const detailsText = JSON.stringify(e.details ?? {});
-        const fields = {
-          seq: ++seq,
-          at: e.at ?? new Date().toISOString(),
-          actor: e.actor,
-          action: e.action,
-          subject: e.subject,
-          details: JSON.parse(detailsText) as Record<string, unknown>,
-        };
-        const link = { fields, detailsText, prevHash, hash: auditEventHash(prevHash, fields) };
-        prevHash = link.hash;
-        return link;
-      });
-      const inserted = await this.db.all(
-        `INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash)
-         VALUES ${valueRows(links.length, 8)} RETURNING id, seq`,
-        links.flatMap((l) => [l.fields.at, l.fields.actor, l.fields.action, l.fields.subject, l.detailsText, l.fields.seq, l.prevHash, l.hash]),
-      );
-      const idBySeq = new Map(inserted.map((r) => [num(r.seq), num(r.id)]));
-      return links.map((l) => ({ id: idBySeq.get(l.fields.seq)!, ...l.fields, prevHash: l.prevHash, hash: l.hash }));
+      // Filled in once linked (PostgreSQL: at commit).
+      const records: AuditEventRecord[] = events.map((e) => ({ id: 0, seq: 0, at: '', actor: e.actor, action: e.action, subject: e.subject, details: {}, prevHash: '', hash: '' }));
+      const link = async (): Promise<void> => {
+        const linked = await this.linkAndInsert(events);
+        linked.forEach((r, i) => Object.assign(records[i]!, r));
+      };
+      if (!this.db.beforeCommit(link)) await link();
+      return records;
     });
+  }
+
+  private async linkAndInsert(events: readonly NewAuditEvent[]): Promise<AuditEventRecord[]> {
+    // PostgreSQL: the chain's lock, then the head read in a snapshot taken after the lock was
+    // granted (migration 9's function: a plain SELECT after pg_advisory_xact_lock in one
+    // statement would read the snapshot from before the wait and miss the previous link).
+    const head = await this.db.get(
+      this.db.dialect === 'postgres' ? 'SELECT seq, hash FROM audit_chain_head_locked()' : 'SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1',
+    );
+    let seq = head ? num(head.seq) : 0;
+    let prevHash = head ? str(head.hash) : GENESIS_HASH;
+    const links = events.map((e) => {
+      // Hash exactly what is stored (and read back by a verifier): the JSON round trip drops
+      // undefined members and turns dates into strings.
+      const detailsText = JSON.stringify(e.details ?? {});
+      const fields = {
+        seq: ++seq,
+        at: e.at ?? new Date().toISOString(),
+        actor: e.actor,
+        action: e.action,
+        subject: e.subject,
+        details: JSON.parse(detailsText) as Record<string, unknown>,
+      };
+      const link = { fields, detailsText, prevHash, hash: auditEventHash(prevHash, fields) };
+      prevHash = link.hash;
+      return link;
+    });
+    const inserted = await this.db.all(
+      `INSERT INTO audit_events (at, actor, action, subject, details, seq, prev_hash, hash)
+       VALUES ${valueRows(links.length, 8)} RETURNING id, seq`,
+      links.flatMap((l) => [l.fields.at, l.fields.actor, l.fields.action, l.fields.subject, l.detailsText, l.fields.seq, l.prevHash, l.hash]),
+    );
+    const idBySeq = new Map(inserted.map((r) => [num(r.seq), num(r.id)]));
+    return links.map((l) => ({ id: idBySeq.get(l.fields.seq)!, ...l.fields, prevHash: l.prevHash, hash: l.hash }));
   }
 
   async list(filter: AuditListFilter = {}): Promise<AuditEventRecord[]> {

@@ -3,6 +3,7 @@
 import * as crypto from 'node:crypto';
 import type { Db } from './db.js';
 import { EMPTY_INSTALLED_DIGEST, installedDigest } from './installed-digest.js';
+import { lockDevices } from './row-locks.js';
 import {
   ARTIFACT_COLUMNS,
   ASSIGNMENT_COLUMNS,
@@ -146,15 +147,21 @@ export class SqlDevices {
   async touchLastSeen(entries: ReadonlyArray<{ deviceId: string; at: string }>): Promise<void> {
     if (entries.length === 0) return;
     // One statement per chunk (UPDATE ... FROM, on both engines), one transaction for the
-    // batch: flushes of several replicas are serialized by the write lock, so they cannot
-    // deadlock on each other's row locks. Never moves last_seen_at backwards (a status report,
+    // batch, taking no global lock: on PostgreSQL the devices' rows are locked first, in id
+    // order across the whole batch (row-locks.ts), so flushes of several replicas and status
+    // report batches cannot deadlock on each other's row locks. Never moves last_seen_at backwards (a status report,
     // committed directly, may have set a later time in the meantime).
     // Relaxed durability: a liveness time lost to a power cut is rewritten by the device's
     // next heartbeat, and not paying an fsync per flush keeps the event loop free for calls.
+    const sorted = [...entries].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
     await this.db.writeTransaction(
       async () => {
-        for (let i = 0; i < entries.length; i += TOUCH_CHUNK) {
-          const chunk = entries.slice(i, i + TOUCH_CHUNK);
+        for (let i = 0; i < sorted.length; i += TOUCH_CHUNK) {
+          const chunk = sorted.slice(i, i + TOUCH_CHUNK);
+          await lockDevices(
+            this.db,
+            chunk.map((e) => e.deviceId),
+          );
           await this.db.run(
             `UPDATE devices SET last_seen_at = seen.at FROM (${textRowSet(this.db.dialect, SEEN_COLUMNS)}) AS seen
            WHERE devices.id = seen.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < seen.at)`,
@@ -168,7 +175,7 @@ export class SqlDevices {
           );
         }
       },
-      { relaxedDurability: true },
+      { relaxedDurability: true, lock: 'rows' },
     );
   }
 
@@ -178,10 +185,18 @@ export class SqlDevices {
     // Skipped, nothing is lost: every heartbeat lists the whole set, and the next one is
     // compared with the digest as it then stands. Relaxed durability for the same reason: a
     // set lost to a power cut is sent again.
+    // No global lock: each chunk locks its devices first, in id order (row-locks.ts).
     const written: string[] = [];
     for (let i = 0; i < entries.length; i += INSTALLED_SETS_PER_TRANSACTION) {
       const chunk = entries.slice(i, i + INSTALLED_SETS_PER_TRANSACTION);
-      written.push(...(await this.db.writeTransaction(() => this.replaceInstalledChunk(chunk), { relaxedDurability: true })));
+      const locked = async () => {
+        await lockDevices(
+          this.db,
+          chunk.map((e) => e.deviceId),
+        );
+        return this.replaceInstalledChunk(chunk);
+      };
+      written.push(...(await this.db.writeTransaction(locked, { relaxedDurability: true, lock: 'rows' })));
     }
     return written;
   }

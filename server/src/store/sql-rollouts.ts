@@ -3,6 +3,7 @@
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
+import { lockDevices } from './row-locks.js';
 import { json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
@@ -116,11 +117,20 @@ export class SqlRollouts implements RolloutStore {
 
   async lockForDecision(id: string): Promise<RolloutRecord | undefined> {
     // PostgreSQL: the rollout's row lock, held to the end of the caller's transaction, so a
-    // decision about this rollout is never taken twice at once (on top of the global write
-    // lock, which already serializes write transactions). SQLite: BEGIN IMMEDIATE is enough.
+    // decision about this rollout is never taken twice at once, and taken only once every
+    // status report of its devices in flight has committed (they share-lock the row,
+    // row-locks.ts): the counts read after this are exact. Rollout steps take no global lock.
+    // SQLite: BEGIN IMMEDIATE is enough.
     const sql = this.db.dialect === 'postgres' ? 'SELECT * FROM rollouts WHERE id = ? FOR UPDATE' : 'SELECT * FROM rollouts WHERE id = ?';
     const r = await this.db.get(sql, [id]);
     return r ? rolloutFromRow(r) : undefined;
+  }
+
+  async lockDevices(rolloutId: string): Promise<void> {
+    await lockDevices(
+      this.db,
+      (await this.db.all('SELECT device_id FROM rollout_devices WHERE rollout_id = ?', [rolloutId])).map((r) => str(r.device_id)),
+    );
   }
 
   async list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): Promise<{ items: RolloutRecord[]; total: number }> {
@@ -263,6 +273,12 @@ export class SqlRollouts implements RolloutStore {
     );
     const skipped = rows.filter((r) => r.decommissioned_at !== null).map((r) => str(r.device_name));
     const live = rows.filter((r) => r.decommissioned_at === null);
+    // PostgreSQL: the wave's devices, all at once in id order (row-locks.ts), before their
+    // assignments are superseded: a manual assignment of one of them waits or is seen.
+    await lockDevices(
+      this.db,
+      live.map((r) => str(r.device_id)),
+    );
     const probe = JSON.stringify(rollout.probe);
     for (let from = 0; from < live.length; from += WAVE_CHUNK) {
       // Between chunks: SQLite runs every statement synchronously, so let the event loop answer

@@ -2,6 +2,7 @@
 // state and, when HEALTHY, the installed set, all in one write.
 import type { Db } from './db.js';
 import { installedDigest } from './installed-digest.js';
+import { lockForReports } from './row-locks.js';
 import { installedFromRow, num, REPORT_SLICE, rowSetParams, str, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type { InstalledRecord, NewStatusReport, StatusReportRecord } from './store.js';
 
@@ -45,8 +46,12 @@ export class SqlStatusReports {
     // Committed before the caller acknowledges the reports (the device service commits reports
     // that arrive together in one transaction, store/write-batcher.ts, still before answering).
     // A few statements for the whole set: during a wave of thousands of devices the reports'
-    // round trips under the write lock were what made them queue (docs/benchmarks.md).
+    // round trips under the global write lock were what made them queue (docs/benchmarks.md).
     return this.joiningWrite(async () => {
+      // PostgreSQL, in row-locks.ts order: the reports' rollouts (shared: a step, halt or abort
+      // of one waits for the reports in flight, and they for it), then the devices in id order
+      // (the sequence check and advance below, and the installed set, are per device).
+      await lockForReports(this.db, reports);
       const accepted = reports.map(() => false);
       // A device at most once per round, its reports in the order given: within one statement
       // two rows of one device could not see each other's sequence.

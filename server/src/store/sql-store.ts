@@ -84,6 +84,10 @@ export class SqlStore implements Store {
     return this.db.writeTransaction(async () => fn());
   }
 
+  withRowLocks<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.db.writeTransaction(async () => fn(), { lock: 'rows' });
+  }
+
   /**
    * Runs `fn` in the caller's write transaction when there is one, without a savepoint of its
    * own (on PostgreSQL a savepoint is two more round trips under the global write lock), else

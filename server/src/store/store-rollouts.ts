@@ -112,9 +112,15 @@ export interface RolloutStore {
   get(id: string): Promise<RolloutRecord | undefined>;
   /**
    * The rollout, locked for a decision until the caller's write transaction ends (PostgreSQL:
-   * SELECT ... FOR UPDATE). Call under Store.withWriteLock.
+   * SELECT ... FOR UPDATE, which status report batches of its devices share-lock). Call under
+   * Store.withWriteLock or Store.withRowLocks, before any device row lock (row-locks.ts).
    */
   lockForDecision(id: string): Promise<RolloutRecord | undefined>;
+  /**
+   * Locks the rows of every device of the rollout, at once in id order (PostgreSQL; nothing
+   * on SQLite), for a decision that then writes to several of them one by one (abort revert).
+   */
+  lockDevices(rolloutId: string): Promise<void>;
   /** How many rollouts are in each status (metrics). */
   countByStatus(): Promise<Record<string, number>>;
   list(filter: { fleet?: string; status?: RolloutStatusValue; limit: number; offset: number }): Promise<{ items: RolloutRecord[]; total: number }>;

@@ -255,13 +255,22 @@ export interface LogRequestStore {
 export interface Store {
   /**
    * Runs `fn` holding the database write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: a
-   * transaction holding the global write advisory lock). Other processes and replicas wait
-   * for it, which is what serializes TUF publishing across a running `serve`, other replicas
+   * transaction holding the global write advisory lock). Other processes' and replicas'
+   * withWriteLock transactions wait for it (withRowLocks ones wait only for the rows they share), which is what serializes TUF publishing across a running `serve`, other replicas
    * and CLI invocations. Calls made inside `fn` (same async context) join the transaction (as
    * a savepoint). Commits when `fn` resolves, rolls back when it rejects. Never await, inside
    * `fn`, a promise started outside it that uses the store: it would wait for `fn` to end.
    */
   withWriteLock<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in a write transaction that takes no global lock on PostgreSQL: only the row
+   * locks its statements take (row-locks.ts gives their order; docs/architecture.md "Write
+   * locks on PostgreSQL" what each protects), so replicas' status reports, liveness writes
+   * and rollout steps of different rollouts run side by side. Only for bodies whose store
+   * calls take the locks they need themselves (recordStatusReports, appendAuditEvents,
+   * rollout decisions through rollouts.lockForDecision). SQLite: as withWriteLock.
+   */
+  withRowLocks<T>(fn: () => T | Promise<T>): Promise<T>;
   readonly dialect: 'sqlite' | 'postgres';
   schemaVersion(): Promise<number>;
   /** One round trip to the database (readiness). */
@@ -347,7 +356,11 @@ export interface Store {
   /** Paginated read models of the operator API. */
   readonly operatorViews: OperatorViewStore;
 
-  /** Appends one event to the hash chain (seq, prev_hash and hash computed under the write lock). */
+  /**
+   * Appends one event to the hash chain (seq, prev_hash and hash computed under the chain's
+   * lock; on PostgreSQL at commit, so inside a transaction the record returned is complete
+   * only once that transaction has committed).
+   */
   appendAudit(event: NewAuditEvent): Promise<AuditEventRecord>;
   /**
    * Appends events to the hash chain in the order given, in one statement. Inside a write

@@ -4,6 +4,8 @@
 // after the transaction holding its write has committed (a status report is never
 // acknowledged before it is durable), but a wave of thousands of reports costs one commit
 // (one fsync, one lock round trip) and a few statements per batch instead of per report.
+// The transaction is a withRowLocks one: on PostgreSQL it waits only for the rows (devices,
+// rollouts) its writes lock, not for every other replica's writes.
 //
 // A batch whose writes fail is rare (a statement failed); then it is rolled back and each of
 // its writes is applied again in a transaction of its own, so one failing write takes nothing
@@ -23,7 +25,7 @@ export class WriteBatcher<I, O> {
   private committing = false;
 
   constructor(
-    private readonly store: Pick<Store, 'withWriteLock'>,
+    private readonly store: Pick<Store, 'withRowLocks'>,
     /** Writes the items inside the write transaction; one result per item, in order. */
     private readonly apply: (items: I[]) => Promise<O[]>,
     /**
@@ -51,7 +53,7 @@ export class WriteBatcher<I, O> {
         let results: O[] | undefined;
         let applyFailed = false;
         try {
-          results = await this.store.withWriteLock(() =>
+          results = await this.store.withRowLocks(() =>
             this.applyChecked(batch.map((p) => p.item)).catch((err: unknown) => {
               applyFailed = true;
               throw err;
@@ -82,7 +84,7 @@ export class WriteBatcher<I, O> {
   private async oneByOne(batch: Array<Pending<I, O>>): Promise<void> {
     for (const p of batch) {
       try {
-        p.resolve((await this.store.withWriteLock(() => this.applyChecked([p.item])))[0]!);
+        p.resolve((await this.store.withRowLocks(() => this.applyChecked([p.item])))[0]!);
       } catch (err) {
         p.reject(err);
       }
