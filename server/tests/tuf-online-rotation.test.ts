@@ -243,7 +243,14 @@ describe('tuf import activates the pending keys', () => {
     const result = await cli.tuf.importSigned({ root: fs.readFileSync(root), targets: fs.readFileSync(targets) }, { onInstalled: (r) => audited.push(r.activatedOnlineKeys) });
     expect(result.activatedOnlineKeys).toEqual({ keyids: pending.keyids, replaced: pending.replaces, stagedAt: pending.stagedAt });
     expect(audited).toEqual([result.activatedOnlineKeys]);
-    expect(result.versions).toMatchObject({ root: before.root + 1, targets: before.targets + 1, publisher: before.publisher! + 1, snapshot: before.snapshot + 1 });
+    // Two commits: the bridge (snapshot and timestamp signed by old and new keys), then the activation.
+    expect(result.versions).toMatchObject({
+      root: before.root + 1,
+      targets: before.targets + 1,
+      publisher: before.publisher! + 1,
+      snapshot: before.snapshot + 2,
+      timestamp: before.timestamp + 2,
+    });
     expect(Object.keys(result.versions.bins ?? {})).toHaveLength(128);
     // Keys: the pending ones are now ROLE.pem; no pending file, no manifest; the old private keys are nowhere on disk.
     for (const role of ['snapshot', 'timestamp', 'publisher'] as const) expect(keyIdIn(path.join(keysDir(), `${role}.pem`))).toBe(pending.keyids[role]);
@@ -251,8 +258,16 @@ describe('tuf import activates the pending keys', () => {
     const onDisk = keyidsOnDisk();
     for (const role of ['snapshot', 'timestamp', 'publisher'] as const) expect(onDisk).not.toContain(old.keys[role].keyid);
     expect(cli.tuf.pendingOnlineRotation()).toBeUndefined();
-    expect(signerOf('timestamp.json')).toEqual([pending.keyids.timestamp]);
-    expect(signerOf(liveSnapshotFile())).toEqual([pending.keyids.snapshot]);
+    // The bridge: a device reading the new timestamp with the previous root, or the reverse, verifies it.
+    expect(signerOf('timestamp.json')).toEqual([pending.keyids.timestamp, old.keys.timestamp.keyid]);
+    expect(signerOf(liveSnapshotFile())).toEqual([pending.keyids.snapshot, old.keys.snapshot.keyid]);
+    const previousRoot = Metadata.fromJSON(MetadataKind.Root, JSON.parse(fs.readFileSync(path.join(metadataDir(), `${before.root}.root.json`), 'utf8')));
+    const liveTimestamp = Metadata.fromJSON(MetadataKind.Timestamp, JSON.parse(fs.readFileSync(path.join(metadataDir(), 'timestamp.json'), 'utf8')));
+    expect(() => previousRoot.verifyDelegate('timestamp', liveTimestamp)).not.toThrow();
+    const bridge = Metadata.fromJSON(MetadataKind.Snapshot, JSON.parse(fs.readFileSync(path.join(metadataDir(), `${before.snapshot + 1}.snapshot.json`), 'utf8')));
+    const newRoot = Metadata.fromJSON(MetadataKind.Root, JSON.parse(fs.readFileSync(path.join(metadataDir(), 'root.json'), 'utf8')));
+    expect(() => newRoot.verifyDelegate('snapshot', bridge)).not.toThrow();
+    expect(() => previousRoot.verifyDelegate('snapshot', bridge)).not.toThrow();
     expect(t.ctx.tuf.keyCustody()).toEqual({ online: ['snapshot', 'timestamp', 'publisher'], offline: ['root', 'targets'] });
 
     // A device enrolled with root v1 walks every root to the new one and finds targets published before and after.
@@ -264,6 +279,7 @@ describe('tuf import activates the pending keys', () => {
     // The re-signer (the running serve) uses the new keys.
     const resigned = await t.ctx.tuf.refreshExpiring(new Date(Date.now() + 30 * 86_400_000));
     expect(resigned.resigned).toContain('timestamp');
+    // From now on signed by the new keys alone.
     expect(signerOf('timestamp.json')).toEqual([pending.keyids.timestamp]);
   });
 

@@ -11,25 +11,31 @@
 //     snapshot signed with the new keys, the new root, then timestamp.json (the commit point,
 //     commit.ts). Devices update root first and verify timestamp and snapshot with the new
 //     root's keys (spec 5.3, 5.3.11), then targets -> publisher -> bins.
+//     The snapshot and timestamp of that commit, and of a commit just before it, carry the
+//     signatures of both the old and the new keys (a bridge): files are fetched one by one, so
+//     a device may read the new root with the previous timestamp, or the old root with the new
+//     timestamp; either way it verifies (spec 4.1: signatures by keys a role does not list are
+//     ignored), and no assignment fails because the rotation happened under it.
 //  3. After the commit each pending key is renamed over the active one (the old private key
 //     is unlinked) and the manifest removed. Until then, also after a crash, the signing code
 //     takes whichever of the two keys the trusted metadata lists (key-custody.ts), and the next
 //     open of the data dir finishes the renames (`promotePendingKeys`).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Metadata, Targets, type Root } from '@tufjs/models';
+import { Metadata, MetadataKind, Targets, Timestamp, type Root, type Snapshot } from '@tufjs/models';
 import { fsyncDirSync, PRIVATE_FILE_MODE, renameDurableSync, writeFileAtomicSync } from '@meshanics/core/kit';
 import { MeshError } from '../errors.js';
 import { allBinNames, binsDelegation, binsOf, readBin } from './bins.js';
-import type { RepositoryChange } from './commit.js';
+import { buildCandidate, writeCandidate, type Candidate, type RepositoryChange } from './commit.js';
 import { publisherRole } from './delegation.js';
 import { TufError } from './errors.js';
 import { onlineKeysExport, type OnlineKeysExport } from './key-custody.js';
-import { exportPublicKey, generateKeyFile, loadOrCreateRoleKey, readRoleKey } from './keys.js';
+import { exportPublicKey, generateKeyFile, loadOrCreateRoleKey, readRoleKey, signMetadata, type RoleKey } from './keys.js';
 import { expiresAt, PUBLISHER_ROLE } from './lifetimes.js';
-import { TUF_SPEC_VERSION, type MetadataFiles } from './metadata-files.js';
+import { metaFileFor, serialize, TUF_SPEC_VERSION, type MetadataFiles } from './metadata-files.js';
 import { pendingKeyFile, readPendingKey } from './pending-keys.js';
-import type { RepositoryState } from './state.js';
+import { readState, type RepositoryState, type RepositoryVersions } from './state.js';
+import { lookupsFor, verifyCandidate } from './verification-gate.js';
 
 /** The roles `tuf rotate-online` replaces together. */
 export const ONLINE_ROLES = ['snapshot', 'timestamp', PUBLISHER_ROLE] as const;
@@ -151,8 +157,9 @@ export function checkImportedOnlineKeys(keysDir: string, root: Root, targets: Ta
     const listed = listedKeyIDs(role, root, targets);
     const active = readRoleKey(keysDir, role)?.key.keyID;
     const only = listed?.keyIDs.length === 1 && listed.threshold === 1 ? listed.keyIDs[0] : undefined;
-    if (only !== undefined && only === active) return 'active';
+    // Pending first: after a crash part-way through the renames a promoted key is both.
     if (only !== undefined && pending && only === pending.keyids[role]) return 'pending';
+    if (only !== undefined && only === active) return 'active';
     // Worded as before rotations existed (operators and tests match on it), plus the pending key.
     const where = role === PUBLISHER_ROLE ? `targets v${targets.version}` : `root v${root.version}`;
     throw new TufError(
@@ -225,4 +232,72 @@ export function promotePendingKeys(keysDir: string, state: RepositoryState): Onl
     fsyncDirSync(keysDir);
   }
   return promoted;
+}
+
+/** A change that installs a root naming the staged snapshot and timestamp keys. */
+export function activates(keysDir: string, change: RepositoryChange): boolean {
+  const pending = readPendingRotation(keysDir);
+  return !!pending && !!change.root && change.root.signed.roles.snapshot?.keyIDs.includes(pending.keyids.snapshot) === true;
+}
+
+/** The two keys of a role during a rotation: the active and the pending one, by key id. */
+function bothKeys(keysDir: string, role: 'snapshot' | 'timestamp'): Map<string, RoleKey> {
+  const keys = new Map<string, RoleKey>();
+  for (const key of [readRoleKey(keysDir, role), readPendingKey(keysDir, role)]) if (key) keys.set(key.key.keyID, key);
+  return keys;
+}
+
+/**
+ * Adds to the candidate's snapshot and timestamp the signature of the role's other key (the
+ * pending one when it was signed with the active one, and the reverse). The timestamp is
+ * re-signed because the snapshot's bytes, which it hashes, change.
+ */
+export function withBridgeSignatures(keysDir: string, candidate: Candidate): Candidate {
+  const files = [...candidate.files];
+  const snapshotAt = files.findIndex(([name]) => /^[0-9]+\.snapshot\.json$/.test(name));
+  const timestampAt = files.findIndex(([name]) => name === 'timestamp.json');
+  if (snapshotAt < 0 || timestampAt < 0) throw new MeshError('MESH_ERR_TUF_SIGNING_FAILED', 'an online-key activation must re-sign snapshot and timestamp');
+  const signAll = (md: Metadata<Snapshot> | Metadata<Timestamp>, role: 'snapshot' | 'timestamp', signedBy: string): void => {
+    const keys = bothKeys(keysDir, role);
+    const first = keys.get(signedBy);
+    if (!first || keys.size !== 2) throw new MeshError('MESH_ERR_DATADIR_CORRUPT', `an online-key activation needs both the active and the pending ${role} key in the data dir`);
+    signMetadata(md, first);
+    for (const key of keys.values()) if (key !== first) signMetadata(md, key, true);
+  };
+  const snapshot = Metadata.fromJSON(MetadataKind.Snapshot, JSON.parse(files[snapshotAt]![1].toString('utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
+  signAll(snapshot, 'snapshot', Object.keys(snapshot.signatures)[0]!);
+  const snapshotBytes = serialize(snapshot);
+  files[snapshotAt] = [files[snapshotAt]![0], snapshotBytes];
+  const signed = Metadata.fromJSON(MetadataKind.Timestamp, JSON.parse(files[timestampAt]![1].toString('utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
+  const { version, specVersion, expires } = signed.signed;
+  const timestamp = new Metadata(new Timestamp({ version, specVersion, expires, snapshotMeta: metaFileFor(snapshot.signed.version, snapshotBytes) }));
+  signAll(timestamp, 'timestamp', Object.keys(signed.signatures)[0]!);
+  files[timestampAt] = ['timestamp.json', serialize(timestamp)];
+  return { ...candidate, files };
+}
+
+/**
+ * The activating commit, in two steps under the same write lock, each verified by the device's
+ * TUF client before it is written (verification-gate.ts):
+ *  1. snapshot and timestamp re-signed, unchanged, by the old and the new keys: once it is
+ *     live, a device that reads the new root before the new timestamp still verifies;
+ *  2. targets, publisher, bins, the new root and then timestamp, snapshot and timestamp again
+ *     signed by both: a device still on the old root that reads the new timestamp verifies it
+ *     too (checked below by a client that is not given the new root, when the targets keys are
+ *     unchanged; with new targets keys no old-root client can verify the new targets anyway).
+ */
+export async function commitActivation(keysDir: string, files: MetadataFiles, state: RepositoryState, change: RepositoryChange, now: Date): Promise<RepositoryVersions> {
+  const bridge = withBridgeSignatures(keysDir, buildCandidate(keysDir, state, { snapshot: true }, now));
+  await verifyCandidate(files, state, bridge, lookupsFor(state, { snapshot: true }, []));
+  writeCandidate(files, bridge);
+  const bridged = readState(files);
+  const full = withPublisherKeyChange(files, bridged, change, now);
+  const candidate = withBridgeSignatures(keysDir, buildCandidate(keysDir, bridged, full, now));
+  const lookups = lookupsFor(bridged, full, []);
+  await verifyCandidate(files, bridged, candidate, lookups);
+  const newRoot = change.root!.signed;
+  if (newRoot.roles.targets?.keyIDs.join() === bridged.root.metadata.signed.roles.targets?.keyIDs.join()) {
+    await verifyCandidate(files, bridged, { ...candidate, files: candidate.files.filter(([name]) => !name.endsWith('root.json')) }, lookups);
+  }
+  return writeCandidate(files, candidate);
 }

@@ -369,7 +369,9 @@ export class TufRepository {
       if (!state.publisher && onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) state = await this.migrateToDelegation(state, now);
       const published = this.allTargetPaths(state);
       const result = await importSigned(this.paths.keysDir, state, input, now, { published, onInstalled: options.onInstalled }, (s, change) =>
-        this.commit(s, rotation.withPublisherKeyChange(this.files, s, change, now), now),
+        rotation.activates(this.paths.keysDir, change)
+          ? rotation.commitActivation(this.paths.keysDir, this.files, s, change, now)
+          : this.commit(s, rotation.withPublisherKeyChange(this.files, s, change, now), now),
       );
       // Committed: pending keys the metadata now names replace the active ones (online-rotation.ts).
       rotation.promotePendingKeys(this.paths.keysDir, this.readState());
