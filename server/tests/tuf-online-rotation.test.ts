@@ -6,10 +6,14 @@
 import * as crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Metadata, MetadataKind } from '@tufjs/models';
-import { Updater } from 'tuf-js';
+import { BaseFetcher, Updater } from 'tuf-js';
+import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
 import { openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
@@ -304,6 +308,80 @@ describe('tuf import activates the pending keys', () => {
     for (const role of ['snapshot', 'timestamp', 'publisher'] as const) expect(keyIdIn(path.join(keysDir(), `${role}.pem`))).toBe(keyids[role]);
     expect(fs.readdirSync(keysDir()).filter((f) => f.startsWith('pending'))).toEqual([]);
     expect(cli.tuf.pendingOnlineRotation()).toBeUndefined();
+  });
+});
+
+/**
+ * Serves the repository as it was at two moments: root files from `rootsFrom`, every other
+ * file from `restFrom`. A device fetches root first and timestamp after (spec 5.3, 5.4), so a
+ * commit landing between the two gives it exactly that mix.
+ */
+class MixedStateFetcher extends BaseFetcher {
+  constructor(
+    private readonly rootsFrom: string,
+    private readonly restFrom: string,
+  ) {
+    super();
+  }
+
+  override fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+    const name = decodeURIComponent(url.slice(url.lastIndexOf('/') + 1));
+    const file = path.join(name.endsWith('root.json') ? this.rootsFrom : this.restFrom, name);
+    if (!fs.existsSync(file)) return Promise.reject(new DownloadHTTPError(`${name}: not found`, 404));
+    return Promise.resolve(Readable.toWeb(fs.createReadStream(file)) as ReadableStream<Uint8Array<ArrayBuffer>>);
+  }
+}
+
+describe('a device reading across the activation (the window between the root and the timestamp renames)', () => {
+  it('verifies every mix of an earlier root listing and a later timestamp chain, from the root it trusted before', async () => {
+    const { file, keyids } = await stage();
+    const { root, targets } = signFrom(file);
+    const published = await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(300)), name: 'detector', version: '4.0.0', kind: 'model' });
+    const trusted = t.ctx.tuf.versions().root;
+    const copyState = (): string => {
+      const dir = tempDir();
+      for (const f of fs.readdirSync(metadataDir())) if (!f.startsWith('.')) fs.copyFileSync(path.join(metadataDir(), f), path.join(dir, f));
+      return dir;
+    };
+    // Every state a reader can see: before, and after each atomic rename in the metadata dir.
+    const states = [copyState()];
+    const rename = fsModule.renameSync;
+    fsModule.renameSync = (from: fs.PathLike, to: fs.PathLike) => {
+      rename(from, to);
+      if (path.dirname(String(to)) === metadataDir()) states.push(copyState());
+    };
+    syncBuiltinESMExports();
+    try {
+      await importFiles({ root, targets });
+    } finally {
+      fsModule.renameSync = rename;
+      syncBuiltinESMExports();
+    }
+    // The bridge commit (timestamp), then the activation (N+1.root.json, root.json, timestamp).
+    expect(states).toHaveLength(5);
+    const failures: string[] = [];
+    for (let i = 0; i < states.length; i++) {
+      for (let j = i; j < states.length; j++) {
+        const dir = tempDir();
+        fs.copyFileSync(path.join(states[0]!, `${trusted}.root.json`), path.join(dir, 'root.json'));
+        const updater = new Updater({
+          metadataDir: dir,
+          targetDir: tempDir(),
+          metadataBaseUrl: 'https://repository.invalid/tuf/metadata',
+          targetBaseUrl: 'https://repository.invalid/tuf/targets',
+          fetcher: new MixedStateFetcher(states[i]!, states[j]!),
+        });
+        try {
+          await updater.refresh();
+          const info = await updater.getTargetInfo(published.targetPath);
+          if (info?.hashes.sha256 !== published.sha256) failures.push(`roots from state ${i}, rest from ${j}: target not found`);
+        } catch (err) {
+          failures.push(`roots from state ${i}, rest from ${j}: ${(err as Error).message}`);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(keyIdIn(path.join(keysDir(), 'timestamp.pem'))).toBe(keyids.timestamp);
   });
 });
 
