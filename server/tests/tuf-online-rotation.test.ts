@@ -235,7 +235,7 @@ describe('tuf import of a rotation refuses, changing nothing', () => {
 });
 
 describe('tuf import activates the pending keys', () => {
-  it('in one commit: new root and targets, publisher and every bin re-signed; old private keys deleted; a client pinned to v1 follows', async () => {
+  it('in one import: new root and targets, publisher and every bin re-signed; old private keys deleted; a client pinned to v1 follows', async () => {
     const old = await cli.tuf.onlineKeys();
     // Re-export after the ordinary import above: same pending keys, current versions.
     const { exported, pending } = await cli.tuf.exportOnlineRotation();

@@ -21,7 +21,7 @@ export const TUF_ROTATE_COMMANDS: Command[] = [
       '  --abandon              delete the pending keys of a rotation not yet imported',
       '  --out FILE             the export for the offline machine: `tuf sign-root --online-keys FILE` and',
       '                         `tuf sign-targets --online-keys FILE`; then `tuf import --root R --targets T` here',
-      '                         activates the new keys in one commit and deletes the old private keys',
+      '                         activates all three at once (the switch is signed by old and new keys) and deletes the old private keys',
       '  Without a mode: prints the staged rotation, if any.',
       '  Refuses with MESH_ERR_TUF_ROTATION_PENDING while one is staged, MESH_ERR_TUF_ROTATION_NONE when none is.',
     ],

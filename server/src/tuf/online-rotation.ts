@@ -7,15 +7,16 @@
 //     staged rotation, only leftovers that the next stage removes), and exports their public
 //     halves in the `tuf online-keys` format for `tuf sign-root` / `tuf sign-targets`.
 //  2. `tuf import --root --targets` with metadata naming the pending keys activates them in
-//     one commit: targets and a publisher version delegating to the new key, every bin and
+//     one import: targets and a publisher version delegating to the new key, every bin and
 //     snapshot signed with the new keys, the new root, then timestamp.json (the commit point,
 //     commit.ts). Devices update root first and verify timestamp and snapshot with the new
 //     root's keys (spec 5.3, 5.3.11), then targets -> publisher -> bins.
 //     The snapshot and timestamp of that commit, and of a commit just before it, carry the
 //     signatures of both the old and the new keys (a bridge): files are fetched one by one, so
 //     a device may read the new root with the previous timestamp, or the old root with the new
-//     timestamp; either way it verifies (spec 4.1: signatures by keys a role does not list are
-//     ignored), and no assignment fails because the rotation happened under it.
+//     timestamp; either way it verifies (spec 5.4.2, 5.5.3 ask for a threshold of the keys the
+//     trusted root lists; a signature by another key does not count, nor does it spoil the
+//     others), and no assignment fails because the rotation happened under it.
 //  3. After the commit each pending key is renamed over the active one (the old private key
 //     is unlinked) and the manifest removed. Until then, also after a crash, the signing code
 //     takes whichever of the two keys the trusted metadata lists (key-custody.ts), and the next
