@@ -166,12 +166,12 @@ describe('online key rotation under a running fleet of real agents', () => {
       { timeoutMs: 90_000 },
     );
     expect(waiting.status).toBe('waiting_approval');
-    // The second wave starts as the import runs: its agent resolves (TUF refresh) within a
-    // heartbeat of the approval, while the import's two commits are being written or just after.
-    const [, imported] = await Promise.all([
-      serverCli(serverDir, ['rollout', 'approve', r.id]),
-      serverCli(serverDir, ['tuf', 'import', '--root', rotation.root, '--targets', rotation.targets]),
-    ]);
+    // The second wave starts as the import runs: its agent gets the assignment within a heartbeat
+    // of the approval, while the import's commits are being written or just before. (Approve
+    // first, not at the same time: two CLI writers contend for the SQLite write lock, and the
+    // import holds it for its whole commit, seconds on a busy machine.)
+    await serverCli(serverDir, ['rollout', 'approve', r.id]);
+    const imported = await serverCli(serverDir, ['tuf', 'import', '--root', rotation.root, '--targets', rotation.targets]);
     expect(imported.activatedOnlineKeys.keyids).toEqual(rotation.next);
     expectRotated(rotation);
     const done = await expectAllHealthy(r.id, '2.0.0');
