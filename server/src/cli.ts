@@ -16,6 +16,7 @@ import { APIKEY_COMMANDS } from './cli/apikey-commands.js';
 import { GROUP_COMMANDS, ROLLOUT_COMMANDS } from './cli/rollout-commands.js';
 import { PLUGIN_SCHEMA_COMMANDS } from './cli/plugin-schema-commands.js';
 import { TUF_COMMANDS } from './cli/tuf-commands.js';
+import { TUF_ROTATE_COMMANDS } from './cli/tuf-rotate-commands.js';
 import { BACKUP_COMMANDS } from './cli/backup-commands.js';
 import { MeshError } from './errors.js';
 
@@ -31,6 +32,7 @@ const COMMANDS: Command[] = [
   ...APIKEY_COMMANDS,
   ...PLUGIN_SCHEMA_COMMANDS,
   ...TUF_COMMANDS,
+  ...TUF_ROTATE_COMMANDS,
   ...BACKUP_COMMANDS,
 ];
 

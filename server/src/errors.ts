@@ -67,6 +67,11 @@ export const ERROR_TABLE = {
   MESH_ERR_TUF_METADATA_INVALID: { kind: 'internal', summary: 'The TUF repository metadata on disk is invalid' },
   MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE: { kind: 'invalid', summary: 'The metadata this change would sign does not verify with the device TUF client; nothing was changed' },
   MESH_ERR_TUF_SIGNING_FAILED: { kind: 'internal', summary: 'Signing TUF metadata failed' },
+  MESH_ERR_TUF_ROTATION_PENDING: {
+    kind: 'conflict',
+    summary: 'An online-key rotation is already staged (or already named by trusted metadata); import, re-export or abandon it first',
+  },
+  MESH_ERR_TUF_ROTATION_NONE: { kind: 'invalid', summary: 'No online-key rotation is staged, or the repository cannot have one yet' },
   MESH_ERR_PROBE_UNKNOWN_TYPE: { kind: 'invalid', summary: 'No probe plugin handles this type' },
   MESH_ERR_PROBE_INVALID: { kind: 'invalid', summary: 'The probe does not match its schema' },
   MESH_ERR_PLUGIN_SCHEMA_INVALID: { kind: 'invalid', summary: 'A custom plugin schema module cannot be added' },

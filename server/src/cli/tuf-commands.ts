@@ -210,6 +210,8 @@ export const TUF_COMMANDS: Command[] = [
               if (r.root) await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.root_imported', subject: `tuf:root@${r.root.version}`, details: { ...r.root } });
               if (r.targets)
                 await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.targets_imported', subject: `tuf:targets@${r.targets.version}`, details: { ...r.targets } });
+              if (r.activatedOnlineKeys)
+                await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_rotated', subject: 'tuf:keys', details: { ...r.activatedOnlineKeys } });
               if (r.removedOnlineKeys.length > 0) {
                 await ctx.store.appendAudit({ at, actor: 'operator:cli', action: 'tuf.online_keys_removed', subject: 'tuf:keys', details: { roles: r.removedOnlineKeys } });
               }

@@ -19,8 +19,9 @@ import type { RepositoryChange } from './commit.js';
 import { checkImportedDelegation } from './delegation.js';
 import { TufError } from './errors.js';
 import { onlineRoleKey } from './key-custody.js';
-import { loadOrCreateRoleKey, readRoleKey, signMetadata } from './keys.js';
-import { expiresAt, PUBLISHER_ROLE, TUF_ROLES, type TufRole } from './lifetimes.js';
+import { readRoleKey, signMetadata } from './keys.js';
+import { expiresAt, TUF_ROLES, type TufRole } from './lifetimes.js';
+import { checkImportedOnlineKeys, importablePublisherKeyID, type OnlineKeyActivation } from './online-rotation.js';
 import { TUF_SPEC_VERSION } from './metadata-files.js';
 import type { RepositoryState, RepositoryVersions } from './state.js';
 import { describeThreshold, parseSignedFile, thresholdStatus, type ThresholdStatus } from './threshold.js';
@@ -43,6 +44,8 @@ export interface ImportResult {
   targets?: { version: number; delegatedPaths: string[]; signedBy: string[] };
   /** Online copies of root/targets private keys deleted because the new root no longer trusts them. */
   removedOnlineKeys: TufRole[];
+  /** Set when the import named the keys staged by `tuf rotate-online`: they replace the active ones. */
+  activatedOnlineKeys?: OnlineKeyActivation;
   versions: RepositoryVersions;
 }
 
@@ -120,15 +123,8 @@ export async function importSigned(
       md,
       previousHint,
     );
-    for (const role of ['snapshot', 'timestamp'] as const) {
-      const held = readRoleKey(keysDir, role);
-      if (!held || !md.signed.roles[role]?.keyIDs.includes(held.key.keyID) || md.signed.roles[role].threshold !== 1) {
-        throw new TufError(
-          'MESH_ERR_TUF_IMPORT_ONLINE_KEYS',
-          `root v${version} must list this server's ${role} key ${held?.key.keyID ?? '(missing)'} with threshold 1 (export it with \`tuf online-keys\`)`,
-        );
-      }
-    }
+    // Snapshot and timestamp keys: the active ones, or the pending ones of a staged rotation (online-rotation.ts).
+    checkImportedOnlineKeys(keysDir, md.signed, state.targets.metadata.signed, ['snapshot', 'timestamp']);
     trustedRoot = md;
     rootResult = {
       version,
@@ -154,8 +150,7 @@ export async function importSigned(
       'targets',
       md,
     );
-    const publisherKey = loadOrCreateRoleKey(keysDir, PUBLISHER_ROLE);
-    const role = checkImportedDelegation(md.signed, publisherKey.key.keyID, context.published);
+    const role = checkImportedDelegation(md.signed, importablePublisherKeyID(keysDir, md.signed), context.published);
     newTargets = md;
     targetsResult = { version, delegatedPaths: [...(role.paths ?? [])], signedBy: signed.signedBy };
   } else {
@@ -178,6 +173,7 @@ export async function importSigned(
     newTargets && !state.publisher
       ? new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: expiresAt('publisher', now), targets: state.targets.metadata.signed.targets })
       : undefined;
+  const activatedOnlineKeys = checkImportedOnlineKeys(keysDir, trustedRoot.signed, newTargets?.signed ?? state.targets.metadata.signed);
   const removedOnlineKeys = (['root', 'targets'] as const).filter((r) => {
     const held = readRoleKey(keysDir, r);
     return held !== undefined && !trustedRoot.signed.roles[r]?.keyIDs.includes(held.key.keyID);
@@ -186,6 +182,7 @@ export async function importSigned(
     ...(rootResult ? { root: rootResult } : {}),
     ...(targetsResult ? { targets: targetsResult } : {}),
     removedOnlineKeys,
+    ...(activatedOnlineKeys ? { activatedOnlineKeys } : {}),
     versions: {
       root: trustedRoot.signed.version,
       targets: newTargets?.signed.version ?? state.targets.metadata.signed.version,

@@ -6,6 +6,7 @@ import { MeshError } from '../errors.js';
 import { publisherRole } from './delegation.js';
 import { exportPublicKey, readRoleKey, roleKeyFile, type PublicKeyExport, type RoleKey } from './keys.js';
 import { PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
+import { readPendingKey } from './pending-keys.js';
 import type { RepositoryState } from './state.js';
 
 export const ONLINE_KEYS_FORMAT = 'meshanics-tuf-online-keys/1';
@@ -29,19 +30,24 @@ type Trusted = { keyIDs: string[] } | undefined;
 /** The role's key from disk, checked against the metadata that delegates to it. */
 export function trustedRoleKey(keysDir: string, role: SigningRole, trusted: Trusted): RoleKey {
   const key = readRoleKey(keysDir, role);
-  if (!key) {
+  if (!key && !readPendingKey(keysDir, role)) {
     throw new MeshError('MESH_ERR_TUF_SIGNING_FAILED', `the data dir holds no ${role} key (${keysDir}/${role}.pem); it is kept offline`);
   }
-  if (!trusted?.keyIDs.includes(key.key.keyID)) {
-    throw new MeshError('MESH_ERR_DATADIR_CORRUPT', `the ${role} key on disk (${key.key.keyID}) is not one the trusted metadata lists for ${role}`);
+  const listed = onlineRoleKey(keysDir, role, trusted);
+  if (!listed) {
+    throw new MeshError('MESH_ERR_DATADIR_CORRUPT', `the ${role} key on disk (${key?.key.keyID ?? 'pending only'}) is not one the trusted metadata lists for ${role}`);
   }
-  return key;
+  return listed;
 }
 
-/** The key if the data dir holds a trusted one, else undefined (offline). */
+/**
+ * The key if the data dir holds a trusted one, else undefined (offline). A key staged by
+ * `tuf rotate-online` counts as soon as the trusted metadata lists it: from the commit of its
+ * activation until the rename that promotes it (online-rotation.ts), also after a crash there.
+ */
 export function onlineRoleKey(keysDir: string, role: SigningRole, trusted: Trusted): RoleKey | undefined {
-  const key = readRoleKey(keysDir, role);
-  return key && trusted?.keyIDs.includes(key.key.keyID) ? key : undefined;
+  for (const key of [readRoleKey(keysDir, role), readPendingKey(keysDir, role)]) if (key && trusted?.keyIDs.includes(key.key.keyID)) return key;
+  return undefined;
 }
 
 /** Which keys sit in the data dir: the start-up log warns while root or targets is among them. */

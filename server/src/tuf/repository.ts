@@ -19,6 +19,7 @@ import { DEFAULT_DELEGATED_PATHS, publisherDelegation, publisherRole } from './d
 import { importSigned, type ImportInput, type ImportResult } from './import-signed.js';
 import { keyCustodyOf, onlineKeysExport, onlineRoleKey, type KeyCustody, type OnlineKeysExport } from './key-custody.js';
 import { loadOrCreateRoleKey, signMetadata, type RoleKey } from './keys.js';
+import * as rotation from './online-rotation.js';
 import { expiresAt, isDueForResigning, PUBLISHER_ROLE, TUF_ROLES, type SigningRole, type TufRole } from './lifetimes.js';
 import { MetadataFiles, metaFileFor, serialize, sha256Hex, TUF_SPEC_VERSION, type TufRepositoryPaths } from './metadata-files.js';
 import { signedTarget, withoutTarget, withTargets, type NewTarget } from './publishing.js';
@@ -66,7 +67,11 @@ export class TufRepository {
         } catch {
           state = undefined;
         }
-        if (state) await this.migrate(state, now);
+        if (state) {
+          state = await this.migrate(state, now);
+          // Finishes an online-key activation a crash interrupted after its commit (online-rotation.ts).
+          rotation.promotePendingKeys(this.paths.keysDir, state);
+        }
         return false;
       }
       const keys = Object.fromEntries(TUF_ROLES.map((role) => [role, loadOrCreateRoleKey(this.paths.keysDir, role)])) as Record<TufRole, RoleKey>;
@@ -363,7 +368,34 @@ export class TufRepository {
       let state = this.readState();
       if (!state.publisher && onlineRoleKey(this.paths.keysDir, 'targets', state.root.metadata.signed.roles.targets)) state = await this.migrateToDelegation(state, now);
       const published = this.allTargetPaths(state);
-      return importSigned(this.paths.keysDir, state, input, now, { published, onInstalled: options.onInstalled }, (s, change) => this.commit(s, change, now));
+      const result = await importSigned(this.paths.keysDir, state, input, now, { published, onInstalled: options.onInstalled }, (s, change) =>
+        rotation.activates(this.paths.keysDir, change)
+          ? rotation.commitActivation(this.paths.keysDir, this.files, s, change, now)
+          : this.commit(s, rotation.withPublisherKeyChange(this.files, s, change, now), now),
+      );
+      // Committed: pending keys the metadata now names replace the active ones (online-rotation.ts).
+      rotation.promotePendingKeys(this.paths.keysDir, this.readState());
+      return result;
     });
+  }
+
+  /** `tuf rotate-online --stage`: new snapshot, timestamp and publisher keys, pending until `tuf import` names them. */
+  stageOnlineRotation(now = new Date()): Promise<{ pending: rotation.PendingRotation; exported: OnlineKeysExport }> {
+    return this.lock(async () => rotation.stageRotation(this.paths.keysDir, await this.migrate(this.readState(), now), now));
+  }
+
+  /** The staged rotation's export again (the offline machine lost it). */
+  exportOnlineRotation(): Promise<{ pending: rotation.PendingRotation; exported: OnlineKeysExport }> {
+    return this.lock(async () => rotation.exportPendingRotation(this.paths.keysDir, this.readState()));
+  }
+
+  /** Deletes the pending keys of a rotation not yet activated. */
+  abandonOnlineRotation(): Promise<rotation.PendingRotation> {
+    return this.lock(async () => rotation.abandonRotation(this.paths.keysDir, this.readState()));
+  }
+
+  /** The staged rotation, if any. */
+  pendingOnlineRotation(): rotation.PendingRotation | undefined {
+    return rotation.readPendingRotation(this.paths.keysDir);
   }
 }
