@@ -330,6 +330,44 @@ describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
   });
 });
 
+describe('TufTargetSource: the opt-out covers only an absent intent', () => {
+  const HALF = Buffer.from('bytes signed with a kind only\n');
+  const repo: RepoTarget[] = [
+    { path: 'half/1.0.0/half', bytes: HALF, custom: { meshanics: { kind: 'model' } } },
+    { path: 'numeric/1.0.0/numeric', bytes: HALF, custom: { meshanics: { kind: 7, spec: {} } } },
+    { path: 'listed/1.0.0/listed', bytes: HALF, custom: { meshanics: ['model', {}] } },
+  ];
+
+  it('with tuf.allowUnsignedIntent a half intent is still held to: the signed kind is enforced', async () => {
+    const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, true);
+    expect((await source.resolve('half/1.0.0/half')).signed).toEqual({ kind: 'model' });
+    const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
+    const calls: string[] = [];
+    agent.use(new FakeFileArtifactPlugin({ calls }));
+    agent.use(new FakeProbePlugin({ calls }));
+    const events: TransitionEvent[] = [];
+    agent.hooks.transition.tap('test', (e) => {
+      events.push(e);
+    });
+    const half = { targetPath: 'half/1.0.0/half', length: HALF.length, sha256: sha256(HALF) };
+    expect(await runPipeline(agent, makeAssignment(half), never)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment kind "fake" differs from the signed kind "model"');
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+  });
+
+  it('a custom.meshanics of the wrong type is refused with or without the opt-out, before its bytes are requested', async () => {
+    for (const allow of [false, true]) {
+      const { source } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, allow);
+      for (const targetPath of ['numeric/1.0.0/numeric', 'listed/1.0.0/listed']) {
+        const err = await meshError(source.resolve(targetPath));
+        expect(err.code, `${targetPath} allow=${allow}`).toBe('MESH_ERR_TUF_INTENT_UNSIGNED');
+        expect(err.message).toContain('not an object with a string kind');
+      }
+      expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+    }
+  });
+});
+
 describe('agent config: tuf.allowUnsignedIntent', () => {
   it('is a boolean under "tuf", absent by default, and a wrong value or key names the path', () => {
     expect(parseAgentConfig({}, 'agent.json').tuf).toBeUndefined();
