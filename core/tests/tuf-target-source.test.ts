@@ -9,7 +9,7 @@
 //   (spec 5.5.1, 5.6.1); a repository serving the other layout fails with a clear reason.
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -233,6 +233,38 @@ describe('TufTargetSource: consistent_snapshot follows the trusted root (TUF spe
     const toConsistent = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' }, undefined, false);
     expect(await fetchInto(toConsistent.source, toConsistent.dataDir)).toEqual(APP);
     expect(requests.at(-1)).toBe(`/tuf/targets/app/1.0.0/${sha256(APP)}.app`);
+  });
+
+  it('reads the trusted root whole while tuf-js rewrites it: concurrent pipelines persist root.json synchronously (writeFileSync, no rename)', async () => {
+    const { source, dataDir } = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' });
+    const target = await source.resolve(APP_PATH);
+    const trusted = path.join(dataDir, 'tuf', 'root.json');
+    const bytes = readFileSync(trusted);
+    // Another pipeline's refresh persisting the same verified root again and again, on the
+    // main thread as tuf-js does (Updater.persistMetadata), while these fetches read it.
+    let writing = true;
+    const rewrite = (): void => {
+      if (!writing) return;
+      for (let i = 0; i < 20; i += 1) writeFileSync(trusted, bytes);
+      setImmediate(rewrite);
+    };
+    setImmediate(rewrite);
+    // Aborted fetches: each reads the trusted root, then stops before the download.
+    const reasons = new Set<string>();
+    try {
+      for (let i = 0; i < 40; i += 1) {
+        const err = await source.fetch(target, path.join(dataDir, 'staged'), { onProgress: () => undefined, signal: AbortSignal.abort(new Error('stop')) }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        reasons.add(err instanceof MeshError && err.code === 'MESH_ERR_TUF_REFRESH' ? err.message : 'read whole');
+      }
+    } finally {
+      writing = false;
+    }
+    expect([...reasons]).toEqual(['read whole']);
+    await source.fetch(target, path.join(dataDir, 'staged'), { onProgress: () => undefined, signal: never });
+    expect(await readFile(path.join(dataDir, 'staged'))).toEqual(APP);
   });
 
   it('root says false but the server has only the hash-prefixed target: fails naming the rule, nothing staged', async () => {

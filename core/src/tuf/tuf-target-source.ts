@@ -2,7 +2,7 @@
 // Trust state lives in one place: the metadata directory, seeded once with the root the
 // device was provisioned with and from then on only advanced by tuf-js after it verified
 // each new root against the previous one (spec 5.3).
-import { constants, promises as fs } from 'node:fs';
+import { constants, promises as fs, readFileSync } from 'node:fs';
 import type https from 'node:https';
 import path from 'node:path';
 import type { Updater } from 'tuf-js';
@@ -146,12 +146,15 @@ export class TufTargetSource implements TargetSource {
   /**
    * Whether the root the device trusts now sets consistent_snapshot. tuf-js persisted it in
    * the metadata dir only after verifying it (spec 5.3.8), so this is the verified root.
+   * Read synchronously: tuf-js rewrites root.json in place with writeFileSync on this thread
+   * (truncate, then write) when another pipeline's refresh follows a rotation, and an
+   * asynchronous read runs on the thread pool, where it could see the file half written.
    */
   async #consistentSnapshot(): Promise<boolean> {
     const { Metadata, MetadataKind } = await import('@tufjs/models');
     const file = path.join(this.#options.metadataDir, 'root.json');
     try {
-      const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await fs.readFile(file, 'utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
+      const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(readFileSync(file, 'utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
       return root.signed.consistentSnapshot;
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_REFRESH', `cannot read the trusted TUF root ${file}: ${(err as Error).message}`, { cause: err });
