@@ -9,7 +9,7 @@
 //   (spec 5.5.1, 5.6.1); a repository serving the other layout fails with a clear reason.
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -235,6 +235,38 @@ describe('TufTargetSource: consistent_snapshot follows the trusted root (TUF spe
     expect(requests.at(-1)).toBe(`/tuf/targets/app/1.0.0/${sha256(APP)}.app`);
   });
 
+  it('reads the trusted root whole while tuf-js rewrites it: concurrent pipelines persist root.json synchronously (writeFileSync, no rename)', async () => {
+    const { source, dataDir } = await device(true, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'versioned', targets: 'versioned' });
+    const target = await source.resolve(APP_PATH);
+    const trusted = path.join(dataDir, 'tuf', 'root.json');
+    const bytes = readFileSync(trusted);
+    // Another pipeline's refresh persisting the same verified root again and again, on the
+    // main thread as tuf-js does (Updater.persistMetadata), while these fetches read it.
+    let writing = true;
+    const rewrite = (): void => {
+      if (!writing) return;
+      for (let i = 0; i < 20; i += 1) writeFileSync(trusted, bytes);
+      setImmediate(rewrite);
+    };
+    setImmediate(rewrite);
+    // Aborted fetches: each reads the trusted root, then stops before the download.
+    const reasons = new Set<string>();
+    try {
+      for (let i = 0; i < 40; i += 1) {
+        const err = await source.fetch(target, path.join(dataDir, 'staged'), { onProgress: () => undefined, signal: AbortSignal.abort(new Error('stop')) }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        reasons.add(err instanceof MeshError && err.code === 'MESH_ERR_TUF_REFRESH' ? err.message : 'read whole');
+      }
+    } finally {
+      writing = false;
+    }
+    expect([...reasons]).toEqual(['read whole']);
+    await source.fetch(target, path.join(dataDir, 'staged'), { onProgress: () => undefined, signal: never });
+    expect(await readFile(path.join(dataDir, 'staged'))).toEqual(APP);
+  });
+
   it('root says false but the server has only the hash-prefixed target: fails naming the rule, nothing staged', async () => {
     const { source, dataDir } = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'versioned' });
     const err = await meshError(fetchInto(source, dataDir));
@@ -327,6 +359,44 @@ describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
     expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
     expect(await runPipeline(agent, makeAssignment(app, { specJson: '{"label":"signed"}' }), never)).toBe('HEALTHY');
     expect(await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).toEqual(APP);
+  });
+});
+
+describe('TufTargetSource: the opt-out covers only an absent intent', () => {
+  const HALF = Buffer.from('bytes signed with a kind only\n');
+  const repo: RepoTarget[] = [
+    { path: 'half/1.0.0/half', bytes: HALF, custom: { meshanics: { kind: 'model' } } },
+    { path: 'numeric/1.0.0/numeric', bytes: HALF, custom: { meshanics: { kind: 7, spec: {} } } },
+    { path: 'listed/1.0.0/listed', bytes: HALF, custom: { meshanics: ['model', {}] } },
+  ];
+
+  it('with tuf.allowUnsignedIntent a half intent is still held to: the signed kind is enforced', async () => {
+    const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, true);
+    expect((await source.resolve('half/1.0.0/half')).signed).toEqual({ kind: 'model' });
+    const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
+    const calls: string[] = [];
+    agent.use(new FakeFileArtifactPlugin({ calls }));
+    agent.use(new FakeProbePlugin({ calls }));
+    const events: TransitionEvent[] = [];
+    agent.hooks.transition.tap('test', (e) => {
+      events.push(e);
+    });
+    const half = { targetPath: 'half/1.0.0/half', length: HALF.length, sha256: sha256(HALF) };
+    expect(await runPipeline(agent, makeAssignment(half), never)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment kind "fake" differs from the signed kind "model"');
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+  });
+
+  it('a custom.meshanics of the wrong type is refused with or without the opt-out, before its bytes are requested', async () => {
+    for (const allow of [false, true]) {
+      const { source } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, allow);
+      for (const targetPath of ['numeric/1.0.0/numeric', 'listed/1.0.0/listed']) {
+        const err = await meshError(source.resolve(targetPath));
+        expect(err.code, `${targetPath} allow=${allow}`).toBe('MESH_ERR_TUF_INTENT_UNSIGNED');
+        expect(err.message).toContain('not an object with a string kind');
+      }
+      expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
+    }
   });
 });
 

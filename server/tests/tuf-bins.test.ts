@@ -103,7 +103,7 @@ describe('hash bins', () => {
       };
       const initial = binVersions();
       expect(Object.keys(initial)).toHaveLength(128);
-      const published = await ctx.tuf.addTarget({ path: 'one/1.0.0/one', sha256: 'ab'.repeat(32), length: 1 });
+      const published = await ctx.tuf.addTarget({ path: 'one/1.0.0/one', sha256: 'ab'.repeat(32), length: 1, custom: { meshanics: { kind: 'model', spec: {} } } });
       expect(Object.values(published.bins ?? {})).toEqual([2]);
       const afterPublish = binVersions();
       expect(Object.entries(afterPublish).filter(([f, v]) => v !== initial[f])).toHaveLength(1);
@@ -146,7 +146,7 @@ describe('hash bins', () => {
         const other = Array.from({ length: 1000 }, (_, i) => `other/${i}/other`).find(
           (p) => state.publisher!.metadata.signed.delegations!.succinctRoles!.getRoleForTarget(p) !== name.replace(/\.json$/, ''),
         )!;
-        await ctx.tuf.addTarget({ path: other, sha256: 'ab'.repeat(32), length: 1 });
+        await ctx.tuf.addTarget({ path: other, sha256: 'ab'.repeat(32), length: 1, custom: { meshanics: { kind: 'model', spec: {} } } });
         expect(() => ctx.tuf.versions()).not.toThrow();
       } finally {
         await ctx.close();

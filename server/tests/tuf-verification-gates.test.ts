@@ -13,6 +13,7 @@ import { publishArtifact, publishedFiles } from '../src/catalog/publish.js';
 import { isMeshError, type MeshError } from '../src/errors.js';
 import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
+import type { NewTarget } from '../src/tuf/index.js';
 
 let t: TestServer;
 let device: DeviceCredentials;
@@ -130,11 +131,13 @@ describe('gate (a): bounds on what a publish puts into signed metadata', () => {
 });
 
 describe('gate (b): the device TUF client verifies every candidate before it is written', () => {
-  const target = (name: string, custom: Record<string, unknown>) => ({ path: `${name}/1.0.0/${name}`, sha256: 'ab'.repeat(32), length: 1, custom });
+  const target = (name: string, custom: NewTarget['custom']) => ({ path: `${name}/1.0.0/${name}`, sha256: 'ab'.repeat(32), length: 1, custom });
+  // The hostile value as the signed spec: a target without a signed intent is refused before any gate.
+  const intent = (spec: Record<string, unknown>) => ({ meshanics: { kind: 'model', spec } });
 
   it('refuses a custom nested 200 deep (signable here, deeper than devices verify) with MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE', async () => {
     const before = snapshotOfRepository();
-    const err = await rejection(t.ctx.tuf.addTarget(target('deep', { meshanics: nested(200) })));
+    const err = await rejection(t.ctx.tuf.addTarget(target('deep', intent(nested(200)))));
     expect(err.code).toBe('MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE');
     expect(err.message).toMatch(/nested \d+ levels deep; at most 64 verify on every device/);
     expect(snapshotOfRepository()).toEqual(before);
@@ -143,7 +146,7 @@ describe('gate (b): the device TUF client verifies every candidate before it is 
 
   it('refuses the 3,000-deep value too (whether signing it overflows here or the gate refuses it), changing nothing', async () => {
     const before = snapshotOfRepository();
-    const err = await rejection(t.ctx.tuf.addTarget(target('deeper', { meshanics: nested(3000) })));
+    const err = await rejection(t.ctx.tuf.addTarget(target('deeper', intent(nested(3000)))));
     // Which of the two depends on this process's stack and JIT state, as it did on devices.
     expect(['MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE', 'MESH_ERR_TUF_SIGNING_FAILED']).toContain(err.code);
     expect(snapshotOfRepository()).toEqual(before);
@@ -152,7 +155,7 @@ describe('gate (b): the device TUF client verifies every candidate before it is 
 
   it('refuses keys that collapse into one on the device (lone surrogates -> U+FFFD): signed, but not verifiable there', async () => {
     const before = snapshotOfRepository();
-    const err = await rejection(t.ctx.tuf.addTarget(target('collapse', { meshanics: JSON.parse('{"\\ud800":1,"\\udc00":2}') })));
+    const err = await rejection(t.ctx.tuf.addTarget(target('collapse', intent(JSON.parse('{"\\ud800":1,"\\udc00":2}')))));
     expect(err.code).toBe('MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE');
     expect(err.message).toMatch(/signed by 0\/1 keys/);
     expect(snapshotOfRepository()).toEqual(before);

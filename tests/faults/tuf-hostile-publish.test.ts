@@ -102,7 +102,9 @@ describe('hostile values below gate (a) (gate b: the device TUF client refuses t
       const ctx = await openDataDir({ dataDir: serverDir });
       try {
         const before = ctx.tuf.versions();
-        const err = await ctx.tuf.addTarget({ path: 'hostile/2.0.0/hostile', sha256: 'ab'.repeat(32), length: 64, custom: { meshanics: custom() } }).catch((e: unknown) => e);
+        const err = await ctx.tuf
+          .addTarget({ path: 'hostile/2.0.0/hostile', sha256: 'ab'.repeat(32), length: 64, custom: { meshanics: { kind: 'model', spec: custom() } } })
+          .catch((e: unknown) => e);
         expect((err as { code?: string }).code).toBe('MESH_ERR_TUF_CANDIDATE_UNVERIFIABLE');
         expect(ctx.tuf.versions()).toEqual(before);
       } finally {

@@ -2,7 +2,7 @@
 // Trust state lives in one place: the metadata directory, seeded once with the root the
 // device was provisioned with and from then on only advanced by tuf-js after it verified
 // each new root against the previous one (spec 5.3).
-import { constants, promises as fs } from 'node:fs';
+import { constants, promises as fs, readFileSync } from 'node:fs';
 import type https from 'node:https';
 import path from 'node:path';
 import type { Updater } from 'tuf-js';
@@ -41,15 +41,19 @@ export interface TufTargetSourceOptions {
 
 /**
  * The signed intent of a target (custom.meshanics: kind and spec) as the TUF metadata gives
- * it, or undefined when either is missing. The server signs both into every target it
- * publishes (server/src/catalog/publish.ts), spec `{}` when the artifact has none.
+ * it. The server signs both into every target it publishes (server/src/catalog/publish.ts),
+ * spec `{}` when the artifact has none. `absent`: no custom.meshanics at all; `malformed`: one
+ * whose kind is not a string (or that is not an object); otherwise what it signs, possibly
+ * only a kind or only a spec.
  */
-function signedIntentOf(custom: unknown): { kind: string; spec: unknown } | undefined {
+type SignedIntent = { kind?: string; spec?: unknown };
+function signedIntentOf(custom: unknown): 'absent' | 'malformed' | SignedIntent {
   const meshanics = (custom as { meshanics?: unknown } | undefined)?.meshanics;
-  if (!meshanics || typeof meshanics !== 'object' || Array.isArray(meshanics)) return undefined;
+  if (meshanics === undefined) return 'absent';
+  if (!meshanics || typeof meshanics !== 'object' || Array.isArray(meshanics)) return 'malformed';
   const { kind, spec } = meshanics as { kind?: unknown; spec?: unknown };
-  if (typeof kind !== 'string' || spec === undefined) return undefined;
-  return { kind, spec };
+  if (kind !== undefined && typeof kind !== 'string') return 'malformed';
+  return { ...(kind !== undefined ? { kind } : {}), ...(spec !== undefined ? { spec } : {}) };
 }
 
 export class TufTargetSource implements TargetSource {
@@ -115,29 +119,42 @@ export class TufTargetSource implements TargetSource {
     if (!sha256) {
       throw new MeshError('MESH_ERR_TUF_TARGET_UNKNOWN', `target "${targetPath}" has no sha256 in TUF metadata`);
     }
-    const signed = signedIntentOf(info.custom);
+    const intent = signedIntentOf(info.custom);
     // The assignment's kind and spec come from the control plane; only a signed intent lets
     // the agent hold them to what the publisher signed (pipeline.ts). Without one, a
     // control plane that was tampered with could send signed bytes somewhere else (a config
     // to another destination), so such a target is refused before a byte of it is fetched.
-    if (!signed && !this.#options.allowUnsignedIntent) {
+    // The opt-out covers only a target with no custom.meshanics at all: whatever part of an
+    // intent is signed is still held to, and one that cannot be read is never taken as none.
+    if (intent === 'malformed') {
+      throw new MeshError(
+        'MESH_ERR_TUF_INTENT_UNSIGNED',
+        `target "${targetPath}" carries a custom.meshanics that is not an object with a string kind; refusing it (tuf.allowUnsignedIntent does not cover a malformed intent)`,
+      );
+    }
+    const complete = intent !== 'absent' && intent.kind !== undefined && intent.spec !== undefined;
+    if (!complete && !this.#options.allowUnsignedIntent) {
       throw new MeshError(
         'MESH_ERR_TUF_INTENT_UNSIGNED',
         `target "${targetPath}" carries no signed kind and spec (custom.meshanics in the TUF targets metadata); refusing to take the control plane's word for them (agent config tuf.allowUnsignedIntent allows it)`,
       );
     }
+    const signed = intent !== 'absent' && (intent.kind !== undefined || intent.spec !== undefined) ? intent : undefined;
     return { targetPath, length: info.length, sha256: sha256.toLowerCase(), ...(signed ? { signed } : {}) };
   }
 
   /**
    * Whether the root the device trusts now sets consistent_snapshot. tuf-js persisted it in
    * the metadata dir only after verifying it (spec 5.3.8), so this is the verified root.
+   * Read synchronously: tuf-js rewrites root.json in place with writeFileSync on this thread
+   * (truncate, then write) when another pipeline's refresh follows a rotation, and an
+   * asynchronous read runs on the thread pool, where it could see the file half written.
    */
   async #consistentSnapshot(): Promise<boolean> {
     const { Metadata, MetadataKind } = await import('@tufjs/models');
     const file = path.join(this.#options.metadataDir, 'root.json');
     try {
-      const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await fs.readFile(file, 'utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
+      const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(readFileSync(file, 'utf8')) as Parameters<typeof Metadata.fromJSON>[1]);
       return root.signed.consistentSnapshot;
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_REFRESH', `cannot read the trusted TUF root ${file}: ${(err as Error).message}`, { cause: err });

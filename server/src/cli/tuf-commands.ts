@@ -194,6 +194,7 @@ export const TUF_COMMANDS: Command[] = [
       '  the threshold of valid signatures from distinct keys is MESH_ERR_TUF_IMPORT_SIGNATURE (a new root short of its own',
       '  root threshold, or targets short of the root targets threshold) or MESH_ERR_TUF_IMPORT_OLD_ROOT_SIGNATURE (a new',
       '  root short of the current root threshold, TUF spec 5.3.4); the message and details.missing name the key ids missing.',
+      '  Targets listed directly without custom.meshanics {kind, spec} are MESH_ERR_TUF_IMPORT_INTENT_UNSIGNED (details.paths).',
     ],
     async run(values, _positionals, command) {
       if (stringOpt(values, 'root') === undefined && stringOpt(values, 'targets') === undefined) {

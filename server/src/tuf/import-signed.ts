@@ -8,8 +8,9 @@
 //   (threshold.ts); a refusal names the key ids still missing. When the current root key is
 //   still in the data dir — the embedded default — the server adds that signature itself. The
 //   new root must name the snapshot and timestamp keys this server holds.
-// - targets: version current+1, unexpired, signed by the (new) root's targets threshold, and
-//   only the publisher delegation described in delegation.ts.
+// - targets: version current+1, unexpired, signed by the (new) root's targets threshold, any
+//   target it lists directly carrying a signed intent (signed-intent.ts), and only the
+//   publisher delegation described in delegation.ts.
 // Then snapshot and timestamp are re-signed, and online root/targets private keys that the
 // new root no longer lists are deleted.
 import * as fs from 'node:fs';
@@ -23,8 +24,9 @@ import { readRoleKey, signMetadata } from './keys.js';
 import { expiresAt, TUF_ROLES, type TufRole } from './lifetimes.js';
 import { checkImportedOnlineKeys, importablePublisherKeyID, type OnlineKeyActivation } from './online-rotation.js';
 import { TUF_SPEC_VERSION } from './metadata-files.js';
+import { requireImportedIntents } from './signed-intent.js';
 import type { RepositoryState, RepositoryVersions } from './state.js';
-import { describeThreshold, parseSignedFile, thresholdStatus, type ThresholdStatus } from './threshold.js';
+import { aliasedKeyIds, describeThreshold, parseSignedFile, thresholdStatus, type ThresholdStatus } from './threshold.js';
 
 export interface ImportInput {
   root?: Buffer;
@@ -103,6 +105,15 @@ export async function importSigned(
     if (md.signed.isExpired(now)) throw new TufError('MESH_ERR_TUF_IMPORT_EXPIRED', `root v${version} expired at ${md.signed.expires}`);
     if (!md.signed.consistentSnapshot)
       throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `root v${version} must set consistent_snapshot: true (this repository serves VERSION.ROLE.json)`);
+    for (const role of TUF_ROLES) {
+      const alias = aliasedKeyIds(md.signed, role)[0];
+      if (alias) {
+        throw new TufError(
+          'MESH_ERR_TUF_IMPORT_INVALID',
+          `root v${version} lists ${role} key ${alias.keyid}, the same public key as ${alias.sameKeyAs}: agents count key ids toward a threshold, so one holder would count twice (spec 5.3.4)`,
+        );
+      }
+    }
     const own = requireThreshold('MESH_ERR_TUF_IMPORT_SIGNATURE', `root v${version} is not signed by a threshold of its own root keys (spec 5.3.4 (2))`, md, 'root', md);
     let added = false;
     const previousHint = `; each holder of a current root key adds theirs with \`tuf sign --key KEY --in FILE\``;
@@ -150,6 +161,8 @@ export async function importSigned(
       'targets',
       md,
     );
+    // Targets listed directly, not through the publisher delegation: each must carry the intent agents require.
+    requireImportedIntents(version, md.signed.targets);
     const role = checkImportedDelegation(md.signed, importablePublisherKeyID(keysDir, md.signed), context.published);
     newTargets = md;
     targetsResult = { version, delegatedPaths: [...(role.paths ?? [])], signedBy: signed.signedBy };

@@ -13,7 +13,7 @@ import { exportPublicKey, generateKeyFile, importPublicKey, loadKeyFile, signMet
 import { expiresAfter, LIFETIME_MS } from './lifetimes.js';
 import { ONLINE_KEYS_FORMAT, type OnlineKeysExport } from './key-custody.js';
 import { TUF_SPEC_VERSION } from './metadata-files.js';
-import { parseSignedFile, thresholdStatus, type OfflineRole, type ThresholdStatus } from './threshold.js';
+import { aliasedKeyIds, parseSignedFile, thresholdStatus, type OfflineRole, type ThresholdStatus } from './threshold.js';
 
 export type { OfflineRole };
 
@@ -161,6 +161,10 @@ export function signRoot(input: SignRootInput): SignRootResult {
   json.roles.root.threshold = thresholds.root;
   json.roles.targets.threshold = thresholds.targets;
   const root = Root.fromJSON(json);
+  for (const role of ['root', 'targets'] as const) {
+    const alias = aliasedKeyIds(root, role)[0];
+    if (alias) throw new TufError('MESH_ERR_TUF_IMPORT_INVALID', `${role} key ${alias.keyid} is the same public key as ${alias.sameKeyAs}; a threshold counts distinct keys`);
+  }
   const md = new Metadata(root);
   const signers: RoleKey[] = (input.signKeyFiles ?? []).map((f) => loadKeyFile(f, 'root'));
   // `--keys DIR` alone keeps its meaning from before thresholds: DIR/root.pem signs.

@@ -8,6 +8,7 @@ import type { RepositoryChange } from './commit.js';
 import { publisherRole } from './delegation.js';
 import { expiresAt } from './lifetimes.js';
 import { TUF_SPEC_VERSION, type MetadataFiles } from './metadata-files.js';
+import { requireSignedIntent, type SignedIntent } from './signed-intent.js';
 import type { RepositoryState } from './state.js';
 import type { ExpectedTarget } from '@meshanics/core/tuf-verify';
 
@@ -19,8 +20,11 @@ export interface NewTarget {
   path: string;
   sha256: string;
   length: number;
-  /** Signed alongside the hashes, so a device can trust it as much as the bytes. */
-  custom?: Record<string, unknown>;
+  /**
+   * Signed alongside the hashes, so a device can trust it as much as the bytes. Required:
+   * agents refuse a target without a signed kind and spec (signed-intent.ts).
+   */
+  custom: { meshanics: SignedIntent; [field: string]: unknown };
   /** The fleet the artifact belongs to; undefined or '*' = every fleet. Signed as custom.meshanics.fleet (bins.ts). */
   fleet?: string;
 }
@@ -42,15 +46,14 @@ function targetFile(target: NewTarget): TargetFile {
   const fleet = target.fleet !== undefined && target.fleet !== ALL_FLEETS ? target.fleet : undefined;
   let custom = target.custom;
   if (fleet !== undefined) {
-    const meshanics = (custom?.meshanics ?? {}) as Record<string, unknown>;
-    custom = { ...custom, meshanics: { ...meshanics, fleet } };
+    custom = { ...custom, meshanics: { ...custom.meshanics, fleet } };
   }
   return new TargetFile({
     path: target.path,
     length: target.length,
     hashes: { sha256: target.sha256 },
     // "custom" is the TUF-sanctioned place for application data in a target (spec 4.5).
-    ...(custom ? { unrecognizedFields: { custom } as TargetFile['unrecognizedFields'] } : {}),
+    unrecognizedFields: { custom } as TargetFile['unrecognizedFields'],
   });
 }
 
@@ -65,6 +68,7 @@ export function withTargets(files: MetadataFiles, state: RepositoryState, target
   const changed: Record<string, Targets> = {};
   const expect: TargetsChange['expect'] = [];
   for (const target of targets) {
+    requireSignedIntent(target.path, target.custom);
     if (!role.isDelegatedPath(target.path)) {
       // A device would not find it: the terminating delegation is the only place it searches.
       throw new MeshError(

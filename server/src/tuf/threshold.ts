@@ -6,7 +6,8 @@
 // cannot make one holder count twice (the flaw fixed in go-tuf 0.3.2, GHSA-3633-5h82-39pq),
 // and it names the key ids still missing, which is what a key ceremony needs to know.
 // Signature checks themselves are tufjs's (Key.verifySignature).
-import { Metadata, MetadataKind, Signature, type Root, type Targets } from '@tufjs/models';
+import * as crypto from 'node:crypto';
+import { Metadata, MetadataKind, Signature, type Key, type Root, type Targets } from '@tufjs/models';
 import { TufError } from './errors.js';
 
 export type OfflineRole = 'root' | 'targets';
@@ -22,6 +23,55 @@ export interface ThresholdStatus {
   /** Listed key ids without a valid signature (absent, invalid, or a second id of a key already counted). */
   missing: string[];
   met: boolean;
+}
+
+/**
+ * The public key itself, whatever its encoding in keyval.public: tufjs accepts hex in either
+ * case and PEM for ed25519 and ecdsa keys (its getPublicKey), so one key can be written several
+ * ways under as many key ids, each verifying the same signature. Parsed by node:crypto and
+ * compared as SPKI DER; a value node cannot parse (which tufjs could not verify either) is
+ * compared as written, case-folded.
+ */
+export function keyMaterial(key: Key): string {
+  const value = String(key.keyVal.public);
+  try {
+    let parsed: crypto.KeyObject | undefined;
+    if (value.startsWith('-----BEGIN PUBLIC KEY-----')) parsed = crypto.createPublicKey(value);
+    else if (key.keyType === 'ed25519' && /^[0-9a-fA-F]{64}$/.test(value))
+      parsed = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(value, 'hex').toString('base64url') }, format: 'jwk' });
+    else if (key.keyType.startsWith('ecdsa') && /^[0-9a-fA-F]+$/.test(value)) {
+      // tufjs reads a hex ecdsa key as a P-256 point; compressed or not, it is the same key.
+      const point = crypto.ECDH.convertKey(value, 'prime256v1', 'hex', undefined, 'uncompressed') as Buffer;
+      parsed = crypto.createPublicKey({
+        key: { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') },
+        format: 'jwk',
+      });
+    }
+    if (parsed) return parsed.export({ type: 'spki', format: 'der' }).toString('hex');
+  } catch {
+    // Not a key node can read: compared as written below.
+  }
+  return `${key.keyType}:${value.toLowerCase()}`;
+}
+
+/**
+ * Key ids of `root`'s `role` that name a public key an earlier key id of the role already
+ * names. tufjs (the agent's TUF client) counts key ids toward a threshold, so such a root would
+ * let one holder meet a threshold of two on every device (spec 5.3.4: "each KEY MUST only
+ * contribute one SIGNATURE"); the server refuses to sign or import one.
+ */
+export function aliasedKeyIds(root: Root, role: string): Array<{ keyid: string; sameKeyAs: string }> {
+  const seen = new Map<string, string>();
+  const aliases: Array<{ keyid: string; sameKeyAs: string }> = [];
+  for (const keyid of root.roles[role]?.keyIDs ?? []) {
+    const key = root.keys[keyid];
+    if (!key) continue;
+    const material = keyMaterial(key);
+    const first = seen.get(material);
+    if (first !== undefined) aliases.push({ keyid, sameKeyAs: first });
+    else seen.set(material, keyid);
+  }
+  return aliases;
 }
 
 /** The distinct-key count of `md`'s signatures against `delegator`'s `role` (spec 4.3, 5.3.4). */
@@ -43,8 +93,8 @@ export function thresholdStatus(delegator: Metadata<Root>, role: OfflineRole, md
         valid = false;
       }
     }
-    // The key material, not its JSON: extra fields or another id must not make it a second key.
-    const publicKey = key ? `${key.keyType}:${String(key.keyVal.public)}` : keyid;
+    // The key material, not its JSON: extra fields, another id or another encoding must not make it a second key.
+    const publicKey = key ? keyMaterial(key) : keyid;
     if (valid && !counted.has(publicKey)) {
       counted.add(publicKey);
       signedBy.push(keyid);
