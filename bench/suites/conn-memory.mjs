@@ -32,7 +32,18 @@ export const CONFIG = {
     heapSnapshotDir: null,
     serverArgs: [],
   },
-  smoke: { connections: [50], runs: 1, clients: 1, warmup: 4, connectConcurrency: 8, heartbeatConcurrency: 16, heartbeatSeconds: 60, heapSnapshotDir: null, serverArgs: [] },
+  smoke: {
+    connections: [50],
+    runs: 1,
+    clients: 1,
+    warmup: 4,
+    connectConcurrency: 8,
+    heartbeatConcurrency: 16,
+    heartbeatSeconds: 60,
+    heapSnapshotDir: null,
+    serverArgs: [],
+    calls: true,
+  },
 };
 
 /** Splits `total` connections over the clients (the first ones take the remainder). */
@@ -70,7 +81,11 @@ async function measureTarget(kind, dataDir, cfg, clients, run) {
     const connectTo = async (total) => {
       const replies = await Promise.all(
         clients.map((c, i) =>
-          c.request({ type: 'connect', address: target.grpc, upTo: shareOf(total, clients.length, i), concurrency: cfg.connectConcurrency }, 'connected', 30 * 60_000),
+          c.request(
+            { type: 'connect', address: target.grpc, upTo: shareOf(total, clients.length, i), concurrency: cfg.connectConcurrency, calls: cfg.calls },
+            'connected',
+            30 * 60_000,
+          ),
         ),
       );
       const open = replies.reduce((a, r) => a + r.open, 0);
@@ -89,16 +104,28 @@ async function measureTarget(kind, dataDir, cfg, clients, run) {
         connectSeconds: (performance.now() - t0) / 1000,
         rssPerConnection: (at.rss - base.rss) / n,
         heapPerConnection: (at.heapUsed - base.heapUsed) / n,
+        // V8's committed heap (young generation included) and memory outside it that V8 knows of.
+        heapTotalPerConnection: (at.heapTotal - base.heapTotal) / n,
         externalPerConnection: (at.external - base.external) / n,
+        rssAnonPerConnection: (at.rssAnon - base.rssAnon) / n,
+        rssFilePerConnection: (at.rssFile - base.rssFile) / n,
         rss: at.rss,
         heapUsed: at.heapUsed,
         ...(at.snapshot ? { snapshot: at.snapshot } : {}),
       };
+      // Between two sizes: what one more connection costs, without what the first ones paid
+      // once (code compiled and touched, V8's young generation grown to its working size).
+      const prev = points.at(-1);
+      if (prev) point.rssMarginal = (at.rss - prev.rss) / (n - prev.n);
       points.push(point);
       progress(
         SUITE,
-        `run ${run + 1}, ${kind}, ${n} connections: RSS ${fmtBytes(point.rssPerConnection)} / heap ${fmtBytes(point.heapPerConnection)} per connection (RSS ${fmtBytes(at.rss)})`,
+        `run ${run + 1}, ${kind}, ${n} connections: RSS ${fmtBytes(point.rssPerConnection)}, heap used ${fmtBytes(point.heapPerConnection)}, heap committed ${fmtBytes(point.heapTotalPerConnection)}, external ${fmtBytes(point.externalPerConnection)}, anonymous ${fmtBytes(point.rssAnonPerConnection)}, file ${fmtBytes(point.rssFilePerConnection)} per connection (RSS ${fmtBytes(at.rss)})`,
       );
+    }
+    if (cfg.calls === false) {
+      await Promise.all(clients.map((c) => c.request({ type: 'closeAll' }, 'closed', 120_000)));
+      return { kind, base: { rss: base.rss, heapUsed: base.heapUsed }, points, heartbeat: { p50: null, p99: null, n: 0 } };
     }
     const beaten = await Promise.all(
       clients.map((c) => c.request({ type: 'heartbeats', concurrency: Math.ceil(cfg.heartbeatConcurrency / clients.length) }, 'beaten', 30 * 60_000)),
@@ -168,6 +195,18 @@ export async function run({ mode, work, overrides = {} }) {
       baseline: summarize(pick('echo', 'heapPerConnection')),
       baselineName: 'echo',
       ratio: summarize(runs.map((r) => ratio(r.server.points[k].heapPerConnection, r.echo.points[k].heapPerConnection))),
+    });
+  }
+  for (let k = 1; k < cfg.connections.length; k++) {
+    const [from, to] = [cfg.connections[k - 1], cfg.connections[k]];
+    rows.push({
+      suite: SUITE,
+      metric: `server RSS per added device, N = ${from} → ${to}`,
+      unit: 'bytes',
+      value: summarize(runs.map((r) => r.server.points[k].rssMarginal)),
+      baseline: summarize(runs.map((r) => r.echo.points[k].rssMarginal)),
+      baselineName: 'echo',
+      ratio: summarize(runs.map((r) => ratio(r.server.points[k].rssMarginal, r.echo.points[k].rssMarginal))),
     });
   }
   const hb = (kind, q) => summarize(runs.map((r) => r[kind].heartbeat[q]));

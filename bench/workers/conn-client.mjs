@@ -82,6 +82,7 @@ workerMain(async (msg) => {
     await withConcurrency(todo, msg.concurrency ?? 16, async (device, i) => {
       const session = await connect(msg.address, device);
       opened[i] = session;
+      if (msg.calls === false) return;
       await unary(session, 'Register', REGISTER_REQUEST);
       await unary(session, 'Heartbeat', { installed: [] });
     });
