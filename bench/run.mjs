@@ -15,7 +15,7 @@ import { fmtBytes, progress } from './lib/log.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
 import { stopAll } from './lib/workers.mjs';
 
-const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image', 'tuf', 'storm'];
+const SUITES = ['heartbeat', 'fleet', 'pipeline', 'resume', 'idle', 'image', 'tuf', 'storm', 'conn-memory'];
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +55,7 @@ for (const file of ['server/dist/cli.js', 'core/dist/cli/agent-cli.js']) {
 // --set fleet.devices=2000: per-suite overrides of the CONFIG in each suite file (JSON values).
 const overrides = {};
 for (const item of values.set ?? []) {
-  const m = /^(\w+)\.(\w+)=(.*)$/.exec(item);
+  const m = /^([\w-]+)\.(\w+)=(.*)$/.exec(item);
   if (!m) throw new Error(`--set ${item}: expected SUITE.KEY=VALUE`);
   let value;
   try {

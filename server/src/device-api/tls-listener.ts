@@ -148,11 +148,16 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
 }
 
 /**
- * Reads the verified peer certificate once and answers every later read with the same object,
- * so its identity is derived once per connection (identity.ts keys on that object).
+ * Reads the verified peer certificate's DER once and answers every later read with the same
+ * object, so its identity is derived once per connection (pki/peer-identity.ts keys on that buffer).
+ * Only `raw` is pinned: it is all the device API reads (grpc-js's getAuthContext hands the
+ * object on, device-service.ts takes `.raw`). The full object getPeerCertificate() builds
+ * (subject and issuer, three fingerprints, the public key, the serial) held about 2.5 KiB of
+ * heap per connected device for nothing (docs/benchmarks.md, "Memory per connected device").
+ * A caller asking for the detailed chain still gets a fresh full read.
  */
 function pinPeerCertificate(socket: tls.TLSSocket): void {
   const read = socket.getPeerCertificate.bind(socket);
-  const pinned = read();
+  const pinned = { raw: read().raw } as tls.PeerCertificate;
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed ? read(true) : pinned)) as typeof socket.getPeerCertificate;
 }

@@ -32,8 +32,10 @@ const perConnection = new Map<string, WeakMap<Buffer, PeerDevice | null>>();
 function identityOf(der: Buffer, trustDomain: string): PeerDevice | undefined {
   // Surfaces whose TLS is not ours to pin (the artifact server's HTTPS requests, each with a
   // new certificate object) still parse X.509 only once per certificate: cached by the exact
-  // certificate bytes (bounded, least recently used out first).
-  const key = `${trustDomain}\u0000${der.toString('base64')}`;
+  // certificate bytes (bounded, least recently used out first). Keyed by the bytes' SHA-256,
+  // not the bytes: a base64 DER key held ~700 bytes per device for up to IDENTITY_CACHE_SIZE
+  // devices (docs/benchmarks.md, "Memory per connected device").
+  const key = `${trustDomain}\u0000${crypto.createHash('sha256').update(der).digest('base64')}`;
   const cached = identityCache.get(key);
   if (cached !== undefined) {
     identityCache.delete(key);
