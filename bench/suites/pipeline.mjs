@@ -156,7 +156,8 @@ export async function run({ mode, work, overrides = {} }) {
           `${fmtBytes(bytes)} run ${i + 1}/${size.runs}: agent ${r.mibPerSec.toFixed(0)} MiB/s end to end (download+hash ${r.downloadMibPerSec.toFixed(0)} MiB/s), peak RSS ${fmtBytes(r.peakRss)}` +
             (r.references
               ? `; one-pass ${r.references.onepass.toFixed(0)}, sha256sum ${r.references.sha256sum.toFixed(0)}, cp+sync ${r.references.cp.toFixed(0)}, ` +
-                `https discard ${r.references.httpsDiscard.toFixed(0)}, https 1 MiB one-pass ${r.references.httpsOnepass.toFixed(0)} MiB/s`
+                `https discard ${r.references.httpsDiscard.toFixed(0)}, https 1 MiB one-pass ${r.references.httpsOnepass.toFixed(0)} MiB/s; ` +
+                `CPU ${(r.agentCpuMs / 1000 / (bytes / 1024 ** 3)).toFixed(2)} s/GiB vs https one-pass ${r.references.cpuSecondsPerGiB.httpsOnepass.toFixed(2)} s/GiB`
               : ''),
         );
         await fs.rm(certDir, { recursive: true, force: true });
@@ -169,7 +170,14 @@ export async function run({ mode, work, overrides = {} }) {
         const vs = (key) => summarize(runs.map((r) => ratio(r.mibPerSec, r.references[key])));
         const onepass = vs('onepass');
         entry.throughput = summarize(runs.map((r) => r.mibPerSec));
-        entry.ratios = { onepass, sha256sum: vs('sha256sum'), cp: vs('cp'), httpsDiscard: vs('httpsDiscard'), httpsOnepass: vs('httpsOnepass') };
+        entry.ratios = {
+          onepass,
+          sha256sum: vs('sha256sum'),
+          cp: vs('cp'),
+          httpsDiscard: vs('httpsDiscard'),
+          httpsOnepass: vs('httpsOnepass'),
+          cpuPerGiB: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
+        };
         const label = fmtBytes(bytes);
         rows.push(
           {
@@ -180,8 +188,6 @@ export async function run({ mode, work, overrides = {} }) {
             baseline: summarize(runs.map((r) => r.references.onepass)),
             baselineName: 'one-pass',
             ratio: onepass,
-            target: '≥ 0.8× one-pass',
-            met: onepass.median !== null ? onepass.median >= 0.8 : null,
           },
           {
             suite: SUITE,
@@ -227,6 +233,11 @@ export async function run({ mode, work, overrides = {} }) {
             baseline: summarize(runs.map((r) => r.references.httpsOnepass)),
             baselineName: 'https 1 MiB',
             ratio: entry.ratios.httpsOnepass,
+            // Issue 30: the same-run bare Node https client doing the same one-pass hash + write +
+            // fsync is the reference (it replaced ">= 0.8x a local read", which the TLS transport
+            // on a 2-core machine cannot reach).
+            target: '≥ 0.9× https one-pass',
+            met: entry.ratios.httpsOnepass.median !== null ? entry.ratios.httpsOnepass.median >= 0.9 : null,
           },
           {
             suite: SUITE,
@@ -235,7 +246,10 @@ export async function run({ mode, work, overrides = {} }) {
             value: summarize(runs.map((r) => r.agentCpuMs / 1000 / (bytes / 1024 ** 3))),
             baseline: summarize(runs.map((r) => r.references.cpuSecondsPerGiB.httpsOnepass)),
             baselineName: 'https 1 MiB',
-            ratio: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
+            ratio: entry.ratios.cpuPerGiB,
+            // Issue 30: CPU time, not wall time, so the ratio holds on a loaded machine too.
+            target: '≤ 1.1× https one-pass',
+            met: entry.ratios.cpuPerGiB.median !== null ? entry.ratios.cpuPerGiB.median <= 1.1 : null,
           },
         );
       }
