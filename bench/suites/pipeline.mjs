@@ -179,6 +179,9 @@ export async function run({ mode, work, overrides = {} }) {
           cpuPerGiB: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
         };
         const label = fmtBytes(bytes);
+        // Issue 30 sets both targets at 1 GiB: below it the install's fixed work (TUF refresh,
+        // state writes, reports, apply, probe) weighs more, so a smaller size is shown, not judged.
+        const judged = (target, r, pass) => (size.MiB >= 1024 ? { target, met: r.median !== null ? pass(r.median) : null } : { target: `${target} (judged at 1 GiB)`, met: null });
         rows.push(
           {
             suite: SUITE,
@@ -236,8 +239,7 @@ export async function run({ mode, work, overrides = {} }) {
             // Issue 30: the same-run bare Node https client doing the same one-pass hash + write +
             // fsync is the reference (it replaced ">= 0.8x a local read", which the TLS transport
             // on a 2-core machine cannot reach).
-            target: '≥ 0.9× https one-pass',
-            met: entry.ratios.httpsOnepass.median !== null ? entry.ratios.httpsOnepass.median >= 0.9 : null,
+            ...judged('≥ 0.9× https one-pass', entry.ratios.httpsOnepass, (r) => r >= 0.9),
           },
           {
             suite: SUITE,
@@ -248,8 +250,7 @@ export async function run({ mode, work, overrides = {} }) {
             baselineName: 'https 1 MiB',
             ratio: entry.ratios.cpuPerGiB,
             // Issue 30: CPU time, not wall time, so the ratio holds on a loaded machine too.
-            target: '≤ 1.1× https one-pass',
-            met: entry.ratios.cpuPerGiB.median !== null ? entry.ratios.cpuPerGiB.median <= 1.1 : null,
+            ...judged('≤ 1.1× https one-pass', entry.ratios.cpuPerGiB, (r) => r <= 1.1),
           },
         );
       }
