@@ -147,7 +147,7 @@ describe('downloadVerified', () => {
     expect((await readFile(dest)).equals(BODY)).toBe(true);
   });
 
-  it('on a slow disk, pauses the response while a write is in flight: one write at a time, in order, each at most a batch and a record', async () => {
+  it('on a slow disk, pauses the response while a write is in flight: one write at a time, in order, each at most a batch and a record, progress still reported', async () => {
     // The body is read in flowing mode; only pausing it keeps the held bytes bounded and the
     // writes in order. Every FileHandle write is slowed down here (a disk slower than TLS).
     const probe = await open(await destination(), 'w');
@@ -162,7 +162,7 @@ describe('downloadVerified', () => {
       maxInFlight = Math.max(maxInFlight, inFlight);
       sizes.push(buffers.reduce((n, b) => n + b.length, 0));
       try {
-        await new Promise((resolve) => setTimeout(resolve, 40));
+        await new Promise((resolve) => setTimeout(resolve, 300));
         return await original.call(this, buffers, position);
       } finally {
         inFlight--;
@@ -179,6 +179,9 @@ describe('downloadVerified', () => {
     expect(maxInFlight).toBe(1);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(BODY.length);
     for (const size of sizes) expect(size).toBeLessThanOrEqual(MiB + 64 * 1024);
+    // Six writes of 300 ms: progress at the first batch, again after a second while batches
+    // wait for the disk, and at the end.
+    expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress.at(-1)).toBe(BODY.length);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
   });

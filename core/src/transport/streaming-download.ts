@@ -103,7 +103,16 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     let batched = 0;
     let writing: Promise<unknown> | undefined;
     let paused = false;
+    let lastProgress = 0;
     const write = (): Promise<unknown> => {
+      // The clock is read once per batch (1 MiB), not once per record, and here, where every
+      // batch passes, so a slow disk (each batch issued when the previous write lands) still
+      // reports progress.
+      const now = Date.now();
+      if (onProgress && now - lastProgress >= 1000) {
+        lastProgress = now;
+        onProgress(done, target.length);
+      }
       const buffers = batch;
       batch = [];
       batched = 0;
@@ -128,7 +137,6 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
       while (writing) await writing;
       if (batched > 0) await write();
     };
-    let lastProgress = 0;
     let sinceGc = 0;
     body.on('data', (chunk: Buffer) => {
       done += chunk.length;
@@ -154,12 +162,6 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
         return;
       }
       void write();
-      // The clock is read once per batch (1 MiB), not once per record.
-      const now = Date.now();
-      if (onProgress && now - lastProgress >= 1000) {
-        lastProgress = now;
-        onProgress(done, target.length);
-      }
     });
     try {
       try {
