@@ -179,8 +179,9 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         value: p.server.cpuUsPerCall,
         baseline: p.echo.cpuUsPerCall,
         ratio: cpuRatio,
-        target: '≤ 2.0× echo',
-        met: cpuRatio.median !== null ? cpuRatio.median <= 2 : null,
+        // Issue 30's target (it was <= 2.0x before identity moved to once per connection).
+        target: '≤ 1.5× echo',
+        met: cpuRatio.median !== null ? cpuRatio.median <= 1.5 : null,
       },
     );
   }

@@ -156,7 +156,8 @@ export async function run({ mode, work, overrides = {} }) {
           `${fmtBytes(bytes)} run ${i + 1}/${size.runs}: agent ${r.mibPerSec.toFixed(0)} MiB/s end to end (download+hash ${r.downloadMibPerSec.toFixed(0)} MiB/s), peak RSS ${fmtBytes(r.peakRss)}` +
             (r.references
               ? `; one-pass ${r.references.onepass.toFixed(0)}, sha256sum ${r.references.sha256sum.toFixed(0)}, cp+sync ${r.references.cp.toFixed(0)}, ` +
-                `https discard ${r.references.httpsDiscard.toFixed(0)}, https 1 MiB one-pass ${r.references.httpsOnepass.toFixed(0)} MiB/s`
+                `https discard ${r.references.httpsDiscard.toFixed(0)}, https 1 MiB one-pass ${r.references.httpsOnepass.toFixed(0)} MiB/s; ` +
+                `CPU ${(r.agentCpuMs / 1000 / (bytes / 1024 ** 3)).toFixed(2)} s/GiB vs https one-pass ${r.references.cpuSecondsPerGiB.httpsOnepass.toFixed(2)} s/GiB`
               : ''),
         );
         await fs.rm(certDir, { recursive: true, force: true });
@@ -169,8 +170,18 @@ export async function run({ mode, work, overrides = {} }) {
         const vs = (key) => summarize(runs.map((r) => ratio(r.mibPerSec, r.references[key])));
         const onepass = vs('onepass');
         entry.throughput = summarize(runs.map((r) => r.mibPerSec));
-        entry.ratios = { onepass, sha256sum: vs('sha256sum'), cp: vs('cp'), httpsDiscard: vs('httpsDiscard'), httpsOnepass: vs('httpsOnepass') };
+        entry.ratios = {
+          onepass,
+          sha256sum: vs('sha256sum'),
+          cp: vs('cp'),
+          httpsDiscard: vs('httpsDiscard'),
+          httpsOnepass: vs('httpsOnepass'),
+          cpuPerGiB: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
+        };
         const label = fmtBytes(bytes);
+        // Issue 30 sets both targets at 1 GiB: below it the install's fixed work (TUF refresh,
+        // state writes, reports, apply, probe) weighs more, so a smaller size is shown, not judged.
+        const judged = (target, r, pass) => (size.MiB >= 1024 ? { target, met: r.median !== null ? pass(r.median) : null } : { target: `${target} (judged at 1 GiB)`, met: null });
         rows.push(
           {
             suite: SUITE,
@@ -180,8 +191,6 @@ export async function run({ mode, work, overrides = {} }) {
             baseline: summarize(runs.map((r) => r.references.onepass)),
             baselineName: 'one-pass',
             ratio: onepass,
-            target: '≥ 0.8× one-pass',
-            met: onepass.median !== null ? onepass.median >= 0.8 : null,
           },
           {
             suite: SUITE,
@@ -227,6 +236,10 @@ export async function run({ mode, work, overrides = {} }) {
             baseline: summarize(runs.map((r) => r.references.httpsOnepass)),
             baselineName: 'https 1 MiB',
             ratio: entry.ratios.httpsOnepass,
+            // Issue 30: the same-run bare Node https client doing the same one-pass hash + write +
+            // fsync is the reference (it replaced ">= 0.8x a local read", which the TLS transport
+            // on a 2-core machine cannot reach).
+            ...judged('≥ 0.9× https one-pass', entry.ratios.httpsOnepass, (r) => r >= 0.9),
           },
           {
             suite: SUITE,
@@ -235,7 +248,9 @@ export async function run({ mode, work, overrides = {} }) {
             value: summarize(runs.map((r) => r.agentCpuMs / 1000 / (bytes / 1024 ** 3))),
             baseline: summarize(runs.map((r) => r.references.cpuSecondsPerGiB.httpsOnepass)),
             baselineName: 'https 1 MiB',
-            ratio: summarize(runs.map((r) => ratio(r.agentCpuMs / 1000 / (bytes / 1024 ** 3), r.references.cpuSecondsPerGiB.httpsOnepass))),
+            ratio: entry.ratios.cpuPerGiB,
+            // Issue 30: CPU time, not wall time, so the ratio holds on a loaded machine too.
+            ...judged('≤ 1.1× https one-pass', entry.ratios.cpuPerGiB, (r) => r <= 1.1),
           },
         );
       }

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -145,5 +145,44 @@ describe('downloadVerified', () => {
     expect(ranges).toEqual([`bytes=${CUT}-`]);
     expect(result.resumedFrom).toBe(CUT);
     expect((await readFile(dest)).equals(BODY)).toBe(true);
+  });
+
+  it('on a slow disk, pauses the response while a write is in flight: one write at a time, in order, each at most a batch and a record, progress still reported', async () => {
+    // The body is read in flowing mode; only pausing it keeps the held bytes bounded and the
+    // writes in order. Every FileHandle write is slowed down here (a disk slower than TLS).
+    const probe = await open(await destination(), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writev: (buffers: Buffer[], position?: number) => Promise<unknown> };
+    await probe.close();
+    const original = proto.writev;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const sizes: number[] = [];
+    proto.writev = async function (this: unknown, buffers: Buffer[], position?: number) {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      sizes.push(buffers.reduce((n, b) => n + b.length, 0));
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return await original.call(this, buffers, position);
+      } finally {
+        inFlight--;
+      }
+    };
+    const progress: number[] = [];
+    try {
+      const dest = await destination();
+      await downloadVerified({ agent, url: `${base}/file`, destination: dest, target: TARGET, onProgress: (done) => progress.push(done) });
+      expect((await readFile(dest)).equals(BODY)).toBe(true);
+    } finally {
+      proto.writev = original;
+    }
+    expect(maxInFlight).toBe(1);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(BODY.length);
+    for (const size of sizes) expect(size).toBeLessThanOrEqual(MiB + 64 * 1024);
+    // Six writes of 300 ms: progress at the first batch, again after a second while batches
+    // wait for the disk, and at the end.
+    expect(progress.length).toBeGreaterThanOrEqual(3);
+    expect(progress.at(-1)).toBe(BODY.length);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
   });
 });

@@ -4,6 +4,8 @@
 // disk first, so the final digest still covers every byte.
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
+import { finished } from 'node:stream/promises';
+import type { IncomingMessage } from 'node:http';
 import type https from 'node:https';
 import { MeshError } from '../errors.js';
 import type { VerifiedTarget } from '../plugin.js';
@@ -63,7 +65,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   const headers: Record<string, string> = {};
   if (offset > 0 && offset < target.length) headers.range = `bytes=${offset}-`;
 
-  let res;
+  let res: IncomingMessage | undefined;
   if (offset < target.length) {
     try {
       res = await httpsGet(agent, url, { headers, signal });
@@ -85,63 +87,99 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
 
   let done = offset;
   if (res) {
+    const body = res;
     const handle = await fs.open(destination, offset > 0 ? 'a' : 'w', 0o600);
-    // Chunks arrive as 16 KiB TLS records; one awaited write each costs a thread-pool round
-    // trip per record (2.2x the CPU of 1 MiB writes, docs/benchmarks.md). They are hashed as
-    // they arrive and written in batches of BATCH bytes, one batch in flight while the next
-    // fills: at most 2 x BATCH bytes are ever held, whatever the artifact's size. The loop
-    // waits for the previous write before issuing the next, so a slow disk stops reading
-    // from the socket (backpressure reaches the server through TCP) and the bytes land in
-    // order.
+    // Chunks arrive as 16 KiB TLS records (~65,000 per GiB); one awaited write each costs a
+    // thread-pool round trip per record (2.2x the CPU of 1 MiB writes, docs/benchmarks.md).
+    // They are hashed as they arrive and written in batches of BATCH bytes, one batch in
+    // flight while the next fills: at most 2 x BATCH bytes are ever held, whatever the
+    // artifact's size. The body is read in flowing mode ('data' events), not with an async
+    // iterator: the iterator costs a promise, a read() and a tick per record, which was the
+    // agent's CPU beyond the bare https one-pass reference (docs/benchmarks.md, pipeline).
+    // When a full batch finds the previous write still in flight the response is paused until
+    // it lands, so a slow disk stops reading from the socket (backpressure reaches the server
+    // through TCP) and the bytes land in order.
     let batch: Buffer[] = [];
     let batched = 0;
     let writing: Promise<unknown> | undefined;
-    const flush = async () => {
-      if (writing) await writing;
-      if (batched === 0) return;
+    let paused = false;
+    let lastProgress = 0;
+    const write = (): Promise<unknown> => {
+      // The clock is read once per batch (1 MiB), not once per record, and here, where every
+      // batch passes, so a slow disk (each batch issued when the previous write lands) still
+      // reports progress.
+      const now = Date.now();
+      if (onProgress && now - lastProgress >= 1000) {
+        lastProgress = now;
+        onProgress(done, target.length);
+      }
       const buffers = batch;
       batch = [];
       batched = 0;
-      writing = handle.writev(buffers);
-      // Awaited at the next flush or in finally; meanwhile a failure must not be unhandled.
-      writing.catch(() => undefined);
+      const inFlight = handle.writev(buffers);
+      writing = inFlight;
+      inFlight.then(
+        () => {
+          if (writing === inFlight) writing = undefined;
+          if (paused) {
+            paused = false;
+            if (batched >= BATCH) void write();
+            body.resume();
+          }
+        },
+        // A failed write ends the download: the error surfaces from finished() below.
+        (err: unknown) => body.destroy(err as Error),
+      );
+      return inFlight;
     };
-    try {
-      let lastProgress = 0;
-      let sinceGc = 0;
-      for await (const chunk of res as AsyncIterable<Buffer>) {
-        done += chunk.length;
-        // TUF spec 5.7.2: never accept more than the trusted length (endless data attack).
-        if (done > target.length) {
-          res.destroy();
-          throw new MeshError('MESH_ERR_DIGEST_MISMATCH', `${target.targetPath}: server sent more than the ${target.length} bytes TUF allows`);
-        }
-        hash.update(chunk);
-        batch.push(chunk);
-        batched += chunk.length;
-        if (batched >= BATCH) await flush();
-        sinceGc += chunk.length;
-        if (sinceGc >= GC_EVERY) {
-          sinceGc = 0;
-          collectYoungGarbage();
-        }
-        const now = Date.now();
-        if (onProgress && now - lastProgress >= 1000) {
-          lastProgress = now;
-          onProgress(done, target.length);
-        }
+    // Awaited before the handle closes: what was received is on disk, in order.
+    const drain = async () => {
+      while (writing) await writing;
+      if (batched > 0) await write();
+    };
+    let sinceGc = 0;
+    body.on('data', (chunk: Buffer) => {
+      done += chunk.length;
+      // TUF spec 5.7.2: never accept more than the trusted length (endless data attack).
+      if (done > target.length) {
+        body.destroy(new MeshError('MESH_ERR_DIGEST_MISMATCH', `${target.targetPath}: server sent more than the ${target.length} bytes TUF allows`));
+        return;
       }
-      await flush();
-      await writing;
+      hash.update(chunk);
+      batch.push(chunk);
+      batched += chunk.length;
+      sinceGc += chunk.length;
+      if (sinceGc >= GC_EVERY) {
+        sinceGc = 0;
+        collectYoungGarbage();
+      }
+      if (batched < BATCH) return;
+      if (writing) {
+        if (!paused) {
+          paused = true;
+          body.pause();
+        }
+        return;
+      }
+      void write();
+    });
+    try {
+      try {
+        await finished(body);
+      } finally {
+        body.removeAllListeners('data');
+      }
+      await drain();
       await handle.sync();
     } catch (err) {
+      // Never close under a write still in flight (its error, if any, is reported here).
+      await writing?.catch(() => undefined);
       if (err instanceof MeshError) throw err;
       // What arrived before the interruption is kept for the resume (it is re-hashed from
       // disk then, so it is checked like every other byte).
-      await flush().catch(() => undefined);
+      await drain().catch(() => undefined);
       throw new MeshError('MESH_ERR_DOWNLOAD_FAILED', `download of ${target.targetPath} interrupted: ${(err as Error).message}`, { cause: err });
     } finally {
-      // Never close under a write still in flight (its error, if any, was reported above).
       await writing?.catch(() => undefined);
       await handle.close();
     }

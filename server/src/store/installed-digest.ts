@@ -9,7 +9,8 @@ type InstalledEntry = Omit<InstalledRecord, 'updatedAt'>;
 export function installedDigest(installed: ReadonlyArray<InstalledEntry>): string {
   const entries = installed.map((i) => [i.name, i.kind, i.version, i.sha256, i.state]);
   entries.sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0));
-  return crypto.createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+  // One-shot: a Hash object per heartbeat was most of this function's cost (docs/benchmarks.md, heartbeat profile).
+  return crypto.hash('sha256', JSON.stringify(entries), 'hex');
 }
 
 /** The digest of a device that has installed nothing (a new device row starts with it). */
