@@ -29,7 +29,7 @@ export const CONFIG = {
     connectConcurrency: 16,
     recoverTimeoutSeconds: 600,
     maxPendingHandshakes: null,
-    waitForReady: false,
+    waitForReady: true,
   },
   smoke: {
     devices: 40,
@@ -41,7 +41,7 @@ export const CONFIG = {
     connectConcurrency: 8,
     recoverTimeoutSeconds: 120,
     maxPendingHandshakes: null,
-    waitForReady: false,
+    waitForReady: true,
   },
 };
 const GOAL_RATIO = 1.3;
