@@ -25,7 +25,7 @@ let downAt = null; // epoch ms
 let back = 0;
 let loops = [];
 const slots = new Map(); // 100 ms slot since downAt -> attempts started in it
-const outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
+let outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
 let firstError;
 let cpuAtDown;
 let cpuUntilAllBack;
@@ -107,8 +107,18 @@ workerMain(async (msg) => {
     loops = devices.map((d) => deviceLoop(d, msg.intervalMs));
     setInterval(() => process.send({ type: 'progress', back }), 250).unref();
     process.send({ type: 'started' });
+  } else if (msg.type === 'policy') {
+    // Between restarts of one run: the same devices and connections, another call policy.
+    waitForReady = msg.waitForReady !== false;
+    process.send({ type: 'noted' });
   } else if (msg.type === 'down') {
+    // Each restart is measured on its own: what the previous one counted is reset.
     downAt = msg.at;
+    back = 0;
+    slots.clear();
+    outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
+    firstError = undefined;
+    for (const d of devices) Object.assign(d, { backAt: null, attempts: 0, maxFailures: 0 });
     cpuAtDown = process.cpuUsage();
     process.send({ type: 'noted' });
   } else if (msg.type === 'allBack') {
@@ -120,6 +130,8 @@ workerMain(async (msg) => {
     stopping = true;
     await Promise.all(loops.map((l) => Promise.race([l, sleep(16_000)])));
     for (const d of devices) d.client.close();
+    process.send({ type: 'stopped' });
+  } else if (msg.type === 'collect') {
     process.send({
       type: 'result',
       backAt: devices.map((d) => d.backAt),

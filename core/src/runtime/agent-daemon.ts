@@ -128,7 +128,10 @@ export class AgentDaemon {
       while (!signal.aborted) {
         let wait = this.#intervalSeconds * 1000;
         try {
+          const startedAt = Date.now();
           const res = await this.#client.heartbeat({ installed: this.#installed() });
+          // A heartbeat that waited for the channel to reconnect answers late but does not fail.
+          agent.log.debug({ tookMs: Date.now() - startedAt }, 'heartbeat answered');
           if (failures > 0) agent.log.info({ failures }, 'heartbeat back');
           failures = 0;
           await this.#options.onHeartbeatAnswered?.();
