@@ -7,6 +7,10 @@
 // the new server's peak RSS; connections it shed (--max-pending-handshakes); retries per
 // 100 ms (a synchronized fleet shows as spikes). Also a resumed (TLS 1.3 ticket) handshake's
 // CPU, which grpc-js clients cannot use (docs/benchmarks.md, "Reconnect storm").
+// `policies` lists one restart per device call policy, in this order, in the same run (same
+// devices, connections and machine state): true is the agent's (calls wait for the channel's
+// readiness within their deadline; a retry sleep ends when the channel reconnects), false the
+// one before issue 30's fix (calls fail at once during the channel's backoff), for comparison.
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../scripts/lib/processes.mjs';

@@ -5,8 +5,9 @@
 // deadline, and after a failure the agent's own retry schedule (retryDelayMs from
 // @meshanics/core, capped at the interval), cut short when the channel reconnects on its own
 // (sleepUnlessReconnected). All of it is imported from @meshanics/core, not copied. It never
-// gives up. --set storm.waitForReady=false simulates the agent before issue 30's fix (calls
-// fail at once during the channel's backoff; the retry sleeps its whole window).
+// gives up. The suite's "policy" message switches between restarts to the agent before issue
+// 30's fix (waitForReady false: calls fail at once during the channel's backoff, and the retry
+// sleeps its whole window), so both are measured in the same run.
 // The parent says when the server went down ("down"); a device is back at its first successful
 // heartbeat that started after that. Every attempt after "down" is timestamped (100 ms slots)
 // so the suite can show the retries are not synchronized.
