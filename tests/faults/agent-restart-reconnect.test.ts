@@ -107,7 +107,10 @@ describe('agents through a server restart', () => {
       // (the outage as the agents saw it also holds the new server's start, seconds on a
       // loaded machine), never an UNAVAILABLE at once.
       const early = failed.filter((f) => !/^4 DEADLINE_EXCEEDED/.test(f.err ?? ''));
-      expect(early.map((f) => f.err), `${name}: heartbeats failed without waiting for the channel`).toEqual([]);
+      expect(
+        early.map((f) => f.err),
+        `${name}: heartbeats failed without waiting for the channel`,
+      ).toEqual([]);
       expect(failed.length, `${name}: one deadline per ${CALL_DEADLINE_MS} ms of outage at most`).toBeLessThanOrEqual(Math.ceil((listeningAt - downAt) / CALL_DEADLINE_MS) + 1);
       expect(backAt.get(name)! - listeningAt, `${name}: back after the restart`).toBeLessThan(BACK_WITHIN_MS);
     }
