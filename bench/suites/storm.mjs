@@ -7,6 +7,10 @@
 // the new server's peak RSS; connections it shed (--max-pending-handshakes); retries per
 // 100 ms (a synchronized fleet shows as spikes). Also a resumed (TLS 1.3 ticket) handshake's
 // CPU, which grpc-js clients cannot use (docs/benchmarks.md, "Reconnect storm").
+// `policies` lists one restart per device call policy, in this order, in the same run (same
+// devices, connections and machine state): true is the agent's (calls wait for the channel's
+// readiness within their deadline; a retry sleep ends when the channel reconnects), false the
+// one before issue 30's fix (calls fail at once during the channel's backoff), for comparison.
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../scripts/lib/processes.mjs';
@@ -29,7 +33,7 @@ export const CONFIG = {
     connectConcurrency: 16,
     recoverTimeoutSeconds: 600,
     maxPendingHandshakes: null,
-    waitForReady: false,
+    policies: [true, false],
   },
   smoke: {
     devices: 40,
@@ -41,7 +45,7 @@ export const CONFIG = {
     connectConcurrency: 8,
     recoverTimeoutSeconds: 120,
     maxPendingHandshakes: null,
-    waitForReady: false,
+    policies: [true],
   },
 };
 const GOAL_RATIO = 1.3;
@@ -95,7 +99,6 @@ export async function run({ mode, work, overrides = {} }) {
           caPem: pki.caPem,
           address,
           connectConcurrency: cfg.connectConcurrency,
-          waitForReady: cfg.waitForReady,
         },
         'ready',
         30 * 60_000,
@@ -104,9 +107,72 @@ export async function run({ mode, work, overrides = {} }) {
   );
   progress(SUITE, `${cfg.devices} devices connected and registered in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await Promise.all(clients.map((c) => c.request({ type: 'heartbeats', intervalMs: cfg.intervalSeconds * 1000 }, 'started')));
-  await sleep(cfg.intervalSeconds * 1000 * 1.5);
+  // One restart per call policy, in the same run (same devices, connections and machine state):
+  // the agent's (wait-for-ready) and, for comparison, the one before issue 30's fix.
+  const restarts = [];
+  const back = new Map(); // client index -> its devices back since the last "down"
+  for (const [i, c] of clients.entries()) c.on('progress', (m) => back.set(i, m.back));
+  for (const waitForReady of cfg.policies) {
+    await Promise.all(clients.map((c) => c.request({ type: 'policy', waitForReady }, 'noted')));
+    await sleep(cfg.intervalSeconds * 1000 * 1.5);
+    const r = await restart({ cfg, dataDir, clients, back, server, address, floorSeconds, waitForReady });
+    server = r.server;
+    restarts.push(r);
+  }
+  await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'stopped', 120_000)));
+  await Promise.all(clients.map((c) => c.stop()));
+  await server.stop();
 
-  // The restart: SIGTERM, down for longer than an interval, start on the same data dir and port.
+  const policyName = (w) => (w ? 'wait-for-ready (agent)' : 'fail at once (before issue 30)');
+  const one = (v) => ({ median: v, min: v, max: v, n: 1, values: [v] });
+  const rows = [];
+  for (const { waitForReady, storm: st } of restarts) {
+    const label = restarts.length > 1 ? `, ${policyName(waitForReady)}` : '';
+    rows.push(
+      {
+        suite: SUITE,
+        metric: `${cfg.devices} devices back after a restart${label}`,
+        unit: 's',
+        value: one(st.recoverSeconds),
+        baseline: one(+floorSeconds.toFixed(2)),
+        baselineName: 'handshake-CPU floor',
+        ratio: one(st.ratio),
+        target: waitForReady ? `≤ ${GOAL_RATIO}× floor` : '',
+        met: waitForReady ? (st.ratio === null ? false : st.ratio <= GOAL_RATIO) : undefined,
+      },
+      { suite: SUITE, metric: `server busy during the recovery${label}`, unit: '', value: one(st.serverBusyShare) },
+      { suite: SUITE, metric: `devices that never came back${label}`, unit: '', value: one(st.gaveUp), target: '0', met: st.gaveUp === 0 },
+      { suite: SUITE, metric: `server CPU per reconnected device${label}`, unit: 'ms', value: one(+(st.serverCpuMs / cfg.devices).toFixed(2)) },
+      { suite: SUITE, metric: `load generators' CPU per reconnected device${label}`, unit: 'ms', value: one(+(st.generatorCpuMs / cfg.devices).toFixed(2)) },
+      { suite: SUITE, metric: `server peak RSS during the storm (VmHWM)${label}`, unit: 'bytes', value: one(st.serverPeakRss) },
+      {
+        suite: SUITE,
+        metric: `connections shed / failed heartbeats${label}`,
+        unit: '',
+        value: `${st.shed} / ${st.outcomes.unavailable + st.outcomes.deadline + st.outcomes.other}`,
+      },
+    );
+  }
+  rows.push({
+    suite: SUITE,
+    metric: 'mTLS handshake CPU, server / device',
+    unit: 'ms',
+    value: `${full.serverMs} / ${full.deviceMs} ms`,
+    baseline: `${resumed.serverMs} / ${resumed.deviceMs} ms`,
+    baselineName: 'resumed',
+  });
+  const [first] = restarts;
+  return {
+    config: cfg,
+    rows,
+    handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
+    storm: first.storm,
+    restarts: restarts.map((r) => ({ waitForReady: r.waitForReady, ...r.storm })),
+  };
+}
+
+/** SIGTERM, down for cfg.downSeconds, start on the same data dir and port; measured until all are back. */
+async function restart({ cfg, dataDir, clients, back, server, address, floorSeconds, waitForReady }) {
   // A device is back at its first successful heartbeat started after the old server exited.
   const stopAt = Date.now();
   await server.stop('SIGTERM', 30_000);
@@ -121,10 +187,9 @@ export async function run({ mode, work, overrides = {} }) {
   const mem = memoryPoller(server.proc.pid);
   progress(
     SUITE,
-    `server stopped in ${stoppedSeconds.toFixed(1)} s, listening again after ${((upAt - downAt) / 1000).toFixed(1)} s (load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')})`,
+    `[${waitForReady ? 'wait-for-ready' : 'fail at once'}] server stopped in ${stoppedSeconds.toFixed(1)} s, listening again after ${((upAt - downAt) / 1000).toFixed(1)} s (load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')})`,
   );
-  const back = new Map();
-  for (const [i, c] of clients.entries()) c.on('progress', (m) => back.set(i, m.back));
+  back.clear(); // the clients reset their counts at "down"
   const total = () => [...back.values()].reduce((a, b) => a + b, 0);
   let lastPrint = Date.now();
   while (total() < cfg.devices && Date.now() - upAt < cfg.recoverTimeoutSeconds * 1000) {
@@ -139,18 +204,16 @@ export async function run({ mode, work, overrides = {} }) {
   const serverCpuMs = cpuMs(server.proc.pid) - cpu0;
   await Promise.all(clients.map((c) => c.request({ type: 'allBack' }, 'noted')));
   const shed = await metric(server, 'meshanics_device_connections_shed_total');
-  const results = await Promise.all(clients.map((c) => c.request({ type: 'stop' }, 'result', 120_000)));
+  const results = await Promise.all(clients.map((c) => c.request({ type: 'collect' }, 'result', 120_000)));
   const memory = mem.stop();
-  await Promise.all(clients.map((c) => c.stop()));
-  await server.stop();
 
   const backAt = results.flatMap((r) => r.backAt);
   const gaveUp = backAt.filter((t) => t === null).length;
   const recoverSeconds = gaveUp ? null : (Math.max(...backAt) - upAt) / 1000;
-  const attempts = results.flatMap((r) => r.attempts);
+  const attempts = results.flatMap((r) => r.attempts).reduce((a, b) => a + b, 0);
   const slots = {};
   for (const r of results) for (const [k, v] of Object.entries(r.slots)) slots[k] = (slots[k] ?? 0) + v;
-  // Retries after the server was back, per 100 ms: the busiest slot against the mean.
+  // Attempts after the server was back, per 100 ms: the busiest slot against the mean.
   const upSlot = Math.floor((upAt - downAt) / 100);
   const endSlot = Math.max(upSlot + 1, Math.ceil(((recoverSeconds ?? 0) * 1000 + upAt - downAt) / 100));
   const after = Array.from({ length: endSlot - upSlot }, (_, i) => slots[upSlot + i] ?? 0);
@@ -165,40 +228,13 @@ export async function run({ mode, work, overrides = {} }) {
   const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
   progress(
     SUITE,
-    `all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; peak RSS ${fmtBytes(memory.hwm)}; retries per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
+    `[${waitForReady ? 'wait-for-ready' : 'fail at once'}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
   );
-  const one = (v) => ({ median: v, min: v, max: v, n: 1, values: [v] });
-  const rows = [
-    {
-      suite: SUITE,
-      metric: `${cfg.devices} devices back after a restart`,
-      unit: 's',
-      value: one(recoverSeconds),
-      baseline: one(+floorSeconds.toFixed(2)),
-      baselineName: 'handshake-CPU floor',
-      ratio: one(ratio),
-      target: `≤ ${GOAL_RATIO}× floor`,
-      met: ratio === null ? false : ratio <= GOAL_RATIO,
-    },
-    { suite: SUITE, metric: 'devices that never came back', unit: '', value: one(gaveUp), target: '0', met: gaveUp === 0 },
-    {
-      suite: SUITE,
-      metric: 'mTLS handshake CPU, server / device',
-      unit: 'ms',
-      value: `${full.serverMs} / ${full.deviceMs} ms`,
-      baseline: `${resumed.serverMs} / ${resumed.deviceMs} ms`,
-      baselineName: 'resumed',
-    },
-    { suite: SUITE, metric: 'server CPU per reconnected device', unit: 'ms', value: one(+(serverCpuMs / cfg.devices).toFixed(2)) },
-    { suite: SUITE, metric: "load generators' CPU per reconnected device", unit: 'ms', value: one(+(generatorCpuMs / cfg.devices).toFixed(2)) },
-    { suite: SUITE, metric: 'server peak RSS during the storm (VmHWM)', unit: 'bytes', value: one(memory.hwm) },
-    { suite: SUITE, metric: 'connections shed / device retries', unit: '', value: `${shed} / ${attempts.reduce((a, b) => a + b, 0) - cfg.devices}` },
-  ];
   return {
-    config: cfg,
-    rows,
-    handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
+    server,
+    waitForReady,
     storm: {
+      attempts: attempts - cfg.devices,
       recoverSeconds,
       ratio,
       generatorCpuMs,

@@ -1,14 +1,20 @@
 // Simulated devices for the reconnect-storm benchmark (one of several processes). Each device
 // has its own certificate and mTLS channel, with the agent's channel options (its grpc-js
 // reconnect backoff, core/src/runtime/device-client.ts), and heartbeats like the agent's
-// daemon loop: the interval, and after a failure the agent's own retry schedule
-// (retryDelayMs from @meshanics/core, capped at the interval). It never gives up.
+// daemon loop: the interval, calls that wait for the channel's readiness within the agent's
+// deadline, and after a failure the agent's own retry schedule (retryDelayMs from
+// @meshanics/core, capped at the interval), cut short when the channel reconnects on its own
+// (sleepUnlessReconnected). All of it is imported from @meshanics/core, not copied. It never
+// gives up. The suite's "policy" message switches between restarts to the agent before issue
+// 30's fix (waitForReady false: calls fail at once during the channel's backoff, and the retry
+// sleeps its whole window), so both are measured in the same run.
 // The parent says when the server went down ("down"); a device is back at its first successful
 // heartbeat that started after that. Every attempt after "down" is timestamped (100 ms slots)
 // so the suite can show the retries are not synchronized.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { CALL_RETRY_BACKOFF, retryDelayMs } from '@meshanics/core';
+import { CALL_DEADLINE_MS, DEVICE_CHANNEL_OPTIONS, deviceCallMetadata, sleepUnlessReconnected } from '@meshanics/core';
 import { loadDeviceService } from '@meshanics/core/contract';
 import { REGISTER_REQUEST, unary, waitReady, withConcurrency } from '../lib/device.mjs';
 import { workerMain } from '../lib/workers.mjs';
@@ -20,7 +26,7 @@ let downAt = null; // epoch ms
 let back = 0;
 let loops = [];
 const slots = new Map(); // 100 ms slot since downAt -> attempts started in it
-const outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
+let outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
 let firstError;
 let cpuAtDown;
 let cpuUntilAllBack;
@@ -29,22 +35,17 @@ function open(address, caPem, d) {
   const { Client } = loadDeviceService();
   const credentials = grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(d.keyPem), Buffer.from(d.certPem));
   return new Client(address, credentials, {
-    'grpc.keepalive_time_ms': 60_000,
-    'grpc.initial_reconnect_backoff_ms': 1000,
-    'grpc.max_reconnect_backoff_ms': 5000,
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    ...DEVICE_CHANNEL_OPTIONS,
     // One connection per simulated device, never shared within this process.
     'grpc.use_local_subchannel_pool': 1,
   });
 }
 
-// --set storm.waitForReady=true (an experiment, not what the agent does today): a heartbeat made
-// while the channel is in its reconnect backoff waits for the channel's next attempt, within
-// the deadline, instead of failing at once.
-let waitForReady = false;
-function heartbeatWaitingForReady(client) {
+// The agent's call policy (true) or the one before issue 30's fix (false).
+let waitForReady = true;
+function heartbeat(client) {
   return new Promise((resolve, reject) =>
-    client.heartbeat({ installed: [] }, new grpc.Metadata(), { deadline: Date.now() + 15_000, waitForReady: true }, (err, res) => (err ? reject(err) : resolve(res))),
+    client.heartbeat({ installed: [] }, deviceCallMetadata(waitForReady), { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => (err ? reject(err) : resolve(res))),
   );
 }
 
@@ -60,7 +61,7 @@ async function deviceLoop(device, intervalMs) {
       device.attempts += 1;
     }
     try {
-      await (waitForReady ? heartbeatWaitingForReady(device.client) : unary(device.client, 'heartbeat', { installed: [] }, 15_000));
+      await heartbeat(device.client);
       outcomes.ok += 1;
       failures = 0;
       if (downAt !== null && t0 >= downAt && device.backAt === null) {
@@ -76,6 +77,10 @@ async function deviceLoop(device, intervalMs) {
       failures += 1;
       device.maxFailures = Math.max(device.maxFailures, failures);
       wait = retryDelayMs(failures, { ...CALL_RETRY_BACKOFF, capMs: Math.min(CALL_RETRY_BACKOFF.capMs, intervalMs) });
+      if (waitForReady) {
+        await sleepUnlessReconnected(device.client.getChannel(), wait);
+        continue;
+      }
     }
     await sleep(wait);
   }
@@ -83,7 +88,7 @@ async function deviceLoop(device, intervalMs) {
 
 workerMain(async (msg) => {
   if (msg.type === 'init') {
-    waitForReady = msg.waitForReady === true;
+    waitForReady = msg.waitForReady !== false;
     const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
     for (const d of mine) devices.push({ name: d.name, client: open(msg.address, msg.caPem, d), backAt: null, attempts: 0, maxFailures: 0 });
     await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
@@ -103,8 +108,18 @@ workerMain(async (msg) => {
     loops = devices.map((d) => deviceLoop(d, msg.intervalMs));
     setInterval(() => process.send({ type: 'progress', back }), 250).unref();
     process.send({ type: 'started' });
+  } else if (msg.type === 'policy') {
+    // Between restarts of one run: the same devices and connections, another call policy.
+    waitForReady = msg.waitForReady !== false;
+    process.send({ type: 'noted' });
   } else if (msg.type === 'down') {
+    // Each restart is measured on its own: what the previous one counted is reset.
     downAt = msg.at;
+    back = 0;
+    slots.clear();
+    outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
+    firstError = undefined;
+    for (const d of devices) Object.assign(d, { backAt: null, attempts: 0, maxFailures: 0 });
     cpuAtDown = process.cpuUsage();
     process.send({ type: 'noted' });
   } else if (msg.type === 'allBack') {
@@ -116,6 +131,8 @@ workerMain(async (msg) => {
     stopping = true;
     await Promise.all(loops.map((l) => Promise.race([l, sleep(16_000)])));
     for (const d of devices) d.client.close();
+    process.send({ type: 'stopped' });
+  } else if (msg.type === 'collect') {
     process.send({
       type: 'result',
       backAt: devices.map((d) => d.backAt),

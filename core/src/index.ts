@@ -23,7 +23,15 @@ export { runProbe, attemptSpacingSeconds, type ProbeOutcome } from './probe-runn
 export { AgentStateStore, type AgentStateData, type PendingReport } from './state/agent-state.js';
 export type { TargetSource } from './target-source.js';
 export { TufTargetSource, type TufTargetSourceOptions } from './tuf/tuf-target-source.js';
-export { DeviceClient } from './runtime/device-client.js';
+export {
+  CALL_DEADLINE_MS,
+  DEVICE_CHANNEL_OPTIONS,
+  DeviceClient,
+  deviceCallMetadata,
+  RECONNECT_BACKOFF,
+  sleepUnlessReconnected,
+  type DeviceClientOptions,
+} from './runtime/device-client.js';
 export { AgentDaemon, type DaemonExit } from './runtime/agent-daemon.js';
 export { StatusReporter } from './runtime/status-reporter.js';
 export { CALL_RETRY_BACKOFF, REPORT_RETRY_BACKOFF, retryDelayMs, retryWindowMs, type RetryBackoff } from './runtime/retry-backoff.js';

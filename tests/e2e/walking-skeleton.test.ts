@@ -129,7 +129,8 @@ describe('walking skeleton', () => {
         cert: await readFile(path.join(otherCreds, 'device.crt')),
         key: await readFile(path.join(otherCreds, 'device.key')),
       },
-      { deadlineMs: 5000 },
+      // Fail at once with the refused handshake's status (the agent's calls wait for the channel instead).
+      { deadlineMs: 5000, waitForReady: false },
     );
     try {
       const err = await client.register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] }).then(

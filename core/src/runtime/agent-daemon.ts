@@ -92,7 +92,7 @@ export class AgentDaemon {
         if ((err as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED) throw err;
         const retryInMs = retryDelayMs(failures, CALL_RETRY_BACKOFF);
         agent.log.warn({ err: (err as Error).message, failures, retryInMs }, 'register failed; retrying');
-        await abortableSleep(retryInMs, signal);
+        await this.#client.sleepUnlessReconnected(retryInMs, signal);
       }
     }
   }
@@ -128,7 +128,10 @@ export class AgentDaemon {
       while (!signal.aborted) {
         let wait = this.#intervalSeconds * 1000;
         try {
+          const startedAt = Date.now();
           const res = await this.#client.heartbeat({ installed: this.#installed() });
+          // A heartbeat that waited for the channel to reconnect answers late but does not fail.
+          agent.log.debug({ tookMs: Date.now() - startedAt }, 'heartbeat answered');
           if (failures > 0) agent.log.info({ failures }, 'heartbeat back');
           failures = 0;
           await this.#options.onHeartbeatAnswered?.();
@@ -159,6 +162,11 @@ export class AgentDaemon {
           // Never later than the next regular heartbeat would have been (retry-backoff.ts).
           wait = retryDelayMs(failures, { ...CALL_RETRY_BACKOFF, capMs: Math.min(CALL_RETRY_BACKOFF.capMs, wait) });
           agent.log.warn({ err: (err as Error).message, failures, retryInMs: wait }, 'heartbeat failed');
+          // A failure is a deadline the channel could not connect within (calls wait for
+          // readiness, device-client.ts) or an answer from the server; the retry waits no
+          // longer than until the channel has reconnected on its own.
+          await this.#client.sleepUnlessReconnected(wait, signal);
+          continue;
         }
         await abortableSleep(wait, signal);
       }
