@@ -30,11 +30,14 @@ export function adaptUnit(text) {
     [/^StateDirectory=meshanics$/m, 'StateDirectory=meshanics-agent'],
     // The agent updates itself (issue 28, plugins/artifact-agent): it unpacks new versions beside
     // the running one and switches the current/previous links, so its install root is writable
-    // for it; after every stop the previous version's watchdog checks a pending hand-over (the
-    // leading "-": nothing to check before the first self-update, when there is no previous).
+    // for it. The previous version's watchdog (the leading "-": nothing to do before the first
+    // self-update, when there is no previous) guards every start: before it (--arm: during a
+    // trial it watches that start from inside the service's cgroup, so KillMode=control-group
+    // cannot end it before B starts, and it kills a B that hangs at the deadline) and after it
+    // (--once: B's exit status, the rollback once past the deadline). watchdog.ts says why.
     [
       /^ReadWritePaths=\/var\/lib\/meshanics$/m,
-      'ReadWritePaths=/var/lib/meshanics-agent /usr/lib/meshanics-agent\nExecStopPost=-/usr/lib/meshanics-agent/previous/bin/node /usr/lib/meshanics-agent/previous/node_modules/@meshanics/artifact-agent/dist/watchdog.js --once /var/lib/meshanics-agent $EXIT_STATUS',
+      'ReadWritePaths=/var/lib/meshanics-agent /usr/lib/meshanics-agent\nExecStartPre=-/usr/lib/meshanics-agent/previous/bin/node /usr/lib/meshanics-agent/previous/node_modules/@meshanics/artifact-agent/dist/watchdog.js --arm /var/lib/meshanics-agent %n\nExecStopPost=-/usr/lib/meshanics-agent/previous/bin/node /usr/lib/meshanics-agent/previous/node_modules/@meshanics/artifact-agent/dist/watchdog.js --once /var/lib/meshanics-agent $EXIT_STATUS',
     ],
   ];
   for (const [from, to] of edits) {

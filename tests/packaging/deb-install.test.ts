@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCli, startServer, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
 import { publishModel } from '../e2e/helpers/steps.js';
 import { DebianRoot } from './helpers/debian-root.js';
+import { leftovers, snapshot } from './helpers/leftovers.js';
 import { artifact, ensurePackages, missingTools, OUT, ROOT, type Manifest } from './helpers/tools.js';
 
 const run = promisify(execFile);
@@ -27,10 +28,6 @@ const DEFAULTS = [
   '@meshanics/probe-http',
   '@meshanics/probe-file',
 ];
-// Paths that change on any dpkg run and are not the package's: dpkg's own database and log,
-// and shadow's backups of the previous passwd/group state (useradd/userdel write them).
-const BOOKKEEPING = /^\/var\/(lib\/dpkg|log|cache\/debconf)\/|^\/etc\/(g?shadow|passwd|group)-\/$/;
-const SNAPSHOT = 'find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /run \\) -prune -o -print | sort';
 
 let manifest: Manifest;
 let work: string;
@@ -79,7 +76,7 @@ beforeAll(async () => {
   server = await startServer(serverDir);
   caFingerprint = new X509Certificate(await readFile(path.join(serverDir, 'pki', 'ca.crt'))).fingerprint256;
   device = await DebianRoot.start(`meshanics-pkg-deb-${process.pid}`, [work, OUT]);
-  before = (await device.sh(SNAPSHOT)).stdout.split('\n');
+  before = await snapshot(device);
 }, 900_000);
 
 afterAll(async () => {
@@ -226,12 +223,11 @@ describe.skipIf(Boolean(skip))(`the amd64 .deb in a Debian root without node or 
     expect(afterRemove.stdout.split('\n').filter(Boolean)).toEqual(['/etc/meshanics/agent.json', '/var/lib/meshanics-agent']);
     const purged = await device.sh('dpkg --purge meshanics-agent');
     expect(purged.code).toBe(0);
-    const after = (await device.sh(SNAPSHOT)).stdout.split('\n');
-    const added = after.filter((p) => p && !before.includes(p));
+    const { added, unexplained } = await leftovers(device, before);
     // What remains that was not there before the install: nothing of the package's. Listed for
     // the record: what dpkg and shadow's tools keep about any package and any removed user.
     console.info(`after dpkg --purge, new paths (dpkg's and shadow's own records): ${JSON.stringify(added)}`);
-    expect(added.filter((p) => !BOOKKEEPING.test(`${p}/`))).toEqual([]);
+    expect(unexplained).toEqual([]);
     expect(added.filter((p) => /meshanics/.test(p))).toEqual([]);
     expect((await device.sh('getent passwd meshanics; getent group meshanics; echo end')).stdout.trim()).toBe('end');
   });

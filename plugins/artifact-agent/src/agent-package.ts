@@ -30,12 +30,20 @@ export interface AgentPackage {
 export async function unpackAgentPackage(tarball: string, dir: string, signal?: AbortSignal): Promise<void> {
   await fs.rm(dir, { recursive: true, force: true });
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  try {
-    await run('tar', ['-xzf', tarball, '-C', dir, '--no-same-owner', `./${PACKAGE_VERSIONS_DIR}`], { signal, maxBuffer: 1024 * 1024 });
-  } catch (err) {
-    const detail = ((err as { stderr?: string }).stderr || (err as Error).message).trim();
-    throw new MeshError('MESH_ERR_AGENT_UPDATE_REFUSED', `not an agent package (no ./${PACKAGE_VERSIONS_DIR}/ in the tarball): ${detail}`);
+  // `npm run package` writes its members without a leading ./ (scripts/packaging/build.mjs:
+  // `tar -C root etc usr`), a tarball made with `tar -C root .` has it; GNU tar matches a
+  // member name only as written, so try both (the server's publish check accepts both too).
+  let detail = '';
+  for (const member of [PACKAGE_VERSIONS_DIR, `./${PACKAGE_VERSIONS_DIR}`]) {
+    try {
+      await run('tar', ['-xzf', tarball, '-C', dir, '--no-same-owner', member], { signal, maxBuffer: 1024 * 1024 });
+      return;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      detail = ((err as { stderr?: string }).stderr || (err as Error).message).trim();
+    }
   }
+  throw new MeshError('MESH_ERR_AGENT_UPDATE_REFUSED', `not an agent package (no ${PACKAGE_VERSIONS_DIR}/ in the tarball): ${detail}`);
 }
 
 async function elfArchitecture(file: string): Promise<AgentPackage['architecture']> {

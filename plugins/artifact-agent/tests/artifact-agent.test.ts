@@ -1,6 +1,7 @@
 // The agent plugin against real tarballs, real files and real symlinks; the hand-over itself
 // (a process exit) is replaced by a callback here and proven with real processes in
 // tests/e2e/agent-self-update.test.ts.
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { readSelfUpdateMarker, runPipeline, settleSelfUpdate, type TransitionEve
 import { createTestAgent, testAssignment } from '@meshanics/core/testing';
 import ExecProbePlugin from '@meshanics/probe-exec';
 import AgentArtifactPlugin from '../src/index.js';
-import { checkOnce } from '../src/watchdog.js';
+import { arm, checkOnce } from '../src/watchdog.js';
 import { buildAgentTarball, writeAgentTree, writeArm64ElfHeader } from './helpers/agent-tarball.js';
 
 let work: string;
@@ -172,6 +173,36 @@ describe('agent artifact: what the next start does with the marker', () => {
     await settleSelfUpdate(a.agent, A, () => undefined);
     expect(a.events.map((e) => e.state)).toEqual(['ROLLED_BACK']);
     expect(a.events[0]!.reason).toContain('exit codes of 2 start(s) of the new agent: 1, 1');
+  });
+
+  it("the before-start check (systemd's ExecStartPre) watches B's start and kills a B that hangs before core at the deadline", async () => {
+    const t = await setup();
+    await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 4 }); // room for node's start-up on a loaded machine
+    // The unit runs the previous version's built watchdog.js with node; so does this test.
+    const script = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'dist', 'watchdog.js');
+    const armed = spawn(process.execPath, [script, '--arm', t.dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    armed.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    expect(await new Promise((r) => armed.on('exit', r))).toBe(0); // returns at once: systemd starts B after it
+    expect(out).toContain('watching the start of 1.1.0');
+    // B as systemd would start it: its own node from versions/1.1.0, hanging before any of core runs.
+    const b = spawn(path.join(lib, 'versions', '1.1.0', 'bin', 'node'), ['-e', 'setInterval(() => {}, 60_000)'], { stdio: 'ignore' });
+    const ended = await new Promise<string | null>((r) => b.on('exit', (_code, signal) => r(signal)));
+    expect(ended).toBe('SIGKILL');
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.0.0');
+    expect((await readSelfUpdateMarker(t.dataDir))?.rolledBack?.reason).toContain('did not register and heartbeat within 4 s');
+  }, 20_000);
+
+  it('the before-start check past the deadline decides the rollback itself, so that start runs A', async () => {
+    const t = await setup();
+    await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 1 });
+    await new Promise((r) => setTimeout(r, 1100));
+    const lines: string[] = [];
+    await arm(t.dataDir, undefined, (l) => void lines.push(l));
+    expect(lines).toEqual(['rolled back to 1.0.0 before the start: past the deadline']);
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.0.0');
+    await arm(t.dataDir, undefined, (l) => void lines.push(l)); // rolled back already: nothing more to do
+    expect(lines).toHaveLength(1);
   });
 
   it('B that runs but gets no heartbeat answered hands back by its own timer at the deadline', async () => {

@@ -58,7 +58,7 @@ export interface ExecResult {
 
 /** One running container of the base image; `sh` runs a command line in it as root. */
 export class DebianRoot {
-  private constructor(readonly name: string) {}
+  protected constructor(readonly name: string) {}
 
   /** MOUNTS: host paths visible at the same path inside (the test's work dir, dist-packages). */
   static async start(name: string, mounts: string[]): Promise<DebianRoot> {
