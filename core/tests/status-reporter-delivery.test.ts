@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AgentStateStore } from '../src/index.js';
 import type { DeviceClient } from '../src/runtime/device-client.js';
 import { StatusReporter } from '../src/runtime/status-reporter.js';
@@ -56,9 +56,15 @@ describe('StatusReporter', () => {
     } as unknown as DeviceClient;
     const reporter = new StatusReporter(store, () => client, pino({ level: 'silent' }));
     reporter.wake();
-    await new Promise((res) => setTimeout(res, 100));
-    expect(sent).toEqual([1, 2]);
-    expect(store.current.outbox.map((r) => r.sequence)).toEqual([3, 4, 5]);
+    // The acknowledged reports leave the outbox by a durable write after the answer: wait for
+    // that state rather than a fixed time (a loaded CI machine took over 100 ms).
+    await vi.waitFor(
+      () => {
+        expect(sent).toEqual([1, 2]);
+        expect(store.current.outbox.map((r) => r.sequence)).toEqual([3, 4, 5]);
+      },
+      { timeout: 5000, interval: 20 },
+    );
     down = false;
     reporter.wake();
     expect(await reporter.drain(5000)).toBe(true);
