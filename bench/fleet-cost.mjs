@@ -33,7 +33,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 14).join('\n').replaceAll('// ', '') + '\n');
+  process.stdout.write(
+    readFileSync(new URL(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 14)
+      .join('\n')
+      .replaceAll('// ', '') + '\n',
+  );
   process.exit(0);
 }
 const SUITE = 'fleet-cost';

@@ -12,10 +12,12 @@ const KiB = 1024;
 
 /**
  * Resident memory per connected device in one load-generator process, by channel kind, as
- * bench/fleet-cost.mjs measured it at 2,000 channels per process (2026-12-05, steady
- * heartbeats), rounded up: most of it is the TLS connection and HTTP/2 session, not ours.
+ * bench/fleet-cost.mjs measured it at 2,000 channels per process (2026-12-05, after an
+ * interval of heartbeats: http2 137 KiB, lean 190 KiB, agent 200 KiB), rounded up: most of it is
+ * the TLS connection (its SecureContext alone 34 KiB) and HTTP/2 session, not ours (V8 heap
+ * 7 KiB per device with http2, 26 KiB with lean grpc-js).
  */
-export const GENERATOR_BYTES_PER_DEVICE = { agent: 240 * KiB, lean: 210 * KiB, http2: 160 * KiB };
+export const GENERATOR_BYTES_PER_DEVICE = { agent: 220 * KiB, lean: 210 * KiB, http2: 150 * KiB };
 /** A load-generator process before its first channel (node, grpc-js, the contract), rounded up. */
 export const GENERATOR_BYTES_PER_PROCESS = 80 * MiB;
 /**
@@ -52,7 +54,7 @@ export function availableMemory() {
  */
 export function memoryNeed(cfg) {
   const processes = clientProcesses(cfg);
-  const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel ?? 'agent'];
+  const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel];
   if (perDevice === undefined) throw new Error(`fleet.channel must be one of ${Object.keys(GENERATOR_BYTES_PER_DEVICE).join(', ')}, not ${cfg.channel}`);
   const generators = cfg.devices * perDevice + processes * GENERATOR_BYTES_PER_PROCESS;
   const server = cfg.devices * SERVER_BYTES_PER_DEVICE + SERVER_BYTES_BASE;
@@ -66,10 +68,10 @@ export function memoryNeed(cfg) {
  */
 export function preflight(cfg, available = availableMemory()) {
   const need = memoryNeed(cfg);
-  const summary = `${cfg.devices} devices (${cfg.channel ?? 'agent'} channels) in ${need.processes} load-generator processes need about ${fmtBytes(need.total)}: generators ${fmtBytes(need.generators)}, server ${fmtBytes(need.server)}`;
+  const summary = `${cfg.devices} devices (${cfg.channel} channels) in ${need.processes} load-generator processes need about ${fmtBytes(need.total)}: generators ${fmtBytes(need.generators)}, server ${fmtBytes(need.server)}`;
   if (cfg.memoryCheck === false || available === null) return { ...need, available, summary };
   if (need.total > 0.9 * available) {
-    const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel ?? 'agent'] + SERVER_BYTES_PER_DEVICE;
+    const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel] + SERVER_BYTES_PER_DEVICE;
     const fits = Math.floor((0.9 * available - SERVER_BYTES_BASE - need.processes * GENERATOR_BYTES_PER_PROCESS) / perDevice);
     throw new Error(
       `fleet: ${summary}, more than 90 % of the ${fmtBytes(available)} available (MemAvailable); about ${Math.max(0, fits)} devices fit. ` +

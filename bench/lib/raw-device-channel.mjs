@@ -7,6 +7,7 @@
 // grpc-js (core/src/runtime/device-client.ts). It offers the slice of grpc-js's Client that
 // fleet-client.mjs uses: unary methods by their lower-case names, waitForReady, close.
 import http2 from 'node:http2';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '@meshanics/core/contract';
 
@@ -38,7 +39,9 @@ export class RawDeviceChannel {
   /** The open session, or a new one (after a failure, as grpc-js reconnects on the next call). */
   #connect() {
     if (this.#session && !this.#session.closed && !this.#session.destroyed) return this.#session;
-    const session = http2.connect(`https://${this.#address}`, { ...this.#tls, settings: { enablePush: false } });
+    // No SNI for an IP address (RFC 6066 3); the certificate is still checked against it.
+    const host = this.#address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    const session = http2.connect(`https://${this.#address}`, { ...this.#tls, ...(net.isIP(host) ? { servername: '' } : {}), settings: { enablePush: false } });
     session.on('error', () => undefined); // reported to the calls in flight through their streams
     session.once('close', () => {
       if (this.#session === session) this.#session = null;

@@ -28,9 +28,11 @@ export const CONFIG = {
     // Load-generator processes: null is one per 2,500 devices (bench/lib/fleet-size.mjs).
     clientProcesses: null,
     // The simulated devices' channel: agent (grpc-js as the agent opens it), lean (grpc-js
-    // without channelz, retries, service config) or http2 (node:http2 with gRPC framing); what
-    // each costs is in docs/benchmarks.md, "what one simulated device costs".
-    channel: 'agent',
+    // without channelz, retries, service config) or http2 (node:http2 with gRPC framing); null
+    // is agent up to 10,000 devices (the figures so far were taken with it) and http2 above,
+    // which costs 0.7x the memory and 0.8x the CPU per heartbeat (docs/benchmarks.md, "what
+    // one simulated device costs").
+    channel: null,
     // New connections per second over all load generators (0: as fast as connectConcurrency allows).
     connectPerSecond: 0,
     // A directory where provisioned fleets are kept across runs (SQLite only), e.g. --set fleet.provisionCache='"/var/tmp/fleet-cache"'.
@@ -100,7 +102,6 @@ async function connectFleet(cfg, address, caPem, creds, label) {
   const connected = new Map();
   let lastPrint = Date.now();
   const t0 = performance.now();
-  let from = 0;
   await Promise.all(
     clients.map((c, i) => {
       c.on('connected', (m) => {
@@ -298,6 +299,7 @@ async function dbBytes(dataDir, databaseUrl) {
 /** `databaseUrl`/`backend`: the same simulation on a PostgreSQL database of its own (run.mjs --database-url). */
 export async function run({ mode, work, overrides = {}, databaseUrl, backend }) {
   const cfg = { ...CONFIG[mode], ...overrides };
+  cfg.channel ??= cfg.devices > 10_000 ? 'http2' : 'agent';
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
   // Before anything is provisioned: will the fleet fit in memory?
@@ -324,7 +326,12 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     }
     let creds;
     if (cached) {
-      creds = loadCreds(readdirSync(credsDir).filter((f) => /^creds-.*\.json$/.test(f)).sort().map((f) => ({ file: path.join(credsDir, f) })));
+      creds = loadCreds(
+        readdirSync(credsDir)
+          .filter((f) => /^creds-.*\.json$/.test(f))
+          .sort()
+          .map((f) => ({ file: path.join(credsDir, f) })),
+      );
     } else {
       const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: credsDir, databaseUrl });
       creds = loadCreds(slices);
@@ -565,7 +572,12 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const failed = phase('steady').heartbeatFailures + phase('after').heartbeatFailures + phase('rollout').heartbeatFailures;
     const echoSteady = echoResult.hist.steady.heartbeatAttempts;
     const done = rollouts.filter((r) => r.complete);
-    const times = rollouts.length === 0 ? 'no rollout' : done.length === rollouts.length ? summarize(done.map((r) => r.seconds)) : `not reached: ${rollouts.at(-1).healthy}/${cfg.devices} healthy`;
+    const times =
+      rollouts.length === 0
+        ? 'no rollout'
+        : done.length === rollouts.length
+          ? summarize(done.map((r) => r.seconds))
+          : `not reached: ${rollouts.at(-1).healthy}/${cfg.devices} healthy`;
     const floorRatio = summarize(done.map((r) => r.seconds / r.floorSeconds));
     const p99 = all.quantile(0.99);
     const vsEcho = (a, b) => summarize([ratio(a, b)]);
