@@ -71,11 +71,18 @@ export function preflight(cfg, available = availableMemory()) {
   const summary = `${cfg.devices} devices (${cfg.channel} channels) in ${need.processes} load-generator processes need about ${fmtBytes(need.total)}: generators ${fmtBytes(need.generators)}, server ${fmtBytes(need.server)}`;
   if (cfg.memoryCheck === false || available === null) return { ...need, available, summary };
   if (need.total > 0.9 * available) {
-    const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel] + SERVER_BYTES_PER_DEVICE;
-    const fits = Math.floor((0.9 * available - SERVER_BYTES_BASE - need.processes * GENERATOR_BYTES_PER_PROCESS) / perDevice);
+    // The largest fleet that fits, with the process count that size would get.
+    let lo = 0;
+    let hi = cfg.devices;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (memoryNeed({ ...cfg, devices: mid }).total <= 0.9 * available) lo = mid;
+      else hi = mid - 1;
+    }
+    const leaner = cfg.channel === 'http2' ? '' : ', use a leaner fleet.channel (http2)';
     throw new Error(
-      `fleet: ${summary}, more than 90 % of the ${fmtBytes(available)} available (MemAvailable); about ${Math.max(0, fits)} devices fit. ` +
-        `Lower fleet.devices, use a leaner fleet.channel (http2), or --set fleet.memoryCheck=false to run anyway.`,
+      `fleet: ${summary}, more than 90 % of the ${fmtBytes(available)} available (MemAvailable); about ${lo} devices fit. ` +
+        `Lower fleet.devices${leaner}, or --set fleet.memoryCheck=false to run anyway.`,
     );
   }
   return { ...need, available, summary };
