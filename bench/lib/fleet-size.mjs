@@ -66,7 +66,25 @@ export function memoryNeed(cfg) {
  * must stay under 90 % of MemAvailable (the rest for the page cache the database lives on, and
  * the other work of the machine). --set fleet.memoryCheck=false skips it.
  */
-export function preflight(cfg, available = availableMemory()) {
+/** The soft limit on open files this process (and so the servers it starts) has, or null elsewhere. */
+export function openFilesLimit() {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? (m[1] === 'unlimited' ? Infinity : Number(m[1])) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function preflight(cfg, available = availableMemory(), openFiles = openFilesLimit()) {
+  // The server under test holds one socket per device: at its limit on open files it cannot
+  // accept more, and the devices see their connections closed before they are ready (a
+  // 20,000-device run here, 2026-12-05, under a limit of 20,000).
+  if (cfg.memoryCheck !== false && openFiles !== null && cfg.devices + 1000 > openFiles) {
+    throw new Error(
+      `fleet: ${cfg.devices} devices need as many sockets in the server, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${cfg.devices + 1000}, up to the hard limit ulimit -Hn) or lower fleet.devices.`,
+    );
+  }
   const need = memoryNeed(cfg);
   const summary = `${cfg.devices} devices (${cfg.channel} channels) in ${need.processes} load-generator processes need about ${fmtBytes(need.total)}: generators ${fmtBytes(need.generators)}, server ${fmtBytes(need.server)}`;
   if (cfg.memoryCheck === false || available === null) return { ...need, available, summary };

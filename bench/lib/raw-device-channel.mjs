@@ -59,10 +59,14 @@ export class RawDeviceChannel {
       clearTimeout(timer);
       session.off('connect', onConnect);
       session.off('close', onClose);
+      session.off('error', onError);
       cb(err);
     };
     const onConnect = () => done();
-    const onClose = () => done(grpcError(grpc.status.UNAVAILABLE, 'connection closed before it was ready'));
+    let cause = '';
+    const onError = (err) => (cause = `: ${err.message}`);
+    session.once('error', onError);
+    const onClose = () => done(grpcError(grpc.status.UNAVAILABLE, `connection closed before it was ready${cause}`));
     session.once('connect', onConnect);
     session.once('close', onClose);
   }

@@ -23,10 +23,12 @@ describe('fleet load generator sizing', () => {
 
   it('refuses a fleet that does not fit in the available memory, with the size that would', () => {
     const cfg = { devices: 50_000, channel: 'agent' };
-    expect(() => preflight(cfg, 8 * GiB)).toThrow(/50000 devices \(agent channels\).*about \d+ devices fit/);
-    expect(preflight({ devices: 50_000, channel: 'http2' }, 20 * GiB).total).toBeLessThan(0.9 * 20 * GiB);
-    expect(preflight({ ...cfg, memoryCheck: false }, 1 * GiB).total).toBe(memoryNeed(cfg).total);
-    expect(() => preflight({ devices: 10, channel: 'quic' }, 20 * GiB)).toThrow(/fleet.channel must be one of/);
+    expect(() => preflight(cfg, 8 * GiB, Infinity)).toThrow(/50000 devices \(agent channels\).*about \d+ devices fit/);
+    expect(preflight({ devices: 50_000, channel: 'http2' }, 20 * GiB, Infinity).total).toBeLessThan(0.9 * 20 * GiB);
+    expect(preflight({ ...cfg, memoryCheck: false }, 1 * GiB, 100).total).toBe(memoryNeed(cfg).total);
+    expect(() => preflight({ devices: 10, channel: 'quic' }, 20 * GiB, Infinity)).toThrow(/fleet.channel must be one of/);
+    expect(() => preflight({ devices: 20_000, channel: 'http2' }, 20 * GiB, 20_000)).toThrow(/limit on open files is 20000/);
+    expect(preflight({ devices: 20_000, channel: 'http2' }, 20 * GiB, 65_536).total).toBeGreaterThan(0);
   });
 });
 
