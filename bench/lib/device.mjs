@@ -3,6 +3,7 @@
 // pool, so thousands of channels in one load-generator process never share a connection.
 import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '@meshanics/core/contract';
+import { RawDeviceChannel } from './raw-device-channel.mjs';
 
 export const DEVICE_CHANNEL_OPTIONS = {
   'grpc.keepalive_time_ms': 60_000,
@@ -10,10 +11,33 @@ export const DEVICE_CHANNEL_OPTIONS = {
   'grpc.use_local_subchannel_pool': 1,
 };
 
-export function openDeviceChannel(address, { caPem, keyPem, certPem }) {
+/**
+ * The load generator's own options on top of the agent's: what a simulated device does not
+ * need and a process of tens of thousands of channels pays for per channel (measured in
+ * docs/benchmarks.md, "what one simulated device costs"). Channelz keeps a call tracker and
+ * a registry entry per channel and socket; retries buffer each call's request; the service
+ * config comes from the resolver, and there is none on an IP address. None of them changes
+ * what the server sees on the wire (keepalive is the agent's and is kept: grpc-js sends no
+ * pings without a call in flight, keepalive_permit_without_calls being off).
+ */
+export const LEAN_CHANNEL_OPTIONS = {
+  'grpc.enable_channelz': 0,
+  'grpc.enable_retries': 0,
+  'grpc.service_config_disable_resolution': 1,
+};
+
+/**
+ * `kind`: 'agent' (grpc-js with the agent's options), 'lean' (LEAN_CHANNEL_OPTIONS added) or
+ * 'http2' (no grpc-js: bench/lib/raw-device-channel.mjs), the choices of the fleet bench's
+ * load generators (--set fleet.channel=...).
+ */
+export function openDeviceChannel(address, { caPem, keyPem, certPem }, { kind = 'agent' } = {}) {
+  if (kind === 'http2') return new RawDeviceChannel(address, { caPem, keyPem, certPem });
+  if (kind !== 'agent' && kind !== 'lean') throw new Error(`unknown channel kind ${kind} (agent, lean, http2)`);
+  const lean = kind === 'lean';
   const { Client } = loadDeviceService();
   const credentials = grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem));
-  return new Client(address, credentials, DEVICE_CHANNEL_OPTIONS);
+  return new Client(address, credentials, lean ? { ...DEVICE_CHANNEL_OPTIONS, ...LEAN_CHANNEL_OPTIONS } : DEVICE_CHANNEL_OPTIONS);
 }
 
 /** One unary call with a deadline, as DeviceClient makes it. */

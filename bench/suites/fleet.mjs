@@ -6,13 +6,14 @@
 // rollout engine, the devices sending the agent's reports. Time to all healthy, server RSS
 // (VmHWM), database size, heartbeat latency. The same fleet against the bare echo server is
 // the baseline.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createGroup, createRollout, getRollout, openDataDir, publishArtifact } from '@meshanics/server';
 import { pin, pinPostgres } from '../lib/affinity.mjs';
 import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
+import { clientProcesses, preflight, provisionedCache } from '../lib/fleet-size.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { cpuMs, cpuMsOfCommand, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
 import { Histogram, ratio, summarize } from '../lib/stats.mjs';
@@ -24,7 +25,20 @@ export const CONFIG = {
   // 10,000 devices at a 30 s interval is 333 heartbeats/s (see docs/benchmarks.md for the choice).
   full: {
     devices: 10_000,
-    clients: 4,
+    // Load-generator processes: null is one per 2,500 devices (bench/lib/fleet-size.mjs).
+    clientProcesses: null,
+    // The simulated devices' channel: agent (grpc-js as the agent opens it), lean (grpc-js
+    // without channelz, retries, service config) or http2 (node:http2 with gRPC framing); null
+    // is agent up to 10,000 devices (the figures so far were taken with it) and http2 above,
+    // which costs 0.7x the memory and 0.8x the CPU per heartbeat (docs/benchmarks.md, "what
+    // one simulated device costs").
+    channel: null,
+    // New connections per second over all load generators (0: as fast as connectConcurrency allows).
+    connectPerSecond: 0,
+    // A directory where provisioned fleets are kept across runs (SQLite only), e.g. --set fleet.provisionCache='"/var/tmp/fleet-cache"'.
+    provisionCache: null,
+    // Refuse a fleet that will not fit in memory (bench/lib/fleet-size.mjs).
+    memoryCheck: true,
     clientNice: 10,
     clientNodeArgs: ['--max-old-space-size=4096'],
     clientCpus: null,
@@ -39,7 +53,11 @@ export const CONFIG = {
   },
   smoke: {
     devices: 50,
-    clients: 1,
+    clientProcesses: 1,
+    channel: 'agent',
+    connectPerSecond: 0,
+    provisionCache: null,
+    memoryCheck: true,
     clientNice: 10,
     clientNodeArgs: ['--max-old-space-size=4096'],
     clientCpus: null,
@@ -64,8 +82,14 @@ function split(total, parts) {
 }
 
 /** Forks the simulated fleet against `address` and waits until every device registered. */
-async function connectFleet(cfg, address, caPem, credsFile, label) {
-  const shares = split(cfg.devices, cfg.clients);
+async function connectFleet(cfg, address, caPem, creds, label) {
+  const shares = split(cfg.devices, clientProcesses(cfg));
+  // Each process reads only its own devices' credentials (all of them, parsed in every process, were 20 x 55 MB at 50,000).
+  const credsFiles = [];
+  for (let i = 0, from = 0; i < shares.length; from += shares[i], i++) {
+    credsFiles.push(path.join(cfg.credsDir, `process-${i}.json`));
+    if (!existsSync(credsFiles[i])) writeFileSync(credsFiles[i], JSON.stringify(creds.slice(from, from + shares[i])));
+  }
   const clients = shares.map((_, i) => new Worker(`fleet-${label}-${i}`, workerPath('fleet-client.mjs'), [], { execArgv: cfg.clientNodeArgs }));
   // The simulated devices stand in for machines of their own, but here they share the two
   // cores with the server and its database: at a lower CPU priority they take only what the
@@ -78,7 +102,6 @@ async function connectFleet(cfg, address, caPem, credsFile, label) {
   const connected = new Map();
   let lastPrint = Date.now();
   const t0 = performance.now();
-  let from = 0;
   await Promise.all(
     clients.map((c, i) => {
       c.on('connected', (m) => {
@@ -90,15 +113,16 @@ async function connectFleet(cfg, address, caPem, credsFile, label) {
       });
       const msg = {
         type: 'init',
-        credsFile,
-        from,
+        credsFile: credsFiles[i],
+        from: 0,
         count: shares[i],
         caPem,
         address,
+        channel: cfg.channel,
         connectConcurrency: cfg.connectConcurrency,
+        connectPerSecond: cfg.connectPerSecond ? cfg.connectPerSecond / shares.length : 0,
         sim: { downloadMs: cfg.downloadMs, probeMs: cfg.probeMs },
       };
-      from += shares[i];
       return c.request(msg, 'ready', 30 * 60_000);
     }),
   );
@@ -275,24 +299,48 @@ async function dbBytes(dataDir, databaseUrl) {
 /** `databaseUrl`/`backend`: the same simulation on a PostgreSQL database of its own (run.mjs --database-url). */
 export async function run({ mode, work, overrides = {}, databaseUrl, backend }) {
   const cfg = { ...CONFIG[mode], ...overrides };
+  cfg.channel ??= cfg.devices > 10_000 ? 'http2' : 'agent';
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
-  await initServerDataDir(dataDir, { databaseUrl });
+  // Before anything is provisioned: will the fleet fit in memory?
+  const sizing = preflight(cfg);
+  progress(SUITE, `${sizing.summary}; ${sizing.available === null ? 'available memory unknown' : `${fmtBytes(sizing.available)} available`}`);
+  const fleetCache = provisionedCache(cfg, databaseUrl);
+  const cached = fleetCache?.has() ?? false;
+  const credsDir = path.join(work, 'creds');
+  // A cached fleet brings its data dir (database, CA, TUF repository, published artifacts).
+  if (cached) {
+    progress(SUITE, `${cfg.devices} provisioned devices from the cache ${fleetCache.dir}`);
+    fleetCache.restore(dataDir, credsDir);
+  } else await initServerDataDir(dataDir, { databaseUrl });
   const ctx = await openDataDir({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
   let closing;
   const closeCtx = () => (closing ??= ctx.close());
   let unpinDatabase = () => undefined;
   try {
     // One small model version per rollout.
-    for (let r = 1; r <= cfg.rollouts; r++) {
+    for (let r = 1; r <= cfg.rollouts && !cached; r++) {
       const file = path.join(work, `detector-${r}.bin`);
       writeFileSync(file, Buffer.alloc(64 * 1024, r));
       await publishArtifact(ctx, { file, name: 'detector', version: `1.0.${r}`, kind: 'model', actor: 'bench' });
     }
-    const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: path.join(work, 'creds'), databaseUrl });
-    const creds = loadCreds(slices);
-    const credsFile = path.join(work, 'creds', 'all.json');
-    writeFileSync(credsFile, JSON.stringify(creds));
+    let creds;
+    if (cached) {
+      creds = loadCreds(
+        readdirSync(credsDir)
+          .filter((f) => /^creds-.*\.json$/.test(f))
+          .sort()
+          .map((f) => ({ file: path.join(credsDir, f) })),
+      );
+    } else {
+      const slices = await provisionDevices(SUITE, dataDir, { fleet: 'sim', prefix: 'dev', count: cfg.devices, workers: 2, outDir: credsDir, databaseUrl });
+      creds = loadCreds(slices);
+      if (fleetCache) {
+        fleetCache.save(dataDir, credsDir);
+        progress(SUITE, `provisioned fleet saved in ${fleetCache.dir} for the next run`);
+      }
+    }
+    cfg.credsDir = credsDir;
     const { caPem } = serverPki(dataDir);
     const steadyMs = cfg.steadyIntervals * cfg.intervalSeconds * 1000;
     const dbAfterProvisioning = await dbBytes(dataDir, databaseUrl);
@@ -301,7 +349,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds });
     if (cfg.serverCpus) pin(echo.pid, cfg.serverCpus);
     const echoMem = memoryPoller(echo.pid, 500);
-    const echoFleet = await connectFleet(cfg, echo.grpc, caPem, credsFile, 'echo');
+    const echoFleet = await connectFleet(cfg, echo.grpc, caPem, creds, 'echo');
     await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
     const echoCpu0 = cpuMs(echo.pid);
     const echoMachine0 = machineCpu();
@@ -325,7 +373,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       if (databaseUrl) unpinDatabase = pinPostgres(cfg.serverCpus);
     }
     const serverMem = memoryPoller(pid, 500);
-    const fleet = await connectFleet(cfg, server.grpc, caPem, credsFile, 'server');
+    const fleet = await connectFleet(cfg, server.grpc, caPem, creds, 'server');
     const rssAfterConnect = serverMem.result.maxRss;
     const healthy = new Map(); // client index -> { version -> count }
     let lastHealthyAt = 0;
@@ -364,7 +412,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     // One real rollout per version through the server's rollout engine (what the operator API
     // calls): a group of every device, waves of cfg.waves (cumulative), each started by the
     // serving process once the previous wave is healthy.
-    await createGroup(ctx, { fleet: 'sim', name: 'everyone', devices: creds.map((d) => d.name), actor: 'bench' });
+    // fleet.rollouts=0: a heartbeat-only steady state (no group, no rollout).
+    if (cfg.rollouts > 0) await createGroup(ctx, { fleet: 'sim', name: 'everyone', devices: creds.map((d) => d.name), actor: 'bench' });
     const rollouts = [];
     for (let r = 1; r <= cfg.rollouts; r++) {
       const version = `1.0.${r}`;
@@ -523,7 +572,12 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const failed = phase('steady').heartbeatFailures + phase('after').heartbeatFailures + phase('rollout').heartbeatFailures;
     const echoSteady = echoResult.hist.steady.heartbeatAttempts;
     const done = rollouts.filter((r) => r.complete);
-    const times = done.length === rollouts.length ? summarize(done.map((r) => r.seconds)) : `not reached: ${rollouts.at(-1).healthy}/${cfg.devices} healthy`;
+    const times =
+      rollouts.length === 0
+        ? 'no rollout'
+        : done.length === rollouts.length
+          ? summarize(done.map((r) => r.seconds))
+          : `not reached: ${rollouts.at(-1).healthy}/${cfg.devices} healthy`;
     const floorRatio = summarize(done.map((r) => r.seconds / r.floorSeconds));
     const p99 = all.quantile(0.99);
     const vsEcho = (a, b) => summarize([ratio(a, b)]);
@@ -533,7 +587,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         metric: `${cfg.devices} devices: time to all healthy (${cfg.waves.length} waves)`,
         unit: 's',
         value: times,
-        baseline: rollouts[0].floorSeconds,
+        baseline: rollouts[0]?.floorSeconds ?? null,
         baselineName: 'protocol bound',
         ratio: floorRatio,
       },

@@ -158,15 +158,44 @@ async function deviceLoop(device, intervalMs) {
   }
 }
 
+/**
+ * What this process holds and has spent so far: RSS, V8 heap, memory outside the heap
+ * (OpenSSL, nghttp2, buffers), CPU seconds, calls made. After a full collection when node
+ * runs with --expose-gc, so the heap figure is what is live, not what awaits collection.
+ */
+function usage() {
+  globalThis.gc?.();
+  const m = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, cpuSeconds: (cpu.user + cpu.system) / 1e6, heartbeats, devices: devices.length };
+}
+
 workerMain(async (msg) => {
   if (msg.type === 'init') {
     sim = { ...sim, ...msg.sim };
     const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
     let done = 0;
     for (const d of mine) {
-      devices.push({ name: d.name, client: openDeviceChannel(msg.address, { caPem: msg.caPem, keyPem: d.keyPem, certPem: d.certPem }), seq: 0, installed: [], handled: new Set() });
+      devices.push({
+        name: d.name,
+        client: openDeviceChannel(msg.address, { caPem: msg.caPem, keyPem: d.keyPem, certPem: d.certPem }, { kind: msg.channel ?? 'agent' }),
+        seq: 0,
+        installed: [],
+        handled: new Set(),
+      });
     }
+    process.send({ type: 'opened', usage: usage() });
+    // Staggered connect: no more than connectPerSecond new handshakes a second from this
+    // process (0: no limit), so tens of thousands of devices do not arrive as one storm that
+    // starves the server under test (the storm suite measures that case on purpose).
+    const gap = msg.connectPerSecond ? 1000 / msg.connectPerSecond : 0;
+    let nextStart = performance.now();
     await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
+      if (gap) {
+        const at = nextStart;
+        nextStart = Math.max(nextStart, performance.now()) + gap;
+        if (at > performance.now()) await sleep(at - performance.now());
+      }
       const t0 = performance.now();
       for (let attempt = 1; ; attempt++) {
         try {
@@ -183,7 +212,7 @@ workerMain(async (msg) => {
       if (++done % 250 === 0) process.send({ type: 'connected', done });
     });
     phase = 'steady';
-    process.send({ type: 'ready', devices: devices.length });
+    process.send({ type: 'ready', devices: devices.length, usage: usage() });
   } else if (msg.type === 'heartbeats') {
     loopDelay.enable();
     phaseLoopDelay.enable();
@@ -196,6 +225,8 @@ workerMain(async (msg) => {
       process.send({ type: 'progress', healthy, lastHealthyAt, errors, firstError, heartbeats, reports });
     }, 250).unref();
     process.send({ type: 'started' });
+  } else if (msg.type === 'usage') {
+    process.send({ type: 'usage', usage: usage() });
   } else if (msg.type === 'phase') {
     closePhase();
     phase = msg.name;

@@ -1,0 +1,138 @@
+// Sizing the fleet bench (issue 30, "a lean load generator"): how many load-generator
+// processes for a fleet, whether the fleet fits this machine's memory before anything is
+// provisioned, and a cache of provisioned fleets so a large fleet's certificates are issued
+// once, not on every run. The per-device figures are measured by bench/fleet-cost.mjs and
+// written down in docs/benchmarks.md ("what one simulated device costs").
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fmtBytes } from './log.mjs';
+
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+/**
+ * Resident memory per connected device in one load-generator process, by channel kind, as
+ * bench/fleet-cost.mjs measured it at 2,000 channels per process (2026-12-05, after an
+ * interval of heartbeats: http2 137 KiB, lean 190 KiB, agent 200 KiB), rounded up: most of it is
+ * the TLS connection (its SecureContext alone 34 KiB) and HTTP/2 session, not ours (V8 heap
+ * 7 KiB per device with http2, 26 KiB with lean grpc-js).
+ */
+export const GENERATOR_BYTES_PER_DEVICE = { agent: 220 * KiB, lean: 210 * KiB, http2: 150 * KiB };
+/** A load-generator process before its first channel (node, grpc-js, the contract), rounded up. */
+export const GENERATOR_BYTES_PER_PROCESS = 80 * MiB;
+/**
+ * The server under test per connected device (issue 30: about 120 KB for the real server, 83 KB
+ * for the bare echo server, 10,000 devices) and its own base; rounded up, so a run the server
+ * helper's cuts make leaner still passes.
+ */
+export const SERVER_BYTES_PER_DEVICE = 160 * KiB;
+export const SERVER_BYTES_BASE = 400 * MiB;
+
+/** Default devices per load-generator process when fleet.clientProcesses is not set. */
+export const DEVICES_PER_PROCESS = 2500;
+
+/** The number of load-generator processes: fleet.clientProcesses (or the older fleet.clients), else one per DEVICES_PER_PROCESS devices. */
+export function clientProcesses(cfg) {
+  const n = cfg.clientProcesses ?? cfg.clients ?? Math.ceil(cfg.devices / (cfg.devicesPerProcess ?? DEVICES_PER_PROCESS));
+  return Math.max(1, Math.min(n, cfg.devices));
+}
+
+/** MemAvailable of /proc/meminfo (what can be allocated without swapping), or null elsewhere. */
+export function availableMemory() {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the run will hold at its peak: the load generators with every device connected plus
+ * one server (the echo baseline and the real server run one after the other, each with the
+ * whole fleet connected), by the per-device figures above.
+ */
+export function memoryNeed(cfg) {
+  const processes = clientProcesses(cfg);
+  const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel];
+  if (perDevice === undefined) throw new Error(`fleet.channel must be one of ${Object.keys(GENERATOR_BYTES_PER_DEVICE).join(', ')}, not ${cfg.channel}`);
+  const generators = cfg.devices * perDevice + processes * GENERATOR_BYTES_PER_PROCESS;
+  const server = cfg.devices * SERVER_BYTES_PER_DEVICE + SERVER_BYTES_BASE;
+  return { processes, generators, server, total: generators + server };
+}
+
+/**
+ * Refuses, before anything is provisioned, a fleet that will not fit in memory: the peak need
+ * must stay under 90 % of MemAvailable (the rest for the page cache the database lives on, and
+ * the other work of the machine). --set fleet.memoryCheck=false skips it.
+ */
+/** The soft limit on open files this process (and so the servers it starts) has, or null elsewhere. */
+export function openFilesLimit() {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? (m[1] === 'unlimited' ? Infinity : Number(m[1])) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function preflight(cfg, available = availableMemory(), openFiles = openFilesLimit()) {
+  // The server under test holds one socket per device: at its limit on open files it cannot
+  // accept more, and the devices see their connections closed before they are ready (a
+  // 20,000-device run here, 2026-12-05, under a limit of 20,000).
+  if (cfg.memoryCheck !== false && openFiles !== null && cfg.devices + 1000 > openFiles) {
+    throw new Error(
+      `fleet: ${cfg.devices} devices need as many sockets in the server, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${cfg.devices + 1000}, up to the hard limit ulimit -Hn) or lower fleet.devices.`,
+    );
+  }
+  const need = memoryNeed(cfg);
+  const summary = `${cfg.devices} devices (${cfg.channel} channels) in ${need.processes} load-generator processes need about ${fmtBytes(need.total)}: generators ${fmtBytes(need.generators)}, server ${fmtBytes(need.server)}`;
+  if (cfg.memoryCheck === false || available === null) return { ...need, available, summary };
+  if (need.total > 0.9 * available) {
+    // The largest fleet that fits, with the process count that size would get.
+    let lo = 0;
+    let hi = cfg.devices;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (memoryNeed({ ...cfg, devices: mid }).total <= 0.9 * available) lo = mid;
+      else hi = mid - 1;
+    }
+    const leaner = cfg.channel === 'http2' ? '' : ', use a leaner fleet.channel (http2)';
+    throw new Error(
+      `fleet: ${summary}, more than 90 % of the ${fmtBytes(available)} available (MemAvailable); about ${lo} devices fit. ` +
+        `Lower fleet.devices${leaner}, or --set fleet.memoryCheck=false to run anyway.`,
+    );
+  }
+  return { ...need, available, summary };
+}
+
+/**
+ * A cache of provisioned fleets (SQLite only; fleet.provisionCache = a directory): certificate
+ * issuance is CPU-bound (about 8 ms of CPU per device here, so 50,000 devices take minutes), and
+ * every device keeps its own key and certificate, so a large fleet is provisioned once and its
+ * data dir and credentials copied into each run's work dir. The key names what went in.
+ */
+export function provisionedCache(cfg, databaseUrl) {
+  if (!cfg.provisionCache || databaseUrl) return null;
+  const dir = path.join(path.resolve(cfg.provisionCache), `sqlite-${cfg.devices}-rollouts${cfg.rollouts}`);
+  return {
+    dir,
+    has: () => existsSync(path.join(dir, 'complete')),
+    /** Copies the cached data dir and credentials into the run's. */
+    restore(dataDir, credsDir) {
+      cpSync(path.join(dir, 'server'), dataDir, { recursive: true });
+      cpSync(path.join(dir, 'creds'), credsDir, { recursive: true });
+    },
+    /** Saves them (while nothing writes to the database: the provisioning processes have exited). */
+    save(dataDir, credsDir) {
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp, { recursive: true });
+      cpSync(dataDir, path.join(tmp, 'server'), { recursive: true });
+      cpSync(credsDir, path.join(tmp, 'creds'), { recursive: true });
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+      mkdirSync(path.join(dir, 'complete'));
+    },
+  };
+}
