@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeshError, type VerifiedTarget } from '../src/index.js';
-import { createDeviceHttpsAgent } from '../src/transport/https-get.js';
+import { createDeviceHttpsAgent, httpsGet } from '../src/transport/https-get.js';
 import { downloadVerified } from '../src/transport/streaming-download.js';
 import { tempDir } from './helpers.js';
 
@@ -25,6 +25,9 @@ let server: https.Server;
 let base: string;
 let agent: https.Agent;
 const ranges: (string | undefined)[] = [];
+// Requests per connection, for the keep-alive race below.
+const served = new WeakMap<object, number>();
+let dropped = 0;
 
 function openssl(dir: string, ...args: string[]) {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -42,6 +45,18 @@ beforeAll(async () => {
   const pem = (f: string) => readFileSync(path.join(dir, f));
   server = https.createServer({ key: pem('server.key'), cert: pem('server.crt'), ca: pem('ca.crt'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
     ranges.push(req.headers.range);
+    const before = served.get(req.socket) ?? 0;
+    served.set(req.socket, before + 1);
+    if ((req.url === '/drop-reused' && before > 0) || req.url === '/drop-always') {
+      // What a keep-alive timeout firing as the request arrives looks like to the client.
+      dropped += 1;
+      req.socket.destroy();
+      return;
+    }
+    if (req.url === '/small' || req.url === '/drop-reused') {
+      res.end('ok');
+      return;
+    }
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (req.url === '/endless') {
       res.writeHead(200);
@@ -184,5 +199,33 @@ describe('downloadVerified', () => {
     expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress.at(-1)).toBe(BODY.length);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+});
+
+describe('httpsGet on a kept-alive connection', () => {
+  const body = async (url: string) => {
+    const res = await httpsGet(agent, url);
+    let text = '';
+    for await (const chunk of res) text += String(chunk);
+    return { status: res.statusCode, text };
+  };
+
+  it('sends a GET again on a new connection when the server drops the reused socket before answering', async () => {
+    dropped = 0;
+    expect(await body(`${base}/small`)).toEqual({ status: 200, text: 'ok' });
+    // The same idle keep-alive socket carries this one, and the server drops it unanswered.
+    expect(await body(`${base}/drop-reused`)).toEqual({ status: 200, text: 'ok' });
+    expect(dropped).toBe(1);
+  });
+
+  it('does not retry a request whose fresh connection is dropped: the error reaches the caller', async () => {
+    const fresh = createDeviceHttpsAgent({ ...agent.options } as never);
+    try {
+      dropped = 0;
+      await expect(httpsGet(fresh, `${base}/drop-always`)).rejects.toMatchObject({ code: 'ECONNRESET' });
+      expect(dropped).toBe(1);
+    } finally {
+      fresh.destroy();
+    }
   });
 });

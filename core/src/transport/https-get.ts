@@ -22,14 +22,30 @@ export interface HttpsGetOptions {
 /**
  * One GET over mTLS. The device always presents its certificate: the artifact server gives
  * nothing to a client it did not enroll. Resolves with the response once its headers arrive.
+ *
+ * A keep-alive socket the server closes while the request is being written fails the request
+ * with ECONNRESET (or EPIPE) before any answer: the server never saw it, so it is sent once
+ * more on a new connection, as Node's http documentation advises for `req.reusedSocket`. An
+ * idle agent between two rollouts hits this (the artifact server drops idle sockets after its
+ * keep-alive timeout), and without the retry a TUF refresh failed the whole assignment.
  */
 export function httpsGet(agent: https.Agent, url: string, options: HttpsGetOptions = {}): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { agent, headers: options.headers, signal: options.signal }, (res) => resolve(res));
-    req.setTimeout(options.idleTimeoutMs ?? 30_000, () => {
-      req.destroy(new Error(`GET ${url} stalled: no data for ${(options.idleTimeoutMs ?? 30_000) / 1000}s`));
-    });
-    req.on('error', reject);
+    const attempt = (retried: boolean): void => {
+      let answered = false;
+      const req = https.get(url, { agent, headers: options.headers, signal: options.signal }, (res) => {
+        answered = true;
+        resolve(res);
+      });
+      req.setTimeout(options.idleTimeoutMs ?? 30_000, () => {
+        req.destroy(new Error(`GET ${url} stalled: no data for ${(options.idleTimeoutMs ?? 30_000) / 1000}s`));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (!retried && !answered && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !options.signal?.aborted) attempt(true);
+        else reject(err);
+      });
+    };
+    attempt(false);
   });
 }
 
