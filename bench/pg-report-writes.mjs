@@ -127,24 +127,20 @@ async function seed(dist, baseUrl, perReplica) {
     createdAt: now,
   });
   const strategy = { waves: [{ percent: 100, approval: 'auto' }], max_failure_rate: 0.5 };
-  const rollout = {
-    id: crypto.randomUUID(),
-    fleet: 'lab',
-    artifactId,
-    artifactName: 'model',
-    group: 'all',
-    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-    strategy,
-    status: 'running',
-    currentWave: 0,
-    acknowledgedFailures: 0,
-    halt: null,
-    abortPolicy: null,
-    createdBy: 'bench',
-    createdAt: now,
-    updatedAt: now,
-    finishedAt: null,
-  };
+  // The record as this code's createRollout builds it, also for a --baseline-dist build (one that may predate newRolloutRecord).
+  const { newRolloutRecord } = await import(pathToFileURL(path.join(OWN_DIST, 'rollouts', 'service.js')).href);
+  const rollout = newRolloutRecord(
+    {
+      fleet: 'lab',
+      artifactId,
+      artifactName: 'model',
+      group: 'all',
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
+      strategy,
+      createdBy: 'bench',
+    },
+    now,
+  );
   await store.withWriteLock(async () => {
     await store.rollouts.insert(
       rollout,

@@ -14,7 +14,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAudit } from '../src/audit/trail.js';
 import { driveRollouts, startWave, type EngineContext } from '../src/rollouts/engine.js';
-import { abortRollout } from '../src/rollouts/service.js';
+import { abortRollout, newRolloutRecord } from '../src/rollouts/service.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { openStore, type AuditEventRecord, type NewStatusReport, type RolloutRecord, type Store } from '../src/store/index.js';
@@ -81,24 +81,18 @@ async function rolloutFixture(store: Store, n: number, strategy: Strategy): Prom
     spec: {},
     createdAt: now,
   });
-  const rollout: RolloutRecord = {
-    id: crypto.randomUUID(),
-    fleet: 'lab',
-    artifactId,
-    artifactName: 'model',
-    group: 'all',
-    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-    strategy,
-    status: 'running',
-    currentWave: 0,
-    acknowledgedFailures: 0,
-    halt: null,
-    abortPolicy: null,
-    createdBy: 'operator:test',
-    createdAt: now,
-    updatedAt: now,
-    finishedAt: null,
-  };
+  const rollout = newRolloutRecord(
+    {
+      fleet: 'lab',
+      artifactId,
+      artifactName: 'model',
+      group: 'all',
+      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
+      strategy,
+      createdBy: 'operator:test',
+    },
+    now,
+  );
   await store.withWriteLock(async () => {
     await store.rollouts.insert(rollout, planWaves(rollout.id, devices, strategy));
     await startWave(store, rollout, 0, 'operator:test', now);
