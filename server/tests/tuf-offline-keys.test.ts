@@ -10,14 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { Metadata, MetadataKind, MetaFile, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
-import { initDataDir, openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import { initDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { isTufError, LIFETIME_MS, type TufErrorCode } from '../src/tuf/index.js';
 import { loadKeyFile, loadRoleKey, signMetadata } from '../src/tuf/keys.js';
 import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
-import { provision, startTestServer, tempDir, type TestServer } from './helpers.js';
-import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles } from './helpers/tuf.js';
+import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles, offlineCeremony } from './helpers/tuf.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -54,13 +54,7 @@ function resignedTargets(from: string, to: string, edit: (json: { signed: { dele
 
 beforeAll(async () => {
   t = await startTestServer();
-  device = await provision(t.ctx, 'lab', 'offline-1');
-  importer = await openDataDir({ dataDir: t.dataDir, ...t.database });
-  offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
-  transfer = tempDir('meshanics-transfer-');
-  keygen('root', offline);
-  keygen('targets', offline);
-  await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  ({ device, cli: importer, offline, transfer } = await offlineCeremony(t, 'offline-1'));
 });
 afterAll(async () => {
   await importer?.close();

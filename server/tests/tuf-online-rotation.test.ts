@@ -17,13 +17,13 @@ import { BaseFetcher, Updater } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
-import { openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import type { MeshanicsContext } from '../src/config/data-dir.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { loadKeyFile } from '../src/tuf/keys.js';
 import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
-import { provision, startTestServer, tempDir, type TestServer } from './helpers.js';
-import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles } from './helpers/tuf.js';
+import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles, offlineCeremony } from './helpers/tuf.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -99,13 +99,7 @@ function keyidsOnDisk(): string[] {
 
 beforeAll(async () => {
   t = await startTestServer();
-  device = await provision(t.ctx, 'lab', 'rotate-1');
-  cli = await openDataDir({ dataDir: t.dataDir, ...t.database });
-  offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
-  transfer = tempDir('meshanics-transfer-');
-  keygen('root', offline);
-  keygen('targets', offline);
-  await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  ({ device, cli, offline, transfer } = await offlineCeremony(t, 'rotate-1'));
   // Root and targets offline first (the ceremony of tests/tuf-offline-keys.test.ts): the state a rotation starts from.
   const { root, targets } = signFrom(await activeExport());
   await importFiles({ root, targets });

@@ -1,15 +1,17 @@
 // What the in-process TUF ceremony tests (tuf-offline-keys, tuf-online-rotation, tuf-threshold,
 // tuf-signed-intent) share: the on-disk fingerprint a refusal must leave as it was, `tuf import`
-// from files, and a tuf-js client trusting only the root v1 a device was enrolled with.
+// from files, the offline ceremony's starting point, and a tuf-js client trusting only the root v1 a device was enrolled with.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Updater } from 'tuf-js';
 import { expect } from 'vitest';
-import type { MeshanicsContext } from '../../src/config/data-dir.js';
+import { publishArtifact } from '../../src/catalog/publish.js';
+import { openDataDir, type MeshanicsContext } from '../../src/config/data-dir.js';
 import type { MeshError } from '../../src/errors.js';
 import type { DeviceCredentials } from '../../src/fleet/devices.js';
-import { MtlsFetcher, tempDir, type TestServer } from '../helpers.js';
+import { keygen } from '../../src/tuf/offline.js';
+import { MtlsFetcher, provision, tempDir, type TestServer } from '../helpers.js';
 
 /** sha256 of every file in the TUF metadata and keys dirs of `ctx`'s data dir. */
 export function tufFingerprint(ctx: MeshanicsContext): Record<string, string> {
@@ -52,6 +54,22 @@ export function artifactFile(bytes: Buffer): string {
   const f = path.join(tempDir(), 'artifact.bin');
   fs.writeFileSync(f, bytes);
   return f;
+}
+
+/**
+ * The starting point of the offline-key ceremony on `t`: device `deviceName` of fleet lab
+ * enrolled, a second handle on the data dir (as `meshanics-server tuf ...` has next to `serve`),
+ * an offline machine holding a root and a targets key, a transfer dir, detector@1.0.0 published.
+ */
+export async function offlineCeremony(t: TestServer, deviceName: string): Promise<{ device: DeviceCredentials; cli: MeshanicsContext; offline: string; transfer: string }> {
+  const device = await provision(t.ctx, 'lab', deviceName);
+  const cli = await openDataDir({ dataDir: t.dataDir, ...t.database });
+  const offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
+  const transfer = tempDir('meshanics-transfer-');
+  keygen('root', offline);
+  keygen('targets', offline);
+  await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  return { device, cli, offline, transfer };
 }
 
 /** tuf-js as the agent runs it, trusting only the root v1 `device` was enrolled with, refreshed once. */
