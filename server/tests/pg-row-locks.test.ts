@@ -9,7 +9,6 @@
 //
 // Also: migration 9 makes the database order hand-typed SQL (no store, no server lock)
 // against a halt, in migration 7's PENDING trigger.
-import * as crypto from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAudit } from '../src/audit/trail.js';
@@ -21,6 +20,7 @@ import { openStore, type AuditEventRecord, type NewStatusReport, type RolloutRec
 import { DEVICE_STATE_CHANNEL } from '../src/store/migration-6.js';
 import { WriteBatcher } from '../src/store/write-batcher.js';
 import { freshPostgresDatabase, IN_CI, postgresUnavailable } from './engines.js';
+import { insertModelArtifact, registerLabDevices } from './helpers/rollout-seed.mjs';
 
 const unavailable = await postgresUnavailable();
 if (unavailable && !IN_CI) console.warn(`skipping the PostgreSQL row-lock tests: ${unavailable}`);
@@ -57,30 +57,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** `n` registered devices, an artifact and a running rollout whose first wave has started. */
 async function rolloutFixture(store: Store, n: number, strategy: Strategy): Promise<{ rollout: RolloutRecord; devices: string[] }> {
   const now = new Date().toISOString();
-  const devices: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const d = await store.registerDevice({
-      spiffeId: `spiffe://test.local/lab/d${i}`,
-      fleet: 'lab',
-      name: `d${i}`,
-      profile: { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] },
-      now,
-    });
-    devices.push(d.id);
-  }
-  const artifactId = crypto.randomUUID();
-  await store.insertArtifact({
-    id: artifactId,
-    name: 'model',
-    version: '2.0.0',
-    kind: 'model',
-    fileName: 'model-2.0.0',
-    targetPath: 'model/2.0.0',
-    sha256: crypto.createHash('sha256').update('m').digest('hex'),
-    length: 1,
-    spec: {},
-    createdAt: now,
-  });
+  const devices = await registerLabDevices(store, n, 'test.local', now);
+  const artifactId = await insertModelArtifact(store, now);
   const rollout = newRolloutRecord(
     {
       fleet: 'lab',

@@ -1,0 +1,3 @@
+import type { Store } from '../../src/store/index.js';
+export declare function registerLabDevices(store: Pick<Store, 'registerDevice'>, n: number, trustDomain: string, now: string): Promise<string[]>;
+export declare function insertModelArtifact(store: Pick<Store, 'insertArtifact'>, now: string): Promise<string>;
