@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { insertModelArtifact, registerLabDevices } from '../server/tests/helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, registerLabDevices } from '../server/tests/helpers/rollout-seed.mjs';
 import { createBenchDatabase, dropBenchDatabase } from './lib/database.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -108,18 +108,7 @@ async function seed(dist, baseUrl, perReplica) {
   const strategy = { waves: [{ percent: 100, approval: 'auto' }], max_failure_rate: 0.5 };
   // The record as this code's createRollout builds it, also for a --baseline-dist build (one that may predate newRolloutRecord).
   const { newRolloutRecord } = await import(pathToFileURL(path.join(OWN_DIST, 'rollouts', 'service.js')).href);
-  const rollout = newRolloutRecord(
-    {
-      fleet: 'lab',
-      artifactId,
-      artifactName: 'model',
-      group: 'all',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-      strategy,
-      createdBy: 'bench',
-    },
-    now,
-  );
+  const rollout = newRolloutRecord(labModelRollout(artifactId, strategy, 'bench'), now);
   await store.withWriteLock(async () => {
     await store.rollouts.insert(
       rollout,

@@ -20,7 +20,7 @@ import { openStore, type AuditEventRecord, type NewStatusReport, type RolloutRec
 import { DEVICE_STATE_CHANNEL } from '../src/store/migration-6.js';
 import { WriteBatcher } from '../src/store/write-batcher.js';
 import { freshPostgresDatabase, IN_CI, postgresUnavailable } from './engines.js';
-import { insertModelArtifact, registerLabDevices } from './helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
 
 const unavailable = await postgresUnavailable();
 if (unavailable && !IN_CI) console.warn(`skipping the PostgreSQL row-lock tests: ${unavailable}`);
@@ -59,18 +59,7 @@ async function rolloutFixture(store: Store, n: number, strategy: Strategy): Prom
   const now = new Date().toISOString();
   const devices = await registerLabDevices(store, n, 'test.local', now);
   const artifactId = await insertModelArtifact(store, now);
-  const rollout = newRolloutRecord(
-    {
-      fleet: 'lab',
-      artifactId,
-      artifactName: 'model',
-      group: 'all',
-      probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-      strategy,
-      createdBy: 'operator:test',
-    },
-    now,
-  );
+  const rollout = newRolloutRecord(labModelRollout(artifactId, strategy, 'operator:test'), now);
   await store.withWriteLock(async () => {
     await store.rollouts.insert(rollout, planWaves(rollout.id, devices, strategy));
     await startWave(store, rollout, 0, 'operator:test', now);

@@ -36,3 +36,16 @@ export async function insertModelArtifact(store, now) {
   });
   return id;
 }
+
+/** What newRolloutRecord (server/src/rollouts/service.ts) takes for a rollout of that artifact to group all of fleet lab, probed by a file. */
+export function labModelRollout(artifactId, strategy, createdBy) {
+  return {
+    fleet: 'lab',
+    artifactId,
+    artifactName: 'model',
+    group: 'all',
+    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
+    strategy,
+    createdBy,
+  };
+}
