@@ -22,6 +22,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { insertModelArtifact, labModelRollout, registerLabDevices } from '../server/tests/helpers/rollout-seed.mjs';
 import { createBenchDatabase, dropBenchDatabase } from './lib/database.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -102,49 +103,12 @@ async function seed(dist, baseUrl, perReplica) {
   const engine = await import(pathToFileURL(path.join(dist, 'rollouts', 'engine.js')).href);
   const store = await openStore(url);
   const now = new Date().toISOString();
-  const ids = [];
-  for (let i = 0; i < 2 * perReplica; i++) {
-    const d = await store.registerDevice({
-      spiffeId: `spiffe://bench.local/lab/d${i}`,
-      fleet: 'lab',
-      name: `d${i}`,
-      profile: { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] },
-      now,
-    });
-    ids.push(d.id);
-  }
-  const artifactId = crypto.randomUUID();
-  await store.insertArtifact({
-    id: artifactId,
-    name: 'model',
-    version: '2',
-    kind: 'model',
-    fileName: 'm',
-    targetPath: 'model/2',
-    sha256: '0'.repeat(64),
-    length: 1,
-    spec: {},
-    createdAt: now,
-  });
+  const ids = await registerLabDevices(store, 2 * perReplica, 'bench.local', now);
+  const artifactId = await insertModelArtifact(store, now);
   const strategy = { waves: [{ percent: 100, approval: 'auto' }], max_failure_rate: 0.5 };
-  const rollout = {
-    id: crypto.randomUUID(),
-    fleet: 'lab',
-    artifactId,
-    artifactName: 'model',
-    group: 'all',
-    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-    strategy,
-    status: 'running',
-    currentWave: 0,
-    acknowledgedFailures: 0,
-    halt: null,
-    abortPolicy: null,
-    createdBy: 'bench',
-    createdAt: now,
-    updatedAt: now,
-    finishedAt: null,
-  };
+  // The record as this code's createRollout builds it, also for a --baseline-dist build (one that may predate newRolloutRecord).
+  const { newRolloutRecord } = await import(pathToFileURL(path.join(OWN_DIST, 'rollouts', 'service.js')).href);
+  const rollout = newRolloutRecord(labModelRollout(artifactId, strategy, 'bench'), now);
   await store.withWriteLock(async () => {
     await store.rollouts.insert(
       rollout,

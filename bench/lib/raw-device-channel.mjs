@@ -12,6 +12,39 @@ import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '@meshanics/core/contract';
 
 const { service } = loadDeviceService();
+/** The contract's device methods (path, serializers) by name, loaded once for the process. */
+export { service as deviceService };
+
+/**
+ * Starts the unary call `def` on `session`: request headers with a grpc-timeout of `timeoutMs`,
+ * then `request` as its one message (5-byte prefix: uncompressed flag, big-endian length). The
+ * response and its status arrive on the stream returned.
+ */
+export function startUnaryCall(session, def, request, timeoutMs) {
+  const body = def.requestSerialize(request);
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': def.path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'grpc-timeout': `${timeoutMs}m`,
+  });
+  const frame = Buffer.allocUnsafe(5 + body.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(body.length, 1);
+  body.copy(frame, 5);
+  stream.end(frame);
+  return stream;
+}
+
+/** Calls `onStatus(code, message)` with the call's grpc-status: from the trailers, or from the headers of a trailers-only response. */
+export function onGrpcStatus(stream, onStatus) {
+  const note = (headers) => {
+    if (headers['grpc-status'] !== undefined) onStatus(Number(headers['grpc-status']), decodeURIComponent(String(headers['grpc-message'] ?? '')));
+  };
+  stream.on('response', note);
+  stream.on('trailers', note);
+}
 
 /** A gRPC error as grpc-js reports it (code, details, message), so callers treat both alike. */
 function grpcError(code, details) {
@@ -79,19 +112,7 @@ export class RawDeviceChannel {
       return void cb(grpcError(grpc.status.UNAVAILABLE, err.message));
     }
     const timeoutMs = Math.max(1, deadline - Date.now());
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': def.path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'grpc-timeout': `${timeoutMs}m`,
-    });
-    const body = def.requestSerialize(request);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
-    stream.end(frame);
+    const stream = startUnaryCall(session, def, request, timeoutMs);
     const chunks = [];
     let finished = false;
     const finish = (err, res) => {
@@ -104,14 +125,10 @@ export class RawDeviceChannel {
     const timer = setTimeout(() => finish(grpcError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')), timeoutMs);
     let status = null;
     let message = '';
-    const onStatus = (headers) => {
-      if (headers['grpc-status'] !== undefined) {
-        status = Number(headers['grpc-status']);
-        message = decodeURIComponent(headers['grpc-message'] ?? '');
-      }
-    };
-    stream.on('response', onStatus); // trailers-only responses carry the status in the headers
-    stream.on('trailers', onStatus);
+    onGrpcStatus(stream, (code, text) => {
+      status = code;
+      message = text;
+    });
     stream.on('data', (c) => chunks.push(c));
     stream.on('error', (err) => finish(grpcError(grpc.status.UNAVAILABLE, err.message)));
     stream.on('close', () => {

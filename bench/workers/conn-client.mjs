@@ -4,15 +4,15 @@
 // server spends). A device's connection is mutual TLS with ALPN h2 and the session options
 // grpc-js's client uses (default initial window, no session-memory limit); its calls are
 // gRPC unary calls framed by hand (5-byte prefix, RFC 7540 headers, grpc-status in the
-// trailers) with the contract's own protobuf serializers.
+// trailers) with the contract's own protobuf serializers, as bench/lib/raw-device-channel.mjs
+// frames them; the sessions stay here, with grpc-js's options and a count of those the server closed.
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
-import { loadDeviceService } from '@meshanics/core/contract';
 import { REGISTER_REQUEST, withConcurrency } from '../lib/device.mjs';
+import { deviceService, onGrpcStatus, startUnaryCall } from '../lib/raw-device-channel.mjs';
 import { Histogram } from '../lib/stats.mjs';
 import { workerMain } from '../lib/workers.mjs';
 
-const { service } = loadDeviceService();
 let creds = [];
 let caPem;
 let sessions = [];
@@ -20,38 +20,23 @@ let closedEarly = 0;
 
 /** One gRPC unary call on `session`; resolves with the decoded response. */
 function unary(session, method, request, timeoutMs = 60_000) {
-  const def = service[method];
-  const body = def.requestSerialize(request);
-  const frame = Buffer.alloc(5 + body.length);
-  frame.writeUInt32BE(body.length, 1);
-  body.copy(frame, 5);
+  const def = deviceService[method];
   return new Promise((resolve, reject) => {
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': def.path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'grpc-timeout': `${timeoutMs}m`,
-    });
+    const stream = startUnaryCall(session, def, request, timeoutMs);
     const chunks = [];
     let status;
     let message = '';
-    const note = (headers) => {
-      if (headers['grpc-status'] !== undefined) {
-        status = String(headers['grpc-status']);
-        message = decodeURIComponent(String(headers['grpc-message'] ?? ''));
-      }
-    };
-    stream.on('response', note);
-    stream.on('trailers', note);
+    onGrpcStatus(stream, (code, text) => {
+      status = code;
+      message = text;
+    });
     stream.on('data', (c) => chunks.push(c));
     stream.on('error', reject);
     stream.on('close', () => {
-      if (status !== '0') return reject(new Error(`${method}: grpc-status ${status ?? 'none'} ${message}`));
+      if (status !== 0) return reject(new Error(`${method}: grpc-status ${status ?? 'none'} ${message}`));
       const data = Buffer.concat(chunks);
       resolve(def.responseDeserialize(data.subarray(5, 5 + data.readUInt32BE(1))));
     });
-    stream.end(frame);
   });
 }
 

@@ -185,6 +185,19 @@ async function fetchInto(source: TufTargetSource, dataDir: string, targetPath = 
   return readFile(destination);
 }
 
+/** An agent on `source` with the fake file artifact and probe plugins: the hooks they call, and every transition. */
+async function fakeAgent(source: TufTargetSource, dataDir: string): Promise<{ agent: Agent; calls: string[]; events: TransitionEvent[] }> {
+  const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
+  const calls: string[] = [];
+  agent.use(new FakeFileArtifactPlugin({ calls }));
+  agent.use(new FakeProbePlugin({ calls }));
+  const events: TransitionEvent[] = [];
+  agent.hooks.transition.tap('test', (e) => {
+    events.push(e);
+  });
+  return { agent, calls, events };
+}
+
 async function meshError(p: Promise<unknown>): Promise<MeshError> {
   const err = await p.then(
     () => undefined,
@@ -334,14 +347,7 @@ describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
 
   it('through the pipeline: FAILED with MESH_ERR_TUF_INTENT_UNSIGNED and no hook called; a signed intent must match the assignment', async () => {
     const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' });
-    const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
-    const calls: string[] = [];
-    agent.use(new FakeFileArtifactPlugin({ calls }));
-    agent.use(new FakeProbePlugin({ calls }));
-    const events: TransitionEvent[] = [];
-    agent.hooks.transition.tap('test', (e) => {
-      events.push(e);
-    });
+    const { agent, calls, events } = await fakeAgent(source, dataDir);
     const unsigned = { targetPath: 'bare/1.0.0/bare', length: UNSIGNED.length, sha256: sha256(UNSIGNED) };
     expect(await runPipeline(agent, makeAssignment(unsigned, { specJson: '{"label":"any"}' }), never)).toBe('FAILED');
     expect(events.map((e) => e.state)).toEqual(['DOWNLOADING', 'FAILED']);
@@ -373,14 +379,7 @@ describe('TufTargetSource: the opt-out covers only an absent intent', () => {
   it('with tuf.allowUnsignedIntent a half intent is still held to: the signed kind is enforced', async () => {
     const { source, dataDir } = await device(true, repo, { metadata: 'versioned', targets: 'versioned' }, true);
     expect((await source.resolve('half/1.0.0/half')).signed).toEqual({ kind: 'model' });
-    const agent = new Agent({ dataDir, targetSource: source, state: await AgentStateStore.open(dataDir) });
-    const calls: string[] = [];
-    agent.use(new FakeFileArtifactPlugin({ calls }));
-    agent.use(new FakeProbePlugin({ calls }));
-    const events: TransitionEvent[] = [];
-    agent.hooks.transition.tap('test', (e) => {
-      events.push(e);
-    });
+    const { agent, events } = await fakeAgent(source, dataDir);
     const half = { targetPath: 'half/1.0.0/half', length: HALF.length, sha256: sha256(HALF) };
     expect(await runPipeline(agent, makeAssignment(half), never)).toBe('FAILED');
     expect(events.at(-1)?.reason).toBe('MESH_ERR_SPEC_INVALID: assignment kind "fake" differs from the signed kind "model"');

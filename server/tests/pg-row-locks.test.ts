@@ -9,18 +9,18 @@
 //
 // Also: migration 9 makes the database order hand-typed SQL (no store, no server lock)
 // against a halt, in migration 7's PENDING trigger.
-import * as crypto from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAudit } from '../src/audit/trail.js';
 import { driveRollouts, startWave, type EngineContext } from '../src/rollouts/engine.js';
-import { abortRollout } from '../src/rollouts/service.js';
+import { abortRollout, newRolloutRecord } from '../src/rollouts/service.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { openStore, type AuditEventRecord, type NewStatusReport, type RolloutRecord, type Store } from '../src/store/index.js';
 import { DEVICE_STATE_CHANNEL } from '../src/store/migration-6.js';
 import { WriteBatcher } from '../src/store/write-batcher.js';
 import { freshPostgresDatabase, IN_CI, postgresUnavailable } from './engines.js';
+import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
 
 const unavailable = await postgresUnavailable();
 if (unavailable && !IN_CI) console.warn(`skipping the PostgreSQL row-lock tests: ${unavailable}`);
@@ -57,48 +57,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** `n` registered devices, an artifact and a running rollout whose first wave has started. */
 async function rolloutFixture(store: Store, n: number, strategy: Strategy): Promise<{ rollout: RolloutRecord; devices: string[] }> {
   const now = new Date().toISOString();
-  const devices: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const d = await store.registerDevice({
-      spiffeId: `spiffe://test.local/lab/d${i}`,
-      fleet: 'lab',
-      name: `d${i}`,
-      profile: { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [] },
-      now,
-    });
-    devices.push(d.id);
-  }
-  const artifactId = crypto.randomUUID();
-  await store.insertArtifact({
-    id: artifactId,
-    name: 'model',
-    version: '2.0.0',
-    kind: 'model',
-    fileName: 'model-2.0.0',
-    targetPath: 'model/2.0.0',
-    sha256: crypto.createHash('sha256').update('m').digest('hex'),
-    length: 1,
-    spec: {},
-    createdAt: now,
-  });
-  const rollout: RolloutRecord = {
-    id: crypto.randomUUID(),
-    fleet: 'lab',
-    artifactId,
-    artifactName: 'model',
-    group: 'all',
-    probe: { type: 'file', spec: { path: '/run/ready' }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 },
-    strategy,
-    status: 'running',
-    currentWave: 0,
-    acknowledgedFailures: 0,
-    halt: null,
-    abortPolicy: null,
-    createdBy: 'operator:test',
-    createdAt: now,
-    updatedAt: now,
-    finishedAt: null,
-  };
+  const devices = await registerLabDevices(store, n, 'test.local', now);
+  const artifactId = await insertModelArtifact(store, now);
+  const rollout = newRolloutRecord(labModelRollout(artifactId, strategy, 'operator:test'), now);
   await store.withWriteLock(async () => {
     await store.rollouts.insert(rollout, planWaves(rollout.id, devices, strategy));
     await startWave(store, rollout, 0, 'operator:test', now);

@@ -8,16 +8,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Metadata, MetadataKind, MetaFile, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
-import { Updater } from 'tuf-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
-import { initDataDir, openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import { initDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { isTufError, LIFETIME_MS, type TufErrorCode } from '../src/tuf/index.js';
 import { loadKeyFile, loadRoleKey, signMetadata } from '../src/tuf/keys.js';
 import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
-import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles, offlineCeremony } from './helpers/tuf.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -28,38 +28,12 @@ let importer: MeshanicsContext;
 let offline: string;
 let transfer: string;
 
-function fingerprint(ctx: MeshanicsContext): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const dir of [ctx.layout.tufMetadataDir, ctx.layout.tufKeysDir]) {
-    for (const f of fs.readdirSync(dir))
-      out[path.join(dir, f)] = crypto
-        .createHash('sha256')
-        .update(fs.readFileSync(path.join(dir, f)))
-        .digest('hex');
-  }
-  return out;
-}
-
 async function expectRefused(code: TufErrorCode, message: RegExp | string, fn: () => unknown): Promise<void> {
-  const before = fingerprint(importer);
-  let caught: unknown;
-  try {
-    await fn();
-  } catch (err) {
-    caught = err;
-  }
-  if (!isTufError(caught)) throw new Error(`expected ${code}, got ${String(caught)}`);
-  expect(caught.code).toBe(code);
+  const caught = await expectRefusedUnchanged(importer, isTufError, code, fn);
   expect(caught.message).toMatch(message);
-  expect(fingerprint(importer)).toEqual(before);
 }
 
-function importFiles(files: { root?: string; targets?: string }) {
-  return importer.tuf.importSigned({
-    ...(files.root ? { root: fs.readFileSync(files.root) } : {}),
-    ...(files.targets ? { targets: fs.readFileSync(files.targets) } : {}),
-  });
-}
+const importFiles = (files: { root?: string; targets?: string }) => importSignedFiles(importer, files);
 
 async function writeOnlineKeys(file: string, ctx: MeshanicsContext, edit: (o: Awaited<ReturnType<MeshanicsContext['tuf']['onlineKeys']>>) => void = () => {}): Promise<string> {
   const exported = await ctx.tuf.onlineKeys();
@@ -78,36 +52,9 @@ function resignedTargets(from: string, to: string, edit: (json: { signed: { dele
   return to;
 }
 
-function file(bytes: Buffer): string {
-  const f = path.join(tempDir(), 'artifact.bin');
-  fs.writeFileSync(f, bytes);
-  return f;
-}
-
-/** tuf-js as the agent runs it, trusting only the root v1 the device was enrolled with. */
-async function clientPinnedToV1(): Promise<{ updater: Updater; metadataDir: string }> {
-  const metadataDir = tempDir();
-  fs.writeFileSync(path.join(metadataDir, 'root.json'), device.tufRootJson);
-  const updater = new Updater({
-    metadataDir,
-    targetDir: tempDir(),
-    metadataBaseUrl: `${t.server.artifactsUrl}/tuf/metadata`,
-    targetBaseUrl: `${t.server.artifactsUrl}/tuf/targets`,
-    fetcher: new MtlsFetcher(device),
-  });
-  await updater.refresh();
-  return { updater, metadataDir };
-}
-
 beforeAll(async () => {
   t = await startTestServer();
-  device = await provision(t.ctx, 'lab', 'offline-1');
-  importer = await openDataDir({ dataDir: t.dataDir, ...t.database });
-  offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
-  transfer = tempDir('meshanics-transfer-');
-  keygen('root', offline);
-  keygen('targets', offline);
-  await publishArtifact(t.ctx, { file: file(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  ({ device, cli: importer, offline, transfer } = await offlineCeremony(t, 'offline-1'));
 });
 afterAll(async () => {
   await importer?.close();
@@ -339,8 +286,8 @@ describe('tuf import installs what the offline machine signed', () => {
     const stored = Metadata.fromJSON(MetadataKind.Root, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '2.root.json'), 'utf8')));
     expect(Object.keys(stored.signatures)).toHaveLength(2);
 
-    const published = await publishArtifact(t.ctx, { file: file(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
-    const { updater, metadataDir } = await clientPinnedToV1();
+    const published = await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
+    const { updater, metadataDir } = await clientPinnedToV1(t, device);
     expect(JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')).signed.version).toBe(2);
     const info = await updater.getTargetInfo(published.targetPath);
     expect(info?.hashes.sha256).toBe(published.sha256);
@@ -374,7 +321,7 @@ describe('tuf import installs what the offline machine signed', () => {
     const result = await importFiles({ root: root3 });
     expect(result.root).toMatchObject({ version: 3, addedCurrentRootSignature: false });
     expect(result.removedOnlineKeys).toEqual([]);
-    const { metadataDir } = await clientPinnedToV1();
+    const { metadataDir } = await clientPinnedToV1(t, device);
     expect(JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')).signed.version).toBe(3);
   });
 
@@ -390,15 +337,15 @@ describe('tuf import installs what the offline machine signed', () => {
     });
     expect((await importFiles({ targets })).targets).toMatchObject({ version: 3, delegatedPaths: ['detector/*/*', 'cam-*/*/*'] });
     const before = t.ctx.tuf.versions();
-    const err = await publishArtifact(t.ctx, { file: file(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
+    const err = await publishArtifact(t.ctx, { file: artifactFile(Buffer.from('x')), name: 'other', version: '1.0.0', kind: 'model' }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(isMeshError(err, 'MESH_ERR_ARTIFACT_INVALID_NAME')).toBe(true);
     expect((err as Error).message).toContain('outside the names top-level targets delegates to the publisher key');
     expect(t.ctx.tuf.versions()).toEqual(before);
-    const cam = await publishArtifact(t.ctx, { file: file(Buffer.from('cam')), name: 'cam-front', version: '1.0.0', kind: 'model' });
-    const { updater } = await clientPinnedToV1();
+    const cam = await publishArtifact(t.ctx, { file: artifactFile(Buffer.from('cam')), name: 'cam-front', version: '1.0.0', kind: 'model' });
+    const { updater } = await clientPinnedToV1(t, device);
     expect((await updater.getTargetInfo(cam.targetPath))?.hashes.sha256).toBe(cam.sha256);
     const md = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(fs.readFileSync(path.join(t.ctx.layout.tufMetadataDir, '3.targets.json'), 'utf8')));
     expect(md.signed.delegations?.roles?.publisher?.terminating).toBe(true);

@@ -17,12 +17,13 @@ import { BaseFetcher, Updater } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
-import { openDataDir, type MeshanicsContext } from '../src/config/data-dir.js';
+import type { MeshanicsContext } from '../src/config/data-dir.js';
 import type { DeviceCredentials } from '../src/fleet/devices.js';
 import { isMeshError } from '../src/errors.js';
 import { loadKeyFile } from '../src/tuf/keys.js';
 import { keygen, signRoot, signTargets } from '../src/tuf/offline.js';
-import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { artifactFile, clientPinnedToV1, expectRefusedUnchanged, importSignedFiles, offlineCeremony } from './helpers/tuf.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -38,30 +39,9 @@ const keysDir = () => t.ctx.layout.tufKeysDir;
 const metadataDir = () => t.ctx.layout.tufMetadataDir;
 const keyIdIn = (file: string) => loadKeyFile(file, 'snapshot').key.keyID;
 
-function fingerprint(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const dir of [metadataDir(), keysDir()]) {
-    for (const f of fs.readdirSync(dir))
-      out[path.join(dir, f)] = crypto
-        .createHash('sha256')
-        .update(fs.readFileSync(path.join(dir, f)))
-        .digest('hex');
-  }
-  return out;
-}
-
 async function expectRefused(code: string, message: RegExp, fn: () => unknown): Promise<void> {
-  const before = fingerprint();
-  let caught: unknown;
-  try {
-    await fn();
-  } catch (err) {
-    caught = err;
-  }
-  if (!isMeshError(caught)) throw new Error(`expected ${code}, got ${String(caught)}`);
-  expect(caught.code).toBe(code);
+  const caught = await expectRefusedUnchanged(t.ctx, isMeshError, code, fn);
   expect(caught.message).toMatch(message);
-  expect(fingerprint()).toEqual(before);
 }
 
 /** Root and targets N+1 signed offline from an export (the single-key ceremony of today). */
@@ -74,12 +54,7 @@ function signFrom(exportFile: string): { root: string; targets: string } {
   return { root, targets };
 }
 
-function importFiles(files: { root?: string; targets?: string }) {
-  return cli.tuf.importSigned({
-    ...(files.root ? { root: fs.readFileSync(files.root) } : {}),
-    ...(files.targets ? { targets: fs.readFileSync(files.targets) } : {}),
-  });
-}
+const importFiles = (files: { root?: string; targets?: string }) => importSignedFiles(cli, files);
 
 async function activeExport(): Promise<string> {
   const file = path.join(transfer, `online-keys-${++n}.json`);
@@ -104,27 +79,6 @@ function mixedExport(a: string, b: string, roles: string[]): string {
   return file;
 }
 
-function artifact(bytes: Buffer): string {
-  const f = path.join(tempDir(), 'artifact.bin');
-  fs.writeFileSync(f, bytes);
-  return f;
-}
-
-/** tuf-js as the agent runs it, trusting only the root v1 the device was enrolled with. */
-async function clientPinnedToV1(): Promise<{ updater: Updater; metadataDir: string }> {
-  const dir = tempDir();
-  fs.writeFileSync(path.join(dir, 'root.json'), device.tufRootJson);
-  const updater = new Updater({
-    metadataDir: dir,
-    targetDir: tempDir(),
-    metadataBaseUrl: `${t.server.artifactsUrl}/tuf/metadata`,
-    targetBaseUrl: `${t.server.artifactsUrl}/tuf/targets`,
-    fetcher: new MtlsFetcher(device),
-  });
-  await updater.refresh();
-  return { updater, metadataDir: dir };
-}
-
 function signerOf(file: string): string[] {
   const md = JSON.parse(fs.readFileSync(path.join(metadataDir(), file), 'utf8')) as { signatures: Array<{ keyid: string }> };
   return md.signatures.map((s) => s.keyid);
@@ -145,13 +99,7 @@ function keyidsOnDisk(): string[] {
 
 beforeAll(async () => {
   t = await startTestServer();
-  device = await provision(t.ctx, 'lab', 'rotate-1');
-  cli = await openDataDir({ dataDir: t.dataDir, ...t.database });
-  offline = path.join(tempDir('meshanics-offline-machine-'), 'keys');
-  transfer = tempDir('meshanics-transfer-');
-  keygen('root', offline);
-  keygen('targets', offline);
-  await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  ({ device, cli, offline, transfer } = await offlineCeremony(t, 'rotate-1'));
   // Root and targets offline first (the ceremony of tests/tuf-offline-keys.test.ts): the state a rotation starts from.
   const { root, targets } = signFrom(await activeExport());
   await importFiles({ root, targets });
@@ -173,7 +121,7 @@ describe('tuf rotate-online --stage', () => {
     }
     expect(cli.tuf.pendingOnlineRotation()).toMatchObject({ keyids, replaces: { snapshot: active.keys.snapshot.keyid } });
     // Pending keys are not used: a publish is signed by the active keys, and online-keys still exports them.
-    await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(512)), name: 'detector', version: '1.1.0', kind: 'model' });
+    await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(512)), name: 'detector', version: '1.1.0', kind: 'model' });
     expect(signerOf('timestamp.json')).toEqual([active.keys.timestamp.keyid]);
     expect(signerOf(liveSnapshotFile())).toEqual([active.keys.snapshot.keyid]);
     expect((await cli.tuf.onlineKeys()).keys.snapshot.keyid).toBe(active.keys.snapshot.keyid);
@@ -276,8 +224,8 @@ describe('tuf import activates the pending keys', () => {
     expect(t.ctx.tuf.keyCustody()).toEqual({ online: ['snapshot', 'timestamp', 'publisher'], offline: ['root', 'targets'] });
 
     // A device enrolled with root v1 walks every root to the new one and finds targets published before and after.
-    const published = await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
-    const { updater, metadataDir: clientDir } = await clientPinnedToV1();
+    const published = await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
+    const { updater, metadataDir: clientDir } = await clientPinnedToV1(t, device);
     expect(JSON.parse(fs.readFileSync(path.join(clientDir, 'root.json'), 'utf8')).signed.version).toBe(result.versions.root);
     expect((await updater.getTargetInfo(published.targetPath))?.hashes.sha256).toBe(published.sha256);
     expect(await updater.getTargetInfo('detector/1.0.0/detector')).toBeDefined();
@@ -299,9 +247,9 @@ describe('tuf import activates the pending keys', () => {
     expect(fs.existsSync(path.join(keysDir(), 'pending-timestamp.pem'))).toBe(true);
     await expectRefused('MESH_ERR_TUF_ROTATION_PENDING', /already names the pending snapshot, timestamp, publisher key/, () => cli.tuf.abandonOnlineRotation());
 
-    const published = await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(256)), name: 'detector', version: '3.0.0', kind: 'model' });
+    const published = await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(256)), name: 'detector', version: '3.0.0', kind: 'model' });
     expect(signerOf('timestamp.json')).toEqual([keyids.timestamp]);
-    const { updater } = await clientPinnedToV1();
+    const { updater } = await clientPinnedToV1(t, device);
     expect((await updater.getTargetInfo(published.targetPath))?.hashes.sha256).toBe(published.sha256);
 
     // Recovery: what `serve` runs at start (initialize) promotes them.
@@ -337,7 +285,7 @@ describe('a device reading across the activation (the window between the root an
   it('verifies every mix of an earlier root listing and a later timestamp chain, from the root it trusted before', async () => {
     const { file, keyids } = await stage();
     const { root, targets } = signFrom(file);
-    const published = await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(300)), name: 'detector', version: '4.0.0', kind: 'model' });
+    const published = await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(300)), name: 'detector', version: '4.0.0', kind: 'model' });
     const trusted = t.ctx.tuf.versions().root;
     const copyState = (): string => {
       const dir = tempDir();

@@ -13,22 +13,11 @@ import { isTufError, type NewTarget } from '../src/tuf/index.js';
 import { loadKeyFile, signMetadata } from '../src/tuf/keys.js';
 import { signTargets } from '../src/tuf/offline.js';
 import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { tufFingerprint } from './helpers/tuf.js';
 
 let t: TestServer;
 let importer: MeshanicsContext;
 let transfer: string;
-
-function fingerprint(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const dir of [importer.layout.tufMetadataDir, importer.layout.tufKeysDir]) {
-    for (const f of fs.readdirSync(dir))
-      out[path.join(dir, f)] = crypto
-        .createHash('sha256')
-        .update(fs.readFileSync(path.join(dir, f)))
-        .digest('hex');
-  }
-  return out;
-}
 
 /** The next targets version as `tuf sign-targets` writes it, with `direct` listed in it and signed by the (embedded, online) targets key. */
 async function targetsFileListing(direct: Record<string, unknown>): Promise<string> {
@@ -86,7 +75,7 @@ describe('tuf import refuses targets listed directly without a signed intent', (
       'typed/1.0.0/typed': { meshanics: { kind: ['model'], spec: {} } },
       'nospec/1.0.0/nospec': { meshanics: { kind: 'model' } },
     });
-    const before = fingerprint();
+    const before = tufFingerprint(importer);
     const err = await importer.tuf.importSigned({ targets: fs.readFileSync(file) }).catch((e: unknown) => e);
     expect(isTufError(err) && err.code, String(err)).toBe('MESH_ERR_TUF_IMPORT_INTENT_UNSIGNED');
     const message = (err as Error).message;
@@ -94,7 +83,7 @@ describe('tuf import refuses targets listed directly without a signed intent', (
     for (const p of ['bare/1.0.0/bare', 'typed/1.0.0/typed', 'nospec/1.0.0/nospec']) expect(message).toContain(p);
     expect(message).not.toContain('good/1.0.0/good');
     expect((err as { details?: Record<string, unknown> }).details).toEqual({ paths: ['bare/1.0.0/bare', 'typed/1.0.0/typed', 'nospec/1.0.0/nospec'] });
-    expect(fingerprint()).toEqual(before);
+    expect(tufFingerprint(importer)).toEqual(before);
   });
 
   it('imports a targets version whose direct targets all carry one', async () => {

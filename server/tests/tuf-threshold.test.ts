@@ -19,7 +19,8 @@ import { isTufError, type TufErrorCode } from '../src/tuf/index.js';
 import { loadKeyFile, signMetadata } from '../src/tuf/keys.js';
 import { keygen, mergeSignatures, signFile, signRoot, signTargets, type KeygenResult } from '../src/tuf/offline.js';
 import { thresholdStatus } from '../src/tuf/threshold.js';
-import { MtlsFetcher, provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { provision, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { artifactFile, clientPinnedToV1 as pinnedClient, expectRefusedUnchanged, importSignedFiles } from './helpers/tuf.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -36,64 +37,23 @@ function holder(name: string, role: 'root' | 'targets'): KeygenResult {
 }
 const id = (name: string) => holders[name]!.keyid;
 
-function fingerprint(ctx: MeshanicsContext): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const dir of [ctx.layout.tufMetadataDir, ctx.layout.tufKeysDir]) {
-    for (const f of fs.readdirSync(dir))
-      out[path.join(dir, f)] = crypto
-        .createHash('sha256')
-        .update(fs.readFileSync(path.join(dir, f)))
-        .digest('hex');
-  }
-  return out;
-}
-
 async function expectRefused(code: TufErrorCode, fn: () => unknown): Promise<{ message: string; details: Record<string, unknown> }> {
-  const before = fingerprint(importer);
-  let caught: unknown;
-  try {
-    await fn();
-  } catch (err) {
-    caught = err;
-  }
-  if (!isTufError(caught)) throw new Error(`expected ${code}, got ${String(caught)}`);
-  expect(caught.code, caught.message).toBe(code);
-  expect(fingerprint(importer)).toEqual(before);
+  const caught = await expectRefusedUnchanged(importer, isTufError, code, fn);
   return { message: caught.message, details: caught.details ?? {} };
 }
 
-function importFiles(files: { root?: string; targets?: string }) {
-  return importer.tuf.importSigned({
-    ...(files.root ? { root: fs.readFileSync(files.root) } : {}),
-    ...(files.targets ? { targets: fs.readFileSync(files.targets) } : {}),
-  });
+const importFiles = (files: { root?: string; targets?: string }) => importSignedFiles(importer, files);
+
+/** tuf-js as the agent runs it, trusting only the root v1 the device was enrolled with; `trustedRoot` is the root it trusts now. */
+async function clientPinnedToV1(): Promise<{ updater: Updater; trustedRoot: () => Metadata<never> }> {
+  const { updater, metadataDir } = await pinnedClient(t, device);
+  return { updater, trustedRoot: () => JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')) as Metadata<never> };
 }
 
 async function onlineKeys(name: string): Promise<string> {
   const file = path.join(transfer, name);
   fs.writeFileSync(file, JSON.stringify(await t.ctx.tuf.onlineKeys()));
   return file;
-}
-
-function artifact(bytes: Buffer): string {
-  const f = path.join(tempDir(), 'artifact.bin');
-  fs.writeFileSync(f, bytes);
-  return f;
-}
-
-/** tuf-js as the agent runs it, trusting only the root v1 the device was enrolled with. */
-async function clientPinnedToV1(): Promise<{ updater: Updater; trustedRoot: () => Metadata<never> }> {
-  const metadataDir = tempDir();
-  fs.writeFileSync(path.join(metadataDir, 'root.json'), device.tufRootJson);
-  const updater = new Updater({
-    metadataDir,
-    targetDir: tempDir(),
-    metadataBaseUrl: `${t.server.artifactsUrl}/tuf/metadata`,
-    targetBaseUrl: `${t.server.artifactsUrl}/tuf/targets`,
-    fetcher: new MtlsFetcher(device),
-  });
-  await updater.refresh();
-  return { updater, trustedRoot: () => JSON.parse(fs.readFileSync(path.join(metadataDir, 'root.json'), 'utf8')) as Metadata<never> };
 }
 
 const pub = (name: string) => holders[name]!.publicKeyFile;
@@ -106,7 +66,7 @@ beforeAll(async () => {
   transfer = tempDir('meshanics-transfer-');
   for (const n of ['A', 'B', 'C', 'D']) holder(n, 'root');
   for (const n of ['T1', 'T2', 'T3']) holder(n, 'targets');
-  await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
+  await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(1024)), name: 'detector', version: '1.0.0', kind: 'model' });
 });
 afterAll(async () => {
   await importer?.close();
@@ -257,7 +217,7 @@ describe('1-of-1 (embedded default) -> 2-of-3 root and 2-of-3 targets', () => {
     });
     expect(result.targets).toMatchObject({ version: 2, signedBy: [id('T1'), id('T3')] });
     expect(result.removedOnlineKeys).toEqual(['root', 'targets']);
-    const published = await publishArtifact(t.ctx, { file: artifact(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
+    const published = await publishArtifact(t.ctx, { file: artifactFile(crypto.randomBytes(2048)), name: 'detector', version: '2.0.0', kind: 'model' });
     const { updater, trustedRoot } = await clientPinnedToV1();
     expect((trustedRoot() as unknown as { signed: { version: number } }).signed.version).toBe(2);
     expect((await updater.getTargetInfo(published.targetPath))?.hashes.sha256).toBe(published.sha256);

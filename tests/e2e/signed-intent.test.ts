@@ -11,13 +11,12 @@
 // - An agent whose agent.json sets tuf.allowUnsignedIntent installs it, and warns at every
 //   start that the check is off.
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCli, startAgent, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
 import { Metadata, MetadataKind, ServedRepo, Targets, sign } from '../faults/fixtures/tuf-craft.mjs';
-import { publishModel, startServerWithAgent } from './helpers/steps.js';
+import { e2eDirs, publishModel, startServerWithAgent, stopAndRemove } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -71,19 +70,12 @@ function stripSignedIntent(repo: ServedRepo, targetPath: string): void {
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-intent-'));
-  serverDir = path.join(root, 'server');
-  certDir = path.join(root, 'creds');
-  agentDir = path.join(root, 'agent');
+  ({ root, serverDir, certDir, agentDir } = await e2eDirs('meshanics-intent-'));
   await writeFile(path.join(root, 'ready'), 'ok');
   ({ server, agent } = await startServerWithAgent({ serverDir, certDir, agentDir }));
 });
 
-afterAll(async () => {
-  await agent?.stop();
-  await server?.stop();
-  await rm(root, { recursive: true, force: true });
-});
+afterAll(() => stopAndRemove(root, agent, server));
 
 describe('strict signed intent', () => {
   it('the server signs kind and spec into every target it publishes, and a default agent installs it', async () => {

@@ -2,14 +2,13 @@
 // agent binaries, real mTLS, a real TUF repository, real files.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, writeFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceClient } from '@meshanics/core';
 import { serverCli, startAgent, waitForAssignment, type Child } from '../../scripts/lib/processes.mjs';
-import { assignArgs, publishModel, startServerWithAgent } from './helpers/steps.js';
+import { assignArgs, e2eDirs, publishModel, startServerWithAgent, stopAndRemove } from './helpers/steps.js';
 
 let root: string;
 let serverDir: string;
@@ -30,19 +29,12 @@ async function assign(version: string, readyFile: string, attempts = 2) {
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'meshanics-e2e-'));
-  serverDir = path.join(root, 'server');
-  certDir = path.join(root, 'creds');
-  agentDir = path.join(root, 'agent');
+  ({ root, serverDir, certDir, agentDir } = await e2eDirs('meshanics-e2e-'));
   await mkdir(path.join(root, 'ready'), { recursive: true });
   ({ server, agent } = await startServerWithAgent({ serverDir, certDir, agentDir }));
 });
 
-afterAll(async () => {
-  await agent?.stop();
-  await server?.stop();
-  await rm(root, { recursive: true, force: true });
-});
+afterAll(() => stopAndRemove(root, agent, server));
 
 describe('walking skeleton', () => {
   it('installs v1 and reports every state in order until HEALTHY', async () => {

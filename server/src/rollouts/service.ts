@@ -63,6 +63,28 @@ function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusVa
   }
 }
 
+/** A new rollout, running from its first wave with no failure acknowledged, halt or abort policy: the record createRollout stores. */
+export function newRolloutRecord(fields: Pick<RolloutRecord, 'fleet' | 'artifactId' | 'artifactName' | 'group' | 'probe' | 'strategy' | 'createdBy'>, now: string): RolloutRecord {
+  return {
+    id: crypto.randomUUID(),
+    fleet: fields.fleet,
+    artifactId: fields.artifactId,
+    artifactName: fields.artifactName,
+    group: fields.group,
+    probe: fields.probe,
+    strategy: fields.strategy,
+    status: 'running',
+    currentWave: 0,
+    acknowledgedFailures: 0,
+    halt: null,
+    abortPolicy: null,
+    createdBy: fields.createdBy,
+    createdAt: now,
+    updatedAt: now,
+    finishedAt: null,
+  };
+}
+
 export async function createRollout(ctx: RolloutContext, input: CreateRolloutInput): Promise<RolloutDetail> {
   const parsed = parseStrategy(input.strategy);
   if (!parsed.ok) {
@@ -106,24 +128,10 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
       );
     }
     const now = new Date().toISOString();
-    const rollout: RolloutRecord = {
-      id: crypto.randomUUID(),
-      fleet: input.fleet,
-      artifactId: artifact.id,
-      artifactName: artifact.name,
-      group: input.group,
-      probe,
-      strategy,
-      status: 'running',
-      currentWave: 0,
-      acknowledgedFailures: 0,
-      halt: null,
-      abortPolicy: null,
-      createdBy: input.actor,
-      createdAt: now,
-      updatedAt: now,
-      finishedAt: null,
-    };
+    const rollout = newRolloutRecord(
+      { fleet: input.fleet, artifactId: artifact.id, artifactName: artifact.name, group: input.group, probe, strategy, createdBy: input.actor },
+      now,
+    );
     // The split is computed once, in a stable order, and stored.
     const plan = planWaves(
       rollout.id,

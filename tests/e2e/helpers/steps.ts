@@ -1,8 +1,21 @@
-// Steps several end-to-end tests take the same way: start a server with one enrolled agent,
+// Steps several end-to-end tests take the same way: make their temp dirs, start a server with one enrolled agent, stop it,
 // publish a file as a model artifact, build `assign`'s and `rollout create`'s arguments, poll for a state.
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { serverCli, startAgent, startServer, type Child } from '../../../scripts/lib/processes.mjs';
+
+/** A fresh temp ROOT (named from PREFIX) and the server, credentials and agent dirs under it that startServerWithAgent takes. */
+export async function e2eDirs(prefix: string): Promise<{ root: string; serverDir: string; certDir: string; agentDir: string }> {
+  const root = await mkdtemp(path.join(os.tmpdir(), prefix));
+  return { root, serverDir: path.join(root, 'server'), certDir: path.join(root, 'creds'), agentDir: path.join(root, 'agent') };
+}
+
+/** Stops CHILDREN in order (those a failed beforeAll never started are undefined), then removes ROOT. */
+export async function stopAndRemove(root: string, ...children: Array<Child | undefined>): Promise<void> {
+  for (const child of children) await child?.stop();
+  await rm(root, { recursive: true, force: true });
+}
 
 /**
  * `serve` on SERVERDIR and one agent on AGENTDIR with the credentials `device issue-cert`
