@@ -258,14 +258,7 @@ export class TufRepository {
       const snapshotDue = targetsDue || publisherDue || isDueForResigning('snapshot', state.snapshot.metadata.signed.expires, now);
       const timestampDue = snapshotDue || isDueForResigning('timestamp', state.timestamp.metadata.signed.expires, now);
       if (!timestampDue) return { resigned: [], versions: undefined, overdue };
-      const renew = (t: Targets, role: 'targets' | typeof PUBLISHER_ROLE): Targets =>
-        new Targets({
-          version: t.version + 1,
-          specVersion: TUF_SPEC_VERSION,
-          expires: expiresAt(role, now),
-          targets: t.targets,
-          ...(t.delegations ? { delegations: t.delegations } : {}),
-        });
+      const renew = (t: Targets, role: TargetsRole): Targets => renewedTargets(t, role, 1, now);
       const succinct = binsOf(state);
       const bins: Record<string, Targets> = {};
       if (publisherDue && succinct) {
@@ -306,14 +299,7 @@ export class TufRepository {
     if (!Number.isInteger(by) || by < 1) throw new MeshError('MESH_ERR_CONFIG_INVALID', `a TUF version bump must be a positive integer, got ${by}`);
     return this.lock(async () => {
       const state = this.readState();
-      const renew = (t: Targets, role: 'targets' | typeof PUBLISHER_ROLE): Targets =>
-        new Targets({
-          version: t.version + by,
-          specVersion: TUF_SPEC_VERSION,
-          expires: expiresAt(role, now),
-          targets: t.targets,
-          ...(t.delegations ? { delegations: t.delegations } : {}),
-        });
+      const renew = (t: Targets, role: TargetsRole): Targets => renewedTargets(t, role, by, now);
       const succinct = binsOf(state);
       const bins: Record<string, Targets> = {};
       if (succinct) for (const name of allBinNames(succinct)) bins[name] = renew(readBin(this.files, state, name).metadata.signed, PUBLISHER_ROLE);
@@ -398,4 +384,17 @@ export class TufRepository {
   pendingOnlineRotation(): rotation.PendingRotation | undefined {
     return rotation.readPendingRotation(this.paths.keysDir);
   }
+}
+
+type TargetsRole = 'targets' | typeof PUBLISHER_ROLE;
+
+/** The same targets `by` versions higher with a fresh expiry: re-signing and the restore bump. */
+function renewedTargets(t: Targets, role: TargetsRole, by: number, now: Date): Targets {
+  return new Targets({
+    version: t.version + by,
+    specVersion: TUF_SPEC_VERSION,
+    expires: expiresAt(role, now),
+    targets: t.targets,
+    ...(t.delegations ? { delegations: t.delegations } : {}),
+  });
 }
