@@ -45,16 +45,7 @@ export interface CreatedApiKey {
   createdAt: string;
 }
 
-export interface ApiKeyView {
-  id: string;
-  name: string;
-  fleet: string;
-  permissions: string[];
-  approve: boolean;
-  createdAt: string;
-  createdBy: string;
-  revokedAt: string | null;
-  revokedBy: string | null;
+export interface ApiKeyView extends Omit<ApiKeyRecord, 'keySha256'> {
   status: 'active' | 'revoked';
 }
 

@@ -40,17 +40,7 @@ export interface CreatedEnrollmentToken {
 export type EnrollmentTokenStatus = 'active' | 'revoked' | 'expired' | 'exhausted';
 
 /** What listings show: everything but the token and its hash. */
-export interface EnrollmentTokenView {
-  id: string;
-  fleet: string;
-  deviceName: string | null;
-  usesTotal: number;
-  usesLeft: number;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  revokedAt: string | null;
-  revokedBy: string | null;
+export interface EnrollmentTokenView extends Omit<EnrollmentTokenRecord, 'tokenSha256'> {
   status: EnrollmentTokenStatus;
 }
 

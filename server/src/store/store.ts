@@ -104,17 +104,9 @@ export interface DesiredArtifact {
   artifact: ArtifactRecord;
 }
 
-export interface StatusReportRecord {
+/** A stored report: what the device sent (`NewStatusReport` without the installed set) and its row id. */
+export interface StatusReportRecord extends Omit<NewStatusReport, 'installed'> {
   id: number;
-  deviceId: string;
-  assignmentId: string;
-  sequence: number;
-  state: ArtifactState;
-  reason: string;
-  bytesDone: number;
-  bytesTotal: number;
-  deviceTime: string;
-  receivedAt: string;
 }
 
 export interface InstalledRecord {
