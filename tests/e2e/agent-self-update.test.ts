@@ -276,7 +276,8 @@ describe('the agent updates itself', () => {
         b.proc.kill('SIGKILL');
       }
       const view = await waitForAssignment(serverDir, id, { timeoutMs: 60_000 });
-      expect(['HEALTHY', 'ROLLED_BACK']).toContain(view.state);
+      // The reports name the reason when this fails (it ended FAILED once in five full runs).
+      expect(['HEALTHY', 'ROLLED_BACK'], JSON.stringify(view.reports)).toContain(view.state);
       // Before the switch A comes back and rolls back; after it B (restarted if killed) confirms in time.
       const rolledBack = point === 'after-install' || point === 'before-switch';
       expect(view.state).toBe(rolledBack ? 'ROLLED_BACK' : 'HEALTHY');
