@@ -120,6 +120,7 @@ export async function run({ mode, work, overrides = {} }) {
     const pick = (list, key) => summarize(list.map((p) => p.result[key]));
     const pairs = (key) => summarize(agents.map((a, i) => ratio(a.result[key], bares[i].result[key])));
     const agentRss = pick(agents, 'rssEnd');
+    const rssRatio = pairs('rssEnd');
     const between = pick(agents, 'cpuBetweenHeartbeatsMs');
     const tick = 1000 / clkTck();
     const perMinuteBetween = between.median === null ? null : (between.median / windowMs) * 60_000;
@@ -131,9 +132,9 @@ export async function run({ mode, work, overrides = {} }) {
         value: agentRss,
         baseline: pick(bares, 'rssEnd'),
         baselineName: 'bare grpc-js',
-        ratio: pairs('rssEnd'),
+        ratio: rssRatio,
         target: `≤ ${RSS_RATIO_TARGET}× bare grpc-js`,
-        met: pairs('rssEnd').median !== null ? pairs('rssEnd').median <= RSS_RATIO_TARGET : null,
+        met: rssRatio.median !== null ? rssRatio.median <= RSS_RATIO_TARGET : null,
       },
       {
         suite: SUITE,
