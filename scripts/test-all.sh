@@ -52,6 +52,8 @@ npm run build
 # and layout. A finding fails the run, but the tests still run: the failure is reported last,
 # by the EXIT trap, whatever the tests' own outcome.
 checks_failed=()
+log "type check (tests, scripts and benches too: the build compiles only the sources)"
+npm run --silent typecheck || checks_failed+=("type check (npm run typecheck)")
 log "lint"
 npm run --silent lint || checks_failed+=("lint (npm run lint)")
 log "format check"

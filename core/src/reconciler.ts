@@ -22,6 +22,11 @@ export const MAX_ASSIGNMENTS_PER_REPLY = 256;
 export interface ReconcilerOptions {
   maxConcurrent?: number;
   maxAssignments?: number;
+  /**
+   * Assignments something else owns for now and no pipeline may start for (a self-update on
+   * trial: the hand-over marker decides how it ends, runtime/self-update.ts).
+   */
+  isHeld?: (assignment: Assignment) => boolean;
 }
 
 export class Reconciler {
@@ -32,12 +37,14 @@ export class Reconciler {
   readonly #abort = new AbortController();
   readonly #maxConcurrent: number;
   readonly #maxAssignments: number;
+  readonly #isHeld: (assignment: Assignment) => boolean;
   #lastOverflow = 0;
 
   constructor(agent: Agent, options: ReconcilerOptions = {}) {
     this.#agent = agent;
     this.#maxConcurrent = Math.max(1, options.maxConcurrent ?? MAX_CONCURRENT_PIPELINES);
     this.#maxAssignments = Math.max(1, options.maxAssignments ?? MAX_ASSIGNMENTS_PER_REPLY);
+    this.#isHeld = options.isHeld ?? (() => false);
   }
 
   /** Starts (or queues) what the desired state needs; returns without waiting for the pipelines. */
@@ -71,6 +78,7 @@ export class Reconciler {
     for (const assignment of taken) {
       if (agent.state.current.completed[assignment.assignmentId]) continue;
       if (this.#running.has(assignment.name)) continue;
+      if (this.#isHeld(assignment)) continue;
       const installed = agent.state.current.installed[assignment.name];
       if (installed && installed.version === assignment.version && installed.sha256 === assignment.expectedSha256 && installed.kind === assignment.kind) {
         await agent.transition(assignment, 'HEALTHY', `version ${assignment.version} already installed and healthy`, {}, (draft) => {
@@ -94,7 +102,7 @@ export class Reconciler {
     while (!this.#abort.signal.aborted && this.#running.size < this.#maxConcurrent && this.#queued.size > 0) {
       const [name, assignment] = this.#queued.entries().next().value as [string, Assignment];
       this.#queued.delete(name);
-      if (this.#running.has(name) || agent.state.current.completed[assignment.assignmentId]) continue;
+      if (this.#running.has(name) || agent.state.current.completed[assignment.assignmentId] || this.#isHeld(assignment)) continue;
       const run = runPipeline(agent, assignment, this.#abort.signal)
         .then(() => undefined)
         .catch((err: unknown) => {

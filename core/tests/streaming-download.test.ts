@@ -124,7 +124,7 @@ describe('downloadVerified', () => {
   it('a corrupted byte in the kept partial file fails the digest and removes the file', async () => {
     const dest = await destination();
     const partial = Buffer.from(BODY.subarray(0, 2 * MiB));
-    partial[1000] ^= 0xff;
+    partial[1000]! ^= 0xff;
     await writeFile(dest, partial);
     const err = await rejection(downloadVerified({ agent, url: `${base}/file`, destination: dest, target: TARGET }));
     expect(err.code).toBe('MESH_ERR_DIGEST_MISMATCH');

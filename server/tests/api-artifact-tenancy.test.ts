@@ -27,8 +27,8 @@ beforeAll(async () => {
   admin = await key(t.ctx, ALL_PERMISSIONS, { approve: true, name: 'tenancy-admin' });
   keyA = await key(t.ctx, ALL_PERMISSIONS, { fleet: 'fleet-a', name: 'fleet-a-operator' });
   keyB = await key(t.ctx, ALL_PERMISSIONS, { fleet: 'fleet-b', name: 'fleet-b-operator' });
-  [devA] = await simDevices(t, 'fleet-a', ['a-1']);
-  [devB] = await simDevices(t, 'fleet-b', ['b-1']);
+  [devA] = (await simDevices(t, 'fleet-a', ['a-1'])) as [SimDevice];
+  [devB] = (await simDevices(t, 'fleet-b', ['b-1'])) as [SimDevice];
   tufDevice = await provision(t.ctx, 'fleet-b', 'tuf-reader');
   for (const [k, fleet, device] of [
     [keyA, 'fleet-a', 'a-1'],

@@ -170,7 +170,7 @@ describe('event streams', () => {
     expect(open.map((s) => s.status)).toEqual(Array(MAX_STREAMS).fill(200));
     const refused = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events`, { headers: { authorization: `Bearer ${k}` } });
     expect(refused.status).toBe(429);
-    expect((await refused.json()).error).toBe(`this API key already has ${MAX_STREAMS} open event streams (at most ${MAX_STREAMS}); close one first`);
+    expect(((await refused.json()) as { error: string }).error).toBe(`this API key already has ${MAX_STREAMS} open event streams (at most ${MAX_STREAMS}); close one first`);
     // Another key is not affected.
     const another = await openStream({ key: admin });
     expect(another.status).toBe(200);
@@ -250,7 +250,7 @@ describe('failed API key attempts', () => {
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(2);
-      expect((await refused.json()).error).toMatch(/^too many failed API key attempts from 127\.0\.0\.1; retry in \d s$/);
+      expect(((await refused.json()) as { error: string }).error).toMatch(/^too many failed API key attempts from 127\.0\.0\.1; retry in \d s$/);
       // Without a key there is nothing to guess: still 401, not counted.
       expect((await fetch(url)).status).toBe(401);
       await new Promise((r) => setTimeout(r, Number(refused.headers.get('retry-after')) * 1000 + 100));

@@ -154,7 +154,7 @@ describe('hash bins', () => {
       // ...but a device walking into the altered bin fails, so the server is not ready.
       const res = await fetch(`${server.apiUrl}/readyz`);
       expect(res.status).toBe(503);
-      expect((await res.json()).error).toMatch(/does not verify with the device's TUF client/);
+      expect(((await res.json()) as { error: string }).error).toMatch(/does not verify with the device's TUF client/);
     } finally {
       await server.close();
     }

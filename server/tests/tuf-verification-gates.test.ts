@@ -85,7 +85,7 @@ async function deviceStillVerifies(): Promise<void> {
 }
 
 describe('gate (a): bounds on what a publish puts into signed metadata', () => {
-  const cases: Array<[string, () => Parameters<typeof publishArtifact>[1], RegExp]> = [
+  const cases: Array<[string, () => Partial<Parameters<typeof publishArtifact>[1]>, RegExp]> = [
     ['a manifest nested 3,000 deep', () => ({ manifest: nested(3000) }), /manifest\/a\/0\/0\/.* is nested deeper than 32 levels/],
     ['a spec nested 3,000 deep (JSON text, as the CLI passes it)', () => ({ spec: JSON.stringify(nested(3000)) }), /spec\/a\/0\/0\/.* is nested deeper than 32 levels/],
     ['a spec larger than 64 KiB', () => ({ spec: { fileName: 'x.onnx', pad: Array.from({ length: 20 }, () => 'x'.repeat(4000)) } }), /spec is larger than 65536 bytes/],

@@ -13,7 +13,7 @@ const DAY_MS = 86_400_000;
 export interface OperatorCa {
   certPem: string;
   cert: x509.X509Certificate;
-  keys: CryptoKeyPair;
+  keys: crypto.webcrypto.CryptoKeyPair;
 }
 
 export interface IssuedServerCert {
@@ -30,8 +30,8 @@ function serial(): string {
   return b.toString('hex');
 }
 
-async function keyPair(): Promise<CryptoKeyPair> {
-  return (await crypto.webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify'])) as CryptoKeyPair;
+async function keyPair(): Promise<crypto.webcrypto.CryptoKeyPair> {
+  return crypto.webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
 }
 
 export async function operatorCa(name = 'Operator Test CA'): Promise<OperatorCa> {

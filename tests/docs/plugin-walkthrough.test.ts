@@ -117,7 +117,7 @@ describe('docs/plugin-authoring.md walkthrough', () => {
     // 8: the vendor's code, intact in the report; nothing changed on the device.
     expect(outputs[8]).toMatch(/dev-1 .*FAILED .*MESH_ERR_PLUGIN_FAILED: verify hook for kind \S+ failed: MESH_ERR_X_ACME_TOO_LARGE: 2000 bytes is more than maxBytes 1024/);
     expect(outputs[8]).toContain('exit 7');
-    expect(outputs[8].trimEnd().endsWith('hello again')).toBe(true);
+    expect(outputs[8]!.trimEnd().endsWith('hello again')).toBe(true);
     // 9: rolled back to the previous file.
     expect(outputs[9]).toContain('ROLLED_BACK');
     expect(await readFile(path.join(work, 'device', 'artifacts', 'acme-blob', 'hello', 'hello.txt'), 'utf8')).toBe('hello again\n');

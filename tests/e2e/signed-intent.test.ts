@@ -53,7 +53,7 @@ async function assign(device: string, version: string): Promise<string> {
 /** The target entry the served bin of `targetPath` signs, as JSON. */
 function servedTarget(repo: ServedRepo, targetPath: string): Record<string, unknown> {
   const bin = repo.binOf(targetPath);
-  return repo.read(MetadataKind.Targets, `${bin.version}.${bin.role}.json`).signed.targets[targetPath].toJSON();
+  return repo.read(MetadataKind.Targets, `${bin.version}.${bin.role}.json`).signed.targets[targetPath]!.toJSON();
 }
 
 /** Re-signs the bin holding `targetPath` without its custom field (new bin, snapshot and timestamp versions). */
@@ -62,7 +62,7 @@ function stripSignedIntent(repo: ServedRepo, targetPath: string): void {
   const bin = repo.binOf(targetPath);
   const current = repo.read(MetadataKind.Targets, `${bin.version}.${bin.role}.json`).signed;
   const json = current.toJSON();
-  delete json.targets[targetPath].custom;
+  delete (json.targets as Record<string, Record<string, unknown>>)[targetPath]!.custom;
   const stripped = new Metadata(Targets.fromJSON({ ...json, version: bin.version + 1 }));
   const binBytes = repo.write(`${bin.version + 1}.${bin.role}.json`, sign(stripped, [repo.key('publisher')]));
   const snapshot = repo.write(`${genuine.snapshot + 1}.snapshot.json`, repo.snapshotFor(genuine.snapshot + 1, bin.version + 1, binBytes, { role: bin.role }));

@@ -107,7 +107,7 @@ describe('the server under bad device input', () => {
           // Mutations of a valid message: one flipped byte each.
           for (let i = 0; i < 50; i++) {
             const m = Buffer.from(VALID[method]!);
-            m[Math.floor(random() * m.length)] ^= 1 << Math.floor(random() * 8);
+            m[Math.floor(random() * m.length)]! ^= 1 << Math.floor(random() * 8);
             inputs.push(m);
           }
           for (const bytes of inputs) {

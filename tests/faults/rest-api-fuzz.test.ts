@@ -117,7 +117,7 @@ describe('operator REST API under schema-driven random requests', () => {
   it(
     `answers every route with 2xx or 4xx, never 5xx, and stays up (${PER_OPERATION} requests per operation, seed ${SEED})`,
     async () => {
-      const doc = await (await fetch(`${api}/api/v1/openapi.json`)).json();
+      const doc = (await (await fetch(`${api}/api/v1/openapi.json`)).json()) as Parameters<typeof operations>[0];
       const ops = operations(doc);
       expect(ops.length).toBeGreaterThanOrEqual(25);
       const r = rng(prng(SEED));

@@ -78,7 +78,7 @@ const runningVersion = async () => {
   const argv0 = (await device.sh(`tr '\\0' '\\n' < /proc/${pid}/cmdline | head -1`)).stdout.trim();
   return /\/versions\/([^/]+)\/bin\/node$/.exec(argv0)?.[1];
 };
-const call = async (urlPath: string) => (await fetch(server.api + urlPath, { headers: { authorization: `Bearer ${apiKey}` } })).json();
+const call = async (urlPath: string): Promise<any> => (await fetch(server.api + urlPath, { headers: { authorization: `Bearer ${apiKey}` } })).json();
 const assign = (spec: string[]) => serverCli(serverDir, ['assign', '--fleet', FLEET, '--device', DEVICE, ...spec]);
 const probe = ['--probe-type', 'file', '--probe-spec', JSON.stringify({ path: READY })];
 

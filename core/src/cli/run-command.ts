@@ -230,7 +230,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     hardware: await readHardwareProfile(),
     agentVersion: AGENT_VERSION,
     tags: config.tags,
-    ...(trial ? { onHeartbeatAnswered: () => trial.confirmHealthy() } : {}),
+    ...(trial ? { onHeartbeatAnswered: () => trial.confirmHealthy(), isHeld: (assignment) => trial.holds(assignment) } : {}),
     logUploader: new LogUploader(logSource(config, logFile), log),
     ...(config.enrolled
       ? {

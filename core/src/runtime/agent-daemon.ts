@@ -3,7 +3,7 @@
 // reports and retries with backoff.
 import * as grpc from '@grpc/grpc-js';
 import type { Agent } from '../agent.js';
-import { assignmentFromMessage } from '../assignment.js';
+import { assignmentFromMessage, type Assignment } from '../assignment.js';
 import type { HardwareProfile, InstalledArtifact } from '../contract/messages.js';
 import { abortableSleep } from '../kit/sleep.js';
 import { Reconciler } from '../reconciler.js';
@@ -27,6 +27,8 @@ export interface AgentDaemonOptions {
   tags: Record<string, string>;
   /** Called after each heartbeat the server answered (a self-update trial confirms on the first). */
   onHeartbeatAnswered?: () => Promise<void>;
+  /** Assignments no pipeline may start for while this returns true (a self-update on trial). */
+  isHeld?: (assignment: Assignment) => boolean;
 }
 
 export type DaemonExit = 'stopped' | 'offboarded';
@@ -56,7 +58,7 @@ export class AgentDaemon {
   constructor(options: AgentDaemonOptions) {
     this.#options = options;
     this.#client = options.client;
-    this.reconciler = new Reconciler(options.agent);
+    this.reconciler = new Reconciler(options.agent, options.isHeld ? { isHeld: options.isHeld } : {});
     this.reporter = new StatusReporter(options.agent.state, () => this.#client, options.agent.log);
     options.agent.hooks.transition.tap('TransitionLog', (e) => {
       const level = e.state === 'FAILED' || e.state === 'ROLLED_BACK' ? 'warn' : 'info';

@@ -131,7 +131,23 @@ async function finishRollback(agent: Agent, marker: SelfUpdateMarker, running: s
 export interface HandoverTrial {
   /** Call after a heartbeat was answered: reports HEALTHY and clears the marker. */
   confirmHealthy(): Promise<void>;
+  /**
+   * Whether the trial owns this assignment: until HEALTHY is recorded no pipeline may start
+   * for it (the server keeps assigning it; a pipeline would refuse B as "already running" and
+   * end it FAILED, and after the deadline the hand-back ends it ROLLED_BACK instead).
+   */
+  holds(assignment: Assignment): boolean;
   stop(): void;
+}
+
+/** The assignment ends HEALTHY with B in the installed record (once: a repeat changes nothing). */
+async function reportHealthy(agent: Agent, marker: SelfUpdateMarker, reason: string): Promise<void> {
+  const { assignment } = marker;
+  if (agent.state.current.completed[assignment.assignmentId]) return;
+  const record = installedRecordOf(assignment, marker.pluginState, agent.state.current.installed[assignment.name]);
+  await agent.transition(assignment, 'HEALTHY', reason, {}, (draft) => {
+    draft.installed[assignment.name] = record;
+  });
 }
 
 /**
@@ -142,7 +158,10 @@ export async function settleSelfUpdate(agent: Agent, running: string, exit: (cod
   const marker = await readSelfUpdateMarker(agent.dataDir);
   if (!marker) return undefined;
   if (marker.confirmedAt) {
-    // Confirmed, crashed before the marker was removed: the report is already durable.
+    // Confirmed, then killed before the marker was removed: the HEALTHY report and the
+    // installed record may not have been written yet (they come after the confirmation, which
+    // must be durable first so nothing rolls back); write them now, once.
+    await reportHealthy(agent, marker, `agent ${marker.to} was confirmed healthy at ${marker.confirmedAt} after the hand-over from ${marker.from}`);
     await clearMarker(agent.dataDir);
     return undefined;
   }
@@ -169,6 +188,7 @@ export async function settleSelfUpdate(agent: Agent, running: string, exit: (cod
   };
   process.on('exit', onExit);
   let done = false;
+  let reported = false;
   const timer = setTimeout(() => {
     if (!done) void handBack(missed).catch((err: unknown) => agent.log.error({ err }, 'hand-back failed'));
   }, deadline - Date.now());
@@ -181,24 +201,19 @@ export async function settleSelfUpdate(agent: Agent, running: string, exit: (cod
       done = true;
       clearTimeout(timer);
       process.off('exit', onExit);
-      await writeSelfUpdateMarker(agent.dataDir, { ...marker, confirmedAt: new Date().toISOString() });
+      const confirmed = { ...marker, confirmedAt: new Date().toISOString() };
+      await writeSelfUpdateMarker(agent.dataDir, confirmed);
       const seconds = ((Date.now() - Date.parse(marker.handedOverAt)) / 1000).toFixed(1);
-      const { assignment } = marker;
-      const record = installedRecordOf(assignment, marker.pluginState, agent.state.current.installed[assignment.name]);
-      if (!agent.state.current.completed[assignment.assignmentId]) {
-        await agent.transition(
-          assignment,
-          'HEALTHY',
-          `agent ${marker.to} registered and heartbeated ${seconds} s after the hand-over from ${marker.from} (deadline ${marker.healthDeadlineSeconds} s)`,
-          {},
-          (draft) => {
-            draft.installed[assignment.name] = record;
-          },
-        );
-      }
+      await reportHealthy(
+        agent,
+        confirmed,
+        `agent ${marker.to} registered and heartbeated ${seconds} s after the hand-over from ${marker.from} (deadline ${marker.healthDeadlineSeconds} s)`,
+      );
+      reported = true;
       await clearMarker(agent.dataDir);
       agent.log.info({ from: marker.from, to: marker.to }, 'self-update confirmed healthy');
     },
+    holds: (assignment) => !reported && assignment.assignmentId === marker.assignment.assignmentId,
     stop: () => {
       done = true;
       clearTimeout(timer);

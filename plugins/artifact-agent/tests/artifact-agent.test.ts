@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promise
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readSelfUpdateMarker, runPipeline, settleSelfUpdate, type TransitionEvent } from '@meshanics/core';
+import { Reconciler, readSelfUpdateMarker, runPipeline, settleSelfUpdate, writeSelfUpdateMarker, type TransitionEvent } from '@meshanics/core';
 import { createTestAgent, testAssignment } from '@meshanics/core/testing';
 import ExecProbePlugin from '@meshanics/probe-exec';
 import AgentArtifactPlugin from '../src/index.js';
@@ -139,6 +139,41 @@ describe('agent artifact: what the next start does with the marker', () => {
     expect(b.events.at(-1)).toMatchObject({ state: 'HEALTHY' });
     expect(b.agent.state.current.installed['meshanics-agent']).toMatchObject({ version: '1.1.0', kind: 'agent', assignmentId: r.a.assignmentId });
     expect(await readSelfUpdateMarker(t.dataDir)).toBeUndefined();
+  });
+
+  it('B killed after its confirmation but before its HEALTHY report: the next start of B reports HEALTHY once and records B', async () => {
+    const t = await setup();
+    const r = await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 30 });
+    // What confirmHealthy leaves when the process dies right after its first write.
+    const marker = (await readSelfUpdateMarker(t.dataDir))!;
+    await writeSelfUpdateMarker(t.dataDir, { ...marker, confirmedAt: new Date().toISOString() });
+    const b = await setup('1.1.0');
+    expect(await settleSelfUpdate(b.agent, '1.1.0', () => undefined)).toBeUndefined();
+    expect(b.events.map((e) => e.state)).toEqual(['HEALTHY']);
+    expect(b.agent.state.current.installed['meshanics-agent']).toMatchObject({ version: '1.1.0', kind: 'agent', assignmentId: r.a.assignmentId });
+    expect(await readSelfUpdateMarker(t.dataDir)).toBeUndefined();
+    expect(await readlink(path.join(lib, 'current'))).toBe('versions/1.1.0');
+  });
+
+  it('no pipeline starts for the assignment while B is on trial, also past its deadline: it ends ROLLED_BACK, never FAILED', async () => {
+    const t = await setup();
+    const r = await deploy(t, '1.1.0', { architecture: process.arch, healthDeadlineSeconds: 1 });
+    const b = await setup('1.1.0');
+    let handBack!: (code: number) => void;
+    const exited = new Promise<number>((resolve) => (handBack = resolve));
+    const trial = (await settleSelfUpdate(b.agent, '1.1.0', (code) => handBack(code)))!;
+    // The server keeps assigning it; B's reconciler is the daemon's, with the trial's hold.
+    const reconciler = new Reconciler(b.agent, { isHeld: trial.holds });
+    await reconciler.reconcile([r.a]);
+    expect(reconciler.busy).toBe(false);
+    expect(await exited).toBe(75); // the deadline passed without a heartbeat
+    await trial.confirmHealthy(); // a heartbeat answered too late confirms nothing
+    await reconciler.reconcile([r.a]);
+    expect(reconciler.busy).toBe(false);
+    expect(b.events).toEqual([]);
+    const a = await setup(A);
+    await settleSelfUpdate(a.agent, A, () => undefined);
+    expect(a.events.map((e) => e.state)).toEqual(['ROLLED_BACK']);
   });
 
   it('B after its deadline hands back; A then ends the assignment ROLLED_BACK once and removes B', async () => {
