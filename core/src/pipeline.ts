@@ -32,6 +32,16 @@ export async function callStage(agent: Agent, stage: ArtifactStage, ctx: Artifac
   }
 }
 
+/**
+ * The shortest time between two download progress reports of one assignment (the first one
+ * and the final one always go out). Every report is two durable state writes (queued, then
+ * dropped once acknowledged) and a ReportArtifactStatus call; at one a second they were a
+ * measurable part of the agent's CPU during a long download (docs/benchmarks.md, pipeline),
+ * and of the server's load with many devices downloading at once. Progress in the rollout
+ * view moving every 5 s is as useful to an operator as every second.
+ */
+export const PROGRESS_REPORT_INTERVAL_MS = 5000;
+
 export function stagingDirOf(agent: Agent, assignmentId: string): string {
   return path.join(agent.dataDir, 'staging', assignmentId.replace(/[^A-Za-z0-9_-]/g, '_'));
 }
@@ -45,6 +55,7 @@ export function createContext(
   signal: AbortSignal,
 ): ArtifactContext {
   const log = agent.log.child({ assignmentId: assignment.assignmentId, artifact: assignment.name, version: assignment.version });
+  let lastProgress: number | undefined;
   const ctx: ArtifactContext = {
     assignment,
     spec,
@@ -63,6 +74,12 @@ export function createContext(
       });
     },
     reportProgress: (done, total) => {
+      // Each report is a durable state write, a gRPC call and a state write more when it is
+      // acknowledged: the first one, then at most one per PROGRESS_REPORT_INTERVAL_MS, and
+      // always the one that says the download is complete.
+      const now = Date.now();
+      if (done < total && lastProgress !== undefined && now - lastProgress < PROGRESS_REPORT_INTERVAL_MS) return;
+      lastProgress = now;
       agent.transition(assignment, 'DOWNLOADING', '', { bytesDone: done, bytesTotal: total }).catch((err: unknown) => log.error({ err }, 'could not record download progress'));
     },
     signal,

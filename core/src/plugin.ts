@@ -70,7 +70,11 @@ export interface ArtifactContext<Spec = unknown> {
    */
   liveChanged: boolean;
   checkpoint(state: Record<string, unknown>): Promise<void>;
-  /** Progress while downloading (bytes done, bytes total). */
+  /**
+   * Progress while downloading (bytes done, bytes total). The agent reports the first call,
+   * then at most one every PROGRESS_REPORT_INTERVAL_MS (5 s), and always the one with
+   * done === total; calls in between are dropped.
+   */
   reportProgress(done: number, total: number): void;
   readonly signal: AbortSignal;
   readonly log: Logger;

@@ -1,7 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Agent, AgentStateStore, MeshError, runPipeline, type TransitionEvent } from '../src/index.js';
+import { createContext, PROGRESS_REPORT_INTERVAL_MS } from '../src/pipeline.js';
 import { LocalTargetSource } from '../src/testing/index.js';
 import { FakeFileArtifactPlugin, FakeProbePlugin } from './fixtures/fake-plugins.mjs';
 import { makeAssignment, tempDir } from './helpers.js';
@@ -195,5 +196,30 @@ describe('pipeline', () => {
     await expect(readFile(live)).rejects.toThrow(/ENOENT/);
     expect(state.current.installed).toEqual({});
     expect(state.current.inflight).toEqual({});
+  });
+  it('reports download progress at most once per PROGRESS_REPORT_INTERVAL_MS: the first, then the next due, and always the final one', async () => {
+    const { source, agent, events, state } = await setup();
+    const target = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));
+    const assignment = makeAssignment(target);
+    let now = 1_000_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    try {
+      const ctx = createContext(agent, assignment, {}, undefined, {}, new AbortController().signal);
+      // One call a second for 12 s, as the download loop makes them, then the final one.
+      for (let second = 0; second < 12; second++) {
+        ctx.reportProgress((second + 1) * 10, 1000);
+        now += 1000;
+      }
+      ctx.reportProgress(1000, 1000);
+    } finally {
+      clock.mockRestore();
+    }
+    await state.update(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const progress = events.filter((e) => e.state === 'DOWNLOADING').map((e) => e.bytesDone);
+    expect(PROGRESS_REPORT_INTERVAL_MS).toBe(5000);
+    expect(progress).toEqual([10, 60, 110, 1000]);
+    // Unsent progress reports of one assignment still supersede each other in the outbox.
+    expect(state.current.outbox.filter((r) => r.state === 'DOWNLOADING').map((r) => r.bytesDone)).toEqual([1000]);
   });
 });

@@ -25,7 +25,7 @@ export async function downloadImage(engines: Engines, ctx: ArtifactContext, pull
       timeoutMs: pullTimeoutMs,
       signal: ctx.signal,
       onProgress: (done, total) => {
-        // Every report is a durable state write: at most a few per second.
+        // The agent sends at most one report per 5 s (pipeline.ts); this only spares it the calls.
         const now = Date.now();
         if (now - last < 250 && done < total) return;
         last = now;
