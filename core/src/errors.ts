@@ -84,6 +84,31 @@ export function isDiskFull(err: unknown): boolean {
   return false;
 }
 
+/** Socket-level failures: the path to the server, not what it served. */
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
+/** HTTP answers that say "later", not "no" (RFC 9110 15.5.9, 15.6.3-15.6.5; RFC 6585 4). */
+const TRANSIENT_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+const TRANSIENT_TEXT = /\b(ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENETUNREACH|EHOSTUNREACH|socket hang up)\b/;
+
+/**
+ * True when a download or a TUF refresh failed on the way, not on what arrived: a reset or
+ * refused connection, a DNS hiccup, a 5xx/429. Worth another attempt; a refusal of the
+ * content (signature, length, digest, a 404, a full disk) never is. tuf-js may rethrow a
+ * fetch error as a plain Error with the code only in its message, hence the text check.
+ */
+export function isTransientNetworkError(err: unknown): boolean {
+  if (!isMeshError(err) || (err.code !== 'MESH_ERR_DOWNLOAD_FAILED' && err.code !== 'MESH_ERR_TUF_REFRESH')) return false;
+  if (isDiskFull(err)) return false;
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
+    const status = (e as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && TRANSIENT_STATUSES.has(status)) return true;
+    if (e !== err && TRANSIENT_TEXT.test(e.message)) return true;
+  }
+  return false;
+}
+
 export function reasonOf(err: unknown): string {
   if (isMeshError(err)) return `${err.code}: ${err.message}`;
   if (err instanceof Error) return err.message;

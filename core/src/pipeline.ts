@@ -8,7 +8,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Agent } from './agent.js';
 import type { Assignment } from './assignment.js';
-import { isDiskFull, MeshError, reasonOf } from './errors.js';
+import { isDiskFull, isTransientNetworkError, MeshError, reasonOf } from './errors.js';
+import { abortableSleep } from './kit/sleep.js';
+import { CALL_RETRY_BACKOFF, retryDelayMs } from './runtime/retry-backoff.js';
 import { installedRecordOf } from './installed-record.js';
 import type { ArtifactStage } from './hooks.js';
 import type { ArtifactContext, InstalledArtifactRecord, RollbackContext, VerifiedTarget } from './plugin.js';
@@ -140,6 +142,26 @@ function failureReason(err: unknown, stage: 'downloading' | 'applying', done?: s
   return `MESH_ERR_DISK_FULL: no space left on the device while ${stage} (${reasonOf(err)})${done ? `; ${done}` : ''}`;
 }
 
+/** Attempts of a TUF refresh or a download within one run of the pipeline (see below). */
+export const NETWORK_ATTEMPTS = 3;
+
+/**
+ * Runs `step` again, with jittered backoff, while it fails on the network (errors.ts says
+ * which failures those are); a download resumes where the last attempt stopped (Range).
+ */
+async function withNetworkRetry<T>(ctx: ArtifactContext, what: string, step: () => Promise<T>): Promise<T> {
+  for (let failures = 1; ; failures++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (ctx.signal.aborted || failures >= NETWORK_ATTEMPTS || !isTransientNetworkError(err)) throw err;
+      const retryInMs = retryDelayMs(failures, CALL_RETRY_BACKOFF);
+      ctx.log.warn({ err: reasonOf(err), failures, retryInMs }, `${what} failed on the way; retrying`);
+      await abortableSleep(retryInMs, ctx.signal);
+    }
+  }
+}
+
 export async function runPipeline(agent: Agent, assignment: Assignment, signal: AbortSignal): Promise<ArtifactState> {
   const { name } = assignment;
   let validated;
@@ -160,7 +182,8 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
 
   // Before the swap: any failure ends FAILED with nothing changed on the device.
   try {
-    await agent.transition(assignment, 'DOWNLOADING', resumed ? 'resuming after agent restart' : '', {}, (draft) => {
+    const resumedWhy = resumed?.heldByNetwork ? 'resuming after the network failed' : 'resuming after agent restart';
+    await agent.transition(assignment, 'DOWNLOADING', resumed ? resumedWhy : '', {}, (draft) => {
       draft.inflight[name] = {
         assignment,
         phase: 'downloading',
@@ -168,7 +191,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
         startedAt: new Date().toISOString(),
       };
     });
-    const target = await agent.targetSource.resolve(assignment.targetPath, signal);
+    const target = await withNetworkRetry(ctx, 'TUF refresh', () => agent.targetSource.resolve(assignment.targetPath, signal));
     // Defense in depth: the control plane's expectation must match what TUF verified.
     if (target.sha256 !== assignment.expectedSha256 || target.length !== assignment.expectedLength) {
       throw new MeshError(
@@ -182,7 +205,7 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     ctx.target = target;
     await fs.mkdir(ctx.stagingDir, { recursive: true, mode: 0o700 });
     const staged = path.join(ctx.stagingDir, 'target');
-    await agent.targetSource.fetch(target, staged, { onProgress: (done, total) => ctx.reportProgress(done, total), signal });
+    await withNetworkRetry(ctx, 'download', () => agent.targetSource.fetch(target, staged, { onProgress: (done, total) => ctx.reportProgress(done, total), signal }));
     ctx.stagedFile = staged;
     await callStage(agent, 'download', ctx);
 
@@ -198,6 +221,17 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     if (signal.aborted) {
       // The agent is stopping: nothing changed yet, so keep the journal and resume next start.
       ctx.log.info('download interrupted by shutdown; will resume');
+      return 'DOWNLOADING';
+    }
+    if (isTransientNetworkError(err)) {
+      // The network, not the artifact: nothing changed, so the journal and the partial
+      // download stay and the assignment stays open; the next heartbeat's reconcile runs it
+      // again and the download resumes. A device never gives up on an update over an outage.
+      ctx.log.warn({ err: reasonOf(err), attempts: NETWORK_ATTEMPTS }, 'update held back by the network; resuming at the next heartbeat');
+      await agent.transition(assignment, 'DOWNLOADING', `${reasonOf(err)}; ${NETWORK_ATTEMPTS} attempts failed on the network, resuming at the next heartbeat`, {}, (draft) => {
+        const inflight = draft.inflight[name];
+        if (inflight) inflight.heldByNetwork = true;
+      });
       return 'DOWNLOADING';
     }
     // Staging goes first: on a full disk the partial download is what fills it, and the

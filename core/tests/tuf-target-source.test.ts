@@ -107,6 +107,9 @@ let httpsAgent: https.Agent;
 /** The directory the server serves now (each test writes its own repository). */
 let docroot = '';
 let requests: string[] = [];
+/** Network faults the server injects next (reset by device()): real dropped connections and 503s. */
+const faults = { dropTargetsMidBody: 0, unavailableTimestamps: 0 };
+let ranges: string[] = [];
 
 function openssl(dir: string, ...args: string[]) {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -126,10 +129,25 @@ beforeAll(async () => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'https://x').pathname);
     requests.push(urlPath);
     const file = path.join(docroot, path.normalize(urlPath));
+    if (urlPath.endsWith('/timestamp.json') && faults.unavailableTimestamps > 0) {
+      faults.unavailableTimestamps -= 1;
+      res.writeHead(503);
+      res.end();
+      return;
+    }
     readFile(file).then(
       (bytes) => {
-        res.writeHead(200, { 'content-length': bytes.length });
-        res.end(bytes);
+        const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+        if (req.headers.range) ranges.push(req.headers.range);
+        const body = bytes.subarray(from);
+        res.writeHead(from > 0 ? 206 : 200, { 'content-length': body.length, ...(from > 0 ? { 'content-range': `bytes ${from}-${bytes.length - 1}/${bytes.length}` } : {}) });
+        if (urlPath.startsWith('/tuf/targets/') && faults.dropTargetsMidBody > 0) {
+          faults.dropTargetsMidBody -= 1;
+          // Half the rest, then the connection goes: a reset in the middle of the body.
+          res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.destroy());
+          return;
+        }
+        res.end(body);
       },
       () => {
         res.writeHead(404);
@@ -165,6 +183,9 @@ async function device(
   const pinned = path.join(dataDir, 'pinned-root.json');
   await writeFile(pinned, rootBytes);
   requests = [];
+  ranges = [];
+  faults.dropTargetsMidBody = 0;
+  faults.unavailableTimestamps = 0;
   const source = await TufTargetSource.create({
     metadataDir: path.join(dataDir, 'tuf'),
     pinnedRootFile: pinned,
@@ -365,6 +386,63 @@ describe('TufTargetSource: strict signed intent (custom.meshanics)', () => {
     expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toEqual([]);
     expect(await runPipeline(agent, makeAssignment(app, { specJson: '{"label":"signed"}' }), never)).toBe('HEALTHY');
     expect(await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).toEqual(APP);
+  });
+});
+
+describe('the pipeline over a network that fails on the way', () => {
+  const BIG = crypto.randomBytes(4 * 1024 * 1024);
+  const BIG_PATH = 'big/1.0.0/big';
+  const big = { targetPath: BIG_PATH, length: BIG.length, sha256: sha256(BIG) };
+  const repo = () => [{ path: BIG_PATH, bytes: BIG, custom: SIGNED }];
+  const signedSpec = { specJson: '{"label":"signed"}' };
+
+  it('resumes a download whose connection was reset in the middle of the body, and ends HEALTHY', async () => {
+    const { source, dataDir } = await device(true, repo(), { metadata: 'versioned', targets: 'versioned' });
+    const { agent, events } = await fakeAgent(source, dataDir);
+    faults.dropTargetsMidBody = 2;
+    expect(await runPipeline(agent, makeAssignment(big, signedSpec), never)).toBe('HEALTHY');
+    expect(events.map((e) => e.state).filter((s) => s !== 'DOWNLOADING')).toEqual(['VERIFYING', 'APPLYING', 'HEALTHY']);
+    // Each attempt asked only for what the previous ones had not kept.
+    expect(ranges).toHaveLength(2);
+    // equals(), not toEqual: a deep comparison of 4 MiB takes seconds.
+    expect((await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).equals(BIG)).toBe(true);
+  });
+
+  it('retries a TUF refresh the server answered with 503', async () => {
+    const { source, dataDir } = await device(true, repo(), { metadata: 'versioned', targets: 'versioned' });
+    const { agent } = await fakeAgent(source, dataDir);
+    faults.unavailableTimestamps = 1;
+    expect(await runPipeline(agent, makeAssignment(big, signedSpec), never)).toBe('HEALTHY');
+  });
+
+  it('holds the update back when every attempt fails on the network: never FAILED, the journal and the partial download kept, resumed by the next run', async () => {
+    const { source, dataDir } = await device(true, repo(), { metadata: 'versioned', targets: 'versioned' });
+    const { agent, events, calls } = await fakeAgent(source, dataDir);
+    faults.dropTargetsMidBody = 3;
+    const assignment = makeAssignment(big, signedSpec);
+    expect(await runPipeline(agent, assignment, never)).toBe('DOWNLOADING');
+    expect(events.at(-1)?.state).toBe('DOWNLOADING');
+    expect(events.at(-1)?.reason).toMatch(
+      /^MESH_ERR_DOWNLOAD_FAILED: download of big\/1\.0\.0\/big interrupted: .*; 3 attempts failed on the network, resuming at the next heartbeat$/,
+    );
+    expect(agent.state.current.inflight.thing).toMatchObject({ phase: 'downloading', heldByNetwork: true });
+    expect(agent.state.current.completed[assignment.assignmentId]).toBeUndefined();
+    expect(calls).toEqual([]); // no hook ran: nothing on the device changed
+    // What the three attempts kept (7/8 of the target) is asked for no more.
+    ranges = [];
+    expect(await runPipeline(agent, assignment, never)).toBe('HEALTHY');
+    expect(events.find((e) => e.reason === 'resuming after the network failed')).toBeDefined();
+    expect(ranges).toEqual([`bytes=${BIG.length - BIG.length / 8}-`]);
+    // equals(), not toEqual: a deep comparison of 4 MiB takes seconds.
+    expect((await readFile(path.join(dataDir, 'artifacts', 'fake', 'thing'))).equals(BIG)).toBe(true);
+  });
+
+  it('does not retry what the server refused: a target it does not have ends FAILED at once', async () => {
+    const { source, dataDir } = await device(true, repo(), { metadata: 'versioned', targets: 'plain' });
+    const { agent, events } = await fakeAgent(source, dataDir);
+    expect(await runPipeline(agent, makeAssignment(big, signedSpec), never)).toBe('FAILED');
+    expect(events.at(-1)?.reason).toMatch(/answered HTTP 404/);
+    expect(requests.filter((r) => r.startsWith('/tuf/targets/'))).toHaveLength(1);
   });
 });
 

@@ -26,6 +26,8 @@ export interface InflightRecord {
   target?: VerifiedTarget;
   pluginState: Record<string, unknown>;
   startedAt: string;
+  /** Set when the network held the download back (pipeline.ts): the next run resumes it. */
+  heldByNetwork?: boolean;
 }
 
 /** A queued report is exactly the request that will carry it. */
