@@ -18,6 +18,12 @@ import { Histogram, ratio, summarize } from '../lib/stats.mjs';
 import { track, Worker } from '../lib/workers.mjs';
 
 const SUITE = 'conn-memory';
+/**
+ * The server's environment as the server image sets it (deploy/server/Containerfile): glibc
+ * mmaps allocations of 32 KiB and more, so each connection's 64 KiB TLS read buffer stays on
+ * untouched pages (bench/history/2026-12-05-conn-memory.md). The echo server runs without it.
+ */
+export const SERVER_IMAGE_ENV = { MALLOC_MMAP_THRESHOLD_: '32768' };
 const GOAL_RATIO = 1.2;
 
 export const CONFIG = {
@@ -32,7 +38,7 @@ export const CONFIG = {
     heapSnapshotDir: null,
     serverArgs: [],
     serverNodeArgs: [],
-    serverEnv: {},
+    serverEnv: SERVER_IMAGE_ENV,
     calls: true,
   },
   smoke: {
@@ -46,7 +52,7 @@ export const CONFIG = {
     heapSnapshotDir: null,
     serverArgs: [],
     serverNodeArgs: [],
-    serverEnv: {},
+    serverEnv: SERVER_IMAGE_ENV,
     calls: true,
   },
 };
