@@ -18,6 +18,12 @@ import { Histogram, ratio, summarize } from '../lib/stats.mjs';
 import { track, Worker } from '../lib/workers.mjs';
 
 const SUITE = 'conn-memory';
+/**
+ * The server's environment as the server image sets it (deploy/server/Containerfile): glibc
+ * mmaps allocations of 32 KiB and more, so each connection's 64 KiB TLS read buffer stays on
+ * untouched pages (bench/history/2026-12-05-conn-memory.md). The echo server runs without it.
+ */
+export const SERVER_IMAGE_ENV = { MALLOC_MMAP_THRESHOLD_: '32768' };
 const GOAL_RATIO = 1.2;
 
 export const CONFIG = {
@@ -31,6 +37,8 @@ export const CONFIG = {
     heartbeatSeconds: 60,
     heapSnapshotDir: null,
     serverArgs: [],
+    serverNodeArgs: [],
+    serverEnv: SERVER_IMAGE_ENV,
     calls: true,
   },
   smoke: {
@@ -43,6 +51,8 @@ export const CONFIG = {
     heartbeatSeconds: 60,
     heapSnapshotDir: null,
     serverArgs: [],
+    serverNodeArgs: [],
+    serverEnv: SERVER_IMAGE_ENV,
     calls: true,
   },
 };
@@ -51,15 +61,15 @@ export const CONFIG = {
 const shareOf = (total, clients, i) => Math.floor(total / clients) + (i < total % clients ? 1 : 0);
 
 async function startTarget(kind, dataDir, cfg, run) {
-  const execArgv = ['--expose-gc', '--import', workerPath('mem-probe.mjs')];
+  const execArgv = ['--expose-gc', '--import', workerPath('mem-probe.mjs'), ...(kind === 'server' ? cfg.serverNodeArgs : [])];
   const env = cfg.heapSnapshotDir ? { BENCH_HEAPSNAPSHOT_DIR: cfg.heapSnapshotDir, BENCH_HEAPSNAPSHOT_LABEL: `${kind}-run${run}` } : {};
   if (kind === 'server') {
     // The snapshot variables reach serve through this process's environment (startServer adds none).
-    Object.assign(process.env, env);
+    Object.assign(process.env, env, cfg.serverEnv);
     try {
       return track(await startServer(dataDir, { heartbeatSeconds: cfg.heartbeatSeconds, execArgv, extraArgs: cfg.serverArgs }));
     } finally {
-      for (const k of Object.keys(env)) delete process.env[k];
+      for (const k of [...Object.keys(env), ...Object.keys(cfg.serverEnv)]) delete process.env[k];
     }
   }
   const echo = startNode('echo', workerPath('echo-server.mjs'), [dataDir, String(cfg.heartbeatSeconds)], env, { execArgv });
@@ -109,7 +119,20 @@ async function measureTarget(kind, dataDir, cfg, clients, run) {
         heapTotalPerConnection: (at.heapTotal - base.heapTotal) / n,
         externalPerConnection: (at.external - base.external) / n,
         rssAnonPerConnection: (at.rssAnon - base.rssAnon) / n,
+        // V8's young generation (new_space) grows with the allocation rate and stays committed.
+        newSpacePerConnection: (at.spaces.new_space - base.spaces.new_space) / n,
+        oldSpacePerConnection: (at.spaces.old_space - base.spaces.old_space) / n,
         rssFilePerConnection: (at.rssFile - base.rssFile) / n,
+        // With BENCH_MALLOC_ADDON (workers/mem-probe.mjs): glibc's view, diagnostic only.
+        ...(at.mallocInUse === undefined
+          ? {}
+          : {
+              mallocInUsePerConnection: (at.mallocInUse - base.mallocInUse) / n,
+              mallocFreePerConnection: (at.mallocFree - base.mallocFree) / n,
+              mallocSystemPerConnection: (at.mallocSystem - base.mallocSystem) / n,
+              rssAnonTrimmedPerConnection: (at.rssAnonTrimmed - base.rssAnonTrimmed) / n,
+              mallocArenas: at.mallocArenas,
+            }),
         rss: at.rss,
         heapUsed: at.heapUsed,
         ...(at.snapshot ? { snapshot: at.snapshot } : {}),
@@ -121,7 +144,11 @@ async function measureTarget(kind, dataDir, cfg, clients, run) {
       points.push(point);
       progress(
         SUITE,
-        `run ${run + 1}, ${kind}, ${n} connections: RSS ${fmtBytes(point.rssPerConnection)}, heap used ${fmtBytes(point.heapPerConnection)}, heap committed ${fmtBytes(point.heapTotalPerConnection)}, external ${fmtBytes(point.externalPerConnection)}, anonymous ${fmtBytes(point.rssAnonPerConnection)}, file ${fmtBytes(point.rssFilePerConnection)} per connection (RSS ${fmtBytes(at.rss)})`,
+        `run ${run + 1}, ${kind}, ${n} connections: RSS ${fmtBytes(point.rssPerConnection)}, heap used ${fmtBytes(point.heapPerConnection)}, heap committed ${fmtBytes(point.heapTotalPerConnection)} (new space ${fmtBytes(point.newSpacePerConnection)}, old ${fmtBytes(point.oldSpacePerConnection)}), external ${fmtBytes(point.externalPerConnection)}, anonymous ${fmtBytes(point.rssAnonPerConnection)}, file ${fmtBytes(point.rssFilePerConnection)} per connection (RSS ${fmtBytes(at.rss)})${
+          point.mallocInUsePerConnection === undefined
+            ? ''
+            : `; malloc in use ${fmtBytes(point.mallocInUsePerConnection)}, free ${fmtBytes(point.mallocFreePerConnection)}, from the system ${fmtBytes(point.mallocSystemPerConnection)}, anonymous after malloc_trim ${fmtBytes(point.rssAnonTrimmedPerConnection)} per connection (${point.mallocArenas} arenas)`
+        }`,
       );
     }
     if (cfg.calls === false) {
