@@ -4,6 +4,7 @@ import satisfies from 'semver/functions/satisfies.js';
 import validRange from 'semver/ranges/valid.js';
 import type { Capability } from './contract/messages.js';
 import { PROBE_COMMON_SCHEMA, compileSchema, parseAndValidate, type SchemaValidator } from './contract/schema.js';
+import { targetPathProblem } from './contract/tuf-layout.js';
 import type { Assignment } from './assignment.js';
 import { MeshError, reasonOf } from './errors.js';
 import { createHooks, type AgentHooks } from './hooks.js';
@@ -126,6 +127,8 @@ export class Agent {
   validate(assignment: Assignment): ValidatedAssignment {
     const artifact = this.#artifacts.get(assignment.kind);
     if (!artifact) throw new MeshError('MESH_ERR_PLUGIN_MISSING', `no plugin for artifact kind "${assignment.kind}"`);
+    const pathProblem = targetPathProblem(assignment.targetPath);
+    if (pathProblem) throw new MeshError('MESH_ERR_SPEC_INVALID', `targetPath ${JSON.stringify(assignment.targetPath)} ${pathProblem}`);
     if (!/^[0-9a-f]{64}$/.test(assignment.expectedSha256)) {
       throw new MeshError('MESH_ERR_SPEC_INVALID', 'expectedSha256 must be 64 lowercase hex characters');
     }

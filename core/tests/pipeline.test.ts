@@ -40,6 +40,18 @@ describe('pipeline', () => {
     expect(new Set(seqs).size).toBe(seqs.length);
   });
 
+  it('refuses a targetPath with a ".." segment before anything is fetched: FAILED with the path and the rule', async () => {
+    const { source, agent, calls, events } = await setup();
+    const target = await source.publish('thing/v1/thing.bin', Buffer.from('version one'));
+    const result = await runPipeline(agent, makeAssignment({ ...target, targetPath: 'thing/../../../etc/passwd' }), new AbortController().signal);
+    expect(result).toBe('FAILED');
+    expect(events.map((e) => [e.state, e.reason])).toEqual([
+      ['FAILED', 'MESH_ERR_SPEC_INVALID: targetPath "thing/../../../etc/passwd" must be "/"-separated segments, none of them empty, "." or ".." (found "..")'],
+    ]);
+    expect(calls).toEqual([]);
+    expect(source.resolved).toEqual([]);
+  });
+
   it('fails an assignment for an unknown artifact kind without calling any hook', async () => {
     const { source, agent, calls, events } = await setup();
     const target = await source.publish('x/1/x', Buffer.from('x'));

@@ -86,6 +86,19 @@ describe('tuf import refuses targets listed directly without a signed intent', (
     expect(tufFingerprint(importer)).toEqual(before);
   });
 
+  it('refuses target paths with an empty, "." or ".." segment (a URL outside the targets prefix), naming each, with MESH_ERR_TUF_IMPORT_INVALID', async () => {
+    const intent = { meshanics: { kind: 'model', spec: {} } };
+    const file = await targetsFileListing({ 'good/1.0.0/good': intent, '../escape/x': intent, 'a//b': intent, 'a/./b': intent });
+    const before = tufFingerprint(importer);
+    const err = await importer.tuf.importSigned({ targets: fs.readFileSync(file) }).catch((e: unknown) => e);
+    expect(isTufError(err) && err.code, String(err)).toBe('MESH_ERR_TUF_IMPORT_INVALID');
+    expect((err as Error).message).toMatch(
+      /^targets v\d+ lists 3 target path\(s\) agents refuse: "\.\.\/escape\/x" must be "\/"-separated segments, none of them empty, "\." or "\.\." \(found "\.\."\)/,
+    );
+    expect((err as { details?: Record<string, unknown> }).details).toEqual({ paths: ['../escape/x', 'a//b', 'a/./b'] });
+    expect(tufFingerprint(importer)).toEqual(before);
+  });
+
   it('imports a targets version whose direct targets all carry one', async () => {
     const file = await targetsFileListing({ 'good/1.0.0/good': { meshanics: { kind: 'model', spec: { path: '/x' } } } });
     const before = importer.tuf.versions();

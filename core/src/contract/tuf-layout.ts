@@ -13,6 +13,22 @@ export function artifactTargetPath(name: string, version: string, fileName: stri
   return `${name}/${version}/${fileName}`;
 }
 
+/**
+ * Why a target path cannot be fetched safely, or undefined. TUF target paths are URL paths
+ * below the targets prefix (spec 5.7.3); an empty, "." or ".." segment would be collapsed by
+ * URL resolution into a request outside it, and a backslash or NUL means something else to
+ * other tools. Both the agent (before it fetches) and the server (before it signs an imported
+ * target) refuse such a path.
+ */
+export function targetPathProblem(targetPath: string): string | undefined {
+  if (targetPath.length === 0 || targetPath.length > 1024) return 'must be 1 to 1024 characters';
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\\\u0000-\u001f\u007f]/.test(targetPath)) return 'must not contain a backslash or control characters';
+  const bad = targetPath.split('/').find((segment) => segment === '' || segment === '.' || segment === '..');
+  if (bad !== undefined) return `must be "/"-separated segments, none of them empty, "." or ".." (found ${JSON.stringify(bad)})`;
+  return undefined;
+}
+
 /** The hash-prefixed path a consistent-snapshot repository serves a target under. */
 export function hashPrefixedTargetPath(targetPath: string, sha256: string): string {
   const slash = targetPath.lastIndexOf('/');

@@ -24,7 +24,7 @@ import { readRoleKey, signMetadata } from './keys.js';
 import { expiresAt, TUF_ROLES, type TufRole } from './lifetimes.js';
 import { checkImportedOnlineKeys, importablePublisherKeyID, type OnlineKeyActivation } from './online-rotation.js';
 import { TUF_SPEC_VERSION } from './metadata-files.js';
-import { requireImportedIntents } from './signed-intent.js';
+import { requireImportedIntents, requireSafeImportedPaths } from './signed-intent.js';
 import type { RepositoryState, RepositoryVersions } from './state.js';
 import { aliasedKeyIds, describeThreshold, parseSignedFile, thresholdStatus, type ThresholdStatus } from './threshold.js';
 
@@ -162,6 +162,7 @@ export async function importSigned(
       md,
     );
     // Targets listed directly, not through the publisher delegation: each must carry the intent agents require.
+    requireSafeImportedPaths(version, md.signed.targets);
     requireImportedIntents(version, md.signed.targets);
     const role = checkImportedDelegation(md.signed, importablePublisherKeyID(keysDir, md.signed), context.published);
     newTargets = md;

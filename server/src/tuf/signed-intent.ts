@@ -3,6 +3,7 @@
 // agent refuses a target without it (core/src/tuf/tuf-target-source.ts,
 // MESH_ERR_TUF_INTENT_UNSIGNED), so the server does not sign one either: not by publishing
 // (TufRepository.addTarget) nor by importing a targets file signed offline (import-signed.ts).
+import { targetPathProblem } from '@meshanics/core/contract';
 import { MeshError } from '../errors.js';
 import { TufError } from './errors.js';
 
@@ -39,6 +40,21 @@ export function requireSignedIntent(targetPath: string, custom: unknown): void {
       'MESH_ERR_ARTIFACT_INTENT_UNSIGNED',
       `target ${targetPath} carries no signed intent: ${problem}; agents refuse such a target (MESH_ERR_TUF_INTENT_UNSIGNED)`,
     );
+}
+
+/** Refuses an imported targets version listing a path agents would refuse to fetch (`targetPathProblem`), naming each. */
+export function requireSafeImportedPaths(version: number, targets: Record<string, unknown>): void {
+  const bad = Object.keys(targets)
+    .map((p) => [p, targetPathProblem(p)] as const)
+    .filter((e): e is readonly [string, string] => e[1] !== undefined);
+  if (bad.length === 0) return;
+  throw new TufError(
+    'MESH_ERR_TUF_IMPORT_INVALID',
+    `targets v${version} lists ${bad.length} target path(s) agents refuse: ${bad.map(([p, why]) => `${JSON.stringify(p)} ${why}`).join('; ')}`,
+    {
+      details: { paths: bad.map(([p]) => p) },
+    },
+  );
 }
 
 /**
