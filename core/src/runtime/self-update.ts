@@ -188,7 +188,6 @@ export async function settleSelfUpdate(agent: Agent, running: string, exit: (cod
   };
   process.on('exit', onExit);
   let done = false;
-  let reported = false;
   const timer = setTimeout(() => {
     if (!done) void handBack(missed).catch((err: unknown) => agent.log.error({ err }, 'hand-back failed'));
   }, deadline - Date.now());
@@ -209,11 +208,11 @@ export async function settleSelfUpdate(agent: Agent, running: string, exit: (cod
         confirmed,
         `agent ${marker.to} registered and heartbeated ${seconds} s after the hand-over from ${marker.from} (deadline ${marker.healthDeadlineSeconds} s)`,
       );
-      reported = true;
       await clearMarker(agent.dataDir);
       agent.log.info({ from: marker.from, to: marker.to }, 'self-update confirmed healthy');
     },
-    holds: (assignment) => !reported && assignment.assignmentId === marker.assignment.assignmentId,
+    // Until the assignment's outcome is recorded (HEALTHY here, or ROLLED_BACK by A after a hand-back).
+    holds: (assignment) => assignment.assignmentId === marker.assignment.assignmentId && !agent.state.current.completed[assignment.assignmentId],
     stop: () => {
       done = true;
       clearTimeout(timer);
