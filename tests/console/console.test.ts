@@ -53,10 +53,22 @@ async function signIn(p: Page, key: string): Promise<void> {
   await p.getByRole('navigation', { name: 'Main' }).waitFor();
 }
 
+/**
+ * Navigates and returns once the router has put up the new page's shell. Setting the hash only
+ * queues the `hashchange` the router listens to: without waiting for it, the next locator can
+ * still find the previous page (its Fleet field, its table rows).
+ */
 async function go(p: Page, route: string): Promise<void> {
-  await p.evaluate((r) => {
-    location.hash = `#${r}`;
-  }, route);
+  await p.evaluate(
+    (r) =>
+      new Promise<void>((resolve) => {
+        if (location.hash === `#${r}`) return resolve();
+        // Registered after the router's listener, so it runs after the router rendered.
+        window.addEventListener('hashchange', () => resolve(), { once: true });
+        location.hash = `#${r}`;
+      }),
+    route,
+  );
 }
 
 const rowStates = (p: Page) =>
@@ -151,7 +163,10 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
 
   it('creates a rollout for enrolled agents, watches every device reach healthy live, and approves the manual wave', async () => {
     await page.getByRole('link', { name: 'Rollouts' }).click();
+    await page.getByRole('heading', { name: 'Rollouts', level: 1 }).waitFor();
     await page.getByRole('link', { name: 'New rollout' }).click();
+    // The list page has a Fleet field too: fill the form's only once the form is up.
+    await page.getByRole('heading', { name: 'New rollout', level: 1 }).waitFor();
     await page.getByLabel('Fleet').fill('lab');
     await page.getByLabel('Fleet').press('Tab');
     await page.getByLabel('Artifact version').selectOption('detector@1.0.0');

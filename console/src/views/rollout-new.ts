@@ -72,7 +72,13 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
   modeExisting.addEventListener('change', syncMode);
   modeNew.addEventListener('change', syncMode);
 
+  // The fleet can change while its devices load (typed, then the view's own first load): only
+  // the answer to the latest request may fill the list, or an older fleet's devices could be
+  // picked into the new group.
+  let fleetRequest = 0;
   async function loadFleet(): Promise<void> {
+    const request = ++fleetRequest;
+    const current = () => request === fleetRequest && !ctx.left();
     const fleet = fleetInput.value.trim();
     if (!fleet) {
       replace(deviceList, h('p', { class: 'muted' }, 'Enter a fleet to pick its devices.'));
@@ -81,6 +87,7 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
     }
     try {
       const [groups, devices] = await Promise.all([api.get<Page<Group>>('/groups', { fleet, limit: 200 }), api.get<Page<DeviceSummary>>('/devices', { fleet, limit: 200 })]);
+      if (!current()) return;
       replace(
         groupSelect,
         groups.items.length
@@ -88,9 +95,14 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
           : h('option', { value: '' }, 'No groups in this fleet'),
       );
       const live = devices.items.filter((d) => !d.decommissionedAt);
+      // A reload of the same fleet keeps what the operator already ticked.
+      const ticked =
+        deviceList.dataset.fleet === fleet ? new Set([...deviceList.querySelectorAll<HTMLInputElement>('input[name=device]:checked')].map((c) => c.value)) : new Set<string>();
+      deviceList.dataset.fleet = fleet;
       const all = h('input', {
         type: 'checkbox',
         id: 'devices-all',
+        checked: live.length > 0 && live.every((d) => ticked.has(d.name)),
         onchange: () => deviceList.querySelectorAll<HTMLInputElement>('input[name=device]').forEach((c) => (c.checked = all.checked)),
       });
       replace(
@@ -103,7 +115,7 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
                 h(
                   'div',
                   { class: 'check' },
-                  h('input', { type: 'checkbox', name: 'device', value: d.name, id: `device-${i}` }),
+                  h('input', { type: 'checkbox', name: 'device', value: d.name, id: `device-${i}`, checked: ticked.has(d.name) }),
                   h('label', { for: `device-${i}` }, d.name, h('span', { class: 'muted' }, ` (${deviceStatus(d)})`)),
                 ),
               ),
@@ -111,7 +123,7 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
           : h('p', { class: 'muted' }, 'No devices in this fleet.'),
       );
     } catch (err) {
-      replace(deviceList, errorBox(err));
+      if (current()) replace(deviceList, errorBox(err));
     }
   }
 
@@ -226,5 +238,6 @@ export async function newRolloutView(ctx: ViewContext): Promise<void> {
     const wanted = ctx.query.get('artifact');
     if (wanted) artifactSelect.value = wanted;
   }
-  await loadFleet();
+  // A fleet typed while the lists loaded has its own request in flight already.
+  if (fleetRequest === 0) await loadFleet();
 }
