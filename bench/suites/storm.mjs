@@ -6,11 +6,13 @@
 // run, each side in its own process: workers/handshake-cpu.mjs); whether any device gave up;
 // the new server's peak RSS; connections it shed (--max-pending-handshakes); retries per
 // 100 ms (a synchronized fleet shows as spikes). Also a resumed (TLS 1.3 ticket) handshake's
-// CPU, which grpc-js clients cannot use (docs/benchmarks.md, "Reconnect storm").
-// `policies` lists one restart per device call policy, in this order, in the same run (same
-// devices, connections and machine state): true is the agent's (calls wait for the channel's
-// readiness within their deadline; a retry sleep ends when the channel reconnects), false the
-// one before issue 30's fix (calls fail at once during the channel's backoff), for comparison.
+// CPU and the floor it sets.
+// `policies` lists one restart per device policy, in this order, in the same run (same
+// devices, connections and machine state): 'agent' is the agent's (calls wait for the channel's
+// readiness within their deadline, a retry sleep ends when the channel reconnects, and the
+// TLS session is resumed with the ticket the server sent before it stopped); 'full-handshakes'
+// is the same without the tickets; 'fail-at-once' the policy before issue 30's fix (calls fail
+// at once during the channel's backoff, full handshakes), for comparison.
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../scripts/lib/processes.mjs';
@@ -33,7 +35,7 @@ export const CONFIG = {
     connectConcurrency: 16,
     recoverTimeoutSeconds: 600,
     maxPendingHandshakes: null,
-    policies: [true, false],
+    policies: ['agent', 'full-handshakes'],
   },
   smoke: {
     devices: 40,
@@ -45,10 +47,15 @@ export const CONFIG = {
     connectConcurrency: 8,
     recoverTimeoutSeconds: 120,
     maxPendingHandshakes: null,
-    policies: [true],
+    policies: ['agent'],
   },
 };
 const GOAL_RATIO = 1.3;
+const POLICIES = {
+  agent: { waitForReady: true, resume: true, label: 'the agent (wait-for-ready, resumed TLS)' },
+  'full-handshakes': { waitForReady: true, resume: false, label: 'wait-for-ready, full handshakes' },
+  'fail-at-once': { waitForReady: false, resume: false, label: 'fail at once, full handshakes (before issue 30)' },
+};
 
 async function serve(dataDir, cfg, grpcListen) {
   const extraArgs = ['--grpc-listen', grpcListen, '--api-listen', '127.0.0.1:0'];
@@ -112,10 +119,12 @@ export async function run({ mode, work, overrides = {} }) {
   const restarts = [];
   const back = new Map(); // client index -> its devices back since the last "down"
   for (const [i, c] of clients.entries()) c.on('progress', (m) => back.set(i, m.back));
-  for (const waitForReady of cfg.policies) {
-    await Promise.all(clients.map((c) => c.request({ type: 'policy', waitForReady }, 'noted')));
+  for (const name of cfg.policies) {
+    const policy = POLICIES[name];
+    if (!policy) throw new Error(`storm: unknown policy ${name} (one of ${Object.keys(POLICIES).join(', ')})`);
+    await Promise.all(clients.map((c) => c.request({ type: 'policy', waitForReady: policy.waitForReady, resume: policy.resume }, 'noted')));
     await sleep(cfg.intervalSeconds * 1000 * 1.5);
-    const r = await restart({ cfg, dataDir, clients, back, server, address, floorSeconds, waitForReady });
+    const r = await restart({ cfg, dataDir, clients, back, server, address, floorSeconds, policy: { name, ...policy } });
     server = r.server;
     restarts.push(r);
   }
@@ -123,11 +132,11 @@ export async function run({ mode, work, overrides = {} }) {
   await Promise.all(clients.map((c) => c.stop()));
   await server.stop();
 
-  const policyName = (w) => (w ? 'wait-for-ready (agent)' : 'fail at once (before issue 30)');
   const one = (v) => ({ median: v, min: v, max: v, n: 1, values: [v] });
   const rows = [];
-  for (const { waitForReady, storm: st } of restarts) {
-    const label = restarts.length > 1 ? `, ${policyName(waitForReady)}` : '';
+  for (const { policy, storm: st } of restarts) {
+    const label = restarts.length > 1 ? `, ${policy.label}` : '';
+    const isAgent = policy.name === 'agent';
     rows.push(
       {
         suite: SUITE,
@@ -137,9 +146,19 @@ export async function run({ mode, work, overrides = {} }) {
         baseline: one(+floorSeconds.toFixed(2)),
         baselineName: 'handshake-CPU floor',
         ratio: one(st.ratio),
-        target: waitForReady ? `≤ ${GOAL_RATIO}× floor` : '',
-        met: waitForReady ? (st.ratio === null ? false : st.ratio <= GOAL_RATIO) : undefined,
+        target: isAgent ? `≤ ${GOAL_RATIO}× floor` : '',
+        met: isAgent ? (st.ratio === null ? false : st.ratio <= GOAL_RATIO) : undefined,
       },
+      {
+        suite: SUITE,
+        metric: `server CPU until all were back${label}`,
+        unit: 's',
+        value: one(+(st.serverCpuMs / 1000).toFixed(2)),
+        baseline: one(+floorSeconds.toFixed(2)),
+        baselineName: 'handshake-CPU floor',
+        ratio: one(+(st.serverCpuMs / 1000 / floorSeconds).toFixed(2)),
+      },
+      { suite: SUITE, metric: `reconnections resumed / full handshakes${label}`, unit: '', value: `${st.handshakes.resumed} / ${st.handshakes.full}` },
       { suite: SUITE, metric: `server busy during the recovery${label}`, unit: '', value: one(st.serverBusyShare) },
       { suite: SUITE, metric: `devices that never came back${label}`, unit: '', value: one(st.gaveUp), target: '0', met: st.gaveUp === 0 },
       { suite: SUITE, metric: `server CPU per reconnected device${label}`, unit: 'ms', value: one(+(st.serverCpuMs / cfg.devices).toFixed(2)) },
@@ -167,12 +186,12 @@ export async function run({ mode, work, overrides = {} }) {
     rows,
     handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
     storm: first.storm,
-    restarts: restarts.map((r) => ({ waitForReady: r.waitForReady, ...r.storm })),
+    restarts: restarts.map((r) => ({ policy: r.policy.name, ...r.storm })),
   };
 }
 
 /** SIGTERM, down for cfg.downSeconds, start on the same data dir and port; measured until all are back. */
-async function restart({ cfg, dataDir, clients, back, server, address, floorSeconds, waitForReady }) {
+async function restart({ cfg, dataDir, clients, back, server, address, floorSeconds, policy }) {
   // A device is back at its first successful heartbeat started after the old server exited.
   const stopAt = Date.now();
   await server.stop('SIGTERM', 30_000);
@@ -187,7 +206,7 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   const mem = memoryPoller(server.proc.pid);
   progress(
     SUITE,
-    `[${waitForReady ? 'wait-for-ready' : 'fail at once'}] server stopped in ${stoppedSeconds.toFixed(1)} s, listening again after ${((upAt - downAt) / 1000).toFixed(1)} s (load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')})`,
+    `[${policy.name}] server stopped in ${stoppedSeconds.toFixed(1)} s, listening again after ${((upAt - downAt) / 1000).toFixed(1)} s (load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')})`,
   );
   back.clear(); // the clients reset their counts at "down"
   const total = () => [...back.values()].reduce((a, b) => a + b, 0);
@@ -225,15 +244,17 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   }, {});
   // From the old server's exit (the devices' failing calls included) until all were back.
   const generatorCpuMs = results.reduce((a, r) => a + (r.cpuMs ?? 0), 0);
+  const handshakes = results.reduce((h, r) => ({ resumed: h.resumed + r.handshakes.resumed, full: h.full + r.handshakes.full }), { resumed: 0, full: 0 });
   const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
   progress(
     SUITE,
-    `[${waitForReady ? 'wait-for-ready' : 'fail at once'}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
+    `[${policy.name}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; reconnections ${handshakes.resumed} resumed, ${handshakes.full} full; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
   );
   return {
     server,
-    waitForReady,
+    policy,
     storm: {
+      handshakes,
       attempts: attempts - cfg.devices,
       recoverSeconds,
       ratio,

@@ -5,16 +5,18 @@
 // deadline, and after a failure the agent's own retry schedule (retryDelayMs from
 // @meshanics/core, capped at the interval), cut short when the channel reconnects on its own
 // (sleepUnlessReconnected). All of it is imported from @meshanics/core, not copied. It never
-// gives up. The suite's "policy" message switches between restarts to the agent before issue
+// gives up. Its channels resume their TLS sessions as the agent's do (ResumingChannelCredentials).
+// The suite's "policy" message switches between restarts to the agent before issue
 // 30's fix (waitForReady false: calls fail at once during the channel's backoff, and the retry
-// sleeps its whole window), so both are measured in the same run.
+// sleeps its whole window), or to full handshakes (resume false: the tickets are forgotten at
+// "down"), so each is measured in the same run as the agent's.
 // The parent says when the server went down ("down"); a device is back at its first successful
 // heartbeat that started after that. Every attempt after "down" is timestamped (100 ms slots)
 // so the suite can show the retries are not synchronized.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { CALL_RETRY_BACKOFF, retryDelayMs } from '@meshanics/core';
-import { CALL_DEADLINE_MS, DEVICE_CHANNEL_OPTIONS, deviceCallMetadata, sleepUnlessReconnected } from '@meshanics/core';
+import { CALL_DEADLINE_MS, DEVICE_CHANNEL_OPTIONS, deviceCallMetadata, ResumingChannelCredentials, sleepUnlessReconnected } from '@meshanics/core';
 import { loadDeviceService } from '@meshanics/core/contract';
 import { REGISTER_REQUEST, unary, waitReady, withConcurrency } from '../lib/device.mjs';
 import { workerMain } from '../lib/workers.mjs';
@@ -33,16 +35,32 @@ let cpuUntilAllBack;
 
 function open(address, caPem, d) {
   const { Client } = loadDeviceService();
-  const credentials = grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(d.keyPem), Buffer.from(d.certPem));
-  return new Client(address, credentials, {
+  // The agent's credentials: TLS session resumption (a restart without it forgets the tickets).
+  const credentials = new ResumingChannelCredentials(Buffer.from(caPem), Buffer.from(d.keyPem), Buffer.from(d.certPem));
+  const client = new Client(address, credentials, {
     ...DEVICE_CHANNEL_OPTIONS,
     // One connection per simulated device, never shared within this process.
     'grpc.use_local_subchannel_pool': 1,
   });
+  return { client, credentials };
+}
+
+/** Resumed and full handshakes of this process's devices so far. */
+function handshakes() {
+  const sum = { resumed: 0, full: 0 };
+  for (const d of devices) {
+    const h = d.credentials.handshakes;
+    sum.resumed += h.resumed;
+    sum.full += h.full;
+  }
+  return sum;
 }
 
 // The agent's call policy (true) or the one before issue 30's fix (false).
 let waitForReady = true;
+// The agent's TLS session resumption (true), or full handshakes after the restart (false).
+let resume = true;
+let handshakesAtDown = { resumed: 0, full: 0 };
 function heartbeat(client) {
   return new Promise((resolve, reject) =>
     client.heartbeat({ installed: [] }, deviceCallMetadata(waitForReady), { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => (err ? reject(err) : resolve(res))),
@@ -90,7 +108,7 @@ workerMain(async (msg) => {
   if (msg.type === 'init') {
     waitForReady = msg.waitForReady !== false;
     const mine = JSON.parse(readFileSync(msg.credsFile, 'utf8')).slice(msg.from, msg.from + msg.count);
-    for (const d of mine) devices.push({ name: d.name, client: open(msg.address, msg.caPem, d), backAt: null, attempts: 0, maxFailures: 0 });
+    for (const d of mine) devices.push({ name: d.name, ...open(msg.address, msg.caPem, d), backAt: null, attempts: 0, maxFailures: 0 });
     await withConcurrency(devices, msg.connectConcurrency ?? 16, async (device) => {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -111,8 +129,13 @@ workerMain(async (msg) => {
   } else if (msg.type === 'policy') {
     // Between restarts of one run: the same devices and connections, another call policy.
     waitForReady = msg.waitForReady !== false;
+    resume = msg.resume !== false;
     process.send({ type: 'noted' });
   } else if (msg.type === 'down') {
+    // Without resumption the devices reconnect with no ticket: the server is down, so none
+    // arrives before the first full handshake after the restart.
+    if (!resume) for (const d of devices) d.credentials.forgetSession();
+    handshakesAtDown = handshakes();
     // Each restart is measured on its own: what the previous one counted is reset.
     downAt = msg.at;
     back = 0;
@@ -142,6 +165,7 @@ workerMain(async (msg) => {
       outcomes,
       firstError,
       cpuMs: cpuUntilAllBack,
+      handshakes: { resumed: handshakes().resumed - handshakesAtDown.resumed, full: handshakes().full - handshakesAtDown.full },
     });
   }
 });

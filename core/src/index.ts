@@ -32,6 +32,7 @@ export {
   sleepUnlessReconnected,
   type DeviceClientOptions,
 } from './runtime/device-client.js';
+export { ResumingChannelCredentials } from './runtime/resuming-credentials.js';
 export { AgentDaemon, type DaemonExit } from './runtime/agent-daemon.js';
 export { StatusReporter } from './runtime/status-reporter.js';
 export { CALL_RETRY_BACKOFF, REPORT_RETRY_BACKOFF, retryDelayMs, retryWindowMs, type RetryBackoff } from './runtime/retry-backoff.js';

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createArtifactServer } from './catalog/artifact-server.js';
 import { initDataDir } from './config/data-dir.js';
 import { startDeviceGrpcServer, type DeviceGrpcServer } from './device-api/device-service.js';
+import { ensureSessionTicketKey } from './pki/session-ticket-key.js';
 import { createEnrollmentServer } from './enrollment/http.js';
 import { MeshError } from './errors.js';
 import { formatHostPort, parseListenAddress, type ListenAddress } from './config/listen-address.js';
@@ -214,7 +215,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   logger.warn({ caKey: ctx.layout.caKeyFile }, 'the device CA key is kept online in the data dir; protect it accordingly');
 
   const caPem = (await ctx.deviceCa()).certPem;
-  const tls = { caPem, keyPem: ctx.serverTls.keyPem, certPem: ctx.serverTls.certPem };
+  const ticketKey = await ensureSessionTicketKey(ctx.layout.sessionTicketKeyFile, (fn) => ctx.store.withWriteLock(fn));
+  if (ticketKey.created) logger.info({ file: ctx.layout.sessionTicketKeyFile }, 'TLS session ticket key created');
+  const tls = { caPem, keyPem: ctx.serverTls.keyPem, certPem: ctx.serverTls.certPem, sessionTicketKey: ticketKey.key };
   let grpcServer: DeviceGrpcServer | undefined;
   const httpsServers: https.Server[] = [];
   let resignTimer: NodeJS.Timeout | undefined;

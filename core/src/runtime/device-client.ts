@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '../contract/proto.js';
 import type { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse } from '../contract/messages.js';
 import type { DeviceTlsMaterial } from '../transport/tls.js';
+import { ResumingChannelCredentials } from './resuming-credentials.js';
 
 type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
@@ -99,7 +100,7 @@ export class DeviceClient {
 
   constructor(address: string, tls: DeviceTlsMaterial, options: DeviceClientOptions = {}) {
     const { Client } = loadDeviceService();
-    const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+    const credentials = new ResumingChannelCredentials(tls.ca, tls.key, tls.cert);
     this.#client = new Client(address, credentials, { ...DEVICE_CHANNEL_OPTIONS });
     this.#deadlineMs = options.deadlineMs ?? CALL_DEADLINE_MS;
     this.#waitForReady = options.waitForReady ?? true;

@@ -37,6 +37,8 @@ export interface DataDirLayout {
   caCertFile: string;
   serverKeyFile: string;
   serverCertFile: string;
+  /** Seals the device API's TLS session tickets (pki/session-ticket-key.ts); shared by the replicas. */
+  sessionTicketKeyFile: string;
   tufKeysDir: string;
   tufMetadataDir: string;
   tufTargetsDir: string;
@@ -57,6 +59,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     caCertFile: path.join(root, 'pki', 'ca.crt'),
     serverKeyFile: path.join(root, 'pki', 'server.key'),
     serverCertFile: path.join(root, 'pki', 'server.crt'),
+    sessionTicketKeyFile: path.join(root, 'pki', 'session-ticket.key'),
     tufKeysDir: path.join(root, 'tuf', 'keys'),
     tufMetadataDir: path.join(root, 'tuf', 'repo', 'metadata'),
     tufTargetsDir: path.join(root, 'tuf', 'repo', 'targets'),

@@ -82,6 +82,8 @@ export interface DeviceServiceMetrics {
   auditBatch?(events: number, seconds: number): void;
   /** A new connection reset at once because too many TLS handshakes were in progress (tls-listener.ts). */
   connectionShed?(): void;
+  /** A device connection's TLS handshake completed: resumed from a ticket, or full. */
+  handshake?(resumed: boolean): void;
   /** Reads the listener's handshakes in progress when scraped. */
   attachHandshakes?(pending: () => number): void;
 }
@@ -446,6 +448,8 @@ export interface DeviceGrpcServerOptions extends DeviceServiceOptions {
   caPem: string;
   keyPem: string;
   certPem: string;
+  /** Seals TLS session tickets (pki/session-ticket-key.ts); absent: a key of this process only. */
+  sessionTicketKey?: Buffer;
 }
 
 /** What startDeviceGrpcServer started: shut it down with tryShutdown (drain) or forceShutdown. */
@@ -474,6 +478,8 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
     caPem: options.caPem,
     keyPem: options.keyPem,
     certPem: options.certPem,
+    ...(options.sessionTicketKey ? { sessionTicketKey: options.sessionTicketKey } : {}),
+    ...(options.metrics?.handshake ? { onHandshake: (resumed: boolean) => options.metrics?.handshake?.(resumed) } : {}),
     ...(options.maxPendingHandshakes !== undefined ? { maxPendingHandshakes: options.maxPendingHandshakes } : {}),
     ...(options.metrics?.connectionShed ? { onShed: () => options.metrics?.connectionShed?.() } : {}),
   });

@@ -17,6 +17,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly auditEvents: client.Counter;
   private readonly auditAppend: client.Histogram;
   private readonly shed: client.Counter;
+  private readonly handshakes: client.Counter<'resumed'>;
   private pendingHandshakes: (() => number) | undefined;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
@@ -66,6 +67,12 @@ export class ServerMetrics implements DeviceServiceMetrics {
     this.shed = new client.Counter({
       name: 'meshanics_device_connections_shed_total',
       help: 'Device API connections reset at once, before their TLS handshake, because --max-pending-handshakes handshakes were in progress',
+      registers: [this.registry],
+    });
+    this.handshakes = new client.Counter({
+      name: 'meshanics_device_tls_handshakes_total',
+      help: 'Device API TLS handshakes completed, by whether they resumed a session from a ticket (resumed="true") or were full',
+      labelNames: ['resumed'],
       registers: [this.registry],
     });
     const self = this;
@@ -149,6 +156,10 @@ export class ServerMetrics implements DeviceServiceMetrics {
 
   connectionShed(): void {
     this.shed.inc();
+  }
+
+  handshake(resumed: boolean): void {
+    this.handshakes.inc({ resumed: String(resumed) });
   }
 
   attachHandshakes(pending: () => number): void {
