@@ -134,6 +134,24 @@ describe('walking skeleton', () => {
     } finally {
       client.close();
     }
+    // The agent's own policy waits for the channel until its deadline; the deadline then says
+    // why the channel never connected, not only that time ran out.
+    const waiting = new DeviceClient(
+      server.grpc,
+      { ca: await readFile(path.join(certDir, 'ca.crt')), cert: await readFile(path.join(otherCreds, 'device.crt')), key: await readFile(path.join(otherCreds, 'device.key')) },
+      { deadlineMs: 3000 },
+    );
+    try {
+      const err = await waiting.register({ hardware: null, agentVersion: 'x', tags: {}, capabilities: [] }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // What the network gave the device: the server's alert, a reset, or a close right after the handshake.
+      expect(err?.details).toMatch(/the last connection attempt failed: (read ECONNRESET|the server closed the connection|.*(certificate|unknown ca|alert))/i);
+    } finally {
+      waiting.close();
+    }
     // And the artifact server gives it nothing either.
     const https = await import('node:https');
     const outcome = await new Promise<string>((resolve) => {

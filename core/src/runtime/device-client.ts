@@ -95,13 +95,14 @@ export interface DeviceClientOptions {
 /** The agent's side of DeviceService: mutual TLS only, one long-lived channel. */
 export class DeviceClient {
   readonly #client: grpc.Client & Record<string, unknown>;
+  readonly #credentials: ResumingChannelCredentials;
   readonly #deadlineMs: number;
   readonly #waitForReady: boolean;
 
   constructor(address: string, tls: DeviceTlsMaterial, options: DeviceClientOptions = {}) {
     const { Client } = loadDeviceService();
-    const credentials = new ResumingChannelCredentials(tls.ca, tls.key, tls.cert);
-    this.#client = new Client(address, credentials, { ...DEVICE_CHANNEL_OPTIONS });
+    this.#credentials = new ResumingChannelCredentials(tls.ca, tls.key, tls.cert);
+    this.#client = new Client(address, this.#credentials, { ...DEVICE_CHANNEL_OPTIONS });
     this.#deadlineMs = options.deadlineMs ?? CALL_DEADLINE_MS;
     this.#waitForReady = options.waitForReady ?? true;
   }
@@ -113,9 +114,22 @@ export class DeviceClient {
 
   #call<Req, Res>(method: string, request: Req): Promise<Res> {
     const fn = this.#client[method] as Unary<Req, Res>;
+    const startedAt = Date.now();
     return new Promise((resolve, reject) => {
-      fn.call(this.#client, request, deviceCallMetadata(this.#waitForReady), { deadline: Date.now() + this.#deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+      fn.call(this.#client, request, deviceCallMetadata(this.#waitForReady), { deadline: startedAt + this.#deadlineMs }, (err, res) =>
+        err ? reject(this.#withConnectionError(err, startedAt)) : (this.#credentials.clearConnectionError(), resolve(res as Res)),
+      );
     });
+  }
+
+  /** A call that waited for the channel in vain says why the channel could not connect. */
+  #withConnectionError(err: grpc.ServiceError, startedAt: number): grpc.ServiceError {
+    const last = this.#credentials.lastConnectionError();
+    if (err.code !== grpc.status.DEADLINE_EXCEEDED || !last || last.at < startedAt) return err;
+    const reason = `; the last connection attempt failed: ${last.message}`;
+    err.details += reason;
+    err.message += reason;
+    return err;
   }
 
   register(request: RegisterRequest): Promise<RegisterResponse> {

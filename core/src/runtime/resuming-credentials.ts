@@ -21,6 +21,9 @@
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 
+/** A connection that ends this soon after its handshake, without an error, was likely refused. */
+const QUICK_CLOSE_MS = 2000;
+
 type SecureConnector = ReturnType<grpc.ChannelCredentials['_createSecureConnector']>;
 type ConnectOptions = tls.ConnectionOptions & { rejectUnauthorized?: boolean };
 
@@ -37,6 +40,7 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
   #session: Buffer | undefined;
   #resumed = 0;
   #full = 0;
+  #lastError: { message: string; at: number } | undefined;
 
   constructor(ca: Buffer, key: Buffer, cert: Buffer) {
     super();
@@ -46,6 +50,19 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
   /** Connections that resumed a session / did a full handshake, since construction. */
   get handshakes(): { resumed: number; full: number } {
     return { resumed: this.#resumed, full: this.#full };
+  }
+
+  /**
+   * Why the newest connection failed, if it did: a call that waits for the channel ends in a
+   * bare deadline, and this is the reason underneath (a refused certificate, a reset).
+   */
+  lastConnectionError(): { message: string; at: number } | undefined {
+    return this.#lastError;
+  }
+
+  /** A call succeeded: the connection works, whatever failed before. */
+  clearConnectionError(): void {
+    this.#lastError = undefined;
   }
 
   /** Forgets the ticket: the next connection does a full handshake. */
@@ -70,9 +87,21 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
         new Promise((resolve, reject) => {
           const tlsSocket = tls.connect({ ...base, socket, ...(this.#session ? { session: this.#session } : {}) }, () => {
             if ((base.rejectUnauthorized ?? true) && !tlsSocket.authorized) {
+              this.#lastError = { message: `server certificate refused: ${tlsSocket.authorizationError?.message ?? 'not authorized'}`, at: Date.now() };
               reject(tlsSocket.authorizationError);
               return;
             }
+            const connectedAt = Date.now();
+            // A server that refuses the client certificate under TLS 1.3 does so after the
+            // client's side of the handshake is done, and often by closing (a reset can swallow
+            // its alert): a connection that ends this soon without an error says so.
+            tlsSocket.once('close', (hadError) => {
+              if (!hadError && Date.now() - connectedAt < QUICK_CLOSE_MS)
+                this.#lastError = {
+                  message: `the server closed the connection ${Date.now() - connectedAt} ms after the TLS handshake (a refused client certificate ends this way)`,
+                  at: Date.now(),
+                };
+            });
             if (tlsSocket.isSessionReused()) this.#resumed += 1;
             else this.#full += 1;
             resolve({ socket: tlsSocket, secure: true });
@@ -85,7 +114,12 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
           // The ticket is kept on a failed connection: a server that refuses a ticket falls back
           // to a full handshake rather than failing, and in a storm most failures are connections
           // reset by a server shedding load (server/src/device-api/tls-listener.ts).
-          tlsSocket.on('error', reject);
+          // Also after the handshake: TLS 1.3 finishes on the client's side before the server
+          // has checked the client's certificate, so a refusal arrives as a later alert or reset.
+          tlsSocket.on('error', (error: Error) => {
+            this.#lastError = { message: error.message, at: Date.now() };
+            reject(error);
+          });
         }),
       waitForReady: () => inner.waitForReady(),
       getCallCredentials: () => inner.getCallCredentials(),
