@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -331,6 +331,52 @@ describe('TufTargetSource: consistent_snapshot follows the trusted root (TUF spe
     const e2 = await meshError(consistentRoot.source.resolve(APP_PATH));
     expect(e2.code).toBe('MESH_ERR_TUF_REFRESH');
     expect(e2.message).toMatch(/Unable to load snapshot metadata .*1\.snapshot\.json answered HTTP 404/);
+  });
+});
+
+describe('TufTargetSource: a trusted root torn by a power cut', () => {
+  // tuf-js rewrites root.json in place (writeFileSync: truncate, then write); a power cut in
+  // between is simulated by truncating the file the way such a cut leaves it.
+  async function tornRoot(dropLastGood: boolean): Promise<{ recovered: string[]; dataDir: string; resolve: () => Promise<unknown> }> {
+    // The server's root is version 2, signed over the pinned version 1 (a rotation).
+    const first = await device(false, [{ path: APP_PATH, bytes: APP, custom: SIGNED }], { metadata: 'plain', targets: 'plain' }, undefined, true);
+    await first.source.resolve(APP_PATH);
+    const trusted = path.join(first.dataDir, 'tuf', 'root.json');
+    const lastGood = path.join(first.dataDir, 'tuf.root-last-good.json');
+    expect(readFileSync(lastGood)).toEqual(readFileSync(trusted));
+    const whole = readFileSync(trusted);
+    writeFileSync(trusted, whole.subarray(0, whole.length >> 1));
+    if (dropLastGood) await rm(lastGood);
+    const recovered: string[] = [];
+    // The agent after the reboot: a new source on the same data dir.
+    const source = await TufTargetSource.create({
+      metadataDir: path.join(first.dataDir, 'tuf'),
+      pinnedRootFile: path.join(first.dataDir, 'pinned-root.json'),
+      artifactServer: base,
+      httpsAgent,
+      fetchTimeoutMs: 5_000,
+      onTrustRecovered: (m) => recovered.push(m),
+    });
+    requests = [];
+    return { recovered, dataDir: first.dataDir, resolve: () => source.resolve(APP_PATH) };
+  }
+
+  it('restores the last root the device verified, and the next refresh succeeds', async () => {
+    const { recovered, dataDir, resolve } = await tornRoot(false);
+    await expect(resolve()).resolves.toMatchObject({ targetPath: APP_PATH });
+    expect(recovered).toHaveLength(1);
+    expect(recovered[0]).toMatch(/root\.json was unreadable .*restored .*tuf\.root-last-good\.json/);
+    expect(JSON.parse(readFileSync(path.join(dataDir, 'tuf', 'root.json'), 'utf8')).signed.version).toBe(2);
+    // Already at the newest root: only the next version is asked for.
+    expect(requests[0]).toBe('/tuf/metadata/3.root.json');
+  });
+
+  it('without a kept copy restores the pinned root and walks the root chain forward again, verifying each step', async () => {
+    const { recovered, dataDir, resolve } = await tornRoot(true);
+    await expect(resolve()).resolves.toMatchObject({ targetPath: APP_PATH });
+    expect(recovered[0]).toMatch(/restored .*pinned-root\.json/);
+    expect(requests.slice(0, 2)).toEqual(['/tuf/metadata/2.root.json', '/tuf/metadata/3.root.json']);
+    expect(JSON.parse(readFileSync(path.join(dataDir, 'tuf', 'root.json'), 'utf8')).signed.version).toBe(2);
   });
 });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Updater } from 'tuf-js';
 import { TUF_METADATA_PREFIX, TUF_TARGETS_PREFIX, hashPrefixedTargetPath } from '../contract/tuf-layout.js';
 import { MeshError } from '../errors.js';
+import { PRIVATE_FILE_MODE, writeFileAtomicSync } from '../kit/atomic-file.js';
 import type { VerifiedTarget } from '../plugin.js';
 import type { TargetSource } from '../target-source.js';
 import { HttpStatusError } from '../transport/https-get.js';
@@ -37,6 +38,8 @@ export interface TufTargetSourceOptions {
    * Meshanics server); docs/security.md says what it costs.
    */
   allowUnsignedIntent?: boolean;
+  /** Told when an unreadable trusted root was replaced (see #recoverTrustedRoot). */
+  onTrustRecovered?: (message: string) => void;
 }
 
 /**
@@ -86,11 +89,66 @@ export class TufTargetSource implements TargetSource {
     return new URL(prefix, this.#options.artifactServer).toString();
   }
 
+  /**
+   * The last root this device verified, kept beside the metadata dir (not in it: tuf-js names
+   * delegated roles' files there) and written atomically, which tuf-js does not do for its
+   * own copy.
+   */
+  get #lastGoodRootFile(): string {
+    return `${this.#options.metadataDir}.root-last-good.json`;
+  }
+
+  /**
+   * tuf-js persists each newly verified root with writeFileSync over root.json (truncate, then
+   * write; Updater.persistMetadata): a power cut in between leaves a root it can no longer
+   * parse, and every refresh after it would fail, an agent that can never update again. Before
+   * each refresh, a root.json that is not JSON is replaced by the last verified root (else the
+   * pinned one). That is safe: both were trusted by this device, and a refresh from an older
+   * root walks the server's root chain forward again, verifying each step (spec 5.3). Read
+   * synchronously, like #consistentSnapshot, so a concurrent refresh's write is never seen
+   * half done.
+   */
+  #recoverTrustedRoot(): void {
+    const file = path.join(this.#options.metadataDir, 'root.json');
+    let problem: string;
+    try {
+      JSON.parse(readFileSync(file, 'utf8'));
+      return;
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+    for (const candidate of [this.#lastGoodRootFile, this.#options.pinnedRootFile]) {
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(candidate);
+        JSON.parse(bytes.toString('utf8'));
+      } catch {
+        continue;
+      }
+      writeFileAtomicSync(file, bytes, { mode: PRIVATE_FILE_MODE });
+      this.#options.onTrustRecovered?.(`the trusted TUF root ${file} was unreadable (${problem}); restored ${candidate}, the next refresh walks the root chain forward from it`);
+      return;
+    }
+  }
+
+  /** After a refresh verified it: the trusted root, kept as the last good one if it changed. */
+  #rememberTrustedRoot(): void {
+    const bytes = readFileSync(path.join(this.#options.metadataDir, 'root.json'));
+    let kept: Buffer | undefined;
+    try {
+      kept = readFileSync(this.#lastGoodRootFile);
+    } catch {
+      // none kept yet
+    }
+    if (!kept?.equals(bytes)) writeFileAtomicSync(this.#lastGoodRootFile, bytes, { mode: PRIVATE_FILE_MODE });
+  }
+
   async resolve(targetPath: string): Promise<VerifiedTarget> {
     // A fresh Updater per resolution: tuf-js runs the whole client workflow in refresh()
     // (root, timestamp, snapshot, targets: spec 5.3 to 5.6) and its instance is single-use.
     // The fetcher presents the https agent current at this resolution (renewals swap it).
     const [{ Updater }, { MtlsFetcher }] = await loadTufClient();
+    this.#recoverTrustedRoot();
     const updater = new Updater({
       metadataDir: this.#options.metadataDir,
       metadataBaseUrl: this.#base(TUF_METADATA_PREFIX),
@@ -103,6 +161,7 @@ export class TufTargetSource implements TargetSource {
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_REFRESH', `TUF metadata refresh failed: ${(err as Error).message}`, { cause: err });
     }
+    this.#rememberTrustedRoot();
     // Spec 5.7.1: the target must be listed by the verified targets metadata (or a delegation).
     // Delegated roles are fetched and verified only here (spec 5.6.7), so their refusals
     // (signature, version, length, hash) surface from this call, not from refresh().
