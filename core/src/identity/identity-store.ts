@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MeshError } from '../errors.js';
 import { exists, swapSymlink, writeFileAtomic, writeJsonAtomic } from '../kit/atomic-file.js';
+import { lastGoodRootFile } from '../tuf/trust-files.js';
 import type { EnrollmentResponse } from './enrollment-client.js';
 
 export const OFFBOARDED_MARKER = 'OFFBOARDED';
@@ -137,6 +138,7 @@ export async function installRenewed(dataDir: string, privateKeyPem: string, res
 export async function wipeIdentity(dataDir: string, extraFiles: string[], who: { fleet?: string; name?: string }): Promise<void> {
   await fs.rm(identityDir(dataDir), { recursive: true, force: true });
   await fs.rm(path.join(dataDir, 'tuf'), { recursive: true, force: true });
+  await fs.rm(lastGoodRootFile(path.join(dataDir, 'tuf')), { force: true });
   for (const file of extraFiles) await fs.rm(file, { force: true });
   await writeJsonAtomic(path.join(dataDir, OFFBOARDED_MARKER), { at: new Date().toISOString(), ...who }, { mode: 0o644 });
   if (await exists(identityDir(dataDir))) {

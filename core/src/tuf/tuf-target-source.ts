@@ -14,6 +14,7 @@ import type { TargetSource } from '../target-source.js';
 import { HttpStatusError } from '../transport/https-get.js';
 import { downloadVerified } from '../transport/streaming-download.js';
 import { DEVICE_UPDATER_CONFIG } from './device-config.js';
+import { lastGoodRootFile } from './trust-files.js';
 
 // tuf-js (with @tufjs/models) is only needed when an assignment is resolved; an idle agent
 // never gets there, and importing it at start-up kept ~0.5 MiB of heap and code resident for
@@ -95,7 +96,7 @@ export class TufTargetSource implements TargetSource {
    * own copy.
    */
   get #lastGoodRootFile(): string {
-    return `${this.#options.metadataDir}.root-last-good.json`;
+    return lastGoodRootFile(this.#options.metadataDir);
   }
 
   /**
