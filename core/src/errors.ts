@@ -89,22 +89,41 @@ const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', '
 /** HTTP answers that say "later", not "no" (RFC 9110 15.5.9, 15.6.3-15.6.5; RFC 6585 4). */
 const TRANSIENT_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 const TRANSIENT_TEXT = /\b(ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENETUNREACH|EHOSTUNREACH|socket hang up)\b/;
+/**
+ * The same failures in a container engine's words (Go's net errors, a registry's 5xx or 429),
+ * which reach a plugin only as the text of a pull's error event: `dial tcp ...: connect:
+ * connection refused`, `read: connection reset by peer`, `received unexpected HTTP status: 503`.
+ * Not "no such host" (a name that does not resolve is configuration, as ENOTFOUND is).
+ */
+const ENGINE_TRANSIENT_TEXT =
+  /(connect: connection refused|connection reset by peer|network is unreachable|no route to host|TLS handshake timeout|(received unexpected HTTP status|status code):? (429|50[0234])\b)/i;
+
+/** The download or refresh failure in `err`: itself, or the one a plugin's download hook threw (callStage wraps it). */
+function networkStepError(err: unknown): Error | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (isMeshError(e, 'MESH_ERR_DOWNLOAD_FAILED') || isMeshError(e, 'MESH_ERR_TUF_REFRESH')) return e;
+    if (!isMeshError(e, 'MESH_ERR_PLUGIN_FAILED')) return undefined;
+  }
+  return undefined;
+}
 
 /**
  * True when a download or a TUF refresh failed on the way, not on what arrived: a reset or
  * refused connection, a DNS hiccup, a 5xx/429. Worth another attempt; a refusal of the
  * content (signature, length, digest, a 404, a full disk) never is. tuf-js may rethrow a
- * fetch error as a plain Error with the code only in its message, hence the text check.
+ * fetch error as a plain Error with the code only in its message, hence the text check. The
+ * same holds for a plugin's download hook that failed that way (a registry pull).
  */
 export function isTransientNetworkError(err: unknown): boolean {
-  if (!isMeshError(err) || (err.code !== 'MESH_ERR_DOWNLOAD_FAILED' && err.code !== 'MESH_ERR_TUF_REFRESH')) return false;
-  if (isDiskFull(err)) return false;
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+  const failure = networkStepError(err);
+  if (!failure || isDiskFull(failure)) return false;
+  for (let e: unknown = failure, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
     const code = (e as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
     const status = (e as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number' && TRANSIENT_STATUSES.has(status)) return true;
-    if (e !== err && TRANSIENT_TEXT.test(e.message)) return true;
+    if (e !== failure && TRANSIENT_TEXT.test(e.message)) return true;
+    if (ENGINE_TRANSIENT_TEXT.test(e.message)) return true;
   }
   return false;
 }

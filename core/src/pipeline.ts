@@ -207,7 +207,9 @@ export async function runPipeline(agent: Agent, assignment: Assignment, signal: 
     const staged = path.join(ctx.stagingDir, 'target');
     await withNetworkRetry(ctx, 'download', () => agent.targetSource.fetch(target, staged, { onProgress: (done, total) => ctx.reportProgress(done, total), signal }));
     ctx.stagedFile = staged;
-    await callStage(agent, 'download', ctx);
+    // A plugin's own fetch (a container image's pull) gets the same attempts: its hook must
+    // be safe to run again, as it already is after a restart.
+    await withNetworkRetry(ctx, 'download stage', () => callStage(agent, 'download', ctx));
 
     await agent.transition(assignment, 'VERIFYING', '', { bytesDone: target.length, bytesTotal: target.length }, (draft) => {
       const inflight = draft.inflight[name];

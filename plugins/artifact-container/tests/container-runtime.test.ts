@@ -276,6 +276,27 @@ describe.skipIf(!found.env)('container artifact against a real runtime (podman A
     expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
   });
 
+  it('a registry that refuses connections holds the update back (DOWNLOADING, never FAILED), the running container untouched', async () => {
+    // A port nothing listens on: the engine's pull fails with "connect: connection refused".
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const t = await setup();
+    expect((await deploy(t, descriptor(t, rt.images.v1.ref), '1.0.0')).state).toBe('HEALTHY');
+    const before = await live(t);
+    const image = `127.0.0.1:${port}/refused/app@sha256:${'2'.repeat(64)}`;
+    const r = await deploy(t, descriptor(t, image), '2.0.0');
+    expect(r.state, r.reason).toBe('DOWNLOADING');
+    expect(r.reason).toContain(`MESH_ERR_PLUGIN_FAILED: download hook for kind "container" failed: MESH_ERR_DOWNLOAD_FAILED: pull of ${image} failed`);
+    expect(r.reason).toContain('connection refused');
+    expect(r.reason).toMatch(/3 attempts failed on the network, resuming at the next heartbeat$/);
+    expect(r.events.map((e) => e.state)).not.toContain('FAILED');
+    expect(t.agent.state.current.inflight[t.artifact]?.heldByNetwork).toBe(true);
+    expect(await live(t)).toEqual(before);
+    expect((await ourContainers(t.artifact)).map((c) => c.name)).toEqual([t.artifact]);
+  });
+
   it('a pull that gets no answer is bounded by the pull timeout and ends FAILED', async () => {
     // A "registry" that accepts connections and never says a word.
     const sockets: net.Socket[] = [];
