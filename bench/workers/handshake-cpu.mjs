@@ -17,7 +17,7 @@ let cpuAt;
 
 workerMain(async (msg) => {
   if (msg.type === 'serve') {
-    server = tls.createServer({ key: msg.keyPem, cert: msg.certPem, ca: msg.caPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.2' });
+    server = tls.createServer({ key: msg.keyPem, cert: msg.certPem, ca: msg.caPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' });
     server.on('secureConnection', (socket) => {
       handshakes += 1;
       if (socket.isSessionReused()) {

@@ -96,13 +96,26 @@ const TRANSIENT_TEXT = /\b(ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENE
  * Not "no such host" (a name that does not resolve is configuration, as ENOTFOUND is).
  */
 const ENGINE_TRANSIENT_TEXT =
-  /(connect: connection refused|connection reset by peer|network is unreachable|no route to host|TLS handshake timeout|(received unexpected HTTP status|status code):? (429|50[0234])\b)/i;
+  /(connect: connection refused|connection reset by peer|network is unreachable|no route to host|TLS handshake timeout|toomanyrequests|(received unexpected HTTP status|status code):? (429|50[0234])\b)/i;
 
-/** The download or refresh failure in `err`: itself, or the one a plugin's download hook threw (callStage wraps it). */
+/** A plugin's hook failed at `stage` (pipeline.ts callStage wraps it; the plugin's error is the cause). */
+export class PluginStageError extends MeshError {
+  readonly stage: string;
+  constructor(stage: string, message: string, options: { cause: unknown }) {
+    super('MESH_ERR_PLUGIN_FAILED', message, options);
+    this.stage = stage;
+  }
+}
+
+/**
+ * The download or refresh failure in `err`: itself, or the one a plugin's download hook threw.
+ * Only the download hook's: a later stage (verify) failing on the network has already been
+ * given its bytes, and is not held back as a download would be.
+ */
 function networkStepError(err: unknown): Error | undefined {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
     if (isMeshError(e, 'MESH_ERR_DOWNLOAD_FAILED') || isMeshError(e, 'MESH_ERR_TUF_REFRESH')) return e;
-    if (!isMeshError(e, 'MESH_ERR_PLUGIN_FAILED')) return undefined;
+    if (!(e instanceof PluginStageError && e.stage === 'download')) return undefined;
   }
   return undefined;
 }

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Agent } from './agent.js';
 import type { Assignment } from './assignment.js';
-import { isDiskFull, isTransientNetworkError, MeshError, reasonOf } from './errors.js';
+import { isDiskFull, isTransientNetworkError, MeshError, PluginStageError, reasonOf } from './errors.js';
 import { abortableSleep } from './kit/sleep.js';
 import { CALL_RETRY_BACKOFF, retryDelayMs } from './runtime/retry-backoff.js';
 import { installedRecordOf } from './installed-record.js';
@@ -28,9 +28,7 @@ export async function callStage(agent: Agent, stage: ArtifactStage, ctx: Artifac
     await hook.promise(ctx as RollbackContext);
   } catch (err) {
     // reasonOf keeps a plugin's own error code visible behind ours.
-    throw new MeshError('MESH_ERR_PLUGIN_FAILED', `${stage} hook for kind "${kind}" failed: ${reasonOf(err)}`, {
-      cause: err,
-    });
+    throw new PluginStageError(stage, `${stage} hook for kind "${kind}" failed: ${reasonOf(err)}`, { cause: err });
   }
 }
 

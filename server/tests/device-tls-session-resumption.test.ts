@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir } from '../src/config/data-dir.js';
 import { decommissionDevice, provisionDevice } from '../src/fleet/devices.js';
 import { issueDeviceCertificate } from '../src/pki/index.js';
-import { ensureSessionTicketKey, TICKET_KEY_BYTES, TICKET_KEY_MAX_AGE_DAYS } from '../src/pki/session-ticket-key.js';
+import { ensureSessionTicketKey, TICKET_KEY_BYTES } from '../src/pki/session-ticket-key.js';
 import { silentLogger } from '../src/observability/log.js';
 import { startServer } from '../src/server.js';
 import { grpcError, REGISTER_REQUEST, startDeviceTestServer, tempDir, type DeviceTestServer } from './helpers.js';
@@ -146,14 +146,12 @@ describe('the session ticket key', () => {
     expect(again).toEqual({ key: created.key, created: false });
   });
 
-  it('is replaced once it is older than its maximum age, or when the file is not a key', async () => {
+  it('is kept however old it is (a new key would void every ticket at a restart), and replaced when the file is not a key', async () => {
     const file = path.join(tempDir(), 'session-ticket.key');
     const first = await ensureSessionTicketKey(file, lock);
-    const old = new Date(Date.now() - (TICKET_KEY_MAX_AGE_DAYS + 1) * 24 * 3600 * 1000);
+    const old = new Date(Date.now() - 400 * 24 * 3600 * 1000);
     fs.utimesSync(file, old, old);
-    const rotated = await ensureSessionTicketKey(file, lock);
-    expect(rotated.created).toBe(true);
-    expect(rotated.key.equals(first.key)).toBe(false);
+    expect(await ensureSessionTicketKey(file, lock)).toEqual({ key: first.key, created: false });
 
     fs.writeFileSync(file, 'short');
     const replaced = await ensureSessionTicketKey(file, lock);

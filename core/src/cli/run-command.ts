@@ -203,7 +203,7 @@ export async function runCommand(argv: string[], env: NodeJS.ProcessEnv): Promis
     artifactServer: config.artifactServer,
     httpsAgent,
     allowUnsignedIntent: config.file.tuf?.allowUnsignedIntent === true,
-    onTrustRecovered: (message) => log.warn(message),
+    onTrustRecovered: (message, from) => (from === 'pinned' ? log.error(message) : log.warn(message)),
   });
   const state = await AgentStateStore.open(config.dataDir);
   const agent = new Agent({ dataDir: config.dataDir, targetSource, state, logger: log, allowlist: config.file.allowlist, tls });

@@ -36,8 +36,11 @@ function connectionOptionsOf(connector: SecureConnector): ConnectOptions | undef
 
 export class ResumingChannelCredentials extends grpc.ChannelCredentials {
   readonly #inner: grpc.ChannelCredentials;
-  /** The newest ticket the server sent, offered at the next connection. */
-  #session: Buffer | undefined;
+  /**
+   * The newest ticket per server name, offered at the next connection to that name only: on a
+   * resumed session Node does not check the server's certificate and host name again.
+   */
+  readonly #sessions = new Map<string, Buffer>();
   #resumed = 0;
   #full = 0;
   #lastError: { message: string; at: number } | undefined;
@@ -67,7 +70,7 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
 
   /** Forgets the ticket: the next connection does a full handshake. */
   forgetSession(): void {
-    this.#session = undefined;
+    this.#sessions.clear();
   }
 
   override _isSecure(): boolean {
@@ -82,10 +85,12 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
     const inner = this.#inner._createSecureConnector(...args);
     const base = connectionOptionsOf(inner);
     if (!base) return inner;
+    const name = String(base.servername ?? base.host ?? '');
     return {
       connect: (socket) =>
         new Promise((resolve, reject) => {
-          const tlsSocket = tls.connect({ ...base, socket, ...(this.#session ? { session: this.#session } : {}) }, () => {
+          const session = this.#sessions.get(name);
+          const tlsSocket = tls.connect({ ...base, socket, ...(session ? { session } : {}) }, () => {
             if ((base.rejectUnauthorized ?? true) && !tlsSocket.authorized) {
               this.#lastError = { message: `server certificate refused: ${tlsSocket.authorizationError?.message ?? 'not authorized'}`, at: Date.now() };
               reject(tlsSocket.authorizationError);
@@ -108,8 +113,8 @@ export class ResumingChannelCredentials extends grpc.ChannelCredentials {
           });
           // TLS 1.3 tickets arrive after the handshake; each replaces the last (RFC 8446 C.4
           // prefers a fresh ticket per connection).
-          tlsSocket.on('session', (session: Buffer) => {
-            this.#session = session;
+          tlsSocket.on('session', (ticket: Buffer) => {
+            this.#sessions.set(name, ticket);
           });
           // The ticket is kept on a failed connection: a server that refuses a ticket falls back
           // to a full handshake rather than failing, and in a storm most failures are connections

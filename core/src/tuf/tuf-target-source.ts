@@ -39,8 +39,8 @@ export interface TufTargetSourceOptions {
    * Meshanics server); docs/security.md says what it costs.
    */
   allowUnsignedIntent?: boolean;
-  /** Told when an unreadable trusted root was replaced (see #recoverTrustedRoot). */
-  onTrustRecovered?: (message: string) => void;
+  /** Told when an unreadable trusted root was replaced (see #recoverTrustedRoot), and from what. */
+  onTrustRecovered?: (message: string, from: 'kept' | 'pinned') => void;
 }
 
 /**
@@ -78,7 +78,10 @@ export class TufTargetSource implements TargetSource {
         throw new MeshError('MESH_ERR_CONFIG_INVALID', `cannot pin TUF root from ${options.pinnedRootFile}: ${(err as Error).message}`, { cause: err });
       }
     }
-    return new TufTargetSource(options);
+    const source = new TufTargetSource(options);
+    // An agent upgraded from a version that kept no copy gets one now, not at its next update.
+    source.#rememberTrustedRoot();
+    return source;
   }
 
   /** After a certificate renewal: present the new certificate from now on. */
@@ -104,8 +107,12 @@ export class TufTargetSource implements TargetSource {
    * write; Updater.persistMetadata): a power cut in between leaves a root it can no longer
    * parse, and every refresh after it would fail, an agent that can never update again. Before
    * each refresh, a root.json that is not JSON is replaced by the last verified root (else the
-   * pinned one). That is safe: both were trusted by this device, and a refresh from an older
-   * root walks the server's root chain forward again, verifying each step (spec 5.3). Read
+   * pinned one). The kept copy is the root this device verified last (or one step behind it).
+   * The pinned root is the trust the device was provisioned with, as after a factory reset: a
+   * refresh from it walks the server's root chain forward, verifying each step (spec 5.3), but
+   * a root key retired since then would be trusted again for that walk, so that case is told
+   * as an error; it needs a torn root.json and no kept copy, which the agent writes at every
+   * start. Read
    * synchronously, like #consistentSnapshot, so a concurrent refresh's write is never seen
    * half done.
    */
@@ -127,21 +134,35 @@ export class TufTargetSource implements TargetSource {
         continue;
       }
       writeFileAtomicSync(file, bytes, { mode: PRIVATE_FILE_MODE });
-      this.#options.onTrustRecovered?.(`the trusted TUF root ${file} was unreadable (${problem}); restored ${candidate}, the next refresh walks the root chain forward from it`);
+      const pinned = candidate === this.#options.pinnedRootFile;
+      this.#options.onTrustRecovered?.(
+        `the trusted TUF root ${file} was unreadable (${problem}); restored ${candidate}, the next refresh walks the root chain forward from it` +
+          (pinned ? ' (no verified copy was kept: back to the root the device was provisioned with, whose keys may have been retired since)' : ''),
+        pinned ? 'pinned' : 'kept',
+      );
       return;
     }
   }
 
-  /** After a refresh verified it: the trusted root, kept as the last good one if it changed. */
+  /**
+   * The trusted root, kept as the last good one if it changed. After a refresh, failed or not:
+   * tuf-js persists a root only once it verified it (spec 5.3.8). Best effort: a copy that
+   * cannot be written (a full disk) must not fail an update that succeeded.
+   */
   #rememberTrustedRoot(): void {
-    const bytes = readFileSync(path.join(this.#options.metadataDir, 'root.json'));
-    let kept: Buffer | undefined;
     try {
-      kept = readFileSync(this.#lastGoodRootFile);
+      const bytes = readFileSync(path.join(this.#options.metadataDir, 'root.json'));
+      JSON.parse(bytes.toString('utf8'));
+      let kept: Buffer | undefined;
+      try {
+        kept = readFileSync(this.#lastGoodRootFile);
+      } catch {
+        // none kept yet
+      }
+      if (!kept?.equals(bytes)) writeFileAtomicSync(this.#lastGoodRootFile, bytes, { mode: PRIVATE_FILE_MODE });
     } catch {
-      // none kept yet
+      // the next refresh tries again
     }
-    if (!kept?.equals(bytes)) writeFileAtomicSync(this.#lastGoodRootFile, bytes, { mode: PRIVATE_FILE_MODE });
   }
 
   async resolve(targetPath: string): Promise<VerifiedTarget> {
@@ -161,8 +182,9 @@ export class TufTargetSource implements TargetSource {
       await updater.refresh();
     } catch (err) {
       throw new MeshError('MESH_ERR_TUF_REFRESH', `TUF metadata refresh failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.#rememberTrustedRoot();
     }
-    this.#rememberTrustedRoot();
     // Spec 5.7.1: the target must be listed by the verified targets metadata (or a delegation).
     // Delegated roles are fetched and verified only here (spec 5.6.7), so their refusals
     // (signature, version, length, hash) surface from this call, not from refresh().

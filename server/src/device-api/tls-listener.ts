@@ -6,9 +6,10 @@
 // at 10,000 devices, docs/benchmarks.md).
 //
 // Why a certificate read at the handshake stays the connection's certificate (docs/security.md,
-// "Identity once per connection"): TLS 1.3 has no renegotiation at all, and on TLS 1.2 it is
-// switched off on every socket, here and again by Node's HTTP/2 session (RFC 7540 9.2.1
-// forbids it), so the peer cannot present another certificate on the same connection. What can change during a connection is checked at every
+// "Identity once per connection"): the listener speaks TLS 1.3 only, which has no
+// renegotiation at all, and renegotiation is switched off on every socket all the same, here
+// and again by Node's HTTP/2 session (RFC 7540 9.2.1 forbids it), so the peer cannot present
+// another certificate on the same connection. What can change during a connection is checked at every
 // call, not here: the device's record (decommissioning, device-service.ts) and the
 // certificate's validity period (identity.ts refuses a call after notAfter).
 //
@@ -75,7 +76,9 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ['h2'],
-    minVersion: 'TLSv1.2',
+    // TLS 1.3 only: its resumption keeps forward secrecy against the data dir's ticket key
+    // (a TLS 1.2 ticket carries the master secret) and it has no renegotiation at all.
+    minVersion: 'TLSv1.3',
     handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
     // Resumption (RFC 8446 2.2) halves a reconnecting device's handshake cost; the key and the
     // ticket lifetime are the data dir's (pki/session-ticket-key.ts). A resumed session keeps

@@ -1,4 +1,4 @@
-// The key that seals the device API's TLS session tickets (RFC 8446 4.6.1; RFC 5077 on TLS 1.2).
+// The key that seals the device API's TLS session tickets (RFC 8446 4.6.1).
 // Node generates one per process by default, so a restarted replica could not open the tickets
 // it issued before, and the reconnect storm after a restart, the moment resumption is for
 // (core/src/runtime/resuming-credentials.ts), would be all full handshakes. So the key lives in
@@ -7,17 +7,16 @@
 // Why it is kept as carefully as the device CA key (docs/security.md, "TLS session
 // resumption"): the server trusts the device certificate stored inside a ticket it can open,
 // so whoever holds this key can forge a ticket for any device. It is private (0600) next to
-// the CA key, and replaced once it is older than TICKET_KEY_MAX_AGE_DAYS (at a start; the
-// tickets sealed with the old one then fall back to full handshakes, nothing fails).
+// the CA key and, like it, replaced only by the operator (delete it and restart the replicas).
+// Not on a schedule: Node holds one ticket key at a time, so a new key voids every ticket out
+// there, and a device's ticket is as old as its connection; a key replaced at a start would
+// turn the very restart storm resumption is for into full handshakes.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { PRIVATE_FILE_MODE, writeFileAtomicSync } from '@meshanics/core/kit';
-import { DAY_MS } from './x509.js';
 
 /** Node's `ticketKeys`: 16 bytes of key name, 16 of HMAC key, 16 of AES key (tls.createServer). */
 export const TICKET_KEY_BYTES = 48;
-/** A key older than this is replaced at the next start (a stolen key's use is bounded). */
-export const TICKET_KEY_MAX_AGE_DAYS = 7;
 /** The same on every replica and every start (OpenSSL's session id context, at most 32 bytes). */
 export const SESSION_ID_CONTEXT = 'meshanics-device-api';
 /**
@@ -27,33 +26,27 @@ export const SESSION_ID_CONTEXT = 'meshanics-device-api';
  */
 export const SESSION_LIFETIME_SECONDS = 7 * 24 * 3600;
 
-function usableKey(file: string, now: number): Buffer | undefined {
-  let stat: fs.Stats;
+function usableKey(file: string): Buffer | undefined {
+  let key: Buffer;
   try {
-    stat = fs.statSync(file);
+    key = fs.readFileSync(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (now - stat.mtimeMs > TICKET_KEY_MAX_AGE_DAYS * DAY_MS) return undefined;
-  const key = fs.readFileSync(file);
   // A truncated or foreign file is replaced, never used: a short key would make Node throw.
   return key.length === TICKET_KEY_BYTES ? key : undefined;
 }
 
 /**
- * The data dir's ticket key: the one there while it is young enough, else a new one written
- * under the database write lock (replicas starting together agree on one key).
+ * The data dir's ticket key: the one there, else a new one written under the database write
+ * lock (replicas starting together agree on one key).
  */
-export async function ensureSessionTicketKey(
-  file: string,
-  withWriteLock: <T>(fn: () => T | Promise<T>) => Promise<T>,
-  now = Date.now(),
-): Promise<{ key: Buffer; created: boolean }> {
-  const current = usableKey(file, now);
+export async function ensureSessionTicketKey(file: string, withWriteLock: <T>(fn: () => T | Promise<T>) => Promise<T>): Promise<{ key: Buffer; created: boolean }> {
+  const current = usableKey(file);
   if (current) return { key: current, created: false };
   return await withWriteLock(() => {
-    const raced = usableKey(file, now);
+    const raced = usableKey(file);
     if (raced) return { key: raced, created: false };
     const key = randomBytes(TICKET_KEY_BYTES);
     writeFileAtomicSync(file, key, { mode: PRIVATE_FILE_MODE });
