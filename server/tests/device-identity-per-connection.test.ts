@@ -7,8 +7,7 @@ import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decommissionDevice } from '../src/fleet/devices.js';
-import { issueDeviceCertificate } from '../src/pki/index.js';
-import { grpcError, REGISTER_REQUEST, startDeviceTestServer, type DeviceTestServer } from './helpers.js';
+import { deviceIdentity, grpcError, REGISTER_REQUEST, startDeviceTestServer, type DeviceTestServer } from './helpers.js';
 
 let t: DeviceTestServer;
 
@@ -17,16 +16,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-async function credentials(name: string, validitySeconds?: number): Promise<{ keyPem: string; certPem: string }> {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const issued = await issueDeviceCertificate(
-    await t.ctx.deviceCa(),
-    publicKey,
-    { trustDomain: t.ctx.trustDomain, fleet: 'lab', name },
-    validitySeconds ? { seconds: validitySeconds } : {},
-  );
-  return { certPem: issued.certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
-}
+const credentials = (name: string, validitySeconds?: number) => deviceIdentity(t.ctx, name, validitySeconds);
 
 describe('device identity, once per connection', () => {
   it('refuses the next call on an open connection once the device is decommissioned', async () => {

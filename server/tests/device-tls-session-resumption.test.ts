@@ -4,7 +4,6 @@
 // server skips the full handshake. What must not change: the identity is the certificate
 // verified at the full handshake, and what the server checks per call (the device record, the
 // certificate's expiry) is checked on a resumed connection too. All over real mTLS on 127.0.0.1.
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -13,11 +12,10 @@ import { loadDeviceService } from '@meshanics/core/contract';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir } from '../src/config/data-dir.js';
 import { decommissionDevice, provisionDevice } from '../src/fleet/devices.js';
-import { issueDeviceCertificate } from '../src/pki/index.js';
 import { ensureSessionTicketKey, TICKET_KEY_BYTES } from '../src/pki/session-ticket-key.js';
 import { silentLogger } from '../src/observability/log.js';
 import { startServer } from '../src/server.js';
-import { grpcError, REGISTER_REQUEST, startDeviceTestServer, tempDir, type DeviceTestServer } from './helpers.js';
+import { deviceIdentity, grpcError, REGISTER_REQUEST, startDeviceTestServer, tempDir, type DeviceTestServer } from './helpers.js';
 
 type Callback = (err: grpc.ServiceError | null, res: unknown) => void;
 
@@ -33,14 +31,8 @@ afterAll(async () => {
 });
 
 async function resumingCredentials(name: string, validitySeconds?: number): Promise<ResumingChannelCredentials> {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const issued = await issueDeviceCertificate(
-    await t.ctx.deviceCa(),
-    publicKey,
-    { trustDomain: t.ctx.trustDomain, fleet: 'lab', name },
-    validitySeconds ? { seconds: validitySeconds } : {},
-  );
-  return new ResumingChannelCredentials(Buffer.from(t.caPem), Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })), Buffer.from(issued.certPem));
+  const identity = await deviceIdentity(t.ctx, name, validitySeconds);
+  return new ResumingChannelCredentials(Buffer.from(t.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem));
 }
 
 /** A new channel (a new TCP and TLS connection) on the given credentials, as the agent's reconnect is. */

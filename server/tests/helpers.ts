@@ -123,6 +123,18 @@ export async function certificateFromAnotherCa(name: string, fleet = 'lab'): Pro
   return { certPem: issued.certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
+/** A fresh key and a certificate for device `lab/NAME` from the data dir's CA (optionally short-lived). */
+export async function deviceIdentity(ctx: MeshanicsContext, name: string, validitySeconds?: number): Promise<{ keyPem: string; certPem: string }> {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const issued = await issueDeviceCertificate(
+    await ctx.deviceCa(),
+    publicKey,
+    { trustDomain: ctx.trustDomain, fleet: 'lab', name },
+    validitySeconds ? { seconds: validitySeconds } : {},
+  );
+  return { certPem: issued.certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+}
+
 export interface TlsIdentity {
   keyPem: string;
   certPem: string;
