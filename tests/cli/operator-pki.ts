@@ -5,7 +5,9 @@ import 'reflect-metadata';
 import * as crypto from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(crypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// Node's global WebCrypto: typed as the provider wants it both with and without the DOM's lib
+// (the console's browser tests import this file too).
+x509.cryptoProvider.set(globalThis.crypto);
 
 const ECDSA = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
