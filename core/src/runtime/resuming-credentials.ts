@@ -2,7 +2,7 @@
 // "Reconnect storm"). When a replica restarts, its whole share of the fleet reconnects at once
 // and the full handshakes are the server's floor: a resumed TLS 1.3 handshake (RFC 8446 2.2,
 // PSK with (EC)DHE, so traffic keys stay forward-secret) skips the certificate signature and
-// both chain verifications and costs the server about 0.5-0.65x of a full one
+// both chain verifications and costs the server 0.5-0.76x of a full one
 // (docs/benchmarks.md, "Reconnect storm"). The server keeps its ticket key in the shared data
 // dir so a restarted replica, or another one, can still open the tickets it issued.
 //
