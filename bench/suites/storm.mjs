@@ -60,7 +60,9 @@ const POLICIES = {
 async function serve(dataDir, cfg, grpcListen) {
   const extraArgs = ['--grpc-listen', grpcListen, '--api-listen', '127.0.0.1:0'];
   if (cfg.maxPendingHandshakes) extraArgs.push('--max-pending-handshakes', String(cfg.maxPendingHandshakes));
-  return track(await startServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, extraArgs }));
+  // BENCH_SERVER_NODE_ARGS: node flags for the server only, as in fixtures.mjs's startMeshServer.
+  const execArgv = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return track(await startServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, extraArgs, execArgv }));
 }
 
 async function metric(server, name) {
@@ -150,6 +152,27 @@ export async function run({ mode, work, overrides = {} }) {
         met: isAgent ? (st.ratio === null ? false : st.ratio <= GOAL_RATIO) : undefined,
       },
       {
+        // The restated target (docs/benchmarks.md, "Reconnect storm"): a reconnection costs both
+        // sides more than its handshake (HTTP/2 and gRPC sessions, the heartbeat), and here the
+        // simulated devices share the server's cores; this asks how close to the machine's own
+        // CPU for that work, (server + generators) / cores, the fleet came back.
+        suite: SUITE,
+        metric: `${cfg.devices} devices back, against the whole machine's CPU for the work${label}`,
+        unit: 's',
+        value: one(st.recoverSeconds),
+        baseline: one(st.machineWorkSeconds),
+        baselineName: '(server + generators CPU) / cores',
+        ratio: one(st.machineRatio),
+        target: isAgent ? `≤ ${GOAL_RATIO}× (restated)` : '',
+        met: isAgent ? (st.machineRatio === null ? false : st.machineRatio <= GOAL_RATIO) : undefined,
+      },
+      {
+        suite: SUITE,
+        metric: `devices back after, half / 90 % / 99 %${label}`,
+        unit: '',
+        value: `${st.backQuantiles.p50} / ${st.backQuantiles.p90} / ${st.backQuantiles.p99} s`,
+      },
+      {
         suite: SUITE,
         metric: `server CPU until all were back${label}`,
         unit: 's',
@@ -192,7 +215,7 @@ export async function run({ mode, work, overrides = {} }) {
 
 /** SIGTERM, down for cfg.downSeconds, start on the same data dir and port; measured until all are back. */
 async function restart({ cfg, dataDir, clients, back, server, address, floorSeconds, policy }) {
-  // A device is back at its first successful heartbeat started after the old server exited.
+  // A device is back at its first successful heartbeat the new server answered (storm-client.mjs).
   const stopAt = Date.now();
   await server.stop('SIGTERM', 30_000);
   const downAt = Date.now();
@@ -203,6 +226,7 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   server = await serve(dataDir, cfg, address);
   const upAt = Date.now();
   const cpu0 = cpuMs(server.proc.pid);
+  await Promise.all(clients.map((c) => c.request({ type: 'up' }, 'noted')));
   const mem = memoryPoller(server.proc.pid);
   progress(
     SUITE,
@@ -229,6 +253,13 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   const backAt = results.flatMap((r) => r.backAt);
   const gaveUp = backAt.filter((t) => t === null).length;
   const recoverSeconds = gaveUp ? null : (Math.max(...backAt) - upAt) / 1000;
+  // When the devices came back, from the restart: a long tail shows apart from a slow middle.
+  const backSorted = backAt
+    .filter((t) => t !== null)
+    .map((t) => (t - upAt) / 1000)
+    .sort((a, b) => a - b);
+  const backQuantile = (q) => +(backSorted[Math.min(backSorted.length - 1, Math.floor(q * backSorted.length))] ?? NaN).toFixed(2);
+  const backQuantiles = { p50: backQuantile(0.5), p90: backQuantile(0.9), p99: backQuantile(0.99) };
   const attempts = results.flatMap((r) => r.attempts).reduce((a, b) => a + b, 0);
   const slots = {};
   for (const r of results) for (const [k, v] of Object.entries(r.slots)) slots[k] = (slots[k] ?? 0) + v;
@@ -242,13 +273,15 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
     for (const [k, v] of Object.entries(r.outcomes)) o[k] = (o[k] ?? 0) + v;
     return o;
   }, {});
-  // From the old server's exit (the devices' failing calls included) until all were back.
+  // From the new server's start until all were back (the failed attempts while it was down are not the recovery's work).
   const generatorCpuMs = results.reduce((a, r) => a + (r.cpuMs ?? 0), 0);
   const handshakes = results.reduce((h, r) => ({ resumed: h.resumed + r.handshakes.resumed, full: h.full + r.handshakes.full }), { resumed: 0, full: 0 });
   const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
+  const machineWorkSeconds = +((serverCpuMs + generatorCpuMs) / 1000 / os.cpus().length).toFixed(2);
+  const machineRatio = recoverSeconds === null ? null : +(recoverSeconds / machineWorkSeconds).toFixed(2);
   progress(
     SUITE,
-    `[${policy.name}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; reconnections ${handshakes.resumed} resumed, ${handshakes.full} full; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
+    `[${policy.name}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} (half ${backQuantiles.p50} s, 90 % ${backQuantiles.p90} s, 99 % ${backQuantiles.p99} s) vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×), vs the machine's CPU for the work ${machineWorkSeconds} s (${machineRatio ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; reconnections ${handshakes.resumed} resumed, ${handshakes.full} full; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
   );
   return {
     server,
@@ -257,7 +290,10 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
       handshakes,
       attempts: attempts - cfg.devices,
       recoverSeconds,
+      backQuantiles,
       ratio,
+      machineWorkSeconds,
+      machineRatio,
       generatorCpuMs,
       serverBusyShare: recoverSeconds ? +(serverCpuMs / 1000 / recoverSeconds).toFixed(3) : null,
       gaveUp,

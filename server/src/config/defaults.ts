@@ -16,14 +16,20 @@ export const MAX_LOG_BYTES = 16 * 1024 * 1024;
 
 /**
  * Device API TLS handshakes in progress past which new connections are reset at once
- * (device-api/tls-listener.ts). One mTLS handshake (ECDSA P-256) costs the server 1.5-1.9 ms
- * of CPU on this project's 2-core machines, and a whole reconnection (handshake, HTTP/2 session,
- * first heartbeat) about 2.7 ms (docs/benchmarks.md, "Reconnect storm"), all of it on the event
- * loop. 256 handshakes in progress are about 0.7 s of queued work: the last one admitted still
- * completes far inside the 10 s handshake timeout (and grpc-js's 20 s connect timeout), the loop
- * keeps serving heartbeats between them, and there is always work queued for the CPU.
+ * (device-api/tls-listener.ts). A handshake in progress mostly waits for the device: for its
+ * ClientHello, then, a round trip and the device's own signature later, for its certificate and
+ * Finished. The server's share is 1.2-1.9 ms of CPU (ECDSA P-256, this project's 2-core
+ * machines; about 3 ms for a whole reconnection with its HTTP/2 session and first heartbeat,
+ * docs/benchmarks.md, "Reconnect storm"). So the bound is what the server could owe if every
+ * admitted handshake wanted it at once: 2,048 are about 3-4 s of CPU, a third of the 10 s
+ * handshake timeout and far inside grpc-js's 20 s connect timeout. The bound was 256, sized as
+ * if every handshake in progress were waiting for the server: over a 1 s round trip (a loaded
+ * cellular link) that admits at most about 256 handshakes a second, less than half of what the
+ * server's CPU could take, and the rest of a storm is reset and comes back later. In storms of
+ * 18,000 devices on loopback (2026-12-06, docs/benchmarks.md) 2,048 reset 3-6x fewer
+ * connections than 256 with no more memory; the recovery time differed less than between runs.
  */
-export const DEFAULT_MAX_PENDING_HANDSHAKES = 256;
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 2048;
 
 /** Heartbeat answers kept in memory (about 1 KiB each with one assignment). */
 export const DEFAULT_HEARTBEAT_CACHE_SIZE = 100_000;
