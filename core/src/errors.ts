@@ -88,7 +88,8 @@ export function isDiskFull(err: unknown): boolean {
 const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
 /** HTTP answers that say "later", not "no" (RFC 9110 15.5.9, 15.6.3-15.6.5; RFC 6585 4). */
 const TRANSIENT_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
-const TRANSIENT_TEXT = /\b(ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENETUNREACH|EHOSTUNREACH|socket hang up)\b/;
+/** The same codes where only a message carries them (tuf-js rethrows), so the two lists cannot drift. */
+const TRANSIENT_TEXT = new RegExp(`\\b(${[...TRANSIENT_CODES].join('|')}|socket hang up)\\b`);
 /**
  * The same failures in a container engine's words (Go's net errors, a registry's 5xx or 429),
  * which reach a plugin only as the text of a pull's error event: `dial tcp ...: connect:
