@@ -83,7 +83,9 @@ mkdirSync(work, { recursive: true });
 function gitRev() {
   try {
     const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: BENCH_DIR }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'core', 'server', 'plugins'], { encoding: 'utf8', cwd: BENCH_DIR }).trim();
+    // Pathspecs from the repository's top (':/'): relative to bench/, they matched nothing, and
+    // a run on an uncommitted tree was recorded as the commit.
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', ':/core', ':/server', ':/plugins', ':/bench'], { encoding: 'utf8', cwd: BENCH_DIR }).trim();
     return dirty ? `${rev}+uncommitted` : rev;
   } catch {
     return 'unknown';
@@ -102,6 +104,8 @@ const result = {
     git: gitRev(),
     workDir: work,
     overrides,
+    // Node flags given to the server under test (a profiled run is not a figure).
+    serverNodeArgs: process.env.BENCH_SERVER_NODE_ARGS ?? '',
   },
   suites: {},
   failures: [],

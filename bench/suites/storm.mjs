@@ -16,6 +16,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../scripts/lib/processes.mjs';
+import { DEFAULT_MAX_PENDING_HANDSHAKES } from '../../server/dist/config/defaults.js';
 import { measureHandshakeCpu } from '../lib/handshake-cpu.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
@@ -152,19 +153,17 @@ export async function run({ mode, work, overrides = {} }) {
         met: isAgent ? (st.ratio === null ? false : st.ratio <= GOAL_RATIO) : undefined,
       },
       {
-        // The restated target (docs/benchmarks.md, "Reconnect storm"): a reconnection costs both
-        // sides more than its handshake (HTTP/2 and gRPC sessions, the heartbeat), and here the
-        // simulated devices share the server's cores; this asks how close to the machine's own
-        // CPU for that work, (server + generators) / cores, the fleet came back.
+        // A diagnostic, not a target (docs/benchmarks.md, "Reconnect storm"): the CPU both sides
+        // spent until all were back, over the cores, against the time it took. Near 1, the
+        // machine was busy throughout; it says nothing of whether that work was needed (a
+        // wasteful recovery scores as well), which the per-device CPU rows below show.
         suite: SUITE,
-        metric: `${cfg.devices} devices back, against the whole machine's CPU for the work${label}`,
+        metric: `${cfg.devices} devices back, against the CPU both sides spent meanwhile${label}`,
         unit: 's',
         value: one(st.recoverSeconds),
         baseline: one(st.machineWorkSeconds),
         baselineName: '(server + generators CPU) / cores',
         ratio: one(st.machineRatio),
-        target: isAgent ? `≤ ${GOAL_RATIO}× (restated)` : '',
-        met: isAgent ? (st.machineRatio === null ? false : st.machineRatio <= GOAL_RATIO) : undefined,
       },
       {
         suite: SUITE,
@@ -205,7 +204,8 @@ export async function run({ mode, work, overrides = {} }) {
   });
   const [first] = restarts;
   return {
-    config: cfg,
+    // The bound the server ran with, also when the suite left it to the server's default.
+    config: { ...cfg, maxPendingHandshakesInEffect: cfg.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES },
     rows,
     handshake: { full, resumed, cores, floorMsPerDevice: floorMsPer, floorSeconds, resumedFloorSeconds },
     storm: first.storm,
@@ -220,13 +220,15 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   await server.stop('SIGTERM', 30_000);
   const downAt = Date.now();
   const stoppedSeconds = (downAt - stopAt) / 1000;
-  await Promise.all(clients.map((c) => c.request({ type: 'down', at: downAt }, 'noted')));
+  await Promise.all(clients.map((c) => c.request({ type: 'down', at: downAt, newServerNotBefore: downAt + cfg.downSeconds * 1000 }, 'noted')));
   await sleep(Math.max(0, cfg.downSeconds * 1000 - (Date.now() - downAt)));
   const loadAverage = os.loadavg();
   server = await serve(dataDir, cfg, address);
   const upAt = Date.now();
+  // The generators' CPU is read here, from /proc, at the same moments as the server's: their
+  // failed attempts while it was down are not the recovery's work.
   const cpu0 = cpuMs(server.proc.pid);
-  await Promise.all(clients.map((c) => c.request({ type: 'up' }, 'noted')));
+  const generatorCpu0 = clients.map((c) => cpuMs(c.pid));
   const mem = memoryPoller(server.proc.pid);
   progress(
     SUITE,
@@ -245,7 +247,7 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
     }
   }
   const serverCpuMs = cpuMs(server.proc.pid) - cpu0;
-  await Promise.all(clients.map((c) => c.request({ type: 'allBack' }, 'noted')));
+  const generatorCpuMs = clients.reduce((a, c, i) => a + cpuMs(c.pid) - generatorCpu0[i], 0);
   const shed = await metric(server, 'meshanics_device_connections_shed_total');
   const results = await Promise.all(clients.map((c) => c.request({ type: 'collect' }, 'result', 120_000)));
   const memory = mem.stop();
@@ -254,11 +256,12 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
   const gaveUp = backAt.filter((t) => t === null).length;
   const recoverSeconds = gaveUp ? null : (Math.max(...backAt) - upAt) / 1000;
   // When the devices came back, from the restart: a long tail shows apart from a slow middle.
-  const backSorted = backAt
-    .filter((t) => t !== null)
-    .map((t) => (t - upAt) / 1000)
-    .sort((a, b) => a - b);
-  const backQuantile = (q) => +(backSorted[Math.min(backSorted.length - 1, Math.floor(q * backSorted.length))] ?? NaN).toFixed(2);
+  // A device that never came back sorts last (Infinity), so a quantile it reaches is null.
+  const backSorted = backAt.map((t) => (t === null ? Infinity : (t - upAt) / 1000)).sort((a, b) => a - b);
+  const backQuantile = (q) => {
+    const v = backSorted[Math.min(backSorted.length - 1, Math.floor(q * backSorted.length))];
+    return Number.isFinite(v) ? +v.toFixed(2) : null;
+  };
   const backQuantiles = { p50: backQuantile(0.5), p90: backQuantile(0.9), p99: backQuantile(0.99) };
   const attempts = results.flatMap((r) => r.attempts).reduce((a, b) => a + b, 0);
   const slots = {};
@@ -273,15 +276,13 @@ async function restart({ cfg, dataDir, clients, back, server, address, floorSeco
     for (const [k, v] of Object.entries(r.outcomes)) o[k] = (o[k] ?? 0) + v;
     return o;
   }, {});
-  // From the new server's start until all were back (the failed attempts while it was down are not the recovery's work).
-  const generatorCpuMs = results.reduce((a, r) => a + (r.cpuMs ?? 0), 0);
   const handshakes = results.reduce((h, r) => ({ resumed: h.resumed + r.handshakes.resumed, full: h.full + r.handshakes.full }), { resumed: 0, full: 0 });
   const ratio = recoverSeconds === null ? null : recoverSeconds / floorSeconds;
   const machineWorkSeconds = +((serverCpuMs + generatorCpuMs) / 1000 / os.cpus().length).toFixed(2);
   const machineRatio = recoverSeconds === null ? null : +(recoverSeconds / machineWorkSeconds).toFixed(2);
   progress(
     SUITE,
-    `[${policy.name}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} (half ${backQuantiles.p50} s, 90 % ${backQuantiles.p90} s, 99 % ${backQuantiles.p99} s) vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×), vs the machine's CPU for the work ${machineWorkSeconds} s (${machineRatio ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; reconnections ${handshakes.resumed} resumed, ${handshakes.full} full; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
+    `[${policy.name}] all back: ${recoverSeconds === null ? `NO (${gaveUp} not back)` : `${recoverSeconds.toFixed(1)} s`} (half ${backQuantiles.p50} s, 90 % ${backQuantiles.p90} s, 99 % ${backQuantiles.p99} s) vs floor ${floorSeconds.toFixed(1)} s (${ratio?.toFixed(2) ?? '-'}×), both sides' CPU meanwhile ${machineWorkSeconds} s over the cores (${machineRatio ?? '-'}×); server busy ${recoverSeconds ? ((100 * serverCpuMs) / 1000 / recoverSeconds).toFixed(0) : '-'} %, CPU ${(serverCpuMs / cfg.devices).toFixed(2)} ms per device; shed ${shed}; failed heartbeats ${outcomes.unavailable} UNAVAILABLE, ${outcomes.deadline} deadline; peak RSS ${fmtBytes(memory.hwm)}; reconnections ${handshakes.resumed} resumed, ${handshakes.full} full; attempts per 100 ms peak ${peakPerSlot} mean ${meanPerSlot.toFixed(1)}`,
   );
   return {
     server,

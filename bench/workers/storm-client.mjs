@@ -11,7 +11,7 @@
 // sleeps its whole window), or to full handshakes (resume false: the tickets are forgotten at
 // "down"), so each is measured in the same run as the agent's.
 // The parent says when the server went down ("down"); a device is back at its first successful
-// heartbeat the new server answered (ANSWERED_BY_OLD_SERVER_MS). Every attempt after "down" is timestamped (100 ms slots)
+// heartbeat the new server answered (newServerNotBefore). Every attempt after "down" is timestamped (100 ms slots)
 // so the suite can show the retries are not synchronized.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -24,12 +24,13 @@ import { workerMain } from '../lib/workers.mjs';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // A device is back at its first successful heartbeat the new server answered: one that started
 // after the old server exited, or one that waited for the channel (wait-for-ready) across the
-// restart and ended more than this long after the exit. The new server starts the suite's
-// downSeconds (>= 3) after the exit; this margin covers this process's event-loop lag on an
-// answer the old server sent before it exited. Counting only calls started after the exit, as
-// before, missed a device whose waiting call the new server answered at once: it counted at its
-// next heartbeat, an interval later, which made the slowest 1 % of 2,000 look 6 s late.
-const ANSWERED_BY_OLD_SERVER_MS = 1000;
+// restart and ended after the earliest moment the new server could start (the parent's "down"
+// says when: the exit plus the suite's downSeconds), so an answer the old server sent before it
+// exited never counts, however late this busy process reads it. Counting only calls started
+// after the exit, as before 2026-12-06, missed a device whose waiting call the new server
+// answered at once: it counted at its next heartbeat, an interval later, which made the slowest
+// 1 % of 2,000 look 6 s late.
+let newServerNotBefore = null; // epoch ms
 const devices = [];
 let stopping = false;
 let downAt = null; // epoch ms
@@ -38,8 +39,6 @@ let loops = [];
 const slots = new Map(); // 100 ms slot since downAt -> attempts started in it
 let outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
 let firstError;
-let cpuAtUp;
-let cpuUntilAllBack;
 
 function open(address, caPem, d) {
   const { Client } = loadDeviceService();
@@ -90,7 +89,7 @@ async function deviceLoop(device, intervalMs) {
       await heartbeat(device.client);
       outcomes.ok += 1;
       failures = 0;
-      if (downAt !== null && device.backAt === null && (t0 >= downAt || Date.now() >= downAt + ANSWERED_BY_OLD_SERVER_MS)) {
+      if (downAt !== null && device.backAt === null && (t0 >= downAt || Date.now() >= newServerNotBefore)) {
         device.backAt = Date.now();
         back += 1;
       }
@@ -146,21 +145,12 @@ workerMain(async (msg) => {
     handshakesAtDown = handshakes();
     // Each restart is measured on its own: what the previous one counted is reset.
     downAt = msg.at;
+    newServerNotBefore = msg.newServerNotBefore;
     back = 0;
     slots.clear();
     outcomes = { ok: 0, unavailable: 0, deadline: 0, other: 0 };
     firstError = undefined;
     for (const d of devices) Object.assign(d, { backAt: null, attempts: 0, maxFailures: 0 });
-    cpuAtUp = undefined;
-    process.send({ type: 'noted' });
-  } else if (msg.type === 'up') {
-    // The recovery's work starts here: the failed attempts while the server was down are not part of it.
-    cpuAtUp = process.cpuUsage();
-    process.send({ type: 'noted' });
-  } else if (msg.type === 'allBack') {
-    // This process's own CPU from the new server's start until every device was back.
-    const cpu = process.cpuUsage(cpuAtUp);
-    cpuUntilAllBack = (cpu.user + cpu.system) / 1000;
     process.send({ type: 'noted' });
   } else if (msg.type === 'stop') {
     stopping = true;
@@ -176,7 +166,6 @@ workerMain(async (msg) => {
       slots: Object.fromEntries(slots),
       outcomes,
       firstError,
-      cpuMs: cpuUntilAllBack,
       handshakes: { resumed: handshakes().resumed - handshakesAtDown.resumed, full: handshakes().full - handshakesAtDown.full },
     });
   }

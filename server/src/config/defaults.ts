@@ -21,13 +21,18 @@ export const MAX_LOG_BYTES = 16 * 1024 * 1024;
  * Finished. The server's share is 1.2-1.9 ms of CPU (ECDSA P-256, this project's 2-core
  * machines; about 3 ms for a whole reconnection with its HTTP/2 session and first heartbeat,
  * docs/benchmarks.md, "Reconnect storm"). So the bound is what the server could owe if every
- * admitted handshake wanted it at once: 2,048 are about 3-4 s of CPU, a third of the 10 s
- * handshake timeout and far inside grpc-js's 20 s connect timeout. The bound was 256, sized as
+ * admitted handshake wanted it at once: 2,048 full handshakes are 2.5-5 s of CPU at the
+ * 1.2-2.5 ms measured here (6 s counting a whole reconnection's 3 ms), inside the 10 s
+ * handshake timeout and grpc-js's 20 s connect timeout; a server on cores half as fast should
+ * lower it. What the bound also caps: the connections an unauthenticated client can hold
+ * open before the handshake timeout closes them (one descriptor and about 100 KiB each, so
+ * about 200 MiB at the bound). The bound was 256, sized as
  * if every handshake in progress were waiting for the server: over a 1 s round trip (a loaded
  * cellular link) that admits at most about 256 handshakes a second, less than half of what the
- * server's CPU could take, and the rest of a storm is reset and comes back later. In storms of
- * 18,000 devices on loopback (2026-12-06, docs/benchmarks.md) 2,048 reset 3-6x fewer
- * connections than 256 with no more memory; the recovery time differed less than between runs.
+ * server's CPU could take, and the rest of a storm is reset and comes back later. On loopback
+ * (2026-12-06, docs/benchmarks.md): 2,000 devices came back in 5.5 s instead of 7.4 s (medians
+ * of five; 256 reset some in three runs of five, 2,048 none), and at 18,000, 2,048 reset
+ * 2.7-6.2x fewer connections with no more memory.
  */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 2048;
 
