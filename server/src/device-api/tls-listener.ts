@@ -33,7 +33,7 @@ export interface DeviceTlsListenerOptions {
   caPem: string;
   keyPem: string;
   certPem: string;
-  /** A connection that has not finished its handshake by then is dropped (slowloris). */
+  /** A connection that has not finished its handshake this long after its TCP accept is dropped (slowloris). */
   handshakeTimeoutMs?: number;
   /** Handshakes in progress past which new connections are reset at once (default DEFAULT_MAX_PENDING_HANDSHAKES). */
   maxPendingHandshakes?: number;
@@ -91,6 +91,22 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     sessionIdContext: SESSION_ID_CONTEXT,
   });
   const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
+  // Node's handshakeTimeout is an idle timer (TLSSocket.setTimeout): a client that sends a byte
+  // every few seconds keeps its handshake, and its place under maxPending, open for ever, and
+  // maxPending such clients would have every device reset. This deadline runs from the TCP
+  // accept whatever the client sends. The TLS socket Node builds is not handed back, so the
+  // deadline is found again by the connection's remote address and port (unique among open
+  // connections to this port).
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  const deadlines = new Map<string, { timer: NodeJS.Timeout; socket: net.Socket }>();
+  const endpoint = (socket: net.Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+  const clearDeadline = (socket: net.Socket) => {
+    const key = endpoint(socket);
+    const deadline = deadlines.get(key);
+    if (!deadline) return;
+    clearTimeout(deadline.timer);
+    deadlines.delete(key);
+  };
   // Every connection handed to the TLS server ends its handshake with exactly one of
   // 'secureConnection' or 'tlsClientError' (a hang-up or the handshake timeout included: Node
   // emits tlsClientError for both); the set guards against counting one twice all the same.
@@ -113,10 +129,18 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
       return;
     }
     pending += 1;
+    const key = endpoint(socket);
+    const timer = setTimeout(() => {
+      if (deadlines.get(key)?.socket === socket) deadlines.delete(key);
+      socket.destroy();
+    }, handshakeTimeoutMs);
+    timer.unref();
+    deadlines.set(key, { timer, socket });
     // Node's documented way to hand a TCP connection to a tls.Server that does not listen itself.
     server.emit('connection', socket);
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    clearDeadline(socket);
     settle(socket);
     // gRPC is HTTP/2 only (RFC 7540 3.3: h2 over TLS is negotiated with ALPN).
     if (socket.alpnProtocol !== 'h2' || !socket.authorized) {
@@ -135,7 +159,10 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
   });
   // A failed handshake (no or a foreign certificate, a port scan) is the client's problem; the
   // listener keeps serving. It never reaches the device log: nothing authenticated happened.
-  server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => settle(socket));
+  server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => {
+    clearDeadline(socket);
+    settle(socket);
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const onError = (err: Error) =>
       reject(new MeshError('MESH_ERR_LISTEN_FAILED', `device API cannot listen on ${options.listen.host}:${options.listen.port}: ${err.message}`, { cause: err }));
