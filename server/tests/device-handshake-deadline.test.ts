@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadDeviceService } from '@meshanics/core/contract';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenDeviceTls, type DeviceTlsListener } from '../src/device-api/tls-listener.js';
-import { provision, startDeviceTestServer, type DeviceTestServer } from './helpers.js';
+import { bareRegisterClient, provision, startDeviceTestServer, type DeviceTestServer } from './helpers.js';
 
 const DEADLINE_MS = 600;
 let t: DeviceTestServer;
@@ -70,12 +70,8 @@ describe('device TLS listener handshake deadline', () => {
 
     // The place under maxPendingHandshakes (1) is free again: a device connects and calls.
     const creds = await provision(t.ctx, 'lab', 'deadline-1');
-    const { Client } = loadDeviceService();
-    const client = new Client(`127.0.0.1:${listener.port}`, grpc.credentials.createSsl(Buffer.from(t.caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem))) as unknown as {
-      register(req: object, cb: (err: Error | null) => void): void;
-      close(): void;
-    };
-    const register = () => new Promise<void>((resolve, reject) => client.register({}, (err) => (err ? reject(err) : resolve())));
+    const client = bareRegisterClient(listener.port, t.caPem, creds);
+    const register = () => client.register();
     try {
       await register();
       const before = handshakes;

@@ -296,3 +296,19 @@ export class MtlsFetcher extends BaseFetcher {
     });
   }
 }
+
+/**
+ * A plain grpc-js device client (no agent code) on `port` with the device's own mTLS
+ * credentials, for tests of the bare TLS listener: Register with an empty request.
+ */
+export function bareRegisterClient(port: number, caPem: string, creds: DeviceCredentials): { register(): Promise<void>; close(): void } {
+  const { Client } = loadDeviceService();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem))) as unknown as {
+    register(req: object, cb: (err: Error | null) => void): void;
+    close(): void;
+  };
+  return {
+    register: () => new Promise<void>((resolve, reject) => client.register({}, (err) => (err ? reject(err) : resolve()))),
+    close: () => client.close(),
+  };
+}
