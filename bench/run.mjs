@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { backendOf, createBenchDatabase, dropBenchDatabase } from './lib/database.mjs';
-import { BENCH_DIR } from './lib/fixtures.mjs';
+import { BENCH_DIR, serverNodeArgs } from './lib/fixtures.mjs';
 import { fmtBytes, progress } from './lib/log.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
 import { stopAll } from './lib/workers.mjs';
@@ -105,7 +105,7 @@ const result = {
     workDir: work,
     overrides,
     // Node flags given to the server under test (a profiled run is not a figure).
-    serverNodeArgs: process.env.BENCH_SERVER_NODE_ARGS ?? '',
+    serverNodeArgs: serverNodeArgs(),
   },
   suites: {},
   failures: [],

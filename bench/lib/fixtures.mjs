@@ -84,6 +84,15 @@ export function serveSupports(option) {
 }
 
 /**
+ * BENCH_SERVER_NODE_ARGS (space-separated): node flags for the server under test only, e.g.
+ * '--cpu-prof --cpu-prof-dir=/tmp/prof' (the profile is written when serve exits on the suite's
+ * SIGTERM). Every suite that starts a server passes these; run.mjs records them in the result.
+ */
+export function serverNodeArgs() {
+  return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+}
+
+/**
  * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs), on the
  * data dir's SQLite database or, with `databaseUrl`, on PostgreSQL.
  */
@@ -94,10 +103,7 @@ export async function startMeshServer(dataDir, { heartbeatSeconds = 30, database
     // The REST API, for its /metrics (the server's own counters, e.g. heartbeat cache hits).
     ...(api ? ['--api-listen', '127.0.0.1:0'] : []),
   ];
-  // BENCH_SERVER_NODE_ARGS: node flags for the server only, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'
-  // (the profile is written when serve exits on the suite's SIGTERM).
-  const execArgv = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const server = await startServer(dataDir, { heartbeatSeconds, extraArgs, execArgv });
+  const server = await startServer(dataDir, { heartbeatSeconds, extraArgs, execArgv: serverNodeArgs() });
   return track(server);
 }
 

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { startServer } from '../../scripts/lib/processes.mjs';
 import { DEFAULT_MAX_PENDING_HANDSHAKES } from '../../server/dist/config/defaults.js';
 import { measureHandshakeCpu } from '../lib/handshake-cpu.mjs';
-import { initServerDataDir, loadCreds, provisionDevices, serverPki, workerPath } from '../lib/fixtures.mjs';
+import { initServerDataDir, loadCreds, provisionDevices, serverNodeArgs, serverPki, workerPath } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { cpuMs, memoryPoller } from '../lib/proc.mjs';
 import { track, Worker } from '../lib/workers.mjs';
@@ -61,9 +61,7 @@ const POLICIES = {
 async function serve(dataDir, cfg, grpcListen) {
   const extraArgs = ['--grpc-listen', grpcListen, '--api-listen', '127.0.0.1:0'];
   if (cfg.maxPendingHandshakes) extraArgs.push('--max-pending-handshakes', String(cfg.maxPendingHandshakes));
-  // BENCH_SERVER_NODE_ARGS: node flags for the server only, as in fixtures.mjs's startMeshServer.
-  const execArgv = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  return track(await startServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, extraArgs, execArgv }));
+  return track(await startServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, extraArgs, execArgv: serverNodeArgs() }));
 }
 
 async function metric(server, name) {

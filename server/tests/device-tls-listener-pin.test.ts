@@ -42,10 +42,9 @@ describe('device TLS listener', () => {
   it('keeps only the peer certificate DER per connection, the same object on every call', async () => {
     const creds = await provision(t.ctx, 'lab', 'pin-1');
     const client = bareRegisterClient(listener.port, t.caPem, creds);
-    const register = () => client.register();
     try {
-      await register();
-      await register();
+      await client.register();
+      await client.register();
     } finally {
       client.close();
     }

@@ -66,6 +66,7 @@ export interface DeviceTlsListener {
 const DRAIN_BACKSTOP_MS = 10 * 60_000;
 
 export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTlsListenerOptions): Promise<DeviceTlsListener> {
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
   // Insecure on grpc-js's side only: what it receives is a TLSSocket this listener verified.
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const server = tls.createServer({
@@ -79,7 +80,7 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     // TLS 1.3 only: its resumption keeps forward secrecy against the data dir's ticket key
     // (a TLS 1.2 ticket carries the master secret) and it has no renegotiation at all.
     minVersion: 'TLSv1.3',
-    handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+    handshakeTimeout: handshakeTimeoutMs,
     // Resumption (RFC 8446 2.2) halves a reconnecting device's handshake cost; the key and the
     // ticket lifetime are the data dir's (pki/session-ticket-key.ts). A resumed session keeps
     // the certificate verified at its full handshake: pinPeerCertificate reads it from there.
@@ -97,7 +98,6 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
   // accept whatever the client sends. The TLS socket Node builds is not handed back, so the
   // deadline is found again by the connection's remote address and port (unique among open
   // connections to this port).
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
   const deadlines = new Map<string, { timer: NodeJS.Timeout; socket: net.Socket }>();
   const endpoint = (socket: net.Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
   const clearDeadline = (socket: net.Socket) => {
