@@ -84,8 +84,12 @@ function gitRev() {
   try {
     const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: BENCH_DIR }).trim();
     // Pathspecs from the repository's top (':/'): relative to bench/, they matched nothing, and
-    // a run on an uncommitted tree was recorded as the commit.
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', ':/core', ':/server', ':/plugins', ':/bench'], { encoding: 'utf8', cwd: BENCH_DIR }).trim();
+    // a run on an uncommitted tree was recorded as the commit. Everything but prose counts: the
+    // image suite measures scripts/image and deploy/ as much as server/.
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', ':/', ':(top,exclude)docs', ':(top,exclude)bench/history', ':(top,exclude)*.md'], {
+      encoding: 'utf8',
+      cwd: BENCH_DIR,
+    }).trim();
     return dirty ? `${rev}+uncommitted` : rev;
   } catch {
     return 'unknown';

@@ -45,6 +45,7 @@ Options:
   -h, --help        this text
 
 Environment: MESHANICS_IMAGE_WORK (podman store and staging, default ${IMAGE_WORK}),
+MESHANICS_IMAGE_STORAGE_DRIVER (overlay or vfs; default overlay where the kernel mounts it),
 MESHANICS_CACHE_DIR (Node runtime downloads, default ~/.cache/meshanics).
 Prints the image's name, id and size as JSON on its last line; writes the same to
 dist-image/image.json.`;
