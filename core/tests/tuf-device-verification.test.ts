@@ -65,4 +65,12 @@ describe('the device TUF verification over files in memory', () => {
     // Same length: snapshot lists it without hashes, so the signature is what refuses it.
     await expect(verify(files, undefined)).rejects.toThrow(/signed by 0\/1 keys/);
   });
+
+  it('stops reading metadata longer than the role that lists it allows, as a download would', async () => {
+    const files = repository({ meshanics: { kind: 'model' } });
+    // snapshot gives targets.json's length: one byte more is refused while "downloading", before
+    // tuf-js parses or verifies it (the same error BaseFetcher raises while streaming).
+    files.set('1.targets.json', Buffer.concat([files.get('1.targets.json')!, Buffer.from(' ')]));
+    await expect(verify(files, undefined)).rejects.toThrow(/Max length reached/);
+  });
 });
