@@ -166,3 +166,8 @@ export class MeshError extends Error {
 export function isMeshError(err: unknown, code?: ErrorCode): err is MeshError {
   return err instanceof MeshError && (code === undefined || err.code === code);
 }
+
+/** A list for an error message: the first MAX items, then how many more (the details carry them all). */
+export function nameSome(items: readonly string[], { max = 10, separator = ', ' } = {}): string {
+  return items.slice(0, max).join(separator) + (items.length > max ? `${separator}and ${items.length - max} more` : '');
+}

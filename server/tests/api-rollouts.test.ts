@@ -76,6 +76,47 @@ describe('groups', () => {
   });
 });
 
+describe('groups at fleet scale', () => {
+  it('takes more than the old cap of 10,000 names and refuses more than 100,000 naming the rule; a rollout reaches the names that resolve', async () => {
+    await simDevices(t, 'lab', ['big-1', 'big-2']);
+    await publishModel(t.ctx, 'fleetwide', '1.0.0');
+    const ghosts = Array.from({ length: 12_000 }, (_, i) => `ghost-${i}`);
+    // Resolved 500 names per statement: big-2 is the first name of the second chunk.
+    const names = ['big-1', ...ghosts.slice(0, 499), 'big-2', ...ghosts.slice(499)];
+    const created = await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'large', devices: names } });
+    expect(created.status).toBe(201);
+    expect(created.json.devices).toEqual(['big-1', 'big-2']);
+    expect(created.json.unresolved).toEqual(ghosts);
+
+    const tooMany = await call(app, 'POST', '/api/v1/groups', {
+      key: operator,
+      body: { fleet: 'lab', name: 'too-large', devices: Array.from({ length: 100_001 }, (_, i) => `n${i}`) },
+    });
+    expect(tooMany).toMatchObject({ status: 400, json: { error: 'body/devices must NOT have more than 100000 items' } });
+    expect((await call(app, 'GET', '/api/v1/groups/lab/too-large', { key: admin })).status).toBe(404);
+
+    const rollout = await call(app, 'POST', '/api/v1/rollouts', {
+      key: operator,
+      body: { fleet: 'lab', artifact: { name: 'fleetwide', version: '1.0.0' }, group: 'large', probe: FILE_PROBE },
+    });
+    expect(rollout.status).toBe(201);
+    expect(rollout.json.devices.map((d: { name: string }) => d.name).sort()).toEqual(['big-1', 'big-2']);
+
+    // Refusals name ten devices and count the rest instead of listing 12,000 names.
+    await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'only-ghosts', devices: ghosts } });
+    const none = await call(app, 'POST', '/api/v1/rollouts', {
+      key: operator,
+      body: { fleet: 'lab', artifact: { name: 'fleetwide', version: '1.0.0' }, group: 'only-ghosts', probe: FILE_PROBE },
+    });
+    expect(none.json.error).toBe(`group "only-ghosts" resolves to no device of fleet lab (unresolved: ${ghosts.slice(0, 10).join(', ')}, and 11990 more)`);
+    const busy = await call(app, 'POST', '/api/v1/rollouts', {
+      key: operator,
+      body: { fleet: 'lab', artifact: { name: 'fleetwide', version: '1.0.0' }, group: 'large', probe: FILE_PROBE },
+    });
+    expect(busy).toMatchObject({ status: 409, json: { error: `device(s) big-1, big-2 already in an active rollout of "fleetwide" (${rollout.json.id})` } });
+  });
+});
+
 describe('rollouts', () => {
   it('creates a rollout (201) answering the full detail', async () => {
     const sims = await simDevices(t, 'lab', ['det-1', 'det-2', 'det-3', 'det-4']);

@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { isMeshError } from '../src/errors.js';
 import { MIGRATIONS, openStore, type SqlStore, type Store } from '../src/store/index.js';
 import { testEngines } from './engines.js';
+import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
+import { newRolloutRecord } from '../src/rollouts/service.js';
+import { planWaves } from '../src/rollouts/wave-plan.js';
 
 const { engines } = await testEngines();
 
@@ -318,6 +321,38 @@ describe.each(engines)('store on $name', (engine) => {
       expect(await store.markArtifactWithdrawn('a1', now)).toBe(false);
       expect((await store.getArtifactById('a1'))?.withdrawnAt).toBe(now);
       expect((await store.operatorViews.listArtifacts({}, { limit: 10, offset: 0 })).rows.map((a) => a.id)).toEqual(['a2']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("resolves a group's names and finds its busy devices across statement chunks, in the order asked", async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date().toISOString();
+      // 1,201 devices: the lookups go 500 per statement, so d0, d500 and d1200 sit at the edges.
+      const ids = await registerLabDevices(store, 1201, 'test.local', now);
+      await store.registerDevice({
+        spiffeId: 'spiffe://test.local/other/d1',
+        fleet: 'other',
+        name: 'd1',
+        profile: { hardware: null, agentVersion: '1', tags: {}, capabilities: [] },
+        now,
+      });
+      const asked = ['ghost', 'd1200', 'd0', 'd500', 'd499', 'd501', 'd1', ...Array.from({ length: 1200 }, (_, i) => `nobody-${i}`)];
+      const found = await store.getDevicesByNames('lab', asked);
+      expect([...found.keys()].sort()).toEqual(['d0', 'd1', 'd1200', 'd499', 'd500', 'd501']);
+      // The same name in another fleet is another device.
+      expect(found.get('d1')!.fleet).toBe('lab');
+      expect(found.get('d500')!.id).toBe(ids[500]);
+
+      const strategy = { waves: [{ percent: 100, approval: 'auto' as const }], max_failure_rate: 0 };
+      const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
+      // d3..d1200 in the rollout (1,198 plan rows, three statements); d0..d2 not.
+      await store.withWriteLock(() => store.rollouts.insert(rollout, planWaves(rollout.id, ids.slice(3), strategy)));
+      const probe = [ids[1200]!, ids[0]!, ids[3]!, ids[700]!, ids[2]!, ids[503]!];
+      expect(await store.rollouts.busyDevices(probe, 'model')).toEqual([ids[1200], ids[3], ids[700], ids[503]].map((deviceId) => ({ deviceId, rolloutId: rollout.id })));
+      expect(await store.rollouts.busyDevices(probe, 'another-artifact')).toEqual([]);
     } finally {
       await store.close();
     }

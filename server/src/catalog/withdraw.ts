@@ -4,7 +4,7 @@
 // never published again with other bytes (catalog/tenancy.ts).
 import * as fs from 'node:fs';
 import type { MeshanicsContext } from '../config/data-dir.js';
-import { MeshError } from '../errors.js';
+import { MeshError, nameSome } from '../errors.js';
 import { ACTIVE_ROLLOUT_STATUSES } from '../rollouts/service.js';
 import type { ArtifactHolders, ArtifactRecord } from '../store/index.js';
 import { publishedFiles } from './publish.js';
@@ -30,12 +30,9 @@ export interface WithdrawnArtifact {
   withdrawnAt: string;
 }
 
-/** Holders named in the refusal; the details carry the whole (bounded) list. */
-const HOLDERS_NAMED = 10;
-
 function heldError(a: ArtifactRecord, holders: ArtifactHolders): MeshError {
   const parts = [...holders.rollouts.map((r) => `rollout ${r.id} (${r.status})`), ...holders.devices.map((d) => `device ${d.fleet}/${d.name} (${d.holds})`)];
-  const named = parts.slice(0, HOLDERS_NAMED).join(', ') + (parts.length > HOLDERS_NAMED ? `, and ${parts.length - HOLDERS_NAMED} more` : '');
+  const named = nameSome(parts);
   return new MeshError(
     'MESH_ERR_ARTIFACT_HELD',
     `artifact ${a.name}@${a.version} is still held by ${named}: finish or abort the rollouts and move the devices to another version first`,

@@ -2,7 +2,7 @@
 // advertised in Register (one plugin each). A device that has not registered yet has said
 // nothing; it may be assigned to, and its agent re-validates and refuses an unknown kind.
 import type { ArtifactRecord, DeviceRecord } from '../store/index.js';
-import { MeshError } from '../errors.js';
+import { MeshError, nameSome } from '../errors.js';
 
 function advertisedKinds(device: DeviceRecord): string[] {
   return device.capabilities.filter((c) => c.kind === 'ARTIFACT').map((c) => c.name);
@@ -12,7 +12,7 @@ export function assertDevicesSupportKind(devices: readonly DeviceRecord[], kind:
   const lacking = devices.filter((d) => d.registeredAt !== null && !advertisedKinds(d).includes(kind));
   if (lacking.length === 0) return;
   const described = lacking.map((d) => `${d.name} (advertises: ${advertisedKinds(d).join(', ') || 'nothing'})`);
-  throw new MeshError('MESH_ERR_DEVICE_UNSUPPORTED_KIND', `device(s) ${described.join('; ')} did not advertise artifact kind "${kind}" in Register`, {
+  throw new MeshError('MESH_ERR_DEVICE_UNSUPPORTED_KIND', `device(s) ${nameSome(described, { separator: '; ' })} did not advertise artifact kind "${kind}" in Register`, {
     details: { devices: lacking.map((d) => d.name), kind },
   });
 }
@@ -29,7 +29,7 @@ export function assertDevicesFitArtifact(devices: readonly DeviceRecord[], artif
   if (misfits.length === 0) return;
   throw new MeshError(
     'MESH_ERR_DEVICE_ARCHITECTURE_MISMATCH',
-    `agent package ${artifact.name}@${artifact.version} is for ${String(wanted)} but device(s) ${misfits.map((d) => `${d.name} (${d.hardware!.arch})`).join(', ')} run on another architecture`,
+    `agent package ${artifact.name}@${artifact.version} is for ${String(wanted)} but device(s) ${nameSome(misfits.map((d) => `${d.name} (${d.hardware!.arch})`))} run on another architecture`,
     { details: { devices: misfits.map((d) => d.name), architecture: wanted } },
   );
 }

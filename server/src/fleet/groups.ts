@@ -6,7 +6,9 @@ import { MeshError } from '../errors.js';
 import type { DeviceRecord, GroupRecord } from '../store/index.js';
 
 export const GROUP_NAME = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
-export const MAX_GROUP_DEVICES = 10_000;
+// The issue-30 scale: a rollout reaches a fleet of 100,000 through one group. Names are ~20-40
+// bytes in JSON, so the largest group fits the REST API's 4 MiB body.
+export const MAX_GROUP_DEVICES = 100_000;
 
 export interface GroupView {
   fleet: string;
@@ -56,10 +58,11 @@ function validateName(fleet: unknown, name: unknown): void {
 
 /** Resolves names to live devices of the fleet; the rest are unresolved. */
 export async function resolveGroupDevices(ctx: GroupContext, fleet: string, names: readonly string[]): Promise<{ devices: DeviceRecord[]; unresolved: string[] }> {
+  const byName = await ctx.store.getDevicesByNames(fleet, names);
   const devices: DeviceRecord[] = [];
   const unresolved: string[] = [];
   for (const name of names) {
-    const device = await ctx.store.getDeviceByName(fleet, name);
+    const device = byName.get(name);
     if (device && !device.decommissionedAt) devices.push(device);
     else unresolved.push(name);
   }

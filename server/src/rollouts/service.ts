@@ -3,7 +3,7 @@
 // a rollout that completes) is visible as soon as it returns.
 import * as crypto from 'node:crypto';
 import { validateProbe, type ProbeInput } from '../fleet/assignments.js';
-import { MeshError } from '../errors.js';
+import { MeshError, nameSome } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
@@ -109,7 +109,7 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
     if (devices.length === 0) {
       throw new MeshError(
         'MESH_ERR_ROLLOUT_NO_DEVICES',
-        `group "${input.group}" resolves to no device of fleet ${input.fleet}` + (unresolved.length > 0 ? ` (unresolved: ${unresolved.join(', ')})` : ''),
+        `group "${input.group}" resolves to no device of fleet ${input.fleet}` + (unresolved.length > 0 ? ` (unresolved: ${nameSome(unresolved)})` : ''),
         { details: { unresolved } },
       );
     }
@@ -120,10 +120,11 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
       artifact.name,
     );
     if (busy.length > 0) {
-      const names = busy.map((b) => devices.find((d) => d.id === b.deviceId)!.name);
+      const nameOf = new Map(devices.map((d) => [d.id, d.name]));
+      const names = busy.map((b) => nameOf.get(b.deviceId)!);
       throw new MeshError(
         'MESH_ERR_ROLLOUT_DEVICE_BUSY',
-        `device(s) ${names.join(', ')} already in an active rollout of "${artifact.name}" (${[...new Set(busy.map((b) => b.rolloutId))].join(', ')})`,
+        `device(s) ${nameSome(names)} already in an active rollout of "${artifact.name}" (${nameSome([...new Set(busy.map((b) => b.rolloutId))])})`,
         { details: { devices: names, rollouts: [...new Set(busy.map((b) => b.rolloutId))] } },
       );
     }

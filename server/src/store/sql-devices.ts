@@ -22,6 +22,8 @@ import type { CallingDevice, DeviceProfile, DeviceRecord, InstalledRecord, Insta
 
 /** Devices per last-seen UPDATE (one JSON parameter; bounds the statement's size). */
 const TOUCH_CHUNK = 500;
+/** Names per lookup statement: well inside SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
+const LOOKUP_CHUNK = 500;
 const SEEN_COLUMNS = ['id', 'at'] as const;
 const CAS_DIGEST_COLUMNS = ['id', 'expected', 'digest'] as const;
 /**
@@ -86,6 +88,20 @@ export class SqlDevices {
   async getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined> {
     const r = await this.db.get('SELECT * FROM devices WHERE fleet = ? AND name = ?', [fleet, name]);
     return r ? deviceFromRow(r) : undefined;
+  }
+
+  async getDevicesByNames(fleet: string, names: readonly string[]): Promise<Map<string, DeviceRecord>> {
+    // A statement per chunk, not per name: a rollout resolves its whole group inside the write
+    // lock, and on PostgreSQL every statement is a round trip.
+    const found = new Map<string, DeviceRecord>();
+    for (let i = 0; i < names.length; i += LOOKUP_CHUNK) {
+      const chunk = names.slice(i, i + LOOKUP_CHUNK);
+      for (const r of await this.db.all(`SELECT * FROM devices WHERE fleet = ? AND name IN (${chunk.map(() => '?').join(', ')})`, [fleet, ...chunk])) {
+        const device = deviceFromRow(r);
+        found.set(device.name, device);
+      }
+    }
+    return found;
   }
 
   async countDevices(): Promise<number> {

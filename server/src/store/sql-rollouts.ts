@@ -53,6 +53,8 @@ function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null 
 
 /** Devices per statement when a wave starts (11 parameters each in the INSERT). */
 const WAVE_CHUNK = 200;
+/** Rows (or ids) per statement where a rollout's whole group is written or read: 2,500 parameters at most. */
+const ROWS_PER_STATEMENT = 500;
 
 /** Devices counted per statement by progress() on SQLite (see there). */
 const PROGRESS_SLICE = 1000;
@@ -98,14 +100,13 @@ export class SqlRollouts implements RolloutStore {
           r.finishedAt,
         ],
       );
-      for (const d of devices) {
-        await this.db.run('INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES (?, ?, ?, 1, ?, ?)', [
-          r.id,
-          d.deviceId,
-          r.artifactName,
-          d.wave,
-          d.position,
-        ]);
+      // Many rows per statement: the plan of a 100,000-device group is written inside the lock.
+      for (let i = 0; i < devices.length; i += ROWS_PER_STATEMENT) {
+        const chunk = devices.slice(i, i + ROWS_PER_STATEMENT);
+        await this.db.run(
+          `INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES ${chunk.map(() => '(?, ?, ?, 1, ?, ?)').join(', ')}`,
+          chunk.flatMap((d) => [r.id, d.deviceId, r.artifactName, d.wave, d.position]),
+        );
       }
     });
   }
@@ -243,12 +244,17 @@ export class SqlRollouts implements RolloutStore {
   }
 
   async busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>> {
-    const busy: Array<{ deviceId: string; rolloutId: string }> = [];
-    for (const deviceId of deviceIds) {
-      const r = await this.db.get('SELECT rollout_id FROM rollout_devices WHERE device_id = ? AND artifact_name = ? AND active = 1', [deviceId, artifactName]);
-      if (r) busy.push({ deviceId, rolloutId: str(r.rollout_id) });
+    const rolloutOf = new Map<string, string>();
+    for (let i = 0; i < deviceIds.length; i += ROWS_PER_STATEMENT) {
+      const chunk = deviceIds.slice(i, i + ROWS_PER_STATEMENT);
+      const rows = await this.db.all(
+        `SELECT device_id, rollout_id FROM rollout_devices WHERE artifact_name = ? AND active = 1 AND device_id IN (${chunk.map(() => '?').join(', ')})`,
+        [artifactName, ...chunk],
+      );
+      for (const r of rows) rolloutOf.set(str(r.device_id), str(r.rollout_id));
     }
-    return busy;
+    // In the order asked.
+    return deviceIds.filter((id) => rolloutOf.has(id)).map((deviceId) => ({ deviceId, rolloutId: rolloutOf.get(deviceId)! }));
   }
 
   async startWaveAssignments(

@@ -146,6 +146,10 @@ export class SqlStore implements Store {
     return this.devices.getDeviceByName(fleet, name);
   }
 
+  getDevicesByNames(fleet: string, names: readonly string[]): Promise<Map<string, DeviceRecord>> {
+    return this.devices.getDevicesByNames(fleet, names);
+  }
+
   countDevices(): Promise<number> {
     return this.devices.countDevices();
   }

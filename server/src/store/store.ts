@@ -297,6 +297,8 @@ export interface Store {
    */
   getReportingDevice(spiffeId: string, assignmentId: string): Promise<ReportingDevice | undefined>;
   getDeviceByName(fleet: string, name: string): Promise<DeviceRecord | undefined>;
+  /** The devices of FLEET with these names, by name; names that match none are absent. */
+  getDevicesByNames(fleet: string, names: readonly string[]): Promise<Map<string, DeviceRecord>>;
   /** Creates the (not yet registered) device row if it does not exist. */
   ensureDevice(input: { spiffeId: string; fleet: string; name: string; now: string }): Promise<{ device: DeviceRecord; created: boolean }>;
   /** Idempotent upsert keyed by SPIFFE ID that refreshes the device profile. */
