@@ -11,7 +11,6 @@ import { BENCH_DIR } from '../lib/fixtures.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 import { freePorts, podman, runServerContainer } from '../../scripts/image/podman.mjs';
-import { storageDriver } from '../../scripts/image/podman-env.mjs';
 import { SERVER_CLI, serveArgs } from '../../scripts/lib/processes.mjs';
 
 const SUITE = 'image';
@@ -97,7 +96,7 @@ export async function run({ mode, work, overrides = {} }) {
   const buildMs = performance.now() - t0;
   const image = JSON.parse(stdout.trim().split('\n').at(-1));
   // vfs copies the image for every container: its cold starts are podman's copy, not the server.
-  const driver = storageDriver();
+  const driver = (await podman(['info', '--format', '{{.Store.GraphDriverName}}'])).stdout.trim();
   progress(SUITE, `${image.tag}: ${fmtBytes(image.sizeBytes)}, built in ${(buildMs / 1000).toFixed(1)} s, podman storage driver ${driver}`);
 
   const container = [];

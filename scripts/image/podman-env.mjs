@@ -4,36 +4,33 @@
 // (../shared/ENVIRONMENT.md). Nothing under /etc changes.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export const IMAGE_WORK = process.env.MESHANICS_IMAGE_WORK ?? '/var/tmp/meshanics-image';
 
-/** Writes the config files (idempotent) and returns the environment podman must run with. */
+const DRIVERS = ['overlay', 'vfs'];
+
+/** Writes the config files and returns the environment podman must run with. */
 export function imageEnv() {
   mkdirSync(path.join(IMAGE_WORK, 'tmp'), { recursive: true });
-  // A container may not raise its open-files limit past the host's hard limit (runc refuses
-  // to start it); a server holds one descriptor per connected device, so take all of it.
-  const nofile = hardOpenFiles();
-  const files = {
-    'containers.conf': `[containers]\ndefault_ulimits = ["nofile=${nofile}:${nofile}", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "${IMAGE_WORK}/tmp"\n`,
-    'storage.conf': storageConf(storageDriver()),
-    'registries.conf': 'unqualified-search-registries = []\n',
-  };
-  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(IMAGE_WORK, name), text);
-  return {
-    CONTAINERS_CONF: path.join(IMAGE_WORK, 'containers.conf'),
-    CONTAINERS_STORAGE_CONF: path.join(IMAGE_WORK, 'storage.conf'),
-    CONTAINERS_REGISTRIES_CONF: path.join(IMAGE_WORK, 'registries.conf'),
-  };
+  const containersConf = writeConf('containers.conf', containersConfText());
+  const registriesConf = writeConf('registries.conf', 'unqualified-search-registries = []\n');
+  const driver = storageDriver();
+  // One file per driver: test workers and a bench import this at once, and a run forced to vfs
+  // must not have its store switched under it by a process that chose overlay.
+  const storageConf = writeConf(`storage-${driver}.conf`, storageConfText(driver, IMAGE_WORK));
+  return { CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: storageConf, CONTAINERS_REGISTRIES_CONF: registriesConf };
 }
 
 /**
  * overlay where the kernel mounts it, else vfs. vfs copies the whole image for every new
  * container: measured here (2026-12-06) `podman run` of the ~195 MB server image took 1.1, 2.1,
  * 3.5 s on three starts in a row (each copy's writeback piling onto the next), which the image
- * benchmark counted as the server's cold start; overlay shares the image's layers. Each driver
- * has its own store: containers/storage refuses to open a store with another driver.
- * MESHANICS_IMAGE_STORAGE_DRIVER forces one; the probe's answer is kept in IMAGE_WORK.
+ * benchmark counted as the server's cold start; overlay shares the image's layers.
+ * MESHANICS_IMAGE_STORAGE_DRIVER forces one. Only a successful overlay probe is remembered
+ * (in IMAGE_WORK, with the kernel it ran on): a failed one may have been a passing hiccup, and
+ * is tried again by the next process rather than pinning the slow driver for good.
  */
 export function storageDriver() {
   const forced = process.env.MESHANICS_IMAGE_STORAGE_DRIVER;
@@ -42,47 +39,60 @@ export function storageDriver() {
     return forced;
   }
   const memo = path.join(IMAGE_WORK, 'storage-driver');
+  const known = `overlay ${os.release()}`;
   try {
-    const known = readFileSync(memo, 'utf8').trim();
-    if (DRIVERS.includes(known)) return known;
+    if (readFileSync(memo, 'utf8').trim() === known) return 'overlay';
   } catch {
-    // not probed yet
+    // not probed yet on this kernel
   }
-  const mounts = overlayMounts();
-  // No podman (yet): say vfs for now and probe again once it is installed.
-  if (mounts === undefined) return 'vfs';
-  const driver = mounts ? 'overlay' : 'vfs';
-  const temp = `${memo}.${process.pid}.tmp`;
-  writeFileSync(temp, `${driver}\n`);
-  renameSync(temp, memo);
-  return driver;
+  if (!overlayMounts()) return 'vfs';
+  writeConf('storage-driver', `${known}\n`);
+  return 'overlay';
 }
 
-const DRIVERS = ['overlay', 'vfs'];
-
-function storageConf(driver) {
-  // The vfs store keeps its old path, so a machine's cached base image stays usable.
-  const graphroot = driver === 'vfs' ? `${IMAGE_WORK}/storage` : `${IMAGE_WORK}/storage-${driver}`;
-  return `[storage]\ndriver = "${driver}"\ngraphroot = "${graphroot}"\nrunroot = "${IMAGE_WORK}/run-${driver}"\n`;
+function containersConfText() {
+  // A container may not raise its open-files limit past the host's hard limit (runc refuses
+  // to start it); a server holds one descriptor per connected device, so take all of it.
+  const nofile = hardOpenFiles();
+  return `[containers]\ndefault_ulimits = ["nofile=${nofile}:${nofile}", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "${IMAGE_WORK}/tmp"\n`;
 }
 
-/** podman's own overlay check (it mounts a test overlay at store init), on a scratch store; undefined without podman. */
+function storageConfText(driver, root) {
+  // Each driver has its own store: containers/storage refuses one made by another driver. The
+  // vfs store keeps the path it always had, so its cached images stay usable.
+  const graphroot = driver === 'vfs' ? `${root}/storage` : `${root}/storage-${driver}`;
+  return `[storage]\ndriver = "${driver}"\ngraphroot = "${graphroot}"\nrunroot = "${root}/run-${driver}"\n`;
+}
+
+/** Temp file and rename: another process may be reading the file this moment. */
+function writeConf(name, text) {
+  const file = path.join(IMAGE_WORK, name);
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, text);
+  renameSync(temp, file);
+  return file;
+}
+
+/** podman's own overlay check (it mounts a test overlay at store init), on a scratch store with our engine settings. */
 function overlayMounts() {
   // Per process: test workers may import this at the same moment.
   const probe = path.join(IMAGE_WORK, `overlay-probe-${process.pid}`);
   mkdirSync(probe, { recursive: true });
   const conf = path.join(probe, 'storage.conf');
-  writeFileSync(conf, storageConf('overlay').replaceAll(IMAGE_WORK, probe));
+  writeFileSync(conf, storageConfText('overlay', probe));
   try {
     const r = spawnSync('podman', ['info', '--format', '{{.Store.GraphDriverName}}'], {
       encoding: 'utf8',
-      env: { ...process.env, CONTAINERS_STORAGE_CONF: conf },
+      env: { ...process.env, CONTAINERS_CONF: writeConf('containers.conf', containersConfText()), CONTAINERS_STORAGE_CONF: conf },
       timeout: 30_000,
     });
-    if (r.error) return undefined;
-    return r.status === 0 && r.stdout.trim() === 'overlay';
+    return !r.error && r.status === 0 && r.stdout.trim() === 'overlay';
   } finally {
-    rmSync(probe, { recursive: true, force: true });
+    try {
+      rmSync(probe, { recursive: true, force: true });
+    } catch {
+      // a leftover scratch dir is harmless; the answer is what matters
+    }
   }
 }
 

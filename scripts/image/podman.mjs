@@ -23,7 +23,9 @@ export async function podman(args, { allowFail = false } = {}) {
     return { stdout, stderr, code: 0 };
   } catch (err) {
     if (allowFail) return { stdout: err.stdout ?? '', stderr: err.stderr ?? '', code: typeof err.code === 'number' ? err.code : 1 };
-    throw new Error(`podman ${args.join(' ')} failed: ${err.stderr ?? String(err)}`);
+    throw new Error(
+      `podman ${args.join(' ')} failed: ${err.stderr ?? String(err)} (store settings ${PODMAN_ENV.CONTAINERS_STORAGE_CONF}; MESHANICS_IMAGE_STORAGE_DRIVER=vfs or overlay picks the driver)`,
+    );
   }
 }
 

@@ -167,7 +167,11 @@ export function isMeshError(err: unknown, code?: ErrorCode): err is MeshError {
   return err instanceof MeshError && (code === undefined || err.code === code);
 }
 
-/** A list for an error message: the first MAX items, then how many more (the details carry them all). */
+/**
+ * A list for an error message: the first MAX items, then how many more, so that a refusal
+ * about a 100,000-device group stays a message. The REST API answers only `{ error }`: the
+ * whole lists are for the listings (a group's unresolved names, a rollout's devices).
+ */
 export function nameSome(items: readonly string[], { max = 10, separator = ', ' } = {}): string {
   return items.slice(0, max).join(separator) + (items.length > max ? `${separator}and ${items.length - max} more` : '');
 }

@@ -81,12 +81,14 @@ describe('groups at fleet scale', () => {
     await simDevices(t, 'lab', ['big-1', 'big-2']);
     await publishModel(t.ctx, 'fleetwide', '1.0.0');
     const ghosts = Array.from({ length: 12_000 }, (_, i) => `ghost-${i}`);
-    // Resolved 500 names per statement: big-2 is the first name of the second chunk.
-    const names = ['big-1', ...ghosts.slice(0, 499), 'big-2', ...ghosts.slice(499)];
+    // The store takes 2,000 names per statement: big-2 is the first name of the second chunk.
+    const names = ['big-1', ...ghosts.slice(0, 1999), 'big-2', ...ghosts.slice(1999)];
     const created = await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'large', devices: names } });
     expect(created.status).toBe(201);
     expect(created.json.devices).toEqual(['big-1', 'big-2']);
     expect(created.json.unresolved).toEqual(ghosts);
+    // Read back from the database: every member, in the order given.
+    expect((await call(app, 'GET', '/api/v1/groups/lab/large', { key: admin })).json).toMatchObject({ devices: ['big-1', 'big-2'], unresolved: ghosts });
 
     const tooMany = await call(app, 'POST', '/api/v1/groups', {
       key: operator,

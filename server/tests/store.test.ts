@@ -326,12 +326,13 @@ describe.each(engines)('store on $name', (engine) => {
     }
   });
 
-  it("resolves a group's names and finds its busy devices across statement chunks, in the order asked", async () => {
+  it("resolves a group's names, writes a rollout's plan and finds its busy devices across statement chunks, in the order asked", async () => {
     const store = await openStore(await engine.fresh());
     try {
       const now = new Date().toISOString();
-      // 1,201 devices: the lookups go 500 per statement, so d0, d500 and d1200 sit at the edges.
-      const ids = await registerLabDevices(store, 1201, 'test.local', now);
+      // 2,101 devices; the store reads and writes 2,000 rows per statement (sql-rows.ts), so
+      // every list below crosses a chunk edge with real devices on both sides of it.
+      const ids = await registerLabDevices(store, 2101, 'test.local', now);
       await store.registerDevice({
         spiffeId: 'spiffe://test.local/other/d1',
         fleet: 'other',
@@ -339,20 +340,35 @@ describe.each(engines)('store on $name', (engine) => {
         profile: { hardware: null, agentVersion: '1', tags: {}, capabilities: [] },
         now,
       });
-      const asked = ['ghost', 'd1200', 'd0', 'd500', 'd499', 'd501', 'd1', ...Array.from({ length: 1200 }, (_, i) => `nobody-${i}`)];
+      const nobody = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}-${i}`);
+      // Real names at 0, 1999, 2000, 2001 and 4100 of 4,101 names.
+      const asked = ['d1', ...nobody(1998, 'a'), 'd1999', 'd2000', 'd0', ...nobody(2098, 'b'), 'd2100'];
       const found = await store.getDevicesByNames('lab', asked);
-      expect([...found.keys()].sort()).toEqual(['d0', 'd1', 'd1200', 'd499', 'd500', 'd501']);
+      expect([...found.keys()].sort()).toEqual(['d0', 'd1', 'd1999', 'd2000', 'd2100']);
       // The same name in another fleet is another device.
       expect(found.get('d1')!.fleet).toBe('lab');
-      expect(found.get('d500')!.id).toBe(ids[500]);
+      expect(found.get('d2000')!.id).toBe(ids[2000]);
 
       const strategy = { waves: [{ percent: 100, approval: 'auto' as const }], max_failure_rate: 0 };
       const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
-      // d3..d1200 in the rollout (1,198 plan rows, three statements); d0..d2 not.
-      await store.withWriteLock(() => store.rollouts.insert(rollout, planWaves(rollout.id, ids.slice(3), strategy)));
-      const probe = [ids[1200]!, ids[0]!, ids[3]!, ids[700]!, ids[2]!, ids[503]!];
-      expect(await store.rollouts.busyDevices(probe, 'model')).toEqual([ids[1200], ids[3], ids[700], ids[503]].map((deviceId) => ({ deviceId, rolloutId: rollout.id })));
+      // d3..d2100 in the rollout: 2,098 plan rows, two statements; d0..d2 not.
+      const plan = planWaves(rollout.id, ids.slice(3), strategy);
+      await store.withWriteLock(() => store.rollouts.insert(rollout, plan));
+      // Asked in reverse, with ids of no device between them: the answer keeps the order asked.
+      const probe = [...ids].reverse().flatMap((id, i) => (i % 2 === 0 ? [id, `no-such-device-${i}`] : [id]));
+      const busy = await store.rollouts.busyDevices(probe, 'model');
+      expect(busy).toEqual(
+        [...ids]
+          .reverse()
+          .filter((id) => !ids.slice(0, 3).includes(id))
+          .map((deviceId) => ({ deviceId, rolloutId: rollout.id })),
+      );
       expect(await store.rollouts.busyDevices(probe, 'another-artifact')).toEqual([]);
+      // The plan was stored as planned, every row of both statements.
+      const stored = await (store as SqlStore).db.all('SELECT device_id, wave, position FROM rollout_devices WHERE rollout_id = ? ORDER BY position', [rollout.id]);
+      expect(stored.map((r) => ({ deviceId: String(r.device_id), wave: Number(r.wave), position: Number(r.position) }))).toEqual(
+        plan.map((d) => ({ deviceId: d.deviceId, wave: d.wave, position: d.position })),
+      );
     } finally {
       await store.close();
     }

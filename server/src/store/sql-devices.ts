@@ -10,6 +10,7 @@ import {
   artifactFromRow,
   assignmentFromRow,
   deviceFromRow,
+  forEachChunk,
   installedFromRow,
   num,
   REPORT_SLICE,
@@ -22,8 +23,7 @@ import type { CallingDevice, DeviceProfile, DeviceRecord, InstalledRecord, Insta
 
 /** Devices per last-seen UPDATE (one JSON parameter; bounds the statement's size). */
 const TOUCH_CHUNK = 500;
-/** Names per lookup statement: well inside SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
-const LOOKUP_CHUNK = 500;
+const NAME_COLUMNS = ['name'] as const;
 const SEEN_COLUMNS = ['id', 'at'] as const;
 const CAS_DIGEST_COLUMNS = ['id', 'expected', 'digest'] as const;
 /**
@@ -91,16 +91,24 @@ export class SqlDevices {
   }
 
   async getDevicesByNames(fleet: string, names: readonly string[]): Promise<Map<string, DeviceRecord>> {
-    // A statement per chunk, not per name: a rollout resolves its whole group inside the write
-    // lock, and on PostgreSQL every statement is a round trip.
+    // A statement per chunk of names, not per name: a rollout resolves its whole group inside
+    // the write lock, and on PostgreSQL every statement is a round trip. The names come as one
+    // row set (same statement text whatever their number), each looked up by (fleet, name).
     const found = new Map<string, DeviceRecord>();
-    for (let i = 0; i < names.length; i += LOOKUP_CHUNK) {
-      const chunk = names.slice(i, i + LOOKUP_CHUNK);
-      for (const r of await this.db.all(`SELECT * FROM devices WHERE fleet = ? AND name IN (${chunk.map(() => '?').join(', ')})`, [fleet, ...chunk])) {
+    await forEachChunk(names, async (chunk) => {
+      const rows = await this.db.all(`SELECT d.* FROM (${textRowSet(this.db.dialect, NAME_COLUMNS)}) AS n JOIN devices d ON d.fleet = ? AND d.name = n.name`, [
+        ...rowSetParams(
+          this.db.dialect,
+          NAME_COLUMNS,
+          chunk.map((name) => [name]),
+        ),
+        fleet,
+      ]);
+      for (const r of rows) {
         const device = deviceFromRow(r);
         found.set(device.name, device);
       }
-    }
+    });
     return found;
   }
 

@@ -1,7 +1,9 @@
 // Static device groups for SqlStore. Multi-statement writes run under the write lock.
 import type { Db } from './db.js';
-import { str, type Row } from './sql-rows.js';
+import { forEachChunk, rowSetParams, str, textRowSet, type Row } from './sql-rows.js';
 import type { GroupRecord, GroupStore } from './store.js';
+
+const MEMBER_COLUMNS = ['device_name', 'position'] as const;
 
 export class SqlGroups implements GroupStore {
   constructor(
@@ -49,9 +51,17 @@ export class SqlGroups implements GroupStore {
   }
 
   private async insertMembers(fleet: string, group: string, devices: string[]): Promise<void> {
-    for (const [i, d] of devices.entries()) {
-      await this.db.run('INSERT INTO device_group_members (fleet, group_name, device_name, position) VALUES (?, ?, ?, ?)', [fleet, group, d, i]);
-    }
+    // A row set per statement, not a statement per name: this runs inside the write lock.
+    await forEachChunk(
+      devices.map((d, i) => [d, String(i)]),
+      async (chunk) => {
+        await this.db.run(
+          `INSERT INTO device_group_members (fleet, group_name, device_name, position)
+           SELECT ?, ?, m.device_name, CAST(m.position AS INTEGER) FROM (${textRowSet(this.db.dialect, MEMBER_COLUMNS)}) AS m`,
+          [fleet, group, ...rowSetParams(this.db.dialect, MEMBER_COLUMNS, chunk)],
+        );
+      },
+    );
   }
 
   private async fromRow(r: Row): Promise<GroupRecord> {

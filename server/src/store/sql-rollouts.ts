@@ -4,7 +4,7 @@ import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db } from './db.js';
 import { lockDevices } from './row-locks.js';
-import { json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
+import { forEachChunk, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -53,8 +53,8 @@ function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null 
 
 /** Devices per statement when a wave starts (11 parameters each in the INSERT). */
 const WAVE_CHUNK = 200;
-/** Rows (or ids) per statement where a rollout's whole group is written or read: 2,500 parameters at most. */
-const ROWS_PER_STATEMENT = 500;
+const PLAN_COLUMNS = ['device_id', 'wave', 'position'] as const;
+const ID_COLUMNS = ['id'] as const;
 
 /** Devices counted per statement by progress() on SQLite (see there). */
 const PROGRESS_SLICE = 1000;
@@ -100,14 +100,22 @@ export class SqlRollouts implements RolloutStore {
           r.finishedAt,
         ],
       );
-      // Many rows per statement: the plan of a 100,000-device group is written inside the lock.
-      for (let i = 0; i < devices.length; i += ROWS_PER_STATEMENT) {
-        const chunk = devices.slice(i, i + ROWS_PER_STATEMENT);
+      // A row set per statement: the plan of a 100,000-device group is written inside the lock.
+      await forEachChunk(devices, async (chunk) => {
         await this.db.run(
-          `INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position) VALUES ${chunk.map(() => '(?, ?, ?, 1, ?, ?)').join(', ')}`,
-          chunk.flatMap((d) => [r.id, d.deviceId, r.artifactName, d.wave, d.position]),
+          `INSERT INTO rollout_devices (rollout_id, device_id, artifact_name, active, wave, position)
+           SELECT ?, p.device_id, ?, 1, CAST(p.wave AS INTEGER), CAST(p.position AS INTEGER) FROM (${textRowSet(this.db.dialect, PLAN_COLUMNS)}) AS p`,
+          [
+            r.id,
+            r.artifactName,
+            ...rowSetParams(
+              this.db.dialect,
+              PLAN_COLUMNS,
+              chunk.map((d) => [d.deviceId, String(d.wave), String(d.position)]),
+            ),
+          ],
         );
-      }
+      });
     });
   }
 
@@ -245,14 +253,21 @@ export class SqlRollouts implements RolloutStore {
 
   async busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>> {
     const rolloutOf = new Map<string, string>();
-    for (let i = 0; i < deviceIds.length; i += ROWS_PER_STATEMENT) {
-      const chunk = deviceIds.slice(i, i + ROWS_PER_STATEMENT);
+    await forEachChunk(deviceIds, async (chunk) => {
       const rows = await this.db.all(
-        `SELECT device_id, rollout_id FROM rollout_devices WHERE artifact_name = ? AND active = 1 AND device_id IN (${chunk.map(() => '?').join(', ')})`,
-        [artifactName, ...chunk],
+        `SELECT rd.device_id, rd.rollout_id FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q
+         JOIN rollout_devices rd ON rd.device_id = q.id AND rd.artifact_name = ? AND rd.active = 1`,
+        [
+          ...rowSetParams(
+            this.db.dialect,
+            ID_COLUMNS,
+            chunk.map((id) => [id]),
+          ),
+          artifactName,
+        ],
       );
       for (const r of rows) rolloutOf.set(str(r.device_id), str(r.rollout_id));
-    }
+    });
     // In the order asked.
     return deviceIds.filter((id) => rolloutOf.has(id)).map((deviceId) => ({ deviceId, rolloutId: rolloutOf.get(deviceId)! }));
   }

@@ -2,6 +2,7 @@
 // PostgreSQL, BIGINT and COUNT(*) arrive as strings, which num() reads the same way).
 // Listings break timestamp ties by rowid, i.e. insertion order (PostgreSQL: an explicit
 // BIGSERIAL column of that name, see migrations-postgres.ts).
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db, Row } from './db.js';
 import type { ArtifactRecord, AssignmentRecord, DeviceRecord, InstalledRecord } from './store.js';
 
@@ -32,6 +33,21 @@ export function textRowSet(dialect: Db['dialect'], columns: readonly string[]): 
   // start's UPDATE from rollout_devices (rollout_id = ?) and scanned the whole document for
   // each of its 10,000 rows: seconds with the event loop blocked at every wave start.
   return `SELECT ${columns.map((c) => `json_extract(value, '$.${c}') AS ${c}`).join(', ')} FROM json_each(?) LIMIT -1`;
+}
+
+/** Rows per textRowSet statement where a whole group (up to 100,000 devices) is read or written. */
+const ROWSET_CHUNK = 2000;
+
+/**
+ * FN over ROWS, ROWSET_CHUNK at a time, the event loop getting a turn between chunks: on
+ * SQLite every statement runs synchronously, and a 100,000-device group read or written in one
+ * go (inside the write lock) would hold every heartbeat until it finished.
+ */
+export async function forEachChunk<T>(rows: readonly T[], fn: (chunk: T[]) => Promise<void>): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWSET_CHUNK) {
+    if (i > 0) await yieldToEventLoop();
+    await fn(rows.slice(i, i + ROWSET_CHUNK));
+  }
 }
 
 /** The parameters of a textRowSet: each row's values in the order of `columns`. */
