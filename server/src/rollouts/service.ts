@@ -122,11 +122,10 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
     if (busy.length > 0) {
       const nameOf = new Map(devices.map((d) => [d.id, d.name]));
       const names = busy.map((b) => nameOf.get(b.deviceId)!);
-      throw new MeshError(
-        'MESH_ERR_ROLLOUT_DEVICE_BUSY',
-        `device(s) ${nameSome(names)} already in an active rollout of "${artifact.name}" (${nameSome([...new Set(busy.map((b) => b.rolloutId))])})`,
-        { details: { devices: names, rollouts: [...new Set(busy.map((b) => b.rolloutId))] } },
-      );
+      const rollouts = [...new Set(busy.map((b) => b.rolloutId))];
+      throw new MeshError('MESH_ERR_ROLLOUT_DEVICE_BUSY', `device(s) ${nameSome(names)} already in an active rollout of "${artifact.name}" (${nameSome(rollouts)})`, {
+        details: { devices: names, rollouts },
+      });
     }
     const now = new Date().toISOString();
     const rollout = newRolloutRecord(

@@ -301,48 +301,51 @@ export class SqlRollouts implements RolloutStore {
       live.map((r) => str(r.device_id)),
     );
     const probe = JSON.stringify(rollout.probe);
-    for (let from = 0; from < live.length; from += WAVE_CHUNK) {
-      // Between chunks: SQLite runs every statement synchronously, so let the event loop answer
-      // heartbeats (they read on their own connection) before the next few hundred devices.
-      if (from > 0) await yieldToEventLoop();
-      const entries = live.slice(from, from + WAVE_CHUNK).map((r) => {
-        const installedVersion = strOrNull(r.installed_version);
-        const previous = installedVersion === null ? undefined : catalog.get(installedVersion);
-        return {
-          deviceId: str(r.device_id),
-          assignmentId: crypto.randomUUID(),
-          previousVersion: installedVersion,
-          // Only a catalog version with the same bytes can be sent back.
-          previousArtifactId: previous && previous.sha256 === strOrNull(r.installed_sha256) ? previous.id : null,
-        };
-      });
-      const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
-      // The device's active assignment for the artifact name is superseded (as insertAssignment does).
-      await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${marks(entries.length)})`, [
-        now,
-        rollout.artifactName,
-        ...entries.map((e) => e.deviceId),
-      ]);
-      await this.db.run(
-        `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
+    // forEachChunk lets the event loop answer heartbeats (they read on their own connection)
+    // between chunks: SQLite runs every statement synchronously.
+    await forEachChunk(
+      live,
+      async (chunk) => {
+        const entries = chunk.map((r) => {
+          const installedVersion = strOrNull(r.installed_version);
+          const previous = installedVersion === null ? undefined : catalog.get(installedVersion);
+          return {
+            deviceId: str(r.device_id),
+            assignmentId: crypto.randomUUID(),
+            previousVersion: installedVersion,
+            // Only a catalog version with the same bytes can be sent back.
+            previousArtifactId: previous && previous.sha256 === strOrNull(r.installed_sha256) ? previous.id : null,
+          };
+        });
+        const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+        // The device's active assignment for the artifact name is superseded (as insertAssignment does).
+        await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${marks(entries.length)})`, [
+          now,
+          rollout.artifactName,
+          ...entries.map((e) => e.deviceId),
+        ]);
+        await this.db.run(
+          `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
          VALUES ${valueRows(entries.length, 11)}`,
-        entries.flatMap((e) => [e.assignmentId, e.deviceId, rollout.artifactId, rollout.artifactName, rollout.id, probe, 'PENDING', '', 1, now, now]),
-      );
-      await this.db.run(
-        `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
+          entries.flatMap((e) => [e.assignmentId, e.deviceId, rollout.artifactId, rollout.artifactName, rollout.id, probe, 'PENDING', '', 1, now, now]),
+        );
+        await this.db.run(
+          `UPDATE rollout_devices SET assignment_id = s.assignment_id, assigned_at = ?, previous_version = s.previous_version, previous_artifact_id = s.previous_artifact_id
          FROM (${textRowSet(this.db.dialect, ASSIGNED_COLUMNS)}) AS s
          WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
-        [
-          now,
-          ...rowSetParams(
-            this.db.dialect,
-            ASSIGNED_COLUMNS,
-            entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]),
-          ),
-          rollout.id,
-        ],
-      );
-    }
+          [
+            now,
+            ...rowSetParams(
+              this.db.dialect,
+              ASSIGNED_COLUMNS,
+              entries.map((e) => [e.deviceId, e.assignmentId, e.previousVersion, e.previousArtifactId]),
+            ),
+            rollout.id,
+          ],
+        );
+      },
+      { size: WAVE_CHUNK },
+    );
     return { started: live.map((r) => str(r.device_name)), skipped };
   }
 

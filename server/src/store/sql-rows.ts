@@ -39,14 +39,14 @@ export function textRowSet(dialect: Db['dialect'], columns: readonly string[]): 
 const ROWSET_CHUNK = 2000;
 
 /**
- * FN over ROWS, ROWSET_CHUNK at a time, the event loop getting a turn between chunks: on
- * SQLite every statement runs synchronously, and a 100,000-device group read or written in one
- * go (inside the write lock) would hold every heartbeat until it finished.
+ * FN over ROWS, SIZE at a time, the event loop getting a turn between chunks: on SQLite every
+ * statement runs synchronously, and a 100,000-device group read or written in one go (inside
+ * the write lock) would hold every heartbeat until it finished.
  */
-export async function forEachChunk<T>(rows: readonly T[], fn: (chunk: T[]) => Promise<void>): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWSET_CHUNK) {
+export async function forEachChunk<T>(rows: readonly T[], fn: (chunk: T[]) => Promise<void>, { size = ROWSET_CHUNK } = {}): Promise<void> {
+  for (let i = 0; i < rows.length; i += size) {
     if (i > 0) await yieldToEventLoop();
-    await fn(rows.slice(i, i + ROWSET_CHUNK));
+    await fn(rows.slice(i, i + size));
   }
 }
 
