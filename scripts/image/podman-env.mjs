@@ -16,7 +16,7 @@ export function imageEnv() {
   mkdirSync(path.join(IMAGE_WORK, 'tmp'), { recursive: true });
   const containersConf = writeConf('containers.conf', containersConfText());
   const registriesConf = writeConf('registries.conf', 'unqualified-search-registries = []\n');
-  const driver = storageDriver();
+  const driver = storageDriver(containersConf);
   // One file per driver: test workers and a bench import this at once, and a run forced to vfs
   // must not have its store switched under it by a process that chose overlay.
   const storageConf = writeConf(`storage-${driver}.conf`, storageConfText(driver, IMAGE_WORK));
@@ -32,7 +32,7 @@ export function imageEnv() {
  * (in IMAGE_WORK, with the kernel it ran on): a failed one may have been a passing hiccup, and
  * is tried again by the next process rather than pinning the slow driver for good.
  */
-export function storageDriver() {
+function storageDriver(containersConf) {
   const forced = process.env.MESHANICS_IMAGE_STORAGE_DRIVER;
   if (forced) {
     if (!DRIVERS.includes(forced)) throw new Error(`MESHANICS_IMAGE_STORAGE_DRIVER=${forced}: expected one of ${DRIVERS.join(', ')}`);
@@ -45,7 +45,7 @@ export function storageDriver() {
   } catch {
     // not probed yet on this kernel
   }
-  if (!overlayMounts()) return 'vfs';
+  if (!overlayMounts(containersConf)) return 'vfs';
   writeConf('storage-driver', `${known}\n`);
   return 'overlay';
 }
@@ -74,7 +74,7 @@ function writeConf(name, text) {
 }
 
 /** podman's own overlay check (it mounts a test overlay at store init), on a scratch store with our engine settings. */
-function overlayMounts() {
+function overlayMounts(containersConf) {
   // Per process: test workers may import this at the same moment.
   const probe = path.join(IMAGE_WORK, `overlay-probe-${process.pid}`);
   mkdirSync(probe, { recursive: true });
@@ -83,7 +83,7 @@ function overlayMounts() {
   try {
     const r = spawnSync('podman', ['info', '--format', '{{.Store.GraphDriverName}}'], {
       encoding: 'utf8',
-      env: { ...process.env, CONTAINERS_CONF: writeConf('containers.conf', containersConfText()), CONTAINERS_STORAGE_CONF: conf },
+      env: { ...process.env, CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: conf },
       timeout: 30_000,
     });
     return !r.error && r.status === 0 && r.stdout.trim() === 'overlay';
