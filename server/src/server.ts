@@ -71,6 +71,11 @@ export interface StartServerOptions {
    * data dir (CA, TUF keys and metadata, targets) serve one fleet. Absent: SQLite in the data dir.
    */
   databaseUrl?: string;
+  /**
+   * PostgreSQL: connections in each of the process's two pools, one for reads outside a
+   * transaction and one for writes (default 10 each, so up to 20 per replica).
+   */
+  databaseConnections?: number;
   /** How long heartbeats' writes (last-seen times, changed installed sets) are batched (default 1000 ms). */
   lastSeenFlushMs?: number;
   /**
@@ -187,6 +192,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(options.hostnames ? { hostnames: options.hostnames } : {}),
     ...(options.databaseUrl !== undefined ? { databaseUrl: options.databaseUrl } : {}),
     observeDatabase: metrics.observeDatabase,
+    ...(options.databaseConnections !== undefined ? { databaseConnections: options.databaseConnections } : {}),
     logger,
   });
   metrics.attach(ctx.store);

@@ -11,6 +11,7 @@ import {
   DEFAULT_HEARTBEAT_CACHE_SIZE,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_DATABASE_CONNECTIONS,
   DEFAULT_TRUST_DOMAIN,
 } from '../config/defaults.js';
 import {
@@ -94,6 +95,7 @@ export const SERVE_COMMANDS: Command[] = [
       'api-auth-max-failures': { type: 'string' },
       'heartbeat-cache-size': { type: 'string' },
       'max-pending-handshakes': { type: 'string' },
+      'database-connections': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -121,6 +123,8 @@ export const SERVE_COMMANDS: Command[] = [
       `                               (env MESHANICS_HEARTBEAT_CACHE_SIZE, default ${DEFAULT_HEARTBEAT_CACHE_SIZE}; 0 = read the database on every heartbeat)`,
       `  --max-pending-handshakes N   device TLS handshakes in progress past which new connections are reset at once`,
       `                               (env MESHANICS_MAX_PENDING_HANDSHAKES, default ${DEFAULT_MAX_PENDING_HANDSHAKES}; sheds a reconnect storm)`,
+      `  --database-connections N     PostgreSQL: connections in each of the two pools, reads and writes, so up to 2N`,
+      `                               per replica (env MESHANICS_DATABASE_CONNECTIONS, default ${DEFAULT_DATABASE_CONNECTIONS})`,
     ],
     async run(values, _positionals, command) {
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
@@ -147,6 +151,8 @@ export const SERVE_COMMANDS: Command[] = [
       });
       const maxPendingHandshakes = intOpt(values, 'max-pending-handshakes', command, DEFAULT_MAX_PENDING_HANDSHAKES, 'MESHANICS_MAX_PENDING_HANDSHAKES');
       if (maxPendingHandshakes < 1) throw new UsageError(`--max-pending-handshakes must be 1 or more, got ${maxPendingHandshakes}`, command.name);
+      const databaseConnections = intOpt(values, 'database-connections', command, DEFAULT_DATABASE_CONNECTIONS, 'MESHANICS_DATABASE_CONNECTIONS');
+      if (databaseConnections < 1) throw new UsageError(`--database-connections must be 1 or more, got ${databaseConnections}`, command.name);
       const server = await startServer({
         dataDir: dataDir(values),
         grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
@@ -166,6 +172,7 @@ export const SERVE_COMMANDS: Command[] = [
         ...(database !== undefined ? { databaseUrl: database } : {}),
         heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
         maxPendingHandshakes,
+        databaseConnections,
         logger,
       });
       reloadApiTls = () => server.reloadApiTls();

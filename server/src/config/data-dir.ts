@@ -162,6 +162,8 @@ export interface InitDataDirOptions {
   databaseUrl?: string;
   /** Sees every database statement's duration (metrics). */
   observeDatabase?: QueryObserver;
+  /** PostgreSQL: connections in each of this process's two pools (readers, writers). */
+  databaseConnections?: number;
 }
 
 export interface InitializedDataDir extends MeshanicsContext {
@@ -183,7 +185,10 @@ export async function initDataDir(options: InitDataDirOptions): Promise<Initiali
   for (const dir of [layout.tufMetadataDir, layout.tufTargetsDir, layout.tufStagingDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   ensurePrivateDirSync(layout.logsDir);
 
-  const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), { observe: options.observeDatabase });
+  const store = await openStore(databaseLocation(layout, readConfig(layout), options.databaseUrl), {
+    observe: options.observeDatabase,
+    ...(options.databaseConnections !== undefined ? { connections: options.databaseConnections } : {}),
+  });
   try {
     const config = await store.withWriteLock(() => {
       const existing = readConfig(layout);

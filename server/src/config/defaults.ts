@@ -35,6 +35,8 @@ export const MAX_LOG_BYTES = 16 * 1024 * 1024;
  * 2.7-6.2x fewer connections with no more memory.
  */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 2048;
+/** PostgreSQL connections per pool (readers, writers) of one server process. */
+export const DEFAULT_DATABASE_CONNECTIONS = 10;
 
 /** Heartbeat answers kept in memory (about 1 KiB each with one assignment). */
 export const DEFAULT_HEARTBEAT_CACHE_SIZE = 100_000;

@@ -65,13 +65,14 @@ export interface TransactionOptions {
   lock?: 'global' | 'rows';
 }
 
-/** Called with each statement's duration (seconds), for the database latency histogram. */
 /**
+ * Called with each statement's duration (seconds), for the database latency histogram.
  * `query`: a statement, its wait for a connection included; `transaction`: a write transaction,
  * its wait for its turn and the lock included; `pool_wait` (PostgreSQL): the part of either
- * spent waiting for a pooled connection.
+ * spent waiting for a connection of the writers' pool; `read_pool_wait` (PostgreSQL): a read's
+ * wait for a connection of the readers' pool.
  */
-export type QueryObserver = (operation: 'query' | 'transaction' | 'pool_wait', seconds: number) => void;
+export type QueryObserver = (operation: 'query' | 'transaction' | 'pool_wait' | 'read_pool_wait', seconds: number) => void;
 
 /** A FIFO mutex: transaction bodies are async, so holding the lock spans awaits. */
 export class Mutex {

@@ -24,6 +24,8 @@ export interface OpenStoreOptions {
   /** Only these migrations (tests of upgrades). */
   migrations?: readonly Migration[];
   observe?: QueryObserver;
+  /** PostgreSQL: connections in each of the readers' and the writers' pools (default 10). */
+  connections?: number;
 }
 
 /** True for a `postgres://` or `postgresql://` URL. */
@@ -36,7 +38,9 @@ export function isPostgresUrl(location: string): boolean {
  * of the SQLite file.
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
-  const db: Db = isPostgresUrl(location) ? new PostgresDb(location, options.observe) : new SqliteDb(location, options.observe);
+  const db: Db = isPostgresUrl(location)
+    ? new PostgresDb(location, options.observe, { readers: options.connections, writers: options.connections })
+    : new SqliteDb(location, options.observe);
   try {
     await migrate(db, options.migrations ?? MIGRATIONS);
   } catch (err) {
