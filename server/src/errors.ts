@@ -125,6 +125,10 @@ export const ERROR_TABLE = {
   MESH_ERR_API_TOO_MANY_STREAMS: { kind: 'too_many_requests', summary: 'The API key already holds as many open event streams as the server allows' },
   MESH_ERR_API_AUTH_RATE_LIMITED: { kind: 'too_many_requests', summary: 'Too many failed API key attempts from this address; retry after the time given' },
   MESH_ERR_API_TLS_INVALID: { kind: 'invalid', summary: 'The REST API certificate or key cannot be read or do not match' },
+  MESH_ERR_API_REFUSED: {
+    kind: 'invalid',
+    summary: "The HTTP layer refused the request before a route saw it (unparseable JSON, media type, headers); the answer keeps that layer's status",
+  },
   // Refusals of the offline TUF key ceremony (`meshanics-server tuf ...`): each happens
   // before anything is written, so the repository is unchanged.
   MESH_ERR_TUF_IMPORT_INVALID: { kind: 'invalid', summary: 'The file is not valid TUF metadata of the expected role, or breaks a rule of this repository' },

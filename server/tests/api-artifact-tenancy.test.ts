@@ -157,10 +157,10 @@ describe('artifacts as fleet tenants', () => {
   it("refuses to assign a fleet-B artifact to a fleet-A device: 404 for fleet A's key, 409 naming both fleets for a * key, and on the CLI path", async () => {
     const b = await publish(keyB, 'b-only', '1.0.0');
     expect(b.status).toBe(201);
-    expect(await rollout(keyA, 'fleet-a', 'b-only', '1.0.0')).toMatchObject({ status: 404, json: { error: 'no artifact b-only@1.0.0' } });
+    expect(await rollout(keyA, 'fleet-a', 'b-only', '1.0.0')).toMatchObject({ status: 404, json: { error: 'no artifact b-only@1.0.0', code: 'MESH_ERR_ARTIFACT_NOT_FOUND' } });
     expect(await rollout(admin, 'fleet-a', 'b-only', '1.0.0')).toMatchObject({
       status: 409,
-      json: { error: 'artifact b-only@1.0.0 belongs to fleet "fleet-b": devices of fleet "fleet-a" may not use it' },
+      json: { error: 'artifact b-only@1.0.0 belongs to fleet "fleet-b": devices of fleet "fleet-a" may not use it', code: 'MESH_ERR_ARTIFACT_FLEET_MISMATCH' },
     });
     const err = await createAssignment(t.ctx, { fleet: 'fleet-a', device: 'a-1', artifact: 'b-only', version: '1.0.0', probe: FILE_PROBE }).catch((e: unknown) => e);
     expect(isMeshError(err, 'MESH_ERR_ARTIFACT_FLEET_MISMATCH')).toBe(true);

@@ -73,24 +73,36 @@ function allBut(needs: string): { permissions: string[]; approve: boolean } {
 describe('authentication', () => {
   it('answers 401 with { error } without a key, with an unknown key, with a malformed header, and with a revoked key', async () => {
     const good = await key(ctx, ['devices.read']);
-    expect(await call(app, 'GET', '/api/v1/whoami')).toMatchObject({ status: 401, json: { error: 'missing API key (send Authorization: Bearer <key>)' } });
-    expect(await call(app, 'GET', '/api/v1/whoami', { key: 'mesh_key_' + 'A'.repeat(43) })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
-    expect(await call(app, 'GET', '/api/v1/whoami', { headers: { authorization: `Basic ${good}` } })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
+    expect(await call(app, 'GET', '/api/v1/whoami')).toMatchObject({
+      status: 401,
+      json: { error: 'missing API key (send Authorization: Bearer <key>)', code: 'MESH_ERR_API_UNAUTHENTICATED' },
+    });
+    expect(await call(app, 'GET', '/api/v1/whoami', { key: 'mesh_key_' + 'A'.repeat(43) })).toMatchObject({
+      status: 401,
+      json: { error: 'invalid API key', code: 'MESH_ERR_API_UNAUTHENTICATED' },
+    });
+    expect(await call(app, 'GET', '/api/v1/whoami', { headers: { authorization: `Basic ${good}` } })).toMatchObject({
+      status: 401,
+      json: { error: 'invalid API key', code: 'MESH_ERR_API_UNAUTHENTICATED' },
+    });
     expect((await call(app, 'GET', '/api/v1/whoami', { key: good })).status).toBe(200);
 
     const revoked = await createApiKey(ctx, { name: 'to-revoke', fleet: '*', permissions: ['devices.read'] });
     await revokeApiKey(ctx, revoked.id, 'operator:test');
-    expect(await call(app, 'GET', '/api/v1/devices', { key: revoked.key })).toMatchObject({ status: 401, json: { error: 'invalid API key' } });
+    expect(await call(app, 'GET', '/api/v1/devices', { key: revoked.key })).toMatchObject({
+      status: 401,
+      json: { error: 'invalid API key', code: 'MESH_ERR_API_UNAUTHENTICATED' },
+    });
   });
 
   it('refuses every protected route without a key (401) and with a bad key (401), before looking at the body', async () => {
     for (const r of ROUTES) {
       const none = await call(app, r.method, r.url, { body: r.body });
       expect(none.status, `${r.method} ${r.url}`).toBe(401);
-      expect(none.json).toEqual({ error: 'missing API key (send Authorization: Bearer <key>)' });
+      expect(none.json).toEqual({ error: 'missing API key (send Authorization: Bearer <key>)', code: 'MESH_ERR_API_UNAUTHENTICATED' });
       const bad = await call(app, r.method, r.url, { key: 'nope', body: { garbage: true } });
       expect(bad.status, `${r.method} ${r.url}`).toBe(401);
-      expect(bad.json).toEqual({ error: 'invalid API key' });
+      expect(bad.json).toEqual({ error: 'invalid API key', code: 'MESH_ERR_API_UNAUTHENTICATED' });
     }
   });
 
@@ -113,7 +125,7 @@ describe('authorization', () => {
       const short = allBut(r.needs);
       const denied = await call(app, r.method, r.url, { key: await key(ctx, short.permissions, { approve: short.approve }), body: r.body });
       expect(denied.status, `${r.method} ${r.url}`).toBe(403);
-      expect(denied.json).toEqual({ error: `missing permission: ${r.needs}` });
+      expect(denied.json).toEqual({ error: `missing permission: ${r.needs}`, code: 'MESH_ERR_API_FORBIDDEN' });
 
       const exact = r.needs === 'approve' ? await key(ctx, [], { approve: true }) : await key(ctx, [r.needs]);
       const allowed = await call(app, r.method, r.url, { key: exact, body: r.body });
@@ -129,7 +141,7 @@ describe('authorization', () => {
     expect((await call(app, 'GET', '/api/v1/enrollment-tokens', { key: write })).status).toBe(200);
     expect(await call(app, 'DELETE', '/api/v1/enrollment-tokens/x', { key: write })).toMatchObject({
       status: 403,
-      json: { error: 'missing permission: enrollment.manage' },
+      json: { error: 'missing permission: enrollment.manage', code: 'MESH_ERR_API_FORBIDDEN' },
     });
   });
 
@@ -219,13 +231,13 @@ describe('web console', () => {
       expect([clientRoute.statusCode, clientRoute.headers['content-type']]).toEqual([200, expect.stringMatching(/^text\/html/)]);
       expect((await withConsole.inject({ url: '/assets/app.js' })).body).toBe('console.log(1)');
       const api = await withConsole.inject({ url: '/api/v1/not-a-route' });
-      expect([api.statusCode, api.json()]).toEqual([404, { error: 'no route GET /api/v1/not-a-route' }]);
+      expect([api.statusCode, api.json()]).toEqual([404, { error: 'no route GET /api/v1/not-a-route', code: 'MESH_ERR_API_NOT_FOUND' }]);
       expect((await withConsole.inject({ url: '/api/v1/whoami' })).statusCode).toBe(401);
       expect((await withConsole.inject({ url: '/../../etc/passwd' })).body).not.toContain('root:');
     } finally {
       await withConsole.close();
     }
     // Without a console, / is just an unknown route.
-    expect(await call(app, 'GET', '/')).toMatchObject({ status: 404, json: { error: 'no route GET /' } });
+    expect(await call(app, 'GET', '/')).toMatchObject({ status: 404, json: { error: 'no route GET /', code: 'MESH_ERR_API_NOT_FOUND' } });
   });
 });

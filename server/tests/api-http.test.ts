@@ -60,9 +60,9 @@ describe('REST API over a real socket', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', schemaVersion: expect.any(Number), apiKeys: expect.any(Number), tuf: { root: 1 } });
     const missing = await fetch(`${base}/api/v1/nothing-here`, { headers: auth() });
-    expect([missing.status, await missing.json()]).toEqual([404, { error: 'no route GET /api/v1/nothing-here' }]);
+    expect([missing.status, await missing.json()]).toEqual([404, { error: 'no route GET /api/v1/nothing-here', code: 'MESH_ERR_API_NOT_FOUND' }]);
     const noKey = await fetch(`${base}/api/v1/devices`);
-    expect([noKey.status, await noKey.json()]).toEqual([401, { error: 'missing API key (send Authorization: Bearer <key>)' }]);
+    expect([noKey.status, await noKey.json()]).toEqual([401, { error: 'missing API key (send Authorization: Bearer <key>)', code: 'MESH_ERR_API_UNAUTHENTICATED' }]);
   });
 
   it('serves an OpenAPI 3.1 document listing every route, with bearer auth', async () => {
@@ -155,7 +155,7 @@ describe('REST API over a real socket', () => {
     expect(await t.ctx.store.listAudit({ subject: 'artifact:detector@2.0.0' })).toMatchObject([{ action: 'artifact.published', actor: 'http-admin' }]);
 
     const dup = await upload({ name: 'detector', version: '2.0.0', kind: 'model' }, { bytes: 'other', name: 'x' });
-    expect(dup).toEqual({ status: 409, json: { error: 'artifact detector@2.0.0 is already published; publish a new version' } });
+    expect(dup).toEqual({ status: 409, json: { error: 'artifact detector@2.0.0 is already published; publish a new version', code: 'MESH_ERR_ARTIFACT_CONFLICT' } });
 
     const list = await getJson('/api/v1/artifacts?kind=model&name=detector');
     expect(list.json).toMatchObject({ total: 1, items: [{ name: 'detector', version: '2.0.0' }] });
@@ -169,16 +169,21 @@ describe('REST API over a real socket', () => {
     expect(relative.status).toBe(400);
     expect(relative.json.error).toMatch(/^body\/spec\/destination must match pattern "/);
     const missingMode = await upload({ name: 'app-config', version: '1', kind: 'config', spec: '{"destination":"/etc/app.conf"}' }, { bytes: 'x', name: 'a' });
-    expect(missingMode.json).toEqual({ error: 'body/spec/mode is required' });
+    expect(missingMode.json).toEqual({ error: 'body/spec/mode is required', code: 'MESH_ERR_API_INVALID' });
     expect((await upload({ name: 'Bad Name', version: '1', kind: 'model' }, { bytes: 'x', name: 'a' })).json.error).toMatch(/^body\/name must match pattern/);
     expect((await upload({ name: 'a', version: '1', kind: 'firmware' }, { bytes: 'x', name: 'a' })).json.error).toMatch(/^body\/kind must be one of /);
     expect(await upload({ name: 'a', version: '1', kind: 'model', spec: '{nope' }, { bytes: 'x', name: 'a' })).toMatchObject({
       status: 400,
       json: { error: expect.stringMatching(/^body\/spec is not valid JSON/) },
     });
-    expect(await upload({ name: 'a', version: '1', kind: 'model' })).toEqual({ status: 400, json: { error: 'body/file is required' } });
+    expect(await upload({ name: 'a', version: '1', kind: 'model' })).toEqual({ status: 400, json: { error: 'body/file is required', code: 'MESH_ERR_API_INVALID' } });
     const json = await fetch(`${base}/api/v1/artifacts`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{}' });
     expect(json.status).toBe(400);
+    // Refused by Fastify before any route runs: still the stable code, and its own status.
+    const garbled = await fetch(`${base}/api/v1/groups`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{nope' });
+    expect([garbled.status, ((await garbled.json()) as { code: string }).code]).toEqual([400, 'MESH_ERR_API_REFUSED']);
+    const plain = await fetch(`${base}/api/v1/groups`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/xml' }, body: '<x/>' });
+    expect([plain.status, ((await plain.json()) as { code: string }).code]).toEqual([415, 'MESH_ERR_API_REFUSED']);
     // A valid config publishes.
     expect(
       (await upload({ name: 'app-config', version: '1', kind: 'config', spec: '{"destination":"/etc/app.conf","mode":"0644"}' }, { bytes: 'x=1\n', name: 'app.conf' })).status,

@@ -112,8 +112,8 @@ describe('devices', () => {
   it('answers 404 for an unknown device and for a device of another fleet, the same way', async () => {
     const unknown = await call(app, 'GET', '/api/v1/devices/lab/nope', { key: labOnly });
     const foreign = await call(app, 'GET', '/api/v1/devices/other/secret-1', { key: labOnly });
-    expect(unknown).toMatchObject({ status: 404, json: { error: 'no device lab/nope' } });
-    expect(foreign).toMatchObject({ status: 404, json: { error: 'no device other/secret-1' } });
+    expect(unknown).toMatchObject({ status: 404, json: { error: 'no device lab/nope', code: 'MESH_ERR_DEVICE_NOT_FOUND' } });
+    expect(foreign).toMatchObject({ status: 404, json: { error: 'no device other/secret-1', code: 'MESH_ERR_DEVICE_NOT_FOUND' } });
     expect((await call(app, 'POST', '/api/v1/devices/other/secret-1/decommission', { key: labOnly })).status).toBe(404);
     expect((await call(app, 'POST', '/api/v1/devices/other/secret-1/log-requests', { key: labOnly, body: {} })).status).toBe(404);
     expect((await call(app, 'GET', '/api/v1/devices/other/secret-1', { key: admin })).status).toBe(200);
@@ -144,10 +144,22 @@ describe('devices', () => {
     const rest = await call(app, 'GET', '/api/v1/devices?fleet=bulk&offset=50&limit=200', { key: admin });
     expect(rest.json).toMatchObject({ total: 60, limit: 200, offset: 50 });
     expect(rest.json.items.map((d: any) => d.name)).toEqual(Array.from({ length: 10 }, (_, i) => `bulk-${50 + i}`));
-    expect(await call(app, 'GET', '/api/v1/devices?limit=201', { key: admin })).toMatchObject({ status: 400, json: { error: 'querystring/limit must be <= 200' } });
-    expect(await call(app, 'GET', '/api/v1/devices?limit=0', { key: admin })).toMatchObject({ status: 400, json: { error: 'querystring/limit must be >= 1' } });
-    expect(await call(app, 'GET', '/api/v1/devices?offset=-1', { key: admin })).toMatchObject({ status: 400, json: { error: 'querystring/offset must be >= 0' } });
-    expect(await call(app, 'GET', '/api/v1/enrollment-tokens?limit=abc', { key: admin })).toMatchObject({ status: 400, json: { error: 'querystring/limit must be integer' } });
+    expect(await call(app, 'GET', '/api/v1/devices?limit=201', { key: admin })).toMatchObject({
+      status: 400,
+      json: { error: 'querystring/limit must be <= 200', code: 'MESH_ERR_API_INVALID' },
+    });
+    expect(await call(app, 'GET', '/api/v1/devices?limit=0', { key: admin })).toMatchObject({
+      status: 400,
+      json: { error: 'querystring/limit must be >= 1', code: 'MESH_ERR_API_INVALID' },
+    });
+    expect(await call(app, 'GET', '/api/v1/devices?offset=-1', { key: admin })).toMatchObject({
+      status: 400,
+      json: { error: 'querystring/offset must be >= 0', code: 'MESH_ERR_API_INVALID' },
+    });
+    expect(await call(app, 'GET', '/api/v1/enrollment-tokens?limit=abc', { key: admin })).toMatchObject({
+      status: 400,
+      json: { error: 'querystring/limit must be integer', code: 'MESH_ERR_API_INVALID' },
+    });
   });
 });
 
@@ -175,19 +187,22 @@ describe('enrollment tokens', () => {
   it('validates the body (path and rule) and keeps other fleets out of reach (404)', async () => {
     expect(await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: { fleet: 'lab', uses: 0 } })).toMatchObject({
       status: 400,
-      json: { error: 'body/uses must be >= 1' },
+      json: { error: 'body/uses must be >= 1', code: 'MESH_ERR_API_INVALID' },
     });
     expect(await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: { fleet: 'lab', extra: 1 } })).toMatchObject({
       status: 400,
-      json: { error: 'body must NOT have additional property "extra"' },
+      json: { error: 'body must NOT have additional property "extra"', code: 'MESH_ERR_API_INVALID' },
     });
-    expect(await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: {} })).toMatchObject({ status: 400, json: { error: 'body/fleet is required' } });
+    expect(await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: {} })).toMatchObject({
+      status: 400,
+      json: { error: 'body/fleet is required', code: 'MESH_ERR_API_INVALID' },
+    });
     // Binding a name and several uses is refused by the token logic itself.
     expect((await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: { fleet: 'lab', uses: 2, deviceName: 'cam-9' } })).status).toBe(400);
 
     expect(await call(app, 'POST', '/api/v1/enrollment-tokens', { key: labOnly, body: { fleet: 'other' } })).toMatchObject({
       status: 404,
-      json: { error: 'no fleet other' },
+      json: { error: 'no fleet other', code: 'MESH_ERR_API_NOT_FOUND' },
     });
     const foreign = await call(app, 'POST', '/api/v1/enrollment-tokens', { key: admin, body: { fleet: 'other' } });
     expect((await call(app, 'DELETE', `/api/v1/enrollment-tokens/${foreign.json.id}`, { key: labOnly })).status).toBe(404);
@@ -239,7 +254,7 @@ describe('log requests', () => {
     expect((await call(app, 'GET', `/api/v1/log-requests/nope/bundle`, { key: admin })).status).toBe(404);
     expect(await call(app, 'POST', '/api/v1/devices/lab/cam-3/log-requests', { key: admin, body: { maxBytes: 0 } })).toMatchObject({
       status: 400,
-      json: { error: 'body/maxBytes must be >= 1' },
+      json: { error: 'body/maxBytes must be >= 1', code: 'MESH_ERR_API_INVALID' },
     });
     expect((await call(app, 'POST', '/api/v1/devices/lab/cam-3/log-requests', { key: admin, body: { since: 'yesterday' } })).status).toBe(400);
   });
@@ -250,7 +265,7 @@ describe('log requests', () => {
     expect((await call(app, 'GET', '/api/v1/log-requests', { key: labOnly })).json.items.map((r: any) => r.fleet)).not.toContain('other');
     expect(await call(app, 'GET', `/api/v1/log-requests/${foreign.json.id}/bundle`, { key: labOnly })).toMatchObject({
       status: 404,
-      json: { error: `no log request ${foreign.json.id}` },
+      json: { error: `no log request ${foreign.json.id}`, code: 'MESH_ERR_LOGS_REQUEST_NOT_FOUND' },
     });
   });
 });

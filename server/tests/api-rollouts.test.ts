@@ -45,7 +45,7 @@ describe('groups', () => {
     expect(created.json).toMatchObject({ fleet: 'lab', name: 'canary', devices: ['grp-1', 'grp-2'], unresolved: ['ghost'] });
 
     const dup = await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'canary', devices: [] } });
-    expect(dup).toMatchObject({ status: 409, json: { error: 'group "canary" already exists in fleet lab' } });
+    expect(dup).toMatchObject({ status: 409, json: { error: 'group "canary" already exists in fleet lab', code: 'MESH_ERR_GROUP_CONFLICT' } });
 
     expect((await call(app, 'GET', '/api/v1/groups/lab/canary', { key: admin })).json).toMatchObject({ devices: ['grp-1', 'grp-2'], unresolved: ['ghost'] });
     const listed = await call(app, 'GET', '/api/v1/groups?fleet=lab', { key: admin });
@@ -64,14 +64,14 @@ describe('groups', () => {
     expect((await call(app, 'PUT', '/api/v1/groups/lab/canary', { key: otherFleet, body: { devices: [] } })).status).toBe(404);
     expect(await call(app, 'POST', '/api/v1/groups', { key: otherFleet, body: { fleet: 'lab', name: 'x', devices: [] } })).toMatchObject({
       status: 404,
-      json: { error: 'no fleet lab' },
+      json: { error: 'no fleet lab', code: 'MESH_ERR_API_NOT_FOUND' },
     });
     expect((await call(app, 'GET', '/api/v1/groups', { key: otherFleet })).json.items).toEqual([]);
     expect((await call(app, 'GET', '/api/v1/groups/lab/missing', { key: admin })).status).toBe(404);
     expect((await call(app, 'POST', '/api/v1/groups', { key: admin, body: { fleet: 'lab', name: 'Bad Name', devices: [] } })).json.error).toMatch(/^body\/name must match pattern/);
     expect(await call(app, 'POST', '/api/v1/groups', { key: admin, body: { fleet: 'lab', name: 'x' } })).toMatchObject({
       status: 400,
-      json: { error: 'body/devices is required' },
+      json: { error: 'body/devices is required', code: 'MESH_ERR_API_INVALID' },
     });
   });
 });
@@ -94,7 +94,7 @@ describe('groups at fleet scale', () => {
       key: operator,
       body: { fleet: 'lab', name: 'too-large', devices: Array.from({ length: 100_001 }, (_, i) => `n${i}`) },
     });
-    expect(tooMany).toMatchObject({ status: 400, json: { error: 'body/devices must NOT have more than 100000 items' } });
+    expect(tooMany).toMatchObject({ status: 400, json: { error: 'body/devices must NOT have more than 100000 items', code: 'MESH_ERR_API_INVALID' } });
     expect((await call(app, 'GET', '/api/v1/groups/lab/too-large', { key: admin })).status).toBe(404);
 
     const rollout = await call(app, 'POST', '/api/v1/rollouts', {
@@ -115,7 +115,10 @@ describe('groups at fleet scale', () => {
       key: operator,
       body: { fleet: 'lab', artifact: { name: 'fleetwide', version: '1.0.0' }, group: 'large', probe: FILE_PROBE },
     });
-    expect(busy).toMatchObject({ status: 409, json: { error: `device(s) big-1, big-2 already in an active rollout of "fleetwide" (${rollout.json.id})` } });
+    expect(busy).toMatchObject({
+      status: 409,
+      json: { error: `device(s) big-1, big-2 already in an active rollout of "fleetwide" (${rollout.json.id})`, code: 'MESH_ERR_ROLLOUT_DEVICE_BUSY' },
+    });
   });
 });
 
@@ -182,9 +185,12 @@ describe('rollouts', () => {
     const post = (b: unknown) => call(app, 'POST', '/api/v1/rollouts', { key: operator, body: b });
     expect(await post(body({ probe: { ...FILE_PROBE, timeoutSeconds: 301 } }))).toMatchObject({
       status: 400,
-      json: { error: 'body/probe/timeoutSeconds must be <= 300' },
+      json: { error: 'body/probe/timeoutSeconds must be <= 300', code: 'MESH_ERR_API_INVALID' },
     });
-    expect(await post(body({ probe: { type: 'file', spec: {} } }))).toMatchObject({ status: 400, json: { error: 'body/probe/spec/path is required' } });
+    expect(await post(body({ probe: { type: 'file', spec: {} } }))).toMatchObject({
+      status: 400,
+      json: { error: 'body/probe/spec/path is required', code: 'MESH_ERR_API_INVALID' },
+    });
     expect((await post(body({ probe: { type: 'exec', spec: { argv: ['relative/bin'] } } }))).json.error).toMatch(/^body\/probe\/spec\/argv\/0 must match pattern "\^\/"/);
     expect((await post(body({ probe: { type: 'carrier-pigeon', spec: {} } }))).json.error).toMatch(/^body\/probe\/type must be one of "exec", "file", "http"/);
     expect(await post(body({ strategy: { waves: [{ percent: 50 }, { percent: 40 }, { percent: 100 }] } }))).toMatchObject({
@@ -193,12 +199,15 @@ describe('rollouts', () => {
     });
     expect(await post(body({ strategy: { waves: [{ percent: 50 }] } }))).toMatchObject({
       status: 400,
-      json: { error: 'body/strategy/waves/0/percent must be 100 (the last wave covers every device)' },
+      json: { error: 'body/strategy/waves/0/percent must be 100 (the last wave covers every device)', code: 'MESH_ERR_API_INVALID' },
     });
-    expect(await post(body({ strategy: { max_failure_rate: 1 } }))).toMatchObject({ status: 400, json: { error: 'body/strategy/max_failure_rate must be < 1' } });
-    expect(await post(body({ surprise: true }))).toMatchObject({ status: 400, json: { error: 'body must NOT have additional property "surprise"' } });
+    expect(await post(body({ strategy: { max_failure_rate: 1 } }))).toMatchObject({
+      status: 400,
+      json: { error: 'body/strategy/max_failure_rate must be < 1', code: 'MESH_ERR_API_INVALID' },
+    });
+    expect(await post(body({ surprise: true }))).toMatchObject({ status: 400, json: { error: 'body must NOT have additional property "surprise"', code: 'MESH_ERR_API_INVALID' } });
     expect(await post(body({ group: 'nope' }))).toMatchObject({ status: 404 });
-    expect(await post(body({ fleet: 'other' }))).toMatchObject({ status: 404, json: { error: 'no fleet other' } });
+    expect(await post(body({ fleet: 'other' }))).toMatchObject({ status: 404, json: { error: 'no fleet other', code: 'MESH_ERR_API_NOT_FOUND' } });
   });
 
   it('approve needs the approve right (403 otherwise); it starts the manual wave once the rollout waits for it', async () => {
@@ -216,7 +225,10 @@ describe('rollouts', () => {
       },
     });
     const id = created.json.id as string;
-    expect(await call(app, 'POST', `/api/v1/rollouts/${id}/approve`, { key: operator })).toMatchObject({ status: 403, json: { error: 'missing permission: approve' } });
+    expect(await call(app, 'POST', `/api/v1/rollouts/${id}/approve`, { key: operator })).toMatchObject({
+      status: 403,
+      json: { error: 'missing permission: approve', code: 'MESH_ERR_API_FORBIDDEN' },
+    });
     // Not waiting yet: a conflict, not a silent success.
     expect((await call(app, 'POST', `/api/v1/rollouts/${id}/approve`, { key: approver })).status).toBe(409);
 
@@ -247,7 +259,10 @@ describe('rollouts', () => {
     const halted = (await call(app, 'GET', `/api/v1/rollouts/${id}`, { key: admin })).json;
     expect(halted).toMatchObject({ status: 'halted', halt: { wave: 0, failures: 1, tolerance: 0 } });
 
-    expect(await call(app, 'POST', `/api/v1/rollouts/${id}/resume`, { key: operator })).toMatchObject({ status: 403, json: { error: 'missing permission: approve' } });
+    expect(await call(app, 'POST', `/api/v1/rollouts/${id}/resume`, { key: operator })).toMatchObject({
+      status: 403,
+      json: { error: 'missing permission: approve', code: 'MESH_ERR_API_FORBIDDEN' },
+    });
     const resumed = await call(app, 'POST', `/api/v1/rollouts/${id}/resume`, { key: approver });
     expect(resumed.json).toMatchObject({ status: 'running', halt: null, acknowledgedFailures: 1 });
     expect((await call(app, 'POST', `/api/v1/rollouts/${id}/resume`, { key: approver })).status).toBe(409);
@@ -265,15 +280,15 @@ describe('rollouts', () => {
     ).json.id as string;
     expect(await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: approver, body: { policy: 'keep' } })).toMatchObject({
       status: 403,
-      json: { error: 'missing permission: rollouts.manage' },
+      json: { error: 'missing permission: rollouts.manage', code: 'MESH_ERR_API_FORBIDDEN' },
     });
     expect(await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: operator, body: { policy: 'rewind' } })).toMatchObject({
       status: 400,
-      json: { error: 'body/policy must be one of "keep", "revert"' },
+      json: { error: 'body/policy must be one of "keep", "revert"', code: 'MESH_ERR_API_INVALID' },
     });
     expect(await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: operator, body: { policy: 'keep', force: true } })).toMatchObject({
       status: 400,
-      json: { error: 'body must NOT have additional property "force"' },
+      json: { error: 'body must NOT have additional property "force"', code: 'MESH_ERR_API_INVALID' },
     });
     expect((await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: otherFleet, body: { policy: 'keep' } })).status).toBe(404);
     const aborted = await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: operator, body: { policy: 'revert' } });
@@ -285,9 +300,10 @@ describe('rollouts', () => {
   it("answers 404 for another fleet's rollout exactly as for one that does not exist", async () => {
     const id = (await call(app, 'GET', '/api/v1/rollouts?fleet=lab', { key: admin })).json.items[0].id as string;
     const foreign = await call(app, 'GET', `/api/v1/rollouts/${id}`, { key: otherFleet });
-    expect(foreign).toEqual(expect.objectContaining({ status: 404, json: { error: `no rollout ${id}` } }));
+    expect(foreign).toEqual(expect.objectContaining({ status: 404, json: { error: `no rollout ${id}`, code: 'MESH_ERR_ROLLOUT_NOT_FOUND' } }));
     expect((await call(app, 'GET', '/api/v1/rollouts/00000000-0000-0000-0000-000000000000', { key: otherFleet })).json).toEqual({
       error: 'no rollout 00000000-0000-0000-0000-000000000000',
+      code: 'MESH_ERR_ROLLOUT_NOT_FOUND',
     });
     expect((await call(app, 'GET', `/api/v1/rollouts/${id}/events`, { key: otherFleet })).status).toBe(404);
     expect((await call(app, 'GET', '/api/v1/rollouts', { key: otherFleet })).json).toEqual({ items: [], total: 0, limit: 50, offset: 0 });

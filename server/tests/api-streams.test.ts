@@ -115,7 +115,7 @@ describe('event streams', () => {
     expect((await openStream({ ticket: minted.json.ticket })).status).toBe(401);
     // Only event streams: not a key for anything else.
     const other = await fetch(`${base}/api/v1/rollouts/${rolloutId}?ticket=${await ticket(reader.key)}`);
-    expect([other.status, await other.json()]).toEqual([401, { error: 'missing API key (send Authorization: Bearer <key>)' }]);
+    expect([other.status, await other.json()]).toEqual([401, { error: 'missing API key (send Authorization: Bearer <key>)', code: 'MESH_ERR_API_UNAUTHENTICATED' }]);
     // Forged: another key id in the payload, the MAC of the original.
     const genuine = await ticket(reader.key);
     const [body, mac] = genuine.slice('mesh_st_'.length).split('.') as [string, string];
@@ -128,7 +128,7 @@ describe('event streams', () => {
     // A ticket carries the rights of its key: one without rollouts.read opens nothing.
     const noRead = await key(t.ctx, ['devices.read']);
     const denied = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events?ticket=${await ticket(noRead)}`);
-    expect([denied.status, await denied.json()]).toEqual([403, { error: 'missing permission: rollouts.read' }]);
+    expect([denied.status, await denied.json()]).toEqual([403, { error: 'missing permission: rollouts.read', code: 'MESH_ERR_API_FORBIDDEN' }]);
   });
 
   it('a ticket expires after its time and is checked with the secret of the data dir', () => {

@@ -56,46 +56,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -152,68 +156,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 413: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -272,57 +282,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -360,68 +375,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -478,46 +499,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -558,46 +583,50 @@ export type paths = {
                         "application/x-ndjson": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -644,46 +673,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -751,46 +784,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -878,57 +915,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -978,57 +1020,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1083,57 +1130,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1194,46 +1246,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1279,57 +1335,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1386,57 +1447,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1492,46 +1558,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1575,68 +1645,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1687,57 +1763,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1781,57 +1862,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1895,46 +1981,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -1977,68 +2067,74 @@ export type paths = {
                         "application/gzip": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -2189,46 +2285,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -2369,68 +2469,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -2553,57 +2659,62 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -2740,68 +2851,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -2926,68 +3043,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -3034,57 +3157,62 @@ export type paths = {
                         "text/event-stream": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -3211,68 +3339,74 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -3320,46 +3454,50 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -3404,13 +3542,14 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };
@@ -3496,13 +3635,14 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong */
+                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 503: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
+                            code: string;
                             error: string;
                         };
                     };

@@ -15,7 +15,7 @@ import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from '../config/defaults.js';
-import { httpStatusFor, MeshError } from '../errors.js';
+import { httpStatusFor, MeshError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import { authHook } from './auth.js';
 import { AuthFailureThrottle, type AuthThrottleOptions } from './auth-throttle.js';
@@ -70,22 +70,28 @@ export function defaultConsoleDir(): string | undefined {
 }
 
 /** One place turns every failure into `{ error }` with the status its kind maps to. */
-function errorReply(err: FastifyError | MeshError | Error, logger: Logger): { status: number; error: string } {
+/**
+ * What an error answers: its status, its message, and the stable code of the error table
+ * (errors.ts) for clients to branch on instead of matching messages. An error's `details` stay
+ * in the server log: some carry lists of up to a group's 100,000 device names.
+ */
+function errorReply(err: FastifyError | MeshError | Error, logger: Logger): { status: number; error: string; code: ErrorCode } {
   if (err instanceof MeshError) {
     const status = httpStatusFor(err.kind);
     if (status >= 500) {
       logger.error({ err, code: err.code }, 'API request failed');
-      return { status, error: status === 503 ? err.message : 'internal server error (see the server log)' };
+      return status === 503 ? { status, error: err.message, code: err.code } : { status, error: 'internal server error (see the server log)', code: 'MESH_ERR_INTERNAL' };
     }
-    return { status, error: err.message };
+    return { status, error: err.message, code: err.code };
   }
   const status = (err as FastifyError).statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's and plugins' own refusals: unparseable JSON, wrong media type, body too large.
-    return { status, error: err.message };
+    const code: ErrorCode = status === 413 ? 'MESH_ERR_API_TOO_LARGE' : status === 404 ? 'MESH_ERR_API_NOT_FOUND' : 'MESH_ERR_API_REFUSED';
+    return { status, error: err.message, code };
   }
   logger.error({ err }, 'API request failed');
-  return { status: 500, error: 'internal server error (see the server log)' };
+  return { status: 500, error: 'internal server error (see the server log)', code: 'MESH_ERR_INTERNAL' };
 }
 
 export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): FastifyInstance {
@@ -137,8 +143,8 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
     );
   });
   app.setErrorHandler((err: FastifyError | MeshError, _request, reply) => {
-    const { status, error } = errorReply(err, logger);
-    return reply.code(status).type('application/json').send({ error });
+    const { status, error, code } = errorReply(err, logger);
+    return reply.code(status).type('application/json').send({ error, code });
   });
 
   const consoleDir = options.consoleDir === undefined ? defaultConsoleDir() : (options.consoleDir ?? undefined);
@@ -160,7 +166,7 @@ export function buildApi(ctx: MeshanicsContext, options: ApiOptions = {}): Fasti
       info: {
         title: 'Meshanics operator API',
         version: '1',
-        description: 'Errors are `{ "error": "..." }`. Lists take `limit` (default 50, at most 200) and `offset`. See docs/operator-api.md.',
+        description: 'Errors are `{ "error": "...", "code": "MESH_ERR_..." }`. Lists take `limit` (default 50, at most 200) and `offset`. See docs/operator-api.md.',
       },
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key, `mesh_key_...` (`meshanics-server apikey create`)' } },

@@ -21,12 +21,12 @@ export const stringMap = { type: 'object', additionalProperties: { type: 'string
 
 export const errorSchema: JsonSchema = {
   type: 'object',
-  description: 'Every error: a message naming what is wrong',
-  required: ['error'],
-  properties: { error: str },
+  description: 'Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md)',
+  required: ['error', 'code'],
+  properties: { error: str, code: { type: 'string', pattern: '^MESH_ERR_[A-Z0-9_]+$' } },
 };
 
-/** Error responses a route documents (the error handler answers them all as `{ error }`). */
+/** Error responses a route documents (the error handler answers them all as `{ error, code }`). */
 export function errors(...codes: number[]): Record<number, JsonSchema> {
   return Object.fromEntries(codes.map((c) => [c, errorSchema]));
 }
