@@ -1,11 +1,13 @@
 // The store on both engines (SQLite and PostgreSQL): the same migrations, the same answers,
 // the same refusals. PostgreSQL cases need a reachable server (engines.ts says how).
+import * as crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { isMeshError } from '../src/errors.js';
 import { MIGRATIONS, openStore, type SqlStore, type Store } from '../src/store/index.js';
 import { testEngines } from './engines.js';
 import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
 import { newRolloutRecord } from '../src/rollouts/service.js';
+import { buildRolloutDetail, type RolloutDetail } from '../src/rollouts/detail.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 
 const { engines } = await testEngines();
@@ -369,6 +371,79 @@ describe.each(engines)('store on $name', (engine) => {
       expect(stored.map((r) => ({ deviceId: String(r.device_id), wave: Number(r.wave), position: Number(r.position) }))).toEqual(
         plan.map((d) => ({ deviceId: d.deviceId, wave: d.wave, position: d.position })),
       );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("counts a rollout's summary in SQL exactly as from its device rows: reverts, decommissioned and superseded devices, waves not started", async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const now = new Date().toISOString();
+      const ids = await registerLabDevices(store, 12, 'test.local', now);
+      const strategy = {
+        waves: [
+          { percent: 25, approval: 'auto' as const },
+          { percent: 50, approval: 'auto' as const },
+          { percent: 100, approval: 'manual' as const },
+        ],
+        max_failure_rate: 1,
+      };
+      const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
+      await store.withWriteLock(() => store.rollouts.insert(rollout, planWaves(rollout.id, ids, strategy)));
+      const db = (store as SqlStore).db;
+      const assignmentOf = async (deviceId: string) =>
+        String((await db.get('SELECT assignment_id FROM rollout_devices WHERE rollout_id = ? AND device_id = ?', [rollout.id, deviceId]))!.assignment_id);
+      const setState = async (deviceId: string, state: string, active = 1) =>
+        db.run('UPDATE assignments SET state = ?, active = ? WHERE id = ?', [state, active, await assignmentOf(deviceId)]);
+      // Waves 0 and 1 started (3 + 3 devices); wave 2 (6 devices) waits for approval.
+      for (const wave of [0, 1]) {
+        await store.withWriteLock(async () => {
+          await store.rollouts.startWaveAssignments(rollout, wave, now);
+          await store.rollouts.recordWaveStart(rollout.id, { wave, startedAt: now, startedBy: 'operator:test' });
+        });
+      }
+      const planned = await db.all('SELECT device_id, wave FROM rollout_devices WHERE rollout_id = ? ORDER BY position', [rollout.id]);
+      const inWave = (w: number) => planned.filter((r) => Number(r.wave) === w).map((r) => String(r.device_id));
+      const [a, b, c] = inWave(0) as [string, string, string];
+      const [d, e, f] = inWave(1) as [string, string, string];
+      // Wave 0 finished: healthy, failed, and a device decommissioned while PENDING (it no
+      // longer holds the wave back).
+      await setState(a, 'HEALTHY');
+      await setState(b, 'FAILED');
+      await store.decommissionDevice(c, now);
+      // Wave 1 still active: one healthy device sent back (its revert assignment is the state
+      // shown), one superseded before it started, one downloading.
+      await setState(d, 'HEALTHY');
+      const revertId = crypto.randomUUID();
+      await store.insertAssignment({
+        id: revertId,
+        deviceId: d,
+        artifactId: rollout.artifactId,
+        artifactName: 'model',
+        rolloutId: rollout.id,
+        probe: rollout.probe,
+        state: 'APPLYING',
+        reason: '',
+        active: true,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await store.rollouts.setDeviceRevert(rollout.id, d, { revertAssignmentId: revertId, revertNote: 'reverting', revertedAt: now });
+      await setState(e, 'PENDING', 0);
+      await setState(f, 'DOWNLOADING');
+      const record = (await store.rollouts.get(rollout.id))!;
+      const withoutDevices = ({ devices: _, ...summary }: RolloutDetail) => summary;
+      const fromRows = withoutDevices((await buildRolloutDetail({ store }, { ...record, currentWave: 1 }, true)) as RolloutDetail);
+      const fromSql = await buildRolloutDetail({ store }, { ...record, currentWave: 1 }, false);
+      expect(fromSql).toEqual(fromRows);
+      // And the figures are the ones above, not two paths agreeing on something else.
+      expect(fromSql.waves.map((w) => [w.status, w.devices])).toEqual([
+        ['complete', 3],
+        ['active', 3],
+        ['pending', 6],
+      ]);
+      expect(fromSql.counts).toMatchObject({ HEALTHY: 1, FAILED: 1, APPLYING: 1, DOWNLOADING: 1, PENDING: 8 });
     } finally {
       await store.close();
     }

@@ -101,10 +101,36 @@ function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (
   };
 }
 
-/** Builds the summary (and the per-device list when `withDevices`) of one rollout. */
+/** What the summary's counts are made of, whether from the device rows or one aggregate. */
+interface WaveTally {
+  counts: StateCounts;
+  devices: number;
+  /** Live devices whose rollout assignment is missing or not terminal. */
+  unfinished: number;
+}
+
+function emptyTallies(rollout: RolloutRecord): WaveTally[] {
+  return rollout.strategy.waves.map(() => ({ counts: emptyCounts(), devices: 0, unfinished: 0 }));
+}
+
+/**
+ * Builds the summary (and the per-device list when `withDevices`) of one rollout. Without the
+ * list the counts come from one aggregate (store.rollouts.waveStateCounts), so a listing of
+ * rollouts of 100,000 devices each reads a few rows per rollout, not every device.
+ */
 export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, rollout: RolloutRecord, withDevices: boolean): Promise<RolloutDetail | RolloutSummary> {
   const { store } = ctx;
-  const artifact: ArtifactRecord | undefined = await store.getArtifactById(rollout.artifactId);
+  if (!withDevices && store.rollouts.waveStateCounts) {
+    const tallies = emptyTallies(rollout);
+    for (const c of await store.rollouts.waveStateCounts(rollout.id)) {
+      const t = tallies[c.wave];
+      if (!t) continue;
+      t.counts[c.state] += c.devices;
+      t.devices += c.devices;
+      t.unfinished += c.unfinished;
+    }
+    return summarize(store, rollout, tallies);
+  }
   const versions = new Map<string, string | null>();
   const views = await store.rollouts.listDevices(rollout.id);
   for (const v of views) {
@@ -113,28 +139,38 @@ export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, r
   }
   const versionOf = (id: string): string | null => versions.get(id) ?? null;
   const devices = views.map((v) => deviceDetail(rollout, v, versionOf));
+  const tallies = emptyTallies(rollout);
+  views.forEach((v, i) => {
+    const t = tallies[v.wave];
+    if (!t) return;
+    t.counts[devices[i]!.state] += 1;
+    t.devices += 1;
+    if (!v.decommissioned && !(v.assignment && TERMINAL_STATES.has(v.assignment.state as never))) t.unfinished += 1;
+  });
+  const summary = await summarize(store, rollout, tallies);
+  return withDevices ? { ...summary, devices } : summary;
+}
+
+async function summarize(store: MeshanicsContext['store'], rollout: RolloutRecord, tallies: WaveTally[]): Promise<RolloutSummary> {
+  const artifact: ArtifactRecord | undefined = await store.getArtifactById(rollout.artifactId);
   const starts = new Map((await store.rollouts.listWaveStarts(rollout.id)).map((s) => [s.wave, s]));
   const counts = emptyCounts();
-  for (const d of devices) counts[d.state] += 1;
+  for (const t of tallies) for (const state of ASSIGNMENT_STATES) counts[state] += t.counts[state];
   const waves: RolloutWaveDetail[] = rollout.strategy.waves.map((w, index) => {
-    const inWave = devices.filter((d) => d.wave === index);
-    const waveCounts = emptyCounts();
-    for (const d of inWave) waveCounts[d.state] += 1;
-    const live = views.filter((v) => v.wave === index && !v.decommissioned);
-    const done = live.every((v) => v.assignment && TERMINAL_STATES.has(v.assignment.state as never));
+    const t = tallies[index]!;
     const start = starts.get(index);
     return {
       index,
       percent: w.percent,
       approval: w.approval,
-      status: index > rollout.currentWave || !start ? 'pending' : done ? 'complete' : 'active',
-      devices: inWave.length,
-      counts: waveCounts,
+      status: index > rollout.currentWave || !start ? 'pending' : t.unfinished === 0 ? 'complete' : 'active',
+      devices: t.devices,
+      counts: t.counts,
       startedAt: start?.startedAt ?? null,
       startedBy: start?.startedBy ?? null,
     };
   });
-  const summary: RolloutSummary = {
+  return {
     id: rollout.id,
     fleet: rollout.fleet,
     status: rollout.status,
@@ -153,5 +189,4 @@ export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, r
     updatedAt: rollout.updatedAt,
     finishedAt: rollout.finishedAt,
   };
-  return withDevices ? { ...summary, devices } : summary;
 }

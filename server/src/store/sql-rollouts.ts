@@ -16,6 +16,7 @@ import type {
   RolloutStore,
   RolloutUpdate,
   RolloutWaveStart,
+  RolloutWaveStateCount,
 } from './store.js';
 
 function rolloutFromRow(r: Row): RolloutRecord {
@@ -218,6 +219,24 @@ export class SqlRollouts implements RolloutStore {
       after = str(r.last_device);
       await yieldToEventLoop();
     }
+  }
+
+  async waveStateCounts(rolloutId: string): Promise<RolloutWaveStateCount[]> {
+    // Mirrors deviceDetail and the wave status of rollouts/detail.ts: the state shown is the
+    // revert assignment's, else the rollout assignment's, else PENDING; a wave is complete
+    // when no live device's rollout assignment is missing or unfinished.
+    const shown = "COALESCE(ra.state, a.state, 'PENDING')";
+    const rows = await this.db.all(
+      `SELECT rd.wave, ${shown} AS state, COUNT(*) AS devices,
+         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ('HEALTHY', 'FAILED', 'ROLLED_BACK')) THEN 1 ELSE 0 END), 0) AS unfinished
+       FROM rollout_devices rd
+       JOIN devices d ON d.id = rd.device_id
+       LEFT JOIN assignments a ON a.id = rd.assignment_id
+       LEFT JOIN assignments ra ON ra.id = rd.revert_assignment_id
+       WHERE rd.rollout_id = ? GROUP BY rd.wave, ${shown}`,
+      [rolloutId],
+    );
+    return rows.map((r) => ({ wave: num(r.wave), state: str(r.state) as AssignmentState, devices: num(r.devices), unfinished: num(r.unfinished) }));
   }
 
   async listDevices(rolloutId: string): Promise<RolloutDeviceView[]> {

@@ -107,6 +107,16 @@ export interface RolloutProgressCounts {
   startedUnfinished: number;
 }
 
+/** Devices of one wave whose shown state is `state` (rollouts/detail.ts's per-device view, counted). */
+export interface RolloutWaveStateCount {
+  wave: number;
+  /** The revert's state when the device was sent back, else its rollout assignment's, else PENDING. */
+  state: AssignmentState;
+  devices: number;
+  /** Of those, live devices (not decommissioned) whose rollout assignment is missing or not terminal. */
+  unfinished: number;
+}
+
 export interface RolloutStore {
   insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): Promise<void>;
   get(id: string): Promise<RolloutRecord | undefined>;
@@ -133,6 +143,13 @@ export interface RolloutStore {
    * rollouts/engine.ts progressOfDevices() computes from listDevices(), in one SQL aggregate.
    */
   progress(rolloutId: string, currentWave: number): Promise<RolloutProgressCounts>;
+  /**
+   * The rollout's devices counted by wave and shown state, in one SQL aggregate: what a
+   * summary needs without a row per device (GET /rollouts lists up to 200 rollouts of up to
+   * 100,000 devices each). Optional for stores written before it: the summary then counts
+   * listDevices().
+   */
+  waveStateCounts?(rolloutId: string): Promise<RolloutWaveStateCount[]>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
   busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
   setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void>;
