@@ -48,24 +48,34 @@ export function availableMemory() {
 }
 
 /**
+ * Devices the busiest server process (replica, or echo server) holds a socket for: the
+ * devices are split evenly over the load-generator processes, and process i connects to
+ * replica i mod replicas (bench/suites/fleet.mjs), so an uneven process count loads one
+ * replica more.
+ */
+export function devicesPerReplica(cfg) {
+  const replicas = cfg.replicas ?? 1;
+  const processes = clientProcesses(cfg);
+  const held = new Array(replicas).fill(0);
+  for (let i = 0; i < processes; i++) held[i % replicas] += Math.floor(cfg.devices / processes) + (i < cfg.devices % processes ? 1 : 0);
+  return Math.max(...held);
+}
+
+/**
  * What the run will hold at its peak: the load generators with every device connected plus
- * one server (the echo baseline and the real server run one after the other, each with the
- * whole fleet connected), by the per-device figures above.
+ * the servers (the echo baseline and the real servers run one after the other, each set with
+ * the whole fleet connected, spread over fleet.replicas processes), by the per-device figures
+ * above.
  */
 export function memoryNeed(cfg) {
   const processes = clientProcesses(cfg);
   const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel];
   if (perDevice === undefined) throw new Error(`fleet.channel must be one of ${Object.keys(GENERATOR_BYTES_PER_DEVICE).join(', ')}, not ${cfg.channel}`);
   const generators = cfg.devices * perDevice + processes * GENERATOR_BYTES_PER_PROCESS;
-  const server = cfg.devices * SERVER_BYTES_PER_DEVICE + SERVER_BYTES_BASE;
+  const server = cfg.devices * SERVER_BYTES_PER_DEVICE + (cfg.replicas ?? 1) * SERVER_BYTES_BASE;
   return { processes, generators, server, total: generators + server };
 }
 
-/**
- * Refuses, before anything is provisioned, a fleet that will not fit in memory: the peak need
- * must stay under 90 % of MemAvailable (the rest for the page cache the database lives on, and
- * the other work of the machine). --set fleet.memoryCheck=false skips it.
- */
 /** The soft limit on open files this process (and so the servers it starts) has, or null elsewhere. */
 export function openFilesLimit() {
   try {
@@ -76,13 +86,22 @@ export function openFilesLimit() {
   }
 }
 
+/**
+ * Refuses, before anything is provisioned, a fleet that will not fit: the sockets one server
+ * process holds must stay under its limit on open files, and the peak memory need under 90 %
+ * of MemAvailable (the rest for the page cache the database lives on, and the other work of
+ * the machine). --set fleet.memoryCheck=false skips both.
+ */
 export function preflight(cfg, available = availableMemory(), openFiles = openFilesLimit()) {
-  // The server under test holds one socket per device: at its limit on open files it cannot
-  // accept more, and the devices see their connections closed before they are ready (a
-  // 20,000-device run here, 2026-12-05, under a limit of 20,000).
-  if (cfg.memoryCheck !== false && openFiles !== null && cfg.devices + 1000 > openFiles) {
+  // A server process holds one socket per device it serves: at its limit on open files it
+  // cannot accept more, and the devices see their connections closed before they are ready (a
+  // 20,000-device run here, 2026-12-05, under a limit of 20,000). The limit is per process, so
+  // replicas (fleet.replicas) each hold their share.
+  const perProcess = devicesPerReplica(cfg);
+  if (cfg.memoryCheck !== false && openFiles !== null && perProcess + 1000 > openFiles) {
+    const replicas = cfg.replicas ?? 1;
     throw new Error(
-      `fleet: ${cfg.devices} devices need as many sockets in the server, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${cfg.devices + 1000}, up to the hard limit ulimit -Hn) or lower fleet.devices.`,
+      `fleet: ${cfg.devices} devices over ${replicas} server process${replicas === 1 ? '' : 'es'} need ${perProcess} sockets in each, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${perProcess + 1000}, up to the hard limit ulimit -Hn), add fleet.replicas (PostgreSQL) or lower fleet.devices.`,
     );
   }
   const need = memoryNeed(cfg);

@@ -43,6 +43,10 @@ export const CONFIG = {
     clientNodeArgs: ['--max-old-space-size=4096'],
     clientCpus: null,
     serverCpus: null,
+    // Server processes on one PostgreSQL database (several need --database-url), each serving
+    // an equal share of the load generators (and so of the devices); the echo baseline runs as
+    // as many processes.
+    replicas: 1,
     intervalSeconds: 30,
     rollouts: 1,
     waves: [0.1, 0.4, 1],
@@ -62,6 +66,7 @@ export const CONFIG = {
     clientNodeArgs: ['--max-old-space-size=4096'],
     clientCpus: null,
     serverCpus: null,
+    replicas: 1,
     intervalSeconds: 1,
     rollouts: 1,
     waves: [0.5, 1],
@@ -77,12 +82,31 @@ export const CONFIG = {
 // latency is not their own wait for a core the server holds, at the price of a server with
 // fewer cores than the machine (docs/benchmarks.md, "split runs").
 
+/** utime + stime of several processes (replicas), summed, in ms. */
+function cpuMsOf(procs) {
+  return procs.reduce((a, p) => a + cpuMs(p.pid), 0);
+}
+
+/** The replicas' event-loop threads' wait for a core, summed (null where the kernel has no schedstat). */
+function runQueueWaitMsOf(procs) {
+  const each = procs.map((p) => runQueueWaitMs(p.pid));
+  return each.includes(null) ? null : each.reduce((a, b) => a + b, 0);
+}
+
+/** Several processes' memory peaks as one: VmHWM and the largest sampled RSS summed (each process peaks at about the same time: all hold their share of the fleet). */
+function sumPeaks(peaks) {
+  return { hwm: peaks.reduce((a, p) => a + p.hwm, 0), maxRss: peaks.reduce((a, p) => a + p.maxRss, 0), each: peaks.map((p) => p.hwm) };
+}
+
 function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
-/** Forks the simulated fleet against `address` and waits until every device registered. */
-async function connectFleet(cfg, address, caPem, creds, label) {
+/**
+ * Forks the simulated fleet and waits until every device registered. Load generator i
+ * connects its devices to addresses[i % addresses.length] (one address per replica).
+ */
+async function connectFleet(cfg, addresses, caPem, creds, label) {
   const shares = split(cfg.devices, clientProcesses(cfg));
   // Each process reads only its own devices' credentials (all of them, parsed in every process, were 20 x 55 MB at 50,000).
   const credsFiles = [];
@@ -117,7 +141,7 @@ async function connectFleet(cfg, address, caPem, creds, label) {
         from: 0,
         count: shares[i],
         caPem,
-        address,
+        address: addresses[i % addresses.length],
         channel: cfg.channel,
         connectConcurrency: cfg.connectConcurrency,
         connectPerSecond: cfg.connectPerSecond ? cfg.connectPerSecond / shares.length : 0,
@@ -234,6 +258,25 @@ async function serverCounters(server) {
   }
 }
 
+/**
+ * The counters of several replicas as one server's: every count summed; the event-loop
+ * delay figures are the worst replica's.
+ */
+async function fleetCounters(servers) {
+  const each = await Promise.all(servers.map((s) => serverCounters(s)));
+  if (each.some((c) => c === undefined)) return undefined;
+  const sum = (a, b) => {
+    if (typeof a === 'number' || typeof b === 'number') return (a ?? 0) + (b ?? 0);
+    const out = { ...a };
+    for (const [k, v] of Object.entries(b ?? {})) out[k] = sum(a?.[k], v);
+    return out;
+  };
+  const merged = each.reduce((a, c) => sum(a, { ...c, loop: undefined }), {});
+  merged.loop = {};
+  for (const c of each) for (const [k, v] of Object.entries(c.loop ?? {})) merged.loop[k] = Math.max(merged.loop[k] ?? 0, v);
+  return merged;
+}
+
 /** Garbage collection between two snapshots by kind: pauses, their total, and those over 100 ms. */
 function gcDelta(from, to) {
   if (!from || !to) return undefined;
@@ -300,6 +343,10 @@ async function dbBytes(dataDir, databaseUrl) {
 export async function run({ mode, work, overrides = {}, databaseUrl, backend }) {
   const cfg = { ...CONFIG[mode], ...overrides };
   cfg.channel ??= cfg.devices > 10_000 ? 'http2' : 'agent';
+  if (!Number.isInteger(cfg.replicas) || cfg.replicas < 1) throw new Error(`fleet.replicas must be a whole number of 1 or more, not ${cfg.replicas}`);
+  if (cfg.replicas > 1 && !databaseUrl) throw new Error('fleet.replicas > 1 needs PostgreSQL (--database-url): replicas share one database');
+  if (cfg.replicas > clientProcesses(cfg))
+    throw new Error(`fleet.replicas (${cfg.replicas}) must not exceed the load-generator processes (${clientProcesses(cfg)}): each replica serves whole processes`);
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
   // Before anything is provisioned: will the fleet fit in memory?
@@ -345,36 +392,52 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const steadyMs = cfg.steadyIntervals * cfg.intervalSeconds * 1000;
     const dbAfterProvisioning = await dbBytes(dataDir, databaseUrl);
 
-    // Baseline: the same fleet, channels and interval against the bare echo server.
-    const echo = await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds });
-    if (cfg.serverCpus) pin(echo.pid, cfg.serverCpus);
-    const echoMem = memoryPoller(echo.pid, 500);
-    const echoFleet = await connectFleet(cfg, echo.grpc, caPem, creds, 'echo');
+    // Baseline: the same fleet, channels and interval against the bare echo server (one
+    // process per replica, each serving the same share).
+    const echoes = [];
+    for (let i = 0; i < cfg.replicas; i++) echoes.push(await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds }));
+    if (cfg.serverCpus) for (const e of echoes) pin(e.pid, cfg.serverCpus);
+    const echoMems = echoes.map((e) => memoryPoller(e.pid, 500));
+    const echoFleet = await connectFleet(
+      cfg,
+      echoes.map((e) => e.grpc),
+      caPem,
+      creds,
+      'echo',
+    );
     await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
-    const echoCpu0 = cpuMs(echo.pid);
+    const echoCpu0 = cpuMsOf(echoes);
     const echoMachine0 = machineCpu();
     await sleep(steadyMs);
-    const echoCpuCores = (cpuMs(echo.pid) - echoCpu0) / steadyMs;
+    const echoCpuCores = (cpuMsOf(echoes) - echoCpu0) / steadyMs;
     const echoMachine = machineCpuBetween(echoMachine0, machineCpu());
     const echoResult = await stopFleet(echoFleet.clients);
-    const echoPeak = echoMem.stop();
-    await echo.stop();
+    const echoPeak = sumPeaks(echoMems.map((m) => m.stop()));
+    for (const e of echoes) await e.stop();
     const echoWaited = echoResult.phases.steady?.runQueueSeconds;
     progress(
       SUITE,
       `echo: peak RSS ${fmtBytes(echoPeak.hwm)}, heartbeat p99 ${echoResult.hist.steady.heartbeat.quantile(0.99)?.toFixed(1)} ms; cores busy ${echoMachine.busyShare === null ? 'n/a' : `${(100 * echoMachine.busyShare).toFixed(0)}%`}, some task waiting for a core ${echoMachine.cpuWaitShare === null ? 'n/a' : `${(100 * echoMachine.cpuWaitShare).toFixed(0)}%`} of the time${echoWaited == null ? '' : `, load generators' event-loop threads waited ${echoWaited.toFixed(1)} s in all`}`,
     );
 
-    // The real server.
-    const server = await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true });
-    const pid = server.proc.pid;
+    // The real server: one process per replica, started one after the other (the first
+    // applies what the database needs; initDataDir is safe either way).
+    const servers = [];
+    for (let i = 0; i < cfg.replicas; i++) servers.push(await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true }));
+    const procs = servers.map((s) => ({ pid: s.proc.pid }));
     if (cfg.serverCpus) {
-      pin(pid, cfg.serverCpus);
+      for (const p of procs) pin(p.pid, cfg.serverCpus);
       if (databaseUrl) unpinDatabase = pinPostgres(cfg.serverCpus);
     }
-    const serverMem = memoryPoller(pid, 500);
-    const fleet = await connectFleet(cfg, server.grpc, caPem, creds, 'server');
-    const rssAfterConnect = serverMem.result.maxRss;
+    const serverMems = procs.map((p) => memoryPoller(p.pid, 500));
+    const fleet = await connectFleet(
+      cfg,
+      servers.map((s) => s.grpc),
+      caPem,
+      creds,
+      'server',
+    );
+    const rssAfterConnect = serverMems.reduce((a, m) => a + m.result.maxRss, 0);
     const healthy = new Map(); // client index -> { version -> count }
     let lastHealthyAt = 0;
     fleet.clients.forEach((c, i) =>
@@ -386,7 +449,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const healthyOf = (version) => [...healthy.values()].reduce((a, h) => a + (h[version] ?? 0), 0);
 
     await startHeartbeats(fleet.clients, cfg.intervalSeconds);
-    const steadyCpu0 = cpuMs(pid);
+    const steadyCpu0 = cpuMsOf(procs);
     // Whether the machine had a core for everyone, per phase: its busy share, the share of
     // time some runnable task waited for a core (PSI), the server's event-loop thread's own
     // wait for one, and on PostgreSQL the local database's CPU (every process named postgres:
@@ -395,18 +458,18 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const cpuAt = (name) => ({
       name,
       machine: machineCpu(),
-      serverRunQueueMs: runQueueWaitMs(pid),
-      serverCpuMs: cpuMs(pid),
+      serverRunQueueMs: runQueueWaitMsOf(procs),
+      serverCpuMs: cpuMsOf(procs),
       databaseCpuMs: databaseUrl ? cpuMsOfCommand('postgres') : null,
     });
     const cpuMarks = [cpuAt('steady')];
-    const countersAtSteady = await serverCounters(server);
+    const countersAtSteady = await fleetCounters(servers);
     await sleep(steadyMs);
-    const steadyCpuCores = (cpuMs(pid) - steadyCpu0) / steadyMs;
-    const countersAtRollout = await serverCounters(server);
+    const steadyCpuCores = (cpuMsOf(procs) - steadyCpu0) / steadyMs;
+    const countersAtRollout = await fleetCounters(servers);
     progress(
       SUITE,
-      `server: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${fmtBytes(serverMem.result.maxRss)}`,
+      `server${cfg.replicas > 1 ? `, ${cfg.replicas} replicas` : ''}: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${serverMems.map((m) => fmtBytes(m.result.maxRss)).join(' + ')}`,
     );
 
     // One real rollout per version through the server's rollout engine (what the operator API
@@ -419,7 +482,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       const version = `1.0.${r}`;
       await setPhase(fleet.clients, 'rollout');
       cpuMarks.push(cpuAt('rollout'));
-      const cpu0 = cpuMs(pid);
+      const cpu0 = cpuMsOf(procs);
       const t0 = Date.now();
       const created = await createRollout(ctx, {
         fleet: 'sim',
@@ -483,14 +546,14 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         floorSeconds,
         waves,
         waveStarts: detail.waves.map((w) => w.startedAt),
-        cpuCores: (cpuMs(pid) - cpu0) / 1000 / ((Date.now() - t0) / 1000),
+        cpuCores: (cpuMsOf(procs) - cpu0) / 1000 / ((Date.now() - t0) / 1000),
       });
       await setPhase(fleet.clients, 'after');
       cpuMarks.push(cpuAt('after'));
       if (!complete) break;
     }
 
-    const countersAtEnd = await serverCounters(server);
+    const countersAtEnd = await fleetCounters(servers);
     const cache = { steady: cacheDelta(countersAtSteady, countersAtRollout), rollout: cacheDelta(countersAtRollout, countersAtEnd) };
     const database = { steady: databaseDelta(countersAtSteady, countersAtRollout), rollout: databaseDelta(countersAtRollout, countersAtEnd) };
     const serverHeartbeat = { steady: databaseDelta(countersAtSteady, countersAtRollout, 'heartbeat'), rollout: databaseDelta(countersAtRollout, countersAtEnd, 'heartbeat') };
@@ -556,9 +619,10 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       );
     }
     const live = await dbBytes(dataDir, databaseUrl);
-    const peak = serverMem.stop();
+    const replicaPeaks = serverMems.map((m) => m.stop());
+    const peak = sumPeaks(replicaPeaks);
     await closeCtx();
-    await server.stop();
+    for (const server of servers) await server.stop();
     const closed = await dbBytes(dataDir, databaseUrl);
 
     // Latency over every attempt (a call that failed counts at the time it failed, usually the
@@ -601,7 +665,15 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         ratio: vsEcho(steadyRate, cfg.devices / cfg.intervalSeconds),
       },
       { suite: label, metric: 'heartbeat calls failed (deadline 15 s)', unit: '', value: failed, baseline: echoResult.hist.steady.heartbeatFailures, baselineName: 'echo' },
-      { suite: label, metric: 'server peak RSS (VmHWM)', unit: 'bytes', value: peak.hwm, baseline: echoPeak.hwm, baselineName: 'echo', ratio: vsEcho(peak.hwm, echoPeak.hwm) },
+      {
+        suite: label,
+        metric: `server peak RSS (VmHWM${cfg.replicas > 1 ? `, ${cfg.replicas} replicas summed` : ''})`,
+        unit: 'bytes',
+        value: peak.hwm,
+        baseline: echoPeak.hwm,
+        baselineName: 'echo',
+        ratio: vsEcho(peak.hwm, echoPeak.hwm),
+      },
       {
         suite: label,
         metric: 'heartbeat p50 latency',
@@ -683,7 +755,9 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       heartbeatsPerSecondNominal: cfg.devices / cfg.intervalSeconds,
       rollouts,
       server: {
+        replicas: cfg.replicas,
         peakRss: peak.hwm,
+        replicaPeakRss: replicaPeaks.map((p) => p.hwm),
         maxSampledRss: peak.maxRss,
         rssAfterConnect,
         steadyCpuCores,
@@ -722,6 +796,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
         loadGeneratorPhases: echoResult.phases,
         machine: echoMachine,
         peakRss: echoPeak.hwm,
+        replicaPeakRss: echoPeak.each,
         steadyCpuCores: echoCpuCores,
         connectSeconds: echoFleet.connectSeconds,
         latencyMs: { p50: echoSteady.quantile(0.5), p99: echoSteady.quantile(0.99), max: echoSteady.max, n: echoSteady.n, failures: echoResult.hist.steady.heartbeatFailures },

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initDataDir, provisionDevice, type DeviceCredentials } from '@meshanics/server';
 import { startServer, type Child } from '../../scripts/lib/processes.mjs';
 import { REGISTER_REQUEST, openDeviceChannel, unary, waitReady } from '../../bench/lib/device.mjs';
-import { clientProcesses, memoryNeed, preflight } from '../../bench/lib/fleet-size.mjs';
+import { clientProcesses, devicesPerReplica, memoryNeed, preflight } from '../../bench/lib/fleet-size.mjs';
 
 const GiB = 1024 ** 3;
 
@@ -29,6 +29,12 @@ describe('fleet load generator sizing', () => {
     expect(() => preflight({ devices: 10, channel: 'quic' }, 20 * GiB, Infinity)).toThrow(/fleet.channel must be one of/);
     expect(() => preflight({ devices: 20_000, channel: 'http2' }, 20 * GiB, 20_000)).toThrow(/limit on open files is 20000/);
     expect(preflight({ devices: 20_000, channel: 'http2' }, 20 * GiB, 65_536).total).toBeGreaterThan(0);
+    // The open-files limit is per process: two replicas hold half the sockets each.
+    expect(preflight({ devices: 36_000, channel: 'http2', replicas: 2, clientProcesses: 16 }, 20 * GiB, 20_000).total).toBeGreaterThan(0);
+    expect(() => preflight({ devices: 40_000, channel: 'http2', replicas: 2 }, 20 * GiB, 20_000)).toThrow(/over 2 server processes need 20000 sockets in each/);
+    // 15 processes of 2,400 over two replicas: 8 of them (19,200 devices) on the first.
+    expect(devicesPerReplica({ devices: 36_000, replicas: 2 })).toBe(19_200);
+    expect(devicesPerReplica({ devices: 36_000, replicas: 2, clientProcesses: 16 })).toBe(18_000);
   });
 });
 
