@@ -398,13 +398,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     for (let i = 0; i < cfg.replicas; i++) echoes.push(await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds }));
     if (cfg.serverCpus) for (const e of echoes) pin(e.pid, cfg.serverCpus);
     const echoMems = echoes.map((e) => memoryPoller(e.pid, 500));
-    const echoFleet = await connectFleet(
-      cfg,
-      echoes.map((e) => e.grpc),
-      caPem,
-      creds,
-      'echo',
-    );
+    const echoAddresses = echoes.map((e) => e.grpc);
+    const echoFleet = await connectFleet(cfg, echoAddresses, caPem, creds, 'echo');
     await startHeartbeats(echoFleet.clients, cfg.intervalSeconds);
     const echoCpu0 = cpuMsOf(echoes);
     const echoMachine0 = machineCpu();
@@ -430,13 +425,8 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       if (databaseUrl) unpinDatabase = pinPostgres(cfg.serverCpus);
     }
     const serverMems = procs.map((p) => memoryPoller(p.pid, 500));
-    const fleet = await connectFleet(
-      cfg,
-      servers.map((s) => s.grpc),
-      caPem,
-      creds,
-      'server',
-    );
+    const serverAddresses = servers.map((s) => s.grpc);
+    const fleet = await connectFleet(cfg, serverAddresses, caPem, creds, 'server');
     const rssAfterConnect = serverMems.reduce((a, m) => a + m.result.maxRss, 0);
     const healthy = new Map(); // client index -> { version -> count }
     let lastHealthyAt = 0;

@@ -144,22 +144,14 @@ describe('devices', () => {
     const rest = await call(app, 'GET', '/api/v1/devices?fleet=bulk&offset=50&limit=200', { key: admin });
     expect(rest.json).toMatchObject({ total: 60, limit: 200, offset: 50 });
     expect(rest.json.items.map((d: any) => d.name)).toEqual(Array.from({ length: 10 }, (_, i) => `bulk-${50 + i}`));
-    expect(await call(app, 'GET', '/api/v1/devices?limit=201', { key: admin })).toMatchObject({
-      status: 400,
-      json: { error: 'querystring/limit must be <= 200', code: 'MESH_ERR_API_INVALID' },
-    });
-    expect(await call(app, 'GET', '/api/v1/devices?limit=0', { key: admin })).toMatchObject({
-      status: 400,
-      json: { error: 'querystring/limit must be >= 1', code: 'MESH_ERR_API_INVALID' },
-    });
-    expect(await call(app, 'GET', '/api/v1/devices?offset=-1', { key: admin })).toMatchObject({
-      status: 400,
-      json: { error: 'querystring/offset must be >= 0', code: 'MESH_ERR_API_INVALID' },
-    });
-    expect(await call(app, 'GET', '/api/v1/enrollment-tokens?limit=abc', { key: admin })).toMatchObject({
-      status: 400,
-      json: { error: 'querystring/limit must be integer', code: 'MESH_ERR_API_INVALID' },
-    });
+    for (const [url, error] of [
+      ['/api/v1/devices?limit=201', 'querystring/limit must be <= 200'],
+      ['/api/v1/devices?limit=0', 'querystring/limit must be >= 1'],
+      ['/api/v1/devices?offset=-1', 'querystring/offset must be >= 0'],
+      ['/api/v1/enrollment-tokens?limit=abc', 'querystring/limit must be integer'],
+    ] as const) {
+      expect(await call(app, 'GET', url, { key: admin })).toMatchObject({ status: 400, json: { error, code: 'MESH_ERR_API_INVALID' } });
+    }
   });
 });
 
