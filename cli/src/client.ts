@@ -1,5 +1,5 @@
 // A small client of the operator REST API (docs/operator-api.md): bearer key, JSON in and out,
-// `{ error }` answers turned into ApiError (whose exit code follows the HTTP status).
+// `{ error, code }` answers turned into ApiError (whose exit code follows the HTTP status).
 import type { Page } from './api-types.js';
 import { ApiError, CliError, EXIT } from './errors.js';
 

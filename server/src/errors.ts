@@ -127,7 +127,7 @@ export const ERROR_TABLE = {
   MESH_ERR_API_TLS_INVALID: { kind: 'invalid', summary: 'The REST API certificate or key cannot be read or do not match' },
   MESH_ERR_API_REFUSED: {
     kind: 'invalid',
-    summary: "The HTTP layer refused the request before a route saw it (unparseable JSON, media type, headers); the answer keeps that layer's status",
+    summary: "The HTTP layer refused the request before a route saw it (unparseable JSON, a media type no route takes); the answer keeps that layer's status",
   },
   // Refusals of the offline TUF key ceremony (`meshanics-server tuf ...`): each happens
   // before anything is written, so the repository is unchanged.
@@ -173,8 +173,8 @@ export function isMeshError(err: unknown, code?: ErrorCode): err is MeshError {
 
 /**
  * A list for an error message: the first MAX items, then how many more, so that a refusal
- * about a 100,000-device group stays a message. The REST API answers only `{ error }`: the
- * whole lists are for the listings (a group's unresolved names, a rollout's devices).
+ * about a 100,000-device group stays a message. The REST API answers `{ error, code }`, never
+ * an error's details: the whole lists are for the listings (a group's unresolved names, a rollout's devices).
  */
 export function nameSome(items: readonly string[], { max = 10, separator = ', ' } = {}): string {
   return items.slice(0, max).join(separator) + (items.length > max ? `${separator}and ${items.length - max} more` : '');

@@ -71,7 +71,7 @@ function allBut(needs: string): { permissions: string[]; approve: boolean } {
 }
 
 describe('authentication', () => {
-  it('answers 401 with { error } without a key, with an unknown key, with a malformed header, and with a revoked key', async () => {
+  it('answers 401 with { error, code } without a key, with an unknown key, with a malformed header, and with a revoked key', async () => {
     const good = await key(ctx, ['devices.read']);
     expect(await call(app, 'GET', '/api/v1/whoami')).toMatchObject({
       status: 401,

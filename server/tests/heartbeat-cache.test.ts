@@ -90,8 +90,10 @@ describe.each(engines)('heartbeat answers kept in memory on $name', (engine) => 
     expect((after.hit ?? 0) - (before.hit ?? 0)).toBeGreaterThanOrEqual(4);
     expect((after.miss ?? 0) - (before.miss ?? 0)).toBeLessThanOrEqual(1);
     if (engine.name === 'postgres') {
-      // The wait for a pooled connection is timed on its own.
+      // The waits for a pooled connection are timed on their own: the heartbeats' reads on the
+      // readers' pool, registration's writes on the writers'.
       const text = await (await fetch(`${t.server.apiUrl}/metrics`)).text();
+      expect(text).toMatch(/^meshanics_database_seconds_count\{operation="read_pool_wait"\} [1-9]\d*$/m);
       expect(text).toMatch(/^meshanics_database_seconds_count\{operation="pool_wait"\} [1-9]\d*$/m);
     }
 

@@ -68,9 +68,17 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('PostgreSQL connection pool
   });
 
   it('is ready only when both pools reach the database, and closes both', async () => {
-    const db = new PostgresDb(await freshPostgresDatabase(), undefined, { writers: 1, readers: 1 });
+    const location = await freshPostgresDatabase();
+    const db = new PostgresDb(location, undefined, { writers: 1, readers: 1 });
     await db.ping();
     await db.close();
-    expect(db.pool.ending && db.readPool.ending).toBe(true);
+    expect([db.pool.ending, db.readPool.ending]).toEqual([true, true]);
+    // Either pool unable to reach the database is not ready.
+    for (const broken of ['pool', 'readPool'] as const) {
+      const other = new PostgresDb(location, undefined, { writers: 1, readers: 1 });
+      await other[broken].end();
+      await expect(other.ping()).rejects.toThrow();
+      await other.close().catch(() => undefined);
+    }
   });
 });

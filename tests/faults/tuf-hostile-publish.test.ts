@@ -84,7 +84,8 @@ describe('hostile publishes by a fleet key (gate a: REST answers 400, nothing si
     it(`refuses ${what}; a blue agent still installs a good artifact HEALTHY`, async () => {
       const { status, body } = await restPublish(fields);
       expect(status, JSON.stringify(body)).toBe(400);
-      // Errors are { "error": "message" } (docs/operator-api.md); MESH_ERR_ARTIFACT_OUT_OF_BOUNDS's message.
+      // Errors are { "error": "message", "code": "MESH_ERR_..." } (docs/operator-api.md).
+      expect(body.code).toBe('MESH_ERR_ARTIFACT_OUT_OF_BOUNDS');
       expect(body.error).toMatch(message);
       expect(body.error).toContain('signed TUF metadata must stay verifiable by every device');
       await blueInstallsGood();

@@ -56,7 +56,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -68,7 +68,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -80,7 +80,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -92,7 +92,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -156,7 +156,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -168,7 +168,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -180,7 +180,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -192,7 +192,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -204,7 +204,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -216,7 +216,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -282,7 +282,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -294,7 +294,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -306,7 +306,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -318,7 +318,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -330,7 +330,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -375,7 +375,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -387,7 +387,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -399,7 +399,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -411,7 +411,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -423,7 +423,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -435,7 +435,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -499,7 +499,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -511,7 +511,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -523,7 +523,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -535,7 +535,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -583,7 +583,7 @@ export type paths = {
                         "application/x-ndjson": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -595,7 +595,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -607,7 +607,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -619,7 +619,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -673,7 +673,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -685,7 +685,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -697,7 +697,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -709,7 +709,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -784,7 +784,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -796,7 +796,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -808,7 +808,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -820,7 +820,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -915,7 +915,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -927,7 +927,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -939,7 +939,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -951,7 +951,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -963,7 +963,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1020,7 +1020,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1032,7 +1032,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1044,7 +1044,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1056,7 +1056,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1068,7 +1068,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1130,7 +1130,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1142,7 +1142,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1154,7 +1154,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1166,7 +1166,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1178,7 +1178,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1246,7 +1246,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1258,7 +1258,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1270,7 +1270,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1282,7 +1282,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1335,7 +1335,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1347,7 +1347,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1359,7 +1359,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1371,7 +1371,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1383,7 +1383,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1447,7 +1447,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1459,7 +1459,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1471,7 +1471,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1483,7 +1483,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1495,7 +1495,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1558,7 +1558,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1570,7 +1570,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1582,7 +1582,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1594,7 +1594,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1645,7 +1645,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1657,7 +1657,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1669,7 +1669,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1681,7 +1681,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1693,7 +1693,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -1705,7 +1705,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1763,7 +1763,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1775,7 +1775,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1787,7 +1787,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1799,7 +1799,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1811,7 +1811,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1862,7 +1862,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1874,7 +1874,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1886,7 +1886,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -1898,7 +1898,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1910,7 +1910,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1981,7 +1981,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1993,7 +1993,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2005,7 +2005,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2017,7 +2017,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -2067,7 +2067,7 @@ export type paths = {
                         "application/gzip": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2079,7 +2079,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2091,7 +2091,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2103,7 +2103,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2115,7 +2115,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -2127,7 +2127,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -2285,7 +2285,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2297,7 +2297,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2309,7 +2309,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2321,7 +2321,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -2469,7 +2469,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2481,7 +2481,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2493,7 +2493,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2505,7 +2505,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2517,7 +2517,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -2529,7 +2529,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -2659,7 +2659,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2671,7 +2671,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2683,7 +2683,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2695,7 +2695,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2707,7 +2707,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -2851,7 +2851,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2863,7 +2863,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -2875,7 +2875,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -2887,7 +2887,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2899,7 +2899,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -2911,7 +2911,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3043,7 +3043,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3055,7 +3055,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -3067,7 +3067,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -3079,7 +3079,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -3091,7 +3091,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -3103,7 +3103,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3157,7 +3157,7 @@ export type paths = {
                         "text/event-stream": string;
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3169,7 +3169,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -3181,7 +3181,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -3193,7 +3193,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -3205,7 +3205,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3339,7 +3339,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3351,7 +3351,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -3363,7 +3363,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -3375,7 +3375,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -3387,7 +3387,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -3399,7 +3399,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3454,7 +3454,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3466,7 +3466,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -3478,7 +3478,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -3490,7 +3490,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3542,7 +3542,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -3635,7 +3635,7 @@ export type paths = {
                         };
                     };
                 };
-                /** @description Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
                 503: {
                     headers: {
                         [name: string]: unknown;

@@ -69,9 +69,8 @@ export function defaultConsoleDir(): string | undefined {
   return fs.existsSync(`${dir}index.html`) ? dir : undefined;
 }
 
-/** One place turns every failure into `{ error }` with the status its kind maps to. */
 /**
- * What an error answers: its status, its message, and the stable code of the error table
+ * One place turns every failure a route or hook throws into `{ error, code }`. What an error answers: its status, its message, and the stable code of the error table
  * (errors.ts) for clients to branch on instead of matching messages. An error's `details` stay
  * in the server log: some carry lists of up to a group's 100,000 device names.
  */

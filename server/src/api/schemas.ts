@@ -21,7 +21,7 @@ export const stringMap = { type: 'object', additionalProperties: { type: 'string
 
 export const errorSchema: JsonSchema = {
   type: 'object',
-  description: 'Every error: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md)',
+  description: 'Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md)',
   required: ['error', 'code'],
   properties: { error: str, code: { type: 'string', pattern: '^MESH_ERR_[A-Z0-9_]+$' } },
 };

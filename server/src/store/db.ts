@@ -15,7 +15,12 @@ export type Row = Record<string, unknown>;
 export type Params = readonly unknown[] | Readonly<Record<string, unknown>>;
 export type Dialect = 'sqlite' | 'postgres';
 
-/** Statements that cannot write: SQLite reads them on its reader connection; on PostgreSQL the rest, outside a transaction, are commits of their own. */
+/**
+ * Statements that cannot write: SQLite reads them on its reader connection, PostgreSQL on its
+ * readers' pool; on PostgreSQL the rest, outside a transaction, are commits of their own. Told
+ * by the leading SELECT alone, so a SELECT that takes a lock (FOR UPDATE / FOR SHARE) or calls
+ * pg_notify or pg_advisory_* must run inside a write transaction (they all do).
+ */
 export const READ_ONLY_SQL = /^\s*SELECT\b/i;
 
 export interface Db {
