@@ -12,6 +12,14 @@ import { planWaves } from '../src/rollouts/wave-plan.js';
 
 const { engines } = await testEngines();
 
+/** A rollout of the seeded model artifact to fleet lab, its plan over `deviceIds` inserted. */
+async function insertLabRollout(store: Store, deviceIds: readonly string[], strategy: Parameters<typeof planWaves>[2], now: string) {
+  const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
+  const plan = planWaves(rollout.id, deviceIds, strategy);
+  await store.withWriteLock(() => store.rollouts.insert(rollout, plan));
+  return { rollout, plan };
+}
+
 const PROBE = { type: 'file', spec: { path: '/r' }, timeoutSeconds: 1, attempts: 1, initialDelaySeconds: 0 };
 
 async function deviceWithAssignment(store: Store, name: string, now: string): Promise<{ deviceId: string; assignmentId: string }> {
@@ -352,10 +360,8 @@ describe.each(engines)('store on $name', (engine) => {
       expect(found.get('d2000')!.id).toBe(ids[2000]);
 
       const strategy = { waves: [{ percent: 100, approval: 'auto' as const }], max_failure_rate: 0 };
-      const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
       // d3..d2100 in the rollout: 2,098 plan rows, two statements; d0..d2 not.
-      const plan = planWaves(rollout.id, ids.slice(3), strategy);
-      await store.withWriteLock(() => store.rollouts.insert(rollout, plan));
+      const { rollout, plan } = await insertLabRollout(store, ids.slice(3), strategy, now);
       // Asked in reverse, with ids of no device between them: the answer keeps the order asked.
       const probe = [...ids].reverse().flatMap((id, i) => (i % 2 === 0 ? [id, `no-such-device-${i}`] : [id]));
       const busy = await store.rollouts.busyDevices(probe, 'model');
@@ -389,8 +395,7 @@ describe.each(engines)('store on $name', (engine) => {
         ],
         max_failure_rate: 1,
       };
-      const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), strategy, 'operator:test'), now);
-      await store.withWriteLock(() => store.rollouts.insert(rollout, planWaves(rollout.id, ids, strategy)));
+      const { rollout } = await insertLabRollout(store, ids, strategy, now);
       const db = (store as SqlStore).db;
       const assignmentOf = async (deviceId: string) =>
         String((await db.get('SELECT assignment_id FROM rollout_devices WHERE rollout_id = ? AND device_id = ?', [rollout.id, deviceId]))!.assignment_id);

@@ -70,9 +70,10 @@ export function defaultConsoleDir(): string | undefined {
 }
 
 /**
- * One place turns every failure a route or hook throws into `{ error, code }`. What an error answers: its status, its message, and the stable code of the error table
- * (errors.ts) for clients to branch on instead of matching messages. An error's `details` stay
- * in the server log: some carry lists of up to a group's 100,000 device names.
+ * One place turns every failure a route or hook throws into `{ error, code }`: the status its
+ * kind maps to, its message, and the stable code of the error table (errors.ts) for clients to
+ * branch on instead of matching messages. An error's `details` stay in the server log: some
+ * carry lists of up to a group's 100,000 device names.
  */
 function errorReply(err: FastifyError | MeshError | Error, logger: Logger): { status: number; error: string; code: ErrorCode } {
   if (err instanceof MeshError) {

@@ -64,11 +64,14 @@ export interface WriteWatcher {
 
 /** Connections per pool; each replica opens up to the sum (PostgreSQL's max_connections bounds all replicas' together). */
 export interface PostgresPoolSizes {
-  /** Write transactions and autocommit writes (default 10). */
+  /** Write transactions and autocommit writes (default CONNECTIONS_PER_POOL). */
   writers?: number;
-  /** Reads outside a transaction (default 10). */
+  /** Reads outside a transaction (default CONNECTIONS_PER_POOL). */
   readers?: number;
 }
+
+/** Each pool's default size (config/defaults.ts says the same for the CLI, which must not load pg to print its help). */
+const CONNECTIONS_PER_POOL = 10;
 
 export class PostgresDb implements Db {
   readonly dialect = 'postgres' as const;
@@ -94,8 +97,8 @@ export class PostgresDb implements Db {
     private readonly observe?: QueryObserver,
     sizes: PostgresPoolSizes = {},
   ) {
-    this.pool = new pg.Pool({ connectionString, max: sizes.writers ?? 10 });
-    this.readPool = new pg.Pool({ connectionString, max: sizes.readers ?? 10 });
+    this.pool = new pg.Pool({ connectionString, max: sizes.writers ?? CONNECTIONS_PER_POOL });
+    this.readPool = new pg.Pool({ connectionString, max: sizes.readers ?? CONNECTIONS_PER_POOL });
     // An idle client's error (the server restarted) must not crash the process; the next
     // query on the pool gets a fresh connection.
     this.pool.on('error', () => undefined);

@@ -2,6 +2,7 @@
 // (rollouts/) groups these statements under Store.withWriteLock: one decision, one transaction.
 import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { Db } from './db.js';
 import { lockDevices } from './row-locks.js';
 import { forEachChunk, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
@@ -55,6 +56,8 @@ function assignmentState(r: Row, prefix: string): RolloutAssignmentState | null 
 /** Devices per statement when a wave starts (11 parameters each in the INSERT). */
 const WAVE_CHUNK = 200;
 const PLAN_COLUMNS = ['device_id', 'wave', 'position'] as const;
+/** The contract's terminal states as an SQL list, for `state IN ...` (constants, not parameters: one plan). */
+const TERMINAL_IN = `(${[...TERMINAL_STATES].map((s) => `'${s}'`).join(', ')})`;
 const ID_COLUMNS = ['id'] as const;
 
 /** Devices counted per statement by progress() on SQLite (see there). */
@@ -176,13 +179,12 @@ export class SqlRollouts implements RolloutStore {
     // Mirrors outcomeOf/isLive in rollouts/engine.ts: an outcome is the state of the device's
     // rollout assignment; a device stops counting for wave completion when decommissioned or
     // when its assignment was superseded before it finished.
-    const terminal = "('HEALTHY', 'FAILED', 'ROLLED_BACK')";
     const counts = (range: string) => `SELECT COUNT(*) AS targeted,
          COALESCE(SUM(CASE WHEN a.state = 'HEALTHY' THEN 1 ELSE 0 END), 0) AS healthy,
          COALESCE(SUM(CASE WHEN a.state = 'FAILED' THEN 1 ELSE 0 END), 0) AS failed,
          COALESCE(SUM(CASE WHEN a.state = 'ROLLED_BACK' THEN 1 ELSE 0 END), 0) AS rolled_back,
          COALESCE(SUM(CASE WHEN rd.wave <= @wave AND d.decommissioned_at IS NULL
-             AND (a.id IS NULL OR a.state NOT IN ${terminal})
+             AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN})
              AND NOT (a.id IS NOT NULL AND a.active = 0)
            THEN 1 ELSE 0 END), 0) AS started_unfinished,
          MAX(rd.device_id) AS last_device
@@ -228,7 +230,7 @@ export class SqlRollouts implements RolloutStore {
     const shown = "COALESCE(ra.state, a.state, 'PENDING')";
     const rows = await this.db.all(
       `SELECT rd.wave, ${shown} AS state, COUNT(*) AS devices,
-         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ('HEALTHY', 'FAILED', 'ROLLED_BACK')) THEN 1 ELSE 0 END), 0) AS unfinished
+         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN}) THEN 1 ELSE 0 END), 0) AS unfinished
        FROM rollout_devices rd
        JOIN devices d ON d.id = rd.device_id
        LEFT JOIN assignments a ON a.id = rd.assignment_id
