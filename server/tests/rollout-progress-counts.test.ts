@@ -9,6 +9,7 @@ import { publishArtifact } from '../src/catalog/publish.js';
 import { initDataDir } from '../src/config/data-dir.js';
 import { createGroup } from '../src/fleet/groups.js';
 import { progressOfDevices } from '../src/rollouts/engine.js';
+import { failureCount } from '../src/rollouts/progress.js';
 import { createRollout } from '../src/rollouts/service.js';
 import { openStore, type SqlStore } from '../src/store/index.js';
 import { sqliteEngine, testEngines } from './engines.js';
@@ -49,6 +50,16 @@ describe.each(engines)('rollout progress counts on $name', (engine) => {
         for (const currentWave of [0, 1]) {
           expect(await ctx.store.rollouts.progress(rollout.id, currentWave)).toEqual(progressOfDevices({ currentWave }, devices));
         }
+        // The glance a step reads before locking: the same targeted and failures, and an
+        // unfinished started wave exactly when the count has one (every live device of the
+        // started wave has its assignment here).
+        const exact = progressOfDevices({ currentWave: rollout.currentWave }, devices);
+        const glance = await ctx.store.rollouts.glance!(rollout.id);
+        expect({ targeted: glance!.targeted, failures: glance!.failures, someStartedUnfinished: glance!.someStartedUnfinished }).toEqual({
+          targeted: exact.targeted,
+          failures: failureCount(exact),
+          someStartedUnfinished: exact.startedUnfinished > 0,
+        });
       };
       await compare();
 

@@ -1,7 +1,8 @@
-// Progression steps after status reports, coalesced and spaced per rollout. A step counts the
-// rollout's devices under the write lock (O(devices)); during a wave of thousands of devices
-// reports arrive far faster than that is worth doing, and one step per report made the work
-// quadratic (10,000 devices: a handful of reports per second). Here a rollout gets at most
+// Progression steps after status reports, coalesced and spaced per rollout. A step that acts
+// counts the rollout's devices under the write lock (O(devices)), and even one that only
+// glances (engine.ts) is a query; during a wave of thousands of devices reports arrive far
+// faster than that is worth doing, and one step per report made the work quadratic (10,000
+// devices: a handful of reports per second). Here a rollout gets at most
 // one step per `minIntervalMs` (start to start): requests made meanwhile all wait for the
 // next step, which starts after the one running (if any) and so sees every report before it.
 import type { Logger } from '../observability/log.js';

@@ -9,7 +9,7 @@
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
-import { decide, failureCount, progressOf, type DeviceOutcome, type RolloutProgress } from './progress.js';
+import { decide, failureCount, progressOf, settledAtGlance, type DeviceOutcome, type RolloutProgress } from './progress.js';
 
 /** The actor of transitions the engine makes on its own. */
 export const ENGINE_ACTOR = 'system:rollouts';
@@ -155,9 +155,27 @@ export async function stepRollout(ctx: EngineContext, rolloutId: string): Promis
 }
 
 /**
+ * Whether the rollout has nothing to do now, seen without a lock or a count of every device
+ * (store.rollouts.glance: committed state, one snapshot). Sound because a 'none' it answers
+ * can only be made wrong by a later commit, and every such commit brings a step that starts
+ * after it: a status report's (the device service asks for one once the report is stored),
+ * an operator's (approve and resume step under the lock themselves), and for a decommission
+ * or a superseding assignment, `serve`'s periodic step, as before. A step that would act
+ * takes the lock and counts exactly (stepRollout). Most steps during a wave are 'none': they
+ * no longer hold the rollout's row lock (PostgreSQL), which report batches of its devices
+ * queued behind, nor count a wave of thousands once a second per replica.
+ */
+async function glanceSettles(store: Store, rolloutId: string): Promise<boolean> {
+  const glance = await store.rollouts.glance?.(rolloutId);
+  if (glance === undefined) return false;
+  return settledAtGlance(glance.rollout, glance);
+}
+
+/**
  * The progression step: for each running rollout (or just `rolloutId`), decide and apply in
- * its own write transaction. Called after every stored status report and on a timer by
- * `serve`. A failure on one rollout is logged and does not stop the others.
+ * its own write transaction, unless a glance shows there is nothing to do. Called after
+ * stored status reports and on a timer by `serve`. A failure on one rollout is logged and
+ * does not stop the others.
  */
 export async function driveRollouts(ctx: EngineContext, options: { rolloutId?: string } = {}): Promise<DriveAction[]> {
   const { store } = ctx;
@@ -165,6 +183,7 @@ export async function driveRollouts(ctx: EngineContext, options: { rolloutId?: s
   const actions: DriveAction[] = [];
   for (const id of ids) {
     try {
+      if (await glanceSettles(store, id)) continue;
       actions.push(...(await store.withRowLocks(() => stepRollout(ctx, id))));
     } catch (err) {
       ctx.logger.error({ err, rolloutId: id }, 'rollout progression failed');

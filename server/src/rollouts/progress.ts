@@ -58,6 +58,16 @@ export function failureCount(progress: RolloutProgress): number {
   return progress.failed + progress.rolledBack;
 }
 
+/**
+ * True when decide() answers 'none' on the glance's figures, and so on the full counts of the
+ * same snapshot: the halt rule needs only targeted and failures, which the glance has exactly,
+ * and "a started wave is unfinished" holds on the full counts whenever the glance saw it.
+ */
+export function settledAtGlance(snapshot: Omit<RolloutSnapshot, 'progress'>, glance: { targeted: number; failures: number; someStartedUnfinished: boolean }): boolean {
+  const progress = { targeted: glance.targeted, healthy: 0, failed: glance.failures, rolledBack: 0, startedUnfinished: glance.someStartedUnfinished ? 1 : 0 };
+  return decide({ ...snapshot, progress }).action === 'none';
+}
+
 export function decide(snapshot: RolloutSnapshot): Decision {
   if (snapshot.status !== 'running') return { action: 'none' };
   const { targeted } = snapshot.progress;

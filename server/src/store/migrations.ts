@@ -10,6 +10,7 @@ import { MIGRATION_6_SQL, POSTGRES_MIGRATION_6_SQL } from './migration-6.js';
 import { MIGRATION_7_SQL, POSTGRES_MIGRATION_7_SQL } from './migration-7.js';
 import { MIGRATION_8_SQL, POSTGRES_MIGRATION_8_SQL } from './migration-8.js';
 import { MIGRATION_9_SQL, POSTGRES_MIGRATION_9_SQL } from './migration-9.js';
+import { MIGRATION_10_SQL, POSTGRES_MIGRATION_10_SQL } from './migration-10.js';
 import { POSTGRES_MIGRATION_SQL, POSTGRES_MIGRATION_3_AUDIT_GUARDS } from './migrations-postgres.js';
 
 export interface Migration {
@@ -247,5 +248,11 @@ CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
     name: 'pending-trigger-rollout-share-lock',
     postgresSql: POSTGRES_MIGRATION_9_SQL,
     sql: MIGRATION_9_SQL,
+  },
+  {
+    version: 10,
+    name: 'rollout-glance',
+    postgresSql: POSTGRES_MIGRATION_10_SQL,
+    sql: MIGRATION_10_SQL,
   },
 ];

@@ -4,6 +4,7 @@ import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { Db } from './db.js';
+import { failedRolloutAssignment, unfinishedRolloutAssignment } from './migration-10.js';
 import { lockDevices } from './row-locks.js';
 import { forEachChunk, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
@@ -11,6 +12,7 @@ import type {
   ProbeRecord,
   RolloutAssignmentState,
   RolloutDeviceView,
+  RolloutGlance,
   RolloutProgressCounts,
   RolloutRecord,
   RolloutStatusValue,
@@ -64,6 +66,28 @@ const ID_COLUMNS = ['id'] as const;
 const PROGRESS_SLICE = 1000;
 const ASSIGNED_COLUMNS = ['device_id', 'assignment_id', 'previous_version', 'previous_artifact_id'] as const;
 
+/**
+ * RolloutStore.glance's statement. Each count starts from a partial index of migration 10 (its
+ * predicate repeated, so both engines use it): a handful of entries in a healthy rollout,
+ * whatever its size. The rollout assignment of a device is the one rollout_devices names (a
+ * revert's assignment carries the rollout's id too, and is left out): exactly progress()'s
+ * rows. The unfinished test reads the device's wave and decommissioning as correlated
+ * subqueries, not joins: PostgreSQL then walks the index and stops at the first live entry (a
+ * join was planned as a hash of every unfinished assignment: tens of ms at the start of a
+ * wave of thousands). Exported for the plan test.
+ */
+export const GLANCE_SQL = `SELECT r.*,
+   COALESCE(r.targeted, (SELECT COUNT(*) FROM rollout_devices t WHERE t.rollout_id = @id)) AS glance_targeted,
+   (SELECT COUNT(*) FROM assignments a
+      JOIN rollout_devices rd ON rd.rollout_id = @id AND rd.device_id = a.device_id AND rd.assignment_id = a.id
+      WHERE a.rollout_id = @id AND ${failedRolloutAssignment('a.')}) AS glance_failures,
+   CASE WHEN EXISTS (SELECT 1 FROM assignments a
+      WHERE a.rollout_id = @id AND ${unfinishedRolloutAssignment('a.')}
+        AND (SELECT rd.wave FROM rollout_devices rd WHERE rd.rollout_id = @id AND rd.device_id = a.device_id AND rd.assignment_id = a.id) <= r.current_wave
+        AND (SELECT d.decommissioned_at FROM devices d WHERE d.id = a.device_id) IS NULL)
+   THEN 1 ELSE 0 END AS glance_unfinished
+ FROM rollouts r WHERE r.id = @id`;
+
 const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
   status: { column: 'status', encode: (v) => v },
   currentWave: { column: 'current_wave', encode: (v) => v },
@@ -83,8 +107,8 @@ export class SqlRollouts implements RolloutStore {
     return this.withWriteLock(async () => {
       await this.db.run(
         `INSERT INTO rollouts (id, fleet, artifact_id, artifact_name, group_name, probe, strategy, status, current_wave,
-           acknowledged_failures, halt, abort_policy, created_by, created_at, updated_at, finished_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           acknowledged_failures, halt, abort_policy, created_by, created_at, updated_at, finished_at, targeted)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           r.id,
           r.fleet,
@@ -102,6 +126,7 @@ export class SqlRollouts implements RolloutStore {
           r.createdAt,
           r.updatedAt,
           r.finishedAt,
+          devices.length,
         ],
       );
       // A row set per statement: the plan of a 100,000-device group is written inside the lock.
@@ -221,6 +246,12 @@ export class SqlRollouts implements RolloutStore {
       after = str(r.last_device);
       await yieldToEventLoop();
     }
+  }
+
+  async glance(rolloutId: string): Promise<RolloutGlance | undefined> {
+    const r = await this.db.get(GLANCE_SQL, { id: rolloutId });
+    if (!r) return undefined;
+    return { rollout: rolloutFromRow(r), targeted: num(r.glance_targeted), failures: num(r.glance_failures), someStartedUnfinished: num(r.glance_unfinished) === 1 };
   }
 
   async waveStateCounts(rolloutId: string): Promise<RolloutWaveStateCount[]> {

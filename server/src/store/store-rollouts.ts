@@ -117,6 +117,26 @@ export interface RolloutWaveStateCount {
   unfinished: number;
 }
 
+/**
+ * What a rollout step reads before it takes any lock (rollouts/engine.ts, glanceSettles): the
+ * rollout, and of its progress just enough for the halt rule and for "is the wave still
+ * running", from a few index entries instead of every device.
+ */
+export interface RolloutGlance {
+  rollout: RolloutRecord;
+  /** Every device of the rollout (RolloutProgressCounts.targeted). */
+  targeted: number;
+  /** Failed and rolled-back devices: RolloutProgressCounts.failed + rolledBack, exactly. */
+  failures: number;
+  /**
+   * Some live device of a started wave has a rollout assignment that is not finished. Never
+   * true when progress() counts no started, unfinished device; false also when the only such
+   * devices have no assignment at all (a state the server does not make: a device of a started
+   * wave that was live when it started gets one), which the locked step then counts.
+   */
+  someStartedUnfinished: boolean;
+}
+
 export interface RolloutStore {
   insert(rollout: RolloutRecord, devices: Array<Pick<RolloutDeviceRecord, 'deviceId' | 'wave' | 'position'>>): Promise<void>;
   get(id: string): Promise<RolloutRecord | undefined>;
@@ -150,6 +170,12 @@ export interface RolloutStore {
    * listDevices().
    */
   waveStateCounts?(rolloutId: string): Promise<RolloutWaveStateCount[]>;
+  /**
+   * The rollout and the counts a step needs to see that it has nothing to do, read outside
+   * any transaction (one statement: one snapshot). Optional for stores written before it:
+   * every step then takes the rollout's lock and counts.
+   */
+  glance?(rolloutId: string): Promise<RolloutGlance | undefined>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
   busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
   setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void>;
