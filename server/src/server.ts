@@ -261,9 +261,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     resignTimer.unref();
 
     // One progression step per rollout per drive interval at most (1 s by default), whether
-    // reports or the timer below ask for it: a step counts the rollout's devices in SQL
-    // (4 ms for 3,000 under load on a 2-core machine) under the write lock, and a wave of
-    // thousands asked for one per report. A wave's progression waits at most an interval longer.
+    // reports or the timer below ask for it: a step glances at the rollout (a read), and one
+    // that acts counts its devices in SQL under the write lock; a wave of thousands asked for
+    // one per report. A wave's progression waits at most an interval longer.
     const driveIntervalMs = options.rolloutDriveIntervalMs ?? ROLLOUT_DRIVE_INTERVAL_MS;
     const rolloutSteps = new RolloutDriveQueue((rolloutId) => driveRollouts(ctx, { rolloutId }), logger, driveIntervalMs);
     if (options.heartbeatCache !== false) {

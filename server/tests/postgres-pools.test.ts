@@ -81,4 +81,25 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('PostgreSQL connection pool
       await other.close().catch(() => undefined);
     }
   });
+
+  it('does not reuse a writer connection whose prepared statement a migration made stale', async () => {
+    // A rolling upgrade: another replica's migration adds a column to a table this one reads
+    // with SELECT *. PostgreSQL then fails the statement prepared before on every use of that
+    // connection; with one writer connection, reusing it would fail every transaction after.
+    const location = await freshPostgresDatabase();
+    const db = new PostgresDb(location, undefined, { writers: 1, readers: 1 });
+    opened.push(db);
+    await db.exec('CREATE TABLE t (v INTEGER)');
+    await db.run('INSERT INTO t (v) VALUES (?)', [1]);
+    const read = () => db.writeTransaction(() => db.all('SELECT * FROM t WHERE v = ?', [1]), { lock: 'rows' });
+    expect(await read()).toEqual([{ v: 1 }]);
+    const other = new PostgresDb(location, undefined, { writers: 1, readers: 1 });
+    try {
+      await other.exec('ALTER TABLE t ADD COLUMN w INTEGER');
+    } finally {
+      await other.close();
+    }
+    await expect(read()).rejects.toThrow(/cached plan must not change result type/);
+    expect(await read()).toEqual([{ v: 1, w: null }]);
+  });
 });

@@ -4,6 +4,8 @@
 // step with nothing to do must not wait for it, and the step after the wave's last report
 // must still advance. The glance must read from migration 10's partial indexes (the plan
 // test): its predicates repeated in the statement are what make the engines use them.
+import * as crypto from 'node:crypto';
+import { TERMINAL_STATES } from '@meshanics/core/contract';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import { newRolloutRecord } from '../src/rollouts/service.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 import { openStore, type RolloutRecord, type SqlStore, type Store } from '../src/store/index.js';
+import { MIGRATION_10_TERMINAL_STATES } from '../src/store/migration-10.js';
 import { GLANCE_SQL } from '../src/store/sql-rollouts.js';
 import { testEngines } from './engines.js';
 import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
@@ -73,6 +76,14 @@ async function holdReportBatchLock(engine: 'sqlite' | 'postgres', location: stri
 
 const settle = <T>(p: Promise<T>, ms: number): Promise<'done' | 'waiting'> =>
   Promise.race([p.then(() => 'done' as const), new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), ms))]);
+
+describe('the glance’s partial index', () => {
+  it('spells out the contract’s terminal states, so the glance is on', () => {
+    // A new terminal state in the contract needs a migration that rebuilds the index; until
+    // then the glance turns itself off (every step counts), which this test makes visible.
+    expect(new Set(MIGRATION_10_TERMINAL_STATES)).toEqual(new Set(TERMINAL_STATES));
+  });
+});
 
 describe.each(engines)('rollout steps that glance first, on $name', (engine) => {
   it('a step with nothing to do waits for no lock while a report batch holds one, and the step after the wave’s last report still advances', async () => {
@@ -143,6 +154,49 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
       );
       expect(await store.rollouts.glance!(rollout.id)).toMatchObject({ targeted: 8, failures: 3, someStartedUnfinished: true });
       expect(await driveRollouts(ctx, { rolloutId: rollout.id })).toEqual([{ rolloutId: rollout.id, action: 'halt', wave: 0 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('advances the wave once its only unfinished devices are decommissioned or superseded', async () => {
+    const store = await openStore(await engine.fresh());
+    try {
+      const { rollout } = await seeded(store, 8);
+      const ctx: EngineContext = { store, logger: quietLogger };
+      const wave0 = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.assignmentId !== null);
+      const now = new Date().toISOString();
+      await store.recordStatusReports(
+        wave0.slice(0, 2).map((d) => ({
+          deviceId: d.deviceId,
+          assignmentId: d.assignmentId!,
+          sequence: 1,
+          state: 'HEALTHY' as const,
+          reason: '',
+          bytesDone: 0,
+          bytesTotal: 0,
+          deviceTime: now,
+          receivedAt: now,
+        })),
+      );
+      // One device dies mid-wave and is decommissioned; another is given an assignment of its
+      // own by an operator (the rollout's is superseded). Neither holds the wave any more.
+      await store.decommissionDevice(wave0[2]!.deviceId, now);
+      const artifactId = (await store.rollouts.get(rollout.id))!.artifactId;
+      await store.insertAssignment({
+        id: crypto.randomUUID(),
+        deviceId: wave0[3]!.deviceId,
+        artifactId,
+        artifactName: 'model',
+        rolloutId: null,
+        probe: rollout.probe,
+        state: 'PENDING',
+        reason: '',
+        active: true,
+        createdAt: now,
+        updatedAt: now,
+      });
+      expect(await driveRollouts(ctx, { rolloutId: rollout.id })).toEqual([{ rolloutId: rollout.id, action: 'advance', wave: 1 }]);
     } finally {
       await store.close();
     }

@@ -1,5 +1,6 @@
 // The rollout engine: reads a rollout's stored state, asks decide() what to do, and applies
-// the answer, all inside one write transaction per rollout. SQLite: BEGIN IMMEDIATE, so two
+// the answer, all inside one write transaction per rollout (after an unlocked glance that
+// ends the step when there is plainly nothing to do, glanceSettles). SQLite: BEGIN IMMEDIATE, so two
 // server processes on one data dir (or `serve` and a CLI approve) can never both advance a
 // wave. PostgreSQL: no global lock (Store.withRowLocks); the transaction holds the rollout's
 // row lock (SELECT ... FOR UPDATE), which status report batches of its devices share-lock,

@@ -1,6 +1,6 @@
 // The rollout's decision, as a pure function of what is stored: halt, wait, advance or
-// finish. The caller runs it inside a write transaction, so two server replicas can never
-// both act on the same state.
+// finish. The caller acts on it only inside a write transaction, so two server replicas can
+// never both act on the same state (settledAtGlance asks it outside one, to act on nothing).
 import type { RolloutProgressCounts } from '../store/index.js';
 import type { Strategy } from './strategy.js';
 

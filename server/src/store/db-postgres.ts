@@ -1,5 +1,5 @@
 // The PostgreSQL driver of the Db seam (node-postgres). Two pools: reads outside a transaction
-// (heartbeats that miss the cache, REST reads) take a connection from `readPool`; write
+// (heartbeats that miss the cache, REST reads, rollout steps' glances) take a connection from `readPool`; write
 // transactions and autocommit writes from `pool`, one client for a transaction's whole body.
 // Kept apart because a write transaction holds its connection across several round trips and
 // row-lock waits: sharing one pool, a rollout's report and liveness batches left the
@@ -246,6 +246,10 @@ export class PostgresDb implements Db {
       } catch {
         broken = true;
       }
+      // A statement this connection prepared before a migration changed its table's columns
+      // fails on every use of the connection, not once: such a connection is not reused (a
+      // read's connection never is after an error, see pooled()).
+      if (stalePreparedStatement(err)) broken = true;
       throw err;
     } finally {
       client.release(broken);
@@ -267,4 +271,14 @@ function normalize(v: unknown): unknown {
   // The schema keeps booleans as 0/1 integers on both engines.
   if (typeof v === 'boolean') return v ? 1 : 0;
   return v === undefined ? null : v;
+}
+
+/**
+ * PostgreSQL's answer to a prepared statement whose result columns changed since it was
+ * prepared (an ALTER TABLE of a later migration, applied by another replica during a rolling
+ * upgrade): "cached plan must not change result type", SQLSTATE 0A000.
+ */
+function stalePreparedStatement(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  return e?.code === '0A000' && typeof e.message === 'string' && e.message.includes('cached plan must not change result type');
 }

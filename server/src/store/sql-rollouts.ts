@@ -4,7 +4,7 @@ import * as crypto from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { Db } from './db.js';
-import { failedRolloutAssignment, unfinishedRolloutAssignment } from './migration-10.js';
+import { failedRolloutAssignment, MIGRATION_10_TERMINAL_STATES, unfinishedRolloutAssignment } from './migration-10.js';
 import { lockDevices } from './row-locks.js';
 import { forEachChunk, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
@@ -87,6 +87,13 @@ export const GLANCE_SQL = `SELECT r.*,
         AND (SELECT d.decommissioned_at FROM devices d WHERE d.id = a.device_id) IS NULL)
    THEN 1 ELSE 0 END AS glance_unfinished
  FROM rollouts r WHERE r.id = @id`;
+
+/**
+ * The glance's index spells out the terminal states (migration 10). Should the contract's ever
+ * differ, the glance would call a finished device unfinished and settle every step: it is then
+ * off (every step locks and counts) until a migration brings the index in line.
+ */
+const GLANCE_MATCHES_CONTRACT = MIGRATION_10_TERMINAL_STATES.length === TERMINAL_STATES.size && MIGRATION_10_TERMINAL_STATES.every((s) => TERMINAL_STATES.has(s as never));
 
 const UPDATABLE: Record<keyof RolloutUpdate, { column: string; encode: (v: unknown) => unknown }> = {
   status: { column: 'status', encode: (v) => v },
@@ -249,6 +256,7 @@ export class SqlRollouts implements RolloutStore {
   }
 
   async glance(rolloutId: string): Promise<RolloutGlance | undefined> {
+    if (!GLANCE_MATCHES_CONTRACT) return undefined;
     const r = await this.db.get(GLANCE_SQL, { id: rolloutId });
     if (!r) return undefined;
     return { rollout: rolloutFromRow(r), targeted: num(r.glance_targeted), failures: num(r.glance_failures), someStartedUnfinished: num(r.glance_unfinished) === 1 };

@@ -172,8 +172,9 @@ export interface RolloutStore {
   waveStateCounts?(rolloutId: string): Promise<RolloutWaveStateCount[]>;
   /**
    * The rollout and the counts a step needs to see that it has nothing to do, read outside
-   * any transaction (one statement: one snapshot). Optional for stores written before it:
-   * every step then takes the rollout's lock and counts.
+   * any transaction (one statement: one snapshot). Undefined for no such rollout, or when
+   * no glance can be trusted (the step then locks and counts). Optional for stores written
+   * before it: every step then takes the rollout's lock and counts.
    */
   glance?(rolloutId: string): Promise<RolloutGlance | undefined>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
