@@ -13,7 +13,7 @@ import { driveRollouts, startWave, type EngineContext } from '../src/rollouts/en
 import { newRolloutRecord } from '../src/rollouts/service.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
-import { openStore, type RolloutRecord, type SqlStore, type Store } from '../src/store/index.js';
+import { openStore, type NewStatusReport, type RolloutDeviceView, type RolloutRecord, type SqlStore, type Store } from '../src/store/index.js';
 import { MIGRATION_10_TERMINAL_STATES } from '../src/store/migration-10.js';
 import { GLANCE_SQL } from '../src/store/sql-rollouts.js';
 import { testEngines } from './engines.js';
@@ -39,6 +39,12 @@ async function seeded(store: Store, n: number): Promise<{ rollout: RolloutRecord
     await startWave(store, rollout, 0, 'operator:test', now);
   });
   return { rollout, devices };
+}
+
+/** A device's first status report on its rollout assignment. */
+function reportOf(d: RolloutDeviceView, state: NewStatusReport['state']): NewStatusReport {
+  const now = new Date().toISOString();
+  return { deviceId: d.deviceId, assignmentId: d.assignmentId!, sequence: 1, state, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: now, receivedAt: now };
 }
 
 const quietLogger = (() => {
@@ -96,19 +102,7 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
       expect(wave0).toHaveLength(4);
 
       // Three of the four report HEALTHY: the wave is still running, nothing to do.
-      const now = new Date().toISOString();
-      const report = (d: (typeof wave0)[number]) => ({
-        deviceId: d.deviceId,
-        assignmentId: d.assignmentId!,
-        sequence: 1,
-        state: 'HEALTHY' as const,
-        reason: '',
-        bytesDone: 0,
-        bytesTotal: 0,
-        deviceTime: now,
-        receivedAt: now,
-      });
-      await store.recordStatusReports(wave0.slice(0, 3).map(report));
+      await store.recordStatusReports(wave0.slice(0, 3).map((d) => reportOf(d, 'HEALTHY')));
       const release = await holdReportBatchLock(engine.name, location, rollout.id);
       let step: Promise<unknown> | undefined;
       try {
@@ -123,7 +117,7 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
       }
 
       // The last one: the glance sees the wave finished, the locked step advances.
-      await store.recordStatusReports([report(wave0[3]!)]);
+      await store.recordStatusReports([reportOf(wave0[3]!, 'HEALTHY')]);
       expect(await driveRollouts(ctx, { rolloutId: rollout.id })).toEqual([{ rolloutId: rollout.id, action: 'advance', wave: 1 }]);
       expect((await store.rollouts.get(rollout.id))!.currentWave).toBe(1);
     } finally {
@@ -137,21 +131,8 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
       const { rollout } = await seeded(store, 8);
       const ctx: EngineContext = { store, logger: quietLogger };
       const wave0 = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.assignmentId !== null);
-      const now = new Date().toISOString();
       // 3 of 8 failed (0.375 > 0.25) while the fourth device is still downloading.
-      await store.recordStatusReports(
-        wave0.map((d, i) => ({
-          deviceId: d.deviceId,
-          assignmentId: d.assignmentId!,
-          sequence: 1,
-          state: i < 3 ? ('FAILED' as const) : ('DOWNLOADING' as const),
-          reason: '',
-          bytesDone: 0,
-          bytesTotal: 0,
-          deviceTime: now,
-          receivedAt: now,
-        })),
-      );
+      await store.recordStatusReports(wave0.map((d, i) => reportOf(d, i < 3 ? 'FAILED' : 'DOWNLOADING')));
       expect(await store.rollouts.glance!(rollout.id)).toMatchObject({ targeted: 8, failures: 3, someStartedUnfinished: true });
       expect(await driveRollouts(ctx, { rolloutId: rollout.id })).toEqual([{ rolloutId: rollout.id, action: 'halt', wave: 0 }]);
     } finally {
@@ -165,20 +146,8 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
       const { rollout } = await seeded(store, 8);
       const ctx: EngineContext = { store, logger: quietLogger };
       const wave0 = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.assignmentId !== null);
+      await store.recordStatusReports(wave0.slice(0, 2).map((d) => reportOf(d, 'HEALTHY')));
       const now = new Date().toISOString();
-      await store.recordStatusReports(
-        wave0.slice(0, 2).map((d) => ({
-          deviceId: d.deviceId,
-          assignmentId: d.assignmentId!,
-          sequence: 1,
-          state: 'HEALTHY' as const,
-          reason: '',
-          bytesDone: 0,
-          bytesTotal: 0,
-          deviceTime: now,
-          receivedAt: now,
-        })),
-      );
       // One device dies mid-wave and is decommissioned; another is given an assignment of its
       // own by an operator (the rollout's is superseded). Neither holds the wave any more.
       await store.decommissionDevice(wave0[2]!.deviceId, now);
