@@ -68,8 +68,8 @@ const ASSIGNED_COLUMNS = ['device_id', 'assignment_id', 'previous_version', 'pre
 
 /**
  * RolloutStore.glance's statement. Each count starts from a partial index of migration 10 (its
- * predicate repeated, so both engines use it): a handful of entries in a healthy rollout,
- * whatever its size. The rollout assignment of a device is the one rollout_devices names (a
+ * predicate repeated, so both engines use it): the failures alone, and the unfinished ones
+ * only up to the first live entry, whatever the rollout's size. The rollout assignment of a device is the one rollout_devices names (a
  * revert's assignment carries the rollout's id too, and is left out): exactly progress()'s
  * rows. The unfinished test reads the device's wave and decommissioning as correlated
  * subqueries, not joins: PostgreSQL then walks the index and stops at the first live entry (a
