@@ -171,6 +171,31 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
     }
   });
 
+  it('backfills the device count of rollouts created before migration 10, and the glance then settles on them', async () => {
+    const location = await engine.fresh();
+    // A database as the previous version left it: a rollout under way, no targeted column,
+    // no partial indexes, migration 10 not recorded. Opening it applies migration 10 for real.
+    let store = await openStore(location);
+    const { rollout } = await seeded(store, 6);
+    const { db } = store as SqlStore;
+    await db.exec(`DROP INDEX assignments_unfinished_by_rollout; DROP INDEX assignments_failed_by_rollout; ALTER TABLE rollouts DROP COLUMN targeted`);
+    await db.run('DELETE FROM schema_migrations WHERE version = 10');
+    await store.close();
+    store = await openStore(location);
+    try {
+      const glance = (await store.rollouts.glance(rollout.id))!;
+      expect(glance).toMatchObject({ targeted: 6, failures: 0, someStartedUnfinished: true });
+      expect(Number((await (store as SqlStore).db.get('SELECT targeted FROM rollouts WHERE id = ?', [rollout.id]))!.targeted)).toBe(6);
+      // The wave's devices report: the step after the last one still advances.
+      const ctx: EngineContext = { store, logger: quietLogger };
+      const wave0 = (await store.rollouts.listDevices(rollout.id)).filter((d) => d.assignmentId !== null);
+      await store.recordStatusReports(wave0.map((d) => reportOf(d, 'HEALTHY')));
+      expect(await driveRollouts(ctx, { rolloutId: rollout.id })).toEqual([{ rolloutId: rollout.id, action: 'advance', wave: 1 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('reads the unfinished and the failed assignments from migration 10’s partial indexes', async () => {
     const store = (await openStore(await engine.fresh())) as SqlStore;
     try {

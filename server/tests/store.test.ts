@@ -382,7 +382,7 @@ describe.each(engines)('store on $name', (engine) => {
     }
   });
 
-  it("counts a rollout's summary in SQL exactly as from its device rows: reverts, decommissioned and superseded devices, waves not started", async () => {
+  it("counts a rollout's summary in SQL exactly as from its device rows: reverts, decommissioned and superseded devices, waves not started, a wave complete when only a superseded device is left", async () => {
     const store = await openStore(await engine.fresh());
     try {
       const now = new Date().toISOString();
@@ -449,6 +449,17 @@ describe.each(engines)('store on $name', (engine) => {
         ['pending', 6],
       ]);
       expect(fromSql.counts).toMatchObject({ HEALTHY: 1, FAILED: 1, APPLYING: 1, DOWNLOADING: 1, PENDING: 8 });
+
+      // The downloading device finishes: only the superseded one is left, which no longer holds
+      // the wave. The engine moves on (no started device unfinished), and both paths of the
+      // detail call the wave complete, not active for ever.
+      await setState(f, 'HEALTHY');
+      const settled = { ...(await store.rollouts.get(rollout.id))!, currentWave: 1 };
+      expect((await store.rollouts.progress(rollout.id, 1)).startedUnfinished).toBe(0);
+      const settledRows = withoutDevices((await buildRolloutDetail({ store }, settled, true)) as RolloutDetail);
+      const settledSql = await buildRolloutDetail({ store }, settled, false);
+      expect(settledSql).toEqual(settledRows);
+      expect(settledSql.waves.map((w) => w.status)).toEqual(['complete', 'complete', 'pending']);
     } finally {
       await store.close();
     }

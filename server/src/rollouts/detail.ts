@@ -12,6 +12,7 @@ import type {
   RolloutStatusValue,
   RolloutStrategyRecord,
 } from '../store/index.js';
+import { isLive } from './engine.js';
 
 export const ASSIGNMENT_STATES: readonly AssignmentState[] = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'];
 
@@ -105,7 +106,7 @@ function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (
 interface WaveTally {
   counts: StateCounts;
   devices: number;
-  /** Live devices whose rollout assignment is missing or not terminal. */
+  /** Live devices (engine.ts, isLive) whose rollout assignment is missing or not terminal. */
   unfinished: number;
 }
 
@@ -145,7 +146,7 @@ export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, r
     if (!t) return;
     t.counts[devices[i]!.state] += 1;
     t.devices += 1;
-    if (!v.decommissioned && !(v.assignment && TERMINAL_STATES.has(v.assignment.state as never))) t.unfinished += 1;
+    if (isLive(v) && !(v.assignment && TERMINAL_STATES.has(v.assignment.state as never))) t.unfinished += 1;
   });
   const summary = await summarize(store, rollout, tallies);
   return withDevices ? { ...summary, devices } : summary;

@@ -44,9 +44,11 @@ export function outcomeOf(state: AssignmentState | undefined): DeviceOutcome {
 
 /**
  * A device counts for wave completion unless it was decommissioned, or its assignment was
- * superseded (by an operator's own assignment) before it finished.
+ * superseded (by an operator's own assignment, or stopped by an abort) before it finished.
+ * The rollout detail's wave status uses the same rule, so the console never shows a wave
+ * active that the engine has moved past.
  */
-function isLive(d: RolloutDeviceView): boolean {
+export function isLive(d: RolloutDeviceView): boolean {
   if (d.decommissioned) return false;
   if (d.assignment && !d.assignment.active && !TERMINAL_STATES.has(d.assignment.state as never)) return false;
   return true;

@@ -265,11 +265,13 @@ export class SqlRollouts implements RolloutStore {
   async waveStateCounts(rolloutId: string): Promise<RolloutWaveStateCount[]> {
     // Mirrors deviceDetail and the wave status of rollouts/detail.ts: the state shown is the
     // revert assignment's, else the rollout assignment's, else PENDING; a wave is complete
-    // when no live device's rollout assignment is missing or unfinished.
+    // when no live device's rollout assignment is missing or unfinished (live as progress()
+    // counts it: not decommissioned, not superseded before it finished).
     const shown = "COALESCE(ra.state, a.state, 'PENDING')";
     const rows = await this.db.all(
       `SELECT rd.wave, ${shown} AS state, COUNT(*) AS devices,
-         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN}) THEN 1 ELSE 0 END), 0) AS unfinished
+         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN})
+             AND NOT (a.id IS NOT NULL AND a.active = 0) THEN 1 ELSE 0 END), 0) AS unfinished
        FROM rollout_devices rd
        JOIN devices d ON d.id = rd.device_id
        LEFT JOIN assignments a ON a.id = rd.assignment_id
