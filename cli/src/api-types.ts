@@ -36,6 +36,10 @@ export type Group = Ok<'/api/v1/groups/{fleet}/{name}', 'get'>;
 export type Rollout = Ok<'/api/v1/rollouts/{id}', 'get'>;
 export type Wave = Rollout['waves'][number];
 export type RolloutDevice = NonNullable<Rollout['devices']>[number];
+/** The detail without its device list (`GET /rollouts/{id}/summary`, the `view=summary` event stream). */
+export type RolloutSummary = Ok<'/api/v1/rollouts/{id}/summary', 'get'>;
+/** One page of a rollout's devices (`GET /rollouts/{id}/devices`). */
+export type RolloutDevicesPage = Ok<'/api/v1/rollouts/{id}/devices', 'get'>;
 export type AuditEvent = ItemOf<'/api/v1/audit'>;
 /** The audit chain check (`GET /audit/verify`, and the last line of an export). */
 export type ChainStatus = Ok<'/api/v1/audit/verify', 'get'>;

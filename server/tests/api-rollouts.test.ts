@@ -297,6 +297,53 @@ describe('rollouts', () => {
     expect((await call(app, 'POST', `/api/v1/rollouts/${id}/abort`, { key: operator })).status).toBe(409);
   });
 
+  it("pages a rollout's devices in plan order, by wave and by state, and gives its summary without them", async () => {
+    const sims = await simDevices(t, 'lab', ['pg-1', 'pg-2', 'pg-3', 'pg-4', 'pg-5', 'pg-6', 'pg-7']);
+    await publishModel(t.ctx, 'paged', '1.0.0');
+    await call(app, 'POST', '/api/v1/groups', { key: operator, body: { fleet: 'lab', name: 'paged', devices: sims.map((s) => s.name) } });
+    const strategy = { waves: [{ percent: 50 }, { percent: 100, approval: 'manual' }], max_failure_rate: 0.5 };
+    const created = await call(app, 'POST', '/api/v1/rollouts', {
+      key: operator,
+      body: { fleet: 'lab', artifact: { name: 'paged', version: '1.0.0' }, group: 'paged', probe: FILE_PROBE, strategy },
+    });
+    const id = created.json.id as string;
+    const first = created.json.devices.find((d: any) => d.wave === 0).name as string;
+    const device = byName(sims).get(first)!;
+    await device.run((await assignmentOf(device, id))!, 'HEALTHY');
+    const detail = (await call(app, 'GET', `/api/v1/rollouts/${id}`, { key: approver })).json;
+
+    // Three pages of three, in the detail's (plan) order; the last one says there is no next.
+    const pages: any[] = [];
+    let after: number | null | undefined;
+    do {
+      const res = await call(app, 'GET', `/api/v1/rollouts/${id}/devices?limit=3${after !== undefined ? `&after=${after}` : ''}`, { key: approver });
+      expect(res.status).toBe(200);
+      pages.push(res.json);
+      after = res.json.next;
+    } while (after !== null && pages.length < 10);
+    expect(pages.map((p) => p.items.length)).toEqual([3, 3, 1]);
+    expect(pages.flatMap((p) => p.items)).toEqual(detail.devices);
+    // Filters: one wave; one shown state.
+    const wave1 = await call(app, 'GET', `/api/v1/rollouts/${id}/devices?wave=1`, { key: approver });
+    expect(wave1.json).toEqual({ items: detail.devices.filter((d: any) => d.wave === 1), next: null });
+    expect(wave1.json.items).toHaveLength(3);
+    const healthy = await call(app, 'GET', `/api/v1/rollouts/${id}/devices?state=HEALTHY`, { key: approver });
+    expect(healthy.json.items.map((d: any) => d.name)).toEqual([first]);
+    // Bad input names the path and the rule.
+    expect((await call(app, 'GET', `/api/v1/rollouts/${id}/devices?limit=1001`, { key: approver })).json).toEqual({
+      error: 'querystring/limit must be <= 1000',
+      code: 'MESH_ERR_API_INVALID',
+    });
+    expect((await call(app, 'GET', `/api/v1/rollouts/${id}/devices?state=DONE`, { key: approver })).json.error).toMatch(/^querystring\/state must be one of "PENDING"/);
+
+    // The summary is the detail without its device list, counted in SQL.
+    const summary = await call(app, 'GET', `/api/v1/rollouts/${id}/summary`, { key: approver });
+    const { devices: _, ...withoutDevices } = detail;
+    expect(summary.json).toEqual(withoutDevices);
+    expect(summary.json.counts).toMatchObject({ HEALTHY: 1, PENDING: 6 });
+    for (const path of ['summary', 'devices']) expect((await call(app, 'GET', `/api/v1/rollouts/${id}/${path}`, { key: otherFleet })).status).toBe(404);
+  });
+
   it("answers 404 for another fleet's rollout exactly as for one that does not exist", async () => {
     const id = (await call(app, 'GET', '/api/v1/rollouts?fleet=lab', { key: admin })).json.items[0].id as string;
     const foreign = await call(app, 'GET', `/api/v1/rollouts/${id}`, { key: otherFleet });

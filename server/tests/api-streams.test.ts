@@ -67,9 +67,10 @@ interface OpenedStream {
   ended: Promise<{ event: string; data: any } | undefined>;
 }
 
-async function openStream(auth: { key?: string; ticket?: string }): Promise<OpenedStream> {
+async function openStream(auth: { key?: string; ticket?: string }, view?: 'summary' | 'detail'): Promise<OpenedStream> {
   const controller = new AbortController();
-  const query = auth.ticket !== undefined ? `?ticket=${encodeURIComponent(auth.ticket)}` : '';
+  const params = new URLSearchParams({ ...(auth.ticket !== undefined ? { ticket: auth.ticket } : {}), ...(view ? { view } : {}) }).toString();
+  const query = params ? `?${params}` : '';
   const res = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events${query}`, {
     headers: auth.key !== undefined ? { authorization: `Bearer ${auth.key}` } : {},
     signal: controller.signal,
@@ -178,6 +179,25 @@ describe('event streams', () => {
     open[0]!.close();
     await expect.poll(async () => (await openStream({ key: k })).status, { timeout: 3000 }).toBe(200);
     for (const s of open) s.close();
+  });
+
+  it('sends the summary without the device list with ?view=summary, and the detail with it by default', async () => {
+    const firstEvent = async (query: string) => {
+      const controller = new AbortController();
+      const res = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events${query}`, { headers: { authorization: `Bearer ${admin}` }, signal: controller.signal });
+      const event = (await sseEvents(res.body!).next()).value;
+      controller.abort();
+      return event;
+    };
+    const first = await firstEvent('?view=summary');
+    expect(first).toMatchObject({ event: 'rollout', data: { id: rolloutId, counts: expect.any(Object), waves: expect.any(Array) } });
+    expect(first.data).not.toHaveProperty('devices');
+    const full = await firstEvent('');
+    expect(full.data.devices.map((d: { name: string }) => d.name)).toEqual(['st-1']);
+    const { devices: _, ...withoutDevices } = full.data;
+    expect(first.data).toEqual(withoutDevices);
+    const bad = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events?view=devices`, { headers: { authorization: `Bearer ${admin}` } });
+    expect([bad.status, ((await bad.json()) as { error: string }).error]).toEqual([400, 'querystring/view must be one of "detail", "summary"']);
   });
 
   it('ends a stream at its maximum lifetime with a reconnect event', async () => {

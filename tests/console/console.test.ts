@@ -229,7 +229,18 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
     // The live view streamed with single-use tickets: the key was never in a URL.
     const streams = requestedUrls.filter((u) => u.includes(`/api/v1/rollouts/${id}/events`));
     expect(streams.length).toBeGreaterThan(0);
-    for (const u of streams) expect(u).toMatch(/\/events\?ticket=mesh_st_/);
+    for (const u of streams) expect(u).toMatch(/\/events\?ticket=mesh_st_[^&]*&view=summary$/);
+    // The table is read a page at a time, never as the whole detail.
+    expect(requestedUrls.some((u) => u.includes(`/api/v1/rollouts/${id}/devices?limit=200`))).toBe(true);
+    expect(requestedUrls.filter((u) => new URL(u).pathname === `/api/v1/rollouts/${id}`)).toEqual([]);
+    // Filters read the matching devices: the second wave's three; no failed device.
+    await page.locator('#devices-wave').selectOption('1');
+    await page.locator('#devices-range').filter({ hasText: 'Devices 1–3 of 3' }).waitFor();
+    expect(Object.keys(await rowStates(page)).sort()).toEqual(secondWave.sort());
+    await page.locator('#devices-wave').selectOption('');
+    await page.locator('#devices-state').selectOption('FAILED');
+    await page.locator('#devices-range').filter({ hasText: 'No device matches.' }).waitFor();
+    expect(await page.locator('#rollout-devices tbody tr').count()).toBe(0);
     expect(requestedUrls.filter((u) => u.includes(env.adminKey) || u.includes('access_token'))).toEqual([]);
 
     // The agents really installed it.

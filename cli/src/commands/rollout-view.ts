@@ -1,6 +1,6 @@
 // How a rollout reads in a terminal: its status in words, progress bars, the waves and devices
 // tables (rollouts show, create, watch and ls).
-import type { Rollout } from '../api-types.js';
+import type { Rollout, RolloutSummary } from '../api-types.js';
 import { ago, bar, keyValues, table, when } from '../output.js';
 
 export const STATES = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] as const;
@@ -14,7 +14,7 @@ function countsText(counts: Record<string, number>): string {
   return parts.length ? parts.join(', ') : 'no devices';
 }
 
-function statusText(r: Rollout): string {
+function statusText(r: RolloutSummary): string {
   switch (r.status) {
     case 'waiting_approval':
       // currentWave is the last wave started; the one waiting is the next.
@@ -78,7 +78,7 @@ export function renderRollout(r: Rollout): string {
 }
 
 /** One line per change while watching: time, status, progress. */
-export function summaryLine(r: Rollout): string {
+export function summaryLine(r: RolloutSummary): string {
   const t = new Date().toISOString().slice(11, 19);
   return `${t} ${statusText(r)}  ${bar(terminalCount(r.counts), total(r.counts), 20)} ${terminalCount(r.counts)}/${total(r.counts)}  ${countsText(r.counts)}`;
 }

@@ -1,6 +1,8 @@
 // Following a rollout until it ends: its server-sent events (GET /rollouts/ID/events), with
 // reconnects, and polling when no event stream can be had; the exit code its end maps to.
-import type { Rollout } from '../api-types.js';
+// It follows the summary (no device list: a rollout of 36,000 devices is 9 MB as a detail,
+// docs/operator-api.md "Large rollouts") and reads the whole detail once, at the end.
+import type { Rollout, RolloutSummary } from '../api-types.js';
 import { type ApiClient, seg } from '../client.js';
 import { ApiError, CliError, EXIT } from '../errors.js';
 
@@ -31,7 +33,7 @@ async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ ev
 
 export type WatchEnd = 'completed' | 'halted' | 'aborted' | 'waiting_approval';
 
-function finished(r: Rollout, stopAtApproval: boolean): boolean {
+function finished(r: RolloutSummary, stopAtApproval: boolean): boolean {
   return r.status === 'completed' || r.status === 'halted' || r.status === 'aborted' || (stopAtApproval && r.status === 'waiting_approval');
 }
 
@@ -42,12 +44,12 @@ function finished(r: Rollout, stopAtApproval: boolean): boolean {
 export async function watchRollout(
   api: ApiClient,
   id: string,
-  options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: Rollout) => void; onRetry?: (err: Error) => void },
+  options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: RolloutSummary) => void; onRetry?: (err: Error) => void },
 ): Promise<Rollout> {
   const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : Infinity;
   const stop = options.stopAtApproval === true;
-  let last: Rollout | undefined;
-  const seen = (r: Rollout) => {
+  let last: RolloutSummary | undefined;
+  const seen = (r: RolloutSummary) => {
     if (last && last.updatedAt === r.updatedAt && JSON.stringify(last) === JSON.stringify(r)) return;
     last = r;
     options.onUpdate?.(r);
@@ -59,16 +61,16 @@ export async function watchRollout(
     if (sse) {
       const abort = new AbortController();
       const timer = Number.isFinite(remaining) ? setTimeout(() => abort.abort(), remaining) : undefined;
-      let result: Rollout | undefined;
+      let result: RolloutSummary | undefined;
       try {
-        const res = await api.raw('GET', `/rollouts${seg(id)}/events`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
+        const res = await api.raw('GET', `/rollouts${seg(id)}/events?view=summary`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
         if (!res.body || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
           sse = false;
           continue;
         }
         for await (const ev of sseEvents(res.body)) {
           if (ev.event !== 'rollout') continue;
-          const r = JSON.parse(ev.data) as Rollout;
+          const r = JSON.parse(ev.data) as RolloutSummary;
           seen(r);
           if (finished(r, stop)) {
             // Leaving the loop cancels the stream; only then abort (an abort first would
@@ -89,14 +91,14 @@ export async function watchRollout(
         if (timer) clearTimeout(timer);
         abort.abort();
       }
-      if (result) return result;
+      if (result) return api.get<Rollout>(`/rollouts${seg(id)}`);
       if (Date.now() >= deadline) break;
       await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
       continue;
     }
-    const r = await api.get<Rollout>(`/rollouts${seg(id)}`);
+    const r = await api.get<RolloutSummary>(`/rollouts${seg(id)}/summary`);
     seen(r);
-    if (finished(r, stop)) return r;
+    if (finished(r, stop)) return api.get<Rollout>(`/rollouts${seg(id)}`);
     await sleep(Math.min(2000, Math.max(0, deadline - Date.now())));
   }
   throw new CliError(`rollout ${id} did not finish within the timeout (last status: ${last?.status ?? 'unknown'})`, EXIT.ERROR);

@@ -3123,6 +3123,135 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/rollouts/{id}/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One page of the rollout's devices in plan order, optionally of one wave or showing one state; `next` is the `after` of the page that follows */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the `next` of the previous page; absent for the first page */
+                    after?: number;
+                    limit?: number;
+                    /** @description only the devices showing this state */
+                    state?: "PENDING" | "DOWNLOADING" | "VERIFYING" | "APPLYING" | "HEALTHY" | "ROLLED_BACK" | "FAILED";
+                    /** @description only the devices of this wave (0-based; a strategy has at most 20) */
+                    wave?: number;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                assignedAt: string | null;
+                                assignmentId: string | null;
+                                decommissioned: boolean;
+                                name: string;
+                                previousVersion: string | null;
+                                reason: string;
+                                revert: {
+                                    assignmentId: string | null;
+                                    at: string;
+                                    note: string | null;
+                                    /** @enum {string|null} */
+                                    state: "PENDING" | "DOWNLOADING" | "VERIFYING" | "APPLYING" | "HEALTHY" | "ROLLED_BACK" | "FAILED" | null;
+                                    toVersion: string | null;
+                                } | null;
+                                /** @enum {string} */
+                                state: "PENDING" | "DOWNLOADING" | "VERIFYING" | "APPLYING" | "HEALTHY" | "ROLLED_BACK" | "FAILED";
+                                updatedAt: string | null;
+                                wave: number;
+                            }[];
+                            /** @description the `after` of the next page; null on the last page */
+                            next: number | null;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/rollouts/{id}/events": {
         parameters: {
             query?: never;
@@ -3131,14 +3260,16 @@ export type paths = {
             cookie?: never;
         };
         /**
-         * Server-sent events: a `rollout` event with the full detail now and whenever it changes
-         * @description Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= (POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked.
+         * Server-sent events: a `rollout` event with the full detail (or, with ?view=summary, the summary) now and whenever it changes
+         * @description Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= (POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked. The streams of one rollout share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout of tens of thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.
          */
         get: {
             parameters: {
                 query?: {
                     /** @description a stream ticket, for EventSource */
                     ticket?: string;
+                    /** @description summary: the detail without its per-device list */
+                    view?: "detail" | "summary";
                 };
                 header?: never;
                 path: {
@@ -3413,6 +3544,166 @@ export type paths = {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{id}/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Rollout summary: the detail without its per-device list, counted in one aggregate (for rollouts of many devices) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {string|null} */
+                            abortPolicy: "keep" | "revert" | null;
+                            acknowledgedFailures: number;
+                            artifact: {
+                                kind: string;
+                                name: string;
+                                version: string;
+                            };
+                            counts: {
+                                [key: string]: number;
+                            };
+                            createdAt: string;
+                            createdBy: string;
+                            currentWave: number;
+                            finishedAt: string | null;
+                            fleet: string;
+                            group: string;
+                            halt: {
+                                acknowledged: number;
+                                at: string;
+                                failures: number;
+                                reason: string;
+                                targeted: number;
+                                tolerance: number;
+                                wave: number;
+                            } | null;
+                            id: string;
+                            probe: {
+                                attempts: number;
+                                initialDelaySeconds: number;
+                                spec: {
+                                    [key: string]: unknown;
+                                };
+                                timeoutSeconds: number;
+                                type: string;
+                            };
+                            /** @enum {string} */
+                            status: "running" | "waiting_approval" | "halted" | "completed" | "aborted";
+                            strategy: {
+                                max_failure_rate: number;
+                                waves: {
+                                    /** @enum {string} */
+                                    approval: "auto" | "manual";
+                                    percent: number;
+                                }[];
+                            };
+                            updatedAt: string;
+                            waves: {
+                                /** @enum {string} */
+                                approval: "auto" | "manual";
+                                counts: {
+                                    [key: string]: number;
+                                };
+                                devices: number;
+                                index: number;
+                                percent: number;
+                                startedAt: string | null;
+                                startedBy: string | null;
+                                /** @enum {string} */
+                                status: "pending" | "active" | "complete";
+                            }[];
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+                /** @description Every error a route answers: a message naming what is wrong, and the stable code of the server error table (docs/operator-api.md) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            code: string;
+                            error: string;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;

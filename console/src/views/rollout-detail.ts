@@ -1,18 +1,22 @@
 // Over 400 lines: one view's rendering, live updates and its three actions belong together; the
 // DOM helpers and the API client are shared (dom.ts, api.ts).
-// The rollout detail view: waves with progress bars, every device's state live (server-sent
-// events; polling every 2 s when the stream cannot be had), the halt reason, and the approve,
-// resume and abort buttons for keys that hold the right.
+// The rollout detail view: waves with progress bars, the devices' states live (server-sent
+// events of the summary; polling every 2 s when the stream cannot be had), the halt reason, and
+// the approve, resume and abort buttons for keys that hold the right. The device table is read
+// a page at a time (GET /rollouts/:id/devices) and again on every change the stream reports:
+// a rollout of 36,000 devices is 9 MB as one detail (docs/operator-api.md, "Large rollouts").
 import { api, can, seg, url } from '../api.js';
 import { h, link, replace, text } from '../dom.js';
-import { absolute, ago, progressBar, stateBadge, stateBar, statusBadge, sum, TERMINAL, time } from '../format.js';
-import type { Rollout } from '../types.js';
-import { errorBox, loading, type ViewContext } from '../ui.js';
+import { absolute, ago, progressBar, stateBadge, stateBar, stateLabel, STATES, statusBadge, sum, TERMINAL, time } from '../format.js';
+import type { Rollout, RolloutDevice, RolloutDevicesPage, RolloutSummary } from '../types.js';
+import { errorBox, field, loading, type ViewContext } from '../ui.js';
 
 const POLL_MS = 2000;
+/** Devices per page of the table. */
+const PAGE_SIZE = 200;
 
 /** While a rollout waits for approval, currentWave is the last wave started: the next one waits. */
-function waitingWave(r: Rollout): number {
+function waitingWave(r: RolloutSummary): number {
   return Math.min(r.currentWave + 1, r.waves.length - 1);
 }
 
@@ -30,9 +34,9 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
   ctx.title('Rollout');
   replace(ctx.root, h('p', { class: 'breadcrumb' }, link('/rollouts', 'Rollouts')), loading());
 
-  let rollout: Rollout;
+  let rollout: RolloutSummary;
   try {
-    rollout = await api.get<Rollout>(path);
+    rollout = await api.get<RolloutSummary>(`${path}/summary`);
   } catch (err) {
     replace(ctx.root, h('p', { class: 'breadcrumb' }, link('/rollouts', 'Rollouts')), h('h1', null, 'Rollout'), errorBox(err));
     return;
@@ -50,6 +54,11 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
   const summary = h('section', { class: 'summary', 'aria-labelledby': 'summary-h' });
   const wavesList = h('ol', { class: 'waves' });
   const tbody = h('tbody');
+  const waveFilter = h('select', { id: 'devices-wave' }, h('option', { value: '' }, 'All waves'));
+  const stateFilter = h('select', { id: 'devices-state' }, h('option', { value: '' }, 'All states'), ...STATES.map((st) => h('option', { value: st }, stateLabel(st))));
+  const devicesStatus = h('p', { class: 'muted small', id: 'devices-range', 'aria-live': 'polite' });
+  const prevPage = h('button', { type: 'button', class: 'button secondary', id: 'devices-prev', disabled: true }, 'Previous');
+  const nextPage = h('button', { type: 'button', class: 'button secondary', id: 'devices-next', disabled: true }, 'Next');
   const details = h('dl', { class: 'props' });
   replace(
     ctx.root,
@@ -66,13 +75,15 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       'section',
       { 'aria-labelledby': 'devices-h' },
       h('h2', { id: 'devices-h' }, 'Devices'),
+      h('div', { class: 'filters', role: 'search', 'aria-label': 'Filter devices' }, field('Wave', waveFilter), field('State', stateFilter)),
+      devicesStatus,
       h(
         'div',
         { class: 'table-wrap' },
         h(
           'table',
           { class: 'devices-table', id: 'rollout-devices' },
-          h('caption', { class: 'visually-hidden' }, 'Every device of the rollout with its wave and current state'),
+          h('caption', { class: 'visually-hidden' }, 'Devices of the rollout with their wave and current state, a page at a time'),
           h(
             'thead',
             null,
@@ -85,6 +96,7 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
           tbody,
         ),
       ),
+      h('div', { class: 'button-row', 'aria-label': 'Device pages' }, prevPage, nextPage),
     ),
     h('section', { 'aria-labelledby': 'details-h' }, h('h2', { id: 'details-h' }, 'Details'), details),
   );
@@ -94,7 +106,7 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
   let rowOrder = '';
   let busy = false;
 
-  function renderActions(r: Rollout): void {
+  function renderActions(r: RolloutSummary): void {
     const active = r.status === 'running' || r.status === 'waiting_approval' || r.status === 'halted';
     const key = `${r.status}:${r.currentWave}`;
     if (key === actionsKey) return;
@@ -106,7 +118,8 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       actions.querySelectorAll('button').forEach((b) => (b.disabled = true));
       replace(actionStatus, h('p', { class: 'muted' }, `${action[0]!.toUpperCase()}${action.slice(1)}…`));
       try {
-        const fresh = await api.post<Rollout>(`${path}/${action}`, body);
+        // The action answers the full detail; the view keeps its summary and its page.
+        const fresh: RolloutSummary = await api.post<Rollout>(`${path}/${action}`, body);
         replace(actionStatus);
         actionsKey = '';
         update(fresh);
@@ -183,8 +196,7 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     replace(actions, buttons.length ? h('div', { class: 'button-row' }, ...buttons) : null);
   }
 
-  function renderRows(r: Rollout): void {
-    const devices = [...(r.devices ?? [])].sort((a, b) => a.wave - b.wave || a.name.localeCompare(b.name));
+  function renderRows(fleet: string, devices: readonly RolloutDevice[]): void {
     const order = devices.map((d) => d.name).join('\n');
     if (order !== rowOrder) {
       rowOrder = order;
@@ -197,7 +209,7 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
         const tr = h(
           'tr',
           { dataset: { device: d.name } },
-          h('th', { scope: 'row' }, link(`/devices/${encodeURIComponent(r.fleet)}/${encodeURIComponent(d.name)}`, d.name)),
+          h('th', { scope: 'row' }, link(`/devices/${encodeURIComponent(fleet)}/${encodeURIComponent(d.name)}`, d.name)),
           h('td', null, String(d.wave + 1)),
           state,
           reason,
@@ -230,7 +242,66 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     }
   }
 
-  function update(r: Rollout): void {
+  // --- the device table: one page of a filter, in plan order. `cursors[i]` is the `after` of
+  // page i (undefined for the first); reading again keeps the page, so rows update in place.
+  let cursors: Array<number | undefined> = [undefined];
+  let pageNo = 0;
+  let reading = false;
+  let readAgain = false;
+
+  /** How many devices the filter matches, from the summary's counts. */
+  function filteredTotal(r: RolloutSummary): number {
+    const wave = waveFilter.value === '' ? undefined : r.waves[Number(waveFilter.value)];
+    const counts = wave ? wave.counts : r.counts;
+    return stateFilter.value === '' ? (wave ? wave.devices : sum(r.counts)) : (counts[stateFilter.value as keyof typeof counts] ?? 0);
+  }
+
+  async function readDevices(): Promise<void> {
+    if (reading) {
+      readAgain = true;
+      return;
+    }
+    reading = true;
+    try {
+      do {
+        readAgain = false;
+        const page = await api.get<RolloutDevicesPage>(`${path}/devices`, {
+          limit: PAGE_SIZE,
+          after: cursors[pageNo],
+          wave: waveFilter.value,
+          state: stateFilter.value,
+        });
+        if (ctx.left()) return;
+        renderRows(rollout.fleet, page.items);
+        cursors = cursors.slice(0, pageNo + 1);
+        if (page.next !== null) cursors.push(page.next);
+        prevPage.disabled = pageNo === 0;
+        nextPage.disabled = page.next === null;
+        const first = pageNo * PAGE_SIZE;
+        const total = filteredTotal(rollout);
+        text(devicesStatus, page.items.length === 0 ? 'No device matches.' : `Devices ${first + 1}–${first + page.items.length} of ${total}`);
+      } while (readAgain);
+    } catch (err) {
+      replace(devicesStatus, errorBox(err));
+    } finally {
+      reading = false;
+    }
+  }
+
+  const goToPage = (n: number) => {
+    pageNo = n;
+    void readDevices();
+  };
+  prevPage.addEventListener('click', () => goToPage(Math.max(0, pageNo - 1)));
+  nextPage.addEventListener('click', () => goToPage(pageNo + 1));
+  const refilter = () => {
+    cursors = [undefined];
+    goToPage(0);
+  };
+  waveFilter.addEventListener('change', refilter);
+  stateFilter.addEventListener('change', refilter);
+
+  function update(r: RolloutSummary): void {
     rollout = r;
     if (ctx.left()) return;
     ctx.title(`Rollout ${r.artifact.name}@${r.artifact.version}`);
@@ -298,7 +369,10 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       }),
     );
 
-    renderRows(r);
+    if (waveFilter.options.length !== r.waves.length + 1) {
+      replace(waveFilter, h('option', { value: '' }, 'All waves'), ...r.waves.map((w) => h('option', { value: String(w.index) }, `Wave ${w.index + 1}`)));
+    }
+    void readDevices();
 
     const p = r.probe;
     replace(
@@ -347,7 +421,7 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     setLive('polling');
     poller = setInterval(async () => {
       try {
-        update(await api.get<Rollout>(path));
+        update(await api.get<RolloutSummary>(`${path}/summary`));
         setLive('polling');
       } catch {
         setLive('reconnecting');
@@ -380,12 +454,12 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       return;
     }
     if (!streaming) return;
-    const s = new EventSource(url(`${path}/events`, { ticket }));
+    const s = new EventSource(url(`${path}/events`, { ticket, view: 'summary' }));
     source = s;
     s.addEventListener('rollout', (ev) => {
       lastEvent = Date.now();
       try {
-        update(JSON.parse((ev as MessageEvent<string>).data) as Rollout);
+        update(JSON.parse((ev as MessageEvent<string>).data) as RolloutSummary);
       } catch {
         // a malformed event: the next one (or polling) repairs the view
       }

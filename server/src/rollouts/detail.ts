@@ -6,6 +6,7 @@ import type {
   ArtifactRecord,
   AssignmentState,
   ProbeRecord,
+  RolloutDevicePage,
   RolloutDeviceView,
   RolloutHaltRecord,
   RolloutRecord,
@@ -102,6 +103,33 @@ function deviceDetail(rollout: RolloutRecord, d: RolloutDeviceView, versionOf: (
   };
 }
 
+/** The details of `views`, reading each version they were sent back to once. */
+async function deviceDetails(store: MeshanicsContext['store'], rollout: RolloutRecord, views: readonly RolloutDeviceView[]): Promise<RolloutDeviceDetail[]> {
+  const versions = new Map<string, string | null>();
+  for (const v of views) {
+    const id = v.previousArtifactId;
+    if (id !== null && !versions.has(id)) versions.set(id, (await store.getArtifactById(id))?.version ?? null);
+  }
+  const versionOf = (id: string): string | null => versions.get(id) ?? null;
+  return views.map((v) => deviceDetail(rollout, v, versionOf));
+}
+
+export interface RolloutDevicesPage {
+  items: RolloutDeviceDetail[];
+  /** The `after` of the next page; null on the last one. */
+  next: number | null;
+}
+
+/**
+ * One page of the rollout's devices in plan order, filtered by wave and shown state: what a
+ * client of a rollout of tens of thousands of devices reads instead of the whole detail.
+ */
+export async function buildRolloutDevicesPage(ctx: Pick<MeshanicsContext, 'store'>, rollout: RolloutRecord, page: RolloutDevicePage): Promise<RolloutDevicesPage> {
+  const views = await ctx.store.rollouts.listDevices(rollout.id, page);
+  const items = await deviceDetails(ctx.store, rollout, views);
+  return { items, next: views.length === page.limit ? views.at(-1)!.position : null };
+}
+
 /** What the summary's counts are made of, whether from the device rows or one aggregate. */
 interface WaveTally {
   counts: StateCounts;
@@ -132,14 +160,8 @@ export async function buildRolloutDetail(ctx: Pick<MeshanicsContext, 'store'>, r
     }
     return summarize(store, rollout, tallies);
   }
-  const versions = new Map<string, string | null>();
   const views = await store.rollouts.listDevices(rollout.id);
-  for (const v of views) {
-    const id = v.previousArtifactId;
-    if (id !== null && !versions.has(id)) versions.set(id, (await store.getArtifactById(id))?.version ?? null);
-  }
-  const versionOf = (id: string): string | null => versions.get(id) ?? null;
-  const devices = views.map((v) => deviceDetail(rollout, v, versionOf));
+  const devices = await deviceDetails(store, rollout, views);
   const tallies = emptyTallies(rollout);
   views.forEach((v, i) => {
     const t = tallies[v.wave];

@@ -8,6 +8,8 @@
 export {
   createRollout,
   getRollout,
+  getRolloutSummary,
+  getRolloutDevices,
   listRollouts,
   approveRollout,
   resumeRollout,
@@ -19,7 +21,16 @@ export {
   type CreateRolloutInput,
 } from './service.js';
 export { driveRollouts, ENGINE_ACTOR, type DriveAction } from './engine.js';
-export { buildRolloutDetail, ASSIGNMENT_STATES, type RolloutDetail, type RolloutSummary, type RolloutDeviceDetail, type RolloutWaveDetail, type StateCounts } from './detail.js';
+export {
+  buildRolloutDetail,
+  ASSIGNMENT_STATES,
+  type RolloutDevicesPage,
+  type RolloutDetail,
+  type RolloutSummary,
+  type RolloutDeviceDetail,
+  type RolloutWaveDetail,
+  type StateCounts,
+} from './detail.js';
 export { parseStrategy, cumulativeCounts, DEFAULT_STRATEGY, STRATEGY_SCHEMA, type Strategy, type Wave, type Approval } from './strategy.js';
 export { planWaves, stableOrder, type PlannedDevice } from './wave-plan.js';
 export { decide, failureCount, type Decision, type RolloutSnapshot, type RolloutStatus, type DeviceOutcome } from './progress.js';

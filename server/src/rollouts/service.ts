@@ -7,8 +7,8 @@ import { MeshError, nameSome } from '../errors.js';
 import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
-import type { RolloutRecord, RolloutStatusValue } from '../store/index.js';
-import { buildRolloutDetail, type RolloutDetail, type RolloutSummary } from './detail.js';
+import type { RolloutDevicePage, RolloutRecord, RolloutStatusValue } from '../store/index.js';
+import { buildRolloutDetail, buildRolloutDevicesPage, type RolloutDetail, type RolloutDevicesPage, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';
 import { failureCount } from './progress.js';
 import { cumulativeCounts, parseStrategy } from './strategy.js';
@@ -53,6 +53,16 @@ async function loadForDecision(ctx: RolloutContext, id: string): Promise<Rollout
 
 async function detail(ctx: RolloutContext, id: string): Promise<RolloutDetail> {
   return (await buildRolloutDetail(ctx, await load(ctx, id), true)) as RolloutDetail;
+}
+
+/** The rollout without its per-device list: counts from one aggregate, not a row per device. */
+export async function getRolloutSummary(ctx: RolloutContext, id: string): Promise<RolloutSummary> {
+  return buildRolloutDetail(ctx, await load(ctx, id), false);
+}
+
+/** One page of the rollout's devices (store.rollouts.listDevices with a page). */
+export async function getRolloutDevices(ctx: RolloutContext, id: string, page: RolloutDevicePage): Promise<RolloutDevicesPage> {
+  return buildRolloutDevicesPage(ctx, await load(ctx, id), page);
 }
 
 function requireStatus(rollout: RolloutRecord, allowed: readonly RolloutStatusValue[], action: string): void {

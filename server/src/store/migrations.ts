@@ -11,6 +11,7 @@ import { MIGRATION_7_SQL, POSTGRES_MIGRATION_7_SQL } from './migration-7.js';
 import { MIGRATION_8_SQL, POSTGRES_MIGRATION_8_SQL } from './migration-8.js';
 import { MIGRATION_9_SQL, POSTGRES_MIGRATION_9_SQL } from './migration-9.js';
 import { MIGRATION_10_SQL, POSTGRES_MIGRATION_10_SQL } from './migration-10.js';
+import { MIGRATION_11_SQL, POSTGRES_MIGRATION_11_SQL } from './migration-11.js';
 import { POSTGRES_MIGRATION_SQL, POSTGRES_MIGRATION_3_AUDIT_GUARDS } from './migrations-postgres.js';
 
 export interface Migration {
@@ -254,5 +255,11 @@ CREATE INDEX artifacts_by_kind ON artifacts (kind, name);
     name: 'rollout-glance',
     postgresSql: POSTGRES_MIGRATION_10_SQL,
     sql: MIGRATION_10_SQL,
+  },
+  {
+    version: 11,
+    name: 'rollout-devices-by-position',
+    postgresSql: POSTGRES_MIGRATION_11_SQL,
+    sql: MIGRATION_11_SQL,
   },
 ];

@@ -88,6 +88,16 @@ export interface RolloutDeviceView extends RolloutDeviceRecord {
   revert: RolloutAssignmentState | null;
 }
 
+/** One page of a rollout's devices, in plan order (keyset: after a position, not an offset). */
+export interface RolloutDevicePage {
+  /** Only devices whose plan position is above this one (the previous page's last). */
+  afterPosition?: number;
+  limit: number;
+  wave?: number;
+  /** Only devices showing this state (the revert's, else the rollout assignment's, else PENDING). */
+  state?: AssignmentState;
+}
+
 export interface RolloutWaveStart {
   wave: number;
   startedAt: string;
@@ -157,7 +167,8 @@ export interface RolloutStore {
   /** Ids of the rollouts in one of `statuses`, oldest first. */
   listIds(statuses: readonly RolloutStatusValue[]): Promise<string[]>;
   update(id: string, patch: RolloutUpdate, now: string): Promise<void>;
-  listDevices(rolloutId: string): Promise<RolloutDeviceView[]>;
+  /** The rollout's devices in plan order; with `page`, one page of them (GET /rollouts/:id/devices). */
+  listDevices(rolloutId: string, page?: RolloutDevicePage): Promise<RolloutDeviceView[]>;
   /**
    * The rollout's progress counts with waves up to `currentWave` started: what
    * rollouts/engine.ts progressOfDevices() computes from listDevices(), in one SQL aggregate.

@@ -12,6 +12,8 @@ import {
   approveRollout,
   createRollout,
   getRollout,
+  getRolloutDevices,
+  getRolloutSummary,
   listRollouts,
   parseStrategy,
   resumeRollout,
@@ -20,7 +22,8 @@ import {
   type AbortPolicy,
   type RolloutDetail,
 } from '../../rollouts/index.js';
-import type { RolloutStatusValue } from '../../store/index.js';
+import type { AssignmentState, RolloutStatusValue } from '../../store/index.js';
+import { RolloutSnapshots, type SnapshotView } from '../rollout-snapshots.js';
 import { actorOf, assertFleet, listingFleet } from '../auth.js';
 import { visibleArtifact } from '../artifact-access.js';
 import {
@@ -33,6 +36,8 @@ import {
   pageQuery,
   paginate,
   rolloutDetailSchema,
+  rolloutDevicesPageSchema,
+  rolloutDevicesQuery,
   rolloutSummarySchema,
   str,
   type PageQuery,
@@ -99,6 +104,7 @@ function noRollout(id: string): MeshError {
 
 export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
   const { ctx, rolloutEventsIntervalMs, streams } = options;
+  const snapshots = new RolloutSnapshots((id, view) => (view === 'summary' ? getRolloutSummary(ctx, id) : getRollout(ctx, id)), rolloutEventsIntervalMs);
 
   /** 404 unless the rollout exists inside the caller's fleet. */
   async function visibleRollout(request: FastifyRequest, id: string): Promise<void> {
@@ -266,19 +272,68 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { ticket?: string } }>(
+  app.get<{ Params: { id: string } }>(
+    '/rollouts/:id/summary',
+    {
+      config: { access: 'rollouts.read' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Rollout summary: the detail without its per-device list, counted in one aggregate (for rollouts of many devices)',
+        params: idParams,
+        response: { 200: rolloutSummarySchema, ...errors(...AUTH_ERRORS, 404) },
+      },
+    },
+    async (request) => {
+      await visibleRollout(request, request.params.id);
+      return getRolloutSummary(ctx, request.params.id);
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { limit: number; after?: number; wave?: number; state?: AssignmentState } }>(
+    '/rollouts/:id/devices',
+    {
+      config: { access: 'rollouts.read' },
+      schema: {
+        tags: ['rollouts'],
+        summary: "One page of the rollout's devices in plan order, optionally of one wave or showing one state; `next` is the `after` of the page that follows",
+        params: idParams,
+        querystring: { type: 'object', properties: rolloutDevicesQuery },
+        response: { 200: rolloutDevicesPageSchema, ...errors(...AUTH_ERRORS, 404) },
+      },
+    },
+    async (request) => {
+      await visibleRollout(request, request.params.id);
+      const { limit, after, wave, state } = request.query;
+      return getRolloutDevices(ctx, request.params.id, {
+        limit,
+        ...(after !== undefined ? { afterPosition: after } : {}),
+        ...(wave !== undefined ? { wave } : {}),
+        ...(state !== undefined ? { state } : {}),
+      });
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { ticket?: string; view: SnapshotView } }>(
     '/rollouts/:id/events',
     {
       config: { access: 'rollouts.read', streamTicket: true },
       schema: {
         tags: ['rollouts'],
-        summary: 'Server-sent events: a `rollout` event with the full detail now and whenever it changes',
+        summary: 'Server-sent events: a `rollout` event with the full detail (or, with ?view=summary, the summary) now and whenever it changes',
         description:
           'Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= ' +
           '(POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its ' +
-          'maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked.',
+          'maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked. The streams of ' +
+          'one rollout share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout of tens of ' +
+          'thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.',
         params: idParams,
-        querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 512, description: 'a stream ticket, for EventSource' } } },
+        querystring: {
+          type: 'object',
+          properties: {
+            ticket: { type: 'string', maxLength: 512, description: 'a stream ticket, for EventSource' },
+            view: { type: 'string', enum: ['detail', 'summary'], default: 'detail', description: 'summary: the detail without its per-device list' },
+          },
+        },
         response: {
           200: { description: 'text/event-stream of `rollout` events', content: { 'text/event-stream': { schema: { type: 'string' } } } },
           ...errors(...AUTH_ERRORS, 404),
@@ -287,18 +342,20 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
     async (request, reply) => {
       const { id } = request.params;
+      const { view } = request.query;
       await visibleRollout(request, id);
       let last = '';
       // Polls the database (not an in-process event bus), so a change made by any replica
       // reaches every stream.
       const snapshot = async (): Promise<string | undefined> => {
-        const json = JSON.stringify(await getRollout(ctx, id));
+        const json = await snapshots.get(id, view);
         if (json === last) return undefined;
         last = json;
         return json;
       };
       const first = (await snapshot())!;
       const res = streams.open(request.apiKey!.id, reply);
+      snapshots.open(id);
       res.write(`event: rollout\ndata: ${first}\n\n`);
       let polling = false;
       const poll = setInterval(() => {
@@ -320,6 +377,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       res.on('close', () => {
         clearInterval(poll);
         clearInterval(keepalive);
+        snapshots.close(id);
       });
     },
   );

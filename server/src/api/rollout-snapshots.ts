@@ -1,0 +1,70 @@
+// What the rollout event streams of this process send, computed once for all of them. A
+// rollout's detail carries every device: at 36,000 devices it was 0.8 s of this process's CPU
+// and 9 MB of JSON (docs/benchmarks.md, "Rollout detail"), and every open stream computed it
+// again every second. Now the streams of one rollout and view share one computation, and a
+// snapshot is not computed again before SPACING_FACTOR times what the last one cost: however
+// many consoles watch however large a rollout, the streams take a bounded share of the
+// server (about 1/SPACING_FACTOR of a core), at the price of updates that come less often.
+export type SnapshotView = 'detail' | 'summary';
+
+/** A snapshot is recomputed no sooner than this many times its own cost after it was taken. */
+export const SPACING_FACTOR = 10;
+
+interface Held {
+  json: Promise<string>;
+  /** When the snapshot's computation ended (undefined while in flight). */
+  doneAt?: number;
+  costMs: number;
+}
+
+export class RolloutSnapshots {
+  readonly #held = new Map<string, Held>();
+  /** Open streams per rollout id. */
+  readonly #streams = new Map<string, number>();
+
+  constructor(
+    private readonly compute: (id: string, view: SnapshotView) => Promise<unknown>,
+    private readonly intervalMs: number,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {}
+
+  /** The rollout's snapshot as JSON: the one held while it is fresh enough, else a new one. */
+  get(id: string, view: SnapshotView): Promise<string> {
+    const key = `${view}:${id}`;
+    const held = this.#held.get(key);
+    if (held && (held.doneAt === undefined || this.now() - held.doneAt < Math.max(this.intervalMs, SPACING_FACTOR * held.costMs))) return held.json;
+    const started = this.now();
+    const entry: Held = { costMs: 0, json: Promise.resolve('') };
+    entry.json = this.compute(id, view).then(
+      (value) => {
+        const json = JSON.stringify(value);
+        entry.doneAt = this.now();
+        entry.costMs = entry.doneAt - started;
+        return json;
+      },
+      (err: unknown) => {
+        // A failure is not kept: the next poll tries again.
+        if (this.#held.get(key) === entry) this.#held.delete(key);
+        throw err;
+      },
+    );
+    this.#held.set(key, entry);
+    return entry.json;
+  }
+
+  /** A stream of the rollout opened: its snapshots are kept until the last one closes. */
+  open(id: string): void {
+    this.#streams.set(id, (this.#streams.get(id) ?? 0) + 1);
+  }
+
+  /** A stream closed; the last one of a rollout forgets its snapshots (bounded memory). */
+  close(id: string): void {
+    const left = (this.#streams.get(id) ?? 1) - 1;
+    if (left > 0) {
+      this.#streams.set(id, left);
+      return;
+    }
+    this.#streams.delete(id);
+    for (const view of ['detail', 'summary'] as const) this.#held.delete(`${view}:${id}`);
+  }
+}
