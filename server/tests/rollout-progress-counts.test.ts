@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { publishArtifact } from '../src/catalog/publish.js';
 import { initDataDir } from '../src/config/data-dir.js';
 import { createGroup } from '../src/fleet/groups.js';
-import { progressOfDevices } from '../src/rollouts/engine.js';
+import { TERMINAL_STATES } from '@meshanics/core/contract';
+import { isLive, progressOfDevices } from '../src/rollouts/engine.js';
 import { failureCount } from '../src/rollouts/progress.js';
 import { createRollout } from '../src/rollouts/service.js';
 import { openStore, type SqlStore } from '../src/store/index.js';
@@ -91,7 +92,7 @@ describe.each(engines)('rollout progress counts on $name', (engine) => {
 });
 
 describe('rollout progress counts on sqlite, thousands of devices', () => {
-  it('are counted in slices that let the event loop run, and equal the one-statement count', async () => {
+  it('are counted in slices that let the event loop run, and equal the one-statement count; so are the summary’s counts', async () => {
     const store = await openStore(await sqliteEngine.fresh());
     try {
       const { db } = store as SqlStore;
@@ -140,6 +141,24 @@ describe('rollout progress counts on sqlite, thousands of devices', () => {
       });
       expect(sliced.counts).toEqual(oneStatement);
       expect(sliced.yielded).toBe(true);
+
+      // The summary's counts (GET /rollouts/:id/summary) are sliced by plan position too: they
+      // equal the ones derived from the device rows, and the event loop ran in between.
+      const fromRows = new Map<string, { wave: number; state: string; devices: number; unfinished: number }>();
+      for (const d of await store.rollouts.listDevices('r1')) {
+        const state = d.revert?.state ?? d.assignment?.state ?? 'PENDING';
+        const c = fromRows.get(`${d.wave}:${state}`) ?? { wave: d.wave, state, devices: 0, unfinished: 0 };
+        c.devices += 1;
+        if (isLive(d) && !(d.assignment && TERMINAL_STATES.has(d.assignment.state as never))) c.unfinished += 1;
+        fromRows.set(`${d.wave}:${state}`, c);
+      }
+      let summaryYielded = false;
+      setImmediate(() => (summaryYielded = true));
+      const summary = await store.rollouts.waveStateCounts!('r1');
+      const byKey = (a: { wave: number; state: string }, b: { wave: number; state: string }) => a.wave - b.wave || a.state.localeCompare(b.state);
+      expect([...summary].sort(byKey)).toEqual([...fromRows.values()].sort(byKey));
+      expect(summary.reduce((n, c) => n + c.devices, 0)).toBe(2345);
+      expect(summaryYielded).toBe(true);
     } finally {
       await store.close();
     }
