@@ -10,6 +10,7 @@
 import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { MeshanicsContext } from '../config/data-dir.js';
 import type { AssignmentState, RolloutDeviceView, RolloutRecord, Store } from '../store/index.js';
+import { auditedList } from './audited-devices.js';
 import { decide, failureCount, progressOf, settledAtGlance, type DeviceOutcome, type RolloutProgress } from './progress.js';
 
 /** The actor of transitions the engine makes on its own. */
@@ -78,7 +79,7 @@ export async function startWave(store: Store, rollout: RolloutRecord, wave: numb
     actor,
     action: 'rollout.wave_started',
     subject: rolloutSubject(rollout.id),
-    details: { wave, devices: started, ...(skipped.length > 0 ? { skippedDecommissioned: skipped } : {}) },
+    details: { wave, ...auditedList('devices', started), ...(skipped.length > 0 ? auditedList('skippedDecommissioned', skipped) : {}) },
   });
 }
 

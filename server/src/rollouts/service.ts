@@ -8,6 +8,7 @@ import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
 import type { RolloutDevicePage, RolloutRecord, RolloutStatusValue } from '../store/index.js';
+import { auditedList } from './audited-devices.js';
 import { buildRolloutDetail, buildRolloutDevicesPage, type RolloutDetail, type RolloutDevicesPage, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';
 import { failureCount } from './progress.js';
@@ -162,7 +163,7 @@ export async function createRollout(ctx: RolloutContext, input: CreateRolloutInp
         probe,
         devices: devices.length,
         waveSizes: cumulativeCounts(strategy, devices.length).map((c, i, all) => c - (i > 0 ? all[i - 1]! : 0)),
-        ...(unresolved.length > 0 ? { unresolved } : {}),
+        ...(unresolved.length > 0 ? auditedList('unresolved', unresolved) : {}),
       },
     });
     // Creating the rollout starts its first wave (whatever its approval says).
@@ -320,7 +321,7 @@ export async function abortRollout(ctx: RolloutContext, id: string, options: { p
         fromStatus: rollout.status,
         wave: rollout.currentWave,
         withdrawnAssignments: withdrawn.length,
-        ...(policy === 'revert' ? { reverted, notReverted } : {}),
+        ...(policy === 'revert' ? { ...auditedList('reverted', reverted), ...auditedList('notReverted', notReverted) } : {}),
       },
     });
   });
