@@ -70,7 +70,8 @@ try {
     ['summary', () => buildRolloutDetail({ store }, rollout, false)],
     ['first page of 200', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200 })],
     ['last page', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200, afterPosition: N - 100 })],
-    ['page of wave 2, deep', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200, wave: 1, afterPosition: Math.floor(N * 0.6) })],
+    ['first page of the last wave', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200, wave: 1 })],
+    ['page of the last wave, deep', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200, wave: 1, afterPosition: Math.floor(N * 0.6) })],
     ['page of a state none shows', () => buildRolloutDevicesPage({ store }, rollout, { limit: 200, state: 'HEALTHY' })],
   ];
   const results = [];

@@ -327,6 +327,12 @@ describe('rollouts', () => {
     const wave1 = await call(app, 'GET', `/api/v1/rollouts/${id}/devices?wave=1`, { key: approver });
     expect(wave1.json).toEqual({ items: detail.devices.filter((d: any) => d.wave === 1), next: null });
     expect(wave1.json.items).toHaveLength(3);
+    // A full page that ends the list says so; `after` and a filter go together.
+    expect((await call(app, 'GET', `/api/v1/rollouts/${id}/devices?limit=7`, { key: approver })).json).toEqual({ items: detail.devices, next: null });
+    const w1a = (await call(app, 'GET', `/api/v1/rollouts/${id}/devices?wave=1&limit=2`, { key: approver })).json;
+    const w1b = (await call(app, 'GET', `/api/v1/rollouts/${id}/devices?wave=1&limit=2&after=${w1a.next}`, { key: approver })).json;
+    expect([w1a.items.length, w1b.items.length, w1b.next]).toEqual([2, 1, null]);
+    expect([...w1a.items, ...w1b.items]).toEqual(wave1.json.items);
     const healthy = await call(app, 'GET', `/api/v1/rollouts/${id}/devices?state=HEALTHY`, { key: approver });
     expect(healthy.json.items.map((d: any) => d.name)).toEqual([first]);
     // Bad input names the path and the rule.

@@ -173,8 +173,9 @@ describe.each(engines)('rollout steps that glance first, on $name', (engine) => 
 
   it('backfills the device count of rollouts created before migration 10, and the glance then settles on them', async () => {
     const location = await engine.fresh();
-    // A database as the previous version left it: a rollout under way, no targeted column,
-    // no partial indexes, migration 10 not recorded. Opening it applies migration 10 for real.
+    // A database as the version before migration 10 left it, as far as migration 10 goes: a
+    // rollout under way, no targeted column, no partial indexes, migration 10 not recorded
+    // (later migrations' objects stay; 10 does not touch them). Opening it applies 10 for real.
     let store = await openStore(location);
     const { rollout } = await seeded(store, 6);
     const { db } = store as SqlStore;

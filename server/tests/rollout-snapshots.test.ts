@@ -39,14 +39,24 @@ describe('rollout snapshots shared by event streams', () => {
     expect(f.calls).toEqual(['detail:r1', 'summary:r1', 'detail:r2']);
   });
 
-  it('takes a cheap snapshot again after the interval', async () => {
+  it('takes a cheap snapshot again one interval after the last began, so a stream polling every interval gets a new one each time', async () => {
     const f = fixture();
-    await f.snapshots.get('r1', 'detail');
-    f.advance(999);
+    await f.snapshots.get('r1', 'detail'); // began at 0, took 5 ms
+    f.advance(994); // 999 ms after it began
     await f.snapshots.get('r1', 'detail');
     expect(f.calls).toHaveLength(1);
-    f.advance(1);
+    f.advance(1); // 1000 ms after it began, 995 after it ended
     expect(JSON.parse(await f.snapshots.get('r1', 'detail')).n).toBe(2);
+  });
+
+  it('forgets a rollout’s snapshots on demand (after an action), so the next poll sees the new state', async () => {
+    const f = fixture();
+    await f.snapshots.get('r1', 'detail');
+    await f.snapshots.get('r1', 'summary');
+    f.snapshots.forget('r1');
+    await f.snapshots.get('r1', 'detail');
+    await f.snapshots.get('r1', 'summary');
+    expect(f.calls).toEqual(['detail:r1', 'summary:r1', 'detail:r1', 'summary:r1']);
   });
 
   it(`waits ${SPACING_FACTOR} times the cost of an expensive snapshot before the next`, async () => {

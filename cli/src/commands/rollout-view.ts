@@ -31,7 +31,10 @@ function statusText(r: RolloutSummary): string {
   }
 }
 
-export function renderRollout(r: Rollout): string {
+/** A rollout as shown: the detail, or the summary when the device list could not be had. */
+export type ShownRollout = RolloutSummary & Partial<Pick<Rollout, 'devices'>>;
+
+export function renderRollout(r: ShownRollout): string {
   const lines: string[] = [];
   const probe = r.probe as { type?: string; timeoutSeconds?: number; attempts?: number };
   lines.push(

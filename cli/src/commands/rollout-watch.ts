@@ -3,6 +3,7 @@
 // It follows the summary (no device list: a rollout of 36,000 devices is 9 MB as a detail,
 // docs/operator-api.md "Large rollouts") and reads the whole detail once, at the end.
 import type { Rollout, RolloutSummary } from '../api-types.js';
+import type { ShownRollout } from './rollout-view.js';
 import { type ApiClient, seg } from '../client.js';
 import { ApiError, CliError, EXIT } from '../errors.js';
 
@@ -45,7 +46,7 @@ export async function watchRollout(
   api: ApiClient,
   id: string,
   options: { timeoutMs?: number; stopAtApproval?: boolean; onUpdate?: (r: RolloutSummary) => void; onRetry?: (err: Error) => void },
-): Promise<Rollout> {
+): Promise<ShownRollout> {
   const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : Infinity;
   const stop = options.stopAtApproval === true;
   let last: RolloutSummary | undefined;
@@ -91,20 +92,35 @@ export async function watchRollout(
         if (timer) clearTimeout(timer);
         abort.abort();
       }
-      if (result) return api.get<Rollout>(`/rollouts${seg(id)}`);
+      if (result) return withDevices(api, result);
       if (Date.now() >= deadline) break;
       await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
       continue;
     }
     const r = await api.get<RolloutSummary>(`/rollouts${seg(id)}/summary`);
     seen(r);
-    if (finished(r, stop)) return api.get<Rollout>(`/rollouts${seg(id)}`);
+    if (finished(r, stop)) return withDevices(api, r);
     await sleep(Math.min(2000, Math.max(0, deadline - Date.now())));
   }
   throw new CliError(`rollout ${id} did not finish within the timeout (last status: ${last?.status ?? 'unknown'})`, EXIT.ERROR);
 }
 
-export function exitCodeForRollout(r: Rollout): number {
+/**
+ * The detail of the rollout whose summary `end` ended the watch, for the final rendering. The
+ * status stays the one that ended it (the exit code depends on it): if the rollout moved on
+ * meanwhile (resumed after a halt, say), or the detail cannot be read, it is `end` itself,
+ * without the device list.
+ */
+async function withDevices(api: ApiClient, end: RolloutSummary): Promise<ShownRollout> {
+  try {
+    const detail = await api.get<Rollout>(`/rollouts${seg(end.id)}`);
+    return detail.status === end.status ? detail : end;
+  } catch {
+    return end;
+  }
+}
+
+export function exitCodeForRollout(r: RolloutSummary): number {
   if (r.status === 'halted') return EXIT.ROLLOUT_HALTED;
   if (r.status === 'aborted') return EXIT.ROLLOUT_ABORTED;
   return EXIT.OK;

@@ -3261,7 +3261,7 @@ export type paths = {
         };
         /**
          * Server-sent events: a `rollout` event with the full detail (or, with ?view=summary, the summary) now and whenever it changes
-         * @description Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= (POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked. The streams of one rollout share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout of tens of thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.
+         * @description Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= (POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked. The streams of one rollout and view share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout of tens of thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.
          */
         get: {
             parameters: {
@@ -3557,7 +3557,7 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        /** Rollout summary: the detail without its per-device list, counted in one aggregate (for rollouts of many devices) */
+        /** Rollout summary: the detail without its per-device list, counted in SQL (for rollouts of many devices) */
         get: {
             parameters: {
                 query?: never;

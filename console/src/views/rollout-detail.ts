@@ -256,35 +256,43 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
     return stateFilter.value === '' ? (wave ? wave.devices : sum(r.counts)) : (counts[stateFilter.value as keyof typeof counts] ?? 0);
   }
 
+  const filterKey = () => `${waveFilter.value}|${stateFilter.value}`;
+
+  /** Reads the current page; a read asked for meanwhile runs after it, with what is asked then. */
   async function readDevices(): Promise<void> {
     if (reading) {
       readAgain = true;
       return;
     }
     reading = true;
+    // Paging waits for the page in hand: its `next` is what the next page starts after.
+    prevPage.disabled = nextPage.disabled = true;
     try {
       do {
         readAgain = false;
+        const at = pageNo;
+        const key = filterKey();
         const page = await api.get<RolloutDevicesPage>(`${path}/devices`, {
           limit: PAGE_SIZE,
-          after: cursors[pageNo],
+          after: cursors[at],
           wave: waveFilter.value,
           state: stateFilter.value,
         });
         if (ctx.left()) return;
+        // A filter changed while this was read: its answer is for a table no longer shown.
+        if (key !== filterKey() || at !== pageNo) continue;
         renderRows(rollout.fleet, page.items);
-        cursors = cursors.slice(0, pageNo + 1);
+        cursors = cursors.slice(0, at + 1);
         if (page.next !== null) cursors.push(page.next);
-        prevPage.disabled = pageNo === 0;
-        nextPage.disabled = page.next === null;
-        const first = pageNo * PAGE_SIZE;
-        const total = filteredTotal(rollout);
-        text(devicesStatus, page.items.length === 0 ? 'No device matches.' : `Devices ${first + 1}–${first + page.items.length} of ${total}`);
+        const first = at * PAGE_SIZE;
+        text(devicesStatus, page.items.length === 0 ? 'No device matches.' : `Devices ${first + 1}–${first + page.items.length} of ${filteredTotal(rollout)}`);
       } while (readAgain);
     } catch (err) {
       replace(devicesStatus, errorBox(err));
     } finally {
       reading = false;
+      prevPage.disabled = pageNo === 0;
+      nextPage.disabled = cursors[pageNo + 1] === undefined;
     }
   }
 
@@ -302,6 +310,9 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
   stateFilter.addEventListener('change', refilter);
 
   function update(r: RolloutSummary): void {
+    // Older than what is shown (a stream's snapshot from before an action whose answer is
+    // shown already, say through another replica): the next event brings the current state.
+    if (r.updatedAt < rollout.updatedAt) return;
     rollout = r;
     if (ctx.left()) return;
     ctx.title(`Rollout ${r.artifact.name}@${r.artifact.version}`);

@@ -3,8 +3,9 @@
 // and 9 MB of JSON (docs/benchmarks.md, "Rollout detail"), and every open stream computed it
 // again every second. Now the streams of one rollout and view share one computation, and a
 // snapshot is not computed again before SPACING_FACTOR times what the last one cost: however
-// many consoles watch however large a rollout, the streams take a bounded share of the
-// server (about 1/SPACING_FACTOR of a core), at the price of updates that come less often.
+// many consoles watch however large a rollout, its streams take a bounded share of the server
+// (about 1/SPACING_FACTOR of a core per rollout and view), at the price of updates that come
+// less often.
 export type SnapshotView = 'detail' | 'summary';
 
 /** A snapshot is recomputed no sooner than this many times its own cost after it was taken. */
@@ -12,7 +13,9 @@ export const SPACING_FACTOR = 10;
 
 interface Held {
   json: Promise<string>;
-  /** When the snapshot's computation ended (undefined while in flight). */
+  /** When the snapshot's computation began: a stream polling every interval gets a new one each time. */
+  startedAt: number;
+  /** When it ended (undefined while in flight). */
   doneAt?: number;
   costMs: number;
 }
@@ -32,9 +35,10 @@ export class RolloutSnapshots {
   get(id: string, view: SnapshotView): Promise<string> {
     const key = `${view}:${id}`;
     const held = this.#held.get(key);
-    if (held && (held.doneAt === undefined || this.now() - held.doneAt < Math.max(this.intervalMs, SPACING_FACTOR * held.costMs))) return held.json;
-    const started = this.now();
-    const entry: Held = { costMs: 0, json: Promise.resolve('') };
+    const now = this.now();
+    if (held && (held.doneAt === undefined || now - held.startedAt < this.intervalMs || now - held.doneAt < SPACING_FACTOR * held.costMs)) return held.json;
+    const started = now;
+    const entry: Held = { startedAt: started, costMs: 0, json: Promise.resolve('') };
     entry.json = this.compute(id, view).then(
       (value) => {
         const json = JSON.stringify(value);
@@ -52,6 +56,14 @@ export class RolloutSnapshots {
     return entry.json;
   }
 
+  /**
+   * Drops the rollout's snapshots: after an action through this process, so no stream sends
+   * the state from before it (which the console would show over the action's answer).
+   */
+  forget(id: string): void {
+    for (const view of ['detail', 'summary'] as const) this.#held.delete(`${view}:${id}`);
+  }
+
   /** A stream of the rollout opened: its snapshots are kept until the last one closes. */
   open(id: string): void {
     this.#streams.set(id, (this.#streams.get(id) ?? 0) + 1);
@@ -65,6 +77,6 @@ export class RolloutSnapshots {
       return;
     }
     this.#streams.delete(id);
-    for (const view of ['detail', 'summary'] as const) this.#held.delete(`${view}:${id}`);
+    this.forget(id);
   }
 }

@@ -246,7 +246,7 @@ export const MAX_ROLLOUT_DEVICES_PAGE = 1000;
 
 export const rolloutDevicesQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_ROLLOUT_DEVICES_PAGE, default: 200 },
-  after: { type: 'integer', minimum: -1, maximum: 2_147_483_647, description: 'the `next` of the previous page; absent for the first page' },
+  after: { type: 'integer', minimum: 0, maximum: 2_147_483_647, description: 'the `next` of the previous page; absent for the first page' },
   wave: { type: 'integer', minimum: 0, maximum: 19, description: 'only the devices of this wave (0-based; a strategy has at most 20)' },
   state: { ...assignmentStates, description: 'only the devices showing this state' },
 } as const;

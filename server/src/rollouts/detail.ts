@@ -125,9 +125,11 @@ export interface RolloutDevicesPage {
  * client of a rollout of tens of thousands of devices reads instead of the whole detail.
  */
 export async function buildRolloutDevicesPage(ctx: Pick<MeshanicsContext, 'store'>, rollout: RolloutRecord, page: RolloutDevicePage): Promise<RolloutDevicesPage> {
-  const views = await ctx.store.rollouts.listDevices(rollout.id, page);
-  const items = await deviceDetails(ctx.store, rollout, views);
-  return { items, next: views.length === page.limit ? views.at(-1)!.position : null };
+  // One more than asked: a page that ends the list says so (next null), even when it is full.
+  const views = await ctx.store.rollouts.listDevices(rollout.id, { ...page, limit: page.limit + 1 });
+  const shown = views.slice(0, page.limit);
+  const items = await deviceDetails(ctx.store, rollout, shown);
+  return { items, next: views.length > page.limit ? shown.at(-1)!.position : null };
 }
 
 /** What the summary's counts are made of, whether from the device rows or one aggregate. */

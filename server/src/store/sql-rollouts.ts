@@ -271,34 +271,43 @@ export class SqlRollouts implements RolloutStore {
     // when no live device's rollout assignment is missing or unfinished (live as progress()
     // counts it: not decommissioned, not superseded before it finished).
     const shown = SHOWN_STATE;
-    const counts = (range: string) =>
+    const counts = (source: string) =>
       `SELECT rd.wave, ${shown} AS state, COUNT(*) AS devices,
          COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN})
-             AND NOT (a.id IS NOT NULL AND a.active = 0) THEN 1 ELSE 0 END), 0) AS unfinished
-       FROM rollout_devices rd
+             AND NOT (a.id IS NOT NULL AND a.active = 0) THEN 1 ELSE 0 END), 0) AS unfinished,
+         MAX(rd.position) AS last_position
+       FROM ${source} rd
        JOIN devices d ON d.id = rd.device_id
        LEFT JOIN assignments a ON a.id = rd.assignment_id
        LEFT JOIN assignments ra ON ra.id = rd.revert_assignment_id
-       WHERE rd.rollout_id = @rollout${range} GROUP BY rd.wave, ${shown}`;
+       WHERE rd.rollout_id = @rollout GROUP BY rd.wave, ${shown}`;
     const parse = (r: Row): RolloutWaveStateCount => ({ wave: num(r.wave), state: str(r.state) as AssignmentState, devices: num(r.devices), unfinished: num(r.unfinished) });
-    if (this.db.dialect !== 'sqlite') return (await this.db.all(counts(''), { rollout: rolloutId })).map(parse);
+    if (this.db.dialect !== 'sqlite') return (await this.db.all(counts('rollout_devices'), { rollout: rolloutId })).map(parse);
     // SQLite reads on this event loop: 36,000 devices in one statement were 136 ms that every
     // heartbeat behind it waited (bench/rollout-detail.mjs), and a watched rollout's summary is
-    // read every second or so. Counted in slices of plan positions (migration 11's index),
-    // yielding between them. A display, not a decision: each device is counted once, in the
-    // state its slice saw (the engine's own count, progress(), holds the write transaction).
+    // read every second or so. Counted in slices of PROGRESS_SLICE devices in plan order
+    // (migration 11's index), yielding between them. A display, not a decision: each device is
+    // counted once, in the state its slice saw (the engine's own count, progress(), holds the
+    // write transaction).
     const merged = new Map<string, RolloutWaveStateCount>();
-    for (let from = 0; ; from += PROGRESS_SLICE) {
-      const rows = (await this.db.all(counts(' AND rd.position >= @from AND rd.position < @to'), { rollout: rolloutId, from, to: from + PROGRESS_SLICE })).map(parse);
-      if (rows.length === 0) return [...merged.values()];
-      for (const c of rows) {
+    for (let after = -1; ;) {
+      const rows = await this.db.all(counts(`(SELECT * FROM rollout_devices WHERE rollout_id = @rollout AND position > @after ORDER BY position LIMIT ${PROGRESS_SLICE})`), {
+        rollout: rolloutId,
+        after,
+      });
+      let seen = 0;
+      for (const r of rows) {
+        const c = parse(r);
+        seen += c.devices;
+        after = Math.max(after, num(r.last_position));
         const key = `${c.wave}:${c.state}`;
-        const seen = merged.get(key);
-        if (seen) {
-          seen.devices += c.devices;
-          seen.unfinished += c.unfinished;
+        const held = merged.get(key);
+        if (held) {
+          held.devices += c.devices;
+          held.unfinished += c.unfinished;
         } else merged.set(key, c);
       }
+      if (seen < PROGRESS_SLICE) return [...merged.values()];
       await yieldToEventLoop();
     }
   }
@@ -323,8 +332,8 @@ export class SqlRollouts implements RolloutStore {
        JOIN devices d ON d.id = rd.device_id
        LEFT JOIN assignments a ON a.id = rd.assignment_id
        LEFT JOIN assignments ra ON ra.id = rd.revert_assignment_id
-       WHERE ${where.join(' AND ')} ORDER BY rd.position${page ? ` LIMIT ${Math.trunc(page.limit)}` : ''}`,
-      params,
+       WHERE ${where.join(' AND ')} ORDER BY rd.position${page ? ' LIMIT ?' : ''}`,
+      page ? [...params, page.limit] : params,
     );
     return rows.map((r) => ({
       rolloutId: str(r.rollout_id),

@@ -278,7 +278,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       config: { access: 'rollouts.read' },
       schema: {
         tags: ['rollouts'],
-        summary: 'Rollout summary: the detail without its per-device list, counted in one aggregate (for rollouts of many devices)',
+        summary: 'Rollout summary: the detail without its per-device list, counted in SQL (for rollouts of many devices)',
         params: idParams,
         response: { 200: rolloutSummarySchema, ...errors(...AUTH_ERRORS, 404) },
       },
@@ -324,8 +324,8 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
           'Authenticated by the Authorization header, or (EventSource cannot set headers) by a stream ticket as ?ticket= ' +
           '(POST /api/v1/stream-tickets). A key holds a limited number of open streams (429 past it); a stream ends after its ' +
           'maximum lifetime with a `reconnect` event, and at once with a `revoked` event when its key is revoked. The streams of ' +
-          'one rollout share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout of tens of ' +
-          'thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.',
+          'one rollout and view share one snapshot, taken again no sooner than ten times what the last one cost: on a rollout ' +
+          'of tens of thousands of devices the full detail comes every few seconds; watch the summary and page the devices instead.',
         params: idParams,
         querystring: {
           type: 'object',
@@ -353,10 +353,23 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
         last = json;
         return json;
       };
-      const first = (await snapshot())!;
-      const res = streams.open(request.apiKey!.id, reply);
+      // Counted as a stream of the rollout before its first snapshot, and released on every
+      // way out, so no snapshot is held for a stream that never opened.
       snapshots.open(id);
-      res.write(`event: rollout\ndata: ${first}\n\n`);
+      let res: ReturnType<typeof streams.open>;
+      try {
+        const first = (await snapshot())!;
+        if (reply.raw.destroyed) {
+          // The client left during the first snapshot: there is nobody to stream to.
+          snapshots.close(id);
+          return await reply.send();
+        }
+        res = streams.open(request.apiKey!.id, reply);
+        res.write(`event: rollout\ndata: ${first}\n\n`);
+      } catch (err) {
+        snapshots.close(id);
+        throw err;
+      }
       let polling = false;
       const poll = setInterval(() => {
         if (polling) return;
@@ -405,7 +418,11 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
       },
       async (request) => {
         await visibleRollout(request, request.params.id);
-        return run(request.params.id, request);
+        try {
+          return await run(request.params.id, request);
+        } finally {
+          snapshots.forget(request.params.id);
+        }
       },
     );
 
