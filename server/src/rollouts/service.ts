@@ -8,6 +8,7 @@ import { resolveGroupDevices } from '../fleet/groups.js';
 import { assertDevicesFitArtifact, assertDevicesSupportKind } from '../fleet/device-capabilities.js';
 import { assertAssignable } from '../catalog/tenancy.js';
 import type { RolloutDevicePage, RolloutRecord, RolloutStatusValue } from '../store/index.js';
+import { revertDevices } from './abort-revert.js';
 import { auditedList } from './audited-devices.js';
 import { buildRolloutDetail, buildRolloutDevicesPage, type RolloutDetail, type RolloutDevicesPage, type RolloutSummary } from './detail.js';
 import { rolloutSubject, startWave, stepRollout, type EngineContext } from './engine.js';
@@ -20,8 +21,6 @@ export const ROLLOUT_STATUSES: readonly RolloutStatusValue[] = ['running', 'wait
 export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatusValue[] = ['running', 'waiting_approval', 'halted'];
 export const ABORT_POLICIES = ['keep', 'revert'] as const;
 export type AbortPolicy = (typeof ABORT_POLICIES)[number];
-
-const IN_FLIGHT = new Set(['DOWNLOADING', 'VERIFYING', 'APPLYING']);
 
 export interface CreateRolloutInput {
   fleet: string;
@@ -256,59 +255,10 @@ export async function abortRollout(ctx: RolloutContext, id: string, options: { p
     const rollout = await loadForDecision(ctx, id);
     requireStatus(rollout, ['running', 'waiting_approval', 'halted'], 'abort');
     const now = new Date().toISOString();
-    // Before any row of them is written (revert writes several one by one): row-locks.ts order.
+    // Before any row of them is written (a revert writes to many): row-locks.ts order.
     if (policy === 'revert') await store.rollouts.lockDevices(id);
     const withdrawn = await store.rollouts.deactivatePendingAssignments(id, now);
-    const reverted: Array<{ device: string; toVersion: string; assignmentId: string }> = [];
-    const notReverted: Array<{ device: string; reason: string }> = [];
-    if (policy === 'revert') {
-      for (const d of await store.rollouts.listDevices(id)) {
-        const a = d.assignment;
-        if (!a || !(a.state === 'HEALTHY' || IN_FLIGHT.has(a.state))) continue;
-        const note = async (reason: string) => {
-          notReverted.push({ device: d.deviceName, reason });
-          await store.rollouts.setDeviceRevert(id, d.deviceId, { revertAssignmentId: null, revertNote: reason, revertedAt: now });
-        };
-        if (d.decommissioned) {
-          await note('device is decommissioned');
-          continue;
-        }
-        if (!a.active) {
-          await note('superseded by another assignment; left as is');
-          continue;
-        }
-        if (d.previousVersion === null) {
-          await note(`nothing was installed under "${rollout.artifactName}" before this rollout: nothing to revert to, left as is`);
-          continue;
-        }
-        const previous = d.previousArtifactId ? await store.getArtifactById(d.previousArtifactId) : undefined;
-        if (!previous) {
-          await note(`previous version ${d.previousVersion} is not in the catalog with the bytes the device had: left as is`);
-          continue;
-        }
-        const revertId = crypto.randomUUID();
-        await store.insertAssignment({
-          id: revertId,
-          deviceId: d.deviceId,
-          artifactId: previous.id,
-          artifactName: previous.name,
-          rolloutId: id,
-          // The probe that last proved this version healthy on this device, else the rollout's.
-          probe: (await store.rollouts.lastHealthyProbe(d.deviceId, previous.id)) ?? rollout.probe,
-          state: 'PENDING',
-          reason: '',
-          active: true,
-          createdAt: now,
-          updatedAt: now,
-        });
-        await store.rollouts.setDeviceRevert(id, d.deviceId, {
-          revertAssignmentId: revertId,
-          revertNote: `reverting from ${a.state} to ${previous.version}`,
-          revertedAt: now,
-        });
-        reverted.push({ device: d.deviceName, toVersion: previous.version, assignmentId: revertId });
-      }
-    }
+    const { reverted, notReverted } = policy === 'revert' ? await revertDevices(store, rollout, now) : { reverted: [], notReverted: [] };
     await store.rollouts.update(id, { status: 'aborted', abortPolicy: policy, finishedAt: now }, now);
     await store.rollouts.releaseDevices(id);
     await store.appendAudit({

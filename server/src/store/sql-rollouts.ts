@@ -21,6 +21,7 @@ import type {
   RolloutUpdate,
   RolloutWaveStart,
   RolloutWaveStateCount,
+  RevertEntry,
 } from './store.js';
 
 function rolloutFromRow(r: Row): RolloutRecord {
@@ -68,6 +69,7 @@ const SHOWN_STATE = "COALESCE(ra.state, a.state, 'PENDING')";
 /** Devices counted per statement by progress() on SQLite (see there). */
 const PROGRESS_SLICE = 1000;
 const ASSIGNED_COLUMNS = ['device_id', 'assignment_id', 'previous_version', 'previous_artifact_id'] as const;
+const REVERT_COLUMNS = ['device_id', 'revert_assignment_id', 'revert_note'] as const;
 
 /**
  * RolloutStore.glance's statement. Each count starts from a partial index of migration 10 (its
@@ -475,18 +477,78 @@ export class SqlRollouts implements RolloutStore {
           [rolloutId],
         )
       ).map((r) => str(r.id));
-      for (const id of ids) await this.db.run('UPDATE assignments SET active = 0, updated_at = ? WHERE id = ?', [now, id]);
+      await forEachChunk(ids, async (chunk) => {
+        await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE id IN (${chunk.map(() => '?').join(', ')})`, [now, ...chunk]);
+      });
       return ids;
     });
   }
 
-  async lastHealthyProbe(deviceId: string, artifactId: string): Promise<ProbeRecord | undefined> {
-    const r = await this.db.get(
-      `SELECT probe FROM assignments WHERE device_id = ? AND artifact_id = ? AND state = 'HEALTHY'
-       ORDER BY updated_at DESC, rowid DESC LIMIT 1`,
-      [deviceId, artifactId],
+  async lastHealthyProbes(artifactId: string, deviceIds: readonly string[]): Promise<Map<string, ProbeRecord>> {
+    const probes = new Map<string, ProbeRecord>();
+    await forEachChunk(deviceIds, async (chunk) => {
+      const rows = await this.db.all(
+        `SELECT a.device_id, a.probe FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q
+         JOIN assignments a ON a.device_id = q.id AND a.artifact_id = ? AND a.state = 'HEALTHY'
+         ORDER BY a.device_id, a.updated_at DESC, a.rowid DESC`,
+        [
+          ...rowSetParams(
+            this.db.dialect,
+            ID_COLUMNS,
+            chunk.map((id) => [id]),
+          ),
+          artifactId,
+        ],
+      );
+      // The first row of each device is its latest.
+      for (const r of rows) {
+        const id = str(r.device_id);
+        if (!probes.has(id)) probes.set(id, json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }));
+      }
+    });
+    return probes;
+  }
+
+  async recordReverts(rolloutId: string, entries: readonly RevertEntry[], now: string): Promise<void> {
+    // A statement per chunk, not per device: an abort with revert of 5,000 devices was 6.7 s
+    // on PostgreSQL one device at a time, with every device's row locked all along (the status
+    // reports and liveness of the whole rollout waiting behind it).
+    await forEachChunk(
+      entries,
+      async (chunk) => {
+        const sends = chunk.filter((e): e is RevertEntry & { revert: NonNullable<RevertEntry['revert']> } => e.revert !== null);
+        for (const name of new Set(sends.map((e) => e.revert.artifactName))) {
+          const ids = sends.filter((e) => e.revert.artifactName === name).map((e) => e.deviceId);
+          // As insertAssignment does: the device's active assignment of the name is superseded.
+          await this.db.run(
+            `UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${ids.map(() => '?').join(', ')})`,
+            [now, name, ...ids],
+          );
+        }
+        if (sends.length > 0) {
+          await this.db.run(
+            `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
+             VALUES ${valueRows(sends.length, 11)}`,
+            sends.flatMap((e) => [e.revert.assignmentId, e.deviceId, e.revert.artifactId, e.revert.artifactName, rolloutId, JSON.stringify(e.revert.probe), 'PENDING', '', 1, now, now]),
+          );
+        }
+        await this.db.run(
+          `UPDATE rollout_devices SET revert_assignment_id = s.revert_assignment_id, revert_note = s.revert_note, reverted_at = ?
+           FROM (${textRowSet(this.db.dialect, REVERT_COLUMNS)}) AS s
+           WHERE rollout_devices.rollout_id = ? AND rollout_devices.device_id = s.device_id`,
+          [
+            now,
+            ...rowSetParams(
+              this.db.dialect,
+              REVERT_COLUMNS,
+              chunk.map((e) => [e.deviceId, e.revert?.assignmentId ?? null, e.note]),
+            ),
+            rolloutId,
+          ],
+        );
+      },
+      { size: WAVE_CHUNK },
     );
-    return r ? json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }) : undefined;
   }
 
   async recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void> {

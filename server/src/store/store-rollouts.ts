@@ -88,6 +88,13 @@ export interface RolloutDeviceView extends RolloutDeviceRecord {
   revert: RolloutAssignmentState | null;
 }
 
+/** What an abort with revert does for one device: a revert assignment (PENDING, active) or only a note. */
+export interface RevertEntry {
+  deviceId: string;
+  revert: { assignmentId: string; artifactId: string; artifactName: string; probe: ProbeRecord } | null;
+  note: string;
+}
+
 /** One page of a rollout's devices, in plan order (keyset: after a position, not an offset). */
 export interface RolloutDevicePage {
   /** Only devices whose plan position is above this one (the previous page's last). */
@@ -195,8 +202,14 @@ export interface RolloutStore {
   releaseDevices(rolloutId: string): Promise<void>;
   /** Deactivates the rollout's assignments no device has reported on yet; returns their ids. */
   deactivatePendingAssignments(rolloutId: string, now: string): Promise<string[]>;
-  /** The probe of the device's latest assignment of `artifactId` that ended HEALTHY (to revert with). */
-  lastHealthyProbe(deviceId: string, artifactId: string): Promise<ProbeRecord | undefined>;
+  /** Per device of `deviceIds`, the probe of its latest assignment of `artifactId` that ended HEALTHY (to revert with). */
+  lastHealthyProbes(artifactId: string, deviceIds: readonly string[]): Promise<Map<string, ProbeRecord>>;
+  /**
+   * Abort with revert, for many devices at once (call under the write lock, the devices'
+   * rows locked): inserts each `revert` assignment, superseding the device's active one of
+   * the artifact name, and records on the rollout what was sent back or why nothing was.
+   */
+  recordReverts(rolloutId: string, entries: readonly RevertEntry[], now: string): Promise<void>;
   recordWaveStart(rolloutId: string, start: RolloutWaveStart): Promise<void>;
   /**
    * Makes the assignments of `wave` for its devices that have none yet, superseding each
