@@ -520,16 +520,29 @@ export class SqlRollouts implements RolloutStore {
         for (const name of new Set(sends.map((e) => e.revert.artifactName))) {
           const ids = sends.filter((e) => e.revert.artifactName === name).map((e) => e.deviceId);
           // As insertAssignment does: the device's active assignment of the name is superseded.
-          await this.db.run(
-            `UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${ids.map(() => '?').join(', ')})`,
-            [now, name, ...ids],
-          );
+          await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE artifact_name = ? AND active = 1 AND device_id IN (${ids.map(() => '?').join(', ')})`, [
+            now,
+            name,
+            ...ids,
+          ]);
         }
         if (sends.length > 0) {
           await this.db.run(
             `INSERT INTO assignments (id, device_id, artifact_id, artifact_name, rollout_id, probe, state, reason, active, created_at, updated_at)
              VALUES ${valueRows(sends.length, 11)}`,
-            sends.flatMap((e) => [e.revert.assignmentId, e.deviceId, e.revert.artifactId, e.revert.artifactName, rolloutId, JSON.stringify(e.revert.probe), 'PENDING', '', 1, now, now]),
+            sends.flatMap((e) => [
+              e.revert.assignmentId,
+              e.deviceId,
+              e.revert.artifactId,
+              e.revert.artifactName,
+              rolloutId,
+              JSON.stringify(e.revert.probe),
+              'PENDING',
+              '',
+              1,
+              now,
+              now,
+            ]),
           );
         }
         await this.db.run(
