@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { insertModelArtifact, labModelRollout, registerLabDevices } from '../server/tests/helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, quietLogger, registerLabDevices, reportEveryStarted } from '../server/tests/helpers/rollout-seed.mjs';
 import { createBenchDatabase, dropBenchDatabase } from './lib/database.mjs';
 
 const { values: args } = parseArgs({
@@ -33,7 +33,6 @@ if (args.help) {
 const N = Number(args.devices);
 const RUNS = Number(args.runs);
 const OWN_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'dist');
-const quiet = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child: () => quiet };
 
 async function round(dist) {
   const load = (rel) => import(pathToFileURL(path.join(dist, rel)).href);
@@ -76,24 +75,11 @@ async function round(dist) {
       await store.rollouts.insert(rollout, planWaves(rollout.id, ids, strategy));
       await startWave(store, rollout, 0, 'operator:bench', now);
     });
-    const views = await store.rollouts.listDevices(rollout.id);
-    await store.recordStatusReports(
-      views.map((d) => ({
-        deviceId: d.deviceId,
-        assignmentId: d.assignmentId,
-        sequence: 1,
-        state: 'HEALTHY',
-        reason: '',
-        bytesDone: 0,
-        bytesTotal: 0,
-        deviceTime: now,
-        receivedAt: now,
-      })),
-    );
+    await reportEveryStarted(store, rollout.id, 'HEALTHY', now);
     if (store.dialect === 'postgres') await store.db.exec('ANALYZE');
     const cpu = process.cpuUsage();
     const t0 = performance.now();
-    const detail = await abortRollout({ store, logger: quiet }, rollout.id, { policy: 'revert' }, 'operator:bench');
+    const detail = await abortRollout({ store, logger: quietLogger }, rollout.id, { policy: 'revert' }, 'operator:bench');
     const ms = performance.now() - t0;
     const used = process.cpuUsage(cpu);
     const sent = detail.devices.filter((d) => d.revert?.assignmentId).length;

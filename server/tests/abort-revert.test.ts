@@ -5,31 +5,18 @@
 // devices that cannot go back are recorded with the reason, in the same abort.
 import * as crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { startWave, type EngineContext } from '../src/rollouts/engine.js';
+import { startWave } from '../src/rollouts/engine.js';
 import { abortRollout, newRolloutRecord } from '../src/rollouts/service.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 import { openStore, type ProbeRecord, type SqlStore } from '../src/store/index.js';
 import { testEngines } from './engines.js';
-import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, quietLogger, registerLabDevices, reportEveryStarted } from './helpers/rollout-seed.mjs';
 
 const { engines } = await testEngines();
 const N = 260;
 const STRATEGY: Strategy = { waves: [{ percent: 100, approval: 'auto' }], max_failure_rate: 0.9 };
 const probe = (path: string): ProbeRecord => ({ type: 'file', spec: { path }, timeoutSeconds: 5, attempts: 1, initialDelaySeconds: 0 });
-
-const quietLogger = (() => {
-  const logger = {
-    info: () => undefined,
-    warn: () => undefined,
-    debug: () => undefined,
-    trace: () => undefined,
-    error: () => undefined,
-    fatal: () => undefined,
-    child: () => logger,
-  };
-  return logger as unknown as EngineContext['logger'];
-})();
 
 describe.each(engines)('abort with revert of hundreds of devices on $name', (engine) => {
   it('sends each device back with the probe that last proved its version healthy, supersedes its rollout assignment and records who stayed and why', async () => {
@@ -87,20 +74,7 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
         await store.rollouts.insert(rollout, planWaves(rollout.id, ids, STRATEGY));
         await startWave(store, rollout, 0, 'operator:test', now);
       });
-      const views = await store.rollouts.listDevices(rollout.id);
-      await store.recordStatusReports(
-        views.map((d) => ({
-          deviceId: d.deviceId,
-          assignmentId: d.assignmentId!,
-          sequence: 1,
-          state: 'HEALTHY',
-          reason: '',
-          bytesDone: 0,
-          bytesTotal: 0,
-          deviceTime: now,
-          receivedAt: now,
-        })),
-      );
+      await reportEveryStarted(store, rollout.id, 'HEALTHY', now);
       await store.decommissionDevice(ids[N - 1]!, now);
 
       const detail = await abortRollout({ store, logger: quietLogger }, rollout.id, { policy: 'revert' }, 'operator:test');

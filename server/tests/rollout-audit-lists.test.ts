@@ -5,13 +5,13 @@
 import * as crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AUDIT_DEVICE_NAMES } from '../src/rollouts/audited-devices.js';
-import { startWave, type EngineContext } from '../src/rollouts/engine.js';
+import { startWave } from '../src/rollouts/engine.js';
 import { abortRollout, newRolloutRecord } from '../src/rollouts/service.js';
 import type { Strategy } from '../src/rollouts/strategy.js';
 import { planWaves } from '../src/rollouts/wave-plan.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { sqliteEngine } from './engines.js';
-import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, quietLogger, registerLabDevices, reportEveryStarted } from './helpers/rollout-seed.mjs';
 
 const STRATEGY: Strategy = {
   waves: [
@@ -22,19 +22,6 @@ const STRATEGY: Strategy = {
 };
 
 const sha256 = (value: unknown) => crypto.createHash('sha256').update(JSON.stringify(value)).digest('hex');
-
-const quietLogger = (() => {
-  const logger = {
-    info: () => undefined,
-    warn: () => undefined,
-    debug: () => undefined,
-    trace: () => undefined,
-    error: () => undefined,
-    fatal: () => undefined,
-    child: () => logger,
-  };
-  return logger as unknown as EngineContext['logger'];
-})();
 
 async function waveNames(store: Store, rolloutId: string, wave: number): Promise<string[]> {
   return (await store.rollouts.listDevices(rolloutId, { wave, limit: 1000 })).map((d) => d.deviceName);
@@ -64,20 +51,7 @@ describe('devices named by rollout audit events', () => {
 
       // Aborting with revert: 250 updated devices with nothing installed before, each recorded
       // on the rollout; the event names 100 and commits to all 250.
-      const views = await store.rollouts.listDevices(rollout.id);
-      await store.recordStatusReports(
-        views.map((d) => ({
-          deviceId: d.deviceId,
-          assignmentId: d.assignmentId!,
-          sequence: 1,
-          state: 'HEALTHY',
-          reason: '',
-          bytesDone: 0,
-          bytesTotal: 0,
-          deviceTime: now,
-          receivedAt: now,
-        })),
-      );
+      await reportEveryStarted(store, rollout.id, 'HEALTHY', now);
       const detail = await abortRollout({ store, logger: quietLogger }, rollout.id, { policy: 'revert' }, 'operator:test');
       const [aborted] = await store.listAudit({ subject: `rollout:${rollout.id}`, action: 'rollout.aborted' });
       const expected = detail.devices.map((d) => ({ device: d.name, reason: d.revert!.note }));

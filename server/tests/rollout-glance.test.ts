@@ -17,7 +17,7 @@ import { openStore, type NewStatusReport, type RolloutDeviceView, type RolloutRe
 import { MIGRATION_10_TERMINAL_STATES } from '../src/store/migration-10.js';
 import { GLANCE_SQL } from '../src/store/sql-rollouts.js';
 import { testEngines } from './engines.js';
-import { insertModelArtifact, labModelRollout, registerLabDevices } from './helpers/rollout-seed.mjs';
+import { insertModelArtifact, labModelRollout, quietLogger, registerLabDevices } from './helpers/rollout-seed.mjs';
 
 const { engines } = await testEngines();
 
@@ -46,19 +46,6 @@ function reportOf(d: RolloutDeviceView, state: NewStatusReport['state']): NewSta
   const now = new Date().toISOString();
   return { deviceId: d.deviceId, assignmentId: d.assignmentId!, sequence: 1, state, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: now, receivedAt: now };
 }
-
-const quietLogger = (() => {
-  const logger = {
-    info: () => undefined,
-    warn: () => undefined,
-    debug: () => undefined,
-    trace: () => undefined,
-    error: () => undefined,
-    fatal: () => undefined,
-    child: () => logger,
-  };
-  return logger as unknown as EngineContext['logger'];
-})();
 
 /** What a report batch in flight holds: PostgreSQL, the rollout's row share-locked; SQLite, the database's write lock. Resolves to its release. */
 async function holdReportBatchLock(engine: 'sqlite' | 'postgres', location: string, rolloutId: string): Promise<() => Promise<void>> {

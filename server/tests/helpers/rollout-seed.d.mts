@@ -7,3 +7,10 @@ export declare function labModelRollout(
   strategy: Strategy,
   createdBy: string,
 ): Pick<RolloutRecord, 'fleet' | 'artifactId' | 'artifactName' | 'group' | 'probe' | 'strategy' | 'createdBy'>;
+export declare const quietLogger: import('../../src/rollouts/engine.js').EngineContext['logger'];
+export declare function reportEveryStarted(
+  store: Pick<Store, 'rollouts' | 'recordStatusReports'>,
+  rolloutId: string,
+  state: import('../../src/store/index.js').NewStatusReport['state'],
+  now: string,
+): Promise<void>;

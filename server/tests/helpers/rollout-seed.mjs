@@ -1,6 +1,7 @@
-// The rows under a rollout built below the rollout service, shared by server/tests/pg-row-locks.test.ts
-// and bench/pg-report-writes.mjs: JavaScript so that the bench can hand it a store of any server/dist
-// (its --baseline-dist) and the test one of server/src.
+// The rows under a rollout built below the rollout service, shared by the server tests that seed
+// rollouts of hundreds or thousands of devices and the benches that do (bench/pg-report-writes.mjs,
+// bench/abort-revert.mjs, bench/rollout-detail.mjs): JavaScript so that a bench can hand it a store
+// of any server/dist (its --baseline-dist) and a test one of server/src.
 import * as crypto from 'node:crypto';
 
 /** Registers devices d0..d(n-1) of fleet lab under spiffe://TRUSTDOMAIN; resolves to their ids in that order. */
@@ -48,4 +49,23 @@ export function labModelRollout(artifactId, strategy, createdBy) {
     strategy,
     createdBy,
   };
+}
+
+/** A logger that says nothing, for the rollout engine and service called below the server. */
+export const quietLogger = {
+  info: () => undefined,
+  warn: () => undefined,
+  debug: () => undefined,
+  trace: () => undefined,
+  error: () => undefined,
+  fatal: () => undefined,
+  child: () => quietLogger,
+};
+
+/** Every started device of the rollout sends its first status report, `state`, on its rollout assignment. */
+export async function reportEveryStarted(store, rolloutId, state, now) {
+  const started = (await store.rollouts.listDevices(rolloutId)).filter((d) => d.assignmentId !== null);
+  await store.recordStatusReports(
+    started.map((d) => ({ deviceId: d.deviceId, assignmentId: d.assignmentId, sequence: 1, state, reason: '', bytesDone: 0, bytesTotal: 0, deviceTime: now, receivedAt: now })),
+  );
 }
