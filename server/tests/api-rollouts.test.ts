@@ -348,6 +348,11 @@ describe('rollouts', () => {
     expect(summary.json).toEqual(withoutDevices);
     expect(summary.json.counts).toMatchObject({ HEALTHY: 1, PENDING: 6 });
     for (const path of ['summary', 'devices']) expect((await call(app, 'GET', `/api/v1/rollouts/${id}/${path}`, { key: otherFleet })).status).toBe(404);
+    // An action can answer with the summary too.
+    const aborted = await call(app, 'POST', `/api/v1/rollouts/${id}/abort?view=summary`, { key: operator });
+    expect(aborted.status).toBe(200);
+    expect(aborted.json).toMatchObject({ id, status: 'aborted', abortPolicy: 'keep' });
+    expect(aborted.json).not.toHaveProperty('devices');
   });
 
   it("answers 404 for another fleet's rollout exactly as for one that does not exist", async () => {

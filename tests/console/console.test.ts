@@ -233,6 +233,7 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
     // The table is read a page at a time, never as the whole detail.
     expect(requestedUrls.some((u) => u.includes(`/api/v1/rollouts/${id}/devices?limit=200`))).toBe(true);
     expect(requestedUrls.filter((u) => new URL(u).pathname === `/api/v1/rollouts/${id}`)).toEqual([]);
+    expect(requestedUrls.filter((u) => u.includes(`/api/v1/rollouts/${id}/approve`))).toEqual([expect.stringMatching(/\/approve\?view=summary$/)]);
     // Filters read the matching devices: the second wave's three; no failed device.
     await page.locator('#devices-wave').selectOption('1');
     await page.locator('#devices-range').filter({ hasText: 'Devices 1–3 of 3' }).waitFor();

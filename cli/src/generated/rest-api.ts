@@ -2741,7 +2741,10 @@ export type paths = {
         /** Abort a running or halted rollout: policy keep (default) or revert (devices go back to their previous version) */
         post: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description summary: answer without the per-device list */
+                    view?: "detail" | "summary";
+                };
                 header?: never;
                 path: {
                     id: string;
@@ -2781,7 +2784,7 @@ export type paths = {
                             createdAt: string;
                             createdBy: string;
                             currentWave: number;
-                            devices: {
+                            devices?: {
                                 assignedAt: string | null;
                                 assignmentId: string | null;
                                 decommissioned: boolean;
@@ -2943,7 +2946,10 @@ export type paths = {
         /** Start the wave waiting for approval (needs the approve right) */
         post: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description summary: answer without the per-device list */
+                    view?: "detail" | "summary";
+                };
                 header?: never;
                 path: {
                     id: string;
@@ -2973,7 +2979,7 @@ export type paths = {
                             createdAt: string;
                             createdBy: string;
                             currentWave: number;
-                            devices: {
+                            devices?: {
                                 assignedAt: string | null;
                                 assignmentId: string | null;
                                 decommissioned: boolean;
@@ -3370,7 +3376,10 @@ export type paths = {
         /** Resume a halted rollout, acknowledging the failures seen so far (needs the approve right) */
         post: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description summary: answer without the per-device list */
+                    view?: "detail" | "summary";
+                };
                 header?: never;
                 path: {
                     id: string;
@@ -3400,7 +3409,7 @@ export type paths = {
                             createdAt: string;
                             createdBy: string;
                             currentWave: number;
-                            devices: {
+                            devices?: {
                                 assignedAt: string | null;
                                 assignmentId: string | null;
                                 decommissioned: boolean;

@@ -5,10 +5,10 @@
 // the approve, resume and abort buttons for keys that hold the right. The device table is read
 // a page at a time (GET /rollouts/:id/devices) and again on every change the stream reports:
 // a rollout of 36,000 devices is 9 MB as one detail (docs/operator-api.md, "Large rollouts").
-import { api, can, seg, url } from '../api.js';
+import { api, can, request, seg, url } from '../api.js';
 import { h, link, replace, text } from '../dom.js';
 import { absolute, ago, progressBar, stateBadge, stateBar, stateLabel, STATES, statusBadge, sum, TERMINAL, time } from '../format.js';
-import type { Rollout, RolloutDevice, RolloutDevicesPage, RolloutSummary } from '../types.js';
+import type { RolloutDevice, RolloutDevicesPage, RolloutSummary } from '../types.js';
 import { errorBox, field, loading, type ViewContext } from '../ui.js';
 
 const POLL_MS = 2000;
@@ -118,8 +118,8 @@ export async function rolloutDetailView(ctx: ViewContext): Promise<void> {
       actions.querySelectorAll('button').forEach((b) => (b.disabled = true));
       replace(actionStatus, h('p', { class: 'muted' }, `${action[0]!.toUpperCase()}${action.slice(1)}…`));
       try {
-        // The action answers the full detail; the view keeps its summary and its page.
-        const fresh: RolloutSummary = await api.post<Rollout>(`${path}/${action}`, body);
+        // Answered with the summary: the view keeps its own page of devices.
+        const fresh = await request<RolloutSummary>('POST', `${path}/${action}`, { query: { view: 'summary' }, ...(body !== undefined ? { body } : {}) });
         replace(actionStatus);
         actionsKey = '';
         update(fresh);

@@ -6,7 +6,9 @@
 // many consoles watch however large a rollout, its streams take a bounded share of the server
 // (about 1/SPACING_FACTOR of a core per rollout and view), at the price of updates that come
 // less often.
-export type SnapshotView = 'detail' | 'summary';
+import type { RolloutView } from '../rollouts/index.js';
+
+export type SnapshotView = RolloutView;
 
 /** A snapshot is recomputed no sooner than this many times its own cost after it was taken. */
 export const SPACING_FACTOR = 10;

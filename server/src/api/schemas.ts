@@ -241,6 +241,12 @@ export const rolloutDetailSchema: JsonSchema = objectOf({
   devices: { type: 'array', items: rolloutDeviceSchema },
 });
 
+/** What an action answers: the detail, or with ?view=summary the summary (no `devices`). */
+export const rolloutAnswerSchema: JsonSchema = objectOf(
+  { ...rolloutSummaryProperties, devices: { type: 'array', items: rolloutDeviceSchema } },
+  Object.keys(rolloutSummaryProperties),
+);
+
 /** Most devices one page of GET /rollouts/:id/devices holds. */
 export const MAX_ROLLOUT_DEVICES_PAGE = 1000;
 

@@ -19,6 +19,7 @@ export {
   ABORT_POLICIES,
   type AbortPolicy,
   type CreateRolloutInput,
+  type RolloutView,
 } from './service.js';
 export { driveRollouts, ENGINE_ACTOR, type DriveAction } from './engine.js';
 export {

@@ -200,8 +200,17 @@ export async function listRollouts(
   return { items, total: page.total };
 }
 
+/** What an action answers: the whole detail, or (for rollouts of many devices) the summary. */
+export type RolloutView = 'detail' | 'summary';
+
+function answer(ctx: RolloutContext, id: string, view: RolloutView): Promise<RolloutDetail | RolloutSummary> {
+  return view === 'summary' ? getRolloutSummary(ctx, id) : detail(ctx, id);
+}
+
 /** Starts the wave that waits for approval (the approve right is the caller's to check). */
-export async function approveRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
+export async function approveRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail>;
+export async function approveRollout(ctx: RolloutContext, id: string, actor: string, view: RolloutView): Promise<RolloutDetail | RolloutSummary>;
+export async function approveRollout(ctx: RolloutContext, id: string, actor: string, view: RolloutView = 'detail'): Promise<RolloutDetail | RolloutSummary> {
   const { store } = ctx;
   await store.withWriteLock(async () => {
     const rollout = await loadForDecision(ctx, id);
@@ -214,11 +223,13 @@ export async function approveRollout(ctx: RolloutContext, id: string, actor: str
     await stepRollout(ctx, id);
   });
   ctx.logger.info({ rolloutId: id, actor }, 'rollout wave approved');
-  return detail(ctx, id);
+  return answer(ctx, id, view);
 }
 
 /** Resumes a halted rollout; the failures seen so far are acknowledged, only new ones can halt it again. */
-export async function resumeRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail> {
+export async function resumeRollout(ctx: RolloutContext, id: string, actor: string): Promise<RolloutDetail>;
+export async function resumeRollout(ctx: RolloutContext, id: string, actor: string, view: RolloutView): Promise<RolloutDetail | RolloutSummary>;
+export async function resumeRollout(ctx: RolloutContext, id: string, actor: string, view: RolloutView = 'detail'): Promise<RolloutDetail | RolloutSummary> {
   const { store } = ctx;
   await store.withWriteLock(async () => {
     const rollout = await loadForDecision(ctx, id);
@@ -236,7 +247,7 @@ export async function resumeRollout(ctx: RolloutContext, id: string, actor: stri
     await stepRollout(ctx, id);
   });
   ctx.logger.info({ rolloutId: id, actor }, 'rollout resumed');
-  return detail(ctx, id);
+  return answer(ctx, id, view);
 }
 
 /**
@@ -245,7 +256,15 @@ export async function resumeRollout(ctx: RolloutContext, id: string, actor: stri
  * assignment reached HEALTHY or is mid-update gets an assignment back to what it had
  * installed when its wave started (an unreachable device picks it up at its next heartbeat).
  */
-export async function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string): Promise<RolloutDetail> {
+export async function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string): Promise<RolloutDetail>;
+export async function abortRollout(ctx: RolloutContext, id: string, options: { policy?: AbortPolicy }, actor: string, view: RolloutView): Promise<RolloutDetail | RolloutSummary>;
+export async function abortRollout(
+  ctx: RolloutContext,
+  id: string,
+  options: { policy?: AbortPolicy },
+  actor: string,
+  view: RolloutView = 'detail',
+): Promise<RolloutDetail | RolloutSummary> {
   const policy = options?.policy ?? 'keep';
   if (!ABORT_POLICIES.includes(policy)) {
     throw new MeshError('MESH_ERR_ROLLOUT_INVALID', `policy must be one of ${ABORT_POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
@@ -276,5 +295,5 @@ export async function abortRollout(ctx: RolloutContext, id: string, options: { p
     });
   });
   ctx.logger.info({ rolloutId: id, actor, policy }, 'rollout aborted');
-  return detail(ctx, id);
+  return answer(ctx, id, view);
 }

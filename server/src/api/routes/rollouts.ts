@@ -21,6 +21,8 @@ import {
   STRATEGY_SCHEMA,
   type AbortPolicy,
   type RolloutDetail,
+  type RolloutSummary,
+  type RolloutView,
 } from '../../rollouts/index.js';
 import type { AssignmentState, RolloutStatusValue } from '../../store/index.js';
 import { RolloutSnapshots, type SnapshotView } from '../rollout-snapshots.js';
@@ -35,6 +37,7 @@ import {
   pageOf,
   pageQuery,
   paginate,
+  rolloutAnswerSchema,
   rolloutDetailSchema,
   rolloutDevicesPageSchema,
   rolloutDevicesQuery,
@@ -395,8 +398,13 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
     },
   );
 
-  const action = (path: string, access: 'approve' | 'rollouts.manage', summary: string, run: (id: string, request: FastifyRequest) => Promise<RolloutDetail>) =>
-    app.post<{ Params: { id: string } }>(
+  const action = (
+    path: string,
+    access: 'approve' | 'rollouts.manage',
+    summary: string,
+    run: (id: string, request: FastifyRequest, view: RolloutView) => Promise<RolloutDetail | RolloutSummary>,
+  ) =>
+    app.post<{ Params: { id: string }; Querystring: { view: RolloutView } }>(
       `/rollouts/:id/${path}`,
       {
         config: { access },
@@ -404,6 +412,10 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
           tags: ['rollouts'],
           summary,
           params: idParams,
+          querystring: {
+            type: 'object',
+            properties: { view: { type: 'string', enum: ['detail', 'summary'], default: 'detail', description: 'summary: answer without the per-device list' } },
+          },
           ...(path === 'abort'
             ? {
                 body: {
@@ -413,25 +425,25 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
                 },
               }
             : {}),
-          response: { 200: rolloutDetailSchema, ...errors(...AUTH_ERRORS, 404, 409) },
+          response: { 200: rolloutAnswerSchema, ...errors(...AUTH_ERRORS, 404, 409) },
         },
       },
       async (request) => {
         await visibleRollout(request, request.params.id);
         try {
-          return await run(request.params.id, request);
+          return await run(request.params.id, request, request.query.view);
         } finally {
           snapshots.forget(request.params.id);
         }
       },
     );
 
-  action('approve', 'approve', 'Start the wave waiting for approval (needs the approve right)', (id, request) => approveRollout(ctx, id, actorOf(request)));
-  action('resume', 'approve', 'Resume a halted rollout, acknowledging the failures seen so far (needs the approve right)', (id, request) =>
-    resumeRollout(ctx, id, actorOf(request)),
+  action('approve', 'approve', 'Start the wave waiting for approval (needs the approve right)', (id, request, view) => approveRollout(ctx, id, actorOf(request), view));
+  action('resume', 'approve', 'Resume a halted rollout, acknowledging the failures seen so far (needs the approve right)', (id, request, view) =>
+    resumeRollout(ctx, id, actorOf(request), view),
   );
-  action('abort', 'rollouts.manage', 'Abort a running or halted rollout: policy keep (default) or revert (devices go back to their previous version)', (id, request) => {
+  action('abort', 'rollouts.manage', 'Abort a running or halted rollout: policy keep (default) or revert (devices go back to their previous version)', (id, request, view) => {
     const policy = (request.body as { policy?: AbortPolicy } | undefined)?.policy;
-    return abortRollout(ctx, id, policy !== undefined ? { policy } : {}, actorOf(request));
+    return abortRollout(ctx, id, policy !== undefined ? { policy } : {}, actorOf(request), view);
   });
 }
