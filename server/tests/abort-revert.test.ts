@@ -25,27 +25,34 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       const { db } = store as SqlStore;
       const now = new Date().toISOString();
       const ids = await registerLabDevices(store, N, 'test.local', now);
-      const v1 = { id: crypto.randomUUID(), sha256: crypto.createHash('sha256').update('v1').digest('hex') };
-      await store.insertArtifact({
-        id: v1.id,
-        name: 'model',
-        version: '1.0.0',
-        kind: 'model',
-        fileName: 'model-1',
-        targetPath: 'model/1.0.0',
-        sha256: v1.sha256,
-        length: 1,
-        spec: {},
-        createdAt: now,
-      });
-      // Devices 0..N-3 run 1.0.0. Device 0 got it through two assignments, both HEALTHY, the
-      // later with probe /run/second; device 1's latest assignment of it FAILED after a
-      // HEALTHY one with /run/first. Device N-2 has nothing installed; N-1 is decommissioned.
+      const catalogued = async (version: string) => {
+        const artifact = { id: crypto.randomUUID(), version, sha256: crypto.createHash('sha256').update(version).digest('hex') };
+        await store.insertArtifact({
+          ...artifact,
+          name: 'model',
+          kind: 'model',
+          fileName: `model-${version}`,
+          targetPath: `model/${version}`,
+          length: 1,
+          spec: {},
+          createdAt: now,
+        });
+        return artifact;
+      };
+      const v1 = await catalogued('1.0.0');
+      const v09 = await catalogued('0.9.0');
+      // Devices 0..N-3 run 1.0.0, but 200..229 run 0.9.0 (a second version to go back to, across
+      // the chunk boundary). Device 0 got 1.0.0 through two assignments, both HEALTHY, the later
+      // with probe /run/second; device 1's latest assignment of it FAILED after a HEALTHY one
+      // with /run/first. Device N-2 has nothing installed; N-1 is decommissioned.
+      const installedOf = (i: number) => (i >= 200 && i < 230 ? v09 : v1);
       await store.withWriteLock(async () => {
-        for (const id of ids.slice(0, N - 2)) {
-          await db.run("INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, 'model', 'model', '1.0.0', ?, 'HEALTHY', ?)", [
+        for (const [i, id] of ids.slice(0, N - 2).entries()) {
+          const { version, sha256 } = installedOf(i);
+          await db.run("INSERT INTO installed (device_id, name, kind, version, sha256, state, updated_at) VALUES (?, 'model', 'model', ?, ?, 'HEALTHY', ?)", [
             id,
-            v1.sha256,
+            version,
+            sha256,
             now,
           ]);
         }
@@ -76,12 +83,24 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       });
       await reportEveryStarted(store, rollout.id, 'HEALTHY', now);
       await store.decommissionDevice(ids[N - 1]!, now);
+      // Device 3 is still downloading; device 4's rollout assignment was superseded by an operator's.
+      const rolloutAssignment = async (i: number) => (await store.rollouts.listDevices(rollout.id)).find((d) => d.deviceId === ids[i])!.assignmentId!;
+      await db.run("UPDATE assignments SET state = 'DOWNLOADING' WHERE id = ?", [await rolloutAssignment(3)]);
+      await db.run('UPDATE assignments SET active = 0 WHERE id = ?', [await rolloutAssignment(4)]);
 
       const detail = await abortRollout({ store, logger: quietLogger }, rollout.id, { policy: 'revert' }, 'operator:test');
       const byName = new Map(detail.devices.map((d) => [d.name, d]));
       const sent = detail.devices.filter((d) => d.revert?.assignmentId);
-      expect(sent).toHaveLength(N - 2);
-      for (const d of sent) expect(d).toMatchObject({ state: 'PENDING', revert: { toVersion: '1.0.0', state: 'PENDING', note: 'reverting from HEALTHY to 1.0.0' } });
+      expect(sent).toHaveLength(N - 3);
+      for (const d of sent) {
+        const i = Number(d.name.slice(1));
+        const version = installedOf(i).version;
+        expect(d).toMatchObject({
+          state: 'PENDING',
+          revert: { toVersion: version, state: 'PENDING', note: `reverting from ${i === 3 ? 'DOWNLOADING' : 'HEALTHY'} to ${version}` },
+        });
+      }
+      expect(byName.get('d4')!.revert).toMatchObject({ assignmentId: null, note: 'superseded by another assignment; left as is' });
       expect(byName.get(`d${N - 2}`)!.revert).toMatchObject({ assignmentId: null, note: expect.stringContaining('nothing was installed') });
       expect(byName.get(`d${N - 1}`)!.revert).toMatchObject({ assignmentId: null, note: 'device is decommissioned' });
 
@@ -90,12 +109,18 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       expect((await revertOf('d1')).probe).toEqual(probe('/run/first'));
       expect((await revertOf('d2')).probe).toEqual(rollout.probe);
       // Each device has exactly one active assignment of the name, the revert, and it is served.
-      for (const i of [0, 1, 2, 150, N - 3]) {
+      for (const i of [0, 1, 2, 3, 150, 199, 200, 229, 230, N - 3]) {
         const desired = await store.listDesiredArtifacts(ids[i]!);
-        expect(desired.map((x) => [x.artifact.version, x.assignment.id])).toEqual([['1.0.0', byName.get(`d${i}`)!.revert!.assignmentId]]);
+        expect(desired.map((x) => [x.artifact.version, x.assignment.id])).toEqual([[installedOf(i).version, byName.get(`d${i}`)!.revert!.assignmentId]]);
       }
       const active = await db.all("SELECT device_id, COUNT(*) AS n FROM assignments WHERE artifact_name = 'model' AND active = 1 GROUP BY device_id HAVING COUNT(*) > 1");
       expect(active).toEqual([]);
+      // The audit event's lists are the rollout's, in plan order (first 100 of each, and the count).
+      const [aborted] = await store.listAudit({ subject: `rollout:${rollout.id}`, action: 'rollout.aborted' });
+      const reverted = sent.map((d) => ({ device: d.name, toVersion: d.revert!.toVersion, assignmentId: d.revert!.assignmentId }));
+      const notReverted = detail.devices.filter((d) => d.revert && !d.revert.assignmentId).map((d) => ({ device: d.name, reason: d.revert!.note }));
+      expect(aborted!.details).toMatchObject({ reverted: reverted.slice(0, 100), revertedTotal: N - 3, notReverted });
+      expect(notReverted).toHaveLength(3);
     } finally {
       await store.close();
     }

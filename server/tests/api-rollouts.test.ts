@@ -348,7 +348,12 @@ describe('rollouts', () => {
     expect(summary.json).toEqual(withoutDevices);
     expect(summary.json.counts).toMatchObject({ HEALTHY: 1, PENDING: 6 });
     for (const path of ['summary', 'devices']) expect((await call(app, 'GET', `/api/v1/rollouts/${id}/${path}`, { key: otherFleet })).status).toBe(404);
-    // An action can answer with the summary too.
+    // An action can answer with the summary too; a view that is neither is refused before anything happens.
+    expect((await call(app, 'POST', `/api/v1/rollouts/${id}/abort?view=devices`, { key: operator })).json).toEqual({
+      error: 'querystring/view must be one of "detail", "summary"',
+      code: 'MESH_ERR_API_INVALID',
+    });
+    expect((await call(app, 'GET', `/api/v1/rollouts/${id}/summary`, { key: approver })).json.status).toBe('running');
     const aborted = await call(app, 'POST', `/api/v1/rollouts/${id}/abort?view=summary`, { key: operator });
     expect(aborted.status).toBe(200);
     expect(aborted.json).toMatchObject({ id, status: 'aborted', abortPolicy: 'keep' });

@@ -2742,7 +2742,7 @@ export type paths = {
         post: {
             parameters: {
                 query?: {
-                    /** @description summary: answer without the per-device list */
+                    /** @description summary: the detail without its per-device list */
                     view?: "detail" | "summary";
                 };
                 header?: never;
@@ -2947,7 +2947,7 @@ export type paths = {
         post: {
             parameters: {
                 query?: {
-                    /** @description summary: answer without the per-device list */
+                    /** @description summary: the detail without its per-device list */
                     view?: "detail" | "summary";
                 };
                 header?: never;
@@ -3377,7 +3377,7 @@ export type paths = {
         post: {
             parameters: {
                 query?: {
-                    /** @description summary: answer without the per-device list */
+                    /** @description summary: the detail without its per-device list */
                     view?: "detail" | "summary";
                 };
                 header?: never;

@@ -18,7 +18,7 @@ export async function revertDevices(store: Store, rollout: RolloutRecord, now: s
   const outcome: RevertOutcome = { reverted: [], notReverted: [] };
   const entries: RevertEntry[] = [];
   const previousById = new Map<string, ArtifactRecord | undefined>();
-  const sendBack: Array<{ entry: RevertEntry; device: string; previous: ArtifactRecord; from: string }> = [];
+  const sendBack: Array<{ entry: RevertEntry; device: string; previous: ArtifactRecord }> = [];
   for (const d of await store.rollouts.listDevices(rollout.id)) {
     const a = d.assignment;
     if (!a || !(a.state === 'HEALTHY' || IN_FLIGHT.has(a.state))) continue;
@@ -47,7 +47,7 @@ export async function revertDevices(store: Store, rollout: RolloutRecord, now: s
     }
     const entry: RevertEntry = { deviceId: d.deviceId, revert: null, note: `reverting from ${a.state} to ${previous.version}` };
     entries.push(entry);
-    sendBack.push({ entry, device: d.deviceName, previous, from: a.state });
+    sendBack.push({ entry, device: d.deviceName, previous });
   }
   // The probe that last proved the version healthy on the device, else the rollout's.
   const probes = new Map<string, Map<string, ProbeRecord>>();

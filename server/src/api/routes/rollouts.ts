@@ -101,6 +101,9 @@ function noFleet(fleet: string): MeshError {
   return new MeshError('MESH_ERR_API_NOT_FOUND', `no fleet ${fleet}`);
 }
 
+/** `?view=`: the whole detail, or the summary (the detail without its per-device list). */
+const viewQuery = { type: 'string', enum: ['detail', 'summary'], default: 'detail', description: 'summary: the detail without its per-device list' } as const;
+
 function noRollout(id: string): MeshError {
   return new MeshError('MESH_ERR_ROLLOUT_NOT_FOUND', `no rollout ${id}`);
 }
@@ -334,7 +337,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
           type: 'object',
           properties: {
             ticket: { type: 'string', maxLength: 512, description: 'a stream ticket, for EventSource' },
-            view: { type: 'string', enum: ['detail', 'summary'], default: 'detail', description: 'summary: the detail without its per-device list' },
+            view: viewQuery,
           },
         },
         response: {
@@ -414,7 +417,7 @@ export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptio
           params: idParams,
           querystring: {
             type: 'object',
-            properties: { view: { type: 'string', enum: ['detail', 'summary'], default: 'detail', description: 'summary: answer without the per-device list' } },
+            properties: { view: viewQuery },
           },
           ...(path === 'abort'
             ? {
