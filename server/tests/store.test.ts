@@ -460,6 +460,12 @@ describe.each(engines)('store on $name', (engine) => {
       const settledSql = await buildRolloutDetail({ store }, settled, false);
       expect(settledSql).toEqual(settledRows);
       expect(settledSql.waves.map((w) => w.status)).toEqual(['complete', 'complete', 'pending']);
+      // A store without the aggregate (one written before it) gives the same summary from its rows.
+      const rollouts = new Proxy(store.rollouts, {
+        get: (target, key) => (key === 'waveStateCounts' ? undefined : (Reflect.get(target, key, target) as unknown)),
+      });
+      const withoutAggregate = new Proxy(store, { get: (target, key) => (key === 'rollouts' ? rollouts : (Reflect.get(target, key, target) as unknown)) });
+      expect(await buildRolloutDetail({ store: withoutAggregate }, settled, false)).toEqual(settledSql);
     } finally {
       await store.close();
     }
