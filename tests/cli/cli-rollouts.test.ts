@@ -116,9 +116,10 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     const denied = await meshanics(['rollouts', 'approve', rollout.id], { MESHANICS_API_URL: server.api, MESHANICS_API_KEY: readerKey });
     expect(denied.code).toBe(3);
     expect(denied.stderr).toContain('missing permission: approve');
-    const approved = await meshanics(['rollouts', 'approve', rollout.id, '--json'], admin);
+    const approved = await meshanics(['rollouts', 'approve', rollout.id, '--json', '--summary'], admin);
     expect(approved.code, approved.stderr).toBe(0);
     expect(json(approved)).toMatchObject({ status: 'running', currentWave: 1 });
+    expect(json(approved)).not.toHaveProperty('devices');
     expect((await meshanics(['rollouts', 'approve', rollout.id], admin)).code).toBe(5);
 
     const watched = await meshanics(['rollouts', 'watch', rollout.id, '--timeout', '30s'], admin);
@@ -128,6 +129,11 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     const show = await meshanics(['rollouts', 'show', rollout.id], admin);
     for (const name of ['sim-1', 'sim-2', 'sim-3', 'sim-4']) expect(show.stdout).toMatch(new RegExp(`${name}\\s+\\d\\s+HEALTHY`));
     expect(show.stdout).toMatch(/status:\s+completed/);
+    // --summary: the same rollout without the device list.
+    const summary = await meshanics(['rollouts', 'show', rollout.id, '--summary'], admin);
+    expect(summary.stdout).toMatch(/status:\s+completed/);
+    expect(summary.stdout).not.toMatch(/sim-1/);
+    expect(summary.stdout).not.toContain('Devices:');
     const ls = await meshanics(['rollouts', 'ls', '--status', 'completed', '--json'], admin);
     expect(json(ls).items.map((r: { id: string }) => r.id)).toContain(rollout.id);
   });
