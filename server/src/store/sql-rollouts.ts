@@ -6,7 +6,7 @@ import { TERMINAL_STATES } from '@meshanics/core/contract';
 import type { Db } from './db.js';
 import { failedRolloutAssignment, MIGRATION_10_TERMINAL_STATES, unfinishedRolloutAssignment } from './migration-10.js';
 import { lockDevices } from './row-locks.js';
-import { forEachChunk, json, num, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
+import { forEachChunk, json, num, probeFromColumn, str, rowSetParams, strOrNull, textRowSet, valueRows, type Row } from './sql-rows.js';
 import type {
   AssignmentState,
   ProbeRecord,
@@ -31,7 +31,7 @@ function rolloutFromRow(r: Row): RolloutRecord {
     artifactId: str(r.artifact_id),
     artifactName: str(r.artifact_name),
     group: str(r.group_name),
-    probe: json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    probe: probeFromColumn(r.probe),
     strategy: json(r.strategy, { waves: [], max_failure_rate: 0 }),
     status: str(r.status) as RolloutStatusValue,
     currentWave: num(r.current_wave),
@@ -63,6 +63,20 @@ const PLAN_COLUMNS = ['device_id', 'wave', 'position'] as const;
 /** The contract's terminal states as an SQL list, for `state IN ...` (constants, not parameters: one plan). */
 const TERMINAL_IN = `(${[...TERMINAL_STATES].map((s) => `'${s}'`).join(', ')})`;
 const ID_COLUMNS = ['id'] as const;
+/** `ids` as a row set of one column `id` (textRowSet: one statement text whatever their number). */
+const idRowSet = (db: Db): string => `(${textRowSet(db.dialect, ID_COLUMNS)})`;
+const idRowParams = (db: Db, ids: readonly string[]): unknown[] =>
+  rowSetParams(
+    db.dialect,
+    ID_COLUMNS,
+    ids.map((id) => [id]),
+  );
+/**
+ * A device of the rollout (`rd`, its device `d`, its rollout assignment `a`) that still holds its
+ * wave: live (not decommissioned, not superseded before it finished) and not finished. The
+ * engine's isLive and outcome rule (rollouts/engine.ts), for progress() and the summary alike.
+ */
+const LIVE_UNFINISHED = `d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN}) AND NOT (a.id IS NOT NULL AND a.active = 0)`;
 /** The state a rollout detail shows for a device: its revert's, else its rollout assignment's, else PENDING (rollouts/detail.ts). */
 const SHOWN_STATE = "COALESCE(ra.state, a.state, 'PENDING')";
 
@@ -221,10 +235,7 @@ export class SqlRollouts implements RolloutStore {
          COALESCE(SUM(CASE WHEN a.state = 'HEALTHY' THEN 1 ELSE 0 END), 0) AS healthy,
          COALESCE(SUM(CASE WHEN a.state = 'FAILED' THEN 1 ELSE 0 END), 0) AS failed,
          COALESCE(SUM(CASE WHEN a.state = 'ROLLED_BACK' THEN 1 ELSE 0 END), 0) AS rolled_back,
-         COALESCE(SUM(CASE WHEN rd.wave <= @wave AND d.decommissioned_at IS NULL
-             AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN})
-             AND NOT (a.id IS NOT NULL AND a.active = 0)
-           THEN 1 ELSE 0 END), 0) AS started_unfinished,
+         COALESCE(SUM(CASE WHEN rd.wave <= @wave AND ${LIVE_UNFINISHED} THEN 1 ELSE 0 END), 0) AS started_unfinished,
          MAX(rd.device_id) AS last_device
        FROM ${range} rd
        JOIN devices d ON d.id = rd.device_id
@@ -273,17 +284,15 @@ export class SqlRollouts implements RolloutStore {
     // revert assignment's, else the rollout assignment's, else PENDING; a wave is complete
     // when no live device's rollout assignment is missing or unfinished (live as progress()
     // counts it: not decommissioned, not superseded before it finished).
-    const shown = SHOWN_STATE;
     const counts = (source: string) =>
-      `SELECT rd.wave, ${shown} AS state, COUNT(*) AS devices,
-         COALESCE(SUM(CASE WHEN d.decommissioned_at IS NULL AND (a.id IS NULL OR a.state NOT IN ${TERMINAL_IN})
-             AND NOT (a.id IS NOT NULL AND a.active = 0) THEN 1 ELSE 0 END), 0) AS unfinished,
+      `SELECT rd.wave, ${SHOWN_STATE} AS state, COUNT(*) AS devices,
+         COALESCE(SUM(CASE WHEN ${LIVE_UNFINISHED} THEN 1 ELSE 0 END), 0) AS unfinished,
          MAX(rd.position) AS last_position
        FROM ${source} rd
        JOIN devices d ON d.id = rd.device_id
        LEFT JOIN assignments a ON a.id = rd.assignment_id
        LEFT JOIN assignments ra ON ra.id = rd.revert_assignment_id
-       WHERE rd.rollout_id = @rollout GROUP BY rd.wave, ${shown}`;
+       WHERE rd.rollout_id = @rollout GROUP BY rd.wave, ${SHOWN_STATE}`;
     const parse = (r: Row): RolloutWaveStateCount => ({ wave: num(r.wave), state: str(r.state) as AssignmentState, devices: num(r.devices), unfinished: num(r.unfinished) });
     if (this.db.dialect !== 'sqlite') return (await this.db.all(counts('rollout_devices'), { rollout: rolloutId })).map(parse);
     // SQLite reads on this event loop: 36,000 devices in one statement were 136 ms that every
@@ -361,16 +370,9 @@ export class SqlRollouts implements RolloutStore {
     const rolloutOf = new Map<string, string>();
     await forEachChunk(deviceIds, async (chunk) => {
       const rows = await this.db.all(
-        `SELECT rd.device_id, rd.rollout_id FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q
+        `SELECT rd.device_id, rd.rollout_id FROM ${idRowSet(this.db)} AS q
          JOIN rollout_devices rd ON rd.device_id = q.id AND rd.artifact_name = ? AND rd.active = 1`,
-        [
-          ...rowSetParams(
-            this.db.dialect,
-            ID_COLUMNS,
-            chunk.map((id) => [id]),
-          ),
-          artifactName,
-        ],
+        [...idRowParams(this.db, chunk), artifactName],
       );
       for (const r of rows) rolloutOf.set(str(r.device_id), str(r.rollout_id));
     });
@@ -479,14 +481,7 @@ export class SqlRollouts implements RolloutStore {
         )
       ).map((r) => str(r.id));
       await forEachChunk(ids, async (chunk) => {
-        await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE id IN (SELECT id FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q)`, [
-          now,
-          ...rowSetParams(
-            this.db.dialect,
-            ID_COLUMNS,
-            chunk.map((id) => [id]),
-          ),
-        ]);
+        await this.db.run(`UPDATE assignments SET active = 0, updated_at = ? WHERE id IN (SELECT id FROM ${idRowSet(this.db)} AS q)`, [now, ...idRowParams(this.db, chunk)]);
       });
       return ids;
     });
@@ -496,22 +491,15 @@ export class SqlRollouts implements RolloutStore {
     const probes = new Map<string, ProbeRecord>();
     await forEachChunk(deviceIds, async (chunk) => {
       const rows = await this.db.all(
-        `SELECT a.device_id, a.probe FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q
+        `SELECT a.device_id, a.probe FROM ${idRowSet(this.db)} AS q
          JOIN assignments a ON a.device_id = q.id AND a.artifact_id = ? AND a.state = 'HEALTHY'
          ORDER BY a.device_id, a.updated_at DESC, a.rowid DESC`,
-        [
-          ...rowSetParams(
-            this.db.dialect,
-            ID_COLUMNS,
-            chunk.map((id) => [id]),
-          ),
-          artifactId,
-        ],
+        [...idRowParams(this.db, chunk), artifactId],
       );
       // The first row of each device is its latest.
       for (const r of rows) {
         const id = str(r.device_id);
-        if (!probes.has(id)) probes.set(id, json<ProbeRecord>(r.probe, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }));
+        if (!probes.has(id)) probes.set(id, probeFromColumn(r.probe));
       }
     });
     return probes;
@@ -535,12 +523,12 @@ export class SqlRollouts implements RolloutStore {
         async (chunk) => {
           const sends = chunk.filter((e): e is RevertEntry & { revert: NonNullable<RevertEntry['revert']> } => e.revert !== null);
           for (const name of new Set(sends.map((e) => e.revert.artifactName))) {
-            const ids = sends.filter((e) => e.revert.artifactName === name).map((e) => [e.deviceId]);
+            const ids = sends.filter((e) => e.revert.artifactName === name).map((e) => e.deviceId);
             // As insertAssignment does: the device's active assignment of the name is superseded.
             await this.db.run(
               `UPDATE assignments SET active = 0, updated_at = ?
-               WHERE artifact_name = ? AND active = 1 AND device_id IN (SELECT id FROM (${textRowSet(this.db.dialect, ID_COLUMNS)}) AS q)`,
-              [now, name, ...rowSetParams(this.db.dialect, ID_COLUMNS, ids)],
+               WHERE artifact_name = ? AND active = 1 AND device_id IN (SELECT id FROM ${idRowSet(this.db)} AS q)`,
+              [now, name, ...idRowParams(this.db, ids)],
             );
           }
           if (sends.length > 0) {

@@ -4,7 +4,7 @@
 // BIGSERIAL column of that name, see migrations-postgres.ts).
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Db, Row } from './db.js';
-import type { ArtifactRecord, AssignmentRecord, DeviceRecord, InstalledRecord } from './store.js';
+import type { ArtifactRecord, AssignmentRecord, DeviceRecord, InstalledRecord, ProbeRecord } from './store.js';
 
 export type { Row } from './db.js';
 
@@ -69,6 +69,9 @@ export function rowSetJson(columns: readonly string[], rows: ReadonlyArray<Reado
 
 export const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
 
+/** A stored probe column (JSON text); an empty probe for a NULL or empty one. */
+export const probeFromColumn = (v: unknown): ProbeRecord => json<ProbeRecord>(v, { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 });
+
 /** Shared by the device repository and the operator listings. */
 export function deviceFromRow(r: Row): DeviceRecord {
   return {
@@ -124,7 +127,7 @@ export function assignmentFromRow(r: Row, prefix = ''): AssignmentRecord {
     artifactId: str(r[`${prefix}artifact_id`]),
     artifactName: str(r[`${prefix}artifact_name`]),
     rolloutId: strOrNull(r[`${prefix}rollout_id`]),
-    probe: json(r[`${prefix}probe`], { type: '', spec: {}, timeoutSeconds: 0, attempts: 0, initialDelaySeconds: 0 }),
+    probe: probeFromColumn(r[`${prefix}probe`]),
     state: str(r[`${prefix}state`]) as AssignmentRecord['state'],
     reason: str(r[`${prefix}reason`]),
     active: num(r[`${prefix}active`]) === 1,
