@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '[test-all] %s\n' "$*"; }
+# Each line carries the time, so a run's log shows what each phase cost.
+log() { printf '[test-all] %s %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
 # System packages. Native addons (better-sqlite3) build with python3, make and g++ when no
 # prebuilt binary matches.
@@ -172,6 +173,7 @@ if [ "$(command -v node)" != "$machine_node" ] && [ "${CI:-}" != true ] && [ "${
     log "rebuild failed: run npm ci before npm run demo"
 fi
 
+log "done"
 # One plain closing line, whatever the runner printed above it.
 if [ -f test-results/vitest.json ]; then
   node -e '
