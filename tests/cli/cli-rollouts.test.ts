@@ -134,6 +134,33 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     expect(summary.stdout).toMatch(/status:\s+completed/);
     expect(summary.stdout).not.toMatch(/sim-1/);
     expect(summary.stdout).not.toContain('Devices:');
+
+    // rollouts devices: pages in plan order, of a wave (numbered from 1, as shown) or a state.
+    const detail = json(await meshanics(['rollouts', 'show', rollout.id, '--json'], admin));
+    const planOrder = detail.devices.map((d: { name: string }) => d.name);
+    const first = await meshanics(['rollouts', 'devices', rollout.id, '--limit', '3', '--json'], admin);
+    expect(first.code, first.stderr).toBe(0);
+    expect(json(first).items.map((d: { name: string }) => d.name)).toEqual(planOrder.slice(0, 3));
+    expect(json(first).next).toEqual(expect.any(Number));
+    const rest = json(await meshanics(['rollouts', 'devices', rollout.id, '--after', String(json(first).next), '--json'], admin));
+    expect(rest).toEqual({ items: [expect.objectContaining({ name: planOrder[3] })], next: null });
+    const firstTable = await meshanics(['rollouts', 'devices', rollout.id, '--limit', '1'], admin);
+    expect(firstTable.stdout).toMatch(new RegExp(`^DEVICE\\s+WAVE\\s+STATE[^\\n]*\\n${planOrder[0]}\\s+1\\s+HEALTHY`));
+    expect(firstTable.stdout).toMatch(/\n\(more: --after \d+, or --all\)\n$/);
+    const secondWave = detail.devices.filter((d: { wave: number }) => d.wave === 1).map((d: { name: string }) => d.name);
+    const wave2 = await meshanics(['rollouts', 'devices', rollout.id, '--wave', '2'], admin);
+    expect(wave2.code, wave2.stderr).toBe(0);
+    for (const name of secondWave) expect(wave2.stdout).toMatch(new RegExp(`${name}\\s+2\\s+HEALTHY`));
+    expect(wave2.stdout.trim().split('\n')).toHaveLength(1 + secondWave.length);
+    // --all follows `next` (here four pages of one).
+    const all = json(await meshanics(['rollouts', 'devices', rollout.id, '--state', 'healthy', '--limit', '1', '--all', '--json'], admin));
+    expect(all.items.map((d: { name: string }) => d.name)).toEqual(planOrder);
+    expect(all.next).toBeNull();
+    expect((await meshanics(['rollouts', 'devices', rollout.id, '--state', 'FAILED'], admin)).stdout.trim()).toBe('No devices.');
+    const badState = await meshanics(['rollouts', 'devices', rollout.id, '--state', 'broken'], admin);
+    expect(badState.code).toBe(2);
+    expect(badState.stderr).toContain('--state must be one of PENDING');
+    expect((await meshanics(['rollouts', 'devices', rollout.id, '--wave', '0'], admin)).code).toBe(2);
     const ls = await meshanics(['rollouts', 'ls', '--status', 'completed', '--json'], admin);
     expect(json(ls).items.map((r: { id: string }) => r.id)).toContain(rollout.id);
   });

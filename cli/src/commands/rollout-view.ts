@@ -1,6 +1,6 @@
 // How a rollout reads in a terminal: its status in words, progress bars, the waves and devices
 // tables (rollouts show, create, watch and ls).
-import type { Rollout, RolloutSummary } from '../api-types.js';
+import type { Rollout, RolloutDevice, RolloutSummary } from '../api-types.js';
 import { ago, bar, keyValues, table, when } from '../output.js';
 
 export const STATES = ['PENDING', 'DOWNLOADING', 'VERIFYING', 'APPLYING', 'HEALTHY', 'ROLLED_BACK', 'FAILED'] as const;
@@ -66,18 +66,16 @@ export function renderRollout(r: ShownRollout): string {
       ]),
     ),
   );
-  if (r.devices) {
-    lines.push('', 'Devices:');
-    lines.push(
-      r.devices.length
-        ? table(
-            ['DEVICE', 'WAVE', 'STATE', 'UPDATED', 'REASON'],
-            r.devices.map((d) => [d.name, d.wave + 1, d.state, d.updatedAt ? ago(d.updatedAt) : '-', d.reason]),
-          )
-        : '  (none)',
-    );
-  }
+  if (r.devices) lines.push('', 'Devices:', r.devices.length ? devicesTable(r.devices) : '  (none)');
   return lines.join('\n');
+}
+
+/** A rollout's devices as a table: the detail's list, or pages of `rollouts devices`. */
+export function devicesTable(devices: RolloutDevice[]): string {
+  return table(
+    ['DEVICE', 'WAVE', 'STATE', 'UPDATED', 'REASON'],
+    devices.map((d) => [d.name, d.wave + 1, d.state, d.updatedAt ? ago(d.updatedAt) : '-', d.reason]),
+  );
 }
 
 /** One line per change while watching: time, status, progress. */

@@ -1,12 +1,12 @@
 // rollouts create | ls | show | watch | approve | resume | abort: the commands and their options.
 // How a rollout is printed is rollout-view.ts; how one is followed, rollout-watch.ts.
-import type { Group, Rollout, RolloutSummary } from '../api-types.js';
+import type { Group, Rollout, RolloutDevice, RolloutDevicesPage, RolloutSummary } from '../api-types.js';
 import { seg } from '../client.js';
 import { type Command, type Context, csv, FLEET_OPTION, intOpt, jsonArg, PAGING_OPTIONS, paging, requiredStr, str } from '../command.js';
 import { EXIT, UsageError } from '../errors.js';
 import { line, pageFooter, printJson, table, when } from '../output.js';
 import { artifactRef } from './artifacts.js';
-import { renderRollout, summaryLine, terminalCount, total, type ShownRollout } from './rollout-view.js';
+import { devicesTable, renderRollout, STATES, summaryLine, terminalCount, total, type ShownRollout } from './rollout-view.js';
 import { exitCodeForRollout, watchRollout } from './rollout-watch.js';
 
 /** `10,50:manual,100` -> waves; `auto` is the default approval. */
@@ -191,6 +191,45 @@ export const ROLLOUT_COMMANDS: Command[] = [
     async run(ctx) {
       const id = seg(ctx.positionals[0]!);
       printRollout(ctx, ctx.values.summary === true ? await ctx.api().get<RolloutSummary>(`/rollouts${id}/summary`) : await ctx.api().get<Rollout>(`/rollouts${id}`));
+    },
+  },
+  {
+    path: ['rollouts', 'devices'],
+    summary: "a page of a rollout's devices in plan order, of one wave or showing one state",
+    usage: 'ID [--wave N] [--state STATE] [--limit N] [--after POSITION] [--all]',
+    description: [
+      'Pages through the rollout from an index (GET /api/v1/rollouts/ID/devices), so a page deep in a',
+      'rollout of tens of thousands of devices costs what the first does. A page that is not the last',
+      'ends with the --after of the next one; --all reads them all.',
+    ],
+    options: {
+      wave: { type: 'string', arg: 'N', description: 'only the devices of wave N (1 is the first, as "rollouts show" numbers them)' },
+      state: { type: 'string', arg: 'STATE', description: `only the devices showing this state: ${STATES.join(', ')}` },
+      limit: { type: 'string', arg: 'N', description: 'page size (default 200, with --all 1000; at most 1000)' },
+      after: { type: 'string', arg: 'POSITION', description: 'start after this position: the "next" a page ended with' },
+      all: { type: 'boolean', description: 'every page from --after on' },
+    },
+    positionals: { min: 1, max: 1 },
+    async run(ctx) {
+      const wave = intOpt(ctx.values, 'wave', { min: 1, max: 20 });
+      const rawState = str(ctx.values, 'state');
+      const state = rawState?.toUpperCase();
+      if (state !== undefined && !(STATES as readonly string[]).includes(state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}; not "${rawState}"`);
+      const limit = intOpt(ctx.values, 'limit', { min: 1, max: 1000 });
+      let after = intOpt(ctx.values, 'after');
+      const path = `/rollouts${seg(ctx.positionals[0]!)}/devices`;
+      const query = { ...(wave !== undefined ? { wave: wave - 1 } : {}), ...(state !== undefined ? { state } : {}) };
+      const api = ctx.api();
+      const items: RolloutDevice[] = [];
+      let page: RolloutDevicesPage;
+      do {
+        page = await api.get<RolloutDevicesPage>(path, { ...query, limit: limit ?? (ctx.values.all === true ? 1000 : undefined), after });
+        items.push(...page.items);
+        after = page.next ?? undefined;
+      } while (ctx.values.all === true && page.next !== null);
+      if (ctx.json) return printJson(ctx.out.stdout, { items, next: page.next });
+      line(ctx.out.stdout, items.length ? devicesTable(items) : 'No devices.');
+      if (page.next !== null) line(ctx.out.stdout, `(more: --after ${page.next}, or --all)`);
     },
   },
   {
