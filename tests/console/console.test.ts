@@ -9,11 +9,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { dataDirLayout, openStore } from '@meshanics/server';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serverCli, startAgent, type Child } from '../../scripts/lib/processes.mjs';
-import { dataDirLayout } from '../../server/src/config/data-dir.js';
-import { openStore } from '../../server/src/store/index.js';
 import { type CliEnvironment, cliEnvironment, createApiKey, meshanics, publishViaApi, ROOT } from '../cli/harness.js';
 
 const CHROMIUM = process.env.MESHANICS_CHROMIUM ?? '/usr/bin/chromium';
