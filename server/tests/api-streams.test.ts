@@ -177,8 +177,41 @@ describe('event streams', () => {
     expect(another.status).toBe(200);
     another.close();
     open[0]!.close();
-    await expect.poll(async () => (await openStream({ key: k })).status, { timeout: 3000 }).toBe(200);
+    await expect
+      .poll(
+        async () => {
+          const s = await openStream({ key: k });
+          s.close();
+          return s.status;
+        },
+        { timeout: 3000 },
+      )
+      .toBe(200);
     for (const s of open) s.close();
+  });
+
+  it('counts its streams and snapshots in /metrics: a stream refused with 429 holds nothing, and the last one closed drops the snapshots', async () => {
+    const gauges = async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { streams: value('meshanics_rollout_event_streams'), snapshots: value('meshanics_rollout_snapshots'), chars: value('meshanics_rollout_snapshot_chars') };
+    };
+    await expect.poll(gauges, { timeout: 3000 }).toEqual({ streams: 0, snapshots: 0, chars: 0 });
+    const k = await key(t.ctx, ['rollouts.read']);
+    const open = await Promise.all(Array.from({ length: MAX_STREAMS }, (_, i) => openStream({ key: k }, i === 0 ? 'summary' : 'detail')));
+    expect(open.map((s) => s.status)).toEqual(Array(MAX_STREAMS).fill(200));
+    const held = await gauges();
+    expect(held).toMatchObject({ streams: MAX_STREAMS, snapshots: 2 });
+    expect(held.chars).toBeGreaterThan(0);
+    const refused = await fetch(`${base}/api/v1/rollouts/${rolloutId}/events`, { headers: { authorization: `Bearer ${k}` } });
+    expect(refused.status).toBe(429);
+    expect((await gauges()).streams).toBe(MAX_STREAMS);
+    open[0]!.close();
+    await expect.poll(async () => (await gauges()).streams, { timeout: 3000 }).toBe(MAX_STREAMS - 1);
+    // The rollout's snapshots stay while any stream of it is open.
+    expect((await gauges()).snapshots).toBeGreaterThan(0);
+    for (const s of open) s.close();
+    await expect.poll(gauges, { timeout: 3000 }).toEqual({ streams: 0, snapshots: 0, chars: 0 });
   });
 
   it('sends the summary without the device list with ?view=summary, and the detail with it by default', async () => {

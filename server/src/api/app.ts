@@ -27,7 +27,7 @@ import { auditRoutes } from './routes/audit.js';
 import { deviceRoutes } from './routes/devices.js';
 import { enrollmentRoutes } from './routes/enrollment.js';
 import { metaRoutes, healthRoutes } from './routes/meta.js';
-import type { ApiRouteOptions } from './routes/options.js';
+import type { ApiMetrics, ApiRouteOptions } from './routes/options.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { validatorCompiler } from './validation.js';
 
@@ -50,7 +50,7 @@ export interface ApiOptions {
   /** How often the rollout event stream re-reads its rollout (default 1000 ms). */
   rolloutEventsIntervalMs?: number;
   /** Serves GET /metrics (Prometheus text) when given. */
-  metrics?: { text(): Promise<{ contentType: string; body: string }> };
+  metrics?: ApiMetrics;
   /** False while the server drains on shutdown: /readyz answers 503 so the load balancer stops sending. */
   isAccepting?: () => boolean;
   /** Serve HTTPS with this certificate (chain) and key, PEM; default plain HTTP. */

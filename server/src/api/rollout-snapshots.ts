@@ -20,6 +20,18 @@ interface Held {
   /** When it ended (undefined while in flight). */
   doneAt?: number;
   costMs: number;
+  /** The JSON's length once done (UTF-16 code units: what the process holds, near enough). */
+  size: number;
+}
+
+/** What this process holds for the rollout event streams (scraped as metrics). */
+export interface RolloutStreamStats {
+  /** Open rollout event streams. */
+  streams: number;
+  /** Snapshots held (a rollout and view each). */
+  snapshots: number;
+  /** Characters of JSON the finished snapshots hold. */
+  chars: number;
 }
 
 export class RolloutSnapshots {
@@ -40,12 +52,13 @@ export class RolloutSnapshots {
     const now = this.now();
     if (held && (held.doneAt === undefined || now - held.startedAt < this.intervalMs || now - held.doneAt < SPACING_FACTOR * held.costMs)) return held.json;
     const started = now;
-    const entry: Held = { startedAt: started, costMs: 0, json: Promise.resolve('') };
+    const entry: Held = { startedAt: started, costMs: 0, size: 0, json: Promise.resolve('') };
     entry.json = this.compute(id, view).then(
       (value) => {
         const json = JSON.stringify(value);
         entry.doneAt = this.now();
         entry.costMs = entry.doneAt - started;
+        entry.size = json.length;
         return json;
       },
       (err: unknown) => {
@@ -64,6 +77,14 @@ export class RolloutSnapshots {
    */
   forget(id: string): void {
     for (const view of ['detail', 'summary'] as const) this.#held.delete(`${view}:${id}`);
+  }
+
+  stats(): RolloutStreamStats {
+    let streams = 0;
+    for (const n of this.#streams.values()) streams += n;
+    let chars = 0;
+    for (const held of this.#held.values()) chars += held.size;
+    return { streams, snapshots: this.#held.size, chars };
   }
 
   /** A stream of the rollout opened: its snapshots are kept until the last one closes. */

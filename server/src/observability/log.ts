@@ -1,6 +1,6 @@
 // observability/ owns what an operator watches: structured JSON logs (this file, pino) and Prometheus metrics
 // (metrics.ts, prom-client, served at /metrics on the REST port).
-// May import: pino, prom-client, and types only from store/ and device-api/ (metrics reads their counters).
+// May import: pino, prom-client, and types only from store/, device-api/ and api/ (metrics reads their counters).
 // Every folder may import log.ts.
 
 import pino, { type Logger, type LevelWithSilent } from 'pino';

@@ -5,6 +5,7 @@
 import client from 'prom-client';
 import type { DeviceServiceMetrics, HeartbeatTiming } from '../device-api/device-service.js';
 import type { HeartbeatCache } from '../device-api/heartbeat-cache.js';
+import type { RolloutStreamStats } from '../api/rollout-snapshots.js';
 import type { QueryObserver, Store } from '../store/index.js';
 
 export class ServerMetrics implements DeviceServiceMetrics {
@@ -19,6 +20,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
   private readonly shed: client.Counter;
   private readonly handshakes: client.Counter<'resumed'>;
   private pendingHandshakes: (() => number) | undefined;
+  private rolloutStreams: (() => RolloutStreamStats) | undefined;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
 
@@ -82,6 +84,32 @@ export class ServerMetrics implements DeviceServiceMetrics {
       registers: [this.registry],
       collect() {
         if (self.pendingHandshakes) this.set(self.pendingHandshakes());
+      },
+    });
+    // A console tab watching a rollout is one stream; the snapshots its streams share are held
+    // while any is open (a 36,000-device detail is 9 MB of JSON).
+    new client.Gauge({
+      name: 'meshanics_rollout_event_streams',
+      help: 'Rollout event streams open on this process (consoles and CLI watches)',
+      registers: [this.registry],
+      collect() {
+        if (self.rolloutStreams) this.set(self.rolloutStreams().streams);
+      },
+    });
+    new client.Gauge({
+      name: 'meshanics_rollout_snapshots',
+      help: 'Rollout snapshots this process holds for its event streams (one per rollout and view watched)',
+      registers: [this.registry],
+      collect() {
+        if (self.rolloutStreams) this.set(self.rolloutStreams().snapshots);
+      },
+    });
+    new client.Gauge({
+      name: 'meshanics_rollout_snapshot_chars',
+      help: 'Characters of JSON in the rollout snapshots this process holds',
+      registers: [this.registry],
+      collect() {
+        if (self.rolloutStreams) this.set(self.rolloutStreams().chars);
       },
     });
     new client.Gauge({
@@ -160,6 +188,10 @@ export class ServerMetrics implements DeviceServiceMetrics {
 
   handshake(resumed: boolean): void {
     this.handshakes.inc({ resumed: String(resumed) });
+  }
+
+  attachRolloutStreams(stats: () => RolloutStreamStats): void {
+    this.rolloutStreams = stats;
   }
 
   attachHandshakes(pending: () => number): void {

@@ -1,5 +1,6 @@
 import type { MeshanicsContext } from '../../config/data-dir.js';
 import type { EventStreams } from '../event-streams.js';
+import type { RolloutStreamStats } from '../rollout-snapshots.js';
 import type { StreamTickets } from '../stream-tickets.js';
 
 /** What every route module gets from buildApi. */
@@ -14,6 +15,13 @@ export interface ApiRouteOptions {
   /** Every open event stream, by key: caps, lifetimes, revocation. */
   streams: EventStreams;
   tickets: StreamTickets;
-  metrics?: { text(): Promise<{ contentType: string; body: string }> };
+  metrics?: ApiMetrics;
   isAccepting?: () => boolean;
+}
+
+/** The server's metrics as the API sees them: served at /metrics, and fed what only the routes know. */
+export interface ApiMetrics {
+  text(): Promise<{ contentType: string; body: string }>;
+  /** What the rollout event streams hold, read when scraped. */
+  attachRolloutStreams?(stats: () => RolloutStreamStats): void;
 }

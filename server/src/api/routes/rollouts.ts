@@ -111,6 +111,7 @@ function noRollout(id: string): MeshError {
 export async function rolloutRoutes(app: FastifyInstance, options: ApiRouteOptions): Promise<void> {
   const { ctx, rolloutEventsIntervalMs, streams } = options;
   const snapshots = new RolloutSnapshots((id, view) => (view === 'summary' ? getRolloutSummary(ctx, id) : getRollout(ctx, id)), rolloutEventsIntervalMs);
+  options.metrics?.attachRolloutStreams?.(() => snapshots.stats());
 
   /** 404 unless the rollout exists inside the caller's fleet. */
   async function visibleRollout(request: FastifyRequest, id: string): Promise<void> {
