@@ -44,7 +44,8 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       // Devices 0..N-3 run 1.0.0, but 200..229 run 0.9.0 (a second version to go back to, across
       // the chunk boundary). Device 0 got 1.0.0 through two assignments, both HEALTHY, the later
       // with probe /run/second; device 1's latest assignment of it FAILED after a HEALTHY one
-      // with /run/first. Device N-2 has nothing installed; N-1 is decommissioned.
+      // with /run/first. Device 5's two HEALTHY assignments carry the same time: the one written
+      // last wins. Device N-2 has nothing installed; N-1 is decommissioned.
       const installedOf = (i: number) => (i >= 200 && i < 230 ? v09 : v1);
       await store.withWriteLock(async () => {
         for (const [i, id] of ids.slice(0, N - 2).entries()) {
@@ -75,6 +76,8 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       await history(ids[0]!, '/run/second', 'HEALTHY', '2026-01-02T00:00:00.000Z');
       await history(ids[1]!, '/run/first', 'HEALTHY', '2026-01-01T00:00:00.000Z');
       await history(ids[1]!, '/run/failed', 'FAILED', '2026-01-02T00:00:00.000Z');
+      await history(ids[5]!, '/run/tie-written-first', 'HEALTHY', '2026-01-03T00:00:00.000Z');
+      await history(ids[5]!, '/run/tie-written-last', 'HEALTHY', '2026-01-03T00:00:00.000Z');
 
       const rollout = newRolloutRecord(labModelRollout(await insertModelArtifact(store, now), STRATEGY, 'operator:test'), now);
       await store.withWriteLock(async () => {
@@ -87,6 +90,9 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       const rolloutAssignment = async (i: number) => (await store.rollouts.listDevices(rollout.id)).find((d) => d.deviceId === ids[i])!.assignmentId!;
       await db.run("UPDATE assignments SET state = 'DOWNLOADING' WHERE id = ?", [await rolloutAssignment(3)]);
       await db.run('UPDATE assignments SET active = 0 WHERE id = ?', [await rolloutAssignment(4)]);
+      // Superseding stamped device 5's two with different times (the second's creation, then the
+      // rollout's start): make them the tie they are meant to be.
+      await db.run("UPDATE assignments SET updated_at = '2026-01-03T00:00:00.000Z' WHERE device_id = ? AND rollout_id IS NULL", [ids[5]!]);
 
       const detail = await abortRollout({ store, logger: quietLogger }, rollout.id, { policy: 'revert' }, 'operator:test');
       const byName = new Map(detail.devices.map((d) => [d.name, d]));
@@ -108,6 +114,7 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       expect((await revertOf('d0')).probe).toEqual(probe('/run/second'));
       expect((await revertOf('d1')).probe).toEqual(probe('/run/first'));
       expect((await revertOf('d2')).probe).toEqual(rollout.probe);
+      expect((await revertOf('d5')).probe).toEqual(probe('/run/tie-written-last'));
       // Each device has exactly one active assignment of the name, the revert, and it is served.
       for (const i of [0, 1, 2, 3, 150, 199, 200, 229, 230, N - 3]) {
         const desired = await store.listDesiredArtifacts(ids[i]!);
