@@ -173,7 +173,7 @@ if [ "$(command -v node)" != "$machine_node" ] && [ "${CI:-}" != true ] && [ "${
     log "rebuild failed: run npm ci before npm run demo"
 fi
 
-log "done"
+log "end"
 # One plain closing line, whatever the runner printed above it.
 if [ -f test-results/vitest.json ]; then
   node -e '

@@ -44,8 +44,9 @@ describe.each(engines)('abort with revert of hundreds of devices on $name', (eng
       // Devices 0..N-3 run 1.0.0, but 200..229 run 0.9.0 (a second version to go back to, across
       // the chunk boundary). Device 0 got 1.0.0 through two assignments, both HEALTHY, the later
       // with probe /run/second; device 1's latest assignment of it FAILED after a HEALTHY one
-      // with /run/first. Device 5's two HEALTHY assignments carry the same time: the one written
-      // last wins. Device N-2 has nothing installed; N-1 is decommissioned.
+      // with /run/first. Device 5's two HEALTHY assignments carry the same time: the one inserted
+      // last wins (the tie-break is insertion order). Device N-2 has nothing installed; N-1 is
+      // decommissioned.
       const installedOf = (i: number) => (i >= 200 && i < 230 ? v09 : v1);
       await store.withWriteLock(async () => {
         for (const [i, id] of ids.slice(0, N - 2).entries()) {

@@ -377,7 +377,9 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
           { kind: 'PROBE' as const, name: 'file', version: '0.1.0' },
         ],
       };
-      for (const name of names) await store.registerDevice({ spiffeId: `spiffe://console.test/big/${name}`, fleet: 'big', name, profile, now });
+      await store.withWriteLock(async () => {
+        for (const name of names) await store.registerDevice({ spiffeId: `spiffe://console.test/big/${name}`, fleet: 'big', name, profile, now });
+      });
     } finally {
       await store.close();
     }
@@ -414,7 +416,9 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
     };
 
     // Its own tab and session: the test stands alone (-t) as well as after the others.
+    const previous = page;
     page = await newPage();
+    await previous.close();
     await signIn(page, env.adminKey);
     const next = page.locator('#devices-next');
     const prev = page.locator('#devices-prev');
@@ -441,8 +445,11 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
     await next.click();
     await showsRange('Devices 201–225 of 225', secondWave.slice(200));
     expect(await next.isDisabled()).toBe(true);
-    // Every page came from the paged route, never the whole detail.
+    // Every page came from the paged route, never the whole detail, nor a stream of it.
     expect(requestedUrls.filter((u) => new URL(u).pathname === `/api/v1/rollouts/${id}`)).toEqual([]);
+    const streams = requestedUrls.filter((u) => new URL(u).pathname === `/api/v1/rollouts/${id}/events`);
+    expect(streams.length).toBeGreaterThan(0);
+    for (const u of streams) expect(new URL(u).searchParams.get('view')).toBe('summary');
     expect(pageErrors).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 // How a rollout reads in a terminal: its status in words, progress bars, the waves and devices
-// tables (rollouts show, create, watch and ls).
+// tables (rollouts show, create, watch, ls and devices).
 import type { Rollout, RolloutDevice, RolloutSummary } from '../api-types.js';
 import { ago, bar, keyValues, table, when } from '../output.js';
 

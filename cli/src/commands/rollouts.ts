@@ -1,4 +1,4 @@
-// rollouts create | ls | show | watch | approve | resume | abort: the commands and their options.
+// rollouts create | ls | show | devices | watch | approve | resume | abort: the commands and their options.
 // How a rollout is printed is rollout-view.ts; how one is followed, rollout-watch.ts.
 import type { Group, Rollout, RolloutDevice, RolloutDevicesPage, RolloutSummary } from '../api-types.js';
 import { seg } from '../client.js';
@@ -57,6 +57,9 @@ async function runWatch(ctx: Context, id: string): Promise<number> {
   if (code === EXIT.ROLLOUT_ABORTED) ctx.out.stderr.write(`meshanics: rollout ${final.id} was aborted\n`);
   return code;
 }
+
+/** A strategy has at most 20 waves (the server's schema). */
+const MAX_WAVES = 20;
 
 /** `--summary`: the rollout without its per-device list (a rollout of 36,000 devices is 9 MB with it). */
 const SUMMARY_OPTION = {
@@ -203,7 +206,7 @@ export const ROLLOUT_COMMANDS: Command[] = [
       'ends with the --after of the next one; --all reads them all.',
     ],
     options: {
-      wave: { type: 'string', arg: 'N', description: 'only the devices of wave N (1 is the first, as "rollouts show" numbers them)' },
+      wave: { type: 'string', arg: 'N', description: 'only the devices of wave N, counted from 1 as "rollouts show" numbers them (the API and --json count from 0)' },
       state: { type: 'string', arg: 'STATE', description: `only the devices showing this state: ${STATES.join(', ')}` },
       limit: { type: 'string', arg: 'N', description: 'page size (default 200, with --all 1000; at most 1000)' },
       after: { type: 'string', arg: 'POSITION', description: 'start after this position: the "next" a page ended with' },
@@ -211,12 +214,12 @@ export const ROLLOUT_COMMANDS: Command[] = [
     },
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      const wave = intOpt(ctx.values, 'wave', { min: 1, max: 20 });
+      const wave = intOpt(ctx.values, 'wave', { min: 1, max: MAX_WAVES });
       const rawState = str(ctx.values, 'state');
       const state = rawState?.toUpperCase();
       if (state !== undefined && !(STATES as readonly string[]).includes(state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}; not "${rawState}"`);
       const limit = intOpt(ctx.values, 'limit', { min: 1, max: 1000 });
-      let after = intOpt(ctx.values, 'after');
+      let after = intOpt(ctx.values, 'after', { max: 2 ** 31 - 1 });
       const path = `/rollouts${seg(ctx.positionals[0]!)}/devices`;
       const query = { ...(wave !== undefined ? { wave: wave - 1 } : {}), ...(state !== undefined ? { state } : {}) };
       const api = ctx.api();

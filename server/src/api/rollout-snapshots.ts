@@ -20,7 +20,7 @@ interface Held {
   /** When it ended (undefined while in flight). */
   doneAt?: number;
   costMs: number;
-  /** The JSON's length once done (UTF-16 code units: what the process holds, near enough). */
+  /** The JSON's length in UTF-16 code units (the last one's while this one is computed). */
   size: number;
 }
 
@@ -52,7 +52,8 @@ export class RolloutSnapshots {
     const now = this.now();
     if (held && (held.doneAt === undefined || now - held.startedAt < this.intervalMs || now - held.doneAt < SPACING_FACTOR * held.costMs)) return held.json;
     const started = now;
-    const entry: Held = { startedAt: started, costMs: 0, size: 0, json: Promise.resolve('') };
+    // Until it is done, the size of the one it replaces: the streams hold that JSON meanwhile.
+    const entry: Held = { startedAt: started, costMs: 0, size: held?.size ?? 0, json: Promise.resolve('') };
     entry.json = this.compute(id, view).then(
       (value) => {
         const json = JSON.stringify(value);

@@ -6,9 +6,10 @@ import client from 'prom-client';
 import type { DeviceServiceMetrics, HeartbeatTiming } from '../device-api/device-service.js';
 import type { HeartbeatCache } from '../device-api/heartbeat-cache.js';
 import type { RolloutStreamStats } from '../api/rollout-snapshots.js';
+import type { ApiMetrics } from '../api/routes/options.js';
 import type { QueryObserver, Store } from '../store/index.js';
 
-export class ServerMetrics implements DeviceServiceMetrics {
+export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
   readonly registry = new client.Registry();
   private readonly heartbeats: client.Counter;
   private readonly reports: client.Counter<'state' | 'accepted'>;
@@ -106,7 +107,7 @@ export class ServerMetrics implements DeviceServiceMetrics {
     });
     new client.Gauge({
       name: 'meshanics_rollout_snapshot_chars',
-      help: 'Characters of JSON in the rollout snapshots this process holds',
+      help: 'Length of the JSON of the rollout snapshots this process holds, in UTF-16 code units (about bytes for this ASCII JSON)',
       registers: [this.registry],
       collect() {
         if (self.rolloutStreams) this.set(self.rolloutStreams().chars);

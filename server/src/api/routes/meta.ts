@@ -59,7 +59,8 @@ export async function healthRoutes(app: FastifyInstance, { ctx, metrics, isAccep
         config: { access: 'public' },
         schema: {
           tags: ['meta'],
-          summary: 'Prometheus metrics: heartbeats, status reports by state, rollouts by status, database latency, gRPC errors by code',
+          summary:
+            'Prometheus metrics: heartbeats, status reports by state, rollouts by status, database latency, gRPC errors by code, device TLS handshakes, rollout event streams (docs/operations.md)',
           security: [],
           response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
         },
