@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { dataDirLayout, openStore } from '@meshanics/server';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiServer, type CliEnvironment, cliEnvironment, meshanics, SimDevice, until } from './harness.js';
@@ -163,6 +164,57 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     expect((await meshanics(['rollouts', 'devices', rollout.id, '--wave', '0'], admin)).code).toBe(2);
     const ls = await meshanics(['rollouts', 'ls', '--status', 'completed', '--json'], admin);
     expect(json(ls).items.map((r: { id: string }) => r.id)).toContain(rollout.id);
+  });
+
+  it('shows the first 100 devices of a larger rollout in a terminal, naming where the rest are; --json has every one', async () => {
+    // 101 devices registered straight into the server's database (they never connect: the rollout
+    // stays pending, which is all the listing needs).
+    const names = Array.from({ length: 101 }, (_, i) => `wide-${String(i).padStart(3, '0')}`);
+    const store = await openStore(dataDirLayout(server.dataDir).databaseFile);
+    try {
+      const now = new Date().toISOString();
+      const profile = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [{ kind: 'ARTIFACT' as const, name: 'model', version: '0.1.0' }] };
+      await store.withWriteLock(async () => {
+        for (const name of names) await store.registerDevice({ spiffeId: `spiffe://cli.test/wide/${name}`, fleet: 'wide', name, profile, now });
+      });
+    } finally {
+      await store.close();
+    }
+    const created = await meshanics(
+      [
+        'rollouts',
+        'create',
+        '--fleet',
+        'wide',
+        '--artifact',
+        'detector@1.0.0',
+        '--group',
+        'wide',
+        '--devices',
+        names.join(','),
+        '--probe-type',
+        'file',
+        '--probe-spec',
+        '{"path":"/run/app/ready"}',
+        '--json',
+      ],
+      admin,
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = json(created).id as string;
+    const show = await meshanics(['rollouts', 'show', id], admin);
+    expect(show.code, show.stderr).toBe(0);
+    const rows = show.stdout.split('\n').filter((l) => /^wide-\d{3}\s/.test(l));
+    expect(rows).toHaveLength(100);
+    const planOrder = json(await meshanics(['rollouts', 'devices', id, '--all', '--json'], admin)).items.map((d: { name: string }) => d.name);
+    expect(rows.map((l) => l.split(/\s+/)[0])).toEqual(planOrder.slice(0, 100));
+    const footer = /\(the first 100 of 101; the rest: meshanics rollouts devices (\S+) --after (\d+), or --all\)\n$/.exec(show.stdout);
+    expect(footer?.[1]).toBe(id);
+    const rest = json(await meshanics(['rollouts', 'devices', id, '--after', footer![2]!, '--json'], admin));
+    expect(rest).toEqual({ items: [expect.objectContaining({ name: planOrder[100] })], next: null });
+    expect(json(await meshanics(['rollouts', 'show', id, '--json'], admin)).devices).toHaveLength(101);
+    // Aborted: its pending devices hold nothing the later tests withdraw.
+    expect((await meshanics(['rollouts', 'abort', id, '--summary'], admin)).code).toBe(0);
   });
 
   it('watch exits 7 on a halted rollout with its reason; abort exits watch with 8', async () => {

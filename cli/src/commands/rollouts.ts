@@ -58,6 +58,9 @@ async function runWatch(ctx: Context, id: string): Promise<number> {
   return code;
 }
 
+/** Devices `rollouts show` lists in a terminal. */
+const SHOWN_DEVICES = 100;
+
 /** A strategy has at most 20 waves (the server's schema). */
 const MAX_WAVES = 20;
 
@@ -187,13 +190,31 @@ export const ROLLOUT_COMMANDS: Command[] = [
   },
   {
     path: ['rollouts', 'show'],
-    summary: 'show a rollout: status, halt reason, waves and every device',
+    summary: 'show a rollout: status, halt reason, waves and its devices',
     usage: 'ID [--summary]',
+    description: [
+      `The table lists the first ${SHOWN_DEVICES} devices in plan order ("rollouts devices" pages the rest);`,
+      '--json prints the whole detail, every device included.',
+    ],
     options: { ...SUMMARY_OPTION },
     positionals: { min: 1, max: 1 },
     async run(ctx) {
       const id = seg(ctx.positionals[0]!);
-      printRollout(ctx, ctx.values.summary === true ? await ctx.api().get<RolloutSummary>(`/rollouts${id}/summary`) : await ctx.api().get<Rollout>(`/rollouts${id}`));
+      const api = ctx.api();
+      if (ctx.values.summary === true) return printRollout(ctx, await api.get<RolloutSummary>(`/rollouts${id}/summary`));
+      if (ctx.json) return printRollout(ctx, await api.get<Rollout>(`/rollouts${id}`));
+      // A terminal reads a page, not the detail: at 36,000 devices that is 9 MB and as many rows.
+      const [summary, first] = await Promise.all([
+        api.get<RolloutSummary>(`/rollouts${id}/summary`),
+        api.get<RolloutDevicesPage>(`/rollouts${id}/devices`, { limit: SHOWN_DEVICES }),
+      ]);
+      line(ctx.out.stdout, renderRollout({ ...summary, devices: first.items }));
+      if (first.next !== null) {
+        line(
+          ctx.out.stdout,
+          `(the first ${SHOWN_DEVICES} of ${total(summary.counts)}; the rest: meshanics rollouts devices ${ctx.positionals[0]} --after ${first.next}, or --all)`,
+        );
+      }
     },
   },
   {
