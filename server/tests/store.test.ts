@@ -421,20 +421,12 @@ describe.each(engines)('store on $name', (engine) => {
       // shown), one superseded before it started, one downloading.
       await setState(d, 'HEALTHY');
       const revertId = crypto.randomUUID();
-      await store.insertAssignment({
-        id: revertId,
-        deviceId: d,
-        artifactId: rollout.artifactId,
-        artifactName: 'model',
-        rolloutId: rollout.id,
-        probe: rollout.probe,
-        state: 'APPLYING',
-        reason: '',
-        active: true,
-        createdAt: now,
-        updatedAt: now,
-      });
-      await store.rollouts.setDeviceRevert(rollout.id, d, { revertAssignmentId: revertId, revertNote: 'reverting', revertedAt: now });
+      await store.rollouts.recordReverts(
+        rollout.id,
+        [{ deviceId: d, revert: { assignmentId: revertId, artifactId: rollout.artifactId, artifactName: 'model', probe: rollout.probe }, note: 'reverting' }],
+        now,
+      );
+      await db.run("UPDATE assignments SET state = 'APPLYING' WHERE id = ?", [revertId]);
       await setState(e, 'PENDING', 0);
       await setState(f, 'DOWNLOADING');
       const record = (await store.rollouts.get(rollout.id))!;

@@ -457,16 +457,6 @@ export class SqlRollouts implements RolloutStore {
     return { started: live.map((r) => str(r.device_name)), skipped };
   }
 
-  async setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void> {
-    await this.db.run('UPDATE rollout_devices SET revert_assignment_id = ?, revert_note = ?, reverted_at = ? WHERE rollout_id = ? AND device_id = ?', [
-      input.revertAssignmentId,
-      input.revertNote,
-      input.revertedAt,
-      rolloutId,
-      deviceId,
-    ]);
-  }
-
   async releaseDevices(rolloutId: string): Promise<void> {
     await this.db.run('UPDATE rollout_devices SET active = 0 WHERE rollout_id = ?', [rolloutId]);
   }

@@ -197,7 +197,6 @@ export interface RolloutStore {
   glance?(rolloutId: string): Promise<RolloutGlance | undefined>;
   /** Devices among `deviceIds` held by an active rollout of `artifactName`. */
   busyDevices(deviceIds: readonly string[], artifactName: string): Promise<Array<{ deviceId: string; rolloutId: string }>>;
-  setDeviceRevert(rolloutId: string, deviceId: string, input: { revertAssignmentId: string | null; revertNote: string | null; revertedAt: string }): Promise<void>;
   /** The rollout ended: its devices are free for another rollout of the artifact name. */
   releaseDevices(rolloutId: string): Promise<void>;
   /** Deactivates the rollout's assignments no device has reported on yet; returns their ids. */
