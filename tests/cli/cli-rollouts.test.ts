@@ -6,10 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { dataDirLayout, openStore } from '@meshanics/server';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiServer, type CliEnvironment, cliEnvironment, meshanics, SimDevice, until } from './harness.js';
+import { type ApiServer, type CliEnvironment, cliEnvironment, meshanics, registerIdleDevices, SimDevice, until } from './harness.js';
 
 let env: CliEnvironment;
 let root: string;
@@ -167,19 +166,9 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
   });
 
   it('shows the first 100 devices of a larger rollout in a terminal, naming where the rest are; --json has every one', async () => {
-    // 101 devices registered straight into the server's database (they never connect: the rollout
-    // stays pending, which is all the listing needs).
+    // Devices that never connect: the rollout stays pending, which is all this needs.
     const names = Array.from({ length: 101 }, (_, i) => `wide-${String(i).padStart(3, '0')}`);
-    const store = await openStore(dataDirLayout(server.dataDir).databaseFile);
-    try {
-      const now = new Date().toISOString();
-      const profile = { hardware: null, agentVersion: '1.0.0', tags: {}, capabilities: [{ kind: 'ARTIFACT' as const, name: 'model', version: '0.1.0' }] };
-      await store.withWriteLock(async () => {
-        for (const name of names) await store.registerDevice({ spiffeId: `spiffe://cli.test/wide/${name}`, fleet: 'wide', name, profile, now });
-      });
-    } finally {
-      await store.close();
-    }
+    await registerIdleDevices(server.dataDir, 'wide', names);
     const created = await meshanics(
       [
         'rollouts',

@@ -259,3 +259,30 @@ export async function publishViaApi(server: ApiServer, key: string, file: string
   if (res.status !== 201) throw new Error(`publishing ${fields.name}@${fields.version}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as { sha256: string };
 }
+
+/**
+ * Registers devices of `fleet` straight into the server's database, in one transaction, for
+ * tests that need hundreds of them: they never connect, so a rollout of them stays pending.
+ * (The server's own `device issue-cert` takes 20 ms a device, most of it fsyncing key files.)
+ */
+export async function registerIdleDevices(dataDir: string, fleet: string, names: readonly string[]): Promise<void> {
+  const { dataDirLayout, openStore } = await import('@meshanics/server');
+  const store = await openStore(dataDirLayout(dataDir).databaseFile);
+  try {
+    const now = new Date().toISOString();
+    const profile = {
+      hardware: null,
+      agentVersion: '1.0.0',
+      tags: {},
+      capabilities: [
+        { kind: 'ARTIFACT' as const, name: 'model', version: '0.1.0' },
+        { kind: 'PROBE' as const, name: 'file', version: '0.1.0' },
+      ],
+    };
+    await store.withWriteLock(async () => {
+      for (const name of names) await store.registerDevice({ spiffeId: `spiffe://idle.test/${fleet}/${name}`, fleet, name, profile, now });
+    });
+  } finally {
+    await store.close();
+  }
+}

@@ -9,11 +9,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { dataDirLayout, openStore } from '@meshanics/server';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serverCli, startAgent, type Child } from '../../scripts/lib/processes.mjs';
-import { type CliEnvironment, cliEnvironment, createApiKey, meshanics, publishViaApi, ROOT } from '../cli/harness.js';
+import { type CliEnvironment, cliEnvironment, createApiKey, meshanics, publishViaApi, registerIdleDevices, ROOT } from '../cli/harness.js';
 
 const CHROMIUM = process.env.MESHANICS_CHROMIUM ?? '/usr/bin/chromium';
 const CI = process.env.CI === 'true' || process.env.CI === '1';
@@ -361,28 +360,9 @@ describe.skipIf(!haveChromium)('operator console in headless Chromium', () => {
   });
 
   it("pages a rollout of 450 devices 200 at a time, forward and back, within a wave's filter too", async () => {
-    // 450 devices registered straight into the server's database (the server's own issue-cert
-    // takes 20 ms a device, most of it fsyncing key files this test never reads); they never
-    // connect, so the rollout's first wave stays pending, which is all the pager needs.
+    // Devices that never connect: the rollout stays pending, which is all this needs.
     const names = Array.from({ length: 450 }, (_, i) => `big-${String(i).padStart(3, '0')}`);
-    const store = await openStore(dataDirLayout(env.server.dataDir).databaseFile);
-    try {
-      const now = new Date().toISOString();
-      const profile = {
-        hardware: null,
-        agentVersion: '1.0.0',
-        tags: {},
-        capabilities: [
-          { kind: 'ARTIFACT' as const, name: 'model', version: '0.1.0' },
-          { kind: 'PROBE' as const, name: 'file', version: '0.1.0' },
-        ],
-      };
-      await store.withWriteLock(async () => {
-        for (const name of names) await store.registerDevice({ spiffeId: `spiffe://console.test/big/${name}`, fleet: 'big', name, profile, now });
-      });
-    } finally {
-      await store.close();
-    }
+    await registerIdleDevices(env.server.dataDir, 'big', names);
     const created = await meshanics(
       [
         'rollouts',

@@ -89,30 +89,21 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
     });
     // A console tab watching a rollout is one stream; the snapshots its streams share are held
     // while any is open (a 36,000-device detail is 9 MB of JSON).
-    new client.Gauge({
-      name: 'meshanics_rollout_event_streams',
-      help: 'Rollout event streams open on this process (consoles and CLI watches)',
-      registers: [this.registry],
-      collect() {
-        if (self.rolloutStreams) this.set(self.rolloutStreams().streams);
-      },
-    });
-    new client.Gauge({
-      name: 'meshanics_rollout_snapshots',
-      help: 'Rollout snapshots this process holds for its event streams (one per rollout and view watched)',
-      registers: [this.registry],
-      collect() {
-        if (self.rolloutStreams) this.set(self.rolloutStreams().snapshots);
-      },
-    });
-    new client.Gauge({
-      name: 'meshanics_rollout_snapshot_chars',
-      help: 'Length of the JSON of the rollout snapshots this process holds, in UTF-16 code units (about bytes for this ASCII JSON)',
-      registers: [this.registry],
-      collect() {
-        if (self.rolloutStreams) this.set(self.rolloutStreams().chars);
-      },
-    });
+    const streamGauges: Array<[string, string, keyof RolloutStreamStats]> = [
+      ['meshanics_rollout_event_streams', 'Rollout event streams open on this process (consoles and CLI watches)', 'streams'],
+      ['meshanics_rollout_snapshots', 'Rollout snapshots this process holds for its event streams (one per rollout and view watched)', 'snapshots'],
+      ['meshanics_rollout_snapshot_chars', 'Length of the JSON of the rollout snapshots this process holds, in UTF-16 code units (about bytes for this ASCII JSON)', 'chars'],
+    ];
+    for (const [name, help, field] of streamGauges) {
+      new client.Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          if (self.rolloutStreams) this.set(self.rolloutStreams()[field]);
+        },
+      });
+    }
     new client.Gauge({
       name: 'meshanics_rollouts',
       help: 'Rollouts by status (read from the database when scraped: fleet-wide)',
