@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, revokeApiKey } from '../src/api/keys.js';
 import { StreamTickets } from '../src/api/stream-tickets.js';
 import { ALL_PERMISSIONS, closeDeviceClients, FILE_PROBE, key, publishModel, simDevices, sseEvents } from './api-helpers.js';
-import { startTestServer, tempDir, type TestServer } from './helpers.js';
+import { startTestServer, tempDir, unlabelledMetrics, type TestServer } from './helpers.js';
 
 const MAX_STREAMS = 3;
 const LIFETIME_MS = 4000;
@@ -192,9 +192,8 @@ describe('event streams', () => {
 
   it('counts its streams and snapshots in /metrics: a stream refused with 429 holds nothing, and the last one closed drops the snapshots', async () => {
     const gauges = async () => {
-      const text = await (await fetch(`${base}/metrics`)).text();
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-      return { streams: value('meshanics_rollout_event_streams'), snapshots: value('meshanics_rollout_snapshots'), chars: value('meshanics_rollout_snapshot_chars') };
+      const m = await unlabelledMetrics(base, ['meshanics_rollout_event_streams', 'meshanics_rollout_snapshots', 'meshanics_rollout_snapshot_chars']);
+      return { streams: m.meshanics_rollout_event_streams, snapshots: m.meshanics_rollout_snapshots, chars: m.meshanics_rollout_snapshot_chars };
     };
     await expect.poll(gauges, { timeout: 3000 }).toEqual({ streams: 0, snapshots: 0, chars: 0 });
     const k = await key(t.ctx, ['rollouts.read']);

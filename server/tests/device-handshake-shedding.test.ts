@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grpcError, provision, REGISTER_REQUEST, startDeviceTestServer, type DeviceTestServer } from './helpers.js';
+import { grpcError, provision, REGISTER_REQUEST, startDeviceTestServer, unlabelledMetrics, type DeviceTestServer } from './helpers.js';
 
 let t: DeviceTestServer;
 let port: number;
@@ -19,9 +19,7 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${t.server.apiUrl}/metrics`)).text();
-  const m = new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
+  return (await unlabelledMetrics(t.server.apiUrl!, [name]))[name] ?? NaN;
 }
 
 /** A TCP connection that never starts its TLS handshake: it holds one "in progress" slot. */

@@ -312,3 +312,14 @@ export function bareRegisterClient(port: number, caPem: string, creds: DeviceCre
     close: () => client.close(),
   };
 }
+
+/** The unlabelled samples `names` from a server's /metrics, read in one scrape; NaN for one it does not show. */
+export async function unlabelledMetrics<N extends string>(apiUrl: string, names: readonly N[]): Promise<Record<N, number>> {
+  const text = await (await fetch(`${apiUrl}/metrics`)).text();
+  const values = {} as Record<N, number>;
+  for (const name of names) {
+    const m = new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text);
+    values[name] = m ? Number(m[1]) : NaN;
+  }
+  return values;
+}

@@ -17,6 +17,12 @@ let readerKey: string;
 let admin: Record<string, string>;
 
 const json = <T = any>(r: { stdout: string }): T => JSON.parse(r.stdout) as T;
+/** `rollouts create ... --json` of `artifact` to `group` of `fleet`, probed by the file /run/app/ready. */
+const createRollout = (fleet: string, artifact: string, group: string, ...more: string[]) =>
+  meshanics(
+    ['rollouts', 'create', '--fleet', fleet, '--artifact', artifact, '--group', group, '--probe-type', 'file', '--probe-spec', '{"path":"/run/app/ready"}', ...more, '--json'],
+    admin,
+  );
 
 beforeAll(async () => {
   env = await cliEnvironment('meshanics-cli-rollouts-', ['sim-1', 'sim-2', 'sim-3', 'sim-4']);
@@ -70,30 +76,7 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
   });
 
   it('rolls out in waves: watch stops at the manual wave, approve needs the right, watch exits 0 when completed', async () => {
-    const created = await meshanics(
-      [
-        'rollouts',
-        'create',
-        '--fleet',
-        'lab',
-        '--artifact',
-        'detector@1.0.0',
-        '--group',
-        'all-sims',
-        '--devices',
-        'sim-1,sim-2,sim-3,sim-4',
-        '--probe-type',
-        'file',
-        '--probe-spec',
-        '{"path":"/run/app/ready"}',
-        '--probe-attempts',
-        '2',
-        '--waves',
-        '50,100:manual',
-        '--json',
-      ],
-      admin,
-    );
+    const created = await createRollout('lab', 'detector@1.0.0', 'all-sims', '--devices', 'sim-1,sim-2,sim-3,sim-4', '--probe-attempts', '2', '--waves', '50,100:manual');
     expect(created.stderr).toBe('');
     expect(created.code, created.stderr).toBe(0);
     const rollout = json(created);
@@ -169,26 +152,7 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
     // Devices that never connect: the rollout stays pending, which is all this needs.
     const names = Array.from({ length: 101 }, (_, i) => `wide-${String(i).padStart(3, '0')}`);
     await registerIdleDevices(server.dataDir, 'wide', names);
-    const created = await meshanics(
-      [
-        'rollouts',
-        'create',
-        '--fleet',
-        'wide',
-        '--artifact',
-        'detector@1.0.0',
-        '--group',
-        'wide',
-        '--devices',
-        names.join(','),
-        '--probe-type',
-        'file',
-        '--probe-spec',
-        '{"path":"/run/app/ready"}',
-        '--json',
-      ],
-      admin,
-    );
+    const created = await createRollout('wide', 'detector@1.0.0', 'wide', '--devices', names.join(','));
     expect(created.code, created.stderr).toBe(0);
     const id = json(created).id as string;
     const show = await meshanics(['rollouts', 'show', id], admin);
@@ -207,24 +171,7 @@ describe('meshanics CLI: artifacts, rollouts, logs, audit', () => {
   });
 
   it('watch exits 7 on a halted rollout with its reason; abort exits watch with 8', async () => {
-    const created = await meshanics(
-      [
-        'rollouts',
-        'create',
-        '--fleet',
-        'lab',
-        '--artifact',
-        'detector@2.0.0',
-        '--group',
-        'all-sims',
-        '--probe-type',
-        'file',
-        '--probe-spec',
-        '{"path":"/run/app/ready"}',
-        '--json',
-      ],
-      admin,
-    );
+    const created = await createRollout('lab', 'detector@2.0.0', 'all-sims');
     expect(created.code, created.stderr).toBe(0);
     const id = json(created).id as string;
     const halted = await meshanics(['rollouts', 'watch', id, '--timeout', '30s'], admin);
