@@ -34,6 +34,10 @@ export const ERROR_TABLE = {
     summary: 'The data dir keeps its database on another engine (SQLite file or PostgreSQL URL) than the one given',
   },
   MESH_ERR_LISTEN_FAILED: { kind: 'unavailable', summary: 'A listener could not bind its address' },
+  MESH_ERR_WORKER_FAILED: {
+    kind: 'unavailable',
+    summary: 'serve --workers: a worker ended before it was listening, or kept ending after it was (its own error is logged above)',
+  },
   MESH_ERR_DATADIR_NOT_INITIALIZED: { kind: 'not_found', summary: 'The data dir has not been initialized' },
   MESH_ERR_DATADIR_CORRUPT: { kind: 'internal', summary: 'A file in the data dir is unreadable or inconsistent' },
   MESH_ERR_BACKUP_TARGET_NOT_EMPTY: { kind: 'conflict', summary: 'restore refuses a data dir that is not empty' },

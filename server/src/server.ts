@@ -25,12 +25,18 @@ import { publicArtifactUrl, publicGrpcAddress, resolveDeviceEndpoints } from './
 import { RolloutDriveQueue } from './rollouts/drive-queue.js';
 import { driveRollouts } from './rollouts/engine.js';
 
-import { DEFAULT_ARTIFACT_LISTEN, DEFAULT_DEVICE_CERT_DAYS, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS } from './config/defaults.js';
+import {
+  DEFAULT_ARTIFACT_LISTEN,
+  DEFAULT_DEVICE_CERT_DAYS,
+  DEFAULT_ENROLL_LISTEN,
+  DEFAULT_GRPC_LISTEN,
+  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  SHUTDOWN_GRACE_MS,
+} from './config/defaults.js';
 
 export { DEFAULT_ARTIFACT_LISTEN, DEFAULT_ENROLL_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_HEARTBEAT_INTERVAL_SECONDS };
 const RESIGN_CHECK_INTERVAL_MS = 10 * 60 * 1000;
 const ROLLOUT_DRIVE_INTERVAL_MS = 1000;
-const SHUTDOWN_GRACE_MS = 5000;
 const ROOT_EXPIRY_WARNING_MS = 30 * 24 * 60 * 60 * 1000;
 
 export interface StartServerOptions {
@@ -87,6 +93,8 @@ export interface StartServerOptions {
   shutdownGraceMs?: number;
   /** Device API TLS handshakes in progress past which new connections are reset at once (default 256). */
   maxPendingHandshakes?: number;
+  /** Under `serve --workers`: this process's worker slot (1..N) and how its metrics reach the primary (cluster/worker.ts). */
+  worker?: { slot: number; attachMetrics(metrics: ServerMetrics): void };
 }
 
 export interface RunningServer {
@@ -185,7 +193,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
   const certValiditySeconds = options.certValiditySeconds ?? DEFAULT_DEVICE_CERT_DAYS * 86400;
 
-  const metrics = new ServerMetrics();
+  const metrics = new ServerMetrics(options.worker ? { worker: options.worker.slot } : {});
+  options.worker?.attachMetrics(metrics);
   const ctx = await initDataDir({
     dataDir: options.dataDir,
     ...(options.trustDomain !== undefined ? { trustDomain: options.trustDomain } : {}),

@@ -1,4 +1,5 @@
 // serve and init: the long-running server and the data dir it runs on.
+import * as os from 'node:os';
 import {
   DEFAULT_API_AUTH_MAX_FAILURES,
   DEFAULT_API_LISTEN,
@@ -13,7 +14,10 @@ import {
   DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_DATABASE_CONNECTIONS,
   DEFAULT_TRUST_DOMAIN,
+  SHUTDOWN_GRACE_MS,
 } from '../config/defaults.js';
+import type { StartServerOptions } from '../server.js';
+import type { Logger } from '../observability/log.js';
 import {
   createLogger,
   dataDir,
@@ -69,6 +73,83 @@ function certValiditySeconds(values: Values, command: Command): number | undefin
   return intOpt(values, 'cert-validity-days', command, DEFAULT_DEVICE_CERT_DAYS, 'MESHANICS_CERT_VALIDITY_DAYS') * 86_400;
 }
 
+/** More than this is a typo, not a machine (each worker holds its own database pools). */
+const MAX_WORKERS = 64;
+/** A worker's drain beyond the grace period: closing the database, flushing the last batch. */
+const WORKER_STOP_MARGIN_MS = 10_000;
+
+/** --workers N or auto (one per core the process may use). */
+function workersOpt(values: Values, command: Command): number {
+  const raw = stringOpt(values, 'workers', 'MESHANICS_WORKERS');
+  if (raw === undefined) return 1;
+  const n = raw.trim() === 'auto' ? os.availableParallelism() : /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers must be 1-${MAX_WORKERS} or auto, got "${raw}"`, command.name);
+  return Math.min(n, MAX_WORKERS);
+}
+
+/** Every flag of `serve` but the logger, checked before anything starts (exit 2 when refused). */
+async function serveOptions(values: Values, command: Command): Promise<Omit<StartServerOptions, 'logger'>> {
+  const database = databaseUrl(values);
+  const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
+  const cacheSize = intOpt(values, 'heartbeat-cache-size', command, DEFAULT_HEARTBEAT_CACHE_SIZE, 'MESHANICS_HEARTBEAT_CACHE_SIZE');
+  if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
+  const apiListen = stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN');
+  const transport = await apiTransport(values, command, apiListen);
+  const maxStreams = intOpt(values, 'api-max-streams-per-key', command, DEFAULT_API_MAX_STREAMS_PER_KEY, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
+  if (maxStreams < 1) throw new UsageError(`--api-max-streams-per-key must be 1 or more, got ${maxStreams}`, command.name);
+  const authFailures = intOpt(values, 'api-auth-max-failures', command, DEFAULT_API_AUTH_MAX_FAILURES, 'MESHANICS_API_AUTH_MAX_FAILURES');
+  if (authFailures < 1) throw new UsageError(`--api-auth-max-failures must be 1 or more, got ${authFailures}`, command.name);
+  const streamLifetime = durationOpt(values, 'api-stream-lifetime', command, 'MESHANICS_API_STREAM_LIFETIME');
+  if (streamLifetime !== undefined && streamLifetime < 1) throw new UsageError('--api-stream-lifetime must be at least 1s', command.name);
+  const maxPendingHandshakes = intOpt(values, 'max-pending-handshakes', command, DEFAULT_MAX_PENDING_HANDSHAKES, 'MESHANICS_MAX_PENDING_HANDSHAKES');
+  if (maxPendingHandshakes < 1) throw new UsageError(`--max-pending-handshakes must be 1 or more, got ${maxPendingHandshakes}`, command.name);
+  const databaseConnections = intOpt(values, 'database-connections', command, DEFAULT_DATABASE_CONNECTIONS, 'MESHANICS_DATABASE_CONNECTIONS');
+  if (databaseConnections < 1) throw new UsageError(`--database-connections must be 1 or more, got ${databaseConnections}`, command.name);
+  return {
+    dataDir: dataDir(values),
+    grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
+    artifactListen: stringOpt(values, 'artifact-listen', 'MESHANICS_ARTIFACT_LISTEN') ?? DEFAULT_ARTIFACT_LISTEN,
+    hostnames: hostnames(values),
+    ...(trustDomain !== undefined ? { trustDomain } : {}),
+    heartbeatIntervalSeconds: intOpt(values, 'heartbeat-interval', command, DEFAULT_HEARTBEAT_INTERVAL_SECONDS, 'MESHANICS_HEARTBEAT_INTERVAL'),
+    enrollListen: stringOpt(values, 'enroll-listen', 'MESHANICS_ENROLL_LISTEN') ?? DEFAULT_ENROLL_LISTEN,
+    publicGrpcAddress: stringOpt(values, 'public-grpc-address', 'MESHANICS_PUBLIC_GRPC_ADDRESS'),
+    publicArtifactUrl: stringOpt(values, 'public-artifact-url', 'MESHANICS_PUBLIC_ARTIFACT_URL'),
+    certValiditySeconds: certValiditySeconds(values, command),
+    apiListen,
+    ...transport,
+    apiAuthThrottle: { maxFailures: authFailures },
+    apiEventStreams: { maxPerKey: maxStreams, ...(streamLifetime !== undefined ? { maxLifetimeMs: streamLifetime * 1000 } : {}) },
+    apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
+    ...(database !== undefined ? { databaseUrl: database } : {}),
+    heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
+    maxPendingHandshakes,
+    databaseConnections,
+  };
+}
+
+/** One worker of `serve --workers`: the whole server, told to the primary when it listens, stopped at its request. */
+async function serveAsWorker(slot: number, options: Omit<StartServerOptions, 'logger'>, logger: Logger): Promise<void> {
+  const [{ startServer }, worker] = await Promise.all([import('../server.js'), import('../cluster/worker.js')]);
+  // Before the start: a stop asked for while starting is kept, and drains right after.
+  const stop = worker.waitForWorkerShutdown(logger);
+  let reloadApiTls: (() => boolean) | undefined;
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
+    reloadApiTls?.();
+  });
+  try {
+    const server = await startServer({ ...options, logger, worker: worker.workerMetrics(slot) });
+    reloadApiTls = () => server.reloadApiTls();
+    worker.announceListening({ grpc: server.grpcAddress, artifacts: server.artifactsUrl, enroll: server.enrollUrl, ...(server.apiUrl ? { api: server.apiUrl } : {}) });
+    await stop;
+    await server.close();
+  } finally {
+    logger.flush();
+    worker.leaveCluster();
+  }
+}
+
 export const SERVE_COMMANDS: Command[] = [
   {
     name: 'serve',
@@ -96,6 +177,7 @@ export const SERVE_COMMANDS: Command[] = [
       'heartbeat-cache-size': { type: 'string' },
       'max-pending-handshakes': { type: 'string' },
       'database-connections': { type: 'string' },
+      workers: { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -125,23 +207,44 @@ export const SERVE_COMMANDS: Command[] = [
       `                               (env MESHANICS_MAX_PENDING_HANDSHAKES, default ${DEFAULT_MAX_PENDING_HANDSHAKES}; sheds a reconnect storm)`,
       `  --database-connections N     PostgreSQL: connections in each of the two pools, reads and writes, so up to 2N`,
       `                               per replica (env MESHANICS_DATABASE_CONNECTIONS, default ${DEFAULT_DATABASE_CONNECTIONS})`,
+      '  --workers N|auto             processes sharing the listening ports, each the whole server (env MESHANICS_WORKERS,',
+      `                               default 1; auto = one per core; at most ${MAX_WORKERS}): more cores, and N times the open`,
+      '                               descriptors one process may hold; each worker has its own database pools and limits',
     ],
     async run(values, _positionals, command) {
-      // Asynchronous log writes: a daemon must not stall device calls on a slow stdout.
-      const logger = await createLogger({ fd: 1, level: logLevel(values, command, 'info'), sync: false });
+      const workers = workersOpt(values, command);
+      const [{ workerSlot }, cluster] = await Promise.all([import('../cluster/worker.js'), import('node:cluster')]);
+      const slot = workerSlot();
+      // Asynchronous log writes: a daemon must not stall device calls on a slow stdout. The
+      // primary writes through process.stdout, the stream it passes the workers' lines on.
+      const primary = workers > 1 && cluster.default.isPrimary;
+      const logger = await createLogger({
+        level: logLevel(values, command, 'info'),
+        ...(primary ? { stream: process.stdout, fields: { process: 'primary' } } : { fd: 1, sync: false }),
+        ...(slot !== undefined ? { fields: { worker: slot } } : {}),
+      });
+      const options = await serveOptions(values, command);
+      if (primary) {
+        const [{ runPrimary }, { initDataDir }] = await Promise.all([import('../cluster/primary.js'), import('../config/data-dir.js')]);
+        await runPrimary({
+          workers,
+          logger,
+          stopTimeoutMs: SHUTDOWN_GRACE_MS + WORKER_STOP_MARGIN_MS,
+          async prepare() {
+            const ctx = await initDataDir({
+              dataDir: options.dataDir,
+              hostnames: options.hostnames ?? [],
+              ...(options.trustDomain !== undefined ? { trustDomain: options.trustDomain } : {}),
+              ...(options.databaseUrl !== undefined ? { databaseUrl: options.databaseUrl, databaseConnections: 1 } : {}),
+              logger,
+            });
+            await ctx.close();
+          },
+        });
+        return;
+      }
+      if (slot !== undefined) return serveAsWorker(slot, options, logger);
       const { startServer } = await import('../server.js');
-      const database = databaseUrl(values);
-      const trustDomain = stringOpt(values, 'trust-domain', 'MESHANICS_TRUST_DOMAIN');
-      const cacheSize = intOpt(values, 'heartbeat-cache-size', command, DEFAULT_HEARTBEAT_CACHE_SIZE, 'MESHANICS_HEARTBEAT_CACHE_SIZE');
-      if (cacheSize < 0) throw new UsageError(`--heartbeat-cache-size must be 0 or more, got ${cacheSize}`, command.name);
-      const apiListen = stringOpt(values, 'api-listen', 'MESHANICS_API_LISTEN');
-      const transport = await apiTransport(values, command, apiListen);
-      const maxStreams = intOpt(values, 'api-max-streams-per-key', command, DEFAULT_API_MAX_STREAMS_PER_KEY, 'MESHANICS_API_MAX_STREAMS_PER_KEY');
-      if (maxStreams < 1) throw new UsageError(`--api-max-streams-per-key must be 1 or more, got ${maxStreams}`, command.name);
-      const authFailures = intOpt(values, 'api-auth-max-failures', command, DEFAULT_API_AUTH_MAX_FAILURES, 'MESHANICS_API_AUTH_MAX_FAILURES');
-      if (authFailures < 1) throw new UsageError(`--api-auth-max-failures must be 1 or more, got ${authFailures}`, command.name);
-      const streamLifetime = durationOpt(values, 'api-stream-lifetime', command, 'MESHANICS_API_STREAM_LIFETIME');
-      if (streamLifetime !== undefined && streamLifetime < 1) throw new UsageError('--api-stream-lifetime must be at least 1s', command.name);
       // Installed before the start so an early SIGHUP never takes the default action (exit).
       // eslint-disable-next-line prefer-const -- read by the handler before the server exists; a const there would be in its TDZ
       let reloadApiTls: (() => boolean) | undefined;
@@ -149,32 +252,7 @@ export const SERVE_COMMANDS: Command[] = [
         logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
         reloadApiTls?.();
       });
-      const maxPendingHandshakes = intOpt(values, 'max-pending-handshakes', command, DEFAULT_MAX_PENDING_HANDSHAKES, 'MESHANICS_MAX_PENDING_HANDSHAKES');
-      if (maxPendingHandshakes < 1) throw new UsageError(`--max-pending-handshakes must be 1 or more, got ${maxPendingHandshakes}`, command.name);
-      const databaseConnections = intOpt(values, 'database-connections', command, DEFAULT_DATABASE_CONNECTIONS, 'MESHANICS_DATABASE_CONNECTIONS');
-      if (databaseConnections < 1) throw new UsageError(`--database-connections must be 1 or more, got ${databaseConnections}`, command.name);
-      const server = await startServer({
-        dataDir: dataDir(values),
-        grpcListen: stringOpt(values, 'grpc-listen', 'MESHANICS_GRPC_LISTEN') ?? DEFAULT_GRPC_LISTEN,
-        artifactListen: stringOpt(values, 'artifact-listen', 'MESHANICS_ARTIFACT_LISTEN') ?? DEFAULT_ARTIFACT_LISTEN,
-        hostnames: hostnames(values),
-        ...(trustDomain !== undefined ? { trustDomain } : {}),
-        heartbeatIntervalSeconds: intOpt(values, 'heartbeat-interval', command, DEFAULT_HEARTBEAT_INTERVAL_SECONDS, 'MESHANICS_HEARTBEAT_INTERVAL'),
-        enrollListen: stringOpt(values, 'enroll-listen', 'MESHANICS_ENROLL_LISTEN') ?? DEFAULT_ENROLL_LISTEN,
-        publicGrpcAddress: stringOpt(values, 'public-grpc-address', 'MESHANICS_PUBLIC_GRPC_ADDRESS'),
-        publicArtifactUrl: stringOpt(values, 'public-artifact-url', 'MESHANICS_PUBLIC_ARTIFACT_URL'),
-        certValiditySeconds: certValiditySeconds(values, command),
-        apiListen,
-        ...transport,
-        apiAuthThrottle: { maxFailures: authFailures },
-        apiEventStreams: { maxPerKey: maxStreams, ...(streamLifetime !== undefined ? { maxLifetimeMs: streamLifetime * 1000 } : {}) },
-        apiMaxArtifactBytes: byteSizeOpt(values, 'api-max-upload', command, 'MESHANICS_API_MAX_UPLOAD'),
-        ...(database !== undefined ? { databaseUrl: database } : {}),
-        heartbeatCache: cacheSize === 0 ? false : { maxEntries: cacheSize },
-        maxPendingHandshakes,
-        databaseConnections,
-        logger,
-      });
+      const server = await startServer({ ...options, logger });
       reloadApiTls = () => server.reloadApiTls();
       await waitForShutdownSignal(logger);
       await server.close();

@@ -47,3 +47,5 @@ export const DEFAULT_API_MAX_STREAMS_PER_KEY = 10;
 export const DEFAULT_API_STREAM_LIFETIME_SECONDS = 15 * 60;
 /** Failed API key attempts per source address and minute before the address is answered 429. */
 export const DEFAULT_API_AUTH_MAX_FAILURES = 10;
+/** How long `serve` lets in-flight calls and requests finish at shutdown before cutting them. */
+export const SHUTDOWN_GRACE_MS = 5000;

@@ -86,6 +86,8 @@ export interface DeviceServiceMetrics {
   handshake?(resumed: boolean): void;
   /** Reads the listener's handshakes in progress when scraped. */
   attachHandshakes?(pending: () => number): void;
+  /** Reads the listener's open device connections when scraped. */
+  attachConnections?(open: () => number): void;
 }
 
 const DEFAULT_LOG_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
@@ -484,6 +486,7 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
     ...(options.metrics?.connectionShed ? { onShed: () => options.metrics?.connectionShed?.() } : {}),
   });
   options.metrics?.attachHandshakes?.(() => listener.pendingHandshakes());
+  options.metrics?.attachConnections?.(() => listener.openConnections());
   return {
     port: listener.port,
     tryShutdown(callback) {

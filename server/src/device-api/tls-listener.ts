@@ -51,6 +51,8 @@ export interface DeviceTlsListener {
   pendingHandshakes(): number;
   /** Connections reset at once because `maxPendingHandshakes` were in progress. */
   shedConnections(): number;
+  /** Connections whose handshake completed and that have not ended yet. */
+  openConnections(): number;
   /** Stops accepting connections; established ones are grpc-js's to drain. */
   close(): Promise<void>;
   /**
@@ -176,6 +178,7 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     port,
     pendingHandshakes: () => pending,
     shedConnections: () => shed,
+    openConnections: () => open.size,
     // net.Server's close callback waits for every connection it accepted to end, and the
     // accepted sockets' handles now belong to their TLS sockets (grpc-js's sessions): resolve
     // once the port no longer accepts, which close() does at once.

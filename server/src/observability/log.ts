@@ -16,6 +16,10 @@ export interface LoggerOptions {
    * `serve` passes false: writes are buffered and flushed asynchronously (and on exit).
    */
   sync?: boolean;
+  /** Write to this stream instead of `fd` (the `serve --workers` primary: the stream it passes the workers' lines on). */
+  stream?: NodeJS.WritableStream;
+  /** Fields on every line besides `service` (under `serve --workers`: `worker`, or `primary`). */
+  fields?: Record<string, string | number | boolean>;
 }
 
 /** Structured JSON logs, one object per line, ISO timestamps. */
@@ -23,11 +27,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return pino(
     {
       level: options.level ?? 'info',
-      base: { service: 'meshanics-server' },
+      base: { service: 'meshanics-server', ...options.fields },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ fd: options.fd ?? 1, sync: options.sync ?? true }),
+    options.stream ?? pino.destination({ fd: options.fd ?? 1, sync: options.sync ?? true }),
   );
 }
 

@@ -1,7 +1,11 @@
 // Prometheus metrics of one server process (prom-client), served at /metrics on the REST
 // port. A registry per server, not prom-client's global one: tests run several servers in one
 // process. Rollout states are read from the database when scraped, so every replica reports
-// the fleet-wide numbers.
+// the fleet-wide numbers. Under `serve --workers N` a scrape reaching any worker answers for
+// all of them (cluster/primary.ts sums the workers' registries with prom-client's
+// AggregatorRegistry): the per-process counters add up, the fleet-wide gauges are taken once
+// (aggregator 'first'), and the device connections keep one series per worker, so a skewed
+// balance shows.
 import client from 'prom-client';
 import type { DeviceServiceMetrics, HeartbeatTiming } from '../device-api/device-service.js';
 import type { HeartbeatCache } from '../device-api/heartbeat-cache.js';
@@ -22,10 +26,13 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
   private readonly handshakes: client.Counter<'resumed'>;
   private pendingHandshakes: (() => number) | undefined;
   private rolloutStreams: (() => RolloutStreamStats) | undefined;
+  private openConnections: (() => number) | undefined;
   private store: Store | undefined;
   private heartbeatCache: HeartbeatCache | undefined;
+  private textSource: (() => Promise<{ contentType: string; body: string }>) | undefined;
 
-  constructor() {
+  /** `worker`: this process's worker slot under `serve --workers` (labels the per-worker series). */
+  constructor(options: { worker?: number } = {}) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'meshanics_' });
     this.heartbeats = new client.Counter({ name: 'meshanics_heartbeats_total', help: 'Device heartbeats answered', registers: [this.registry] });
     this.reports = new client.Counter({
@@ -87,6 +94,18 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
         if (self.pendingHandshakes) this.set(self.pendingHandshakes());
       },
     });
+    const workerLabel = options.worker === undefined ? undefined : { worker: String(options.worker) };
+    new client.Gauge({
+      name: 'meshanics_device_connections',
+      help: 'Device API connections open (TLS handshake done) on this process; under serve --workers one series per worker, labelled worker',
+      labelNames: workerLabel ? ['worker'] : [],
+      registers: [this.registry],
+      collect() {
+        if (!self.openConnections) return;
+        if (workerLabel) this.set(workerLabel, self.openConnections());
+        else this.set(self.openConnections());
+      },
+    });
     // A console tab watching a rollout is one stream; the snapshots its streams share are held
     // while any is open (a 36,000-device detail is 9 MB of JSON).
     const streamGauges: Array<[string, string, keyof RolloutStreamStats]> = [
@@ -108,6 +127,7 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
       name: 'meshanics_rollouts',
       help: 'Rollouts by status (read from the database when scraped: fleet-wide)',
       labelNames: ['status'],
+      aggregator: 'first',
       registers: [this.registry],
       async collect() {
         if (!self.store) return;
@@ -141,6 +161,7 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
     new client.Gauge({
       name: 'meshanics_devices',
       help: 'Devices known to the fleet database',
+      aggregator: 'first',
       registers: [this.registry],
       async collect() {
         if (self.store) this.set(await self.store.countDevices());
@@ -190,11 +211,21 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
     this.pendingHandshakes = pending;
   }
 
+  attachConnections(open: () => number): void {
+    this.openConnections = open;
+  }
+
+  /** Answers scrapes from elsewhere: a worker asks the primary for the sum over every worker. */
+  answerScrapesWith(source: () => Promise<{ contentType: string; body: string }>): void {
+    this.textSource = source;
+  }
+
   grpcError(method: string, code: string): void {
     this.grpcErrors.inc({ method, code });
   }
 
   async text(): Promise<{ contentType: string; body: string }> {
+    if (this.textSource) return this.textSource();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

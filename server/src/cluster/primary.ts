@@ -1,0 +1,273 @@
+// cluster/ owns `serve --workers N`: one primary process supervising N workers that share the
+// listening ports (node:cluster). Each worker is the whole server, as a replica of its own on
+// the shared data dir and database would be (docs/operations.md, "Workers"): one event loop
+// holds a core and, here, at most `nofile` connections, so a machine with more cores or a
+// fleet beyond one process's descriptors takes more workers instead of more machines.
+// May import: node:cluster, prom-client, observability/log.ts, errors.ts; never server.ts
+// (the primary serves nothing itself).
+//
+// The primary opens the data dir once before forking (migrations, CA, TUF repository), so N
+// workers never race to create them; it passes every line the workers log through as whole
+// lines; it replaces a worker that crashes (backoff, and gives up on one that keeps crashing);
+// it answers every worker's /metrics request with the sum over all of them; and on SIGTERM or
+// SIGINT it asks each worker to drain and waits for them.
+import cluster, { type Worker } from 'node:cluster';
+import type { Readable } from 'node:stream';
+import client from 'prom-client';
+import { MeshError } from '../errors.js';
+import type { Logger } from '../observability/log.js';
+import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage } from './messages.js';
+
+/** A worker's metrics not back by then fail the scrape: a partial sum would look like counters going backwards. */
+const COLLECT_TIMEOUT_MS = 5000;
+const RESPAWN_MIN_MS = 500;
+const RESPAWN_MAX_MS = 30_000;
+/** A worker that listened this long before it crashed starts its slot's backoff over. */
+const STABLE_MS = 60_000;
+/** Crashes of one slot in a row (each within STABLE_MS of its start) after which the primary gives up. */
+const MAX_CRASHES_IN_A_ROW = 5;
+
+export interface PrimaryOptions {
+  workers: number;
+  logger: Logger;
+  /** Opens the data dir once and closes it (migrations, CA, TUF), before any worker starts. */
+  prepare(): Promise<void>;
+  /** How long a worker may drain after the shutdown request before it is killed. */
+  stopTimeoutMs: number;
+}
+
+interface Slot {
+  slot: number;
+  worker: Worker | undefined;
+  listening: boolean;
+  /** The worker stops on a signal of its own (systemd's, a terminal's): not replaced. */
+  stoppingOnItsOwn: boolean;
+  listeningSince: number;
+  crashesInARow: number;
+  respawn: NodeJS.Timeout | undefined;
+}
+
+/** Copies a worker's output to ours a whole line at a time, so concurrent workers never cut into each other's JSON lines. */
+function forwardLines(from: Readable | null, to: NodeJS.WriteStream): void {
+  if (!from) return;
+  let partial = '';
+  from.setEncoding('utf8');
+  from.on('data', (chunk: string) => {
+    const end = chunk.lastIndexOf('\n');
+    if (end === -1) {
+      partial += chunk;
+      return;
+    }
+    const lines = partial + chunk.slice(0, end + 1);
+    partial = chunk.slice(end + 1);
+    if (!to.write(lines)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+  from.on('end', () => {
+    if (partial) to.write(`${partial}\n`);
+  });
+}
+
+/** Runs the primary until every worker has stopped; throws MESH_ERR_WORKER_FAILED when the workers could not be kept running. */
+export async function runPrimary(options: PrimaryOptions): Promise<void> {
+  const { logger, workers } = options;
+  await options.prepare();
+
+  const registry = new client.Registry();
+  const listeningGauge = new client.Gauge({ name: 'meshanics_workers', help: 'serve --workers: workers listening', registers: [registry] });
+  const restarts = new client.Counter({
+    name: 'meshanics_worker_restarts_total',
+    help: 'serve --workers: workers started again after they ended unexpectedly',
+    registers: [registry],
+  });
+
+  const slots = new Map<number, Slot>();
+  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  let failure: MeshError | undefined;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const killTimers = new Set<NodeJS.Timeout>();
+  let collects = 0;
+  const collecting = new Map<number, (reply: Extract<WorkerMessage, { type: 'meshanics:collected' }>) => void>();
+
+  const send = (worker: Worker, message: PrimaryMessage): void => {
+    if (worker.isConnected()) worker.send(message);
+  };
+  const alive = (): Slot[] => [...slots.values()].filter((s) => s.worker !== undefined);
+  const updateGauge = (): void => listeningGauge.set([...slots.values()].filter((s) => s.listening).length);
+
+  const fork = (state: Slot): void => {
+    state.respawn = undefined;
+    state.listening = false;
+    state.stoppingOnItsOwn = false;
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(state.slot) });
+    state.worker = worker;
+    forwardLines(worker.process.stdout, process.stdout);
+    forwardLines(worker.process.stderr, process.stderr);
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => onExit(state, worker, code, signal));
+  };
+
+  const stopAll = (reason: string): void => {
+    if (phase === 'stopping') return;
+    phase = 'stopping';
+    logger.info({ reason, workers: alive().length }, 'stopping the workers');
+    for (const state of slots.values()) clearTimeout(state.respawn);
+    for (const state of alive()) {
+      const worker = state.worker!;
+      // One still starting may not listen to the channel yet; SIGTERM reaches it either way
+      // (its handler drains once installed, before that the default ends it).
+      if (state.listening) send(worker, { type: 'meshanics:shutdown' });
+      else worker.process.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        logger.warn({ worker: state.slot, pid: worker.process.pid }, 'worker did not stop in time: killed');
+        worker.process.kill('SIGKILL');
+      }, options.stopTimeoutMs);
+      timer.unref();
+      killTimers.add(timer);
+    }
+    if (alive().length === 0) finish();
+  };
+
+  const onExit = (state: Slot, worker: Worker, code: number | null, signal: NodeJS.Signals | null): void => {
+    if (state.worker !== worker) return;
+    const wasListening = state.listening;
+    state.worker = undefined;
+    state.listening = false;
+    updateGauge();
+    const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
+    if (phase === 'stopping') {
+      logger.info(exit, 'worker stopped');
+    } else if (phase === 'starting' && !wasListening) {
+      // A bad option, a port in use, a database that refuses: starting again would fail the same way.
+      logger.error(exit, 'worker ended before it was listening: stopping');
+      failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ended before it was listening (exit code ${code}, signal ${signal})`);
+      stopAll('a worker failed to start');
+    } else if (state.stoppingOnItsOwn) {
+      logger.warn(exit, 'worker stopped on a signal of its own: not replaced (signal the primary to stop the server)');
+      slots.delete(state.slot);
+    } else {
+      restarts.inc();
+      // A replacement that ends before listening counts as another crash in a row.
+      if (wasListening && Date.now() - state.listeningSince > STABLE_MS) state.crashesInARow = 0;
+      state.crashesInARow += 1;
+      if (state.crashesInARow > MAX_CRASHES_IN_A_ROW) {
+        logger.error({ ...exit, crashesInARow: state.crashesInARow }, 'worker keeps ending: stopping');
+        failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ended ${state.crashesInARow} times in a row`);
+        stopAll('a worker keeps ending');
+      } else {
+        const delayMs = Math.min(RESPAWN_MAX_MS, RESPAWN_MIN_MS * 2 ** (state.crashesInARow - 1));
+        logger.error({ ...exit, restartInMs: delayMs }, 'worker ended unexpectedly: starting another');
+        state.respawn = setTimeout(() => fork(state), delayMs);
+      }
+    }
+    if (alive().length === 0 && (phase === 'stopping' || [...slots.values()].every((s) => s.respawn === undefined))) {
+      for (const timer of killTimers) clearTimeout(timer);
+      finish();
+    }
+  };
+
+  const gather = async (): Promise<{ contentType: string; body: string }> => {
+    const listening = alive().filter((s) => s.listening && s.worker!.isConnected());
+    const perWorker = await Promise.all(
+      listening.map(
+        (state) =>
+          new Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]>((resolve, reject) => {
+            const id = ++collects;
+            const timer = setTimeout(() => {
+              collecting.delete(id);
+              reject(new Error(`worker ${state.slot} did not send its metrics within ${COLLECT_TIMEOUT_MS} ms`));
+            }, COLLECT_TIMEOUT_MS);
+            collecting.set(id, (reply) => {
+              clearTimeout(timer);
+              if (reply.error !== undefined) reject(new Error(`worker ${state.slot}: ${reply.error}`));
+              else resolve(reply.metrics);
+            });
+            send(state.worker!, { type: 'meshanics:collect', id });
+          }),
+      ),
+    );
+    const sum = client.AggregatorRegistry.aggregate([...perWorker, await registry.getMetricsAsJSON()]);
+    return { contentType: sum.contentType, body: await sum.metrics() };
+  };
+
+  cluster.on('message', (worker: Worker, message: unknown) => {
+    if (!isWorkerMessage(message)) return;
+    const state = [...slots.values()].find((s) => s.worker === worker);
+    switch (message.type) {
+      case 'meshanics:listening':
+        if (!state) return;
+        state.listening = true;
+        state.listeningSince = Date.now();
+        updateGauge();
+        logger.info({ worker: state.slot, pid: worker.process.pid }, 'worker listening');
+        if (phase === 'starting' && [...slots.values()].every((s) => s.listening)) {
+          phase = 'running';
+          reportListening(message.addresses);
+        }
+        return;
+      case 'meshanics:stopping':
+        if (state) state.stoppingOnItsOwn = true;
+        return;
+      case 'meshanics:collected':
+        collecting.get(message.id)?.(message);
+        collecting.delete(message.id);
+        return;
+      case 'meshanics:scrape': {
+        const { id } = message;
+        gather().then(
+          (text) => send(worker, { type: 'meshanics:scraped', id, ...text }),
+          (err: unknown) => send(worker, { type: 'meshanics:scrape-failed', id, error: (err as Error).message }),
+        );
+        return;
+      }
+    }
+  });
+
+  const reportListening = (addresses: WorkerAddresses): void => {
+    logger.info(
+      {
+        workers,
+        pids: alive().map((s) => s.worker!.process.pid),
+        grpc: addresses.grpc,
+        artifacts: addresses.artifacts,
+        enroll: addresses.enroll,
+        ...(addresses.api ? { api: addresses.api } : {}),
+      },
+      'workers listening',
+    );
+  };
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals === 1) return stopAll(signal);
+    // A second signal means "now", as for a single process.
+    logger.warn({ signal }, 'second signal: killing the workers');
+    for (const state of alive()) state.worker!.process.kill('SIGKILL');
+    process.exitCode = 1;
+  };
+  const onHangup = (): void => {
+    // The REST API certificate is each worker's to reload.
+    for (const state of alive()) state.worker!.process.kill('SIGHUP');
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
+
+  // The workers run this same command line; silent: their output comes through forwardLines.
+  cluster.setupPrimary({ silent: true });
+  logger.info({ workers }, 'starting the workers');
+  for (let slot = 1; slot <= workers; slot++) {
+    const state: Slot = { slot, worker: undefined, listening: false, stoppingOnItsOwn: false, listeningSince: 0, crashesInARow: 0, respawn: undefined };
+    slots.set(slot, state);
+    fork(state);
+  }
+  await finished;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  process.off('SIGHUP', onHangup);
+  logger.info('server stopped');
+  if (failure) throw failure;
+}
