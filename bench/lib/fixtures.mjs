@@ -94,10 +94,12 @@ export function serverNodeArgs() {
 
 /**
  * `meshanics-server serve` on ephemeral loopback ports (scripts/lib/processes.mjs), on the
- * data dir's SQLite database or, with `databaseUrl`, on PostgreSQL.
+ * data dir's SQLite database or, with `databaseUrl`, on PostgreSQL; `workers` > 1: `serve
+ * --workers` (the child's workerPids name them).
  */
-export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl, api = false } = {}) {
+export async function startMeshServer(dataDir, { heartbeatSeconds = 30, databaseUrl, api = false, workers = 1 } = {}) {
   const extraArgs = [
+    ...(workers > 1 ? ['--workers', String(workers)] : []),
     ...(serveSupports('--enroll-listen') ? ['--enroll-listen', '127.0.0.1:0'] : []),
     ...(databaseUrl ? ['--database-url', databaseUrl] : []),
     // The REST API, for its /metrics (the server's own counters, e.g. heartbeat cache hits).

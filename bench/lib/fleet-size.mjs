@@ -62,6 +62,17 @@ export function devicesPerReplica(cfg) {
 }
 
 /**
+ * Devices the busiest server process holds a socket for: a replica's share, over its
+ * fleet.workers (`serve --workers`, which hands connections round robin, so evenly; 2 % kept
+ * for an uneven turn).
+ */
+export function devicesPerServerProcess(cfg) {
+  const workers = cfg.workers ?? 1;
+  const perReplica = devicesPerReplica(cfg);
+  return workers === 1 ? perReplica : Math.ceil((perReplica / workers) * 1.02);
+}
+
+/**
  * What the run will hold at its peak: the load generators with every device connected plus
  * the servers (the echo baseline and the real servers run one after the other, each set with
  * the whole fleet connected, spread over fleet.replicas processes), by the per-device figures
@@ -72,7 +83,7 @@ export function memoryNeed(cfg) {
   const perDevice = GENERATOR_BYTES_PER_DEVICE[cfg.channel];
   if (perDevice === undefined) throw new Error(`fleet.channel must be one of ${Object.keys(GENERATOR_BYTES_PER_DEVICE).join(', ')}, not ${cfg.channel}`);
   const generators = cfg.devices * perDevice + processes * GENERATOR_BYTES_PER_PROCESS;
-  const server = cfg.devices * SERVER_BYTES_PER_DEVICE + (cfg.replicas ?? 1) * SERVER_BYTES_BASE;
+  const server = cfg.devices * SERVER_BYTES_PER_DEVICE + (cfg.replicas ?? 1) * (cfg.workers ?? 1) * SERVER_BYTES_BASE;
   return { processes, generators, server, total: generators + server };
 }
 
@@ -96,12 +107,12 @@ export function preflight(cfg, available = availableMemory(), openFiles = openFi
   // A server process holds one socket per device it serves: at its limit on open files it
   // cannot accept more, and the devices see their connections closed before they are ready (a
   // 20,000-device run here, 2026-12-05, under a limit of 20,000). The limit is per process, so
-  // replicas (fleet.replicas) each hold their share.
-  const perProcess = devicesPerReplica(cfg);
+  // replicas (fleet.replicas) and workers (fleet.workers) each hold their share.
+  const perProcess = devicesPerServerProcess(cfg);
   if (cfg.memoryCheck !== false && openFiles !== null && perProcess + 1000 > openFiles) {
-    const replicas = cfg.replicas ?? 1;
+    const processes = (cfg.replicas ?? 1) * (cfg.workers ?? 1);
     throw new Error(
-      `fleet: ${cfg.devices} devices over ${replicas} server process${replicas === 1 ? '' : 'es'} need ${perProcess} sockets in each, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${perProcess + 1000}, up to the hard limit ulimit -Hn), add fleet.replicas (PostgreSQL) or lower fleet.devices.`,
+      `fleet: ${cfg.devices} devices over ${processes} server process${processes === 1 ? '' : 'es'} need ${perProcess} sockets in each, but the limit on open files is ${openFiles} (ulimit -n); raise it (ulimit -n ${perProcess + 1000}, up to the hard limit ulimit -Hn), add fleet.workers (serve --workers), fleet.replicas (PostgreSQL) or lower fleet.devices.`,
     );
   }
   const need = memoryNeed(cfg);

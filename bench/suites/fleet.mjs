@@ -47,6 +47,9 @@ export const CONFIG = {
     // an equal share of the load generators (and so of the devices); the echo baseline runs as
     // as many processes.
     replicas: 1,
+    // `serve --workers N` for each replica (the connections handed round robin to its workers;
+    // SQLite or PostgreSQL); the echo baseline runs replicas x workers processes.
+    workers: 1,
     intervalSeconds: 30,
     rollouts: 1,
     waves: [0.1, 0.4, 1],
@@ -67,6 +70,7 @@ export const CONFIG = {
     clientCpus: null,
     serverCpus: null,
     replicas: 1,
+    workers: 1,
     intervalSeconds: 1,
     rollouts: 1,
     waves: [0.5, 1],
@@ -347,6 +351,11 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
   if (cfg.replicas > 1 && !databaseUrl) throw new Error('fleet.replicas > 1 needs PostgreSQL (--database-url): replicas share one database');
   if (cfg.replicas > clientProcesses(cfg))
     throw new Error(`fleet.replicas (${cfg.replicas}) must not exceed the load-generator processes (${clientProcesses(cfg)}): each replica serves whole processes`);
+  if (!Number.isInteger(cfg.workers) || cfg.workers < 1) throw new Error(`fleet.workers must be a whole number of 1 or more, not ${cfg.workers}`);
+  if (cfg.replicas * cfg.workers > clientProcesses(cfg))
+    throw new Error(
+      `fleet.replicas x fleet.workers (${cfg.replicas * cfg.workers}) must not exceed the load-generator processes (${clientProcesses(cfg)}): each echo process of the baseline serves whole processes`,
+    );
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');
   // Before anything is provisioned: will the fleet fit in memory?
@@ -395,7 +404,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     // Baseline: the same fleet, channels and interval against the bare echo server (one
     // process per replica, each serving the same share).
     const echoes = [];
-    for (let i = 0; i < cfg.replicas; i++) echoes.push(await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds }));
+    for (let i = 0; i < cfg.replicas * cfg.workers; i++) echoes.push(await startEchoServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds }));
     if (cfg.serverCpus) for (const e of echoes) pin(e.pid, cfg.serverCpus);
     const echoMems = echoes.map((e) => memoryPoller(e.pid, 500));
     const echoAddresses = echoes.map((e) => e.grpc);
@@ -418,8 +427,9 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     // The real server: one process per replica, started one after the other (the first
     // applies what the database needs; initDataDir is safe either way).
     const servers = [];
-    for (let i = 0; i < cfg.replicas; i++) servers.push(await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true }));
-    const procs = servers.map((s) => ({ pid: s.proc.pid }));
+    for (let i = 0; i < cfg.replicas; i++) servers.push(await startMeshServer(dataDir, { heartbeatSeconds: cfg.intervalSeconds, databaseUrl, api: true, workers: cfg.workers }));
+    // Under serve --workers a replica is its primary (it accepts the connections and hands them on) and its workers.
+    const procs = servers.flatMap((s) => [{ pid: s.proc.pid }, ...s.workerPids.map((pid) => ({ pid }))]);
     if (cfg.serverCpus) {
       for (const p of procs) pin(p.pid, cfg.serverCpus);
       if (databaseUrl) unpinDatabase = pinPostgres(cfg.serverCpus);
@@ -459,7 +469,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
     const countersAtRollout = await fleetCounters(servers);
     progress(
       SUITE,
-      `server${cfg.replicas > 1 ? `, ${cfg.replicas} replicas` : ''}: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${serverMems.map((m) => fmtBytes(m.result.maxRss)).join(' + ')}`,
+      `server${cfg.replicas > 1 ? `, ${cfg.replicas} replicas` : ''}${cfg.workers > 1 ? `, ${cfg.workers} workers each` : ''}: steady state at ${(cfg.devices / cfg.intervalSeconds).toFixed(0)} heartbeats/s, server CPU ${steadyCpuCores.toFixed(2)} cores, RSS ${serverMems.map((m) => fmtBytes(m.result.maxRss)).join(' + ')}`,
     );
 
     // One real rollout per version through the server's rollout engine (what the operator API
@@ -657,7 +667,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       { suite: label, metric: 'heartbeat calls failed (deadline 15 s)', unit: '', value: failed, baseline: echoResult.hist.steady.heartbeatFailures, baselineName: 'echo' },
       {
         suite: label,
-        metric: `server peak RSS (VmHWM${cfg.replicas > 1 ? `, ${cfg.replicas} replicas summed` : ''})`,
+        metric: `server peak RSS (VmHWM${procs.length > 1 ? `, ${procs.length} processes summed` : ''})`,
         unit: 'bytes',
         value: peak.hwm,
         baseline: echoPeak.hwm,
@@ -746,6 +756,7 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
       rollouts,
       server: {
         replicas: cfg.replicas,
+        workers: cfg.workers,
         peakRss: peak.hwm,
         replicaPeakRss: replicaPeaks.map((p) => p.hwm),
         maxSampledRss: peak.maxRss,

@@ -110,7 +110,10 @@ export function serveArgs(dataDir, extraArgs = []) {
 /** Starts `meshanics-server serve` on ephemeral ports; resolves once it listens. */
 export async function startServer(dataDir, { heartbeatSeconds = 1, extraArgs = [], execArgv = [] } = {}) {
   const child = spawnNode('server', SERVER_CLI, serveArgs(dataDir, ['--heartbeat-interval', String(heartbeatSeconds), ...extraArgs]), {}, { execArgv });
-  const line = await child.waitForLine((l) => l && l.msg === 'server listening');
+  // Under --workers every worker says 'server listening' with its slot; the primary's one line
+  // comes once all of them listen, with their pids.
+  const line = await child.waitForLine((l) => l && (l.msg === 'workers listening' || (l.msg === 'server listening' && l.worker === undefined)), 60_000);
+  child.workerPids = line.pids ?? [];
   child.grpc = line.grpc;
   child.artifacts = line.artifacts;
   child.enroll = line.enroll;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initDataDir, provisionDevice, type DeviceCredentials } from '@meshanics/server';
 import { startServer, type Child } from '../../scripts/lib/processes.mjs';
 import { REGISTER_REQUEST, openDeviceChannel, unary, waitReady } from '../../bench/lib/device.mjs';
-import { clientProcesses, devicesPerReplica, memoryNeed, preflight } from '../../bench/lib/fleet-size.mjs';
+import { clientProcesses, devicesPerReplica, devicesPerServerProcess, memoryNeed, preflight } from '../../bench/lib/fleet-size.mjs';
 
 const GiB = 1024 ** 3;
 
@@ -35,6 +35,10 @@ describe('fleet load generator sizing', () => {
     // 15 processes of 2,400 over two replicas: 8 of them (19,200 devices) on the first.
     expect(devicesPerReplica({ devices: 36_000, replicas: 2 })).toBe(19_200);
     expect(devicesPerReplica({ devices: 36_000, replicas: 2, clientProcesses: 16 })).toBe(18_000);
+    // serve --workers: one replica's share over its workers, each a process with its own limit.
+    expect(devicesPerServerProcess({ devices: 50_000, workers: 3 })).toBe(17_000);
+    expect(preflight({ devices: 50_000, channel: 'http2', workers: 3 }, 24 * GiB, 20_000).total).toBeGreaterThan(0);
+    expect(() => preflight({ devices: 50_000, channel: 'http2', workers: 2 }, 24 * GiB, 20_000)).toThrow(/over 2 server processes need 25500 sockets in each/);
   });
 });
 
