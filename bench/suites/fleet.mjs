@@ -208,6 +208,32 @@ async function stopFleet(clients) {
 }
 
 /**
+ * Under `serve --workers` every series carries its worker's label: folds them into one series
+ * each, as one process would print it, summed (the event-loop delay: the worst worker's).
+ */
+function foldWorkers(text) {
+  if (!text.includes('worker="')) return text;
+  const folded = new Map();
+  const out = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m || !/(^|,)worker="/.test(m[2])) {
+      out.push(line);
+      continue;
+    }
+    const labels = m[2]
+      .split(/,(?=\w+=")/)
+      .filter((l) => !l.startsWith('worker='))
+      .join(',');
+    const key = labels ? `${m[1]}{${labels}}` : m[1];
+    const value = Number(m[3]);
+    if (!folded.has(key)) out.push({ key });
+    folded.set(key, !folded.has(key) ? value : /_lag_/.test(m[1]) ? Math.max(folded.get(key), value) : folded.get(key) + value);
+  }
+  return out.map((l) => (typeof l === 'string' ? l : `${l.key} ${folded.get(l.key)}`)).join('\n');
+}
+
+/**
  * What the server counts about itself, from its /metrics: heartbeat cache lookups by result
  * (hit, miss, bypassed) and the database latency histogram's cumulative buckets by operation
  * (query, transaction). Undefined when the server has no API (older heads).
@@ -215,7 +241,7 @@ async function stopFleet(clients) {
 async function serverCounters(server) {
   if (!server.api) return undefined;
   try {
-    const text = await (await fetch(`${server.api}/metrics`)).text();
+    const text = foldWorkers(await (await fetch(`${server.api}/metrics`)).text());
     const cache = {};
     for (const m of text.matchAll(/^meshanics_heartbeat_cache_lookups_total\{result="(\w+)"\} (\d+)/gm)) cache[m[1]] = Number(m[2]);
     const database = {};

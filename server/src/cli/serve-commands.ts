@@ -1,4 +1,5 @@
 // serve and init: the long-running server and the data dir it runs on.
+import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import {
   DEFAULT_API_AUTH_MAX_FAILURES,
@@ -16,7 +17,9 @@ import {
   DEFAULT_TRUST_DOMAIN,
   SHUTDOWN_GRACE_MS,
 } from '../config/defaults.js';
+import cluster from 'node:cluster';
 import type { StartServerOptions } from '../server.js';
+import { announceListening, joinCluster, leaveCluster, waitForWorkerShutdown, workerMetrics, workerSlot } from '../cluster/worker.js';
 import type { Logger } from '../observability/log.js';
 import {
   createLogger,
@@ -78,11 +81,26 @@ const MAX_WORKERS = 64;
 /** A worker's drain beyond the grace period: closing the database, flushing the last batch. */
 const WORKER_STOP_MARGIN_MS = 10_000;
 
+/**
+ * The cores a cgroup v2 CPU quota allows (`cpu.max`, e.g. a container's --cpus), rounded up;
+ * Infinity without one. Node's count of cores sees the CPU affinity but not the quota, so on a
+ * large host a container limited to two cores would otherwise start a worker per host core.
+ */
+function cpuQuotaCores(): number {
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    const cores = Number(quota) / Number(period);
+    return Number.isFinite(cores) && cores > 0 ? Math.max(1, Math.ceil(cores)) : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
 /** --workers N or auto (one per core the process may use). */
 function workersOpt(values: Values, command: Command): number {
   const raw = stringOpt(values, 'workers', 'MESHANICS_WORKERS');
   if (raw === undefined) return 1;
-  const n = raw.trim() === 'auto' ? os.availableParallelism() : /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  const n = raw.trim() === 'auto' ? Math.min(os.availableParallelism(), cpuQuotaCores()) : /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers must be 1-${MAX_WORKERS} or auto, got "${raw}"`, command.name);
   return Math.min(n, MAX_WORKERS);
 }
@@ -128,25 +146,31 @@ async function serveOptions(values: Values, command: Command): Promise<Omit<Star
   };
 }
 
+/** What SIGHUP reloads, filled in once the server runs (the handler is installed long before). */
+interface Hangup {
+  logger?: Logger;
+  reloadApiTls?: () => boolean;
+}
+
+function onHangup(hangup: Hangup): () => void {
+  return () => {
+    hangup.logger?.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
+    hangup.reloadApiTls?.();
+  };
+}
+
 /** One worker of `serve --workers`: the whole server, told to the primary when it listens, stopped at its request. */
-async function serveAsWorker(slot: number, options: Omit<StartServerOptions, 'logger'>, logger: Logger): Promise<void> {
-  const [{ startServer }, worker] = await Promise.all([import('../server.js'), import('../cluster/worker.js')]);
-  // Before the start: a stop asked for while starting is kept, and drains right after.
-  const stop = worker.waitForWorkerShutdown(logger);
-  let reloadApiTls: (() => boolean) | undefined;
-  process.on('SIGHUP', () => {
-    logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
-    reloadApiTls?.();
-  });
+async function serveAsWorker(slot: number, options: Omit<StartServerOptions, 'logger'>, logger: Logger, hangup: Hangup): Promise<void> {
+  const { startServer } = await import('../server.js');
   try {
-    const server = await startServer({ ...options, logger, worker: worker.workerMetrics(slot) });
-    reloadApiTls = () => server.reloadApiTls();
-    worker.announceListening({ grpc: server.grpcAddress, artifacts: server.artifactsUrl, enroll: server.enrollUrl, ...(server.apiUrl ? { api: server.apiUrl } : {}) });
-    await stop;
+    const server = await startServer({ ...options, logger, worker: workerMetrics(slot) });
+    hangup.reloadApiTls = () => server.reloadApiTls();
+    announceListening({ grpc: server.grpcAddress, artifacts: server.artifactsUrl, enroll: server.enrollUrl, ...(server.apiUrl ? { api: server.apiUrl } : {}) });
+    await waitForWorkerShutdown(logger);
     await server.close();
   } finally {
     logger.flush();
-    worker.leaveCluster();
+    leaveCluster();
   }
 }
 
@@ -208,25 +232,31 @@ export const SERVE_COMMANDS: Command[] = [
       `  --database-connections N     PostgreSQL: connections in each of the two pools, reads and writes, so up to 2N`,
       `                               per replica (env MESHANICS_DATABASE_CONNECTIONS, default ${DEFAULT_DATABASE_CONNECTIONS})`,
       '  --workers N|auto             processes sharing the listening ports, each the whole server (env MESHANICS_WORKERS,',
-      `                               default 1; auto = one per core; at most ${MAX_WORKERS}): more cores, and N times the open`,
+      `                               default 1; auto = one per core the CPU affinity and quota allow; at most ${MAX_WORKERS}): more cores, N times the open`,
       '                               descriptors one process may hold; each worker has its own database pools and limits',
     ],
     async run(values, _positionals, command) {
-      const workers = workersOpt(values, command);
-      const [{ workerSlot }, cluster] = await Promise.all([import('../cluster/worker.js'), import('node:cluster')]);
+      // Before anything is awaited, so no signal finds its default action (exit) in place: a
+      // worker's stop signals and the primary's requests are kept from here on, and SIGHUP
+      // waits for the server it reloads.
       const slot = workerSlot();
+      const hangup: Hangup = {};
+      const workers = workersOpt(values, command);
+      const primary = workers > 1 && cluster.isPrimary;
+      if (slot !== undefined) joinCluster(onHangup(hangup));
+      else if (!primary) process.on('SIGHUP', onHangup(hangup));
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout. The
       // primary writes through process.stdout, the stream it passes the workers' lines on.
-      const primary = workers > 1 && cluster.default.isPrimary;
       const logger = await createLogger({
         level: logLevel(values, command, 'info'),
         ...(primary ? { stream: process.stdout, fields: { process: 'primary' } } : { fd: 1, sync: false }),
         ...(slot !== undefined ? { fields: { worker: slot } } : {}),
       });
+      hangup.logger = logger;
       const options = await serveOptions(values, command);
       if (primary) {
         const [{ runPrimary }, { initDataDir }] = await Promise.all([import('../cluster/primary.js'), import('../config/data-dir.js')]);
-        await runPrimary({
+        return runPrimary({
           workers,
           logger,
           stopTimeoutMs: SHUTDOWN_GRACE_MS + WORKER_STOP_MARGIN_MS,
@@ -241,19 +271,11 @@ export const SERVE_COMMANDS: Command[] = [
             await ctx.close();
           },
         });
-        return;
       }
-      if (slot !== undefined) return serveAsWorker(slot, options, logger);
+      if (slot !== undefined) return serveAsWorker(slot, options, logger, hangup);
       const { startServer } = await import('../server.js');
-      // Installed before the start so an early SIGHUP never takes the default action (exit).
-      // eslint-disable-next-line prefer-const -- read by the handler before the server exists; a const there would be in its TDZ
-      let reloadApiTls: (() => boolean) | undefined;
-      process.on('SIGHUP', () => {
-        logger.info({ signal: 'SIGHUP' }, 'reloading the REST API certificate');
-        reloadApiTls?.();
-      });
       const server = await startServer({ ...options, logger });
-      reloadApiTls = () => server.reloadApiTls();
+      hangup.reloadApiTls = () => server.reloadApiTls();
       await waitForShutdownSignal(logger);
       await server.close();
       logger.flush();

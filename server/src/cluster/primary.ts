@@ -18,13 +18,15 @@ import { MeshError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage } from './messages.js';
 
-/** A worker's metrics not back by then fail the scrape: a partial sum would look like counters going backwards. */
+/** A worker's figures not back by then are left out of the scrape (meshanics_worker_up says which). */
 const COLLECT_TIMEOUT_MS = 5000;
+/** A line longer than this without a newline is passed on as it is (a worker writing something that is not a log line). */
+const MAX_LINE_CHARS = 1024 * 1024;
+/** The wait before a crashed worker's slot is filled again, doubled at each crash in a row (0.5, 1, 2, 4 s). */
 const RESPAWN_MIN_MS = 500;
-const RESPAWN_MAX_MS = 30_000;
 /** A worker that listened this long before it crashed starts its slot's backoff over. */
 const STABLE_MS = 60_000;
-/** Crashes of one slot in a row (each within STABLE_MS of its start) after which the primary gives up. */
+/** Crashes of one slot in a row (each within STABLE_MS of listening, or before it) at which the primary gives up. */
 const MAX_CRASHES_IN_A_ROW = 5;
 
 export interface PrimaryOptions {
@@ -47,6 +49,9 @@ interface Slot {
   respawn: NodeJS.Timeout | undefined;
 }
 
+/** Sources paused until a destination drains: one 'drain' listener per destination, however many workers wait. */
+const drainWaiters = new Map<NodeJS.WriteStream, Set<Readable>>();
+
 /** Copies a worker's output to ours a whole line at a time, so concurrent workers never cut into each other's JSON lines. */
 function forwardLines(from: Readable | null, to: NodeJS.WriteStream): void {
   if (!from) return;
@@ -54,24 +59,42 @@ function forwardLines(from: Readable | null, to: NodeJS.WriteStream): void {
   from.setEncoding('utf8');
   from.on('data', (chunk: string) => {
     const end = chunk.lastIndexOf('\n');
-    if (end === -1) {
+    if (end === -1 && partial.length + chunk.length < MAX_LINE_CHARS) {
       partial += chunk;
       return;
     }
-    const lines = partial + chunk.slice(0, end + 1);
-    partial = chunk.slice(end + 1);
-    if (!to.write(lines)) {
-      from.pause();
-      to.once('drain', () => from.resume());
+    const lines = end === -1 ? `${partial}${chunk}\n` : partial + chunk.slice(0, end + 1);
+    partial = end === -1 ? '' : chunk.slice(end + 1);
+    if (to.write(lines)) return;
+    from.pause();
+    let waiting = drainWaiters.get(to);
+    if (!waiting) {
+      const paused = new Set<Readable>();
+      drainWaiters.set(to, paused);
+      waiting = paused;
+      to.once('drain', () => {
+        drainWaiters.delete(to);
+        for (const source of paused) source.resume();
+      });
     }
+    waiting.add(from);
   });
   from.on('end', () => {
     if (partial) to.write(`${partial}\n`);
   });
 }
 
-/** Runs the primary until every worker has stopped; throws MESH_ERR_WORKER_FAILED when the workers could not be kept running. */
-export async function runPrimary(options: PrimaryOptions): Promise<void> {
+/** The series of the gauges read from the database: every worker reads the same, so they are given once, without a worker label. */
+function withoutWorkerLabel(metric: client.MetricObjectWithValues<client.MetricValue<string>>): client.MetricObjectWithValues<client.MetricValue<string>> {
+  if (metric.aggregator !== 'first') return metric;
+  return { ...metric, values: metric.values.map((v) => ({ ...v, labels: Object.fromEntries(Object.entries(v.labels).filter(([k]) => k !== 'worker')) })) };
+}
+
+/**
+ * Runs the primary until every worker has stopped: resolves 0, or 1 after a second signal
+ * (the workers killed); throws MESH_ERR_WORKER_FAILED when the workers could not be kept running.
+ */
+export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const { logger, workers } = options;
   await options.prepare();
 
@@ -82,6 +105,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     help: 'serve --workers: workers started again after they ended unexpectedly',
     registers: [registry],
   });
+  const up = new client.Gauge({
+    name: 'meshanics_worker_up',
+    help: 'serve --workers: 1 when the worker sent its figures for this scrape, 0 when it is listening but did not (within 5 s) or is not listening',
+    labelNames: ['worker'],
+    registers: [registry],
+  });
 
   const slots = new Map<number, Slot>();
   let phase: 'starting' | 'running' | 'stopping' = 'starting';
@@ -90,10 +119,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const finished = new Promise<void>((resolve) => (finish = resolve));
   const killTimers = new Set<NodeJS.Timeout>();
   let collects = 0;
-  const collecting = new Map<number, (reply: Extract<WorkerMessage, { type: 'meshanics:collected' }>) => void>();
+  const collecting = new Map<number, { worker: Worker; settle(reply: Extract<WorkerMessage, { type: 'meshanics:collected' }> | Error): void }>();
+  let exitCode = 0;
 
+  // A worker that died a moment ago may still look connected: the send fails with EPIPE, given
+  // to the callback (and to 'error', listened to in fork) instead of being thrown at the primary.
   const send = (worker: Worker, message: PrimaryMessage): void => {
-    if (worker.isConnected()) worker.send(message);
+    if (worker.isConnected()) worker.send(message, undefined, () => undefined);
   };
   const alive = (): Slot[] => [...slots.values()].filter((s) => s.worker !== undefined);
   const updateGauge = (): void => listeningGauge.set([...slots.values()].filter((s) => s.listening).length);
@@ -104,6 +136,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     state.stoppingOnItsOwn = false;
     const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(state.slot) });
     state.worker = worker;
+    worker.on('error', (err) => logger.warn({ err, worker: state.slot, pid: worker.process.pid }, 'worker channel error'));
     forwardLines(worker.process.stdout, process.stdout);
     forwardLines(worker.process.stderr, process.stderr);
     worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => onExit(state, worker, code, signal));
@@ -116,10 +149,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     for (const state of slots.values()) clearTimeout(state.respawn);
     for (const state of alive()) {
       const worker = state.worker!;
-      // One still starting may not listen to the channel yet; SIGTERM reaches it either way
-      // (its handler drains once installed, before that the default ends it).
-      if (state.listening) send(worker, { type: 'meshanics:shutdown' });
-      else worker.process.kill('SIGTERM');
+      // Over the channel, not as a signal: a worker that a terminal's Ctrl-C or systemd's stop
+      // has signalled already would take a second signal for "now" (cluster/worker.ts). A
+      // worker keeps the request from its first moment, even while it starts.
+      if (worker.isConnected()) send(worker, { type: 'meshanics:shutdown' });
+      else if (!state.stoppingOnItsOwn) worker.process.kill('SIGTERM');
       const timer = setTimeout(() => {
         logger.warn({ worker: state.slot, pid: worker.process.pid }, 'worker did not stop in time: killed');
         worker.process.kill('SIGKILL');
@@ -137,8 +171,14 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     state.listening = false;
     updateGauge();
     const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
+    for (const [id, pending] of collecting) {
+      if (pending.worker !== worker) continue;
+      collecting.delete(id);
+      pending.settle(new Error(`worker ${state.slot} ended`));
+    }
     if (phase === 'stopping') {
-      logger.info(exit, 'worker stopped');
+      if (code === 0) logger.info(exit, 'worker stopped');
+      else logger.warn(exit, 'worker stopped');
     } else if (phase === 'starting' && !wasListening) {
       // A bad option, a port in use, a database that refuses: starting again would fail the same way.
       logger.error(exit, 'worker ended before it was listening: stopping');
@@ -148,16 +188,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       logger.warn(exit, 'worker stopped on a signal of its own: not replaced (signal the primary to stop the server)');
       slots.delete(state.slot);
     } else {
-      restarts.inc();
       // A replacement that ends before listening counts as another crash in a row.
       if (wasListening && Date.now() - state.listeningSince > STABLE_MS) state.crashesInARow = 0;
       state.crashesInARow += 1;
-      if (state.crashesInARow > MAX_CRASHES_IN_A_ROW) {
+      if (state.crashesInARow >= MAX_CRASHES_IN_A_ROW) {
         logger.error({ ...exit, crashesInARow: state.crashesInARow }, 'worker keeps ending: stopping');
         failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ended ${state.crashesInARow} times in a row`);
         stopAll('a worker keeps ending');
       } else {
-        const delayMs = Math.min(RESPAWN_MAX_MS, RESPAWN_MIN_MS * 2 ** (state.crashesInARow - 1));
+        restarts.inc();
+        const delayMs = RESPAWN_MIN_MS * 2 ** (state.crashesInARow - 1);
         logger.error({ ...exit, restartInMs: delayMs }, 'worker ended unexpectedly: starting another');
         state.respawn = setTimeout(() => fork(state), delayMs);
       }
@@ -168,31 +208,45 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     }
   };
 
+  const collectFrom = (state: Slot): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> =>
+    new Promise((resolve, reject) => {
+      const worker = state.worker!;
+      const id = ++collects;
+      const timer = setTimeout(() => {
+        collecting.delete(id);
+        reject(new Error(`worker ${state.slot} did not send its metrics within ${COLLECT_TIMEOUT_MS} ms`));
+      }, COLLECT_TIMEOUT_MS);
+      collecting.set(id, {
+        worker,
+        settle(reply) {
+          clearTimeout(timer);
+          if (reply instanceof Error) reject(reply);
+          else if (reply.error !== undefined) reject(new Error(`worker ${state.slot}: ${reply.error}`));
+          else resolve(reply.metrics);
+        },
+      });
+      send(worker, { type: 'meshanics:collect', id });
+    });
+
+  // Each worker's series keep their worker label, so a worker left out (slow, ending) or
+  // replaced changes only its own series; meshanics_worker_up says which were left out.
   const gather = async (): Promise<{ contentType: string; body: string }> => {
-    const listening = alive().filter((s) => s.listening && s.worker!.isConnected());
-    const perWorker = await Promise.all(
-      listening.map(
-        (state) =>
-          new Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]>((resolve, reject) => {
-            const id = ++collects;
-            const timer = setTimeout(() => {
-              collecting.delete(id);
-              reject(new Error(`worker ${state.slot} did not send its metrics within ${COLLECT_TIMEOUT_MS} ms`));
-            }, COLLECT_TIMEOUT_MS);
-            collecting.set(id, (reply) => {
-              clearTimeout(timer);
-              if (reply.error !== undefined) reject(new Error(`worker ${state.slot}: ${reply.error}`));
-              else resolve(reply.metrics);
-            });
-            send(state.worker!, { type: 'meshanics:collect', id });
-          }),
-      ),
+    const states = [...slots.values()];
+    const results = await Promise.all(
+      states.map((state) => (state.listening && state.worker?.isConnected() ? collectFrom(state).catch((err: Error) => err) : Promise.resolve(undefined))),
     );
-    const sum = client.AggregatorRegistry.aggregate([...perWorker, await registry.getMetricsAsJSON()]);
-    return { contentType: sum.contentType, body: await sum.metrics() };
+    const perWorker: client.MetricObjectWithValues<client.MetricValue<string>>[][] = [];
+    states.forEach((state, i) => {
+      const result = results[i];
+      up.set({ worker: String(state.slot) }, Array.isArray(result) ? 1 : 0);
+      if (Array.isArray(result)) perWorker.push(result.map(withoutWorkerLabel));
+      else if (result instanceof Error) logger.warn({ err: result, worker: state.slot }, "a scrape went without a worker's figures");
+    });
+    const all = client.AggregatorRegistry.aggregate([...perWorker, await registry.getMetricsAsJSON()]);
+    return { contentType: all.contentType, body: await all.metrics() };
   };
 
-  cluster.on('message', (worker: Worker, message: unknown) => {
+  const onMessage = (worker: Worker, message: unknown): void => {
     if (!isWorkerMessage(message)) return;
     const state = [...slots.values()].find((s) => s.worker === worker);
     switch (message.type) {
@@ -211,7 +265,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
         if (state) state.stoppingOnItsOwn = true;
         return;
       case 'meshanics:collected':
-        collecting.get(message.id)?.(message);
+        collecting.get(message.id)?.settle(message);
         collecting.delete(message.id);
         return;
       case 'meshanics:scrape': {
@@ -223,7 +277,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
         return;
       }
     }
-  });
+  };
+  cluster.on('message', onMessage);
 
   const reportListening = (addresses: WorkerAddresses): void => {
     logger.info(
@@ -246,11 +301,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     // A second signal means "now", as for a single process.
     logger.warn({ signal }, 'second signal: killing the workers');
     for (const state of alive()) state.worker!.process.kill('SIGKILL');
-    process.exitCode = 1;
+    exitCode = 1;
   };
   const onHangup = (): void => {
-    // The REST API certificate is each worker's to reload.
-    for (const state of alive()) state.worker!.process.kill('SIGHUP');
+    // The REST API certificate is each worker's to reload; one still starting reads the files
+    // as it starts (and has a handler for SIGHUP only from its first moment on).
+    for (const state of alive()) if (state.listening) state.worker!.process.kill('SIGHUP');
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
@@ -268,6 +324,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
+  cluster.off('message', onMessage);
   logger.info('server stopped');
   if (failure) throw failure;
+  return exitCode;
 }

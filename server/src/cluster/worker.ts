@@ -1,14 +1,17 @@
 // A worker's side of `serve --workers N`: it runs the whole server (server.ts), like a replica
 // of its own on the shared data dir and database, and differs in three things only: it tells
-// the primary when it listens, it answers /metrics with the sum the primary gathers from every
+// the primary when it listens, it answers /metrics with what the primary gathers from every
 // worker, and it stops on the primary's request as on a signal.
+//
+// Nothing here runs at import: `serve` without workers imports this module too, and a
+// 'message' listener would keep an IPC channel to whatever forked it open for ever.
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/log.js';
 import type { ServerMetrics } from '../observability/metrics.js';
-import { isPrimaryMessage, WORKER_SLOT_ENV, type WorkerAddresses, type WorkerMessage } from './messages.js';
+import { isPrimaryMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage } from './messages.js';
 
-/** A scrape the primary has not answered by then fails (prom-client's own wait for the workers is 5 s). */
+/** A scrape the primary has not answered by then fails (it waits 5 s for each worker's figures). */
 const SCRAPE_TIMEOUT_MS = 10_000;
 
 /** This process's worker slot (1..N), or undefined when it is not a `serve --workers` worker. */
@@ -19,10 +22,69 @@ export function workerSlot(): number | undefined {
 }
 
 function send(message: WorkerMessage): void {
-  if (process.connected) process.send?.(message);
+  // A primary gone mid-send is not this worker's error: it ends with the channel (cluster's own rule).
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
 }
 
-/** What startServer needs to count this worker apart and to answer scrapes for all of them. */
+let ownRegistry: Registry | undefined;
+let scrapes = 0;
+const waiting = new Map<number, { resolve(text: { contentType: string; body: string }): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
+/** What ends this worker: the first signal or shutdown request, kept from the moment it joined (even during the start). */
+let stopRequested: { reason: string; ownSignal: boolean } | undefined;
+const stopListeners: Array<() => void> = [];
+
+let signals = 0;
+
+function requestStop(reason: string, ownSignal: boolean): void {
+  // A second signal means "now", as for a single process (cli/args.ts). The primary's request
+  // is not a signal: systemd's stop reaches the primary, which asks, and every worker of the
+  // unit's group, which is signalled, and that is one stop, not two.
+  if (ownSignal && ++signals > 1) process.exit(1);
+  if (stopRequested) return;
+  stopRequested = { reason, ownSignal };
+  if (ownSignal) send({ type: 'meshanics:stopping' });
+  for (const listener of stopListeners.splice(0)) listener();
+}
+
+function onPrimaryMessage(message: PrimaryMessage): void {
+  switch (message.type) {
+    case 'meshanics:shutdown':
+      return requestStop('asked by the primary', false);
+    case 'meshanics:collect': {
+      const { id } = message;
+      (ownRegistry ? ownRegistry.getMetricsAsJSON() : Promise.resolve([])).then(
+        (metrics) => send({ type: 'meshanics:collected', id, metrics }),
+        (err: unknown) => send({ type: 'meshanics:collected', id, metrics: [], error: String((err as Error)?.message ?? err) }),
+      );
+      return;
+    }
+    case 'meshanics:scraped':
+    case 'meshanics:scrape-failed': {
+      const pending = waiting.get(message.id);
+      if (!pending) return;
+      waiting.delete(message.id);
+      clearTimeout(pending.timer);
+      if (message.type === 'meshanics:scraped') pending.resolve({ contentType: message.contentType, body: message.body });
+      else pending.reject(new Error(`the primary could not gather the workers' metrics: ${message.error}`));
+    }
+  }
+}
+
+/**
+ * Called first thing in a worker, before anything is awaited: from here on SIGTERM, SIGINT
+ * and the primary's request are remembered (a stop asked for while starting drains right
+ * after the start), and SIGHUP, whose default would end the process, goes to `onHangup`.
+ */
+export function joinCluster(onHangup: () => void): void {
+  process.on('SIGTERM', () => requestStop('SIGTERM', true));
+  process.on('SIGINT', () => requestStop('SIGINT', true));
+  process.on('SIGHUP', onHangup);
+  process.on('message', (message: unknown) => {
+    if (isPrimaryMessage(message)) onPrimaryMessage(message);
+  });
+}
+
+/** What startServer needs to label this worker's series and to answer scrapes for all workers. */
 export function workerMetrics(slot: number): { slot: number; attachMetrics(metrics: ServerMetrics): void } {
   return {
     slot,
@@ -32,27 +94,6 @@ export function workerMetrics(slot: number): { slot: number; attachMetrics(metri
     },
   };
 }
-
-let ownRegistry: Registry | undefined;
-let scrapes = 0;
-const waiting = new Map<number, { resolve(text: { contentType: string; body: string }): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
-process.on('message', (message: unknown) => {
-  if (!isPrimaryMessage(message) || message.type === 'meshanics:shutdown') return;
-  if (message.type === 'meshanics:collect') {
-    const { id } = message;
-    (ownRegistry ? ownRegistry.getMetricsAsJSON() : Promise.resolve([])).then(
-      (metrics) => send({ type: 'meshanics:collected', id, metrics }),
-      (err: unknown) => send({ type: 'meshanics:collected', id, metrics: [], error: String((err as Error)?.message ?? err) }),
-    );
-    return;
-  }
-  const pending = waiting.get(message.id);
-  if (!pending) return;
-  waiting.delete(message.id);
-  clearTimeout(pending.timer);
-  if (message.type === 'meshanics:scraped') pending.resolve({ contentType: message.contentType, body: message.body });
-  else pending.reject(new Error(`the primary could not gather the workers' metrics: ${message.error}`));
-});
 
 function askPrimaryForMetrics(): Promise<{ contentType: string; body: string }> {
   const id = ++scrapes;
@@ -70,28 +111,15 @@ export function announceListening(addresses: WorkerAddresses): void {
   send({ type: 'meshanics:listening', addresses });
 }
 
-/**
- * Resolves at the first of SIGTERM, SIGINT or the primary's request. A terminal's Ctrl-C and
- * systemd's stop signal reach every process of the group, the primary's request comes as well:
- * only a second signal means "now" (exit 1), as for a single process (cli/args.ts).
- */
+/** Resolves at the first of SIGTERM, SIGINT or the primary's request since joinCluster. */
 export function waitForWorkerShutdown(logger: Logger): Promise<string> {
   return new Promise((resolve) => {
-    let stopping = false;
-    const stop = (reason: string, ownSignal: boolean): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ reason }, 'shutting down');
-      if (ownSignal) send({ type: 'meshanics:stopping' });
-      process.once('SIGINT', () => process.exit(1));
-      process.once('SIGTERM', () => process.exit(1));
-      resolve(reason);
+    const done = (): void => {
+      logger.info({ reason: stopRequested!.reason }, 'shutting down');
+      resolve(stopRequested!.reason);
     };
-    process.once('SIGTERM', () => stop('SIGTERM', true));
-    process.once('SIGINT', () => stop('SIGINT', true));
-    process.on('message', (message: unknown) => {
-      if (isPrimaryMessage(message) && message.type === 'meshanics:shutdown') stop('asked by the primary', false);
-    });
+    if (stopRequested) done();
+    else stopListeners.push(done);
   });
 }
 

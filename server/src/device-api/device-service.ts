@@ -410,6 +410,11 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
   /** The chunks of `call`, aborting the call when the device goes quiet mid-upload. */
   async function* chunksOf(call: grpc.ServerReadableStream<UploadLogsChunk, unknown>): AsyncGenerator<UploadLogsChunk> {
     const idle = setTimeout(() => call.destroy(new Refusal(grpc.status.DEADLINE_EXCEEDED, `log upload sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)), idleTimeoutMs);
+    // A call cancelled (by the device, or by the server's shutdown after its grace period) does
+    // not end its stream by itself: the loop below would wait, and the idle timer keep the
+    // process alive, for up to the idle timeout after the server closed.
+    const onCancelled = (): void => void call.destroy(new Refusal(grpc.status.CANCELLED, 'log upload cancelled'));
+    call.once('cancelled', onCancelled);
     try {
       for await (const chunk of call as AsyncIterable<UploadLogsChunk>) {
         idle.refresh();
@@ -417,6 +422,7 @@ export function createDeviceServiceHandlers(options: DeviceServiceOptions): grpc
       }
     } finally {
       clearTimeout(idle);
+      call.off('cancelled', onCancelled);
     }
   }
 

@@ -2,10 +2,10 @@
 // port. A registry per server, not prom-client's global one: tests run several servers in one
 // process. Rollout states are read from the database when scraped, so every replica reports
 // the fleet-wide numbers. Under `serve --workers N` a scrape reaching any worker answers for
-// all of them (cluster/primary.ts sums the workers' registries with prom-client's
-// AggregatorRegistry): the per-process counters add up, the fleet-wide gauges are taken once
-// (aggregator 'first'), and the device connections keep one series per worker, so a skewed
-// balance shows.
+// all of them (cluster/primary.ts gathers the workers' registries): every series of a worker
+// carries its `worker` label, so a replaced worker's counters start over in its own series
+// (a counter reset, which rate() handles) instead of pulling a sum backwards; the fleet-wide
+// gauges (aggregator 'first') are given once, without the label.
 import client from 'prom-client';
 import type { DeviceServiceMetrics, HeartbeatTiming } from '../device-api/device-service.js';
 import type { HeartbeatCache } from '../device-api/heartbeat-cache.js';
@@ -31,7 +31,7 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
   private heartbeatCache: HeartbeatCache | undefined;
   private textSource: (() => Promise<{ contentType: string; body: string }>) | undefined;
 
-  /** `worker`: this process's worker slot under `serve --workers` (labels the per-worker series). */
+  /** `worker`: this process's worker slot under `serve --workers` (the `worker` label of its series). */
   constructor(options: { worker?: number } = {}) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'meshanics_' });
     this.heartbeats = new client.Counter({ name: 'meshanics_heartbeats_total', help: 'Device heartbeats answered', registers: [this.registry] });
@@ -94,16 +94,13 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
         if (self.pendingHandshakes) this.set(self.pendingHandshakes());
       },
     });
-    const workerLabel = options.worker === undefined ? undefined : { worker: String(options.worker) };
+    if (options.worker !== undefined) this.registry.setDefaultLabels({ worker: String(options.worker) });
     new client.Gauge({
       name: 'meshanics_device_connections',
-      help: 'Device API connections open (TLS handshake done) on this process; under serve --workers one series per worker, labelled worker',
-      labelNames: workerLabel ? ['worker'] : [],
+      help: 'Device API connections open (TLS handshake done) on this process',
       registers: [this.registry],
       collect() {
-        if (!self.openConnections) return;
-        if (workerLabel) this.set(workerLabel, self.openConnections());
-        else this.set(self.openConnections());
+        if (self.openConnections) this.set(self.openConnections());
       },
     });
     // A console tab watching a rollout is one stream; the snapshots its streams share are held
