@@ -310,8 +310,12 @@ describe('serve --workers: refusals and failures', () => {
     const upload = uploader.holdUpload();
     // Time for the call to reach its worker's handler (a fraction of this on loopback).
     await new Promise((r) => setTimeout(r, 500));
+    const signalled = Date.now();
     process.kill(-proc.pid!, 'SIGTERM');
     expect(await group.exit).toEqual({ code: 0, signal: null });
+    // The held call is cut at the end of the 5 s grace period, and its worker exits then: a
+    // cancelled upload no longer keeps a process alive until its 60 s idle timeout.
+    expect(Date.now() - signalled).toBeLessThan(8500);
     const out = group.lines.join('\n');
     // Each worker got the signal and the primary's request: one drain, not a crash, not "now".
     expect(out.match(/"msg":"server stopped"/g)?.length).toBe(3);

@@ -504,6 +504,7 @@ export async function startDeviceGrpcServer(options: DeviceGrpcServerOptions): P
     forceShutdown() {
       void listener.close();
       server.forceShutdown();
+      listener.destroyConnections();
     },
   };
 }

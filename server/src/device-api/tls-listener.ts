@@ -53,6 +53,13 @@ export interface DeviceTlsListener {
   shedConnections(): number;
   /** Connections whose handshake completed and that have not ended yet. */
   openConnections(): number;
+  /**
+   * Destroys every connection still open or handshaking: the end of a shutdown's grace period.
+   * grpc-js's forceShutdown cancels the calls, but a connection it hands back to no one may
+   * stay open while the device keeps it, and a process (or a worker leaving its cluster, which
+   * waits for its listeners' connections) would then wait for the device to go.
+   */
+  destroyConnections(): void;
   /** Stops accepting connections; established ones are grpc-js's to drain. */
   close(): Promise<void>;
   /**
@@ -179,6 +186,10 @@ export async function listenDeviceTls(grpcServer: grpc.Server, options: DeviceTl
     pendingHandshakes: () => pending,
     shedConnections: () => shed,
     openConnections: () => open.size,
+    destroyConnections: () => {
+      for (const socket of open) socket.destroy();
+      for (const { socket } of deadlines.values()) socket.destroy();
+    },
     // net.Server's close callback waits for every connection it accepted to end, and the
     // accepted sockets' handles now belong to their TLS sockets (grpc-js's sessions): resolve
     // once the port no longer accepts, which close() does at once.
