@@ -18,7 +18,7 @@ export type WorkerMessage =
   | { type: 'meshanics:stopping' }
   /** A /metrics request reached this worker: the primary answers for every worker. */
   | { type: 'meshanics:scrape'; id: number }
-  /** This worker's own metrics, for the primary's sum. */
+  /** This worker's own metrics, for the primary's answer to a scrape. */
   | { type: 'meshanics:collected'; id: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>>; error?: string };
 
 /** Primary to worker. */

@@ -1,6 +1,6 @@
 // cluster/ owns `serve --workers N`: one primary process supervising N workers that share the
 // listening ports (node:cluster). Each worker is the whole server, as a replica of its own on
-// the shared data dir and database would be (docs/operations.md, "Workers"): one event loop
+// the shared data dir and database would be (docs/operations.md, "Several workers on one machine"): one event loop
 // holds a core and, here, at most `nofile` connections, so a machine with more cores or a
 // fleet beyond one process's descriptors takes more workers instead of more machines.
 // May import: node:cluster, prom-client, observability/log.ts, errors.ts; never server.ts
@@ -9,8 +9,9 @@
 // The primary opens the data dir once before forking (migrations, CA, TUF repository), so N
 // workers never race to create them; it passes every line the workers log through as whole
 // lines; it replaces a worker that crashes (backoff, and gives up on one that keeps crashing);
-// it answers every worker's /metrics request with the sum over all of them; and on SIGTERM or
-// SIGINT it asks each worker to drain and waits for them.
+// it answers every worker's /metrics request with every worker's series (each labelled with
+// its worker; the gauges read from the database once); and on SIGTERM or SIGINT it asks each
+// worker to drain and waits for them.
 import cluster, { type Worker } from 'node:cluster';
 import type { Readable } from 'node:stream';
 import client from 'prom-client';
