@@ -4,6 +4,9 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 /** The environment variable that tells a forked worker its slot (1..N); a replacement takes its predecessor's. */
 export const WORKER_SLOT_ENV = 'MESHANICS_WORKER_SLOT';
 
+/** One worker's registry as prom-client's getMetricsAsJSON gives it, the form AggregatorRegistry.aggregate merges. */
+export type WorkerMetrics = Array<MetricObjectWithValues<MetricValue<string>>>;
+
 export interface WorkerAddresses {
   grpc: string;
   artifacts: string;
@@ -19,7 +22,7 @@ export type WorkerMessage =
   /** A /metrics request reached this worker: the primary answers for every worker. */
   | { type: 'meshanics:scrape'; id: number }
   /** This worker's own metrics, for the primary's answer to a scrape. */
-  | { type: 'meshanics:collected'; id: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>>; error?: string };
+  | { type: 'meshanics:collected'; id: number; metrics: WorkerMetrics; error?: string };
 
 /** Primary to worker. */
 export type PrimaryMessage =

@@ -17,7 +17,7 @@ import type { Readable } from 'node:stream';
 import client from 'prom-client';
 import { MeshError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
-import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage } from './messages.js';
+import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage, type WorkerMetrics } from './messages.js';
 
 /** A worker's figures not back by then are left out of the scrape (meshanics_worker_up says which). */
 const COLLECT_TIMEOUT_MS = 5000;
@@ -86,7 +86,7 @@ function forwardLines(from: Readable | null, to: NodeJS.WriteStream): void {
 }
 
 /** The series of the gauges read from the database: every worker reads the same, so they are given once, without a worker label. */
-function withoutWorkerLabel(metric: client.MetricObjectWithValues<client.MetricValue<string>>): client.MetricObjectWithValues<client.MetricValue<string>> {
+function withoutWorkerLabel(metric: WorkerMetrics[number]): WorkerMetrics[number] {
   if (metric.aggregator !== 'first') return metric;
   return { ...metric, values: metric.values.map((v) => ({ ...v, labels: Object.fromEntries(Object.entries(v.labels).filter(([k]) => k !== 'worker')) })) };
 }
@@ -99,8 +99,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const { logger, workers } = options;
   await options.prepare();
 
+  const slots = new Map<number, Slot>();
   const registry = new client.Registry();
-  const listeningGauge = new client.Gauge({ name: 'meshanics_workers', help: 'serve --workers: workers listening', registers: [registry] });
+  new client.Gauge({
+    name: 'meshanics_workers',
+    help: 'serve --workers: workers listening',
+    registers: [registry],
+    collect() {
+      this.set([...slots.values()].filter((s) => s.listening).length);
+    },
+  });
   const restarts = new client.Counter({
     name: 'meshanics_worker_restarts_total',
     help: 'serve --workers: workers started again after they ended unexpectedly',
@@ -113,7 +121,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     registers: [registry],
   });
 
-  const slots = new Map<number, Slot>();
   let phase: 'starting' | 'running' | 'stopping' = 'starting';
   let failure: MeshError | undefined;
   let finish!: () => void;
@@ -129,7 +136,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     if (worker.isConnected()) worker.send(message, undefined, () => undefined);
   };
   const alive = (): Slot[] => [...slots.values()].filter((s) => s.worker !== undefined);
-  const updateGauge = (): void => listeningGauge.set([...slots.values()].filter((s) => s.listening).length);
 
   const fork = (state: Slot): void => {
     state.respawn = undefined;
@@ -170,7 +176,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     const wasListening = state.listening;
     state.worker = undefined;
     state.listening = false;
-    updateGauge();
     const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
     for (const [id, pending] of collecting) {
       if (pending.worker !== worker) continue;
@@ -209,7 +214,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     }
   };
 
-  const collectFrom = (state: Slot): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> =>
+  const collectFrom = (state: Slot): Promise<WorkerMetrics> =>
     new Promise((resolve, reject) => {
       const worker = state.worker!;
       const id = ++collects;
@@ -236,7 +241,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     const results = await Promise.all(
       states.map((state) => (state.listening && state.worker?.isConnected() ? collectFrom(state).catch((err: Error) => err) : Promise.resolve(undefined))),
     );
-    const perWorker: client.MetricObjectWithValues<client.MetricValue<string>>[][] = [];
+    const perWorker: WorkerMetrics[] = [];
     states.forEach((state, i) => {
       const result = results[i];
       up.set({ worker: String(state.slot) }, Array.isArray(result) ? 1 : 0);
@@ -255,7 +260,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         if (!state) return;
         state.listening = true;
         state.listeningSince = Date.now();
-        updateGauge();
         logger.info({ worker: state.slot, pid: worker.process.pid }, 'worker listening');
         if (phase === 'starting' && [...slots.values()].every((s) => s.listening)) {
           phase = 'running';

@@ -212,7 +212,7 @@ export class ServerMetrics implements DeviceServiceMetrics, ApiMetrics {
     this.openConnections = open;
   }
 
-  /** Answers scrapes from elsewhere: a worker asks the primary for the sum over every worker. */
+  /** Answers scrapes from elsewhere: a worker asks the primary, which answers with every worker's series. */
   answerScrapesWith(source: () => Promise<{ contentType: string; body: string }>): void {
     this.textSource = source;
   }
