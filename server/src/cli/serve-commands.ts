@@ -100,9 +100,11 @@ function cpuQuotaCores(): number {
 function workersOpt(values: Values, command: Command): number {
   const raw = stringOpt(values, 'workers', 'MESHANICS_WORKERS');
   if (raw === undefined) return 1;
-  const n = raw.trim() === 'auto' ? Math.min(os.availableParallelism(), cpuQuotaCores()) : /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  // auto on a host of more than MAX_WORKERS cores takes MAX_WORKERS; a number beyond it is refused.
+  if (raw.trim() === 'auto') return Math.min(os.availableParallelism(), cpuQuotaCores(), MAX_WORKERS);
+  const n = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers must be 1-${MAX_WORKERS} or auto, got "${raw}"`, command.name);
-  return Math.min(n, MAX_WORKERS);
+  return n;
 }
 
 /** Every flag of `serve` but the logger, checked before anything starts (exit 2 when refused). */
