@@ -6,7 +6,9 @@
 // worker); a worker killed with SIGKILL is replaced and its devices are served again; SIGTERM
 // to the primary drains and stops every worker, and so does a signal to the whole process
 // group, while a second signal kills them; a worker that cannot listen stops the whole server
-// with its own error; the primary's death takes its workers with it.
+// with its own error, and so does one that hangs while starting (a replacement that hangs is
+// killed and counts as a crash); the fifth crash in a row stops the server; the primary's
+// death takes its workers with it.
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -89,6 +91,14 @@ interface Listening {
 
 function serveWithWorkers(dataDir: string, extra: string[]): Child {
   return spawnNode('serve --workers', SERVER_CLI, serveArgs(dataDir, ['--workers', '2', '--api-listen', '127.0.0.1:0', '--heartbeat-interval', '1', ...extra]));
+}
+
+/** A line the primary logs about one worker. */
+interface PrimaryLine {
+  msg: string;
+  process?: string;
+  worker: number;
+  pid: number;
 }
 
 interface Sample {
@@ -335,6 +345,78 @@ describe('serve --workers: refusals and failures', () => {
     expect((await twice.exit).code).toBe(1);
     expect(twice.lines.some((l) => l.includes('second signal: killing the workers'))).toBe(true);
     await waitFor('the workers to end', async () => second.pids.every((p) => !isAlive(p)), { timeoutMs: 10_000, intervalMs: 100 });
+  }, 90_000);
+
+  it('kills a worker that does not listen in time: at the first start the server stops, later the slot counts a crash and is filled again', async () => {
+    // A stopped process is a worker hung while starting (as on a database that accepts and
+    // never answers), with nothing of ours changed to make it hang.
+    const dir = path.join(root, 'hung');
+    const first = serveWithWorkers(dir, ['--worker-start-timeout', '2s']);
+    const starting = (await first.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && l.worker === 2, 60_000)) as PrimaryLine;
+    process.kill(starting.pid, 'SIGSTOP');
+    const exited = await Promise.race([first.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+    if (!exited) {
+      await first.stop('SIGKILL');
+      process.kill(starting.pid, 'SIGKILL');
+    }
+    expect(exited?.code).toBe(1);
+    const out = first.lines.join('\n');
+    expect(out).toContain('worker did not listen in time: killed');
+    expect(out).toContain('MESH_ERR_WORKER_FAILED');
+    expect(out).toContain('worker 2 did not listen within 2 s');
+    expect(out).not.toContain('starting another');
+    expect(isAlive(starting.pid)).toBe(false);
+
+    const again = serveWithWorkers(dir, ['--worker-start-timeout', '3s']);
+    try {
+      const { pids, api } = (await again.waitForLine((l: Listening) => l?.msg === 'workers listening', 60_000)) as Listening;
+      process.kill(pids[0]!, 'SIGKILL');
+      const replacement = (await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && !pids.includes(l.pid), 20_000)) as PrimaryLine;
+      process.kill(replacement.pid, 'SIGSTOP');
+      await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker did not listen in time: killed' && l.pid === replacement.pid, 20_000);
+      const third = (await again.waitForLine(
+        (l: PrimaryLine) => l?.msg === 'worker listening' && l.process === 'primary' && l.worker === replacement.worker && l.pid !== replacement.pid && !pids.includes(l.pid),
+        30_000,
+      )) as PrimaryLine;
+      expect(isAlive(replacement.pid)).toBe(false);
+      expect(isAlive(third.pid)).toBe(true);
+      const samples = await scrape(api);
+      expect(value(samples, 'meshanics_worker_restarts_total')).toBe(2);
+      expect(value(samples, 'meshanics_workers')).toBe(2);
+      process.kill(again.pid!, 'SIGTERM');
+      expect((await again.exit).code).toBe(0);
+    } finally {
+      await again.stop('SIGKILL');
+    }
+  }, 90_000);
+
+  it('stops with MESH_ERR_WORKER_FAILED when a worker ends for the fifth time in a row', async () => {
+    const child = serveWithWorkers(path.join(root, 'crashing'), []);
+    const { pids } = (await child.waitForLine((l: Listening) => l?.msg === 'workers listening', 60_000)) as Listening;
+    const killed: number[] = [];
+    let victim = pids[0]!;
+    try {
+      for (let crash = 1; crash <= 5; crash++) {
+        process.kill(victim, 'SIGKILL');
+        killed.push(victim);
+        if (crash === 5) break;
+        // Its replacement, in the same slot, once listening (0.5, 1, 2, 4 s after each crash).
+        const next = (await child.waitForLine(
+          (l: PrimaryLine) => l?.msg === 'worker listening' && l.process === 'primary' && l.pid !== pids[1] && !killed.includes(l.pid),
+          30_000,
+        )) as PrimaryLine;
+        victim = next.pid;
+      }
+      const exited = await Promise.race([child.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+      expect(exited?.code).toBe(1);
+    } finally {
+      await child.stop('SIGKILL');
+    }
+    const out = child.lines.join('\n');
+    expect(out.match(/worker ended unexpectedly: starting another/g)?.length).toBe(4);
+    expect(out).toContain('worker keeps ending: stopping');
+    expect(out).toMatch(/MESH_ERR_WORKER_FAILED.*worker \d ended 5 times in a row \(the last with exit code null, signal SIGKILL\)/);
+    expect(isAlive(pids[1]!)).toBe(false);
   }, 90_000);
 
   it('takes its workers down with it when the primary is killed', async () => {

@@ -1,5 +1,4 @@
 // serve and init: the long-running server and the data dir it runs on.
-import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import {
   DEFAULT_API_AUTH_MAX_FAILURES,
@@ -16,9 +15,11 @@ import {
   DEFAULT_DATABASE_CONNECTIONS,
   DEFAULT_TRUST_DOMAIN,
   SHUTDOWN_GRACE_MS,
+  DEFAULT_WORKER_START_TIMEOUT_SECONDS,
 } from '../config/defaults.js';
 import cluster from 'node:cluster';
 import type { StartServerOptions } from '../server.js';
+import { cpuQuotaCores } from '../cluster/cpu-quota.js';
 import { announceListening, joinCluster, leaveCluster, waitForWorkerShutdown, workerMetrics, workerSlot } from '../cluster/worker.js';
 import type { Logger } from '../observability/log.js';
 import {
@@ -80,21 +81,6 @@ function certValiditySeconds(values: Values, command: Command): number | undefin
 const MAX_WORKERS = 64;
 /** A worker's drain beyond the grace period: closing the database, flushing the last batch. */
 const WORKER_STOP_MARGIN_MS = 10_000;
-
-/**
- * The cores a cgroup v2 CPU quota allows (`cpu.max`, e.g. a container's --cpus), rounded up;
- * Infinity without one. Node's count of cores sees the CPU affinity but not the quota, so on a
- * large host a container limited to two cores would otherwise start a worker per host core.
- */
-function cpuQuotaCores(): number {
-  try {
-    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
-    const cores = Number(quota) / Number(period);
-    return Number.isFinite(cores) && cores > 0 ? Math.max(1, Math.ceil(cores)) : Infinity;
-  } catch {
-    return Infinity;
-  }
-}
 
 /** --workers N or auto (one per core the process may use). */
 function workersOpt(values: Values, command: Command): number {
@@ -204,6 +190,7 @@ export const SERVE_COMMANDS: Command[] = [
       'max-pending-handshakes': { type: 'string' },
       'database-connections': { type: 'string' },
       workers: { type: 'string' },
+      'worker-start-timeout': { type: 'string' },
     },
     help: [
       `  --grpc-listen HOST:PORT      device API address (env MESHANICS_GRPC_LISTEN, default ${DEFAULT_GRPC_LISTEN}; port 0 = any)`,
@@ -236,6 +223,8 @@ export const SERVE_COMMANDS: Command[] = [
       '  --workers N|auto             processes sharing the listening ports, each the whole server (env MESHANICS_WORKERS,',
       `                               default 1; auto = one per core the CPU affinity and quota allow; at most ${MAX_WORKERS}): more cores, N times the open`,
       '                               descriptors one process may hold; each worker has its own database pools and limits',
+      `  --worker-start-timeout DURATION  a worker not listening this long after it started is killed: at the first start the`,
+      `                               server stops (exit 1), later it counts as a crash (env MESHANICS_WORKER_START_TIMEOUT, default ${DEFAULT_WORKER_START_TIMEOUT_SECONDS}s)`,
     ],
     async run(values, _positionals, command) {
       // Before anything is awaited, so no signal finds its default action (exit) in place: a
@@ -245,6 +234,8 @@ export const SERVE_COMMANDS: Command[] = [
       const hangup: Hangup = {};
       const workers = workersOpt(values, command);
       const primary = workers > 1 && cluster.isPrimary;
+      const startTimeoutSeconds = durationOpt(values, 'worker-start-timeout', command, 'MESHANICS_WORKER_START_TIMEOUT') ?? DEFAULT_WORKER_START_TIMEOUT_SECONDS;
+      if (startTimeoutSeconds < 1) throw new UsageError('--worker-start-timeout must be at least 1s', command.name);
       if (slot !== undefined) joinCluster(onHangup(hangup));
       else if (!primary) process.on('SIGHUP', onHangup(hangup));
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout. The
@@ -262,6 +253,7 @@ export const SERVE_COMMANDS: Command[] = [
           workers,
           logger,
           stopTimeoutMs: SHUTDOWN_GRACE_MS + WORKER_STOP_MARGIN_MS,
+          startTimeoutMs: startTimeoutSeconds * 1000,
           async prepare() {
             const ctx = await initDataDir({
               dataDir: options.dataDir,

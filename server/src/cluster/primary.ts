@@ -37,6 +37,8 @@ export interface PrimaryOptions {
   prepare(): Promise<void>;
   /** How long a worker may drain after the shutdown request before it is killed. */
   stopTimeoutMs: number;
+  /** How long a worker may take from its fork to listening before it is killed (a database that never answers, a stopped process). */
+  startTimeoutMs: number;
 }
 
 interface Slot {
@@ -48,6 +50,10 @@ interface Slot {
   listeningSince: number;
   crashesInARow: number;
   respawn: NodeJS.Timeout | undefined;
+  /** Kills the worker if it has not listened within startTimeoutMs. */
+  startDeadline: NodeJS.Timeout | undefined;
+  /** The worker was killed for not listening in time: its exit says so instead of "ended". */
+  startTimedOut: boolean;
 }
 
 /** Sources paused until a destination drains: one 'drain' listener per destination, however many workers wait. */
@@ -141,8 +147,20 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     state.respawn = undefined;
     state.listening = false;
     state.stoppingOnItsOwn = false;
+    state.startTimedOut = false;
     const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(state.slot) });
     state.worker = worker;
+    logger.info({ worker: state.slot, pid: worker.process.pid }, 'worker starting');
+    // Without a deadline a worker that hangs while starting (a database that accepts and never
+    // answers: pg waits for ever by default) would hold the whole start, or leave its slot
+    // silently empty when it was a replacement.
+    state.startDeadline = setTimeout(() => {
+      state.startDeadline = undefined;
+      if (state.worker !== worker || state.listening) return;
+      state.startTimedOut = true;
+      logger.error({ worker: state.slot, pid: worker.process.pid, startTimeoutMs: options.startTimeoutMs }, 'worker did not listen in time: killed');
+      worker.process.kill('SIGKILL');
+    }, options.startTimeoutMs);
     worker.on('error', (err) => logger.warn({ err, worker: state.slot, pid: worker.process.pid }, 'worker channel error'));
     forwardLines(worker.process.stdout, process.stdout);
     forwardLines(worker.process.stderr, process.stderr);
@@ -153,7 +171,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     if (phase === 'stopping') return;
     phase = 'stopping';
     logger.info({ reason, workers: alive().length }, 'stopping the workers');
-    for (const state of slots.values()) clearTimeout(state.respawn);
+    for (const state of slots.values()) {
+      clearTimeout(state.respawn);
+      // The drain's own kill timer bounds a starting worker from here on.
+      clearTimeout(state.startDeadline);
+    }
     for (const state of alive()) {
       const worker = state.worker!;
       // Over the channel, not as a signal: a worker that a terminal's Ctrl-C or systemd's stop
@@ -176,7 +198,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     const wasListening = state.listening;
     state.worker = undefined;
     state.listening = false;
+    clearTimeout(state.startDeadline);
     const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
+    const seconds = options.startTimeoutMs / 1000;
+    const how = state.startTimedOut ? `did not listen within ${seconds} s` : `ended before it was listening (exit code ${code}, signal ${signal})`;
     for (const [id, pending] of collecting) {
       if (pending.worker !== worker) continue;
       collecting.delete(id);
@@ -187,8 +212,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       else logger.warn(exit, 'worker stopped');
     } else if (phase === 'starting' && !wasListening) {
       // A bad option, a port in use, a database that refuses: starting again would fail the same way.
-      logger.error(exit, 'worker ended before it was listening: stopping');
-      failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ended before it was listening (exit code ${code}, signal ${signal})`);
+      logger.error(exit, state.startTimedOut ? 'worker did not listen in time: stopping' : 'worker ended before it was listening: stopping');
+      failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ${how}`);
       stopAll('a worker failed to start');
     } else if (state.stoppingOnItsOwn) {
       logger.warn(exit, 'worker stopped on a signal of its own: not replaced (signal the primary to stop the server)');
@@ -199,7 +224,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       state.crashesInARow += 1;
       if (state.crashesInARow >= MAX_CRASHES_IN_A_ROW) {
         logger.error({ ...exit, crashesInARow: state.crashesInARow }, 'worker keeps ending: stopping');
-        failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ended ${state.crashesInARow} times in a row`);
+        failure = new MeshError(
+          'MESH_ERR_WORKER_FAILED',
+          `worker ${state.slot} ended ${state.crashesInARow} times in a row (the last ${wasListening ? `with exit code ${code}, signal ${signal}` : how})`,
+        );
         stopAll('a worker keeps ending');
       } else {
         restarts.inc();
@@ -260,6 +288,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         if (!state) return;
         state.listening = true;
         state.listeningSince = Date.now();
+        clearTimeout(state.startDeadline);
         logger.info({ worker: state.slot, pid: worker.process.pid }, 'worker listening');
         if (phase === 'starting' && [...slots.values()].every((s) => s.listening)) {
           phase = 'running';
@@ -321,7 +350,17 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   cluster.setupPrimary({ silent: true });
   logger.info({ workers }, 'starting the workers');
   for (let slot = 1; slot <= workers; slot++) {
-    const state: Slot = { slot, worker: undefined, listening: false, stoppingOnItsOwn: false, listeningSince: 0, crashesInARow: 0, respawn: undefined };
+    const state: Slot = {
+      slot,
+      worker: undefined,
+      listening: false,
+      stoppingOnItsOwn: false,
+      listeningSince: 0,
+      crashesInARow: 0,
+      respawn: undefined,
+      startDeadline: undefined,
+      startTimedOut: false,
+    };
     slots.set(slot, state);
     fork(state);
   }

@@ -49,3 +49,5 @@ export const DEFAULT_API_STREAM_LIFETIME_SECONDS = 15 * 60;
 export const DEFAULT_API_AUTH_MAX_FAILURES = 10;
 /** How long `serve` lets in-flight calls and requests finish at shutdown before cutting them. */
 export const SHUTDOWN_GRACE_MS = 5000;
+/** `serve --workers`: how long a worker may take to listen before the primary kills it (a start, opening the database, takes seconds). */
+export const DEFAULT_WORKER_START_TIMEOUT_SECONDS = 60;
