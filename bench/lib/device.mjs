@@ -31,8 +31,8 @@ export const LEAN_CHANNEL_OPTIONS = {
  * 'http2' (no grpc-js: bench/lib/raw-device-channel.mjs), the choices of the fleet bench's
  * load generators (--set fleet.channel=...).
  */
-export function openDeviceChannel(address, { caPem, keyPem, certPem }, { kind = 'agent' } = {}) {
-  if (kind === 'http2') return new RawDeviceChannel(address, { caPem, keyPem, certPem });
+export function openDeviceChannel(address, { caPem, keyPem, certPem }, { kind = 'agent', localAddress } = {}) {
+  if (kind === 'http2') return new RawDeviceChannel(address, { caPem, keyPem, certPem }, { localAddress });
   if (kind !== 'agent' && kind !== 'lean') throw new Error(`unknown channel kind ${kind} (agent, lean, http2)`);
   const lean = kind === 'lean';
   const { Client } = loadDeviceService();

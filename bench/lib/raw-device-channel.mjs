@@ -59,10 +59,11 @@ export class RawDeviceChannel {
   #tls;
   #session = null;
 
-  constructor(address, { caPem, keyPem, certPem }) {
+  /** `localAddress`: the address to connect from (net.connect's option), for many devices on one loopback port. */
+  constructor(address, { caPem, keyPem, certPem }, { localAddress } = {}) {
     this.#address = address;
     // One SecureContext per device: the key and certificate are the device's own.
-    this.#tls = { ca: caPem, key: keyPem, cert: certPem };
+    this.#tls = { ca: caPem, key: keyPem, cert: certPem, ...(localAddress ? { localAddress } : {}) };
     for (const def of Object.values(service)) {
       if (def.requestStream || def.responseStream) continue;
       this[def.originalName] = (request, _metadata, options, cb) => this.#unary(def, request, options.deadline, cb);

@@ -6,7 +6,7 @@
 // rollout engine, the devices sending the agent's reports. Time to all healthy, server RSS
 // (VmHWM), database size, heartbeat latency. The same fleet against the bare echo server is
 // the baseline.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createGroup, createRollout, getRollout, openDataDir, publishArtifact } from '@meshanics/server';
@@ -106,6 +106,28 @@ function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
+/** How many ephemeral ports one source address has for one destination, or undefined off Linux. */
+function ephemeralPorts() {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return high - low + 1;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The source address of load generator i's connections to `address`: on loopback each
+ * generator takes an address of its own in 127.0.0.0/8 (all of it is the loopback device's).
+ * One source address has only the ephemeral ports (`ip_local_port_range`, 28,232 by default)
+ * for each destination: 50,000 devices on one replica's port ran out of them (2026-12-07,
+ * EADDRNOTAVAIL), where real devices each come from an address of their own.
+ */
+function sourceAddress(address, i) {
+  if (!address.startsWith('127.')) return undefined;
+  return `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
 /**
  * Forks the simulated fleet and waits until every device registered. Load generator i
  * connects its devices to addresses[i % addresses.length] (one address per replica).
@@ -147,6 +169,7 @@ async function connectFleet(cfg, addresses, caPem, creds, label) {
         caPem,
         address: addresses[i % addresses.length],
         channel: cfg.channel,
+        ...(cfg.channel === 'http2' ? { localAddress: sourceAddress(addresses[i % addresses.length], i) } : {}),
         connectConcurrency: cfg.connectConcurrency,
         connectPerSecond: cfg.connectPerSecond ? cfg.connectPerSecond / shares.length : 0,
         sim: { downloadMs: cfg.downloadMs, probeMs: cfg.probeMs },
@@ -381,6 +404,13 @@ export async function run({ mode, work, overrides = {}, databaseUrl, backend }) 
   if (cfg.replicas * cfg.workers > clientProcesses(cfg))
     throw new Error(
       `fleet.replicas x fleet.workers (${cfg.replicas * cfg.workers}) must not exceed the load-generator processes (${clientProcesses(cfg)}): each echo process of the baseline serves whole processes`,
+    );
+  // grpc-js channels connect from 127.0.0.1 only, whose ephemeral ports a replica's one port
+  // exhausts (sourceAddress above spreads only the http2 channels).
+  const ports = ephemeralPorts();
+  if (cfg.channel !== 'http2' && ports !== undefined && cfg.devices / cfg.replicas > ports)
+    throw new Error(
+      `fleet.channel "${cfg.channel}" connects every device from 127.0.0.1: ${Math.ceil(cfg.devices / cfg.replicas)} devices a replica exceed its ${ports} ephemeral ports (net.ipv4.ip_local_port_range); use the http2 channel`,
     );
   const label = backend ? `${SUITE}/${backend}` : SUITE;
   const dataDir = path.join(work, 'server');

@@ -178,7 +178,7 @@ workerMain(async (msg) => {
     for (const d of mine) {
       devices.push({
         name: d.name,
-        client: openDeviceChannel(msg.address, { caPem: msg.caPem, keyPem: d.keyPem, certPem: d.certPem }, { kind: msg.channel ?? 'agent' }),
+        client: openDeviceChannel(msg.address, { caPem: msg.caPem, keyPem: d.keyPem, certPem: d.certPem }, { kind: msg.channel ?? 'agent', localAddress: msg.localAddress }),
         seq: 0,
         installed: [],
         handled: new Set(),
