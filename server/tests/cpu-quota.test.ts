@@ -45,8 +45,8 @@ describe('the CPU quota serve --workers auto stays within', () => {
     expect(cpuQuotaCores(roots)).toBe(2);
   });
 
-  it("reads a container's --cpus=1.5 at its own namespace root and rounds up", async () => {
-    const roots = await layout('0::/', { 'cpu.max': '150000 100000' });
+  it("reads a container's --cpus=2.5 at its own namespace root as two whole cores", async () => {
+    const roots = await layout('0::/', { 'cpu.max': '250000 100000' });
     expect(cpuQuotaCores(roots)).toBe(2);
   });
 
@@ -66,7 +66,7 @@ describe('the CPU quota serve --workers auto stays within', () => {
       'cpu,cpuacct/cpu.cfs_period_us': '100000',
       'cpu,cpuacct/docker/cpu.cfs_quota_us': '400000',
       'cpu,cpuacct/docker/cpu.cfs_period_us': '100000',
-      'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '250000',
+      'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '300000',
       'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000',
     });
     expect(cpuQuotaCores(roots)).toBe(3);

@@ -6,11 +6,11 @@
 // worker); a worker killed with SIGKILL is replaced and its devices are served again; SIGTERM
 // to the primary drains and stops every worker, and so does a signal to the whole process
 // group, while a second signal kills them; a worker that cannot listen stops the whole server
-// with its own error, and so does one that hangs while starting (a replacement that hangs is
-// killed and counts as a crash); the fifth crash in a row stops the server; the primary's
+// with its own error, and so does one that hangs while starting (a preload stops it: a
+// replacement that hangs is killed and counts as a crash); the fifth crash in a row stops the server; the primary's
 // death takes its workers with it.
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as http from 'node:http';
@@ -27,6 +27,7 @@ import { SIM_REGISTER_REQUEST } from './helpers/sim-device.js';
 import { waitFor } from './helpers/steps.js';
 
 const FLEET = 'workers';
+const HANG_PRELOAD = new URL('./helpers/hang-worker-start.mjs', import.meta.url).href;
 const DEVICES = 6;
 const execFileP = promisify(execFile);
 
@@ -287,6 +288,12 @@ describe('serve --workers: refusals and failures', () => {
       expect((err as { code: number }).code).toBe(2);
       expect((err as { stderr: string }).stderr).toContain(`--workers must be 1-64 or auto, got "${bad}"`);
     }
+    // Past setTimeout's 2^31 ms a timer fires at once, which would kill every worker as it starts.
+    const long = await execFileP(process.execPath, [SERVER_CLI, ...serveArgs(path.join(root, 'never'), ['--workers', '2', '--worker-start-timeout', '30d'])]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((long as { code: number }).code).toBe(2);
+    expect((long as { stderr: string }).stderr).toContain('--worker-start-timeout must be at most 24h');
   });
 
   it("stops at once with the worker's own error when a worker cannot listen", async () => {
@@ -348,34 +355,39 @@ describe('serve --workers: refusals and failures', () => {
   }, 90_000);
 
   it('kills a worker that does not listen in time: at the first start the server stops, later the slot counts a crash and is filled again', async () => {
-    // A stopped process is a worker hung while starting (as on a database that accepts and
-    // never answers), with nothing of ours changed to make it hang.
     const dir = path.join(root, 'hung');
-    const first = serveWithWorkers(dir, ['--worker-start-timeout', '2s']);
-    const starting = (await first.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && l.worker === 2, 60_000)) as PrimaryLine;
-    process.kill(starting.pid, 'SIGSTOP');
-    const exited = await Promise.race([first.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
-    if (!exited) {
-      await first.stop('SIGKILL');
-      process.kill(starting.pid, 'SIGKILL');
-    }
-    expect(exited?.code).toBe(1);
-    const out = first.lines.join('\n');
-    expect(out).toContain('worker did not listen in time: killed');
-    expect(out).toContain('MESH_ERR_WORKER_FAILED');
-    expect(out).toContain('worker 2 did not listen within 2 s');
-    expect(out).not.toContain('starting another');
-    expect(isAlive(starting.pid)).toBe(false);
-
-    const again = serveWithWorkers(dir, ['--worker-start-timeout', '3s']);
+    const hangFile = path.join(root, 'hang-next-start');
+    const env = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${HANG_PRELOAD}`.trim(), MESHANICS_TEST_HANG_START: hangFile };
+    const stopped: number[] = [];
+    const serve = (): Child =>
+      spawnNode('serve --workers (hung)', SERVER_CLI, serveArgs(dir, ['--workers', '2', '--api-listen', '127.0.0.1:0', '--worker-start-timeout', '10s']), env);
+    const children: Child[] = [];
     try {
+      writeFileSync(hangFile, '2');
+      const first = serve();
+      children.push(first);
+      const starting = (await first.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && l.worker === 2, 60_000)) as PrimaryLine;
+      stopped.push(starting.pid);
+      const exited = await Promise.race([first.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))]);
+      expect(exited?.code).toBe(1);
+      const out = first.lines.join('\n');
+      expect(out).toContain('worker did not listen in time: killed');
+      expect(out).toContain('MESH_ERR_WORKER_FAILED');
+      expect(out).toContain('worker 2 did not listen within 10 s');
+      expect(out).not.toContain('starting another');
+      expect(isAlive(starting.pid)).toBe(false);
+
+      const again = serve();
+      children.push(again);
       const { pids, api } = (await again.waitForLine((l: Listening) => l?.msg === 'workers listening', 60_000)) as Listening;
-      process.kill(pids[0]!, 'SIGKILL');
-      const replacement = (await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && !pids.includes(l.pid), 20_000)) as PrimaryLine;
-      process.kill(replacement.pid, 'SIGSTOP');
-      await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker did not listen in time: killed' && l.pid === replacement.pid, 20_000);
+      const victim = (await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker listening' && l.process === 'primary' && l.worker === 1, 1000)) as PrimaryLine;
+      writeFileSync(hangFile, '1');
+      process.kill(victim.pid, 'SIGKILL');
+      const replacement = (await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && l.worker === 1 && !pids.includes(l.pid), 20_000)) as PrimaryLine;
+      stopped.push(replacement.pid);
+      await again.waitForLine((l: PrimaryLine) => l?.msg === 'worker did not listen in time: killed' && l.pid === replacement.pid, 30_000);
       const third = (await again.waitForLine(
-        (l: PrimaryLine) => l?.msg === 'worker listening' && l.process === 'primary' && l.worker === replacement.worker && l.pid !== replacement.pid && !pids.includes(l.pid),
+        (l: PrimaryLine) => l?.msg === 'worker listening' && l.process === 'primary' && l.worker === 1 && l.pid !== replacement.pid && !pids.includes(l.pid),
         30_000,
       )) as PrimaryLine;
       expect(isAlive(replacement.pid)).toBe(false);
@@ -386,9 +398,11 @@ describe('serve --workers: refusals and failures', () => {
       process.kill(again.pid!, 'SIGTERM');
       expect((await again.exit).code).toBe(0);
     } finally {
-      await again.stop('SIGKILL');
+      // A stopped worker never notices its primary's end: kill it, whatever went wrong.
+      for (const pid of stopped) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (const child of children) await child.stop('SIGKILL');
     }
-  }, 90_000);
+  }, 120_000);
 
   it('stops with MESH_ERR_WORKER_FAILED when a worker ends for the fifth time in a row', async () => {
     const child = serveWithWorkers(path.join(root, 'crashing'), []);

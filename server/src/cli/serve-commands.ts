@@ -79,6 +79,8 @@ function certValiditySeconds(values: Values, command: Command): number | undefin
 
 /** More than this is a typo, not a machine (each worker holds its own database pools). */
 const MAX_WORKERS = 64;
+/** A start that has not listened in a day is not starting. */
+const MAX_WORKER_START_TIMEOUT_SECONDS = 86_400;
 /** A worker's drain beyond the grace period: closing the database, flushing the last batch. */
 const WORKER_STOP_MARGIN_MS = 10_000;
 
@@ -235,7 +237,8 @@ export const SERVE_COMMANDS: Command[] = [
       const workers = workersOpt(values, command);
       const primary = workers > 1 && cluster.isPrimary;
       const startTimeoutSeconds = durationOpt(values, 'worker-start-timeout', command, 'MESHANICS_WORKER_START_TIMEOUT') ?? DEFAULT_WORKER_START_TIMEOUT_SECONDS;
-      if (startTimeoutSeconds < 1) throw new UsageError('--worker-start-timeout must be at least 1s', command.name);
+      // setTimeout takes at most 2^31-1 ms and fires at once beyond: "30d" would kill every worker.
+      if (startTimeoutSeconds > MAX_WORKER_START_TIMEOUT_SECONDS) throw new UsageError('--worker-start-timeout must be at most 24h', command.name);
       if (slot !== undefined) joinCluster(onHangup(hangup));
       else if (!primary) process.on('SIGHUP', onHangup(hangup));
       // Asynchronous log writes: a daemon must not stall device calls on a slow stdout. The

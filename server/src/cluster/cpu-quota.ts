@@ -1,9 +1,10 @@
 // The cores a control group's CPU quota allows this process, for `serve --workers auto`. Node's
-// os.availableParallelism() sees the CPU affinity; the quota only on Node 22+ (libuv >= 1.49),
-// and there it takes the quota of the last level it reads rather than the tightest, floors
-// 1.5 cores to 1, and misses a cgroup v1 `cpu` controller mounted alone ("4:cpu:/..."). A
-// container's --cpus or a unit's CPUQuota= sets a quota, not an affinity, so without this a
-// container limited to two cores on a 64-core host would start 64 workers.
+// os.availableParallelism() sees the CPU affinity, and the quota only on Node 22+ (libuv >=
+// 1.49), where it takes the quota of the last level it reads rather than the tightest and
+// misses a cgroup v1 `cpu` controller mounted alone ("4:cpu:/..."). A container's --cpus or a
+// unit's CPUQuota= sets a quota, not an affinity, so without this a container limited to two
+// cores on a 64-core host would start 64 workers. Rounded down, as libuv does, so the two agree
+// and the smaller of them is the quota's.
 //
 // The kernel enforces every level of the hierarchy (cgroup-v2.rst, "cpu.max"; for v1,
 // sched-bwc.rst, "Hierarchical considerations"), so the tightest quota from the process's own
@@ -54,8 +55,8 @@ function v1QuotaAt(dir: string): number | undefined {
 }
 
 /**
- * The cores this process's CPU quota allows, rounded up (1.5 cores can keep two workers
- * busy part of the time; fewer than one still runs one); Infinity without a quota, or where
+ * The whole cores this process's CPU quota allows (a worker for half a core would only take
+ * turns with the others; under one core still runs one); Infinity without a quota, or where
  * the control groups cannot be read (another OS, /proc not mounted).
  */
 export function cpuQuotaCores(roots: CgroupRoots = SYSTEM): number {
@@ -68,15 +69,16 @@ export function cpuQuotaCores(roots: CgroupRoots = SYSTEM): number {
     const groupPath = rest.join(':');
     if (!groupPath.startsWith('/')) continue;
     if (id === '0' && controllers === '') {
-      // v2, or the unified hierarchy of a hybrid system: it limits only where the cpu controller is enabled there.
+      // v2. On a hybrid system this line is the unified hierarchy, mounted elsewhere
+      // (/sys/fs/cgroup/unified) and never holding the cpu controller: nothing is read for it.
       cores = Math.min(cores, tightest(roots.mount, path.join(roots.mount, groupPath), v2QuotaAt));
     } else if (controllers?.split(',').includes('cpu')) {
       // v1: the controller's mount is named after the controllers mounted together there.
-      for (const name of [controllers, 'cpu', 'cpu,cpuacct']) {
+      for (const name of new Set([controllers, 'cpu', 'cpu,cpuacct', 'cpuacct,cpu'])) {
         const mount = path.join(roots.mount, name);
         cores = Math.min(cores, tightest(mount, path.join(mount, groupPath), v1QuotaAt));
       }
     }
   }
-  return Number.isFinite(cores) ? Math.max(1, Math.ceil(cores)) : Infinity;
+  return Number.isFinite(cores) ? Math.max(1, Math.floor(cores)) : Infinity;
 }

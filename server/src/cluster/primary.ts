@@ -8,7 +8,9 @@
 //
 // The primary opens the data dir once before forking (migrations, CA, TUF repository), so N
 // workers never race to create them; it passes every line the workers log through as whole
-// lines; it replaces a worker that crashes (backoff, and gives up on one that keeps crashing);
+// lines; it kills a worker that does not listen in time (a start that hangs would otherwise
+// hold the server's start, or leave a slot empty unnoticed); it replaces a worker that crashes
+// (backoff, and gives up on one that keeps crashing);
 // it answers every worker's /metrics request with every worker's series (each labelled with
 // its worker; the gauges read from the database once); and on SIGTERM or SIGINT it asks each
 // worker to drain and waits for them.
@@ -201,7 +203,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     clearTimeout(state.startDeadline);
     const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
     const seconds = options.startTimeoutMs / 1000;
-    const how = state.startTimedOut ? `did not listen within ${seconds} s` : `ended before it was listening (exit code ${code}, signal ${signal})`;
+    // A worker that ended by itself as its deadline fired ended, whatever the deadline says.
+    const timedOut = state.startTimedOut && signal === 'SIGKILL';
+    const how = timedOut ? `did not listen within ${seconds} s` : `ended before it was listening (exit code ${code}, signal ${signal})`;
     for (const [id, pending] of collecting) {
       if (pending.worker !== worker) continue;
       collecting.delete(id);
@@ -212,7 +216,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       else logger.warn(exit, 'worker stopped');
     } else if (phase === 'starting' && !wasListening) {
       // A bad option, a port in use, a database that refuses: starting again would fail the same way.
-      logger.error(exit, state.startTimedOut ? 'worker did not listen in time: stopping' : 'worker ended before it was listening: stopping');
+      logger.error(exit, timedOut ? 'worker did not listen in time: stopping' : 'worker ended before it was listening: stopping');
       failure = new MeshError('MESH_ERR_WORKER_FAILED', `worker ${state.slot} ${how}`);
       stopAll('a worker failed to start');
     } else if (state.stoppingOnItsOwn) {
@@ -285,7 +289,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     const state = [...slots.values()].find((s) => s.worker === worker);
     switch (message.type) {
       case 'meshanics:listening':
-        if (!state) return;
+        // Sent just before its deadline killed it, and read after: it is not listening.
+        if (!state || state.startTimedOut) return;
         state.listening = true;
         state.listeningSince = Date.now();
         clearTimeout(state.startDeadline);
