@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import * as http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,7 @@ import { SIM_REGISTER_REQUEST } from './helpers/sim-device.js';
 import { waitFor } from './helpers/steps.js';
 
 const FLEET = 'workers';
+const ORPHAN_FIXTURE = fileURLToPath(new URL('./helpers/orphaned-worker.mjs', import.meta.url));
 const HANG_PRELOAD = new URL('./helpers/hang-worker-start.mjs', import.meta.url).href;
 const DEVICES = 6;
 const execFileP = promisify(execFile);
@@ -432,6 +434,20 @@ describe('serve --workers: refusals and failures', () => {
     expect(out).toMatch(/MESH_ERR_WORKER_FAILED.*worker \d ended 5 times in a row \(the last with exit code null, signal SIGKILL\)/);
     expect(isAlive(pids[1]!)).toBe(false);
   }, 90_000);
+
+  it('ends a worker whose primary died while its log output was backed up', async () => {
+    // pino writes the buffered lines at exit, and its writer retried the broken pipe for ever:
+    // a bench run's orphaned worker held 9,984 device sockets for half an hour.
+    const child = spawnNode('orphaned worker', ORPHAN_FIXTURE, []);
+    const { pid } = (await child.waitForLine((l: { msg?: string }) => l?.msg === 'backed up', 30_000)) as { pid: number };
+    process.kill(child.pid!, 'SIGKILL');
+    await child.exit;
+    try {
+      await waitFor('the orphaned worker to end', async () => !isAlive(pid), { timeoutMs: 10_000, intervalMs: 100 });
+    } finally {
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }, 60_000);
 
   it('takes its workers down with it when the primary is killed', async () => {
     const child = serveWithWorkers(path.join(root, 'orphans'), []);

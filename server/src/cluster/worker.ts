@@ -7,7 +7,7 @@
 // 'message' listener would keep an IPC channel to whatever forked it open for ever.
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
-import type { Logger } from '../observability/log.js';
+import { abandonLogOutput, type Logger } from '../observability/log.js';
 import type { ServerMetrics } from '../observability/metrics.js';
 import { isPrimaryMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerAddresses, type WorkerMessage } from './messages.js';
 
@@ -34,6 +34,8 @@ let stopRequested: { reason: string; ownSignal: boolean } | undefined;
 const stopListeners: Array<() => void> = [];
 
 let signals = 0;
+/** Set once the worker disconnects on its own (leaveCluster): from then on the channel's end is ours, not the primary's death. */
+let leaving = false;
 
 function requestStop(reason: string, ownSignal: boolean): void {
   // A second signal means "now", as for a single process (cli/args.ts). The primary's request
@@ -76,6 +78,12 @@ function onPrimaryMessage(message: PrimaryMessage): void {
  * after the start), and SIGHUP, whose default would end the process, goes to `onHangup`.
  */
 export function joinCluster(onHangup: () => void): void {
+  // Registered before the logger is made, so it runs before pino's own exit flush: when the
+  // channel is gone without this worker leaving, the primary died (node:cluster then exits the
+  // worker), and the output it read for us has no reader: writing it would never end.
+  process.on('exit', () => {
+    if (!leaving && !process.connected) abandonLogOutput();
+  });
   process.on('SIGTERM', () => requestStop('SIGTERM', true));
   process.on('SIGINT', () => requestStop('SIGINT', true));
   process.on('SIGHUP', onHangup);
@@ -128,6 +136,7 @@ export function waitForWorkerShutdown(logger: Logger): Promise<string> {
  * process alive. The timer is a backstop for a handle something forgot to close.
  */
 export function leaveCluster(): void {
+  leaving = true;
   for (const pending of waiting.values()) clearTimeout(pending.timer);
   if (cluster.worker?.isConnected()) cluster.worker.disconnect();
   setTimeout(() => process.exit(process.exitCode ?? 0), 5000).unref();

@@ -22,8 +22,13 @@ export interface LoggerOptions {
   fields?: Record<string, string | number | boolean>;
 }
 
+/** The buffered destinations of this process's loggers, for abandonLogOutput. */
+const buffered = new Set<ReturnType<typeof pino.destination>>();
+
 /** Structured JSON logs, one object per line, ISO timestamps. */
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const destination = options.stream ?? pino.destination({ fd: options.fd ?? 1, sync: options.sync ?? true });
+  if (!options.stream && options.sync === false) buffered.add(destination as ReturnType<typeof pino.destination>);
   return pino(
     {
       level: options.level ?? 'info',
@@ -31,8 +36,19 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.stream ?? pino.destination({ fd: options.fd ?? 1, sync: options.sync ?? true }),
+    destination,
   );
+}
+
+/**
+ * Drops the log lines not written yet, for a process whose output has no reader any more (a
+ * `serve --workers` worker whose primary died). pino writes what is buffered synchronously at
+ * exit, and sonic-boom 4 retries a write that fails with EPIPE for ever (its flushSync only
+ * gives up on EAGAIN/EBUSY): the worker would never exit, holding its devices' sockets.
+ * pino skips a destroyed destination at exit.
+ */
+export function abandonLogOutput(): void {
+  for (const destination of buffered) destination.destroy();
 }
 
 export function silentLogger(): Logger {
