@@ -144,3 +144,13 @@ export function cpuMsOfCommand(comm) {
   }
   return (ticks * 1000) / clkTck();
 }
+
+/** How many ephemeral ports one source address has for one destination (`ip_local_port_range`), or undefined off Linux. */
+export function ephemeralPorts() {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return high - low + 1;
+  } catch {
+    return undefined;
+  }
+}

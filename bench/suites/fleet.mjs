@@ -6,7 +6,7 @@
 // rollout engine, the devices sending the agent's reports. Time to all healthy, server RSS
 // (VmHWM), database size, heartbeat latency. The same fleet against the bare echo server is
 // the baseline.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createGroup, createRollout, getRollout, openDataDir, publishArtifact } from '@meshanics/server';
@@ -15,7 +15,7 @@ import { databaseBytes } from '../lib/database.mjs';
 import { initServerDataDir, loadCreds, provisionDevices, serverPki, startEchoServer, startMeshServer, workerPath } from '../lib/fixtures.mjs';
 import { clientProcesses, preflight, provisionedCache } from '../lib/fleet-size.mjs';
 import { fmtBytes, progress, sleep } from '../lib/log.mjs';
-import { cpuMs, cpuMsOfCommand, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
+import { cpuMs, cpuMsOfCommand, ephemeralPorts, fileSize, machineCpu, machineCpuBetween, memoryPoller, runQueueWaitMs } from '../lib/proc.mjs';
 import { Histogram, ratio, summarize } from '../lib/stats.mjs';
 import { Worker } from '../lib/workers.mjs';
 
@@ -106,16 +106,6 @@ function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
-/** How many ephemeral ports one source address has for one destination, or undefined off Linux. */
-function ephemeralPorts() {
-  try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return high - low + 1;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The source address of load generator i's connections to `address`: on loopback each
  * generator takes an address of its own in 127.0.0.0/8 (all of it is the loopback device's).
@@ -161,15 +151,16 @@ async function connectFleet(cfg, addresses, caPem, creds, label) {
           progress(SUITE, `${label}: ${[...connected.values()].reduce((a, b) => a + b, 0)}/${cfg.devices} devices connected and registered`);
         }
       });
+      const address = addresses[i % addresses.length];
       const msg = {
         type: 'init',
         credsFile: credsFiles[i],
         from: 0,
         count: shares[i],
         caPem,
-        address: addresses[i % addresses.length],
+        address,
         channel: cfg.channel,
-        ...(cfg.channel === 'http2' ? { localAddress: sourceAddress(addresses[i % addresses.length], i) } : {}),
+        ...(cfg.channel === 'http2' ? { localAddress: sourceAddress(address, i) } : {}),
         connectConcurrency: cfg.connectConcurrency,
         connectPerSecond: cfg.connectPerSecond ? cfg.connectPerSecond / shares.length : 0,
         sim: { downloadMs: cfg.downloadMs, probeMs: cfg.probeMs },

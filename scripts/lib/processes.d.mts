@@ -13,6 +13,7 @@ export interface Child {
   proc: import('node:child_process').ChildProcess;
   exit: Promise<{ code: number | null; signal: string | null }>;
   waitForLine(predicate: (line: any) => boolean, timeoutMs?: number): Promise<any>;
+  exitWithin(timeoutMs: number): Promise<{ code: number | null; signal: string | null } | undefined>;
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: string | null }>;
 }
 /** The class behind Child: wraps any spawned process with piped stdout/stderr. */

@@ -83,6 +83,15 @@ export class Child {
     });
   }
 
+  /** The exit if it comes within `timeoutMs`, else undefined (the process left running). */
+  async exitWithin(timeoutMs) {
+    let timer;
+    const late = new Promise((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+    const result = await Promise.race([this.exit, late]);
+    clearTimeout(timer);
+    return result;
+  }
+
   async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exit;
     this.proc.kill(signal);

@@ -7,8 +7,8 @@
 // to the primary drains and stops every worker, and so does a signal to the whole process
 // group, while a second signal kills them; a worker that cannot listen stops the whole server
 // with its own error, and so does one that hangs while starting (a preload stops it: a
-// replacement that hangs is killed and counts as a crash); the fifth crash in a row stops the server; the primary's
-// death takes its workers with it.
+// replacement that hangs is killed and counts as a crash); the fifth crash in a row stops the
+// server; the primary's death takes its workers with it, even one whose log output backed up.
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -370,7 +370,7 @@ describe('serve --workers: refusals and failures', () => {
       children.push(first);
       const starting = (await first.waitForLine((l: PrimaryLine) => l?.msg === 'worker starting' && l.worker === 2, 60_000)) as PrimaryLine;
       stopped.push(starting.pid);
-      const exited = await Promise.race([first.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))]);
+      const exited = await first.exitWithin(30_000);
       expect(exited?.code).toBe(1);
       const out = first.lines.join('\n');
       expect(out).toContain('worker did not listen in time: killed');
@@ -423,7 +423,7 @@ describe('serve --workers: refusals and failures', () => {
         )) as PrimaryLine;
         victim = next.pid;
       }
-      const exited = await Promise.race([child.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+      const exited = await child.exitWithin(20_000);
       expect(exited?.code).toBe(1);
     } finally {
       await child.stop('SIGKILL');

@@ -165,7 +165,7 @@ describe('crash injection with the real agent and server processes', () => {
         await writeFile(path.join(root, 'arm.json'), JSON.stringify({ phase: point.phase, match: point.match, occurrence }));
         await rm(path.join(root, 'crash.json'), { force: true });
         const id = await assign(version, point.probeOk);
-        const exit = await Promise.race([agent!.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 45_000))]);
+        const exit = await agent!.exitWithin(45_000);
         expect(exit, `the agent was not killed at ${point.phase} /${point.match}/ #${occurrence}`).toEqual({ code: null, signal: 'SIGKILL' });
         const died = JSON.parse(await readFile(path.join(root, 'crash.json'), 'utf8'));
         const queuedAtCrash = JSON.parse(await readFile(path.join(agentDir, 'state', 'agent-state.json'), 'utf8')).outbox.length;

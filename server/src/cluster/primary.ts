@@ -202,10 +202,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     state.listening = false;
     clearTimeout(state.startDeadline);
     const exit = { worker: state.slot, pid: worker.process.pid, code, signal };
-    const seconds = options.startTimeoutMs / 1000;
     // A worker that ended by itself as its deadline fired ended, whatever the deadline says.
     const timedOut = state.startTimedOut && signal === 'SIGKILL';
-    const how = timedOut ? `did not listen within ${seconds} s` : `ended before it was listening (exit code ${code}, signal ${signal})`;
+    const how = timedOut ? `did not listen within ${options.startTimeoutMs / 1000} s` : `ended before it was listening (exit code ${code}, signal ${signal})`;
     for (const [id, pending] of collecting) {
       if (pending.worker !== worker) continue;
       collecting.delete(id);
